@@ -1,0 +1,229 @@
+"""The network: layers wired into a DAG, and shape propagation through it.
+
+``Network`` is both the spec (a Pydantic model: what a YAML/JSON file holds) and the entry point of the
+analysis. ``Network.resolve()`` wires the graph and runs every layer's rule in topological order; ``analyze()``
+turns that into a :class:`~layercalc.report.Report`; the executor walks the same resolved steps.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .errors import GraphError, did_you_mean, layer_label
+from .layers import Layer, LayerBase, parse_layer
+from .report import LayerReport, Report, Totals
+from .rules import Context, Facts, ReceptiveField, Tensor, fmt_shape, infer, numel
+
+INPUT = "input"
+
+DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int8": 1, "uint8": 1}
+
+CONVENTIONS = {
+    "params": "learnable parameters (weights and biases): sum(p.numel()) in PyTorch, Keras' trainable params",
+    "buffers": "non-learnable state: BatchNorm running mean and variance (Keras' non-trainable params; PyTorch's "
+               "num_batches_tracked counter is not counted)",
+    "macs": "multiply-accumulates of conv, transposed conv (on input positions) and linear layers, bias excluded "
+            "(= fvcore, torchvision's 'GFLOPS' column, half of torch.utils.flop_counter)",
+    "flops": "every arithmetic operation: 2 per MAC + bias adds + normalization, activation, pooling and merge "
+             "element ops (formulas: docs/conventions.md)",
+    "memory": "bytes = elements × dtype size; activation = each layer's output",
+    "receptive_field": "network-input pixels seen by one output position, per spatial dim; normalization "
+                       "statistics are not counted as widening it",
+}
+
+
+@dataclass
+class Step:
+    """One layer, wired and resolved: what the report and the executor both need."""
+    index: int
+    name: str
+    layer: LayerBase
+    inputs: list[str]
+    input_shapes: list[tuple[int, ...]]
+    facts: Facts
+
+
+class Network(BaseModel):
+    """A network spec: the input shape (one example, batch excluded) and the layers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Optional[str] = None
+    input: list[int] = Field(min_length=1, description="one example without the batch dim, in the layout's order")
+    batch: int = Field(1, ge=1)
+    layout: Literal["NCHW", "NHWC"] = Field(
+        "NCHW", description="NCHW: channels first (any spatial rank); NHWC: channels last, Keras-style")
+    dtype: Literal["float32", "float64", "float16", "bfloat16", "int32", "int8", "uint8"] = "float32"
+    layers: list[Layer] = Field(min_length=1)
+
+    @field_validator("input")
+    @classmethod
+    def _positive_input(cls, value: list[int]) -> list[int]:
+        if any(v < 1 for v in value):
+            raise ValueError(f"every input size must be ≥ 1, got {value}")
+        return value
+
+    @field_validator("layout", mode="before")
+    @classmethod
+    def _layout_aliases(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = {"channels_first": "NCHW", "channels_last": "NHWC"}.get(value.lower(), value.upper())
+        return value
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _parse_layers(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        return [parse_layer(raw, i) for i, raw in enumerate(value)]
+
+    # ------------------------------------------------------------------------------------------------- wiring
+
+    @property
+    def channels_last(self) -> bool:
+        return self.layout == "NHWC"
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.batch, *self.input)
+
+    def layer_names(self) -> list[str]:
+        return [layer.name or f"{layer.type_name}_{i}" for i, layer in enumerate(self.layers)]
+
+    def wiring(self) -> tuple[list[str], list[list[str]], list[int]]:
+        """Names, input names per layer, and a topological order (spec order wherever the DAG allows)."""
+        names = self.layer_names()
+        seen: dict[str, int] = {}
+        for i, name in enumerate(names):
+            label = layer_label(i, name, self.layers[i].type_name)
+            if name == INPUT:
+                raise GraphError(f"{label}: the name {INPUT!r} is reserved for the network input")
+            if name in seen:
+                raise GraphError(f"{label}: duplicate name {name!r} (also layers[{seen[name]}])")
+            seen[name] = i
+        wired: list[list[str]] = []
+        for i, layer in enumerate(self.layers):
+            label = layer_label(i, names[i], layer.type_name)
+            sources = layer.inputs if layer.inputs is not None else [names[i - 1] if i else INPUT]
+            for src in sources:
+                if src != INPUT and src not in seen:
+                    raise GraphError(f"{label}: unknown input {src!r}"
+                                     f"{did_you_mean(src, [INPUT, *names]) or f' (known: {INPUT}, ' + ', '.join(names[:i]) + ')'}")
+                if src == names[i]:
+                    raise GraphError(f"{label}: takes its own output as input")
+            n_min, n_max = layer.min_inputs, layer.max_inputs
+            if len(sources) < n_min or (n_max is not None and len(sources) > n_max):
+                want = f"exactly {n_min}" if n_min == n_max else f"at least {n_min}"
+                raise GraphError(f"{label}: takes {want} input{'s' if n_min > 1 else ''}, got {len(sources)}: {sources}")
+            wired.append(list(sources))
+        return names, wired, _topological_order(names, wired, [l.type_name for l in self.layers])
+
+    def resolve(self) -> list[Step]:
+        """Run every layer's shape/cost rule in topological order."""
+        names, wired, order = self.wiring()
+        rank = len(self.input) - 1
+        tensors: dict[str, Tensor] = {
+            INPUT: Tensor(self.input_shape, ReceptiveField.of_input(rank) if rank >= 1 else None)}
+        steps = []
+        for i in order:
+            layer = self.layers[i]
+            ctx = Context(layer_label(i, names[i], layer.type_name), self.channels_last)
+            inputs = [tensors[src] for src in wired[i]]
+            facts = infer(layer, inputs, ctx)
+            if facts.rf is None and any(t.rf is not None and not t.rf.aligned_grid for t in inputs):
+                facts.notes.append("receptive field not reported past up-sampling (fractional jump)")
+            tensors[names[i]] = Tensor(facts.output_shape, facts.rf)
+            steps.append(Step(i, names[i], layer, wired[i], [t.shape for t in inputs], facts))
+        return steps
+
+    # ------------------------------------------------------------------------------------------------ analysis
+
+    def analyze(self) -> Report:
+        steps = self.resolve()
+        itemsize = DTYPE_BYTES[self.dtype]
+        entries = []
+        for step in steps:
+            f = step.facts
+            rf = f.rf
+            entries.append(LayerReport.model_construct(
+                index=step.index, name=step.name, type=step.layer.type_name, inputs=step.inputs,
+                input_shapes=[list(s) for s in step.input_shapes], output_shape=list(f.output_shape),
+                params=f.params, buffers=f.buffers, macs=f.macs, flops=f.flops,
+                param_bytes=f.params * itemsize, activation_bytes=numel(f.output_shape) * itemsize,
+                receptive_field=[int(v) for v in rf.size] if rf is not None else None,
+                jump=[float(v) for v in rf.jump] if rf is not None else None,
+                notes=f.notes))
+        consumed = {src for step in steps for src in step.inputs}
+        outputs = [step.name for step in steps if step.name not in consumed]
+        input_bytes = numel(self.input_shape) * itemsize
+        totals = Totals(
+            params=sum(e.params for e in entries), buffers=sum(e.buffers for e in entries),
+            macs=sum(e.macs for e in entries), flops=sum(e.flops for e in entries),
+            param_bytes=sum(e.param_bytes for e in entries),
+            buffer_bytes=sum(e.buffers for e in entries) * itemsize,
+            input_bytes=input_bytes,
+            activation_bytes=sum(e.activation_bytes for e in entries),
+            peak_activation_bytes=peak_live_bytes(steps, input_bytes, itemsize))
+        conventions = {**CONVENTIONS, "layout": f"{self.layout}: shapes are "
+                       + ("[N, ..., C] (channels last)" if self.channels_last else "[N, C, ...] (channels first)"),
+                       "dtype": f"{self.dtype}, {itemsize} bytes per element"}
+        return Report(name=self.name, input_shape=list(self.input_shape), batch=self.batch, layout=self.layout,
+                      dtype=self.dtype, dtype_bytes=itemsize, outputs=outputs, layers=entries, totals=totals,
+                      conventions=conventions)
+
+    def run(self, x=None, weights=None, seed: int = 0, dtype=None):
+        """Execute the forward pass with the bundled NumPy executor (see :mod:`layercalc.executor`)."""
+        from .executor import run
+        return run(self, x=x, weights=weights, seed=seed, dtype=dtype)
+
+
+def _topological_order(names: list[str], wired: list[list[str]], types: list[str]) -> list[int]:
+    """Kahn's algorithm, always taking the earliest layer in spec order that is ready; cycles are errors."""
+    index = {name: i for i, name in enumerate(names)}
+    waiting = [0] * len(names)
+    consumers: list[list[int]] = [[] for _ in names]
+    for i, sources in enumerate(wired):
+        for src in set(sources):
+            if src != "input":
+                waiting[i] += 1
+                consumers[index[src]].append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for j in consumers[i]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready, j)
+    if len(order) < len(names):
+        stuck = [i for i in range(len(names)) if waiting[i] > 0]
+        listed = ", ".join(layer_label(i, names[i], types[i]) for i in stuck[:6])
+        raise GraphError(f"the inputs form a cycle; these layers can never run: {listed}"
+                         + (" …" if len(stuck) > 6 else ""))
+    return order
+
+
+def peak_live_bytes(steps: list[Step], input_bytes: int, itemsize: int) -> int:
+    """Peak of the bytes alive at once when each tensor is freed right after its last consumer runs."""
+    last_use: dict[str, int] = {}
+    for position, step in enumerate(steps):
+        for src in step.inputs:
+            last_use[src] = position
+    size = {"input": input_bytes}
+    live = input_bytes if "input" in last_use else 0
+    peak = input_bytes
+    for position, step in enumerate(steps):
+        out = numel(step.facts.output_shape) * itemsize
+        size[step.name] = out
+        live += out                               # inputs and output coexist while the layer runs
+        peak = max(peak, live)
+        for src in set(step.inputs):
+            if last_use.get(src) == position:
+                live -= size[src]
+    return peak

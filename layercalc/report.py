@@ -1,0 +1,63 @@
+"""The analysis result: one entry per layer and the totals, as Pydantic models.
+
+This is the stable schema that ``layercalc summary --format json`` prints and design tools read. All counts are
+exact integers; the ``conventions`` mapping says in words what each figure counts.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, Field
+
+
+class LayerReport(BaseModel):
+    index: int = Field(description="position in the spec's layer list")
+    name: str
+    type: str
+    inputs: list[str] = Field(description="names of the tensors feeding the layer ('input' = network input)")
+    input_shapes: list[list[int]]
+    output_shape: list[int] = Field(description="batch included, in the network's layout")
+    params: int = Field(description="learnable parameters: what sum(p.numel() for p in module.parameters()) gives")
+    buffers: int = Field(description="non-learnable state (BatchNorm running mean and variance)")
+    macs: int = Field(description="multiply-accumulates of conv / transposed conv / linear, bias excluded")
+    flops: int = Field(description="every arithmetic operation: 2 per MAC + bias adds + element-wise work")
+    param_bytes: int = Field(description="params × dtype size")
+    activation_bytes: int = Field(description="output tensor size in bytes")
+    receptive_field: Optional[list[int]] = Field(
+        None, description="network-input pixels one output position sees, per spatial dim")
+    jump: Optional[list[float]] = Field(None, description="effective stride in input pixels, per spatial dim")
+    notes: list[str] = Field(default_factory=list)
+
+
+class Totals(BaseModel):
+    params: int
+    buffers: int
+    macs: int
+    flops: int
+    param_bytes: int
+    buffer_bytes: int
+    input_bytes: int
+    activation_bytes: int = Field(description="sum of every layer's output size")
+    peak_activation_bytes: int = Field(
+        description="largest total of tensors alive at once in an inference pass that frees each tensor after its "
+                    "last use (network input included)")
+
+
+class Report(BaseModel):
+    name: Optional[str] = None
+    input_shape: list[int] = Field(description="network input, batch included")
+    batch: int
+    layout: str
+    dtype: str
+    dtype_bytes: int
+    outputs: list[str] = Field(description="layers whose output no other layer consumes")
+    layers: list[LayerReport]
+    totals: Totals
+    conventions: dict[str, str]
+
+    def layer(self, name: str) -> LayerReport:
+        for entry in self.layers:
+            if entry.name == name:
+                return entry
+        raise KeyError(name)
