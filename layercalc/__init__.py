@@ -8,7 +8,7 @@ deep-learning framework.
 ([1, 32, 26, 26], 320)
 """
 
-from .errors import GraphError, LayerCalcError, ShapeError, SpecError
+from .errors import GraphError, LayerCalcError, ResourceError, ShapeError, SpecError
 from .graph import Network
 from .layers import *  # noqa: F401,F403  (the layer models: Conv2d, Linear, …)
 from .layers import LAYER_TYPES
@@ -18,4 +18,4 @@ from .spec import load, schema
 __version__ = "0.1.0"
 
 __all__ = ["Network", "Report", "LayerReport", "Totals", "load", "schema", "LAYER_TYPES",
-           "LayerCalcError", "SpecError", "ShapeError", "GraphError", "__version__"]
+           "LayerCalcError", "SpecError", "ShapeError", "GraphError", "ResourceError", "__version__"]

@@ -84,3 +84,7 @@ def describe_validation_error(exc, raw: dict | None = None, known_fields: Iterab
             parts.setdefault(f"value:{'.'.join(loc)}:{msg}", f"{where}{shown}{msg}")
     return "; ".join(parts.values())
 
+
+
+class ResourceError(LayerCalcError):
+    """A run would need more memory (or other resources) than allowed; refused before starting."""
