@@ -174,10 +174,11 @@ def border_notes(spatial: Shape, kernel, stride, dilation, pads, axis_names: str
         first_unread = padded - left_over            # in padded coordinates
         real_unread = [i - pb for i in range(first_unread, padded) if 0 <= i - pb < n]
         where = (f"input {axis} {real_unread[0]}..{real_unread[-1]}" if len(real_unread) > 1
-                 else f"input {axis} {real_unread[0]}" if real_unread else "only padding")
+                 else f"input {axis} {real_unread[0]}" if real_unread else "only padding: no input value is lost")
+        span = padded - effective_kernel(k, d)
         notes.append(
-            f"{axis}: stride {s} does not divide {n} + {pb + pa} (padding) − {effective_kernel(k, d)} (kernel span) "
-            f"= {padded - effective_kernel(k, d)}; the output is floored and the last {left_over} padded "
+            f"{axis}: (input {n} + padding {pb + pa} − kernel span {effective_kernel(k, d)}) = {span} is not a "
+            f"multiple of stride {s}: the output is floored to {span // s + 1} and the last {left_over} padded "
             f"position(s) are never read ({where})")
     return notes
 

@@ -1,0 +1,159 @@
+"""The network as a DAG: residual adds, concat branches, several heads, receptive fields through merges, memory."""
+
+import pytest
+
+import layercalc
+from layercalc import GraphError, ShapeError
+
+
+def residual_block(channels=64, size=56):
+    return {"input": [channels, size, size], "layers": [
+        {"name": "conv1", "type": "conv2d", "out_channels": channels, "kernel_size": 3, "padding": 1, "bias": False},
+        {"name": "bn1", "type": "batchnorm2d"},
+        {"name": "relu1", "type": "relu"},
+        {"name": "conv2", "type": "conv2d", "out_channels": channels, "kernel_size": 3, "padding": 1, "bias": False},
+        {"name": "bn2", "type": "batchnorm2d"},
+        {"name": "add", "type": "add", "inputs": ["bn2", "input"]},
+        {"name": "relu2", "type": "relu"},
+    ]}
+
+
+def test_residual_block():
+    # ResNet-18's basic block: two 3×3 convs of 64·64·9 = 36,864 weights, two BNs of 2·64 params + 2·64 buffers.
+    r = layercalc.load(residual_block()).analyze()
+    assert r.totals.params == 2 * 36_864 + 2 * 128
+    assert r.totals.buffers == 2 * 128
+    add = r.layer("add")
+    assert add.inputs == ["bn2", "input"]
+    assert add.input_shapes == [[1, 64, 56, 56], [1, 64, 56, 56]]
+    assert add.flops == 64 * 56 * 56                     # one add per output element
+    # the skip path has RF 1, the main path 5: the merge reports the largest and says the paths differ
+    assert add.receptive_field == [5, 5]
+    assert any("different receptive fields" in n for n in add.notes)
+    assert r.outputs == ["relu2"]
+
+
+def test_inception_style_concat_and_several_heads():
+    spec = {"input": [192, 28, 28], "layers": [
+        {"name": "b1", "type": "conv2d", "out_channels": 64, "kernel_size": 1, "inputs": "input"},
+        {"name": "b2", "type": "conv2d", "out_channels": 128, "kernel_size": 3, "padding": 1, "inputs": ["input"]},
+        {"name": "b3", "type": "maxpool2d", "kernel_size": 3, "stride": 1, "padding": 1, "inputs": ["input"]},
+        {"name": "cat", "type": "concat", "inputs": ["b1", "b2", "b3"]},
+        {"name": "head_a", "type": "global_avgpool", "inputs": ["cat"]},
+        {"name": "head_b", "type": "conv2d", "out_channels": 1, "kernel_size": 1, "inputs": ["cat"]},
+    ]}
+    r = layercalc.load(spec).analyze()
+    assert r.layer("cat").output_shape == [1, 64 + 128 + 192, 28, 28]
+    assert r.layer("head_a").output_shape == [1, 384]
+    assert r.outputs == ["head_a", "head_b"]
+    assert r.layer("cat").receptive_field == [3, 3]
+
+
+def test_squeeze_and_excitation_gate_broadcasts():
+    spec = {"input": [64, 14, 14], "layers": [
+        {"name": "squeeze", "type": "adaptive_avgpool2d", "output_size": 1},
+        {"name": "fc1", "type": "conv2d", "out_channels": 16, "kernel_size": 1},
+        {"type": "relu"},
+        {"name": "fc2", "type": "conv2d", "out_channels": 64, "kernel_size": 1},
+        {"name": "gate", "type": "sigmoid"},
+        {"name": "scale", "type": "mul", "inputs": ["input", "gate"]},
+    ]}
+    r = layercalc.load(spec).analyze()
+    assert r.layer("gate").output_shape == [1, 64, 1, 1]
+    assert r.layer("scale").output_shape == [1, 64, 14, 14]
+    assert r.layer("scale").flops == 64 * 14 * 14
+    assert r.layer("squeeze").flops == 64 * 14 * 14         # one add/divide per input element
+
+
+def test_layers_may_be_listed_before_their_inputs():
+    spec = {"input": [8], "layers": [
+        {"name": "late", "type": "linear", "out_features": 2, "inputs": ["early"]},
+        {"name": "early", "type": "linear", "out_features": 4, "inputs": ["input"]},
+    ]}
+    r = layercalc.load(spec).analyze()
+    assert [l.name for l in r.layers] == ["early", "late"]
+    assert r.layer("late").output_shape == [1, 2]
+
+
+def test_peak_activation_memory_frees_dead_tensors():
+    # chain input(100) → a(200) → b(50) → c(10), float32. Peaks: input+a = 300, a+b = 250, b+c = 60 elements.
+    spec = {"input": [100], "layers": [{"type": "linear", "out_features": n} for n in (200, 50, 10)]}
+    r = layercalc.load(spec).analyze()
+    assert r.totals.peak_activation_bytes == 300 * 4
+    assert r.totals.activation_bytes == (200 + 50 + 10) * 4
+    assert r.totals.input_bytes == 100 * 4
+
+
+def test_peak_memory_keeps_the_skip_tensor_alive():
+    # input (64·56·56 = 200,704 elements) stays alive until the add; at the add: input + bn2 + add output.
+    r = layercalc.load(residual_block()).analyze()
+    elements = 64 * 56 * 56
+    assert r.totals.peak_activation_bytes == 3 * elements * 4
+
+
+def test_unknown_input_name_is_an_error_with_suggestion():
+    spec = residual_block()
+    spec["layers"][5]["inputs"] = ["bn_2", "input"]
+    with pytest.raises(GraphError, match=r"layers\[5\] 'add' \(add\): unknown input 'bn_2'; did you mean 'bn2'\?"):
+        layercalc.load(spec).analyze()
+
+
+def test_cycle_is_an_error():
+    spec = {"input": [4], "layers": [
+        {"name": "a", "type": "linear", "out_features": 4, "inputs": ["b"]},
+        {"name": "b", "type": "linear", "out_features": 4, "inputs": ["a"]},
+    ]}
+    with pytest.raises(GraphError, match="cycle.*'a'.*'b'"):
+        layercalc.load(spec).analyze()
+
+
+def test_duplicate_and_reserved_names():
+    with pytest.raises(GraphError, match=r"layers\[1\] 'x' \(relu\): duplicate name 'x' \(also layers\[0\]\)"):
+        layercalc.load({"input": [4], "layers": [{"name": "x", "type": "relu"}, {"name": "x", "type": "relu"}]}).analyze()
+    with pytest.raises(GraphError, match="reserved"):
+        layercalc.load({"input": [4], "layers": [{"name": "input", "type": "relu"}]}).analyze()
+
+
+def test_merge_arity_and_shape_errors():
+    with pytest.raises(GraphError, match="at least 2 inputs, got 1"):
+        layercalc.load({"input": [4], "layers": [{"type": "add"}]}).analyze()
+    with pytest.raises(GraphError, match="exactly 1 input, got 2"):
+        layercalc.load({"input": [4], "layers": [{"name": "a", "type": "relu"},
+                                                 {"type": "relu", "inputs": ["a", "input"]}]}).analyze()
+    bad = residual_block()
+    bad["layers"][3]["out_channels"] = 32
+    bad["layers"][4]["num_features"] = 32
+    with pytest.raises(ShapeError, match=r"cannot add shapes \[1, 32, 56, 56\], \[1, 64, 56, 56\]"):
+        layercalc.load(bad).analyze()
+    with pytest.raises(ShapeError, match="every other dim must match"):
+        layercalc.load({"input": [3, 8, 8], "layers": [
+            {"name": "a", "type": "maxpool2d", "kernel_size": 2},
+            {"type": "concat", "inputs": ["a", "input"]}]}).analyze()
+
+
+def test_receptive_field_is_not_reported_past_upsampling():
+    # After a stride-2 transposed conv the jump is 1/2 pixel; later fields are not well defined by this arithmetic.
+    spec = {"input": [4, 8, 8], "layers": [
+        {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+        {"type": "conv_transpose2d", "out_channels": 4, "kernel_size": 3, "stride": 2},
+        {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+    ]}
+    r = layercalc.load(spec).analyze()
+    assert r.layers[0].receptive_field == [3, 3]
+    # a 3-wide kernel at stride 2 puts at most ceil(3/2) = 2 inputs under one output: 3 + (2 − 1)·1 = 4
+    assert r.layers[1].receptive_field == [4, 4] and r.layers[1].jump == [0.5, 0.5]
+    assert r.layers[2].receptive_field is None
+    assert any("up-sampling" in n for n in r.layers[2].notes)
+
+
+def test_receptive_field_continues_when_upsampling_restores_a_whole_jump():
+    # conv stride 2 (RF 3, jump 2) then a 2×2 stride-2 transposed conv (jump 1, each output sees 1 input):
+    # a 3×3 conv then sees 3 neighbours that come from 2 consecutive inputs: 3 + 1·2 = 5.
+    spec = {"input": [4, 8, 8], "layers": [
+        {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
+        {"type": "conv_transpose2d", "out_channels": 4, "kernel_size": 2, "stride": 2},
+        {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+    ]}
+    r = layercalc.load(spec).analyze()
+    assert [l.receptive_field for l in r.layers] == [[3, 3], [3, 3], [5, 5]]
+    assert r.layers[1].jump == [1.0, 1.0]
