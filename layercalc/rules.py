@@ -35,23 +35,24 @@ class ReceptiveField:
     """Receptive field of one output position, per spatial dim, in network-input pixels.
 
     ``size``: how many input pixels one output position sees; ``jump``: the distance in input pixels between
-    neighbouring output positions (the effective stride); ``start``: centre of the first output position's field
-    in input coordinates (pixel i spans [i, i+1)).
+    neighbouring output positions (the effective stride); ``start2``: twice the centre of the first output
+    position's field in input coordinates (pixel i spans [i, i+1), so the doubled centre of pixel 0 is 1 — doubling
+    keeps the usual half-pixel centres in ints, which are much faster than Fractions).
+    Values are ints, or Fractions only past an up-sampling layer.
     """
-    size: tuple[Fraction, ...]
-    jump: tuple[Fraction, ...]
-    start: tuple[Fraction, ...]
+    size: tuple[int, ...]
+    jump: tuple[int | Fraction, ...]
+    start2: tuple[int | Fraction, ...]
 
     @classmethod
     def of_input(cls, rank: int) -> "ReceptiveField":
-        one = (Fraction(1),) * rank
-        return cls(one, one, (Fraction(1, 2),) * rank)
+        return cls((1,) * rank, (1,) * rank, (1,) * rank)
 
     @property
     def aligned_grid(self) -> bool:
         """True while the jump is a whole number of input pixels; past an up-sampling layer it is not, and the
         field of later layers is no longer well defined by this arithmetic, so it is not reported."""
-        return all(j.denominator == 1 for j in self.jump)
+        return all(isinstance(j, int) for j in self.jump)
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Tensor:
 
 @dataclass
 class Context:
-    label: str                 # "layers[3] 'conv2' (conv2d)", for error messages
+    label: Any                 # str() gives "layers[3] 'conv2' (conv2d)", for error messages
     channels_last: bool        # NHWC-style layout
 
     def fail(self, message: str) -> ShapeError:
@@ -92,6 +93,11 @@ def numel(shape: Shape) -> int:
 
 def fmt_shape(shape: Shape) -> str:
     return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def exact_ratio(numerator: int, denominator: int) -> int | Fraction:
+    """An int when the division is exact, else a Fraction (ints keep the common path fast)."""
+    return numerator // denominator if numerator % denominator == 0 else Fraction(numerator, denominator)
 
 
 def fmt_dims(values) -> str:
@@ -155,10 +161,10 @@ def window_rf(rf: Optional[ReceptiveField], kernel, stride, dilation, pads) -> O
     if rf is None or not rf.aligned_grid:
         return None
     size, jump, start = [], [], []
-    for r, j, st, k, s, d, (pb, _) in zip(rf.size, rf.jump, rf.start, kernel, stride, dilation, pads):
+    for r, j, st, k, s, d, (pb, _) in zip(rf.size, rf.jump, rf.start2, kernel, stride, dilation, pads):
         k_eff = effective_kernel(k, d)
         size.append(r + (k_eff - 1) * j)
-        start.append(st + (Fraction(k_eff - 1, 2) - pb) * j)
+        start.append(st + (k_eff - 1 - 2 * pb) * j)
         jump.append(j * s)
     return ReceptiveField(tuple(size), tuple(jump), tuple(start))
 
@@ -264,11 +270,11 @@ def _conv_transpose(layer: L._ConvTransposeBase, x: Tensor, n: int, cin: int, sp
     rf = None
     if x.rf is not None and x.rf.aligned_grid:
         size, jump, start = [], [], []
-        for r, j, st, kk, ss, dd, (cb, _) in zip(x.rf.size, x.rf.jump, x.rf.start, k, s, d, crop):
+        for r, j, st, kk, ss, dd, (cb, _) in zip(x.rf.size, x.rf.jump, x.rf.start2, k, s, d, crop):
             k_eff = effective_kernel(kk, dd)
             size.append(r + (ceil_div(k_eff, ss) - 1) * j)
-            jump.append(j / ss)
-            start.append(st + Fraction(2 * cb - (k_eff - 1), 2 * ss) * j)
+            jump.append(exact_ratio(j, ss))
+            start.append(st + exact_ratio((2 * cb - (k_eff - 1)) * j, ss))
         rf = ReceptiveField(tuple(size), tuple(jump), tuple(start))
     return Facts(
         output_shape=join_channels(n, cout, out, ctx.channels_last),
@@ -326,11 +332,11 @@ def adaptive_pool_rule(layer: L._AdaptivePoolBase, inputs: list[Tensor], ctx: Co
     rf = None
     if x.rf is not None and x.rf.aligned_grid:
         size, jump, start = [], [], []
-        for r, j, st, nn, o in zip(x.rf.size, x.rf.jump, x.rf.start, spatial, out):
+        for r, j, st, nn, o in zip(x.rf.size, x.rf.jump, x.rf.start2, spatial, out):
             first_window = ceil_div(nn, o)          # window 0 spans [0, ceil(n/o))
             size.append(r + (max(adaptive_window_sizes(nn, o)) - 1) * j)
-            jump.append(j * Fraction(nn, o))
-            start.append(st + Fraction(first_window - 1, 2) * j)
+            jump.append(exact_ratio(j * nn, o))
+            start.append(st + (first_window - 1) * j)
         rf = ReceptiveField(tuple(size), tuple(jump), tuple(start))
     return Facts(output_shape=join_channels(n, c, out, ctx.channels_last),
                  flops=n * c * window_elements, rf=rf)
@@ -346,7 +352,7 @@ def global_pool_rule(layer, inputs: list[Tensor], ctx: Context) -> Facts:
     if x.rf is not None and x.rf.aligned_grid:
         rf = ReceptiveField(tuple(r + (nn - 1) * j for r, j, nn in zip(x.rf.size, x.rf.jump, spatial)),
                             tuple(j * nn for j, nn in zip(x.rf.jump, spatial)),
-                            tuple(st + Fraction(nn - 1, 2) * j for st, j, nn in zip(x.rf.start, x.rf.jump, spatial)))
+                            tuple(st + (nn - 1) * j for st, j, nn in zip(x.rf.start2, x.rf.jump, spatial)))
     return Facts(output_shape=out, flops=numel(x.shape), rf=rf)
 
 
@@ -411,8 +417,8 @@ def zero_pad_rule(layer: L.ZeroPad, inputs: list[Tensor], ctx: Context) -> Facts
     out = tuple(nn + pb + pa for nn, (pb, pa) in zip(spatial, pads))
     rf = None
     if x.rf is not None and x.rf.aligned_grid:
-        rf = ReceptiveField(x.rf.size, x.rf.jump, tuple(st - pb * j for st, j, (pb, _) in
-                                                         zip(x.rf.start, x.rf.jump, pads)))
+        rf = ReceptiveField(x.rf.size, x.rf.jump, tuple(st - 2 * pb * j for st, j, (pb, _) in
+                                                         zip(x.rf.start2, x.rf.jump, pads)))
     return Facts(output_shape=join_channels(n, c, out, ctx.channels_last), rf=rf, geometry={"pads": pads})
 
 
