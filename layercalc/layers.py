@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -63,6 +63,10 @@ def _padding_pairs(value: Any, rank: int, field: str = "padding") -> str | Pairs
     return tuple((p, p) for p in _per_dim(value, rank, field))
 
 
+def _as_lists(value: Any) -> Any:
+    return [_as_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
 def _lower_string(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
@@ -86,6 +90,11 @@ class LayerBase(BaseModel):
     @classmethod
     def _one_input_as_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_serializer("*", mode="plain")
+    def _tuples_as_lists(self, value: Any) -> Any:
+        # Normalized per-dimension fields are stored as tuples; dumped, they read as the lists a spec holds.
+        return _as_lists(value)
 
     @property
     def type_name(self) -> str:
