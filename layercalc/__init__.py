@@ -9,13 +9,34 @@ deep-learning framework.
 """
 
 from .errors import GraphError, LayerCalcError, ResourceError, ShapeError, SpecError
-from .graph import Network
-from .layers import *  # noqa: F401,F403  (the layer models: Conv2d, Linear, …)
-from .layers import LAYER_TYPES
-from .report import LayerReport, Report, Totals
-from .spec import load, schema
 
 __version__ = "0.1.0"
+
+# The rest is imported on first use (PEP 562): building the Pydantic models costs ~0.5 s, which the command line
+# must not pay for `layercalc size` (start-up target 0.3 s). `layercalc.Network` etc. behave as before.
+_LAZY = {"Network": "graph", "LayerReport": "report", "Report": "report", "Totals": "report",
+         "load": "spec", "schema": "spec", "LAYER_TYPES": "layers"}
+
+
+def __getattr__(name: str):
+    import importlib
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if not name.startswith("_"):
+        try:                          # `from layercalc import zoo` asks here before importing the submodule
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+        layers = importlib.import_module(".layers", __name__)   # the layer models: Conv2d, Linear, …
+        if hasattr(layers, name):
+            return getattr(layers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    from . import layers
+    return sorted(set(globals()) | set(_LAZY) | {n for n in vars(layers) if not n.startswith("_")})
 
 __all__ = ["Network", "Report", "LayerReport", "Totals", "load", "schema", "LAYER_TYPES",
            "LayerCalcError", "SpecError", "ShapeError", "GraphError", "ResourceError", "__version__"]

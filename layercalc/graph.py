@@ -113,7 +113,7 @@ class Network(BaseModel):
             for src in sources:
                 if src != INPUT and src not in seen:
                     raise GraphError(f"{label}: unknown input {src!r}"
-                                     f"{did_you_mean(src, [INPUT, *names]) or f' (known: {INPUT}, ' + ', '.join(names[:i]) + ')'}")
+                                     f"{did_you_mean(src, [INPUT, *names]) or ' (known: ' + ', '.join([INPUT, *names[:i]]) + ')'}")
                 if src == names[i]:
                     raise GraphError(f"{label}: takes its own output as input")
             n_min, n_max = layer.min_inputs, layer.max_inputs
@@ -187,10 +187,10 @@ class Network(BaseModel):
                       dtype=self.dtype, dtype_bytes=itemsize, outputs=outputs, layers=entries, totals=totals,
                       conventions=conventions)
 
-    def run(self, x=None, weights=None, seed: int = 0, dtype=None):
+    def run(self, x=None, weights=None, seed: int = 0, dtype=None, max_memory=None):
         """Execute the forward pass with the bundled NumPy executor (see :mod:`layercalc.executor`)."""
         from .executor import run
-        return run(self, x=x, weights=weights, seed=seed, dtype=dtype)
+        return run(self, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory)
 
 
 class _LazyLabel:

@@ -296,6 +296,10 @@ def pool_rule(layer: L._PoolBase, inputs: list[Tensor], ctx: Context) -> Facts:
             if max(pb, pa) > kk // 2:
                 raise ctx.fail(f"padding {fmt_pads(pads)} must be at most half the kernel {fmt_dims(k)} "
                                f"(PyTorch's rule)")
+        if isinstance(layer, L.AvgPool3d) and any(nn < kk for nn, kk in zip(spatial, k)):
+            # torch's avg_pool3d (unlike 1d/2d) checks the unpadded input against the kernel
+            raise ctx.fail(f"input {fmt_shape(x.shape)} is smaller than the kernel {fmt_dims(k)} in some dim; "
+                           f"PyTorch's AvgPool3d refuses that even with padding")
     out = tuple(pool_output_length(nn, kk, ss, pb, pa, dd, layer.ceil_mode)
                 for nn, kk, ss, (pb, pa), dd in zip(spatial, k, s, pads, d))
     if min(out) < 1:
@@ -369,7 +373,8 @@ def linear_rule(layer: L.Linear, inputs: list[Tensor], ctx: Context) -> Facts:
     macs = rows * fin * fout
     notes = []
     if len(x.shape) > 2:
-        notes.append(f"applied to the last dim of {fmt_shape(x.shape)} ({rows} rows of {fin}), like torch.nn.Linear")
+        notes.append(f"applied to the last dim of {fmt_shape(x.shape)} ({rows} rows of {fin}), like torch.nn.Linear"
+                     + ("; add a flatten first for one dense layer over all features" if len(x.shape) > 3 else ""))
     return Facts(output_shape=(*x.shape[:-1], fout),
                  params=fin * fout + (fout if layer.bias else 0),
                  macs=macs, flops=2 * macs + (rows * fout if layer.bias else 0), notes=notes)

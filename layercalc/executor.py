@@ -1,0 +1,631 @@
+"""The bundled NumPy executor: runs a network's real forward pass (inference mode) on the CPU.
+
+It walks the steps of ``Network.resolve()`` and applies each layer with the *resolved* geometry the analysis
+computed (padding actually applied, 'same' resolved, transposed-conv crop and output padding, the avg-pool divisor
+rule), so analysis and execution agree on what each layer does; output sizes and multiply-accumulates are then
+produced by the arrays themselves, which is what ``layercalc verify`` checks against the report.
+
+- Weights use PyTorch layouts: conv ``[out, in/groups, *k]``, transposed conv ``[in, out/groups, *k]``, linear
+  ``[out, in]``, BatchNorm ``weight``/``bias``/``running_mean``/``running_var``. Missing ones are initialized like
+  PyTorch (Kaiming-uniform: U(±1/√fan_in) for weights and biases; norm weight 1, bias 0, running mean 0, var 1)
+  from ``seed``, one generator per layer so a layer's weights do not depend on the others.
+- BatchNorm uses running statistics, dropout is the identity.
+- Convolution is im2col on strided views + one BLAS matrix product per chunk (see :mod:`layercalc.kernels`).
+- Before running, the peak memory is estimated (weights + live activations + workspace) and the run is refused
+  with a ``ResourceError`` above ``max_memory``. Each activation is freed after its last consumer, and
+  element-wise layers overwrite a dying input instead of allocating.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+
+from . import kernels as K
+from . import layers as L
+from .errors import ResourceError, ShapeError, SpecError, did_you_mean, layer_label
+
+INPUT = "input"
+
+#: parameters a torchvision state_dict holds that are bookkeeping, not state the forward pass reads
+IGNORED_PARAMS = {"num_batches_tracked"}
+
+#: fraction of the available memory a run may use by default
+DEFAULT_MEMORY_FRACTION = 0.8
+
+Weights = Mapping[str, Mapping[str, Any]]
+
+
+# ------------------------------------------------------------------------------------------------------- dtype
+
+def resolve_dtype(network, dtype=None) -> np.dtype:
+    """float32 unless float64 is asked for (here or by the spec's ``dtype``)."""
+    if dtype is None:
+        dtype = "float64" if network.dtype == "float64" else "float32"
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        raise SpecError(f"dtype {dtype!r}: the executor runs float32 or float64") from None
+    if resolved not in (np.float32, np.float64):
+        raise SpecError(f"dtype {dtype!r}: the executor runs float32 or float64")
+    return resolved
+
+
+# ------------------------------------------------------------------------------------------------------ memory
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
+          "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}
+
+
+def parse_bytes(text: Union[str, int, float]) -> int:
+    """``"512M"``, ``"2GB"``, ``"1.5 GiB"``, ``1000000`` → bytes (K/M/G alone are binary, KB/MB/GB decimal).
+
+    >>> parse_bytes("2G"), parse_bytes("2GB"), parse_bytes("1.5 KiB"), parse_bytes(1000)
+    (2147483648, 2000000000, 1536, 1000)
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if text <= 0:
+            raise SpecError(f"max memory {text!r}: must be positive")
+        return int(text)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _UNITS or float(match.group(1)) <= 0:
+        raise SpecError(f"max memory {text!r}: expected a positive size such as 512M, 2G, 1.5GB or a number of bytes")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def format_bytes(count: int) -> str:
+    """Bytes in binary units, for error messages and the verify table.
+
+    >>> format_bytes(3 * 2**30 // 2)
+    '1.50 GiB'
+    """
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:.2f} {unit}"
+    return f"{count} B"
+
+
+def _read_int(path: str) -> Optional[int]:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        return int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def available_memory() -> int:
+    """Bytes this process can still use: MemAvailable (Linux) or physical RAM, capped by a cgroup limit."""
+    available = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            available = 8 * 2**30                 # no way to know: assume a small machine
+    limit = _read_int("/sys/fs/cgroup/memory.max")  # containers are killed at their cgroup limit, not at RAM
+    if limit is not None:
+        available = min(available, max(limit - (_read_int("/sys/fs/cgroup/memory.current") or 0), 0))
+    return available
+
+
+def default_memory_limit() -> int:
+    return int(DEFAULT_MEMORY_FRACTION * available_memory())
+
+
+@dataclass
+class MemoryEstimate:
+    """Peak bytes of a run: weights held, the largest sum of live activations plus one layer's temporaries, and
+    the im2col workspace (kept for the whole run, so added in full)."""
+    weights: int
+    activations: int
+    workspace: int
+    peak_step: str = ""
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.activations + self.workspace
+
+    def describe(self) -> str:
+        return (f"{format_bytes(self.total)} (weights {format_bytes(self.weights)}, activations and temporaries "
+                f"{format_bytes(self.activations)}{f' at {self.peak_step}' if self.peak_step else ''}, "
+                f"im2col workspace {format_bytes(self.workspace)})")
+
+
+def _numel(shape) -> int:
+    return math.prod(shape)
+
+
+def _step_scratch(step, itemsize: int, channels_last: bool) -> tuple[int, int]:
+    """(temporary bytes while the step runs, im2col workspace bytes) beyond its inputs and output."""
+    layer, facts = step.layer, step.facts
+    in_shape, out_shape = step.input_shapes[0], facts.output_shape
+    n_in, n_out = _numel(in_shape), _numel(out_shape)
+    geometry = facts.geometry
+    if isinstance(layer, L._ConvBase):
+        batch, cin = in_shape[0], in_shape[-1] if channels_last else in_shape[1]
+        spatial = in_shape[1:-1] if channels_last else in_shape[2:]
+        cout, kernel = layer.out_channels, layer.kernel_size
+        weight_copies = 2 * cout * (cin // layer.groups) * _numel(kernel) * itemsize  # as given + as a matrix
+        if layer.transposed:
+            full = [(n - 1) * s + d * (k - 1) + 1 + op
+                    for n, k, s, d, op in zip(spatial, kernel, layer.stride, layer.dilation, geometry["output_padding"])]
+            width = _numel(kernel) * (cout // layer.groups)
+            chunk = K.chunk_bytes(batch, spatial, (layer.groups * width + cin) * itemsize)
+            return batch * _numel(full) * cout * itemsize + weight_copies, chunk
+        pads = geometry["pads"]
+        padded = batch * cin * _numel(n + b + a for n, (b, a) in zip(spatial, pads)) if any(
+            b or a for b, a in pads) else 0
+        out_spatial = out_shape[1:-1] if channels_last else out_shape[2:]
+        depth = _numel(kernel) * (cin // layer.groups)
+        if layer.groups == 1:     # (a 1×1 stride-1 conv needs no im2col, unless its input is a strided view)
+            chunk, temp = K.chunk_bytes(batch, out_spatial, depth * itemsize), 0
+        elif layer.groups == cin:
+            chunk, temp = 0, n_out
+        else:
+            chunk, temp = K.chunk_bytes(batch, out_spatial, (layer.groups * depth + cout) * itemsize), 0
+        return (padded + temp) * itemsize + weight_copies, chunk
+    if isinstance(layer, L._PoolBase):
+        return 2 * n_in * itemsize, 0                   # the padded copy (ceil_mode overhang included, roughly)
+    if isinstance(layer, (L._AdaptivePoolBase, L.LayerNorm, L.GroupNorm, L.Linear)):
+        return 2 * n_in * itemsize + facts.params * itemsize, 0
+    if isinstance(layer, L._BatchNormBase):
+        stats = 0 if layer.track_running_stats else 2 * n_in * 8
+        return stats + 4 * facts.params * itemsize, 0
+    if isinstance(layer, L.GELU):
+        return n_in * (4 * 8 + 2 * itemsize), 0        # erf works in float64 with a mask and an index array
+    if isinstance(layer, (L._Activation, L.Softmax)):
+        return n_in * itemsize, 0
+    return 0, 0
+
+
+def estimate_memory(steps, input_shape, dtype, channels_last: bool, given_weights: Optional[Weights] = None
+                    ) -> MemoryEstimate:
+    """Estimate the peak memory of executing ``steps`` (from ``Network.resolve()``)."""
+    itemsize = np.dtype(dtype).itemsize
+    last_use: dict[str, int] = {}
+    for position, step in enumerate(steps):
+        for src in step.inputs:
+            last_use[src] = position
+    size = {INPUT: _numel(input_shape) * itemsize}
+    live = size[INPUT]
+    peak, peak_step, workspace = live, "", 0
+    for position, step in enumerate(steps):
+        out = _numel(step.facts.output_shape) * itemsize
+        size[step.name] = out
+        temporaries, chunk = _step_scratch(step, itemsize, channels_last)
+        workspace = max(workspace, chunk)
+        if live + out + temporaries > peak:
+            peak, peak_step = live + out + temporaries, layer_label(step.index, step.name, step.layer.type_name)
+        live += out
+        for src in set(step.inputs):
+            if last_use.get(src) == position:
+                live -= size[src]
+    held = sum(np.asarray(v).nbytes for params in (given_weights or {}).values() for v in params.values())
+    return MemoryEstimate(weights=held, activations=peak, workspace=workspace, peak_step=peak_step)
+
+
+# ------------------------------------------------------------------------------------------------------ weights
+
+def load_weights(path) -> dict[str, dict[str, np.ndarray]]:
+    """Read an ``.npz`` of ``"<layer_name>.<param>"`` arrays (a PyTorch state_dict saved with ``np.savez``).
+
+    Layer names may contain dots (``layer1.0.conv1.weight``): the key is split at its last dot.
+    """
+    try:
+        archive = np.load(os.fspath(path), allow_pickle=False)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such weights file") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise SpecError(f"{path}: cannot read weights ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                        f"expected an .npz archive") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise SpecError(f"{path}: holds a single array; weights must be an .npz archive of "
+                        f"'<layer_name>.<param>' arrays (np.savez)")
+    nested: dict[str, dict[str, np.ndarray]] = {}
+    with archive:
+        for key in archive.files:
+            if "." not in key:
+                raise SpecError(f"{path}: key {key!r} is not '<layer_name>.<param>' (e.g. 'conv1.weight')")
+            layer, param = key.rsplit(".", 1)
+            try:
+                nested.setdefault(layer, {})[param] = archive[key]
+            except ValueError as e:
+                raise SpecError(f"{path}: key {key!r} cannot be read ({e})") from None
+    return nested
+
+
+def normalize_weights(weights) -> dict[str, dict[str, Any]]:
+    """A path (``.npz``), a nested mapping ``{layer: {param: array}}`` or a flat one ``{"layer.param": array}``."""
+    if weights is None:
+        return {}
+    if isinstance(weights, (str, os.PathLike)):
+        return load_weights(weights)
+    if not isinstance(weights, Mapping):
+        raise SpecError(f"weights: expected a mapping {{layer_name: {{param: array}}}} or an .npz path, "
+                        f"got {type(weights).__name__}")
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in weights.items():
+        if isinstance(value, Mapping):
+            nested.setdefault(str(key), {}).update(value)
+        elif "." in str(key):
+            layer, param = str(key).rsplit(".", 1)
+            nested.setdefault(layer, {})[param] = value
+        else:
+            raise SpecError(f"weights: key {key!r} is neither a layer name with a mapping of arrays nor "
+                            f"'<layer_name>.<param>'")
+    return nested
+
+
+def _channels(shape, channels_last: bool) -> int:
+    return shape[-1] if channels_last else shape[1]
+
+
+def param_shapes(step, channels_last: bool) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Each parameter a layer reads: its PyTorch shape and how that shape is made (for messages)."""
+    layer, shape = step.layer, step.input_shapes[0]
+    found: dict[str, tuple[tuple[int, ...], str]] = {}
+    if isinstance(layer, L._ConvBase):
+        cin, cout, k = _channels(shape, channels_last), layer.out_channels, tuple(layer.kernel_size)
+        if layer.transposed:
+            found["weight"] = ((cin, cout // layer.groups, *k), "[in_channels, out_channels/groups, *kernel_size]")
+        else:
+            found["weight"] = ((cout, cin // layer.groups, *k), "[out_channels, in_channels/groups, *kernel_size]")
+        if layer.bias:
+            found["bias"] = ((cout,), "[out_channels]")
+    elif isinstance(layer, L.Linear):
+        found["weight"] = ((layer.out_features, shape[-1]), "[out_features, in_features]")
+        if layer.bias:
+            found["bias"] = ((layer.out_features,), "[out_features]")
+    elif isinstance(layer, (L._BatchNormBase, L.GroupNorm)):
+        c = _channels(shape, channels_last)
+        if layer.affine:
+            found["weight"] = found["bias"] = ((c,), "[channels]")
+        if isinstance(layer, L._BatchNormBase) and layer.track_running_stats:
+            found["running_mean"] = found["running_var"] = ((c,), "[channels]")
+    elif isinstance(layer, L.LayerNorm):
+        normalized = tuple(step.facts.geometry["normalized_shape"])
+        if layer.elementwise_affine:
+            found["weight"] = (normalized, "normalized_shape")
+            if layer.bias:
+                found["bias"] = (normalized, "normalized_shape")
+    return found
+
+
+def check_weights(steps, weights: dict[str, dict[str, Any]], channels_last: bool) -> None:
+    """Every given array names a layer and a parameter it has, with the right shape (one-line ``SpecError``)."""
+    by_name = {step.name: step for step in steps}
+    for name, params in weights.items():
+        step = by_name.get(name)
+        if step is None:
+            raise SpecError(f"weights: no layer named {name!r} in the network"
+                            f"{did_you_mean(name, by_name) or ' (layer names: ' + ', '.join(list(by_name)[:8]) + (' …' if len(by_name) > 8 else '') + ')'}")
+        label = layer_label(step.index, step.name, step.layer.type_name)
+        expected = param_shapes(step, channels_last)
+        for param, value in params.items():
+            if param in IGNORED_PARAMS:
+                continue
+            if param not in expected:
+                accepted = ", ".join(f"{name}.{p}" for p in expected) or "none: the layer has no parameters"
+                raise SpecError(f"weights for {label}: unexpected key '{name}.{param}' (accepted: {accepted})")
+            array = np.asarray(value)
+            if array.dtype.kind not in "fiu":
+                raise SpecError(f"weights for {label}: '{name}.{param}' holds {array.dtype} values, expected numbers")
+            want, how = expected[param]
+            if array.shape != want:
+                raise SpecError(f"weights for {label}: '{name}.{param}' has shape {list(array.shape)}, expected "
+                                f"{list(want)} ({how})")
+
+
+def init_params(step, given: Mapping[str, Any], seed: int, dtype, channels_last: bool) -> dict[str, np.ndarray]:
+    """The layer's parameters in ``dtype``: the given arrays, the rest initialized like PyTorch's
+    ``reset_parameters`` (a generator seeded by (seed, layer index), so the same seed gives the same weights)."""
+    wanted = param_shapes(step, channels_last)
+    params: dict[str, np.ndarray] = {}
+    rng = None
+    fan_in = None
+    if "weight" in wanted and len(wanted["weight"][0]) >= 2:
+        fan_in = math.prod(wanted["weight"][0][1:])     # PyTorch: tensor dim 1 × kernel (out/groups for transposed)
+    for param, (shape, _) in wanted.items():
+        if param in given:
+            params[param] = np.asarray(given[param], dtype=dtype)
+            continue
+        if fan_in is not None:                          # conv / linear: weight and bias ~ U(±1/√fan_in)
+            rng = rng or np.random.default_rng([seed % 2**63, step.index])
+            bound = 1.0 / math.sqrt(fan_in)
+            values = rng.random(shape, dtype=dtype)
+            values *= 2 * bound
+            values -= bound
+            params[param] = values
+        elif param in ("weight", "running_var"):
+            params[param] = np.ones(shape, dtype=dtype)
+        else:                                            # norm bias, running_mean
+            params[param] = np.zeros(shape, dtype=dtype)
+    return params
+
+
+# ----------------------------------------------------------------------------------------------------- layers
+
+@dataclass
+class Env:
+    """What a layer function needs besides its inputs and parameters."""
+    channels_last: bool
+    workspace: K.Workspace
+    counter: K.MacCounter = field(default_factory=K.MacCounter)
+    overwritable: list[bool] = field(default_factory=list)   # per input: may the layer write into it?
+
+    @property
+    def channel_axis(self) -> int:
+        return -1 if self.channels_last else 1
+
+    def to_channels_last(self, x: np.ndarray) -> np.ndarray:
+        return x if self.channels_last else np.moveaxis(x, 1, -1)
+
+    def from_channels_last(self, y: np.ndarray) -> np.ndarray:
+        return y if self.channels_last else np.moveaxis(y, -1, 1)
+
+    def out_for(self, x: np.ndarray, index: int = 0) -> Optional[np.ndarray]:
+        """``x`` itself when the layer may overwrite it (its last use, not shared), else None (allocate)."""
+        return x if self.overwritable[index] else None
+
+
+def _conv(step, xs, p, env: Env):
+    layer, geometry = step.layer, step.facts.geometry
+    x = env.to_channels_last(xs[0])
+    if layer.transposed:
+        y = K.conv_transpose(x, p["weight"], p.get("bias"), stride=layer.stride, dilation=layer.dilation,
+                             crop=geometry["crop"], output_padding=geometry["output_padding"], groups=layer.groups,
+                             workspace=env.workspace, counter=env.counter)
+    else:
+        y = K.conv(x, p["weight"], p.get("bias"), stride=layer.stride, dilation=layer.dilation,
+                   pads=geometry["pads"], groups=layer.groups, padding_mode=layer.padding_mode,
+                   workspace=env.workspace, counter=env.counter)
+    return env.from_channels_last(y)
+
+
+def _pool(step, xs, p, env: Env):
+    layer, geometry = step.layer, step.facts.geometry
+    x = env.to_channels_last(xs[0])
+    if isinstance(layer, L._MaxPoolBase):
+        y = K.max_pool(x, kernel=layer.kernel_size, stride=layer.stride, dilation=layer.dilation,
+                       pads=geometry["pads"], ceil_mode=layer.ceil_mode)
+    else:
+        y = K.avg_pool(x, kernel=layer.kernel_size, stride=layer.stride, pads=geometry["pads"],
+                       ceil_mode=layer.ceil_mode, count_include_pad=geometry["count_include_pad"],
+                       divisor_override=layer.divisor_override)
+    return env.from_channels_last(y)
+
+
+def _adaptive_pool(step, xs, p, env: Env):
+    layer = step.layer
+    x = env.to_channels_last(xs[0])
+    pool = K.adaptive_max_pool if "max" in layer.type else K.adaptive_avg_pool
+    return env.from_channels_last(pool(x, layer.output_size))
+
+
+def _global_pool(step, xs, p, env: Env):
+    x = xs[0]
+    axes = tuple(range(1, x.ndim - 1)) if env.channels_last else tuple(range(2, x.ndim))
+    reduce = np.max if step.layer.type == "global_maxpool" else np.mean
+    return reduce(x, axis=axes, keepdims=step.layer.keepdims)
+
+
+def _linear(step, xs, p, env: Env):
+    x = xs[0]
+    weight = p["weight"]
+    rows = x.reshape(-1, x.shape[-1])
+    y = rows @ weight.T
+    env.counter.add(rows.shape[0] * weight.shape[1] * weight.shape[0])
+    if "bias" in p:
+        y += p["bias"]
+    return y.reshape(*x.shape[:-1], weight.shape[0])
+
+
+def _flatten(step, xs, p, env: Env):
+    x = xs[0]
+    start, end = step.layer.start_dim % x.ndim, step.layer.end_dim % x.ndim
+    return x.reshape(*x.shape[:start], -1, *x.shape[end + 1:])
+
+
+def _reshape(step, xs, p, env: Env):
+    return xs[0].reshape(xs[0].shape[0], *step.layer.shape)
+
+
+def _zero_pad(step, xs, p, env: Env):
+    x = env.to_channels_last(xs[0])
+    return env.from_channels_last(K.pad_spatial(x, step.facts.geometry["pads"]))
+
+
+def _batchnorm(step, xs, p, env: Env):
+    layer = step.layer
+    return K.batch_norm(xs[0], channel_axis=env.channel_axis, mean=p.get("running_mean"), var=p.get("running_var"),
+                        weight=p.get("weight"), bias=p.get("bias"), eps=layer.eps, out=env.out_for(xs[0]))
+
+
+def _layernorm(step, xs, p, env: Env):
+    return K.layer_norm(xs[0], normalized_dims=len(step.facts.geometry["normalized_shape"]),
+                        weight=p.get("weight"), bias=p.get("bias"), eps=step.layer.eps)
+
+
+def _groupnorm(step, xs, p, env: Env):
+    return K.group_norm(xs[0], channel_axis=env.channel_axis, groups=step.layer.num_groups,
+                        weight=p.get("weight"), bias=p.get("bias"), eps=step.layer.eps)
+
+
+def _passthrough(step, xs, p, env: Env):
+    return xs[0]
+
+
+def _activation(step, xs, p, env: Env):
+    layer, x = step.layer, xs[0]
+    out = env.out_for(x)
+    kind = layer.type
+    if kind == "relu":
+        return np.maximum(x, 0, out=out)
+    if kind == "relu6":
+        return np.clip(x, 0, 6, out=out)
+    if kind == "leaky_relu":
+        return np.where(x > 0, x, x * x.dtype.type(layer.negative_slope))
+    if kind == "sigmoid":
+        return K.sigmoid(x, out=out)
+    if kind == "tanh":
+        return np.tanh(x, out=out)
+    if kind == "gelu":
+        return K.gelu(x, layer.approximate)
+    if kind in ("silu", "swish"):
+        return np.multiply(x, K.sigmoid(x), out=out)
+    if kind == "hardswish":
+        return np.multiply(x, K.hardsigmoid(x), out=out)
+    if kind == "hardsigmoid":
+        return K.hardsigmoid(x, out=out)
+    if kind == "softmax":
+        return K.softmax(x, step.facts.geometry["dim"])
+    raise AssertionError(f"no kernel for activation {kind!r}")
+
+
+def _merge(step, xs, p, env: Env):
+    ufunc = np.add if step.layer.type == "add" else np.multiply
+    shape = np.broadcast_shapes(*(x.shape for x in xs))
+    # accumulate into an input that dies here and already has the output's shape, else into a new array
+    target = next((i for i, x in enumerate(xs) if env.overwritable[i] and x.shape == shape), None)
+    order = list(range(len(xs)))
+    if target is not None:
+        order.remove(target)
+        order.insert(0, target)
+    out = ufunc(xs[order[0]], xs[order[1]], out=xs[target] if target is not None else None)
+    for i in order[2:]:
+        out = ufunc(out, xs[i], out=out if out.shape == shape else None)
+    return out
+
+
+def _concat(step, xs, p, env: Env):
+    return np.concatenate(xs, axis=step.facts.geometry["dim"])
+
+
+LAYER_FUNCTIONS: dict[type, Callable] = {}
+for _cls in L.LAYER_CLASSES:
+    if issubclass(_cls, L._ConvBase):
+        LAYER_FUNCTIONS[_cls] = _conv
+    elif issubclass(_cls, L._PoolBase):
+        LAYER_FUNCTIONS[_cls] = _pool
+    elif issubclass(_cls, L._AdaptivePoolBase):
+        LAYER_FUNCTIONS[_cls] = _adaptive_pool
+    elif issubclass(_cls, L._BatchNormBase):
+        LAYER_FUNCTIONS[_cls] = _batchnorm
+    elif issubclass(_cls, L._Activation):
+        LAYER_FUNCTIONS[_cls] = _activation
+LAYER_FUNCTIONS.update({
+    L.GlobalAvgPool: _global_pool, L.GlobalMaxPool: _global_pool, L.Linear: _linear, L.Flatten: _flatten,
+    L.Reshape: _reshape, L.ZeroPad: _zero_pad, L.LayerNorm: _layernorm, L.GroupNorm: _groupnorm,
+    L.Dropout: _passthrough, L.Identity: _passthrough, L.Add: _merge, L.Mul: _merge, L.Concat: _concat,
+})
+assert set(LAYER_FUNCTIONS) == set(L.LAYER_CLASSES), "every layer type needs an executor function"
+
+
+# ------------------------------------------------------------------------------------------------------ running
+
+def _with_input(network, x, dtype):
+    """The network (re-batched to the array's batch) and the input array converted to ``dtype``."""
+    if x is None:
+        return network, None
+    array = np.asarray(x)
+    if array.dtype.kind not in "fiub":
+        raise ShapeError(f"input: expected numbers, got an array of {array.dtype}")
+    expected = tuple(network.input)
+    if array.ndim != len(expected) + 1 or array.shape[1:] != expected or array.shape[0] < 1:
+        raise ShapeError(f"input: expected an array of shape [batch, {', '.join(map(str, expected))}] (the spec's "
+                         f"input {list(expected)} after a batch dim), got {list(array.shape)}")
+    if array.shape[0] != network.batch:
+        network = network.model_copy(update={"batch": int(array.shape[0])})
+    return network, array.astype(dtype, copy=False)
+
+
+def execute(network, x=None, weights=None, seed: int = 0, dtype=None, max_memory=None,
+            on_layer: Optional[Callable[[int, int, Any, np.ndarray, int], None]] = None,
+            on_estimate: Optional[Callable[[MemoryEstimate], None]] = None) -> dict[str, np.ndarray]:
+    """Run the forward pass; returns ``{output_name: array}``.
+
+    ``on_layer(done, total, step, output, macs)`` is called after each layer with its output array and the
+    multiply-accumulates the layer performed; ``on_estimate(estimate)`` once the memory estimate is accepted.
+    """
+    dtype = resolve_dtype(network, dtype)
+    network, x = _with_input(network, x, dtype)
+    steps = network.resolve()
+    channels_last = network.channels_last
+    given = normalize_weights(weights)
+    check_weights(steps, given, channels_last)
+    limit = default_memory_limit() if max_memory is None else parse_bytes(max_memory)
+    estimate = estimate_memory(steps, network.input_shape, dtype, channels_last, given)
+    if estimate.total > limit:
+        raise ResourceError(f"{network.name or 'network'}: estimated peak memory {estimate.describe()} exceeds the "
+                            f"limit of {format_bytes(limit)}; use a smaller batch or raise the memory limit")
+    if on_estimate is not None:
+        on_estimate(estimate)
+    protected = None
+    if x is None:
+        rng = np.random.default_rng([seed % 2**63, 2**32])
+        x = rng.standard_normal(network.input_shape, dtype=dtype)
+    else:
+        protected = x                         # the caller's array: never written into
+
+    last_use: dict[str, int] = {}
+    for position, step in enumerate(steps):
+        for src in step.inputs:
+            last_use[src] = position
+    tensors: dict[str, np.ndarray] = {INPUT: x}
+    del x
+    workspace = K.Workspace(estimate.workspace)
+    for position, step in enumerate(steps):
+        inputs = [tensors[src] for src in step.inputs]
+        env = Env(channels_last, workspace)
+        env.overwritable = [_may_overwrite(src, position, step, tensors, last_use, protected) for src in step.inputs]
+        params = init_params(step, given.get(step.name, {}), seed, dtype, channels_last)
+        output = LAYER_FUNCTIONS[type(step.layer)](step, inputs, params, env)
+        del inputs, params
+        for src in set(step.inputs):
+            if last_use[src] == position:
+                del tensors[src]
+        tensors[step.name] = output
+        if on_layer is not None:
+            on_layer(position + 1, len(steps), step, output, env.counter.macs)
+    return {step.name: np.ascontiguousarray(tensors[step.name]) for step in steps if step.name not in last_use}
+
+
+def _may_overwrite(src: str, position: int, step, tensors, last_use, protected) -> bool:
+    """A layer may write into an input only at its last use, if it is read once by the layer, is writeable,
+    is not the caller's array and shares no memory with another live tensor (views made by flatten, identity…)."""
+    if last_use[src] != position or step.inputs.count(src) != 1:
+        return False
+    array = tensors[src]
+    if not array.flags.writeable or (protected is not None and np.may_share_memory(array, protected)):
+        return False
+    return not any(np.may_share_memory(array, other) for name, other in tensors.items() if name != src)
+
+
+def run(network, x=None, weights=None, seed: int = 0, dtype=None, max_memory=None):
+    """Execute ``network``'s forward pass (inference mode) and return its output.
+
+    ``x``: input array ``[batch, *network.input]`` (random normal from ``seed`` when omitted; its batch size
+    overrides the spec's). ``weights``: ``{layer_name: {"weight": …, "bias": …}}`` in PyTorch layouts, a flat
+    ``{"layer.param": array}`` mapping or an ``.npz`` path; missing ones are initialized from ``seed``.
+    ``dtype``: float32 (default) or float64. ``max_memory``: bytes or a size string (default 80 % of the available
+    memory); a run estimated above it raises ``ResourceError`` before starting.
+
+    Returns an ndarray when the network has one output, else ``{output_name: ndarray}``.
+    """
+    outputs = execute(network, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory)
+    return next(iter(outputs.values())) if len(outputs) == 1 else outputs

@@ -1,0 +1,481 @@
+"""Array kernels of the NumPy executor: convolution, pooling, normalization and activations on plain ndarrays.
+
+Spatial kernels work on *channels-last* arrays ``[N, *spatial, C]`` (any strides): channels are then the fastest
+axis, so an im2col row (one output position, every kernel offset, every channel) is a run of contiguous copies and
+the convolution is one BLAS matrix product ``[positions, k·C] @ [k·C, C_out]`` whose result is already in
+channels-last order. The executor hands NCHW tensors over as transposed views (no copy).
+
+No Python loop runs over pixels: the loops below run over kernel offsets (at most prod(kernel_size) iterations of
+whole-array operations), over groups of the batch / output rows (to bound the im2col workspace), or over spatial
+dimensions.
+
+Multiply-accumulates are counted where the products are formed (``counter.add``), from the dimensions of the matrix
+products and multiplies actually performed, so ``layercalc verify`` can compare them with the analysis.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+#: upper bound of one im2col chunk; 32 MiB keeps chunks large enough for an efficient matrix product while
+#: bounding memory (measured in bench/bench_executor.py: larger chunks were not faster)
+WORKSPACE_BYTES = 32 * 2**20
+
+NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+class MacCounter:
+    """Multiply-accumulates performed, added up where the products are formed."""
+    __slots__ = ("macs",)
+
+    def __init__(self) -> None:
+        self.macs = 0
+
+    def add(self, count: int) -> None:
+        self.macs += int(count)
+
+
+class Workspace:
+    """One reusable scratch buffer for im2col chunks (a fresh one per layer would cost page faults). The
+    executor sizes it up front from the memory estimate, so it normally never grows during a run."""
+
+    def __init__(self, nbytes: int = 0) -> None:
+        self._buffer = np.empty(nbytes, dtype=np.uint8)
+
+    def take(self, *shapes: Sequence[int], dtype) -> list[np.ndarray]:
+        """Uninitialized arrays of the given shapes, side by side in the buffer (valid until the next take)."""
+        dtype = np.dtype(dtype)
+        sizes = [math.prod(shape) * dtype.itemsize for shape in shapes]
+        if self._buffer.size < sum(sizes):
+            self._buffer = None                        # let the old buffer go before the bigger one is made
+            self._buffer = np.empty(sum(sizes), dtype=np.uint8)
+        arrays, offset = [], 0
+        for shape, size in zip(shapes, sizes):
+            arrays.append(self._buffer[offset:offset + size].view(dtype).reshape(shape))
+            offset += size
+        return arrays
+
+    @property
+    def nbytes(self) -> int:
+        return self._buffer.size
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+def chunk_plan(batch: int, out_sizes: Sequence[int], bytes_per_position: int,
+               budget: int = WORKSPACE_BYTES) -> list[tuple[int, int, int, int]]:
+    """Split the output positions into chunks ``(n0, n1, h0, h1)`` (batch range, range of the first spatial dim)
+    whose workspace stays within ``budget``: whole batch, else groups of images, else groups of rows of one image.
+
+    >>> chunk_plan(8, (4, 4), 100, budget=10**6)
+    [(0, 8, 0, 4)]
+    >>> chunk_plan(4, (4, 4), 100, budget=3200)
+    [(0, 2, 0, 4), (2, 4, 0, 4)]
+    >>> chunk_plan(1, (4, 4), 100, budget=800)
+    [(0, 1, 0, 2), (0, 1, 2, 4)]
+    """
+    rows = out_sizes[0] if out_sizes else 1
+    per_image = math.prod(out_sizes) * bytes_per_position
+    if batch * per_image <= budget:
+        return [(0, batch, 0, rows)]
+    if per_image <= budget:
+        step = budget // per_image
+        return [(n, min(n + step, batch), 0, rows) for n in range(0, batch, step)]
+    per_row = math.prod(out_sizes[1:]) * bytes_per_position
+    step = max(1, budget // per_row)
+    return [(n, n + 1, h, min(h + step, rows)) for n in range(batch) for h in range(0, rows, step)]
+
+
+def chunk_bytes(batch: int, out_sizes: Sequence[int], bytes_per_position: int, budget: int = WORKSPACE_BYTES) -> int:
+    """The largest chunk's workspace in bytes (for the memory estimate)."""
+    return max((n1 - n0) * (h1 - h0) * math.prod(out_sizes[1:]) * bytes_per_position
+               for n0, n1, h0, h1 in chunk_plan(batch, out_sizes, bytes_per_position, budget))
+
+
+def pad_spatial(x: np.ndarray, pads: Sequence[tuple[int, int]], mode: str = "zeros", value: float = 0.0) -> np.ndarray:
+    """Pad the spatial dims of a channels-last array (returned as is when there is nothing to pad)."""
+    if not any(b or a for b, a in pads):
+        return x
+    width = [(0, 0), *[(int(b), int(a)) for b, a in pads], (0, 0)]
+    if mode == "zeros":
+        return np.pad(x, width, mode="constant", constant_values=value)
+    return np.pad(x, width, mode=NUMPY_PAD_MODES[mode])
+
+
+def window_view(xp: np.ndarray, out_sizes, kernel, stride, dilation) -> np.ndarray:
+    """Read-only strided view ``[N, *out, *kernel, C]`` of a padded channels-last array: element
+    ``[n, o…, k…, c]`` is ``xp[n, o·stride + k·dilation …, c]``. No data is copied."""
+    s_n, *s_sp, s_c = xp.strides
+    shape = (xp.shape[0], *out_sizes, *kernel, xp.shape[-1])
+    strides = (s_n, *(st * s for st, s in zip(s_sp, stride)), *(st * d for st, d in zip(s_sp, dilation)), s_c)
+    return as_strided(xp, shape, strides, writeable=False)
+
+
+def offset_slices(offset, stride, dilation, counts, starts=None) -> tuple[slice, ...]:
+    """Strided slices picking, along each spatial dim, positions ``start + offset·dilation + i·stride``."""
+    starts = starts or (0,) * len(offset)
+    return tuple(slice(st + o * d, st + o * d + s * (c - 1) + 1, s)
+                 for o, s, d, c, st in zip(offset, stride, dilation, counts, starts))
+
+
+def conv_output_sizes(spatial, kernel, stride, dilation, pads) -> tuple[int, ...]:
+    """Window positions per dim, from the padded size (the executor's own count; verify compares it)."""
+    return tuple((n + b + a - d * (k - 1) - 1) // s + 1
+                 for n, k, s, d, (b, a) in zip(spatial, kernel, stride, dilation, pads))
+
+
+# ---------------------------------------------------------------------------------------------- convolution
+
+def conv(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], *, stride, dilation, pads, groups: int,
+         padding_mode: str, workspace: Workspace, counter: MacCounter) -> np.ndarray:
+    """N-d convolution (cross-correlation, like PyTorch) of a channels-last ``x`` with a PyTorch-layout weight
+    ``[C_out, C_in/groups, *kernel]``. Returns a C-contiguous channels-last array."""
+    batch, cin = x.shape[0], x.shape[-1]
+    cout, kernel = weight.shape[0], weight.shape[2:]
+    xp = pad_spatial(x, pads, padding_mode)
+    out_sizes = conv_output_sizes(x.shape[1:-1], kernel, stride, dilation, pads)
+    out = np.empty((batch, *out_sizes, cout), dtype=x.dtype)
+    if groups == 1:
+        _conv_dense(xp, weight, out, kernel, stride, dilation, workspace, counter)
+    elif groups == cin:
+        _conv_depthwise(xp, weight, out, kernel, stride, dilation, counter)
+    else:
+        _conv_grouped(xp, weight, out, kernel, stride, dilation, groups, workspace, counter)
+    if bias is not None:
+        out += bias
+    return out
+
+
+def _conv_dense(xp, weight, out, kernel, stride, dilation, workspace, counter) -> None:
+    """groups = 1: im2col chunk (a copy out of the strided window view) @ weight matrix, written into ``out``."""
+    cin, cout = xp.shape[-1], out.shape[-1]
+    depth = math.prod(kernel) * cin
+    # [C_out, C_in, *k] → [*k, C_in, C_out]: the row order of the im2col matrix
+    w_mat = np.ascontiguousarray(np.moveaxis(weight, (0, 1), (-1, -2)).reshape(depth, cout))
+    out_sizes = out.shape[1:-1]
+    pointwise = math.prod(kernel) == 1 and all(s == 1 for s in stride) and xp.flags.c_contiguous
+    if pointwise:               # 1×1, stride 1: the input already is the im2col matrix
+        rows = math.prod(out.shape[:-1])
+        np.matmul(xp.reshape(rows, cin), w_mat, out=out.reshape(rows, cout))
+        counter.add(rows * depth * cout)
+        return
+    windows = window_view(xp, out_sizes, kernel, stride, dilation)
+    itemsize = xp.dtype.itemsize
+    for n0, n1, h0, h1 in chunk_plan(xp.shape[0], out_sizes, depth * itemsize):
+        src = windows[n0:n1, h0:h1]
+        rows = src.size // depth
+        cols, = workspace.take(src.shape, dtype=xp.dtype)
+        np.copyto(cols, src)
+        np.matmul(cols.reshape(rows, depth), w_mat, out=out[n0:n1, h0:h1].reshape(rows, cout))
+        counter.add(rows * depth * cout)
+
+
+def _conv_depthwise(xp, weight, out, kernel, stride, dilation, counter) -> None:
+    """groups = C_in (each output channel reads one input channel): a multiply-add per kernel offset on whole
+    arrays, much faster than C_in tiny matrix products."""
+    cin = xp.shape[-1]
+    multiplier = out.shape[-1] // cin
+    out_sizes = out.shape[1:-1]
+    acc = out.reshape(*out.shape[:-1], cin, multiplier)
+    w = weight.reshape(cin, multiplier, *kernel)
+    scratch = np.empty_like(acc)
+    first = True
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        view = xp[(slice(None), *offset_slices(offset, stride, dilation, out_sizes))][..., None]
+        w_offset = w[(slice(None), slice(None), *offset)]             # [C_in, multiplier]
+        if first:
+            np.multiply(view, w_offset, out=acc)
+            first = False
+        else:
+            np.multiply(view, w_offset, out=scratch)
+            acc += scratch
+        counter.add(acc.size)
+
+
+def _conv_grouped(xp, weight, out, kernel, stride, dilation, groups, workspace, counter) -> None:
+    """1 < groups < C_in: one batched matrix product over the groups per chunk."""
+    cin, cout = xp.shape[-1], out.shape[-1]
+    cin_g, cout_g = cin // groups, cout // groups
+    depth = math.prod(kernel) * cin_g
+    # [C_out, C_in/g, *k] → [g, *k, C_in/g, C_out/g] → [g, depth, C_out/g]
+    w = weight.reshape(groups, cout_g, cin_g, *kernel)
+    w_mat = np.ascontiguousarray(np.moveaxis(w, (1, 2), (-1, -2)).reshape(groups, depth, cout_g))
+    out_sizes = out.shape[1:-1]
+    windows = window_view(xp, out_sizes, kernel, stride, dilation)
+    # split the channel axis into (group, channel in group) and bring the group to the front
+    *outer_strides, s_c = windows.strides
+    windows = as_strided(windows, (*windows.shape[:-1], groups, cin_g), (*outer_strides, s_c * cin_g, s_c),
+                         writeable=False)
+    itemsize = xp.dtype.itemsize
+    for n0, n1, h0, h1 in chunk_plan(xp.shape[0], out_sizes, (groups * depth + cout) * itemsize):
+        src = np.moveaxis(windows[n0:n1, h0:h1], -2, 0)            # [g, n, h, …, *k, C_in/g]
+        rows = src[0].size // depth
+        cols, result = workspace.take(src.shape, (groups, rows, cout_g), dtype=xp.dtype)
+        np.copyto(cols, src)
+        np.matmul(cols.reshape(groups, rows, depth), w_mat, out=result)
+        counter.add(groups * rows * depth * cout_g)
+        np.copyto(out[n0:n1, h0:h1].reshape(rows, groups, cout_g), result.transpose(1, 0, 2))
+
+
+def conv_transpose(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], *, stride, dilation, crop,
+                   output_padding, groups: int, workspace: Workspace, counter: MacCounter) -> np.ndarray:
+    """Transposed convolution of a channels-last ``x`` with a PyTorch-layout weight ``[C_in, C_out/groups, *k]``.
+
+    Each input position is multiplied by the whole kernel (one matrix product ``[positions, C_in] @ [C_in,
+    k·C_out]``: the MACs counted on input positions), then each kernel offset's slab is added into the output at
+    ``position·stride + offset·dilation`` (col2im; a loop over kernel offsets). The full result
+    ``(L − 1)·s + d·(k − 1) + 1`` is then cropped ``(before, after)``, and ``output_padding`` extends the end (with
+    zeros where it reaches past the full result, like PyTorch).
+    """
+    batch, *spatial, cin = x.shape
+    cout_g, kernel = weight.shape[1], weight.shape[2:]
+    cin_g = cin // groups
+    full = [(n - 1) * s + d * (k - 1) + 1 for n, k, s, d in zip(spatial, kernel, stride, dilation)]
+    out_len = [f - b - a + op for f, (b, a), op in zip(full, crop, output_padding)]
+    alloc = [max(f, b + o) for f, (b, _), o in zip(full, crop, out_len)]
+    acc = np.zeros((batch, *alloc, groups, cout_g), dtype=x.dtype)
+    width = math.prod(kernel) * cout_g
+    # [C_in, C_out/g, *k] → [g, C_in/g, *k, C_out/g] → [g, C_in/g, width]
+    w = weight.reshape(groups, cin_g, cout_g, *kernel)
+    w_mat = np.ascontiguousarray(np.moveaxis(w, 2, -1).reshape(groups, cin_g, width))
+    itemsize = x.dtype.itemsize
+    for n0, n1, h0, h1 in chunk_plan(batch, spatial, (groups * width + cin) * itemsize):
+        src = x[n0:n1, h0:h1]
+        chunk_shape = src.shape[:-1]
+        rows = math.prod(chunk_shape)
+        cols, result = workspace.take((groups, *chunk_shape, cin_g), (groups, rows, width), dtype=x.dtype)
+        np.copyto(cols, np.moveaxis(src.reshape(*chunk_shape, groups, cin_g), -2, 0))
+        np.matmul(cols.reshape(groups, rows, cin_g), w_mat, out=result)
+        counter.add(groups * rows * cin_g * width)
+        slabs = np.moveaxis(result.reshape(groups, *chunk_shape, *kernel, cout_g), 0, -2)  # [n, h…, *k, g, C/g]
+        starts = (h0 * stride[0],) + (0,) * (len(spatial) - 1)
+        dims = len(spatial)
+        for offset in itertools.product(*(range(k) for k in kernel)):
+            target = offset_slices(offset, stride, dilation, chunk_shape[1:], starts)
+            acc[(slice(n0, n1), *target)] += slabs[(slice(None),) * (1 + dims) + offset]
+    acc = acc.reshape(batch, *alloc, groups * cout_g)
+    out = acc[(slice(None), *(slice(b, b + o) for (b, _), o in zip(crop, out_len)))]
+    if bias is not None:
+        out += bias
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ pooling
+
+def pool_output_sizes(spatial, kernel, stride, dilation, pads, ceil_mode: bool) -> tuple[int, ...]:
+    """PyTorch's pooling window count per dim: floor (or ceil) of the span over the stride, plus one; with
+    ceil_mode a last window that would start in the right padding is dropped."""
+    sizes = []
+    for n, k, s, d, (b, a) in zip(spatial, kernel, stride, dilation, pads):
+        span = n + b + a - d * (k - 1) - 1
+        count = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (count - 1) * s >= n + b:
+            count -= 1
+        sizes.append(count)
+    return tuple(sizes)
+
+
+def _pool_padded(x, kernel, stride, dilation, pads, out_sizes, value):
+    """Pad for pooling: the given pads, plus room for ceil_mode's last window hanging past the end."""
+    extents = []
+    for n, k, s, d, (b, a), o in zip(x.shape[1:-1], kernel, stride, dilation, pads, out_sizes):
+        needed = (o - 1) * s + d * (k - 1) + 1
+        extents.append((b, max(a, needed - b - n)))
+    return pad_spatial(x, extents, "zeros", value)
+
+
+def max_pool(x: np.ndarray, *, kernel, stride, dilation, pads, ceil_mode: bool) -> np.ndarray:
+    """Max over each window of a channels-last array; padding never wins (−∞), NaN propagates."""
+    out_sizes = pool_output_sizes(x.shape[1:-1], kernel, stride, dilation, pads, ceil_mode)
+    xp = _pool_padded(x, kernel, stride, dilation, pads, out_sizes, -np.inf)
+    out = None
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        view = xp[(slice(None), *offset_slices(offset, stride, dilation, out_sizes))]
+        out = view.copy() if out is None else np.maximum(out, view, out=out)
+    return out
+
+
+def avg_pool(x: np.ndarray, *, kernel, stride, pads, ceil_mode: bool, count_include_pad: bool,
+             divisor_override: Optional[int]) -> np.ndarray:
+    """Mean over each window of a channels-last array, with PyTorch's divisor: the window clipped to the padded
+    input (``count_include_pad``) or to the real input; ceil_mode's overhang never counts."""
+    dilation = (1,) * len(kernel)
+    spatial = x.shape[1:-1]
+    out_sizes = pool_output_sizes(spatial, kernel, stride, dilation, pads, ceil_mode)
+    xp = _pool_padded(x, kernel, stride, dilation, pads, out_sizes, 0.0)
+    out = None
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        view = xp[(slice(None), *offset_slices(offset, stride, dilation, out_sizes))]
+        out = view.copy() if out is None else np.add(out, view, out=out)
+    if divisor_override:
+        out /= divisor_override
+        return out
+    divisor = np.ones((), dtype=np.float64)
+    for n, k, s, (b, a), o in zip(spatial, kernel, stride, pads, out_sizes):
+        start = np.arange(o) * s                       # window start in padded coordinates
+        end = start + k
+        if count_include_pad:
+            counts = np.minimum(end, n + b + a) - start
+        else:
+            counts = np.minimum(end, b + n) - np.maximum(start, b)
+        divisor = np.multiply.outer(divisor, counts)
+    out /= divisor[..., None].astype(x.dtype)
+    return out
+
+
+def adaptive_windows(length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's adaptive windows ``[floor(i·L/out), ceil((i+1)·L/out))`` as start and end arrays."""
+    i = np.arange(size)
+    return (i * length) // size, -((-(i + 1) * length) // size)
+
+
+def adaptive_avg_pool(x: np.ndarray, output_size) -> np.ndarray:
+    """Per spatial dim, a matrix of window weights (1/size inside the window) applied along that axis: averages
+    over rectangles are separable."""
+    for axis, size in enumerate(output_size, start=1):
+        length = x.shape[axis]
+        if size is None or size == length:
+            continue
+        start, end = adaptive_windows(length, size)
+        positions = np.arange(length)
+        inside = (positions >= start[:, None]) & (positions < end[:, None])
+        weights = (inside / (end - start)[:, None]).astype(x.dtype)     # [size, length]
+        x = np.moveaxis(np.tensordot(weights, x, axes=([1], [axis])), 0, axis)
+    return x
+
+
+def adaptive_max_pool(x: np.ndarray, output_size) -> np.ndarray:
+    """Per spatial dim, ``np.maximum.reduceat`` over interleaved (start, end) indices; the window maxima are the
+    even entries. One extra element is appended so every end index is valid."""
+    for axis, size in enumerate(output_size, start=1):
+        length = x.shape[axis]
+        if size is None or size == length:
+            continue
+        start, end = adaptive_windows(length, size)
+        extended = np.concatenate([x, np.take(x, [0], axis=axis)], axis=axis)
+        indices = np.stack([start, end], axis=1).ravel()
+        reduced = np.maximum.reduceat(extended, indices, axis=axis)
+        x = np.take(reduced, np.arange(0, 2 * size, 2), axis=axis)
+    return x
+
+
+# ------------------------------------------------------------------------------------------------ normalization
+
+def channel_shape(ndim: int, channel_axis: int, channels: int) -> tuple[int, ...]:
+    shape = [1] * ndim
+    shape[channel_axis] = channels
+    return tuple(shape)
+
+
+def batch_norm(x: np.ndarray, *, channel_axis: int, mean, var, weight, bias, eps: float,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Inference batch norm folded into one multiply and one add per element: ``x·scale + shift`` with
+    ``scale = weight/√(var + eps)``, ``shift = bias − mean·scale``. ``mean``/``var`` ``None``: the batch's own
+    statistics (PyTorch's behaviour when running statistics are not tracked)."""
+    channels = x.shape[channel_axis]
+    shape = channel_shape(x.ndim, channel_axis, channels)
+    if mean is None:
+        axes = tuple(a for a in range(x.ndim) if a != channel_axis % x.ndim)
+        mean = x.mean(axis=axes, dtype=np.float64)
+        var = x.var(axis=axes, dtype=np.float64)
+    scale = 1.0 / np.sqrt(np.asarray(var, dtype=np.float64) + eps)
+    if weight is not None:
+        scale = scale * weight
+    shift = -np.asarray(mean, dtype=np.float64) * scale
+    if bias is not None:
+        shift = shift + bias
+    out = np.multiply(x, scale.astype(x.dtype).reshape(shape), out=out)
+    out += shift.astype(x.dtype).reshape(shape)
+    return out
+
+
+def _normalize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> np.ndarray:
+    mean = x.mean(axis=axes, keepdims=True)
+    centered = x - mean
+    var = np.mean(np.square(centered), axis=axes, keepdims=True)
+    centered /= np.sqrt(var + eps)
+    return centered
+
+
+def layer_norm(x: np.ndarray, *, normalized_dims: int, weight, bias, eps: float) -> np.ndarray:
+    out = _normalize(x, tuple(range(x.ndim - normalized_dims, x.ndim)), eps)
+    if weight is not None:
+        out *= weight
+    if bias is not None:
+        out += bias
+    return out
+
+
+def group_norm(x: np.ndarray, *, channel_axis: int, groups: int, weight, bias, eps: float) -> np.ndarray:
+    """Statistics over (channels of the group × spatial positions) per example."""
+    xc = np.moveaxis(x, channel_axis, 1)
+    shape = xc.shape
+    grouped = xc.reshape(shape[0], groups, -1)
+    out = _normalize(grouped, (2,), eps).reshape(shape)
+    cshape = channel_shape(out.ndim, 1, shape[1])
+    if weight is not None:
+        out *= weight.reshape(cshape)
+    if bias is not None:
+        out += bias.reshape(cshape)
+    return np.moveaxis(out, 1, channel_axis)
+
+
+# -------------------------------------------------------------------------------------------------- activations
+
+def sigmoid(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    with np.errstate(over="ignore"):            # exp(−x) = inf for very negative x gives the right limit 0
+        out = np.negative(x, out=out)
+        np.exp(out, out=out)
+        out += 1
+        return np.reciprocal(out, out=out)
+
+
+_ERF_PIECES: list = []
+
+
+def _erf_pieces():
+    """Chebyshev interpolants of erf on [0, 1), [1, 2), …, [5, 6), degree 24, built once from ``math.erf``:
+    absolute error below 1e-15 (NumPy has no erf; checked in the tests)."""
+    if not _ERF_PIECES:
+        from numpy.polynomial import Chebyshev
+        erf = np.vectorize(math.erf)
+        _ERF_PIECES.extend(Chebyshev.interpolate(erf, 24, domain=[i, i + 1]) for i in range(6))
+    return _ERF_PIECES
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function, element-wise (odd; 1 beyond 6, where 1 − erf < 2e-17)."""
+    magnitude = np.abs(x).astype(np.float64)
+    result = np.ones_like(magnitude)
+    piece = np.floor(magnitude).astype(np.int64)
+    for i, poly in enumerate(_erf_pieces()):
+        mask = piece == i
+        if mask.any():
+            result[mask] = poly(magnitude[mask])
+    return (np.copysign(result, x)).astype(x.dtype)
+
+
+def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
+    if approximate == "tanh":
+        inner = np.sqrt(2 / np.pi).astype(x.dtype) * (x + x.dtype.type(0.044715) * x * x * x)
+        return x.dtype.type(0.5) * x * (1 + np.tanh(inner))
+    return x.dtype.type(0.5) * x * (1 + erf(x / x.dtype.type(math.sqrt(2))))
+
+
+def hardsigmoid(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    out = np.add(x, 3, out=out)
+    np.clip(out, 0, 6, out=out)
+    out /= 6
+    return out
+
+
+def softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    out = x - x.max(axis=axis, keepdims=True)
+    np.exp(out, out=out)
+    out /= out.sum(axis=axis, keepdims=True)
+    return out

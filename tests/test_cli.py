@@ -1,0 +1,400 @@
+"""The `layercalc` command, driven through typer's CliRunner (and a few real runs of the installed command).
+
+Every expected figure is derived by hand in the test (or is a published figure: Keras' MNIST CNN has 93,322
+parameters; fvcore/thop count its MACs as 2,794,240 — /work/shared/README.md).
+"""
+
+import csv
+import io
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+import layercalc
+from layercalc.cli import get_app
+
+ROOT = Path(__file__).resolve().parent.parent
+MNIST_CNN = str(ROOT / "examples" / "mnist_cnn.yaml")
+MNIST_CNN_KERAS = str(ROOT / "examples" / "mnist_cnn_keras.yaml")
+runner = CliRunner()
+
+
+def run(*args, input=None, code=0):
+    result = runner.invoke(get_app(), [str(a) for a in args], input=input)
+    assert result.exit_code == code, (args, result.exit_code, result.stdout, result.stderr, result.exception)
+    return result
+
+
+def field(output: str, label: str) -> str:
+    """The value printed after ``label`` in a calculator's answer."""
+    match = re.search(rf"^\s+{re.escape(label)}\s+(.+)$", output, re.MULTILINE)
+    assert match, (label, output)
+    return match.group(1).strip()
+
+
+def number(text: str) -> int:
+    return int(text.split()[0].replace(",", ""))
+
+
+# ------------------------------------------------------------------------------------------------ calculators
+
+def test_conv2d_mnist_first_layer():
+    # 1×28×28, 32 filters 3×3, stride 1, no padding: 28 − 3 + 1 = 26 per side.
+    # params: 3·3·1 weights per filter · 32 + 32 biases = 320.
+    # MACs: 26·26 positions · 32 channels · 9 = 194,688. FLOPs: 2·194,688 + 26·26·32 bias adds = 411,008.
+    # memory: 32·26·26 floats · 4 bytes = 86,528 B; receptive field 3×3.
+    out = run("conv2d", "--input", "1x28x28", "--out-channels", 32, "--kernel-size", 3, "-s", 1, "-p", 0).stdout
+    assert field(out, "input shape").startswith("[1, 1, 28, 28]")
+    assert field(out, "output shape") == "[1, 32, 26, 26]"
+    assert number(field(out, "params")) == 320
+    assert number(field(out, "MACs")) == 194_688
+    assert number(field(out, "FLOPs")) == 411_008
+    assert "output 86,528 B" in field(out, "memory") and "params 1,280 B" in field(out, "memory")
+    assert field(out, "receptive field").startswith("3×3")
+
+
+def test_conv2d_shape_forms_tuple_fields_and_bias():
+    # 3,32,20 input (comma form), kernel 5×3, stride 1×2, padding 2×1, no bias:
+    # H: floor((32 + 4 − 4 − 1)/1) + 1 = 32;  W: floor((20 + 2 − 2 − 1)/2) + 1 = 10.
+    # params: 5·3·3·8 = 360 (no bias). MACs: 32·10·8·45 = 115,200.
+    out = run("conv2d", "-i", "3,32,20", "--out-channels", 8, "-k", "5x3", "-s", "1x2", "-p", "2x1",
+              "--no-bias").stdout
+    assert field(out, "output shape") == "[1, 8, 32, 10]"
+    assert number(field(out, "params")) == 360
+    assert number(field(out, "MACs")) == 115_200
+
+
+def test_conv2d_groups_dilation_batch():
+    # depthwise 3×3 on 16×10×10 with dilation 2 and batch 4: span 5, out 10 − 5 + 1 = 6.
+    # params 16·(1·9) + 16 = 160. MACs 4·6·6·16·9 = 20,736.
+    out = run("conv2d", "-i", "16x10x10", "--out-channels", 16, "-k", 3, "-d", 2, "-g", 16, "--batch", 4).stdout
+    assert field(out, "output shape") == "[4, 16, 6, 6]"
+    assert number(field(out, "params")) == 160
+    assert number(field(out, "MACs")) == 20_736
+
+
+def test_padding_same_and_valid():
+    # SAME, 28, kernel 5, stride 2: ceil(28/2) = 14. VALID: floor((28 − 5)/2) + 1 = 12.
+    same = run("conv2d", "-i", "1x28x28", "--filters", 4, "-k", 5, "-s", 2, "-p", "same").stdout
+    valid = run("conv2d", "-i", "1x28x28", "--filters", 4, "-k", 5, "-s", 2, "-p", "valid").stdout
+    assert field(same, "output shape") == "[1, 4, 14, 14]"
+    assert field(valid, "output shape") == "[1, 4, 12, 12]"
+    assert "(1,2)×(1,2)" in same                   # 3 pixels of padding: 1 before, 2 after
+
+
+def test_nhwc_layout_and_dtype():
+    # Keras-style 28×28×1 input: channels last; float16 → 2 bytes: 26·26·32·2 = 43,264 B.
+    out = run("conv2d", "-i", "28x28x1", "--filters", 32, "-k", 3, "--layout", "NHWC", "--dtype", "float16").stdout
+    assert field(out, "output shape") == "[1, 26, 26, 32]"
+    assert "output 43,264 B" in field(out, "memory")
+
+
+def test_transposed_conv():
+    # 16×7×7 → out 8, kernel 3, stride 2, padding 1, output_padding 1: (7 − 1)·2 − 2 + 2 + 1 + 1 = 14.
+    # params: 16·8·9 + 8 = 1,160. MACs on input positions: 7·7·16·8·9 = 56,448.
+    out = run("conv_transpose2d", "-i", "16x7x7", "--out-channels", 8, "-k", 3, "-s", 2, "-p", 1,
+              "--output-padding", 1).stdout
+    assert field(out, "output shape") == "[1, 8, 14, 14]"
+    assert number(field(out, "params")) == 1_160
+    assert number(field(out, "MACs")) == 56_448
+
+
+def test_pooling_linear_norms():
+    # maxpool 2×2 on 32×26×26 → 13×13; FLOPs 32·13·13·4 = 21,632.
+    out = run("maxpool2d", "-i", "32x26x26", "-k", 2).stdout
+    assert field(out, "output shape") == "[1, 32, 13, 13]" and number(field(out, "FLOPs")) == 21_632
+    # ceil mode on 5: ceil(3/2) + 1 = 3
+    assert field(run("maxpool1d", "-i", "4x5", "-k", 2, "--ceil-mode").stdout, "output shape") == "[1, 4, 3]"
+    # Keras alias --units: 784 → 512: 784·512 + 512 = 401,920 params, 401,408 MACs
+    out = run("dense", "-i", "784", "--units", 512).stdout
+    assert number(field(out, "params")) == 401_920 and number(field(out, "MACs")) == 401_408
+    # batchnorm over 16 channels: 32 params, 32 buffers
+    out = run("batchnorm2d", "-i", "16x8x8").stdout
+    assert number(field(out, "params")) == 32 and number(field(out, "buffers")) == 32
+    # adaptive 7×7 → 1×1 over 512 channels; global pool drops the spatial dims
+    assert field(run("adaptive_avgpool2d", "-i", "512x7x7", "--output-size", 1).stdout,
+                 "output shape") == "[1, 512, 1, 1]"
+    assert field(run("global_avgpool", "-i", "512x7x7").stdout, "output shape") == "[1, 512]"
+    # reshape with -1: 2·3·4 = 24 values → [4, 6]
+    assert field(run("reshape", "-i", "2x3x4", "--shape", "4x-1").stdout, "output shape") == "[1, 4, 6]"
+
+
+def test_merge_layers_take_repeated_inputs():
+    # add with broadcasting: [1,3,4,4] + [1,3,4,4] + [1,3,1,1] → [1,3,4,4]; FLOPs (3 − 1)·48 = 96
+    out = run("add", "-i", "3x4x4", "-i", "3x4x4", "-i", "3x1x1").stdout
+    assert field(out, "output shape") == "[1, 3, 4, 4]" and number(field(out, "FLOPs")) == 96
+    # concat along channels: 3 + 5 = 8
+    assert field(run("concat", "-i", "3x4x4", "-i", "5x4x4").stdout, "output shape") == "[1, 8, 4, 4]"
+    assert field(run("mul", "-i", "8x1x1", "-i", "8x6x6").stdout, "output shape") == "[1, 8, 6, 6]"
+
+
+def test_numbers_human_and_json():
+    # VGG-style 3×3 conv 256 → 256 on 56×56: MACs 56·56·256·256·9 = 1,849,688,064 → "1.85 G"
+    out = run("conv2d", "-i", "256x56x56", "--filters", 256, "-k", 3, "-p", 1, "--numbers", "human").stdout
+    assert field(out, "MACs") == "1.85 G"
+    data = json.loads(run("conv2d", "-i", "256x56x56", "--filters", 256, "-k", 3, "-p", 1, "--json").stdout)
+    assert data["macs"] == 1_849_688_064 and data["params"] == 256 * 256 * 9 + 256
+    assert data["output_shape"] == [1, 256, 56, 56]
+
+
+def test_every_layer_type_has_a_command():
+    commands = get_app().registered_commands
+    names = {c.name for c in commands}
+    assert set(layercalc.LAYER_TYPES) <= names
+    help_text = run("--help").stdout
+    for name in ("conv2d", "conv_transpose3d", "adaptive_maxpool1d", "groupnorm", "concat"):
+        assert name in help_text
+
+
+@settings(max_examples=40)
+@given(n=st.integers(1, 40), k=st.integers(1, 6), s=st.integers(1, 4), p=st.integers(0, 3), d=st.integers(1, 3),
+       cin=st.integers(1, 4), cout=st.integers(1, 5))
+def test_conv1d_command_matches_pytorch_formula(n, k, s, p, d, cin, cout):
+    # torch.nn.Conv1d documentation: L_out = floor((L + 2p − d(k − 1) − 1)/s + 1); params cin·k·cout + cout.
+    out_len = math.floor((n + 2 * p - d * (k - 1) - 1) / s + 1)
+    assume(out_len >= 1)
+    out = run("conv1d", "-i", f"{cin}x{n}", "--out-channels", cout, "-k", k, "-s", s, "-p", p, "-d", d).stdout
+    assert field(out, "output shape") == f"[1, {cout}, {out_len}]"
+    assert number(field(out, "params")) == cin * k * cout + cout
+    assert number(field(out, "MACs")) == out_len * cout * cin * k
+
+
+# --------------------------------------------------------------------------------------------------- --explain
+
+def test_calculator_explain_shows_substituted_formulas():
+    out = run("conv2d", "--input", "1x28x28", "--out-channels", 32, "--kernel-size", 3, "--explain").stdout
+    assert "H_out = floor((28 + 2·0 − 1·(3 − 1) − 1) / 1) + 1 = 26" in out
+    assert "params = (3·3·1)·32 + 32 = 320" in out
+    assert "1·26·26·32·(3·3·1) = 194,688" in out
+
+
+def test_explain_uncovered_border_and_same_padding():
+    out = run("conv2d", "-i", "1x28x28", "--filters", 4, "-k", 3, "-s", 2, "-e").stdout
+    assert "input row 27 (of 0..27) is never covered" in out          # windows end at 26 (see test_explain)
+    out = run("maxpool2d", "-i", "1x28x28", "-k", 5, "-s", 2, "-p", "same", "-e").stdout
+    assert "1 before, 2 after" in out                                  # (14 − 1)·2 + 5 − 28 = 3
+
+
+def test_summary_explain():
+    out = run("summary", MNIST_CNN, "--explain").stdout
+    # second conv: 32×13×13 → 64 filters 3×3: 11×11; params (3·3·32)·64 + 64 = 18,496
+    assert "H_out = floor((13 + 2·0 − 1·(3 − 1) − 1) / 1) + 1 = 11" in out
+    assert "params = (3·3·32)·64 + 64 = 18,496" in out
+    # receptive field after conv(3) → pool(2) → conv(3): 1 + 2 = 3; 3 + 1 = 4 (jump 2); 4 + 2·2 = 8
+    assert "= 4 + (1·(3 − 1))·2 = 8" in out
+
+
+# ---------------------------------------------------------------------------------------------------- size
+
+@pytest.mark.parametrize("args, expected", [
+    (["28", "-k", "3"], 26),                                      # 28 − 3 + 1
+    (["224", "-k", "7", "-s", "2", "-p", "3"], 112),              # floor((224 + 6 − 7)/2) + 1 = 112
+    (["28", "-k", "3", "-d", "2"], 24),                           # span 5: 28 − 5 + 1
+    (["28", "-k", "3", "-s", "2", "-p", "same"], 14),             # ceil(28/2)
+    (["28", "-k", "3", "-p", "valid"], 26),
+    (["5", "-k", "2", "-s", "2", "--ceil"], 3),                   # ceil((5 − 2)/2) + 1
+    (["3", "-k", "2", "-s", "2", "-p", "1", "--ceil"], 2),        # 3rd window would start in the padding
+    (["7", "-k", "3", "-s", "2", "-p", "1", "--transposed", "--output-padding", "1"], 14),  # 12 − 2 + 2 + 1 + 1
+    (["16", "-k", "2", "-s", "2", "-t"], 32),                     # (16 − 1)·2 + 1 + 1
+    (["7", "-k", "3", "-s", "2", "-p", "same", "-t"], 14),        # Keras: 7·2
+])
+def test_size(args, expected):
+    assert run("size", *args, "--quiet").stdout.strip() == str(expected)
+    line = run("size", *args).stdout.strip().splitlines()
+    assert len(line) == 1 and re.search(rf"(= |→ ){expected}\b", line[0])
+
+
+def test_size_explain():
+    out = run("size", "28", "-k", "3", "-s", "2", "--explain").stdout
+    assert "L_out = floor((28 + 2·0 − 1·(3 − 1) − 1) / 2) + 1 = 13" in out
+    assert "input position 27 (of 0..27) is never covered" in out
+
+
+# ---------------------------------------------------------------------------------------------------- solve
+
+def _solve_rows(out: str) -> list[dict]:
+    lines = out.strip().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("kernel"))
+    headers = lines[start].split()[:-1]
+    return [dict(zip(headers, map(int, line.split()[:len(headers)]))) for line in lines[start + 1:]]
+
+
+def test_solve_resnet_stem():
+    out = run("solve", "--input", 224, "--output", 112, "-k", 7).stdout
+    rows = _solve_rows(out)
+    assert rows[0] == {"kernel": 7, "stride": 2, "padding": 3, "dilation": 1}
+    for r in rows:   # every answer plugged back: floor((224 + 2p − d·6 − 1)/s) + 1 = 112
+        assert (224 + 2 * r["padding"] - r["dilation"] * 6 - 1) // r["stride"] + 1 == 112
+
+
+@settings(max_examples=40)
+@given(n=st.integers(2, 128), k=st.integers(1, 7), s=st.integers(1, 4), p=st.integers(0, 3))
+def test_solve_command_answers_plug_back(n, k, s, p):
+    assume(p < k)
+    out_len = (n + 2 * p - (k - 1) - 1) // s + 1
+    assume(out_len >= 2)
+    rows = _solve_rows(run("solve", "-i", n, "-o", out_len, "-d", 1, "--limit", 0).stdout)
+    assert {"kernel": k, "stride": s, "padding": p, "dilation": 1} in rows
+    for r in rows:
+        assert (n + 2 * r["padding"] - (r["kernel"] - 1) - 1) // r["stride"] + 1 == out_len
+
+
+def test_solve_transposed_and_none():
+    rows = _solve_rows(run("solve", "-i", 7, "-o", 14, "-k", 3, "-s", 2, "-d", 1, "--transposed").stdout)
+    assert rows == [{"kernel": 3, "stride": 2, "padding": 1, "dilation": 1, "output_padding": 1}]
+    out = run("solve", "-i", 10, "-o", 20, "-k", 3, "-s", 1, "-d", 1).stdout     # exit status 0, see docstring
+    assert out.startswith("no combination gives 10 → 20") and "nearest reachable: 12" in out
+
+
+# -------------------------------------------------------------------------------------------------- summary
+
+def test_summary_table_mnist_cnn():
+    out = run("summary", MNIST_CNN).stdout
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    assert "93,322" in total and "2,794,240" in total                 # published figures
+    assert "Conventions:" in out and "macs:" in out
+    assert "[1, 64, 11, 11]" in out                                   # 13 − 3 + 1
+
+
+def test_summary_json_is_the_report():
+    data = json.loads(run("summary", MNIST_CNN, "--format", "json").stdout)
+    expected = layercalc.load(MNIST_CNN).analyze().model_dump(mode="json")
+    assert data == expected
+    assert data["totals"]["params"] == 93_322 and data["totals"]["macs"] == 2_794_240
+
+
+def test_summary_csv_parses():
+    out = run("summary", MNIST_CNN, "--format", "csv", "--columns", "name,output_shape,params,macs,rf").stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 12
+    assert sum(int(r["params"]) for r in rows) == 93_322
+    assert sum(int(r["macs"]) for r in rows) == 2_794_240
+    assert rows[0]["output_shape"] == "1x32x26x26" and rows[0]["receptive_field"] == "3x3"
+
+
+def test_summary_markdown_table():
+    out = run("summary", MNIST_CNN, "--format", "markdown", "--numbers", "human").stdout
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert header[:3] == ["name", "type", "output shape"]
+    assert set(table[1].replace("|", "").strip()) <= set("-: ")
+    body = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    assert len(body) == 12 + 1                                         # layers + totals
+    assert body[-1][header.index("params")] == "**93.3 K**"
+    assert body[-1][header.index("MACs")] == "**2.79 M**"
+
+
+def test_summary_stdin_yaml_and_json():
+    spec = {"input": [784], "layers": [{"type": "linear", "out_features": 512}, {"type": "relu"},
+                                        {"type": "linear", "out_features": 10}]}
+    # 784·512 + 512 + 512·10 + 10 = 407,050 (Keras' MNIST MLP)
+    data = json.loads(run("summary", "-", "-f", "json", input=json.dumps(spec)).stdout)
+    assert data["totals"]["params"] == 407_050
+    yaml_text = "input: [784]\nlayers:\n  - {type: dense, units: 512}\n  - {type: dense, units: 10}\n"
+    assert "407,050" in run("summary", "-", input=yaml_text).stdout
+
+
+def test_summary_overrides():
+    # --input 1x32x32: first conv 30×30; --batch 8 multiplies MACs: 8·2,794,240 would not hold (sizes change), so
+    # check batch on the unchanged input: 8 · 2,794,240 = 22,353,920
+    out = run("summary", MNIST_CNN, "--input", "1x32x32", "-c", "name,output").stdout
+    assert "[1, 32, 30, 30]" in out
+    data = json.loads(run("summary", MNIST_CNN, "--batch", 8, "-f", "json").stdout)
+    assert data["totals"]["macs"] == 8 * 2_794_240 and data["batch"] == 8
+    data = json.loads(run("summary", MNIST_CNN, "--dtype", "float16", "-f", "json").stdout)
+    assert data["totals"]["param_bytes"] == 2 * 93_322
+
+
+def test_summary_keras_shapes():
+    out = run("summary", MNIST_CNN_KERAS, "--keras-shapes").stdout
+    assert "(None, 26, 26, 32)" in out and "(None, 10)" in out
+    plain = run("summary", MNIST_CNN_KERAS).stdout                  # the spec's batch 32 otherwise
+    assert "[32, 26, 26, 32]" in plain
+
+
+def test_summary_depth_groups_with_subtotals(tmp_path):
+    # two blocks of conv(3×3, pad 1) + relu on 4×8×8; block1: 4 → 8 channels: 9·4·8 + 8 = 296 params;
+    # block2: 8 → 8: 9·8·8 + 8 = 584 params; head linear 8·8·8 = 512 → 10: 5,130 params.
+    spec = {"input": [4, 8, 8], "layers": [
+        {"name": "block1.conv", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},
+        {"name": "block1.relu", "type": "relu"},
+        {"name": "block2.conv", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},
+        {"name": "block2.relu", "type": "relu"},
+        {"name": "flatten", "type": "flatten"},
+        {"name": "head", "type": "linear", "out_features": 10}]}
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(spec))
+    rows = list(csv.DictReader(io.StringIO(run("summary", path, "--depth", 1, "-f", "csv",
+                                                "-c", "name,type,output_shape,params").stdout)))
+    assert [(r["name"], int(r["params"])) for r in rows] == [("block1", 296), ("block2", 584), ("flatten", 0),
+                                                            ("head", 5_130)]
+    assert rows[0]["type"] == "group (2 layers)" and rows[1]["output_shape"] == "1x8x8x8"
+
+
+def test_summary_zoo_depth_adds_up_to_published_params():
+    pytest.importorskip("layercalc.zoo")
+    out = run("summary", "zoo:resnet50", "--depth", "1", "-f", "csv", "-c", "name,params").stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["name"] for r in rows][4:8] == ["layer1", "layer2", "layer3", "layer4"]
+    assert sum(int(r["params"]) for r in rows) == 25_557_032           # torchvision's published count
+
+
+def test_schema_and_version_and_zoo():
+    schema = json.loads(run("schema").stdout)
+    assert "layers" in schema["properties"] and "input" in schema["properties"]
+    assert run("--version").stdout.strip() == f"layercalc {layercalc.__version__}"
+    pytest.importorskip("layercalc.zoo")
+    out = run("zoo").stdout
+    assert re.search(r"resnet50\s.*25,557,032", out)                  # published
+    assert re.search(r"vgg16\s.*138,357,544", out)
+
+
+def test_shell_completion_is_offered():
+    out = run("--help").stdout
+    assert "--install-completion" in out and "--show-completion" in out
+
+
+# ------------------------------------------------------------------------------------- the installed command
+
+LAYERCALC = shutil.which("layercalc")
+
+
+@pytest.mark.skipif(LAYERCALC is None, reason="layercalc is not installed on PATH")
+def test_installed_command_end_to_end():
+    done = subprocess.run([LAYERCALC, "size", "28", "-k", "3"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip().endswith("= 26")
+    done = subprocess.run([LAYERCALC, "summary", "-", "-f", "json"], input=Path(MNIST_CNN).read_text(),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and json.loads(done.stdout)["totals"]["params"] == 93_322
+    done = subprocess.run([LAYERCALC, "conv2d", "-i", "1x2x2", "--filters", "3", "-k", "3"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("layercalc: error: conv2d: kernel 3×3")
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(LAYERCALC is None, reason="layercalc is not installed on PATH")
+def test_installed_command_debug_shows_traceback_and_pipe_closes_quietly():
+    done = subprocess.run([LAYERCALC, "summary", "missing.yaml", "--debug"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "Traceback" in done.stderr and "missing.yaml: no such file" in done.stderr
+    pipe = subprocess.run(f"'{LAYERCALC}' summary zoo:resnet50 2>&1 | head -1", shell=True, capture_output=True,
+                          text=True, timeout=60) if (ROOT / "layercalc" / "zoo").exists() else None
+    if pipe is not None:
+        assert "Traceback" not in pipe.stdout and pipe.stdout.startswith("name")
+
+
+def test_python_dash_m_style_entry_point():
+    done = subprocess.run([sys.executable, "-c", "import sys; from layercalc.cli import main; sys.argv = "
+                           "['layercalc', 'size', '224', '-k', '7', '-s', '2', '-p', '3', '-q']; main()"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "112"

@@ -1,0 +1,143 @@
+"""The model zoo against published figures.
+
+Sources:
+- torchvision model documentation / weight metadata (``Weights.meta``: ``num_params`` and ``_ops``, the "GFLOPS"
+  column, which counts multiply-adds of conv and linear layers = layercalc's MACs), e.g.
+  https://pytorch.org/vision/stable/models.html and the per-model pages (AlexNet_Weights.IMAGENET1K_V1, …).
+- Keras' classic MNIST examples: the MLP 784→512→10 has 407,050 params; TensorFlow's CNN tutorial network on MNIST
+  (28×28×1) has 93,322 and its first conv outputs (None, 26, 26, 32).
+- LeNet-5 as defined in zoo/lenet5.yaml: derived by hand below.
+"""
+
+import pytest
+
+import layercalc
+from layercalc import SpecError, zoo
+
+# name: (params, GMACs as published by torchvision ("GFLOPS" column))
+TORCHVISION = {
+    "alexnet": (61_100_840, 0.714),
+    "vgg11": (132_863_336, 7.609),
+    "vgg16": (138_357_544, 15.47),
+    "vgg19": (143_667_240, 19.63),
+    "resnet18": (11_689_512, 1.814),
+    "resnet34": (21_797_672, 3.664),
+    "resnet50": (25_557_032, 4.089),
+    "resnet101": (44_549_160, 7.801),
+    "mobilenet_v2": (3_504_872, 0.301),
+}
+
+
+@pytest.fixture(scope="module")
+def reports():
+    return {name: zoo.load(name).analyze() for name in zoo.list_models()}
+
+
+def test_the_zoo_holds_the_promised_models():
+    assert zoo.list_models() == sorted(["mnist_mlp", "mnist_cnn", "lenet5", *TORCHVISION])
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION))
+def test_params_equal_and_macs_within_half_a_percent_of_torchvision(reports, name):
+    params, gmacs = TORCHVISION[name]
+    totals = reports[name].totals
+    assert totals.params == params
+    assert abs(totals.macs / 1e9 - gmacs) / gmacs < 0.005, f"{name}: {totals.macs / 1e9:.4f} vs {gmacs}"
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION))
+def test_torchvision_models_take_imagenet_input_and_give_1000_logits(reports, name):
+    report = reports[name]
+    assert report.input_shape == [1, 3, 224, 224]
+    assert report.outputs == [report.layers[-1].name]
+    assert report.layers[-1].output_shape == [1, 1000]
+
+
+# FlopCounterMode totals measured with PyTorch 2.13.0 on torchvision's models (/work/shared/README.md): 2 × MACs.
+FLOP_COUNTER = {"alexnet": 1_428_376_960, "vgg16": 30_940_528_640, "resnet18": 3_628_146_688,
+                "resnet50": 8_178_368_512, "mobilenet_v2": 601_548_544}
+
+
+@pytest.mark.parametrize("name", list(FLOP_COUNTER))
+def test_macs_are_exactly_half_of_torch_flop_counter(reports, name):
+    assert 2 * reports[name].totals.macs == FLOP_COUNTER[name]
+
+
+def test_mnist_mlp(reports):
+    report = reports["mnist_mlp"]
+    assert report.totals.params == 407_050 == (784 * 512 + 512) + (512 * 10 + 10)
+    assert report.totals.macs == 784 * 512 + 512 * 10
+    assert report.layers[-1].output_shape == [1, 10]
+
+
+def test_mnist_cnn_keras_layout(reports):
+    report = reports["mnist_cnn"]
+    assert report.layout == "NHWC"
+    assert report.totals.params == 93_322
+    # Keras' model.summary(): (None, 26, 26, 32), (None, 13, 13, 32), (None, 11, 11, 64), (None, 5, 5, 64),
+    # (None, 3, 3, 64), (None, 576), (None, 64), (None, 10)
+    shapes = {e.name: e.output_shape[1:] for e in report.layers}
+    assert shapes["conv2d"] == [26, 26, 32]
+    assert shapes["max_pooling2d"] == [13, 13, 32]
+    assert shapes["conv2d_1"] == [11, 11, 64]
+    assert shapes["max_pooling2d_1"] == [5, 5, 64]
+    assert shapes["conv2d_2"] == [3, 3, 64]
+    assert shapes["flatten"] == [576]
+    assert shapes["dense_1"] == [10]
+    # 5,588,480 FLOPs from FlopCounterMode on the same network (/work/shared/README.md) = 2 × MACs
+    assert 2 * report.totals.macs == 5_588_480
+
+
+def test_lenet5_by_hand(reports):
+    report = reports["lenet5"]
+    c1 = 6 * 1 * 25 + 6            # 156
+    c3 = 16 * 6 * 25 + 16          # 2,416
+    c5 = 120 * 16 * 25 + 120       # 48,120
+    f6 = 84 * 120 + 84             # 10,164
+    out = 10 * 84 + 10             # 850
+    assert report.totals.params == c1 + c3 + c5 + f6 + out == 61_706
+    macs = 28 * 28 * 6 * 25 + 10 * 10 * 16 * 150 + 120 * 400 + 120 * 84 + 84 * 10
+    assert report.totals.macs == macs == 416_520
+    assert report.layer("c5").output_shape == [1, 120, 1, 1]
+
+
+def test_resnet_names_follow_torchvision(reports):
+    names = {e.name for e in reports["resnet50"].layers}
+    for expected in ["conv1", "bn1", "layer1.0.conv1", "layer1.0.downsample.0", "layer1.0.downsample.1",
+                     "layer3.5.conv3", "layer4.2.bn3", "fc"]:
+        assert expected in names
+    assert "layer1.1.downsample.0" not in names
+    # ResNet-18's layer1 keeps 64 channels at stride 1: no projection shortcut there (torchvision)
+    r18 = {e.name for e in reports["resnet18"].layers}
+    assert "layer1.0.downsample.0" not in r18 and "layer2.0.downsample.0" in r18
+
+
+def test_resnet_v1_5_puts_the_stride_on_the_3x3(reports):
+    report = reports["resnet50"]
+    assert report.layer("layer2.0.conv1").output_shape == [1, 128, 56, 56]
+    assert report.layer("layer2.0.conv2").output_shape == [1, 128, 28, 28]
+
+
+def test_mobilenet_v2_names(reports):
+    names = {e.name for e in reports["mobilenet_v2"].layers}
+    for expected in ["features.0.0", "features.1.conv.0.0", "features.1.conv.1", "features.2.conv.0.0",
+                     "features.2.conv.3", "features.17.conv.3", "features.18.0", "classifier.1"]:
+        assert expected in names
+
+
+def test_resnet50_spec_is_short():
+    lines = zoo.spec_path("resnet50").read_text().splitlines()
+    assert len(lines) < 60
+
+
+def test_zoo_prefix_in_load_and_unknown_names():
+    assert layercalc.load("zoo:lenet5").name == "lenet5"
+    with pytest.raises(SpecError, match=r"zoo:resnet5: no such model in the zoo; did you mean 'resnet50'"):
+        layercalc.load("zoo:resnet5")
+    with pytest.raises(SpecError, match=r"zoo:xyz: no such model.*available: alexnet, lenet5"):
+        zoo.load("xyz")
+
+
+def test_zoo_specs_ship_as_package_data():
+    path = zoo.spec_path("alexnet")
+    assert path.name == "alexnet.yaml" and path.parent.name == "zoo" and path.parent.parent.name == "layercalc"
