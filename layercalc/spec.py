@@ -82,5 +82,81 @@ def load(source: Source) -> Network:
 
 
 def schema() -> dict:
-    """JSON Schema of the spec format (what design tools validate against)."""
-    return Network.model_json_schema()
+    """JSON Schema of the spec format (what design tools validate against).
+
+    The layer models give the schema of a plain layer. A ``layers`` entry may also be a block instance or a
+    ``repeat`` (see :mod:`layercalc.blocks`), and ``blocks`` defines reusable sub-graphs. Inside a block, any field
+    may hold a ``"$arg"`` reference, so block layers are only required to be mappings with a ``type``, ``block`` or
+    ``repeat`` key; they are checked field by field once the block is expanded.
+    """
+    result = Network.model_json_schema()
+    defs = result.setdefault("$defs", {})
+    _add_accepted_spellings(result)
+    name = {"anyOf": [{"type": "string"}, {"type": "integer"}],
+            "description": "instance name: its layers are named NAME.<layer name>"}
+    inputs = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 1}],
+              "description": "the one source that feeds the block (default: the previous layer)"}
+    defs["BlockInstance"] = {
+        "type": "object", "title": "BlockInstance", "required": ["block"], "additionalProperties": False,
+        "description": "an instance of a block defined under `blocks`",
+        "properties": {"block": {"type": "string", "description": "the block's name under `blocks`"},
+                       "name": name, "inputs": inputs,
+                       "args": {"type": "object", "description": "argument values (plain data)"}}}
+    defs["Repeat"] = {
+        "type": "object", "title": "Repeat", "required": ["repeat"], "additionalProperties": True,
+        "description": "N chained copies of the rest of the entry (a layer or a block instance), named NAME.K",
+        "properties": {"repeat": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\$"}]},
+                       "start": {"type": "integer", "minimum": 0, "default": 0,
+                                 "description": "number of the first copy"},
+                       "first": {"type": "object", "description": "fields merged into the first copy only"}}}
+    defs["BlockLayer"] = {
+        "type": "object", "title": "BlockLayer",
+        "description": "a layer, block instance or repeat inside a block; fields may be \"$arg\" references",
+        "anyOf": [{"required": ["type"]}, {"required": ["block"]}, {"required": ["repeat"]}]}
+    defs["Block"] = {
+        "type": "object", "title": "Block", "required": ["layers"], "additionalProperties": False,
+        "properties": {
+            "params": {"anyOf": [{"type": "object"}, {"type": "array", "items": {"type": "string"}}],
+                       "description": "argument -> default (null: required), or a list of required names"},
+            "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/BlockLayer"}},
+            "output": {"anyOf": [{"type": "string"}, {"type": "integer"}],
+                       "description": "the layer whose output is the block's output (default: the last)"}}}
+    layer = result["properties"]["layers"]["items"]
+    defs["Layer"] = layer
+    result["properties"]["layers"]["items"] = {"anyOf": [{"$ref": "#/$defs/Layer"}, {"$ref": "#/$defs/BlockInstance"},
+                                                         {"$ref": "#/$defs/Repeat"}]}
+    result["properties"]["blocks"] = {"type": "object", "description": "reusable, parameterized sub-graphs",
+                                      "additionalProperties": {"$ref": "#/$defs/Block"}}
+    return result
+
+
+def _add_accepted_spellings(result: dict) -> None:
+    """Make the generated schema accept what the loader accepts.
+
+    Pydantic writes only the first name of each field; the loader also takes the Keras aliases (``filters``,
+    ``units``, ...), a single string for ``inputs``, and ``channels_first``/``channels_last`` for the layout.
+    """
+    from pydantic import AliasChoices
+
+    from .layers import LAYER_CLASSES
+
+    defs = result["$defs"]
+    for cls in LAYER_CLASSES:
+        definition = defs.get(cls.__name__, {})
+        properties = definition.get("properties")
+        if properties is None:
+            continue
+        for name, info in cls.model_fields.items():
+            if isinstance(info.validation_alias, AliasChoices) and name in properties:
+                spellings = [name] + [a for a in info.validation_alias.choices if isinstance(a, str) and a != name]
+                for alias in spellings[1:]:
+                    properties[alias] = {**properties[name], "description": f"Keras name of {name!r}"}
+                if name in definition.get("required", []):       # required: under one of its names
+                    definition["required"].remove(name)
+                    definition.setdefault("allOf", []).append({"anyOf": [{"required": [n]} for n in spellings]})
+        if "inputs" in properties:
+            properties["inputs"] = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}},
+                                              {"type": "null"}],
+                                    "description": properties["inputs"].get("description", "")}
+    layout = result["properties"]["layout"]
+    layout["enum"] = ["NCHW", "NHWC", "nchw", "nhwc", "channels_first", "channels_last"]
