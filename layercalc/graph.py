@@ -10,12 +10,12 @@ from __future__ import annotations
 import gc
 import heapq
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, SkipValidation, field_validator
 
 from .errors import GraphError, did_you_mean, layer_label
-from .layers import Layer, LayerBase, parse_layer
+from .layers import LayerBase, parse_layer
 from .report import LayerReport, Report, Totals
 from .rules import Context, Facts, ReceptiveField, Tensor, fmt_shape, infer, numel
 
@@ -51,7 +51,7 @@ class Step:
 class Network(BaseModel):
     """A network spec: the input shape (one example, batch excluded) and the layers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: Optional[str] = None
     input: list[int] = Field(min_length=1, description="one example without the batch dim, in the layout's order")
@@ -59,7 +59,9 @@ class Network(BaseModel):
     layout: Literal["NCHW", "NHWC"] = Field(
         "NCHW", description="NCHW: channels first (any spatial rank); NHWC: channels last, Keras-style")
     dtype: Literal["float32", "float64", "float16", "bfloat16", "int32", "int8", "uint8"] = "float32"
-    layers: list[Layer] = Field(min_length=1)
+    # Validated layer by layer by `_parse_layers` (one error line per layer); the union of every layer model is
+    # only built for the JSON Schema (spec.schema), which keeps start-up fast.
+    layers: Annotated[list[SerializeAsAny[LayerBase]], SkipValidation] = Field(min_length=1)
 
     @field_validator("input")
     @classmethod
@@ -78,8 +80,10 @@ class Network(BaseModel):
     @field_validator("layers", mode="before")
     @classmethod
     def _parse_layers(cls, value: Any) -> Any:
-        if not isinstance(value, list):
-            return value
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a list of layer mappings, got {type(value).__name__} {value!r}")
+        if not value:
+            raise ValueError("a network needs at least one layer, got an empty list")
         return [parse_layer(raw, i) for i, raw in enumerate(value)]
 
     # ------------------------------------------------------------------------------------------------- wiring

@@ -74,7 +74,7 @@ def _lower_string(value: Any) -> Any:
 class LayerBase(BaseModel):
     """Fields every layer has: an optional ``name`` and the names of its ``inputs``."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
     #: how many inputs the layer takes (``None``: any number ≥ min_inputs)
     min_inputs: ClassVar[int] = 1

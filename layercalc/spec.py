@@ -91,7 +91,6 @@ def schema() -> dict:
     """
     result = Network.model_json_schema()
     defs = result.setdefault("$defs", {})
-    _add_accepted_spellings(result)
     name = {"anyOf": [{"type": "string"}, {"type": "integer"}],
             "description": "instance name: its layers are named NAME.<layer name>"}
     inputs = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 1}],
@@ -121,10 +120,18 @@ def schema() -> dict:
             "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/BlockLayer"}},
             "output": {"anyOf": [{"type": "string"}, {"type": "integer"}],
                        "description": "the layer whose output is the block's output (default: the last)"}}}
-    layer = result["properties"]["layers"]["items"]
+    # Network.layers is validated layer by layer (see graph.Network), so its generated schema names only the base
+    # model; the union of every layer model, discriminated by `type`, is what a spec holds.
+    from pydantic import TypeAdapter
+
+    from .layers import Layer
+    layer = TypeAdapter(Layer).json_schema()
+    defs.update(layer.pop("$defs", {}))
+    defs.pop("LayerBase", None)
     defs["Layer"] = layer
     result["properties"]["layers"]["items"] = {"anyOf": [{"$ref": "#/$defs/Layer"}, {"$ref": "#/$defs/BlockInstance"},
                                                          {"$ref": "#/$defs/Repeat"}]}
+    _add_accepted_spellings(result)
     result["properties"]["blocks"] = {"type": "object", "description": "reusable, parameterized sub-graphs",
                                       "additionalProperties": {"$ref": "#/$defs/Block"}}
     return result

@@ -55,6 +55,8 @@ def test_every_bundled_spec_is_valid_under_the_schema(validator, path):
     {"input": [1, 28, 28], "layers": [{"type": "conv2d", "out_channels": 0, "kernel_size": 3}]},  # not positive
     {"input": [1, 28, 28], "layers": [{"type": "relu"}], "batchsize": 2},                         # unknown top field
     {"layers": [{"type": "relu"}]},                                                               # no input
+    {"input": [3], "layers": []},                                                                  # no layers
+    {"input": [3], "layers": "relu"},                                                              # not a list
     {"input": [4], "layers": [{"block": "b", "argz": {}}]},                                        # bad instance field
     {"input": [4], "blocks": {"b": {"params": {"n": None}}}, "layers": [{"block": "b"}]},          # block without layers
 ])
