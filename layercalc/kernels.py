@@ -22,9 +22,10 @@ from typing import Optional, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-#: upper bound of one im2col chunk; 32 MiB keeps chunks large enough for an efficient matrix product while
-#: bounding memory (measured in bench/bench_executor.py: larger chunks were not faster)
-WORKSPACE_BYTES = 32 * 2**20
+#: upper bound of one im2col chunk. Small enough that the chunk is still in the CPU cache when the matrix product
+#: reads it right after the copy that wrote it, large enough (hundreds of rows) for BLAS to run at full speed:
+#: measured on VGG/ResNet layers (2 cores, 32 MiB L3), 4–8 MiB chunks ran 10–80 % faster than 32–64 MiB ones.
+WORKSPACE_BYTES = 8 * 2**20
 
 NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
@@ -152,20 +153,37 @@ def conv(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], *, strid
 
 
 def _conv_dense(xp, weight, out, kernel, stride, dilation, workspace, counter) -> None:
-    """groups = 1: im2col chunk (a copy out of the strided window view) @ weight matrix, written into ``out``."""
+    """groups = 1: im2col chunk (a copy out of the strided window view) @ weight matrix, written into ``out``.
+
+    Two orders of the im2col columns, whichever copies less:
+    - kernel offset, then channel (``[*k, C_in]``): each window row is a few long contiguous runs of channels, the
+      cheapest im2col copy, but the PyTorch weight ``[C_out, C_in, *k]`` must be reordered to match (one copy of
+      the weight per call);
+    - channel, then kernel offset (``[C_in, *k]``, PyTorch's own order): the weight is used as it is, as a
+      transposed view (BLAS reads it in place), and the im2col copy gathers short runs instead.
+    The weight copy costs about ``depth · C_out`` element moves and the slower gather about ``rows · depth``, so
+    the second order is used when there are fewer output positions than output channels (late, small layers at
+    small batch, where the weight is the bigger array). A 1×1 kernel needs neither: both orders are the same.
+    """
     cin, cout = xp.shape[-1], out.shape[-1]
-    depth = math.prod(kernel) * cin
-    # [C_out, C_in, *k] → [*k, C_in, C_out]: the row order of the im2col matrix
-    w_mat = np.ascontiguousarray(np.moveaxis(weight, (0, 1), (-1, -2)).reshape(depth, cout))
+    taps = math.prod(kernel)
+    depth = taps * cin
     out_sizes = out.shape[1:-1]
-    pointwise = math.prod(kernel) == 1 and all(s == 1 for s in stride) and xp.flags.c_contiguous
-    if pointwise:               # 1×1, stride 1: the input already is the im2col matrix
-        rows = math.prod(out.shape[:-1])
-        np.matmul(xp.reshape(rows, cin), w_mat, out=out.reshape(rows, cout))
-        counter.add(rows * depth * cout)
-        return
-    windows = window_view(xp, out_sizes, kernel, stride, dilation)
+    positions = math.prod(out.shape[:-1])
+    torch_matrix = weight.reshape(cout, depth)            # rows: output channels; columns in [C_in, *k] order
+    windows = window_view(xp, out_sizes, kernel, stride, dilation)    # [N, *out, *k, C_in]
+    if taps == 1 or positions < cout:
+        w_mat = torch_matrix.T                             # a view: no copy of the weight
+        if taps > 1:
+            windows = np.moveaxis(windows, -1, -1 - len(kernel))      # [N, *out, C_in, *k]
+    else:
+        w_mat = kernel_major_weight(weight).reshape(depth, cout)
     itemsize = xp.dtype.itemsize
+    if taps == 1 and all(s == 1 for s in stride) and xp.flags.c_contiguous:
+        # 1×1, stride 1, contiguous: the input already is the im2col matrix
+        np.matmul(xp.reshape(positions, cin), w_mat, out=out.reshape(positions, cout))
+        counter.add(positions * depth * cout)
+        return
     for n0, n1, h0, h1 in chunk_plan(xp.shape[0], out_sizes, depth * itemsize):
         src = windows[n0:n1, h0:h1]
         rows = src.size // depth
@@ -173,6 +191,17 @@ def _conv_dense(xp, weight, out, kernel, stride, dilation, workspace, counter) -
         np.copyto(cols, src)
         np.matmul(cols.reshape(rows, depth), w_mat, out=out[n0:n1, h0:h1].reshape(rows, cout))
         counter.add(rows * depth * cout)
+
+
+def kernel_major_weight(weight: np.ndarray, block: int = 16) -> np.ndarray:
+    """A conv weight ``[C_out, C_in, *k]`` reordered to ``[*k, C_in, C_out]`` (the row order of a
+    channels-fastest im2col matrix), copied ``block`` output channels at a time: one transposing copy of the
+    whole array walks the source with a stride of the whole weight and runs about twice slower."""
+    cout = weight.shape[0]
+    out = np.empty((*weight.shape[2:], weight.shape[1], cout), dtype=weight.dtype)
+    for o0 in range(0, cout, block):
+        np.copyto(out[..., o0:o0 + block], np.moveaxis(weight[o0:o0 + block], (0, 1), (-1, -2)))
+    return out
 
 
 def _conv_depthwise(xp, weight, out, kernel, stride, dilation, counter) -> None:
@@ -383,15 +412,22 @@ def batch_norm(x: np.ndarray, *, channel_axis: int, mean, var, weight, bias, eps
         axes = tuple(a for a in range(x.ndim) if a != channel_axis % x.ndim)
         mean = x.mean(axis=axes, dtype=np.float64)
         var = x.var(axis=axes, dtype=np.float64)
+    scale, shift = batch_norm_coefficients(mean, var, weight, bias, eps, x.dtype)
+    out = np.multiply(x, scale.reshape(shape), out=out)
+    out += shift.reshape(shape)
+    return out
+
+
+def batch_norm_coefficients(mean, var, weight, bias, eps: float, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``(scale, shift)`` in ``dtype`` (computed in float64): inference BatchNorm is
+    ``x·scale + shift`` (PyTorch's CPU inference formula)."""
     scale = 1.0 / np.sqrt(np.asarray(var, dtype=np.float64) + eps)
     if weight is not None:
         scale = scale * weight
     shift = -np.asarray(mean, dtype=np.float64) * scale
     if bias is not None:
         shift = shift + bias
-    out = np.multiply(x, scale.astype(x.dtype).reshape(shape), out=out)
-    out += shift.astype(x.dtype).reshape(shape)
-    return out
+    return scale.astype(dtype), shift.astype(dtype)
 
 
 def _normalize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> np.ndarray:
