@@ -129,8 +129,14 @@ def default_memory_limit() -> int:
 
 @dataclass
 class MemoryEstimate:
-    """Peak bytes of a run: weights held, the largest sum of live activations plus one layer's temporaries, and
-    the im2col workspace (kept for the whole run, so added in full)."""
+    """Peak bytes of a run.
+
+    - ``weights``: the arrays passed in (``weights=``), held for the whole run. Weights that are *not* passed in
+      are initialized one layer at a time and dropped after it, so they are part of that layer's temporaries.
+    - ``activations``: the largest sum of live activations plus one layer's temporaries (its parameters and their
+      reordered copy, padded input, …).
+    - ``workspace``: the im2col buffer, kept for the whole run, so added in full.
+    """
     weights: int
     activations: int
     workspace: int
@@ -141,17 +147,23 @@ class MemoryEstimate:
         return self.weights + self.activations + self.workspace
 
     def describe(self) -> str:
-        return (f"{format_bytes(self.total)} (weights {format_bytes(self.weights)}, activations and temporaries "
-                f"{format_bytes(self.activations)}{f' at {self.peak_step}' if self.peak_step else ''}, "
-                f"im2col workspace {format_bytes(self.workspace)})")
+        at = f" at {self.peak_step}" if self.peak_step else ""
+        if self.weights:
+            held = f"weights passed in {format_bytes(self.weights)}"
+        else:
+            held = "no weights passed in: each layer's are made when it runs, counted in its temporaries"
+        return (f"{format_bytes(self.total)} (activations and one layer's temporaries {format_bytes(self.activations)}"
+                f"{at}, im2col workspace {format_bytes(self.workspace)}, {held})")
 
 
 def _numel(shape) -> int:
     return math.prod(shape)
 
 
-def _step_scratch(step, itemsize: int, channels_last: bool) -> tuple[int, int]:
-    """(temporary bytes while the step runs, im2col workspace bytes) beyond its inputs and output."""
+def _step_scratch(step, itemsize: int, channels_last: bool, weights_given: bool = False) -> tuple[int, int]:
+    """(temporary bytes while the step runs, im2col workspace bytes) beyond its inputs and output.
+
+    ``weights_given``: the layer's weights were passed in (already counted as held), so only copies count."""
     layer, facts = step.layer, step.facts
     in_shape, out_shape = step.input_shapes[0], facts.output_shape
     n_in, n_out = _numel(in_shape), _numel(out_shape)
@@ -160,7 +172,14 @@ def _step_scratch(step, itemsize: int, channels_last: bool) -> tuple[int, int]:
         batch, cin = in_shape[0], in_shape[-1] if channels_last else in_shape[1]
         spatial = in_shape[1:-1] if channels_last else in_shape[2:]
         cout, kernel = layer.out_channels, layer.kernel_size
-        weight_copies = 2 * cout * (cin // layer.groups) * _numel(kernel) * itemsize  # as given + as a matrix
+        weight_bytes = cout * (cin // layer.groups) * _numel(kernel) * itemsize
+        out_spatial = out_shape[1:-1] if channels_last else out_shape[2:]
+        if layer.transposed or (layer.groups > 1 and layer.groups != cin):
+            copied = True                                 # the weight as a (batched) matrix
+        else:
+            copied = layer.groups == 1 and K.reorders_weight(_numel(kernel), batch * _numel(out_spatial), cout)
+        # the weights made for this layer (unless passed in) + their reordered copy
+        weight_copies = ((0 if weights_given else 1) + (1 if copied else 0)) * weight_bytes
         if layer.transposed:
             full = [(n - 1) * s + d * (k - 1) + 1 + op
                     for n, k, s, d, op in zip(spatial, kernel, layer.stride, layer.dilation, geometry["output_padding"])]
@@ -170,7 +189,6 @@ def _step_scratch(step, itemsize: int, channels_last: bool) -> tuple[int, int]:
         pads = geometry["pads"]
         padded = batch * cin * _numel(n + b + a for n, (b, a) in zip(spatial, pads)) if any(
             b or a for b, a in pads) else 0
-        out_spatial = out_shape[1:-1] if channels_last else out_shape[2:]
         depth = _numel(kernel) * (cin // layer.groups)
         if layer.groups == 1:     # (a 1×1 stride-1 conv needs no im2col, unless its input is a strided view)
             chunk, temp = K.chunk_bytes(batch, out_spatial, depth * itemsize), 0
@@ -182,7 +200,7 @@ def _step_scratch(step, itemsize: int, channels_last: bool) -> tuple[int, int]:
     if isinstance(layer, L._PoolBase):
         return 2 * n_in * itemsize, 0                   # the padded copy (ceil_mode overhang included, roughly)
     if isinstance(layer, (L._AdaptivePoolBase, L.LayerNorm, L.GroupNorm, L.Linear)):
-        return 2 * n_in * itemsize + facts.params * itemsize, 0
+        return 2 * n_in * itemsize + (0 if weights_given else facts.params * itemsize), 0
     if isinstance(layer, L._BatchNormBase):
         stats = 0 if layer.track_running_stats else 2 * n_in * 8
         return stats + 4 * facts.params * itemsize, 0
@@ -196,7 +214,8 @@ def _step_scratch(step, itemsize: int, channels_last: bool) -> tuple[int, int]:
 def estimate_memory(steps, input_shape, dtype, channels_last: bool, given_weights: Optional[Weights] = None
                     ) -> MemoryEstimate:
     """Estimate the peak memory of executing ``steps`` (from ``Network.resolve()``)."""
-    itemsize = np.dtype(dtype).itemsize
+    run_dtype = np.dtype(dtype)
+    itemsize = run_dtype.itemsize
     last_use: dict[str, int] = {}
     for position, step in enumerate(steps):
         for src in step.inputs:
@@ -207,7 +226,13 @@ def estimate_memory(steps, input_shape, dtype, channels_last: bool, given_weight
     for position, step in enumerate(steps):
         out = _numel(step.facts.output_shape) * itemsize
         size[step.name] = out
-        temporaries, chunk = _step_scratch(step, itemsize, channels_last)
+        given = (given_weights or {}).get(step.name, {})
+        # every parameter passed in, contiguous and already in the run's dtype: used as is, never made, converted
+        # or reshaped into a copy
+        weights_given = set(param_shapes(step, channels_last)) <= set(given) and all(
+            np.asarray(v).dtype == run_dtype and np.asarray(v).flags.c_contiguous
+            for k, v in given.items() if k not in IGNORED_PARAMS)
+        temporaries, chunk = _step_scratch(step, itemsize, channels_last, weights_given)
         workspace = max(workspace, chunk)
         if live + out + temporaries > peak:
             peak, peak_step = live + out + temporaries, layer_label(step.index, step.name, step.layer.type_name)

@@ -172,7 +172,7 @@ def _conv_dense(xp, weight, out, kernel, stride, dilation, workspace, counter) -
     positions = math.prod(out.shape[:-1])
     torch_matrix = weight.reshape(cout, depth)            # rows: output channels; columns in [C_in, *k] order
     windows = window_view(xp, out_sizes, kernel, stride, dilation)    # [N, *out, *k, C_in]
-    if taps == 1 or positions < cout:
+    if not reorders_weight(taps, positions, cout):
         w_mat = torch_matrix.T                             # a view: no copy of the weight
         if taps > 1:
             windows = np.moveaxis(windows, -1, -1 - len(kernel))      # [N, *out, C_in, *k]
@@ -191,6 +191,11 @@ def _conv_dense(xp, weight, out, kernel, stride, dilation, workspace, counter) -
         np.copyto(cols, src)
         np.matmul(cols.reshape(rows, depth), w_mat, out=out[n0:n1, h0:h1].reshape(rows, cout))
         counter.add(rows * depth * cout)
+
+
+def reorders_weight(taps: int, positions: int, cout: int) -> bool:
+    """Does a groups=1 convolution copy its weight into kernel-major order (see ``_conv_dense``)?"""
+    return taps > 1 and positions >= cout
 
 
 def kernel_major_weight(weight: np.ndarray, block: int = 16) -> np.ndarray:

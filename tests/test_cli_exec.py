@@ -97,3 +97,16 @@ def test_run_bad_weights_and_input_shape(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((1, 7), np.float32))
     result = invoke("run", tmp_path / "net.json", "--input", tmp_path / "x.npy")
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
+
+
+def test_verify_refuses_a_network_too_large_for_memory_with_exit_2(tmp_path):
+    """A VGG-sized first layer on 100,000 images needs terabytes: under the default limit (a fraction of the
+    available memory) the run is refused before it starts, with one line on stderr and exit status 2."""
+    spec = tmp_path / "huge.yaml"
+    spec.write_text("input: [3, 224, 224]\nlayers:\n  - {type: conv2d, out_channels: 64, kernel_size: 3, padding: 1}\n")
+    for command in (["verify", spec, "--batch", 100000, "--no-progress"],
+                    ["run", spec, "--batch", 100000, "--output", tmp_path / "out.npy"]):
+        result = invoke(*command)
+        assert result.exit_code == 2, (command, result.stdout, result.stderr)
+        assert "exceeds the limit" in result.stderr and result.stderr.count("\n") == 1
+        assert not (tmp_path / "out.npy").exists()

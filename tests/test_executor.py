@@ -365,6 +365,33 @@ def test_memory_estimate_bounds_the_measured_peak(spec):
     assert estimate.total - held <= 6 * peak + 2**20, (peak, estimate)
 
 
+def test_memory_estimate_bounds_the_peak_when_weights_are_made_per_layer():
+    """No weights passed in: each layer's are initialized when it runs (the estimate counts them as that layer's
+    temporaries), and the text says so instead of reporting 'weights 0 B'."""
+    net = layercalc.load(residual_spec(cin=16, cout=64, size=56, batch=4))
+    x = np.random.default_rng(0).standard_normal(net.input_shape).astype(np.float32)
+    estimates = []
+    executor.execute(net, x=x, on_estimate=estimates.append)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        executor.run(net, x=x)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    estimate = estimates[0]
+    assert estimate.weights == 0
+    assert peak <= estimate.total + 2**18, (peak, estimate)
+    assert estimate.total <= 6 * peak + 2**20, (peak, estimate)
+    text = estimate.describe()
+    assert "0 B" not in text and "no weights passed in" in text and "\n" not in text
+    given = {s.name: executor.init_params(s, {}, 0, np.float32, False) for s in net.resolve()}
+    held = sum(v.nbytes for p in given.values() for v in p.values())
+    estimate = executor.estimate_memory(net.resolve(), net.input_shape, np.float32, False, given)
+    assert estimate.weights == held and f"weights passed in {executor.format_bytes(held)}" in estimate.describe()
+
+
 def test_default_limit_is_a_fraction_of_available_memory():
     limit = executor.default_memory_limit()
     assert 0 < limit <= executor.available_memory()

@@ -144,6 +144,33 @@ def test_conv_matches_torch(case):
     assert_close(y, expected, dtype, case)
 
 
+@pytest.mark.parametrize("rank, sizes, cout", [
+    (2, (3, 4), 40),      # 12 output positions < 40 channels: the weight is used in PyTorch order, im2col gathers
+    (2, (9, 11), 40),     # 99 positions ≥ 40: the weight is copied kernel-major in blocks of 16 (40 = 16+16+8)
+    (3, (3, 3, 2), 33),   # both orders in 3-d
+    (3, (4, 5, 4), 33),
+    (1, (5,), 20),
+    (1, (40,), 20),
+])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_conv_both_im2col_orders_match_torch(rank, sizes, cout, dtype):
+    """Dense convolution picks its im2col column order from the layer's size: few output positions → channel-major
+    columns with the weight as given; many → kernel-major columns with a reordered weight. Both against torch,
+    with a kernel that is not square, a stride, a dilation and more output channels than one copy block."""
+    rng = np.random.default_rng(rank * 100 + cout + sum(sizes))
+    cin, batch = 5, 2
+    kernel, stride, dilation = [3, 2, 2][:rank], [1, 2, 1][:rank], [2, 1, 1][:rank]
+    layer = {"type": f"conv{rank}d", "out_channels": cout, "kernel_size": kernel, "stride": stride,
+             "dilation": dilation, "padding": 1}
+    x = rng.standard_normal((batch, cin, *sizes))
+    weights = {"weight": rng.standard_normal((cout, cin, *kernel)), "bias": rng.standard_normal(cout)}
+    y = lc_run(x.shape, layer, x, weights, dtype)
+    conv = getattr(F, f"conv{rank}d")
+    expected = conv(tt(x, dtype), tt(weights["weight"], dtype), tt(weights["bias"], dtype), stride=stride,
+                    padding=1, dilation=dilation)
+    assert_close(y, expected, dtype, (rank, sizes, cout))
+
+
 @examples(40)
 @given(st.sampled_from([1, 2, 3]), st.integers(1, 3), st.sampled_from(["zeros", "reflect", "circular", "replicate"]),
        st.integers(0, 2**31))
