@@ -150,6 +150,11 @@ def resolve_pads(padding, spatial: Shape, kernel, stride, dilation) -> tuple[tup
     return tuple(padding)
 
 
+def fmt_pads_per_axis(pads) -> str:
+    """Padding as (before, after) per named axis: ``H (0, 1), W (0, 1)`` — no ambiguity for asymmetric 'same'."""
+    return ", ".join(f"{axis} ({b}, {a})" for axis, (b, a) in zip(axis_names(len(pads)), pads))
+
+
 def fmt_pads(pads) -> str:
     if all(b == a for b, a in pads):
         return fmt_dims(b for b, _ in pads)
@@ -222,7 +227,7 @@ def conv_rule(layer: L._ConvBase, inputs: list[Tensor], ctx: Context) -> Facts:
     bias_adds = positions * cout if layer.bias else 0
     notes = border_notes(spatial, k, s, d, pads, axis_names(rank))
     if layer.padding == "same":
-        notes.insert(0, f"'same' padding applied (before, after): {fmt_pads(pads)}")
+        notes.insert(0, f"'same' padding applied (before, after): {fmt_pads_per_axis(pads)}")
         if any(ss > 1 for ss in s):
             notes.insert(1, "'same' with stride > 1 follows TensorFlow/Keras; PyTorch refuses it")
     return Facts(
@@ -309,7 +314,7 @@ def pool_rule(layer: L._PoolBase, inputs: list[Tensor], ctx: Context) -> Facts:
                        f"padding, got {fmt_dims(padded)} (input {fmt_shape(x.shape)}, padding {fmt_pads(pads)})")
     notes = []
     if layer.padding == "same":
-        notes.append(f"'same' padding applied (before, after): {fmt_pads(pads)}; padded positions are ignored")
+        notes.append(f"'same' padding applied (before, after): {fmt_pads_per_axis(pads)}; padded positions are ignored")
     if layer.ceil_mode:
         floored = tuple(pool_output_length(nn, kk, ss, pb, pa, dd)
                         for nn, kk, ss, (pb, pa), dd in zip(spatial, k, s, pads, d))

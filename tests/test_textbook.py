@@ -78,7 +78,7 @@ def test_same_padding_with_stride_2_follows_keras():
     r = analyze([3, 224, 224], {"type": "conv2d", "out_channels": 64, "kernel_size": 7, "stride": 2, "padding": "same"})
     layer = r.layers[0]
     assert layer.output_shape == [1, 64, 112, 112]
-    assert "(2,3)" in layer.notes[0]
+    assert "H (2, 3), W (2, 3)" in layer.notes[0]
     assert any("PyTorch refuses" in n for n in layer.notes)
 
 
@@ -202,3 +202,11 @@ def test_elementwise_flops_follow_the_documented_table(kind, per_element):
     r = analyze([10, 4, 4], {"type": kind})
     assert r.layers[0].flops == per_element * 160
     assert r.layers[0].macs == 0
+
+
+def test_same_padding_note_names_each_side():
+    # TF/Keras SAME, 28 → ceil(28/2) = 14; total padding (14 − 1)·2 + 3 − 28 = 1, the odd pixel goes after
+    report = layercalc.load({"input": [1, 28, 28], "layers": [
+        {"type": "conv2d", "out_channels": 1, "kernel_size": 3, "stride": 2, "padding": "same"}]}).analyze()
+    assert report.layers[0].output_shape == [1, 1, 14, 14]
+    assert "'same' padding applied (before, after): H (0, 1), W (0, 1)" in report.layers[0].notes
