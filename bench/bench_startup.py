@@ -5,8 +5,8 @@ Run: python bench/bench_startup.py [--runs 21] [--command "size 28 -k 3"] [--all
 Each run is a fresh process (subprocess), as a user at a terminal would start it. Prints the median and the
 quartiles of the wall time, and the median CPU time of the child (user + system), which is less disturbed by other
 processes on a busy machine. For reference it also times a bare `python -c pass` with the same interpreter: the
-floor no Python command can go below. `--all` also times a calculator, a summary and `--help` (which import the
-Pydantic layer models).
+floor no Python command can go below. It also times `summary examples/mnist_cnn.yaml` (which imports the Pydantic
+layer models, YAML and tabulate); `--all` adds a calculator and `--help`.
 
 The `layercalc` found on PATH may be a wrapper (pyenv's shim is a bash script that runs `pyenv exec`, adding
 ~0.1 s); the script the package installed next to the interpreter is timed as well when it differs.
@@ -68,18 +68,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--command", default="size 28 -k 3", help="arguments after `layercalc`")
-    parser.add_argument("--all", action="store_true", help="also time a calculator, a summary and --help")
+    parser.add_argument("--all", action="store_true", help="also time a calculator and --help")
     args = parser.parse_args()
 
     print(f"{args.runs} runs each; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs\n")
     report("python -c pass (floor)", *time_command([sys.executable, "-c", "pass"], args.runs))
-    commands = [args.command]
+    examples = Path(__file__).resolve().parent.parent / "examples" / "mnist_cnn.yaml"
+    commands = [args.command, f"summary {examples}"]
     if args.all:
-        examples = Path(__file__).resolve().parent.parent / "examples" / "mnist_cnn.yaml"
-        commands += ["conv2d -i 1x28x28 --out-channels 32 -k 3", f"summary {examples}", "--help"]
+        commands += ["conv2d -i 1x28x28 --out-channels 32 -k 3", "--help"]
     for label, script in installed_scripts():
         for command in commands:
-            shown = command if len(command) < 40 else command[:37] + "…"
+            shown = command.replace(f"{examples.parent.parent}/", "") if command.startswith("summary") else command
+            shown = shown if len(shown) < 40 else shown[:37] + "…"
             target = 0.3 if command == "size 28 -k 3" else None
             report(f"{label.split(' ')[0]} {shown}" + (" [shim]" if "PATH" in label and "shims" in script else ""),
                    *time_command([script, *shlex.split(command)], args.runs), target)

@@ -318,7 +318,8 @@ def size_command(
 ) -> None:
     """Output length along one dimension: floor((N + 2·p − d·(k − 1) − 1) / s) + 1 (or the transposed rule).
 
-    Example: `layercalc size 224 -k 7 -s 2 -p 3` → 112.
+    Example: `layercalc size 224 -k 7 -s 2 -p 3` → 112. When the stride does not divide evenly (or skips
+    positions between windows), the line also says which input positions no window ever reads.
     """
     from . import explain as ex
     from .errors import ShapeError
@@ -327,7 +328,11 @@ def size_command(
 
     pad = padding.strip().lower()
     if pad not in ("same", "valid"):
-        pad = parse_int(pad, "--padding")
+        try:
+            pad = int(pad)
+        except ValueError:
+            raise _spec_error(f"--padding: {padding!r} is not a whole number, same or valid (size works along one "
+                              f"dimension: the same padding on each side)") from None
         if pad < 0:
             raise _spec_error(f"--padding: must be ≥ 0, got {pad}")
     if output_padding and not transposed:
@@ -363,6 +368,10 @@ def size_command(
         line = ex.explain_length(length, kernel_size, stride, before, after, dilation, ceil, "L")[0]
         if out != int(line.rsplit("= ", 1)[1]):                 # ceil mode dropped a window in the padding
             line = f"{line} → {out} (last window dropped: it would start in the padding)"
+        # a stride that does not divide evenly is not simply rounded: say what happens to the border
+        note = ex.coverage_note(length, kernel_size, stride, before, after, dilation, ceil)
+        if note:
+            line = f"{line}; {note}"
     if quiet:
         print(out)
         return
@@ -385,11 +394,12 @@ def solve_command(
     output_padding: Annotated[Optional[int], typer.Option("--output-padding", min=0,
                                                           help="transposed: fix output_padding")] = None,
     ceil: Annotated[bool, typer.Option("--ceil", help="pooling with ceil_mode")] = False,
-    max_kernel: Annotated[int, typer.Option("--max-kernel", min=1, help="search bound")] = 11,
-    max_stride: Annotated[int, typer.Option("--max-stride", min=1, help="search bound")] = 8,
-    max_dilation: Annotated[int, typer.Option("--max-dilation", min=1, help="search bound")] = 4,
-    max_padding: Annotated[Optional[int], typer.Option("--max-padding", min=0,
-                                                       help="search bound (default: the kernel span − 1)")] = None,
+    max_kernel: Annotated[int, typer.Option("--max-kernel", min=1, help="largest kernel searched")] = 11,
+    max_stride: Annotated[int, typer.Option("--max-stride", min=1, help="largest stride searched")] = 8,
+    max_dilation: Annotated[int, typer.Option("--max-dilation", min=1, help="largest dilation searched")] = 4,
+    max_padding: Annotated[Optional[int], typer.Option(
+        "--max-padding", min=0, help="largest padding searched (default: the kernel span dilation·(kernel − 1); "
+                                     "kernel // 2 with --ceil, PyTorch's limit for pooling)")] = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="show at most this many (0: all)")] = 20,
 ) -> None:
     """Every kernel / stride / padding / dilation (the ones not fixed) giving exactly OUTPUT from INPUT.
@@ -397,6 +407,12 @@ def solve_command(
     Example: `layercalc solve --input 224 --output 112 -k 7` → stride 2, padding 3. Sorted with dilation 1 first,
     then by kernel, stride, padding. Exit status 0 also when nothing fits (the message says so and shows the
     nearest reachable outputs); 2 for invalid values.
+
+    Bounds of the search (what real networks use; widen them with the --max-* options): kernel 1..11, stride 1..8,
+    dilation 1..4, padding 0..dilation·(kernel − 1) (more only adds windows of zeros; with --ceil 0..kernel // 2),
+    output_padding 0..max(stride, dilation) − 1 (--transposed, PyTorch's rule). When the wanted output is 1, only
+    the smallest stride giving it is listed (every larger one does too). Each answer is checked by the forward
+    formula, shown in the last column.
     """
     from .explain import explain_length, explain_transposed_length
     from .solve import describe_bounds, solve
@@ -983,6 +999,8 @@ def run_calculator(type_name: str, cls, kinds: dict, values: dict) -> None:
         want = f"exactly {n_min}" if n_min == n_max else f"at least {n_min}"
         raise GraphError(f"{type_name}: takes {want} --input shape{'s' if n_min > 1 else ''}, got {len(shapes)}")
     numbers = _check_choice(values["cli_numbers"], ("exact", "human"), "--numbers")
+    if values["cli_json"] and values["cli_explain"]:       # the JSON must stay parseable: no text after it
+        raise _spec_error("--explain cannot be combined with --json (the JSON is the layer's report only)")
     try:
         layer = parse_layer(raw, 0)
         net = _one_layer_network(type_name, layer, shapes, values)

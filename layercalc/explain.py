@@ -66,8 +66,8 @@ def explain_length(length: int, kernel: int, stride: int = 1, pad_before: int = 
     elif ceil_mode and span % stride:
         lines.append(f"  ceil mode: the last window hangs over the end of the input and is kept (floor would give "
                      f"{span // stride + 1})")
-    if out >= 1 and not ceil_mode:
-        lines += coverage_lines(length, kernel, stride, pad_before, pad_after, dilation, axis)
+    if out >= 1:
+        lines += coverage_lines(length, kernel, stride, pad_before, pad_after, dilation, axis, ceil_mode)
     return lines
 
 
@@ -82,27 +82,191 @@ def explain_same_padding(length: int, kernel: int, stride: int, dilation: int, a
                                                  if before != after else "")]
 
 
+#: above this length the unread positions are not marked one by one (the marks take one byte per position)
+COVERAGE_LIMIT = 10_000_000
+_ZEROS = None
+
+
+def _unread_pattern():
+    global _ZEROS
+    if _ZEROS is None:
+        import re
+        _ZEROS = re.compile(b"\x00+")
+    return _ZEROS
+
+
+def _window_count(length, kernel, stride, pad_before, pad_after, dilation, ceil_mode) -> int:
+    return (pool_output_length(length, kernel, stride, pad_before, pad_after, dilation, ceil_mode) if ceil_mode
+            else conv_output_length(length, kernel, stride, pad_before, pad_after, dilation))
+
+
+def read_marks(length: int, kernel: int, stride: int, pad_before: int = 0, pad_after: int = 0, dilation: int = 1,
+               ceil_mode: bool = False) -> Optional[bytearray]:
+    """One byte per input position: 1 if some window reads it. None above ``COVERAGE_LIMIT`` or with no window.
+
+    A window reads taps ``start + j·dilation`` (j < kernel); tap j of every window forms one arithmetic
+    progression (step = stride), so each tap is marked with one slice assignment (C speed, no Python loop over
+    positions).
+    """
+    out = _window_count(length, kernel, stride, pad_before, pad_after, dilation, ceil_mode)
+    if length > COVERAGE_LIMIT or out < 1:
+        return None
+    read = bytearray(length)
+    for tap in range(kernel):
+        first = tap * dilation - pad_before              # input position of this tap in window 0
+        low = 0 if first >= 0 else ceil_div(-first, stride)
+        high = min(out - 1, (length - 1 - first) // stride)
+        if low <= high:
+            read[first + low * stride:first + high * stride + 1:stride] = b"\x01" * (high - low + 1)
+    return read
+
+
+def unread_runs(length: int, kernel: int, stride: int, pad_before: int = 0, pad_after: int = 0, dilation: int = 1,
+                ceil_mode: bool = False) -> Optional[list[tuple[int, int]]]:
+    """The input positions no window reads, as inclusive runs ``(first, last)``; None above ``COVERAGE_LIMIT``.
+
+    >>> unread_runs(28, 3, 2)                 # windows 0..24 step 2 end at 26: position 27 is never read
+    [(27, 27)]
+    >>> unread_runs(10, 2, 3)                 # stride 3 > kernel 2: one position skipped between windows, and the tail
+    [(2, 2), (5, 5), (8, 9)]
+    >>> unread_runs(9, 3, 2, dilation=2)      # taps 0, 2, 4 of windows at 0 and 2: odd positions are never read
+    [(1, 1), (3, 3), (5, 5), (7, 7)]
+    """
+    read = read_marks(length, kernel, stride, pad_before, pad_after, dilation, ceil_mode)
+    if read is None:
+        return None
+    return [(m.start(), m.end() - 1) for m in _unread_pattern().finditer(read)]
+
+
+class Unread:
+    """The unread positions in ``[start, end)``: the first few runs, the last run and the count (all found at C
+    speed, so a 10-million-position input costs milliseconds)."""
+
+    def __init__(self, read: bytearray, start: int, end: int, shown: int = 5) -> None:
+        self.count = read.count(0, start, end) if end > start else 0
+        self.first: list[tuple[int, int]] = []
+        self.last: Optional[tuple[int, int]] = None
+        if not self.count:
+            return
+        for match in _unread_pattern().finditer(read, start, end):
+            self.first.append((match.start(), match.end() - 1))
+            if len(self.first) == shown:
+                break
+        stop = read.rfind(0, start, end)
+        self.last = (max(start, read.rfind(1, start, stop) + 1), stop)
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    @property
+    def single(self) -> bool:
+        return self.count == 1
+
+    def text(self, shown: int = 5) -> str:
+        listed = sum(b - a + 1 for a, b in self.first)
+        if listed == self.count:
+            return runs_text(self.first, shown)
+        return (", ".join(_run_text(r) for r in self.first[:shown - 1])
+                + f", …, {_run_text(self.last)} ({self.count} in all)")
+
+
+def _run_text(run: tuple[int, int]) -> str:
+    return str(run[0]) if run[0] == run[1] else f"{run[0]}..{run[1]}"
+
+
+def runs_text(runs: list[tuple[int, int]], shown: int = 5) -> str:
+    """``2, 5, 8..9``; long lists shortened to the first runs, ``…``, the last run and the count.
+
+    >>> runs_text([(2, 2), (5, 5), (8, 9)])
+    '2, 5, 8..9'
+    >>> runs_text([(i, i) for i in range(1, 20, 2)])
+    '1, 3, 5, 7, …, 19 (10 in all)'
+    """
+    if len(runs) <= shown:
+        return ", ".join(_run_text(r) for r in runs)
+    total = sum(b - a + 1 for a, b in runs)
+    return ", ".join(_run_text(r) for r in runs[:shown - 1]) + f", …, {_run_text(runs[-1])} ({total} in all)"
+
+
+def _phrase(text: str, single: bool, length: int, axis: str, verb: str) -> str:
+    """``input row 27 (of 0..27) is never covered …`` / ``input rows 2, 5 (of 0..9) are never …``."""
+    one, many = AXIS_WORDS.get(axis, ("position", "positions"))
+    return (f"input {one if single else many} {text} (of 0..{length - 1}) {'is' if single else 'are'} never "
+            f"{verb}")
+
+
+def _tail_start(length, kernel, stride, pad_before, dilation, out) -> int:
+    """The first input position after the end of the last window."""
+    return (out - 1) * stride + effective_kernel(kernel, dilation) - pad_before
+
+
+def coverage_note(length: int, kernel: int, stride: int, pad_before: int = 0, pad_after: int = 0,
+                  dilation: int = 1, ceil_mode: bool = False, axis: str = "L") -> str:
+    """One short clause for ``layercalc size``: which input positions no window reads ('' when all are read).
+
+    >>> coverage_note(28, 3, 2)
+    'input position 27 (of 0..27) is never covered by any window'
+    >>> coverage_note(100_000_000, 3, 2)     # too long to mark: the border left after the last window only
+    'input position 99999999 (of 0..99999999) is never covered by any window'
+    """
+    out = _window_count(length, kernel, stride, pad_before, pad_after, dilation, ceil_mode)
+    if out < 1:
+        return ""
+    read = read_marks(length, kernel, stride, pad_before, pad_after, dilation, ceil_mode)
+    if read is not None:
+        unread = Unread(read, 0, length)
+        return _phrase(unread.text(), unread.single, length, axis, "covered by any window") if unread else ""
+    tail = _tail_start(length, kernel, stride, pad_before, dilation, out)
+    if tail >= length:
+        return ""
+    text = str(tail) if tail == length - 1 else f"{tail}..{length - 1}"
+    note = _phrase(text, tail == length - 1, length, axis, "covered by any window")
+    if out > 1 and (stride > effective_kernel(kernel, dilation) or dilation > 1):
+        note += " (and positions between windows, too many to list)"
+    return note
+
+
 def coverage_lines(length: int, kernel: int, stride: int, pad_before: int, pad_after: int, dilation: int,
-                   axis: str) -> list[str]:
-    """When the stride does not divide evenly: which border rows/columns no window covers."""
-    left_over = uncovered_after(length, kernel, stride, pad_before, pad_after, dilation)
-    if not left_over:
-        return []
+                   axis: str, ceil_mode: bool = False) -> list[str]:
+    """Which input rows/columns no window reads: the border left over when the stride does not divide evenly, and
+    the gaps between windows when the stride is wider than the kernel span (or dilation holes the stride never
+    fills)."""
     k_eff = effective_kernel(kernel, dilation)
     padded = length + pad_before + pad_after
-    span = padded - k_eff
-    out = span // stride + 1
+    out = _window_count(length, kernel, stride, pad_before, pad_after, dilation, ceil_mode)
+    if out < 1:
+        return []
     last_start = (out - 1) * stride
-    unread = [i - pad_before for i in range(padded - left_over, padded) if 0 <= i - pad_before < length]
-    one, many = AXIS_WORDS.get(axis, ("position", "positions"))
-    if unread:
-        which = (f"input {one} {unread[0]}" if len(unread) == 1 else f"input {many} {unread[0]}..{unread[-1]}")
-        lost = f"{which} (of 0..{length - 1}) {'is' if len(unread) == 1 else 'are'} never covered by any window"
-    else:
-        lost = "only padding is skipped, no input value is lost"
-    return [f"  {axis}: ({length} + {pad_before + pad_after} − {k_eff}) = {span} is not a multiple of stride {stride}: "
-            f"windows start at 0, {stride}, …, {last_start} (padded coordinates) and the last ends at "
-            f"{last_start + k_eff - 1}; {lost}"]
+    last_end = last_start + k_eff - 1                    # padded coordinates
+    tail_start = max(0, min(length, _tail_start(length, kernel, stride, pad_before, dilation, out)))
+    read = read_marks(length, kernel, stride, pad_before, pad_after, dilation, ceil_mode)
+    lines = []
+    if padded - 1 > last_end:                            # the stride leaves a border after the last window
+        starts = (", ".join(str(i * stride) for i in range(out)) if out <= 4
+                  else f"0, {stride}, …, {last_start}")
+        if tail_start < length:
+            text = str(tail_start) if tail_start == length - 1 else f"{tail_start}..{length - 1}"
+            lost = _phrase(text, tail_start == length - 1, length, axis, "covered by any window")
+        else:
+            lost = "only padding is skipped, no input value is lost"
+        lines.append(f"  {axis}: ({length} + {pad_before + pad_after} − {k_eff}) = {padded - k_eff} is not a "
+                     f"multiple of stride {stride}: windows start at {starts} (padded coordinates) and the last "
+                     f"ends at {last_end}; {lost}")
+    gaps = Unread(read, 0, tail_start) if read is not None else None
+    if gaps:
+        if out == 1:
+            why = f"a single window with dilation {dilation} reads one position in {dilation}"
+        elif stride > k_eff:
+            skipped = stride - k_eff
+            why = (f"stride {stride} > kernel span {k_eff}: {skipped} position{'s' if skipped > 1 else ''} between "
+                   f"neighbouring windows {'are' if skipped > 1 else 'is'} skipped")
+        else:
+            why = f"dilation {dilation} leaves holes inside each window that stride {stride} never fills"
+        lines.append(f"  {axis}: {why}; {_phrase(gaps.text(), gaps.single, length, axis, 'read')}")
+    elif read is None and out > 1 and (stride > k_eff or dilation > 1):
+        lines.append(f"  {axis}: windows are {stride} apart and span {k_eff} (dilation {dilation}): some positions "
+                     f"between them may never be read (not listed above {COVERAGE_LIMIT:,} positions)")
+    return lines
 
 
 def explain_transposed_length(length: int, kernel: int, stride: int = 1, crop_before: int = 0, crop_after: int = 0,
@@ -162,6 +326,11 @@ class _Check:
 
     def add(self, text: str) -> None:
         self.lines.append(text)
+
+    def zero(self, label: str, why: str, reported: Optional[int] = None) -> None:
+        self.lines.append(f"{label} = 0 ({why})")
+        if reported:
+            self.lines.append(f"  ⚠ the calculator reports {n(reported)} for {label}: please report this bug")
 
     def result(self, label: str, formula: str, value: int, reported: Optional[int] = None) -> None:
         self.lines.append(f"{label} = {formula} = {n(value)}")
@@ -334,8 +503,10 @@ def _batchnorm(c: _Check, layer, x, facts, channels_last: bool) -> None:
     from .rules import NORMALIZE_FLOPS
 
     _, channels, _ = _spatial(x, channels_last)
-    c.result("params", f"2·C (γ and β) = 2·{channels}" if layer.affine else "0 (affine=False)",
-             2 * channels if layer.affine else 0, facts.params)
+    if layer.affine:
+        c.result("params", f"2·C (γ and β) = 2·{channels}", 2 * channels, facts.params)
+    else:
+        c.zero("params", "affine=False: no γ, β", facts.params)
     c.add(f"buffers = " + (f"2·C (running mean and variance) = 2·{channels} = {2 * channels}"
                            if layer.track_running_stats else "0 (track_running_stats=False)"))
     elements = math.prod(x)
@@ -354,16 +525,21 @@ def _norm(c: _Check, layer, x, facts, channels_last: bool) -> None:
         groups = elements // size
         per = (2 if layer.bias else 1) if layer.elementwise_affine else 0
         c.add(f"normalizes over the trailing dims {shape}: {groups} group(s) of {size} values")
-        c.result("params", f"{per}·{prod_text(shape)} (" + ("γ and β" if per == 2 else "γ" if per == 1 else "none")
-                 + ")", per * size, facts.params)
+        if per:
+            c.result("params", f"{per}·{prod_text(shape)} (" + ("γ and β" if per == 2 else "γ") + ")", per * size,
+                     facts.params)
+        else:
+            c.zero("params", "elementwise_affine=False: no γ, β", facts.params)
         affine_ops = per
     else:
         batch, channels, _ = _spatial(x, channels_last)
         groups = batch * layer.num_groups
         c.add(f"statistics over {layer.num_groups} groups of {channels // layer.num_groups} channels, per example: "
               f"N·G = {batch}·{layer.num_groups} = {groups} groups")
-        c.result("params", f"2·C (γ and β) = 2·{channels}" if layer.affine else "0 (affine=False)",
-                 2 * channels if layer.affine else 0, facts.params)
+        if layer.affine:
+            c.result("params", f"2·C (γ and β) = 2·{channels}", 2 * channels, facts.params)
+        else:
+            c.zero("params", "affine=False: no γ, β", facts.params)
         affine_ops = 2 if layer.affine else 0
     per_element = STATISTICS_FLOPS + NORMALIZE_FLOPS + affine_ops
     c.result("FLOPs", f"elements·({STATISTICS_FLOPS} statistics + {NORMALIZE_FLOPS} normalize + {affine_ops} affine) + "

@@ -293,7 +293,7 @@ def _totals_value(column: Column, totals) -> Optional[int]:
 
 def render_table(rows: list[Row], cols: list[Column], numbers: str = "exact", keras: bool = False, totals=None,
                  markdown: bool = False) -> str:
-    from tabulate import tabulate
+    from tabulate import SEPARATING_LINE, tabulate
 
     body = [[cell(c, row, numbers, keras) for c in cols] for row in rows]
     if totals is not None and any(c.total for c in cols):
@@ -308,7 +308,7 @@ def render_table(rows: list[Row], cols: list[Column], numbers: str = "exact", ke
         if markdown:
             total_row = [f"**{v}**" if v else "" for v in total_row]
         else:
-            body.append(["─" * max(3, len(c.header)) if c.total else "" for c in cols])
+            body.append(SEPARATING_LINE)      # tabulate's rule line (≥ 0.9): as wide as every column
         body.append(total_row)
     align = ["right" if c.kind in ("count", "bytes") or c.key == "index" else "left" for c in cols]
     return tabulate(body, headers=[c.header for c in cols], tablefmt="github" if markdown else "simple",

@@ -88,7 +88,15 @@ def test_padding_same_and_valid():
     valid = run("conv2d", "-i", "1x28x28", "--filters", 4, "-k", 5, "-s", 2, "-p", "valid").stdout
     assert field(same, "output shape") == "[1, 4, 14, 14]"
     assert field(valid, "output shape") == "[1, 4, 12, 12]"
-    assert "(1,2)×(1,2)" in same                   # 3 pixels of padding: 1 before, 2 after
+    assert "H (1, 2), W (1, 2)" in same            # 3 pixels of padding: 1 before, 2 after
+
+
+def test_asymmetric_padding_before_after_per_dim():
+    # H padded 1 before, 2 after: 28 + 3 − 3 + 1 = 29; W padded 0 before, 1 after: 28 + 1 − 3 + 1 = 27
+    out = run("conv2d", "-i", "1x28x28", "--filters", 4, "-k", 3, "-p", "[[1, 2], [0, 1]]", "-e").stdout
+    assert field(out, "output shape") == "[1, 4, 29, 27]"
+    assert "H_out = floor((28 + (1 + 2) − 1·(3 − 1) − 1) / 1) + 1 = 29" in out
+    assert "W_out = floor((28 + (0 + 1) − 1·(3 − 1) − 1) / 1) + 1 = 27" in out
 
 
 def test_nhwc_layout_and_dtype():
@@ -193,6 +201,106 @@ def test_summary_explain():
     assert "= 4 + (1·(3 − 1))·2 = 8" in out
 
 
+# Every calculator with --explain: one layer per type, each expected figure derived by hand in the comment
+# (formulas: PyTorch's documentation for shapes; docs/conventions.md for the per-element FLOP costs).
+EXPLAIN_CASES = {
+    # L: floor((10 − 2 − 1)/2) + 1 = 4; windows 0, 2, 4, 6 end at 8: position 9 unread; params (3·3)·4 + 4 = 40
+    "conv1d": ("-i 3x10 --out-channels 4 -k 3 -s 2",
+               ["L_out = floor((10 + 2·0 − 1·(3 − 1) − 1) / 2) + 1 = 4", "input position 9 (of 0..9) is never covered",
+                "params = (3·3)·4 + 4 = 40"]),
+    # 28, k 3, stride 1: 26; (3·3·1)·32 + 32 = 320
+    "conv2d": ("-i 1x28x28 --out-channels 32 -k 3", ["H_out = floor((28 + 2·0 − 1·(3 − 1) − 1) / 1) + 1 = 26",
+                                                    "params = (3·3·1)·32 + 32 = 320"]),
+    # D: floor((5 + 2 − 2 − 1)/2) + 1 = 3; params (27·2)·4 + 4 = 220
+    "conv3d": ("-i 2x5x6x7 --out-channels 4 -k 3 -s 2 -p 1",
+               ["D_out = floor((5 + 2·1 − 1·(3 − 1) − 1) / 2) + 1 = 3", "params = (3·3·3·2)·4 + 4 = 220"]),
+    # Keras 'same' transposed: out 10·2 = 20; full (10 − 1)·2 + 3 = 21 → crop 1, after; MACs on input 10·3·4·3 = 360
+    "conv_transpose1d": ("-i 3x10 --out-channels 4 -k 3 -s 2 -p same",
+                         ["L: (0, 1)", "L_out = (10 − 1)·2 − (0 + 1) + 1·(3 − 1) + 0 + 1 = 20", "= 1·10·3·4·3 = 360"]),
+    # (7 − 1)·2 − 2 + 2 + 1 + 1 = 14; params 16·8·9 + 8 = 1,160
+    "conv_transpose2d": ("-i 16x7x7 --out-channels 8 -k 3 -s 2 -p 1 --output-padding 1",
+                         ["H_out = (7 − 1)·2 − 2·1 + 1·(3 − 1) + 1 + 1 = 14", "= 16·8·3·3 + 8 = 1,160"]),
+    # (3 − 1)·2 + (2 − 1) + 1 = 6; params 2·4·8 + 4 = 68
+    "conv_transpose3d": ("-i 2x3x3x3 --out-channels 4 -k 2 -s 2",
+                         ["D_out = (3 − 1)·2 − 2·0 + 1·(2 − 1) + 0 + 1 = 6", "= 2·4·2·2·2 + 4 = 68"]),
+    # ceil((10 − 3)/2) + 1 = 5 (floor: 4); FLOPs 3·5·3 = 45
+    "maxpool1d": ("-i 3x10 -k 3 -s 2 --ceil-mode",
+                  ["L_out = ceil((10 + 2·0 − 1·(3 − 1) − 1) / 2) + 1 = 5", "floor would give 4", "= 1·3·5·3 = 45"]),
+    # ceil((5 + 2 − 2)/2) + 1 = 4, but window 4 would start at 6 ≥ 5 + 1: dropped → 3
+    "maxpool2d": ("-i 3x5x5 -k 2 -s 2 -p 1 --ceil-mode",
+                  ["H_out = ceil((5 + 2·1 − 1·(2 − 1) − 1) / 2) + 1 = 4", "PyTorch drops it → H_out = 3"]),
+    # 4 → 2 per axis; FLOPs 1·1·2·2·2·(2·2·2) = 64
+    "maxpool3d": ("-i 1x4x4x4 -k 2", ["D_out = floor((4 + 2·0 − 1·(2 − 1) − 1) / 2) + 1 = 2", "= 1·1·2·2·2·2·2·2 = 64"]),
+    # floor((6 + 2 − 3)/2) + 1 = 3; padded 8, last window ends at 6: only padding skipped; FLOPs 2·3·3 = 18
+    "avgpool1d": ("-i 2x6 -k 3 -s 2 -p 1", ["L_out = floor((6 + 2·1 − 1·(3 − 1) − 1) / 2) + 1 = 3",
+                                            "only padding is skipped", "padded zeros included", "= 1·2·3·3 = 18"]),
+    "avgpool2d": ("-i 1x6x6 -k 3 -s 2 -p 1 --no-count-include-pad", ["only the real input values"]),
+    # 2 → 1 per axis; FLOPs 8
+    "avgpool3d": ("-i 1x2x2x2 -k 2", ["W_out = floor((2 + 2·0 − 1·(2 − 1) − 1) / 2) + 1 = 1", "= 1·1·1·1·1·2·2·2 = 8"]),
+    # windows [floor(10i/4), ceil(10(i+1)/4)): [0,3) [2,5) [5,8) [7,10); FLOPs 2·12 = 24
+    "adaptive_avgpool1d": ("-i 2x10 --output-size 4", ["L: 10 → 4: windows [0,3) [2,5) [5,8) [7,10), sizes 3, 3, 3, 3",
+                                                       "= 1·2·12 = 24"]),
+    "adaptive_avgpool2d": ("-i 2x5x6 --output-size 3x2", ["H: 5 → 3: windows [0,2) [1,4) [3,5), sizes 2, 3, 2"]),
+    "adaptive_avgpool3d": ("-i 1x4x4x4 --output-size 2", ["D: 4 → 2: 4 / 2 = 2: equal windows", "= 1·1·4·4·4 = 64"]),
+    "adaptive_maxpool1d": ("-i 1x7 --output-size 7", ["7 / 7 = 1: equal windows", "= 1·1·7 = 7"]),
+    # 5 → 3: sizes 2, 3, 2 on both axes: FLOPs 7·7 = 49
+    "adaptive_maxpool2d": ("-i 1x5x5 --output-size 3", ["= 1·1·7·7 = 49"]),
+    "adaptive_maxpool3d": ("-i 1x2x2x2 --output-size 1", ["= 1·1·2·2·2 = 8"]),
+    "global_avgpool": ("-i 3x4x4", ["mean over every spatial position", "= 1·3·4·4 = 48"]),
+    "global_maxpool": ("-i 3x4x4", ["maximum over every spatial position", "= 1·3·4·4 = 48"]),
+    # [5, 20] rows: 5·20·7 = 700 MACs, 140 params without bias
+    "linear": ("-i 5x20 --out-features 7 --no-bias", ["params = in·out = 20·7 = 140", "5·20·7 = 700"]),
+    "dense": ("-i 784 --units 10", ["784·10 + 10 = 7,850"]),
+    "flatten": ("-i 3x4x5", ["→ [1, 60]"]),
+    "reshape": ("-i 3x4x5 --shape 4x-1", ["→ [1, 4, 15]"]),
+    "zero_pad": ("-i 3x4x5 --padding [[1,2],[0,3]]", ["H: 4 + 1 + 2 = 7; W: 5 + 0 + 3 = 8"]),
+    "batchnorm1d": ("-i 3x10", ["2·C (γ and β) = 2·3 = 6", "· 1·3·10 = 60"]),
+    "batchnorm2d": ("-i 16x8x8", ["= 2·16 = 32", "= 2,048"]),
+    "batchnorm3d": ("-i 2x2x2x2 --no-affine", ["params = 0 (affine=False", "· 1·2·2·2·2 = 32"]),
+    # LayerNorm over the last dim 5 of [1, 3, 4, 5]: 12 groups; FLOPs 60·(4 + 2 + 2) + 12·4 = 528
+    "layernorm": ("-i 3x4x5", ["12 group(s) of 5 values", "params = 2·5 (γ and β) = 10", "= 528"]),
+    # 6 channels, 3 groups: params 12; FLOPs 96·8 + 3·4 = 780
+    "groupnorm": ("-i 6x4x4 --num-groups 3", ["2·6 = 12", "96·8 + 3·4 = 780"]),
+    "dropout": ("-i 10", ["identity at inference"]),
+    "relu": ("-i 10", ["1 per element · 1·10 = 10"]),
+    "relu6": ("-i 10", ["2 per element · 1·10 = 20"]),
+    "leaky_relu": ("-i 10", ["2 per element · 1·10 = 20"]),
+    "sigmoid": ("-i 10", ["3 per element · 1·10 = 30"]),
+    "tanh": ("-i 10", ["1 per element · 1·10 = 10"]),
+    "gelu": ("-i 10 --approximate tanh", ["9 per element · 1·10 = 90"]),
+    "silu": ("-i 10", ["4 per element · 1·10 = 40"]),
+    "swish": ("-i 10", ["4 per element · 1·10 = 40"]),
+    "hardswish": ("-i 10", ["5 per element · 1·10 = 50"]),
+    "hardsigmoid": ("-i 10", ["4 per element · 1·10 = 40"]),
+    "softmax": ("-i 3x10", ["5 per element · 1·3·10 = 150"]),
+    "identity": ("-i 10", ["identity at inference"]),
+    # three inputs, broadcast to [1, 3, 4, 4]: (3 − 1)·48 = 96 adds
+    "add": ("-i 3x4x4 -i 3x4x4 -i 3x1x1", ["(inputs − 1)·elements = 2·48 = 96"]),
+    "mul": ("-i 3x4x4 -i 3x1x1", ["(inputs − 1)·elements = 1·48 = 48"]),
+    "concat": ("-i 3x4x4 -i 5x4x4", ["concat along dim 1: 3 + 5 = 8 → [1, 8, 4, 4]"]),
+}
+
+
+def test_explain_cases_cover_every_layer_type():
+    assert set(EXPLAIN_CASES) == set(layercalc.LAYER_TYPES)
+
+
+@pytest.mark.parametrize("type_name", sorted(EXPLAIN_CASES))
+def test_every_calculator_explains(type_name):
+    args, fragments = EXPLAIN_CASES[type_name]
+    out = run(type_name, *args.split(), "--explain").stdout
+    how = out.split("\nhow:\n", 1)[1]
+    for fragment in fragments:
+        assert fragment in how, (fragment, how)
+    assert "output bytes = " in how and "⚠" not in how
+
+
+def test_explain_and_json_do_not_mix():
+    # the JSON must stay parseable by the programs that read it
+    result = runner.invoke(get_app(), ["relu", "-i", "10", "--json", "--explain"])
+    assert result.exit_code == 2 and "--explain cannot be combined with --json" in result.stderr
+
+
 # ---------------------------------------------------------------------------------------------------- size
 
 @pytest.mark.parametrize("args, expected", [
@@ -211,6 +319,26 @@ def test_size(args, expected):
     assert run("size", *args, "--quiet").stdout.strip() == str(expected)
     line = run("size", *args).stdout.strip().splitlines()
     assert len(line) == 1 and re.search(rf"(= |→ ){expected}\b", line[0])
+
+
+@pytest.mark.parametrize("args, note", [
+    # 28, k 3, s 2: windows start 0, 2, …, 24 and end at 26: position 27 is never read (the floor in the formula)
+    (["28", "-k", "3", "-s", "2"], "input position 27 (of 0..27) is never covered by any window"),
+    # 10, k 2, s 3: windows [0,1] [3,4] [6,7]: 2 and 5 fall between windows, 8..9 after the last
+    (["10", "-k", "2", "-s", "3"], "input positions 2, 5, 8..9 (of 0..9) are never covered by any window"),
+    # 9, k 3, d 2 (taps 0, 2, 4), s 2: windows at 0 and 2 read only the even positions
+    (["9", "-k", "3", "-d", "2", "-s", "2"], "input positions 1, 3, 5, 7 (of 0..8) are never covered"),
+    # 8, k 2, s 2: the windows tile the input exactly; 224, k 7, s 2, p 3: only a padded position is skipped
+    (["8", "-k", "2", "-s", "2"], None),
+    (["224", "-k", "7", "-s", "2", "-p", "3"], None),
+])
+def test_size_one_line_says_what_happens_to_the_border(args, note):
+    lines = run("size", *args).stdout.strip().splitlines()
+    assert len(lines) == 1
+    if note is None:
+        assert "never" not in lines[0]
+    else:
+        assert note in lines[0] and "; input position" in lines[0]
 
 
 def test_size_explain():
@@ -248,6 +376,47 @@ def test_solve_command_answers_plug_back(n, k, s, p):
         assert (n + 2 * r["padding"] - (r["kernel"] - 1) - 1) // r["stride"] + 1 == out_len
 
 
+@settings(max_examples=40)
+@given(n=st.integers(2, 64), k=st.integers(1, 5), s=st.integers(1, 4), ceil_mode=st.booleans())
+def test_solve_pooling_and_transposed_answers_plug_back(n, k, s, ceil_mode):
+    # pooling with ceil_mode (torch.nn.MaxPool1d docs plus PyTorch's rule that the last window may not start in the
+    # right padding) or a transposed convolution ((n − 1)·s − 2p + d(k − 1) + output_padding + 1): the wanted
+    # output comes from a known (k, s) with no padding, so at least that answer must be listed, and every answer
+    # listed must reproduce the output.
+    def pool(n, k, s, p, d):
+        span = n + 2 * p - d * (k - 1) - 1
+        out = -(-span // s) + 1
+        return out - 1 if (out - 1) * s >= n + p else out
+
+    def transposed(n, k, s, p, d, op):
+        return (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+
+    if ceil_mode:
+        assume(n >= k)
+        wanted = pool(n, k, s, 0, 1)
+        rows = _solve_rows(run("solve", "-i", n, "-o", wanted, "--ceil", "--limit", 0).stdout)
+        if wanted > 1:
+            assert {"kernel": k, "stride": s, "padding": 0, "dilation": 1} in rows
+        else:     # a single window: every stride from some value on gives 1; only the smallest is listed
+            assert any(r["kernel"] == k and r["padding"] == 0 and r["dilation"] == 1 and r["stride"] <= s
+                       for r in rows)
+        assert all(pool(n, r["kernel"], r["stride"], r["padding"], r["dilation"]) == wanted for r in rows)
+        assert all(r["padding"] <= r["kernel"] // 2 for r in rows)         # PyTorch refuses more
+    else:
+        wanted = transposed(n, k, s, 0, 1, 0)
+        rows = _solve_rows(run("solve", "-i", n, "-o", wanted, "-t", "-k", k, "--limit", 0).stdout)
+        assert {"kernel": k, "stride": s, "padding": 0, "dilation": 1, "output_padding": 0} in rows
+        for r in rows:
+            assert transposed(n, r["kernel"], r["stride"], r["padding"], r["dilation"], r["output_padding"]) == wanted
+            assert r["output_padding"] < max(r["stride"], r["dilation"])   # PyTorch's rule
+
+
+def test_solve_help_documents_the_bounds():
+    text = " ".join(run("solve", "--help").stdout.split())
+    for bound in ("kernel 1..11", "stride 1..8", "dilation 1..4", "padding 0..dilation·(kernel − 1)"):
+        assert bound in text
+
+
 def test_solve_transposed_and_none():
     rows = _solve_rows(run("solve", "-i", 7, "-o", 14, "-k", 3, "-s", 2, "-d", 1, "--transposed").stdout)
     assert rows == [{"kernel": 3, "stride": 2, "padding": 1, "dilation": 1, "output_padding": 1}]
@@ -263,6 +432,29 @@ def test_summary_table_mnist_cnn():
     assert "93,322" in total and "2,794,240" in total                 # published figures
     assert "Conventions:" in out and "macs:" in out
     assert "[1, 64, 11, 11]" in out                                   # 13 − 3 + 1
+
+
+def test_summary_totals_rule_spans_every_column():
+    # the rule above the totals is drawn like the one under the headers: as wide as each column
+    lines = run("summary", MNIST_CNN).stdout.splitlines()
+    total_at = next(i for i, line in enumerate(lines) if line.startswith("total"))
+    assert lines[total_at - 1] == lines[1] and set(lines[1]) == {"-", " "}
+
+
+def test_summary_receptive_field_column():
+    # conv 3 → pool 2 → conv 3 → pool 2 → conv 3: rf 3, 4 (jump 2), 4 + 2·2 = 8, 8 + 1·2 = 10 (jump 4),
+    # 10 + 2·4 = 18
+    out = run("summary", MNIST_CNN, "--columns", "name,rf,jump").stdout
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[2:14]}
+    assert rows["conv2d_3"] == ["8×8", "2×2"] and rows["maxpool2d_5"] == ["10×10", "4×4"]
+    assert rows["conv2d_6"] == ["18×18", "4×4"]
+
+
+def test_summary_zoo_spec_and_human_numbers():
+    pytest.importorskip("layercalc.zoo")
+    out = run("summary", "zoo:resnet18", "--numbers", "human").stdout
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    assert "11.7 M" in total and "1.81 G" in total            # torchvision: 11,689,512 params, 1.814 GFLOPS (MACs)
 
 
 def test_summary_json_is_the_report():
@@ -363,6 +555,23 @@ def test_shell_completion_is_offered():
     assert "--install-completion" in out and "--show-completion" in out
 
 
+def test_progress_bar_only_when_enabled_and_after_a_moment(capsys):
+    from layercalc.cli import Progress
+
+    quiet = Progress(enabled=False, delay=0.0)               # not a terminal: never drawn
+    quiet(1, 2, "conv1")
+    quiet.close()
+    patient = Progress(enabled=True, delay=3600.0)           # a terminal, but the run is quick: not drawn either
+    patient(1, 2, "conv1")
+    patient.close()
+    assert capsys.readouterr().err == ""
+    bar = Progress(enabled=True, delay=0.0, width=10)
+    bar(1, 2, "conv1")
+    bar.close()
+    err = capsys.readouterr().err
+    assert "[#####.....] 1/2 conv1" in err and err.endswith("\r")   # half done; erased at the end
+
+
 # ------------------------------------------------------------------------------------- the installed command
 
 LAYERCALC = shutil.which("layercalc")
@@ -380,6 +589,33 @@ def test_installed_command_end_to_end():
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("layercalc: error: conv2d: kernel 3×3")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(LAYERCALC is None, reason="layercalc is not installed on PATH")
+def test_installed_command_border_note_csv_and_version():
+    # 28, k 3, s 2: floor(25/2) + 1 = 13, and input position 27 is never read
+    done = subprocess.run([LAYERCALC, "size", "28", "-k", "3", "-s", "2"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "= 13; input position 27 (of 0..27) is never covered" in done.stdout
+    done = subprocess.run([LAYERCALC, "summary", MNIST_CNN, "-f", "csv"], capture_output=True, text=True, timeout=60)
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert done.returncode == 0 and sum(int(r["params"]) for r in rows) == 93_322      # Keras' published count
+    done = subprocess.run([LAYERCALC, "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == f"layercalc {layercalc.__version__}"
+
+
+@pytest.mark.skipif(LAYERCALC is None, reason="layercalc is not installed on PATH")
+def test_installed_command_completes_commands_and_generated_options():
+    import os
+
+    def complete(words, index):
+        env = {**os.environ, "_LAYERCALC_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(index)}
+        done = subprocess.run([LAYERCALC], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert {"conv1d", "conv2d", "conv_transpose2d"} <= set(complete("layercalc conv", 1))
+    assert complete("layercalc conv2d --ker", 2) == ["--kernel-size"]      # generated from the model's field
 
 
 @pytest.mark.skipif(LAYERCALC is None, reason="layercalc is not installed on PATH")

@@ -112,6 +112,24 @@ CASES = [
     ("run ok.yaml --dtype int8", None, ["--dtype", "'int8'", "float32, float64"]),
     ("verify nothere.yaml", None, ["nothere.yaml: no such file"]),
     ("zoo --numbers x", None, ["--numbers", "'x'"]),
+    # --- option combinations and other forms
+    ("relu -i 10 --json --explain", None, ["--explain cannot be combined with --json"]),
+    ("size 28 -k 3 -p 1x2", None, ["--padding", "'1x2'", "one dimension"]),
+    ("size 28 -k 3 --ceil -t", None, ["--ceil applies to pooling"]),
+    ("size 28 -k 3 -s 0", None, ["--stride", "0 must be ≥ 1"]),
+    ("solve -i 10 -o 5 -t --ceil", None, ["ceil mode applies to pooling"]),
+    ("solve -i 10 -o 5 --max-kernel 0", None, ["--max-kernel", "0 must be ≥ 1"]),
+    ("summary ok.yaml -f json --explain", None, ["--explain cannot be combined with --format json"]),
+    ("summary ok.yaml --numbers big", None, ["--numbers", "'big'"]),
+    ("summary ok.yaml --depth x", None, ["--depth", "'x' is not an integer"]),
+    ("conv2d -i 1x28x28x --filters 3 -k 3", None, ["--input", "'1x28x28x' is not a shape"]),
+    ("conv2d -i 1x28x28 --filters 3 -k 3 -d 0", None, ["--dilation", "got 0"]),
+    ("conv2d -i 1x28x28 --filters 3 -k 3 -p [[1,2],[3]]", None, ["--padding", "[[1, 2], [3]]"]),
+    ("maxpool1d -i 3x10 -k 2 --ceil-mode -p 2", None, ["padding 2 must be at most half the kernel 2"]),
+    ("linear -i 10", None, ["missing option", "--out-features"]),
+    ("verify ok.yaml --max-memory lots", None, ["--max-memory", "'lots'", "512M"]),
+    ("schema extra", None, ["unexpected extra argument", "extra"]),
+    ("--versio", None, ["no such option: --versio", "--version"]),
 ]
 
 

@@ -5,7 +5,11 @@ from pathlib import Path
 import pytest
 
 import layercalc
-from layercalc.explain import explain_layer, explain_length, explain_size, explain_transposed_length
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from layercalc.explain import (Unread, coverage_note, explain_layer, explain_length, explain_size,
+                               explain_transposed_length, read_marks, unread_runs)
 
 EXAMPLES = sorted(Path(__file__).resolve().parent.parent.joinpath("examples").glob("*.y*ml"))
 
@@ -41,8 +45,14 @@ def test_uneven_stride_names_the_uncovered_row_and_column():
 
 
 def test_uneven_stride_several_positions():
-    # 30 long, kernel 2, stride 4: (30 − 2) = 28, 28 % 4 = 0 → all covered? windows at 0..28, last ends at 29: yes.
-    assert not any("never covered" in line for line in explain_length(30, 2, 4))
+    # 30 long, kernel 2, stride 4: (30 − 2) = 28, 28 % 4 = 0: the last window [28, 29] reaches the end, so no
+    # border is lost; but each window reads 2 of every 4 positions: 2..3, 6..7, …, 26..27 (7 gaps · 2 = 14) are
+    # never read.
+    lines = explain_length(30, 2, 4)
+    assert not any("never covered" in line for line in lines)
+    gap = next(line for line in lines if "never read" in line)
+    assert "stride 4 > kernel span 2: 2 positions between neighbouring windows are skipped" in gap
+    assert "input positions 2..3, 6..7, 10..11, 14..15, …, 26..27 (14 in all) (of 0..29)" in gap
     # 31 long, kernel 2, stride 4: span 29, 29 % 4 = 1: last window [28, 29], position 30 unread.
     assert any("input position 30 (of 0..30)" in line for line in explain_length(31, 2, 4))
     # 33 long, kernel 2, stride 4: span 31, 31 % 4 = 3: positions 30..32 unread.
@@ -155,3 +165,63 @@ def test_explanations_agree_with_the_calculator_on_every_example_and_zoo_network
 ])
 def test_no_disagreement_on_varied_1d_layers(layer):
     assert "⚠" not in explain_one([6, 29], layer)
+
+
+# ------------------------------------------------------------------------------------- coverage, by brute force
+
+def _torch_output_length(n, k, s, pb, pa, d, ceil_mode):
+    """torch.nn.MaxPool1d / Conv1d documentation, with PyTorch's rule that a ceil-mode window may not start in
+    the right padding (aten/src/ATen/native/Pool.h: pooling_output_shape_pad_lr)."""
+    span = n + pb + pa - d * (k - 1) - 1
+    if not ceil_mode:
+        return span // s + 1
+    out = -(-span // s) + 1
+    if (out - 1) * s >= n + pb:
+        out -= 1
+    return out
+
+
+def _never_read(n, k, s, pb, pa, d, ceil_mode=False):
+    """Walk every window and every tap: the input positions nobody reads."""
+    read = set()
+    for o in range(_torch_output_length(n, k, s, pb, pa, d, ceil_mode)):
+        for j in range(k):
+            read.add(o * s + j * d - pb)
+    return [i for i in range(n) if i not in read]
+
+
+@settings(max_examples=150)
+@given(n=st.integers(1, 60), k=st.integers(1, 6), s=st.integers(1, 7), pb=st.integers(0, 3), pa=st.integers(0, 3),
+       d=st.integers(1, 3), ceil_mode=st.booleans())
+def test_unread_positions_match_a_walk_over_every_window(n, k, s, pb, pa, d, ceil_mode):
+    if ceil_mode:                               # PyTorch: pooling padding at most half the kernel
+        pb = pa = min(pb, k // 2)
+    if _torch_output_length(n, k, s, pb, pa, d, ceil_mode) < 1:
+        return
+    runs = unread_runs(n, k, s, pb, pa, d, ceil_mode)
+    never = _never_read(n, k, s, pb, pa, d, ceil_mode)
+    assert [i for a, b in runs for i in range(a, b + 1)] == never
+    summary = Unread(read_marks(n, k, s, pb, pa, d, ceil_mode), 0, n)    # the short form used for long inputs
+    assert summary.count == len(never)
+    if never:
+        assert summary.first[0][0] == never[0] and summary.last[1] == never[-1]
+    text = " ".join(explain_length(n, k, s, pb, pa, d, ceil_mode))
+    assert ("never" in text) == bool(runs)      # the explanation mentions lost positions exactly when there are
+
+
+def test_dilation_holes_and_few_windows():
+    # 9 long, kernel 3, dilation 2 (taps 0, 2, 4), stride 2: windows at 0 and 2 read 0, 2, 4, 6, 8 only.
+    lines = explain_length(9, 3, 2, dilation=2)
+    assert any("dilation 2 leaves holes" in line and "input positions 1, 3, 5, 7 (of 0..8) are never read" in line
+               for line in lines)
+    # 5 long, kernel 2, stride 2: windows at 0 and 2 — both listed, not "0, 2, …, 2"; position 4 unread.
+    line = next(line for line in explain_length(5, 2, 2) if "never covered" in line)
+    assert "windows start at 0, 2 (padded coordinates) and the last ends at 3" in line
+    assert coverage_note(5, 2, 2) == "input position 4 (of 0..4) is never covered by any window"
+    assert coverage_note(6, 2, 2) == ""
+
+
+def test_no_affine_norms_say_zero_params_once():
+    assert "params = 0 (affine=False: no γ, β)" in explain_one([3, 4, 4], {"type": "batchnorm2d", "affine": False})
+    text = explain_one([4, 4], {"type": "layernorm", "elementwise_affine": False})
+    assert "params = 0 (elementwise_affine=False" in text and "⚠" not in text
