@@ -21,6 +21,7 @@ from fractions import Fraction
 from typing import Any, Callable, Optional
 
 from . import layers as L
+from .coverage import Unread, read_marks
 from .errors import ShapeError
 from .shapes import (adaptive_window_sizes, ceil_div, conv_output_length, effective_kernel, pool_output_length,
                      same_padding, transposed_output_length, transposed_same_padding, uncovered_after)
@@ -178,6 +179,10 @@ def border_notes(spatial: Shape, kernel, stride, dilation, pads, axis_names: str
     """Say which border rows/columns no window reaches when the stride does not divide evenly."""
     notes = []
     for axis, n, k, s, d, (pb, pa) in zip(axis_names, spatial, kernel, stride, dilation, pads):
+        gaps = _gaps_between_windows(n, k, s, d, pb, pa)
+        if gaps:
+            notes.append(f"{axis}: input positions {gaps} fall between the windows' taps (kernel {k}, stride {s}, "
+                         f"dilation {d}) and are never read")
         left_over = uncovered_after(n, k, s, pb, pa, d)
         if not left_over:
             continue
@@ -192,6 +197,21 @@ def border_notes(spatial: Shape, kernel, stride, dilation, pads, axis_names: str
             f"multiple of stride {s}: the output is floored to {span // s + 1} and the last {left_over} padded "
             f"position(s) are never read ({where})")
     return notes
+
+
+def _gaps_between_windows(n: int, k: int, s: int, d: int, pb: int, pa: int) -> str:
+    """The real input positions before the end of the last window that no window reads ('' when none)."""
+    if s <= 1 or (d == 1 and s <= k):
+        return ""                                     # consecutive windows (or their taps) leave no hole
+    read = read_marks(n, k, s, pb, pa, d)
+    if read is None:                                  # longer than coverage.COVERAGE_LIMIT: say so, no count
+        return "positions (too long an input to list them)"
+    last_read = read.rfind(1)
+    unread = Unread(read, 0, last_read + 1)
+    if not unread:
+        return ""
+    text = unread.text()
+    return text if "in all" in text or unread.single else f"{text} ({unread.count} in all)"
 
 
 def axis_names(rank: int) -> str:

@@ -210,3 +210,27 @@ def test_same_padding_note_names_each_side():
         {"type": "conv2d", "out_channels": 1, "kernel_size": 3, "stride": 2, "padding": "same"}]}).analyze()
     assert report.layers[0].output_shape == [1, 1, 14, 14]
     assert "'same' padding applied (before, after): H (0, 1), W (0, 1)" in report.layers[0].notes
+
+
+def test_stride_wider_than_kernel_says_which_positions_fall_between_windows():
+    # kernel 2, stride 4 on 30 inputs: windows start at 0, 4, …, 28 and read {w, w+1}; 2–3, 6–7, …, 26–27 are skipped
+    report = layercalc.load({"input": [1, 30], "layers": [
+        {"type": "conv1d", "out_channels": 1, "kernel_size": 2, "stride": 4}]}).analyze()
+    assert report.layers[0].output_shape == [1, 1, 8]              # floor((30 − 2) / 4) + 1
+    (note,) = report.layers[0].notes
+    assert "2..3, 6..7" in note and "26..27 (14 in all)" in note   # 7 gaps of 2 positions
+
+
+def test_dilation_holes_that_no_window_fills_are_reported():
+    # kernel 3, dilation 2, stride 2 on 9 inputs: every window reads even positions only
+    report = layercalc.load({"input": [1, 9], "layers": [
+        {"type": "conv1d", "out_channels": 1, "kernel_size": 3, "stride": 2, "dilation": 2}]}).analyze()
+    assert report.layers[0].output_shape == [1, 1, 3]              # floor((9 − 5) / 2) + 1
+    assert any("1, 3, 5, 7 (4 in all)" in note for note in report.layers[0].notes)
+
+
+def test_overlapping_windows_leave_no_gap_note():
+    report = layercalc.load({"input": [1, 28, 28], "layers": [
+        {"type": "conv2d", "out_channels": 1, "kernel_size": 3, "stride": 2}]}).analyze()
+    assert not any("between the windows" in note for note in report.layers[0].notes)
+    assert any("input H 27" in note for note in report.layers[0].notes)   # the tail: row 27 only
