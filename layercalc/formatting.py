@@ -274,7 +274,18 @@ def render_report(report, fmt: str = "table", columns: Optional[list[str]] = Non
     if fmt == "csv":
         return render_csv(rows, cols)
     table = render_table(rows, cols, numbers, keras, totals=report.totals, markdown=fmt == "markdown")
-    return table + "\n\n" + footer(report, numbers, markdown=fmt == "markdown")
+    notes = notes_text(report, markdown=fmt == "markdown")
+    return table + "\n\n" + (notes + "\n\n" if notes else "") + footer(report, numbers, markdown=fmt == "markdown")
+
+
+def notes_text(report, markdown: bool = False) -> str:
+    """Every layer's notes (border positions never read, 'same' padding applied, ceil_mode windows, merges of
+    unaligned receptive fields): what a table cannot show and a reader must not miss."""
+    lines = [f"{entry.name} ({entry.type}): {note}" for entry in report.layers for note in entry.notes]
+    if not lines:
+        return ""
+    return "\n".join(["- Notes:" if markdown else "Notes:"] + [f"  - {line}" if markdown else f"  {line}"
+                                                              for line in lines])
 
 
 def render_csv(rows: list[Row], cols: list[Column]) -> str:

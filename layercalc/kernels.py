@@ -153,15 +153,17 @@ def conv(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], *, strid
 
 
 def _conv_dense(xp, weight, out, kernel, stride, dilation, workspace, counter) -> None:
-    """groups = 1: im2col chunk (a copy out of the strided window view) @ weight matrix, written into ``out``.
+    """groups = 1: im2col chunk @ weight matrix, written into ``out``.
 
     Two orders of the im2col columns, whichever copies less:
     - kernel offset, then channel (``[*k, C_in]``): each window row is a few long contiguous runs of channels, the
-      cheapest im2col copy, but the PyTorch weight ``[C_out, C_in, *k]`` must be reordered to match (one copy of
-      the weight per call);
+      cheapest im2col copy (one copy out of the strided window view), but the PyTorch weight ``[C_out, C_in, *k]``
+      must be reordered to match (one copy of the weight per call);
     - channel, then kernel offset (``[C_in, *k]``, PyTorch's own order): the weight is used as it is, as a
-      transposed view (BLAS reads it in place), and the im2col copy gathers short runs instead.
-    The weight copy costs about ``depth · C_out`` element moves and the slower gather about ``rows · depth``, so
+      transposed view (BLAS reads it in place). The columns are filled one kernel offset at a time (a strided
+      slice of the input, runs of C_in channels, written with a stride of prod(kernel)): one copy of the whole
+      window view in this order would move single elements and runs 4–5× slower.
+    The weight copy costs about ``depth · C_out`` element moves and the im2col copy about ``rows · depth``, so
     the second order is used when there are fewer output positions than output channels (late, small layers at
     small batch, where the weight is the bigger array). A 1×1 kernel needs neither: both orders are the same.
     """
@@ -170,25 +172,30 @@ def _conv_dense(xp, weight, out, kernel, stride, dilation, workspace, counter) -
     depth = taps * cin
     out_sizes = out.shape[1:-1]
     positions = math.prod(out.shape[:-1])
-    torch_matrix = weight.reshape(cout, depth)            # rows: output channels; columns in [C_in, *k] order
-    windows = window_view(xp, out_sizes, kernel, stride, dilation)    # [N, *out, *k, C_in]
-    if not reorders_weight(taps, positions, cout):
-        w_mat = torch_matrix.T                             # a view: no copy of the weight
-        if taps > 1:
-            windows = np.moveaxis(windows, -1, -1 - len(kernel))      # [N, *out, C_in, *k]
-    else:
-        w_mat = kernel_major_weight(weight).reshape(depth, cout)
     itemsize = xp.dtype.itemsize
     if taps == 1 and all(s == 1 for s in stride) and xp.flags.c_contiguous:
         # 1×1, stride 1, contiguous: the input already is the im2col matrix
-        np.matmul(xp.reshape(positions, cin), w_mat, out=out.reshape(positions, cout))
+        np.matmul(xp.reshape(positions, cin), weight.reshape(cout, cin).T, out=out.reshape(positions, cout))
         counter.add(positions * depth * cout)
         return
+    kernel_major = reorders_weight(taps, positions, cout)
+    if kernel_major:
+        w_mat = kernel_major_weight(weight).reshape(depth, cout)
+        windows = window_view(xp, out_sizes, kernel, stride, dilation)    # [N, *out, *k, C_in]
+    else:
+        w_mat = weight.reshape(cout, depth).T              # a view: no copy of the weight
     for n0, n1, h0, h1 in chunk_plan(xp.shape[0], out_sizes, depth * itemsize):
-        src = windows[n0:n1, h0:h1]
-        rows = src.size // depth
-        cols, = workspace.take(src.shape, dtype=xp.dtype)
-        np.copyto(cols, src)
+        chunk_sizes = (h1 - h0, *out_sizes[1:])
+        rows = (n1 - n0) * math.prod(chunk_sizes)
+        if kernel_major:
+            cols, = workspace.take((n1 - n0, *chunk_sizes, *kernel, cin), dtype=xp.dtype)
+            np.copyto(cols, windows[n0:n1, h0:h1])
+        else:
+            cols, = workspace.take((n1 - n0, *chunk_sizes, cin, taps), dtype=xp.dtype)
+            starts = (h0 * stride[0],) + (0,) * (len(kernel) - 1)
+            for tap, offset in enumerate(itertools.product(*(range(k) for k in kernel))):
+                np.copyto(cols[..., tap], xp[(slice(n0, n1), *offset_slices(offset, stride, dilation, chunk_sizes,
+                                                                             starts))])
         np.matmul(cols.reshape(rows, depth), w_mat, out=out[n0:n1, h0:h1].reshape(rows, cout))
         counter.add(rows * depth * cout)
 

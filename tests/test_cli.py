@@ -634,3 +634,15 @@ def test_python_dash_m_style_entry_point():
                            "['layercalc', 'size', '224', '-k', '7', '-s', '2', '-p', '3', '-q']; main()"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "112"
+
+
+def test_summary_table_shows_the_layers_notes():
+    # 28 rows, kernel 3, stride 2: windows start at 0, 2, …, 24 and end at 26, so row 27 is never read
+    spec = "input: [1, 28, 28]\nlayers:\n  - {type: conv2d, out_channels: 4, kernel_size: 3, stride: 2}\n"
+    result = runner.invoke(get_app(), ["summary", "-"], input=spec)
+    assert result.exit_code == 0
+    notes = result.stdout.split("Notes:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert len(notes) == 2                                  # one per axis
+    assert "conv2d_0 (conv2d): H:" in notes[0] and "(input H 27)" in notes[0]
+    markdown = runner.invoke(get_app(), ["summary", "-", "--format", "markdown"], input=spec).stdout
+    assert "- Notes:" in markdown and "(input W 27)" in markdown
