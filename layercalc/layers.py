@@ -182,7 +182,7 @@ class ConvTranspose3d(_ConvTransposeBase):
 class _PoolBase(LayerBase):
     kernel_size: IntOrList = Field(validation_alias=_alias("kernel_size", "pool_size"))
     stride: Optional[IntOrList] = Field(None, validation_alias=_alias("stride", "strides"),
-                                        description="default: kernel_size")
+                                        description="a positive int or one per spatial dim; default: the kernel size")
     padding: PaddingSpec = Field(0, description="int (at most half the kernel), per-dim list, 'same' or 'valid'")
     ceil_mode: bool = False
 
@@ -463,7 +463,9 @@ class Concat(LayerBase):
     min_inputs: ClassVar[int] = 2
     max_inputs: ClassVar[Optional[int]] = None
     type: Literal["concat"] = "concat"
-    dim: Optional[int] = Field(None, validation_alias=_alias("dim", "axis"))
+    dim: Optional[int] = Field(None, validation_alias=_alias("dim", "axis"),
+                               description="dim to join along (negative counts from the end); default: the channel "
+                                           "dim (1 for NCHW, the last for NHWC)")
 
 
 # ------------------------------------------------------------------------------------------------------ registry

@@ -181,8 +181,10 @@ def border_notes(spatial: Shape, kernel, stride, dilation, pads, axis_names: str
     for axis, n, k, s, d, (pb, pa) in zip(axis_names, spatial, kernel, stride, dilation, pads):
         gaps = _gaps_between_windows(n, k, s, d, pb, pa)
         if gaps:
-            notes.append(f"{axis}: input positions {gaps} fall between the windows' taps (kernel {k}, stride {s}, "
-                         f"dilation {d}) and are never read")
+            one = gaps.isdigit()
+            notes.append(f"{axis}: input position{'' if one else 's'} {gaps} {'falls' if one else 'fall'} between "
+                         f"the windows' taps (kernel {k}, stride {s}, dilation {d}) and {'is' if one else 'are'} "
+                         f"never read")
         left_over = uncovered_after(n, k, s, pb, pa, d)
         if not left_over:
             continue
@@ -206,8 +208,8 @@ def _gaps_between_windows(n: int, k: int, s: int, d: int, pb: int, pa: int) -> s
     read = read_marks(n, k, s, pb, pa, d)
     if read is None:                                  # longer than coverage.COVERAGE_LIMIT: say so, no count
         return "positions (too long an input to list them)"
-    last_read = read.rfind(1)
-    unread = Unread(read, 0, last_read + 1)
+    windows_end = (conv_output_length(n, k, s, pb, pa, d) - 1) * s + effective_kernel(k, d) - pb   # the tail after
+    unread = Unread(read, 0, max(0, min(n, windows_end)))                                       # it: its own note
     if not unread:
         return ""
     text = unread.text()

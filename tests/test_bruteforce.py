@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+import re
+
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -149,11 +151,36 @@ def test_uncovered_after_counts_unread_tail(window):
     # the report says so exactly when it happens
     notes = analyze(length, [{"type": "conv1d", "out_channels": 1, "kernel_size": kernel, "stride": stride,
                               "padding": [[before, after]], "dilation": dilation}]).layers[0].notes
-    said = [n for n in notes if "never read" in n]
+    said = [n for n in notes if "padded position(s) are never read" in n]     # the tail note (gaps: their own)
     if unread:
         assert len(said) == 1 and f"the last {unread} padded position(s) are never read" in said[0]
     else:
         assert not said
+
+
+def reported_unread_count(note: str) -> int:
+    """How many real input positions one note says are never read: '(N in all)', or the positions it lists."""
+    total = re.search(r"\((\d+) in all\)", note)
+    if total:
+        return int(total.group(1))
+    if "only padding" in note:
+        return 0
+    listed = re.search(r"(?:positions?|input L) ([\d., ]+?)(?: fall| \(|\))", note).group(1)
+    runs = [part.split("..") for part in listed.replace(" ", "").split(",")]
+    return sum(int(r[-1]) - int(r[0]) + 1 for r in runs)
+
+
+@examples(200)
+@given(windows(pooling=False))
+def test_notes_account_for_every_input_position_no_window_reads(window):
+    length, kernel, stride, before, after, dilation = window
+    starts = window_starts(length, kernel, stride, before, after, dilation)
+    assume(starts)
+    read = read_positions(starts, kernel, dilation)
+    never_read = [i for i in range(length) if i + before not in read]          # real positions, by brute force
+    notes = analyze(length, [{"type": "conv1d", "out_channels": 1, "kernel_size": kernel, "stride": stride,
+                              "padding": [[before, after]], "dilation": dilation}]).layers[0].notes
+    assert sum(reported_unread_count(n) for n in notes if "never read" in n) == len(never_read)
 
 
 # ------------------------------------------------------------------------------------ transposed convolution
