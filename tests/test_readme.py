@@ -39,3 +39,27 @@ def test_the_library_snippet_runs(capsys):
     report = layercalc.load("examples/mnist_cnn.yaml").analyze()
     assert report.totals.params == 93_322                     # the README's comment; Keras' published summary
     assert report.layers[0].output_shape == [1, 32, 26, 26]
+
+
+def session_commands() -> list[tuple[str, str]]:
+    session = re.search(r"```console\n(.*?)```", README, re.S).group(1)
+    parts = re.split(r"^\$ ", session, flags=re.M)[1:]
+    return [(part.split("\n", 1)[0], part.split("\n", 1)[1].rstrip()) for part in parts]
+
+
+def test_the_readme_session_is_what_the_cli_prints(monkeypatch):
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from layercalc.cli import get_app
+
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    commands = session_commands()
+    assert len(commands) >= 4
+    for command, shown in commands:
+        args = shlex.split(command)
+        assert args[0] == "layercalc"
+        result = CliRunner().invoke(get_app(), args[1:])
+        assert result.exit_code == 0, command
+        assert result.stdout.rstrip() == shown, command
