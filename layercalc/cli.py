@@ -670,12 +670,16 @@ ComputeDtypeOpt = Annotated[Optional[str], typer.Option("--dtype", metavar="floa
                                                         help="compute precision (default float32)")]
 
 
+WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", metavar="FILE.npz",
+                                                   help="weights to load (missing ones are random)")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the random input and weights")]
+
+
 def verify_command(
     spec: SpecArg,
-    weights: Annotated[Optional[str], typer.Option("--weights", "-w", metavar="FILE.npz",
-                                                   help="weights to load (missing ones are random)")] = None,
+    weights: WeightsOpt = None,
     batch: BatchOpt = None,
-    seed: Annotated[int, typer.Option("--seed", help="seed of the random input and weights")] = 0,
+    seed: SeedOpt = 0,
     dtype: ComputeDtypeOpt = None,
     max_memory: MaxMemoryOpt = None,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress",
@@ -745,10 +749,9 @@ def run_command(
                                                       help="input array, batch included (default: random)")] = None,
     output_path: Annotated[Optional[str], typer.Option("--output", "-o", metavar="OUT.npy|OUT.npz",
                                                        help="where to save the output (.npz for several)")] = None,
-    weights: Annotated[Optional[str], typer.Option("--weights", "-w", metavar="FILE.npz",
-                                                   help="weights to load (missing ones are random)")] = None,
+    weights: WeightsOpt = None,
     batch: BatchOpt = None,
-    seed: Annotated[int, typer.Option("--seed", help="seed of the random input and weights")] = 0,
+    seed: SeedOpt = 0,
     dtype: ComputeDtypeOpt = None,
     max_memory: MaxMemoryOpt = None,
 ) -> None:
