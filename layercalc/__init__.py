@@ -12,8 +12,8 @@ from .errors import GraphError, LayerCalcError, ResourceError, ShapeError, SpecE
 
 __version__ = "0.1.0"
 
-# The rest is imported on first use (PEP 562): building the Pydantic models costs ~0.5 s, which the command line
-# must not pay for `layercalc size` (start-up target 0.3 s). `layercalc.Network` etc. behave as before.
+# The rest is imported on first use (PEP 562): importing Pydantic and defining the models costs ~0.15 s, which the
+# command line must not pay for `layercalc size` (start-up target 0.3 s). `layercalc.Network` etc. behave as usual.
 _LAZY = {"Network": "graph", "LayerReport": "report", "Report": "report", "Totals": "report",
          "load": "spec", "schema": "spec", "LAYER_TYPES": "layers"}
 
@@ -29,14 +29,19 @@ def __getattr__(name: str):
             if exc.name != f"{__name__}.{name}":
                 raise
         layers = importlib.import_module(".layers", __name__)   # the layer models: Conv2d, Linear, …
-        if hasattr(layers, name):
+        if name in _layer_model_names(layers):
             return getattr(layers, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _layer_model_names(layers) -> set[str]:
+    return {cls.__name__ for cls in layers.LAYER_CLASSES} | {"Layer", "LayerBase"}
+
+
 def __dir__() -> list[str]:
     from . import layers
-    return sorted(set(globals()) | set(_LAZY) | {n for n in vars(layers) if not n.startswith("_")})
+    public = {n for n in globals() if not n.startswith("_")} | {"__version__"}
+    return sorted(public | set(_LAZY) | _layer_model_names(layers))
 
 __all__ = ["Network", "Report", "LayerReport", "Totals", "load", "schema", "LAYER_TYPES",
            "LayerCalcError", "SpecError", "ShapeError", "GraphError", "ResourceError", "__version__"]

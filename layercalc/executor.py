@@ -613,20 +613,24 @@ def execute(network, x=None, weights=None, seed: int = 0, dtype=None, max_memory
             last_use[src] = position
     tensors: dict[str, np.ndarray] = {INPUT: x}
     del x
-    workspace = K.Workspace(estimate.workspace)
-    for position, step in enumerate(steps):
-        inputs = [tensors[src] for src in step.inputs]
-        env = Env(channels_last, workspace)
-        env.overwritable = [_may_overwrite(src, position, step, tensors, last_use, protected) for src in step.inputs]
-        params = init_params(step, given.get(step.name, {}), seed, dtype, channels_last)
-        output = LAYER_FUNCTIONS[type(step.layer)](step, inputs, params, env)
-        del inputs, params
-        for src in set(step.inputs):
-            if last_use[src] == position:
-                del tensors[src]
-        tensors[step.name] = output
-        if on_layer is not None:
-            on_layer(position + 1, len(steps), step, output, env.counter.macs)
+    workspace = K.Workspace.for_run(estimate.workspace)
+    try:
+        for position, step in enumerate(steps):
+            inputs = [tensors[src] for src in step.inputs]
+            env = Env(channels_last, workspace)
+            env.overwritable = [_may_overwrite(src, position, step, tensors, last_use, protected)
+                                for src in step.inputs]
+            params = init_params(step, given.get(step.name, {}), seed, dtype, channels_last)
+            output = LAYER_FUNCTIONS[type(step.layer)](step, inputs, params, env)
+            del inputs, params
+            for src in set(step.inputs):
+                if last_use[src] == position:
+                    del tensors[src]
+            tensors[step.name] = output
+            if on_layer is not None:
+                on_layer(position + 1, len(steps), step, output, env.counter.macs)
+    finally:
+        workspace.release()
     return {step.name: np.ascontiguousarray(tensors[step.name]) for step in steps if step.name not in last_use}
 
 

@@ -420,3 +420,28 @@ def test_chunked_im2col_gives_the_same_result(monkeypatch):
         monkeypatch.setattr(kernels.chunk_plan, "__defaults__", (budget,))
         monkeypatch.setattr(kernels.chunk_bytes, "__defaults__", (budget,))
         np.testing.assert_allclose(net.run(seed=1), whole, rtol=1e-6, atol=1e-6)
+
+
+def test_workspace_is_handed_to_the_next_run_only_when_small_enough(monkeypatch):
+    """A released buffer is reused by the next run that fits in it; a run needing more gets a new one; a buffer
+    above SPARE_WORKSPACE_BYTES is let go; drop_spare_workspace frees the kept one."""
+    from layercalc import kernels
+    monkeypatch.setattr(kernels, "_spare_buffers", [])
+    first = kernels.Workspace.for_run(1000)
+    buffer = first._buffer
+    first.release()
+    assert first.nbytes == 0 and kernels._spare_buffers == [buffer]
+    second = kernels.Workspace.for_run(800)                 # fits: the same memory again
+    assert second._buffer is buffer and kernels._spare_buffers == []
+    other = kernels.Workspace.for_run(500)                  # a concurrent run finds no spare: its own buffer
+    assert other._buffer is not buffer and other.nbytes == 500
+    second.release()
+    bigger = kernels.Workspace.for_run(2000)                # does not fit: a new buffer of the size asked
+    assert bigger._buffer is not buffer and bigger.nbytes == 2000
+    monkeypatch.setattr(kernels, "SPARE_WORKSPACE_BYTES", 1500)
+    bigger.release()                                        # above the limit: not kept
+    assert kernels._spare_buffers == []
+    other.release()
+    assert len(kernels._spare_buffers) == 1
+    kernels.drop_spare_workspace()
+    assert kernels._spare_buffers == []

@@ -187,6 +187,66 @@ def test_conv_module_with_symmetric_padding_matches_torch_module(rank, padding, 
         assert_close(y, module(torch.from_numpy(x)), "float32", (rank, padding, mode))
 
 
+
+@pytest.mark.parametrize("rank, sizes, kernel, stride, dilation", [
+    (2, (9, 7), (3, 2), (2, 1), (1, 2)),
+    (2, (6, 6), (3, 3), (1, 1), (1, 1)),
+    (1, (13,), (4,), (3,), (2,)),
+    (3, (5, 4, 6), (2, 3, 2), (1, 2, 1), (2, 1, 1)),
+])
+@pytest.mark.parametrize("budget", [None, 1, 600])
+def test_channel_major_im2col_by_kernel_offset_matches_torch(monkeypatch, rank, sizes, kernel, stride, dilation,
+                                                             budget):
+    """Few output positions (≤ 140) for many output channels (160): the im2col columns are channel-major and filled
+    one kernel offset at a time from strided slices. With a tiny workspace budget the output is made a few rows
+    (``budget=600``) or a single row (``budget=1``) at a time, so the slices start inside the image (the row offset
+    of the chunk times the stride). Against torch's convolution, with padding, stride, dilation and batch 2."""
+    from layercalc import kernels
+    if budget is not None:
+        monkeypatch.setattr(kernels.chunk_plan, "__defaults__", (budget,))
+        monkeypatch.setattr(kernels.chunk_bytes, "__defaults__", (budget,))
+    rng = np.random.default_rng(sum(sizes) + rank)
+    cin, cout, batch = 3, 160, 2
+    layer = {"type": f"conv{rank}d", "out_channels": cout, "kernel_size": list(kernel), "stride": list(stride),
+             "dilation": list(dilation), "padding": 1}
+    x = rng.standard_normal((batch, cin, *sizes))
+    weights = {"weight": rng.standard_normal((cout, cin, *kernel)), "bias": rng.standard_normal(cout)}
+    for dtype in ("float32", "float64"):
+        y = lc_run(x.shape, layer, x, weights, dtype)
+        expected = getattr(F, f"conv{rank}d")(tt(x, dtype), tt(weights["weight"], dtype), tt(weights["bias"], dtype),
+                                              stride=list(stride), padding=1, dilation=list(dilation))
+        assert batch * math.prod(expected.shape[2:]) < cout          # the channel-major order is the one tested
+        assert_close(y, expected, dtype, (rank, sizes, budget))
+
+
+def test_workspace_left_by_an_earlier_run_is_never_read(monkeypatch):
+    """The im2col buffer is handed from one run to the next. Fill the spare buffer with NaN bytes: a conv network
+    (both im2col orders, a grouped conv, a transposed conv) must still match torch exactly as from a fresh buffer."""
+    from layercalc import kernels
+    rng = np.random.default_rng(7)
+    spec = {"input": [4, 10, 9], "batch": 2, "layers": [
+        {"type": "conv2d", "name": "a", "out_channels": 6, "kernel_size": 3, "padding": 1},          # kernel-major
+        {"type": "conv2d", "name": "b", "out_channels": 80, "kernel_size": 3, "stride": 3},         # channel-major
+        {"type": "conv2d", "name": "c", "out_channels": 8, "kernel_size": 2, "groups": 4},
+        {"type": "conv_transpose2d", "name": "d", "out_channels": 3, "kernel_size": 3, "stride": 2}]}
+    for layer in spec["layers"]:
+        layer["bias"] = False
+    net = layercalc.load(spec)
+    shapes = {"a": (6, 4, 3, 3), "b": (80, 6, 3, 3), "c": (8, 20, 2, 2), "d": (8, 3, 3, 3)}
+    weights = {name: {"weight": rng.standard_normal(shape)} for name, shape in shapes.items()}
+    x = rng.standard_normal((2, 4, 10, 9))
+    net.run(x=x, weights=weights, dtype="float64")                   # leaves its buffer behind
+    assert len(kernels._spare_buffers) == 1
+    kernels._spare_buffers[0][:] = 0xFF                              # every float64 in it is now NaN
+    y = net.run(x=x, weights=weights, dtype="float64")
+    t = {name: torch.from_numpy(w["weight"]) for name, w in weights.items()}
+    with torch.no_grad():
+        ref = F.conv2d(torch.from_numpy(x), t["a"], padding=1)
+        ref = F.conv2d(ref, t["b"], stride=3)
+        ref = F.conv2d(ref, t["c"], groups=4)
+        ref = F.conv_transpose2d(ref, t["d"], stride=2)
+    assert_close(y, ref, "float64", "after a NaN-filled spare workspace")
+
 @st.composite
 def conv_transpose_cases(draw):
     rank = draw(st.sampled_from([1, 2, 2, 3]))
