@@ -159,13 +159,16 @@ class Network(BaseModel):
                 gc.enable()
 
     def _analyze(self) -> Report:
+        # The report models are filled with model_construct: every value below is computed here with its final
+        # type (lists of ints, exact ints), so validation would only re-check them — and building the report
+        # validators costs more start-up time than a whole ResNet-50 analysis.
         steps = self.resolve()
         itemsize = DTYPE_BYTES[self.dtype]
         entries = []
         for step in steps:
             f = step.facts
             rf = f.rf
-            entries.append(LayerReport(
+            entries.append(LayerReport.model_construct(
                 index=step.index, name=step.name, type=step.layer.type_name, inputs=step.inputs,
                 input_shapes=[list(s) for s in step.input_shapes], output_shape=list(f.output_shape),
                 params=f.params, buffers=f.buffers, macs=f.macs, flops=f.flops,
@@ -176,7 +179,7 @@ class Network(BaseModel):
         consumed = {src for step in steps for src in step.inputs}
         outputs = [step.name for step in steps if step.name not in consumed]
         input_bytes = numel(self.input_shape) * itemsize
-        totals = Totals(
+        totals = Totals.model_construct(
             params=sum(e.params for e in entries), buffers=sum(e.buffers for e in entries),
             macs=sum(e.macs for e in entries), flops=sum(e.flops for e in entries),
             param_bytes=sum(e.param_bytes for e in entries),
@@ -187,9 +190,10 @@ class Network(BaseModel):
         conventions = {**CONVENTIONS, "layout": f"{self.layout}: shapes are "
                        + ("[N, ..., C] (channels last)" if self.channels_last else "[N, C, ...] (channels first)"),
                        "dtype": f"{self.dtype}, {itemsize} bytes per element"}
-        return Report(name=self.name, input_shape=list(self.input_shape), batch=self.batch, layout=self.layout,
-                      dtype=self.dtype, dtype_bytes=itemsize, outputs=outputs, layers=entries, totals=totals,
-                      conventions=conventions)
+        return Report.model_construct(
+            name=self.name, input_shape=list(self.input_shape), batch=self.batch, layout=self.layout,
+            dtype=self.dtype, dtype_bytes=itemsize, outputs=outputs, layers=entries, totals=totals,
+            conventions=conventions)
 
     def run(self, x=None, weights=None, seed: int = 0, dtype=None, max_memory=None):
         """Execute the forward pass with the bundled NumPy executor (see :mod:`layercalc.executor`)."""

@@ -10,8 +10,6 @@ dimension and are stored as tuples of the layer's spatial rank. ``padding`` is s
 ``"same"``/``"valid"`` or as one ``(before, after)`` pair per spatial dimension.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class LayerReport(BaseModel):
+    model_config = ConfigDict(defer_build=True)   # built on first dump or validation, not at import
+
     index: int = Field(description="position in the spec's layer list")
     name: str
     type: str
@@ -31,6 +33,8 @@ class LayerReport(BaseModel):
 
 
 class Totals(BaseModel):
+    model_config = ConfigDict(defer_build=True)   # built on first dump or validation, not at import
+
     params: int
     buffers: int
     macs: int
@@ -45,6 +49,8 @@ class Totals(BaseModel):
 
 
 class Report(BaseModel):
+    model_config = ConfigDict(defer_build=True)   # built on first dump or validation, not at import
+
     name: Optional[str] = None
     input_shape: list[int] = Field(description="network input, batch included")
     batch: int

@@ -85,3 +85,13 @@ def test_a_network_round_trips_through_json():
     net = layercalc.load("examples/mnist_cnn.yaml")
     again = layercalc.load(json.loads(net.model_dump_json(exclude_none=True)))
     assert again.analyze().totals == net.analyze().totals
+
+
+@pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_reports_are_valid_instances_of_their_own_schema(path):
+    # analyze() fills the report models without validation (start-up time): validating the dump must give back
+    # an equal report, i.e. every value already had its declared type
+    from layercalc.report import Report
+    report = layercalc.load(path).analyze()
+    assert Report.model_validate_json(report.model_dump_json()) == report
+    assert all(type(v) is int for e in report.layers for v in (e.params, e.macs, e.flops, e.buffers))
