@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import precompile_layercalc
+
 
 def time_command(argv: list[str], runs: int) -> tuple[list[float], list[float]]:
     """Wall and child-CPU seconds of ``runs`` fresh processes (one warm-up run first, not counted)."""
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--command", default="size 28 -k 3", help="arguments after `layercalc`")
     parser.add_argument("--all", action="store_true", help="also time a calculator and --help")
     args = parser.parse_args()
+    print(precompile_layercalc())
 
     print(f"{args.runs} runs each; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs\n")
     report("python -c pass (floor)", *time_command([sys.executable, "-c", "pass"], args.runs))

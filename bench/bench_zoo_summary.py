@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from common import precompile_layercalc  # noqa: E402
+
 TORCH_SUMMARY = r'''
 import torch
 from torch import nn
@@ -81,6 +83,7 @@ print(f"Total params: {total:,}")
 assert total == 25_557_032
 '''
 
+DEPENDENCIES = "import typer, yaml, tabulate; from pydantic import BaseModel"
 LIBRARY = "import layercalc; r = layercalc.load('zoo:resnet50').analyze(); assert r.totals.params == 25_557_032"
 
 
@@ -117,9 +120,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    print(precompile_layercalc())
 
     torch_wall, torch_cpu, torch_out = time_process([sys.executable, "-c", TORCH_SUMMARY], args.runs)
     rows = [("torch: import, build ResNet-50, hooks, forward, table", torch_wall, torch_cpu)]
+    wall, cpu, _ = time_process([sys.executable, "-c", "pass"], args.runs)
+    rows.append(("floor: python -c pass", wall, cpu))
+    wall, cpu, _ = time_process([sys.executable, "-c", DEPENDENCIES], args.runs)
+    rows.append(("floor: import typer, pydantic.BaseModel, yaml, tabulate", wall, cpu))
     command = cli_command()
     if command is None:
         print("note: `layercalc summary zoo:resnet50` is not available (layercalc.cli missing or failing); "
