@@ -139,9 +139,16 @@ def pad_spatial(x: np.ndarray, pads: Sequence[tuple[int, int]], mode: str = "zer
     if not any(b or a for b, a in pads):
         return x
     width = [(0, 0), *[(int(b), int(a)) for b, a in pads], (0, 0)]
-    if mode == "zeros":
-        return np.pad(x, width, mode="constant", constant_values=value)
-    return np.pad(x, width, mode=NUMPY_PAD_MODES[mode])
+    if mode != "zeros":
+        return np.pad(x, width, mode=NUMPY_PAD_MODES[mode])
+    # Constant padding by hand: np.pad's set-up costs ~80 µs a call, more than the copy itself on small maps.
+    padded = np.empty([n + b + a for n, (b, a) in zip(x.shape, width)], dtype=x.dtype)
+    padded[tuple(slice(b, b + n) for n, (b, _) in zip(x.shape, width))] = x
+    for axis, (n, (before, after)) in enumerate(zip(x.shape, width)):
+        for border in (slice(0, before), slice(before + n, None)):
+            if border.start != border.stop:
+                padded[(slice(None),) * axis + (border,)] = value     # slabs overlap at corners: same value
+    return padded
 
 
 def window_view(xp: np.ndarray, out_sizes, kernel, stride, dilation) -> np.ndarray:

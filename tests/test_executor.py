@@ -8,6 +8,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -445,3 +447,18 @@ def test_workspace_is_handed_to_the_next_run_only_when_small_enough(monkeypatch)
     assert len(kernels._spare_buffers) == 1
     kernels.drop_spare_workspace()
     assert kernels._spare_buffers == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_constant_padding_equals_numpys_pad(data):
+    # pad_spatial builds constant padding by hand (speed); np.pad is the reference
+    from layercalc.kernels import pad_spatial
+    rank = data.draw(st.integers(1, 3))
+    shape = (data.draw(st.integers(1, 2)), *data.draw(st.lists(st.integers(1, 5), min_size=rank, max_size=rank)),
+             data.draw(st.integers(1, 3)))
+    pads = [tuple(data.draw(st.lists(st.integers(0, 3), min_size=2, max_size=2))) for _ in range(rank)]
+    value = data.draw(st.sampled_from([0.0, -np.inf, 2.5]))
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    expected = np.pad(x, [(0, 0), *pads, (0, 0)], mode="constant", constant_values=value)
+    assert np.array_equal(pad_spatial(x, pads, "zeros", value), expected)
