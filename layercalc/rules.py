@@ -568,10 +568,15 @@ def merge_rf(inputs: list[Tensor]) -> tuple[Optional[ReceptiveField], list[str]]
         return None, []
     if len(set(fields)) == 1:
         return fields[0], []
-    widest = max(fields, key=lambda f: tuple(f.size))
+    # Largest per spatial dim (a wide-but-short field and a tall-but-narrow one give the larger of each), with the
+    # jump and centre of the path that field comes from.
+    per_dim = [max(fields, key=lambda f, i=i: f.size[i]) for i in range(len(fields[0].size))]
+    widest = ReceptiveField(tuple(f.size[i] for i, f in enumerate(per_dim)),
+                            tuple(f.jump[i] for i, f in enumerate(per_dim)),
+                            tuple(f.start2[i] for i, f in enumerate(per_dim)))
     note = ("inputs have different receptive fields (" + "; ".join(
         f"{fmt_dims(int(math.ceil(v)) for v in f.size)} jump {fmt_dims(f.jump)}" for f in fields)
-        + "): reporting the largest")
+        + "): reporting the largest in each dim")
     return widest, [note]
 
 

@@ -157,3 +157,16 @@ def test_receptive_field_continues_when_upsampling_restores_a_whole_jump():
     r = layercalc.load(spec).analyze()
     assert [l.receptive_field for l in r.layers] == [[3, 3], [3, 3], [5, 5]]
     assert r.layers[1].jump == [1.0, 1.0]
+
+
+def test_merge_of_non_square_fields_reports_the_largest_per_dimension():
+    # branch a: 1×5 conv → field 1×5; branch b: 5×1 conv → field 5×1 (padding keeps 8×8); the add sees 5×5 at most
+    report = layercalc.load({"input": [1, 8, 8], "layers": [
+        {"name": "a", "type": "conv2d", "out_channels": 2, "kernel_size": [1, 5], "padding": [0, 2]},
+        {"name": "b", "type": "conv2d", "out_channels": 2, "kernel_size": [5, 1], "padding": [2, 0], "inputs": "input"},
+        {"name": "sum", "type": "add", "inputs": ["a", "b"]}]}).analyze()
+    assert report.layer("a").receptive_field == [1, 5]
+    assert report.layer("b").receptive_field == [5, 1]
+    merged = report.layer("sum")
+    assert merged.receptive_field == [5, 5]
+    assert any("different receptive fields" in note for note in merged.notes)
