@@ -891,9 +891,9 @@ def _option_help(info, kind: str, annotation) -> str:
     choices = _literal_values(annotation) if kind == "str" else []
     if choices:
         parts.append("one of " + ", ".join(choices))
-    if info.default is not PydanticUndefined and kind != "bool":
-        default = info.default
-        parts.append(f"default {default if default is not None else 'none'}")
+    described = "default" in (info.description or "")       # e.g. "default: the kernel size" says it better
+    if info.default not in (PydanticUndefined, None) and kind != "bool" and not described:
+        parts.append(f"default {info.default}")         # None: optional, and the description says what then
     return "; ".join(parts)
 
 
