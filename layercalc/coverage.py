@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .shapes import ceil_div, conv_output_length, pool_output_length
+from .shapes import ceil_div, conv_output_length, effective_kernel, pool_output_length
 
 #: above this length the unread positions are not marked one by one (the marks take one byte per position)
 COVERAGE_LIMIT = 10_000_000
@@ -115,3 +115,38 @@ def runs_text(runs: list[tuple[int, int]], shown: int = 5) -> str:
         return ", ".join(_run_text(r) for r in runs)
     total = sum(b - a + 1 for a, b in runs)
     return ", ".join(_run_text(r) for r in runs[:shown - 1]) + f", …, {_run_text(runs[-1])} ({total} in all)"
+
+
+def tail_start(length: int, kernel: int, stride: int, pad_before: int, dilation: int, out: int) -> int:
+    """The first input position after the end of the last of ``out`` windows (≥ ``length``: no border left).
+
+    >>> tail_start(28, 3, 2, 0, 1, 13)         # the last window starts at 24 and reads 24..26
+    27
+    """
+    return (out - 1) * stride + effective_kernel(kernel, dilation) - pad_before
+
+
+def unread_between_windows(length: int, kernel: int, stride: int, pad_before: int = 0, pad_after: int = 0,
+                           dilation: int = 1, ceil_mode: bool = False) -> Optional[Unread]:
+    """The input positions no window reads *before* the end of the last window: the gaps a stride wider than the
+    kernel span leaves, or dilation holes that no window fills (the border after the last window is separate).
+    None above ``COVERAGE_LIMIT`` or with no window.
+
+    >>> unread_between_windows(10, 2, 3).text()          # windows read 0..1, 3..4, 6..7; 8..9 is the border
+    '2, 5'
+    >>> unread_between_windows(5, 3, 1, dilation=2).text()    # one window, taps 0, 2, 4
+    '1, 3'
+    >>> unread_between_windows(28, 3, 2).count           # dilation 1, stride ≤ kernel: windows touch, nothing marked
+    0
+    """
+    out = window_count(length, kernel, stride, pad_before, pad_after, dilation, ceil_mode)
+    if out < 1:
+        return None
+    if dilation == 1 and stride <= kernel:
+        return Unread(bytearray(), 0, 0)
+    if length > COVERAGE_LIMIT:
+        return None
+    read = read_marks(length, kernel, stride, pad_before, pad_after, dilation, ceil_mode)
+    end = max(0, min(length, tail_start(length, kernel, stride, pad_before, dilation, out)))
+    return Unread(read, 0, end)
+

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
-from .coverage import (COVERAGE_LIMIT, Unread, read_marks, runs_text, unread_runs,  # noqa: F401 (re-exported)
-                       window_count)
+from .coverage import (COVERAGE_LIMIT, Unread, read_marks, runs_text, tail_start,  # noqa: F401 (re-exported)
+                       unread_between_windows, unread_runs, window_count)
 from .shapes import (ceil_div, conv_output_length, effective_kernel, pool_output_length, same_padding,
                      transposed_output_length, uncovered_after)
 
@@ -91,11 +91,6 @@ def _phrase(text: str, single: bool, length: int, axis: str, verb: str) -> str:
             f"{verb}")
 
 
-def _tail_start(length, kernel, stride, pad_before, dilation, out) -> int:
-    """The first input position after the end of the last window."""
-    return (out - 1) * stride + effective_kernel(kernel, dilation) - pad_before
-
-
 def coverage_note(length: int, kernel: int, stride: int, pad_before: int = 0, pad_after: int = 0,
                   dilation: int = 1, ceil_mode: bool = False, axis: str = "L") -> str:
     """One short clause for ``layercalc size``: which input positions no window reads ('' when all are read).
@@ -112,7 +107,7 @@ def coverage_note(length: int, kernel: int, stride: int, pad_before: int = 0, pa
     if read is not None:
         unread = Unread(read, 0, length)
         return _phrase(unread.text(), unread.single, length, axis, "covered by any window") if unread else ""
-    tail = _tail_start(length, kernel, stride, pad_before, dilation, out)
+    tail = tail_start(length, kernel, stride, pad_before, dilation, out)
     if tail >= length:
         return ""
     text = str(tail) if tail == length - 1 else f"{tail}..{length - 1}"
@@ -134,21 +129,20 @@ def coverage_lines(length: int, kernel: int, stride: int, pad_before: int, pad_a
         return []
     last_start = (out - 1) * stride
     last_end = last_start + k_eff - 1                    # padded coordinates
-    tail_start = max(0, min(length, _tail_start(length, kernel, stride, pad_before, dilation, out)))
-    read = read_marks(length, kernel, stride, pad_before, pad_after, dilation, ceil_mode)
+    border = max(0, min(length, tail_start(length, kernel, stride, pad_before, dilation, out)))
     lines = []
     if padded - 1 > last_end:                            # the stride leaves a border after the last window
         starts = (", ".join(str(i * stride) for i in range(out)) if out <= 4
                   else f"0, {stride}, …, {last_start}")
-        if tail_start < length:
-            text = str(tail_start) if tail_start == length - 1 else f"{tail_start}..{length - 1}"
-            lost = _phrase(text, tail_start == length - 1, length, axis, "covered by any window")
+        if border < length:
+            text = str(border) if border == length - 1 else f"{border}..{length - 1}"
+            lost = _phrase(text, border == length - 1, length, axis, "covered by any window")
         else:
             lost = "only padding is skipped, no input value is lost"
         lines.append(f"  {axis}: ({length} + {pad_before + pad_after} − {k_eff}) = {padded - k_eff} is not a "
                      f"multiple of stride {stride}: windows start at {starts} (padded coordinates) and the last "
                      f"ends at {last_end}; {lost}")
-    gaps = Unread(read, 0, tail_start) if read is not None else None
+    gaps = unread_between_windows(length, kernel, stride, pad_before, pad_after, dilation, ceil_mode)
     if gaps:
         if out == 1:
             why = f"a single window with dilation {dilation} reads one position in {dilation}"
@@ -159,7 +153,7 @@ def coverage_lines(length: int, kernel: int, stride: int, pad_before: int, pad_a
         else:
             why = f"dilation {dilation} leaves holes inside each window that stride {stride} never fills"
         lines.append(f"  {axis}: {why}; {_phrase(gaps.text(), gaps.single, length, axis, 'read')}")
-    elif read is None and out > 1 and (stride > k_eff or dilation > 1):
+    elif gaps is None and out > 1 and (stride > k_eff or dilation > 1):
         lines.append(f"  {axis}: windows are {stride} apart and span {k_eff} (dilation {dilation}): some positions "
                      f"between them may never be read (not listed above {COVERAGE_LIMIT:,} positions)")
     return lines

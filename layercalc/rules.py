@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Any, Callable, Optional
 
 from . import layers as L
-from .coverage import Unread, read_marks
+from .coverage import unread_between_windows
 from .errors import ShapeError
 from .shapes import (adaptive_window_sizes, ceil_div, conv_output_length, effective_kernel, pool_output_length,
                      same_padding, transposed_output_length, transposed_same_padding, uncovered_after)
@@ -203,13 +203,9 @@ def border_notes(spatial: Shape, kernel, stride, dilation, pads, axis_names: str
 
 def _gaps_between_windows(n: int, k: int, s: int, d: int, pb: int, pa: int) -> str:
     """The real input positions before the end of the last window that no window reads ('' when none)."""
-    if s <= 1 or (d == 1 and s <= k):
-        return ""                                     # consecutive windows (or their taps) leave no hole
-    read = read_marks(n, k, s, pb, pa, d)
-    if read is None:                                  # longer than coverage.COVERAGE_LIMIT: say so, no count
+    unread = unread_between_windows(n, k, s, pb, pa, d)
+    if unread is None:                                # longer than coverage.COVERAGE_LIMIT: say so, no count
         return "positions (too long an input to list them)"
-    windows_end = (conv_output_length(n, k, s, pb, pa, d) - 1) * s + effective_kernel(k, d) - pb   # the tail after
-    unread = Unread(read, 0, max(0, min(n, windows_end)))                                       # it: its own note
     if not unread:
         return ""
     text = unread.text()

@@ -234,3 +234,11 @@ def test_overlapping_windows_leave_no_gap_note():
         {"type": "conv2d", "out_channels": 1, "kernel_size": 3, "stride": 2}]}).analyze()
     assert not any("between the windows" in note for note in report.layers[0].notes)
     assert any("input H 27" in note for note in report.layers[0].notes)   # the tail: row 27 only
+
+
+def test_a_single_dilated_window_leaves_its_holes_unread():
+    # kernel 3, dilation 2, stride 1 on 5 inputs: one window (5 − 4 = 1 position) with taps 0, 2, 4
+    report = layercalc.load({"input": [1, 5], "layers": [
+        {"type": "conv1d", "out_channels": 1, "kernel_size": 3, "dilation": 2}]}).analyze()
+    assert report.layers[0].output_shape == [1, 1, 1]
+    assert any("input positions 1, 3 (2 in all)" in note for note in report.layers[0].notes)
