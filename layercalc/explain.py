@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
-from .coverage import (COVERAGE_LIMIT, Unread, read_marks, runs_text, tail_start,  # noqa: F401 (re-exported)
+from .coverage import (COVERAGE_LIMIT, Unread, read_marks, tail_start,  # noqa: F401 (unread_runs: re-exported)
                        unread_between_windows, unread_runs, window_count)
 from .shapes import (ceil_div, conv_output_length, effective_kernel, pool_output_length, same_padding,
-                     transposed_output_length, uncovered_after)
+                     transposed_output_length)
 
 
 def n(value: int) -> str:

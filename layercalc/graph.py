@@ -48,6 +48,10 @@ class Step:
     facts: Facts
 
 
+#: Keras' data_format names for the two layouts (accepted in specs, in any case like NCHW/NHWC themselves)
+LAYOUT_ALIASES = {"channels_first": "NCHW", "channels_last": "NHWC"}
+
+
 class Network(BaseModel):
     """A network spec: the input shape (one example, batch excluded) and the layers."""
 
@@ -74,7 +78,7 @@ class Network(BaseModel):
     @classmethod
     def _layout_aliases(cls, value: Any) -> Any:
         if isinstance(value, str):
-            value = {"channels_first": "NCHW", "channels_last": "NHWC"}.get(value.lower(), value.upper())
+            value = LAYOUT_ALIASES.get(value.lower(), value.upper())
         return value
 
     @field_validator("layers", mode="before")

@@ -490,15 +490,19 @@ LAYER_TYPES: dict[str, type[LayerBase]] = {name: cls for cls in LAYER_CLASSES fo
 Layer = Annotated[Union[LAYER_CLASSES], Field(discriminator="type")]  # type: ignore[valid-type]
 
 
+def field_spellings(cls: type[LayerBase]) -> dict[str, list[str]]:
+    """Each field of ``cls`` → every name a spec may use for it: its own first, then its Keras aliases."""
+    spellings = {}
+    for name, info in cls.model_fields.items():
+        alias = info.validation_alias
+        choices = [c for c in alias.choices if isinstance(c, str)] if isinstance(alias, AliasChoices) else []
+        spellings[name] = [name] + [c for c in choices if c != name]
+    return spellings
+
+
 def accepted_fields(cls: type[LayerBase]) -> list[str]:
     """Every field name a spec may use for ``cls``, Keras aliases included."""
-    names = []
-    for name, info in cls.model_fields.items():
-        names.append(name)
-        alias = info.validation_alias
-        if isinstance(alias, AliasChoices):
-            names += [c for c in alias.choices if isinstance(c, str)]
-    return sorted(set(names))
+    return sorted({n for names in field_spellings(cls).values() for n in names})
 
 
 def _field_help(cls: type[LayerBase]) -> dict[str, str]:

@@ -145,9 +145,8 @@ def _add_accepted_spellings(result: dict) -> None:
     Pydantic writes only the first name of each field; the loader also takes the Keras aliases (``filters``,
     ``units``, ...), a single string for ``inputs``, and ``channels_first``/``channels_last`` for the layout.
     """
-    from pydantic import AliasChoices
-
-    from .layers import LAYER_CLASSES
+    from .graph import LAYOUT_ALIASES
+    from .layers import LAYER_CLASSES, field_spellings
 
     defs = result["$defs"]
     for cls in LAYER_CLASSES:
@@ -155,9 +154,8 @@ def _add_accepted_spellings(result: dict) -> None:
         properties = definition.get("properties")
         if properties is None:
             continue
-        for name, info in cls.model_fields.items():
-            if isinstance(info.validation_alias, AliasChoices) and name in properties:
-                spellings = [name] + [a for a in info.validation_alias.choices if isinstance(a, str) and a != name]
+        for name, spellings in field_spellings(cls).items():
+            if len(spellings) > 1 and name in properties:
                 for alias in spellings[1:]:
                     properties[alias] = {**properties[name], "description": f"Keras name of {name!r}"}
                 if name in definition.get("required", []):       # required: under one of its names
@@ -168,4 +166,4 @@ def _add_accepted_spellings(result: dict) -> None:
                                               {"type": "null"}],
                                     "description": properties["inputs"].get("description", "")}
     layout = result["properties"]["layout"]
-    layout["enum"] = ["NCHW", "NHWC", "nchw", "nhwc", "channels_first", "channels_last"]
+    layout["enum"] = ["NCHW", "NHWC", "nchw", "nhwc", *LAYOUT_ALIASES]
