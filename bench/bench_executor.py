@@ -8,7 +8,8 @@ the outputs are compared as a sanity check. Prints, per network and batch:
 - median forward time of layercalc and of torch, and the ratio layercalc / torch (target ≤ 1.5);
 - the conv layers' achieved GFLOP/s (2 · conv MACs / time spent in conv layers, timed per layer in a separate run)
   next to a 2048² float32 matmul's GFLOP/s measured in the same run, at its start and end (target ≥ 60 % of the
-  higher of the two);
+  higher of the two), and the same figure for torch's own Conv2d modules (timed with forward hooks), so the
+  target can be read against what the peer reaches on the same machine;
 - peak memory of the run (tracemalloc: NumPy's allocations, in a separate run) against the executor's estimate.
 This is a benchmark, not a test: numbers depend on the machine and on what else runs on it.
 """
@@ -21,6 +22,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "2"
 
 import argparse  # noqa: E402
+import math  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
@@ -166,6 +168,35 @@ def conv_rate(net, x, weights) -> tuple[float, float, int]:
     return best
 
 
+def torch_conv_rate(module: nn.Module, xt: torch.Tensor) -> tuple[float, int]:
+    """(seconds spent in torch's Conv2d modules, their MACs) of one forward pass, timed with forward pre/post
+    hooks on every Conv2d, the best of three: the same measurement for the peer, so the two conv rates compare."""
+    spent, macs, started = [0.0], [0], {}
+
+    def before(conv, inputs):
+        started[conv] = time.perf_counter()
+
+    def after(conv, inputs, output):
+        spent[0] += time.perf_counter() - started[conv]
+        macs[0] += output.numel() * conv.in_channels // conv.groups * math.prod(conv.kernel_size)
+
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    handles = [h for m in convs for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))]
+    best = None
+    try:
+        with torch.inference_mode():
+            module(xt)                                      # warm-up
+            for _ in range(3):
+                spent[0], macs[0] = 0.0, 0
+                module(xt)
+                if best is None or spent[0] < best[0]:
+                    best = (spent[0], macs[0])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return best
+
+
 def peak_memory(net, x, weights) -> tuple[int, executor.MemoryEstimate]:
     """NumPy bytes allocated by one run at its peak (tracemalloc), and the executor's estimate of the same."""
     estimates = []
@@ -194,7 +225,7 @@ def main() -> None:
     print(f"float32 matmul 2048²: {rate:.1f} GFLOP/s (measured again at the end; % matmul uses the higher)\n")
     rows = []
     header = (f"{'model':10s} {'batch':>5s} {'layercalc':>10s} {'torch':>9s} {'ratio':>6s} {'conv GFLOP/s':>13s} "
-              f"{'% matmul':>9s} {'peak MiB':>9s} {'estimate':>9s}")
+              f"{'% matmul':>9s} {'torch conv':>11s} {'% matmul':>9s} {'peak MiB':>9s} {'estimate':>9s}")
     print(header)
     print("-" * len(header))
     for name in args.models:
@@ -213,18 +244,23 @@ def main() -> None:
                 theirs = median_time(lambda: module(xt), args.repeat)
             conv_seconds, _, conv_macs = conv_rate(net, x, weights)
             conv_gflops = 2 * conv_macs / conv_seconds / 1e9
+            torch_seconds, torch_macs = torch_conv_rate(module, xt)
+            assert torch_macs == conv_macs, (torch_macs, conv_macs)   # the same convolutions on both sides
+            torch_gflops = 2 * torch_macs / torch_seconds / 1e9
             peak, estimate = peak_memory(net, x, weights)
             held = sum(v.nbytes for v in weights.values())
             print(f"{name:10s} {batch:5d} {ours * 1000:8.1f}ms {theirs * 1000:7.1f}ms {ours / theirs:6.2f} "
-                  f"{conv_gflops:13.1f} {100 * conv_gflops / rate:8.0f}% {peak / 2**20:9.1f} "
+                  f"{conv_gflops:13.1f} {100 * conv_gflops / rate:8.0f}% {torch_gflops:11.1f} "
+                  f"{100 * torch_gflops / rate:8.0f}% {peak / 2**20:9.1f} "
                   f"{(estimate.total - held) / 2**20:9.1f}   (max rel. diff vs torch {error:.1e})", flush=True)
-            rows.append((name, batch, conv_gflops))
+            rows.append((name, batch, conv_gflops, torch_gflops))
     again = matmul_gflops()
     print(f"\nfloat32 matmul 2048² at the end: {again:.1f} GFLOP/s")
     if again > rate:
         rate = again
         print("conv GFLOP/s as % of the higher matmul rate: "
-              + ", ".join(f"{name} b{batch} {100 * g / rate:.0f}%" for name, batch, g in rows))
+              + ", ".join(f"{name} b{batch} {100 * g / rate:.0f}% (torch {100 * tg / rate:.0f}%)"
+                          for name, batch, g, tg in rows))
     print("peak/estimate: bytes the run allocates beyond the weights and input it is given (tracemalloc), and the "
           "executor's estimate of the same.")
 
