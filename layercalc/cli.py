@@ -1096,7 +1096,13 @@ def render_calculator(layer, entry, net, numbers: str) -> str:
             ("params", count(entry.params, numbers))]
     if entry.buffers:
         rows.append(("buffers", count(entry.buffers, numbers) + " (running mean and variance)"))
-    rows += [("MACs", count(entry.macs, numbers)), ("FLOPs", count(entry.flops, numbers)), ("memory", memory)]
+    # say which convention each count follows, and what torch's flop counter (2·MACs) would print instead
+    flops = f"{count(entry.flops, numbers)} (2 per MAC + bias adds + element ops"
+    if entry.flops != 2 * entry.macs:
+        flops += f"; torch.utils.flop_counter counts 2·MACs = {count(2 * entry.macs, numbers)}"
+    flops += ")"
+    rows += [("MACs", f"{count(entry.macs, numbers)} (multiply-accumulates, bias excluded)"), ("FLOPs", flops),
+             ("memory", memory)]
     if entry.receptive_field is not None:
         rows.append(("receptive field", f"{dims_text(entry.receptive_field)} (jump {dims_text(entry.jump)})"))
     rows += [("notes" if i == 0 else "", note) for i, note in enumerate(entry.notes)]

@@ -145,10 +145,22 @@ def test_merge_layers_take_repeated_inputs():
     assert field(run("mul", "-i", "8x1x1", "-i", "8x6x6").stdout, "output shape") == "[1, 8, 6, 6]"
 
 
+def test_calculator_says_which_convention_each_count_follows():
+    # 3×3 conv 1 → 32 on 28×28: MACs 26·26·32·9 = 194,688; bias adds 26·26·32 = 21,632;
+    # FLOPs 2·194,688 + 21,632 = 411,008, where torch.utils.flop_counter would count 2·MACs = 389,376
+    out = run("conv2d", "-i", "1x28x28", "--filters", 32, "-k", 3).stdout
+    assert field(out, "MACs") == "194,688 (multiply-accumulates, bias excluded)"
+    assert field(out, "FLOPs") == ("411,008 (2 per MAC + bias adds + element ops; "
+                                   "torch.utils.flop_counter counts 2·MACs = 389,376)")
+    # no bias and no element ops: the two conventions agree, so no second figure is given
+    out = run("linear", "-i", 10, "--out-features", 3, "--no-bias").stdout
+    assert field(out, "FLOPs") == "60 (2 per MAC + bias adds + element ops)"
+
+
 def test_numbers_human_and_json():
     # VGG-style 3×3 conv 256 → 256 on 56×56: MACs 56·56·256·256·9 = 1,849,688,064 → "1.85 G"
     out = run("conv2d", "-i", "256x56x56", "--filters", 256, "-k", 3, "-p", 1, "--numbers", "human").stdout
-    assert field(out, "MACs") == "1.85 G"
+    assert field(out, "MACs").startswith("1.85 G (")
     data = json.loads(run("conv2d", "-i", "256x56x56", "--filters", 256, "-k", 3, "-p", 1, "--json").stdout)
     assert data["macs"] == 1_849_688_064 and data["params"] == 256 * 256 * 9 + 256
     assert data["output_shape"] == [1, 256, 56, 56]
