@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, SkipValidatio
 from .errors import GraphError, did_you_mean, layer_label
 from .layers import LayerBase, parse_layer
 from .report import LayerReport, Report, Totals
-from .rules import Context, Facts, ReceptiveField, Tensor, fmt_shape, infer, numel
+from .rules import Context, Facts, ReceptiveField, Tensor, fmt_shape, infer, numel, unreported_field_notes
 
 INPUT = "input"
 
@@ -143,8 +143,8 @@ class Network(BaseModel):
             ctx = Context(_LazyLabel(i, names[i], layer.type_name), self.channels_last)
             inputs = [tensors[src] for src in wired[i]]
             facts = infer(layer, inputs, ctx)
-            if facts.rf is None and any(t.rf is not None and not t.rf.aligned_grid for t in inputs):
-                facts.notes.append("receptive field not reported past up-sampling (fractional jump)")
+            if facts.rf is None:
+                facts.notes.extend(unreported_field_notes(inputs))
             tensors[names[i]] = Tensor(facts.output_shape, facts.rf)
             steps.append(Step(i, names[i], layer, wired[i], [t.shape for t in inputs], facts))
         return steps

@@ -40,10 +40,15 @@ class ReceptiveField:
     position's field in input coordinates (pixel i spans [i, i+1), so the doubled centre of pixel 0 is 1 — doubling
     keeps the usual half-pixel centres in ints, which are much faster than Fractions).
     Values are ints, or Fractions only past an up-sampling layer.
+    ``uneven``: why the output positions are not evenly spaced over the input (empty when they are). The
+    field of the layer that made them uneven is still exact (the widest of its windows), but ``rf + (k − 1)·jump``
+    no longer holds for the layers after it — an output position's neighbours do not sit one jump apart — so they
+    report none.
     """
     size: tuple[int, ...]
     jump: tuple[int | Fraction, ...]
     start2: tuple[int | Fraction, ...]
+    uneven: str = ""
 
     @classmethod
     def of_input(cls, rank: int) -> "ReceptiveField":
@@ -51,9 +56,10 @@ class ReceptiveField:
 
     @property
     def aligned_grid(self) -> bool:
-        """True while the jump is a whole number of input pixels; past an up-sampling layer it is not, and the
-        field of later layers is no longer well defined by this arithmetic, so it is not reported."""
-        return all(isinstance(j, int) for j in self.jump)
+        """True while output positions sit evenly, a whole number of input pixels apart: the condition for the
+        field arithmetic of the next layer to be exact. Past an up-sampling layer or uneven adaptive windows it
+        does not hold, and later layers do not report a field."""
+        return not self.uneven and all(isinstance(j, int) for j in self.jump)
 
 
 @dataclass
@@ -173,6 +179,41 @@ def window_rf(rf: Optional[ReceptiveField], kernel, stride, dilation, pads) -> O
         start.append(st + (k_eff - 1 - 2 * pb) * j)
         jump.append(j * s)
     return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+
+
+def unreported_field_notes(inputs: list[Tensor]) -> list[str]:
+    """Why a layer whose inputs had a receptive field reports none (see ``ReceptiveField.aligned_grid``)."""
+    reasons = []
+    for t in inputs:
+        if t.rf is not None and not t.rf.aligned_grid:
+            reason = t.rf.uneven or "up-sampling (fractional jump)"
+            if reason not in reasons:
+                reasons.append(reason)
+    return [f"receptive field not reported past {reason}" for reason in reasons]
+
+
+def transposed_input_span(kernel: int, stride: int, dilation: int = 1) -> int:
+    """The most input positions, first to last, that one output of a transposed conv depends on.
+
+    Output ``o`` gets input ``i`` through tap ``t`` when ``i·stride + t·dilation = o + crop``: the taps that
+    reach one output are those with ``t·dilation`` in the same residue class mod ``stride``, and two such taps
+    ``t1 < t2`` reach inputs ``(t2 − t1)·dilation / stride`` apart. Without dilation this is ``ceil(k / s)``;
+    with dilation it can be less (taps land in different residue classes).
+
+    >>> transposed_input_span(3, 2)            # taps 0, 2 share a class: inputs i and i − 1
+    2
+    >>> transposed_input_span(2, 2, 3)         # taps at 0 and 3: classes 0 and 1, one input each
+    1
+    >>> transposed_input_span(4, 2, 3)         # taps at 0, 3, 6, 9: 0 and 6 share class 0 → 6/2 + 1 = 4
+    4
+    """
+    span = 1
+    taps_by_class: dict[int, list[int]] = {}
+    for t in range(kernel):
+        taps_by_class.setdefault(t * dilation % stride, []).append(t)
+    for taps in taps_by_class.values():
+        span = max(span, (taps[-1] - taps[0]) * dilation // stride + 1)
+    return span
 
 
 def border_notes(spatial: Shape, kernel, stride, dilation, pads, axis_names: str) -> list[str]:
@@ -295,10 +336,12 @@ def _conv_transpose(layer: L._ConvTransposeBase, x: Tensor, n: int, cin: int, sp
         size, jump, start = [], [], []
         for r, j, st, kk, ss, dd, (cb, _) in zip(x.rf.size, x.rf.jump, x.rf.start2, k, s, d, crop):
             k_eff = effective_kernel(kk, dd)
-            size.append(r + (ceil_div(k_eff, ss) - 1) * j)
+            size.append(r + (transposed_input_span(kk, ss, dd) - 1) * j)
             jump.append(exact_ratio(j, ss))
             start.append(st + exact_ratio((2 * cb - (k_eff - 1)) * j, ss))
-        rf = ReceptiveField(tuple(size), tuple(jump), tuple(start))
+        uneven = ("up-sampling by a transposed conv with stride > 1 (its outputs see unevenly spaced inputs)"
+                  if any(ss > 1 for ss in s) else "")
+        rf = ReceptiveField(tuple(size), tuple(jump), tuple(start), uneven)
     return Facts(
         output_shape=join_channels(n, cout, out, ctx.channels_last),
         params=cin * weights_per_input + (cout if layer.bias else 0),
@@ -364,7 +407,11 @@ def adaptive_pool_rule(layer: L._AdaptivePoolBase, inputs: list[Tensor], ctx: Co
             size.append(r + (max(adaptive_window_sizes(nn, o)) - 1) * j)
             jump.append(exact_ratio(j * nn, o))
             start.append(st + (first_window - 1) * j)
-        rf = ReceptiveField(tuple(size), tuple(jump), tuple(start))
+        # windows [floor(i·n/o), ceil((i+1)·n/o)) start evenly only when o divides n (then it is a plain pooling)
+        uneven_dims = [f"{nn} → {o}" for nn, o in zip(spatial, out) if nn % o]
+        uneven = (f"adaptive pooling with uneven windows ({', '.join(uneven_dims)}: the output size does not "
+                  f"divide the input size)") if uneven_dims else ""
+        rf = ReceptiveField(tuple(size), tuple(jump), tuple(start), uneven)
     return Facts(output_shape=join_channels(n, c, out, ctx.channels_last),
                  flops=n * c * window_elements, rf=rf)
 
@@ -561,6 +608,10 @@ def merge_rf(inputs: list[Tensor]) -> tuple[Optional[ReceptiveField], list[str]]
     """Receptive field after a merge: the largest one, with a note when the paths do not line up."""
     fields = [t.rf for t in inputs]
     if any(f is None for f in fields) or len({len(f.size) for f in fields}) != 1:
+        return None, []
+    if any(not f.aligned_grid for f in fields) and len(set(fields)) != 1:
+        # a position's field is the union of its paths' fields; on an uneven or fractional grid their offsets
+        # vary from position to position, so neither the largest nor a sum is exact
         return None, []
     if len(set(fields)) == 1:
         return fields[0], []
