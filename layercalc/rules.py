@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Any, Callable, Optional
 
 from . import layers as L
-from .coverage import unread_between_windows
+from .coverage import tail_start, unread_between_windows
 from .errors import ShapeError
 from .shapes import (adaptive_window_sizes, ceil_div, conv_output_length, effective_kernel, pool_output_length,
                      same_padding, transposed_output_length, transposed_same_padding, uncovered_after)
@@ -216,16 +216,27 @@ def transposed_input_span(kernel: int, stride: int, dilation: int = 1) -> int:
     return span
 
 
-def border_notes(spatial: Shape, kernel, stride, dilation, pads, axis_names: str) -> list[str]:
-    """Say which border rows/columns no window reaches when the stride does not divide evenly."""
+def border_notes(spatial: Shape, kernel, stride, dilation, pads, axis_names: str, ceil_mode: bool = False
+                 ) -> list[str]:
+    """Say which input rows/columns no window reads: between the windows' taps, and at the end when the stride
+    does not divide evenly (floor mode) or when ceil mode drops a window that would start in the right padding."""
     notes = []
     for axis, n, k, s, d, (pb, pa) in zip(axis_names, spatial, kernel, stride, dilation, pads):
-        gaps = _gaps_between_windows(n, k, s, d, pb, pa)
+        gaps = _gaps_between_windows(n, k, s, d, pb, pa, ceil_mode)
         if gaps:
             one = gaps.isdigit()
             notes.append(f"{axis}: input position{'' if one else 's'} {gaps} {'falls' if one else 'fall'} between "
                          f"the windows' taps (kernel {k}, stride {s}, dilation {d}) and {'is' if one else 'are'} "
                          f"never read")
+        if ceil_mode:
+            out = pool_output_length(n, k, s, pb, pa, d, ceil_mode=True)
+            tail = range(max(0, tail_start(n, k, s, pb, d, out)), n)
+            if tail:
+                where = f"{tail[0]}..{tail[-1]}" if len(tail) > 1 else f"{tail[0]}"
+                notes.append(f"{axis}: input position{'s' if len(tail) > 1 else ''} {where} after the last window "
+                             f"{'are' if len(tail) > 1 else 'is'} never read (ceil_mode drops a window that would "
+                             f"start in the right padding)")
+            continue
         left_over = uncovered_after(n, k, s, pb, pa, d)
         if not left_over:
             continue
@@ -242,9 +253,9 @@ def border_notes(spatial: Shape, kernel, stride, dilation, pads, axis_names: str
     return notes
 
 
-def _gaps_between_windows(n: int, k: int, s: int, d: int, pb: int, pa: int) -> str:
+def _gaps_between_windows(n: int, k: int, s: int, d: int, pb: int, pa: int, ceil_mode: bool = False) -> str:
     """The real input positions before the end of the last window that no window reads ('' when none)."""
-    unread = unread_between_windows(n, k, s, pb, pa, d)
+    unread = unread_between_windows(n, k, s, pb, pa, d, ceil_mode)
     if unread is None:                                # longer than coverage.COVERAGE_LIMIT: say so, no count
         return "positions (too long an input to list them)"
     if not unread:
@@ -320,6 +331,14 @@ def _conv_transpose(layer: L._ConvTransposeBase, x: Tensor, n: int, cin: int, sp
                      + (f", zeros appended {fmt_dims(op)}" if any(op) else ""))
     else:
         crop = resolve_pads(layer.padding, spatial, k, s, d)       # 'valid' → no crop
+        if layer.padding == "valid" and not any(op):
+            # 'valid' is Keras' word (PyTorch's transposed convs have no string padding), so Keras' length:
+            # L·s + max(span − s, 0). It equals PyTorch's (L − 1)·s + span unless the kernel span is narrower than
+            # the stride; then Keras appends s − span zero (bias-only) positions, i.e. output_padding in torch terms
+            op = tuple(max(ss - effective_kernel(kk, dd), 0) for kk, ss, dd in zip(k, s, d))
+            if any(op):
+                notes.append(f"'valid' (Keras): output = input·stride + max(kernel span − stride, 0); "
+                             f"zeros appended {fmt_dims(op)} (PyTorch: output_padding {fmt_dims(op)})")
     out = tuple(transposed_output_length(nn, kk, ss, cb, ca, dd, oo)
                 for nn, kk, ss, (cb, ca), dd, oo in zip(spatial, k, s, crop, d, op))
     if min(out) < 1:
@@ -376,14 +395,14 @@ def pool_rule(layer: L._PoolBase, inputs: list[Tensor], ctx: Context) -> Facts:
     notes = []
     if layer.padding == "same":
         notes.append(f"'same' padding applied (before, after): {fmt_pads_per_axis(pads)}; padded positions are ignored")
+        notes.append("'same' pooling follows TensorFlow/Keras; PyTorch's pooling layers have no 'same' padding")
     if layer.ceil_mode:
         floored = tuple(pool_output_length(nn, kk, ss, pb, pa, dd)
                         for nn, kk, ss, (pb, pa), dd in zip(spatial, k, s, pads, d))
         extra = [f"{a}: +{o - f}" for a, o, f in zip(axis_names(rank), out, floored) if o != f]
         if extra:
             notes.append("ceil_mode adds a last window that hangs over the end of the input (" + ", ".join(extra) + ")")
-    else:
-        notes += border_notes(spatial, k, s, d, pads, axis_names(rank))
+    notes += border_notes(spatial, k, s, d, pads, axis_names(rank), layer.ceil_mode)
     geometry: dict[str, Any] = {"pads": pads}
     if isinstance(layer, L._AvgPoolBase):
         include = layer.count_include_pad if layer.count_include_pad is not None else layer.padding != "same"

@@ -165,7 +165,7 @@ def reported_unread_count(note: str) -> int:
         return int(total.group(1))
     if "only padding" in note:
         return 0
-    listed = re.search(r"(?:positions?|input L) ([\d., ]+?)(?: fall| \(|\))", note).group(1)
+    listed = re.search(r"(?:positions?|input L) ([\d., ]+?)(?: fall| after| \(|\))", note).group(1)
     runs = [part.split("..") for part in listed.replace(" ", "").split(",")]
     return sum(int(r[-1]) - int(r[0]) + 1 for r in runs)
 
@@ -180,6 +180,25 @@ def test_notes_account_for_every_input_position_no_window_reads(window):
     never_read = [i for i in range(length) if i + before not in read]          # real positions, by brute force
     notes = analyze(length, [{"type": "conv1d", "out_channels": 1, "kernel_size": kernel, "stride": stride,
                               "padding": [[before, after]], "dilation": dilation}]).layers[0].notes
+    assert sum(reported_unread_count(n) for n in notes if "never read" in n) == len(never_read)
+
+
+@examples(200)
+@given(window=windows(pooling=True), ceil_mode=st.booleans())
+def test_pooling_notes_account_for_every_input_position_no_window_reads(window, ceil_mode):
+    # the same for max pooling, in both rounding modes: ceil mode's extra window can reach the end, or be dropped
+    # (when it would start in the right padding) and leave a tail unread
+    length, kernel, stride, before, after, dilation = window
+    assume(before == after)                                   # PyTorch pooling pads symmetrically
+    starts = window_starts(length, kernel, stride, before, after, dilation, ceil_mode)
+    assume(starts)
+    read = read_positions(starts, kernel, dilation)
+    never_read = [i for i in range(length) if i + before not in read]
+    try:
+        notes = analyze(length, [{"type": "maxpool1d", "kernel_size": kernel, "stride": stride, "padding": before,
+                                  "dilation": dilation, "ceil_mode": ceil_mode}]).layers[0].notes
+    except ShapeError:
+        assume(False)
     assert sum(reported_unread_count(n) for n in notes if "never read" in n) == len(never_read)
 
 

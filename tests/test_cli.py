@@ -453,6 +453,18 @@ def test_summary_totals_rule_spans_every_column():
     assert lines[total_at - 1] == lines[1] and set(lines[1]) == {"-", " "}
 
 
+def test_pooling_notes_in_ceil_mode_and_with_same_padding():
+    # kernel 1, stride 4, ceil mode on 10: windows start at 0, 4, 8 and 12 (12 ≥ 10 + 0 starts past the input:
+    # PyTorch drops it), so 1..3 and 5..7 fall between windows and 9 comes after the last one
+    notes = run("maxpool1d", "-i", "1x10", "-k", 1, "-s", 4, "--ceil-mode").stdout
+    assert "input positions 1..3, 5..7 (6 in all) fall between the windows' taps" in notes
+    assert "input position 9 after the last window is never read (ceil_mode drops" in notes
+    # 'same' is TensorFlow's pooling padding: 7 → ceil(7/2) = 4 needs (4 − 1)·2 + 3 − 7 = 2 padded, 1 each side
+    out = run("maxpool2d", "-i", "3x7x7", "-k", 3, "-s", 2, "-p", "same").stdout
+    assert field(out, "output shape") == "[1, 3, 4, 4]"
+    assert "PyTorch's pooling layers have no 'same' padding" in out and "H (1, 1), W (1, 1)" in out
+
+
 def test_summary_receptive_field_column():
     # conv 3 → pool 2 → conv 3 → pool 2 → conv 3: rf 3, 4 (jump 2), 4 + 2·2 = 8, 8 + 1·2 = 10 (jump 4),
     # 10 + 2·4 = 18

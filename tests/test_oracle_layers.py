@@ -296,6 +296,27 @@ def test_keras_same_transposed_is_input_times_stride(config):
         assert full - before - after + unwritten == n * ss
 
 
+@examples(40)
+@given(keras_same_transposed_configs())
+def test_keras_valid_transposed_length_is_keras_deconv_output_length(config):
+    """Keras' ``deconv_output_length`` for padding 'valid' (no output_padding): ``L·s + max(span − s, 0)`` with
+    span = d·(k − 1) + 1. Torch has no 'valid' here; its padding-0 output (L − 1)·s + span is the same unless the
+    span is narrower than the stride, where Keras' extra positions are torch's output_padding = s − span."""
+    rank, cin, spatial, layer = config
+    layer = {**layer, "padding": "valid"}
+    k, s, d = (expand(layer[f], rank) for f in ("kernel_size", "stride", "dilation"))
+    spans = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
+    keras = [n * ss + max(span - ss, 0) for n, ss, span in zip(spatial, s, spans)]
+    lc = lc_layer([cin, *spatial], layer)
+    assert accepted(lc), lc
+    assert lc.output_shape == [1, layer["out_channels"], *keras]
+    extra = tuple(max(ss - span, 0) for ss, span in zip(s, spans))
+    module = CONV_T[rank](cin, layer["out_channels"], tuple(k), stride=tuple(s), dilation=tuple(d),
+                          output_padding=extra, bias=layer["bias"])
+    th = torch_run(lambda: module, [1, cin, *spatial])
+    assert lc.output_shape == th.shape and lc.params == th.params and 2 * lc.macs == th.flops
+
+
 # ------------------------------------------------------------------------------------------------------ pooling
 
 @st.composite
