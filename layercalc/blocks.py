@@ -140,14 +140,17 @@ def _check_references(value: Any, params: set[str], where: str, block: Optional[
 
 
 def _strings(value: Any):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
+    """Every string in ``value``, depth first. Iterative: a pathologically nested value must give an error
+    message, not a RecursionError (spec.from_data refuses deep nesting, but ``expand`` may be called directly)."""
+    stack = [value]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, Mapping):
+            stack.extend(reversed(list(value.values())))
+        elif isinstance(value, list):
+            stack.extend(reversed(value))
 
 
 def _substitute(value: Any, args: Mapping[str, Any]) -> Any:
@@ -275,6 +278,15 @@ class _Expander:
 
     def layer(self, entry: Mapping, scope: _Scope, where: str) -> None:
         layer = dict(entry)
+        name = layer.get("name")
+        bad_name = isinstance(name, bool) or not isinstance(name, (str, int))
+        if scope.block is not None and name is not None and bad_name:
+            # Checked here, not left to the layer parser: the block's output is resolved (by name) before any layer
+            # is parsed, and would otherwise be reported instead, as "output None is not one of its layers".
+            type_ = layer.get("type")
+            raise SpecError(f"{where}{f' ({type_})' if isinstance(type_, str) else ''}: a layer's 'name' must be a "
+                            f"string (or, inside a block, a whole number such as 0), got {name!r} in block "
+                            f"{scope.block!r}")
         local = self.local_name(layer.get("name"), layer.get("type"), scope)
         if scope.block is not None or "name" in layer:
             layer["name"] = scope.prefix + local if isinstance(local, str) else local

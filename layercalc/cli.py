@@ -156,10 +156,12 @@ def _light_coercion(command, ctx=None) -> None:
                 if isinstance(value, bool):
                     return value
                 raise BadParameter(f"{value!r} is not a flag value", ctx=ctx, param=param)
+            if convert is int:
+                convert = _option_int                    # digits only: int() would read '1_0' as 10
             try:
                 out = [convert(v) for v in value] if isinstance(value, (list, tuple)) else convert(value)
             except (TypeError, ValueError):
-                word = {int: "an integer", float: "a number"}.get(convert, "text")
+                word = {int: "an integer", _option_int: "an integer", float: "a number"}.get(convert, "text")
                 raise BadParameter(f"{value!r} is not {word}", ctx=ctx, param=param) from None
             low, high = self.parameter_info.min, self.parameter_info.max
             for v in out if isinstance(out, list) else [out]:
@@ -184,9 +186,19 @@ def _light_coercion(command, ctx=None) -> None:
             param._runtime_param = PlainRuntimeParam(parameter_info=desc.parameter_info, annotation=annotation)
 
 
+def _option_int(value) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):       # a default, not typed text
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"\s*[-+]?[0-9]+\s*", value):
+        raise ValueError(value)
+    return int(value)
+
+
 # ================================================================================================ value parsing
 
 _SEPARATORS = re.compile(r"[x×X,*]")
+#: a whole number as typed: ASCII digits, an optional sign. int() alone would also take '1_0' (10), ' ٣' (3)...
+_DIGITS = re.compile(r"[-+]?[0-9]+")
 
 
 def _spec_error(message: str):
@@ -200,6 +212,30 @@ def _json_list(text: str, option: str):
         return json.loads(text)
     except ValueError as exc:
         raise _spec_error(f"{option}: {text!r} is not a valid list ({exc.msg})") from None
+    except RecursionError:
+        raise _spec_error(f"{option}: {text!r:.40} is not a valid list (nested too deeply)") from None
+
+
+def _whole(part) -> int:
+    """One entry of a shape or size list: digits as typed, or a JSON number that is exactly a whole number.
+
+    Raises ``ValueError`` saying why not (the callers add the option and the text received).
+    """
+    if isinstance(part, str):
+        if not _DIGITS.fullmatch(part):
+            raise ValueError(f"{part!r} is not a whole number (digits only)")
+        return int(part)
+    if isinstance(part, bool):                          # named as typed (JSON): true, not True
+        raise ValueError(f"{str(part).lower()} is a boolean, not a whole number")
+    if part is None:
+        raise ValueError("null is not a whole number")
+    from .errors import whole_number_problem
+    problem = whole_number_problem(part)
+    if problem is not None:
+        raise ValueError(problem)
+    if not isinstance(part, (int, float)):
+        raise ValueError(f"{part!r} is not a whole number")
+    return int(part)
 
 
 def parse_shape(text: str, option: str = "--input") -> list[int]:
@@ -207,14 +243,14 @@ def parse_shape(text: str, option: str = "--input") -> list[int]:
     raw = text.strip()
     parts = _json_list(raw, option) if raw.startswith("[") else [p.strip() for p in _SEPARATORS.split(raw)]
     example = "e.g. 1x28x28 or 1,28,28 for one example (the batch is --batch)"
-    if not raw or any(p == "" for p in parts):
+    if not raw or not isinstance(parts, list) or not parts or any(p == "" for p in parts):
         raise _spec_error(f"{option}: {text!r} is not a shape: {example}")
     sizes = []
     for p in parts:
         try:
-            size = int(p)
-        except (TypeError, ValueError):
-            raise _spec_error(f"{option}: {text!r} is not a shape: {p!r} is not a whole number; {example}") from None
+            size = _whole(p)
+        except ValueError as exc:
+            raise _spec_error(f"{option}: {text!r} is not a shape: {exc}; {example}") from None
         if size < 1:
             raise _spec_error(f"{option}: {text!r}: every size must be ≥ 1, got {size}")
         sizes.append(size)
@@ -225,16 +261,18 @@ def parse_ints(text: str, option: str, allow_none: bool = False, always_list: bo
     """``3`` → 3, ``3x5`` / ``3,5`` → [3, 5]; ``none`` entries → None when allowed (adaptive output_size)."""
     raw = text.strip()
     parts = _json_list(raw, option) if raw.startswith("[") else [p.strip() for p in _SEPARATORS.split(raw)]
+    if not isinstance(parts, list):
+        raise _spec_error(f"{option}: {text!r} is not a whole number or a list of them")
     values = []
     for p in parts:
         if allow_none and (p is None or str(p).lower() in ("none", "null", "_")):
             values.append(None)
             continue
         try:
-            values.append(int(p))
-        except (TypeError, ValueError):
+            values.append(_whole(p))
+        except ValueError as exc:
             form = "3, 3x5" + (" or 3xnone (none keeps the input size)" if allow_none else " or [3, 5]")
-            raise _spec_error(f"{option}: {text!r} is not a whole number or a list of them ({form})") from None
+            raise _spec_error(f"{option}: {text!r} is not a whole number or a list of them: {exc} ({form})") from None
     if not values:
         raise _spec_error(f"{option}: no value given")
     return values if (len(values) > 1 or always_list) else values[0]
@@ -255,17 +293,20 @@ def parse_padding(text: str, option: str = "--padding"):
 
 
 def parse_float(text: str, option: str) -> float:
+    """A number as typed (``0.1``, ``1e-5``, ``-2``). ``nan`` and ``inf`` are passed on as floats, and the layer
+    field refuses them with its own message; ``1_0.5`` (float() reads 10.5) is refused here."""
     try:
+        if "_" in text:
+            raise ValueError
         return float(text)
     except ValueError:
         raise _spec_error(f"{option}: {text!r} is not a number") from None
 
 
 def parse_int(text: str, option: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise _spec_error(f"{option}: {text!r} is not a whole number") from None
+    if not _DIGITS.fullmatch(text.strip()):
+        raise _spec_error(f"{option}: {text!r} is not a whole number (digits only)")
+    return int(text)
 
 
 # ================================================================================================ common options
@@ -323,12 +364,14 @@ def size_command(
     """
     from . import explain as ex
     from .errors import ShapeError
-    from .shapes import (conv_output_length, effective_kernel, pool_output_length, same_padding,
-                         transposed_output_length, transposed_same_padding)
+    from .shapes import (check_pool_padding, conv_output_length, effective_kernel, pool_output_length,
+                         same_padding, transposed_output_length, transposed_same_padding)
 
     pad = padding.strip().lower()
     if pad not in ("same", "valid"):
         try:
+            if not re.fullmatch(r"-?[0-9]+", pad):        # int() would also read '1_0' as 10 and '٣' as 3
+                raise ValueError(pad)
             pad = int(pad)
         except ValueError:
             raise _spec_error(f"--padding: {padding!r} is not a whole number, same or valid (size works along one "
@@ -339,6 +382,8 @@ def size_command(
         raise _spec_error("--output-padding only applies with --transposed")
     if transposed and ceil:
         raise _spec_error("--ceil applies to pooling, not to --transposed")
+    if ceil and isinstance(pad, int):     # PyTorch's pooling rule; 'same' is Keras' padding, which has no such rule
+        check_pool_padding(kernel_size, pad)
     k_eff = effective_kernel(kernel_size, dilation)
     if transposed:
         if output_padding >= stride and output_padding >= dilation:
@@ -360,7 +405,10 @@ def size_command(
     else:
         before, after = same_padding(length, kernel_size, stride, dilation) if pad == "same" else \
             (0, 0) if pad == "valid" else (pad, pad)
-        if length + before + after < k_eff:
+        # ceil mode (PyTorch) keeps one window even when the kernel hangs past the padded input (5 over 4 → 1)
+        fits = (pool_output_length(length, kernel_size, stride, before, after, dilation, True) >= 1 if ceil
+                else length + before + after >= k_eff)
+        if not fits:
             raise ShapeError(f"kernel span {k_eff} (dilation {dilation}·(kernel {kernel_size} − 1) + 1) is larger than "
                              f"the padded input {length + before + after} ({length} + {before} + {after}): no window fits")
         out = (pool_output_length(length, kernel_size, stride, before, after, dilation, True) if ceil
@@ -483,7 +531,7 @@ class spec_context:
 
 def _load_network(spec_module, spec: str, batch, input_shape, dtype, layout):
     if spec == "-":
-        data = spec_module.parse_text(sys.stdin.read(), "<stdin>")
+        data = spec_module.parse_text(_read_stdin(), "<stdin>")
         net = spec_module.from_data(data, "<stdin>")
     elif spec.startswith("zoo:"):
         try:
@@ -502,6 +550,18 @@ def _load_network(spec_module, spec: str, batch, input_shape, dtype, layout):
     if layout is not None:
         overrides["layout"] = layout
     return _with_overrides(net, overrides) if overrides else net
+
+
+def _read_stdin() -> str:
+    """Standard input as strict UTF-8, like a spec file: Python's text stdin may decode with surrogateescape and
+    hand the YAML parser text it cannot encode (a UnicodeEncodeError instead of "cannot read")."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    try:
+        return buffer.read().decode("utf-8") if buffer is not None else sys.stdin.read()
+    except UnicodeDecodeError as exc:
+        raise _spec_error(f"<stdin>: cannot read: {exc}") from None
+    except OSError as exc:
+        raise _spec_error(f"<stdin>: cannot read: {exc.strerror or exc}") from None
 
 
 def _with_overrides(net, overrides: dict):

@@ -8,7 +8,13 @@ escapes is a bug in layercalc.
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
 from collections.abc import Iterable
+
+#: the largest integral float that is certainly the whole number its author wrote: above 2**53 a float cannot hold
+#: every integer (``1e30`` is 1000000000000000019884624838656), so such a "whole number" would be a guess
+MAX_EXACT_FLOAT = 2 ** 53
 
 
 class LayerCalcError(Exception):
@@ -53,6 +59,103 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def whole_number_problem(value) -> str | None:
+    """Why ``value`` cannot stand for a whole number in a spec or an option, or ``None`` if it can.
+
+    Integers are whole numbers, and so is an integral float small enough to be exact (``3.0`` is 3: the value is
+    the same, nothing is guessed). Everything that Python or Pydantic would *coerce* to an int is refused, because
+    the number it becomes is a guess: booleans (``true`` is not 1 kernel), strings (``"3"``: a quoted number is
+    usually a typo or a template that was not filled in), fractions (2.9 is not 2), NaN, infinities, and floats
+    too large to be exact.
+
+    >>> whole_number_problem(3), whole_number_problem(3.0)
+    (None, None)
+    >>> whole_number_problem(True)
+    'True is a boolean, not a whole number'
+    >>> whole_number_problem(2.9)
+    '2.9 is not a whole number'
+    """
+    if isinstance(value, bool):
+        return f"{value!r} is a boolean, not a whole number"
+    if isinstance(value, numbers.Integral):      # int, and NumPy's integers from Python callers
+        return None
+    if isinstance(value, (str, bytes)):
+        return f"{value!r} is a string, not a whole number (write the number without quotes)"
+    if value is None:
+        return "null is not a whole number"
+    if isinstance(value, numbers.Real):          # float, NumPy's floats, Fraction
+        number = float(value)
+        if not math.isfinite(number) or not number.is_integer() or number != value:
+            return f"{value!r} is not a whole number"
+        if abs(number) > MAX_EXACT_FLOAT:
+            return (f"{value!r} is a float too large to be an exact whole number (floats are exact only up to "
+                    f"2**53); write the integer with all its digits")
+        return None
+    if isinstance(value, (list, tuple, dict, set)):
+        return None                              # the validator says "a valid integer" / tries the list form
+    return f"{value!r} is a {type(value).__name__}, not a whole number"
+
+
+def real_number_problem(value) -> str | None:
+    """Why ``value`` cannot stand for a real-valued field (eps, momentum, negative_slope, p), or ``None``.
+
+    Ints and finite floats are numbers; booleans and strings are refused like for whole numbers, and so are NaN
+    and the infinities: no layer has a meaningful infinite eps or NaN slope, and every figure computed from one
+    would be meaningless.
+
+    >>> real_number_problem(1), real_number_problem(0.5)
+    (None, None)
+    >>> real_number_problem(float('nan'))
+    'nan is not a finite number'
+    """
+    if isinstance(value, bool):
+        return f"{value!r} is a boolean, not a number"
+    if isinstance(value, (str, bytes)):
+        return f"{value!r} is a string, not a number (write the number without quotes)"
+    if isinstance(value, numbers.Real):
+        return None if math.isfinite(value) else f"{value!r} is not a finite number"
+    if value is None or isinstance(value, (list, tuple, dict, set)):
+        return None                              # optional fields take None; the validator names the rest
+    return f"{value!r} is a {type(value).__name__}, not a number"
+
+
+def boolean_problem(value) -> str | None:
+    """Why ``value`` cannot stand for an on/off field (bias, affine, ceil_mode, …), or ``None``.
+
+    Only ``true`` and ``false``: a 0/1 or a ``"yes"`` string is refused rather than read as a guess.
+
+    >>> boolean_problem(False), boolean_problem(1)
+    (None, '1 is not a boolean (true or false)')
+    """
+    if isinstance(value, bool):
+        return None
+    return f"{value!r} is not a boolean (true or false)"
+
+
+#: the pydantic error types the three checks above raise (see layercalc.layers), and the constraint errors whose
+#: reason is worth restating when a union's alternatives are collapsed into one line
+_OWN_ERRORS = ("whole_number", "real_number", "boolean")
+_BOUNDS = {"greater_than_equal": ("ge", "≥"), "greater_than": ("gt", ">"), "less_than": ("lt", "<"),
+           "less_than_equal": ("le", "≤")}
+
+
+def _reason(err: dict, whole_value) -> str | None:
+    """The reason one alternative of a union failed, if it says more than "not this form"."""
+    kind = err.get("type")
+    value = err.get("input")
+    shown = "" if value is whole_value or value == whole_value and type(value) is type(whole_value) \
+        else f"{value!r} "
+    if kind in _OWN_ERRORS:
+        return err.get("msg")
+    if kind in _BOUNDS:
+        key, sign = _BOUNDS[kind]
+        bound = (err.get("ctx") or {}).get(key)
+        return f"{shown}must be {sign} {bound}" if bound is not None else None
+    if kind == "finite_number":
+        return f"{shown}must be a finite number".strip()
+    return None
+
+
 def describe_validation_error(exc, raw: dict | None = None, known_fields: Iterable[str] = (),
                               field_help: dict[str, str] | None = None) -> str:
     """One line from a pydantic ``ValidationError``: each failing field, the value received and why.
@@ -63,7 +166,15 @@ def describe_validation_error(exc, raw: dict | None = None, known_fields: Iterab
     known = list(known_fields)
     field_help = field_help or {}
     parts: dict[str, str] = {}
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    # One error per alternative of a union: the field is reported once, with what it accepts and, when one of
+    # the alternatives says why the value is wrong (a boolean, a string, a bound), that reason.
+    unions: dict[str, list[dict]] = {}
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ())]
+        if len(loc) > 1 and not loc[1].isdigit() and loc[0] not in ("", None):
+            unions.setdefault(loc[0], []).append(err)
+    for err in errors:
         loc = [str(p) for p in err.get("loc", ())]
         value = err.get("input")
         field = loc[0] if loc else ""
@@ -74,9 +185,20 @@ def describe_validation_error(exc, raw: dict | None = None, known_fields: Iterab
             parts[f"extra:{name}"] = f"unknown field {name!r}{hint}"
         elif kind == "missing":
             parts[f"missing:{'.'.join(loc)}"] = f"missing required field {'.'.join(loc)!r}"
-        elif len(loc) > 1 and not loc[1].isdigit() and field in field_help:
-            # one error per alternative of a union: say once what the field accepts
-            parts[f"union:{field}"] = f"field {field!r}: got {(raw or {}).get(field, err.get('input'))!r}: expected {field_help[field]}"
+        elif field in unions:
+            if f"union:{field}" in parts:
+                continue
+            whole = (raw or {}).get(field, value) if isinstance(raw, dict) else value
+            branch_errors = unions[field]
+            literal = any(e.get("type") == "literal_error" for e in branch_errors)
+            # The alternative that got deepest into the value (the [[before, after]] form for [[true, 1]]) says best
+            # why it fails; a string offered to a field that also takes words ('same'): "not a number" misleads.
+            reasons = [r for e in sorted(branch_errors, key=lambda e: -len(e.get("loc", ())))
+                       if not (literal and isinstance(e.get("input"), str) and e.get("type") == "whole_number")
+                       for r in [_reason(e, whole)] if r]
+            accepted = field_help.get(field, "one of the forms `layercalc schema` lists")
+            parts[f"union:{field}"] = (f"field {field!r}: got {whole!r}: " + (f"{reasons[0]}; " if reasons else "")
+                                       + f"expected {accepted}")
         else:
             msg = err.get("msg", "invalid").removeprefix("Value error, ")
             where = f"field {'.'.join(loc)!r}: " if loc else ""

@@ -8,14 +8,59 @@ per-dimension values); whether a layer fits the shape that reaches it is decided
 Tuple-valued fields (``kernel_size``, ``stride``, ``dilation``, …) accept an int or one value per spatial
 dimension and are stored as tuples of the layer's spatial rank. ``padding`` is stored either as the string
 ``"same"``/``"valid"`` or as one ``(before, after)`` pair per spatial dimension.
+
+Values are taken as written, never coerced into something else (Pydantic's lax mode would): an integer field
+takes an integer, or an integral float such as ``3.0`` (the same number), and refuses booleans (``true`` is not
+a kernel of 1), strings (``"3"``), fractions (``2.9`` is not 2) and floats too large to be exact (``1e30``). A
+real-valued field (``eps``, ``momentum``, ``negative_slope``, ``p``) takes a finite int or float, never NaN or an
+infinity. An on/off field takes ``true`` or ``false`` only. See :func:`layercalc.errors.whole_number_problem`.
 """
 
+import numbers
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import (AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, field_validator,
+                      model_validator)
+from pydantic_core import PydanticCustomError
 
-PositiveInt = Annotated[int, Field(ge=1)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+from .errors import boolean_problem, real_number_problem, whole_number_problem
+
+
+def _whole_number(value: Any) -> Any:
+    """Before-validator of every integer field: refuse what lax mode would coerce; ``3.0`` → ``3``."""
+    problem = whole_number_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("whole_number", problem)
+    # an integral float (3.0, NumPy's float32(3)) is the int it equals; integers go on unchanged
+    return int(value) if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) else value
+
+
+def _real_number(value: Any) -> Any:
+    """Before-validator of every real-valued field: no booleans, strings, NaN or infinities."""
+    problem = real_number_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("real_number", problem)
+    return value
+
+
+def _boolean(value: Any) -> Any:
+    """Before-validator of every on/off field: ``true``/``false`` only (lax mode reads 0, 1, "yes", "off"...)."""
+    problem = boolean_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("boolean", problem)
+    return value
+
+
+# The constraint comes before the validator so that it stays part of the int schema: the JSON Schema then says
+# {"type": "integer", "minimum": 1} (after it, Pydantic would wrap it in a function and drop it from the schema).
+Int = Annotated[int, BeforeValidator(_whole_number)]
+PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
+NonNegativeInt = Annotated[int, Field(ge=0), BeforeValidator(_whole_number)]
+Float = Annotated[float, Field(allow_inf_nan=False), BeforeValidator(_real_number)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False), BeforeValidator(_real_number)]
+Probability = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False), BeforeValidator(_real_number)]
+Bool = Annotated[bool, BeforeValidator(_boolean)]
 IntOrList = Union[PositiveInt, list[PositiveInt]]
 PaddingSpec = Union[
     NonNegativeInt,
@@ -112,7 +157,7 @@ class _ConvBase(LayerBase):
         0, description="int, one int per spatial dim, 'same', 'valid', or [[before, after], ...] per spatial dim")
     dilation: IntOrList = Field(1, validation_alias=_alias("dilation", "dilation_rate"))
     groups: PositiveInt = 1
-    bias: bool = Field(True, validation_alias=_alias("bias", "use_bias"))
+    bias: Bool = Field(True, validation_alias=_alias("bias", "use_bias"))
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
 
     _lower_padding = field_validator("padding", mode="before")(classmethod(lambda cls, v: _lower_string(v)))
@@ -182,7 +227,7 @@ class _PoolBase(LayerBase):
     stride: Optional[IntOrList] = Field(None, validation_alias=_alias("stride", "strides"),
                                         description="a positive int or one per spatial dim; default: the kernel size")
     padding: PaddingSpec = Field(0, description="int (at most half the kernel), per-dim list, 'same' or 'valid'")
-    ceil_mode: bool = False
+    ceil_mode: Bool = False
 
     _lower_padding = field_validator("padding", mode="before")(classmethod(lambda cls, v: _lower_string(v)))
 
@@ -222,7 +267,7 @@ class MaxPool3d(_MaxPoolBase):
 
 
 class _AvgPoolBase(_PoolBase):
-    count_include_pad: Optional[bool] = Field(
+    count_include_pad: Optional[Bool] = Field(
         None, description="count padded zeros in the divisor; default True for numeric padding (PyTorch), "
                           "False for 'same' (Keras)")
     divisor_override: Optional[PositiveInt] = None
@@ -294,13 +339,13 @@ class AdaptiveMaxPool3d(_AdaptivePoolBase):
 class GlobalAvgPool(LayerBase):
     """Average over every spatial dimension (Keras ``GlobalAveragePooling*D``)."""
     type: Literal["global_avgpool"] = "global_avgpool"
-    keepdims: bool = Field(False, description="keep the spatial dims as size 1 (like AdaptiveAvgPool(1))")
+    keepdims: Bool = Field(False, description="keep the spatial dims as size 1 (like AdaptiveAvgPool(1))")
 
 
 class GlobalMaxPool(LayerBase):
     """Maximum over every spatial dimension (Keras ``GlobalMaxPooling*D``)."""
     type: Literal["global_maxpool"] = "global_maxpool"
-    keepdims: bool = False
+    keepdims: Bool = False
 
 
 # ------------------------------------------------------------------------------------------------ dense, reshaping
@@ -310,19 +355,19 @@ class Linear(LayerBase):
     type: Literal["linear", "dense"] = "linear"
     in_features: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
     out_features: PositiveInt = Field(validation_alias=_alias("out_features", "units"))
-    bias: bool = Field(True, validation_alias=_alias("bias", "use_bias"))
+    bias: Bool = Field(True, validation_alias=_alias("bias", "use_bias"))
 
 
 class Flatten(LayerBase):
     type: Literal["flatten"] = "flatten"
-    start_dim: int = 1
-    end_dim: int = -1
+    start_dim: Int = 1
+    end_dim: Int = -1
 
 
 class Reshape(LayerBase):
     """Reshape each example; ``shape`` excludes the batch dimension (like Keras), one entry may be -1."""
     type: Literal["reshape"] = "reshape"
-    shape: list[int] = Field(validation_alias=_alias("shape", "target_shape"), min_length=1)
+    shape: list[Int] = Field(validation_alias=_alias("shape", "target_shape"), min_length=1)
 
     @field_validator("shape")
     @classmethod
@@ -332,21 +377,34 @@ class Reshape(LayerBase):
         return value
 
 
+ZERO_PAD_FORMS = "a non-negative int, one per spatial dim, or [[before, after], ...] per spatial dim"
+
+
 class ZeroPad(LayerBase):
     """Zero padding of the spatial dims: int, one int per spatial dim, or [[before, after], ...] in dim order."""
     type: Literal["zero_pad"] = "zero_pad"
     padding: Union[NonNegativeInt, list[NonNegativeInt],
-                   list[Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]]]
+                   list[Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]]] = Field(
+        description=ZERO_PAD_FORMS)
+
+    @field_validator("padding", mode="before")
+    @classmethod
+    def _no_padding_mode(cls, value: Any) -> Any:
+        # 'same'/'valid' describe a conv's or pool's padding; a zero_pad layer is only ever told the amounts.
+        if isinstance(value, str):
+            raise ValueError(f"zero_pad takes explicit amounts, not a mode like {value!r} ('same' and 'valid' are "
+                             f"for conv and pooling layers): expected {ZERO_PAD_FORMS}")
+        return value
 
 
 # -------------------------------------------------------------------------------------------------- normalization
 
 class _BatchNormBase(LayerBase):
     num_features: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
-    eps: float = Field(1e-5, gt=0)
-    momentum: Optional[float] = 0.1
-    affine: bool = True
-    track_running_stats: bool = True
+    eps: PositiveFloat = 1e-5
+    momentum: Optional[Float] = 0.1
+    affine: Bool = True
+    track_running_stats: Bool = True
 
 
 class BatchNorm1d(_BatchNormBase):
@@ -367,30 +425,30 @@ class LayerNorm(LayerBase):
     type: Literal["layernorm"] = "layernorm"
     normalized_shape: Optional[Union[PositiveInt, list[PositiveInt]]] = Field(
         None, description="trailing dims to normalize over; default: the last dim")
-    eps: float = Field(1e-5, gt=0)
-    elementwise_affine: bool = True
-    bias: bool = True
+    eps: PositiveFloat = 1e-5
+    elementwise_affine: Bool = True
+    bias: Bool = True
 
 
 class GroupNorm(LayerBase):
     type: Literal["groupnorm"] = "groupnorm"
     num_groups: PositiveInt
     num_channels: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
-    eps: float = Field(1e-5, gt=0)
-    affine: bool = True
+    eps: PositiveFloat = 1e-5
+    affine: Bool = True
 
 
 class Dropout(LayerBase):
     """Identity at inference; counted as zero FLOPs."""
     type: Literal["dropout"] = "dropout"
-    p: float = Field(0.5, ge=0, lt=1, validation_alias=_alias("p", "rate"))
-    inplace: bool = False
+    p: Probability = Field(0.5, validation_alias=_alias("p", "rate"))
+    inplace: Bool = False
 
 
 # ---------------------------------------------------------------------------------------------------- activations
 
 class _Activation(LayerBase):
-    inplace: bool = Field(False, description="accepted for PyTorch familiarity; no effect on any figure")
+    inplace: Bool = Field(False, description="accepted for PyTorch familiarity; no effect on any figure")
 
 
 class ReLU(_Activation):
@@ -403,7 +461,7 @@ class ReLU6(_Activation):
 
 class LeakyReLU(_Activation):
     type: Literal["leaky_relu"] = "leaky_relu"
-    negative_slope: float = Field(0.01, validation_alias=_alias("negative_slope", "alpha"))
+    negative_slope: Float = Field(0.01, validation_alias=_alias("negative_slope", "alpha"))
 
 
 class Sigmoid(_Activation):
@@ -433,7 +491,7 @@ class Hardsigmoid(_Activation):
 
 class Softmax(_Activation):
     type: Literal["softmax"] = "softmax"
-    dim: int = Field(-1, validation_alias=_alias("dim", "axis"))
+    dim: Int = Field(-1, validation_alias=_alias("dim", "axis"))
 
 
 class Identity(LayerBase):
@@ -461,7 +519,7 @@ class Concat(LayerBase):
     min_inputs: ClassVar[int] = 2
     max_inputs: ClassVar[Optional[int]] = None
     type: Literal["concat"] = "concat"
-    dim: Optional[int] = Field(None, validation_alias=_alias("dim", "axis"),
+    dim: Optional[Int] = Field(None, validation_alias=_alias("dim", "axis"),
                                description="dim to join along (negative counts from the end); default: the channel "
                                            "dim (1 for NCHW, the last for NHWC)")
 
@@ -500,6 +558,12 @@ def field_spellings(cls: type[LayerBase]) -> dict[str, list[str]]:
     return spellings
 
 
+@lru_cache(maxsize=None)
+def _aliased_fields(cls: type[LayerBase]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The fields of ``cls`` that have Keras aliases, with all their spellings (cached: checked for every layer)."""
+    return tuple((name, tuple(names)) for name, names in field_spellings(cls).items() if len(names) > 1)
+
+
 def accepted_fields(cls: type[LayerBase]) -> list[str]:
     """Every field name a spec may use for ``cls``, Keras aliases included."""
     return sorted({n for names in field_spellings(cls).values() for n in names})
@@ -510,12 +574,18 @@ def _field_help(cls: type[LayerBase]) -> dict[str, str]:
     for name, info in cls.model_fields.items():
         if info.description:
             helps[name] = info.description
-    if "padding" in helps:
+    if "padding" in helps and cls.model_fields["padding"].annotation is PaddingSpec:    # conv and pool, not zero_pad
         helps["padding"] = "an int, one int per spatial dim, 'same', 'valid', or [[before, after], ...] per spatial dim"
     if "output_size" in helps:
         helps["output_size"] = "an int, or one size (or null) per spatial dim"
     for name in ("kernel_size", "stride", "dilation", "output_padding", "normalized_shape"):
-        helps.setdefault(name, "a positive int or a list of them, one per spatial dim")
+        if name in cls.model_fields:
+            helps.setdefault(name, "a positive int or a list of them, one per spatial dim")
+    # Errors name the field as the spec wrote it, so a Keras spelling (`strides`, `pool_size`) gets the same help.
+    for name, spellings in field_spellings(cls).items():
+        for alias in spellings[1:]:
+            if name in helps:
+                helps[alias] = helps[name]
     return helps
 
 
@@ -542,6 +612,13 @@ def parse_layer(raw: Any, index: int) -> LayerBase:
     if cls is None:
         raise SpecError(f"{layer_label(index, name, None)}: unknown layer type {type_!r}"
                         f"{did_you_mean(str(type_), LAYER_TYPES) or ' (run `layercalc schema` for the list)'}")
+    for field, spellings in _aliased_fields(cls):
+        given = [n for n in spellings if n in raw]
+        if len(given) > 1:
+            # Pydantic would take one spelling and call the other an unknown field ("did you mean 'filters'?").
+            values = ", ".join(f"{n} {raw[n]!r}" for n in given)
+            raise SpecError(f"{layer_label(index, name, type_)}: {' and '.join(repr(n) for n in given)} are two "
+                            f"names of the same field {field!r}, given twice ({values}); keep one")
     try:
         return cls.model_validate({**raw, "type": type_.lower()})
     except ValidationError as exc:
