@@ -7,6 +7,8 @@ results are exact for any size.
 
 from __future__ import annotations
 
+from .errors import SpecError
+
 
 def effective_kernel(kernel: int, dilation: int = 1) -> int:
     """The span a dilated kernel covers: ``d·(k − 1) + 1``.
@@ -63,6 +65,23 @@ def pool_output_length(length: int, kernel: int, stride: int, pad_before: int = 
             out -= 1
         return out
     return span // stride + 1
+
+
+def check_pool_padding(kernel: int, padding: int) -> None:
+    """PyTorch's rule for pooling: padding at most half the kernel size, ``padding ≤ kernel // 2``.
+
+    The rule is on the kernel size, not the dilated span: torch checks ``padding ≤ kernel // 2`` and
+    ``padding ≤ (d·(kernel − 1) + 1) // 2``, and the first is always the stricter (MaxPool1d/2d/3d, AvgPool,
+    floor or ceil mode alike). Raises :class:`~layercalc.errors.SpecError` when it is broken.
+
+    >>> check_pool_padding(3, 1)
+    >>> check_pool_padding(3, 2)
+    Traceback (most recent call last):
+    layercalc.errors.SpecError: padding 2 must be at most half the kernel 3, i.e. ≤ 1 (PyTorch's rule for pooling, whatever the dilation)
+    """
+    if padding > kernel // 2:
+        raise SpecError(f"padding {padding} must be at most half the kernel {kernel}, i.e. ≤ {kernel // 2} "
+                        f"(PyTorch's rule for pooling, whatever the dilation)")
 
 
 def same_padding(length: int, kernel: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:

@@ -3,18 +3,24 @@
 ``solve(224, 112, kernel=7)`` lists every combination of the free parameters, within sensible bounds, for which
 the forward formula of :mod:`layercalc.shapes` gives exactly the wanted output. The search is a plain enumeration
 of small integers checked with the very same forward functions the calculator uses, so every answer is correct by
-construction (nothing is derived by algebra that could drift from the forward rule).
+construction (nothing is derived by algebra that could drift from the forward rule; the one stride computed by
+algebra, the smallest giving a single window, is only a candidate, checked like the others).
 
 Bounds ("sensible" = what real networks use; widen them with the ``max_*`` arguments):
 
 - kernel 1..11, dilation 1..4, stride 1..8;
 - padding 0..(dilation·(kernel − 1)): more padding than the kernel span only adds windows that see nothing but
-  zeros; with ``ceil_mode`` (pooling) PyTorch's own limit applies, padding ≤ kernel // 2;
+  zeros; with ``ceil_mode`` (pooling) PyTorch's own limit applies, padding ≤ kernel // 2 (a fixed padding above
+  it is refused when the kernel is fixed too, and skips the kernels too small for it otherwise);
 - transposed: output_padding 0..max(stride, dilation) − 1 (PyTorch's rule).
 
 When the wanted output is 1 and the stride is free, every stride from some value on gives 1 (a single window);
 only that smallest stride is listed for each kernel / padding / dilation (``Solutions.note`` says so), even when
 it exceeds ``max_stride``, instead of repeating each answer for every larger stride.
+
+Before searching, the number of combinations to check is computed exactly (:func:`search_space_size`); above
+``SEARCH_LIMIT`` the search is refused (a ``SpecError`` naming the ``--max-*`` bounds to lower) instead of
+running for minutes.
 
 Answers are sorted with dilation 1 first (the usual case), then by kernel, stride, padding, output_padding.
 
@@ -27,11 +33,18 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
 from .errors import SpecError
-from .shapes import conv_output_length, effective_kernel, pool_output_length, transposed_output_length
+from .shapes import (check_pool_padding, conv_output_length, effective_kernel, pool_output_length,
+                     transposed_output_length)
 
 MAX_KERNEL = 11
 MAX_STRIDE = 8
 MAX_DILATION = 4
+
+# Largest number of combinations solve() checks (search_space_size), so that no accepted search takes much more
+# than a second. Measured at the limit on the 2-core reference machine (Python 3.11, best of 3): the slowest
+# kind, output 1 with a fixed padding and one stride (an answer built for nearly every kernel / dilation), 0.9 to
+# 1.2 s; a plain convolution, pooling or transposed search 0.3 to 0.6 s. The defaults need at most ~25,000.
+SEARCH_LIMIT = 400_000
 
 
 class Solution(NamedTuple):
@@ -53,12 +66,17 @@ class Solutions:
 
 def forward(length: int, s: Solution, transposed: bool = False, ceil_mode: bool = False) -> int:
     """The output length for one combination (the same functions the calculator uses)."""
+    return _length_function(transposed, ceil_mode)(length, *s)
+
+
+def _length_function(transposed: bool, ceil_mode: bool):
+    """``f(length, kernel, stride, padding, dilation, output_padding)`` for the mode: the search calls it with
+    plain ints (no Solution built for each of up to ``SEARCH_LIMIT`` misses)."""
     if transposed:
-        return transposed_output_length(length, s.kernel, s.stride, s.padding, s.padding, s.dilation,
-                                        s.output_padding)
+        return lambda n, k, s, p, d, op: transposed_output_length(n, k, s, p, p, d, op)
     if ceil_mode:
-        return pool_output_length(length, s.kernel, s.stride, s.padding, s.padding, s.dilation, ceil_mode=True)
-    return conv_output_length(length, s.kernel, s.stride, s.padding, s.padding, s.dilation)
+        return lambda n, k, s, p, d, op: pool_output_length(n, k, s, p, p, d, ceil_mode=True)
+    return lambda n, k, s, p, d, op: conv_output_length(n, k, s, p, p, d)
 
 
 def _check_fixed(name: str, value: Optional[int], minimum: int) -> None:
@@ -92,29 +110,37 @@ def solve(input_length: int, output_length: int, kernel: Optional[int] = None, s
         raise SpecError("ceil mode applies to pooling, not to a transposed convolution")
     for name, value in (("max_kernel", max_kernel), ("max_stride", max_stride), ("max_dilation", max_dilation)):
         _check_fixed(name, value, 1)
+    _check_fixed("max_padding", max_padding, 0)
+    if ceil_mode and padding is not None:
+        _check_pool_padding(padding, kernel, max_kernel)
 
     single_window = output_length == 1 and stride is None and not transposed
+    size = search_space_size(kernel, stride, padding, dilation, output_padding, transposed, ceil_mode, max_kernel,
+                             max_stride, max_dilation, max_padding, single_window)
+    if size > SEARCH_LIMIT:
+        raise SpecError(_too_large(size, kernel, stride, padding, dilation, output_padding, transposed, ceil_mode,
+                                   max_kernel, max_stride, max_dilation, max_padding))
     kernels = [kernel] if kernel is not None else range(1, max_kernel + 1)
     strides = [stride] if stride is not None else range(1, max_stride + 1)
     dilations = [dilation] if dilation is not None else range(1, max_dilation + 1)
 
-    answers, near = [], []
+    length_of = _length_function(transposed, ceil_mode)
+    answers = []
+    near: dict[int, Solution] = {}   # reachable output → simplest combination giving it (for the "nearest" hint)
     for d in dilations:
         for k in kernels:
             for pad in _paddings(k, d, padding, ceil_mode, max_padding):
                 candidates = list(strides)
-                if single_window:    # one window: any stride above the slack fits; keep the smallest only
-                    slack = input_length + 2 * pad - effective_kernel(k, d)
-                    candidates.append(max(slack + 1, 1))
+                if single_window:    # one window: every stride from some value on fits; keep the smallest only
+                    candidates.append(single_window_stride(input_length, k, pad, d, ceil_mode))
                 found_here = []
                 for s in candidates:
                     for op in _output_paddings(s, d, output_padding, transposed):
-                        combo = Solution(k, s, pad, d, op)
-                        out = forward(input_length, combo, transposed, ceil_mode)
+                        out = length_of(input_length, k, s, pad, d, op)
                         if out == output_length:
-                            found_here.append(combo)
-                        elif out >= 1:
-                            near.append((abs(out - output_length), out, combo))
+                            found_here.append(Solution(k, s, pad, d, op))
+                        elif out >= 1 and (out not in near or _simpler((d, k, s, pad, op), near[out])):
+                            near[out] = Solution(k, s, pad, d, op)
                 if single_window and found_here:
                     found_here = [min(found_here, key=lambda c: c.stride)]
                 answers += found_here
@@ -123,13 +149,159 @@ def solve(input_length: int, output_length: int, kernel: Optional[int] = None, s
                          max_kernel, max_stride, max_dilation, max_padding)
     note = ("a single window: every stride at least the one listed gives output 1; only the smallest is shown"
             if single_window and answers else "")
-    nearest = [] if answers else _nearest(near)
+    nearest = [] if answers else _nearest(near, output_length)
     return Solutions(answers, searched, note, nearest)
 
 
+def single_window_stride(length: int, kernel: int, padding: int, dilation: int = 1, ceil_mode: bool = False) -> int:
+    """The smallest stride giving output 1 (one window), with the same padding on both sides.
+
+    The caller checks the answer with the forward formula; this only says which stride to try. The set of
+    strides giving 1 is "every stride from this one on" in both modes (the tests check it against torch), so the
+    smallest is all there is to list. With ``span = L + 2p − d·(k − 1) − 1``:
+
+    - floor (conv): ``span // s + 1 = 1`` needs ``0 ≤ span < s``: stride ``span + 1`` (no stride at all when
+      span < 0: the kernel does not fit; 1 is returned and fails the check);
+    - ceil (pooling): ``ceil(span / s) + 1``, minus 1 when the last window starts at or after ``L + p`` (PyTorch
+      drops it). For span ≤ 0 that is 1 as soon as ``s > −span``. For span > 0 ``ceil(span / s) ≥ 1``, so the
+      output is 1 only when the 2nd window is dropped, i.e. ``s ≥ span`` and ``s ≥ L + p``: a stride beyond the
+      input, larger than the floor mode's ``span + 1``.
+
+    >>> single_window_stride(7, 3, 0)                    # (7 − 3) // s + 1 = 1 needs s ≥ 5
+    5
+    >>> single_window_stride(100, 3, 0, ceil_mode=True)  # ceil(97/s) + 1 = 2 for s ≥ 97; dropped when s ≥ 100
+    100
+    >>> single_window_stride(4, 5, 0, ceil_mode=True)    # span −1: ceil(−1/s) + 1 = 1 for s ≥ 2 (torch agrees)
+    2
+    """
+    span = length + 2 * padding - effective_kernel(kernel, dilation)
+    if not ceil_mode:
+        return max(span + 1, 1)
+    if span <= 0:
+        return 1 - span
+    return max(span, length + padding)
+
+
+def search_space_size(kernel: Optional[int] = None, stride: Optional[int] = None, padding: Optional[int] = None,
+                      dilation: Optional[int] = None, output_padding: Optional[int] = None, transposed: bool = False,
+                      ceil_mode: bool = False, max_kernel: int = MAX_KERNEL, max_stride: int = MAX_STRIDE,
+                      max_dilation: int = MAX_DILATION, max_padding: Optional[int] = None,
+                      single_window: bool = False) -> int:
+    """How many combinations :func:`solve` would check, exactly, in constant time (no loop over the bounds).
+
+    Σ over dilations d of paddings(d) × strides(d), where paddings(d) = Σ over kernels of the paddings searched
+    (at most linear in d: ``d·(k − 1) + 1`` for a convolution) and strides(d) = Σ over strides of the
+    output_paddings tried (``max(s, d)`` when transposed, piecewise in d), plus the one extra stride per kernel /
+    padding / dilation of a single-window search. Summed with power sums of d; the tests compare it with a count
+    of the loops themselves.
+
+    >>> search_space_size()                       # Σ_d Σ_k (d·(k − 1) + 1) · 8 = Σ_d (55·d + 11) · 8
+    4752
+    >>> search_space_size(kernel=3, stride=2, dilation=1, ceil_mode=True)   # paddings 0..1
+    2
+    """
+    k_lo, k_hi = (kernel, kernel) if kernel is not None else (1, max_kernel)
+    s_lo, s_hi = (stride, stride) if stride is not None else (1, max_stride)
+    d_lo, d_hi = (dilation, dilation) if dilation is not None else (1, max_dilation)
+    kernels, strides = k_hi - k_lo + 1, s_hi - s_lo + 1
+    paddings = _paddings_per_dilation(k_lo, k_hi, padding, ceil_mode, max_padding)
+    total_twice = 0
+    for low, high, strides_twice in _strides_per_dilation(s_lo, s_hi, output_padding, transposed,
+                                                          strides + single_window):
+        total_twice += _poly_sum(_poly_mul(paddings, strides_twice), max(low, d_lo), min(high, d_hi))
+    return total_twice // 2
+
+
+def _paddings_per_dilation(k_lo: int, k_hi: int, fixed: Optional[int], ceil_mode: bool,
+                           max_padding: Optional[int]) -> tuple[int, int]:
+    """(a0, a1): the paddings searched over all kernels k_lo..k_hi are a0 + a1·d (mirrors :func:`_paddings`)."""
+    kernels = k_hi - k_lo + 1
+    if fixed is not None:            # pooling: only the kernels with k // 2 ≥ fixed, i.e. k ≥ 2·fixed
+        return (max(0, k_hi - max(k_lo, 2 * fixed) + 1) if ceil_mode else kernels), 0
+    if ceil_mode:                    # Σ_k (min(k // 2, max_padding) + 1)
+        return kernels + _half_sum(k_hi, max_padding) - _half_sum(k_lo - 1, max_padding), 0
+    if max_padding is not None:
+        return kernels * (max_padding + 1), 0
+    return kernels, _poly_sum((-1, 1), k_lo, k_hi)          # Σ_k (d·(k − 1) + 1)
+
+
+def _half_sum(n: int, cap: Optional[int]) -> int:
+    """Σ_{k=1}^{n} min(k // 2, cap): the pairs 1+0, 2+1, … give floor(n/2)·ceil(n/2) until k // 2 reaches cap.
+
+    >>> _half_sum(5, None), _half_sum(5, 1)       # 0+1+1+2+2, 0+1+1+1+1
+    (6, 4)
+    """
+    if cap is None or n <= 2 * cap + 1:
+        return (n // 2) * ((n + 1) // 2)
+    return cap * (cap + 1) + (n - 2 * cap - 1) * cap
+
+
+def _strides_per_dilation(s_lo: int, s_hi: int, fixed_op: Optional[int], transposed: bool, per_padding: int):
+    """Pieces (d_low, d_high, coefficients of 2·B(d)): B(d) = the strides × output_paddings tried for dilation d
+    (mirrors :func:`_output_paddings`; doubled so that the quadratic piece has whole coefficients)."""
+    endless = 1 << 62
+    if not transposed:
+        return [(1, endless, (2 * per_padding,))]
+    strides = s_hi - s_lo + 1
+    if fixed_op is not None:         # output_padding < max(s, d): every stride once d > op, else only s > op
+        return [(1, fixed_op, (2 * max(0, s_hi - max(s_lo, fixed_op + 1) + 1),)),
+                (fixed_op + 1, endless, (2 * strides,))]
+    # Σ_s max(s, d): Σ s while d ≤ s_lo; |S|·d once d ≥ s_hi; in between (d − s_lo + 1)·d + Σ_{s > d} s
+    return [(1, s_lo, (s_hi * (s_hi + 1) - s_lo * (s_lo - 1),)),
+            (s_lo + 1, s_hi, (s_hi * (s_hi + 1), 1 - 2 * s_lo, 1)),
+            (s_hi + 1, endless, (0, 2 * strides))]
+
+
+def _poly_mul(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """Coefficients (constant first) of the product of two polynomials."""
+    out = [0] * (len(a) + len(b) - 1)
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            out[i + j] += x * y
+    return tuple(out)
+
+
+def _poly_sum(coefficients: tuple[int, ...], low: int, high: int) -> int:
+    """Σ_{x=low}^{high} of the polynomial (0 when low > high), by power sums (degree ≤ 3, low ≥ 1).
+
+    >>> _poly_sum((1, 0, 0, 1), 2, 4)             # (1 + 8) + (1 + 27) + (1 + 64)
+    102
+    """
+    if low > high:
+        return 0
+    return sum(c * (_power_sum(high, e) - _power_sum(low - 1, e)) for e, c in enumerate(coefficients))
+
+
+def _power_sum(n: int, e: int) -> int:
+    """Σ_{x=1}^{n} x^e for e = 0..3 (Faulhaber)."""
+    return (n, n * (n + 1) // 2, n * (n + 1) * (2 * n + 1) // 6, (n * (n + 1) // 2) ** 2)[e]
+
+
+def _too_large(size: int, kernel, stride, padding, dilation, output_padding, transposed, ceil_mode, max_kernel,
+               max_stride, max_dilation, max_padding) -> str:
+    """The refusal: the size, the limit and the widened --max-* bounds that make the search this large."""
+    bounds = [(f"--max-kernel {max_kernel}", kernel is None, max_kernel > MAX_KERNEL),
+              (f"--max-stride {max_stride}", stride is None, max_stride > MAX_STRIDE),
+              (f"--max-dilation {max_dilation}", dilation is None, max_dilation > MAX_DILATION),
+              (f"--max-padding {max_padding}", padding is None and max_padding is not None, True)]
+    free = [name for name, is_free, _ in bounds if is_free]
+    widened = [name for name, is_free, wide in bounds if is_free and wide] or free
+    return (f"the search would check {size:,} combinations, more than the limit of {SEARCH_LIMIT:,} (about a "
+            f"second of work): lower {' or '.join(widened)}, or fix more of kernel, stride, padding, dilation")
+
+
+def _check_pool_padding(padding: int, kernel: Optional[int], max_kernel: int) -> None:
+    """A fixed padding in ceil mode (pooling) must obey PyTorch's padding ≤ kernel // 2."""
+    if kernel is not None:
+        check_pool_padding(kernel, padding)
+    elif 2 * padding > max_kernel:     # k // 2 ≥ p ⇔ k ≥ 2p: no kernel searched allows it
+        raise SpecError(f"padding {padding} needs a kernel of at least {2 * padding} for pooling (PyTorch's rule: "
+                        f"padding at most half the kernel), but the search stops at --max-kernel {max_kernel}")
+
+
 def _paddings(k: int, d: int, fixed: Optional[int], ceil_mode: bool, max_padding: Optional[int]):
-    if fixed is not None:
-        return [fixed]
+    if fixed is not None:    # pooling: a kernel too small for the fixed padding is no answer (PyTorch refuses it)
+        return [fixed] if not ceil_mode or fixed <= k // 2 else []
     if ceil_mode:            # pooling: PyTorch refuses padding above half the kernel
         top = k // 2 if max_padding is None else min(k // 2, max_padding)
     else:                    # conv: by default no padding wider than the kernel span (windows of zeros only)
@@ -161,14 +333,15 @@ def _searched(kernel, stride, padding, dilation, output_padding, transposed, cei
     return searched
 
 
-def _nearest(near: list[tuple[int, int, Solution]], count: int = 3) -> list[tuple[int, Solution]]:
-    """The closest outputs that are reachable, one (simplest) combination each."""
-    best: dict[int, tuple[int, Solution]] = {}
-    for distance, out, combo in sorted(near, key=lambda t: (t[0], t[2].dilation, t[2].kernel, t[2].stride,
-                                                           t[2].padding, t[2].output_padding)):
-        best.setdefault(out, (distance, combo))
-    ranked = sorted(best.items(), key=lambda item: (item[1][0], item[0]))
-    return [(out, combo) for out, (_, combo) in ranked[:count]]
+def _simpler(key: tuple[int, ...], combo: Solution) -> bool:
+    """Is (dilation, kernel, stride, padding, output_padding) ``key`` before ``combo`` in the answers' order?"""
+    return key < (combo.dilation, combo.kernel, combo.stride, combo.padding, combo.output_padding)
+
+
+def _nearest(near: dict[int, Solution], wanted: int, count: int = 3) -> list[tuple[int, Solution]]:
+    """The closest reachable outputs (nearest first, the smaller on a tie), one (simplest) combination each."""
+    ranked = sorted(near, key=lambda out: (abs(out - wanted), out))
+    return [(out, near[out]) for out in ranked[:count]]
 
 
 def describe_bounds(searched: dict[str, tuple[int, int]], ceil_mode: bool = False) -> str:

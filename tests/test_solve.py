@@ -74,11 +74,43 @@ def test_output_one_lists_the_smallest_stride():
     assert solve(100, 1, kernel=3, padding=0, dilation=1).answers == [Solution(3, 98, 0, 1, 0)]
 
 
+def test_ceil_mode_output_one_needs_a_stride_past_the_input():
+    # 100 → 1, kernel 3, padding 0, ceil mode: ceil(97 / s) + 1 ≥ 2 for every stride, so the output is 1 only when
+    # PyTorch drops the 2nd window, which starts at s: s ≥ L + p = 100. Strides 97..99 give 2 windows.
+    # (Floor mode, a convolution: 97 // s + 1 = 1 already for s = 98.)
+    assert pool_ceil_out(100, 3, 99, 0, 1) == 2 and pool_ceil_out(100, 3, 100, 0, 1) == 1
+    assert solve(100, 1, kernel=3, padding=0, dilation=1, ceil_mode=True).answers == [Solution(3, 100, 0, 1, 0)]
+    assert solve(100, 1, kernel=3, padding=0, dilation=1).answers == [Solution(3, 98, 0, 1, 0)]
+    # padding 1: the 2nd window is dropped from s ≥ 101 on
+    assert solve(100, 1, kernel=3, padding=1, dilation=1, ceil_mode=True).answers == [Solution(3, 101, 1, 1, 0)]
+    # kernel 5 on 4 inputs (span −1): ceil(−1 / s) + 1 = 1 once s ≥ 2 (s = 1 gives 0: PyTorch refuses it)
+    assert pool_ceil_out(4, 5, 1, 0, 1) == 0 and pool_ceil_out(4, 5, 2, 0, 1) == 1
+    assert solve(4, 1, kernel=5, padding=0, dilation=1, ceil_mode=True).answers == [Solution(5, 2, 0, 1, 0)]
+
+
+@settings(max_examples=150)
+@given(n=st.integers(1, 300), k=st.integers(1, MAX_KERNEL), d=st.integers(1, MAX_DILATION), p=st.integers(0, 5))
+def test_ceil_mode_single_window_is_the_smallest_stride(n, k, d, p):
+    p = min(p, k // 2)                                       # PyTorch's pooling rule
+    top = n + 2 * p + d * (k - 1) + 2                        # a stride longer than everything: one window at most
+    ones = [s for s in range(1, top + 1) if pool_ceil_out(n, k, s, p, d) == 1]
+    if ones:
+        assert ones == list(range(ones[0], top + 1))        # every larger stride gives 1 too
+    expected = [Solution(k, ones[0], p, d, 0)] if ones else []
+    assert solve(n, 1, kernel=k, padding=p, dilation=d, ceil_mode=True).answers == expected
+
+
 def test_bad_arguments():
     with pytest.raises(SpecError, match="output must be ≥ 1"):
         solve(10, 0)
     with pytest.raises(SpecError, match="transposed"):
         solve(10, 5, output_padding=1)
+    # pooling (ceil mode): PyTorch allows padding ≤ kernel // 2 = 1 for kernel 3
+    with pytest.raises(SpecError, match="padding 2 must be at most half the kernel 3"):
+        solve(28, 15, kernel=3, padding=2, ceil_mode=True)
+    with pytest.raises(SpecError, match="kernel of at least 12"):          # 12 // 2 = 6
+        solve(28, 5, padding=6, ceil_mode=True)
+    assert solve(28, 5, padding=6, ceil_mode=True, max_kernel=12).answers       # kernel 12 is then searched
 
 
 @settings(max_examples=120)
