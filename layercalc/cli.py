@@ -50,6 +50,7 @@ class CliGroup(TyperGroup):
         command = super().get_command(ctx, name)
         if command is not None:
             _light_coercion(command, ctx)
+            _refuse_repeated_options(command)
         return command
 
     def get_params(self, ctx):
@@ -134,6 +135,46 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):
         pass
+
+
+def _option_name(token: str) -> Optional[str]:
+    """The option a command-line token names (``--filters=2`` → ``--filters``, ``-k3`` → ``-k``), or None for a
+    value (``-1`` and ``-`` are values: a negative number, stdin)."""
+    if token.startswith("--") and len(token) > 2:
+        return token.split("=", 1)[0]
+    if token.startswith("-") and len(token) > 1 and not (token[1].isdigit() or token[1] == "."):
+        return token[:2]
+    return None
+
+
+def _refuse_repeated_options(command) -> None:
+    """Make ``command`` refuse an option given twice, under one name or two (``-k 3 -k 5``, ``--filters 2
+    --out-channels 3``): click keeps the last silently, and a silently dropped value is a guess."""
+    if getattr(command, "_refuses_repeats", False):
+        return
+    parse_args = command.parse_args
+    by_name = {name: param for param in command.params if not getattr(param, "multiple", False)
+               and not getattr(param, "count", False) for name in (*param.opts, *param.secondary_opts)}
+
+    def checked_parse_args(ctx, args):
+        seen: dict[str, str] = {}
+        for token in args:
+            if token == "--":
+                break
+            name = _option_name(token)
+            param = by_name.get(name) if name else None
+            if param is None or param.is_eager:          # --help, --version: act at once
+                continue
+            if param.name in seen:
+                first = seen[param.name]
+                message = (f"option {name} given twice; give it once" if first == name else
+                           f"{first} and {name} set the same option ({param.name}); give one of them")
+                raise _click_exceptions().UsageError(message, ctx=ctx)
+            seen[param.name] = name
+        return parse_args(ctx, args)
+
+    command.parse_args = checked_parse_args
+    command._refuses_repeats = True
 
 
 def _light_coercion(command, ctx=None) -> None:

@@ -130,6 +130,13 @@ CASES = [
     ("verify ok.yaml --max-memory lots", None, ["--max-memory", "'lots'", "512M"]),
     ("schema extra", None, ["unexpected extra argument", "extra"]),
     ("--versio", None, ["no such option: --versio", "--version"]),
+    # --- an option given twice: click would keep the last silently
+    ("conv2d -i 1x28x28 --filters 2 --out-channels 3 -k 3", None,
+     ["--filters and --out-channels set the same option (out_channels)", "give one of them"]),
+    ("conv2d -i 1x28x28 --filters 2 -k 3 -k 5", None, ["option -k given twice"]),
+    ("conv2d -i 1x28x28 --filters 2 -k 3 --kernel-size=5", None, ["-k and --kernel-size set the same option"]),
+    ("linear -i 10 --out-features 3 --bias --no-bias", None, ["--bias and --no-bias set the same option (bias)"]),
+    ("size 28 -k 3 -s 2 -s 3", None, ["option -s given twice"]),
 ]
 
 
