@@ -213,8 +213,10 @@ def parse_columns(text: Optional[str]) -> list[str]:
     >>> parse_columns("name, Output,rf")
     ['name', 'output_shape', 'receptive_field']
     """
-    if text is None or not text.strip():
+    if text is None:
         return list(DEFAULT_COLUMNS)
+    if not text.replace(",", "").strip():
+        raise SpecError(f"--columns: got {text!r}, no column named (available: {', '.join(COLUMNS)}, or all)")
     keys = []
     for raw in text.split(","):
         word = raw.strip().lower().replace("-", "_").replace(" ", "_")

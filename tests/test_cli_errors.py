@@ -137,6 +137,7 @@ CASES = [
     ("conv2d -i 1x28x28 --filters 2 -k 3 --kernel-size=5", None, ["-k and --kernel-size set the same option"]),
     ("linear -i 10 --out-features 3 --bias --no-bias", None, ["--bias and --no-bias set the same option (bias)"]),
     ("size 28 -k 3 -s 2 -s 3", None, ["option -s given twice"]),
+    ("summary ok.yaml --columns ,", None, ["--columns", "no column named", "available: "]),
 ]
 
 
