@@ -987,7 +987,9 @@ def _option_help(info, kind: str, annotation) -> str:
     parts = [info.description] if info.description and kind != "padding" else []
     forms = {"ints": "N or NxM (one per spatial dim)", "ints_list": "sizes like 4x-1", "padding":
              "same, valid, N, NxM or [[before, after], ...]", "sizes": "N or NxM; none keeps the input size"}
-    if kind in forms:
+    if kind == "padding" and not _takes_padding_modes(info):
+        parts.append("N, NxM or [[before, after], ...]")              # zero_pad: amounts only, no 'same'/'valid'
+    elif kind in forms:
         parts.append(forms[kind])
     choices = _literal_values(annotation) if kind == "str" else []
     if choices:
@@ -1035,7 +1037,8 @@ def make_calculator(type_name: str, cls):
             annotation = Annotated[Optional[bool], typer.Option(*decls, help="; ".join(
                 filter(None, [help_text, f"default {'on' if info.default else 'off'}"])))]
         else:
-            annotation = Annotated[Optional[str], typer.Option(*decls, help=help_text, metavar=_metavar(kind))]
+            metavar = "N[xM]" if kind == "padding" and not _takes_padding_modes(info) else _metavar(kind)
+            annotation = Annotated[Optional[str], typer.Option(*decls, help=help_text, metavar=metavar)]
         if info.is_required():
             required.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation))
         else:
@@ -1069,6 +1072,12 @@ def make_calculator(type_name: str, cls):
 
 def _short_help(type_name: str, cls) -> str:
     return f"{cls.__name__} layer calculator"
+
+
+def _takes_padding_modes(info) -> bool:
+    """Does a padding field accept 'same'/'valid' (conv, pooling) or only amounts (zero_pad)? Its description
+    lists the forms it accepts."""
+    return "'same'" in (info.description or "")
 
 
 def _metavar(kind: str) -> str:

@@ -465,6 +465,13 @@ def test_pooling_notes_in_ceil_mode_and_with_same_padding():
     assert "PyTorch's pooling layers have no 'same' padding" in out and "H (1, 1), W (1, 1)" in out
 
 
+def test_padding_help_lists_only_the_forms_each_layer_accepts():
+    # conv and pooling take 'same'/'valid'; zero_pad takes amounts only (and refuses 'same')
+    assert "same, valid, N, NxM" in run("conv2d", "--help").stdout
+    zero_pad_help = run("zero_pad", "--help").stdout
+    assert "N, NxM or [[before, after], ...]" in zero_pad_help and "same" not in zero_pad_help
+
+
 def test_summary_receptive_field_column():
     # conv 3 → pool 2 → conv 3 → pool 2 → conv 3: rf 3, 4 (jump 2), 4 + 2·2 = 8, 8 + 1·2 = 10 (jump 4),
     # 10 + 2·4 = 18
