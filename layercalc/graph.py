@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, SkipValidation, field_validator
 
 from .errors import GraphError, did_you_mean, layer_label
-from .layers import LayerBase, parse_layer
+from .layers import Int, LayerBase, PositiveInt, parse_layer
 from .report import LayerReport, Report, Totals
 from .rules import Context, Facts, ReceptiveField, Tensor, fmt_shape, infer, numel, unreported_field_notes
 
@@ -58,8 +58,9 @@ class Network(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: Optional[str] = None
-    input: list[int] = Field(min_length=1, description="one example without the batch dim, in the layout's order")
-    batch: int = Field(1, ge=1)
+    # the layer fields' strict whole numbers: `true` or "28" is refused, not read as 1 or 28
+    input: list[Int] = Field(min_length=1, description="one example without the batch dim, in the layout's order")
+    batch: PositiveInt = 1
     layout: Literal["NCHW", "NHWC"] = Field(
         "NCHW", description="NCHW: channels first (any spatial rank); NHWC: channels last, Keras-style")
     dtype: Literal["float32", "float64", "float16", "bfloat16", "int32", "int8", "uint8"] = "float32"

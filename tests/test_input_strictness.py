@@ -371,3 +371,15 @@ def test_schema_says_integer_and_refuses_booleans_and_strings():
     assert list(validator.iter_errors({**good, "input": [True, 28, 28]}))
     with pytest.raises(LayerCalcError):
         layercalc.load({**good, "input": [True, 28, 28]})
+
+
+def test_network_built_in_python_takes_input_and_batch_as_written():
+    # the same rule as the spec path: `True` is not a size of 1 and "2" is not a batch of 2; 28.0 is 28
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="True is a boolean, not a whole number"):
+        layercalc.Network(input=[True, 28, 28], layers=[{"type": "relu"}])
+    with pytest.raises(ValidationError, match="'2' is a string, not a whole number"):
+        layercalc.Network(input=[1, 28, 28], batch="2", layers=[{"type": "relu"}])
+    net = layercalc.Network(input=[1, 28.0, 28], batch=2.0, layers=[{"type": "relu"}])
+    assert net.input == [1, 28, 28] and net.batch == 2 and net.analyze().layers[0].output_shape == [2, 1, 28, 28]
