@@ -392,8 +392,9 @@ def size_command(
     padding: Annotated[str, typer.Option("--padding", "-p", help="padding on each side: N, same or valid")] = "0",
     dilation: Annotated[int, typer.Option("--dilation", "-d", min=1, help="dilation")] = 1,
     transposed: Annotated[bool, typer.Option("--transposed", "-t", help="transposed convolution")] = False,
-    output_padding: Annotated[int, typer.Option("--output-padding", min=0,
-                                                help="transposed only: extra size on one side")] = 0,
+    output_padding: Annotated[Optional[int], typer.Option(
+        "--output-padding", min=0, help="transposed only: extra size on one side; default 0 (with -p valid: "
+                                        "Keras' extra s − span when the kernel span is narrower than the stride)")] = None,
     ceil: Annotated[bool, typer.Option("--ceil", help="pooling with ceil_mode (PyTorch's rule)")] = False,
     explain: Annotated[bool, typer.Option("--explain", "-e", help="show the worked formula")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the number")] = False,
@@ -411,7 +412,7 @@ def size_command(
     pad = padding.strip().lower()
     if pad not in ("same", "valid"):
         try:
-            if not re.fullmatch(r"-?[0-9]+", pad):        # int() would also read '1_0' as 10 and '٣' as 3
+            if not re.fullmatch(r"[-+]?[0-9]+", pad):     # int() would also read '1_0' as 10 and '٣' as 3
                 raise ValueError(pad)
             pad = int(pad)
         except ValueError:
@@ -419,6 +420,8 @@ def size_command(
                               f"dimension: the same padding on each side)") from None
         if pad < 0:
             raise _spec_error(f"--padding: must be ≥ 0, got {pad}")
+    stated_output_padding = output_padding is not None
+    output_padding = output_padding or 0
     if output_padding and not transposed:
         raise _spec_error("--output-padding only applies with --transposed")
     if transposed and ceil:
@@ -438,8 +441,14 @@ def size_command(
             line = ex.explain_transposed_length(length, kernel_size, stride, cb, ca, dilation, extra)[0]
         else:
             p = 0 if pad == "valid" else pad
+            keras_extra = pad == "valid" and not stated_output_padding and stride > k_eff
+            if keras_extra:                    # 'valid' is Keras' word: Keras' length L·s + max(span − s, 0)
+                output_padding = stride - k_eff
             out = transposed_output_length(length, kernel_size, stride, p, p, dilation, output_padding)
             line = ex.explain_transposed_length(length, kernel_size, stride, p, p, dilation, output_padding)[0]
+            if keras_extra:
+                line += (f"; 'valid' (Keras): output = input·stride + max(kernel span − stride, 0), i.e. "
+                         f"output_padding {output_padding} zeros appended")
         if out < 1:
             raise ShapeError(f"output length {out} < 1: the padding crops more than the transposed convolution "
                              f"produces ({line.split(' = ', 1)[1]})")

@@ -7,6 +7,7 @@ escapes is a bug in layercalc.
 
 from __future__ import annotations
 
+import decimal
 import difflib
 import math
 import numbers
@@ -112,7 +113,7 @@ def real_number_problem(value) -> str | None:
         return f"{value!r} is a boolean, not a number"
     if isinstance(value, (str, bytes)):
         return f"{value!r} is a string, not a number (write the number without quotes)"
-    if isinstance(value, numbers.Real):
+    if isinstance(value, (numbers.Real, decimal.Decimal)):          # Decimal is a Number but not a Real
         return None if math.isfinite(value) else f"{value!r} is not a finite number"
     if value is None or isinstance(value, (list, tuple, dict, set)):
         return None                              # optional fields take None; the validator names the rest
@@ -127,9 +128,15 @@ def boolean_problem(value) -> str | None:
     >>> boolean_problem(False), boolean_problem(1)
     (None, '1 is not a boolean (true or false)')
     """
-    if isinstance(value, bool):
+    if isinstance(value, bool) or _is_numpy_bool(value):
         return None
     return f"{value!r} is not a boolean (true or false)"
+
+
+def _is_numpy_bool(value) -> bool:
+    """NumPy's boolean scalar (``np.True_``), which Python callers pass for on/off fields; NumPy is not imported."""
+    dtype = getattr(value, "dtype", None)
+    return getattr(dtype, "kind", None) == "b" and getattr(value, "ndim", None) == 0
 
 
 #: the pydantic error types the three checks above raise (see layercalc.layers), and the constraint errors whose

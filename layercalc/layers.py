@@ -49,7 +49,7 @@ def _boolean(value: Any) -> Any:
     problem = boolean_problem(value)
     if problem is not None:
         raise PydanticCustomError("boolean", problem)
-    return value
+    return bool(value)                                  # NumPy's np.True_ → True
 
 
 # The constraint comes before the validator so that it stays part of the int schema: the JSON Schema then says

@@ -331,10 +331,11 @@ def _conv_transpose(layer: L._ConvTransposeBase, x: Tensor, n: int, cin: int, sp
                      + (f", zeros appended {fmt_dims(op)}" if any(op) else ""))
     else:
         crop = resolve_pads(layer.padding, spatial, k, s, d)       # 'valid' → no crop
-        if layer.padding == "valid" and not any(op):
+        if layer.padding == "valid" and "output_padding" not in layer.model_fields_set:
             # 'valid' is Keras' word (PyTorch's transposed convs have no string padding), so Keras' length:
             # L·s + max(span − s, 0). It equals PyTorch's (L − 1)·s + span unless the kernel span is narrower than
-            # the stride; then Keras appends s − span zero (bias-only) positions, i.e. output_padding in torch terms
+            # the stride; then Keras appends s − span zero (bias-only) positions, i.e. output_padding in torch terms.
+            # An output_padding the spec states (even 0) is used as given, as Keras does when it is not None.
             op = tuple(max(ss - effective_kernel(kk, dd), 0) for kk, ss, dd in zip(k, s, d))
             if any(op):
                 notes.append(f"'valid' (Keras): output = input·stride + max(kernel span − stride, 0); "

@@ -40,11 +40,12 @@ MAX_KERNEL = 11
 MAX_STRIDE = 8
 MAX_DILATION = 4
 
-# Largest number of combinations solve() checks (search_space_size), so that no accepted search takes much more
-# than a second. Measured at the limit on the 2-core reference machine (Python 3.11, best of 3): the slowest
-# kind, output 1 with a fixed padding and one stride (an answer built for nearly every kernel / dilation), 0.9 to
-# 1.2 s; a plain convolution, pooling or transposed search 0.3 to 0.6 s. The defaults need at most ~25,000.
-SEARCH_LIMIT = 400_000
+# Largest number of combinations solve() checks (search_space_size): enough for real up-sampling questions (FCN-32s,
+# 7 → 224 transposed with kernels up to 64 and strides up to 32, is 1.1 million), small enough that an accepted
+# search ends within a few seconds. Measured at 400,000 on the 2-core reference machine (Python 3.11, best of 3):
+# the slowest kind, output 1 with a fixed padding and one stride, 0.9 to 1.2 s; a plain convolution, pooling or
+# transposed search 0.3 to 0.6 s — so 1.5 million is about 1 to 4.5 s. The defaults need at most ~25,000.
+SEARCH_LIMIT = 1_500_000
 
 
 class Solution(NamedTuple):
@@ -286,8 +287,8 @@ def _too_large(size: int, kernel, stride, padding, dilation, output_padding, tra
               (f"--max-padding {max_padding}", padding is None and max_padding is not None, True)]
     free = [name for name, is_free, _ in bounds if is_free]
     widened = [name for name, is_free, wide in bounds if is_free and wide] or free
-    return (f"the search would check {size:,} combinations, more than the limit of {SEARCH_LIMIT:,} (about a "
-            f"second of work): lower {' or '.join(widened)}, or fix more of kernel, stride, padding, dilation")
+    return (f"the search would check {size:,} combinations, more than the limit of {SEARCH_LIMIT:,} (a few "
+            f"seconds of work): lower {' or '.join(widened)}, or fix more of kernel, stride, padding, dilation")
 
 
 def _check_pool_padding(padding: int, kernel: Optional[int], max_kernel: int) -> None:

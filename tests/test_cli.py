@@ -472,6 +472,22 @@ def test_padding_help_lists_only_the_forms_each_layer_accepts():
     assert "N, NxM or [[before, after], ...]" in zero_pad_help and "same" not in zero_pad_help
 
 
+def test_transposed_valid_follows_keras_unless_output_padding_is_stated():
+    # Keras' deconv_output_length, 'valid': L·s + max(span − s, 0) when output_padding is None, else
+    # (L − 1)·s + span + output_padding. Kernel 1, stride 2 on 14: 28 by the first rule, 27 with output_padding 0.
+    assert field(run("conv_transpose1d", "-i", "1x14", "--out-channels", 1, "-k", 1, "-s", 2, "-p", "valid").stdout,
+                 "output shape") == "[1, 1, 28]"
+    assert field(run("conv_transpose1d", "-i", "1x14", "--out-channels", 1, "-k", 1, "-s", 2, "-p", "valid",
+                     "--output-padding", 0).stdout, "output shape") == "[1, 1, 27]"
+    # size says the same; kernel 2, stride 3: 14·3 + 0 = 42; kernel 3, stride 2: 14·2 + 1 = 29 (no extra)
+    for args, expected in [((1, 2), "28"), ((2, 3), "42"), ((3, 2), "29")]:
+        k, s = args
+        assert run("size", 14, "-k", k, "-s", s, "-p", "valid", "--transposed", "-q").stdout.strip() == expected
+    assert run("size", 14, "-k", 1, "-s", 2, "-p", "valid", "--transposed", "--output-padding", 0,
+               "-q").stdout.strip() == "27"
+    assert run("size", 28, "-k", 3, "-p", "+1", "-q").stdout.strip() == "28"      # 28 + 2 − 3 + 1
+
+
 def test_summary_receptive_field_column():
     # conv 3 → pool 2 → conv 3 → pool 2 → conv 3: rf 3, 4 (jump 2), 4 + 2·2 = 8, 8 + 1·2 = 10 (jump 4),
     # 10 + 2·4 = 18

@@ -281,10 +281,8 @@ def transposed_reference(x, w, b, layer, sizes):
             surplus = dd * (kk - 1) + 1 - ss
             crop.append((surplus // 2, surplus - surplus // 2) if surplus >= 0 else (0, 0))
             op.append(max(-surplus, 0))
-    elif padding == "valid":       # Keras: L·s + max(span − s, 0): zeros after where the span is under the stride
+    elif padding == "valid":       # no crop; the cases always state output_padding, which Keras then uses as given
         crop = [(0, 0)] * rank
-        if not any(op):
-            op = [max(ss - (dd * (kk - 1) + 1), 0) for kk, ss, dd in zip(k, s, d)]
     elif isinstance(padding, int):
         crop = [(padding, padding)] * rank
     else:

@@ -383,3 +383,17 @@ def test_network_built_in_python_takes_input_and_batch_as_written():
         layercalc.Network(input=[1, 28, 28], batch="2", layers=[{"type": "relu"}])
     net = layercalc.Network(input=[1, 28.0, 28], batch=2.0, layers=[{"type": "relu"}])
     assert net.input == [1, 28, 28] and net.batch == 2 and net.analyze().layers[0].output_shape == [2, 1, 28, 28]
+
+
+def test_numpy_booleans_and_decimals_from_python_callers_are_the_values_they_hold():
+    import decimal
+
+    import numpy as np
+
+    # bias False: 2·3·3·3 = 54 weights; affine True: weight + bias of 2 channels = 4
+    report = layercalc.load({"input": [3, 8, 8], "layers": [
+        {"type": "conv2d", "out_channels": 2, "kernel_size": 3, "bias": np.bool_(False)},
+        {"type": "batchnorm2d", "eps": decimal.Decimal("0.001"), "affine": np.True_}]}).analyze()
+    assert [layer.params for layer in report.layers] == [54, 4]
+    with pytest.raises(SpecError, match=r"Decimal\('NaN'\) is not a finite number"):
+        layercalc.load({"input": [3, 8, 8], "layers": [{"type": "batchnorm2d", "eps": decimal.Decimal("NaN")}]})
