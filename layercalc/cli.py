@@ -510,7 +510,8 @@ def solve_command(
     dilation 1..4, padding 0..dilation·(kernel − 1) (more only adds windows of zeros; with --ceil 0..kernel // 2),
     output_padding 0..max(stride, dilation) − 1 (--transposed, PyTorch's rule). When the wanted output is 1, only
     the smallest stride giving it is listed (every larger one does too). Each answer is checked by the forward
-    formula, shown in the last column.
+    formula, shown in the last column. A search of more than 1,500,000 combinations (a few seconds) is refused,
+    naming the bound to lower.
     """
     from .explain import explain_length, explain_transposed_length
     from .solve import describe_bounds, solve
