@@ -315,3 +315,7 @@ def test_search_guard_accepts_the_defaults_and_searches_near_the_limit():
     assert [(a.kernel, a.dilation) for a in found.answers] == [(10, 1), (4, 3)]
     with pytest.raises(SpecError, match="combinations"):
         solve(10, 1, stride=1, padding=0, max_kernel=k + 1, max_dilation=4)
+
+
+def test_solve_help_states_the_search_limit_in_force():
+    assert f"{SEARCH_LIMIT:,} combinations" in run("solve", "--help").stdout.replace("\n  ", " ")
