@@ -230,7 +230,7 @@ def _light_coercion(command, ctx=None) -> None:
 def _option_int(value) -> int:
     if isinstance(value, int) and not isinstance(value, bool):       # a default, not typed text
         return value
-    if not isinstance(value, str) or not re.fullmatch(r"\s*[-+]?[0-9]+\s*", value):
+    if not isinstance(value, str) or not _DIGITS.fullmatch(value.strip()):
         raise ValueError(value)
     return int(value)
 
@@ -407,12 +407,12 @@ def size_command(
     from . import explain as ex
     from .errors import ShapeError
     from .shapes import (check_pool_padding, conv_output_length, effective_kernel, pool_output_length,
-                         same_padding, transposed_output_length, transposed_same_padding)
+                         same_padding, transposed_output_length, transposed_same_padding, transposed_valid_extra)
 
     pad = padding.strip().lower()
     if pad not in ("same", "valid"):
         try:
-            if not re.fullmatch(r"[-+]?[0-9]+", pad):     # int() would also read '1_0' as 10 and '٣' as 3
+            if not _DIGITS.fullmatch(pad):
                 raise ValueError(pad)
             pad = int(pad)
         except ValueError:
@@ -441,9 +441,11 @@ def size_command(
             line = ex.explain_transposed_length(length, kernel_size, stride, cb, ca, dilation, extra)[0]
         else:
             p = 0 if pad == "valid" else pad
-            keras_extra = pad == "valid" and not stated_output_padding and stride > k_eff
-            if keras_extra:                    # 'valid' is Keras' word: Keras' length L·s + max(span − s, 0)
-                output_padding = stride - k_eff
+            # 'valid' is Keras' word: Keras' length L·s + max(span − s, 0) unless an output_padding is stated
+            keras_extra = (transposed_valid_extra(kernel_size, stride, dilation)
+                           if pad == "valid" and not stated_output_padding else 0)
+            if keras_extra:
+                output_padding = keras_extra
             out = transposed_output_length(length, kernel_size, stride, p, p, dilation, output_padding)
             line = ex.explain_transposed_length(length, kernel_size, stride, p, p, dilation, output_padding)[0]
             if keras_extra:
@@ -455,14 +457,12 @@ def size_command(
     else:
         before, after = same_padding(length, kernel_size, stride, dilation) if pad == "same" else \
             (0, 0) if pad == "valid" else (pad, pad)
-        # ceil mode (PyTorch) keeps one window even when the kernel hangs past the padded input (5 over 4 → 1)
-        fits = (pool_output_length(length, kernel_size, stride, before, after, dilation, True) >= 1 if ceil
-                else length + before + after >= k_eff)
-        if not fits:
-            raise ShapeError(f"kernel span {k_eff} (dilation {dilation}·(kernel {kernel_size} − 1) + 1) is larger than "
-                             f"the padded input {length + before + after} ({length} + {before} + {after}): no window fits")
         out = (pool_output_length(length, kernel_size, stride, before, after, dilation, True) if ceil
                else conv_output_length(length, kernel_size, stride, before, after, dilation))
+        # ceil mode (PyTorch) keeps one window even when the kernel hangs past the padded input (5 over 4 → 1)
+        if (out < 1) if ceil else (length + before + after < k_eff):
+            raise ShapeError(f"kernel span {k_eff} (dilation {dilation}·(kernel {kernel_size} − 1) + 1) is larger than "
+                             f"the padded input {length + before + after} ({length} + {before} + {after}): no window fits")
         line = ex.explain_length(length, kernel_size, stride, before, after, dilation, ceil, "L")[0]
         if out != int(line.rsplit("= ", 1)[1]):                 # ceil mode dropped a window in the padding
             line = f"{line} → {out} (last window dropped: it would start in the padding)"

@@ -24,7 +24,8 @@ from . import layers as L
 from .coverage import tail_start, unread_between_windows
 from .errors import ShapeError
 from .shapes import (adaptive_window_sizes, ceil_div, conv_output_length, effective_kernel, pool_output_length,
-                     same_padding, transposed_output_length, transposed_same_padding, uncovered_after)
+                     same_padding, transposed_output_length, transposed_same_padding, transposed_valid_extra,
+                     uncovered_after)
 
 Shape = tuple[int, ...]
 
@@ -336,7 +337,7 @@ def _conv_transpose(layer: L._ConvTransposeBase, x: Tensor, n: int, cin: int, sp
             # L·s + max(span − s, 0). It equals PyTorch's (L − 1)·s + span unless the kernel span is narrower than
             # the stride; then Keras appends s − span zero (bias-only) positions, i.e. output_padding in torch terms.
             # An output_padding the spec states (even 0) is used as given, as Keras does when it is not None.
-            op = tuple(max(ss - effective_kernel(kk, dd), 0) for kk, ss, dd in zip(k, s, d))
+            op = tuple(transposed_valid_extra(kk, ss, dd) for kk, ss, dd in zip(k, s, d))
             if any(op):
                 notes.append(f"'valid' (Keras): output = input·stride + max(kernel span − stride, 0); "
                              f"zeros appended {fmt_dims(op)} (PyTorch: output_padding {fmt_dims(op)})")

@@ -117,6 +117,18 @@ def transposed_output_length(length: int, kernel: int, stride: int = 1, crop_bef
     return (length - 1) * stride - crop_before - crop_after + effective_kernel(kernel, dilation) + output_padding
 
 
+def transposed_valid_extra(kernel: int, stride: int = 1, dilation: int = 1) -> int:
+    """Keras ``Conv*DTranspose(padding="valid")`` (no output_padding): output ``L·s + max(span − s, 0)``, i.e.
+    PyTorch's padding-0 output plus this many zeros appended (PyTorch's ``output_padding``): ``max(s − span, 0)``.
+
+    >>> transposed_valid_extra(1, 2)        # 7 → 13 in PyTorch, 7·2 = 14 in Keras
+    1
+    >>> transposed_valid_extra(3, 2)        # span ≥ stride: the two agree
+    0
+    """
+    return max(stride - effective_kernel(kernel, dilation), 0)
+
+
 def transposed_same_padding(length: int, kernel: int, stride: int = 1, dilation: int = 1) -> tuple[int, int, int]:
     """Keras ``Conv*DTranspose(padding="same")``: output ``L·s``.
 
