@@ -240,7 +240,8 @@ def _where(data: Mapping, path: tuple) -> str:
 
 
 def _check_whole_numbers(data: Mapping, origin: str) -> None:
-    """``input`` and ``batch`` by the layer fields' rule (graph.Network's plain ``int`` would coerce ``true``)."""
+    """``input`` and ``batch`` by the layer fields' rule. graph.Network applies the same rule; this check comes
+    first for specs because its message shows the whole input list and the expected form, not ``input.1``."""
     shape = data.get("input")
     if isinstance(shape, (list, tuple)):
         for size in shape:
