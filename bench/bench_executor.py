@@ -5,11 +5,12 @@ Run: python bench/bench_executor.py [--repeat 5] [--models resnet50 vgg16] [--ba
 Same machine, same thread count (2) for both: torch.set_num_threads(2) and OpenBLAS/OpenMP threads = 2 (set before
 NumPy is imported). Both sides get the same weights (torch's initialization, BatchNorm statistics randomized), and
 the outputs are compared as a sanity check. Prints, per network and batch:
-- median forward time of layercalc and of torch, and the ratio layercalc / torch (target ≤ 1.5);
-- the conv layers' achieved GFLOP/s (2 · conv MACs / time spent in conv layers, timed per layer in a separate run)
-  next to a 2048² float32 matmul's GFLOP/s measured in the same run, at its start and end (target ≥ 60 % of the
-  higher of the two), and the same figure for torch's own Conv2d modules (timed with forward hooks), so the
-  target can be read against what the peer reaches on the same machine;
+- median forward time of layercalc and of torch, run in turns (a slow spell of the machine hits both alike), and
+  the ratio layercalc / torch (target ≤ 1.5);
+- the conv layers' achieved GFLOP/s (2 · conv MACs / time spent in conv layers, timed per layer) as a % of a 2048²
+  float32 matmul's GFLOP/s measured just before, round by round (target ≥ 60 %), and the same figure for torch's
+  own Conv2d modules (timed with forward hooks) in the same round, so the target can be read against what the
+  peer reaches on the same machine at the same moment;
 - peak memory of the run (tracemalloc: NumPy's allocations, in a separate run) against the executor's estimate.
 This is a benchmark, not a test: numbers depend on the machine and on what else runs on it.
 """
@@ -22,6 +23,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "2"
 
 import argparse  # noqa: E402
+import collections  # noqa: E402
 import math  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -119,31 +121,39 @@ def layercalc_model(name: str) -> layercalc.Network:
 
 # ------------------------------------------------------------------------------------------------- measurements
 
-def median_time(fn, repeat: int) -> float:
-    fn()                                    # warm-up (first-touch page faults, BLAS buffers)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def alternating_times(fns: dict, repeat: int) -> dict[str, list[float]]:
+    """Wall times of each function, run in turns (a, b, a, b, …) after one warm-up each (first-touch page faults,
+    BLAS buffers): a slow spell of the machine then hits both sides alike instead of one side's whole series."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {key: [] for key in fns}
+    for _ in range(repeat):
+        for key, fn in fns.items():
+            times[key].append(timed(fn))
+    return times
 
 
-def matmul_gflops(size: int = 2048, repeat: int = 5) -> float:
+def matmul_gflops(size: int = 2048, repeat: int = 3) -> float:
+    """float32 GFLOP/s of a size² matrix product (the best of ``repeat`` after a warm-up)."""
     a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
     b = np.random.default_rng(1).standard_normal((size, size), dtype=np.float32)
     out = np.empty_like(a)
-    seconds = min(median_time(lambda: np.matmul(a, b, out=out), repeat) for _ in range(2))
+    np.matmul(a, b, out=out)
+    seconds = min(timed(lambda: np.matmul(a, b, out=out)) for _ in range(repeat))
     return 2 * size ** 3 / seconds / 1e9
 
 
-def conv_rate(net, x, weights) -> tuple[float, float, int]:
-    """(seconds spent in conv layers, total seconds, conv MACs) of one run, timed layer by layer: each layer's
-    time runs from the end of the previous one (the first from the end of the set-up: analysis, weight checks,
-    memory estimate, which are no layer's work)."""
-    spent = {"conv": 0.0, "all": 0.0}
-    macs = [0]
-    last = [0.0]
+def conv_time(net, x, weights) -> tuple[float, int]:
+    """(seconds spent in conv layers, their MACs) of one run, timed layer by layer: each layer's time runs from
+    the end of the previous one (the first from the end of the set-up: analysis, weight checks, memory estimate,
+    which are no layer's work)."""
+    spent, macs, last = [0.0], [0], [0.0]
 
     def on_estimate(estimate):
         last[0] = time.perf_counter()
@@ -151,26 +161,17 @@ def conv_rate(net, x, weights) -> tuple[float, float, int]:
     def on_layer(done, total, step, output, layer_macs):
         now = time.perf_counter()
         if step.layer.type.startswith("conv"):
-            spent["conv"] += now - last[0]
+            spent[0] += now - last[0]
             macs[0] += layer_macs
         last[0] = now
 
-    executor.execute(net, x=x, weights=weights)          # warm-up
-    best = None
-    for _ in range(3):
-        spent.update(conv=0.0)
-        macs[0] = 0
-        start = time.perf_counter()
-        executor.execute(net, x=x, weights=weights, on_layer=on_layer, on_estimate=on_estimate)
-        total = time.perf_counter() - start
-        if best is None or spent["conv"] < best[0]:
-            best = (spent["conv"], total, macs[0])
-    return best
+    executor.execute(net, x=x, weights=weights, on_layer=on_layer, on_estimate=on_estimate)
+    return spent[0], macs[0]
 
 
-def torch_conv_rate(module: nn.Module, xt: torch.Tensor) -> tuple[float, int]:
-    """(seconds spent in torch's Conv2d modules, their MACs) of one forward pass, timed with forward pre/post
-    hooks on every Conv2d, the best of three: the same measurement for the peer, so the two conv rates compare."""
+def torch_conv_time(module: nn.Module, xt: torch.Tensor) -> tuple[float, int]:
+    """(seconds spent in torch's Conv2d modules, their MACs) of one forward pass, timed with forward pre/post hooks
+    on every Conv2d: the same measurement for the peer, so the two conv rates compare."""
     spent, macs, started = [0.0], [0], {}
 
     def before(conv, inputs):
@@ -182,19 +183,88 @@ def torch_conv_rate(module: nn.Module, xt: torch.Tensor) -> tuple[float, int]:
 
     convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
     handles = [h for m in convs for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))]
-    best = None
     try:
         with torch.inference_mode():
-            module(xt)                                      # warm-up
-            for _ in range(3):
-                spent[0], macs[0] = 0.0, 0
-                module(xt)
-                if best is None or spent[0] < best[0]:
-                    best = (spent[0], macs[0])
+            module(xt)
     finally:
         for handle in handles:
             handle.remove()
-    return best
+    return spent[0], macs[0]
+
+
+class _RecordingNumPy:
+    """Stands in for ``numpy`` inside ``layercalc.kernels`` during one run, recording the operand shapes of every
+    ``np.matmul`` the kernels call (chunk by chunk, as performed) and passing everything through unchanged."""
+
+    def __init__(self, log: list):
+        self._log = log
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def matmul(self, a, b, *args, **kwargs):
+        self._log.append((a.shape, b.shape, a.dtype))
+        return np.matmul(a, b, *args, **kwargs)
+
+
+def conv_products(net, x, weights) -> list[tuple]:
+    """The matrix products of the conv layers of one run, as the executor performs them: (rows, depth, columns)."""
+    log: list = []
+    products: list = []
+
+    def on_layer(done, total, step, output, layer_macs):
+        if step.layer.type.startswith("conv"):
+            for a, b, dtype in log:
+                products.append((math.prod(a[:-1]), a[-1], b[-1], dtype))
+        log.clear()
+
+    kernels.np = _RecordingNumPy(log)
+    try:
+        executor.execute(net, x=x, weights=weights, on_layer=on_layer)
+    finally:
+        kernels.np = np
+    return products
+
+
+def products_gflops(products) -> float:
+    """GFLOP/s of the same matrix products run alone, each repeated with its operands hot in the cache (the best of
+    three): what the BLAS reaches on the network's own shapes with nothing else to do, the ceiling of the conv
+    rate for an im2col executor on this BLAS."""
+    seconds, flops = 0.0, 0
+    for (rows, depth, cols, dtype), count in collections.Counter(products).items():
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((rows, depth), dtype=dtype)
+        b = rng.standard_normal((depth, cols), dtype=dtype)
+        out = np.empty((rows, cols), dtype=dtype)
+        np.matmul(a, b, out=out)
+        seconds += count * min(timed(lambda: np.matmul(a, b, out=out)) for _ in range(3))
+        flops += count * 2 * rows * depth * cols
+    return flops / seconds / 1e9
+
+
+def conv_rates(net, x, weights, module, xt, rounds: int) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Per round: the 2048² matmul rate, then two conv-timed runs of each side, back to back, keeping the faster
+    of each pair (the first one starts on caches the 48 MiB matmul has just flushed; inference in a loop runs on
+    the caches its previous pass left). Returns (matmul GFLOP/s, our conv GFLOP/s, torch's conv GFLOP/s), one
+    entry per round: each conv rate is read against the matmul rate of its own round, measured seconds before it,
+    so the machine's slow and fast spells (which last seconds to minutes here) cancel out of the ratio. The fourth
+    list is the rate of our conv layers' own matrix products run alone (``products_gflops``), in the same rounds."""
+    products = conv_products(net, x, weights)
+    matmul, ours, theirs, ceiling = [], [], [], []
+    for _ in range(rounds):
+        matmul.append(matmul_gflops())
+        ceiling.append(products_gflops(products))
+        seconds, macs = min(conv_time(net, x, weights) for _ in range(2))
+        torch_seconds, torch_macs = min(torch_conv_time(module, xt) for _ in range(2))
+        assert torch_macs == macs, (torch_macs, macs)      # the same convolutions on both sides
+        ours.append(2 * macs / seconds / 1e9)
+        theirs.append(2 * torch_macs / torch_seconds / 1e9)
+    return matmul, ours, theirs, ceiling
+
+
+def spread(values) -> str:
+    """'median (min–max)' of percentages."""
+    return f"{statistics.median(values):.0f}% ({min(values):.0f}–{max(values):.0f})"
 
 
 def peak_memory(net, x, weights) -> tuple[int, executor.MemoryEstimate]:
@@ -220,12 +290,11 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"numpy {np.__version__}, torch {torch.__version__}, torch threads {torch.get_num_threads()}, "
-          f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
-    rate = matmul_gflops()
-    print(f"float32 matmul 2048²: {rate:.1f} GFLOP/s (measured again at the end; % matmul uses the higher)\n")
-    rows = []
-    header = (f"{'model':10s} {'batch':>5s} {'layercalc':>10s} {'torch':>9s} {'ratio':>6s} {'conv GFLOP/s':>13s} "
-              f"{'% matmul':>9s} {'torch conv':>11s} {'% matmul':>9s} {'peak MiB':>9s} {'estimate':>9s}")
+          f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, {args.repeat} rounds\n")
+    header = (f"{'model':10s} {'batch':>5s} {'layercalc':>10s} {'torch':>9s} {'ratio':>6s} {'(range)':>11s} "
+              f"{'matmul GF/s':>12s} {'conv GF/s':>10s} {'conv % matmul':>15s} {'torch conv % matmul':>20s} "
+              f"{'products alone':>15s} "
+              f"{'peak MiB':>9s} {'estimate':>9s}")
     print(header)
     print("-" * len(header))
     for name in args.models:
@@ -239,29 +308,35 @@ def main() -> None:
                 expected = module(xt).numpy()
             got = executor.run(net, x=x, weights=weights)
             error = float(np.max(np.abs(got - expected)) / (np.max(np.abs(expected)) + 1e-30))
-            ours = median_time(lambda: executor.run(net, x=x, weights=weights), args.repeat)
-            with torch.inference_mode():
-                theirs = median_time(lambda: module(xt), args.repeat)
-            conv_seconds, _, conv_macs = conv_rate(net, x, weights)
-            conv_gflops = 2 * conv_macs / conv_seconds / 1e9
-            torch_seconds, torch_macs = torch_conv_rate(module, xt)
-            assert torch_macs == conv_macs, (torch_macs, conv_macs)   # the same convolutions on both sides
-            torch_gflops = 2 * torch_macs / torch_seconds / 1e9
+
+            def torch_forward():
+                with torch.inference_mode():
+                    module(xt)
+
+            times = alternating_times({"ours": lambda: executor.run(net, x=x, weights=weights),
+                                       "torch": torch_forward}, args.repeat)
+            ours, theirs = statistics.median(times["ours"]), statistics.median(times["torch"])
+            round_ratios = [a / b for a, b in zip(times["ours"], times["torch"])]
+            matmul, conv, torch_conv, ceiling = conv_rates(net, x, weights, module, xt, args.repeat)
+            ours_pct = [100 * c / m for c, m in zip(conv, matmul)]
+            ceiling_pct = [100 * c / m for c, m in zip(ceiling, matmul)]
+            torch_pct = [100 * c / m for c, m in zip(torch_conv, matmul)]
             peak, estimate = peak_memory(net, x, weights)
             held = sum(v.nbytes for v in weights.values())
             print(f"{name:10s} {batch:5d} {ours * 1000:8.1f}ms {theirs * 1000:7.1f}ms {ours / theirs:6.2f} "
-                  f"{conv_gflops:13.1f} {100 * conv_gflops / rate:8.0f}% {torch_gflops:11.1f} "
-                  f"{100 * torch_gflops / rate:8.0f}% {peak / 2**20:9.1f} "
-                  f"{(estimate.total - held) / 2**20:9.1f}   (max rel. diff vs torch {error:.1e})", flush=True)
-            rows.append((name, batch, conv_gflops, torch_gflops))
-    again = matmul_gflops()
-    print(f"\nfloat32 matmul 2048² at the end: {again:.1f} GFLOP/s")
-    if again > rate:
-        rate = again
-        print("conv GFLOP/s as % of the higher matmul rate: "
-              + ", ".join(f"{name} b{batch} {100 * g / rate:.0f}% (torch {100 * tg / rate:.0f}%)"
-                          for name, batch, g, tg in rows))
-    print("peak/estimate: bytes the run allocates beyond the weights and input it is given (tracemalloc), and the "
+                  f"{f'({min(round_ratios):.2f}–{max(round_ratios):.2f})':>11s} "
+                  f"{statistics.median(matmul):12.1f} {statistics.median(conv):10.1f} {spread(ours_pct):>15s} "
+                  f"{spread(torch_pct):>20s} {spread(ceiling_pct):>15s} {peak / 2**20:9.1f} {(estimate.total - held) / 2**20:9.1f}"
+                  f"   (max rel. diff vs torch {error:.1e})", flush=True)
+    print("\nlayercalc, torch: median forward time over the rounds, the two run in turns; ratio = the ratio of the "
+          "medians (range: of the rounds' ratios).\n"
+          "conv % matmul: per round, 2 · conv MACs / time in conv layers (the faster of two back-to-back runs) against "
+          "the 2048² matmul rate measured just before, median (min–max) over the rounds; the same for torch's Conv2d "
+          "modules.\n"
+          "products alone: the same matrix products our conv layers performed (chunk by chunk), each run alone with "
+          "its operands hot in the cache, as a % of the same matmul rate: the BLAS's ceiling for an im2col "
+          "executor on these shapes.\n"
+          "peak/estimate: bytes the run allocates beyond the weights and input it is given (tracemalloc), and the "
           "executor's estimate of the same.")
 
 
