@@ -208,14 +208,15 @@ class _RecordingNumPy:
 
 
 def conv_products(net, x, weights) -> list[tuple]:
-    """The matrix products of the conv layers of one run, as the executor performs them: (rows, depth, columns)."""
+    """The matrix products of the conv layers of one run, as the executor performs them, in order:
+    (rows, depth, columns, dtype, layer name)."""
     log: list = []
     products: list = []
 
     def on_layer(done, total, step, output, layer_macs):
         if step.layer.type.startswith("conv"):
             for a, b, dtype in log:
-                products.append((math.prod(a[:-1]), a[-1], b[-1], dtype))
+                products.append((math.prod(a[:-1]), a[-1], b[-1], dtype, step.name))
         log.clear()
 
     kernels.np = _RecordingNumPy(log)
@@ -231,7 +232,7 @@ def products_gflops(products) -> float:
     three): what the BLAS reaches on the network's own shapes with nothing else to do, the ceiling of the conv
     rate for an im2col executor on this BLAS."""
     seconds, flops = 0.0, 0
-    for (rows, depth, cols, dtype), count in collections.Counter(products).items():
+    for (rows, depth, cols, dtype), count in collections.Counter(p[:4] for p in products).items():
         rng = np.random.default_rng(0)
         a = rng.standard_normal((rows, depth), dtype=dtype)
         b = rng.standard_normal((depth, cols), dtype=dtype)
@@ -242,24 +243,52 @@ def products_gflops(products) -> float:
     return flops / seconds / 1e9
 
 
-def conv_rates(net, x, weights, module, xt, rounds: int) -> tuple[list[float], list[float], list[float], list[float]]:
+def products_in_sequence_gflops(products, repeat: int = 2) -> float:
+    """GFLOP/s of the same matrix products run back to back in the network's order, with nothing between them (no
+    im2col, no padding, no other layer): one right-hand matrix per conv layer, so that, as in a forward pass, the
+    weights come from memory rather than the cache (ResNet-50's are 100 MB); the left operand and the result are
+    shared per shape (in a forward pass they were just written, so they are in the cache). The best of ``repeat``:
+    what an im2col executor could reach on this BLAS and this machine's memory if its copies cost nothing."""
+    rng = np.random.default_rng(0)
+    lefts, results, rights, plan = {}, {}, {}, []
+    for rows, depth, cols, dtype, layer in products:
+        if (rows, depth, dtype) not in lefts:
+            lefts[rows, depth, dtype] = rng.standard_normal((rows, depth), dtype=dtype)
+        if (rows, cols, dtype) not in results:
+            results[rows, cols, dtype] = np.empty((rows, cols), dtype=dtype)
+        if layer not in rights:
+            rights[layer] = rng.standard_normal((depth, cols), dtype=dtype)
+        plan.append((lefts[rows, depth, dtype], rights[layer], results[rows, cols, dtype]))
+
+    def run():
+        for a, b, out in plan:
+            np.matmul(a, b, out=out)
+
+    run()
+    seconds = min(timed(run) for _ in range(repeat))
+    return sum(2 * rows * depth * cols for rows, depth, cols, *_ in products) / seconds / 1e9
+
+
+def conv_rates(net, x, weights, module, xt, rounds: int) -> tuple[list[float], ...]:
     """Per round: the 2048² matmul rate, then two conv-timed runs of each side, back to back, keeping the faster
     of each pair (the first one starts on caches the 48 MiB matmul has just flushed; inference in a loop runs on
     the caches its previous pass left). Returns (matmul GFLOP/s, our conv GFLOP/s, torch's conv GFLOP/s), one
     entry per round: each conv rate is read against the matmul rate of its own round, measured seconds before it,
     so the machine's slow and fast spells (which last seconds to minutes here) cancel out of the ratio. The fourth
-    list is the rate of our conv layers' own matrix products run alone (``products_gflops``), in the same rounds."""
+    and fifth lists are the rates of our conv layers' own matrix products run alone (``products_gflops``) and in
+    sequence (``products_in_sequence_gflops``), in the same rounds."""
     products = conv_products(net, x, weights)
-    matmul, ours, theirs, ceiling = [], [], [], []
+    matmul, ours, theirs, alone, sequence = [], [], [], [], []
     for _ in range(rounds):
         matmul.append(matmul_gflops())
-        ceiling.append(products_gflops(products))
+        alone.append(products_gflops(products))
+        sequence.append(products_in_sequence_gflops(products))
         seconds, macs = min(conv_time(net, x, weights) for _ in range(2))
         torch_seconds, torch_macs = min(torch_conv_time(module, xt) for _ in range(2))
         assert torch_macs == macs, (torch_macs, macs)      # the same convolutions on both sides
         ours.append(2 * macs / seconds / 1e9)
         theirs.append(2 * torch_macs / torch_seconds / 1e9)
-    return matmul, ours, theirs, ceiling
+    return matmul, ours, theirs, alone, sequence
 
 
 def spread(values) -> str:
@@ -293,7 +322,7 @@ def main() -> None:
           f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, {args.repeat} rounds\n")
     header = (f"{'model':10s} {'batch':>5s} {'layercalc':>10s} {'torch':>9s} {'ratio':>6s} {'(range)':>11s} "
               f"{'matmul GF/s':>12s} {'conv GF/s':>10s} {'conv % matmul':>15s} {'torch conv % matmul':>20s} "
-              f"{'products alone':>15s} "
+              f"{'products alone':>15s} {'in sequence':>15s} "
               f"{'peak MiB':>9s} {'estimate':>9s}")
     print(header)
     print("-" * len(header))
@@ -317,16 +346,17 @@ def main() -> None:
                                        "torch": torch_forward}, args.repeat)
             ours, theirs = statistics.median(times["ours"]), statistics.median(times["torch"])
             round_ratios = [a / b for a, b in zip(times["ours"], times["torch"])]
-            matmul, conv, torch_conv, ceiling = conv_rates(net, x, weights, module, xt, args.repeat)
+            matmul, conv, torch_conv, alone, sequence = conv_rates(net, x, weights, module, xt, args.repeat)
             ours_pct = [100 * c / m for c, m in zip(conv, matmul)]
-            ceiling_pct = [100 * c / m for c, m in zip(ceiling, matmul)]
+            alone_pct = [100 * c / m for c, m in zip(alone, matmul)]
+            sequence_pct = [100 * c / m for c, m in zip(sequence, matmul)]
             torch_pct = [100 * c / m for c, m in zip(torch_conv, matmul)]
             peak, estimate = peak_memory(net, x, weights)
             held = sum(v.nbytes for v in weights.values())
             print(f"{name:10s} {batch:5d} {ours * 1000:8.1f}ms {theirs * 1000:7.1f}ms {ours / theirs:6.2f} "
                   f"{f'({min(round_ratios):.2f}–{max(round_ratios):.2f})':>11s} "
                   f"{statistics.median(matmul):12.1f} {statistics.median(conv):10.1f} {spread(ours_pct):>15s} "
-                  f"{spread(torch_pct):>20s} {spread(ceiling_pct):>15s} {peak / 2**20:9.1f} {(estimate.total - held) / 2**20:9.1f}"
+                  f"{spread(torch_pct):>20s} {spread(alone_pct):>15s} {spread(sequence_pct):>15s} {peak / 2**20:9.1f} {(estimate.total - held) / 2**20:9.1f}"
                   f"   (max rel. diff vs torch {error:.1e})", flush=True)
     print("\nlayercalc, torch: median forward time over the rounds, the two run in turns; ratio = the ratio of the "
           "medians (range: of the rounds' ratios).\n"
@@ -334,8 +364,10 @@ def main() -> None:
           "the 2048² matmul rate measured just before, median (min–max) over the rounds; the same for torch's Conv2d "
           "modules.\n"
           "products alone: the same matrix products our conv layers performed (chunk by chunk), each run alone with "
-          "its operands hot in the cache, as a % of the same matmul rate: the BLAS's ceiling for an im2col "
-          "executor on these shapes.\n"
+          "its operands hot in the cache, as a % of the same matmul rate: the BLAS's ceiling on these shapes; "
+          "in sequence: the same products back to back in the network's order, one weight matrix per layer (so the "
+          "weights come from memory, as in a forward pass) and nothing else between them: what an im2col executor "
+          "would reach if its copies cost nothing.\n"
           "peak/estimate: bytes the run allocates beyond the weights and input it is given (tracemalloc), and the "
           "executor's estimate of the same.")
 
