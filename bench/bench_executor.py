@@ -347,16 +347,16 @@ def main() -> None:
             ours, theirs = statistics.median(times["ours"]), statistics.median(times["torch"])
             round_ratios = [a / b for a, b in zip(times["ours"], times["torch"])]
             matmul, conv, torch_conv, alone, sequence = conv_rates(net, x, weights, module, xt, args.repeat)
-            ours_pct = [100 * c / m for c, m in zip(conv, matmul)]
-            alone_pct = [100 * c / m for c, m in zip(alone, matmul)]
-            sequence_pct = [100 * c / m for c, m in zip(sequence, matmul)]
-            torch_pct = [100 * c / m for c, m in zip(torch_conv, matmul)]
+            ours_pct, torch_pct, alone_pct, sequence_pct = (
+                [100 * rate / reference for rate, reference in zip(rates, matmul)]
+                for rates in (conv, torch_conv, alone, sequence))
             peak, estimate = peak_memory(net, x, weights)
             held = sum(v.nbytes for v in weights.values())
             print(f"{name:10s} {batch:5d} {ours * 1000:8.1f}ms {theirs * 1000:7.1f}ms {ours / theirs:6.2f} "
                   f"{f'({min(round_ratios):.2f}–{max(round_ratios):.2f})':>11s} "
                   f"{statistics.median(matmul):12.1f} {statistics.median(conv):10.1f} {spread(ours_pct):>15s} "
-                  f"{spread(torch_pct):>20s} {spread(alone_pct):>15s} {spread(sequence_pct):>15s} {peak / 2**20:9.1f} {(estimate.total - held) / 2**20:9.1f}"
+                  f"{spread(torch_pct):>20s} {spread(alone_pct):>15s} {spread(sequence_pct):>15s} "
+                  f"{peak / 2**20:9.1f} {(estimate.total - held) / 2**20:9.1f}"
                   f"   (max rel. diff vs torch {error:.1e})", flush=True)
     print("\nlayercalc, torch: median forward time over the rounds, the two run in turns; ratio = the ratio of the "
           "medians (range: of the rounds' ratios).\n"
