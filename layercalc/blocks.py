@@ -57,6 +57,12 @@ from .errors import SpecError, did_you_mean
 BLOCK_INPUT = "in"            # inside a block: the block's input
 NETWORK_INPUT = "input"       # at the top level: the network's input (as in layercalc.graph)
 MAX_LAYERS = 100_000          # a typo such as `repeat: 1000000` must fail fast, not exhaust memory
+#: how deeply block instances may nest (a block using a block using a block …). Real networks use 2–4 levels
+#: (model → stage → block); the limit keeps the expansion far from Python's recursion limit.
+MAX_BLOCK_NESTING = 32
+#: how many values block arguments may copy into the expanded spec in all: an argument used many times, passed
+#: on through several levels of blocks, multiplies (the block form of a YAML alias bomb)
+MAX_SUBSTITUTED_VALUES = 1_000_000
 
 _REFERENCE = re.compile(r"^\$(?:([A-Za-z_]\w*)|\{([A-Za-z_]\w*)\})$")
 _PARAM_NAME = re.compile(r"^[A-Za-z_]\w*$")
@@ -153,16 +159,47 @@ def _strings(value: Any):
             stack.extend(reversed(value))
 
 
-def _substitute(value: Any, args: Mapping[str, Any]) -> Any:
-    """A copy of ``value`` with every ``"$arg"`` string replaced by ``args[arg]`` (references were checked)."""
+def _substitute(value: Any, args: Mapping[str, Any], budget: list[int]) -> Any:
+    """A copy of ``value`` with every ``"$arg"`` string replaced by ``args[arg]`` (references were checked).
+
+    ``budget[0]`` counts down the values copied (an argument's value counts its own size each time it is used);
+    running out is an error, so the expansion's size is bounded whatever the arguments.
+    """
     if isinstance(value, str):
         match = _REFERENCE.match(value) if value.startswith("$") else None
-        return args[match.group(1) or match.group(2)] if match else value
+        if match:
+            value = args[match.group(1) or match.group(2)]
+            budget[0] -= _size(value)
+            _check_budget(budget)
+            return value
+        return value
+    budget[0] -= 1
+    _check_budget(budget)
     if isinstance(value, Mapping):
-        return {k: _substitute(v, args) for k, v in value.items()}
+        return {k: _substitute(v, args, budget) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, args) for v in value]
+        return [_substitute(v, args, budget) for v in value]
     return value
+
+
+def _size(value: Any) -> int:
+    """How many values ``value`` holds, counting at most one past :data:`MAX_SUBSTITUTED_VALUES` (iterative)."""
+    count, stack = 0, [value]
+    while stack and count <= MAX_SUBSTITUTED_VALUES:
+        value = stack.pop()
+        count += 1
+        if isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return count
+
+
+def _check_budget(budget: list[int]) -> None:
+    if budget[0] < 0:
+        raise SpecError(f"block arguments copy more than {MAX_SUBSTITUTED_VALUES:,} values into the expanded spec "
+                        f"(an argument used many times, passed on through nested blocks, multiplies); a spec never "
+                        f"needs that many")
 
 
 # ---------------------------------------------------------------------------------------------- name scopes
@@ -254,6 +291,7 @@ class _Expander:
     def __init__(self, blocks: dict[str, Block]):
         self.blocks = blocks
         self.out: list[_Emitted] = []
+        self.budget = [MAX_SUBSTITUTED_VALUES]       # values block arguments may still copy (see _substitute)
 
     def entries(self, entries: list[Any], scope: _Scope, where: str, stack: tuple[str, ...]) -> None:
         for i, entry in enumerate(entries):
@@ -333,6 +371,10 @@ class _Expander:
         block = self.lookup(entry["block"], where)
         if block.name in stack:
             raise SpecError(f"{where}: block {block.name!r} uses itself: {' → '.join([*stack, block.name])}")
+        if len(stack) >= MAX_BLOCK_NESTING:
+            raise SpecError(f"{where}: blocks nested more than {MAX_BLOCK_NESTING} levels deep "
+                            f"({' → '.join([*stack[:3], '…', *stack[-2:], block.name])}); a network never needs that "
+                            f"many")
         name = self.local_name(entry.get("name"), None, scope) if entry.get("name") is not None else None
         if not isinstance(name, str) or not name:
             raise SpecError(f"{where}: a block instance needs a 'name' (its layers are named NAME.<layer>), "
@@ -343,8 +385,9 @@ class _Expander:
             raise SpecError(f"{where}: a block takes exactly one input, got {len(feeds)}: {entry.get('inputs')!r}")
         inner = _Scope(prefix=scope.prefix + name + ".", block=block.name, input=feeds[0])
         inner_where = f"{where} (block {block.name!r})"
-        self.entries(_substitute(block.layers, args), inner, f"{inner_where} layers", (*stack, block.name))
-        output = _substitute(block.output, args)
+        self.entries(_substitute(block.layers, args, self.budget), inner, f"{inner_where} layers",
+                     (*stack, block.name))
+        output = _substitute(block.output, args, self.budget)
         if output is None:
             output = inner.last
         if not isinstance(output, str) or (output not in inner.names and output != BLOCK_INPUT):

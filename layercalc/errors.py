@@ -18,12 +18,31 @@ from collections.abc import Iterable
 MAX_EXACT_FLOAT = 2 ** 53
 
 
-class LayerCalcError(Exception):
-    """Base class of every error caused by the user's input (spec, layer fields, shapes)."""
+#: the largest whole number a spec or an option may hold: PyTorch, NumPy and ONNX store sizes as int64, so a
+#: larger size describes no network; the bound also keeps every figure printable (Python refuses to print
+#: integers of more than 4,300 digits) and every product of sizes cheap to compute
+MAX_WHOLE = 2 ** 63 - 1
+
+
+class LayerCalcError(ValueError):
+    """Base class of every error caused by the user's input (spec, layer fields, shapes, options, files).
+
+    A ``ValueError``, so code that already catches bad values catches these; its message is the one line the CLI
+    prints (without the ``layercalc: error:`` prefix).
+    """
 
 
 class SpecError(LayerCalcError):
     """The spec itself is malformed: unreadable file, bad YAML/JSON, unknown type or field, bad value."""
+
+
+class InvalidDescription(SpecError):
+    """A layer or network description that failed validation: ``label: detail``. The detail is kept apart so
+    that a spec can restate it under the layer's index (``layers[3] 'conv2' (conv2d): …``)."""
+
+    def __init__(self, label: str, detail: str) -> None:
+        super().__init__(f"{label}: {detail}")
+        self.label, self.detail = label, detail
 
 
 class ShapeError(LayerCalcError):
@@ -34,6 +53,48 @@ class GraphError(LayerCalcError):
     """The wiring is wrong: unknown input names, duplicate names, cycles, wrong number of inputs."""
 
 
+#: how many characters of one value a message shows; a 10 MB name must not make a 10 MB error line
+SHOWN_CHARS = 80
+
+
+def shown(value) -> str:
+    r"""``repr(value)`` for a message: control characters escaped (see :func:`safe_text`), cut to about
+    :data:`SHOWN_CHARS` characters with the full length said.
+
+    >>> print(shown('conv1'))
+    'conv1'
+    >>> print(shown('\x1b[2J'))
+    '\x1b[2J'
+    >>> print(shown('x' * 200))
+    'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx… (202 characters)
+    """
+    if isinstance(value, str) and len(value) > 4 * SHOWN_CHARS:
+        text, full = safe_text(repr(value[:SHOWN_CHARS])), len(value) + 2   # a huge string's repr is never built
+    else:
+        try:
+            text = safe_text(repr(value))
+        except ValueError:                                   # an int past Python's 4,300-digit str() limit
+            return f"an integer of about {int(value.bit_length() * 0.30103) + 1:,} digits"
+        full = len(text)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return text[:SHOWN_CHARS - 13] + f"… ({full:,} characters)"
+
+
+def safe_text(text: str) -> str:
+    r"""``text`` with every control character (terminal escapes, newlines, NUL, bidi overrides) written as its
+    ``\xNN``/``\uNNNN`` escape, so a name from a spec cannot rewrite the terminal or split one line in two.
+
+    >>> print(safe_text('a\x1b[31mb'))
+    a\x1b[31mb
+    >>> print(safe_text('conv1 ✓ µ'))
+    conv1 ✓ µ
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def layer_label(index: int | None, name: str | None, type_: str | None) -> str:
     """How every message refers to a layer: ``layers[3] 'conv2' (conv2d)``.
 
@@ -42,7 +103,7 @@ def layer_label(index: int | None, name: str | None, type_: str | None) -> str:
     """
     parts = [f"layers[{index}]" if index is not None else "layer"]
     if name:
-        parts.append(repr(name))
+        parts.append(shown(name))
     if type_:
         parts.append(f"({type_})")
     return " ".join(parts)
@@ -56,6 +117,8 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     >>> did_you_mean('zzz', ['relu'])
     ''
     """
+    if len(str(word)) > SHOWN_CHARS:                     # no name is that long; difflib would be quadratic in it
+        return ""
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -77,24 +140,27 @@ def whole_number_problem(value) -> str | None:
     '2.9 is not a whole number'
     """
     if isinstance(value, bool):
-        return f"{value!r} is a boolean, not a whole number"
+        return f"{shown(value)} is a boolean, not a whole number"
     if isinstance(value, numbers.Integral):      # int, and NumPy's integers from Python callers
+        if abs(int(value)) > MAX_WHOLE:
+            return (f"{shown(value)} is larger than any size a framework can hold (int64: at most "
+                    f"{MAX_WHOLE:,})")
         return None
     if isinstance(value, (str, bytes)):
-        return f"{value!r} is a string, not a whole number (write the number without quotes)"
+        return f"{shown(value)} is a string, not a whole number (write the number without quotes)"
     if value is None:
         return "null is not a whole number"
     if isinstance(value, numbers.Real):          # float, NumPy's floats, Fraction
         number = float(value)
         if not math.isfinite(number) or not number.is_integer() or number != value:
-            return f"{value!r} is not a whole number"
+            return f"{shown(value)} is not a whole number"
         if abs(number) > MAX_EXACT_FLOAT:
-            return (f"{value!r} is a float too large to be an exact whole number (floats are exact only up to "
+            return (f"{shown(value)} is a float too large to be an exact whole number (floats are exact only up to "
                     f"2**53); write the integer with all its digits")
         return None
     if isinstance(value, (list, tuple, dict, set)):
         return None                              # the validator says "a valid integer" / tries the list form
-    return f"{value!r} is a {type(value).__name__}, not a whole number"
+    return f"{shown(value)} is a {type(value).__name__}, not a whole number"
 
 
 def real_number_problem(value) -> str | None:
@@ -110,14 +176,14 @@ def real_number_problem(value) -> str | None:
     'nan is not a finite number'
     """
     if isinstance(value, bool):
-        return f"{value!r} is a boolean, not a number"
+        return f"{shown(value)} is a boolean, not a number"
     if isinstance(value, (str, bytes)):
-        return f"{value!r} is a string, not a number (write the number without quotes)"
+        return f"{shown(value)} is a string, not a number (write the number without quotes)"
     if isinstance(value, (numbers.Real, decimal.Decimal)):          # Decimal is a Number but not a Real
-        return None if math.isfinite(value) else f"{value!r} is not a finite number"
+        return None if math.isfinite(value) else f"{shown(value)} is not a finite number"
     if value is None or isinstance(value, (list, tuple, dict, set)):
         return None                              # optional fields take None; the validator names the rest
-    return f"{value!r} is a {type(value).__name__}, not a number"
+    return f"{shown(value)} is a {type(value).__name__}, not a number"
 
 
 def boolean_problem(value) -> str | None:
@@ -130,7 +196,7 @@ def boolean_problem(value) -> str | None:
     """
     if isinstance(value, bool) or _is_numpy_bool(value):
         return None
-    return f"{value!r} is not a boolean (true or false)"
+    return f"{shown(value)} is not a boolean (true or false)"
 
 
 def _is_numpy_bool(value) -> bool:
@@ -150,16 +216,29 @@ def _reason(err: dict, whole_value) -> str | None:
     """The reason one alternative of a union failed, if it says more than "not this form"."""
     kind = err.get("type")
     value = err.get("input")
-    shown = "" if value is whole_value or value == whole_value and type(value) is type(whole_value) \
-        else f"{value!r} "
+    prefix = "" if value is whole_value or value == whole_value and type(value) is type(whole_value) \
+        else f"{shown(value)} "
     if kind in _OWN_ERRORS:
         return err.get("msg")
     if kind in _BOUNDS:
         key, sign = _BOUNDS[kind]
         bound = (err.get("ctx") or {}).get(key)
-        return f"{shown}must be {sign} {bound}" if bound is not None else None
+        return f"{prefix}must be {sign} {bound}" if bound is not None else None
     if kind == "finite_number":
-        return f"{shown}must be a finite number".strip()
+        return f"{prefix}must be a finite number".strip()
+    return None
+
+
+def own_error(exc) -> LayerCalcError | None:
+    """The ``LayerCalcError`` that a validator raised inside a pydantic ``ValidationError``, if any.
+
+    A ``LayerCalcError`` is a ``ValueError``, so pydantic wraps one raised by a nested validator (a layer parsed
+    inside ``Network``); it already names its layer and field, and is passed on unchanged.
+    """
+    for err in exc.errors(include_url=False):
+        error = (err.get("ctx") or {}).get("error")
+        if isinstance(error, LayerCalcError):
+            return error
     return None
 
 
@@ -189,9 +268,9 @@ def describe_validation_error(exc, raw: dict | None = None, known_fields: Iterab
         if kind == "extra_forbidden":
             name = loc[-1]
             hint = did_you_mean(name, known) or (f" (accepted: {', '.join(sorted(known))})" if known else "")
-            parts[f"extra:{name}"] = f"unknown field {name!r}{hint}"
+            parts[f"extra:{name}"] = f"unknown field {shown(name)}{hint}"
         elif kind == "missing":
-            parts[f"missing:{'.'.join(loc)}"] = f"missing required field {'.'.join(loc)!r}"
+            parts[f"missing:{'.'.join(loc)}"] = f"missing required field {shown('.'.join(loc))}"
         elif field in unions:
             if f"union:{field}" in parts:
                 continue
@@ -204,13 +283,13 @@ def describe_validation_error(exc, raw: dict | None = None, known_fields: Iterab
                        if not (literal and isinstance(e.get("input"), str) and e.get("type") == "whole_number")
                        for r in [_reason(e, whole)] if r]
             accepted = field_help.get(field, "one of the forms `layercalc schema` lists")
-            parts[f"union:{field}"] = (f"field {field!r}: got {whole!r}: " + (f"{reasons[0]}; " if reasons else "")
+            parts[f"union:{field}"] = (f"field {shown(field)}: got {shown(whole)}: " + (f"{reasons[0]}; " if reasons else "")
                                        + f"expected {accepted}")
         else:
             msg = err.get("msg", "invalid").removeprefix("Value error, ")
-            where = f"field {'.'.join(loc)!r}: " if loc else ""
-            shown = "" if isinstance(value, dict) else f"got {value!r}: "
-            parts.setdefault(f"value:{'.'.join(loc)}:{msg}", f"{where}{shown}{msg}")
+            where = f"field {shown('.'.join(loc))}: " if loc else ""
+            got = "" if isinstance(value, dict) else f"got {shown(value)}: "
+            parts.setdefault(f"value:{'.'.join(loc)}:{msg}", f"{where}{got}{safe_text(msg)}")
     return "; ".join(parts.values())
 
 

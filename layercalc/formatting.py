@@ -45,15 +45,30 @@ def _three_digits(value: float) -> str:
 
 
 def human(n: int) -> str:
-    """Three significant digits with an SI prefix.
+    """Three significant digits with an SI prefix; past 999 T, a power of ten (no float: any size of int).
 
     >>> human(93322), human(4089184256), human(512), human(1_500_000)
     ('93.3 K', '4.09 G', '512', '1.5 M')
+    >>> human(123_456 * 10**20), human(10**400)
+    ('1.23e25', '1e400')
     """
+    if abs(n) >= 1000 * 10**12:
+        return _power_of_ten(n)
     for scale, prefix in _SI:
         if abs(n) >= scale:
             return f"{_three_digits(n / scale)} {prefix}"
     return str(n)
+
+
+def _power_of_ten(n: int) -> str:
+    """``n`` as ``d.dde<exponent>`` with three significant digits, by integer arithmetic (truncated)."""
+    sign, n = ("-" if n < 0 else ""), abs(n)
+    exponent = int(n.bit_length() * 0.30102999566398120) - 1          # floor(log10(n)) or one less
+    while n >= 10 ** (exponent + 1):
+        exponent += 1
+    digits = str(n // 10 ** max(exponent - 2, 0)).rstrip("0") or "0"
+    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    return f"{sign}{mantissa}e{exponent}"
 
 
 def human_bytes(n: int) -> str:
@@ -62,6 +77,8 @@ def human_bytes(n: int) -> str:
     >>> human_bytes(86528), human_bytes(100), human_bytes(3 * 2**30)
     ('84.5 KiB', '100 B', '3 GiB')
     """
+    if abs(n) >= 1024 * 2**40:
+        return f"{_power_of_ten(n)} B"
     for scale, prefix in _BINARY:
         if abs(n) >= scale:
             return f"{_three_digits(n / scale)} {prefix}"

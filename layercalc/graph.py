@@ -12,10 +12,10 @@ import heapq
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, SkipValidation, field_validator
+from pydantic import ConfigDict, Field, SerializeAsAny, SkipValidation, field_validator
 
-from .errors import GraphError, did_you_mean, layer_label
-from .layers import Int, LayerBase, PositiveInt, parse_layer
+from .errors import GraphError, SpecError, did_you_mean, layer_label, shown
+from .layers import Description, Int, LayerBase, PositiveInt, parse_layer
 from .report import LayerReport, Report, Totals
 from .rules import Context, Facts, ReceptiveField, Tensor, fmt_shape, infer, numel, unreported_field_notes
 
@@ -52,8 +52,17 @@ class Step:
 LAYOUT_ALIASES = {"channels_first": "NCHW", "channels_last": "NHWC"}
 
 
-class Network(BaseModel):
-    """A network spec: the input shape (one example, batch excluded) and the layers."""
+#: what the top-level fields accept, for messages
+NETWORK_FIELD_HELP = {"input": "a list of positive sizes, one example without the batch dim, e.g. [1, 28, 28]",
+                      "layers": "a list of layer mappings"}
+
+
+class Network(Description):
+    """A network spec: the input shape (one example, batch excluded) and the layers.
+
+    Like every :class:`~layercalc.layers.Description` it is validated once and then not changed: use
+    ``net.replace(batch=8)`` for a validated copy.
+    """
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
@@ -67,6 +76,10 @@ class Network(BaseModel):
     # Validated layer by layer by `_parse_layers` (one error line per layer); the union of every layer model is
     # only built for the JSON Schema (spec.schema), which keeps start-up fast.
     layers: Annotated[list[SerializeAsAny[LayerBase]], SkipValidation] = Field(min_length=1)
+
+    @classmethod
+    def _help_texts(cls) -> dict[str, str]:
+        return NETWORK_FIELD_HELP
 
     @field_validator("input")
     @classmethod
@@ -104,8 +117,20 @@ class Network(BaseModel):
     def layer_names(self) -> list[str]:
         return [layer.name or f"{layer.type_name}_{i}" for i, layer in enumerate(self.layers)]
 
+    def _check_lists_unchanged(self) -> None:
+        """Fields cannot be assigned, but ``input`` and ``layers`` are lists a caller could still edit in place
+        (``net.input[0] = -4``): what validation guaranteed is checked again, in time linear in their length."""
+        if not self.input or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.input):
+            raise SpecError(f"Network: field 'input': got {shown(self.input)}: every size must be a whole number "
+                            f"≥ 1 (the list was changed after validation; use net.replace(input=...))")
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, LayerBase):
+                raise SpecError(f"layers[{i}]: got {shown(layer)}: not a layer description (the list was changed "
+                                f"after validation; use net.replace(layers=...))")
+
     def wiring(self) -> tuple[list[str], list[list[str]], list[int]]:
         """Names, input names per layer, and a topological order (spec order wherever the DAG allows)."""
+        self._check_lists_unchanged()
         names = self.layer_names()
         seen: dict[str, int] = {}
         for i, name in enumerate(names):
@@ -179,7 +204,7 @@ class Network(BaseModel):
                 params=f.params, buffers=f.buffers, macs=f.macs, flops=f.flops,
                 param_bytes=f.params * itemsize, activation_bytes=numel(f.output_shape) * itemsize,
                 receptive_field=[int(v) for v in rf.size] if rf is not None else None,
-                jump=[float(v) for v in rf.jump] if rf is not None else None,
+                jump=[int(v) if v.denominator == 1 else float(v) for v in rf.jump] if rf is not None else None,
                 notes=f.notes))
         consumed = {src for step in steps for src in step.inputs}
         outputs = [step.name for step in steps if step.name not in consumed]

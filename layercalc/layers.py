@@ -24,7 +24,8 @@ from pydantic import (AliasChoices, BaseModel, BeforeValidator, ConfigDict, Fiel
                       model_validator)
 from pydantic_core import PydanticCustomError
 
-from .errors import boolean_problem, real_number_problem, whole_number_problem
+from .errors import (InvalidDescription, SpecError, boolean_problem, describe_validation_error, layer_label, own_error,
+                     real_number_problem, safe_text, whole_number_problem)
 
 
 def _whole_number(value: Any) -> Any:
@@ -71,6 +72,26 @@ PaddingSpec = Union[
 Pairs = tuple[tuple[int, int], ...]
 
 
+#: the longest layer name accepted (torchvision's longest module names are under 40 characters)
+MAX_NAME_LENGTH = 200
+
+
+def check_name(name: str) -> None:
+    """A layer name must be printable text of at most :data:`MAX_NAME_LENGTH` characters.
+
+    >>> check_name('layer3.2.conv1')
+    >>> check_name('a\x1b[2Jb')
+    Traceback (most recent call last):
+    ...
+    ValueError: a name must be printable text (no control characters such as newlines or terminal escapes)
+    """
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"a name may have at most {MAX_NAME_LENGTH} characters, got {len(name):,}")
+    if not name.isprintable():
+        raise ValueError("a name must be printable text (no control characters such as newlines or terminal "
+                         "escapes)")
+
+
 def _alias(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
@@ -114,7 +135,68 @@ def _lower_string(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-class LayerBase(BaseModel):
+class Description(BaseModel):
+    """A validated description (a layer, a network): built once, never changed.
+
+    Python callers get the same errors as spec files: a failed validation raises :class:`SpecError` with the
+    one-line message the CLI prints, never pydantic's ``ValidationError``. Assigning a field afterwards is refused
+    (a changed ``out_channels`` would skip validation and give negative figures): :meth:`replace` returns a
+    validated copy instead.
+    """
+
+    model_config = ConfigDict(defer_build=True)
+
+    def __init__(self, /, **data: Any) -> None:
+        from pydantic import ValidationError
+
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidDescription(self._describe_label(data), self.describe_error(exc, data)) from None
+
+    @classmethod
+    def _describe_label(cls, data: dict) -> str:
+        return cls.__name__
+
+    @classmethod
+    def _field_names(cls) -> list[str]:
+        return list(cls.model_fields)
+
+    @classmethod
+    def _help_texts(cls) -> dict[str, str]:
+        return {}
+
+    @classmethod
+    def describe_error(cls, exc, data: Any) -> str:
+        """The one-line detail of a failed validation of ``data`` as this description.
+
+        Pydantic calls ``__init__`` from ``model_validate`` too, and wraps what it raises (a ``ValueError``) in a
+        new ``ValidationError``: an :class:`InvalidDescription` of this class is unwrapped to its detail, and one
+        from a nested description (a layer inside a network) is raised as it is — it already names its layer.
+        """
+        inner = own_error(exc)
+        if isinstance(inner, InvalidDescription) and inner.label == cls._describe_label(
+                data if isinstance(data, dict) else {}):
+            return inner.detail
+        if inner is not None:
+            raise inner
+        return describe_validation_error(exc, data, cls._field_names(), cls._help_texts())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise SpecError(f"{self._describe_label(dict(self))}: cannot set {safe_text(name)!r}: a description is not "
+                        f"changed once validated; use .replace({safe_text(name)}=...) for a validated copy")
+
+    def __delattr__(self, name: str) -> None:
+        raise SpecError(f"{self._describe_label(dict(self))}: cannot delete {safe_text(name)!r}: a description is "
+                        f"not changed once validated")
+
+    def replace(self, **changes: Any):
+        """A validated copy with some fields changed (``net.replace(batch=8)``, ``conv.replace(stride=2)``)."""
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self)(**{**fields, **changes})
+
+
+class LayerBase(Description):
     """Fields every layer has: an optional ``name`` and the names of its ``inputs``."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
@@ -133,6 +215,35 @@ class LayerBase(BaseModel):
     @classmethod
     def _one_input_as_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, value: Optional[str]) -> Optional[str]:
+        # Names are printed in tables and messages: a control character could rewrite the terminal, a huge name
+        # would make every line about the layer huge.
+        if value is not None:
+            check_name(value)
+        return value
+
+    @field_validator("inputs")
+    @classmethod
+    def _printable_inputs(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+        for name in value or ():
+            check_name(name)
+        return value
+
+    @classmethod
+    def _describe_label(cls, data: dict) -> str:
+        name = data.get("name")
+        return layer_label(None, name if isinstance(name, str) else None, _type_names(cls)[0])
+
+    @classmethod
+    def _field_names(cls) -> list[str]:
+        return accepted_fields(cls)
+
+    @classmethod
+    def _help_texts(cls) -> dict[str, str]:
+        return _field_help(cls)
 
     @field_serializer("*", mode="plain")
     def _tuples_as_lists(self, value: Any) -> Any:
@@ -597,12 +708,12 @@ def parse_layer(raw: Any, index: int) -> LayerBase:
     """
     from pydantic import ValidationError
 
-    from .errors import SpecError, describe_validation_error, did_you_mean, layer_label
+    from .errors import did_you_mean, shown
 
     if isinstance(raw, LayerBase):
         return raw
     if not isinstance(raw, dict):
-        raise SpecError(f"layers[{index}]: expected a mapping with a 'type' field, got {raw!r}")
+        raise SpecError(f"layers[{index}]: expected a mapping with a 'type' field, got {shown(raw)}")
     name = raw.get("name") if isinstance(raw.get("name"), str) else None
     type_ = raw.get("type")
     if type_ is None:
@@ -610,17 +721,17 @@ def parse_layer(raw: Any, index: int) -> LayerBase:
                         f"(one of: {', '.join(sorted(LAYER_TYPES))})")
     cls = LAYER_TYPES.get(str(type_).lower()) if isinstance(type_, str) else None
     if cls is None:
-        raise SpecError(f"{layer_label(index, name, None)}: unknown layer type {type_!r}"
+        raise SpecError(f"{layer_label(index, name, None)}: unknown layer type {shown(type_)}"
                         f"{did_you_mean(str(type_), LAYER_TYPES) or ' (run `layercalc schema` for the list)'}")
     for field, spellings in _aliased_fields(cls):
         given = [n for n in spellings if n in raw]
         if len(given) > 1:
             # Pydantic would take one spelling and call the other an unknown field ("did you mean 'filters'?").
-            values = ", ".join(f"{n} {raw[n]!r}" for n in given)
+            values = ", ".join(f"{n} {shown(raw[n])}" for n in given)
             raise SpecError(f"{layer_label(index, name, type_)}: {' and '.join(repr(n) for n in given)} are two "
                             f"names of the same field {field!r}, given twice ({values}); keep one")
     try:
         return cls.model_validate({**raw, "type": type_.lower()})
     except ValidationError as exc:
-        detail = describe_validation_error(exc, raw, accepted_fields(cls), _field_help(cls))
+        detail = cls.describe_error(exc, raw)
         raise SpecError(f"{layer_label(index, name, type_)}: {detail}") from None

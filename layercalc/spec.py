@@ -27,7 +27,7 @@ from typing import Any, Union
 
 from pydantic import ValidationError
 
-from .errors import SpecError, describe_validation_error, layer_label, whole_number_problem
+from .errors import SpecError, layer_label, safe_text, shown, whole_number_problem
 from .graph import Network
 
 Source = Union[str, os.PathLike, Mapping, Network]
@@ -38,20 +38,97 @@ Source = Union[str, os.PathLike, Mapping, Network]
 MAX_DEPTH = 100
 
 
-@lru_cache(maxsize=1)
-def _spec_loader():
-    """The YAML loader class for specs: PyYAML's safe loader (the C one when available, 8× faster on a zoo file),
-    stricter about duplicate keys and ambiguous integers. Built on first use: yaml is imported lazily."""
+#: the largest spec text read, from a file or standard input. Real specs are a few kilobytes (ResNet-50 is 48
+#: lines); the cap keeps reading (and YAML parsing, ~2 s per MiB) bounded whatever the source (/dev/zero, a pipe).
+MAX_SPEC_BYTES = 1024 * 1024
+
+#: the most values (mappings, lists and scalars) a spec may hold with its YAML aliases expanded: a few aliases can
+#: stand for billions of values (an "alias bomb"), which every later walk would visit one by one
+MAX_SPEC_VALUES = 1_000_000
+
+#: the tags a spec's data may have: YAML's plain data, what JSON has. Sets, ordered maps, pairs, binary and
+#: timestamps are refused: their meaning in a layer field would be a guess (a set has no order).
+PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "str", "int", "float", "bool", "null")}
+
+
+class _TooDeep(Exception):
+    """Raised by the composer at the first value nested deeper than ``MAX_DEPTH``: where it is (a path of keys
+    and indexes) and the layer mapping it is in, if any, as far as it was read."""
+
+    def __init__(self, path: tuple, layer: dict) -> None:
+        super().__init__("nested too deeply")
+        self.path, self.layer = path, layer
+
+
+@lru_cache(maxsize=2)
+def _spec_loader(with_libyaml: bool = True):
+    """The YAML loader class for specs: PyYAML's safe constructors on libyaml's parser events (the C parser when
+    available), with layercalc's own composer and stricter constructors. Built on first use (yaml is imported
+    lazily).
+
+    - The composer refuses nesting deeper than :data:`MAX_DEPTH` as it reads, naming where. libyaml has a limit of
+      its own (1,000 levels from PyYAML 6.0.4), which its scanner can reach before the composer sees level 100
+      (it reads ahead): :func:`parse_text` reads a document that libyaml refuses again with the pure-Python
+      parser, so what is said about a spec does not depend on the installed PyYAML.
+    - Duplicate keys, YAML 1.1 numbers that YAML 1.2/JSON read differently, YAML 1.1 booleans (``yes``, ``off``)
+      and every tag beyond plain data are refused (see the module docstring).
+    """
     import re
 
     import yaml
-    from yaml.constructor import ConstructorError
-    from yaml.nodes import ScalarNode
+    from yaml.composer import Composer
+    from yaml.constructor import ConstructorError, SafeConstructor
+    from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+    from yaml.resolver import Resolver
 
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        if not with_libyaml:
+            raise ImportError("the pure-Python parser was asked for")
+        from yaml._yaml import CParser as Parser          # libyaml: ~6× faster on a zoo file
+    except ImportError:                                   # PyYAML without libyaml
+        from yaml.parser import Parser as EventParser
+        from yaml.reader import Reader
+        from yaml.scanner import Scanner
 
-    class SpecLoader(base):  # type: ignore[misc, valid-type]
+        class Parser(Reader, Scanner, EventParser):  # type: ignore[no-redef]
+            def __init__(self, stream):
+                Reader.__init__(self, stream)
+                Scanner.__init__(self)
+                EventParser.__init__(self)
+
+    class SpecLoader(Composer, Parser, SafeConstructor, Resolver):  # type: ignore[misc, valid-type]
         # Only the safe constructors (SafeConstructor): no python/* tags, plain data only.
+
+        def __init__(self, stream):
+            Parser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            self._open: list[tuple] = []                  # (parent node, index or key node) of each open value
+
+        def compose_node(self, parent, index):
+            self._open.append((parent, index))
+            if len(self._open) > MAX_DEPTH:
+                raise _TooDeep(*self._where_open())
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self._open.pop()
+
+        def _where_open(self) -> tuple[tuple, dict]:
+            """The path to the value being composed, and the scalar fields of the layer mapping it is in."""
+            path: list = []
+            layer: dict = {}
+            for parent, index in self._open[1:]:
+                if isinstance(parent, SequenceNode):
+                    path.append(len(parent.value))
+                elif isinstance(parent, MappingNode):
+                    key = index.value if isinstance(index, ScalarNode) else "?"
+                    path.append(key)
+                    if len(path) == 3 and path[0] == "layers":    # the layer mapping: its name and type so far
+                        layer = {k.value: v.value for k, v in parent.value
+                                 if isinstance(k, ScalarNode) and isinstance(v, ScalarNode)}
+            return tuple(path), layer
 
         def flatten_mapping(self, node):
             # Called once per mapping before its keys are read (and again, as a no-op, when it is merged with
@@ -81,15 +158,22 @@ def _spec_loader():
 
         def construct_yaml_int(self, node):
             text = self.construct_scalar(node)
-            digits = text.replace("_", "").lstrip("+-")
+            digits = text.lstrip("+-")
             if ":" in digits:
                 raise ConstructorError(None, None, f"{text} is a base-60 number in YAML 1.1 (PyYAML reads it as "
                                        f"{super().construct_yaml_int(node)}) but text in YAML 1.2; write the "
                                        f"number itself, or quote it", node.start_mark)
-            if len(digits) > 1 and digits[0] == "0" and digits[1] not in "xb":
+            if "_" in digits or digits[:2] in ("0b", "0B"):
+                raise ConstructorError(None, None, f"{text} is a number in YAML 1.1 (PyYAML reads it as "
+                                       f"{super().construct_yaml_int(node)}) but text in YAML 1.2 and JSON; write "
+                                       f"the number in plain digits, or quote it", node.start_mark)
+            if len(digits) > 1 and digits[0] == "0" and digits[1] not in "xX":
                 raise ConstructorError(None, None, f"{text} has a leading zero: octal in YAML 1.1 (PyYAML reads "
                                        f"{super().construct_yaml_int(node)}), decimal in YAML 1.2; write it "
                                        f"without the leading zero", node.start_mark)
+            if len(digits) > _MAX_DIGITS:                 # int() itself refuses 4,300 digits with a ValueError
+                raise ConstructorError(None, None, f"an integer of {len(digits):,} digits is larger than any size "
+                                       f"a framework can hold (int64: 19 digits)", node.start_mark)
             return super().construct_yaml_int(node)
 
         def construct_yaml_float(self, node):
@@ -98,16 +182,43 @@ def _spec_loader():
                 raise ConstructorError(None, None, f"{text} is a base-60 number in YAML 1.1 (PyYAML reads it as "
                                        f"{super().construct_yaml_float(node)}) but text in YAML 1.2; write the "
                                        f"number itself, or quote it", node.start_mark)
+            if "_" in text:
+                raise ConstructorError(None, None, f"{text} is a number in YAML 1.1 (PyYAML reads it as "
+                                       f"{super().construct_yaml_float(node)}) but text in YAML 1.2 and JSON; "
+                                       f"write it without underscores, or quote it", node.start_mark)
             return super().construct_yaml_float(node)
+
+        def construct_yaml_bool(self, node):
+            text = self.construct_scalar(node)
+            if text.lower() not in ("true", "false"):
+                raise ConstructorError(None, None, f"{text} is a boolean in YAML 1.1 (PyYAML reads it as "
+                                       f"{super().construct_yaml_bool(node)}) but text in YAML 1.2 and JSON; write "
+                                       f"true or false, or quote it", node.start_mark)
+            return super().construct_yaml_bool(node)
+
+        def construct_not_plain_data(self, node):
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise ConstructorError(None, None, f"the tag {tag} is not plain data: a spec holds only "
+                                   f"mappings, lists, strings, numbers, booleans and null"
+                                   + (" (quote a date to use it as text)" if tag == "!!timestamp" else ""),
+                                   node.start_mark)
 
     SpecLoader.add_constructor("tag:yaml.org,2002:int", SpecLoader.construct_yaml_int)
     SpecLoader.add_constructor("tag:yaml.org,2002:float", SpecLoader.construct_yaml_float)
+    SpecLoader.add_constructor("tag:yaml.org,2002:bool", SpecLoader.construct_yaml_bool)
+    for tag in list(SafeConstructor.yaml_constructors):
+        if tag is not None and tag not in PLAIN_TAGS and tag != "tag:yaml.org,2002:merge":
+            SpecLoader.add_constructor(tag, SpecLoader.construct_not_plain_data)
     # `1e-5` and `2E3` are floats in JSON and YAML 1.2; YAML 1.1 wants a dot and a signed exponent (`1.0e-5`).
     SpecLoader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
         re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
         list("-+0123456789."))
     return SpecLoader
+
+
+#: the most digits of an integer literal: int64 has 19, and a longer literal is refused before it is converted
+_MAX_DIGITS = 30
 
 
 def _at(node) -> str:
@@ -119,8 +230,21 @@ def _node_text(node) -> str:
     from yaml.nodes import MappingNode, ScalarNode
 
     if isinstance(node, ScalarNode):
-        return repr(node.value) if node.style in ("'", '"') else node.value
+        return shown(node.value) if node.style in ("'", '"') else shown(node.value).strip("'")
     return "a mapping" if isinstance(node, MappingNode) else "a list"
+
+
+def _json_int(text: str) -> int:
+    """JSON integers: Python's ``int()`` refuses 4,300 digits with a bare ValueError; refuse sooner, clearly."""
+    if len(text.lstrip("-")) > _MAX_DIGITS:
+        raise SpecError(f"an integer of {len(text.lstrip('-')):,} digits is larger than any size a framework can "
+                        f"hold (int64: 19 digits)")
+    return int(text)
+
+
+def _json_constant(text: str) -> float:
+    """``NaN``, ``Infinity``: Python's json reads them, JSON itself has no such numbers."""
+    raise SpecError(f"{text} is not a JSON number")
 
 
 def _json_object(pairs: list[tuple[str, Any]]) -> dict:
@@ -144,7 +268,8 @@ def parse_text(text: str, origin: str = "<spec>", fmt: str | None = None) -> Any
         raise SpecError(f"{origin}: cannot read: not UTF-8 text ({e.reason} at position {e.start})") from None
     if fmt == "json" or (fmt is None and origin.endswith(".json")):
         try:
-            return json.loads(text, object_pairs_hook=_json_object)
+            return json.loads(text, object_pairs_hook=_json_object, parse_int=_json_int,
+                              parse_constant=_json_constant)
         except json.JSONDecodeError as e:
             raise SpecError(f"{origin}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
         except SpecError as e:
@@ -154,7 +279,14 @@ def parse_text(text: str, origin: str = "<spec>", fmt: str | None = None) -> Any
                             f"{MAX_DEPTH} levels)") from None
     import yaml
     try:
-        return yaml.load(text, Loader=_spec_loader())  # noqa: S506 - a safe loader, never yaml.Loader
+        try:
+            return yaml.load(text, Loader=_spec_loader())  # noqa: S506 - a safe loader, never yaml.Loader
+        except yaml.YAMLError:
+            # libyaml's message (and whether it refuses at all) depends on its version; PyYAML's own parser says
+            # the same about real syntax errors, and lets the composer find a too-deep value where it is.
+            return yaml.load(text, Loader=_spec_loader(with_libyaml=False))  # noqa: S506 - safe, as above
+    except _TooDeep as e:
+        raise SpecError(_too_deep_message(origin, e.path, e.layer)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
@@ -168,14 +300,27 @@ def parse_text(text: str, origin: str = "<spec>", fmt: str | None = None) -> Any
 def read_spec_file(path: Union[str, os.PathLike]) -> Any:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as stream:
+            text = read_capped(stream, safe_text(str(path)))
+        return parse_text(text, safe_text(str(path)))
     except FileNotFoundError:
-        raise SpecError(f"{path}: no such file") from None
+        raise SpecError(f"{safe_text(str(path))}: no such file") from None
     except IsADirectoryError:
-        raise SpecError(f"{path}: is a directory, expected a YAML or JSON spec file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecError(f"{path}: cannot read: {e}") from None
-    return parse_text(text, str(path))
+        raise SpecError(f"{safe_text(str(path))}: is a directory, expected a YAML or JSON spec file") from None
+    except OSError as e:
+        raise SpecError(f"{safe_text(str(path))}: cannot read: {e.strerror or e}") from None
+
+
+def read_capped(stream, origin: str) -> str:
+    """At most :data:`MAX_SPEC_BYTES` of a binary stream, decoded as UTF-8; more is refused, not read."""
+    data = stream.read(MAX_SPEC_BYTES + 1)
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(f"{origin}: larger than {MAX_SPEC_BYTES // 1024 // 1024} MiB; a spec is at most that (use "
+                        f"blocks and repeat for long networks)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{origin}: cannot read: {e}") from None
 
 
 def from_data(data: Any, origin: str = "spec") -> Network:
@@ -184,15 +329,18 @@ def from_data(data: Any, origin: str = "spec") -> Network:
         raise SpecError(f"{origin}: a spec must be a mapping with 'input' and 'layers', got {type(data).__name__}")
     _check_depth(data, origin)
     _check_whole_numbers(data, origin)
-    from .blocks import expand
+    from .blocks import MAX_LAYERS, expand
+    layers = data.get("layers")
+    if isinstance(layers, (list, tuple)) and len(layers) > MAX_LAYERS:
+        raise SpecError(f"{origin}: field 'layers': {len(layers):,} entries; a spec may have at most "
+                        f"{MAX_LAYERS:,} layers (use blocks and repeat for long networks)")
     data = expand(dict(data))
+    if data.get("layers") is not layers:
+        _check_depth(data, origin)        # block arguments nest values into layers: check what they made
     try:
         return Network.model_validate(data)
     except ValidationError as exc:
-        known = list(Network.model_fields)
-        helps = {"input": "a list of positive sizes, one example without the batch dim, e.g. [1, 28, 28]",
-                 "layers": "a list of layer mappings"}
-        raise SpecError(f"{origin}: {describe_validation_error(exc, data, known, helps)}") from None
+        raise SpecError(f"{origin}: {Network.describe_error(exc, data)}") from None
 
 
 def _check_depth(data: Mapping, origin: str) -> None:
@@ -212,14 +360,54 @@ def _check_depth(data: Mapping, origin: str) -> None:
             where = path[:3] if path[:1] in (("layers",), ("blocks",)) else path[:1]
             short = reprlib.Repr()                    # keyword arguments only from Python 3.12
             short.maxlevel, short.maxlist, short.maxdict, short.maxstring = 3, 2, 2, 20
-            raise SpecError(f"{origin}: {_where(data, where)}: got {short.repr(_top(data, where))}: lists and "
-                            f"mappings nested more than {MAX_DEPTH} levels deep (or containing themselves); a spec "
-                            f"never needs that many")
+            raise SpecError(f"{origin}: {_where(data, where)}: got {short.repr(_top(data, where))}: "
+                            f"{_TOO_DEEP}")
         if explored.get(id(value), 0) >= depth:
             continue
         explored[id(value)] = depth
         items = value.items() if isinstance(value, Mapping) else enumerate(value)
         stack.extend((v, depth + 1, (*path, k)) for k, v in items)
+    count = _expanded_size(data, explored)
+    if count > MAX_SPEC_VALUES:
+        raise SpecError(f"{origin}: with its YAML aliases expanded the spec holds more than {MAX_SPEC_VALUES:,} "
+                        f"values (an alias used inside another alias multiplies); a spec never needs that many")
+
+
+_TOO_DEEP = (f"lists and mappings nested more than {MAX_DEPTH} levels deep (or containing themselves); a spec never "
+             f"needs that many")
+
+
+def _too_deep_message(origin: str, path: tuple, layer: dict) -> str:
+    """The message of a value nested too deeply, found while the YAML was read (no data to show yet)."""
+    if len(path) >= 3 and path[0] == "layers" and isinstance(path[1], int):
+        name, type_ = layer.get("name"), layer.get("type")
+        where = f"{layer_label(path[1], name if isinstance(name, str) else None, type_)}: field {shown(path[2])}"
+    else:
+        where = "field " + shown(".".join(str(p) for p in path[:3]))
+    return f"{origin}: {where}: {_TOO_DEEP}"
+
+
+def _expanded_size(data: Any, containers: dict[int, int]) -> int:
+    """How many values ``data`` holds when every shared list or mapping (a YAML alias) is counted each time it
+    is used: what a walk over the data visits. Memoized per container, so linear in the distinct containers
+    (``containers``, from the depth check, already holds each of them once)."""
+    sizes: dict[int, int] = {}
+    # Deepest containers first: each one's size is known once its children's are. Depth-first post-order,
+    # iterative (nesting is bounded by MAX_DEPTH, but no recursion is needed).
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        value, children_done = stack.pop()
+        if id(value) in sizes:
+            continue
+        children = list(value.values()) if isinstance(value, Mapping) else list(value)
+        nested = [c for c in children if isinstance(c, (Mapping, list, tuple))]
+        if not children_done:
+            stack.append((value, True))
+            stack.extend((c, False) for c in nested if id(c) not in sizes)
+            continue
+        total = 1 + (len(children) - len(nested)) + sum(sizes.get(id(c), 0) for c in nested)
+        sizes[id(value)] = min(total, MAX_SPEC_VALUES + 1)       # capped: the sums stay small numbers
+    return sizes[id(data)]
 
 
 def _top(data: Any, path: tuple) -> Any:
@@ -264,7 +452,12 @@ def load(source: Source) -> Network:
         return source
     if isinstance(source, Mapping):
         return from_data(source)
+    if not isinstance(source, (str, os.PathLike)):
+        raise SpecError(f"load: got {type(source).__name__} {shown(source)}: expected a spec file path (str or "
+                        f"pathlib.Path), 'zoo:NAME', a mapping or a Network")
     text = os.fspath(source)
+    if not isinstance(text, str):                     # a PathLike of bytes
+        raise SpecError(f"load: got the path {shown(text)} as bytes: give it as str")
     if text.startswith("zoo:"):
         from . import zoo
         return zoo.load(text[4:])
