@@ -33,10 +33,22 @@ DEBUG_ENV = "LAYERCALC_DEBUG"
 
 # ================================================================================================ error handling
 
+#: the longest error line printed; values inside messages are already cut (errors.shown), this is the last guard
+MAX_ERROR_CHARS = 2000
+
+
 def _error(message: str) -> None:
-    """Print the error as one line on stderr."""
-    text = " ".join(str(message).split())           # always one line
-    print(f"{PROG}: error: {text}", file=sys.stderr)
+    """Print the error as one line on stderr: whitespace runs joined, control characters escaped, cut to
+    :data:`MAX_ERROR_CHARS` characters."""
+    from .errors import safe_text
+
+    text = safe_text(" ".join(str(message)[:4 * MAX_ERROR_CHARS].split()))    # always one line
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[:MAX_ERROR_CHARS] + " …"
+    try:
+        print(f"{PROG}: error: {text}", file=sys.stderr)
+    except (OSError, ValueError, AttributeError):  # stderr closed or full: nothing more can be said
+        pass
 
 
 class CliGroup(TyperGroup):
@@ -69,6 +81,7 @@ class CliGroup(TyperGroup):
             result = super().main(args=args, prog_name=prog_name or PROG, complete_var=complete_var,
                                   standalone_mode=False, **extra)
             code = result if isinstance(result, int) else 0
+            _flush_stdout()
         except getattr(click_exc, "NoArgsIsHelpError", ()) as exc:          # bare `layercalc`: the help, not an error
             print(exc.ctx.get_help() if exc.ctx else exc.format_message())
             code = 0
@@ -89,6 +102,10 @@ class CliGroup(TyperGroup):
         except BrokenPipeError:                          # `layercalc summary … | head`
             _silence_stdout()
             code = 0
+        except OutputError as exc:                       # `> /dev/full`: the answer could not be written
+            _silence_stdout()
+            _error(str(exc))
+            code = 2
         except SystemExit as exc:                        # typer exits by itself on a closed pipe
             if not isinstance(exc.__context__, BrokenPipeError):
                 raise
@@ -113,20 +130,51 @@ def _usage_message(exc) -> str:
     return message[0].lower() + message[1:] if message[:1].isupper() and not message[1:2].isupper() else message
 
 
+class OutputError(Exception):
+    """Standard output could not be written (a full disk, a closed descriptor)."""
+
+
+def _flush_stdout() -> None:
+    """Write out what is buffered now, inside the error handling: at exit Python would only warn."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"cannot write the output: {getattr(exc, 'strerror', None) or exc}") from None
+
+
 def _report_exception(exc: BaseException, debug: bool) -> int:
     from .errors import LayerCalcError
 
     if debug:
         import traceback
         traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, OSError) and _writing_stdout_failed(exc):
+        _silence_stdout()
+        _error(f"cannot write the output: {exc.strerror or exc}")
+        return 2
     if isinstance(exc, LayerCalcError):
         _error(str(exc))
+        return 2
+    if isinstance(exc, MemoryError):
+        # The estimates refuse what would not fit before starting (ResourceError); this is the last guard.
+        _error("out of memory: the input asks for more memory than this machine has (try a smaller batch, "
+               "input or --max-memory)")
         return 2
     if isinstance(exc, typer.Exit):
         return exc.exit_code
     _error(f"internal error: {type(exc).__name__}: {exc} — this is a bug in layercalc"
            + ("" if debug else "; run again with --debug for the traceback"))
     return 1
+
+
+def _writing_stdout_failed(exc: OSError) -> bool:
+    """A write that failed for want of room or a working device (print() to /dev/full raises from inside a
+    command, once its buffer fills): the environment's fault, never layercalc's."""
+    import errno
+    return exc.errno in (errno.ENOSPC, errno.EIO, errno.EFBIG, errno.EDQUOT)
 
 
 def _silence_stdout() -> None:
@@ -201,9 +249,11 @@ def _light_coercion(command, ctx=None) -> None:
                 convert = _option_int                    # digits only: int() would read '1_0' as 10
             try:
                 out = [convert(v) for v in value] if isinstance(value, (list, tuple)) else convert(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError) as exc:
+                if isinstance(exc, TooManyDigits):
+                    raise BadParameter(str(exc), ctx=ctx, param=param) from None
                 word = {int: "an integer", _option_int: "an integer", float: "a number"}.get(convert, "text")
-                raise BadParameter(f"{value!r} is not {word}", ctx=ctx, param=param) from None
+                raise BadParameter(f"{_shown(value)} is not {word}", ctx=ctx, param=param) from None
             low, high = self.parameter_info.min, self.parameter_info.max
             for v in out if isinstance(out, list) else [out]:
                 if (low is not None and v < low) or (high is not None and v > high):
@@ -230,16 +280,71 @@ def _light_coercion(command, ctx=None) -> None:
 def _option_int(value) -> int:
     if isinstance(value, int) and not isinstance(value, bool):       # a default, not typed text
         return value
-    if not isinstance(value, str) or not _DIGITS.fullmatch(value.strip()):
+    if not isinstance(value, str):
         raise ValueError(value)
-    return int(value)
+    return digits_to_int(value.strip())
 
 
 # ================================================================================================ value parsing
 
-_SEPARATORS = re.compile(r"[x×X,*]")
+#: what separates the sizes of a shape: ``1x28x28``, ``1×28×28``, ``1,28,28``. ``*`` is not one of them: it
+#: multiplies within one size, as a person writes a dense layer's inputs (``28*28`` = 784, ``7*7*512`` = 25,088)
+_SEPARATORS = re.compile(r"[x×X,]")
 #: a whole number as typed: ASCII digits, an optional sign. int() alone would also take '1_0' (10), ' ٣' (3)...
 _DIGITS = re.compile(r"[-+]?[0-9]+")
+#: the most digits a typed whole number may have: int64 has 19 (and int() refuses 4,300 with a bare ValueError)
+_MAX_DIGITS = 30
+
+
+class TooManyDigits(ValueError):
+    """A typed whole number longer than any size (and than Python's int() accepts)."""
+
+
+def digits_to_int(text: str) -> int:
+    """A whole number typed as digits; raises ``ValueError`` saying why not.
+
+    >>> digits_to_int('784'), digits_to_int('-2')
+    (784, -2)
+    >>> digits_to_int('9' * 40)
+    Traceback (most recent call last):
+    ...
+    layercalc.cli.TooManyDigits: a whole number of 40 digits is larger than any size (int64: 19 digits)
+    """
+    if not _DIGITS.fullmatch(text):
+        raise ValueError(f"{_shown(text)} is not a whole number (digits only)")
+    if len(text.lstrip("+-")) > _MAX_DIGITS:
+        raise TooManyDigits(f"a whole number of {len(text.lstrip('+-')):,} digits is larger than any size (int64: 19 "
+                         f"digits)")
+    return int(text)
+
+
+def _shown(value) -> str:
+    from .errors import shown
+    return shown(value)
+
+
+def _size_product(part: str) -> int:
+    """One size as typed: digits, or a product of them (``28*28`` → 784).
+
+    >>> _size_product('28*28'), _size_product('7*7*512'), _size_product('3')
+    (784, 25088, 3)
+    """
+    factors = part.split("*")
+    if len(factors) == 1:
+        return digits_to_int(part)
+    values = []
+    for factor in factors:
+        factor = factor.strip()
+        if not factor:
+            raise ValueError(f"{_shown(part)}: a factor is missing around '*'")
+        value = digits_to_int(factor)
+        if value < 1:
+            raise ValueError(f"{_shown(part)}: every factor must be ≥ 1, got {value}")
+        values.append(value)
+    product = 1
+    for value in values:
+        product *= value
+    return product
 
 
 def _spec_error(message: str):
@@ -263,9 +368,7 @@ def _whole(part) -> int:
     Raises ``ValueError`` saying why not (the callers add the option and the text received).
     """
     if isinstance(part, str):
-        if not _DIGITS.fullmatch(part):
-            raise ValueError(f"{part!r} is not a whole number (digits only)")
-        return int(part)
+        return digits_to_int(part)
     if isinstance(part, bool):                          # named as typed (JSON): true, not True
         raise ValueError(f"{str(part).lower()} is a boolean, not a whole number")
     if part is None:
@@ -280,18 +383,23 @@ def _whole(part) -> int:
 
 
 def parse_shape(text: str, option: str = "--input") -> list[int]:
-    """``1x28x28``, ``1,28,28``, ``[1, 28, 28]`` → ``[1, 28, 28]`` (one example, batch excluded)."""
+    """``1x28x28``, ``1,28,28``, ``[1, 28, 28]`` → ``[1, 28, 28]`` (one example, batch excluded); ``*`` multiplies
+    within one size: ``28*28`` → ``[784]``, ``1x28*28`` → ``[1, 784]``.
+
+    >>> parse_shape('1x28x28'), parse_shape('28*28'), parse_shape('7*7*512')
+    ([1, 28, 28], [784], [25088])
+    """
     raw = text.strip()
     parts = _json_list(raw, option) if raw.startswith("[") else [p.strip() for p in _SEPARATORS.split(raw)]
-    example = "e.g. 1x28x28 or 1,28,28 for one example (the batch is --batch)"
+    example = "e.g. 1x28x28 or 1,28,28 for one example (the batch is --batch); 28*28 is one size of 784"
     if not raw or not isinstance(parts, list) or not parts or any(p == "" for p in parts):
-        raise _spec_error(f"{option}: {text!r} is not a shape: {example}")
+        raise _spec_error(f"{option}: {_shown(text)} is not a shape: {example}")
     sizes = []
     for p in parts:
         try:
-            size = _whole(p)
+            size = _size_product(p) if isinstance(p, str) else _whole(p)
         except ValueError as exc:
-            raise _spec_error(f"{option}: {text!r} is not a shape: {exc}; {example}") from None
+            raise _spec_error(f"{option}: {_shown(text)} is not a shape: {exc}; {example}") from None
         if size < 1:
             raise _spec_error(f"{option}: {text!r}: every size must be ≥ 1, got {size}")
         sizes.append(size)
@@ -345,9 +453,10 @@ def parse_float(text: str, option: str) -> float:
 
 
 def parse_int(text: str, option: str) -> int:
-    if not _DIGITS.fullmatch(text.strip()):
-        raise _spec_error(f"{option}: {text!r} is not a whole number (digits only)")
-    return int(text)
+    try:
+        return digits_to_int(text.strip())
+    except ValueError as exc:
+        raise _spec_error(f"{option}: {exc}") from None
 
 
 # ================================================================================================ common options
@@ -412,12 +521,10 @@ def size_command(
     pad = padding.strip().lower()
     if pad not in ("same", "valid"):
         try:
-            if not _DIGITS.fullmatch(pad):
-                raise ValueError(pad)
-            pad = int(pad)
+            pad = digits_to_int(pad)
         except ValueError:
-            raise _spec_error(f"--padding: {padding!r} is not a whole number, same or valid (size works along one "
-                              f"dimension: the same padding on each side)") from None
+            raise _spec_error(f"--padding: {_shown(padding)} is not a whole number, same or valid (size works along "
+                              f"one dimension: the same padding on each side)") from None
         if pad < 0:
             raise _spec_error(f"--padding: must be ≥ 0, got {pad}")
     stated_output_padding = output_padding is not None
@@ -604,22 +711,31 @@ def _load_network(spec_module, spec: str, batch, input_shape, dtype, layout):
 
 
 def _read_stdin() -> str:
-    """Standard input as strict UTF-8, like a spec file: Python's text stdin may decode with surrogateescape and
-    hand the YAML parser text it cannot encode (a UnicodeEncodeError instead of "cannot read")."""
+    """Standard input as strict UTF-8 and at most ``spec.MAX_SPEC_BYTES``, like a spec file: Python's text stdin may
+    decode with surrogateescape and hand the YAML parser text it cannot encode."""
+    from .spec import read_capped
+
     buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:                                # `layercalc summary - <&-`: Python sets sys.stdin to None
+        raise _spec_error("<stdin>: cannot read: standard input is closed")
     try:
-        return buffer.read().decode("utf-8") if buffer is not None else sys.stdin.read()
-    except UnicodeDecodeError as exc:
-        raise _spec_error(f"<stdin>: cannot read: {exc}") from None
+        return read_capped(buffer, "<stdin>")
     except OSError as exc:
-        raise _spec_error(f"<stdin>: cannot read: {exc.strerror or exc}") from None
+        import errno
+        reason = "standard input is closed" if exc.errno == errno.EBADF else exc.strerror or exc
+        raise _spec_error(f"<stdin>: cannot read: {reason}") from None
+    except ValueError as exc:                         # a closed file object
+        from .errors import LayerCalcError
+        if isinstance(exc, LayerCalcError):
+            raise
+        raise _spec_error(f"<stdin>: cannot read: {exc}") from None
 
 
 def _with_overrides(net, overrides: dict):
     """Re-validate the network with some top-level fields replaced (the layers are kept as built)."""
     from pydantic import ValidationError
 
-    from .errors import SpecError, describe_validation_error
+    from .errors import SpecError
     from .graph import Network
 
     data = {**{k: getattr(net, k) for k in ("name", "input", "batch", "layout", "dtype")}, **overrides,
@@ -627,7 +743,7 @@ def _with_overrides(net, overrides: dict):
     try:
         return Network.model_validate(data)
     except ValidationError as exc:
-        detail = describe_validation_error(exc, data, list(Network.model_fields))
+        detail = Network.describe_error(exc, data)
         raise SpecError(re.sub(r"field '(\w+)'", r"--\1", detail)) from None
 
 
@@ -765,13 +881,16 @@ class Progress:
             sys.stderr.flush()
 
 
-def _load_weights(path: Optional[str]):
+def _load_weights(path: Optional[str], net=None, limit: Optional[int] = None):
+    """The --weights archive, its headers checked against ``net``'s layers and ``limit`` before any array is read."""
     if path is None:
         return None
-    from .executor import load_weights
+    from .executor import default_memory_limit, load_weights
     if not os.path.exists(path):
         raise _spec_error(f"--weights: {path}: no such file")
-    return load_weights(path)
+    steps = net.resolve() if net is not None else None
+    return load_weights(path, steps, bool(net is not None and net.channels_last),
+                        default_memory_limit() if limit is None else limit)
 
 
 MaxMemoryOpt = Annotated[Optional[str], typer.Option(
@@ -805,19 +924,26 @@ def verify_command(
     if dtype is not None:
         dtype = _check_choice(dtype, ("float32", "float64"), "--dtype")
     net = load_network(spec, batch)
-    loaded = _load_weights(weights)
+    limit = _max_memory(max_memory)
     from tabulate import tabulate
 
+    from .errors import ResourceError
+    from .executor import weight_sources
     from .formatting import count, shape_text
     from .verify import verify
 
-    limit = _max_memory(max_memory)
     bar = Progress(sys.stderr.isatty() if progress is None else progress)
     try:
         with spec_context(spec):
+            loaded = _load_weights(weights, net, limit)
             result = verify(net, weights=loaded, seed=seed, progress=bar, dtype=dtype, max_memory=limit)
+            sources = result.weights or weight_sources(net, loaded, seed)
+    except MemoryError:
+        raise ResourceError("verify: ran out of memory; use a smaller --batch or a lower --max-memory") from None
     finally:
         bar.close()
+    if weights is not None:
+        sources.source = weights
     rows = [[c.index, c.name, c.type, shape_text(c.expected_shape), shape_text(c.actual_shape),
              count(c.expected_macs, numbers), count(c.actual_macs, numbers), "✓" if c.ok else "✗"]
             for c in result.checks]
@@ -837,6 +963,7 @@ def verify_command(
     estimate = getattr(result, "estimate", None)
     if estimate is not None and hasattr(estimate, "describe"):
         print(f"memory estimate: {estimate.describe()}")
+    print(sources.describe())
     if bad or missing or not result.ok:
         raise typer.Exit(1)
 
@@ -875,35 +1002,49 @@ def run_command(
     if dtype is not None:
         dtype = _check_choice(dtype, ("float32", "float64"), "--dtype")
     net = load_network(spec, batch)
-    x = None
-    if input_path is not None:
-        if not os.path.exists(input_path):
-            raise _spec_error(f"--input: {input_path}: no such file")
-        try:
-            x = np.load(input_path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise _spec_error(f"--input: {input_path}: not a readable .npy array ({exc})") from None
-        if not isinstance(x, np.ndarray):
-            raise _spec_error(f"--input: {input_path}: expected one array (.npy), got an archive of several")
-    from .executor import run
+    limit = _max_memory(max_memory)
+    from .errors import ResourceError
+    from .executor import default_memory_limit, load_array, run, weight_sources
 
-    loaded, limit = _load_weights(weights), _max_memory(max_memory)
-    with spec_context(spec):
-        out = run(net, x=x, weights=loaded, seed=seed, dtype=dtype, max_memory=limit)
+    def check_input_shape(shape) -> None:
+        expected = [*net.input]
+        if list(shape[1:]) != expected or len(shape) != len(expected) + 1:
+            raise _spec_error(f"--input: {input_path}: shape {list(shape)}, expected [batch, "
+                              f"{', '.join(map(str, expected))}] (the spec's input {expected} after a batch dim)")
+        if batch is not None and shape[0] != batch:
+            raise _spec_error(f"--input: {input_path} holds a batch of {shape[0]} (shape {list(shape)}) but "
+                              f"--batch is {batch}: drop --batch (the array's batch is used) or make them agree")
+
+    try:
+        x = None
+        if input_path is not None:
+            if not os.path.exists(input_path):
+                raise _spec_error(f"--input: {input_path}: no such file")
+            x = load_array(input_path, "--input", default_memory_limit() if limit is None else limit,
+                           check_input_shape)
+        with spec_context(spec):
+            loaded = _load_weights(weights, net, limit)
+            out = run(net, x=x, weights=loaded, seed=seed, dtype=dtype, max_memory=limit)
+            sources = weight_sources(net, loaded, seed, weights)
+    except MemoryError:
+        raise ResourceError("run: ran out of memory; use a smaller input or batch, or a lower --max-memory") from None
     outputs = out if isinstance(out, dict) else {_output_name(net): out}
     for name, array in outputs.items():
         print(f"{name}: shape {list(array.shape)} {array.dtype}, min {array.min():.6g}, max {array.max():.6g}, "
               f"mean {array.mean():.6g}")
+    print(sources.describe())
     if output_path is None:
         return
+    if not output_path.endswith(".npz") and len(outputs) > 1:
+        raise _spec_error(f"--output: the network has {len(outputs)} outputs ({', '.join(outputs)}): "
+                          f"give a .npz path to save them all")
     try:
-        if output_path.endswith(".npz"):
-            np.savez(output_path, **outputs)
-        elif len(outputs) > 1:
-            raise _spec_error(f"--output: the network has {len(outputs)} outputs ({', '.join(outputs)}): "
-                              f"give a .npz path to save them all")
-        else:
-            np.save(output_path, next(iter(outputs.values())))
+        # through an open file: NumPy writes exactly this name (given a path, it would append .npy / .npz)
+        with open(output_path, "wb") as f:
+            if output_path.endswith(".npz"):
+                np.savez(f, **outputs)
+            else:
+                np.save(f, next(iter(outputs.values())))
     except OSError as exc:
         raise _spec_error(f"--output: {output_path}: cannot write ({exc.strerror or exc})") from None
     print(f"wrote {output_path}")
@@ -1153,7 +1294,7 @@ def run_calculator(type_name: str, cls, kinds: dict, values: dict) -> None:
 def _one_layer_network(type_name: str, layer, shapes: list[list[int]], values: dict):
     from pydantic import ValidationError
 
-    from .errors import SpecError, describe_validation_error
+    from .errors import SpecError
     from .graph import Network
 
     data = {"name": type_name, "input": shapes[0], "batch": values["cli_batch"], "layout": values["cli_layout"],
@@ -1161,7 +1302,7 @@ def _one_layer_network(type_name: str, layer, shapes: list[list[int]], values: d
     try:
         return Network.model_validate(data)
     except ValidationError as exc:
-        detail = describe_validation_error(exc, data, list(Network.model_fields))
+        detail = Network.describe_error(exc, data)
         raise SpecError(re.sub(r"field '(\w+)'", r"--\1", detail)) from None
 
 
@@ -1170,7 +1311,7 @@ def _merge_entry(type_name: str, layer, shapes: list[list[int]], net):
     applied to the given tensors directly, and its facts reported the way ``Network.analyze`` reports them."""
     from .graph import DTYPE_BYTES
     from .report import LayerReport
-    from .rules import Context, ReceptiveField, Tensor, infer, numel
+    from .rules import Context, ReceptiveField, Tensor, infer, numel, report_jump
 
     itemsize = DTYPE_BYTES[net.dtype]
     tensors = []
@@ -1185,7 +1326,7 @@ def _merge_entry(type_name: str, layer, shapes: list[list[int]], net):
         output_shape=list(facts.output_shape), params=facts.params, buffers=facts.buffers, macs=facts.macs,
         flops=facts.flops, param_bytes=facts.params * itemsize, activation_bytes=numel(facts.output_shape) * itemsize,
         receptive_field=[int(v) for v in rf.size] if rf is not None else None,
-        jump=[float(v) for v in rf.jump] if rf is not None else None, notes=facts.notes)
+        jump=report_jump(rf), notes=facts.notes)
     return entry, facts, itemsize
 
 

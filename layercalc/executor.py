@@ -18,9 +18,13 @@ produced by the arrays themselves, which is what ``layercalc verify`` checks aga
 
 from __future__ import annotations
 
+import fractions
 import math
+import numbers
 import os
 import re
+import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
@@ -29,7 +33,8 @@ import numpy as np
 
 from . import kernels as K
 from . import layers as L
-from .errors import ResourceError, ShapeError, SpecError, did_you_mean, layer_label
+from .errors import (LayerCalcError, ResourceError, ShapeError, SpecError, did_you_mean, layer_label,
+                     whole_number_problem)
 
 INPUT = "input"
 
@@ -50,7 +55,7 @@ def resolve_dtype(network, dtype=None) -> np.dtype:
         dtype = "float64" if network.dtype == "float64" else "float32"
     try:
         resolved = np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError, SyntaxError, KeyError):     # np.dtype's ways of refusing a name
         raise SpecError(f"dtype {dtype!r}: the executor runs float32 or float64") from None
     if resolved not in (np.float32, np.float64):
         raise SpecError(f"dtype {dtype!r}: the executor runs float32 or float64")
@@ -69,15 +74,50 @@ def parse_bytes(text: Union[str, int, float]) -> int:
     >>> parse_bytes("2G"), parse_bytes("2GB"), parse_bytes("1.5 KiB"), parse_bytes(1000)
     (2147483648, 2000000000, 1536, 1000)
     """
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        if text <= 0:
+    if isinstance(text, numbers.Real) and not isinstance(text, bool) and not _is_bool(text):
+        if isinstance(text, numbers.Integral):
+            count = int(text)
+        elif math.isfinite(float(text)):
+            count = int(float(text))
+        else:
+            raise SpecError(f"max memory {text!r}: must be a finite number of bytes")
+        if count <= 0:
             raise SpecError(f"max memory {text!r}: must be positive")
-        return int(text)
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    unit = match.group(2).lower() if match else None
-    if not match or unit not in _UNITS or float(match.group(1)) <= 0:
-        raise SpecError(f"max memory {text!r}: expected a positive size such as 512M, 2G, 1.5GB or a number of bytes")
-    return int(float(match.group(1)) * _UNITS[unit])
+        if count > MAX_MEMORY_BYTES:
+            raise SpecError(f"max memory {text!r}: larger than any memory (at most 2**64 bytes)")
+        return count
+    shown = repr(text) if len(repr(text)) <= 40 else f"{repr(text)[:30]}… ({len(str(text))} characters)"
+    match = re.fullmatch(r"\s*([0-9]*)(\.[0-9]+)?\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(3).lower() if match else None
+    if not match or not (match.group(1) or match.group(2)) or unit not in _UNITS:
+        raise SpecError(f"max memory {shown}: expected a positive size such as 512M, 2G, 1.5GB or a number of bytes")
+    whole = match.group(1).lstrip("0")
+    if len(whole) > 24:                     # before any conversion: Python refuses int() of 4,300+ digits
+        raise SpecError(f"max memory {shown}: larger than any memory (at most 2**64 bytes)")
+    count = int(fractions.Fraction(f"{whole or 0}{match.group(2) or ''}") * _UNITS[unit])
+    if count <= 0:
+        raise SpecError(f"max memory {shown}: must be at least 1 byte")
+    if count > MAX_MEMORY_BYTES:
+        raise SpecError(f"max memory {shown}: larger than any memory (at most 2**64 bytes)")
+    return count
+
+
+#: the largest memory limit taken (16 EiB): anything above is a typo, not a machine
+MAX_MEMORY_BYTES = 2**64
+
+
+def _is_bool(value) -> bool:
+    return getattr(getattr(value, "dtype", None), "kind", None) == "b"
+
+
+def check_seed(seed) -> int:
+    """The seed as an int: a whole number (not a boolean, a string or a fraction)."""
+    problem = whole_number_problem(seed)
+    if problem is None and isinstance(seed, (list, tuple, dict, set)):
+        problem = f"{seed!r} is a {type(seed).__name__}, not a whole number"
+    if problem is not None:
+        raise SpecError(f"seed: {problem}")
+    return int(seed)
 
 
 def format_bytes(count: int) -> str:
@@ -199,13 +239,17 @@ def _step_scratch(step, itemsize: int, channels_last: bool, weights_given: bool 
         return (padded + temp) * itemsize + weight_copies, chunk
     if isinstance(layer, L._PoolBase):
         return 2 * n_in * itemsize, 0                   # the padded copy (ceil_mode overhang included, roughly)
-    if isinstance(layer, (L._AdaptivePoolBase, L.LayerNorm, L.GroupNorm, L.Linear)):
+    if isinstance(layer, L._AdaptivePoolBase):
+        last = list(in_shape) if channels_last else [in_shape[0], *in_shape[2:], in_shape[1]]   # as the kernel sees it
+        return K.adaptive_pool_scratch(last, list(layer.output_size), itemsize,
+                                       "max" if "max" in layer.type else "avg"), 0
+    if isinstance(layer, (L.LayerNorm, L.GroupNorm, L.Linear)):
         return 2 * n_in * itemsize + (0 if weights_given else facts.params * itemsize), 0
     if isinstance(layer, L._BatchNormBase):
         stats = 0 if layer.track_running_stats else 2 * n_in * 8
         return stats + 4 * facts.params * itemsize, 0
-    if isinstance(layer, L.GELU):
-        return n_in * (4 * 8 + 2 * itemsize), 0        # erf works in float64 with a mask and an index array
+    if isinstance(layer, L.GELU):                     # computed in blocks (erf works in float64)
+        return K.elementwise_scratch(n_in, K.GELU_BLOCK_BYTES_PER_ELEMENT), 0
     if isinstance(layer, (L._Activation, L.Softmax)):
         return n_in * itemsize, 0
     return 0, 0
@@ -240,46 +284,155 @@ def estimate_memory(steps, input_shape, dtype, channels_last: bool, given_weight
         for src in set(step.inputs):
             if last_use.get(src) == position:
                 live -= size[src]
+    # the outputs are made C-contiguous at the end (a copy of each one that is a strided view) while all are live
+    final = sum(size[step.name] for step in steps if step.name not in last_use)
+    if live + final > peak:
+        peak, peak_step = live + final, "the end (the outputs made contiguous)"
     held = sum(np.asarray(v).nbytes for params in (given_weights or {}).values() for v in params.values())
     return MemoryEstimate(weights=held, activations=peak, workspace=workspace, peak_step=peak_step)
 
 
 # ------------------------------------------------------------------------------------------------------ weights
 
-def load_weights(path) -> dict[str, dict[str, np.ndarray]]:
+#: what reading a damaged or hostile file raises, caught where files are read (and turned into one line)
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, RuntimeError, NotImplementedError,
+                KeyError)
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _npy_header(stream, where: str, kinds: str = "fiub") -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, data bytes)`` from an .npy header, read before any data; refuses pickled objects and
+    anything but numbers."""
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise SpecError(f"{where}: .npy format version {version[0]}.{version[1]} is not read (1.0 and 2.0 are)")
+    if dtype.hasobject:
+        raise SpecError(f"{where}: holds Python objects (a pickled array), which are never loaded; save numbers")
+    if dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None:
+        raise SpecError(f"{where}: holds {dtype} values, expected numbers")
+    return tuple(int(n) for n in shape), dtype, math.prod(shape) * dtype.itemsize
+
+
+def load_array(path, what: str = "--input", max_bytes: Optional[int] = None,
+               check_shape: Optional[Callable[[tuple[int, ...]], None]] = None) -> np.ndarray:
+    """Read one array from an ``.npy`` file, checking its header first: numbers only (never pickled objects), the
+    data the header declares present in the file, within ``max_bytes``, and ``check_shape(shape)`` passed —
+    all before the data is read."""
+    where = f"{what}: {path}"
+    try:
+        with open(os.fspath(path), "rb") as f:
+            magic = f.read(len(_NPY_MAGIC))
+            if magic[:2] == b"PK":
+                raise SpecError(f"{where}: an .npz archive of several arrays; expected one array (.npy)")
+            if magic != _NPY_MAGIC:
+                raise SpecError(f"{where}: not a readable .npy array (no .npy header: np.save writes one)")
+            f.seek(0)
+            shape, dtype, nbytes = _npy_header(f, where)
+            present = os.fstat(f.fileno()).st_size - f.tell()
+            if present < nbytes:
+                raise SpecError(f"{where}: truncated: the header declares shape {list(shape)} {dtype} "
+                                f"({nbytes} bytes of data), the file holds {present}")
+            if max_bytes is not None and nbytes > max_bytes:
+                raise ResourceError(f"{where}: shape {list(shape)} {dtype} is {format_bytes(nbytes)}, above the "
+                                    f"memory limit of {format_bytes(max_bytes)}")
+            if check_shape is not None:
+                check_shape(shape)
+            f.seek(0)
+            return np.lib.format.read_array(f, allow_pickle=False)
+    except LayerCalcError:
+        raise
+    except FileNotFoundError:
+        raise SpecError(f"{where}: no such file") from None
+    except MemoryError:
+        raise ResourceError(f"{where}: not enough memory to read the array") from None
+    except _READ_ERRORS as e:
+        raise SpecError(f"{where}: not a readable .npy array ({_first_line(e)})") from None
+
+
+def load_weights(path, steps=None, channels_last: bool = False,
+                 max_bytes: Optional[int] = None) -> dict[str, dict[str, np.ndarray]]:
     """Read an ``.npz`` of ``"<layer_name>.<param>"`` arrays (a PyTorch state_dict saved with ``np.savez``).
 
-    Layer names may contain dots (``layer1.0.conv1.weight``): the key is split at its last dot.
+    Layer names may contain dots (``layer1.0.conv1.weight``): the key is split at its last dot. Every member's
+    .npy header is read first: numbers only (never pickled objects), the member's declared uncompressed size equal
+    to what its header describes, the total within ``max_bytes`` and, given the network's ``steps``, every key a
+    parameter of a layer with its shape — all before any array is decompressed (a small file can declare or
+    inflate to gigabytes).
     """
+    where = os.fspath(path)
     try:
-        archive = np.load(os.fspath(path), allow_pickle=False)
+        archive = zipfile.ZipFile(where)
     except FileNotFoundError:
         raise SpecError(f"{path}: no such weights file") from None
-    except (OSError, ValueError, EOFError) as e:
-        raise SpecError(f"{path}: cannot read weights ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                        f"expected an .npz archive") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise SpecError(f"{path}: holds a single array; weights must be an .npz archive of "
-                        f"'<layer_name>.<param>' arrays (np.savez)")
+    except MemoryError:
+        raise ResourceError(f"{path}: not enough memory to read the weights") from None
+    except _READ_ERRORS as e:
+        single = False
+        try:
+            with open(where, "rb") as f:
+                single = f.read(len(_NPY_MAGIC)) == _NPY_MAGIC
+        except OSError:
+            pass
+        if single:
+            raise SpecError(f"{path}: holds a single array; weights must be an .npz archive of "
+                            f"'<layer_name>.<param>' arrays (np.savez)") from None
+        raise SpecError(f"{path}: cannot read weights ({_first_line(e)}); expected an .npz archive") from None
+    by_name = {step.name: step for step in steps} if steps is not None else None
     nested: dict[str, dict[str, np.ndarray]] = {}
-    with archive:
-        for key in archive.files:
-            if "." not in key:
-                raise SpecError(f"{path}: key {key!r} is not '<layer_name>.<param>' (e.g. 'conv1.weight')")
-            layer, param = key.rsplit(".", 1)
-            try:
-                nested.setdefault(layer, {})[param] = archive[key]
-            except ValueError as e:
-                raise SpecError(f"{path}: key {key!r} cannot be read ({e})") from None
+    try:
+        with archive:
+            members, total, seen = [], 0, set()
+            for info in archive.infolist():
+                key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                if key in seen:
+                    raise SpecError(f"{path}: key {key!r} appears twice in the archive")
+                seen.add(key)
+                if "." not in key:
+                    raise SpecError(f"{path}: key {key!r} is not '<layer_name>.<param>' (e.g. 'conv1.weight')")
+                with archive.open(info) as member:
+                    shape, dtype, nbytes = _npy_header(member, f"{path}: key {key!r}", "fiu")
+                    header = member.tell()
+                if info.file_size != header + nbytes:
+                    raise SpecError(f"{path}: key {key!r}: the archive declares {info.file_size} bytes but its "
+                                    f"header describes shape {list(shape)} {dtype} ({header + nbytes} bytes): a "
+                                    f"damaged or crafted file")
+                layer, param = key.rsplit(".", 1)
+                if by_name is not None:
+                    _check_param(by_name, layer, param, shape, dtype, channels_last)
+                total += nbytes
+                members.append((info, layer, param))
+            if max_bytes is not None and total > max_bytes:
+                raise ResourceError(f"{path}: the weights' arrays hold {format_bytes(total)}, above the memory "
+                                    f"limit of {format_bytes(max_bytes)}")
+            for info, layer, param in members:
+                with archive.open(info) as member:
+                    nested.setdefault(layer, {})[param] = np.lib.format.read_array(member, allow_pickle=False)
+    except LayerCalcError:
+        raise
+    except MemoryError:
+        raise ResourceError(f"{path}: not enough memory to read the weights") from None
+    except _READ_ERRORS as e:
+        raise SpecError(f"{path}: damaged weights archive ({_first_line(e)})") from None
     return nested
 
 
-def normalize_weights(weights) -> dict[str, dict[str, Any]]:
+def normalize_weights(weights, steps=None, channels_last: bool = False,
+                      max_bytes: Optional[int] = None) -> dict[str, dict[str, Any]]:
     """A path (``.npz``), a nested mapping ``{layer: {param: array}}`` or a flat one ``{"layer.param": array}``."""
     if weights is None:
         return {}
     if isinstance(weights, (str, os.PathLike)):
-        return load_weights(weights)
+        return load_weights(weights, steps, channels_last, max_bytes)
     if not isinstance(weights, Mapping):
         raise SpecError(f"weights: expected a mapping {{layer_name: {{param: array}}}} or an .npz path, "
                         f"got {type(weights).__name__}")
@@ -335,25 +488,46 @@ def check_weights(steps, weights: dict[str, dict[str, Any]], channels_last: bool
     """Every given array names a layer and a parameter it has, with the right shape (one-line ``SpecError``)."""
     by_name = {step.name: step for step in steps}
     for name, params in weights.items():
-        step = by_name.get(name)
-        if step is None:
-            raise SpecError(f"weights: no layer named {name!r} in the network"
-                            f"{did_you_mean(name, by_name) or ' (layer names: ' + ', '.join(list(by_name)[:8]) + (' …' if len(by_name) > 8 else '') + ')'}")
-        label = layer_label(step.index, step.name, step.layer.type_name)
-        expected = param_shapes(step, channels_last)
+        _check_layer(by_name, name)
+        if not isinstance(params, Mapping):
+            raise SpecError(f"weights for layer {name!r}: expected a mapping {{param: array}}, got "
+                            f"{type(params).__name__}")
         for param, value in params.items():
             if param in IGNORED_PARAMS:
                 continue
-            if param not in expected:
-                accepted = ", ".join(f"{name}.{p}" for p in expected) or "none: the layer has no parameters"
-                raise SpecError(f"weights for {label}: unexpected key '{name}.{param}' (accepted: {accepted})")
-            array = np.asarray(value)
-            if array.dtype.kind not in "fiu":
-                raise SpecError(f"weights for {label}: '{name}.{param}' holds {array.dtype} values, expected numbers")
-            want, how = expected[param]
-            if array.shape != want:
-                raise SpecError(f"weights for {label}: '{name}.{param}' has shape {list(array.shape)}, expected "
-                                f"{list(want)} ({how})")
+            try:
+                array = np.asarray(value)
+            except (ValueError, TypeError) as e:       # ragged nested lists, objects NumPy cannot hold
+                step = by_name[name]
+                raise SpecError(f"weights for {layer_label(step.index, step.name, step.layer.type_name)}: "
+                                f"'{name}.{param}' is not an array of numbers ({_first_line(e)})") from None
+            _check_param(by_name, name, param, array.shape, array.dtype, channels_last)
+
+
+def _check_layer(by_name, name: str):
+    step = by_name.get(name)
+    if step is None:
+        raise SpecError(f"weights: no layer named {name!r} in the network"
+                        f"{did_you_mean(name, by_name) or ' (layer names: ' + ', '.join(list(by_name)[:8]) + (' …' if len(by_name) > 8 else '') + ')'}")
+    return step
+
+
+def _check_param(by_name, name: str, param: str, shape, dtype, channels_last: bool) -> None:
+    """``name.param`` is a parameter of a layer of the network, holding numbers of its shape."""
+    step = _check_layer(by_name, name)
+    if param in IGNORED_PARAMS:
+        return
+    label = layer_label(step.index, step.name, step.layer.type_name)
+    expected = param_shapes(step, channels_last)
+    if param not in expected:
+        accepted = ", ".join(f"{name}.{p}" for p in expected) or "none: the layer has no parameters"
+        raise SpecError(f"weights for {label}: unexpected key '{name}.{param}' (accepted: {accepted})")
+    if dtype.kind not in "fiu":
+        raise SpecError(f"weights for {label}: '{name}.{param}' holds {dtype} values, expected numbers")
+    want, how = expected[param]
+    if tuple(shape) != want:
+        raise SpecError(f"weights for {label}: '{name}.{param}' has shape {list(shape)}, expected "
+                        f"{list(want)} ({how})")
 
 
 def init_params(step, given: Mapping[str, Any], seed: int, dtype, channels_last: bool) -> dict[str, np.ndarray]:
@@ -504,13 +678,13 @@ def _activation(step, xs, p, env: Env):
     if kind == "relu6":
         return np.clip(x, 0, 6, out=out)
     if kind == "leaky_relu":
-        return np.where(x > 0, x, x * x.dtype.type(layer.negative_slope))
+        return K.leaky_relu(x, layer.negative_slope, out=out)
     if kind == "sigmoid":
         return K.sigmoid(x, out=out)
     if kind == "tanh":
         return np.tanh(x, out=out)
     if kind == "gelu":
-        return K.gelu(x, layer.approximate)
+        return K.gelu(x, layer.approximate, out=out)
     if kind in ("silu", "swish"):
         return np.multiply(x, K.sigmoid(x), out=out)
     if kind == "hardswish":
@@ -563,20 +737,137 @@ assert set(LAYER_FUNCTIONS) == set(L.LAYER_CLASSES), "every layer type needs an 
 
 # ------------------------------------------------------------------------------------------------------ running
 
+class NumericError(LayerCalcError):
+    """A run produced infinities or NaN (float overflow): its numbers would be meaningless."""
+
+
+#: layers whose output is finite whenever their inputs are (selections, bounded functions, copies): not checked
+_FINITE_PRESERVING = (L.ReLU, L.ReLU6, L.Sigmoid, L.Tanh, L.Hardsigmoid, L.Hardswish, L.SiLU, L.Softmax,
+                      L._MaxPoolBase, L.GlobalMaxPool, L.Flatten, L.Reshape, L.Dropout, L.Identity, L.Concat,
+                      L.ZeroPad)
+
+
+def all_finite(array: np.ndarray) -> bool:
+    """No inf or NaN in ``array``, without an array-sized temporary: the sum of squares (one BLAS pass over the
+    memory, in any order) is finite only if every element is; when it is not (an inf, a NaN, or finite values so
+    large their squares overflow), the exact answer comes from min and max (NaN propagates through both)."""
+    if array.dtype.kind != "f" or array.size == 0:
+        return True
+    with np.errstate(all="ignore"):
+        return _all_finite(array)
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    order = sorted(range(array.ndim), key=lambda axis: -abs(array.strides[axis]))
+    memory_order = array.transpose(order)
+    if memory_order.flags.c_contiguous and array.dtype in (np.float32, np.float64):
+        flat = memory_order.reshape(-1)
+        if np.isfinite(np.dot(flat, flat)):
+            return True
+    elif np.isfinite(np.add.reduce(array, axis=None)):
+        return True
+    return bool(np.isfinite(array.min()) and np.isfinite(array.max()))
+
+
+def _is_adaptive_max(layer) -> bool:
+    return isinstance(layer, L._AdaptivePoolBase) and "max" in layer.type
+
+
 def _with_input(network, x, dtype):
     """The network (re-batched to the array's batch) and the input array converted to ``dtype``."""
     if x is None:
         return network, None
-    array = np.asarray(x)
+    try:
+        array = np.asarray(x)
+    except (ValueError, TypeError) as e:            # ragged nested lists
+        raise ShapeError(f"input: not an array of numbers ({_first_line(e)})") from None
     if array.dtype.kind not in "fiub":
         raise ShapeError(f"input: expected numbers, got an array of {array.dtype}")
     expected = tuple(network.input)
     if array.ndim != len(expected) + 1 or array.shape[1:] != expected or array.shape[0] < 1:
         raise ShapeError(f"input: expected an array of shape [batch, {', '.join(map(str, expected))}] (the spec's "
                          f"input {list(expected)} after a batch dim), got {list(array.shape)}")
+    if not all_finite(array):
+        bad = ~np.isfinite(array)
+        first = [int(i) for i in np.argwhere(bad)[0]]
+        count = int(bad.sum())
+        raise ShapeError(f"input: {count} of its {array.size} values {'is' if count == 1 else 'are'} NaN or "
+                         f"infinite (the first at {first}: {float(array[tuple(first)])}); the executor needs "
+                         f"finite numbers")
     if array.shape[0] != network.batch:
         network = network.model_copy(update={"batch": int(array.shape[0])})
-    return network, array.astype(dtype, copy=False)
+    with np.errstate(all="ignore"):
+        converted = array.astype(dtype, copy=False)
+    if converted is not array and not all_finite(converted):
+        raise ShapeError(f"input: values up to {float(np.max(np.abs(array))):.6g} exceed the range of {dtype} "
+                         f"(largest {float(np.finfo(dtype).max):.6g}); run in float64 (dtype='float64', "
+                         f"--dtype float64) or scale the input down")
+    return network, converted
+
+
+@dataclass
+class WeightSources:
+    """Where each layer's parameters came from: the weights given, or drawn from the seed."""
+    source: str                               # the .npz path, or "the weights passed in"
+    seed: int
+    given: list[str] = field(default_factory=list)       # layers whose every parameter was given
+    random: dict[str, list[str]] = field(default_factory=dict)   # layer → its parameters drawn from the seed
+
+    def describe(self) -> str:
+        """One line: ``weights: from w.npz for 10 layers; random (seed 0) for 2: conv1, fc``."""
+        total = len(self.given) + len(self.random)
+        if total == 0:
+            return "weights: none (no layer has parameters)"
+        layers = f"all {total} layers" if total != 1 else "the one layer"
+        if not self.random:
+            return f"weights: from {self.source} for {layers} with parameters"
+        if not self.given:
+            partly = "" if not any(self._partial(n) for n in self.random) else f" ({self._names()})"
+            return f"weights: random (seed {self.seed}) for {layers} with parameters{partly}"
+        return (f"weights: from {self.source} for {len(self.given)} layer{'s' if len(self.given) != 1 else ''}; "
+                f"random (seed {self.seed}) for {len(self.random)}: {self._names()}")
+
+    def _partial(self, name: str) -> bool:
+        return bool(self._given_params.get(name))
+
+    def _names(self) -> str:
+        shown = [f"{n} ({', '.join(p)})" if self._partial(n) else n for n, p in list(self.random.items())[:8]]
+        return ", ".join(shown) + (f" … ({len(self.random) - 8} more)" if len(self.random) > 8 else "")
+
+    _given_params: dict = field(default_factory=dict, repr=False)
+
+
+def weight_sources(network, weights=None, seed: int = 0, source: Optional[str] = None) -> WeightSources:
+    """Which layers of ``network`` a run with ``weights`` takes from them and which get random weights (seed).
+
+    ``weights`` as for :func:`run` (a path is read for its keys only)."""
+    if isinstance(weights, (str, os.PathLike)):
+        source = source or os.fspath(weights)
+        try:
+            with zipfile.ZipFile(os.fspath(weights)) as archive:
+                keys = [i.filename[:-4] if i.filename.endswith(".npy") else i.filename for i in archive.infolist()]
+        except _READ_ERRORS as e:
+            raise SpecError(f"{weights}: cannot read weights ({_first_line(e)}); expected an .npz archive") from None
+        given: dict[str, set] = {}
+        for key in keys:
+            if "." in key:
+                layer, param = key.rsplit(".", 1)
+                given.setdefault(layer, set()).add(param)
+    else:
+        given = {name: set(params) for name, params in normalize_weights(weights).items()}
+    result = WeightSources(source=source or "the weights passed in", seed=seed)
+    for step in network.resolve():
+        wanted = param_shapes(step, network.channels_last)
+        if not wanted:
+            continue
+        have = given.get(step.name, set())
+        missing = [p for p in wanted if p not in have]
+        if missing:
+            result.random[step.name] = missing
+            result._given_params[step.name] = [p for p in wanted if p in have]
+        else:
+            result.given.append(step.name)
+    return result
 
 
 def execute(network, x=None, weights=None, seed: int = 0, dtype=None, max_memory=None,
@@ -586,14 +877,28 @@ def execute(network, x=None, weights=None, seed: int = 0, dtype=None, max_memory
 
     ``on_layer(done, total, step, output, macs)`` is called after each layer with its output array and the
     multiply-accumulates the layer performed; ``on_estimate(estimate)`` once the memory estimate is accepted.
+    Raises ``NumericError`` naming the first layer whose output holds an inf or NaN (a float overflow), and
+    ``ResourceError`` for a run above ``max_memory`` (refused before it starts) or out of memory.
     """
+    seed = check_seed(seed)
     dtype = resolve_dtype(network, dtype)
+    limit = default_memory_limit() if max_memory is None else parse_bytes(max_memory)
+    where = {"step": None}
+    try:
+        with np.errstate(all="ignore"):          # overflow is detected per layer below, not printed by NumPy
+            return _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, where)
+    except MemoryError:
+        at = f" at {where['step']}" if where["step"] else ""
+        raise ResourceError(f"{network.name or 'network'}: ran out of memory{at}; use a smaller batch or a lower "
+                            f"--max-memory (max_memory=) so the run is refused up front") from None
+
+
+def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, where) -> dict[str, np.ndarray]:
     network, x = _with_input(network, x, dtype)
     steps = network.resolve()
     channels_last = network.channels_last
-    given = normalize_weights(weights)
+    given = normalize_weights(weights, steps, channels_last, limit)
     check_weights(steps, given, channels_last)
-    limit = default_memory_limit() if max_memory is None else parse_bytes(max_memory)
     estimate = estimate_memory(steps, network.input_shape, dtype, channels_last, given)
     if estimate.total > limit:
         raise ResourceError(f"{network.name or 'network'}: estimated peak memory {estimate.describe()} exceeds the "
@@ -616,6 +921,7 @@ def execute(network, x=None, weights=None, seed: int = 0, dtype=None, max_memory
     workspace = K.Workspace.for_run(estimate.workspace)
     try:
         for position, step in enumerate(steps):
+            where["step"] = layer_label(step.index, step.name, step.layer.type_name)
             inputs = [tensors[src] for src in step.inputs]
             env = Env(channels_last, workspace)
             env.overwritable = [_may_overwrite(src, position, step, tensors, last_use, protected)
@@ -623,6 +929,10 @@ def execute(network, x=None, weights=None, seed: int = 0, dtype=None, max_memory
             params = init_params(step, given.get(step.name, {}), seed, dtype, channels_last)
             output = LAYER_FUNCTIONS[type(step.layer)](step, inputs, params, env)
             del inputs, params
+            if not (isinstance(step.layer, _FINITE_PRESERVING) or _is_adaptive_max(step.layer)) and not all_finite(output):
+                raise NumericError(f"{where['step']}: output holds infinities or NaN: {np.dtype(dtype).name} "
+                                   f"overflowed on these inputs and weights; run in float64 (--dtype float64, "
+                                   f"dtype='float64') or scale the input down")
             for src in set(step.inputs):
                 if last_use[src] == position:
                     del tensors[src]
@@ -631,6 +941,7 @@ def execute(network, x=None, weights=None, seed: int = 0, dtype=None, max_memory
                 on_layer(position + 1, len(steps), step, output, env.counter.macs)
     finally:
         workspace.release()
+    where["step"] = "the end (outputs made contiguous)"
     return {step.name: np.ascontiguousarray(tensors[step.name]) for step in steps if step.name not in last_use}
 
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
-from .coverage import (COVERAGE_LIMIT, Unread, read_marks, tail_start,  # noqa: F401 (unread_runs: re-exported)
-                       unread_between_windows, unread_runs, window_count)
+from .coverage import (AXIS_WORDS, COVERAGE_LIMIT, Unread, WindowCover, positions_phrase,  # noqa: F401
+                       read_marks, tail_start, unread_between_windows, unread_runs,  # (re-exported)
+                       window_count)
 from .shapes import (ceil_div, conv_output_length, effective_kernel, pool_output_length, same_padding,
                      transposed_output_length)
 
@@ -32,10 +33,6 @@ def prod_text(values: Sequence) -> str:
 
 def axis_names(rank: int) -> list[str]:
     return {1: ["L"], 2: ["H", "W"], 3: ["D", "H", "W"]}.get(rank, [f"S{i}" for i in range(rank)])
-
-
-AXIS_WORDS = {"H": ("row", "rows"), "W": ("column", "columns"), "D": ("slice", "slices"),
-              "L": ("position", "positions")}
 
 
 def _pad_text(before: int, after: int) -> str:
@@ -86,9 +83,7 @@ def explain_same_padding(length: int, kernel: int, stride: int, dilation: int, a
 
 def _phrase(text: str, single: bool, length: int, axis: str, verb: str) -> str:
     """``input row 27 (of 0..27) is never covered …`` / ``input rows 2, 5 (of 0..9) are never …``."""
-    one, many = AXIS_WORDS.get(axis, ("position", "positions"))
-    return (f"input {one if single else many} {text} (of 0..{length - 1}) {'is' if single else 'are'} never "
-            f"{verb}")
+    return positions_phrase(text, single, length, axis, verb)
 
 
 def coverage_note(length: int, kernel: int, stride: int, pad_before: int = 0, pad_after: int = 0,
@@ -97,24 +92,16 @@ def coverage_note(length: int, kernel: int, stride: int, pad_before: int = 0, pa
 
     >>> coverage_note(28, 3, 2)
     'input position 27 (of 0..27) is never covered by any window'
-    >>> coverage_note(100_000_000, 3, 2)     # too long to mark: the border left after the last window only
+    >>> coverage_note(100_000_000, 3, 2)     # closed form: any length
     'input position 99999999 (of 0..99999999) is never covered by any window'
+    >>> coverage_note(10**6, 2, 3)     # stride 3 > kernel 2: 2, 5, …; the last window reads 999996..999997
+    'input positions 2, 5, 8, 11, …, 999998..999999 (333334 in all) (of 0..999999) are never covered by any window'
     """
-    out = window_count(length, kernel, stride, pad_before, pad_after, dilation, ceil_mode)
-    if out < 1:
+    cover = WindowCover(length, kernel, stride, pad_before, pad_after, dilation, ceil_mode)
+    if cover.windows < 1:
         return ""
-    read = read_marks(length, kernel, stride, pad_before, pad_after, dilation, ceil_mode)
-    if read is not None:
-        unread = Unread(read, 0, length)
-        return _phrase(unread.text(), unread.single, length, axis, "covered by any window") if unread else ""
-    tail = tail_start(length, kernel, stride, pad_before, dilation, out)
-    if tail >= length:
-        return ""
-    text = str(tail) if tail == length - 1 else f"{tail}..{length - 1}"
-    note = _phrase(text, tail == length - 1, length, axis, "covered by any window")
-    if out > 1 and (stride > effective_kernel(kernel, dilation) or dilation > 1):
-        note += " (and positions between windows, too many to list)"
-    return note
+    unread = Unread.of(cover, 0, length)
+    return _phrase(unread.text(), unread.single, length, axis, "covered by any window") if unread else ""
 
 
 def coverage_lines(length: int, kernel: int, stride: int, pad_before: int, pad_after: int, dilation: int,
@@ -153,9 +140,6 @@ def coverage_lines(length: int, kernel: int, stride: int, pad_before: int, pad_a
         else:
             why = f"dilation {dilation} leaves holes inside each window that stride {stride} never fills"
         lines.append(f"  {axis}: {why}; {_phrase(gaps.text(), gaps.single, length, axis, 'read')}")
-    elif gaps is None and out > 1 and (stride > k_eff or dilation > 1):
-        lines.append(f"  {axis}: windows are {stride} apart and span {k_eff} (dilation {dilation}): some positions "
-                     f"between them may never be read (not listed above {COVERAGE_LIMIT:,} positions)")
     return lines
 
 
@@ -350,7 +334,8 @@ def _pool(c: _Check, layer, x, facts, channels_last: bool) -> None:
 
 
 def _adaptive(c: _Check, layer, x, facts, channels_last: bool) -> None:
-    from .shapes import adaptive_window_sizes, adaptive_windows
+    from .shapes import (adaptive_window_max, adaptive_window_min, adaptive_window_sizes, adaptive_window_total,
+                         adaptive_windows)
 
     batch, channels, spatial = _spatial(x, channels_last)
     _, _, out = _spatial(facts.output_shape, channels_last)
@@ -359,15 +344,16 @@ def _adaptive(c: _Check, layer, x, facts, channels_last: bool) -> None:
           "overlap and differ in size when out does not divide in")
     sums = []
     for axis, length, o in zip(axes, spatial, out):
-        sizes = list(adaptive_window_sizes(length, o))
-        sums.append(sum(sizes))
+        total = adaptive_window_total(length, o)           # closed forms: no loop over the outputs
+        sums.append(total)
         if length % o == 0:
             detail = f"{length} / {o} = {length // o}: equal windows, like a pool with kernel = stride = {length // o}"
         elif o <= 8:
             detail = ("windows " + " ".join(f"[{a},{b})" for a, b in adaptive_windows(length, o))
-                      + f", sizes {', '.join(map(str, sizes))}")
+                      + f", sizes {', '.join(map(str, adaptive_window_sizes(length, o)))}")
         else:
-            detail = f"window sizes between {min(sizes)} and {max(sizes)}, {sum(sizes)} elements in all"
+            detail = (f"window sizes between {adaptive_window_min(length, o)} and {adaptive_window_max(length, o)}, "
+                      f"{total} elements in all")
         c.add(f"{axis}: {length} → {o}: {detail}")
     c.add("params = 0, MACs = 0 (no weights)")
     c.result("FLOPs", f"N·C·(window elements along each axis multiplied) = {prod_text([batch, channels, *sums])}",
@@ -509,5 +495,8 @@ def _receptive_field(c: _Check, layer, facts, input_rf) -> None:
 
 
 def _num(value) -> str:
+    """Exact for whole numbers of any size (ints, whole Fractions); ``0.5``-style for fractional ones."""
+    if getattr(value, "denominator", None) == 1:
+        return str(int(value))
     value = float(value)
     return str(int(value)) if value.is_integer() else f"{value:g}"

@@ -115,6 +115,13 @@ def dims_text(values, sep: str = "×") -> str:
 
 
 def _plain(v) -> str:
+    """A receptive-field size or jump: ints exactly (any size), fractional jumps to 4 significant digits.
+
+    >>> _plain(3), _plain(2 ** 60 + 1), _plain(0.5), _plain(1 / 3)
+    ('3', '1152921504606846977', '0.5', '0.3333')
+    """
+    if isinstance(v, int):
+        return str(v)
     return str(int(v)) if float(v).is_integer() else f"{float(v):.4g}"
 
 
@@ -136,7 +143,7 @@ class Row:
     param_bytes: int
     activation_bytes: int
     receptive_field: Optional[list[int]] = None
-    jump: Optional[list[float]] = None
+    jump: Optional[list[int | float]] = None
     notes: list[str] = field(default_factory=list)
     members: int = 1
 

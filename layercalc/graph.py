@@ -17,7 +17,8 @@ from pydantic import ConfigDict, Field, SerializeAsAny, SkipValidation, field_va
 from .errors import GraphError, SpecError, did_you_mean, layer_label, shown
 from .layers import Description, Int, LayerBase, PositiveInt, parse_layer
 from .report import LayerReport, Report, Totals
-from .rules import Context, Facts, ReceptiveField, Tensor, fmt_shape, infer, numel, unreported_field_notes
+from .rules import (Context, Facts, ReceptiveField, Tensor, bounded_field, fmt_shape, infer, numel, report_jump,
+                    unreported_field_notes)
 
 INPUT = "input"
 
@@ -171,6 +172,8 @@ class Network(Description):
             facts = infer(layer, inputs, ctx)
             if facts.rf is None:
                 facts.notes.extend(unreported_field_notes(inputs))
+            else:
+                facts.rf = bounded_field(facts.rf)
             tensors[names[i]] = Tensor(facts.output_shape, facts.rf)
             steps.append(Step(i, names[i], layer, wired[i], [t.shape for t in inputs], facts))
         return steps
@@ -204,7 +207,7 @@ class Network(Description):
                 params=f.params, buffers=f.buffers, macs=f.macs, flops=f.flops,
                 param_bytes=f.params * itemsize, activation_bytes=numel(f.output_shape) * itemsize,
                 receptive_field=[int(v) for v in rf.size] if rf is not None else None,
-                jump=[int(v) if v.denominator == 1 else float(v) for v in rf.jump] if rf is not None else None,
+                jump=report_jump(rf),
                 notes=f.notes))
         consumed = {src for step in steps for src in step.inputs}
         outputs = [step.name for step in steps if step.name not in consumed]

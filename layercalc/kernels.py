@@ -129,9 +129,22 @@ def chunk_plan(batch: int, out_sizes: Sequence[int], bytes_per_position: int,
 
 
 def chunk_bytes(batch: int, out_sizes: Sequence[int], bytes_per_position: int, budget: int = WORKSPACE_BYTES) -> int:
-    """The largest chunk's workspace in bytes (for the memory estimate)."""
-    return max((n1 - n0) * (h1 - h0) * math.prod(out_sizes[1:]) * bytes_per_position
-               for n0, n1, h0, h1 in chunk_plan(batch, out_sizes, bytes_per_position, budget))
+    """The largest chunk's workspace in bytes (for the memory estimate): the first chunk of ``chunk_plan``,
+    computed without listing the chunks, so the time does not grow with the batch.
+
+    >>> all(chunk_bytes(b, (h, 7), p, budget=5000) == max((n1 - n0) * (h1 - h0) * 7 * p
+    ...     for n0, n1, h0, h1 in chunk_plan(b, (h, 7), p, budget=5000))
+    ...     for b in (1, 3, 50) for h in (1, 4, 40) for p in (1, 8, 100, 900))
+    True
+    """
+    rows = out_sizes[0] if out_sizes else 1
+    per_row = math.prod(out_sizes[1:]) * bytes_per_position
+    per_image = rows * per_row
+    if batch * per_image <= budget:
+        return batch * per_image
+    if per_image <= budget:
+        return min(budget // per_image, batch) * per_image
+    return min(max(1, budget // per_row), rows) * per_row
 
 
 def pad_spatial(x: np.ndarray, pads: Sequence[tuple[int, int]], mode: str = "zeros", value: float = 0.0) -> np.ndarray:
@@ -444,8 +457,34 @@ def adaptive_max_pool(x: np.ndarray, output_size) -> np.ndarray:
         extended = np.concatenate([x, np.take(x, [0], axis=axis)], axis=axis)
         indices = np.stack([start, end], axis=1).ravel()
         reduced = np.maximum.reduceat(extended, indices, axis=axis)
+        del extended
         x = np.take(reduced, np.arange(0, 2 * size, 2), axis=axis)
+        del reduced                       # not held while the next axis is reduced
     return x
+
+
+def adaptive_pool_scratch(shape: Sequence[int], output_size, itemsize: int, kind: str) -> int:
+    """Bytes the adaptive pools above hold at their peak beyond their input (output included), axis by axis:
+    the previous axis' result, the extended copy and the reduced segments (max) or a copy of the input in the
+    contraction's order (avg), and the axis' result."""
+    current = list(shape)
+    held, peak = 0, 0
+    for axis, size in enumerate(output_size, start=1):
+        length = current[axis]
+        if size is None or size == length:
+            continue
+        numel = math.prod(current)
+        after = numel // length * size
+        # max: the input extended by one element along the axis, reduced to 2·size segments, the even ones taken;
+        # avg: a strided input (channels-first view) is copied in the contraction's order first
+        if kind == "max":
+            step = (numel // length * (length + 1 + 2 * size) + after) * itemsize
+        else:
+            step = (numel + 2 * after) * itemsize
+        peak = max(peak, held + step)
+        held = after * itemsize
+        current[axis] = size
+    return max(peak, held)
 
 
 # ------------------------------------------------------------------------------------------------ normalization
@@ -551,11 +590,59 @@ def erf(x: np.ndarray) -> np.ndarray:
     return (np.copysign(result, x)).astype(x.dtype)
 
 
-def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
-    if approximate == "tanh":
-        inner = np.sqrt(2 / np.pi).astype(x.dtype) * (x + x.dtype.type(0.044715) * x * x * x)
-        return x.dtype.type(0.5) * x * (1 + np.tanh(inner))
+#: elements per block of the element-wise kernels that need temporaries (gelu): the temporaries of one block
+#: (erf works in float64) stay a few MiB whatever the size of the array, and in the CPU cache
+ELEMENTWISE_BLOCK = 2**16
+
+#: bytes per element of a block's temporaries in ``gelu`` (an upper bound: the buffered input and output, erf's
+#: float64 magnitude, result, piece index, mask and the polynomial's work arrays, measured in bench_memory.py)
+GELU_BLOCK_BYTES_PER_ELEMENT = 160
+
+
+def elementwise_scratch(numel: int, bytes_per_element: int) -> int:
+    """Bytes of temporaries of a blocked element-wise kernel on ``numel`` elements."""
+    return min(numel, ELEMENTWISE_BLOCK) * bytes_per_element
+
+
+def _blocked(x: np.ndarray, fn, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """``fn`` applied block by block (``ELEMENTWISE_BLOCK`` elements) into ``out`` (a new array if None; may be
+    ``x`` itself: each block is read before it is written). The same operations on every element as one call on
+    the whole array, with temporaries bounded by the block size."""
+    if out is None:
+        out = np.empty(x.shape, dtype=x.dtype)
+    if x.size == 0:
+        return out
+    iterator = np.nditer([x, out], flags=["external_loop", "buffered", "zerosize_ok"],
+                         op_flags=[["readonly"], ["writeonly", "no_broadcast"]], buffersize=ELEMENTWISE_BLOCK,
+                         order="K")
+    with iterator:
+        for block, target in iterator:
+            target[...] = fn(block)
+    return out
+
+
+def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+    inner = np.sqrt(2 / np.pi).astype(x.dtype) * (x + x.dtype.type(0.044715) * x * x * x)
+    return x.dtype.type(0.5) * x * (1 + np.tanh(inner))
+
+
+def _gelu_erf(x: np.ndarray) -> np.ndarray:
     return x.dtype.type(0.5) * x * (1 + erf(x / x.dtype.type(math.sqrt(2))))
+
+
+def gelu(x: np.ndarray, approximate: str = "none", out: Optional[np.ndarray] = None) -> np.ndarray:
+    """GELU (exact, with erf, or PyTorch's tanh approximation), computed in blocks (see ``_blocked``)."""
+    return _blocked(x, _gelu_tanh if approximate == "tanh" else _gelu_erf, out)
+
+
+def leaky_relu(x: np.ndarray, negative_slope: float, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """``x`` where ``x > 0``, else ``x · slope`` (NaN stays NaN), with one boolean mask as the only temporary."""
+    slope = x.dtype.type(negative_slope)
+    if out is x:
+        return np.multiply(x, slope, out=x, where=x <= 0)    # NaN stays NaN either way
+    out = np.multiply(x, slope, out=out)
+    np.copyto(out, x, where=x > 0)
+    return out
 
 
 def hardsigmoid(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:

@@ -28,7 +28,9 @@ class LayerReport(BaseModel):
     activation_bytes: int = Field(description="output tensor size in bytes")
     receptive_field: Optional[list[int]] = Field(
         None, description="network-input pixels one output position sees, per spatial dim")
-    jump: Optional[list[float]] = Field(None, description="effective stride in input pixels, per spatial dim")
+    jump: Optional[list[int | float]] = Field(
+        None, description="effective stride in input pixels, per spatial dim: an exact integer when it is whole; a "
+                          "float only when it is fractional (past an up-sampling layer)")
     notes: list[str] = Field(default_factory=list)
 
 

@@ -15,17 +15,18 @@ Conventions, in one place:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable, Optional
 
 from . import layers as L
-from .coverage import tail_start, unread_between_windows
+from .coverage import AXIS_WORDS, tail_start, unread_between_windows
 from .errors import ShapeError
-from .shapes import (adaptive_window_sizes, ceil_div, conv_output_length, effective_kernel, pool_output_length,
-                     same_padding, transposed_output_length, transposed_same_padding, transposed_valid_extra,
-                     uncovered_after)
+from .shapes import (adaptive_window_max, adaptive_window_total, ceil_div, conv_output_length, effective_kernel,
+                     pool_output_length, same_padding, transposed_output_length, transposed_same_padding,
+                     transposed_valid_extra, uncovered_after)
 
 Shape = tuple[int, ...]
 
@@ -138,8 +139,29 @@ def require_spatial(x: Tensor, rank: int, ctx: Context) -> tuple[int, int, Shape
 
 
 def check_declared(declared: Optional[int], actual: int, field_name: str, x: Tensor, ctx: Context) -> None:
+    """A declared ``in_channels``/``in_features`` must match the input; the message suggests the shape that was
+    probably meant when the count sits at the other end of the shape (channels-last order given to an NCHW
+    network, or the reverse), or when it is the product of the trailing sizes (``28x28`` for 784 features)."""
     if declared is not None and declared != actual:
-        raise ctx.fail(f"{field_name} is {declared} but the input {fmt_shape(x.shape)} has {actual}")
+        raise ctx.fail(f"{field_name} is {declared} but the input {fmt_shape(x.shape)} has {actual}"
+                       + _meant_shape(declared, x.shape, field_name, ctx.channels_last))
+
+
+def _meant_shape(declared: int, shape: Shape, field_name: str, channels_last: bool) -> str:
+    example = shape[1:]
+    if field_name == "in_features" and len(example) > 1 and numel(example) == declared:
+        return (f": the {'·'.join(str(v) for v in example)} = {declared:,} sizes after the batch are meant as one "
+                f"(flatten first, or give the input as {'*'.join(str(v) for v in example)})")
+    if field_name == "in_channels" and len(example) > 1:
+        if not channels_last and example[-1] == declared:
+            meant = (declared, *example[:-1])
+            return (f": the input looks channels-last; this network is NCHW (channels first): did you mean "
+                    f"{'x'.join(str(v) for v in meant)}?")
+        if channels_last and example[0] == declared:
+            meant = (*example[1:], declared)
+            return (f": the input looks channels-first; this network is NHWC (channels last): did you mean "
+                    f"{'x'.join(str(v) for v in meant)}?")
+    return ""
 
 
 def normalize_dim(dim: int, rank: int, field_name: str, shape: Shape, ctx: Context) -> int:
@@ -182,6 +204,33 @@ def window_rf(rf: Optional[ReceptiveField], kernel, stride, dilation, pads) -> O
     return ReceptiveField(tuple(size), tuple(jump), tuple(start))
 
 
+#: a receptive field or jump past this many input positions is reported for the layer that reaches it, and not
+#: carried further: each strided layer multiplies the jump, and a chain of them would make numbers whose every
+#: multiplication costs more (and that Python cannot print past 4,300 digits) — bounded by the answer, not the input
+MAX_FIELD = 2 ** 63 - 1
+
+
+def bounded_field(rf: ReceptiveField) -> ReceptiveField:
+    """``rf``, marked so that later layers report no field once a size, jump or centre passes :data:`MAX_FIELD`.
+
+    >>> bounded_field(ReceptiveField((3,), (2,), (3,))).uneven
+    ''
+    >>> bounded_field(ReceptiveField((3,), (2 ** 63,), (3,))).uneven
+    'a receptive field or jump beyond 2**63 − 1 input positions'
+    """
+    values = (*rf.size, *rf.jump, *rf.start2)
+    if rf.uneven or all(-MAX_FIELD <= v <= MAX_FIELD for v in values):
+        return rf
+    return dataclasses.replace(rf, uneven="a receptive field or jump beyond 2**63 − 1 input positions")
+
+
+def report_jump(rf: Optional[ReceptiveField]) -> Optional[list[int | float]]:
+    """The jump as reported: exact ints; a float only when fractional (past an up-sampling layer)."""
+    if rf is None:
+        return None
+    return [int(v) if isinstance(v, int) or v.denominator == 1 else float(v) for v in rf.jump]
+
+
 def unreported_field_notes(inputs: list[Tensor]) -> list[str]:
     """Why a layer whose inputs had a receptive field reports none (see ``ReceptiveField.aligned_grid``)."""
     reasons = []
@@ -201,6 +250,10 @@ def transposed_input_span(kernel: int, stride: int, dilation: int = 1) -> int:
     ``t1 < t2`` reach inputs ``(t2 − t1)·dilation / stride`` apart. Without dilation this is ``ceil(k / s)``;
     with dilation it can be less (taps land in different residue classes).
 
+    In closed form, with ``g = gcd(d, s)``: ``t·d ≡ t'·d (mod s)`` exactly when ``t ≡ t' (mod s/g)``, so the
+    widest class is that of tap 0, holding ``ceil(k / (s/g))`` taps spaced ``(s/g)·d / s = d/g`` inputs apart:
+    ``(ceil(k·g / s) − 1)·d/g + 1``.
+
     >>> transposed_input_span(3, 2)            # taps 0, 2 share a class: inputs i and i − 1
     2
     >>> transposed_input_span(2, 2, 3)         # taps at 0 and 3: classes 0 and 1, one input each
@@ -208,13 +261,8 @@ def transposed_input_span(kernel: int, stride: int, dilation: int = 1) -> int:
     >>> transposed_input_span(4, 2, 3)         # taps at 0, 3, 6, 9: 0 and 6 share class 0 → 6/2 + 1 = 4
     4
     """
-    span = 1
-    taps_by_class: dict[int, list[int]] = {}
-    for t in range(kernel):
-        taps_by_class.setdefault(t * dilation % stride, []).append(t)
-    for taps in taps_by_class.values():
-        span = max(span, (taps[-1] - taps[0]) * dilation // stride + 1)
-    return span
+    g = math.gcd(dilation, stride)
+    return (ceil_div(kernel, stride // g) - 1) * (dilation // g) + 1
 
 
 def border_notes(spatial: Shape, kernel, stride, dilation, pads, axis_names: str, ceil_mode: bool = False
@@ -241,24 +289,41 @@ def border_notes(spatial: Shape, kernel, stride, dilation, pads, axis_names: str
         left_over = uncovered_after(n, k, s, pb, pa, d)
         if not left_over:
             continue
-        padded = n + pb + pa
-        first_unread = padded - left_over            # in padded coordinates
-        real_unread = [i - pb for i in range(first_unread, padded) if 0 <= i - pb < n]
-        where = (f"input {axis} {real_unread[0]}..{real_unread[-1]}" if len(real_unread) > 1
-                 else f"input {axis} {real_unread[0]}" if real_unread else "only padding: no input value is lost")
-        span = padded - effective_kernel(k, d)
+        span = n + pb + pa - effective_kernel(k, d)
         notes.append(
             f"{axis}: (input {n} + padding {pb + pa} − kernel span {effective_kernel(k, d)}) = {span} is not a "
-            f"multiple of stride {s}: the output is floored to {span // s + 1} and the last {left_over} padded "
-            f"position(s) are never read ({where})")
+            f"multiple of stride {s}: the output is floored to {span // s + 1} and "
+            f"{_tail_text(axis, n, pa, left_over)}")
     return notes
+
+
+def _tail_text(axis: str, n: int, pad_after: int, left_over: int) -> str:
+    """What the last ``left_over`` positions of the padded input, which no window reaches, are: input positions
+    (named as rows/columns, with their range) and how many of them are padding (named only when some are).
+
+    >>> _tail_text("H", 28, 0, 1)
+    'input row 27 (of 0..27) is never read'
+    >>> _tail_text("W", 11, 1, 3)
+    'input columns 9..10 (of 0..10) and 1 padded position are never read'
+    >>> _tail_text("L", 224, 3, 1)
+    'the last 1 padded position is never read (only padding: no input value is lost)'
+    """
+    real = min(n, max(0, left_over - pad_after))            # the tail is [n + pad_after − left_over, n + pad_after)
+    padding = left_over - real
+    if not real:
+        return (f"the last {padding} padded position{'s are' if padding > 1 else ' is'} never read (only padding: no "
+                f"input value is lost)")
+    one, many = AXIS_WORDS.get(axis, ("position", "positions"))
+    first = n - real
+    where = (f"input {one} {first}" if real == 1 else f"input {many} {first}..{n - 1}") + f" (of 0..{n - 1})"
+    if padding:
+        return f"{where} and {padding} padded position{'s' if padding > 1 else ''} are never read"
+    return f"{where} {'is' if real == 1 else 'are'} never read"
 
 
 def _gaps_between_windows(n: int, k: int, s: int, d: int, pb: int, pa: int, ceil_mode: bool = False) -> str:
     """The real input positions before the end of the last window that no window reads ('' when none)."""
-    unread = unread_between_windows(n, k, s, pb, pa, d, ceil_mode)
-    if unread is None:                                # longer than coverage.COVERAGE_LIMIT: say so, no count
-        return "positions (too long an input to list them)"
+    unread = unread_between_windows(n, k, s, pb, pa, d, ceil_mode)      # closed form, any length
     if not unread:
         return ""
     text = unread.text()
@@ -419,13 +484,13 @@ def adaptive_pool_rule(layer: L._AdaptivePoolBase, inputs: list[Tensor], ctx: Co
     x = inputs[0]
     n, c, spatial = require_spatial(x, layer.spatial_dims, ctx)
     out = tuple(nn if o is None else o for nn, o in zip(spatial, layer.output_size))
-    window_elements = math.prod(sum(adaptive_window_sizes(nn, o)) for nn, o in zip(spatial, out))
+    window_elements = math.prod(adaptive_window_total(nn, o) for nn, o in zip(spatial, out))
     rf = None
     if x.rf is not None and x.rf.aligned_grid:
         size, jump, start = [], [], []
         for r, j, st, nn, o in zip(x.rf.size, x.rf.jump, x.rf.start2, spatial, out):
             first_window = ceil_div(nn, o)          # window 0 spans [0, ceil(n/o))
-            size.append(r + (max(adaptive_window_sizes(nn, o)) - 1) * j)
+            size.append(r + (adaptive_window_max(nn, o) - 1) * j)
             jump.append(exact_ratio(j * nn, o))
             start.append(st + (first_window - 1) * j)
         # windows [floor(i·n/o), ceil((i+1)·n/o)) start evenly only when o divides n (then it is a plain pooling)
@@ -464,8 +529,13 @@ def linear_rule(layer: L.Linear, inputs: list[Tensor], ctx: Context) -> Facts:
     macs = rows * fin * fout
     notes = []
     if len(x.shape) > 2:
-        notes.append(f"applied to the last dim of {fmt_shape(x.shape)} ({rows} rows of {fin}), like torch.nn.Linear"
-                     + ("; add a flatten first for one dense layer over all features" if len(x.shape) > 3 else ""))
+        # A dense layer on [N, 28, 28] is a classic misreading: people often mean one layer over all 784 inputs.
+        features = numel(x.shape[1:])
+        notes.append(f"applied to the last dim only, like torch.nn.Linear and Keras Dense: {fin} input features at "
+                     f"each of {rows // x.shape[0]:,} positions of {fmt_shape(x.shape)}, not "
+                     f"{'·'.join(str(v) for v in x.shape[1:])} = {features:,} features; for one dense layer over "
+                     f"all {features:,}, flatten first (on the command line: --input "
+                     f"{'*'.join(str(v) for v in x.shape[1:])})")
     return Facts(output_shape=(*x.shape[:-1], fout),
                  params=fin * fout + (fout if layer.bias else 0),
                  macs=macs, flops=2 * macs + (rows * fout if layer.bias else 0), notes=notes)

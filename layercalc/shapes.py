@@ -7,6 +7,8 @@ results are exact for any size.
 
 from __future__ import annotations
 
+import math
+
 from .errors import SpecError
 
 
@@ -177,3 +179,36 @@ def adaptive_window_sizes(length: int, output: int):
     (7, 3)
     """
     return (ceil_div((i + 1) * length, output) - i * length // output for i in range(output))
+
+
+def adaptive_window_total(length: int, output: int) -> int:
+    """The sum of the adaptive window sizes, in closed form: ``L + out − gcd(L, out)``.
+
+    Σ ceil((i + 1)·L/out) − Σ floor(i·L/out) over i < out: each ceiling exceeds the floor of the same fraction by 1
+    except where out divides (i + 1)·L (gcd(L, out) of the i), and the floors telescope to L.
+
+    >>> adaptive_window_total(5, 3), adaptive_window_total(7, 7), adaptive_window_total(10, 4)   # 2+3+2, 7·1, 4·3
+    (7, 7, 12)
+    """
+    return length + output - math.gcd(length, output)
+
+
+def adaptive_window_max(length: int, output: int) -> int:
+    """The largest adaptive window, in closed form: ``ceil((L + out − gcd(L, out)) / out)``.
+
+    Window i has size ``ceil((r + L)/out)`` with ``r = i·L mod out``; r runs over the multiples of gcd(L, out)
+    below out, the largest being ``out − gcd``.
+
+    >>> adaptive_window_max(5, 3), adaptive_window_max(10, 4), adaptive_window_max(3, 5)
+    (3, 3, 2)
+    """
+    return ceil_div(length + output - math.gcd(length, output), output)
+
+
+def adaptive_window_min(length: int, output: int) -> int:
+    """The smallest adaptive window, ``ceil(L / out)`` (window 0, where ``i·L mod out = 0``).
+
+    >>> adaptive_window_min(5, 3), adaptive_window_min(3, 5)
+    (2, 1)
+    """
+    return ceil_div(length, output)

@@ -9,6 +9,7 @@ shows up as a mismatch.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -48,6 +49,8 @@ class VerifyResult:
     estimate: Optional[executor.MemoryEstimate] = None
     #: layers in the report that the run never reached (empty unless something is badly wrong)
     missing: list[str] = field(default_factory=list)
+    #: which layers ran with the weights given and which with random ones (``weights.describe()``: one line)
+    weights: Optional[executor.WeightSources] = None
 
     @property
     def failures(self) -> list[LayerCheck]:
@@ -59,10 +62,19 @@ def verify(network, weights=None, seed: int = 0, progress: Optional[Callable[[in
     """Execute ``network`` and compare every layer's output shape and MACs with ``network.analyze()``.
 
     ``progress(done, total, layer_name)`` is called after each layer. Raises what the executor raises (a
-    ``ResourceError`` when the run would not fit in memory, a ``SpecError`` for bad weights).
+    ``ResourceError`` when the run would not fit in memory, a ``SpecError`` for bad weights, a
+    ``NumericError`` when a layer's output overflows to inf/NaN: never a pass on meaningless numbers).
     """
+    seed = executor.check_seed(seed)
+    run_dtype = executor.resolve_dtype(network, dtype)
+    limit = executor.default_memory_limit() if max_memory is None else executor.parse_bytes(max_memory)
     if x is not None:
-        network, _ = executor._with_input(network, x, executor.resolve_dtype(network, dtype))
+        network, _ = executor._with_input(network, x, run_dtype)
+    source = None
+    if isinstance(weights, (str, os.PathLike)):        # read once, checked against the network's layers
+        source = os.fspath(weights)
+        weights = executor.load_weights(weights, network.resolve(), network.channels_last, limit)
+    sources = executor.weight_sources(network, weights, seed, source)
     report = network.analyze()
     expected = {entry.name: entry for entry in report.layers}
     checks: list[LayerCheck] = []
@@ -77,10 +89,10 @@ def verify(network, weights=None, seed: int = 0, progress: Optional[Callable[[in
 
     estimates: list[executor.MemoryEstimate] = []
     start = time.perf_counter()
-    executor.execute(network, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory,
+    executor.execute(network, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=limit,
                      on_layer=on_layer, on_estimate=estimates.append)
     seconds = time.perf_counter() - start
     checked = {c.name for c in checks}
     missing = [entry.name for entry in report.layers if entry.name not in checked]
     return VerifyResult(ok=not missing and all(c.ok for c in checks), seconds=seconds, checks=checks,
-                        estimate=estimates[0] if estimates else None, missing=missing)
+                        estimate=estimates[0] if estimates else None, missing=missing, weights=sources)

@@ -690,6 +690,6 @@ def test_summary_table_shows_the_layers_notes():
     assert result.exit_code == 0
     notes = result.stdout.split("Notes:\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert len(notes) == 2                                  # one per axis
-    assert "conv2d_0 (conv2d): H:" in notes[0] and "(input H 27)" in notes[0]
+    assert "conv2d_0 (conv2d): H:" in notes[0] and "input row 27 (of 0..27) is never read" in notes[0]
     markdown = runner.invoke(get_app(), ["summary", "-", "--format", "markdown"], input=spec).stdout
-    assert "- Notes:" in markdown and "(input W 27)" in markdown
+    assert "- Notes:" in markdown and "input column 27 (of 0..27) is never read" in markdown

@@ -233,7 +233,7 @@ def test_overlapping_windows_leave_no_gap_note():
     report = layercalc.load({"input": [1, 28, 28], "layers": [
         {"type": "conv2d", "out_channels": 1, "kernel_size": 3, "stride": 2}]}).analyze()
     assert not any("between the windows" in note for note in report.layers[0].notes)
-    assert any("input H 27" in note for note in report.layers[0].notes)   # the tail: row 27 only
+    assert any("input row 27 (of 0..27) is never read" in note for note in report.layers[0].notes)   # the tail: row 27 only
 
 
 def test_a_single_dilated_window_leaves_its_holes_unread():
