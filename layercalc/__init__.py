@@ -8,7 +8,7 @@ deep-learning framework.
 ([1, 32, 26, 26], 320)
 """
 
-from .errors import GraphError, LayerCalcError, ResourceError, ShapeError, SpecError
+from .errors import GraphError, LayerCalcError, NumericError, ResourceError, ShapeError, SpecError
 
 __version__ = "0.1.0"
 
@@ -44,4 +44,4 @@ def __dir__() -> list[str]:
     return sorted(public | set(_LAZY) | _layer_model_names(layers))
 
 __all__ = ["Network", "Report", "LayerReport", "Totals", "load", "schema", "LAYER_TYPES",
-           "LayerCalcError", "SpecError", "ShapeError", "GraphError", "ResourceError", "__version__"]
+           "LayerCalcError", "SpecError", "ShapeError", "GraphError", "ResourceError", "NumericError", "__version__"]

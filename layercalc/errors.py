@@ -294,5 +294,9 @@ def describe_validation_error(exc, raw: dict | None = None, known_fields: Iterab
 
 
 
+class NumericError(LayerCalcError):
+    """A run produced infinities or NaN (a float overflow): its numbers would be meaningless, so none are given."""
+
+
 class ResourceError(LayerCalcError):
     """A run would need more memory (or other resources) than allowed; refused before starting."""

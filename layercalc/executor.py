@@ -33,7 +33,7 @@ import numpy as np
 
 from . import kernels as K
 from . import layers as L
-from .errors import (LayerCalcError, ResourceError, ShapeError, SpecError, did_you_mean, layer_label,
+from .errors import (LayerCalcError, NumericError, ResourceError, ShapeError, SpecError, did_you_mean, layer_label,
                      whole_number_problem)
 
 INPUT = "input"
@@ -737,10 +737,6 @@ assert set(LAYER_FUNCTIONS) == set(L.LAYER_CLASSES), "every layer type needs an 
 
 # ------------------------------------------------------------------------------------------------------ running
 
-class NumericError(LayerCalcError):
-    """A run produced infinities or NaN (float overflow): its numbers would be meaningless."""
-
-
 #: layers whose output is finite whenever their inputs are (selections, bounded functions, copies): not checked
 _FINITE_PRESERVING = (L.ReLU, L.ReLU6, L.Sigmoid, L.Tanh, L.Hardsigmoid, L.Hardswish, L.SiLU, L.Softmax,
                       L._MaxPoolBase, L.GlobalMaxPool, L.Flatten, L.Reshape, L.Dropout, L.Identity, L.Concat,
@@ -814,18 +810,20 @@ class WeightSources:
     random: dict[str, list[str]] = field(default_factory=dict)   # layer → its parameters drawn from the seed
 
     def describe(self) -> str:
-        """One line: ``weights: from w.npz for 10 layers; random (seed 0) for 2: conv1, fc``."""
+        """One line: ``weights: from w.npz for 10 layers; random (seed 0) for 2: conv1, fc``; a layer given only
+        some of its parameters is named with the ones drawn from the seed: ``fc (bias)``."""
         total = len(self.given) + len(self.random)
         if total == 0:
             return "weights: none (no layer has parameters)"
         layers = f"all {total} layers" if total != 1 else "the one layer"
         if not self.random:
             return f"weights: from {self.source} for {layers} with parameters"
-        if not self.given:
-            partly = "" if not any(self._partial(n) for n in self.random) else f" ({self._names()})"
-            return f"weights: random (seed {self.seed}) for {layers} with parameters{partly}"
-        return (f"weights: from {self.source} for {len(self.given)} layer{'s' if len(self.given) != 1 else ''}; "
-                f"random (seed {self.seed}) for {len(self.random)}: {self._names()}")
+        if not self.given and not any(self._partial(n) for n in self.random):
+            return f"weights: random (seed {self.seed}) for {layers} with parameters"
+        taken = len(self.given) + sum(1 for n in self.random if self._partial(n))
+        return (f"weights: from {self.source} for {taken} layer{'s' if taken != 1 else ''}"
+                f"{' (some in part)' if taken > len(self.given) else ''}; random (seed {self.seed}) for "
+                f"{len(self.random)}: {self._names()}")
 
     def _partial(self, name: str) -> bool:
         return bool(self._given_params.get(name))

@@ -365,7 +365,7 @@ def _linear(c: _Check, layer, x, facts) -> None:
     rows = math.prod(x[:-1])
     bias = fout if layer.bias else 0
     c.add(f"applies to the last dim: [{', '.join(map(str, x))}] → [{', '.join(map(str, facts.output_shape))}]")
-    c.result("params", f"in·out" + (" + out" if layer.bias else "") + f" = {fin}·{fout}"
+    c.result("params", "in·out" + (" + out" if layer.bias else "") + f" = {fin}·{fout}"
              + (f" + {fout}" if layer.bias else ""), fin * fout + bias, facts.params)
     rows_text = "N" if len(x) == 2 else "·".join(["N", *(f"d{i}" for i in range(1, len(x) - 1))])
     c.result("MACs", f"rows·in·out with rows = {rows_text} = {rows}: {rows}·{fin}·{fout}", rows * fin * fout,
@@ -383,7 +383,7 @@ def _batchnorm(c: _Check, layer, x, facts, channels_last: bool) -> None:
         c.result("params", f"2·C (γ and β) = 2·{channels}", 2 * channels, facts.params)
     else:
         c.zero("params", "affine=False: no γ, β", facts.params)
-    c.add(f"buffers = " + (f"2·C (running mean and variance) = 2·{channels} = {2 * channels}"
+    c.add("buffers = " + (f"2·C (running mean and variance) = 2·{channels} = {2 * channels}"
                            if layer.track_running_stats else "0 (track_running_stats=False)"))
     elements = math.prod(x)
     c.result("FLOPs", f"{NORMALIZE_FLOPS} per element (at inference the statistics fold into one multiply and one "

@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field, SerializeAsAny, SkipValidation, field_va
 from .errors import GraphError, SpecError, did_you_mean, layer_label, shown
 from .layers import Description, Int, LayerBase, PositiveInt, parse_layer
 from .report import LayerReport, Report, Totals
-from .rules import (Context, Facts, ReceptiveField, Tensor, bounded_field, fmt_shape, infer, numel, report_jump,
+from .rules import (Context, Facts, ReceptiveField, Tensor, bounded_field, infer, numel, report_jump,
                     unreported_field_notes)
 
 INPUT = "input"

@@ -204,7 +204,7 @@ def search_space_size(kernel: Optional[int] = None, stride: Optional[int] = None
     k_lo, k_hi = (kernel, kernel) if kernel is not None else (1, max_kernel)
     s_lo, s_hi = (stride, stride) if stride is not None else (1, max_stride)
     d_lo, d_hi = (dilation, dilation) if dilation is not None else (1, max_dilation)
-    kernels, strides = k_hi - k_lo + 1, s_hi - s_lo + 1
+    strides = s_hi - s_lo + 1
     paddings = _paddings_per_dilation(k_lo, k_hi, padding, ceil_mode, max_padding)
     total_twice = 0
     for low, high, strides_twice in _strides_per_dilation(s_lo, s_hi, output_padding, transposed,

@@ -75,7 +75,6 @@ def _spec_loader(with_libyaml: bool = True):
     """
     import re
 
-    import yaml
     from yaml.composer import Composer
     from yaml.constructor import ConstructorError, SafeConstructor
     from yaml.nodes import MappingNode, ScalarNode, SequenceNode

@@ -143,7 +143,8 @@ def test_weight_sources_say_which_layers_are_random(files):
     assert executor.weight_sources(net, None, 0).describe() == \
         "weights: random (seed 0) for all 2 layers with parameters"
     partial = executor.weight_sources(net, {"fc1": {"weight": np.ones((8, 512))}}, 3, "w.npz")
-    assert partial.describe() == "weights: random (seed 3) for all 2 layers with parameters (fc1 (bias), fc2)"
+    # fc1's weight comes from the file: "random for all" would misstate it
+    assert partial.describe() == "weights: from w.npz for 1 layer (some in part); random (seed 3) for 2: fc1 (bias), fc2"
     both = executor.weight_sources(net, ones_weights(), 0, "w.npz")
     assert both.describe() == "weights: from w.npz for 1 layer; random (seed 0) for 1: fc2"
     assert both.given == ["fc1"] and list(both.random) == ["fc2"]
