@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import ConfigDict, Field, SerializeAsAny, SkipValidation, field_validator
 
 from .errors import GraphError, SpecError, did_you_mean, layer_label, shown
-from .layers import Description, Int, LayerBase, PositiveInt, parse_layer
+from .layers import MAX_RANK, Description, Int, LayerBase, PositiveInt, parse_layer
 from .report import LayerReport, Report, Totals
 from .rules import (Context, Facts, ReceptiveField, Tensor, bounded_field, infer, numel, report_jump,
                     unreported_field_notes)
@@ -69,7 +69,8 @@ class Network(Description):
 
     name: Optional[str] = None
     # the layer fields' strict whole numbers: `true` or "28" is refused, not read as 1 or 28
-    input: list[Int] = Field(min_length=1, description="one example without the batch dim, in the layout's order")
+    input: list[Int] = Field(min_length=1, max_length=MAX_RANK - 1,
+                             description="one example without the batch dim, in the layout's order")
     batch: PositiveInt = 1
     layout: Literal["NCHW", "NHWC"] = Field(
         "NCHW", description="NCHW: channels first (any spatial rank); NHWC: channels last, Keras-style")

@@ -25,7 +25,10 @@ from pydantic import (AliasChoices, BaseModel, BeforeValidator, ConfigDict, Fiel
 from pydantic_core import PydanticCustomError
 
 from .errors import (InvalidDescription, SpecError, boolean_problem, describe_validation_error, layer_label, own_error,
-                     real_number_problem, safe_text, whole_number_problem)
+                     real_number_problem, safe_text, shown, whole_number_problem)
+
+#: the most dimensions a tensor may have: NumPy's limit (PyTorch's is lower), so every shape can also be executed
+MAX_RANK = 64
 
 
 def _whole_number(value: Any) -> Any:
@@ -104,7 +107,7 @@ def _per_dim(value: Any, rank: int, field: str) -> tuple[int, ...]:
     if len(value) == 1:
         return value * rank
     if len(value) != rank:
-        raise ValueError(f"{field} needs 1 or {rank} values (one per spatial dimension), got {list(value)}")
+        raise ValueError(f"{field} needs 1 or {rank} values (one per spatial dimension), got {shown(list(value))}")
     return value
 
 
@@ -120,10 +123,10 @@ def _padding_pairs(value: Any, rank: int, field: str = "padding") -> str | Pairs
         if len(pairs) == 1:
             return pairs * rank
         if len(pairs) != rank:
-            raise ValueError(f"{field} needs 1 or {rank} [before, after] pairs, got {value}")
+            raise ValueError(f"{field} needs 1 or {rank} [before, after] pairs, got {shown(value)}")
         return pairs
     if any(isinstance(v, (list, tuple)) for v in value):
-        raise ValueError(f"{field} mixes ints and [before, after] pairs: {value}")
+        raise ValueError(f"{field} mixes ints and [before, after] pairs: {shown(value)}")
     return tuple((p, p) for p in _per_dim(value, rank, field))
 
 
@@ -412,7 +415,7 @@ class _AdaptivePoolBase(LayerBase):
         if len(sizes) == 1:
             sizes = sizes * self.spatial_dims
         if len(sizes) != self.spatial_dims:
-            raise ValueError(f"output_size needs 1 or {self.spatial_dims} values, got {list(sizes)}")
+            raise ValueError(f"output_size needs 1 or {self.spatial_dims} values, got {shown(list(sizes))}")
         object.__setattr__(self, "output_size", sizes)
         return self
 
@@ -478,7 +481,7 @@ class Flatten(LayerBase):
 class Reshape(LayerBase):
     """Reshape each example; ``shape`` excludes the batch dimension (like Keras), one entry may be -1."""
     type: Literal["reshape"] = "reshape"
-    shape: list[Int] = Field(validation_alias=_alias("shape", "target_shape"), min_length=1)
+    shape: list[Int] = Field(validation_alias=_alias("shape", "target_shape"), min_length=1, max_length=MAX_RANK - 1)
 
     @field_validator("shape")
     @classmethod

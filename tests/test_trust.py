@@ -343,3 +343,17 @@ def test_zoo_networks_still_take_other_image_sizes():
     report = layercalc.load("zoo:resnet50")
     assert cli("summary", "zoo:resnet50", "--input", "3x160x160", "--format", "json").exit_code == 0
     assert report.analyze().totals.params == 25_557_032
+
+
+def test_long_lists_are_refused_with_short_messages():
+    # NumPy holds at most 64 dims (batch included): a 100,000-dim input or reshape is refused, and the message
+    # shows a cut value, not 300,000 characters of it
+    for spec in ({"input": [1] * 100_000, "layers": [{"type": "relu"}]},
+                 {"input": [1, 8, 8], "layers": [{"type": "reshape", "target_shape": [1] * 100_000}]},
+                 {"input": [1, 8, 8], "layers": [{"type": "conv2d", "out_channels": 1, "kernel_size": [1] * 100_000}]}):
+        with pytest.raises(LayerCalcError) as info:
+            layercalc.load(spec).analyze()
+        assert len(str(info.value)) < 400, str(info.value)[:500]
+    # 63 dims plus the batch still analyze: a relu on [1, 1, …, 2] keeps the shape
+    report = layercalc.load({"input": [1] * 62 + [2], "layers": [{"type": "relu"}]}).analyze()
+    assert report.layers[0].output_shape == [1] * 63 + [2]
