@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from . import kernels as K
-from . import layers as L
+from .layers.base import not_runnable
 from .errors import (LayerCalcError, NumericError, ResourceError, ShapeError, SpecError, did_you_mean, layer_label,
                      whole_number_problem)
 
@@ -201,58 +201,9 @@ def _numel(shape) -> int:
 
 
 def _step_scratch(step, itemsize: int, channels_last: bool, weights_given: bool = False) -> tuple[int, int]:
-    """(temporary bytes while the step runs, im2col workspace bytes) beyond its inputs and output.
-
-    ``weights_given``: the layer's weights were passed in (already counted as held), so only copies count."""
-    layer, facts = step.layer, step.facts
-    in_shape, out_shape = step.input_shapes[0], facts.output_shape
-    n_in, n_out = _numel(in_shape), _numel(out_shape)
-    geometry = facts.geometry
-    if isinstance(layer, L._ConvBase):
-        batch, cin = in_shape[0], in_shape[-1] if channels_last else in_shape[1]
-        spatial = in_shape[1:-1] if channels_last else in_shape[2:]
-        cout, kernel = layer.out_channels, layer.kernel_size
-        weight_bytes = cout * (cin // layer.groups) * _numel(kernel) * itemsize
-        out_spatial = out_shape[1:-1] if channels_last else out_shape[2:]
-        if layer.transposed or (layer.groups > 1 and layer.groups != cin):
-            copied = True                                 # the weight as a (batched) matrix
-        else:
-            copied = layer.groups == 1 and K.reorders_weight(_numel(kernel), batch * _numel(out_spatial), cout)
-        # the weights made for this layer (unless passed in) + their reordered copy
-        weight_copies = ((0 if weights_given else 1) + (1 if copied else 0)) * weight_bytes
-        if layer.transposed:
-            full = [(n - 1) * s + d * (k - 1) + 1 + op
-                    for n, k, s, d, op in zip(spatial, kernel, layer.stride, layer.dilation, geometry["output_padding"])]
-            width = _numel(kernel) * (cout // layer.groups)
-            chunk = K.chunk_bytes(batch, spatial, (layer.groups * width + cin) * itemsize)
-            return batch * _numel(full) * cout * itemsize + weight_copies, chunk
-        pads = geometry["pads"]
-        padded = batch * cin * _numel(n + b + a for n, (b, a) in zip(spatial, pads)) if any(
-            b or a for b, a in pads) else 0
-        depth = _numel(kernel) * (cin // layer.groups)
-        if layer.groups == 1:     # (a 1×1 stride-1 conv needs no im2col, unless its input is a strided view)
-            chunk, temp = K.chunk_bytes(batch, out_spatial, depth * itemsize), 0
-        elif layer.groups == cin:
-            chunk, temp = 0, n_out
-        else:
-            chunk, temp = K.chunk_bytes(batch, out_spatial, (layer.groups * depth + cout) * itemsize), 0
-        return (padded + temp) * itemsize + weight_copies, chunk
-    if isinstance(layer, L._PoolBase):
-        return 2 * n_in * itemsize, 0                   # the padded copy (ceil_mode overhang included, roughly)
-    if isinstance(layer, L._AdaptivePoolBase):
-        last = list(in_shape) if channels_last else [in_shape[0], *in_shape[2:], in_shape[1]]   # as the kernel sees it
-        return K.adaptive_pool_scratch(last, list(layer.output_size), itemsize,
-                                       "max" if "max" in layer.type else "avg"), 0
-    if isinstance(layer, (L.LayerNorm, L.GroupNorm, L.Linear)):
-        return 2 * n_in * itemsize + (0 if weights_given else facts.params * itemsize), 0
-    if isinstance(layer, L._BatchNormBase):
-        stats = 0 if layer.track_running_stats else 2 * n_in * 8
-        return stats + 4 * facts.params * itemsize, 0
-    if isinstance(layer, L.GELU):                     # computed in blocks (erf works in float64)
-        return K.elementwise_scratch(n_in, K.GELU_BLOCK_BYTES_PER_ELEMENT), 0
-    if isinstance(layer, (L._Activation, L.Softmax)):
-        return n_in * itemsize, 0
-    return 0, 0
+    """(temporary bytes while the step runs, im2col workspace bytes) beyond its inputs and output: the layer type's
+    own bound (:meth:`LayerBase.scratch_bytes`). ``weights_given``: its weights were passed in (already held)."""
+    return step.layer.scratch_bytes(step, itemsize, channels_last, weights_given)
 
 
 def estimate_memory(steps, input_shape, dtype, channels_last: bool, given_weights: Optional[Weights] = None
@@ -455,33 +406,7 @@ def _channels(shape, channels_last: bool) -> int:
 
 def param_shapes(step, channels_last: bool) -> dict[str, tuple[tuple[int, ...], str]]:
     """Each parameter a layer reads: its PyTorch shape and how that shape is made (for messages)."""
-    layer, shape = step.layer, step.input_shapes[0]
-    found: dict[str, tuple[tuple[int, ...], str]] = {}
-    if isinstance(layer, L._ConvBase):
-        cin, cout, k = _channels(shape, channels_last), layer.out_channels, tuple(layer.kernel_size)
-        if layer.transposed:
-            found["weight"] = ((cin, cout // layer.groups, *k), "[in_channels, out_channels/groups, *kernel_size]")
-        else:
-            found["weight"] = ((cout, cin // layer.groups, *k), "[out_channels, in_channels/groups, *kernel_size]")
-        if layer.bias:
-            found["bias"] = ((cout,), "[out_channels]")
-    elif isinstance(layer, L.Linear):
-        found["weight"] = ((layer.out_features, shape[-1]), "[out_features, in_features]")
-        if layer.bias:
-            found["bias"] = ((layer.out_features,), "[out_features]")
-    elif isinstance(layer, (L._BatchNormBase, L.GroupNorm)):
-        c = _channels(shape, channels_last)
-        if layer.affine:
-            found["weight"] = found["bias"] = ((c,), "[channels]")
-        if isinstance(layer, L._BatchNormBase) and layer.track_running_stats:
-            found["running_mean"] = found["running_var"] = ((c,), "[channels]")
-    elif isinstance(layer, L.LayerNorm):
-        normalized = tuple(step.facts.geometry["normalized_shape"])
-        if layer.elementwise_affine:
-            found["weight"] = (normalized, "normalized_shape")
-            if layer.bias:
-                found["bias"] = (normalized, "normalized_shape")
-    return found
+    return {name: (spec.shape, spec.layout) for name, spec in step.layer.param_specs(step, channels_last).items()}
 
 
 def check_weights(steps, weights: dict[str, dict[str, Any]], channels_last: bool) -> None:
@@ -531,37 +456,33 @@ def _check_param(by_name, name: str, param: str, shape, dtype, channels_last: bo
 
 
 def init_params(step, given: Mapping[str, Any], seed: int, dtype, channels_last: bool) -> dict[str, np.ndarray]:
-    """The layer's parameters in ``dtype``: the given arrays, the rest initialized like PyTorch's
-    ``reset_parameters`` (a generator seeded by (seed, layer index), so the same seed gives the same weights)."""
-    wanted = param_shapes(step, channels_last)
+    """The layer's parameters in ``dtype``: the given arrays, the rest initialized as its :class:`ParamSpec` says
+    (PyTorch's ``reset_parameters``: U(±1/√fan_in) for conv and linear, ones and zeros for norms), from a generator
+    seeded by (seed, layer index), so the same seed gives the same weights."""
     params: dict[str, np.ndarray] = {}
     rng = None
-    fan_in = None
-    if "weight" in wanted and len(wanted["weight"][0]) >= 2:
-        fan_in = math.prod(wanted["weight"][0][1:])     # PyTorch: tensor dim 1 × kernel (out/groups for transposed)
-    for param, (shape, _) in wanted.items():
+    for param, spec in step.layer.param_specs(step, channels_last).items():
         if param in given:
             params[param] = np.asarray(given[param], dtype=dtype)
-            continue
-        if fan_in is not None:                          # conv / linear: weight and bias ~ U(±1/√fan_in)
+        elif spec.init == "uniform":
             rng = rng or np.random.default_rng([seed % 2**63, step.index])
-            bound = 1.0 / math.sqrt(fan_in)
-            values = rng.random(shape, dtype=dtype)
+            bound = 1.0 / math.sqrt(spec.fan_in)
+            values = rng.random(spec.shape, dtype=dtype)
             values *= 2 * bound
             values -= bound
             params[param] = values
-        elif param in ("weight", "running_var"):
-            params[param] = np.ones(shape, dtype=dtype)
-        else:                                            # norm bias, running_mean
-            params[param] = np.zeros(shape, dtype=dtype)
+        elif spec.init == "ones":
+            params[param] = np.ones(spec.shape, dtype=dtype)
+        else:
+            params[param] = np.zeros(spec.shape, dtype=dtype)
     return params
 
 
-# ----------------------------------------------------------------------------------------------------- layers
+# ------------------------------------------------------------------------------------------- forward steps
 
 @dataclass
 class Env:
-    """What a layer function needs besides its inputs and parameters."""
+    """What a layer's forward step (:meth:`LayerBase.forward`) needs besides its inputs and parameters."""
     channels_last: bool
     workspace: K.Workspace
     counter: K.MacCounter = field(default_factory=K.MacCounter)
@@ -582,166 +503,7 @@ class Env:
         return x if self.overwritable[index] else None
 
 
-def _conv(step, xs, p, env: Env):
-    layer, geometry = step.layer, step.facts.geometry
-    x = env.to_channels_last(xs[0])
-    if layer.transposed:
-        y = K.conv_transpose(x, p["weight"], p.get("bias"), stride=layer.stride, dilation=layer.dilation,
-                             crop=geometry["crop"], output_padding=geometry["output_padding"], groups=layer.groups,
-                             workspace=env.workspace, counter=env.counter)
-    else:
-        y = K.conv(x, p["weight"], p.get("bias"), stride=layer.stride, dilation=layer.dilation,
-                   pads=geometry["pads"], groups=layer.groups, padding_mode=layer.padding_mode,
-                   workspace=env.workspace, counter=env.counter)
-    return env.from_channels_last(y)
-
-
-def _pool(step, xs, p, env: Env):
-    layer, geometry = step.layer, step.facts.geometry
-    x = env.to_channels_last(xs[0])
-    if isinstance(layer, L._MaxPoolBase):
-        y = K.max_pool(x, kernel=layer.kernel_size, stride=layer.stride, dilation=layer.dilation,
-                       pads=geometry["pads"], ceil_mode=layer.ceil_mode)
-    else:
-        y = K.avg_pool(x, kernel=layer.kernel_size, stride=layer.stride, pads=geometry["pads"],
-                       ceil_mode=layer.ceil_mode, count_include_pad=geometry["count_include_pad"],
-                       divisor_override=layer.divisor_override)
-    return env.from_channels_last(y)
-
-
-def _adaptive_pool(step, xs, p, env: Env):
-    layer = step.layer
-    x = env.to_channels_last(xs[0])
-    pool = K.adaptive_max_pool if "max" in layer.type else K.adaptive_avg_pool
-    return env.from_channels_last(pool(x, layer.output_size))
-
-
-def _global_pool(step, xs, p, env: Env):
-    x = xs[0]
-    axes = tuple(range(1, x.ndim - 1)) if env.channels_last else tuple(range(2, x.ndim))
-    reduce = np.max if step.layer.type == "global_maxpool" else np.mean
-    return reduce(x, axis=axes, keepdims=step.layer.keepdims)
-
-
-def _linear(step, xs, p, env: Env):
-    x = xs[0]
-    weight = p["weight"]
-    rows = x.reshape(-1, x.shape[-1])
-    y = rows @ weight.T
-    env.counter.add(rows.shape[0] * weight.shape[1] * weight.shape[0])
-    if "bias" in p:
-        y += p["bias"]
-    return y.reshape(*x.shape[:-1], weight.shape[0])
-
-
-def _flatten(step, xs, p, env: Env):
-    x = xs[0]
-    start, end = step.layer.start_dim % x.ndim, step.layer.end_dim % x.ndim
-    return x.reshape(*x.shape[:start], -1, *x.shape[end + 1:])
-
-
-def _reshape(step, xs, p, env: Env):
-    return xs[0].reshape(xs[0].shape[0], *step.layer.shape)
-
-
-def _zero_pad(step, xs, p, env: Env):
-    x = env.to_channels_last(xs[0])
-    return env.from_channels_last(K.pad_spatial(x, step.facts.geometry["pads"]))
-
-
-def _batchnorm(step, xs, p, env: Env):
-    layer = step.layer
-    return K.batch_norm(xs[0], channel_axis=env.channel_axis, mean=p.get("running_mean"), var=p.get("running_var"),
-                        weight=p.get("weight"), bias=p.get("bias"), eps=layer.eps, out=env.out_for(xs[0]))
-
-
-def _layernorm(step, xs, p, env: Env):
-    return K.layer_norm(xs[0], normalized_dims=len(step.facts.geometry["normalized_shape"]),
-                        weight=p.get("weight"), bias=p.get("bias"), eps=step.layer.eps)
-
-
-def _groupnorm(step, xs, p, env: Env):
-    return K.group_norm(xs[0], channel_axis=env.channel_axis, groups=step.layer.num_groups,
-                        weight=p.get("weight"), bias=p.get("bias"), eps=step.layer.eps)
-
-
-def _passthrough(step, xs, p, env: Env):
-    return xs[0]
-
-
-def _activation(step, xs, p, env: Env):
-    layer, x = step.layer, xs[0]
-    out = env.out_for(x)
-    kind = layer.type
-    if kind == "relu":
-        return np.maximum(x, 0, out=out)
-    if kind == "relu6":
-        return np.clip(x, 0, 6, out=out)
-    if kind == "leaky_relu":
-        return K.leaky_relu(x, layer.negative_slope, out=out)
-    if kind == "sigmoid":
-        return K.sigmoid(x, out=out)
-    if kind == "tanh":
-        return np.tanh(x, out=out)
-    if kind == "gelu":
-        return K.gelu(x, layer.approximate, out=out)
-    if kind in ("silu", "swish"):
-        return np.multiply(x, K.sigmoid(x), out=out)
-    if kind == "hardswish":
-        return np.multiply(x, K.hardsigmoid(x), out=out)
-    if kind == "hardsigmoid":
-        return K.hardsigmoid(x, out=out)
-    if kind == "softmax":
-        return K.softmax(x, step.facts.geometry["dim"])
-    raise AssertionError(f"no kernel for activation {kind!r}")
-
-
-def _merge(step, xs, p, env: Env):
-    ufunc = np.add if step.layer.type == "add" else np.multiply
-    shape = np.broadcast_shapes(*(x.shape for x in xs))
-    # accumulate into an input that dies here and already has the output's shape, else into a new array
-    target = next((i for i, x in enumerate(xs) if env.overwritable[i] and x.shape == shape), None)
-    order = list(range(len(xs)))
-    if target is not None:
-        order.remove(target)
-        order.insert(0, target)
-    out = ufunc(xs[order[0]], xs[order[1]], out=xs[target] if target is not None else None)
-    for i in order[2:]:
-        out = ufunc(out, xs[i], out=out if out.shape == shape else None)
-    return out
-
-
-def _concat(step, xs, p, env: Env):
-    return np.concatenate(xs, axis=step.facts.geometry["dim"])
-
-
-LAYER_FUNCTIONS: dict[type, Callable] = {}
-for _cls in L.LAYER_CLASSES:
-    if issubclass(_cls, L._ConvBase):
-        LAYER_FUNCTIONS[_cls] = _conv
-    elif issubclass(_cls, L._PoolBase):
-        LAYER_FUNCTIONS[_cls] = _pool
-    elif issubclass(_cls, L._AdaptivePoolBase):
-        LAYER_FUNCTIONS[_cls] = _adaptive_pool
-    elif issubclass(_cls, L._BatchNormBase):
-        LAYER_FUNCTIONS[_cls] = _batchnorm
-    elif issubclass(_cls, L._Activation):
-        LAYER_FUNCTIONS[_cls] = _activation
-LAYER_FUNCTIONS.update({
-    L.GlobalAvgPool: _global_pool, L.GlobalMaxPool: _global_pool, L.Linear: _linear, L.Flatten: _flatten,
-    L.Reshape: _reshape, L.ZeroPad: _zero_pad, L.LayerNorm: _layernorm, L.GroupNorm: _groupnorm,
-    L.Dropout: _passthrough, L.Identity: _passthrough, L.Add: _merge, L.Mul: _merge, L.Concat: _concat,
-})
-assert set(LAYER_FUNCTIONS) == set(L.LAYER_CLASSES), "every layer type needs an executor function"
-
-
 # ------------------------------------------------------------------------------------------------------ running
-
-#: layers whose output is finite whenever their inputs are (selections, bounded functions, copies): not checked
-_FINITE_PRESERVING = (L.ReLU, L.ReLU6, L.Sigmoid, L.Tanh, L.Hardsigmoid, L.Hardswish, L.SiLU, L.Softmax,
-                      L._MaxPoolBase, L.GlobalMaxPool, L.Flatten, L.Reshape, L.Dropout, L.Identity, L.Concat,
-                      L.ZeroPad)
-
 
 def all_finite(array: np.ndarray) -> bool:
     """No inf or NaN in ``array``, without an array-sized temporary: the sum of squares (one BLAS pass over the
@@ -763,10 +525,6 @@ def _all_finite(array: np.ndarray) -> bool:
     elif np.isfinite(np.add.reduce(array, axis=None)):
         return True
     return bool(np.isfinite(array.min()) and np.isfinite(array.max()))
-
-
-def _is_adaptive_max(layer) -> bool:
-    return isinstance(layer, L._AdaptivePoolBase) and "max" in layer.type
 
 
 def _with_input(network, x, dtype):
@@ -894,6 +652,9 @@ def execute(network, x=None, weights=None, seed: int = 0, dtype=None, max_memory
 def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, where) -> dict[str, np.ndarray]:
     network, x = _with_input(network, x, dtype)
     steps = network.resolve()
+    for step in steps:
+        if not step.layer.runnable():             # before anything is estimated, read or allocated
+            raise not_runnable(step)
     channels_last = network.channels_last
     given = normalize_weights(weights, steps, channels_last, limit)
     check_weights(steps, given, channels_last)
@@ -925,9 +686,9 @@ def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, whe
             env.overwritable = [_may_overwrite(src, position, step, tensors, last_use, protected)
                                 for src in step.inputs]
             params = init_params(step, given.get(step.name, {}), seed, dtype, channels_last)
-            output = LAYER_FUNCTIONS[type(step.layer)](step, inputs, params, env)
+            output = step.layer.forward(step, inputs, params, env)
             del inputs, params
-            if not (isinstance(step.layer, _FINITE_PRESERVING) or _is_adaptive_max(step.layer)) and not all_finite(output):
+            if not step.layer.keeps_finite and not all_finite(output):
                 raise NumericError(f"{where['step']}: output holds infinities or NaN: {np.dtype(dtype).name} "
                                    f"overflowed on these inputs and weights; run in float64 (--dtype float64, "
                                    f"dtype='float64') or scale the input down")

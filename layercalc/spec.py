@@ -506,8 +506,9 @@ def schema() -> dict:
     # model; the union of every layer model, discriminated by `type`, is what a spec holds.
     from pydantic import TypeAdapter
 
-    from .layers import Layer
-    layer = TypeAdapter(Layer).json_schema()
+    from .layers import layer_union, load_plugins
+    load_plugins()
+    layer = TypeAdapter(layer_union()).json_schema()
     defs.update(layer.pop("$defs", {}))
     defs.pop("LayerBase", None)
     defs["Layer"] = layer

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import layercalc
 from layercalc.coverage import Unread, WindowCover, floor_sum, unread_between_windows
 from layercalc.explain import coverage_note
-from layercalc.rules import transposed_input_span
+from layercalc.layers.conv import transposed_input_span
 from layercalc.shapes import adaptive_window_max, adaptive_window_min, adaptive_window_total
 
 LIMIT_SECONDS = 10      # each huge case takes well under a second; before the closed forms: 20 s to minutes
@@ -208,7 +208,7 @@ def test_transposed_input_span_of_huge_kernels():
     # stride 3, no dilation: the taps ≡ 0 mod 3 (ceil(10^18 / 3) = 333333333333333334 of them) feed one output
     # from that many consecutive inputs. Stride 4, dilation 6: 6t mod 4 is 0 for even t, 2 for odd t; the 5·10^17
     # even taps sit 12 / 4 = 3 inputs apart: (5·10^17 − 1)·3 + 1.
-    printed = bounded("from layercalc.rules import transposed_input_span as f; "
+    printed = bounded("from layercalc.layers.conv import transposed_input_span as f; "
                       "print(f(10**18, 3), f(10**18, 4, 6))").split()
     assert printed == [str(333333333333333334), str((5 * 10**17 - 1) * 3 + 1)]
     # the CLI: 10^8 taps, stride 3 → ceil(10^8 / 3) = 33333334 inputs (it took 22 s and 4 GB)

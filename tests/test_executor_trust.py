@@ -195,7 +195,8 @@ def test_memory_error_becomes_a_resource_error(monkeypatch):
     def no_memory(*args, **kwargs):
         raise MemoryError()
 
-    monkeypatch.setattr(executor, "LAYER_FUNCTIONS", {cls: no_memory for cls in executor.LAYER_FUNCTIONS})
+    from layercalc.layers import Linear
+    monkeypatch.setattr(Linear, "forward", no_memory)
     with pytest.raises(ResourceError) as info:
         layercalc.load(LINEAR_SPEC).run()
     assert "out of memory" in str(info.value) and "'fc1'" in str(info.value)

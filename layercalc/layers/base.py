@@ -1,0 +1,507 @@
+"""What every layer type shares: field types, the :class:`LayerBase` protocol, and the registry.
+
+A layer type is a Pydantic model (its description: the fields a spec writes) with methods that the engines call —
+only :meth:`LayerBase.infer` is required:
+
+- ``infer(inputs, ctx) -> Facts``: output shape, params, buffers, MACs, FLOPs, receptive field, notes;
+- ``param_specs(step, channels_last)``: each parameter's PyTorch shape and initialization (for ``run``/``verify``);
+- ``forward(step, xs, params, env)``: the NumPy forward step (absent: the type is analysis-only);
+- ``scratch_bytes(step, itemsize, channels_last, weights_given)``: temporaries of the forward step, for the memory
+  estimate (an upper bound);
+- ``explain(c, input_shapes, facts, channels_last)`` and ``explain_field(c, facts, input_rf)``: worked formulas.
+
+:func:`register_layer` makes a type known everywhere: specs, the Python API, the JSON Schema, ``summary``, its own
+calculator command, and ``verify``/``run`` when it has a forward step. Built-in types are registered by their family
+modules (:mod:`layercalc.layers.conv`, …); installed packages add theirs through the ``layercalc.layers`` entry point
+group, loaded on first need (:func:`load_plugins`).
+
+Field names follow the PyTorch constructor arguments; Keras names are accepted as aliases (``filters``,
+``units``, ``pool_size``, ``strides``, ``use_bias``, ``dilation_rate``, ``rate``, ``axis``, ``target_shape``).
+These models only check that each field is well formed on its own (positive sizes, the right number of
+per-dimension values); whether a layer fits the shape that reaches it is decided in :mod:`layercalc.rules`.
+
+Tuple-valued fields (``kernel_size``, ``stride``, ``dilation``, …) accept an int or one value per spatial
+dimension and are stored as tuples of the layer's spatial rank. ``padding`` is stored either as the string
+``"same"``/``"valid"`` or as one ``(before, after)`` pair per spatial dimension.
+
+Values are taken as written, never coerced into something else (Pydantic's lax mode would): an integer field
+takes an integer, or an integral float such as ``3.0`` (the same number), and refuses booleans (``true`` is not
+a kernel of 1), strings (``"3"``), fractions (``2.9`` is not 2) and floats too large to be exact (``1e30``). A
+real-valued field (``eps``, ``momentum``, ``negative_slope``, ``p``) takes a finite int or float, never NaN or an
+infinity. An on/off field takes ``true`` or ``false`` only. See :func:`layercalc.errors.whole_number_problem`.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Optional, Union
+
+from pydantic import (AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, field_validator)
+from pydantic_core import PydanticCustomError
+
+from ..errors import (InvalidDescription, LayerCalcError, SpecError, boolean_problem, describe_validation_error,
+                      layer_label, own_error, real_number_problem, safe_text, shown, whole_number_problem)
+
+if TYPE_CHECKING:                     # the engines' types, for annotations only (no import cycle at run time)
+    from ..explain import Explanation
+    from ..rules import Context, Facts, Tensor
+
+#: the most dimensions a tensor may have: NumPy's limit (PyTorch's is lower), so every shape can also be executed
+MAX_RANK = 64
+
+
+def _whole_number(value: Any) -> Any:
+    """Before-validator of every integer field: refuse what lax mode would coerce; ``3.0`` → ``3``."""
+    problem = whole_number_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("whole_number", problem)
+    # an integral float (3.0, NumPy's float32(3)) is the int it equals; integers go on unchanged
+    return int(value) if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) else value
+
+
+def _real_number(value: Any) -> Any:
+    """Before-validator of every real-valued field: no booleans, strings, NaN or infinities."""
+    problem = real_number_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("real_number", problem)
+    return value
+
+
+def _boolean(value: Any) -> Any:
+    """Before-validator of every on/off field: ``true``/``false`` only (lax mode reads 0, 1, "yes", "off"...)."""
+    problem = boolean_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("boolean", problem)
+    return bool(value)                                  # NumPy's np.True_ → True
+
+
+# The constraint comes before the validator so that it stays part of the int schema: the JSON Schema then says
+# {"type": "integer", "minimum": 1} (after it, Pydantic would wrap it in a function and drop it from the schema).
+Int = Annotated[int, BeforeValidator(_whole_number)]
+PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
+NonNegativeInt = Annotated[int, Field(ge=0), BeforeValidator(_whole_number)]
+Float = Annotated[float, Field(allow_inf_nan=False), BeforeValidator(_real_number)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False), BeforeValidator(_real_number)]
+Probability = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False), BeforeValidator(_real_number)]
+Bool = Annotated[bool, BeforeValidator(_boolean)]
+IntOrList = Union[PositiveInt, list[PositiveInt]]
+PaddingSpec = Union[
+    NonNegativeInt,
+    Literal["same", "valid"],
+    list[NonNegativeInt],
+    list[Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]],
+]
+Pairs = tuple[tuple[int, int], ...]
+
+
+#: the longest layer name accepted (torchvision's longest module names are under 40 characters)
+MAX_NAME_LENGTH = 200
+
+
+def check_name(name: str) -> None:
+    """A layer name must be printable text of at most :data:`MAX_NAME_LENGTH` characters.
+
+    >>> check_name('layer3.2.conv1')
+    >>> check_name('a\x1b[2Jb')
+    Traceback (most recent call last):
+    ...
+    ValueError: a name must be printable text (no control characters such as newlines or terminal escapes)
+    """
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"a name may have at most {MAX_NAME_LENGTH} characters, got {len(name):,}")
+    if not name.isprintable():
+        raise ValueError("a name must be printable text (no control characters such as newlines or terminal "
+                         "escapes)")
+
+
+def _alias(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+def _per_dim(value: Any, rank: int, field: str) -> tuple[int, ...]:
+    """An int or a list of ``rank`` ints → a tuple of ``rank`` ints."""
+    if isinstance(value, int):
+        return (value,) * rank
+    value = tuple(value)
+    if len(value) == 1:
+        return value * rank
+    if len(value) != rank:
+        raise ValueError(f"{field} needs 1 or {rank} values (one per spatial dimension), got {shown(list(value))}")
+    return value
+
+
+def _padding_pairs(value: Any, rank: int, field: str = "padding") -> str | Pairs:
+    """Normalize every accepted padding form to ``"same"``, ``"valid"`` or ``rank`` (before, after) pairs."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return ((value, value),) * rank
+    value = list(value)
+    if value and all(isinstance(v, (list, tuple)) for v in value):
+        pairs = tuple((int(b), int(a)) for b, a in value)
+        if len(pairs) == 1:
+            return pairs * rank
+        if len(pairs) != rank:
+            raise ValueError(f"{field} needs 1 or {rank} [before, after] pairs, got {shown(value)}")
+        return pairs
+    if any(isinstance(v, (list, tuple)) for v in value):
+        raise ValueError(f"{field} mixes ints and [before, after] pairs: {shown(value)}")
+    return tuple((p, p) for p in _per_dim(value, rank, field))
+
+
+def _as_lists(value: Any) -> Any:
+    return [_as_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _lower_string(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+class Description(BaseModel):
+    """A validated description (a layer, a network): built once, never changed.
+
+    Python callers get the same errors as spec files: a failed validation raises :class:`SpecError` with the
+    one-line message the CLI prints, never pydantic's ``ValidationError``. Assigning a field afterwards is refused
+    (a changed ``out_channels`` would skip validation and give negative figures): :meth:`replace` returns a
+    validated copy instead.
+    """
+
+    model_config = ConfigDict(defer_build=True)
+
+    def __init__(self, /, **data: Any) -> None:
+        from pydantic import ValidationError
+
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidDescription(self._describe_label(data), self.describe_error(exc, data)) from None
+
+    @classmethod
+    def _describe_label(cls, data: dict) -> str:
+        return cls.__name__
+
+    @classmethod
+    def _field_names(cls) -> list[str]:
+        return list(cls.model_fields)
+
+    @classmethod
+    def _help_texts(cls) -> dict[str, str]:
+        return {}
+
+    @classmethod
+    def describe_error(cls, exc, data: Any) -> str:
+        """The one-line detail of a failed validation of ``data`` as this description.
+
+        Pydantic calls ``__init__`` from ``model_validate`` too, and wraps what it raises (a ``ValueError``) in a
+        new ``ValidationError``: an :class:`InvalidDescription` of this class is unwrapped to its detail, and one
+        from a nested description (a layer inside a network) is raised as it is — it already names its layer.
+        """
+        inner = own_error(exc)
+        if isinstance(inner, InvalidDescription) and inner.label == cls._describe_label(
+                data if isinstance(data, dict) else {}):
+            return inner.detail
+        if inner is not None:
+            raise inner
+        return describe_validation_error(exc, data, cls._field_names(), cls._help_texts())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise SpecError(f"{self._describe_label(dict(self))}: cannot set {safe_text(name)!r}: a description is not "
+                        f"changed once validated; use .replace({safe_text(name)}=...) for a validated copy")
+
+    def __delattr__(self, name: str) -> None:
+        raise SpecError(f"{self._describe_label(dict(self))}: cannot delete {safe_text(name)!r}: a description is "
+                        f"not changed once validated")
+
+    def replace(self, **changes: Any):
+        """A validated copy with some fields changed (``net.replace(batch=8)``, ``conv.replace(stride=2)``)."""
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self)(**{**fields, **changes})
+
+
+class LayerBase(Description):
+    """Fields every layer has: an optional ``name`` and the names of its ``inputs``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+
+    #: how many inputs the layer takes (``None``: any number ≥ min_inputs)
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[Optional[int]] = 1
+    #: spatial rank the layer needs (``None``: any, or none)
+    spatial_dims: ClassVar[Optional[int]] = None
+
+    name: Optional[str] = Field(None, min_length=1, description="unique name; default '<type>_<index>'")
+    inputs: Optional[list[str]] = Field(
+        None, description="names of the layers feeding this one ('input' is the network input); default: previous layer")
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _one_input_as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, value: Optional[str]) -> Optional[str]:
+        # Names are printed in tables and messages: a control character could rewrite the terminal, a huge name
+        # would make every line about the layer huge.
+        if value is not None:
+            check_name(value)
+        return value
+
+    @field_validator("inputs")
+    @classmethod
+    def _printable_inputs(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+        for name in value or ():
+            check_name(name)
+        return value
+
+    @classmethod
+    def _describe_label(cls, data: dict) -> str:
+        name = data.get("name")
+        return layer_label(None, name if isinstance(name, str) else None, _type_names(cls)[0])
+
+    @classmethod
+    def _field_names(cls) -> list[str]:
+        return accepted_fields(cls)
+
+    @classmethod
+    def _help_texts(cls) -> dict[str, str]:
+        return _field_help(cls)
+
+    @field_serializer("*", mode="plain")
+    def _tuples_as_lists(self, value: Any) -> Any:
+        # Normalized per-dimension fields are stored as tuples; dumped, they read as the lists a spec holds.
+        return _as_lists(value)
+
+    @property
+    def type_name(self) -> str:
+        return self.type  # type: ignore[attr-defined]
+
+    # --------------------------------------------------------------------------------------------- the protocol
+
+    #: the output is finite whenever the inputs are (a maximum, a copy, a bounded function): the executor then
+    #: skips its overflow check for this layer
+    keeps_finite: ClassVar[bool] = False
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        """Required: what the layer does to the tensors reaching it (shape, params, MACs, FLOPs, field, notes).
+
+        Raise ``ctx.fail(message)`` when the layer cannot apply to these inputs."""
+        raise NotImplementedError(f"layer type {self.type_name!r} ({type(self).__name__}) has no infer() rule")
+
+    def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
+        """Each parameter and buffer the forward step reads, in PyTorch's layout and order (``weight`` first): its
+        shape and how a run without given weights initializes it. ``step``: the resolved layer (``graph.Step``)."""
+        return {}
+
+    @classmethod
+    def runnable(cls) -> bool:
+        """Whether the type has a forward step (``verify``/``run`` can execute it)."""
+        return cls.forward is not LayerBase.forward
+
+    def forward(self, step: Any, xs: list, params: dict, env: Any) -> Any:
+        """The NumPy forward step: ``xs`` the input arrays, ``params`` from :meth:`param_specs`, ``env`` the
+        executor's environment (layout, workspace, MAC counter). Kernels are imported here, never at module level,
+        so that analysis never loads NumPy."""
+        raise not_runnable(step)
+
+    def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        """(bytes the forward step allocates beyond its inputs and output, im2col workspace bytes): an upper bound,
+        for the executor's memory estimate. ``weights_given``: the parameters were passed in (already held)."""
+        return 0, 0
+
+    def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
+                channels_last: bool) -> None:
+        """Worked formulas for ``--explain``: ``c.add(line)`` / ``c.result(label, formula, value, reported)``."""
+        c.add(f"{self.type_name}: output {list(facts.output_shape)}")
+        if facts.params:
+            c.add(f"params = {facts.params:,}")
+
+    def explain_field(self, c: Explanation, facts: Facts, input_rf: Optional[tuple[list, list]]) -> None:
+        """Worked receptive-field lines (after the memory lines); windowed layers override it."""
+
+
+def not_runnable(step: Any) -> LayerCalcError:
+    """The error for running a layer whose type has no forward step (``step``: the resolved layer)."""
+    label = layer_label(step.index, step.name, step.layer.type_name)
+    return LayerCalcError(f"{label}: layer type {step.layer.type_name!r} has no forward step: it can be analyzed "
+                          f"(summary, the calculator) but not run (verify and run need a forward method)")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter (or buffer) of a layer, as the executor allocates and checks it.
+
+    ``layout`` says how the shape is made, for messages (``"[out_features, in_features]"``). ``init``: ``"uniform"``
+    draws U(−1/√fan_in, 1/√fan_in) (PyTorch's conv and linear), ``"ones"`` or ``"zeros"`` (norms, running stats).
+    """
+    shape: tuple[int, ...]
+    layout: str
+    init: Literal["uniform", "ones", "zeros"] = "zeros"
+    fan_in: int = 1
+
+
+# ------------------------------------------------------------------------------------------------------ registry
+
+#: every registered layer type, in registration order (the order of the schema and of ``layercalc --help``)
+LAYER_CLASSES: list[type[LayerBase]] = []
+#: every accepted ``type`` string (aliases such as ``dense`` included) → its model class
+LAYER_TYPES: dict[str, type[LayerBase]] = {}
+
+
+def _type_names(cls: type[LayerBase]) -> tuple[str, ...]:
+    return cls.model_fields["type"].annotation.__args__  # the Literal's values
+
+
+def register_layer(cls: type[LayerBase]) -> type[LayerBase]:
+    """Make a layer type known to specs, the Python API, the JSON Schema, ``summary``, the calculators and the
+    executor. A class decorator; the class needs a ``type: Literal["name", ...]`` field (its first value is the
+    type's name, the others aliases) and an :meth:`~LayerBase.infer` rule.
+
+    >>> from typing import Literal
+    >>> @register_layer
+    ... class Square(LayerBase):
+    ...     type: Literal["square_example"] = "square_example"
+    ...     def infer(self, inputs, ctx):
+    ...         from layercalc.rules import Facts
+    ...         return Facts(output_shape=inputs[0].shape, flops=inputs[0].shape[0])
+    >>> LAYER_TYPES["square_example"] is Square
+    True
+    >>> unregister_layer(Square)
+    """
+    field = cls.model_fields.get("type") if isinstance(cls, type) and issubclass(cls, LayerBase) else None
+    if field is None or getattr(field.annotation, "__origin__", None) is not Literal:
+        raise SpecError(f"register_layer: {getattr(cls, '__name__', cls)!r} must be a LayerBase subclass with a "
+                        f"field  type: Literal['name'] = 'name'")
+    if cls.infer is LayerBase.infer:
+        raise SpecError(f"register_layer: {cls.__name__} has no infer() rule (required: what the layer does to the "
+                        f"shapes reaching it)")
+    for name in _type_names(cls):
+        known = LAYER_TYPES.get(name)
+        if known is not None and known is not cls:
+            raise SpecError(f"register_layer: layer type {name!r} of {cls.__module__}.{cls.__name__} is already "
+                            f"registered by {known.__module__}.{known.__name__}")
+    if cls not in LAYER_CLASSES:
+        LAYER_CLASSES.append(cls)
+    LAYER_TYPES.update({name: cls for name in _type_names(cls)})
+    layer_union.cache_clear()
+    return cls
+
+
+def unregister_layer(cls: type[LayerBase]) -> None:
+    """Forget a registered type (tests, notebooks that redefine a type)."""
+    if cls in LAYER_CLASSES:
+        LAYER_CLASSES.remove(cls)
+    for name in [n for n, c in LAYER_TYPES.items() if c is cls]:
+        del LAYER_TYPES[name]
+    layer_union.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def layer_union() -> Any:
+    """The union of every registered layer model, discriminated by ``type`` (built for the JSON Schema only)."""
+    return Annotated[Union[tuple(LAYER_CLASSES)], Field(discriminator="type")]
+
+
+#: the entry point group through which installed packages add layer types
+ENTRY_POINT_GROUP = "layercalc.layers"
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Import every module named in the ``layercalc.layers`` entry point group (each registers its types when
+    imported). Done once, on first need: an unknown type in a spec, the schema, the full command list."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry.load()
+        except Exception as exc:               # noqa: BLE001 — a broken plugin must not break the tool
+            raise SpecError(f"layer types of {entry.value!r} (entry point {entry.name!r} in group "
+                            f"{ENTRY_POINT_GROUP!r}) cannot be loaded: {type(exc).__name__}: {exc}") from None
+
+
+def field_spellings(cls: type[LayerBase]) -> dict[str, list[str]]:
+    """Each field of ``cls`` → every name a spec may use for it: its own first, then its Keras aliases."""
+    spellings = {}
+    for name, info in cls.model_fields.items():
+        alias = info.validation_alias
+        choices = [c for c in alias.choices if isinstance(c, str)] if isinstance(alias, AliasChoices) else []
+        spellings[name] = [name] + [c for c in choices if c != name]
+    return spellings
+
+
+@lru_cache(maxsize=None)
+def _aliased_fields(cls: type[LayerBase]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The fields of ``cls`` that have Keras aliases, with all their spellings (cached: checked for every layer)."""
+    return tuple((name, tuple(names)) for name, names in field_spellings(cls).items() if len(names) > 1)
+
+
+def accepted_fields(cls: type[LayerBase]) -> list[str]:
+    """Every field name a spec may use for ``cls``, Keras aliases included."""
+    return sorted({n for names in field_spellings(cls).values() for n in names})
+
+
+def _field_help(cls: type[LayerBase]) -> dict[str, str]:
+    helps = {}
+    for name, info in cls.model_fields.items():
+        if info.description:
+            helps[name] = info.description
+    if "padding" in helps and cls.model_fields["padding"].annotation is PaddingSpec:    # conv and pool, not zero_pad
+        helps["padding"] = "an int, one int per spatial dim, 'same', 'valid', or [[before, after], ...] per spatial dim"
+    if "output_size" in helps:
+        helps["output_size"] = "an int, or one size (or null) per spatial dim"
+    for name in ("kernel_size", "stride", "dilation", "output_padding", "normalized_shape"):
+        if name in cls.model_fields:
+            helps.setdefault(name, "a positive int or a list of them, one per spatial dim")
+    # Errors name the field as the spec wrote it, so a Keras spelling (`strides`, `pool_size`) gets the same help.
+    for name, spellings in field_spellings(cls).items():
+        for alias in spellings[1:]:
+            if name in helps:
+                helps[alias] = helps[name]
+    return helps
+
+
+def parse_layer(raw: Any, index: int) -> LayerBase:
+    """Validate one layer description (a mapping, or an already built layer) into its model.
+
+    Errors name the layer (index, name, type), the field, the value and why, with a suggestion for misspelled
+    types and fields.
+    """
+    from pydantic import ValidationError
+
+    from ..errors import did_you_mean
+
+    if isinstance(raw, LayerBase):
+        return raw
+    if not isinstance(raw, dict):
+        raise SpecError(f"layers[{index}]: expected a mapping with a 'type' field, got {shown(raw)}")
+    name = raw.get("name") if isinstance(raw.get("name"), str) else None
+    type_ = raw.get("type")
+    if type_ is None:
+        raise SpecError(f"{layer_label(index, name, None)}: missing field 'type' "
+                        f"(one of: {', '.join(sorted(LAYER_TYPES))})")
+    cls = LAYER_TYPES.get(type_.lower()) if isinstance(type_, str) else None
+    if cls is None and isinstance(type_, str):
+        load_plugins()                            # a type from an installed package, registered on import
+        cls = LAYER_TYPES.get(type_.lower())
+    if cls is None:
+        raise SpecError(f"{layer_label(index, name, None)}: unknown layer type {shown(type_)}"
+                        f"{did_you_mean(str(type_), LAYER_TYPES) or ' (run `layercalc schema` for the list)'}")
+    for field, spellings in _aliased_fields(cls):
+        given = [n for n in spellings if n in raw]
+        if len(given) > 1:
+            # Pydantic would take one spelling and call the other an unknown field ("did you mean 'filters'?").
+            values = ", ".join(f"{n} {shown(raw[n])}" for n in given)
+            raise SpecError(f"{layer_label(index, name, type_)}: {' and '.join(repr(n) for n in given)} are two "
+                            f"names of the same field {field!r}, given twice ({values}); keep one")
+    try:
+        return cls.model_validate({**raw, "type": type_.lower()})
+    except ValidationError as exc:
+        detail = cls.describe_error(exc, raw)
+        raise SpecError(f"{layer_label(index, name, type_)}: {detail}") from None

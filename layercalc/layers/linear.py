@@ -1,0 +1,86 @@
+"""The dense layer: ``linear`` (Keras: ``dense``), applied to the last dimension like ``torch.nn.Linear``.
+
+Everything about it is here: the description, the shape/cost rule, its parameters, the forward step and the worked
+explanation. Formulas (docs/conventions.md): params = in·out + out; MACs = rows·in·out where rows is every dim but
+the last; FLOPs = 2·MACs + rows·out bias adds.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from ..explain import Explanation, n
+from ..rules import Context, Facts, Tensor, check_declared, fmt_shape, numel
+from .base import Bool, LayerBase, ParamSpec, PositiveInt, _alias, register_layer
+
+__all__ = ['Linear']
+
+
+@register_layer
+class Linear(LayerBase):
+    """Applies to the last dimension, like ``torch.nn.Linear`` (works on [N, L, F] too)."""
+    type: Literal["linear", "dense"] = "linear"
+    in_features: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
+    out_features: PositiveInt = Field(validation_alias=_alias("out_features", "units"))
+    bias: Bool = Field(True, validation_alias=_alias("bias", "use_bias"))
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        if len(x.shape) < 2:
+            raise ctx.fail(f"needs an input of at least 2 dims [N, ..., features], got {fmt_shape(x.shape)}")
+        fin = x.shape[-1]
+        check_declared(self.in_features, fin, "in_features", x, ctx)
+        rows = numel(x.shape[:-1])
+        fout = self.out_features
+        macs = rows * fin * fout
+        notes = []
+        if len(x.shape) > 2:
+            # A dense layer on [N, 28, 28] is a classic misreading: people often mean one layer over all 784 inputs.
+            features = numel(x.shape[1:])
+            notes.append(f"applied to the last dim only, like torch.nn.Linear and Keras Dense: {fin} input features "
+                         f"at each of {rows // x.shape[0]:,} positions of {fmt_shape(x.shape)}, not "
+                         f"{'·'.join(str(v) for v in x.shape[1:])} = {features:,} features; for one dense layer "
+                         f"over all {features:,}, flatten first (on the command line: --input "
+                         f"{'*'.join(str(v) for v in x.shape[1:])})")
+        return Facts(output_shape=(*x.shape[:-1], fout),
+                     params=fin * fout + (fout if self.bias else 0),
+                     macs=macs, flops=2 * macs + (rows * fout if self.bias else 0), notes=notes)
+
+    def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
+        fin, fout = step.input_shapes[0][-1], self.out_features
+        specs = {"weight": ParamSpec((fout, fin), "[out_features, in_features]", "uniform", fin)}
+        if self.bias:
+            specs["bias"] = ParamSpec((fout,), "[out_features]", "uniform", fin)
+        return specs
+
+    def forward(self, step, xs, params, env):
+        x = xs[0]
+        weight = params["weight"]
+        rows = x.reshape(-1, x.shape[-1])
+        y = rows @ weight.T
+        env.counter.add(rows.shape[0] * weight.shape[1] * weight.shape[0])
+        if "bias" in params:
+            y += params["bias"]
+        return y.reshape(*x.shape[:-1], weight.shape[0])
+
+    def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        # the 2-D view's product before the reshape, and the weights made for the run (unless passed in)
+        return 2 * numel(step.input_shapes[0]) * itemsize + (0 if weights_given else step.facts.params * itemsize), 0
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        x = input_shapes[0]
+        fin, fout = x[-1], self.out_features
+        rows = math.prod(x[:-1])
+        bias = fout if self.bias else 0
+        c.add(f"applies to the last dim: [{', '.join(map(str, x))}] → [{', '.join(map(str, facts.output_shape))}]")
+        c.result("params", "in·out" + (" + out" if self.bias else "") + f" = {fin}·{fout}"
+                 + (f" + {fout}" if self.bias else ""), fin * fout + bias, facts.params)
+        rows_text = "N" if len(x) == 2 else "·".join(["N", *(f"d{i}" for i in range(1, len(x) - 1))])
+        c.result("MACs", f"rows·in·out with rows = {rows_text} = {rows}: {rows}·{fin}·{fout}", rows * fin * fout,
+                 facts.macs)
+        adds = rows * fout if self.bias else 0
+        c.result("FLOPs", f"2·MACs + bias adds (rows·out) = 2·{n(rows * fin * fout)} + {n(adds)}",
+                 2 * rows * fin * fout + adds, facts.flops)

@@ -1,0 +1,222 @@
+"""Normalization layers: ``batchnorm1d/2d/3d`` (inference: running statistics), ``layernorm`` and ``groupnorm``.
+
+Params: BatchNorm and GroupNorm 2·C (γ, β) when affine; LayerNorm 2·prod(normalized_shape) (γ only without bias).
+BatchNorm's running mean and variance are buffers (2·C; Keras' non-trainable params). FLOPs per element:
+:data:`NORMALIZE_FLOPS` (BatchNorm at inference folds into one multiply and one add); LayerNorm and GroupNorm also
+compute statistics (:data:`STATISTICS_FLOPS` per element, :data:`PER_GROUP_FLOPS` per group) and apply the affine.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal, Optional, Union
+
+from pydantic import Field
+
+from ..explain import Explanation, n, prod_text, spatial_parts
+from ..rules import Context, Facts, Tensor, check_declared, fmt_shape, numel, split_channels
+from .base import Bool, Float, LayerBase, ParamSpec, PositiveFloat, PositiveInt, register_layer
+
+__all__ = ['BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d', 'LayerNorm', 'GroupNorm']
+
+#: FLOPs of normalizing with given statistics, per element: subtract the mean, multiply by 1/std
+NORMALIZE_FLOPS = 2
+#: FLOPs of computing mean and variance over a group, per element: 1 add (mean), subtract + square + add (variance)
+STATISTICS_FLOPS = 4
+#: per group: divide for the mean, divide for the variance, add eps, reciprocal square root
+PER_GROUP_FLOPS = 4
+
+
+def norm_flops(elements: int, groups: int, affine_ops: int) -> int:
+    """FLOPs of a normalization that computes its statistics (LayerNorm, GroupNorm)."""
+    return elements * (STATISTICS_FLOPS + NORMALIZE_FLOPS + affine_ops) + groups * PER_GROUP_FLOPS
+
+
+def _explain_norm_flops(c: Explanation, elements: int, groups: int, affine_ops: int, reported: int) -> None:
+    per_element = STATISTICS_FLOPS + NORMALIZE_FLOPS + affine_ops
+    c.result("FLOPs", f"elements·({STATISTICS_FLOPS} statistics + {NORMALIZE_FLOPS} normalize + {affine_ops} affine) + "
+             f"groups·{PER_GROUP_FLOPS} = {n(elements)}·{per_element} + {groups}·{PER_GROUP_FLOPS}",
+             elements * per_element + groups * PER_GROUP_FLOPS, reported)
+
+
+def _affine_specs(channels: int) -> dict[str, ParamSpec]:
+    return {"weight": ParamSpec((channels,), "[channels]", "ones"), "bias": ParamSpec((channels,), "[channels]")}
+
+
+# ---------------------------------------------------------------------------------------------- batch norm
+
+class _BatchNormBase(LayerBase):
+    #: input ranks accepted (batch included), as PyTorch's BatchNorm1d/2d/3d check them
+    ranks: ClassVar[tuple[int, ...]] = (2, 3)
+
+    num_features: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
+    eps: PositiveFloat = 1e-5
+    momentum: Optional[Float] = 0.1
+    affine: Bool = True
+    track_running_stats: Bool = True
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        if len(x.shape) not in self.ranks:
+            want = " or ".join(f"{r}-d" for r in self.ranks)
+            raise ctx.fail(f"needs a {want} input, got {len(x.shape)}-d {fmt_shape(x.shape)}")
+        _, c, _ = split_channels(x.shape, ctx.channels_last)
+        check_declared(self.num_features, c, "num_features", x, ctx)
+        # Inference with running statistics folds into one multiply and one add per element.
+        return Facts(output_shape=x.shape, params=2 * c if self.affine else 0,
+                     buffers=2 * c if self.track_running_stats else 0,
+                     flops=NORMALIZE_FLOPS * numel(x.shape), rf=x.rf)
+
+    def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
+        _, c, _ = split_channels(step.input_shapes[0], channels_last)
+        specs = _affine_specs(c) if self.affine else {}
+        if self.track_running_stats:
+            specs["running_mean"] = ParamSpec((c,), "[channels]")
+            specs["running_var"] = ParamSpec((c,), "[channels]", "ones")
+        return specs
+
+    def forward(self, step, xs, params, env):
+        from ..kernels import batch_norm
+        return batch_norm(xs[0], channel_axis=env.channel_axis, mean=params.get("running_mean"),
+                          var=params.get("running_var"), weight=params.get("weight"), bias=params.get("bias"),
+                          eps=self.eps, out=env.out_for(xs[0]))
+
+    def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        # without running statistics the batch's mean and variance are computed in float64
+        stats = 0 if self.track_running_stats else 2 * numel(step.input_shapes[0]) * 8
+        return stats + 4 * step.facts.params * itemsize, 0
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        x = input_shapes[0]
+        _, channels, _ = spatial_parts(x, channels_last)
+        if self.affine:
+            c.result("params", f"2·C (γ and β) = 2·{channels}", 2 * channels, facts.params)
+        else:
+            c.zero("params", "affine=False: no γ, β", facts.params)
+        c.add("buffers = " + (f"2·C (running mean and variance) = 2·{channels} = {2 * channels}"
+                               if self.track_running_stats else "0 (track_running_stats=False)"))
+        c.result("FLOPs", f"{NORMALIZE_FLOPS} per element (at inference the statistics fold into one multiply and "
+                 f"one add) · {prod_text(x)}", NORMALIZE_FLOPS * math.prod(x), facts.flops)
+
+
+@register_layer
+class BatchNorm1d(_BatchNormBase):
+    type: Literal["batchnorm1d"] = "batchnorm1d"
+
+
+@register_layer
+class BatchNorm2d(_BatchNormBase):
+    spatial_dims: ClassVar[int] = 2
+    ranks: ClassVar[tuple[int, ...]] = (4,)
+    type: Literal["batchnorm2d"] = "batchnorm2d"
+
+
+@register_layer
+class BatchNorm3d(_BatchNormBase):
+    spatial_dims: ClassVar[int] = 3
+    ranks: ClassVar[tuple[int, ...]] = (5,)
+    type: Literal["batchnorm3d"] = "batchnorm3d"
+
+
+# ---------------------------------------------------------------------------------------------- layer norm
+
+@register_layer
+class LayerNorm(LayerBase):
+    type: Literal["layernorm"] = "layernorm"
+    normalized_shape: Optional[Union[PositiveInt, list[PositiveInt]]] = Field(
+        None, description="trailing dims to normalize over; default: the last dim")
+    eps: PositiveFloat = 1e-5
+    elementwise_affine: Bool = True
+    bias: Bool = True
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        ns = self.normalized_shape
+        ns = (x.shape[-1],) if ns is None else (ns,) if isinstance(ns, int) else tuple(ns)
+        if len(ns) >= len(x.shape) or tuple(x.shape[-len(ns):]) != ns:
+            raise ctx.fail(f"normalized_shape {list(ns)} must equal the trailing dims of the input "
+                           f"{fmt_shape(x.shape)} (batch excluded)")
+        size = numel(ns)
+        affine_params = (2 if self.bias else 1) * size if self.elementwise_affine else 0
+        affine_ops = (2 if self.bias else 1) if self.elementwise_affine else 0
+        return Facts(output_shape=x.shape, params=affine_params,
+                     flops=norm_flops(numel(x.shape), numel(x.shape) // size, affine_ops), rf=x.rf,
+                     geometry={"normalized_shape": ns})
+
+    def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
+        normalized = tuple(step.facts.geometry["normalized_shape"])
+        if not self.elementwise_affine:
+            return {}
+        specs = {"weight": ParamSpec(normalized, "normalized_shape", "ones")}
+        if self.bias:
+            specs["bias"] = ParamSpec(normalized, "normalized_shape")
+        return specs
+
+    def forward(self, step, xs, params, env):
+        from ..kernels import layer_norm
+        return layer_norm(xs[0], normalized_dims=len(step.facts.geometry["normalized_shape"]),
+                          weight=params.get("weight"), bias=params.get("bias"), eps=self.eps)
+
+    def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        return 2 * numel(step.input_shapes[0]) * itemsize + (0 if weights_given else step.facts.params * itemsize), 0
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        elements = math.prod(input_shapes[0])
+        shape = list(facts.geometry["normalized_shape"])
+        size = math.prod(shape)
+        groups = elements // size
+        per = (2 if self.bias else 1) if self.elementwise_affine else 0
+        c.add(f"normalizes over the trailing dims {shape}: {groups} group(s) of {size} values")
+        if per:
+            c.result("params", f"{per}·{prod_text(shape)} (" + ("γ and β" if per == 2 else "γ") + ")", per * size,
+                     facts.params)
+        else:
+            c.zero("params", "elementwise_affine=False: no γ, β", facts.params)
+        _explain_norm_flops(c, elements, groups, per, facts.flops)
+
+
+# ---------------------------------------------------------------------------------------------- group norm
+
+@register_layer
+class GroupNorm(LayerBase):
+    type: Literal["groupnorm"] = "groupnorm"
+    num_groups: PositiveInt
+    num_channels: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
+    eps: PositiveFloat = 1e-5
+    affine: Bool = True
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        if len(x.shape) < 2:
+            raise ctx.fail(f"needs an input [N, C, ...], got {fmt_shape(x.shape)}")
+        n_, c, _ = split_channels(x.shape, ctx.channels_last)
+        check_declared(self.num_channels, c, "num_channels", x, ctx)
+        if c % self.num_groups:
+            raise ctx.fail(f"channels {c} (input {fmt_shape(x.shape)}) are not divisible by num_groups "
+                           f"{self.num_groups}")
+        return Facts(output_shape=x.shape, params=2 * c if self.affine else 0,
+                     flops=norm_flops(numel(x.shape), n_ * self.num_groups, 2 if self.affine else 0), rf=x.rf)
+
+    def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
+        _, c, _ = split_channels(step.input_shapes[0], channels_last)
+        return _affine_specs(c) if self.affine else {}
+
+    def forward(self, step, xs, params, env):
+        from ..kernels import group_norm
+        return group_norm(xs[0], channel_axis=env.channel_axis, groups=self.num_groups,
+                          weight=params.get("weight"), bias=params.get("bias"), eps=self.eps)
+
+    def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        return 2 * numel(step.input_shapes[0]) * itemsize + (0 if weights_given else step.facts.params * itemsize), 0
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        x = input_shapes[0]
+        batch, channels, _ = spatial_parts(x, channels_last)
+        groups = batch * self.num_groups
+        c.add(f"statistics over {self.num_groups} groups of {channels // self.num_groups} channels, per example: "
+              f"N·G = {batch}·{self.num_groups} = {groups} groups")
+        if self.affine:
+            c.result("params", f"2·C (γ and β) = 2·{channels}", 2 * channels, facts.params)
+        else:
+            c.zero("params", "affine=False: no γ, β", facts.params)
+        _explain_norm_flops(c, math.prod(x), groups, 2 if self.affine else 0, facts.flops)

@@ -1,0 +1,383 @@
+"""Pooling layers: ``maxpool1d/2d/3d`` and ``avgpool1d/2d/3d`` (sliding windows), ``adaptive_avgpool`` and
+``adaptive_maxpool`` (PyTorch's window rule), ``global_avgpool`` and ``global_maxpool``.
+
+No parameters, no MACs. FLOPs: one compare (max) or add (avg; the divide replaces the first add) per window
+element, the full window counted. Output length per axis: floor((L + pad − dilation·(k − 1) − 1) / stride) + 1,
+``ceil_mode`` rounding up but dropping a last window that would start in the right padding (PyTorch); padding at
+most half the kernel (PyTorch's rule), or 'same' (TensorFlow/Keras). Adaptive window i spans
+[floor(i·L/out), ceil((i + 1)·L/out)).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal, Optional, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from ..explain import (Explanation, axis_names, explain_length, explain_window_field, prod_text, spatial_parts)
+from ..rules import (Context, Facts, ReceptiveField, Tensor, border_notes, exact_ratio, fmt_dims, fmt_pads,
+                     fmt_pads_per_axis, fmt_shape, join_channels, layout_name, numel, require_spatial, resolve_pads,
+                     split_channels, window_rf)
+from ..rules import axis_names as axis_letters
+from ..shapes import (adaptive_window_max, adaptive_window_min, adaptive_window_sizes, adaptive_window_total,
+                      adaptive_windows, ceil_div, effective_kernel, pool_output_length)
+from .base import (Bool, IntOrList, LayerBase, PaddingSpec, PositiveInt, _alias, _lower_string, _padding_pairs,
+                   _per_dim, register_layer, shown)
+
+__all__ = ['MaxPool1d', 'MaxPool2d', 'MaxPool3d', 'AvgPool1d', 'AvgPool2d', 'AvgPool3d', 'AdaptiveAvgPool1d', 'AdaptiveAvgPool2d', 'AdaptiveAvgPool3d', 'AdaptiveMaxPool1d', 'AdaptiveMaxPool2d', 'AdaptiveMaxPool3d', 'GlobalAvgPool', 'GlobalMaxPool']
+
+
+# ---------------------------------------------------------------------------------------------- max and avg
+
+class _PoolBase(LayerBase):
+    #: the operation per window element, for explanations
+    operation: ClassVar[str] = "compare"
+
+    kernel_size: IntOrList = Field(validation_alias=_alias("kernel_size", "pool_size"))
+    stride: Optional[IntOrList] = Field(None, validation_alias=_alias("stride", "strides"),
+                                        description="a positive int or one per spatial dim; default: the kernel size")
+    padding: PaddingSpec = Field(0, description="int (at most half the kernel), per-dim list, 'same' or 'valid'")
+    ceil_mode: Bool = False
+
+    _lower_padding = field_validator("padding", mode="before")(classmethod(lambda cls, v: _lower_string(v)))
+
+    @model_validator(mode="after")
+    def _normalize(self):
+        rank = self.spatial_dims
+        object.__setattr__(self, "kernel_size", _per_dim(self.kernel_size, rank, "kernel_size"))
+        stride = self.kernel_size if self.stride is None else _per_dim(self.stride, rank, "stride")
+        object.__setattr__(self, "stride", stride)
+        if hasattr(self, "dilation"):
+            object.__setattr__(self, "dilation", _per_dim(self.dilation, rank, "dilation"))
+        object.__setattr__(self, "padding", _padding_pairs(self.padding, rank))
+        return self
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        return getattr(self, "dilation", (1,) * self.spatial_dims)
+
+    def check_input(self, x: Tensor, spatial: tuple[int, ...], ctx: Context) -> None:
+        """A family member's own limits on the input (AvgPool3d's)."""
+
+    def pool_geometry(self) -> dict[str, Any]:
+        """Resolved settings the forward step and the explanation share, beyond the padding."""
+        return {}
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        rank = self.spatial_dims
+        n, c, spatial = require_spatial(x, rank, ctx)
+        k, s, d = self.kernel_size, self.stride, self.dilations
+        pads = resolve_pads(self.padding, spatial, k, s, d)
+        if self.padding != "same":
+            for kk, (pb, pa) in zip(k, pads):
+                if max(pb, pa) > kk // 2:
+                    raise ctx.fail(f"padding {fmt_pads(pads)} must be at most half the kernel {fmt_dims(k)} "
+                                   f"(PyTorch's rule)")
+            self.check_input(x, spatial, ctx)
+        out = tuple(pool_output_length(nn, kk, ss, pb, pa, dd, self.ceil_mode)
+                    for nn, kk, ss, (pb, pa), dd in zip(spatial, k, s, pads, d))
+        if min(out) < 1:
+            span = tuple(effective_kernel(kk, dd) for kk, dd in zip(k, d))
+            padded = tuple(nn + pb + pa for nn, (pb, pa) in zip(spatial, pads))
+            raise ctx.fail(f"window {fmt_dims(k)} (dilation {fmt_dims(d)}) needs at least {fmt_dims(span)} input "
+                           f"after padding, got {fmt_dims(padded)} (input {fmt_shape(x.shape)}, padding "
+                           f"{fmt_pads(pads)})")
+        notes = []
+        if self.padding == "same":
+            notes.append(f"'same' padding applied (before, after): {fmt_pads_per_axis(pads)}; padded positions are "
+                         f"ignored")
+            notes.append("'same' pooling follows TensorFlow/Keras; PyTorch's pooling layers have no 'same' padding")
+        if self.ceil_mode:
+            floored = tuple(pool_output_length(nn, kk, ss, pb, pa, dd)
+                            for nn, kk, ss, (pb, pa), dd in zip(spatial, k, s, pads, d))
+            extra = [f"{a}: +{o - f}" for a, o, f in zip(axis_letters(rank), out, floored) if o != f]
+            if extra:
+                notes.append("ceil_mode adds a last window that hangs over the end of the input ("
+                             + ", ".join(extra) + ")")
+        notes += border_notes(spatial, k, s, d, pads, axis_letters(rank), self.ceil_mode)
+        # One compare (max) or add (avg; the divide replaces the first add) per window element, full window counted.
+        return Facts(output_shape=join_channels(n, c, out, ctx.channels_last),
+                     flops=n * c * numel(out) * math.prod(k),
+                     rf=window_rf(x.rf, k, s, d, pads), notes=notes, geometry={"pads": pads, **self.pool_geometry()})
+
+    def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        return 2 * numel(step.input_shapes[0]) * itemsize, 0   # the padded copy (ceil_mode overhang included)
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        batch, channels, spatial = spatial_parts(input_shapes[0], channels_last)
+        _, _, out = spatial_parts(facts.output_shape, channels_last)
+        axes = axis_names(len(spatial))
+        k, s, d = self.kernel_size, self.stride, self.dilations
+        pads = facts.geometry["pads"]
+        rounding = "ceil" if self.ceil_mode else "floor"
+        c.add(f"per axis: out = {rounding}((in + pad_before + pad_after − dilation·(kernel − 1) − 1) / stride) + 1 "
+              f"(stride defaults to the kernel size)")
+        for axis, length, kk, ss, dd, (pb, pa) in zip(axes, spatial, k, s, d, pads):
+            c.lines += explain_length(length, kk, ss, pb, pa, dd, self.ceil_mode, axis, same=self.padding == "same")
+        self.explain_divisor(c, facts)
+        c.add("params = 0, MACs = 0 (no weights)")
+        flops = batch * channels * math.prod(out) * math.prod(k)
+        c.result("FLOPs", f"N·C·{'·'.join(a + '_out' for a in axes)}·{'·'.join('k' + a for a in axes)} (one "
+                 f"{self.operation} per window element) = {prod_text([batch, channels, *out, *k])}", flops,
+                 facts.flops)
+
+    def explain_divisor(self, c: Explanation, facts: Facts) -> None:
+        """The average's divisor (average pooling only)."""
+
+    def explain_field(self, c: Explanation, facts: Facts, input_rf) -> None:
+        explain_window_field(c, self.kernel_size, self.stride, self.dilations, facts, input_rf)
+
+
+class _MaxPoolBase(_PoolBase):
+    dilation: IntOrList = Field(1, validation_alias=_alias("dilation", "dilation_rate"))
+
+    keeps_finite = True
+
+    def forward(self, step, xs, params, env):
+        from ..kernels import max_pool
+        x = env.to_channels_last(xs[0])
+        return env.from_channels_last(max_pool(x, kernel=self.kernel_size, stride=self.stride, dilation=self.dilation,
+                                               pads=step.facts.geometry["pads"], ceil_mode=self.ceil_mode))
+
+
+@register_layer
+class MaxPool1d(_MaxPoolBase):
+    spatial_dims: ClassVar[int] = 1
+    type: Literal["maxpool1d"] = "maxpool1d"
+
+
+@register_layer
+class MaxPool2d(_MaxPoolBase):
+    spatial_dims: ClassVar[int] = 2
+    type: Literal["maxpool2d"] = "maxpool2d"
+
+
+@register_layer
+class MaxPool3d(_MaxPoolBase):
+    spatial_dims: ClassVar[int] = 3
+    type: Literal["maxpool3d"] = "maxpool3d"
+
+
+class _AvgPoolBase(_PoolBase):
+    operation: ClassVar[str] = "add (the divide replaces the first add)"
+
+    count_include_pad: Optional[Bool] = Field(
+        None, description="count padded zeros in the divisor; default True for numeric padding (PyTorch), "
+                          "False for 'same' (Keras)")
+    divisor_override: Optional[PositiveInt] = None
+
+    def pool_geometry(self) -> dict[str, Any]:
+        include = self.count_include_pad if self.count_include_pad is not None else self.padding != "same"
+        return {"count_include_pad": include}
+
+    def forward(self, step, xs, params, env):
+        from ..kernels import avg_pool
+        geometry = step.facts.geometry
+        x = env.to_channels_last(xs[0])
+        return env.from_channels_last(avg_pool(x, kernel=self.kernel_size, stride=self.stride, pads=geometry["pads"],
+                                               ceil_mode=self.ceil_mode,
+                                               count_include_pad=geometry["count_include_pad"],
+                                               divisor_override=self.divisor_override))
+
+    def explain_divisor(self, c: Explanation, facts: Facts) -> None:
+        include = facts.geometry.get("count_include_pad")
+        if any(b or a for b, a in facts.geometry["pads"]):
+            c.add("divisor: " + ("the full window, padded zeros included (count_include_pad)" if include
+                                 else "only the real input values in each window (padding excluded)")
+                  + (f"; overridden to {self.divisor_override}" if self.divisor_override else ""))
+
+
+@register_layer
+class AvgPool1d(_AvgPoolBase):
+    spatial_dims: ClassVar[int] = 1
+    type: Literal["avgpool1d"] = "avgpool1d"
+
+
+@register_layer
+class AvgPool2d(_AvgPoolBase):
+    spatial_dims: ClassVar[int] = 2
+    type: Literal["avgpool2d"] = "avgpool2d"
+
+
+@register_layer
+class AvgPool3d(_AvgPoolBase):
+    spatial_dims: ClassVar[int] = 3
+    type: Literal["avgpool3d"] = "avgpool3d"
+
+    def check_input(self, x: Tensor, spatial: tuple[int, ...], ctx: Context) -> None:
+        if any(nn < kk for nn, kk in zip(spatial, self.kernel_size)):
+            # torch's avg_pool3d (unlike 1d/2d) checks the unpadded input against the kernel
+            raise ctx.fail(f"input {fmt_shape(x.shape)} is smaller than the kernel {fmt_dims(self.kernel_size)} in "
+                           f"some dim; PyTorch's AvgPool3d refuses that even with padding")
+
+
+# ---------------------------------------------------------------------------------------------------- adaptive
+
+OutputSize = Union[PositiveInt, list[Optional[PositiveInt]]]
+
+
+class _AdaptivePoolBase(LayerBase):
+    #: "max" or "avg": the reduction over each window
+    reduction: ClassVar[str] = "avg"
+
+    output_size: OutputSize = Field(description="int, or one size per spatial dim (null keeps the input size)")
+
+    @model_validator(mode="after")
+    def _normalize(self):
+        value = self.output_size
+        sizes = (value,) * self.spatial_dims if isinstance(value, int) else tuple(value)
+        if len(sizes) == 1:
+            sizes = sizes * self.spatial_dims
+        if len(sizes) != self.spatial_dims:
+            raise ValueError(f"output_size needs 1 or {self.spatial_dims} values, got {shown(list(sizes))}")
+        object.__setattr__(self, "output_size", sizes)
+        return self
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        n, c, spatial = require_spatial(x, self.spatial_dims, ctx)
+        out = tuple(nn if o is None else o for nn, o in zip(spatial, self.output_size))
+        window_elements = math.prod(adaptive_window_total(nn, o) for nn, o in zip(spatial, out))
+        rf = None
+        if x.rf is not None and x.rf.aligned_grid:
+            size, jump, start = [], [], []
+            for r, j, st, nn, o in zip(x.rf.size, x.rf.jump, x.rf.start2, spatial, out):
+                first_window = ceil_div(nn, o)          # window 0 spans [0, ceil(n/o))
+                size.append(r + (adaptive_window_max(nn, o) - 1) * j)
+                jump.append(exact_ratio(j * nn, o))
+                start.append(st + (first_window - 1) * j)
+            # windows [floor(i·n/o), ceil((i+1)·n/o)) start evenly only when o divides n (then it is a plain pooling)
+            uneven_dims = [f"{nn} → {o}" for nn, o in zip(spatial, out) if nn % o]
+            uneven = (f"adaptive pooling with uneven windows ({', '.join(uneven_dims)}: the output size does not "
+                      f"divide the input size)") if uneven_dims else ""
+            rf = ReceptiveField(tuple(size), tuple(jump), tuple(start), uneven)
+        return Facts(output_shape=join_channels(n, c, out, ctx.channels_last),
+                     flops=n * c * window_elements, rf=rf)
+
+    def forward(self, step, xs, params, env):
+        from .. import kernels
+        pool = kernels.adaptive_max_pool if self.reduction == "max" else kernels.adaptive_avg_pool
+        return env.from_channels_last(pool(env.to_channels_last(xs[0]), self.output_size))
+
+    def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        from ..kernels import adaptive_pool_scratch
+        shape = step.input_shapes[0]
+        last = list(shape) if channels_last else [shape[0], *shape[2:], shape[1]]   # as the kernel sees it
+        return adaptive_pool_scratch(last, list(self.output_size), itemsize, self.reduction), 0
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        batch, channels, spatial = spatial_parts(input_shapes[0], channels_last)
+        _, _, out = spatial_parts(facts.output_shape, channels_last)
+        axes = axis_names(len(spatial))
+        c.add("window i spans [floor(i·in/out), ceil((i + 1)·in/out)) along each axis (PyTorch's rule); windows may "
+              "overlap and differ in size when out does not divide in")
+        sums = []
+        for axis, length, o in zip(axes, spatial, out):
+            total = adaptive_window_total(length, o)           # closed forms: no loop over the outputs
+            sums.append(total)
+            if length % o == 0:
+                detail = (f"{length} / {o} = {length // o}: equal windows, like a pool with kernel = stride = "
+                          f"{length // o}")
+            elif o <= 8:
+                detail = ("windows " + " ".join(f"[{a},{b})" for a, b in adaptive_windows(length, o))
+                          + f", sizes {', '.join(map(str, adaptive_window_sizes(length, o)))}")
+            else:
+                detail = (f"window sizes between {adaptive_window_min(length, o)} and "
+                          f"{adaptive_window_max(length, o)}, {total} elements in all")
+            c.add(f"{axis}: {length} → {o}: {detail}")
+        c.add("params = 0, MACs = 0 (no weights)")
+        c.result("FLOPs", f"N·C·(window elements along each axis multiplied) = "
+                 f"{prod_text([batch, channels, *sums])}", batch * channels * math.prod(sums), facts.flops)
+
+
+class _AdaptiveMaxPoolBase(_AdaptivePoolBase):
+    reduction: ClassVar[str] = "max"
+    keeps_finite = True
+
+
+@register_layer
+class AdaptiveAvgPool1d(_AdaptivePoolBase):
+    spatial_dims: ClassVar[int] = 1
+    type: Literal["adaptive_avgpool1d"] = "adaptive_avgpool1d"
+
+
+@register_layer
+class AdaptiveAvgPool2d(_AdaptivePoolBase):
+    spatial_dims: ClassVar[int] = 2
+    type: Literal["adaptive_avgpool2d"] = "adaptive_avgpool2d"
+
+
+@register_layer
+class AdaptiveAvgPool3d(_AdaptivePoolBase):
+    spatial_dims: ClassVar[int] = 3
+    type: Literal["adaptive_avgpool3d"] = "adaptive_avgpool3d"
+
+
+@register_layer
+class AdaptiveMaxPool1d(_AdaptiveMaxPoolBase):
+    spatial_dims: ClassVar[int] = 1
+    type: Literal["adaptive_maxpool1d"] = "adaptive_maxpool1d"
+
+
+@register_layer
+class AdaptiveMaxPool2d(_AdaptiveMaxPoolBase):
+    spatial_dims: ClassVar[int] = 2
+    type: Literal["adaptive_maxpool2d"] = "adaptive_maxpool2d"
+
+
+@register_layer
+class AdaptiveMaxPool3d(_AdaptiveMaxPoolBase):
+    spatial_dims: ClassVar[int] = 3
+    type: Literal["adaptive_maxpool3d"] = "adaptive_maxpool3d"
+
+
+# ------------------------------------------------------------------------------------------------------ global
+
+class _GlobalPoolBase(LayerBase):
+    #: "mean" or "maximum", for explanations; the NumPy reduction's name
+    what: ClassVar[str] = "mean"
+    reduce: ClassVar[str] = "mean"
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        if len(x.shape) < 3:
+            raise ctx.fail(f"needs an input with spatial dims {layout_name(2, ctx.channels_last)}, got "
+                           f"{fmt_shape(x.shape)}")
+        n, c, spatial = split_channels(x.shape, ctx.channels_last)
+        out = join_channels(n, c, (1,) * len(spatial), ctx.channels_last) if self.keepdims else (n, c)
+        rf = None
+        if x.rf is not None and x.rf.aligned_grid:
+            rf = ReceptiveField(tuple(r + (nn - 1) * j for r, j, nn in zip(x.rf.size, x.rf.jump, spatial)),
+                                tuple(j * nn for j, nn in zip(x.rf.jump, spatial)),
+                                tuple(st + (nn - 1) * j for st, j, nn in zip(x.rf.start2, x.rf.jump, spatial)))
+        return Facts(output_shape=out, flops=numel(x.shape), rf=rf)
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+        x = xs[0]
+        axes = tuple(range(1, x.ndim - 1)) if env.channels_last else tuple(range(2, x.ndim))
+        return getattr(np, self.reduce)(x, axis=axes, keepdims=self.keepdims)
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        x = input_shapes[0]
+        c.result("FLOPs", f"{self.what} over every spatial position: {list(x)} → {list(facts.output_shape)}; one op "
+                 f"per input element = {prod_text(x)}", math.prod(x), facts.flops)
+
+
+@register_layer
+class GlobalAvgPool(_GlobalPoolBase):
+    """Average over every spatial dimension (Keras ``GlobalAveragePooling*D``)."""
+    type: Literal["global_avgpool"] = "global_avgpool"
+    keepdims: Bool = Field(False, description="keep the spatial dims as size 1 (like AdaptiveAvgPool(1))")
+
+
+@register_layer
+class GlobalMaxPool(_GlobalPoolBase):
+    """Maximum over every spatial dimension (Keras ``GlobalMaxPooling*D``)."""
+    what: ClassVar[str] = "maximum"
+    reduce: ClassVar[str] = "max"
+    keeps_finite = True
+    type: Literal["global_maxpool"] = "global_maxpool"
+    keepdims: Bool = False
