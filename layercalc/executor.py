@@ -473,8 +473,10 @@ def init_params(step, given: Mapping[str, Any], seed: int, dtype, channels_last:
             params[param] = values
         elif spec.init == "ones":
             params[param] = np.ones(spec.shape, dtype=dtype)
-        else:
+        elif spec.init == "zeros":
             params[param] = np.zeros(spec.shape, dtype=dtype)
+        else:                                            # a constant (PReLU's 0.25)
+            params[param] = np.full(spec.shape, spec.init, dtype=dtype)
     return params
 
 

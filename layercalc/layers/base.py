@@ -334,12 +334,15 @@ class ParamSpec:
     """One parameter (or buffer) of a layer, as the executor allocates and checks it.
 
     ``layout`` says how the shape is made, for messages (``"[out_features, in_features]"``). ``init``: ``"uniform"``
-    draws U(−1/√fan_in, 1/√fan_in) (PyTorch's conv and linear), ``"ones"`` or ``"zeros"`` (norms, running stats).
+    draws U(−1/√fan_in, 1/√fan_in) (PyTorch's conv and linear), ``"ones"`` or ``"zeros"`` (norms, running stats),
+    or a number every element starts at (PReLU's 0.25).
+    ``buffer``: non-learnable state (BatchNorm's running statistics), counted in the layer's buffers, not params.
     """
     shape: tuple[int, ...]
     layout: str
-    init: Literal["uniform", "ones", "zeros"] = "zeros"
+    init: Union[Literal["uniform", "ones", "zeros"], float] = "zeros"
     fan_in: int = 1
+    buffer: bool = False
 
 
 # ------------------------------------------------------------------------------------------------------ registry

@@ -71,8 +71,8 @@ class _BatchNormBase(LayerBase):
         _, c, _ = split_channels(step.input_shapes[0], channels_last)
         specs = _affine_specs(c) if self.affine else {}
         if self.track_running_stats:
-            specs["running_mean"] = ParamSpec((c,), "[channels]")
-            specs["running_var"] = ParamSpec((c,), "[channels]", "ones")
+            specs["running_mean"] = ParamSpec((c,), "[channels]", buffer=True)
+            specs["running_var"] = ParamSpec((c,), "[channels]", "ones", buffer=True)
         return specs
 
     def forward(self, step, xs, params, env):

@@ -1,0 +1,103 @@
+"""One conformance check for every layer type, built-in or user-defined (like Keras' ``run_layer_test``).
+
+:func:`check_layer_type` takes a layer class, the fields of one description and the shapes reaching it, and checks
+what every type promises:
+
+1. the description round-trips through its spec form (``model_dump`` → the spec parser → an equal description);
+2. the type is registered and appears in the JSON Schema under its ``type`` name;
+3. its rule (``infer``) accepts the shapes;
+4. where it has a forward step: the executed output has the shape the rule predicts, the parameters and buffers it
+   allocates (its ``param_specs``) add up to the counted params and buffers, and the multiply-adds it performs (as
+   the kernels count them) match the counted MACs.
+
+It raises ``AssertionError`` naming what differs, and returns the facts it checked. Use it in the tests of your
+own layer types::
+
+    from layercalc.conformance import check_layer_type
+    check_layer_type(PixelShuffle, {"upscale_factor": 2}, [[8, 4, 4]])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+from .layers import LAYER_TYPES, LayerBase, parse_layer
+from .rules import Context, Facts, ReceptiveField, Tensor
+
+
+@dataclass
+class Conformance:
+    """What was checked for one description: the facts of its rule and, when it ran, what the executor saw."""
+    layer: LayerBase
+    facts: Facts
+    ran: bool
+    output_shape: Optional[tuple[int, ...]] = None
+    allocated_params: Optional[int] = None
+    allocated_buffers: Optional[int] = None
+    performed_macs: Optional[int] = None
+
+
+def check_layer_type(cls: type[LayerBase], fields: dict[str, Any], input_shapes: Sequence[Sequence[int]],
+                     batch: int = 2, channels_last: bool = False, seed: int = 0) -> Conformance:
+    """Check one description of ``cls`` on ``input_shapes`` (each one example, batch excluded); see the module
+    docstring for what is checked."""
+    layer = cls(**fields)
+    type_name = layer.type_name
+
+    # 1. spec round trip: what a spec file holds comes back as the same description
+    dumped = layer.model_dump(exclude_none=True)
+    again = parse_layer(dumped, 0)
+    assert again == layer, f"{type_name}: the spec form {dumped} reads back as {again!r}, not {layer!r}"
+
+    # 2. registered, and in the JSON Schema under its type name
+    assert LAYER_TYPES.get(type_name) is cls, f"{type_name}: not registered (register_layer)"
+    from .spec import schema
+    layer_schema = schema()["$defs"]["Layer"]
+    mapping = layer_schema.get("discriminator", {}).get("mapping", {})
+    assert type_name in mapping, f"{type_name}: missing from the JSON Schema's layer types"
+
+    # 3. the rule
+    shapes = [(batch, *shape) for shape in input_shapes]
+    tensors = [Tensor(shape, ReceptiveField.of_input(len(shape) - 2) if len(shape) > 2 else None) for shape in shapes]
+    facts = layer.infer(tensors, Context(f"{type_name} (conformance)", channels_last))
+    result = Conformance(layer, facts, ran=False)
+    if not cls.runnable():
+        return result
+
+    # 4. the forward step, on random inputs, with the executor's own parameter allocation and MAC counter
+    import numpy as np
+
+    from . import kernels
+    from .executor import Env, init_params
+    from .graph import Step
+
+    names = [f"input{i}" for i in range(len(shapes))]
+    step = Step(0, f"{type_name}_0", layer, names, shapes, facts)
+    specs = layer.param_specs(step, channels_last)
+    params = init_params(step, {}, seed, np.float64, channels_last)
+    result.allocated_params = sum(math.prod(spec.shape) for spec in specs.values() if not spec.buffer)
+    result.allocated_buffers = sum(math.prod(spec.shape) for spec in specs.values() if spec.buffer)
+    assert set(params) == set(specs), f"{type_name}: init_params made {sorted(params)}, param_specs {sorted(specs)}"
+    for name, spec in specs.items():
+        assert params[name].shape == spec.shape, f"{type_name}: {name} allocated {params[name].shape}, spec {spec}"
+    assert result.allocated_params == facts.params, \
+        f"{type_name}: allocates {result.allocated_params} parameters, the rule counts {facts.params}"
+    assert result.allocated_buffers == facts.buffers, \
+        f"{type_name}: allocates {result.allocated_buffers} buffer values, the rule counts {facts.buffers}"
+
+    rng = np.random.default_rng(seed)
+    xs = [rng.standard_normal(shape) for shape in shapes]
+    _, workspace_bytes = layer.scratch_bytes(step, 8, channels_last, False)
+    env = Env(channels_last, kernels.Workspace(max(workspace_bytes, 1)))
+    env.overwritable = [False] * len(xs)
+    output = layer.forward(step, xs, params, env)
+    result.ran = True
+    result.output_shape = tuple(output.shape)
+    result.performed_macs = env.counter.macs
+    assert result.output_shape == tuple(facts.output_shape), \
+        f"{type_name}: the forward step made {list(output.shape)}, the rule predicts {list(facts.output_shape)}"
+    assert result.performed_macs == facts.macs, \
+        f"{type_name}: the forward step performed {result.performed_macs} multiply-adds, the rule counts {facts.macs}"
+    return result

@@ -1,0 +1,110 @@
+"""Every registered layer type through the one conformance check (layercalc.conformance): spec round trip, JSON
+Schema, and — since every built-in type has a forward step — executed shape = predicted shape, allocated params and
+buffers = counted, performed multiply-adds = counted MACs.
+
+A new layer type needs an entry in EXAMPLES (the first test fails until it has one).
+"""
+
+import pytest
+
+from layercalc.conformance import check_layer_type
+from layercalc.layers import LAYER_CLASSES, LAYER_TYPES
+
+#: type name → (fields, input shapes without the batch, channels_last), several per type where variants differ
+EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
+    "conv1d": [({"out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1}, [[3, 11]], False)],
+    "conv2d": [({"out_channels": 6, "kernel_size": 3, "padding": "same", "stride": 2}, [[4, 9, 8]], False),
+               ({"out_channels": 4, "kernel_size": [3, 1], "groups": 2, "bias": False}, [[4, 6, 5]], False),
+               ({"out_channels": 4, "kernel_size": 3, "groups": 4}, [[4, 7, 7]], False),            # depthwise
+               ({"out_channels": 5, "kernel_size": 3, "dilation": 2, "padding_mode": "reflect", "padding": 2},
+                [[2, 8, 8]], False),
+               ({"out_channels": 3, "kernel_size": 2}, [[6, 6, 2]], True)],                        # NHWC
+    "conv3d": [({"out_channels": 2, "kernel_size": 2, "stride": [1, 2, 2]}, [[3, 4, 5, 6]], False)],
+    "conv_transpose1d": [({"out_channels": 3, "kernel_size": 4, "stride": 2, "padding": 1}, [[2, 7]], False)],
+    "conv_transpose2d": [({"out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1},
+                          [[6, 5, 5]], False),
+                         ({"out_channels": 4, "kernel_size": 3, "groups": 2, "padding": "same", "stride": 2},
+                          [[4, 4, 4]], False)],
+    "conv_transpose3d": [({"out_channels": 2, "kernel_size": 2, "stride": 2}, [[2, 3, 3, 3]], False)],
+    "maxpool1d": [({"kernel_size": 3, "stride": 2, "ceil_mode": True}, [[3, 10]], False)],
+    "maxpool2d": [({"kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2}, [[2, 9, 9]], False)],
+    "maxpool3d": [({"kernel_size": 2}, [[2, 4, 4, 5]], False)],
+    "avgpool1d": [({"kernel_size": 3, "padding": 1, "count_include_pad": False}, [[3, 10]], False)],
+    "avgpool2d": [({"kernel_size": 3, "stride": 2, "padding": "same"}, [[2, 7, 7]], False),
+                  ({"kernel_size": 2, "divisor_override": 3}, [[5, 5, 2]], True)],
+    "avgpool3d": [({"kernel_size": 2, "stride": 1}, [[2, 3, 3, 3]], False)],
+    "adaptive_avgpool1d": [({"output_size": 3}, [[2, 10]], False)],
+    "adaptive_avgpool2d": [({"output_size": [3, None]}, [[2, 7, 5]], False)],
+    "adaptive_avgpool3d": [({"output_size": 2}, [[2, 5, 4, 3]], False)],
+    "adaptive_maxpool1d": [({"output_size": 4}, [[2, 9]], False)],
+    "adaptive_maxpool2d": [({"output_size": 6}, [[2, 4, 4]], False)],                               # up-sampling
+    "adaptive_maxpool3d": [({"output_size": 2}, [[1, 3, 3, 3]], False)],
+    "global_avgpool": [({}, [[4, 5, 5]], False), ({"keepdims": True}, [[5, 5, 4]], True)],
+    "global_maxpool": [({}, [[4, 3, 3]], False)],
+    "linear": [({"out_features": 7}, [[12]], False), ({"out_features": 3, "bias": False}, [[4, 5]], False)],
+    "flatten": [({}, [[2, 3, 4]], False), ({"start_dim": 2}, [[2, 3, 4]], True)],
+    "reshape": [({"shape": [4, -1]}, [[2, 3, 4]], False)],
+    "zero_pad": [({"padding": [[1, 2], [0, 1]]}, [[2, 3, 3]], False)],
+    "batchnorm1d": [({}, [[6]], False), ({"affine": False}, [[4, 5]], False)],
+    "batchnorm2d": [({}, [[3, 4, 4]], False), ({"track_running_stats": False}, [[3, 3, 2]], True)],
+    "batchnorm3d": [({}, [[2, 2, 2, 2]], False)],
+    "layernorm": [({}, [[5, 8]], False), ({"normalized_shape": [5, 8], "bias": False}, [[5, 8]], False)],
+    "groupnorm": [({"num_groups": 2}, [[4, 3, 3]], False), ({"num_groups": 3, "affine": False}, [[3, 3, 6]], True)],
+    "dropout": [({"p": 0.3}, [[10]], False)],
+    "relu": [({}, [[3, 4]], False)],
+    "relu6": [({}, [[3, 4]], False)],
+    "leaky_relu": [({"negative_slope": 0.2}, [[3, 4]], False)],
+    "sigmoid": [({}, [[3, 4]], False)],
+    "tanh": [({}, [[3, 4]], False)],
+    "gelu": [({}, [[3, 4]], False), ({"approximate": "tanh"}, [[3, 4]], False)],
+    "silu": [({}, [[3, 4]], False)],
+    "hardswish": [({}, [[3, 4]], False)],
+    "hardsigmoid": [({}, [[3, 4]], False)],
+    "softmax": [({"dim": 1}, [[3, 4]], False)],
+    "identity": [({}, [[3, 4]], False)],
+    "add": [({}, [[3, 4, 4], [3, 4, 4], [3, 1, 4]], False)],
+    "mul": [({}, [[3, 4, 4], [3, 1, 1]], False)],
+    "concat": [({}, [[3, 4, 4], [5, 4, 4]], False), ({"dim": -1}, [[2, 3], [2, 5]], False)],
+}
+
+
+def _primary_names() -> list[str]:
+    return [cls.model_fields["type"].default for cls in LAYER_CLASSES]
+
+
+def test_every_registered_type_has_an_example():
+    missing = [name for name in _primary_names() if name not in EXAMPLES]
+    assert not missing, f"layer types without a conformance example: {missing}"
+
+
+@pytest.mark.parametrize("type_name, fields, shapes, channels_last",
+                         [(name, fields, shapes, last) for name, cases in EXAMPLES.items()
+                          for fields, shapes, last in cases])
+def test_layer_type_conforms(type_name, fields, shapes, channels_last):
+    result = check_layer_type(LAYER_TYPES[type_name], fields, shapes, channels_last=channels_last)
+    assert result.ran                                  # every built-in type has a forward step
+
+
+def test_the_check_catches_a_rule_that_miscounts(monkeypatch):
+    # a linear rule that forgets the bias in its params, and one that halves its MACs: both are caught
+    from layercalc.layers import Linear
+
+    original = Linear.infer
+
+    def no_bias_params(self, inputs, ctx):
+        facts = original(self, inputs, ctx)
+        facts.params -= self.out_features
+        return facts
+
+    monkeypatch.setattr(Linear, "infer", no_bias_params)
+    with pytest.raises(AssertionError, match="allocates 91 parameters, the rule counts 84"):
+        check_layer_type(Linear, {"out_features": 7}, [[12]])      # 12·7 + 7 = 91 allocated
+
+    def half_macs(self, inputs, ctx):
+        facts = original(self, inputs, ctx)
+        facts.macs //= 2
+        return facts
+
+    monkeypatch.setattr(Linear, "infer", half_macs)
+    with pytest.raises(AssertionError, match="performed 168 multiply-adds, the rule counts 84"):
+        check_layer_type(Linear, {"out_features": 7}, [[12]])      # batch 2 · 12 · 7 = 168
