@@ -612,11 +612,14 @@ def test_progress_bar_only_when_enabled_and_after_a_moment(capsys):
     patient(1, 2, "conv1")
     patient.close()
     assert capsys.readouterr().err == ""
-    bar = Progress(enabled=True, delay=0.0, width=10)
+    bar = Progress(enabled=True, delay=0.0)                  # rich's bar, drawn on stderr
     bar(1, 2, "conv1")
+    bar(2, 2, "fc\x1b[2J")                                   # a layer name cannot write terminal escapes
     bar.close()
-    err = capsys.readouterr().err
-    assert "[#####.....] 1/2 conv1" in err and err.endswith("\r")   # half done; erased at the end
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert "1/2" in out.err and "conv1" in out.err and "fc\\x1b[2J" in out.err and "fc\x1b[2J" not in out.err
+    assert out.err.endswith("\x1b[2K")                       # transient: erased at the end
 
 
 # ------------------------------------------------------------------------------------- the installed command

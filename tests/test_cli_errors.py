@@ -177,7 +177,7 @@ def test_debug_shows_the_traceback(spec_dir, monkeypatch):
 
 
 def test_internal_bug_exits_1_with_a_pointer_to_debug(monkeypatch):
-    import layercalc.solve as solve_module
+    import layercalc.solving as solve_module
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("simulated bug")

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from layercalc.cli import get_app
 from layercalc.errors import SpecError
 from layercalc.shapes import check_pool_padding
-from layercalc.solve import (MAX_DILATION, MAX_KERNEL, MAX_STRIDE, SEARCH_LIMIT, Solution, _output_paddings,
-                             _paddings, search_space_size, solve)
+from layercalc.solving import (MAX_DILATION, MAX_KERNEL, MAX_STRIDE, SEARCH_LIMIT, Solution, _output_paddings,
+                             _paddings, search, search_space_size)
 
 runner = CliRunner()
 
@@ -115,7 +115,7 @@ def test_the_audit_example_single_window_in_ceil_mode():
     # ceil((100 − 3)/s) + 1 = 1 needs s ≥ 97 (then it is 2, or 1 if the last window is dropped); the 2nd window
     # starts at s, dropped when s ≥ L + p = 100. So stride 100 is the smallest (99 gives 2 windows).
     assert torch_pool(100, 3, 100, 0, 1, True) == 1 and torch_pool(100, 3, 99, 0, 1, True) == 2
-    found = solve(100, 1, kernel=3, ceil_mode=True)
+    found = search(100, 1, kernel=3, ceil_mode=True)
     assert Solution(3, 100, 0, 1, 0) in found.answers
     # padding 1: L + p = 101 → stride 101
     assert torch_pool(100, 3, 101, 1, 1, True) == 1 and torch_pool(100, 3, 100, 1, 1, True) == 2
@@ -135,7 +135,7 @@ def test_solve_matches_torch_exhaustively(ceil_mode):
                      for k in range(1, 6) for s in range(1, 5) for d in range(1, 4)
                      for p in searched_paddings(k, d, ceil_mode)} - {None}
         for wanted in range(1, max(reachable) + 2):
-            found = solve(n, wanted, ceil_mode=ceil_mode, **bounds)
+            found = search(n, wanted, ceil_mode=ceil_mode, **bounds)
             assert listed(found) == expected_answers(n, wanted, ceil_mode, **bounds), (n, wanted)
 
 
@@ -152,7 +152,7 @@ def test_solve_with_fixed_parameters_matches_torch(n, k, s, d, p, fixed, ceil_mo
     given_values = {name: values[name] for name in fixed}
     if ceil_mode and "padding" in fixed and "kernel" not in fixed and 2 * p > 7:
         return
-    found = solve(n, wanted, ceil_mode=ceil_mode, max_kernel=7, max_stride=5, max_dilation=3, **given_values)
+    found = search(n, wanted, ceil_mode=ceil_mode, max_kernel=7, max_stride=5, max_dilation=3, **given_values)
     assert listed(found) == expected_answers(n, wanted, ceil_mode, 7, 5, 3, given_values)
 
 
@@ -162,7 +162,7 @@ def test_solve_with_fixed_parameters_matches_torch(n, k, s, d, p, fixed, ceil_mo
 def test_single_window_stride_is_the_smallest_for_long_inputs(n, k, d, ceil_mode):
     # Long inputs: the stride listed for output 1 is beyond the stride bound; torch gives 1 for it, not for the
     # stride just below, and for larger strides too (the exhaustive test checks every stride on small inputs).
-    found = solve(n, 1, kernel=k, dilation=d, ceil_mode=ceil_mode)
+    found = search(n, 1, kernel=k, dilation=d, ceil_mode=ceil_mode)
     out = oracle(ceil_mode)
     for p in searched_paddings(k, d, ceil_mode):
         mine = [a for a in found.answers if a.padding == p]
@@ -202,11 +202,11 @@ def test_solve_never_lists_pooling_padding_above_half_the_kernel():
     # starts at 30 ≥ 28 + 2 → 15. Arithmetic says yes, torch refuses padding 2 > 3 // 2.
     assert torch_pool(28, 3, 2, 2, 1, True) is None
     with pytest.raises(SpecError, match="padding 2 must be at most half the kernel 3"):
-        solve(28, 15, kernel=3, stride=2, padding=2, ceil_mode=True)
+        search(28, 15, kernel=3, stride=2, padding=2, ceil_mode=True)
     err = one_line_error("solve", "--input", 28, "--output", 15, "-k", 3, "-s", 2, "-p", 2, "--ceil")
     assert "padding 2 must be at most half the kernel 3" in err
     # kernel free: padding 2 needs kernel ≥ 4; every answer listed has one (and torch agrees with each)
-    found = solve(28, 15, padding=2, ceil_mode=True)
+    found = search(28, 15, padding=2, ceil_mode=True)
     assert found.answers and all(a.kernel >= 4 for a in found.answers)
     assert all(torch_pool(28, a.kernel, a.stride, 2, a.dilation, True) == 15 for a in found.answers)
     # no kernel in the searched range allows padding 6 (needs kernel ≥ 12 > --max-kernel 11)
@@ -214,7 +214,7 @@ def test_solve_never_lists_pooling_padding_above_half_the_kernel():
     assert "padding 6" in err and "kernel of at least 12" in err and "--max-kernel 11" in err
     # without --ceil (a convolution) padding 2 with kernel 3 is fine: floor((28 + 4 − 3)/2) + 1 = 15
     assert torch_conv(28, 3, 2, 2, 1) == 15
-    assert solve(28, 15, kernel=3, stride=2, padding=2, dilation=1).answers == [Solution(3, 2, 2, 1, 0)]
+    assert search(28, 15, kernel=3, stride=2, padding=2, dilation=1).answers == [Solution(3, 2, 2, 1, 0)]
 
 
 def test_size_refuses_pooling_padding_above_half_the_kernel():
@@ -294,7 +294,7 @@ def test_search_space_size_by_hand():
 
 def test_search_guard_refuses_huge_searches():
     with pytest.raises(SpecError, match="lower --max-kernel") as info:
-        solve(7, 3, max_kernel=100_000, max_stride=100_000)
+        search(7, 3, max_kernel=100_000, max_stride=100_000)
     message = str(info.value)
     assert "4,999,990,000,000,000 combinations" in message and f"{SEARCH_LIMIT:,}" in message
     assert "--max-stride" in message and "--max-dilation" not in message
@@ -310,11 +310,11 @@ def test_search_guard_accepts_the_defaults_and_searches_near_the_limit():
     # a search just under the limit runs (fixed stride and padding: kernels × dilations)
     k = SEARCH_LIMIT // 4
     assert search_space_size(stride=1, padding=0, max_kernel=k) == SEARCH_LIMIT
-    found = solve(10, 1, stride=1, padding=0, max_kernel=k, max_dilation=4)
+    found = search(10, 1, stride=1, padding=0, max_kernel=k, max_dilation=4)
     # floor((10 − d·(k − 1) − 1)/1) + 1 = 1 ⇔ d·(k − 1) = 9: (k, d) = (10, 1), (4, 3)
     assert [(a.kernel, a.dilation) for a in found.answers] == [(10, 1), (4, 3)]
     with pytest.raises(SpecError, match="combinations"):
-        solve(10, 1, stride=1, padding=0, max_kernel=k + 1, max_dilation=4)
+        search(10, 1, stride=1, padding=0, max_kernel=k + 1, max_dilation=4)
 
 
 def test_solve_help_states_the_search_limit_in_force():

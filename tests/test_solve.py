@@ -12,7 +12,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from layercalc.errors import SpecError
-from layercalc.solve import MAX_DILATION, MAX_KERNEL, MAX_STRIDE, Solution, solve
+from layercalc.solving import MAX_DILATION, MAX_KERNEL, MAX_STRIDE, Solution
+from layercalc.solving import search as solve
 
 
 def conv_out(n, k, s, p, d):

@@ -18,8 +18,8 @@ list them. Layer types of installed packages (entry point group ``layercalc.laye
 
 from .base import *  # noqa: F401,F403  (field types, Description, LayerBase, ParamSpec, the registry)
 from .base import (ENTRY_POINT_GROUP, LAYER_CLASSES, LAYER_TYPES, MAX_RANK, Description, LayerBase,  # noqa: F401
-                   ParamSpec, accepted_fields, field_spellings, layer_union, load_plugins, parse_layer,
-                   register_layer, unregister_layer)
+                   ParamSpec, accepted_fields, field_spellings, layer_union, load_plugin_file, load_plugins,
+                   parse_layer, register_layer, unregister_layer)
 
 # The built-in families, in registration order (conv first: the order of the schema and of `layercalc --help`).
 from .conv import *  # noqa: E402,F401,F403

@@ -407,6 +407,37 @@ def layer_union() -> Any:
     return Annotated[Union[tuple(LAYER_CLASSES)], Field(discriminator="type")]
 
 
+def load_plugin_file(path: str) -> None:
+    """Import a Python file that registers layer types (``layercalc --plugin FILE.py``); a file already loaded is
+    not loaded again. Every failure is one :class:`SpecError` line naming the file."""
+    import importlib.util
+    import os
+    import sys
+
+    real = os.path.realpath(path)
+    name = "layercalc_plugin_" + "".join(c if c.isalnum() else "_" for c in real)
+    if name in sys.modules:
+        return
+    if not os.path.isfile(real):
+        raise SpecError(f"--plugin: {safe_text(path)}: no such file")
+    spec = importlib.util.spec_from_file_location(name, real)
+    if spec is None or spec.loader is None:
+        raise SpecError(f"--plugin: {safe_text(path)}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except LayerCalcError as exc:
+        del sys.modules[name]
+        raise SpecError(f"--plugin: {safe_text(path)}: {exc}") from None
+    except BaseException as exc:                   # noqa: BLE001 — the user's code: report it, in one line
+        del sys.modules[name]
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise SpecError(f"--plugin: {safe_text(path)}: cannot load: {type(exc).__name__}: "
+                        f"{safe_text(str(exc))[:300]}") from None
+
+
 #: the entry point group through which installed packages add layer types
 ENTRY_POINT_GROUP = "layercalc.layers"
 _plugins_loaded = False

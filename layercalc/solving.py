@@ -1,6 +1,6 @@
 """The inverse shape question: which kernel / stride / padding / dilation turn an input length into a wanted output?
 
-``solve(224, 112, kernel=7)`` lists every combination of the free parameters, within sensible bounds, for which
+``search(224, 112, kernel=7)`` lists every combination of the free parameters, within sensible bounds, for which
 the forward formula of :mod:`layercalc.shapes` gives exactly the wanted output. The search is a plain enumeration
 of small integers checked with the very same forward functions the calculator uses, so every answer is correct by
 construction (nothing is derived by algebra that could drift from the forward rule; the one stride computed by
@@ -24,7 +24,12 @@ running for minutes.
 
 Answers are sorted with dilation 1 first (the usual case), then by kernel, stride, padding, output_padding.
 
-This module imports nothing heavy (no Pydantic): the command line uses it on its fast path.
+:func:`solve` is ``layercalc solve`` as a library call (``layercalc.solve(...)``): the search, each answer with
+the forward formula that checks it, and the very lines the command prints (a :class:`SolveResult`, a frozen
+dataclass). Mistakes raise ``SpecError`` with the command's line. :func:`search` is the bare search.
+
+This module imports nothing heavy (no Pydantic): the command line uses it on its fast path; tabulate, which lays
+out the table of answers, is imported only when there are answers to lay out.
 """
 
 from __future__ import annotations
@@ -85,18 +90,18 @@ def _check_fixed(name: str, value: Optional[int], minimum: int) -> None:
         raise SpecError(f"{name} must be ≥ {minimum}, got {value}")
 
 
-def solve(input_length: int, output_length: int, kernel: Optional[int] = None, stride: Optional[int] = None,
+def search(input_length: int, output_length: int, kernel: Optional[int] = None, stride: Optional[int] = None,
           padding: Optional[int] = None, dilation: Optional[int] = None, output_padding: Optional[int] = None,
           transposed: bool = False, ceil_mode: bool = False, max_kernel: int = MAX_KERNEL,
           max_stride: int = MAX_STRIDE, max_dilation: int = MAX_DILATION,
           max_padding: Optional[int] = None) -> Solutions:
     """Every combination of the free parameters (those left ``None``) giving exactly ``output_length``.
 
-    >>> [tuple(s) for s in solve(224, 112, kernel=7, dilation=1).answers]
+    >>> [tuple(s) for s in search(224, 112, kernel=7, dilation=1).answers]
     [(7, 2, 3, 1, 0)]
-    >>> [tuple(s)[:3] for s in solve(28, 26, stride=1, dilation=1).answers]
+    >>> [tuple(s)[:3] for s in search(28, 26, stride=1, dilation=1).answers]
     [(3, 1, 0), (5, 1, 1), (7, 1, 2), (9, 1, 3), (11, 1, 4)]
-    >>> solve(7, 14, kernel=3, stride=2, dilation=1, transposed=True).answers
+    >>> search(7, 14, kernel=3, stride=2, dilation=1, transposed=True).answers
     [Solution(kernel=3, stride=2, padding=1, dilation=1, output_padding=1)]
     """
     _check_fixed("input", input_length, 1)
@@ -188,7 +193,7 @@ def search_space_size(kernel: Optional[int] = None, stride: Optional[int] = None
                       ceil_mode: bool = False, max_kernel: int = MAX_KERNEL, max_stride: int = MAX_STRIDE,
                       max_dilation: int = MAX_DILATION, max_padding: Optional[int] = None,
                       single_window: bool = False) -> int:
-    """How many combinations :func:`solve` would check, exactly, in constant time (no loop over the bounds).
+    """How many combinations :func:`search` would check, exactly, in constant time (no loop over the bounds).
 
     Σ over dilations d of paddings(d) × strides(d), where paddings(d) = Σ over kernels of the paddings searched
     (at most linear in d: ``d·(k − 1) + 1`` for a convolution) and strides(d) = Σ over strides of the
@@ -356,3 +361,121 @@ def describe_bounds(searched: dict[str, tuple[int, int]], ceil_mode: bool = Fals
         else:
             parts.append(f"{name} {low}..{high}")
     return ", ".join(parts) if parts else "nothing free (every parameter was given)"
+
+
+# ================================================================================================ as the CLI answers it
+
+@dataclass(frozen=True)
+class SolveAnswer:
+    """One combination giving the wanted output, with the forward formula that checks it."""
+    kernel: int
+    stride: int
+    padding: int
+    dilation: int
+    output_padding: int
+    check: str           #: ``L_out = floor((224 + 2·3 − 1·(7 − 1) − 1) / 2) + 1 = 112``
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """What ``layercalc solve`` answers, as data; ``str(result)`` is the text the command prints."""
+    input_length: int
+    output_length: int
+    transposed: bool
+    ceil_mode: bool
+    question: str                          #: ``224 → 112 with kernel 7`` (``transposed conv …``, ``pooling …``)
+    count: int                             #: how many combinations give the output (all of them, not only shown)
+    answers: tuple[SolveAnswer, ...]       #: the first ``limit`` of them (all when limit is 0), smallest first
+    limit: int
+    note: str                              #: e.g. output 1: only the smallest stride is listed; '' otherwise
+    searched: tuple[tuple[str, int, int], ...]   #: (free parameter, low, high); high −1: the rule-given bound
+    nearest: tuple[tuple[int, Solution], ...]    #: when nothing fits: (reachable output, simplest combination)
+    lines: tuple[str, ...]                 #: the lines the command prints
+    text: str                              #: the same, joined by newlines
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def solve(input_length: int, output_length: int, kernel: Optional[int] = None, stride: Optional[int] = None,
+           padding: Optional[int] = None, dilation: Optional[int] = None, transposed: bool = False, *,
+           output_padding: Optional[int] = None, ceil_mode: bool = False, max_kernel: int = MAX_KERNEL,
+           max_stride: int = MAX_STRIDE, max_dilation: int = MAX_DILATION, max_padding: Optional[int] = None,
+           limit: int = 20) -> SolveResult:
+    """``layercalc solve`` as a library call (``layercalc.solve(...)``): :func:`search`'s answers, each
+    with its check line, and the lines the command prints (a header with the count, the note, a table).
+
+    >>> result = solve(224, 112, kernel=7, dilation=1)
+    >>> result.count, [(a.kernel, a.stride, a.padding) for a in result.answers]
+    (1, [(7, 2, 3)])
+    >>> print(result)
+    224 → 112 with kernel 7, dilation 1: 1 combination
+    kernel  stride  padding  dilation  check
+    7       2       3        1         L_out = floor((224 + 2·3 − 1·(7 − 1) − 1) / 2) + 1 = 112
+    """
+    from .sizing import whole
+
+    input_length, output_length = whole(input_length, "input", 1), whole(output_length, "output", 1)
+    kernel, stride, dilation = (None if v is None else whole(v, name, 1)
+                                for name, v in (("kernel", kernel), ("stride", stride), ("dilation", dilation)))
+    padding, output_padding = (None if v is None else whole(v, name, 0)
+                               for name, v in (("padding", padding), ("output_padding", output_padding)))
+    max_kernel, max_stride, max_dilation = (whole(v, name, 1) for name, v in (
+        ("max_kernel", max_kernel), ("max_stride", max_stride), ("max_dilation", max_dilation)))
+    max_padding = None if max_padding is None else whole(max_padding, "max_padding", 0)
+    limit = whole(limit, "limit", 0)
+    for name, flag in (("transposed", transposed), ("ceil_mode", ceil_mode)):
+        if not isinstance(flag, bool):
+            from .errors import shown
+            raise SpecError(f"{name}: {shown(flag)} is not true or false")
+
+    found = search(input_length, output_length, kernel, stride, padding, dilation, output_padding, transposed,
+                  ceil_mode, max_kernel, max_stride, max_dilation, max_padding)
+    fixed = ", ".join(f"{name} {value}" for name, value in (("kernel", kernel), ("stride", stride),
+                      ("padding", padding), ("dilation", dilation), ("output_padding", output_padding))
+                      if value is not None)
+    question = ("transposed conv " if transposed else "pooling (ceil mode) " if ceil_mode else "") + \
+        f"{input_length} → {output_length}" + (f" with {fixed}" if fixed else "")
+    searched = tuple((name, low, high) for name, (low, high) in found.searched.items())
+    count = len(found.answers)
+    if not found.answers:
+        nearest = "; ".join(f"{out} with kernel {c.kernel}, stride {c.stride}, padding {c.padding}, dilation "
+                            f"{c.dilation}" + (f", output_padding {c.output_padding}" if transposed else "")
+                            for out, c in found.nearest)
+        lines = [f"no combination gives {question} (searched {describe_bounds(found.searched, ceil_mode)})"
+                 + (f"; nearest reachable: {nearest}" if nearest else "")]
+        return SolveResult(input_length, output_length, transposed, ceil_mode, question, 0, (), limit, found.note,
+                           searched, tuple(found.nearest), tuple(lines), lines[0])
+
+    from .explain import explain_length, explain_transposed_length
+
+    def check(s: Solution) -> str:
+        if transposed:
+            return explain_transposed_length(input_length, s.kernel, s.stride, s.padding, s.padding, s.dilation,
+                                             s.output_padding)[0]
+        line = explain_length(input_length, s.kernel, s.stride, s.padding, s.padding, s.dilation, ceil_mode)[0]
+        return line if line.endswith(f"= {output_length}") else f"{line} → {output_length} (last window dropped)"
+
+    shown_answers = tuple(SolveAnswer(*s, check=check(s)) for s in (found.answers[:limit] if limit else found.answers))
+    lines = [f"{question}: {count} combination{'s' if count != 1 else ''}"
+             + (f" (showing {limit}; --limit 0 for all)" if limit and count > limit else "")]
+    if found.note:
+        lines.append(f"({found.note})")
+    lines += _table(shown_answers, transposed)
+    return SolveResult(input_length, output_length, transposed, ceil_mode, question, count, shown_answers, limit,
+                       found.note, searched, tuple(found.nearest), tuple(lines), "\n".join(lines))
+
+
+def _table(answers: tuple[SolveAnswer, ...], transposed: bool) -> list[str]:
+    """The answers as a plain table: columns left-aligned, two spaces apart, no rule under the header.
+
+    The header goes in as the first row: tabulate widens header columns by its ``MIN_PADDING`` (2), which would
+    put four spaces after ``kernel`` instead of two; as a row it is laid out like the values.
+    """
+    from tabulate import tabulate
+
+    headers = ["kernel", "stride", "padding", "dilation"] + (["output_padding"] if transposed else []) + ["check"]
+    rows = [[str(a.kernel), str(a.stride), str(a.padding), str(a.dilation)]
+            + ([str(a.output_padding)] if transposed else []) + [a.check] for a in answers]
+    table = tabulate([headers, *rows], tablefmt="plain", disable_numparse=True)
+    return [line.rstrip() for line in table.split("\n")]

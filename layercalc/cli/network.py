@@ -1,0 +1,426 @@
+"""Commands on whole networks: ``summary``, ``schema``, ``zoo``, ``verify`` and ``run`` (SPEC is a YAML/JSON
+file, ``-`` for standard input, or ``zoo:NAME``). Each loads the network, calls the library and renders."""
+
+import os
+import re
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .options import Numbers, _check_choice, _spec_error, parse_shape
+
+
+def load_network(spec: str, batch: Optional[int] = None, input_shape: Optional[str] = None,
+                 dtype: Optional[str] = None, layout: Optional[str] = None):
+    """A ``Network`` from a path, ``-`` (stdin) or ``zoo:NAME``, with command-line overrides applied."""
+    from .. import spec as spec_module
+
+    with spec_context(spec):
+        return _load_network(spec_module, spec, batch, input_shape, dtype, layout)
+
+
+class spec_context:
+    """Prefix errors raised while reading or analyzing a spec with where the spec came from (once)."""
+
+    def __init__(self, spec: str) -> None:
+        self.origin = "<stdin>" if spec == "-" else spec
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        from ..errors import LayerCalcError
+        if isinstance(exc, LayerCalcError) and not str(exc).startswith(("--", self.origin)):
+            raise type(exc)(f"{self.origin}: {exc}") from None
+        return False
+
+
+def _load_network(spec_module, spec: str, batch, input_shape, dtype, layout):
+    if spec == "-":
+        data = spec_module.parse_text(_read_stdin(), "<stdin>")
+        net = spec_module.from_data(data, "<stdin>")
+    elif spec.startswith("zoo:"):
+        try:
+            net = spec_module.load(spec)
+        except ImportError as exc:
+            raise _spec_error(f"{spec}: the model zoo is not available in this installation ({exc})") from None
+    else:
+        net = spec_module.load(spec)
+    overrides: dict[str, Any] = {}
+    if batch is not None:
+        overrides["batch"] = batch
+    if input_shape is not None:
+        overrides["input"] = parse_shape(input_shape, "--input")
+    if dtype is not None:
+        overrides["dtype"] = dtype
+    if layout is not None:
+        overrides["layout"] = layout
+    return _with_overrides(net, overrides) if overrides else net
+
+
+def _read_stdin() -> str:
+    """Standard input as strict UTF-8 and at most ``spec.MAX_SPEC_BYTES``, like a spec file: Python's text stdin may
+    decode with surrogateescape and hand the YAML parser text it cannot encode."""
+    from ..spec import read_capped
+
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:                                # `layercalc summary - <&-`: Python sets sys.stdin to None
+        raise _spec_error("<stdin>: cannot read: standard input is closed")
+    try:
+        return read_capped(buffer, "<stdin>")
+    except OSError as exc:
+        import errno
+        reason = "standard input is closed" if exc.errno == errno.EBADF else exc.strerror or exc
+        raise _spec_error(f"<stdin>: cannot read: {reason}") from None
+    except ValueError as exc:                         # a closed file object
+        from ..errors import LayerCalcError
+        if isinstance(exc, LayerCalcError):
+            raise
+        raise _spec_error(f"<stdin>: cannot read: {exc}") from None
+
+
+def _with_overrides(net, overrides: dict):
+    """Re-validate the network with some top-level fields replaced (the layers are kept as built)."""
+    from pydantic import ValidationError
+
+    from ..errors import SpecError
+    from ..graph import Network
+
+    data = {**{k: getattr(net, k) for k in ("name", "input", "batch", "layout", "dtype")}, **overrides,
+            "layers": list(net.layers)}
+    try:
+        return Network.model_validate(data)
+    except ValidationError as exc:
+        detail = Network.describe_error(exc, data)
+        raise SpecError(re.sub(r"field '(\w+)'", r"--\1", detail)) from None
+
+
+SpecArg = Annotated[str, typer.Argument(help="YAML/JSON spec file, - for stdin, or zoo:NAME", metavar="SPEC")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch", "-b", min=1, metavar="N", help="batch size (overrides the spec)")]
+InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", metavar="SHAPE",
+                                                 help="input shape without batch, e.g. 3x224x224 (overrides the spec)")]
+DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", metavar="DTYPE",
+                                                 help="float32, float64, float16, bfloat16, int32, int8, uint8 "
+                                                      "(overrides the spec)")]
+
+
+def summary_command(
+    spec: SpecArg,
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="table|markdown|csv|json",
+                                     help="output format; json is the Report model, exact integers")] = "table",
+    columns: Annotated[Optional[str], typer.Option(
+        "--columns", "-c", metavar="LIST",
+        help="comma-separated: index, name, type, inputs, input_shape, output_shape, params, buffers, macs, flops, "
+             "param_memory, memory, receptive_field, jump, notes (or all). Default: name, type, output_shape, "
+             "params, macs, flops, memory")] = None,
+    depth: Annotated[Optional[int], typer.Option("--depth", min=1, help="group rows by dotted-name prefix "
+                                                 "(layer3.2.conv1 → layer3 at depth 1), with subtotals")] = None,
+    numbers: Numbers = "exact",
+    batch: BatchOpt = None,
+    input_shape: InputOpt = None,
+    dtype: DtypeOpt = None,
+    keras_shapes: Annotated[bool, typer.Option("--keras-shapes", help="shapes as (None, 26, 26, 32), Keras-style")]
+    = False,
+    explain: Annotated[bool, typer.Option("--explain", "-e", help="worked formulas for every layer")] = False,
+) -> None:
+    """Per-layer table of a whole network (shapes, params, MACs, FLOPs, memory) with totals and conventions.
+
+    `--format json` prints `Report.model_dump(mode="json")` exactly (the documented schema); --columns, --depth and
+    --explain apply to the table and markdown forms (and --columns/--depth to csv).
+    """
+    from ..formatting import parse_columns, render_report
+
+    fmt = _check_choice(fmt, ("table", "markdown", "csv", "json"), "--format")
+    numbers = _check_choice(numbers, ("exact", "human"), "--numbers")
+    if fmt == "json":
+        given = [name for name, value in (("--columns", columns), ("--depth", depth), ("--explain", explain),
+                                          ("--keras-shapes", keras_shapes)) if value]
+        if given:
+            raise _spec_error(f"{', '.join(given)} cannot be combined with --format json (the JSON is the whole "
+                              f"report, every layer and field)")
+    if fmt == "csv" and explain:
+        raise _spec_error("--explain cannot be combined with --format csv")
+    keys = parse_columns(columns)
+    net = load_network(spec, batch, input_shape, dtype)
+    with spec_context(spec):
+        report = net.analyze()
+    print(render_report(report, fmt, keys, depth, numbers, keras_shapes))
+    if explain:
+        text = "\n".join(explain_network(net, report))
+        print("\n```\n" + text + "\n```" if fmt == "markdown" else "\n" + text)
+
+
+def explain_network(net, report) -> list[str]:
+    """Every layer's worked formulas, in execution order."""
+    from ..explain import explain_layer
+    from ..formatting import shape_text
+
+    by_name = {entry.name: entry for entry in report.layers}
+    rank = len(net.input) - 1
+    lines = []
+    for step in net.resolve():
+        source = step.inputs[0]
+        if source == "input":
+            input_rf = ([1] * rank, [1] * rank) if rank >= 1 else None
+        else:
+            producer = by_name[source]
+            input_rf = (producer.receptive_field, producer.jump) if producer.receptive_field else None
+        ins = ", ".join(shape_text(s) for s in step.input_shapes)
+        lines.append(f"[{step.index}] {step.name} ({step.layer.type_name}): {ins} → "
+                     f"{shape_text(step.facts.output_shape)}")
+        lines += ["    " + line for line in explain_layer(step.layer, step.input_shapes, step.facts,
+                                                          net.channels_last, report.dtype_bytes, input_rf)]
+    return lines
+
+
+def schema_command() -> None:
+    """Print the JSON Schema of the spec format (for editors and design tools)."""
+    import json
+
+    from ..spec import schema
+    print(json.dumps(schema(), indent=2, ensure_ascii=False))
+
+
+def zoo_command(numbers: Numbers = "exact") -> None:
+    """List the bundled networks with their params and MACs (use them as `zoo:NAME` wherever a SPEC goes)."""
+    numbers = _check_choice(numbers, ("exact", "human"), "--numbers")
+    try:
+        from .. import zoo
+    except ImportError as exc:
+        raise _spec_error(f"the model zoo is not available in this installation ({exc})") from None
+    from tabulate import tabulate
+
+    from ..formatting import count, shape_text
+
+    rows = []
+    for name in zoo.list_models():
+        report = zoo.load(name).analyze()
+        rows.append([name, shape_text(report.input_shape[1:]), str(len(report.layers)),
+                     count(report.totals.params, numbers), count(report.totals.macs, numbers)])
+    print(tabulate(rows, headers=["name", "input", "layers", "params", "MACs"], tablefmt="simple",
+                   colalign=["left", "left", "right", "right", "right"], disable_numparse=True))
+    print("\nuse as SPEC: layercalc summary zoo:NAME")
+
+
+# ================================================================================================ verify / run
+
+class Progress:
+    """A progress bar on stderr (rich's), shown only when ``enabled`` (by default: stderr is a terminal) and only
+    once a run takes more than ``delay`` seconds; erased when closed. rich is imported when the bar first shows,
+    so a quick run, or one off a terminal, never pays for it. Called as ``progress(done, total, layer_name)``."""
+
+    def __init__(self, enabled: bool, delay: float = 0.5) -> None:
+        import time
+        self.enabled, self.delay = enabled, delay
+        self.start = time.perf_counter()
+        self.bar = None
+        self.task = None
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        import time
+        if not self.enabled or (self.bar is None and time.perf_counter() - self.start < self.delay):
+            return
+        from ..errors import safe_text
+
+        label = safe_text(name[:40])                    # a layer name from a spec: no terminal escapes
+        if self.bar is None:
+            self.bar, self.task = self._start(done, total, label)
+        else:
+            self.bar.update(self.task, completed=done, total=max(total, 1), layer=label, refresh=True)
+
+    def _start(self, done: int, total: int, label: str):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+        from rich.progress import Progress as RichProgress
+
+        # the caller decided it is shown (a terminal, or --progress): draw even when stderr is not a tty
+        console = Console(file=sys.stderr, force_terminal=True)
+        bar = RichProgress(BarColumn(bar_width=30), MofNCompleteColumn(),
+                           TextColumn("{task.fields[layer]}", markup=False), console=console, transient=True,
+                           auto_refresh=False,          # redrawn after each layer: no drawing thread
+                           redirect_stdout=False, redirect_stderr=False)    # the answer stays on stdout
+        task = bar.add_task("verify", total=max(total, 1), completed=done, layer=label)
+        bar.start()
+        return bar, task
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def _load_weights(path: Optional[str], net=None, limit: Optional[int] = None):
+    """The --weights archive, its headers checked against ``net``'s layers and ``limit`` before any array is read."""
+    if path is None:
+        return None
+    from ..executor import default_memory_limit, load_weights
+    if not os.path.exists(path):
+        raise _spec_error(f"--weights: {path}: no such file")
+    steps = net.resolve() if net is not None else None
+    return load_weights(path, steps, bool(net is not None and net.channels_last),
+                        default_memory_limit() if limit is None else limit)
+
+
+MaxMemoryOpt = Annotated[Optional[str], typer.Option(
+    "--max-memory", metavar="SIZE", help="refuse runs estimated above this (512M, 2G, 1.5GB; default: 80 % of the "
+                                         "available memory)")]
+ComputeDtypeOpt = Annotated[Optional[str], typer.Option("--dtype", metavar="float32|float64",
+                                                        help="compute precision (default float32)")]
+
+
+WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", metavar="FILE.npz",
+                                                   help="weights to load (missing ones are random)")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the random input and weights")]
+
+
+def verify_command(
+    spec: SpecArg,
+    weights: WeightsOpt = None,
+    batch: BatchOpt = None,
+    seed: SeedOpt = 0,
+    dtype: ComputeDtypeOpt = None,
+    max_memory: MaxMemoryOpt = None,
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress",
+                                                     help="progress bar on stderr (default: on a terminal)")] = None,
+    numbers: Numbers = "exact",
+) -> None:
+    """Run the real forward pass (NumPy) and check every layer's output shape and MACs against the analysis.
+
+    Prints ✓/✗ per layer; exit status 1 when any layer differs (2 for a bad spec, weights or memory limit).
+    """
+    numbers = _check_choice(numbers, ("exact", "human"), "--numbers")
+    if dtype is not None:
+        dtype = _check_choice(dtype, ("float32", "float64"), "--dtype")
+    net = load_network(spec, batch)
+    limit = _max_memory(max_memory)
+    from tabulate import tabulate
+
+    from ..errors import ResourceError
+    from ..executor import weight_sources
+    from ..formatting import count, shape_text
+    from ..verify import verify
+
+    bar = Progress(sys.stderr.isatty() if progress is None else progress)
+    try:
+        with spec_context(spec):
+            loaded = _load_weights(weights, net, limit)
+            result = verify(net, weights=loaded, seed=seed, progress=bar, dtype=dtype, max_memory=limit)
+            sources = result.weights or weight_sources(net, loaded, seed)
+    except MemoryError:
+        raise ResourceError("verify: ran out of memory; use a smaller --batch or a lower --max-memory") from None
+    finally:
+        bar.close()
+    if weights is not None:
+        sources.source = weights
+    rows = [[c.index, c.name, c.type, shape_text(c.expected_shape), shape_text(c.actual_shape),
+             count(c.expected_macs, numbers), count(c.actual_macs, numbers), "✓" if c.ok else "✗"]
+            for c in result.checks]
+    print(tabulate(rows, headers=["#", "name", "type", "expected shape", "actual shape", "expected MACs",
+                                  "actual MACs", "ok"], tablefmt="simple", disable_numparse=True,
+                   colalign=["right", "left", "left", "left", "left", "right", "right", "center"]))
+    bad = [c for c in result.checks if not c.ok]
+    missing = list(getattr(result, "missing", []) or [])
+    if result.ok and not bad:
+        status = "every output shape and MAC count matches the analysis"
+    else:
+        parts = [f"{len(bad)} layer(s) differ ({', '.join(c.name for c in bad[:5])}{' …' if len(bad) > 5 else ''})"]
+        if missing:
+            parts.append(f"{len(missing)} layer(s) never ran ({', '.join(missing[:5])})")
+        status = "; ".join(parts)
+    print(f"\nverified {len(result.checks)} layers in {result.seconds:.2f} s: {status}")
+    estimate = getattr(result, "estimate", None)
+    if estimate is not None and hasattr(estimate, "describe"):
+        print(f"memory estimate: {estimate.describe()}")
+    print(sources.describe())
+    if bad or missing or not result.ok:
+        raise typer.Exit(1)
+
+
+def _max_memory(text: Optional[str]):
+    if text is None:
+        return None
+    from ..executor import parse_bytes
+    try:
+        return parse_bytes(text)
+    except Exception as exc:
+        from ..errors import LayerCalcError
+        if isinstance(exc, LayerCalcError):
+            raise type(exc)(f"--max-memory: {exc}") from None
+        raise
+
+
+def run_command(
+    spec: SpecArg,
+    input_path: Annotated[Optional[str], typer.Option("--input", "-i", metavar="DATA.npy",
+                                                      help="input array, batch included (default: random)")] = None,
+    output_path: Annotated[Optional[str], typer.Option("--output", "-o", metavar="OUT.npy|OUT.npz",
+                                                       help="where to save the output (.npz for several)")] = None,
+    weights: WeightsOpt = None,
+    batch: BatchOpt = None,
+    seed: SeedOpt = 0,
+    dtype: ComputeDtypeOpt = None,
+    max_memory: MaxMemoryOpt = None,
+) -> None:
+    """Run the network's forward pass on your data with the bundled NumPy executor.
+
+    The input array includes the batch dim ([N, C, H, W] or [N, H, W, C]); its batch overrides the spec's.
+    """
+    import numpy as np
+
+    if dtype is not None:
+        dtype = _check_choice(dtype, ("float32", "float64"), "--dtype")
+    net = load_network(spec, batch)
+    limit = _max_memory(max_memory)
+    from ..errors import ResourceError
+    from ..executor import default_memory_limit, load_array, run, weight_sources
+
+    def check_input_shape(shape) -> None:
+        expected = [*net.input]
+        if list(shape[1:]) != expected or len(shape) != len(expected) + 1:
+            raise _spec_error(f"--input: {input_path}: shape {list(shape)}, expected [batch, "
+                              f"{', '.join(map(str, expected))}] (the spec's input {expected} after a batch dim)")
+        if batch is not None and shape[0] != batch:
+            raise _spec_error(f"--input: {input_path} holds a batch of {shape[0]} (shape {list(shape)}) but "
+                              f"--batch is {batch}: drop --batch (the array's batch is used) or make them agree")
+
+    try:
+        x = None
+        if input_path is not None:
+            if not os.path.exists(input_path):
+                raise _spec_error(f"--input: {input_path}: no such file")
+            x = load_array(input_path, "--input", default_memory_limit() if limit is None else limit,
+                           check_input_shape)
+        with spec_context(spec):
+            loaded = _load_weights(weights, net, limit)
+            out = run(net, x=x, weights=loaded, seed=seed, dtype=dtype, max_memory=limit)
+            sources = weight_sources(net, loaded, seed, weights)
+    except MemoryError:
+        raise ResourceError("run: ran out of memory; use a smaller input or batch, or a lower --max-memory") from None
+    outputs = out if isinstance(out, dict) else {_output_name(net): out}
+    for name, array in outputs.items():
+        print(f"{name}: shape {list(array.shape)} {array.dtype}, min {array.min():.6g}, max {array.max():.6g}, "
+              f"mean {array.mean():.6g}")
+    print(sources.describe())
+    if output_path is None:
+        return
+    if not output_path.endswith(".npz") and len(outputs) > 1:
+        raise _spec_error(f"--output: the network has {len(outputs)} outputs ({', '.join(outputs)}): "
+                          f"give a .npz path to save them all")
+    try:
+        # through an open file: NumPy writes exactly this name (given a path, it would append .npy / .npz)
+        with open(output_path, "wb") as f:
+            if output_path.endswith(".npz"):
+                np.savez(f, **outputs)
+            else:
+                np.save(f, next(iter(outputs.values())))
+    except OSError as exc:
+        raise _spec_error(f"--output: {output_path}: cannot write ({exc.strerror or exc})") from None
+    print(f"wrote {output_path}")
+
+
+def _output_name(net) -> str:
+    steps_names = net.layer_names()
+    consumed = {src for inputs in net.wiring()[1] for src in inputs}
+    outputs = [name for name in steps_names if name not in consumed]
+    return outputs[-1] if outputs else steps_names[-1]

@@ -1,0 +1,180 @@
+"""Reading option values as typed: shapes (``1x28x28``, ``28*28``), whole numbers, sizes, paddings, choices.
+
+Every refusal is a ``SpecError`` naming the option (``--input: 'x' is not a shape: …``), printed as one line by
+the error handling in :mod:`layercalc.cli`. Imports nothing heavy.
+"""
+
+import re
+from typing import Annotated
+
+import typer
+
+from ..sizing import TooManyDigits, digits_to_int  # noqa: F401  (re-exported: the CLI's whole numbers as typed)
+
+#: what separates the sizes of a shape: ``1x28x28``, ``1×28×28``, ``1,28,28``. ``*`` is not one of them: it
+#: multiplies within one size, as a person writes a dense layer's inputs (``28*28`` = 784, ``7*7*512`` = 25,088)
+_SEPARATORS = re.compile(r"[x×X,]")
+def _shown(value) -> str:
+    from ..errors import shown
+    return shown(value)
+
+
+def _size_product(part: str) -> int:
+    """One size as typed: digits, or a product of them (``28*28`` → 784).
+
+    >>> _size_product('28*28'), _size_product('7*7*512'), _size_product('3')
+    (784, 25088, 3)
+    """
+    factors = part.split("*")
+    if len(factors) == 1:
+        return digits_to_int(part)
+    values = []
+    for factor in factors:
+        factor = factor.strip()
+        if not factor:
+            raise ValueError(f"{_shown(part)}: a factor is missing around '*'")
+        value = digits_to_int(factor)
+        if value < 1:
+            raise ValueError(f"{_shown(part)}: every factor must be ≥ 1, got {value}")
+        values.append(value)
+    product = 1
+    for value in values:
+        product *= value
+    return product
+
+
+def _spec_error(message: str):
+    from ..errors import SpecError
+    return SpecError(message)
+
+
+def _json_list(text: str, option: str):
+    import json
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise _spec_error(f"{option}: {text!r} is not a valid list ({exc.msg})") from None
+    except RecursionError:
+        raise _spec_error(f"{option}: {text!r:.40} is not a valid list (nested too deeply)") from None
+
+
+def _whole(part) -> int:
+    """One entry of a shape or size list: digits as typed, or a JSON number that is exactly a whole number.
+
+    Raises ``ValueError`` saying why not (the callers add the option and the text received).
+    """
+    if isinstance(part, str):
+        return digits_to_int(part)
+    if isinstance(part, bool):                          # named as typed (JSON): true, not True
+        raise ValueError(f"{str(part).lower()} is a boolean, not a whole number")
+    if part is None:
+        raise ValueError("null is not a whole number")
+    from ..errors import whole_number_problem
+    problem = whole_number_problem(part)
+    if problem is not None:
+        raise ValueError(problem)
+    if not isinstance(part, (int, float)):
+        raise ValueError(f"{part!r} is not a whole number")
+    return int(part)
+
+
+def parse_shape(text: str, option: str = "--input") -> list[int]:
+    """``1x28x28``, ``1,28,28``, ``[1, 28, 28]`` → ``[1, 28, 28]`` (one example, batch excluded); ``*`` multiplies
+    within one size: ``28*28`` → ``[784]``, ``1x28*28`` → ``[1, 784]``.
+
+    >>> parse_shape('1x28x28'), parse_shape('28*28'), parse_shape('7*7*512')
+    ([1, 28, 28], [784], [25088])
+    """
+    raw = text.strip()
+    parts = _json_list(raw, option) if raw.startswith("[") else [p.strip() for p in _SEPARATORS.split(raw)]
+    example = "e.g. 1x28x28 or 1,28,28 for one example (the batch is --batch); 28*28 is one size of 784"
+    if not raw or not isinstance(parts, list) or not parts or any(p == "" for p in parts):
+        raise _spec_error(f"{option}: {_shown(text)} is not a shape: {example}")
+    sizes = []
+    for p in parts:
+        try:
+            size = _size_product(p) if isinstance(p, str) else _whole(p)
+        except ValueError as exc:
+            raise _spec_error(f"{option}: {_shown(text)} is not a shape: {exc}; {example}") from None
+        if size < 1:
+            raise _spec_error(f"{option}: {text!r}: every size must be ≥ 1, got {size}")
+        sizes.append(size)
+    return sizes
+
+
+def parse_ints(text: str, option: str, allow_none: bool = False, always_list: bool = False):
+    """``3`` → 3, ``3x5`` / ``3,5`` → [3, 5]; ``none`` entries → None when allowed (adaptive output_size)."""
+    raw = text.strip()
+    parts = _json_list(raw, option) if raw.startswith("[") else [p.strip() for p in _SEPARATORS.split(raw)]
+    if not isinstance(parts, list):
+        raise _spec_error(f"{option}: {text!r} is not a whole number or a list of them")
+    values = []
+    for p in parts:
+        if allow_none and (p is None or str(p).lower() in ("none", "null", "_")):
+            values.append(None)
+            continue
+        try:
+            values.append(_whole(p))
+        except ValueError as exc:
+            form = "3, 3x5" + (" or 3xnone (none keeps the input size)" if allow_none else " or [3, 5]")
+            raise _spec_error(f"{option}: {text!r} is not a whole number or a list of them: {exc} ({form})") from None
+    if not values:
+        raise _spec_error(f"{option}: no value given")
+    return values if (len(values) > 1 or always_list) else values[0]
+
+
+def parse_padding(text: str, option: str = "--padding"):
+    """``same``, ``valid``, ``1``, ``1x2``, or ``[[1, 2], [0, 1]]`` ((before, after) per spatial dim)."""
+    raw = text.strip()
+    if raw.lower() in ("same", "valid"):
+        return raw.lower()
+    if raw.startswith("["):
+        return _json_list(raw, option)
+    try:
+        return parse_ints(raw, option)
+    except Exception:
+        raise _spec_error(f"{option}: {text!r} is not a padding: expected same, valid, N, NxM or "
+                          f"[[before, after], ...]") from None
+
+
+def parse_float(text: str, option: str) -> float:
+    """A number as typed (``0.1``, ``1e-5``, ``-2``). ``nan`` and ``inf`` are passed on as floats, and the layer
+    field refuses them with its own message; ``1_0.5`` (float() reads 10.5) is refused here."""
+    try:
+        if "_" in text:
+            raise ValueError
+        return float(text)
+    except ValueError:
+        raise _spec_error(f"{option}: {text!r} is not a number") from None
+
+
+def parse_int(text: str, option: str) -> int:
+    try:
+        return digits_to_int(text.strip())
+    except ValueError as exc:
+        raise _spec_error(f"{option}: {exc}") from None
+
+
+def _option_int(value) -> int:
+    """An int option as typed: digits only (``int()`` would read '1_0' as 10)."""
+    if isinstance(value, int) and not isinstance(value, bool):       # a default, not typed text
+        return value
+    if not isinstance(value, str):
+        raise ValueError(value)
+    return digits_to_int(value.strip())
+
+
+Numbers = Annotated[str, typer.Option("--numbers", help="exact (1,234,567) or human (1.23 M); CSV/JSON always exact",
+                                      metavar="exact|human")]
+
+
+def _check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
+    low = value.lower()
+    if low not in choices:
+        from ..errors import did_you_mean
+        raise _spec_error(f"{option}: {value!r} is not one of {', '.join(choices)}{did_you_mean(low, choices)}")
+    return low
+
+
+__all__ = ["TooManyDigits", "digits_to_int", "parse_shape", "parse_ints", "parse_padding", "parse_float", "parse_int",
+           "Numbers"]
