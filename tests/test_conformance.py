@@ -65,6 +65,9 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
     "add": [({}, [[3, 4, 4], [3, 4, 4], [3, 1, 4]], False)],
     "mul": [({}, [[3, 4, 4], [3, 1, 1]], False)],
     "concat": [({}, [[3, 4, 4], [5, 4, 4]], False), ({"dim": -1}, [[2, 3], [2, 5]], False)],
+    # ---- attention (layercalc/layers/attention.py)
+    # ---- recurrent (layercalc/layers/recurrent.py)
+    # ---- tensor operations (layercalc/layers/tensor_ops.py)
 }
 
 
