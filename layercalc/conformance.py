@@ -20,8 +20,9 @@ own layer types::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from .layers import LAYER_TYPES, LayerBase, parse_layer
 from .rules import Context, Facts, ReceptiveField, Tensor
@@ -61,7 +62,7 @@ def check_layer_type(cls: type[LayerBase], fields: dict[str, Any], input_shapes:
     # 3. the rule
     shapes = [(batch, *shape) for shape in input_shapes]
     tensors = [Tensor(shape, ReceptiveField.of_input(len(shape) - 2) if len(shape) > 2 else None) for shape in shapes]
-    facts = layer.infer(tensors, Context(f"{type_name} (conformance)", channels_last))
+    facts = layer.infer(tensors, Context(f"{type_name} (conformance)", channels_last, batch))
     result = Conformance(layer, facts, ran=False)
     if not cls.runnable():
         return result
@@ -88,7 +89,9 @@ def check_layer_type(cls: type[LayerBase], fields: dict[str, Any], input_shapes:
         f"{type_name}: allocates {result.allocated_buffers} buffer values, the rule counts {facts.buffers}"
 
     rng = np.random.default_rng(seed)
-    xs = [rng.standard_normal(shape) for shape in shapes]
+    count = layer.index_count()                   # token ids for an embedding, real numbers otherwise
+    xs = [rng.integers(0, count, size=shape).astype(np.float64) if count else rng.standard_normal(shape)
+          for shape in shapes]
     _, workspace_bytes = layer.scratch_bytes(step, 8, channels_last, False)
     env = Env(channels_last, kernels.Workspace(max(workspace_bytes, 1)))
     env.overwritable = [False] * len(xs)

@@ -25,16 +25,24 @@ import os
 import re
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
 from . import kernels as K
+from .errors import (
+    LayerCalcError,
+    NumericError,
+    ResourceError,
+    ShapeError,
+    SpecError,
+    did_you_mean,
+    layer_label,
+    whole_number_problem,
+)
 from .layers.base import not_runnable
-from .errors import (LayerCalcError, NumericError, ResourceError, ShapeError, SpecError, did_you_mean, layer_label,
-                     whole_number_problem)
 
 INPUT = "input"
 
@@ -240,6 +248,11 @@ def estimate_memory(steps, input_shape, dtype, channels_last: bool, given_weight
     if live + final > peak:
         peak, peak_step = live + final, "the end (the outputs made contiguous)"
     held = sum(np.asarray(v).nbytes for params in (given_weights or {}).values() for v in params.values())
+    # parameters shared by tied layers are kept for the whole run (made once, read by each layer that uses them)
+    by_name = {step.name: step for step in steps}
+    owners = {step.layer.tied_to for step in steps if step.layer.tied_to is not None}
+    held += sum(_numel(spec.shape) * itemsize for owner in owners for spec in
+                by_name[owner].layer.param_specs(by_name[owner], channels_last).values())
     return MemoryEstimate(weights=held, activations=peak, workspace=workspace, peak_step=peak_step)
 
 
@@ -432,8 +445,12 @@ def check_weights(steps, weights: dict[str, dict[str, Any]], channels_last: bool
 def _check_layer(by_name, name: str):
     step = by_name.get(name)
     if step is None:
+        names = ", ".join(list(by_name)[:8]) + (" …" if len(by_name) > 8 else "")
         raise SpecError(f"weights: no layer named {name!r} in the network"
-                        f"{did_you_mean(name, by_name) or ' (layer names: ' + ', '.join(list(by_name)[:8]) + (' …' if len(by_name) > 8 else '') + ')'}")
+                        f"{did_you_mean(name, by_name) or f' (layer names: {names})'}")
+    if step.layer.tied_to is not None:
+        raise SpecError(f"weights for {layer_label(step.index, step.name, step.layer.type_name)}: its parameters are "
+                        f"those of {step.layer.tied_to!r} (tied_to): give them under {step.layer.tied_to!r} only")
     return step
 
 
@@ -471,6 +488,9 @@ def init_params(step, given: Mapping[str, Any], seed: int, dtype, channels_last:
             values *= 2 * bound
             values -= bound
             params[param] = values
+        elif spec.init == "normal":
+            rng = rng or np.random.default_rng([seed % 2**63, step.index])
+            params[param] = rng.standard_normal(spec.shape, dtype=dtype)
         elif spec.init == "ones":
             params[param] = np.ones(spec.shape, dtype=dtype)
         elif spec.init == "zeros":
@@ -616,7 +636,7 @@ def weight_sources(network, weights=None, seed: int = 0, source: Optional[str] =
     result = WeightSources(source=source or "the weights passed in", seed=seed)
     for step in network.resolve():
         wanted = param_shapes(step, network.channels_last)
-        if not wanted:
+        if not wanted or step.layer.tied_to is not None:     # a tied layer's parameters are its owner's
             continue
         have = given.get(step.name, set())
         missing = [p for p in wanted if p not in have]
@@ -669,7 +689,11 @@ def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, whe
     protected = None
     if x is None:
         rng = np.random.default_rng([seed % 2**63, 2**32])
-        x = rng.standard_normal(network.input_shape, dtype=dtype)
+        counts = [n for step in steps if INPUT in step.inputs for n in [step.layer.index_count()] if n is not None]
+        if counts:                            # token ids for an embedding: whole numbers below its vocabulary
+            x = rng.integers(0, min(counts), size=network.input_shape).astype(dtype)
+        else:
+            x = rng.standard_normal(network.input_shape, dtype=dtype)
     else:
         protected = x                         # the caller's array: never written into
 
@@ -679,6 +703,10 @@ def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, whe
             last_use[src] = position
     tensors: dict[str, np.ndarray] = {INPUT: x}
     del x
+    by_name = {step.name: step for step in steps}
+    # parameters of the layers others are tied to: made once, kept for the run
+    shared: dict[str, Optional[dict[str, np.ndarray]]] = {
+        step.layer.tied_to: None for step in steps if step.layer.tied_to is not None}
     workspace = K.Workspace.for_run(estimate.workspace)
     try:
         for position, step in enumerate(steps):
@@ -687,7 +715,7 @@ def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, whe
             env = Env(channels_last, workspace)
             env.overwritable = [_may_overwrite(src, position, step, tensors, last_use, protected)
                                 for src in step.inputs]
-            params = init_params(step, given.get(step.name, {}), seed, dtype, channels_last)
+            params = _params_of(step, given, seed, dtype, channels_last, shared, by_name)
             output = step.layer.forward(step, inputs, params, env)
             del inputs, params
             if not step.layer.keeps_finite and not all_finite(output):
@@ -704,6 +732,23 @@ def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, whe
         workspace.release()
     where["step"] = "the end (outputs made contiguous)"
     return {step.name: np.ascontiguousarray(tensors[step.name]) for step in steps if step.name not in last_use}
+
+
+def _params_of(step, given, seed: int, dtype, channels_last: bool, shared: dict, by_name: dict) -> dict:
+    """A layer's parameters for its forward step: its own, or (``tied_to``) its owner's, made once and kept
+    (``shared`` holds a key, None until made, for every layer others are tied to)."""
+    owner = step.layer.tied_to
+    if owner is None:
+        if shared.get(step.name) is not None:
+            return shared[step.name]
+        params = init_params(step, given.get(step.name, {}), seed, dtype, channels_last)
+        if step.name in shared:
+            shared[step.name] = params
+        return params
+    if shared[owner] is None:
+        target = by_name[owner]
+        shared[owner] = init_params(target, given.get(owner, {}), seed, dtype, channels_last)
+    return {param: shared[owner][param] for param in step.layer.param_specs(step, channels_last)}
 
 
 def _may_overwrite(src: str, position: int, step, tensors, last_use, protected) -> bool:

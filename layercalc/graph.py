@@ -17,8 +17,17 @@ from pydantic import ConfigDict, Field, SerializeAsAny, SkipValidation, field_va
 from .errors import GraphError, SpecError, did_you_mean, layer_label, shown
 from .layers import MAX_RANK, Description, Int, LayerBase, PositiveInt, parse_layer
 from .report import LayerReport, Report, Totals
-from .rules import (Context, Facts, ReceptiveField, Tensor, bounded_field, infer, numel, report_jump,
-                    unreported_field_notes)
+from .rules import (
+    Context,
+    Facts,
+    ReceptiveField,
+    Tensor,
+    bounded_field,
+    infer,
+    numel,
+    report_jump,
+    unreported_field_notes,
+)
 
 INPUT = "input"
 
@@ -145,19 +154,25 @@ class Network(Description):
         wired: list[list[str]] = []
         for i, layer in enumerate(self.layers):
             label = _LazyLabel(i, names[i], layer.type_name)
-            sources = layer.inputs if layer.inputs is not None else [names[i - 1] if i else INPUT]
+            if layer.inputs is not None:
+                sources = layer.inputs
+            else:                                 # default: the previous layer (none for a layer taking none)
+                sources = [] if layer.max_inputs == 0 else [names[i - 1] if i else INPUT]
             for src in sources:
                 if src != INPUT and src not in seen:
+                    known = ", ".join([INPUT, *names[:i]])
                     raise GraphError(f"{label}: unknown input {src!r}"
-                                     f"{did_you_mean(src, [INPUT, *names]) or ' (known: ' + ', '.join([INPUT, *names[:i]]) + ')'}")
+                                     f"{did_you_mean(src, [INPUT, *names]) or f' (known: {known})'}")
                 if src == names[i]:
                     raise GraphError(f"{label}: takes its own output as input")
             n_min, n_max = layer.min_inputs, layer.max_inputs
             if len(sources) < n_min or (n_max is not None and len(sources) > n_max):
-                want = f"exactly {n_min}" if n_min == n_max else f"at least {n_min}"
-                raise GraphError(f"{label}: takes {want} input{'s' if n_min > 1 else ''}, got {len(sources)}: {sources}")
+                want = (f"exactly {n_min}" if n_min == n_max else f"at least {n_min}" if n_max is None
+                        else f"{n_min} to {n_max}")
+                raise GraphError(f"{label}: takes {want} input{'s' if n_min > 1 else ''}, got {len(sources)}: "
+                                 f"{sources}")
             wired.append(list(sources))
-        return names, wired, _topological_order(names, wired, [l.type_name for l in self.layers])
+        return names, wired, _topological_order(names, wired, [layer.type_name for layer in self.layers])
 
     def resolve(self) -> list[Step]:
         """Run every layer's shape/cost rule in topological order."""
@@ -168,7 +183,7 @@ class Network(Description):
         steps = []
         for i in order:
             layer = self.layers[i]
-            ctx = Context(_LazyLabel(i, names[i], layer.type_name), self.channels_last)
+            ctx = Context(_LazyLabel(i, names[i], layer.type_name), self.channels_last, self.batch)
             inputs = [tensors[src] for src in wired[i]]
             facts = infer(layer, inputs, ctx)
             if facts.rf is None:
@@ -177,6 +192,7 @@ class Network(Description):
                 facts.rf = bounded_field(facts.rf)
             tensors[names[i]] = Tensor(facts.output_shape, facts.rf)
             steps.append(Step(i, names[i], layer, wired[i], [t.shape for t in inputs], facts))
+        _count_tied_once(steps, self.channels_last)
         return steps
 
     # ------------------------------------------------------------------------------------------------ analysis
@@ -233,6 +249,41 @@ class Network(Description):
         """Execute the forward pass with the bundled NumPy executor (see :mod:`layercalc.executor`)."""
         from .executor import run
         return run(self, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory)
+
+
+def _count_tied_once(steps: list[Step], channels_last: bool) -> None:
+    """Layers with ``tied_to`` use another layer's parameters: each shared array must exist there with the same
+    shape, and it is counted once, in the layer that owns it (torchinfo counts GPT-2's tied head twice)."""
+    by_name = {step.name: step for step in steps}
+    for step in steps:
+        target_name = step.layer.tied_to
+        if target_name is None:
+            continue
+        label = _LazyLabel(step.index, step.name, step.layer.type_name)
+        target = by_name.get(target_name)
+        if target is None or target is step:
+            why = "is the layer itself" if target is step else "is not a layer of the network"
+            raise GraphError(f"{label}: field 'tied_to': {shown(target_name)} {why}"
+                             f"{did_you_mean(target_name, by_name) if target is None else ''}")
+        if target.layer.tied_to is not None:
+            raise GraphError(f"{label}: field 'tied_to': {shown(target_name)} is itself tied to "
+                             f"{shown(target.layer.tied_to)}; tie to the layer that owns the parameters")
+        mine = step.layer.param_specs(step, channels_last)
+        theirs = target.layer.param_specs(target, channels_last)
+        if not mine:
+            raise GraphError(f"{label}: field 'tied_to': the layer has no parameters to share with "
+                             f"{shown(target_name)}")
+        for param, spec in mine.items():
+            other = theirs.get(param)
+            if other is None or other.shape != spec.shape:
+                found = f"has {param} of shape {list(other.shape)}" if other else f"has no {param!r}"
+                raise GraphError(f"{label}: field 'tied_to': its {param} of shape {list(spec.shape)} cannot be the "
+                                 f"one of {shown(target_name)}, which {found}")
+        shared = sum(numel(spec.shape) for spec in mine.values() if not spec.buffer)
+        step.facts.params -= shared
+        step.facts.buffers -= sum(numel(spec.shape) for spec in mine.values() if spec.buffer)
+        step.facts.notes.append(f"parameters tied to {target_name!r} ({', '.join(mine)}): {shared:,} counted there, "
+                                f"not again here")
 
 
 class _LazyLabel:

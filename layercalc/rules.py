@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Optional
 
 from .coverage import AXIS_WORDS, tail_start, unread_between_windows
 from .errors import ShapeError
-from .shapes import (effective_kernel,
-                     pool_output_length, same_padding, uncovered_after)
+from .shapes import effective_kernel, pool_output_length, same_padding, uncovered_after
 
 Shape = tuple[int, ...]
 
@@ -53,7 +53,7 @@ class ReceptiveField:
     uneven: str = ""
 
     @classmethod
-    def of_input(cls, rank: int) -> "ReceptiveField":
+    def of_input(cls, rank: int) -> ReceptiveField:
         return cls((1,) * rank, (1,) * rank, (1,) * rank)
 
     @property
@@ -75,6 +75,7 @@ class Tensor:
 class Context:
     label: Any                 # str() gives "layers[3] 'conv2' (conv2d)", for error messages
     channels_last: bool        # NHWC-style layout
+    batch: int = 1             # the network's batch: what a layer without inputs (a learnable tensor) expands to
 
     def fail(self, message: str) -> ShapeError:
         return ShapeError(f"{self.label}: {message}")
@@ -96,7 +97,7 @@ class Facts:
 
 # ------------------------------------------------------------------------------------------------------- helpers
 
-def numel(shape: Shape) -> int:
+def numel(shape: Iterable[int]) -> int:
     return math.prod(shape)
 
 
@@ -104,7 +105,7 @@ def fmt_shape(shape: Shape) -> str:
     return "[" + ", ".join(str(s) for s in shape) + "]"
 
 
-def exact_ratio(numerator: int, denominator: int) -> int | Fraction:
+def exact_ratio(numerator: int | Fraction, denominator: int) -> int | Fraction:
     """An int when the division is exact, else a Fraction (ints keep the common path fast)."""
     return numerator // denominator if numerator % denominator == 0 else Fraction(numerator, denominator)
 

@@ -290,6 +290,14 @@ EXPLAIN_CASES = {
     "add": ("-i 3x4x4 -i 3x4x4 -i 3x1x1", ["(inputs − 1)·elements = 2·48 = 96"]),
     "mul": ("-i 3x4x4 -i 3x1x1", ["(inputs − 1)·elements = 1·48 = 48"]),
     "concat": ("-i 3x4x4 -i 5x4x4", ["concat along dim 1: 3 + 5 = 8 → [1, 8, 4, 4]"]),
+    # RMSNorm over 16: params 16; FLOPs 48·(3 + 1) + 3·3 = 201
+    "rmsnorm": ("-i 3x16", ["params = prod(normalized_shape) (γ) = 16", "48·4 + 3·3 = 201"]),
+    # BERT's token embedding: 30,522·768 = 23,440,896
+    "embedding": ("-i 128 --num-embeddings 30522 --embedding-dim 768", ["30522·768 = 23,440,896", "a lookup"]),
+    "parameter": ("--shape 197x768", ["prod(shape) = 197·768 = 151,296"]),
+    # 12 heads of 64 over 10 positions: 3·12·10·64 = 23,040
+    "rotary_embedding": ("-i 12x10x64", ["· 1·12·10·64 = 23,040"]),
+    "rope": ("-i 10x8 --rotary-dim 4", ["· 1·10·4 = 120"]),
 }
 
 

@@ -65,6 +65,10 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
     "add": [({}, [[3, 4, 4], [3, 4, 4], [3, 1, 4]], False)],
     "mul": [({}, [[3, 4, 4], [3, 1, 1]], False)],
     "concat": [({}, [[3, 4, 4], [5, 4, 4]], False), ({"dim": -1}, [[2, 3], [2, 5]], False)],
+    "rmsnorm": [({}, [[5, 8]], False), ({"normalized_shape": [5, 8], "elementwise_affine": False}, [[5, 8]], False)],
+    "embedding": [({"num_embeddings": 11, "embedding_dim": 4}, [[6]], False)],
+    "parameter": [({"shape": [3, 4]}, [], False)],
+    "rotary_embedding": [({}, [[3, 5, 8]], False), ({"rotary_dim": 4, "base": 100.0}, [[6, 10]], False)],
     # ---- attention (layercalc/layers/attention.py)
     # ---- recurrent (layercalc/layers/recurrent.py)
     # ---- tensor operations (layercalc/layers/tensor_ops.py)

@@ -107,7 +107,8 @@ def _option_help(info, kind: str, annotation) -> str:
 
 
 def _layer_fields(cls) -> list[tuple[str, Any]]:
-    return [(name, info) for name, info in cls.model_fields.items() if name not in ("type", "name", "inputs")]
+    # wiring fields mean nothing for one layer on its own
+    return [(name, info) for name, info in cls.model_fields.items() if name not in ("type", "name", "inputs", "tied_to")]
 
 
 def make_calculator(type_name: str, cls):
@@ -117,11 +118,12 @@ def make_calculator(type_name: str, cls):
     params = []
     kinds: dict[str, tuple[str, str]] = {}          # field → (kind, option label)
     merge = cls.max_inputs is None or cls.max_inputs > 1
-    params.append(inspect.Parameter(
-        "cli_input", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[list[str], typer.Option(
-            "--input", "-i", metavar="SHAPE",
-            help="shape of one example without the batch, e.g. 1x28x28 or 1,28,28"
-                 + ("; repeat --input for each input of the merge" if merge else ""))]))
+    if cls.max_inputs != 0:                        # a layer without inputs (a learnable tensor) has no --input
+        params.append(inspect.Parameter(
+            "cli_input", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[list[str], typer.Option(
+                "--input", "-i", metavar="SHAPE",
+                help="shape of one example without the batch, e.g. 1x28x28 or 1,28,28"
+                     + ("; repeat --input for each input of the merge" if merge else ""))]))
     required, optional = [], []
     for name, info in _layer_fields(cls):
         if name in COMMON_OPTIONS:                 # never expected; fail loudly at build time, not at use
@@ -164,6 +166,7 @@ def make_calculator(type_name: str, cls):
                                      for n, a, d in common]
 
     def command(**values):
+        values.setdefault("cli_input", [])
         run_calculator(type_name, cls, kinds, values)
 
     command.__signature__ = inspect.Signature(params)
@@ -223,8 +226,9 @@ def run_calculator(type_name: str, cls, kinds: dict, values: dict) -> None:
         raise _spec_error("--explain cannot be combined with --json (the JSON is the layer's report only)")
     try:
         layer = parse_layer(raw, 0)
-        net = _one_layer_network(type_name, layer, shapes, values)
-        if len(shapes) == 1:
+        # a layer without inputs still belongs to a network with some input (its batch, dtype and layout)
+        net = _one_layer_network(type_name, layer, shapes or [[1]], values)
+        if len(shapes) <= 1:
             step = net.resolve()[0]
             report = net.analyze()
             entry, facts, itemsize = report.layers[0], step.facts, report.dtype_bytes
@@ -239,7 +243,7 @@ def run_calculator(type_name: str, cls, kinds: dict, values: dict) -> None:
         print(render_calculator(layer, entry, net, numbers))
     if values["cli_explain"]:
         from ..explain import explain_layer
-        rank = len(shapes[0]) - 1
+        rank = len(shapes[0]) - 1 if shapes else 0
         input_rf = ([1] * rank, [1] * rank) if rank >= 1 else None
         print("\nhow:")
         for line in explain_layer(layer, [tuple(s) for s in entry.input_shapes], facts, net.channels_last,
@@ -274,7 +278,7 @@ def _merge_entry(type_name: str, layer, shapes: list[list[int]], net):
     for shape in shapes:
         full = (net.batch, *shape)
         tensors.append(Tensor(full, ReceptiveField.of_input(len(shape) - 1) if len(shape) >= 2 else None))
-    facts = infer(layer, tensors, Context(type_name, net.channels_last))
+    facts = infer(layer, tensors, Context(type_name, net.channels_last, net.batch))
     rf = facts.rf
     names = [f"input{i + 1}" for i in range(len(shapes))]
     entry = LayerReport(
@@ -307,7 +311,7 @@ def render_calculator(layer, entry, net, numbers: str) -> str:
     if entry.params:
         memory += f" · params {b(entry.param_bytes)}"
     memory += f" ({net.dtype}, {entry.activation_bytes // max(1, _numel(entry.output_shape))} bytes/element)"
-    rows = [("input shape", "  ".join(shape_text(s) for s in entry.input_shapes)
+    rows = [("input shape", ("  ".join(shape_text(s) for s in entry.input_shapes) or "none (the layer takes no input)")
              + f"  ({net.layout}, batch {net.batch})"),
             ("output shape", shape_text(entry.output_shape)),
             ("params", count(entry.params, numbers))]

@@ -97,7 +97,8 @@ def _with_overrides(net, overrides: dict):
 
 
 SpecArg = Annotated[str, typer.Argument(help="YAML/JSON spec file, - for stdin, or zoo:NAME", metavar="SPEC")]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch", "-b", min=1, metavar="N", help="batch size (overrides the spec)")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch", "-b", min=1, metavar="N",
+                                                  help="batch size (overrides the spec)")]
 InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", metavar="SHAPE",
                                                  help="input shape without batch, e.g. 3x224x224 (overrides the spec)")]
 DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", metavar="DTYPE",
@@ -160,8 +161,10 @@ def explain_network(net, report) -> list[str]:
     rank = len(net.input) - 1
     lines = []
     for step in net.resolve():
-        source = step.inputs[0]
-        if source == "input":
+        source = step.inputs[0] if step.inputs else None
+        if source is None:                             # a layer without inputs (a learnable tensor)
+            input_rf = None
+        elif source == "input":
             input_rf = ([1] * rank, [1] * rank) if rank >= 1 else None
         else:
             producer = by_name[source]

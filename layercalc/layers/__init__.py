@@ -29,6 +29,7 @@ from .reshape import *  # noqa: E402,F401,F403
 from .norm import *  # noqa: E402,F401,F403
 from .activation import *  # noqa: E402,F401,F403
 from .merge import *  # noqa: E402,F401,F403
+from .sequence import *  # noqa: E402,F401,F403
 # ---- issue 13 families (each line added when its module lands): attention, recurrent, tensor_ops
 from .conv import _ConvBase, _ConvTransposeBase  # noqa: E402,F401  (family bases, for isinstance in tests)
 from .pooling import _AdaptivePoolBase, _AvgPoolBase, _MaxPoolBase, _PoolBase  # noqa: E402,F401

@@ -35,16 +35,30 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Optional, Union
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Optional, Union, get_args
 
-from pydantic import (AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, field_validator)
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, field_validator
 from pydantic_core import PydanticCustomError
 
-from ..errors import (InvalidDescription, LayerCalcError, SpecError, boolean_problem, describe_validation_error,
-                      layer_label, own_error, real_number_problem, safe_text, shown, whole_number_problem)
+from ..errors import (
+    InvalidDescription,
+    LayerCalcError,
+    SpecError,
+    boolean_problem,
+    describe_validation_error,
+    layer_label,
+    own_error,
+    real_number_problem,
+    safe_text,
+    shown,
+    whole_number_problem,
+)
 
 if TYPE_CHECKING:                     # the engines' types, for annotations only (no import cycle at run time)
+    from pydantic import ValidationError
+    from typing_extensions import Self
+
     from ..explain import Explanation
     from ..rules import Context, Facts, Tensor
 
@@ -58,7 +72,8 @@ def _whole_number(value: Any) -> Any:
     if problem is not None:
         raise PydanticCustomError("whole_number", problem)
     # an integral float (3.0, NumPy's float32(3)) is the int it equals; integers go on unchanged
-    return int(value) if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) else value
+    # (through float: exact, since whole_number_problem refused a Real that is not exactly a float)
+    return int(float(value)) if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) else value
 
 
 def _real_number(value: Any) -> Any:
@@ -94,6 +109,23 @@ PaddingSpec = Union[
     list[Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]],
 ]
 Pairs = tuple[tuple[int, int], ...]
+
+# The per-dimension fields as a type checker sees them: their values once validated. A spec or a constructor gives an
+# int or a list (IntOrList, PaddingSpec: what validation and the JSON Schema accept, the run-time annotations); the
+# family's model validator stores a tuple of the layer's spatial rank — padding as "same", "valid" or one
+# (before, after) pair per dim — and that is what every reader of the attribute gets. (Constructor arguments stay
+# open: the pydantic mypy plugin types them as Any.) Their defaults are given with validate_default=True: validated
+# like a written value (the same int), and a type checker then does not ask an int default to be the stored tuple.
+if TYPE_CHECKING:
+    PerDim = tuple[int, ...]
+    OptionalPerDim = tuple[int, ...]                      # None (pooling's stride) → the kernel size
+    NonNegativePerDim = tuple[int, ...]
+    PaddingField = Union[str, Pairs]
+else:
+    PerDim = IntOrList
+    OptionalPerDim = Optional[IntOrList]
+    NonNegativePerDim = Union[NonNegativeInt, list[NonNegativeInt]]
+    PaddingField = PaddingSpec
 
 
 #: the longest layer name accepted (torchvision's longest module names are under 40 characters)
@@ -191,7 +223,7 @@ class Description(BaseModel):
         return {}
 
     @classmethod
-    def describe_error(cls, exc, data: Any) -> str:
+    def describe_error(cls, exc: ValidationError, data: Any) -> str:
         """The one-line detail of a failed validation of ``data`` as this description.
 
         Pydantic calls ``__init__`` from ``model_validate`` too, and wraps what it raises (a ``ValueError``) in a
@@ -214,7 +246,7 @@ class Description(BaseModel):
         raise SpecError(f"{self._describe_label(dict(self))}: cannot delete {safe_text(name)!r}: a description is "
                         f"not changed once validated")
 
-    def replace(self, **changes: Any):
+    def replace(self, **changes: Any) -> Self:
         """A validated copy with some fields changed (``net.replace(batch=8)``, ``conv.replace(stride=2)``)."""
         fields = {name: getattr(self, name) for name in type(self).model_fields}
         return type(self)(**{**fields, **changes})
@@ -233,7 +265,11 @@ class LayerBase(Description):
 
     name: Optional[str] = Field(None, min_length=1, description="unique name; default '<type>_<index>'")
     inputs: Optional[list[str]] = Field(
-        None, description="names of the layers feeding this one ('input' is the network input); default: previous layer")
+        None, description="names of the layers feeding this one ('input' is the network input); default: previous "
+                          "layer")
+    tied_to: Optional[str] = Field(
+        None, description="name of another layer whose parameters this one uses (tied weights, counted once there): "
+                          "GPT-2's output head and its token embedding")
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -254,6 +290,13 @@ class LayerBase(Description):
     def _printable_inputs(cls, value: Optional[list[str]]) -> Optional[list[str]]:
         for name in value or ():
             check_name(name)
+        return value
+
+    @field_validator("tied_to")
+    @classmethod
+    def _printable_tied_to(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            check_name(value)
         return value
 
     @classmethod
@@ -283,6 +326,11 @@ class LayerBase(Description):
     #: the output is finite whenever the inputs are (a maximum, a copy, a bounded function): the executor then
     #: skips its overflow check for this layer
     keeps_finite: ClassVar[bool] = False
+
+    def index_count(self) -> Optional[int]:
+        """When the layer reads its input as integer indices (token ids), how many there are (an embedding's
+        vocabulary): a run without given input then draws token ids below it instead of real numbers."""
+        return None
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         """Required: what the layer does to the tensors reaching it (shape, params, MACs, FLOPs, field, notes).
@@ -334,13 +382,13 @@ class ParamSpec:
     """One parameter (or buffer) of a layer, as the executor allocates and checks it.
 
     ``layout`` says how the shape is made, for messages (``"[out_features, in_features]"``). ``init``: ``"uniform"``
-    draws U(−1/√fan_in, 1/√fan_in) (PyTorch's conv and linear), ``"ones"`` or ``"zeros"`` (norms, running stats),
-    or a number every element starts at (PReLU's 0.25).
+    draws U(−1/√fan_in, 1/√fan_in) (PyTorch's conv and linear), ``"normal"`` N(0, 1) (PyTorch's embeddings),
+    ``"ones"`` or ``"zeros"`` (norms, running stats), or a number every element starts at (PReLU's 0.25).
     ``buffer``: non-learnable state (BatchNorm's running statistics), counted in the layer's buffers, not params.
     """
     shape: tuple[int, ...]
     layout: str
-    init: Union[Literal["uniform", "ones", "zeros"], float] = "zeros"
+    init: Union[Literal["uniform", "normal", "ones", "zeros"], float] = "zeros"
     fan_in: int = 1
     buffer: bool = False
 
@@ -354,7 +402,7 @@ LAYER_TYPES: dict[str, type[LayerBase]] = {}
 
 
 def _type_names(cls: type[LayerBase]) -> tuple[str, ...]:
-    return cls.model_fields["type"].annotation.__args__  # the Literal's values
+    return get_args(cls.model_fields["type"].annotation)  # the Literal's values
 
 
 def register_layer(cls: type[LayerBase]) -> type[LayerBase]:
@@ -470,7 +518,7 @@ def field_spellings(cls: type[LayerBase]) -> dict[str, list[str]]:
     return spellings
 
 
-@lru_cache(maxsize=None)
+@cache
 def _aliased_fields(cls: type[LayerBase]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """The fields of ``cls`` that have Keras aliases, with all their spellings (cached: checked for every layer)."""
     return tuple((name, tuple(names)) for name, names in field_spellings(cls).items() if len(names) > 1)

@@ -17,7 +17,7 @@ from ..explain import Explanation, n, prod_text, spatial_parts
 from ..rules import Context, Facts, Tensor, check_declared, fmt_shape, numel, split_channels
 from .base import Bool, Float, LayerBase, ParamSpec, PositiveFloat, PositiveInt, register_layer
 
-__all__ = ['BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d', 'LayerNorm', 'GroupNorm']
+__all__ = ['BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d', 'LayerNorm', 'GroupNorm', 'RMSNorm']
 
 #: FLOPs of normalizing with given statistics, per element: subtract the mean, multiply by 1/std
 NORMALIZE_FLOPS = 2
@@ -220,3 +220,68 @@ class GroupNorm(LayerBase):
         else:
             c.zero("params", "affine=False: no γ, β", facts.params)
         _explain_norm_flops(c, math.prod(x), groups, 2 if self.affine else 0, facts.flops)
+
+
+# ------------------------------------------------------------------------------------------------ RMS norm
+
+#: FLOPs of RMSNorm per element: square and add (the mean of squares), multiply by 1/rms; per group: divide for the
+#: mean, add eps, reciprocal square root
+RMS_ELEMENT_FLOPS = 3
+RMS_GROUP_FLOPS = 3
+
+
+@register_layer
+class RMSNorm(LayerBase):
+    """x / √(mean(x²) + eps) · γ over the trailing ``normalized_shape`` (``torch.nn.RMSNorm``, Llama's norm)."""
+    type: Literal["rmsnorm"] = "rmsnorm"
+    normalized_shape: Optional[Union[PositiveInt, list[PositiveInt]]] = Field(
+        None, description="trailing dims to normalize over; default: the last dim")
+    eps: Optional[PositiveFloat] = Field(None, description="default: the dtype's machine epsilon (PyTorch)")
+    elementwise_affine: Bool = True
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        ns = self.normalized_shape
+        ns = (x.shape[-1],) if ns is None else (ns,) if isinstance(ns, int) else tuple(ns)
+        if len(ns) >= len(x.shape) or tuple(x.shape[-len(ns):]) != ns:
+            raise ctx.fail(f"normalized_shape {list(ns)} must equal the trailing dims of the input "
+                           f"{fmt_shape(x.shape)} (batch excluded)")
+        size, elements = numel(ns), numel(x.shape)
+        affine = 1 if self.elementwise_affine else 0
+        return Facts(output_shape=x.shape, params=size if self.elementwise_affine else 0,
+                     flops=elements * (RMS_ELEMENT_FLOPS + affine) + elements // size * RMS_GROUP_FLOPS, rf=x.rf,
+                     geometry={"normalized_shape": ns})
+
+    def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
+        if not self.elementwise_affine:
+            return {}
+        return {"weight": ParamSpec(tuple(step.facts.geometry["normalized_shape"]), "normalized_shape", "ones")}
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+        x = xs[0]
+        axes = tuple(range(-len(step.facts.geometry["normalized_shape"]), 0))
+        eps = self.eps if self.eps is not None else float(np.finfo(x.dtype).eps)
+        y = x / np.sqrt(np.mean(np.square(x), axis=axes, keepdims=True) + eps)
+        if "weight" in params:
+            y *= params["weight"]
+        return y
+
+    def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        return numel(step.input_shapes[0]) * itemsize + (0 if weights_given else step.facts.params * itemsize), 0
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        elements = math.prod(input_shapes[0])
+        shape = list(facts.geometry["normalized_shape"])
+        size = math.prod(shape)
+        groups = elements // size
+        c.add(f"root mean square over the trailing dims {shape}: {groups} group(s) of {size} values; no mean is "
+              f"subtracted and there is no β")
+        if self.elementwise_affine:
+            c.result("params", f"prod(normalized_shape) (γ) = {prod_text(shape)}", size, facts.params)
+        else:
+            c.zero("params", "elementwise_affine=False: no γ", facts.params)
+        affine = 1 if self.elementwise_affine else 0
+        c.result("FLOPs", f"elements·({RMS_ELEMENT_FLOPS} + {affine} affine) + groups·{RMS_GROUP_FLOPS} = "
+                 f"{n(elements)}·{RMS_ELEMENT_FLOPS + affine} + {groups}·{RMS_GROUP_FLOPS}",
+                 elements * (RMS_ELEMENT_FLOPS + affine) + groups * RMS_GROUP_FLOPS, facts.flops)

@@ -1,0 +1,162 @@
+"""Sequence-model building blocks: ``embedding`` (token ids → vectors), ``parameter`` (a learnable tensor: a class
+token, a position embedding, a layer scale, a relative-position bias table) and ``rotary_embedding`` (RoPE).
+
+- ``embedding``: params V·d (``num_embeddings``·``embedding_dim``; Keras ``input_dim``, ``output_dim``); a lookup,
+  so 0 MACs and 0 FLOPs. Its input holds token ids: a run without given input draws ids below V. A model's output
+  head may share its weight (``tied_to``: GPT-2), counted once.
+- ``parameter``: takes no input; outputs the tensor expanded over the batch (``[N, *shape]``, as PyTorch's
+  ``expand``: no copy); params prod(shape). Add, concatenate or multiply it with the merge layers (``add``,
+  ``concat``, ``mul``) — ViT's class token and position embedding, ConvNeXt's layer scale.
+- ``rotary_embedding``: no params; rotates pairs of the last dim by position-dependent angles (GPT-NeoX/Llama's
+  ``rotate_half`` convention), 3 FLOPs per rotated element (x·cos + rotate_half(x)·sin); the cos/sin tables depend on
+  positions only and are computed once per forward pass for every layer, so they are not counted.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal, Optional
+
+from pydantic import Field, model_validator
+
+from ..explain import Explanation, prod_text
+from ..rules import Context, Facts, Tensor, fmt_shape, numel
+from .base import MAX_RANK, LayerBase, ParamSpec, PositiveFloat, PositiveInt, _alias, register_layer
+
+__all__ = ["Embedding", "Parameter", "RotaryEmbedding"]
+
+
+@register_layer
+class Embedding(LayerBase):
+    """Token ids [N, ...] → vectors [N, ..., embedding_dim] (``torch.nn.Embedding``, Keras ``Embedding``)."""
+    type: Literal["embedding"] = "embedding"
+    num_embeddings: PositiveInt = Field(validation_alias=_alias("num_embeddings", "input_dim"),
+                                        description="vocabulary size V: token ids are 0..V−1")
+    embedding_dim: PositiveInt = Field(validation_alias=_alias("embedding_dim", "output_dim"))
+    padding_idx: Optional[int] = Field(None, description="the id whose vector is zero (still counted as parameters, "
+                                                         "as PyTorch does)")
+
+    keeps_finite = True
+
+    @model_validator(mode="after")
+    def _padding_in_range(self):
+        if self.padding_idx is not None and not -self.num_embeddings <= self.padding_idx < self.num_embeddings:
+            raise ValueError(f"padding_idx {self.padding_idx} must be within the {self.num_embeddings} ids "
+                             f"(−{self.num_embeddings}..{self.num_embeddings - 1})")
+        return self
+
+    def index_count(self) -> Optional[int]:
+        return self.num_embeddings
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        if len(x.shape) + 1 > MAX_RANK:
+            raise ctx.fail(f"the output of {len(x.shape) + 1} dims would exceed {MAX_RANK}")
+        return Facts(output_shape=(*x.shape, self.embedding_dim), params=self.num_embeddings * self.embedding_dim,
+                     notes=[f"a lookup of {numel(x.shape):,} token ids in a {self.num_embeddings:,} × "
+                            f"{self.embedding_dim} table: no arithmetic"])
+
+    def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
+        return {"weight": ParamSpec((self.num_embeddings, self.embedding_dim), "[num_embeddings, embedding_dim]",
+                                    "normal")}
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+
+        from ..errors import SpecError
+        x = xs[0]
+        ids = x.astype(np.int64)
+        if x.size and (not np.array_equal(ids, x) or ids.min() < 0 or ids.max() >= self.num_embeddings):
+            bad = x[(ids != x) | (ids < 0) | (ids >= self.num_embeddings)].flat[0]
+            raise SpecError(f"{step.name}: the input holds {bad!r}, not a token id 0..{self.num_embeddings - 1}")
+        return params["weight"][ids]
+
+    def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        # the ids as int64 and their comparison masks, and the table made for the run (unless passed in)
+        return numel(step.input_shapes[0]) * 16 + (0 if weights_given else step.facts.params * itemsize), 0
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        x = list(input_shapes[0])
+        c.add(f"each of the {prod_text(x)} token ids picks one row of the table: {x} → {list(facts.output_shape)}")
+        c.result("params", f"num_embeddings·embedding_dim = {self.num_embeddings}·{self.embedding_dim}",
+                 self.num_embeddings * self.embedding_dim, facts.params)
+        c.add("MACs = 0, FLOPs = 0 (a lookup)")
+
+
+@register_layer
+class Parameter(LayerBase):
+    """A learnable tensor with no input, expanded over the batch: ViT's class token ``[1, 768]`` and position
+    embedding ``[197, 768]``, ConvNeXt's layer scale ``[C, 1, 1]``; merge it with ``add``, ``concat`` or ``mul``."""
+    min_inputs: ClassVar[int] = 0
+    max_inputs: ClassVar[Optional[int]] = 0
+    type: Literal["parameter"] = "parameter"
+    shape: list[PositiveInt] = Field(min_length=1, max_length=MAX_RANK - 1,
+                                     description="the tensor's shape, without the batch dim")
+    init: Literal["zeros", "ones", "normal"] = Field("zeros", description="initial values in a run without weights")
+
+    keeps_finite = True
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        return Facts(output_shape=(ctx.batch, *self.shape), params=numel(self.shape),
+                     notes=[f"a learnable {fmt_shape(self.shape)} tensor, expanded over the batch (no copy)"])
+
+    def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
+        return {"weight": ParamSpec(tuple(self.shape), "shape", self.init)}
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+        return np.broadcast_to(params["weight"], step.facts.output_shape)
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        c.result("params", f"prod(shape) = {prod_text(self.shape)}", numel(self.shape), facts.params)
+        c.add(f"output {list(facts.output_shape)}: the tensor repeated over the batch without a copy; MACs = 0, "
+              f"FLOPs = 0")
+
+
+@register_layer
+class RotaryEmbedding(LayerBase):
+    """Rotary position embedding (RoPE) on [N, ..., L, D]: pairs (i, i + d/2) of the first ``rotary_dim`` features
+    rotated by angle position·base^(−2i/d), positions along dim −2 (GPT-NeoX/Llama's ``rotate_half`` form)."""
+    type: Literal["rotary_embedding", "rope"] = "rotary_embedding"
+    rotary_dim: Optional[PositiveInt] = Field(None, description="features rotated (even); default: the whole last "
+                                                                "dim (the head dim)")
+    base: PositiveFloat = Field(10000.0, description="θ: the angle of pair i is position·θ^(−2i/rotary_dim)")
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        if len(x.shape) < 3:
+            raise ctx.fail(f"needs an input [N, ..., L, D] (positions along dim −2), got {fmt_shape(x.shape)}")
+        d = x.shape[-1] if self.rotary_dim is None else self.rotary_dim
+        if d > x.shape[-1] or d % 2:
+            raise ctx.fail(f"rotary_dim {d} must be even and at most the last dim {x.shape[-1]} of "
+                           f"{fmt_shape(x.shape)}")
+        rotated = numel(x.shape) // x.shape[-1] * d
+        return Facts(output_shape=x.shape, flops=3 * rotated, geometry={"rotary_dim": d})
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+        x = xs[0]
+        d = step.facts.geometry["rotary_dim"]
+        positions = np.arange(x.shape[-2], dtype=np.float64)
+        inv_freq = 1.0 / (self.base ** (np.arange(0, d, 2, dtype=np.float64) / d))
+        angles = np.outer(positions, inv_freq)                      # [L, d/2]
+        cos = np.concatenate([np.cos(angles)] * 2, axis=-1).astype(x.dtype)
+        sin = np.concatenate([np.sin(angles)] * 2, axis=-1).astype(x.dtype)
+        part, rest = x[..., :d], x[..., d:]
+        half = d // 2
+        rotated = np.concatenate([-part[..., half:], part[..., :half]], axis=-1)
+        out = part * cos + rotated * sin
+        return np.concatenate([out, rest], axis=-1) if rest.shape[-1] else out
+
+    def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        # the rotated half and the two products (each input-sized), and the cos/sin tables
+        x = step.input_shapes[0]
+        return 3 * numel(x) * itemsize + 4 * x[-2] * step.facts.geometry["rotary_dim"] * 8, 0
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        x = list(input_shapes[0])
+        d = facts.geometry["rotary_dim"]
+        c.add(f"positions along dim −2 ({x[-2]}); {d // 2} pairs of features rotated per position, angle "
+              f"position·{self.base:g}^(−2i/{d}); params 0")
+        c.result("FLOPs", f"3 per rotated element (x·cos + rotate_half(x)·sin) · {prod_text([*x[:-1], d])}",
+                 3 * math.prod([*x[:-1], d]), facts.flops)
