@@ -33,8 +33,59 @@ def reports():
     return {name: zoo.load(name).analyze() for name in zoo.list_models()}
 
 
+#: torchvision models written channels-last (their figures are the NCHW model's): name → (params, GMACs)
+TORCHVISION_NHWC = {"convnext_tiny": (28_589_128, 4.456)}
+
+
 def test_the_zoo_holds_the_promised_models():
-    assert zoo.list_models() == sorted(["mnist_mlp", "mnist_cnn", "lenet5", *TORCHVISION])
+    assert zoo.list_models() == sorted(["mnist_mlp", "mnist_cnn", "lenet5", *TORCHVISION, *TORCHVISION_NHWC])
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION_NHWC))
+def test_channels_last_torchvision_models(reports, name):
+    params, gmacs = TORCHVISION_NHWC[name]
+    report = reports[name]
+    assert report.totals.params == params
+    assert abs(report.totals.macs / 1e9 - gmacs) / gmacs < 0.005
+    assert report.input_shape == [1, 224, 224, 3] and report.layers[-1].output_shape == [1, 1000]
+
+
+def test_convnext_tiny_against_torch():
+    """torchvision's ConvNeXt-T rebuilt in PyTorch (NCHW, its permutes and LayerNorm2d): params exactly, and the
+    conv and linear multiply-adds as FlopCounterMode counts them (2 per MAC)."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    class LayerNorm2d(nn.LayerNorm):
+        def forward(self, x):
+            return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    class Block(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+            self.norm = nn.LayerNorm(dim, eps=1e-6)
+            self.fc1, self.fc2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+            self.layer_scale = nn.Parameter(torch.full((dim, 1, 1), 1e-6))
+
+        def forward(self, x):
+            y = self.norm(self.dw(x).permute(0, 2, 3, 1))
+            y = self.fc2(nn.functional.gelu(self.fc1(y))).permute(0, 3, 1, 2)
+            return x + self.layer_scale * y
+
+    layers, dims = [nn.Conv2d(3, 96, 4, stride=4), LayerNorm2d(96, eps=1e-6)], [96, 192, 384, 768]
+    for i, (depth, dim) in enumerate(zip([3, 3, 9, 3], dims)):
+        if i:
+            layers += [LayerNorm2d(dims[i - 1], eps=1e-6), nn.Conv2d(dims[i - 1], dim, 2, stride=2)]
+        layers += [Block(dim) for _ in range(depth)]
+    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(768, eps=1e-6),
+                          nn.Linear(768, 1000)).eval()
+    report = zoo.load("convnext_tiny").analyze()
+    assert report.totals.params == sum(p.numel() for p in model.parameters()) == 28_589_128
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, 224, 224))
+    assert 2 * report.totals.macs == counter.get_total_flops()
 
 
 @pytest.mark.parametrize("name", list(TORCHVISION))
@@ -134,7 +185,7 @@ def test_zoo_prefix_in_load_and_unknown_names():
     assert layercalc.load("zoo:lenet5").name == "lenet5"
     with pytest.raises(SpecError, match=r"zoo:resnet5: no such model in the zoo; did you mean 'resnet50'"):
         layercalc.load("zoo:resnet5")
-    with pytest.raises(SpecError, match=r"zoo:xyz: no such model.*available: alexnet, lenet5"):
+    with pytest.raises(SpecError, match=r"zoo:xyz: no such model.*available: alexnet, convnext_tiny, lenet5"):
         zoo.load("xyz")
 
 
