@@ -48,7 +48,8 @@ def resnet50_spec() -> dict:
             layers += [{"name": f"{p}.add", "type": "add", "inputs": [f"{p}.bn3", skip]},
                        {"name": f"{p}.relu3", "type": "relu"}]
             previous = f"{p}.relu3"
-    layers += [{"name": "avgpool", "type": "adaptive_avgpool2d", "output_size": 1}, {"name": "flatten", "type": "flatten"},
+    layers += [{"name": "avgpool", "type": "adaptive_avgpool2d", "output_size": 1},
+               {"name": "flatten", "type": "flatten"},
                {"name": "fc", "type": "linear", "out_features": 1000}]
     return {"name": "resnet50", "input": [3, 224, 224], "layers": layers}
 

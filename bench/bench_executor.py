@@ -238,7 +238,7 @@ def products_gflops(products) -> float:
         b = rng.standard_normal((depth, cols), dtype=dtype)
         out = np.empty((rows, cols), dtype=dtype)
         np.matmul(a, b, out=out)
-        seconds += count * min(timed(lambda: np.matmul(a, b, out=out)) for _ in range(3))
+        seconds += count * min(timed(lambda a=a, b=b, out=out: np.matmul(a, b, out=out)) for _ in range(3))
         flops += count * 2 * rows * depth * cols
     return flops / seconds / 1e9
 
@@ -338,12 +338,14 @@ def main() -> None:
             got = executor.run(net, x=x, weights=weights)
             error = float(np.max(np.abs(got - expected)) / (np.max(np.abs(expected)) + 1e-30))
 
-            def torch_forward():
+            def torch_forward(module=module, xt=xt):
                 with torch.inference_mode():
                     module(xt)
 
-            times = alternating_times({"ours": lambda: executor.run(net, x=x, weights=weights),
-                                       "torch": torch_forward}, args.repeat)
+            def ours_forward(net=net, x=x, weights=weights):
+                executor.run(net, x=x, weights=weights)
+
+            times = alternating_times({"ours": ours_forward, "torch": torch_forward}, args.repeat)
             ours, theirs = statistics.median(times["ours"]), statistics.median(times["torch"])
             round_ratios = [a / b for a, b in zip(times["ours"], times["torch"])]
             matmul, conv, torch_conv, alone, sequence = conv_rates(net, x, weights, module, xt, args.repeat)

@@ -70,6 +70,11 @@ def layer_specs() -> dict[str, tuple[list[int], list[dict], str]]:
                       {"name": "merge", "type": kind, "inputs": ["a", "b"]}]
         elif kind == "softmax":
             layers = [{"type": kind, "dim": 1}]
+        elif kind in ("multi_head_attention", "multihead_attention"):
+            shape = [64, 64]                           # 64 positions of 64 features: 4·64·64 scores per example
+            layers = [{"type": kind, "num_heads": 4, "causal": True}]
+        elif kind in ("scaled_dot_product_attention", "matmul"):   # q = k = v: 16 heads of 64 positions, 64 features
+            layers = [{"type": kind, "inputs": ["input"] * (3 if kind == "scaled_dot_product_attention" else 2)}]
         else:
             layers = [{"type": kind}]
         specs[kind] = (shape, layers, "NCHW")
@@ -91,6 +96,8 @@ def layer_specs() -> dict[str, tuple[list[int], list[dict], str]]:
     specs["adaptive_avgpool2d up"] = ([16, 64, 64], [{"type": "adaptive_avgpool2d", "output_size": 100}], "NCHW")
     specs["adaptive_maxpool2d up"] = ([16, 64, 64], [{"type": "adaptive_maxpool2d", "output_size": 100}], "NCHW")
     specs["adaptive_maxpool2d 63"] = ([16, 64, 64], [{"type": "adaptive_maxpool2d", "output_size": 63}], "NCHW")
+    specs["multi_head_attention gqa"] = ([64, 64], [{"type": "multi_head_attention", "num_heads": 8,
+                                                      "num_kv_heads": 2, "add_bias_kv": True}], "NCHW")
     specs["gelu tanh"] = ([16, 64, 64], [{"type": "gelu", "approximate": "tanh"}], "NCHW")
     specs["batchnorm2d batch stats"] = ([16, 64, 64], [{"type": "batchnorm2d", "track_running_stats": False}],
                                         "NCHW")
@@ -138,7 +145,8 @@ def main(argv=None) -> int:
     runs = [(label, "float32") for label in labels]
     if args.kinds is None:
         runs += [("gelu", "float64"), ("softmax", "float64"), ("conv2d", "float64")]
-    header = f"{'layer kind':28s} {'dtype':8s} {'estimate MiB':>13s} {'measured MiB':>13s} {'measured/(estimate + 256 KiB)':>31s}"
+    header = (f"{'layer kind':28s} {'dtype':8s} {'estimate MiB':>13s} {'measured MiB':>13s} "
+              f"{'measured/(estimate + 256 KiB)':>31s}")
     print(header)
     print("-" * len(header))
     worst = 0.0

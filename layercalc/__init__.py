@@ -8,7 +8,17 @@ deep-learning framework.
 ([1, 32, 26, 26], 320)
 """
 
+import typing as _typing  # (private: dir(layercalc) lists the public API only)
+
 from .errors import GraphError, LayerCalcError, NumericError, ResourceError, ShapeError, SpecError
+
+if _typing.TYPE_CHECKING:        # the lazy names below, as type checkers should see them (imported on first use)
+    from .graph import Network
+    from .layers import LAYER_TYPES
+    from .report import LayerReport, Report, Totals
+    from .sizing import SizeResult, size
+    from .solving import SolveAnswer, SolveResult, solve
+    from .spec import load, schema
 
 __version__ = "0.1.0"
 
@@ -20,7 +30,7 @@ _LAZY = {"Network": "graph", "LayerReport": "report", "Report": "report", "Total
          "SolveAnswer": "solving"}
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> _typing.Any:
     import importlib
     if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
@@ -36,7 +46,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _layer_model_names(layers) -> set[str]:
+def _layer_model_names(layers: _typing.Any) -> set[str]:
     return {cls.__name__ for cls in layers.LAYER_CLASSES} | {"Layer", "LayerBase"}
 
 

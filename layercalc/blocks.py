@@ -207,7 +207,7 @@ def _check_budget(budget: list[int]) -> None:
 @dataclass
 class _Ref:
     """A name as written in one scope; resolved to a flat layer name once the whole spec is expanded."""
-    scope: "_Scope"
+    scope: _Scope
     name: str
     where: str
 
@@ -219,7 +219,7 @@ class _Scope:
     block: Optional[str] = None                   # None at the top level
     input: Union[_Ref, str, None] = None          # what 'in' means (block scopes)
     names: dict[str, Union[str, _Ref]] = field(default_factory=dict)   # local name → flat name or alias
-    children: dict[str, "_Scope"] = field(default_factory=dict)       # local instance name → its scope
+    children: dict[str, _Scope] = field(default_factory=dict)       # local instance name → its scope
     repeat_names: set[str] = field(default_factory=set)               # names of repeats (may be reused)
     last: Optional[str] = None                    # local name of the latest entry (for default chaining)
     count: int = 0                                # entries so far (for default names of unnamed layers)
@@ -250,7 +250,8 @@ def _resolve(ref: _Ref) -> str:
         seen.add(key)
         scope, name = target.scope, target.name
         if name == scope.input_name:
-            target = scope.input if scope.block is not None else NETWORK_INPUT
+            # the top level's 'input' is the network's; a block scope's is what feeds its instance (always set)
+            target = NETWORK_INPUT if scope.block is None or scope.input is None else scope.input
         elif name in scope.names:
             target = scope.names[name]
         else:

@@ -11,8 +11,9 @@ kernel, stride or dilation. :func:`read_marks` (one byte per position) remains a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from math import gcd
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 from .shapes import ceil_div, conv_output_length, effective_kernel, pool_output_length
 
@@ -240,7 +241,7 @@ class Unread:
     :meth:`of` finds them in closed form (any length); the constructor reads them from :func:`read_marks`."""
 
     @classmethod
-    def of(cls, cover: WindowCover, start: int, end: int, shown: int = 5) -> "Unread":
+    def of(cls, cover: WindowCover, start: int, end: int, shown: int = 5) -> Unread:
         self = cls.__new__(cls)
         self.count = cover.unread(start, end)
         self.first = list(cover.runs(start, end, shown)) if self.count else []
@@ -269,7 +270,7 @@ class Unread:
 
     def text(self, shown: int = 5) -> str:
         listed = sum(b - a + 1 for a, b in self.first)
-        if listed == self.count:
+        if listed == self.count or self.last is None:        # (no last run: nothing unread, nothing listed)
             return runs_text(self.first, shown)
         return (", ".join(_run_text(r) for r in self.first[:shown - 1])
                 + f", …, {_run_text(self.last)} ({self.count} in all)")

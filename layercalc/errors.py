@@ -283,8 +283,8 @@ def describe_validation_error(exc, raw: dict | None = None, known_fields: Iterab
                        if not (literal and isinstance(e.get("input"), str) and e.get("type") == "whole_number")
                        for r in [_reason(e, whole)] if r]
             accepted = field_help.get(field, "one of the forms `layercalc schema` lists")
-            parts[f"union:{field}"] = (f"field {shown(field)}: got {shown(whole)}: " + (f"{reasons[0]}; " if reasons else "")
-                                       + f"expected {accepted}")
+            parts[f"union:{field}"] = (f"field {shown(field)}: got {shown(whole)}: "
+                                       + (f"{reasons[0]}; " if reasons else "") + f"expected {accepted}")
         else:
             msg = err.get("msg", "invalid").removeprefix("Value error, ")
             where = f"field {shown('.'.join(loc))}: " if loc else ""

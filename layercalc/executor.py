@@ -27,9 +27,10 @@ import zipfile
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from . import kernels as K
 from .errors import (
@@ -44,6 +45,9 @@ from .errors import (
 )
 from .layers.base import not_runnable
 
+if TYPE_CHECKING:
+    from .graph import Network
+
 INPUT = "input"
 
 #: parameters a torchvision state_dict holds that are bookkeeping, not state the forward pass reads
@@ -53,6 +57,8 @@ IGNORED_PARAMS = {"num_batches_tracked"}
 DEFAULT_MEMORY_FRACTION = 0.8
 
 Weights = Mapping[str, Mapping[str, Any]]
+#: what ``weights=`` takes: ``{layer: {param: array}}``, a flat ``{"layer.param": array}`` mapping, or an .npz path
+WeightsSource = Union[Mapping[str, Any], str, "os.PathLike[str]", None]
 
 
 # ------------------------------------------------------------------------------------------------------- dtype
@@ -762,7 +768,9 @@ def _may_overwrite(src: str, position: int, step, tensors, last_use, protected) 
     return not any(np.may_share_memory(array, other) for name, other in tensors.items() if name != src)
 
 
-def run(network, x=None, weights=None, seed: int = 0, dtype=None, max_memory=None):
+def run(network: Network, x: Optional[npt.ArrayLike] = None, weights: WeightsSource = None, seed: int = 0,
+        dtype: Optional[npt.DTypeLike] = None, max_memory: Union[int, float, str, None] = None,
+        ) -> Union[np.ndarray, dict[str, np.ndarray]]:
     """Execute ``network``'s forward pass (inference mode) and return its output.
 
     ``x``: input array ``[batch, *network.input]`` (random normal from ``seed`` when omitted; its batch size

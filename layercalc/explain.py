@@ -13,13 +13,29 @@ Symbols: ``·`` multiply, ``−`` minus; sizes per axis ``H``, ``W`` (``L`` for 
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
-from .coverage import (AXIS_WORDS, COVERAGE_LIMIT, Unread, WindowCover, positions_phrase,  # noqa: F401
-                       read_marks, tail_start, unread_between_windows, unread_runs,  # (re-exported)
-                       window_count)
-from .shapes import (ceil_div, conv_output_length, effective_kernel, pool_output_length, same_padding,
-                     transposed_output_length)
+from .coverage import (  # noqa: F401  (re-exported)
+    AXIS_WORDS,
+    COVERAGE_LIMIT,
+    Unread,
+    WindowCover,
+    positions_phrase,
+    read_marks,
+    tail_start,
+    unread_between_windows,
+    unread_runs,
+    window_count,
+)
+from .shapes import (
+    ceil_div,
+    conv_output_length,
+    effective_kernel,
+    pool_output_length,
+    same_padding,
+    transposed_output_length,
+)
 
 
 def n(value: int) -> str:

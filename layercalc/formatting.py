@@ -19,8 +19,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from .errors import SpecError, did_you_mean
 
@@ -148,7 +149,7 @@ class Row:
     members: int = 1
 
     @classmethod
-    def of_layer(cls, entry) -> "Row":
+    def of_layer(cls, entry) -> Row:
         return cls(entry.index, entry.name, entry.type, list(entry.inputs), [list(s) for s in entry.input_shapes],
                    list(entry.output_shape), entry.params, entry.buffers, entry.macs, entry.flops,
                    entry.param_bytes, entry.activation_bytes, entry.receptive_field, entry.jump, list(entry.notes))
@@ -332,7 +333,7 @@ def render_table(rows: list[Row], cols: list[Column], numbers: str = "exact", ke
                  markdown: bool = False) -> str:
     from tabulate import SEPARATING_LINE, tabulate
 
-    body = [[cell(c, row, numbers, keras) for c in cols] for row in rows]
+    body: list[list[str] | str] = [[cell(c, row, numbers, keras) for c in cols] for row in rows]
     if totals is not None and any(c.total for c in cols):
         label_at = 0 if not cols[0].total else None
         total_row = []

@@ -10,13 +10,19 @@ from __future__ import annotations
 import gc
 import heapq
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
 
 from pydantic import ConfigDict, Field, SerializeAsAny, SkipValidation, field_validator
 
 from .errors import GraphError, SpecError, did_you_mean, layer_label, shown
 from .layers import MAX_RANK, Description, Int, LayerBase, PositiveInt, parse_layer
 from .report import LayerReport, Report, Totals
+
+if TYPE_CHECKING:                  # the executor's types (NumPy is imported only when a network is run)
+    import numpy as np
+    import numpy.typing as npt
+
+    from .executor import WeightsSource
 from .rules import (
     Context,
     Facts,
@@ -37,8 +43,9 @@ CONVENTIONS = {
     "params": "learnable parameters (weights and biases): sum(p.numel()) in PyTorch, Keras' trainable params",
     "buffers": "non-learnable state: BatchNorm running mean and variance (Keras' non-trainable params; PyTorch's "
                "num_batches_tracked counter is not counted)",
-    "macs": "multiply-accumulates of conv, transposed conv (on input positions) and linear layers, bias excluded "
-            "(= fvcore, torchvision's 'GFLOPS' column, half of torch.utils.flop_counter)",
+    "macs": "multiply-accumulates of conv, transposed conv (on input positions), linear, attention (QKᵀ and A·V), "
+            "matmul and recurrent layers, bias excluded (= fvcore on CNNs, torchvision's 'GFLOPS' column, half of "
+            "torch.utils.flop_counter where it sees the matmuls)",
     "flops": "every arithmetic operation: 2 per MAC + bias adds + normalization, activation, pooling and merge "
              "element ops (formulas: docs/conventions.md)",
     "memory": "bytes = elements × dtype size; activation = each layer's output",
@@ -146,10 +153,10 @@ class Network(Description):
         seen: dict[str, int] = {}
         for i, name in enumerate(names):
             if name == INPUT or name in seen:
-                label = layer_label(i, name, self.layers[i].type_name)
+                where = layer_label(i, name, self.layers[i].type_name)
                 if name == INPUT:
-                    raise GraphError(f"{label}: the name {INPUT!r} is reserved for the network input")
-                raise GraphError(f"{label}: duplicate name {name!r} (also layers[{seen[name]}])")
+                    raise GraphError(f"{where}: the name {INPUT!r} is reserved for the network input")
+                raise GraphError(f"{where}: duplicate name {name!r} (also layers[{seen[name]}])")
             seen[name] = i
         wired: list[list[str]] = []
         for i, layer in enumerate(self.layers):
@@ -245,7 +252,9 @@ class Network(Description):
             dtype=self.dtype, dtype_bytes=itemsize, outputs=outputs, layers=entries, totals=totals,
             conventions=conventions)
 
-    def run(self, x=None, weights=None, seed: int = 0, dtype=None, max_memory=None):
+    def run(self, x: Optional[npt.ArrayLike] = None, weights: WeightsSource = None, seed: int = 0,
+            dtype: Optional[npt.DTypeLike] = None, max_memory: Union[int, float, str, None] = None,
+            ) -> Union[np.ndarray, dict[str, np.ndarray]]:
         """Execute the forward pass with the bundled NumPy executor (see :mod:`layercalc.executor`)."""
         from .executor import run
         return run(self, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory)

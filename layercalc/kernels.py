@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Literal, Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -27,7 +28,8 @@ from numpy.lib.stride_tricks import as_strided
 #: measured on VGG/ResNet layers (2 cores, 32 MiB L3), 4–8 MiB chunks ran 10–80 % faster than 32–64 MiB ones.
 WORKSPACE_BYTES = 8 * 2**20
 
-NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+NUMPY_PAD_MODES: dict[str, Literal["constant", "reflect", "edge", "wrap"]] = {
+    "zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 class MacCounter:
@@ -63,7 +65,7 @@ class Workspace:
         self._buffer = np.empty(nbytes, dtype=np.uint8)
 
     @classmethod
-    def for_run(cls, nbytes: int) -> "Workspace":
+    def for_run(cls, nbytes: int) -> Workspace:
         """A workspace of at least ``nbytes``, reusing the buffer a previous run released when it is big enough."""
         workspace = cls(0)
         try:
@@ -84,7 +86,7 @@ class Workspace:
         dtype = np.dtype(dtype)
         sizes = [math.prod(shape) * dtype.itemsize for shape in shapes]
         if self._buffer.size < sum(sizes):
-            self._buffer = None                        # let the old buffer go before the bigger one is made
+            self._buffer = np.empty(0, dtype=np.uint8)   # let the old buffer go before the bigger one is made
             self._buffer = np.empty(sum(sizes), dtype=np.uint8)
         arrays, offset = [], 0
         for shape, size in zip(shapes, sizes):
@@ -157,7 +159,7 @@ def pad_spatial(x: np.ndarray, pads: Sequence[tuple[int, int]], mode: str = "zer
     # Constant padding by hand: np.pad's set-up costs ~80 µs a call, more than the copy itself on small maps.
     padded = np.empty([n + b + a for n, (b, a) in zip(x.shape, width)], dtype=x.dtype)
     padded[tuple(slice(b, b + n) for n, (b, _) in zip(x.shape, width))] = x
-    for axis, (n, (before, after)) in enumerate(zip(x.shape, width)):
+    for axis, (n, (before, _after)) in enumerate(zip(x.shape, width)):
         for border in (slice(0, before), slice(before + n, None)):
             if border.start != border.stop:
                 padded[(slice(None),) * axis + (border,)] = value     # slabs overlap at corners: same value
@@ -250,8 +252,8 @@ def _conv_dense(xp, weight, out, kernel, stride, dilation, workspace, counter) -
             cols, = workspace.take((n1 - n0, *chunk_sizes, cin, taps), dtype=xp.dtype)
             starts = (h0 * stride[0],) + (0,) * (len(kernel) - 1)
             for tap, offset in enumerate(itertools.product(*(range(k) for k in kernel))):
-                np.copyto(cols[..., tap], xp[(slice(n0, n1), *offset_slices(offset, stride, dilation, chunk_sizes,
-                                                                             starts))])
+                np.copyto(cols[..., tap], xp[(slice(n0, n1),) + offset_slices(offset, stride, dilation, chunk_sizes,
+                                                                              starts)])
         np.matmul(cols.reshape(rows, depth), w_mat, out=out[n0:n1, h0:h1].reshape(rows, cout))
         counter.add(rows * depth * cout)
 
@@ -283,8 +285,8 @@ def _conv_depthwise(xp, weight, out, kernel, stride, dilation, counter) -> None:
     scratch = np.empty_like(acc)
     first = True
     for offset in itertools.product(*(range(k) for k in kernel)):
-        view = xp[(slice(None), *offset_slices(offset, stride, dilation, out_sizes))][..., None]
-        w_offset = w[(slice(None), slice(None), *offset)]             # [C_in, multiplier]
+        view = xp[(slice(None),) + offset_slices(offset, stride, dilation, out_sizes)][..., None]
+        w_offset = w[(slice(None), slice(None)) + offset]             # [C_in, multiplier]
         if first:
             np.multiply(view, w_offset, out=acc)
             first = False
@@ -354,9 +356,9 @@ def conv_transpose(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray]
         dims = len(spatial)
         for offset in itertools.product(*(range(k) for k in kernel)):
             target = offset_slices(offset, stride, dilation, chunk_shape[1:], starts)
-            acc[(slice(n0, n1), *target)] += slabs[(slice(None),) * (1 + dims) + offset]
+            acc[(slice(n0, n1),) + target] += slabs[(slice(None),) * (1 + dims) + offset]
     acc = acc.reshape(batch, *alloc, groups * cout_g)
-    out = acc[(slice(None), *(slice(b, b + o) for (b, _), o in zip(crop, out_len)))]
+    out = acc[(slice(None),) + tuple(slice(b, b + o) for (b, _), o in zip(crop, out_len))]
     if bias is not None:
         out += bias
     return out
@@ -390,10 +392,11 @@ def max_pool(x: np.ndarray, *, kernel, stride, dilation, pads, ceil_mode: bool) 
     """Max over each window of a channels-last array; padding never wins (−∞), NaN propagates."""
     out_sizes = pool_output_sizes(x.shape[1:-1], kernel, stride, dilation, pads, ceil_mode)
     xp = _pool_padded(x, kernel, stride, dilation, pads, out_sizes, -np.inf)
-    out = None
-    for offset in itertools.product(*(range(k) for k in kernel)):
-        view = xp[(slice(None), *offset_slices(offset, stride, dilation, out_sizes))]
-        out = view.copy() if out is None else np.maximum(out, view, out=out)
+    offsets = itertools.product(*(range(k) for k in kernel))
+    out = xp[(slice(None),) + offset_slices(next(offsets), stride, dilation, out_sizes)].copy()
+    for offset in offsets:
+        view = xp[(slice(None),) + offset_slices(offset, stride, dilation, out_sizes)]
+        np.maximum(out, view, out=out)
     return out
 
 
@@ -405,10 +408,11 @@ def avg_pool(x: np.ndarray, *, kernel, stride, pads, ceil_mode: bool, count_incl
     spatial = x.shape[1:-1]
     out_sizes = pool_output_sizes(spatial, kernel, stride, dilation, pads, ceil_mode)
     xp = _pool_padded(x, kernel, stride, dilation, pads, out_sizes, 0.0)
-    out = None
-    for offset in itertools.product(*(range(k) for k in kernel)):
-        view = xp[(slice(None), *offset_slices(offset, stride, dilation, out_sizes))]
-        out = view.copy() if out is None else np.add(out, view, out=out)
+    offsets = itertools.product(*(range(k) for k in kernel))
+    out = xp[(slice(None),) + offset_slices(next(offsets), stride, dilation, out_sizes)].copy()
+    for offset in offsets:
+        view = xp[(slice(None),) + offset_slices(offset, stride, dilation, out_sizes)]
+        np.add(out, view, out=out)
     if divisor_override:
         out /= divisor_override
         return out

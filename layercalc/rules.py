@@ -101,7 +101,7 @@ def numel(shape: Iterable[int]) -> int:
     return math.prod(shape)
 
 
-def fmt_shape(shape: Shape) -> str:
+def fmt_shape(shape: Iterable[int]) -> str:
     return "[" + ", ".join(str(s) for s in shape) + "]"
 
 

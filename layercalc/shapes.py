@@ -77,9 +77,10 @@ def check_pool_padding(kernel: int, padding: int) -> None:
     floor or ceil mode alike). Raises :class:`~layercalc.errors.SpecError` when it is broken.
 
     >>> check_pool_padding(3, 1)
-    >>> check_pool_padding(3, 2)
+    >>> check_pool_padding(3, 2)  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
-    layercalc.errors.SpecError: padding 2 must be at most half the kernel 3, i.e. ≤ 1 (PyTorch's rule for pooling, whatever the dilation)
+    layercalc.errors.SpecError: padding 2 must be at most half the kernel 3, i.e. ≤ 1 (PyTorch's rule for pooling,
+    whatever the dilation)
     """
     if padding > kernel // 2:
         raise SpecError(f"padding {padding} must be at most half the kernel {kernel}, i.e. ≤ {kernel // 2} "

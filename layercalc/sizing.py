@@ -165,8 +165,16 @@ def size(length: int, kernel: int, stride: int = 1, padding: Union[int, str] = 0
     layercalc.errors.SpecError: --padding: must be ≥ 0, got -1
     """
     from . import explain as ex
-    from .shapes import (check_pool_padding, conv_output_length, effective_kernel, pool_output_length,
-                         same_padding, transposed_output_length, transposed_same_padding, transposed_valid_extra)
+    from .shapes import (
+        check_pool_padding,
+        conv_output_length,
+        effective_kernel,
+        pool_output_length,
+        same_padding,
+        transposed_output_length,
+        transposed_same_padding,
+        transposed_valid_extra,
+    )
 
     length = whole(length, "length", 1)
     kernel = whole(kernel, "kernel", 1)

@@ -38,8 +38,13 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
 from .errors import SpecError
-from .shapes import (check_pool_padding, conv_output_length, effective_kernel, pool_output_length,
-                     transposed_output_length)
+from .shapes import (
+    check_pool_padding,
+    conv_output_length,
+    effective_kernel,
+    pool_output_length,
+    transposed_output_length,
+)
 
 MAX_KERNEL = 11
 MAX_STRIDE = 8

@@ -83,7 +83,7 @@ def _spec_loader(with_libyaml: bool = True):
     try:
         if not with_libyaml:
             raise ImportError("the pure-Python parser was asked for")
-        from yaml._yaml import CParser as Parser          # libyaml: ~6× faster on a zoo file
+        from yaml._yaml import CParser as Parser  # libyaml: ~6× faster on a zoo file
     except ImportError:                                   # PyYAML without libyaml
         from yaml.parser import Parser as EventParser
         from yaml.reader import Reader
@@ -95,7 +95,7 @@ def _spec_loader(with_libyaml: bool = True):
                 Scanner.__init__(self)
                 EventParser.__init__(self)
 
-    class SpecLoader(Composer, Parser, SafeConstructor, Resolver):  # type: ignore[misc, valid-type]
+    class SpecLoader(Composer, Parser, SafeConstructor, Resolver):
         # Only the safe constructors (SafeConstructor): no python/* tags, plain data only.
 
         def __init__(self, stream):
@@ -202,12 +202,16 @@ def _spec_loader(with_libyaml: bool = True):
                                    + (" (quote a date to use it as text)" if tag == "!!timestamp" else ""),
                                    node.start_mark)
 
-    SpecLoader.add_constructor("tag:yaml.org,2002:int", SpecLoader.construct_yaml_int)
-    SpecLoader.add_constructor("tag:yaml.org,2002:float", SpecLoader.construct_yaml_float)
-    SpecLoader.add_constructor("tag:yaml.org,2002:bool", SpecLoader.construct_yaml_bool)
+    constructors = {"tag:yaml.org,2002:int": SpecLoader.construct_yaml_int,
+                    "tag:yaml.org,2002:float": SpecLoader.construct_yaml_float,
+                    "tag:yaml.org,2002:bool": SpecLoader.construct_yaml_bool}
     for tag in list(SafeConstructor.yaml_constructors):
         if tag is not None and tag not in PLAIN_TAGS and tag != "tag:yaml.org,2002:merge":
-            SpecLoader.add_constructor(tag, SpecLoader.construct_not_plain_data)
+            constructors[tag] = SpecLoader.construct_not_plain_data
+    for tag, constructor in constructors.items():
+        # types-PyYAML types add_constructor for its own loader classes only (a TypeVar bound to them), not for a
+        # loader made of the parts, as PyYAML's own loaders are
+        SpecLoader.add_constructor(tag, constructor)  # type: ignore[type-var]
     # `1e-5` and `2E3` are floats in JSON and YAML 1.2; YAML 1.1 wants a dot and a signed exponent (`1.0e-5`).
     SpecLoader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
@@ -463,7 +467,7 @@ def load(source: Source) -> Network:
     return from_data(read_spec_file(text), text)
 
 
-def schema() -> dict:
+def schema() -> dict[str, Any]:
     """JSON Schema of the spec format (what design tools validate against).
 
     The layer models give the schema of a plain layer. A ``layers`` entry may also be a block instance or a

@@ -9,7 +9,6 @@ the figure.
 from __future__ import annotations
 
 import os
-
 import re
 
 import pytest
@@ -295,5 +294,5 @@ def test_receptive_field_of_chain_matches_dependency_sets(chain):
     # the field is a span: positions skipped by dilation or by strides wider than kernels are inside it, unread
     for i in interior:
         assert len(deps[i]) <= span
-    if all(l.get("dilation", 1) == 1 and l["stride"] <= l["kernel_size"] for l in layers):
+    if all(layer.get("dilation", 1) == 1 and layer["stride"] <= layer["kernel_size"] for layer in layers):
         assert all(len(deps[i]) == span for i in interior)

@@ -298,6 +298,41 @@ EXPLAIN_CASES = {
     # 12 heads of 64 over 10 positions: 3·12·10·64 = 23,040
     "rotary_embedding": ("-i 12x10x64", ["· 1·12·10·64 = 23,040"]),
     "rope": ("-i 10x8 --rotary-dim 4", ["· 1·10·4 = 120"]),
+    # nn.MultiheadAttention(512, 8): 4·512² + 4·512 = 1,050,624; QKᵀ 8 heads · 10·10 scores · 64 = 51,200
+    "multi_head_attention": ("-i 10x512 --embed-dim 512 --num-heads 8",
+                             ["params = 4·d² + 4·d = 4·512² + 4·512 = 1,050,624", "= 1·8·10·10·64 = 51,200"]),
+    # 4 query heads share 1 key/value head of 16: k projection 1·6·64·16 = 6,144
+    "multihead_attention": ("-i 6x64 --num-heads 4 --num-kv-heads 1", ["multi-query", "= 1·6·64·16 = 6,144"]),
+    # 2 heads, 5 queries, 7 keys, E 8, E_v 3: 2·5·7·(8 + 3) = 770 MACs
+    "scaled_dot_product_attention": ("-i 2x5x8 -i 2x7x8 -i 2x7x3", ["= 2·5·7·8 + 2·5·7·3 = 770"]),
+    # [1, 3, 4] @ [1, 4, 5]: 3·4·5 = 60
+    "matmul": ("-i 3x4 -i 4x5", ["1·3·4·5 = 60", "2·MACs = 2·60 = 120"]),
+    # tensor operations: no arithmetic for the moves; mean 3·8·8 = 192; sum 64 outputs · (3 − 1) adds = 128
+    "permute": ("-i 3x8x8 --dims 0x2x3x1", ["output dim k is input dim dims[k] = [0, 2, 3, 1]"]),
+    "transpose": ("-i 3x8x8 --dim0 2 --dim1 3", ["dims 2 and 3 swapped"]),
+    "slice": ("-i 3x8x8 --dim 2 --start 1 --step 2", ["ceil((8 − 1) / 2) = 4 kept"]),
+    "select": ("-i 197x768 --dim 1 --index 0", ["select index 0 of dim 1 (size 197)"]),
+    "roll": ("-i 3x8x8 --shifts 2 --dims 3", ["input index (i − 2) mod 8"]),
+    "pixel_shuffle": ("-i 8x4x4 --upscale-factor 2", ["C = 8/2² = 2"]),
+    "pixel_unshuffle": ("-i 2x8x8 --downscale-factor 2", ["C = 2·2² = 8"]),
+    "channel_shuffle": ("-i 6x2x2 --groups 3", ["[3, 2], transposed to [2, 3]"]),
+    "mean": ("-i 3x8x8 --dim 2x3", ["= numel(input) = 1·3·8·8 = 192"]),
+    "sum": ("-i 3x8x8 --dim 1", ["outputs·(R − 1) adds = 64·(3 − 1) = 128"]),
+    # bilinear ×2: 7 FLOPs per output element, 7·3·16·16 = 5,376; linear: 3 per element
+    "upsample": ("-i 3x8x8 --scale-factor 2 --mode bilinear", ["H_out = floor(H·scale_factor) = floor(8·2) = 16",
+                                                              "7·1·3·16·16 = 5,376"]),
+    "interpolate": ("-i 3x10 --size 15 --mode linear", ["L_out = size = 15", "3·1·3·15 = 135"]),
+    "upsampling1d": ("-i 3x10 --size 3", ["L_out = L·size = 10·3 = 30"]),
+    "upsampling2d": ("-i 3x4x5 --size 2x3 --interpolation bilinear", ["W_out = W·size = 5·3 = 15",
+                                                                       "7·1·3·8·15 = 2,520"]),
+    "upsampling3d": ("-i 2x2x3x4", ["D_out = D·size = 2·2 = 4"]),
+    # i = 16, h = 32: PyTorch 4·(h·i + h² + 2h) = 6,400; MACs 10·4·32·48 = 61,440
+    "lstm": ("-i 10x16 --hidden-size 32", ["4·(h·i + h² + 2h) = 4·(32·16 + 32² + 2·32) = 6,400", "= 61,440"]),
+    # Keras GRU, reset_after=False: 3·(h·i + h² + h) = 4,704
+    "gru": ("-i 10x16 --units 32 --convention keras --no-reset-after",
+            ["3·(h·i + h² + h) = 3·(32·16 + 32² + 32) = 4,704"]),
+    "rnn": ("-i 10x16 --hidden-size 32", ["h·i + h² + 2h = 32·16 + 32² + 2·32 = 1,600"]),
+    "simple_rnn": ("-i 10x16 --units 32 --convention keras", ["h·i + h² + h = 32·16 + 32² + 32 = 1,568"]),
 }
 
 

@@ -3,13 +3,20 @@
 from pathlib import Path
 
 import pytest
-
-import layercalc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from layercalc.explain import (Unread, coverage_note, explain_layer, explain_length, explain_size,
-                               explain_transposed_length, read_marks, unread_runs)
+import layercalc
+from layercalc.explain import (
+    Unread,
+    coverage_note,
+    explain_layer,
+    explain_length,
+    explain_size,
+    explain_transposed_length,
+    read_marks,
+    unread_runs,
+)
 
 EXAMPLES = sorted(Path(__file__).resolve().parent.parent.joinpath("examples").glob("*.y*ml"))
 

@@ -71,7 +71,7 @@ def test_layers_may_be_listed_before_their_inputs():
         {"name": "early", "type": "linear", "out_features": 4, "inputs": ["input"]},
     ]}
     r = layercalc.load(spec).analyze()
-    assert [l.name for l in r.layers] == ["early", "late"]
+    assert [layer.name for layer in r.layers] == ["early", "late"]
     assert r.layer("late").output_shape == [1, 2]
 
 
@@ -157,7 +157,7 @@ def test_receptive_field_stops_after_upsampling_even_when_the_jump_is_whole_agai
         {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
     ]}
     r = layercalc.load(spec).analyze()
-    assert [l.receptive_field for l in r.layers] == [[3, 3], [3, 3], None]
+    assert [layer.receptive_field for layer in r.layers] == [[3, 3], [3, 3], None]
     assert r.layers[1].jump == [1.0, 1.0]
     assert any("transposed conv with stride > 1" in note for note in r.layers[2].notes)
 

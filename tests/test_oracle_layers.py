@@ -25,9 +25,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracle_helpers import (
+    TorchResult,
+    accepted,
+    analyze,
+    as_torch,
+    assert_same_verdict,
+    lc_layer,
+    network,
+    resolved_geometry,
+    torch_run,
+    torch_shape,
+)
 
-from oracle_helpers import (TorchResult, accepted, analyze, as_torch, assert_same_verdict, lc_layer, network,
-                            resolved_geometry, torch_run, torch_shape)
 from layercalc import LayerCalcError
 
 SCALE = int(os.environ.get("LAYERCALC_ORACLE_SCALE", "1"))

@@ -97,8 +97,8 @@ def test_reported_field_is_the_widest_dependency_span(chain):
     assert last.output_shape == [1, 1, len(spans)]
     if last.receptive_field is None:
         # only past a layer that leaves output positions unevenly spaced, and the first such layer says why
-        assert any(l.type in ("conv_transpose1d", "adaptive_avgpool1d") for l in report.layers[:-1])
-        assert any("receptive field not reported past" in note for l in report.layers for note in l.notes)
+        assert any(layer.type in ("conv_transpose1d", "adaptive_avgpool1d") for layer in report.layers[:-1])
+        assert any("receptive field not reported past" in note for layer in report.layers for note in layer.notes)
         event("not reported, with the reason")
         return
     # the arithmetic field ignores the input's ends (a window hanging into padding still counts its full width),

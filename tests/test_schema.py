@@ -78,7 +78,7 @@ def test_blocks_and_repeat_validate(validator):
     report = layercalc.load(spec).analyze()
     # two 3×3 convs 8→8 with bias: 2·(3·3·8·8 + 8) = 1,168; dense 8·16·16 → 10: 20,480 + 10
     assert report.totals.params == 2 * (3 * 3 * 8 * 8 + 8) + 8 * 16 * 16 * 10 + 10
-    assert [l.name for l in report.layers][:2] == ["stage.0.conv", "stage.0.add"]
+    assert [layer.name for layer in report.layers][:2] == ["stage.0.conv", "stage.0.add"]
 
 
 def test_a_network_round_trips_through_json():

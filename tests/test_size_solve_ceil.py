@@ -20,8 +20,17 @@ from typer.testing import CliRunner
 from layercalc.cli import get_app
 from layercalc.errors import SpecError
 from layercalc.shapes import check_pool_padding
-from layercalc.solving import (MAX_DILATION, MAX_KERNEL, MAX_STRIDE, SEARCH_LIMIT, Solution, _output_paddings,
-                             _paddings, search, search_space_size)
+from layercalc.solving import (
+    MAX_DILATION,
+    MAX_KERNEL,
+    MAX_STRIDE,
+    SEARCH_LIMIT,
+    Solution,
+    _output_paddings,
+    _paddings,
+    search,
+    search_space_size,
+)
 
 runner = CliRunner()
 
@@ -42,7 +51,7 @@ def one_line_error(*args) -> str:
 
 # ------------------------------------------------------------------------------------------------ the oracle
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def torch_pool(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool):
     """torch.nn.MaxPool1d's output length, or None when torch refuses the combination."""
     try:
@@ -51,7 +60,7 @@ def torch_pool(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool):
         return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def torch_conv(n: int, k: int, s: int, p: int, d: int):
     """torch.nn.functional.conv1d's output length (solve without --ceil), or None when torch refuses."""
     try:

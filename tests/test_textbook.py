@@ -27,9 +27,9 @@ def test_keras_mnist_cnn_shapes_and_params():
     # → Dense 10. Params: 320 + (9·32·64 + 64 = 18,496) + (9·64·64 + 64 = 36,928) + (576·64 + 64 = 36,928)
     # + (64·10 + 10 = 650) = 93,322.
     r = layercalc.load("examples/mnist_cnn.yaml").analyze()
-    shapes = [l.output_shape[1:] for l in r.layers if l.type in ("conv2d", "maxpool2d", "flatten")]
+    shapes = [layer.output_shape[1:] for layer in r.layers if layer.type in ("conv2d", "maxpool2d", "flatten")]
     assert shapes == [[32, 26, 26], [32, 13, 13], [64, 11, 11], [64, 5, 5], [64, 3, 3], [576]]
-    assert [l.params for l in r.layers if l.params] == [320, 18_496, 36_928, 36_928, 650]
+    assert [layer.params for layer in r.layers if layer.params] == [320, 18_496, 36_928, 36_928, 650]
     assert r.totals.params == 93_322
     # conv MACs: 26²·32·9 + 11²·64·288 + 3²·64·576 = 194,688 + 2,230,272 + 331,776; dense: 576·64 + 64·10
     assert r.totals.macs == 194_688 + 2_230_272 + 331_776 + 36_864 + 640 == 2_794_240
@@ -130,8 +130,8 @@ def test_dilated_conv_receptive_field():
     # Three 3×3 convs with dilation 1, 2, 4 (stride 1): RF 3, 3 + 2·2 = 7, 7 + 2·4 = 15.
     r = analyze([1, 64, 64], *({"type": "conv2d", "out_channels": 1, "kernel_size": 3, "dilation": d, "padding": d}
                                for d in (1, 2, 4)))
-    assert [l.receptive_field for l in r.layers] == [[3, 3], [7, 7], [15, 15]]
-    assert all(l.output_shape == [1, 1, 64, 64] for l in r.layers)
+    assert [layer.receptive_field for layer in r.layers] == [[3, 3], [7, 7], [15, 15]]
+    assert all(layer.output_shape == [1, 1, 64, 64] for layer in r.layers)
 
 
 def test_depthwise_separable_conv():

@@ -22,16 +22,36 @@ only when the command line asks for one (or for the full help / shell completion
 
 import os
 import sys
-from typing import Annotated, Optional
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 from typer.core import TyperGroup
 
 from .calculators import make_calculator, render_calculator, run_calculator, short_help
-from .network import (Progress, explain_network, load_network, run_command, schema_command, spec_context,
-                      summary_command, verify_command, zoo_command)
-from .options import (TooManyDigits, _option_int, _shown, digits_to_int, parse_float, parse_int, parse_ints,
-                      parse_padding, parse_shape)
+from .network import (
+    Progress,
+    explain_network,
+    load_network,
+    run_command,
+    schema_command,
+    spec_context,
+    summary_command,
+    verify_command,
+    zoo_command,
+)
+from .options import (
+    TooManyDigits,
+    _option_int,
+    _shown,
+    digits_to_int,
+    parse_float,
+    parse_int,
+    parse_ints,
+    parse_padding,
+    parse_shape,
+)
 from .size import size_command, solve_command
 
 __all__ = ["main", "get_app", "build_app", "CliGroup", "make_calculator", "render_calculator", "run_calculator",
@@ -84,7 +104,9 @@ class CliGroup(TyperGroup):
         _light_coercion(self, ctx)                       # the group's own options (--version, --help, completion)
         return params
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    def main(self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None,
+             complete_var: Optional[str] = None, standalone_mode: bool = True, windows_expand_args: bool = True,
+             **extra: Any) -> NoReturn:
         """Always ends the process with ``sys.exit`` (``standalone_mode`` is ignored)."""
         click_exc = _click_exceptions()
 
@@ -93,7 +115,7 @@ class CliGroup(TyperGroup):
         args = [a for a in args if a != "--debug"]
         try:
             result = super().main(args=args, prog_name=prog_name or PROG, complete_var=complete_var,
-                                  standalone_mode=False, **extra)
+                                  standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
             code = result if isinstance(result, int) else 0
             _flush_stdout()
         except getattr(click_exc, "NoArgsIsHelpError", ()) as exc:          # bare `layercalc`: the help, not an error
@@ -130,11 +152,12 @@ class CliGroup(TyperGroup):
         sys.exit(code)
 
 
-def _click_exceptions():
+def _click_exceptions() -> ModuleType:
     try:
-        from typer._click import exceptions        # typer ≥ 0.2x vendors click
+        from typer._click import exceptions  # typer ≥ 0.2x vendors click
     except ImportError:
-        from click import exceptions
+        import importlib
+        return importlib.import_module("click.exceptions")       # older typer: click itself
     return exceptions
 
 
@@ -225,7 +248,7 @@ def _refuse_repeated_options(command) -> None:
                 break
             name = _option_name(token)
             param = by_name.get(name) if name else None
-            if param is None or param.is_eager:          # --help, --version: act at once
+            if name is None or param is None or param.is_eager:          # --help, --version: act at once
                 continue
             if param.name in seen:
                 first = seen[param.name]

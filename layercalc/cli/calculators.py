@@ -63,6 +63,8 @@ def field_kind(name: str, annotation) -> str:
     if "list" in leaves:
         if name == "output_size":
             return "sizes"
+        if float in leaves and int not in leaves:          # a number or one per dim: upsample's scale_factor
+            return "floats"
         return "ints" if int in leaves else "ints_list"
     if float in leaves:
         return "float"
@@ -82,6 +84,9 @@ def _convert(kind: str, text: str, option: str):
         return parse_ints(text, option, allow_none=True)
     if kind == "float":
         return parse_float(text, option)
+    if kind == "floats":
+        values = [parse_float(part.strip(), option) for part in re.split(r"[x×X,]", text.strip())]
+        return values if len(values) > 1 else values[0]
     if kind == "int":
         return parse_int(text, option)
     return text
@@ -108,7 +113,8 @@ def _option_help(info, kind: str, annotation) -> str:
 
 def _layer_fields(cls) -> list[tuple[str, Any]]:
     # wiring fields mean nothing for one layer on its own
-    return [(name, info) for name, info in cls.model_fields.items() if name not in ("type", "name", "inputs", "tied_to")]
+    return [(name, info) for name, info in cls.model_fields.items()
+            if name not in ("type", "name", "inputs", "tied_to")]
 
 
 def make_calculator(type_name: str, cls):
@@ -141,6 +147,7 @@ def make_calculator(type_name: str, cls):
                 decls.append(SHORT_FLAGS[name])
         kinds[name] = (kind, option)
         help_text = _option_help(info, kind, info.annotation)
+        annotation: Any                               # a typing form, read by typer at run time
         if kind == "bool":
             annotation = Annotated[Optional[bool], typer.Option(*decls, help="; ".join(
                 filter(None, [help_text, f"default {'on' if info.default else 'off'}"])))]
@@ -169,7 +176,8 @@ def make_calculator(type_name: str, cls):
         values.setdefault("cli_input", [])
         run_calculator(type_name, cls, kinds, values)
 
-    command.__signature__ = inspect.Signature(params)
+    # typer reads the parameters from the signature; a function object does not declare the attribute
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
     command.__name__ = f"{type_name}_command"
     builtin = cls.__module__ == "layercalc.layers" or cls.__module__.startswith("layercalc.layers.")  # a family module
@@ -192,7 +200,7 @@ def _takes_padding_modes(info) -> bool:
 
 def _metavar(kind: str) -> str:
     return {"ints": "N[xM]", "ints_list": "AxB", "padding": "same|valid|N[xM]", "sizes": "N[xM]",
-            "float": "X", "int": "N"}.get(kind, "TEXT")
+            "float": "X", "floats": "X[xY]", "int": "N"}.get(kind, "TEXT")
 
 
 def _cli_message(message: str, type_name: str, kinds: dict) -> str:
@@ -210,7 +218,8 @@ def run_calculator(type_name: str, cls, kinds: dict, values: dict) -> None:
     from ..layers import parse_layer
 
     raw: dict[str, Any] = {"type": type_name}
-    if cls.max_inputs is None or cls.max_inputs > 1:      # messages then name the inputs in the user's order
+    # several inputs: messages then name them in the user's order (one input is the one-layer network's own)
+    if (cls.max_inputs is None or cls.max_inputs > 1) and len(values["cli_input"]) > 1:
         raw["inputs"] = [f"input{i + 1}" for i in range(len(values["cli_input"]))]
     for name, (kind, option) in kinds.items():
         value = values.get(name)

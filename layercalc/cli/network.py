@@ -414,7 +414,8 @@ def run_command(
         # through an open file: NumPy writes exactly this name (given a path, it would append .npy / .npz)
         with open(output_path, "wb") as f:
             if output_path.endswith(".npz"):
-                np.savez(f, **outputs)
+                # (the stubs type **kwds against savez's own allow_pickle: a bool; the names here are layer names)
+                np.savez(f, **outputs)  # type: ignore[arg-type]
             else:
                 np.save(f, next(iter(outputs.values())))
     except OSError as exc:

@@ -5,7 +5,7 @@ the error handling in :mod:`layercalc.cli`. Imports nothing heavy.
 """
 
 import re
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -52,8 +52,10 @@ def _json_list(text: str, option: str):
     import json
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise _spec_error(f"{option}: {text!r} is not a valid list ({exc.msg})") from None
+    except ValueError:            # an integer past Python's int_max_str_digits (4,300 digits)
+        raise _spec_error(f"{option}: {text!r:.40} is not a valid list (a number in it has too many digits)") from None
     except RecursionError:
         raise _spec_error(f"{option}: {text!r:.40} is not a valid list (nested too deeply)") from None
 
@@ -108,7 +110,7 @@ def parse_ints(text: str, option: str, allow_none: bool = False, always_list: bo
     parts = _json_list(raw, option) if raw.startswith("[") else [p.strip() for p in _SEPARATORS.split(raw)]
     if not isinstance(parts, list):
         raise _spec_error(f"{option}: {text!r} is not a whole number or a list of them")
-    values = []
+    values: list[Optional[int]] = []
     for p in parts:
         if allow_none and (p is None or str(p).lower() in ("none", "null", "_")):
             values.append(None)

@@ -15,7 +15,7 @@ def size_command(
     transposed: Annotated[bool, typer.Option("--transposed", "-t", help="transposed convolution")] = False,
     output_padding: Annotated[Optional[int], typer.Option(
         "--output-padding", min=0, help="transposed only: extra size on one side; default 0 (with -p valid: "
-                                        "Keras' extra s − span when the kernel span is narrower than the stride)")] = None,
+        "Keras' extra s − span when the kernel span is narrower than the stride)")] = None,
     ceil: Annotated[bool, typer.Option("--ceil", help="pooling with ceil_mode (PyTorch's rule)")] = False,
     explain: Annotated[bool, typer.Option("--explain", "-e", help="show the worked formula")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the number")] = False,

@@ -10,6 +10,7 @@ steps and explanations side by side; :mod:`layercalc.layers.base` holds the prot
 | :mod:`~layercalc.layers.norm` | batchnorm1d/2d/3d, layernorm, groupnorm |
 | :mod:`~layercalc.layers.activation` | dropout, relu, relu6, leaky_relu, sigmoid, tanh, gelu, silu (swish), hardswish, hardsigmoid, softmax, identity |
 | :mod:`~layercalc.layers.merge` | add, mul, concat |
+| :mod:`~layercalc.layers.attention` | multi_head_attention (multihead_attention), scaled_dot_product_attention, matmul |
 
 Importing this package registers every built-in type, family by family, in the order the schema and ``--help``
 list them. Layer types of installed packages (entry point group ``layercalc.layers``) are loaded on first need
@@ -31,6 +32,10 @@ from .activation import *  # noqa: E402,F401,F403
 from .merge import *  # noqa: E402,F401,F403
 from .sequence import *  # noqa: E402,F401,F403
 # ---- issue 13 families (each line added when its module lands): attention, recurrent, tensor_ops
+from .attention import *  # noqa: E402,F401,F403
+from .tensor_ops import *  # noqa: E402,F401,F403
+from .resample import *  # noqa: E402,F401,F403
+from .recurrent import *  # noqa: E402,F401,F403
 from .conv import _ConvBase, _ConvTransposeBase  # noqa: E402,F401  (family bases, for isinstance in tests)
 from .pooling import _AdaptivePoolBase, _AvgPoolBase, _MaxPoolBase, _PoolBase  # noqa: E402,F401
 from .norm import _BatchNormBase  # noqa: E402,F401

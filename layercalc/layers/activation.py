@@ -6,7 +6,6 @@ The shape is unchanged; there are no parameters and no MACs. FLOPs = a fixed cou
 ``flops_per_element``, written out in docs/conventions.md), transcendental functions (exp, tanh, erf) counting 1.
 """
 
-from __future__ import annotations
 
 import math
 from typing import ClassVar, Literal
@@ -17,7 +16,8 @@ from ..explain import Explanation, prod_text
 from ..rules import Context, Facts, Tensor, normalize_dim, numel
 from .base import Bool, Float, Int, LayerBase, Probability, _alias, register_layer
 
-__all__ = ['Dropout', 'ReLU', 'ReLU6', 'LeakyReLU', 'Sigmoid', 'Tanh', 'GELU', 'SiLU', 'Hardswish', 'Hardsigmoid', 'Softmax', 'Identity']
+__all__ = ['Dropout', 'ReLU', 'ReLU6', 'LeakyReLU', 'Sigmoid', 'Tanh', 'GELU', 'SiLU', 'Hardswish', 'Hardsigmoid',
+           'Softmax', 'Identity']
 
 
 class _Elementwise(LayerBase):
@@ -142,7 +142,7 @@ class GELU(_Activation):
         return gelu(xs[0], self.approximate, out=env.out_for(xs[0]))
 
     def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
-        from ..kernels import GELU_BLOCK_BYTES_PER_ELEMENT, elementwise_scratch   # computed in blocks (erf: float64)
+        from ..kernels import GELU_BLOCK_BYTES_PER_ELEMENT, elementwise_scratch  # computed in blocks (erf: float64)
         return elementwise_scratch(numel(step.input_shapes[0]), GELU_BLOCK_BYTES_PER_ELEMENT), 0
 
 

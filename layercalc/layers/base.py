@@ -56,10 +56,13 @@ from ..errors import (
 )
 
 if TYPE_CHECKING:                     # the engines' types, for annotations only (no import cycle at run time)
+    import numpy as np
     from pydantic import ValidationError
     from typing_extensions import Self
 
+    from ..executor import Env
     from ..explain import Explanation
+    from ..graph import Step
     from ..rules import Context, Facts, Tensor
 
 #: the most dimensions a tensor may have: NumPy's limit (PyTorch's is lower), so every shape can also be executed
@@ -168,6 +171,11 @@ def _padding_pairs(value: Any, rank: int, field: str = "padding") -> str | Pairs
     """Normalize every accepted padding form to ``"same"``, ``"valid"`` or ``rank`` (before, after) pairs."""
     if isinstance(value, str):
         return value
+    return _explicit_pairs(value, rank, field)
+
+
+def _explicit_pairs(value: Any, rank: int, field: str = "padding") -> Pairs:
+    """An int, one int per dim, or [before, after] pairs (one, or one per dim) → ``rank`` (before, after) pairs."""
     if isinstance(value, int):
         return ((value, value),) * rank
     value = list(value)
@@ -338,7 +346,7 @@ class LayerBase(Description):
         Raise ``ctx.fail(message)`` when the layer cannot apply to these inputs."""
         raise NotImplementedError(f"layer type {self.type_name!r} ({type(self).__name__}) has no infer() rule")
 
-    def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
+    def param_specs(self, step: Step, channels_last: bool) -> dict[str, ParamSpec]:
         """Each parameter and buffer the forward step reads, in PyTorch's layout and order (``weight`` first): its
         shape and how a run without given weights initializes it. ``step``: the resolved layer (``graph.Step``)."""
         return {}
@@ -348,13 +356,13 @@ class LayerBase(Description):
         """Whether the type has a forward step (``verify``/``run`` can execute it)."""
         return cls.forward is not LayerBase.forward
 
-    def forward(self, step: Any, xs: list, params: dict, env: Any) -> Any:
+    def forward(self, step: Step, xs: list[np.ndarray], params: dict[str, np.ndarray], env: Env) -> np.ndarray:
         """The NumPy forward step: ``xs`` the input arrays, ``params`` from :meth:`param_specs`, ``env`` the
         executor's environment (layout, workspace, MAC counter). Kernels are imported here, never at module level,
         so that analysis never loads NumPy."""
         raise not_runnable(step)
 
-    def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+    def scratch_bytes(self, step: Step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         """(bytes the forward step allocates beyond its inputs and output, im2col workspace bytes): an upper bound,
         for the executor's memory estimate. ``weights_given``: the parameters were passed in (already held)."""
         return 0, 0
@@ -370,7 +378,7 @@ class LayerBase(Description):
         """Worked receptive-field lines (after the memory lines); windowed layers override it."""
 
 
-def not_runnable(step: Any) -> LayerCalcError:
+def not_runnable(step: Step) -> LayerCalcError:
     """The error for running a layer whose type has no forward step (``step``: the resolved layer)."""
     label = layer_label(step.index, step.name, step.layer.type_name)
     return LayerCalcError(f"{label}: layer type {step.layer.type_name!r} has no forward step: it can be analyzed "

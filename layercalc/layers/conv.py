@@ -9,25 +9,67 @@ positions (each input value meets each weight once). FLOPs = 2·MACs + one add p
 notes say so (docs/conventions.md).
 """
 
-from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal, Optional, Union
+from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from ..explain import (Explanation, axis_names, explain_length, explain_transposed_length, explain_window_field, n,
-                       prod_text, spatial_parts)
-from ..rules import (Context, Facts, ReceptiveField, Shape, Tensor, border_notes, check_declared, exact_ratio,
-                     fmt_dims, fmt_pads, fmt_pads_per_axis, fmt_shape, join_channels, numel, require_spatial,
-                     resolve_pads, window_rf)
+from ..explain import (
+    Explanation,
+    axis_names,
+    explain_length,
+    explain_transposed_length,
+    explain_window_field,
+    n,
+    prod_text,
+    spatial_parts,
+)
+from ..rules import (
+    Context,
+    Facts,
+    ReceptiveField,
+    Shape,
+    Tensor,
+    border_notes,
+    check_declared,
+    exact_ratio,
+    fmt_dims,
+    fmt_pads,
+    fmt_pads_per_axis,
+    fmt_shape,
+    join_channels,
+    numel,
+    require_spatial,
+    resolve_pads,
+    window_rf,
+)
 from ..rules import axis_names as axis_letters
-from ..shapes import (ceil_div, conv_output_length, effective_kernel, transposed_output_length,
-                      transposed_same_padding, transposed_valid_extra)
-from .base import (Bool, IntOrList, LayerBase, NonNegativeInt, PaddingSpec, ParamSpec, PositiveInt, _alias,
-                   _lower_string, _padding_pairs, _per_dim, register_layer)
+from ..shapes import (
+    ceil_div,
+    conv_output_length,
+    effective_kernel,
+    transposed_output_length,
+    transposed_same_padding,
+    transposed_valid_extra,
+)
+from .base import (
+    Bool,
+    LayerBase,
+    NonNegativePerDim,
+    PaddingField,
+    ParamSpec,
+    PerDim,
+    PositiveInt,
+    _alias,
+    _lower_string,
+    _padding_pairs,
+    _per_dim,
+    register_layer,
+)
 
-__all__ = ['Conv1d', 'Conv2d', 'Conv3d', 'ConvTranspose1d', 'ConvTranspose2d', 'ConvTranspose3d', 'transposed_input_span']
+__all__ = ['Conv1d', 'Conv2d', 'Conv3d', 'ConvTranspose1d', 'ConvTranspose2d', 'ConvTranspose3d',
+           'transposed_input_span']
 
 
 def transposed_input_span(kernel: int, stride: int, dilation: int = 1) -> int:
@@ -55,14 +97,17 @@ def transposed_input_span(kernel: int, stride: int, dilation: int = 1) -> int:
 
 class _ConvBase(LayerBase):
     transposed: ClassVar[bool] = False
+    spatial_dims: ClassVar[int]                  # each registered conv sets its rank
+
 
     in_channels: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
     out_channels: PositiveInt = Field(validation_alias=_alias("out_channels", "filters"))
-    kernel_size: IntOrList
-    stride: IntOrList = Field(1, validation_alias=_alias("stride", "strides"))
-    padding: PaddingSpec = Field(
-        0, description="int, one int per spatial dim, 'same', 'valid', or [[before, after], ...] per spatial dim")
-    dilation: IntOrList = Field(1, validation_alias=_alias("dilation", "dilation_rate"))
+    kernel_size: PerDim
+    stride: PerDim = Field(1, validation_alias=_alias("stride", "strides"), validate_default=True)
+    padding: PaddingField = Field(
+        0, description="int, one int per spatial dim, 'same', 'valid', or [[before, after], ...] per spatial dim",
+        validate_default=True)
+    dilation: PerDim = Field(1, validation_alias=_alias("dilation", "dilation_rate"), validate_default=True)
     groups: PositiveInt = 1
     bias: Bool = Field(True, validation_alias=_alias("bias", "use_bias"))
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
@@ -241,8 +286,9 @@ class Conv3d(_ConvBase):
 class _ConvTransposeBase(_ConvBase):
     transposed: ClassVar[bool] = True
 
-    output_padding: Union[NonNegativeInt, list[NonNegativeInt]] = Field(
-        0, description="extra size added to one side of the output; smaller than stride or dilation")
+    output_padding: NonNegativePerDim = Field(
+        0, description="extra size added to one side of the output; smaller than stride or dilation",
+        validate_default=True)
     padding_mode: Literal["zeros"] = "zeros"
 
     @model_validator(mode="after")

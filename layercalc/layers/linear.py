@@ -5,7 +5,6 @@ explanation. Formulas (docs/conventions.md): params = in·out + out; MACs = rows
 the last; FLOPs = 2·MACs + rows·out bias adds.
 """
 
-from __future__ import annotations
 
 import math
 from typing import Literal, Optional

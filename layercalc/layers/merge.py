@@ -5,7 +5,6 @@ FLOPs: (inputs − 1)·output elements for add and mul; concat is a copy (0). Th
 largest of its inputs' per dim, with a note when the paths differ.
 """
 
-from __future__ import annotations
 
 import math
 from typing import ClassVar, Literal, Optional
@@ -39,8 +38,8 @@ def broadcast_shapes(shapes: list[Shape]) -> Optional[Shape]:
 
 def merge_rf(inputs: list[Tensor]) -> tuple[Optional[ReceptiveField], list[str]]:
     """Receptive field after a merge: the largest one, with a note when the paths do not line up."""
-    fields = [t.rf for t in inputs]
-    if any(f is None for f in fields) or len({len(f.size) for f in fields}) != 1:
+    fields = [t.rf for t in inputs if t.rf is not None]
+    if len(fields) != len(inputs) or len({len(f.size) for f in fields}) != 1:
         return None, []
     if any(not f.aligned_grid for f in fields) and len(set(fields)) != 1:
         # a position's field is the union of its paths' fields; on an uneven or fractional grid their offsets
@@ -50,7 +49,7 @@ def merge_rf(inputs: list[Tensor]) -> tuple[Optional[ReceptiveField], list[str]]
         return fields[0], []
     # Largest per spatial dim (a wide-but-short field and a tall-but-narrow one give the larger of each), with the
     # jump and centre of the path that field comes from.
-    per_dim = [max(fields, key=lambda f, i=i: f.size[i]) for i in range(len(fields[0].size))]
+    per_dim = [max(fields, key=lambda f: f.size[i]) for i in range(len(fields[0].size))]
     widest = ReceptiveField(tuple(f.size[i] for i, f in enumerate(per_dim)),
                             tuple(f.jump[i] for i, f in enumerate(per_dim)),
                             tuple(f.start2[i] for i, f in enumerate(per_dim)))

@@ -6,7 +6,6 @@ BatchNorm's running mean and variance are buffers (2·C; Keras' non-trainable pa
 compute statistics (:data:`STATISTICS_FLOPS` per element, :data:`PER_GROUP_FLOPS` per group) and apply the affine.
 """
 
-from __future__ import annotations
 
 import math
 from typing import ClassVar, Literal, Optional, Union
@@ -131,8 +130,8 @@ class LayerNorm(LayerBase):
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
-        ns = self.normalized_shape
-        ns = (x.shape[-1],) if ns is None else (ns,) if isinstance(ns, int) else tuple(ns)
+        given = self.normalized_shape
+        ns = (x.shape[-1],) if given is None else (given,) if isinstance(given, int) else tuple(given)
         if len(ns) >= len(x.shape) or tuple(x.shape[-len(ns):]) != ns:
             raise ctx.fail(f"normalized_shape {list(ns)} must equal the trailing dims of the input "
                            f"{fmt_shape(x.shape)} (batch excluded)")
@@ -241,8 +240,8 @@ class RMSNorm(LayerBase):
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
-        ns = self.normalized_shape
-        ns = (x.shape[-1],) if ns is None else (ns,) if isinstance(ns, int) else tuple(ns)
+        given = self.normalized_shape
+        ns = (x.shape[-1],) if given is None else (given,) if isinstance(given, int) else tuple(given)
         if len(ns) >= len(x.shape) or tuple(x.shape[-len(ns):]) != ns:
             raise ctx.fail(f"normalized_shape {list(ns)} must equal the trailing dims of the input "
                            f"{fmt_shape(x.shape)} (batch excluded)")

@@ -8,24 +8,61 @@ most half the kernel (PyTorch's rule), or 'same' (TensorFlow/Keras). Adaptive wi
 [floor(i·L/out), ceil((i + 1)·L/out)).
 """
 
-from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional, Union, cast
 
 from pydantic import Field, field_validator, model_validator
 
-from ..explain import (Explanation, axis_names, explain_length, explain_window_field, prod_text, spatial_parts)
-from ..rules import (Context, Facts, ReceptiveField, Tensor, border_notes, exact_ratio, fmt_dims, fmt_pads,
-                     fmt_pads_per_axis, fmt_shape, join_channels, layout_name, numel, require_spatial, resolve_pads,
-                     split_channels, window_rf)
+from ..explain import Explanation, axis_names, explain_length, explain_window_field, prod_text, spatial_parts
+from ..rules import (
+    Context,
+    Facts,
+    ReceptiveField,
+    Tensor,
+    border_notes,
+    exact_ratio,
+    fmt_dims,
+    fmt_pads,
+    fmt_pads_per_axis,
+    fmt_shape,
+    join_channels,
+    layout_name,
+    numel,
+    require_spatial,
+    resolve_pads,
+    split_channels,
+    window_rf,
+)
 from ..rules import axis_names as axis_letters
-from ..shapes import (adaptive_window_max, adaptive_window_min, adaptive_window_sizes, adaptive_window_total,
-                      adaptive_windows, ceil_div, effective_kernel, pool_output_length)
-from .base import (Bool, IntOrList, LayerBase, PaddingSpec, PositiveInt, _alias, _lower_string, _padding_pairs,
-                   _per_dim, register_layer, shown)
+from ..shapes import (
+    adaptive_window_max,
+    adaptive_window_min,
+    adaptive_window_sizes,
+    adaptive_window_total,
+    adaptive_windows,
+    ceil_div,
+    effective_kernel,
+    pool_output_length,
+)
+from .base import (
+    Bool,
+    LayerBase,
+    OptionalPerDim,
+    PaddingField,
+    PerDim,
+    PositiveInt,
+    _alias,
+    _lower_string,
+    _padding_pairs,
+    _per_dim,
+    register_layer,
+    shown,
+)
 
-__all__ = ['MaxPool1d', 'MaxPool2d', 'MaxPool3d', 'AvgPool1d', 'AvgPool2d', 'AvgPool3d', 'AdaptiveAvgPool1d', 'AdaptiveAvgPool2d', 'AdaptiveAvgPool3d', 'AdaptiveMaxPool1d', 'AdaptiveMaxPool2d', 'AdaptiveMaxPool3d', 'GlobalAvgPool', 'GlobalMaxPool']
+__all__ = ['MaxPool1d', 'MaxPool2d', 'MaxPool3d', 'AvgPool1d', 'AvgPool2d', 'AvgPool3d', 'AdaptiveAvgPool1d',
+           'AdaptiveAvgPool2d', 'AdaptiveAvgPool3d', 'AdaptiveMaxPool1d', 'AdaptiveMaxPool2d', 'AdaptiveMaxPool3d',
+           'GlobalAvgPool', 'GlobalMaxPool']
 
 
 # ---------------------------------------------------------------------------------------------- max and avg
@@ -33,11 +70,13 @@ __all__ = ['MaxPool1d', 'MaxPool2d', 'MaxPool3d', 'AvgPool1d', 'AvgPool2d', 'Avg
 class _PoolBase(LayerBase):
     #: the operation per window element, for explanations
     operation: ClassVar[str] = "compare"
+    spatial_dims: ClassVar[int]                  # each registered pooling sets its rank
 
-    kernel_size: IntOrList = Field(validation_alias=_alias("kernel_size", "pool_size"))
-    stride: Optional[IntOrList] = Field(None, validation_alias=_alias("stride", "strides"),
-                                        description="a positive int or one per spatial dim; default: the kernel size")
-    padding: PaddingSpec = Field(0, description="int (at most half the kernel), per-dim list, 'same' or 'valid'")
+    kernel_size: PerDim = Field(validation_alias=_alias("kernel_size", "pool_size"))
+    stride: OptionalPerDim = Field(None, validation_alias=_alias("stride", "strides"), validate_default=True,
+                                   description="a positive int or one per spatial dim; default: the kernel size")
+    padding: PaddingField = Field(0, description="int (at most half the kernel), per-dim list, 'same' or 'valid'",
+                                  validate_default=True)
     ceil_mode: Bool = False
 
     _lower_padding = field_validator("padding", mode="before")(classmethod(lambda cls, v: _lower_string(v)))
@@ -131,7 +170,7 @@ class _PoolBase(LayerBase):
 
 
 class _MaxPoolBase(_PoolBase):
-    dilation: IntOrList = Field(1, validation_alias=_alias("dilation", "dilation_rate"))
+    dilation: PerDim = Field(1, validation_alias=_alias("dilation", "dilation_rate"), validate_default=True)
 
     keeps_finite = True
 
@@ -216,17 +255,22 @@ class AvgPool3d(_AvgPoolBase):
 # ---------------------------------------------------------------------------------------------------- adaptive
 
 OutputSize = Union[PositiveInt, list[Optional[PositiveInt]]]
+if TYPE_CHECKING:                  # stored: one size per spatial dim, None keeping the input's (see base.PerDim)
+    OutputSizeField = tuple[Optional[int], ...]
+else:
+    OutputSizeField = OutputSize
 
 
 class _AdaptivePoolBase(LayerBase):
     #: "max" or "avg": the reduction over each window
     reduction: ClassVar[str] = "avg"
+    spatial_dims: ClassVar[int]                  # each registered adaptive pooling sets its rank
 
-    output_size: OutputSize = Field(description="int, or one size per spatial dim (null keeps the input size)")
+    output_size: OutputSizeField = Field(description="int, or one size per spatial dim (null keeps the input size)")
 
     @model_validator(mode="after")
     def _normalize(self):
-        value = self.output_size
+        value: Any = self.output_size                     # as written: an int or a list
         sizes = (value,) * self.spatial_dims if isinstance(value, int) else tuple(value)
         if len(sizes) == 1:
             sizes = sizes * self.spatial_dims
@@ -243,7 +287,8 @@ class _AdaptivePoolBase(LayerBase):
         rf = None
         if x.rf is not None and x.rf.aligned_grid:
             size, jump, start = [], [], []
-            for r, j, st, nn, o in zip(x.rf.size, x.rf.jump, x.rf.start2, spatial, out):
+            jumps = cast("tuple[int, ...]", x.rf.jump)   # ints on an aligned grid
+            for r, j, st, nn, o in zip(x.rf.size, jumps, x.rf.start2, spatial, out):
                 first_window = ceil_div(nn, o)          # window 0 spans [0, ceil(n/o))
                 size.append(r + (adaptive_window_max(nn, o) - 1) * j)
                 jump.append(exact_ratio(j * nn, o))
@@ -339,6 +384,9 @@ class _GlobalPoolBase(LayerBase):
     #: "mean" or "maximum", for explanations; the NumPy reduction's name
     what: ClassVar[str] = "mean"
     reduce: ClassVar[str] = "mean"
+    if TYPE_CHECKING:
+        # a field of each subclass, declared there (after `type`: the order of the schema and the calculator)
+        keepdims: bool
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
@@ -349,7 +397,8 @@ class _GlobalPoolBase(LayerBase):
         out = join_channels(n, c, (1,) * len(spatial), ctx.channels_last) if self.keepdims else (n, c)
         rf = None
         if x.rf is not None and x.rf.aligned_grid:
-            rf = ReceptiveField(tuple(r + (nn - 1) * j for r, j, nn in zip(x.rf.size, x.rf.jump, spatial)),
+            jumps = cast("tuple[int, ...]", x.rf.jump)   # ints on an aligned grid
+            rf = ReceptiveField(tuple(r + (nn - 1) * j for r, j, nn in zip(x.rf.size, jumps, spatial)),
                                 tuple(j * nn for j, nn in zip(x.rf.jump, spatial)),
                                 tuple(st + (nn - 1) * j for st, j, nn in zip(x.rf.start2, x.rf.jump, spatial)))
         return Facts(output_shape=out, flops=numel(x.shape), rf=rf)

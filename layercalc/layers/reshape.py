@@ -5,7 +5,6 @@ layout: NHWC flattens channels last, as Keras does); ``reshape`` rearranges each
 batch, one entry may be -1); ``zero_pad`` adds zeros around the spatial dims.
 """
 
-from __future__ import annotations
 
 import math
 from typing import Annotated, Any, Literal, Union
@@ -13,9 +12,18 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, field_validator
 
 from ..explain import Explanation, axis_names, spatial_parts
-from ..rules import (Context, Facts, ReceptiveField, Tensor, fmt_shape, join_channels, normalize_dim, numel,
-                     split_channels)
-from .base import MAX_RANK, Int, LayerBase, NonNegativeInt, _alias, _padding_pairs, register_layer
+from ..rules import (
+    Context,
+    Facts,
+    ReceptiveField,
+    Tensor,
+    fmt_shape,
+    join_channels,
+    normalize_dim,
+    numel,
+    split_channels,
+)
+from .base import MAX_RANK, Int, LayerBase, NonNegativeInt, _alias, _explicit_pairs, register_layer
 
 __all__ = ['Flatten', 'Reshape', 'ZeroPad']
 
@@ -119,7 +127,7 @@ class ZeroPad(LayerBase):
             raise ctx.fail(f"needs an input with spatial dims, got {fmt_shape(x.shape)}")
         n, c, spatial = split_channels(x.shape, ctx.channels_last)
         try:
-            pads = _padding_pairs(self.padding, len(spatial))
+            pads = _explicit_pairs(self.padding, len(spatial))     # (never a string: refused above)
         except ValueError as e:
             raise ctx.fail(f"{e} (input {fmt_shape(x.shape)})") from None
         out = tuple(nn + pb + pa for nn, (pb, pa) in zip(spatial, pads))

@@ -12,7 +12,6 @@ token, a position embedding, a layer scale, a relative-position bias table) and 
   positions only and are computed once per forward pass for every layer, so they are not counted.
 """
 
-from __future__ import annotations
 
 import math
 from typing import ClassVar, Literal, Optional

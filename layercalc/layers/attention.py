@@ -1,0 +1,599 @@
+"""Attention: ``multi_head_attention`` (PyTorch's ``nn.MultiheadAttention``, Keras' ``MultiHeadAttention`` and
+``GroupQueryAttention``, Llama's grouped-query q/k/v/o projections), ``scaled_dot_product_attention`` (PyTorch's
+functional ``F.scaled_dot_product_attention``) and ``matmul`` (``torch.matmul`` of two tensors).
+
+Counts (docs/conventions.md, "Attention"), with N the batch, H query heads, kv key/value heads, d_k and d_v the
+head sizes, L_q query and L_k key positions:
+
+- params: four projections, each ``in·out`` + ``out`` with bias: q ``E → H·d_k``, k ``kdim → kv·d_k``,
+  v ``vdim → kv·d_v``, out ``H·d_v → E_out``; PyTorch's default (kv = H, H·d_k = E, kdim = vdim = E_out = E) is
+  ``4·E² + 4·E``. ``add_bias_kv`` adds ``kv·d_k + kv·d_v``.
+- MACs: the projections (``rows·in·out`` each) + QKᵀ ``N·H·L_q·L_k·d_k`` + A·V ``N·H·L_q·L_k·d_v``.
+- FLOPs: 2·MACs + bias adds + one scaling multiply per score + softmax, 5 per score (as the ``softmax`` layer
+  counts it). A causal mask is counted in full, as the published formulas (Kaplan, Megatron, PaLM) and PyTorch's
+  ``FlopCounterMode`` count it; the layer's notes give the figure for the unmasked scores only.
+
+The receptive field ends (null): every output position depends on every key position.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Optional
+
+from pydantic import Field, model_validator
+
+from ..explain import Explanation, n, prod_text
+from ..rules import Context, Facts, Tensor, fmt_shape, numel
+from .activation import Softmax
+from .base import Bool, Float, LayerBase, ParamSpec, PositiveInt, Probability, _alias, register_layer
+from .merge import broadcast_shapes
+
+__all__ = ["MultiHeadAttention", "ScaledDotProductAttention", "MatMul", "causal_pairs", "torch_state_dict"]
+
+#: FLOPs per attention score besides the two products: one multiply by the scale, and the softmax
+SCALE_FLOPS = 1
+SOFTMAX_FLOPS = Softmax.flops_per_element
+
+
+def causal_pairs(lq: int, lk: int) -> int:
+    """The (query, key) pairs a causal mask leaves, aligned top-left as PyTorch's ``is_causal``: query i sees keys
+    0..i (``torch.ones(L_q, L_k).tril()``), so ``L·(L + 1)/2`` for ``L_q = L_k = L``.
+
+    >>> causal_pairs(4, 4), causal_pairs(2, 5), causal_pairs(5, 2)
+    (10, 3, 9)
+    """
+    if lq <= lk:
+        return lq * (lq + 1) // 2
+    return lk * (lk + 1) // 2 + (lq - lk) * lk
+
+
+def _causal_pairs_text(lq: int, lk: int) -> str:
+    """The worked count of :func:`causal_pairs`.
+
+    >>> _causal_pairs_text(10, 10), _causal_pairs_text(7, 5)
+    ('L·(L + 1)/2 = 10·11/2 = 55', 'L_k·(L_k + 1)/2 + (L_q − L_k)·L_k = 5·6/2 + 2·5 = 25')
+    """
+    if lq == lk:
+        return f"L·(L + 1)/2 = {lq}·{lq + 1}/2 = {causal_pairs(lq, lk):,}"
+    if lq < lk:
+        return f"L_q·(L_q + 1)/2 = {lq}·{lq + 1}/2 = {causal_pairs(lq, lk):,}"
+    return f"L_k·(L_k + 1)/2 + (L_q − L_k)·L_k = {lk}·{lk + 1}/2 + {lq - lk}·{lk} = {causal_pairs(lq, lk):,}"
+
+
+def _causal_note(lq: int, lk: int, groups: int, dk: int, dv: int, macs: int) -> str:
+    """The layer's note on a causal mask: counted in full, and what only the unmasked scores would cost."""
+    full, kept = groups * lq * lk, groups * causal_pairs(lq, lk)
+    skipped = (full - kept) * (dk + dv)
+    total = f" ({macs - skipped:,} in all instead of {macs:,})" if macs != full * (dk + dv) else ""
+    return (f"causal mask: counted in full ({groups:,}·{lq}·{lk} = {full:,} scores), as the published formulas "
+            f"(Kaplan, Megatron, PaLM) and torch's FlopCounterMode count it; only {kept:,} are unmasked (query i "
+            f"sees keys 0..i, PyTorch's top-left alignment): QKᵀ + A·V on those alone would be {kept * (dk + dv):,} "
+            f"MACs instead of {full * (dk + dv):,}{total}, what a kernel that skips masked blocks (FlashAttention) "
+            f"does")
+
+
+def _explain_causal(c: Explanation, groups: int, groups_text: str, lq: int, lk: int, dk: int, dv: int) -> None:
+    kept = groups * causal_pairs(lq, lk)
+    c.add(f"causal: counted in full above; unmasked (query, key) pairs per head {_causal_pairs_text(lq, lk)}; "
+          f"QKᵀ + A·V on those alone = {groups_text}·pairs·(d_k + d_v) = {groups}·{causal_pairs(lq, lk)}·({dk} + "
+          f"{dv}) = {n(kept * (dk + dv))} MACs")
+
+
+# -------------------------------------------------------------------------------------- NumPy forward helpers
+
+def _project(x: Any, weight: Any, bias: Any, counter: Any) -> Any:
+    """``x @ weight.T + bias`` on the last dim (weight ``[out, in]``, PyTorch's layout), counting rows·in·out."""
+    rows = x.reshape(-1, x.shape[-1])
+    y = rows @ weight.T
+    counter.add(rows.shape[0] * weight.shape[1] * weight.shape[0])
+    if bias is not None:
+        y += bias
+    return y.reshape(*x.shape[:-1], weight.shape[0])
+
+
+def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any) -> Any:
+    """``softmax(scale·q·kᵀ (+ causal mask))·v`` over the last two dims, leading dims broadcast (a k/v head of
+    size 1 serves a group of query heads without a copy); counts the two products' multiply-adds."""
+    import numpy as np
+
+    scores = np.matmul(q, np.swapaxes(k, -1, -2))
+    counter.add(scores.size * q.shape[-1])
+    scores *= scale
+    if causal:
+        lq, lk = scores.shape[-2:]
+        np.copyto(scores, -np.inf, where=np.triu(np.ones((lq, lk), dtype=bool), 1))
+    # the softmax of kernels.softmax, in place: the scores are the largest array of the layer
+    scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    out = np.matmul(scores, v)
+    counter.add(scores.size * v.shape[-1])
+    return out
+
+
+def _heads(x: Any, kv_heads: int, group: int) -> Any:
+    """``[N, L, kv·group·d]`` → ``[N, kv, group, L, d]`` (contiguous, for the batched products)."""
+    import numpy as np
+
+    n_, length, features = x.shape
+    d = features // (kv_heads * group)
+    return np.ascontiguousarray(x.reshape(n_, length, kv_heads, group, d).transpose(0, 2, 3, 1, 4))
+
+
+# ------------------------------------------------------------------------------------------ multi-head attention
+
+#: how each projection's weight shape is made (PyTorch's [out, in]), for messages
+_WEIGHT_LAYOUTS = {"q": "[num_heads·head_dim, embed_dim]", "k": "[num_kv_heads·head_dim, kdim]",
+                   "v": "[num_kv_heads·value_dim, vdim]", "out": "[output_dim, num_heads·value_dim]"}
+
+@dataclass(frozen=True)
+class AttentionDims:
+    """The resolved sizes of one multi-head attention layer (``facts.geometry["attention"]``)."""
+    batch: int             # N
+    lq: int                # query positions
+    lk: int                # key (= value) positions of the inputs
+    extra: int             # keys appended after the projections: bias_k (add_bias_kv), a zero key (add_zero_attn)
+    embed: int             # E: query features
+    kdim: int
+    vdim: int
+    heads: int             # H: query heads
+    kv_heads: int
+    dk: int                # query/key head size
+    dv: int                # value head size
+    out: int               # output features
+    torch_layout: bool     # parameters of nn.MultiheadAttention (in_proj_bias, …); else separate q/k/v biases
+    packed: bool           # in_proj_weight [3E, E] (kdim = vdim = E); else q/k/v_proj_weight
+
+    @property
+    def keys(self) -> int:
+        """Key positions the queries attend to: the inputs' and the appended ones."""
+        return self.lk + self.extra
+
+    @property
+    def scores(self) -> int:
+        return self.batch * self.heads * self.lq * self.keys
+
+    def projections(self) -> list[tuple[str, int, int, int]]:
+        """(name, rows, in, out) of the four projections, in PyTorch's order."""
+        return [("q", self.batch * self.lq, self.embed, self.heads * self.dk),
+                ("k", self.batch * self.lk, self.kdim, self.kv_heads * self.dk),
+                ("v", self.batch * self.lk, self.vdim, self.kv_heads * self.dv),
+                ("out", self.batch * self.lq, self.heads * self.dv, self.out)]
+
+
+@register_layer
+class MultiHeadAttention(LayerBase):
+    """Multi-head attention with its four projections (``torch.nn.MultiheadAttention``, Keras ``MultiHeadAttention``
+    and ``GroupQueryAttention``); grouped-query and multi-query attention with ``num_kv_heads``.
+
+    One input: self-attention (query = key = value); two: query, then key = value; three: query, key, value
+    (PyTorch's order; Keras calls ``mha(query, value, key)``). Inputs ``[N, L, E]`` (``batch_first``, the default
+    here) or ``[L, N, E]``.
+
+    Parameters, in PyTorch's names and layouts (``[out, in]`` weights): with nn.MultiheadAttention's shapes
+    (kv = H, H·d_k = E, d_v = d_k, output E) exactly its ``state_dict`` — ``in_proj_weight`` ``[3E, E]`` (or
+    ``q_proj_weight``, ``k_proj_weight`` ``[E, kdim]``, ``v_proj_weight`` ``[E, vdim]`` when kdim or vdim differ
+    from E), ``in_proj_bias`` ``[3E]``, ``bias_k``, ``bias_v`` ``[1, 1, E]``, ``out_proj_weight``, ``out_proj_bias``
+    — except that ``out_proj.weight`` and ``out_proj.bias`` are spelled with ``_`` (weights are keyed
+    ``layer.param``, split at the last dot): :func:`torch_state_dict` renames them. Otherwise (grouped-query heads,
+    Keras' key_dim·heads ≠ E, value_dim, output_shape) each projection has its own weight and bias:
+    ``q_proj_weight`` ``[H·d_k, E]``, ``q_proj_bias``, ``k_proj_…`` ``[kv·d_k, kdim]``, ``v_proj_…``
+    ``[kv·d_v, vdim]``, ``out_proj_…`` ``[E_out, H·d_v]`` — Llama's ``q_proj.weight`` … (``o_proj`` → ``out_proj``).
+    Keras stores a projection's kernel as ``[in, heads, head_dim]``: ``kernel.reshape(in, -1).T`` is ours.
+    """
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[Optional[int]] = 3
+    type: Literal["multi_head_attention", "multihead_attention"] = "multi_head_attention"
+    embed_dim: Optional[PositiveInt] = Field(None, description="query features E: inferred from the query's last "
+                                                               "dim; an error if different")
+    num_heads: PositiveInt = Field(validation_alias=_alias("num_heads", "num_query_heads"),
+                                   description="query heads H")
+    num_kv_heads: Optional[PositiveInt] = Field(
+        None, validation_alias=_alias("num_kv_heads", "num_key_value_heads"),
+        description="key/value heads (grouped-query attention; 1: multi-query), dividing num_heads; default "
+                    "num_heads")
+    head_dim: Optional[PositiveInt] = Field(None, validation_alias=_alias("head_dim", "key_dim"),
+                                            description="size of each query/key head; default embed_dim / num_heads")
+    value_dim: Optional[PositiveInt] = Field(None, description="size of each value head; default head_dim")
+    kdim: Optional[PositiveInt] = Field(None, description="key features: inferred from the key input; an error if "
+                                                          "different")
+    vdim: Optional[PositiveInt] = Field(None, description="value features: inferred from the value input; an error "
+                                                          "if different")
+    output_dim: Optional[PositiveInt] = Field(None, validation_alias=_alias("output_dim", "output_shape"),
+                                              description="features of the output projection; default embed_dim")
+    bias: Bool = Field(True, validation_alias=_alias("bias", "use_bias"))
+    add_bias_kv: Bool = Field(False, description="append a learned key and value (bias_k, bias_v)")
+    add_zero_attn: Bool = Field(False, description="append a zero key and value")
+    dropout: Probability = Field(0.0, description="attention dropout: the identity at inference")
+    batch_first: Bool = Field(True, description="inputs and output [N, L, E]; off: [L, N, E] as PyTorch's default")
+    causal: Bool = Field(False, validation_alias=_alias("causal", "is_causal", "use_causal_mask"),
+                         description="causal mask (query i sees keys 0..i); counted in full, the notes give the "
+                                     "unmasked figure")
+
+    @model_validator(mode="after")
+    def _heads_and_mask(self):
+        kv = self.num_kv_heads
+        if kv is not None and self.num_heads % kv:
+            raise ValueError(f"num_kv_heads {kv} must divide num_heads {self.num_heads} (each key/value head "
+                             f"serves the same number of query heads)")
+        if self.causal and (self.add_bias_kv or self.add_zero_attn):
+            raise ValueError("causal with add_bias_kv or add_zero_attn is not supported (where the appended keys "
+                             "sit in a causal mask is not defined)")
+        return self
+
+    # ------------------------------------------------------------------------------------------------ the rule
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        shapes = [t.shape for t in inputs]
+        layout = "[N, L, E]" if self.batch_first else "[L, N, E] (batch_first=false)"
+        roles = ("query", "key", "value")
+        for role, s in zip(roles, shapes):
+            if len(s) != 3:
+                raise ctx.fail(f"needs 3-d inputs {layout}; the {role} is {len(s)}-d {fmt_shape(s)} (reshape "
+                               f"it to one sequence of feature vectors per example first)")
+        q_shape = shapes[0]
+        k_shape = shapes[1] if len(shapes) > 1 else q_shape
+        v_shape = shapes[2] if len(shapes) > 2 else k_shape
+        split = (lambda s: (s[0], s[1], s[2])) if self.batch_first else (lambda s: (s[1], s[0], s[2]))
+        (n_, lq, e), (nk, lk, kdim), (nv, lv, vdim) = split(q_shape), split(k_shape), split(v_shape)
+        if not n_ == nk == nv:
+            raise ctx.fail(f"the inputs' batch sizes differ: query {fmt_shape(q_shape)}, key {fmt_shape(k_shape)}, "
+                           f"value {fmt_shape(v_shape)} (layout {layout})")
+        if lk != lv:
+            raise ctx.fail(f"the key {fmt_shape(k_shape)} has {lk} positions and the value {fmt_shape(v_shape)} "
+                           f"{lv}: one value per key (layout {layout})")
+        own = " (one input: self-attention, so the key and value are the query)" if len(shapes) == 1 else ""
+        for field, declared, actual, role, s in (("embed_dim", self.embed_dim, e, "query", q_shape),
+                                                  ("kdim", self.kdim, kdim, "key", k_shape),
+                                                  ("vdim", self.vdim, vdim, "value", v_shape)):
+            if declared is not None and declared != actual:
+                raise ctx.fail(f"{field} is {declared} but the {role} {fmt_shape(s)} has {actual} features"
+                               + ("" if role == "query" else own))
+        heads = self.num_heads
+        kv = self.num_kv_heads or heads
+        if self.head_dim is None and e % heads:
+            raise ctx.fail(f"embed_dim {e} is not divisible by num_heads {heads} (nn.MultiheadAttention requires "
+                           f"it); give head_dim (Keras: key_dim) for heads of another size")
+        dk = self.head_dim or e // heads
+        dv = self.value_dim or dk
+        out = self.output_dim or e
+        torch_layout = kv == heads and heads * dk == e and dv == dk and out == e
+        dims = AttentionDims(batch=n_, lq=lq, lk=lk, extra=int(self.add_bias_kv) + int(self.add_zero_attn),
+                             embed=e, kdim=kdim, vdim=vdim, heads=heads, kv_heads=kv, dk=dk, dv=dv, out=out,
+                             torch_layout=torch_layout, packed=torch_layout and kdim == vdim == e)
+        projections = dims.projections()
+        params = sum(fin * fout + (fout if self.bias else 0) for _, _, fin, fout in projections)
+        if self.add_bias_kv:
+            params += kv * (dk + dv)
+        macs = sum(rows * fin * fout for _, rows, fin, fout in projections) + dims.scores * (dk + dv)
+        bias_adds = sum(rows * fout for _, rows, _, fout in projections) if self.bias else 0
+        flops = 2 * macs + bias_adds + (SCALE_FLOPS + SOFTMAX_FLOPS) * dims.scores
+        notes = []
+        if not self.batch_first:
+            notes.append(f"batch_first=false: reads {fmt_shape(q_shape)} as [L, N, E]: {lq:,} position(s) of "
+                         f"{n_:,} sequence(s); a network's own input is [batch, ...]: its batch dim is the "
+                         f"sequence dim here")
+        if self.causal:
+            notes.append(_causal_note(lq, dims.keys, n_ * heads, dk, dv, macs))
+        output = (n_, lq, out) if self.batch_first else (lq, n_, out)
+        return Facts(output_shape=output, params=params, macs=macs, flops=flops, notes=notes,
+                     geometry={"attention": dims})
+
+    def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
+        d: AttentionDims = step.facts.geometry["attention"]
+        specs: dict[str, ParamSpec] = {}
+        # nn.MultiheadAttention initializes its weights with Xavier's uniform and its biases with zeros; here the
+        # weights are U(±1/√in) as for every other layer
+        if d.packed:
+            specs["in_proj_weight"] = ParamSpec((3 * d.embed, d.embed), "[3·embed_dim, embed_dim]", "uniform", d.embed)
+        else:
+            for name, _, fin, fout in d.projections()[:3]:
+                layout = _WEIGHT_LAYOUTS[name]
+                specs[f"{name}_proj_weight"] = ParamSpec((fout, fin), layout, "uniform", fin)
+                if self.bias and not d.torch_layout:
+                    specs[f"{name}_proj_bias"] = ParamSpec((fout,), layout.split(",")[0] + "]")
+        if self.bias and d.torch_layout:
+            specs["in_proj_bias"] = ParamSpec((3 * d.embed,), "[3·embed_dim]")
+        if self.add_bias_kv:
+            specs["bias_k"] = ParamSpec((1, 1, d.kv_heads * d.dk), "[1, 1, num_kv_heads·head_dim]", "uniform",
+                                        d.kv_heads * d.dk)
+            specs["bias_v"] = ParamSpec((1, 1, d.kv_heads * d.dv), "[1, 1, num_kv_heads·value_dim]", "uniform",
+                                        d.kv_heads * d.dv)
+        specs["out_proj_weight"] = ParamSpec((d.out, d.heads * d.dv), _WEIGHT_LAYOUTS["out"], "uniform", d.heads * d.dv)
+        if self.bias:
+            specs["out_proj_bias"] = ParamSpec((d.out,), "[output_dim]")
+        return specs
+
+    # ----------------------------------------------------------------------------------------------- forward
+
+    def forward(self, step: Any, xs: list, params: dict, env: Any) -> Any:
+        import numpy as np
+
+        d: AttentionDims = step.facts.geometry["attention"]
+        query, key, value = xs[0], xs[min(1, len(xs) - 1)], xs[-1]
+        if not self.batch_first:                                      # [L, N, E] → [N, L, E] (views)
+            query, key, value = (a.transpose(1, 0, 2) for a in (query, key, value))
+        if d.packed:
+            w = params["in_proj_weight"]
+            weights = [w[:d.embed], w[d.embed:2 * d.embed], w[2 * d.embed:]]
+        else:
+            weights = [params[f"{name}_proj_weight"] for name in "qkv"]
+        if not self.bias:
+            biases: list[Any] = [None] * 3
+        elif d.torch_layout:
+            b = params["in_proj_bias"]
+            biases = [b[:d.embed], b[d.embed:2 * d.embed], b[2 * d.embed:]]
+        else:
+            biases = [params[f"{name}_proj_bias"] for name in "qkv"]
+        q, k, v = (_project(x, w, b, env.counter) for x, w, b in zip((query, key, value), weights, biases))
+        if self.add_bias_kv:
+            k = np.concatenate([k, np.broadcast_to(params["bias_k"], (d.batch, 1, k.shape[-1]))], axis=1)
+            v = np.concatenate([v, np.broadcast_to(params["bias_v"], (d.batch, 1, v.shape[-1]))], axis=1)
+        if self.add_zero_attn:
+            k = np.concatenate([k, np.zeros((d.batch, 1, k.shape[-1]), k.dtype)], axis=1)
+            v = np.concatenate([v, np.zeros((d.batch, 1, v.shape[-1]), v.dtype)], axis=1)
+        group = d.heads // d.kv_heads                                 # query heads per key/value head
+        o = attend(_heads(q, d.kv_heads, group), _heads(k, d.kv_heads, 1), _heads(v, d.kv_heads, 1),
+                   1.0 / math.sqrt(d.dk), self.causal, env.counter)     # [N, kv, group, L_q, d_v]
+        o = o.transpose(0, 3, 1, 2, 4).reshape(d.batch, d.lq, d.heads * d.dv)
+        y = _project(o, params["out_proj_weight"], params.get("out_proj_bias"), env.counter)
+        return y if self.batch_first else y.transpose(1, 0, 2)
+
+    def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        d: AttentionDims = step.facts.geometry["attention"]
+        q = d.batch * d.lq * d.heads * d.dk
+        kv = d.batch * d.keys * d.kv_heads * (d.dk + d.dv)
+        copies = 0 if self.batch_first else sum(numel(s) for s in step.input_shapes)   # rows of transposed inputs
+        appended = d.batch * d.lk * d.kv_heads * (d.dk + d.dv) if d.extra else 0       # k, v before the concat
+        scores = d.scores + 2 * d.batch * d.heads * d.lq                               # and their max and sum
+        heads_out = 2 * d.batch * d.heads * d.lq * d.dv                                # A·V and its transpose
+        elements = copies + 2 * (q + kv) + appended + scores + heads_out               # projections, head copies
+        mask = d.lq * d.keys if self.causal else 0
+        return elements * itemsize + mask + (0 if weights_given else step.facts.params * itemsize), 0
+
+    # ------------------------------------------------------------------------------------------------ explain
+
+    def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
+                channels_last: bool) -> None:
+        d: AttentionDims = facts.geometry["attention"]
+        shapes = [list(s) for s in input_shapes]
+        layout = "[N, L, E]" if self.batch_first else "[L, N, E]"
+        if len(shapes) == 1:
+            c.add(f"self-attention: query = key = value {shapes[0]} {layout} → {list(facts.output_shape)}")
+        else:
+            names = ("query", "key = value") if len(shapes) == 2 else ("query", "key", "value")
+            c.add("cross-attention: " + ", ".join(f"{r} {s}" for r, s in zip(names, shapes))
+                  + f" {layout} → {list(facts.output_shape)}")
+        group = d.heads // d.kv_heads
+        head_text = (f"head_dim = embed_dim / num_heads = {d.embed} / {d.heads} = {d.dk}" if self.head_dim is None
+                     else f"head_dim {d.dk}")
+        c.add(f"{d.heads} query heads, {head_text}" + (f", value heads of {d.dv}" if d.dv != d.dk else "")
+              + ("" if group == 1 else f"; {d.kv_heads} key/value head{'s' if d.kv_heads > 1 else ''} "
+                 f"({'multi-query' if d.kv_heads == 1 else 'grouped-query'}: each serves {group} query heads)"))
+        self._explain_params(c, d, facts.params)
+        projections = d.projections()
+        parts = []
+        for name, rows, fin, fout in projections:
+            positions = ("L_q", d.lq) if name in ("q", "out") else ("L_k", d.lk)
+            c.add(f"  {name} projection: N·{positions[0]}·in·out = {d.batch}·{positions[1]}·{fin}·{fout} = "
+                  f"{n(rows * fin * fout)}")
+            parts.append(rows * fin * fout)
+        keys = f"({d.lk} + {d.extra})" if d.extra else f"{d.lk}"
+        scores = f"{d.batch}·{d.heads}·{d.lq}·{keys}"
+        c.add(f"  QKᵀ: N·H·L_q·L_k·d_k = {scores}·{d.dk} = {n(d.scores * d.dk)}")
+        c.add(f"  A·V: N·H·L_q·L_k·d_v = {scores}·{d.dv} = {n(d.scores * d.dv)}")
+        parts += [d.scores * d.dk, d.scores * d.dv]
+        c.result("MACs", "q + k + v + out projections + QKᵀ + A·V = " + " + ".join(n(p) for p in parts), sum(parts),
+                 facts.macs)
+        adds = sum(rows * fout for _, rows, _, fout in projections) if self.bias else 0
+        c.result("FLOPs", f"2·MACs + bias adds + scaling (1 per score) + softmax ({SOFTMAX_FLOPS} per score) = "
+                 f"2·{n(sum(parts))} + {n(adds)} + {n(d.scores)} + {SOFTMAX_FLOPS}·{n(d.scores)}",
+                 2 * sum(parts) + adds + (SCALE_FLOPS + SOFTMAX_FLOPS) * d.scores, facts.flops)
+        c.add(f"torch.utils.flop_counter counts 2·MACs = {n(2 * facts.macs)} (nn.MultiheadAttention's math path; "
+              f"its CPU fast path, in eval mode without gradients, shows 0)")
+        if self.causal:
+            _explain_causal(c, d.batch * d.heads, "N·H", d.lq, d.keys, d.dk, d.dv)
+        cache = d.batch * d.keys * d.kv_heads * (d.dk + d.dv)
+        c.add(f"KV cache (keys and values kept for generation): N·L_k·kv_heads·(d_k + d_v) = {d.batch}·{d.keys}·"
+              f"{d.kv_heads}·({d.dk} + {d.dv}) = {n(cache)} elements")
+
+    def _explain_params(self, c: Explanation, d: AttentionDims, reported: int) -> None:
+        if d.packed:
+            # nn.MultiheadAttention(d, h): in_proj 3·d² (+ 3·d), out_proj d² (+ d), bias_k and bias_v d each
+            terms = ["4·d²"] + (["4·d"] if self.bias else []) + (["2·d"] if self.add_bias_kv else [])
+            e = d.embed
+            values = [f"4·{e}²"] + ([f"4·{e}"] if self.bias else []) + ([f"2·{e}"] if self.add_bias_kv else [])
+            total = 4 * e * e + (4 * e if self.bias else 0) + (2 * e if self.add_bias_kv else 0)
+            c.result("params", " + ".join(terms) + " = " + " + ".join(values), total, reported)
+            c.add(f"  d = embed_dim = {e}: in_proj (q, k, v) 3·d²" + (" + 3·d" if self.bias else "")
+                  + ", out_proj d²" + (" + d" if self.bias else "") + (", bias_k and bias_v d each"
+                                                                       if self.add_bias_kv else ""))
+            return
+        terms, values, total = [], [], 0
+        for name, _, fin, fout in d.projections():
+            terms.append(f"{name} (in·out{' + out' if self.bias else ''})")
+            values.append(f"{fin}·{fout}" + (f" + {fout}" if self.bias else ""))
+            total += fin * fout + (fout if self.bias else 0)
+        if self.add_bias_kv:
+            terms.append("bias_k, bias_v (kv·d_k + kv·d_v)")
+            values.append(f"{d.kv_heads}·{d.dk} + {d.kv_heads}·{d.dv}")
+            total += d.kv_heads * (d.dk + d.dv)
+        c.result("params", " + ".join(terms) + " = " + " + ".join(values), total, reported)
+
+
+def torch_state_dict(state_dict: Any) -> dict[str, Any]:
+    """A PyTorch ``nn.MultiheadAttention`` (or Llama attention) ``state_dict`` → this layer's parameters:
+    ``out_proj.weight`` → ``out_proj_weight`` (and ``o_proj.`` → ``out_proj_``, ``q_proj.weight`` →
+    ``q_proj_weight`` …), values as NumPy arrays; every other key is PyTorch's own.
+
+    >>> sorted(torch_state_dict({"in_proj_weight": [[1.0]], "out_proj.weight": [[2.0]], "o_proj.bias": [3.0]}))
+    ['in_proj_weight', 'out_proj_bias', 'out_proj_weight']
+    """
+    import numpy as np
+
+    renamed = {}
+    for key, value in state_dict.items():
+        name = str(key).replace("o_proj.", "out_proj.") if str(key).startswith("o_proj.") else str(key)
+        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        renamed[name.replace(".", "_")] = array
+    return renamed
+
+
+# ------------------------------------------------------------------------------------ scaled dot-product attention
+
+@dataclass(frozen=True)
+class SdpaDims:
+    """The resolved sizes of one scaled dot-product attention (``facts.geometry["sdpa"]``)."""
+    groups: int            # products of the leading dims of the query: batch · heads (· …)
+    lq: int
+    lk: int
+    e: int                 # query/key features
+    ev: int                # value features
+    kv_heads: int          # key/value heads on dim −3 (enable_gqa), else the query's
+    group: int             # query heads per key/value head (1 without grouping)
+    scale: float
+
+    @property
+    def scores(self) -> int:
+        return self.groups * self.lq * self.lk
+
+
+@register_layer
+class ScaledDotProductAttention(LayerBase):
+    """``F.scaled_dot_product_attention(q, k, v)``: three inputs q ``[N, ..., L_q, E]``, k ``[N, ..., L_k, E]``,
+    v ``[N, ..., L_k, E_v]`` → ``[N, ..., L_q, E_v]``; no parameters. ``enable_gqa``: the key/value heads (dim −3)
+    may be fewer than the query's, each serving a group of query heads."""
+    min_inputs: ClassVar[int] = 3
+    max_inputs: ClassVar[Optional[int]] = 3
+    type: Literal["scaled_dot_product_attention"] = "scaled_dot_product_attention"
+    is_causal: Bool = Field(False, validation_alias=_alias("is_causal", "causal"),
+                            description="causal mask (query i sees keys 0..i); counted in full, the notes give the "
+                                        "unmasked figure")
+    scale: Optional[Float] = Field(None, description="multiplies q·kᵀ; default 1/√E")
+    enable_gqa: Bool = Field(False, description="grouped-query attention: fewer key/value heads (dim −3) than query "
+                                                "heads")
+    dropout_p: Probability = Field(0.0, validation_alias=_alias("dropout_p", "dropout"),
+                                   description="attention dropout: the identity at inference")
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        q, k, v = (t.shape for t in inputs)
+        for role, s in (("query", q), ("key", k), ("value", v)):
+            if len(s) < 3:
+                raise ctx.fail(f"needs inputs [N, ..., L, E] of at least 3 dims; the {role} is {fmt_shape(s)}")
+        if not len(q) == len(k) == len(v):
+            raise ctx.fail(f"query {fmt_shape(q)}, key {fmt_shape(k)} and value {fmt_shape(v)} must have the same "
+                           f"number of dims")
+        if k[-1] != q[-1]:
+            raise ctx.fail(f"the key {fmt_shape(k)} has {k[-1]} features and the query {fmt_shape(q)} {q[-1]}: "
+                           f"q·kᵀ needs the same")
+        if v[-2] != k[-2]:
+            raise ctx.fail(f"the value {fmt_shape(v)} has {v[-2]} positions and the key {fmt_shape(k)} {k[-2]}: "
+                           f"one value per key")
+        group = 1
+        if k[:-2] != q[:-2] or v[:-2] != k[:-2]:
+            heads, kv = q[-3], k[-3]
+            same_rest = q[:-3] == k[:-3] == v[:-3] and v[-3] == kv
+            if not (self.enable_gqa and len(q) >= 4 and same_rest and heads % kv == 0):
+                why = (" (with enable_gqa the key/value heads on dim −3 must divide the query's, every other "
+                       "leading dim equal)" if self.enable_gqa else
+                       "; fewer key/value heads than query heads (dim −3) need enable_gqa")
+                raise ctx.fail(f"the leading dims of query {fmt_shape(q)}, key {fmt_shape(k)} and value "
+                               f"{fmt_shape(v)} must match{why}")
+            group = heads // kv
+        dims = SdpaDims(groups=numel(q[:-2]), lq=q[-2], lk=k[-2], e=q[-1], ev=v[-1],
+                        kv_heads=k[-3] if len(k) >= 4 else 1, group=group,
+                        scale=1.0 / math.sqrt(q[-1]) if self.scale is None else self.scale)
+        macs = dims.scores * (dims.e + dims.ev)
+        notes = [_causal_note(dims.lq, dims.lk, dims.groups, dims.e, dims.ev, macs)] if self.is_causal else []
+        return Facts(output_shape=(*q[:-1], dims.ev), macs=macs,
+                     flops=2 * macs + (SCALE_FLOPS + SOFTMAX_FLOPS) * dims.scores, notes=notes,
+                     geometry={"sdpa": dims})
+
+    def forward(self, step: Any, xs: list, params: dict, env: Any) -> Any:
+        d: SdpaDims = step.facts.geometry["sdpa"]
+        q, k, v = xs
+        if d.group > 1:                        # [..., kv·group, L, E] → [..., kv, group, L, E]; k, v [..., kv, 1, L, E]
+            q = q.reshape(*q.shape[:-3], d.kv_heads, d.group, *q.shape[-2:])
+            k, v = (a.reshape(*a.shape[:-3], d.kv_heads, 1, *a.shape[-2:]) for a in (k, v))
+        out = attend(q, k, v, d.scale, self.is_causal, env.counter)
+        return out.reshape(step.facts.output_shape)
+
+    def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        d: SdpaDims = step.facts.geometry["sdpa"]
+        # the scores with their max and sum, and copies of inputs that are not contiguous (reshaped or multiplied)
+        elements = d.scores + 2 * d.groups * d.lq + sum(numel(s) for s in step.input_shapes)
+        return elements * itemsize + (d.lq * d.lk if self.is_causal else 0), 0
+
+    def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
+                channels_last: bool) -> None:
+        d: SdpaDims = facts.geometry["sdpa"]
+        q, k, v = (list(s) for s in input_shapes)
+        c.add(f"query {q}, key {k}, value {v} → {list(facts.output_shape)}; params 0")
+        lead = prod_text(q[:-2])
+        c.add(f"B = query's leading dims {lead} = {d.groups} (batch · heads)"
+              + (f"; {d.kv_heads} key/value heads, each serving {d.group} query heads (enable_gqa)"
+                 if d.group > 1 else "")
+              + f"; scale {'1/√E = 1/√' + str(d.e) if self.scale is None else self.scale} = {d.scale:.6g}")
+        c.result("MACs", f"QKᵀ + A·V = B·L_q·L_k·E + B·L_q·L_k·E_v = {d.groups}·{d.lq}·{d.lk}·{d.e} + "
+                 f"{d.groups}·{d.lq}·{d.lk}·{d.ev}", d.scores * (d.e + d.ev), facts.macs)
+        macs = d.scores * (d.e + d.ev)
+        c.result("FLOPs", f"2·MACs + scaling (1 per score) + softmax ({SOFTMAX_FLOPS} per score) = 2·{n(macs)} + "
+                 f"{n(d.scores)} + {SOFTMAX_FLOPS}·{n(d.scores)}",
+                 2 * macs + (SCALE_FLOPS + SOFTMAX_FLOPS) * d.scores, facts.flops)
+        c.add(f"torch.utils.flop_counter's SDPA formula: 2·b·h·s_q·s_k·(d + d_v) = 2·MACs = {n(2 * macs)} (on CPU "
+              f"it counts F.scaled_dot_product_attention as 0)")
+        if self.is_causal:
+            _explain_causal(c, d.groups, "B", d.lq, d.lk, d.e, d.ev)
+
+
+# ------------------------------------------------------------------------------------------------------- matmul
+
+@register_layer
+class MatMul(LayerBase):
+    """``torch.matmul(a, b)`` of two inputs ``[N, ..., n, k]`` @ ``[N, ..., k, m]`` → ``[N, ..., n, m]``, the
+    leading (batch) dims broadcast. Both inputs have the same rank, at least 3 (the batch first)."""
+    min_inputs: ClassVar[int] = 2
+    max_inputs: ClassVar[Optional[int]] = 2
+    type: Literal["matmul"] = "matmul"
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        a, b = (t.shape for t in inputs)
+        if len(a) < 3 or len(b) < 3:
+            raise ctx.fail(f"needs inputs of at least 3 dims [N, ..., rows, cols], got {fmt_shape(a)} @ "
+                           f"{fmt_shape(b)}: as a 1-d or 2-d operand of torch.matmul, the batch dim would be a "
+                           f"row, column or contracted dim of the product; reshape to [N, ..., rows, cols] first")
+        if len(a) != len(b):
+            raise ctx.fail(f"cannot matmul inputs of different rank, {fmt_shape(a)} @ {fmt_shape(b)}: torch.matmul "
+                           f"would line up the batch dim of one with another dim of the other; give both the same "
+                           f"rank (a dim of size 1 broadcasts)")
+        if a[-1] != b[-2]:
+            raise ctx.fail(f"cannot matmul {fmt_shape(a)} @ {fmt_shape(b)}: the first's columns ({a[-1]}) must equal "
+                           f"the second's rows ({b[-2]})")
+        batch = broadcast_shapes([a[:-2], b[:-2]])
+        if batch is None:
+            raise ctx.fail(f"cannot matmul {fmt_shape(a)} @ {fmt_shape(b)}: the leading dims {fmt_shape(a[:-2])} and "
+                           f"{fmt_shape(b[:-2])} must match or be 1")
+        macs = numel(batch) * a[-2] * a[-1] * b[-1]
+        return Facts(output_shape=(*batch, a[-2], b[-1]), macs=macs, flops=2 * macs)
+
+    def forward(self, step: Any, xs: list, params: dict, env: Any) -> Any:
+        import numpy as np
+
+        out = np.matmul(xs[0], xs[1])
+        env.counter.add(numel(out.shape) * xs[0].shape[-1])
+        return out
+
+    def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        return sum(numel(s) for s in step.input_shapes) * itemsize, 0     # copies of strided inputs, at most
+
+    def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
+                channels_last: bool) -> None:
+        a, b = (list(s) for s in input_shapes)
+        out = list(facts.output_shape)
+        batch = out[:-2]
+        c.add(f"{a} @ {b} → {out}: leading dims {a[:-2]} and {b[:-2]} broadcast to {batch}; params 0")
+        macs = math.prod(batch) * a[-2] * a[-1] * b[-1]
+        c.result("MACs", f"prod(batch)·n·k·m = {prod_text(batch)}·{a[-2]}·{a[-1]}·{b[-1]}", macs, facts.macs)
+        c.result("FLOPs", f"2·MACs = 2·{n(macs)}", 2 * macs, facts.flops)

@@ -1,0 +1,556 @@
+"""Recurrent layers: ``lstm``, ``gru`` and ``rnn`` (Keras: ``simple_rnn``), as ``torch.nn.LSTM`` / ``GRU`` / ``RNN``
+compute them at inference, stacked ``num_layers`` deep and optionally bidirectional.
+
+Shapes: the input is ``[N, L, F]`` (``batch_first: true``, layercalc's default: shapes are batch-first) or
+``[L, N, F]`` (``batch_first: false``, PyTorch's default). The output is PyTorch's ``output``, ``[N, L, D·H_out]``
+(or ``[L, N, D·H_out]``) with ``return_sequences: true`` (the default), or the last layer's final hidden state
+``h_n``, ``[N, D·H_out]``, with ``return_sequences: false``; D = 2 when bidirectional, H_out = ``proj_size`` (LSTM)
+or ``hidden_size``.
+
+Two conventions for the biases, chosen by ``convention``: ``pytorch`` (default) has two bias vectors per layer and
+direction, ``bias_ih`` and ``bias_hh``; ``keras`` has one, except Keras' GRU with ``reset_after: true`` (its default),
+which has two like PyTorch. With g gates (LSTM 4, GRU 3, RNN 1), input i and hidden h, per layer and direction:
+params = g·(h·i + h·r) + bias terms (+ p·h, LSTM's projection ``weight_hr``), r = p or h the recurrent input;
+MACs = N·L·(g·h·(i + r) + p·h); FLOPs = 2·MACs + bias adds + element-wise operations per hidden unit and step
+(:data:`ELEMENT_FLOPS`). Every count is written out in docs/conventions.md ("Recurrent layers").
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from ..explain import Explanation, n
+from ..rules import Context, Facts, Tensor, check_declared, fmt_shape
+from .base import (
+    Bool,
+    LayerBase,
+    NonNegativeInt,
+    ParamSpec,
+    PositiveInt,
+    Probability,
+    _alias,
+    _lower_string,
+    register_layer,
+)
+
+__all__ = ['LSTM', 'GRU', 'RNN']
+
+#: element-wise FLOPs per hidden unit and time step, beyond the matrix products and bias adds (layercalc's
+#: activation table: sigmoid 3 — exp, add, divide —, tanh 1, relu 1):
+#: - lstm: 3 sigmoids (i, f, o) 9 + tanh (g) 1 + c = f·c + i·g 3 + h = o·tanh(c) 2 = 15
+#: - gru: 2 sigmoids (r, z) 6 + n = tanh(x-part + r·(h-part)) 3 (multiply, add, tanh) + h = n + z·(h − n) 3 = 12;
+#:   Keras' reset_after=false: n = tanh(W_in·x + W_hn·(r·h) + b) 2 (the multiply r·h, tanh) → 11
+#: - rnn: the nonlinearity (tanh or relu) 1
+ELEMENT_FLOPS = {"lstm": 15, "gru": 12, "gru_reset_before": 11, "rnn": 1}
+
+_PYTORCH, _KERAS = "pytorch", "keras"
+
+#: the most layer-directions the executor runs (analysis has no limit: its counts are closed-form in num_layers)
+MAX_RUN_LAYERS = 100_000
+
+
+class _Recurrent(LayerBase):
+    """Shared fields, rule, parameters, forward step and explanation of the three recurrent types."""
+    #: gates per hidden unit (LSTM 4: i, f, g, o; GRU 3: r, z, n; RNN 1)
+    gates: ClassVar[int] = 1
+    #: the gate names, in PyTorch's row order of weight_ih / weight_hh
+    gate_names: ClassVar[str] = "h"
+
+    input_size: Optional[PositiveInt] = Field(
+        None, description="features per time step; inferred from the input (its last dim), an error if different")
+    hidden_size: PositiveInt = Field(validation_alias=_alias("hidden_size", "units"),
+                                     description="features of the hidden state h (Keras: units)")
+    num_layers: PositiveInt = Field(1, description="stacked recurrent layers, each reading the previous one's "
+                                                   "output sequence")
+    bias: Bool = Field(True, validation_alias=_alias("bias", "use_bias"),
+                       description="bias vectors (two per layer and direction in the pytorch convention, one in "
+                                   "keras')")
+    batch_first: Bool = Field(True, description="input and output [N, L, F]; off: [L, N, F] as PyTorch's default "
+                                                "(layercalc's default is on: its shapes are batch-first)")
+    dropout: Probability = Field(0.0, description="dropout between stacked layers: identity at inference, no "
+                                                  "effect on any figure")
+    bidirectional: Bool = Field(False, description="a second, reversed pass per layer; outputs concatenated "
+                                                   "(D = 2)")
+    return_sequences: Bool = Field(True, description="on: PyTorch's output, every step of the last layer "
+                                                     "[N, L, D·H]; off: the last layer's final hidden state h_n "
+                                                     "[N, D·H]")
+    convention: Literal["pytorch", "keras"] = Field(
+        "pytorch", description="bias count: pytorch (bias_ih and bias_hh) or keras (one bias vector; GRU with "
+                              "reset_after has two)")
+
+    _lower_convention = field_validator("convention", mode="before")(classmethod(lambda cls, v: _lower_string(v)))
+
+    # ------------------------------------------------------------------------------------------ per-type hooks
+
+    @property
+    def kind(self) -> str:
+        return self.type_name
+
+    def proj(self) -> int:
+        """The projection size p (LSTM's proj_size; 0: none)."""
+        return 0
+
+    def bias_vectors(self) -> int:
+        """Bias vectors of g·h values per layer and direction."""
+        if not self.bias:
+            return 0
+        return 2 if self.convention == _PYTORCH else 1
+
+    def element_flops(self) -> int:
+        return ELEMENT_FLOPS[self.kind]
+
+    def element_text(self) -> str:
+        return "the nonlinearity 1"
+
+    def convention_text(self) -> str:
+        if self.convention == _PYTORCH:
+            return "pytorch convention: two bias vectors per layer and direction (bias_ih, bias_hh)" if self.bias \
+                else "pytorch convention, bias=False: no bias vectors"
+        return "keras convention: one bias vector per layer and direction" if self.bias \
+            else "keras convention, use_bias=False: no bias vector"
+
+    # -------------------------------------------------------------------------------------------------- rule
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def out_size(self) -> int:
+        """H_out: what each direction outputs per step (the projection size, or the hidden size)."""
+        return self.proj() or self.hidden_size
+
+    def layer_inputs(self, features: int) -> list[tuple[int, int]]:
+        """(input size, how many layers read it): the features for layer 0, D·H_out for the layers after it —
+        two kinds of layer at most, so every count is closed-form in num_layers."""
+        later = [(self.directions * self.out_size, self.num_layers - 1)] if self.num_layers > 1 else []
+        return [(features, 1), *later]
+
+    def total(self, per_layer: Any, features: int) -> int:
+        """Σ over layers of ``per_layer(input size)``."""
+        return sum(count * per_layer(i) for i, count in self.layer_inputs(features))
+
+    def direction_params(self, i: int) -> int:
+        """Params of one layer and direction with input size ``i``."""
+        g, h, p = self.gates, self.hidden_size, self.proj()
+        return g * (h * i + h * (p or h)) + self.bias_vectors() * g * h + p * h
+
+    def step_macs(self, i: int) -> int:
+        """Multiply-adds of one layer and direction per example and time step."""
+        g, h, p = self.gates, self.hidden_size, self.proj()
+        return g * h * (i + (p or h)) + p * h
+
+    def step_element_flops(self) -> int:
+        """Bias adds and element-wise FLOPs of one layer and direction per example and time step."""
+        return (self.bias_vectors() * self.gates + self.element_flops()) * self.hidden_size
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        if len(x.shape) != 3:
+            want = "[N, L, features]" if self.batch_first else "[L, N, features] (batch_first=False)"
+            raise ctx.fail(f"needs a 3-d input {want}, got {len(x.shape)}-d {fmt_shape(x.shape)}")
+        batch, length = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
+        features = x.shape[2]
+        check_declared(self.input_size, features, "input_size", x, ctx)
+        d, h_out = self.directions, self.out_size
+        params = d * self.total(self.direction_params, features)
+        macs = batch * length * d * self.total(self.step_macs, features)
+        flops = 2 * macs + batch * length * d * self.num_layers * self.step_element_flops()
+        shape: tuple[int, ...]
+        if self.return_sequences:
+            shape = (batch, length, d * h_out) if self.batch_first else (length, batch, d * h_out)
+        else:
+            shape = (batch, d * h_out)
+        return Facts(output_shape=shape, params=params, macs=macs, flops=flops,
+                     notes=self.notes(x.shape, batch, length, features, params),
+                     geometry={"batch": batch, "length": length, "input_size": features,
+                               "layer_inputs": [i for i, _ in self.layer_inputs(features)]})
+
+    def other_convention_params(self, features: int) -> Optional[int]:
+        """The params the other convention counts (None where it has no such layer: Keras' GRU without
+        reset_after in PyTorch)."""
+        from ..errors import LayerCalcError
+        try:
+            other = self.replace(convention=_KERAS if self.convention == _PYTORCH else _PYTORCH)
+        except LayerCalcError:
+            return None
+        return other.directions * other.total(other.direction_params, features)
+
+    def notes(self, shape: tuple[int, ...], batch: int, length: int, features: int, params: int) -> list[str]:
+        notes = [f"{self.convention_text()}: params {params:,}" + self.other_convention_note(features, params)]
+        if not self.batch_first:
+            notes.append(f"batch_first=False: reads {fmt_shape(shape)} as [L, N, F]: {length:,} time step(s) of a "
+                         f"batch of {batch:,} (the network's batch dim is the sequence dim here)")
+        d = self.directions
+        if not self.return_sequences:
+            last = ("the forward pass's state after the last step and the backward pass's after the first step "
+                    "(it reads the sequence backwards), concatenated" if d == 2 else "its state after the last step")
+            notes.append(f"return_sequences=False: returns the last layer's final hidden state h_n, {last} "
+                         f"(PyTorch's {'torch.cat(list(h_n[-2:]), 1)' if d == 2 else 'h_n[-1]'}; Keras' output with "
+                         f"return_sequences=False)")
+        if self.dropout:
+            notes.append(f"dropout {self.dropout} between layers: identity at inference"
+                         + (" (and PyTorch warns that it has no effect with num_layers=1)"
+                            if self.num_layers == 1 else ""))
+        return notes
+
+    def other_convention_note(self, features: int, params: int) -> str:
+        if not self.bias or self.proj():
+            return ""
+        other = self.other_convention_params(features)
+        if other is None:
+            return " (PyTorch has no such layer: torch.nn.GRU applies the reset gate after the recurrent product)"
+        name = _KERAS if self.convention == _PYTORCH else _PYTORCH
+        if other == params:
+            return f" (the {name} convention counts the same here)"
+        return f" (the {name} convention, convention: {name}, counts {other:,})"
+
+    # ------------------------------------------------------------------------------------------- parameters
+
+    def param_names(self, layer: int, suffix: str) -> dict[str, str]:
+        """Parameter name → layout of one layer and direction, in PyTorch's order."""
+        g, p = self.gates, self.proj()
+        gh = f"[{g}·hidden_size]" if g > 1 else "[hidden_size]"
+        i_text = "input_size" if layer == 0 else f"{self.directions}·{'proj_size' if p else 'hidden_size'}" \
+            if self.directions == 2 else ("proj_size" if p else "hidden_size")
+        names = {f"weight_ih_l{layer}{suffix}": f"{gh[:-1]}, {i_text}]",
+                 f"weight_hh_l{layer}{suffix}": f"{gh[:-1]}, {'proj_size' if p else 'hidden_size'}]"}
+        if self.bias_vectors() == 2:
+            names[f"bias_ih_l{layer}{suffix}"] = gh
+            names[f"bias_hh_l{layer}{suffix}"] = gh
+        elif self.bias_vectors() == 1:
+            names[f"bias_l{layer}{suffix}"] = gh + " (keras convention: one bias vector)"
+        if p:
+            names[f"weight_hr_l{layer}{suffix}"] = "[proj_size, hidden_size]"
+        return names
+
+    def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
+        g, h, p = self.gates, self.hidden_size, self.proj()
+        specs = {}
+        sizes = step.facts.geometry["layer_inputs"]
+        if self.num_layers * self.directions > MAX_RUN_LAYERS:
+            from ..errors import ResourceError
+            raise ResourceError(f"{self.type_name}: {self.num_layers:,} layers × {self.directions} direction(s): the "
+                                f"executor runs at most {MAX_RUN_LAYERS:,} (each is a loop over time steps with its "
+                                f"own weights); analysis (summary, the calculator) has no such limit")
+        for layer in range(self.num_layers):
+            i = sizes[min(layer, 1)]
+            for suffix in ("", "_reverse")[:self.directions]:
+                for name, layout in self.param_names(layer, suffix).items():
+                    if name.startswith("weight_ih"):
+                        shape: tuple[int, ...] = (g * h, i)
+                    elif name.startswith("weight_hh"):
+                        shape = (g * h, p or h)
+                    elif name.startswith("weight_hr"):
+                        shape = (p, h)
+                    else:
+                        shape = (g * h,)
+                    # PyTorch's reset_parameters: every weight and bias U(±1/√hidden_size)
+                    specs[name] = ParamSpec(shape, layout, "uniform", h)
+        return specs
+
+    # ----------------------------------------------------------------------------------------- forward step
+
+    def forward(self, step: Any, xs: list, params: dict, env: Any) -> Any:
+        import numpy as np
+
+        x = xs[0] if self.batch_first else xs[0].transpose(1, 0, 2)      # [N, L, F] (a view)
+        batch, length, _ = x.shape
+        layer_input = x
+        finals: list[Any] = []
+        for layer in range(self.num_layers):
+            outputs, finals = [], []
+            for direction, suffix in enumerate(("", "_reverse")[:self.directions]):
+                out = self.run_direction(layer_input, params, layer, suffix, direction == 1, env)
+                outputs.append(out)
+                finals.append(out[:, 0] if direction == 1 else out[:, length - 1])
+            layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=-1)
+            del outputs
+        if not self.return_sequences:
+            return finals[0].copy() if len(finals) == 1 else np.concatenate(finals, axis=-1)
+        return layer_input if self.batch_first else layer_input.transpose(1, 0, 2)
+
+    def input_projection(self, x: Any, weight: Any, bias: Optional[Any], env: Any) -> Any:
+        """``x·W_ihᵀ (+ b)`` for every step at once: [N, L, g·h]."""
+        batch, length, size = x.shape
+        rows = x.reshape(batch * length, size)
+        result = rows @ weight.T
+        env.counter.add(rows.shape[0] * weight.shape[0] * weight.shape[1])
+        if bias is not None:
+            result += bias
+        return result.reshape(batch, length, weight.shape[0])
+
+    def run_direction(self, x: Any, params: dict, layer: int, suffix: str, reverse: bool, env: Any) -> Any:
+        """One layer and direction over the whole sequence: [N, L, H_out]."""
+        import numpy as np
+
+        batch, length, _ = x.shape
+        key = f"l{layer}{suffix}"
+        w_hh = params[f"weight_hh_{key}"]
+        b_ih = params.get(f"bias_ih_{key}", params.get(f"bias_{key}"))
+        b_hh = params.get(f"bias_hh_{key}")
+        projected = self.input_projection(x, params[f"weight_ih_{key}"], b_ih, env)
+        out = np.empty((batch, length, self.out_size), dtype=projected.dtype)
+        state = self.initial_state(batch, projected.dtype)
+        for t in (range(length - 1, -1, -1) if reverse else range(length)):
+            state = self.cell(projected[:, t], state, w_hh, b_hh, params, key, env)
+            out[:, t] = state[0]
+        return out
+
+    def initial_state(self, batch: int, dtype: Any) -> tuple:
+        import numpy as np
+        return (np.zeros((batch, self.out_size), dtype=dtype),)
+
+    def recurrent(self, h: Any, w_hh: Any, b_hh: Optional[Any], env: Any) -> Any:
+        """``h·W_hhᵀ (+ b_hh)``: [N, g·h]."""
+        result = h @ w_hh.T
+        env.counter.add(h.shape[0] * w_hh.shape[0] * w_hh.shape[1])
+        if b_hh is not None:
+            result += b_hh
+        return result
+
+    def cell(self, gi: Any, state: tuple, w_hh: Any, b_hh: Optional[Any], params: dict, key: str, env: Any) -> tuple:
+        raise NotImplementedError
+
+    def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        geometry = step.facts.geometry
+        batch, length = geometry["batch"], geometry["length"]
+        g, h = self.gates, self.hidden_size
+        widest = max(geometry["layer_inputs"])
+        sequence = batch * length * self.directions * self.out_size
+        # per layer: the input projection of one direction [N, L, g·h] and its reshaped input (a copy when the input
+        # is a transposed view), each direction's output sequence, their concatenation, the previous layer's
+        # output; per step: the recurrent product, gates and states; the weights made for the run
+        elements = (batch * length * (g * h + widest) + 3 * sequence + batch * (8 * g * h + 4 * h)
+                    + (0 if weights_given else step.facts.params))
+        return elements * itemsize, 0
+
+    # ------------------------------------------------------------------------------------------- explanation
+
+    def params_formula(self, layer: int) -> str:
+        """The symbolic params of one layer and direction: ``4·(h·i + h² + 2h)``."""
+        g, p, b = self.gates, self.proj(), self.bias_vectors()
+        i = "i" if layer == 0 else "i'"
+        terms = [f"h·{i}", "h·p" if p else "h²"] + ([f"{b}h" if b > 1 else "h"] if b else [])
+        inner = " + ".join(terms)
+        text = f"{g}·({inner})" if g > 1 else inner
+        return text + (" + p·h" if p else "")
+
+    def params_numbers(self, i: int) -> str:
+        g, h, p, b = self.gates, self.hidden_size, self.proj(), self.bias_vectors()
+        terms = [f"{h}·{i}", f"{h}·{p}" if p else f"{h}²"] + ([f"{b}·{h}" if b > 1 else f"{h}"] if b else [])
+        inner = " + ".join(terms)
+        text = f"{g}·({inner})" if g > 1 else inner
+        return text + (f" + {p}·{h}" if p else "")
+
+    def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
+                channels_last: bool) -> None:
+        geometry = facts.geometry
+        batch, length, sizes = geometry["batch"], geometry["length"], geometry["layer_inputs"]
+        layers = self.num_layers
+        d, h, p, g = self.directions, self.hidden_size, self.proj(), self.gates
+        layout = "[N, L, F]" if self.batch_first else "[L, N, F] (batch_first=False)"
+        c.add(f"{self.type_name}: input {list(input_shapes[0])} read as {layout}: N = {batch}, L = {length}, "
+              f"i = {geometry['input_size']}; h = hidden_size = {h}" + (f", p = proj_size = {p}" if p else "")
+              + f"; {layers} layer(s), {d} direction(s)")
+        c.add(f"{self.convention_text()}; gates g = {g} ({self.gate_names})")
+        if self.return_sequences:
+            c.add(f"output: every step of the last layer, D·H_out = {d}·{self.out_size} features → "
+                  f"{list(facts.output_shape)}")
+        else:
+            c.add(f"output: the last layer's final hidden state h_n, D·H_out = {d}·{self.out_size} → "
+                  f"{list(facts.output_shape)}")
+        if layers > 1:
+            c.add(f"layers after the first read i' = D·{'p' if p else 'h'} = {d}·{self.out_size} = {sizes[1]} "
+                  f"features")
+        per = [self.direction_params(i) for i in sizes]
+        total_params = d * (per[0] + (layers - 1) * per[-1])
+
+        def times_d(text: str) -> str:                # D·(…) around a sum; D·g·(…) reads as it is
+            if d == 1:
+                return text
+            return f"{d}·({text})" if p or g == 1 else f"{d}·{text}"
+
+        if layers == 1:
+            c.result("params", f"{times_d(self.params_formula(0))} = {times_d(self.params_numbers(sizes[0]))}",
+                     total_params, facts.params)
+        else:
+            for layer, (i, value) in enumerate(zip(sizes, per)):
+                which = "layer 0" if layer == 0 else ("layer 1" if layers == 2 else f"layers 1..{layers - 1}, each")
+                c.add(f"  {which}: {times_d(self.params_formula(layer))} = {times_d(self.params_numbers(i))} = "
+                      f"{n(d * value)}")
+            later = " + ".join([n(d * per[1])] * (layers - 1)) if layers <= 4 else f"{layers - 1}·{n(d * per[1])}"
+            c.result("params", f"{n(d * per[0])} + {later}", total_params, facts.params)
+        r = "p" if p else "h"
+        proj_text = " + p·h" if p else ""
+
+        def step_numbers(i: int) -> str:
+            return f"{g}·{h}·({i} + {p or h})" + (f" + {p}·{h}" if p else "")
+
+        if layers == 1:
+            step_text = step_numbers(sizes[0])
+        elif layers == 2:
+            step_text = " + ".join(f"({step_numbers(i)})" if p else step_numbers(i) for i in sizes)
+        else:
+            step_text = f"({step_numbers(sizes[0])}) + {layers - 1}·({step_numbers(sizes[1])})"
+        total_macs = batch * length * d * (self.step_macs(sizes[0]) + (layers - 1) * self.step_macs(sizes[-1]))
+        sum_text = "Σ_layers " if layers > 1 else ""
+        c.result("MACs", f"N·L·D·{sum_text}(g·h·(i + {r}){proj_text}) = {batch}·{length}·{d}·"
+                 f"({step_text})", total_macs, facts.macs)
+        bias_adds = self.bias_vectors() * g
+        e = self.element_flops()
+        c.add(f"element-wise FLOPs per hidden unit and step: {self.element_text()} = {e}"
+              + (f"; bias adds {bias_adds} (g·{self.bias_vectors()} bias vector"
+                 f"{'s' if self.bias_vectors() > 1 else ''})" if bias_adds else "; no bias adds"))
+        elementwise = batch * length * d * self.num_layers * (bias_adds + e) * h
+        c.result("FLOPs", f"2·MACs + N·L·D·layers·({bias_adds} + {e})·h = 2·{n(total_macs)} + "
+                 f"{batch}·{length}·{d}·{self.num_layers}·{bias_adds + e}·{h}", 2 * total_macs + elementwise,
+                 facts.flops)
+
+
+# --------------------------------------------------------------------------------------------------- LSTM
+
+@register_layer
+class LSTM(_Recurrent):
+    """Long short-term memory, like ``torch.nn.LSTM`` (gates i, f, g, o), or Keras' LSTM with convention: keras."""
+    gates: ClassVar[int] = 4
+    gate_names: ClassVar[str] = "i, f, g, o"
+    type: Literal["lstm"] = "lstm"
+    proj_size: NonNegativeInt = Field(0, description="project h_t to this size (weight_hr; PyTorch only); 0: none")
+
+    @model_validator(mode="after")
+    def _check_projection(self) -> LSTM:
+        if self.proj_size and self.proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size {self.proj_size} must be smaller than hidden_size {self.hidden_size} "
+                             f"(PyTorch's rule)")
+        if self.proj_size and self.convention == _KERAS:
+            raise ValueError(f"proj_size {self.proj_size}: Keras' LSTM has no projection; use convention: pytorch")
+        return self
+
+    def proj(self) -> int:
+        return self.proj_size
+
+    def element_text(self) -> str:
+        return "3 sigmoids (i, f, o) 3·3 + tanh (g) 1 + c = f·c + i·g 3 + h = o·tanh(c) 2"
+
+    def initial_state(self, batch: int, dtype: Any) -> tuple:
+        import numpy as np
+        return (np.zeros((batch, self.out_size), dtype=dtype), np.zeros((batch, self.hidden_size), dtype=dtype))
+
+    def cell(self, gi: Any, state: tuple, w_hh: Any, b_hh: Optional[Any], params: dict, key: str, env: Any) -> tuple:
+        import numpy as np
+
+        from ..kernels import sigmoid
+        h_prev, c_prev = state
+        hs = self.hidden_size
+        gates = self.recurrent(h_prev, w_hh, b_hh, env)
+        gates += gi
+        i = sigmoid(gates[:, :hs])
+        f = sigmoid(gates[:, hs:2 * hs])
+        g = np.tanh(gates[:, 2 * hs:3 * hs])
+        o = sigmoid(gates[:, 3 * hs:])
+        c = f * c_prev
+        c += i * g
+        h = o * np.tanh(c)
+        if self.proj_size:
+            w_hr = params[f"weight_hr_{key}"]
+            env.counter.add(h.shape[0] * w_hr.shape[0] * w_hr.shape[1])
+            h = h @ w_hr.T
+        return h, c
+
+
+# ---------------------------------------------------------------------------------------------------- GRU
+
+@register_layer
+class GRU(_Recurrent):
+    """Gated recurrent unit, like ``torch.nn.GRU`` (gates r, z, n), or Keras' GRU with convention: keras."""
+    gates: ClassVar[int] = 3
+    gate_names: ClassVar[str] = "r, z, n"
+    type: Literal["gru"] = "gru"
+    reset_after: Bool = Field(True, description="the reset gate multiplies W_hn·h + b_hn (PyTorch, Keras' default); "
+                                                "off: it multiplies h before W_hn (Keras only, one bias vector)")
+
+    @model_validator(mode="after")
+    def _check_reset(self) -> GRU:
+        if not self.reset_after and self.convention == _PYTORCH:
+            raise ValueError("reset_after=False is Keras' GRU (torch.nn.GRU always applies the reset gate after the "
+                             "recurrent product); use convention: keras")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "gru" if self.reset_after else "gru_reset_before"
+
+    def bias_vectors(self) -> int:
+        if self.bias and self.convention == _KERAS and self.reset_after:
+            return 2                                  # Keras: bias of shape (2, 3·units), input and recurrent
+        return super().bias_vectors()
+
+    def convention_text(self) -> str:
+        if self.convention == _KERAS and self.bias and self.reset_after:
+            return ("keras convention, reset_after=True: two bias vectors per layer and direction (input and "
+                    "recurrent), like PyTorch")
+        if self.convention == _KERAS and self.bias:
+            return "keras convention, reset_after=False: one bias vector per layer and direction"
+        return super().convention_text()
+
+    def element_text(self) -> str:
+        if self.reset_after:
+            return "2 sigmoids (r, z) 2·3 + n = tanh(W_in·x + b_in + r·(W_hn·h + b_hn)) 3 + h = n + z·(h − n) 3"
+        return "2 sigmoids (r, z) 2·3 + n = tanh(W_in·x + W_hn·(r·h) + b_n) 2 + h = n + z·(h − n) 3"
+
+    def cell(self, gi: Any, state: tuple, w_hh: Any, b_hh: Optional[Any], params: dict, key: str, env: Any) -> tuple:
+        import numpy as np
+
+        from ..kernels import sigmoid
+        (h_prev,) = state
+        hs = self.hidden_size
+        if self.reset_after:
+            gh = self.recurrent(h_prev, w_hh, b_hh, env)
+            rz = sigmoid(gi[:, :2 * hs] + gh[:, :2 * hs])
+            r, z = rz[:, :hs], rz[:, hs:]
+            candidate = gh[:, 2 * hs:] * r
+            candidate += gi[:, 2 * hs:]
+        else:                                          # Keras reset_after=False: r·h before the product
+            rz = self.recurrent(h_prev, w_hh[:2 * hs], None, env)
+            rz += gi[:, :2 * hs]
+            rz = sigmoid(rz, out=rz)
+            r, z = rz[:, :hs], rz[:, hs:]
+            candidate = self.recurrent(r * h_prev, w_hh[2 * hs:], None, env)
+            candidate += gi[:, 2 * hs:]
+        n_ = np.tanh(candidate, out=candidate)
+        h = h_prev - n_
+        h *= z
+        h += n_
+        return (h,)
+
+
+# ---------------------------------------------------------------------------------------------------- RNN
+
+@register_layer
+class RNN(_Recurrent):
+    """Elman recurrent layer, like ``torch.nn.RNN``: h_t = tanh(W_ih·x_t + b_ih + W_hh·h_(t−1) + b_hh), or relu;
+    Keras' SimpleRNN with convention: keras."""
+    gate_names: ClassVar[str] = "none: the new h itself"
+    type: Literal["rnn", "simple_rnn"] = "rnn"
+    nonlinearity: Literal["tanh", "relu"] = Field("tanh", validation_alias=_alias("nonlinearity", "activation"),
+                                                  description="tanh or relu (Keras: activation)")
+
+    _lower_nonlinearity = field_validator("nonlinearity", mode="before")(classmethod(lambda cls, v: _lower_string(v)))
+
+    @property
+    def kind(self) -> str:
+        return "rnn"
+
+    def element_text(self) -> str:
+        return f"{self.nonlinearity} 1"
+
+    def cell(self, gi: Any, state: tuple, w_hh: Any, b_hh: Optional[Any], params: dict, key: str, env: Any) -> tuple:
+        import numpy as np
+        pre = self.recurrent(state[0], w_hh, b_hh, env)
+        pre += gi
+        h = np.tanh(pre, out=pre) if self.nonlinearity == "tanh" else np.maximum(pre, 0, out=pre)
+        return (h,)
+
