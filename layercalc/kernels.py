@@ -656,8 +656,20 @@ def hardsigmoid(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
     return out
 
 
-def softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    out = x - x.max(axis=axis, keepdims=True)
+def softmax(x: np.ndarray, axis: int, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """The numerically stable softmax along ``axis`` (``out=x``: in place, attention's scores)."""
+    out = np.subtract(x, x.max(axis=axis, keepdims=True), out=out)
     np.exp(out, out=out)
     out /= out.sum(axis=axis, keepdims=True)
     return out
+
+
+def linear(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], counter: MacCounter) -> np.ndarray:
+    """``x @ weight.T + bias`` on the last dim (weight ``[out, in]``, PyTorch's layout): one BLAS product over every
+    row of the leading dims, counting rows·in·out multiply-accumulates."""
+    rows = x.reshape(-1, x.shape[-1])
+    y = rows @ weight.T
+    counter.add(rows.shape[0] * weight.shape[1] * weight.shape[0])
+    if bias is not None:
+        y += bias
+    return y.reshape(*x.shape[:-1], weight.shape[0])

@@ -83,20 +83,12 @@ def _explain_causal(c: Explanation, groups: int, groups_text: str, lq: int, lk: 
 
 # -------------------------------------------------------------------------------------- NumPy forward helpers
 
-def _project(x: Any, weight: Any, bias: Any, counter: Any) -> Any:
-    """``x @ weight.T + bias`` on the last dim (weight ``[out, in]``, PyTorch's layout), counting rows·in·out."""
-    rows = x.reshape(-1, x.shape[-1])
-    y = rows @ weight.T
-    counter.add(rows.shape[0] * weight.shape[1] * weight.shape[0])
-    if bias is not None:
-        y += bias
-    return y.reshape(*x.shape[:-1], weight.shape[0])
-
-
 def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any) -> Any:
     """``softmax(scale·q·kᵀ (+ causal mask))·v`` over the last two dims, leading dims broadcast (a k/v head of
     size 1 serves a group of query heads without a copy); counts the two products' multiply-adds."""
     import numpy as np
+
+    from ..kernels import softmax
 
     scores = np.matmul(q, np.swapaxes(k, -1, -2))
     counter.add(scores.size * q.shape[-1])
@@ -104,10 +96,7 @@ def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any) -> 
     if causal:
         lq, lk = scores.shape[-2:]
         np.copyto(scores, -np.inf, where=np.triu(np.ones((lq, lk), dtype=bool), 1))
-    # the softmax of kernels.softmax, in place: the scores are the largest array of the layer
-    scores -= scores.max(axis=-1, keepdims=True)
-    np.exp(scores, out=scores)
-    scores /= scores.sum(axis=-1, keepdims=True)
+    softmax(scores, -1, out=scores)                  # in place: the scores are the largest array of the layer
     out = np.matmul(scores, v)
     counter.add(scores.size * v.shape[-1])
     return out
@@ -311,6 +300,8 @@ class MultiHeadAttention(LayerBase):
     def forward(self, step: Any, xs: list, params: dict, env: Any) -> Any:
         import numpy as np
 
+        from ..kernels import linear
+
         d: AttentionDims = step.facts.geometry["attention"]
         query, key, value = xs[0], xs[min(1, len(xs) - 1)], xs[-1]
         if not self.batch_first:                                      # [L, N, E] → [N, L, E] (views)
@@ -327,7 +318,7 @@ class MultiHeadAttention(LayerBase):
             biases = [b[:d.embed], b[d.embed:2 * d.embed], b[2 * d.embed:]]
         else:
             biases = [params[f"{name}_proj_bias"] for name in "qkv"]
-        q, k, v = (_project(x, w, b, env.counter) for x, w, b in zip((query, key, value), weights, biases))
+        q, k, v = (linear(x, w, b, env.counter) for x, w, b in zip((query, key, value), weights, biases))
         if self.add_bias_kv:
             k = np.concatenate([k, np.broadcast_to(params["bias_k"], (d.batch, 1, k.shape[-1]))], axis=1)
             v = np.concatenate([v, np.broadcast_to(params["bias_v"], (d.batch, 1, v.shape[-1]))], axis=1)
@@ -338,7 +329,7 @@ class MultiHeadAttention(LayerBase):
         o = attend(_heads(q, d.kv_heads, group), _heads(k, d.kv_heads, 1), _heads(v, d.kv_heads, 1),
                    1.0 / math.sqrt(d.dk), self.causal, env.counter)     # [N, kv, group, L_q, d_v]
         o = o.transpose(0, 3, 1, 2, 4).reshape(d.batch, d.lq, d.heads * d.dv)
-        y = _project(o, params["out_proj_weight"], params.get("out_proj_bias"), env.counter)
+        y = linear(o, params["out_proj_weight"], params.get("out_proj_bias"), env.counter)
         return y if self.batch_first else y.transpose(1, 0, 2)
 
     def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
