@@ -307,6 +307,22 @@ def test_published_llama_3_8b_attention():
     assert 2 * 128_256 * 4096 + 32 * (attention + 3 * 4096 * 14_336 + 2 * 4096) + 4096 == 8_030_261_248
 
 
+def test_gpt2_block_params_are_12d2_plus_13d():
+    # a GPT-2 block: ln_1, attn (c_attn 3d² + 3d, c_proj d² + d), ln_2, mlp (8d² + 5d): 12·d² + 13·d (the shared
+    # reference's GPT-2 formula; GPT-2 small, d = 768: 7,087,872 per block)
+    d = 768
+    net = layercalc.load({"input": [8, d], "layers": [
+        {"name": "ln1", "type": "layernorm"},
+        {"name": "attn", "type": "multi_head_attention", "num_heads": 12, "causal": True},
+        {"name": "res1", "type": "add", "inputs": ["input", "attn"]},
+        {"name": "ln2", "type": "layernorm"},
+        {"name": "fc", "type": "linear", "out_features": 4 * d},
+        {"name": "act", "type": "gelu", "approximate": "tanh"},
+        {"name": "proj", "type": "linear", "out_features": d},
+        {"name": "res2", "type": "add", "inputs": ["res1", "proj"]}]})
+    assert net.analyze().totals.params == 12 * d ** 2 + 13 * d == 7_087_872
+
+
 def test_causal_note_counts_the_unmasked_scores():
     # L = 6 self-attention, 2 heads of 4, batch 3: 6·7/2 = 21 of 36 scores per head are unmasked
     layer, step = resolve({"type": "multi_head_attention", "num_heads": 2, "causal": True}, [(3, 6, 8)])

@@ -382,8 +382,9 @@ class MultiHeadAttention(LayerBase):
         c.result("FLOPs", f"2·MACs + bias adds + scaling (1 per score) + softmax ({SOFTMAX_FLOPS} per score) = "
                  f"2·{n(sum(parts))} + {n(adds)} + {n(d.scores)} + {SOFTMAX_FLOPS}·{n(d.scores)}",
                  2 * sum(parts) + adds + (SCALE_FLOPS + SOFTMAX_FLOPS) * d.scores, facts.flops)
-        c.add(f"torch.utils.flop_counter counts 2·MACs = {n(2 * facts.macs)} (nn.MultiheadAttention's math path; "
-              f"its CPU fast path, in eval mode without gradients, shows 0)")
+        c.add(f"torch.utils.flop_counter counts 2·MACs = {n(2 * facts.macs)} where attention runs as explicit "
+              f"matmuls (nn.MultiheadAttention with gradients and need_weights, eager Hugging Face models); on CPU "
+              f"it counts F.scaled_dot_product_attention and MultiheadAttention's eval fast path as 0")
         if self.causal:
             _explain_causal(c, d.batch * d.heads, "N·H", d.lq, d.keys, d.dk, d.dv)
         cache = d.batch * d.keys * d.kv_heads * (d.dk + d.dv)
