@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from .errors import SpecError, did_you_mean
+from .names import split_output
 
 BLOCK_INPUT = "in"            # inside a block: the block's input
 NETWORK_INPUT = "input"       # at the top level: the network's input (as in layercalc.graph)
@@ -239,7 +240,11 @@ class _Scope:
 
 
 def _resolve(ref: _Ref) -> str:
-    """The flat layer name (or 'input') a reference stands for, following aliases (instance and repeat names)."""
+    """The flat layer name (or 'input') a reference stands for, following aliases (instance and repeat names);
+    ``NAME:i`` (output ``i`` of a layer with several) resolves ``NAME`` and keeps the index."""
+    base, index = split_output(ref.name) if isinstance(ref.name, str) else (ref.name, None)
+    if index is not None:
+        return f"{_resolve(_Ref(ref.scope, base, ref.where))}:{index}"
     seen = set()
     target: Union[str, _Ref] = ref
     while isinstance(target, _Ref):

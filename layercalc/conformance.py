@@ -97,10 +97,12 @@ def check_layer_type(cls: type[LayerBase], fields: dict[str, Any], input_shapes:
     env.overwritable = [False] * len(xs)
     output = layer.forward(step, xs, params, env)
     result.ran = True
-    result.output_shape = tuple(output.shape)
+    arrays = list(output) if facts.outputs is not None else [output]      # a layer with several outputs: each
+    made = [tuple(array.shape) for array in arrays]
+    result.output_shape = made[0]
     result.performed_macs = env.counter.macs
-    assert result.output_shape == tuple(facts.output_shape), \
-        f"{type_name}: the forward step made {list(output.shape)}, the rule predicts {list(facts.output_shape)}"
+    predicted = [tuple(shape) for shape in facts.output_shapes]
+    assert made == predicted, f"{type_name}: the forward step made {made}, the rule predicts {predicted}"
     assert result.performed_macs == facts.macs, \
         f"{type_name}: the forward step performed {result.performed_macs} multiply-adds, the rule counts {facts.macs}"
     return result

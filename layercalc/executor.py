@@ -43,6 +43,7 @@ from .errors import (
     layer_label,
     whole_number_problem,
 )
+from .graph import produced
 from .layers.base import not_runnable
 
 if TYPE_CHECKING:
@@ -233,8 +234,10 @@ def estimate_memory(steps, input_shape, dtype, channels_last: bool, given_weight
     live = size[INPUT]
     peak, peak_step, workspace = live, "", 0
     for position, step in enumerate(steps):
-        out = _numel(step.facts.output_shape) * itemsize
-        size[step.name] = out
+        made = produced(step.name, step.facts)
+        for name, shape in made:
+            size[name] = _numel(shape) * itemsize
+        out = sum(size[name] for name, _ in made)
         given = (given_weights or {}).get(step.name, {})
         # every parameter passed in, contiguous and already in the run's dtype: used as is, never made, converted
         # or reshaped into a copy
@@ -250,7 +253,7 @@ def estimate_memory(steps, input_shape, dtype, channels_last: bool, given_weight
             if last_use.get(src) == position:
                 live -= size[src]
     # the outputs are made C-contiguous at the end (a copy of each one that is a strided view) while all are live
-    final = sum(size[step.name] for step in steps if step.name not in last_use)
+    final = sum(size[name] for step in steps for name, _ in produced(step.name, step.facts) if name not in last_use)
     if live + final > peak:
         peak, peak_step = live + final, "the end (the outputs made contiguous)"
     held = sum(np.asarray(v).nbytes for params in (given_weights or {}).values() for v in params.values())
@@ -724,20 +727,27 @@ def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, whe
             params = _params_of(step, given, seed, dtype, channels_last, shared, by_name)
             output = step.layer.forward(step, inputs, params, env)
             del inputs, params
-            if not step.layer.keeps_finite and not all_finite(output):
+            made = produced(step.name, step.facts)
+            arrays = list(output) if step.facts.outputs is not None else [output]
+            if len(arrays) != len(made):
+                raise AssertionError(f"{where['step']}: the forward step made {len(arrays)} outputs, the rule "
+                                     f"{len(made)}")
+            if not step.layer.keeps_finite and not all(all_finite(array) for array in arrays):
                 raise NumericError(f"{where['step']}: output holds infinities or NaN: {np.dtype(dtype).name} "
                                    f"overflowed on these inputs and weights; run in float64 (--dtype float64, "
                                    f"dtype='float64') or scale the input down")
             for src in set(step.inputs):
                 if last_use[src] == position:
                     del tensors[src]
-            tensors[step.name] = output
+            for (name, _), array in zip(made, arrays):
+                tensors[name] = array
             if on_layer is not None:
                 on_layer(position + 1, len(steps), step, output, env.counter.macs)
     finally:
         workspace.release()
     where["step"] = "the end (outputs made contiguous)"
-    return {step.name: np.ascontiguousarray(tensors[step.name]) for step in steps if step.name not in last_use}
+    return {name: np.ascontiguousarray(tensors[name]) for step in steps for name, _ in produced(step.name, step.facts)
+            if name not in last_use}
 
 
 def _params_of(step, given, seed: int, dtype, channels_last: bool, shared: dict, by_name: dict) -> dict:

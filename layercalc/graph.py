@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, SerializeAsAny, SkipValidation, field_va
 
 from .errors import GraphError, SpecError, did_you_mean, layer_label, shown
 from .layers import MAX_RANK, Description, Int, LayerBase, PositiveInt, parse_layer
+from .names import split_output
 from .report import LayerReport, Report, Totals
 
 if TYPE_CHECKING:                  # the executor's types (NumPy is imported only when a network is run)
@@ -166,11 +167,12 @@ class Network(Description):
             else:                                 # default: the previous layer (none for a layer taking none)
                 sources = [] if layer.max_inputs == 0 else [names[i - 1] if i else INPUT]
             for src in sources:
-                if src != INPUT and src not in seen:
+                base = split_output(src)[0]               # `qkv:1`: output 1 of layer qkv
+                if base != INPUT and base not in seen:
                     known = ", ".join([INPUT, *names[:i]])
-                    raise GraphError(f"{label}: unknown input {src!r}"
-                                     f"{did_you_mean(src, [INPUT, *names]) or f' (known: {known})'}")
-                if src == names[i]:
+                    raise GraphError(f"{label}: unknown input {shown(src)}"
+                                     f"{did_you_mean(base, [INPUT, *names]) or f' (known: {known})'}")
+                if base == names[i]:
                     raise GraphError(f"{label}: takes its own output as input")
             n_min, n_max = layer.min_inputs, layer.max_inputs
             if len(sources) < n_min or (n_max is not None and len(sources) > n_max):
@@ -190,14 +192,16 @@ class Network(Description):
         steps = []
         for i in order:
             layer = self.layers[i]
-            ctx = Context(_LazyLabel(i, names[i], layer.type_name), self.channels_last, self.batch)
-            inputs = [tensors[src] for src in wired[i]]
+            label = _LazyLabel(i, names[i], layer.type_name)
+            ctx = Context(label, self.channels_last, self.batch)
+            inputs = [_tensor_named(src, tensors, label) for src in wired[i]]
             facts = infer(layer, inputs, ctx)
             if facts.rf is None:
                 facts.notes.extend(unreported_field_notes(inputs))
             else:
                 facts.rf = bounded_field(facts.rf)
-            tensors[names[i]] = Tensor(facts.output_shape, facts.rf)
+            for tensor_name, shape in produced(names[i], facts):
+                tensors[tensor_name] = Tensor(shape, facts.rf)
             steps.append(Step(i, names[i], layer, wired[i], [t.shape for t in inputs], facts))
         _count_tied_once(steps, self.channels_last)
         return steps
@@ -228,13 +232,15 @@ class Network(Description):
             entries.append(LayerReport.model_construct(
                 index=step.index, name=step.name, type=step.layer.type_name, inputs=step.inputs,
                 input_shapes=[list(s) for s in step.input_shapes], output_shape=list(f.output_shape),
+                output_shapes=[list(s) for s in f.outputs] if f.outputs is not None else None,
                 params=f.params, buffers=f.buffers, macs=f.macs, flops=f.flops,
-                param_bytes=f.params * itemsize, activation_bytes=numel(f.output_shape) * itemsize,
+                param_bytes=f.params * itemsize,
+                activation_bytes=sum(numel(shape) for shape in f.output_shapes) * itemsize,
                 receptive_field=[int(v) for v in rf.size] if rf is not None else None,
                 jump=report_jump(rf),
                 notes=f.notes))
         consumed = {src for step in steps for src in step.inputs}
-        outputs = [step.name for step in steps if step.name not in consumed]
+        outputs = [name for step in steps for name, _ in produced(step.name, step.facts) if name not in consumed]
         input_bytes = numel(self.input_shape) * itemsize
         totals = Totals.model_construct(
             params=sum(e.params for e in entries), buffers=sum(e.buffers for e in entries),
@@ -258,6 +264,28 @@ class Network(Description):
         """Execute the forward pass with the bundled NumPy executor (see :mod:`layercalc.executor`)."""
         from .executor import run
         return run(self, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory)
+
+
+def produced(name: str, facts: Facts) -> list[tuple[str, tuple[int, ...]]]:
+    """The tensors a layer makes, by name: ``name`` for one output, ``name:0``, ``name:1``, … for several."""
+    if facts.outputs is None:
+        return [(name, facts.output_shape)]
+    return [(f"{name}:{i}", shape) for i, shape in enumerate(facts.outputs)]
+
+
+def _tensor_named(src: str, tensors: dict[str, Tensor], label: _LazyLabel) -> Tensor:
+    """The tensor ``src`` names; a layer with several outputs must be named with the output's index."""
+    tensor = tensors.get(src)
+    if tensor is not None:
+        return tensor
+    base, index = split_output(src)
+    count = sum(1 for name in tensors if split_output(name)[0] == base and split_output(name)[1] is not None)
+    if index is None:
+        raise GraphError(f"{label}: input {shown(src)}: the layer has {count} outputs: name one of them, "
+                         f"{base}:0 … {base}:{count - 1}")
+    if count:
+        raise GraphError(f"{label}: input {shown(src)}: the layer has {count} outputs, {base}:0 … {base}:{count - 1}")
+    raise GraphError(f"{label}: input {shown(src)}: the layer has one output: name it {base!r}")
 
 
 def _count_tied_once(steps: list[Step], channels_last: bool) -> None:
@@ -314,10 +342,10 @@ def _topological_order(names: list[str], wired: list[list[str]], types: list[str
     waiting = [0] * len(names)
     consumers: list[list[int]] = [[] for _ in names]
     for i, sources in enumerate(wired):
-        for src in set(sources):
-            if src != "input":
+        for base in {split_output(src)[0] for src in sources}:
+            if base != "input":
                 waiting[i] += 1
-                consumers[index[src]].append(i)
+                consumers[index[base]].append(i)
     ready = [i for i, w in enumerate(waiting) if w == 0]
     heapq.heapify(ready)
     order = []
@@ -346,9 +374,9 @@ def peak_live_bytes(steps: list[Step], input_bytes: int, itemsize: int) -> int:
     live = input_bytes if "input" in last_use else 0
     peak = input_bytes
     for position, step in enumerate(steps):
-        out = numel(step.facts.output_shape) * itemsize
-        size[step.name] = out
-        live += out                               # inputs and output coexist while the layer runs
+        for name, shape in produced(step.name, step.facts):
+            size[name] = numel(shape) * itemsize
+            live += size[name]                    # inputs and outputs coexist while the layer runs
         peak = max(peak, live)
         for src in set(step.inputs):
             if last_use.get(src) == position:

@@ -19,7 +19,11 @@ class LayerReport(BaseModel):
     type: str
     inputs: list[str] = Field(description="names of the tensors feeding the layer ('input' = network input)")
     input_shapes: list[list[int]]
-    output_shape: list[int] = Field(description="batch included, in the network's layout")
+    output_shape: list[int] = Field(description="batch included, in the network's layout (the first output's, for a "
+                                                "layer with several)")
+    output_shapes: Optional[list[list[int]]] = Field(
+        None, description="every output's shape, for a layer with several outputs (named NAME:0, NAME:1, …); "
+                          "null for one output")
     params: int = Field(description="learnable parameters: what sum(p.numel() for p in module.parameters()) gives")
     buffers: int = Field(description="non-learnable state (BatchNorm running mean and variance)")
     macs: int = Field(description="multiply-accumulates of conv / transposed conv / linear, bias excluded")

@@ -93,6 +93,14 @@ class Facts:
     #: resolved geometry for explain/executor: e.g. ``pads`` ((before, after) per spatial dim), ``crop``,
     #: ``output_padding``, ``count_include_pad``, ``dim``, ``groups_total``
     geometry: dict[str, Any] = field(default_factory=dict)
+    #: the shapes of a layer with several outputs (``split``), which later layers name ``NAME:0``, ``NAME:1``, …;
+    #: ``output_shape`` is then the first of them. None for the usual one output.
+    outputs: Optional[list[Shape]] = None
+
+    @property
+    def output_shapes(self) -> list[Shape]:
+        """Every output's shape (one for most layers)."""
+        return list(self.outputs) if self.outputs is not None else [self.output_shape]
 
 
 # ------------------------------------------------------------------------------------------------------- helpers

@@ -82,8 +82,14 @@ def verify(network, weights=None, seed: int = 0, progress: Optional[Callable[[in
 
     def on_layer(done: int, total: int, step, output, macs: int) -> None:
         entry = expected[step.name]
+        # a layer with several outputs: every one checked; the first that differs is the one reported
+        wanted = entry.output_shapes or [entry.output_shape]
+        made = [list(array.shape) for array in (output if entry.output_shapes else [output])]
+        pair = next(((w, m) for w, m in zip(wanted, made) if w != m), (wanted[0], made[0]))
+        if len(made) != len(wanted):
+            pair = (wanted, made)
         checks.append(LayerCheck(index=step.index, name=step.name, type=step.layer.type_name,
-                                 expected_shape=list(entry.output_shape), actual_shape=list(output.shape),
+                                 expected_shape=list(pair[0]), actual_shape=list(pair[1]),
                                  expected_macs=entry.macs, actual_macs=macs))
         if progress is not None:
             progress(done, total, step.name)

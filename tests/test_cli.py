@@ -316,6 +316,9 @@ EXPLAIN_CASES = {
     "pixel_shuffle": ("-i 8x4x4 --upscale-factor 2", ["C = 8/2² = 2"]),
     "pixel_unshuffle": ("-i 2x8x8 --downscale-factor 2", ["C = 2·2² = 8"]),
     "channel_shuffle": ("-i 6x2x2 --groups 3", ["[3, 2], transposed to [2, 3]"]),
+    # torch.split(x, 2, dim=1) on 5 channels: 2 + 2 + 1; torch.chunk(x, 4, dim=1) on 6: pieces of 2, so only 3
+    "split": ("-i 5x4 --sizes 2 --dim 1", ["5 = 2 + 2 + 1 → [1, 2, 4], [1, 2, 4], [1, 1, 4]"]),
+    "chunk": ("-i 6x4 --chunks 4 --dim 1", ["6 = 2 + 2 + 2 → [1, 2, 4], [1, 2, 4], [1, 2, 4]"]),
     "mean": ("-i 3x8x8 --dim 2x3", ["= numel(input) = 1·3·8·8 = 192"]),
     "sum": ("-i 3x8x8 --dim 1", ["outputs·(R − 1) adds = 64·(3 − 1) = 128"]),
     # bilinear ×2: 7 FLOPs per output element, 7·3·16·16 = 5,376; linear: 3 per element

@@ -89,6 +89,8 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
     "rnn": [({"hidden_size": 5, "nonlinearity": "relu", "num_layers": 2}, [[6, 3]], False),
             ({"units": 4, "convention": "keras", "bidirectional": True, "bias": False}, [[5, 3]], False)],
     # ---- tensor operations (layercalc/layers/tensor_ops.py)
+    "split": [({"sizes": 2, "dim": 1}, [[5, 3]], False), ({"sizes": [1, 3], "dim": -1}, [[2, 4]], False)],
+    "chunk": [({"chunks": 4, "dim": 1}, [[6, 2, 2]], False), ({"chunks": 2, "dim": 2}, [[3, 5]], False)],
     "permute": [({"dims": [0, 2, 3, 1]}, [[3, 4, 5]], False), ({"dims": [0, -1, 1]}, [[3, 4]], False)],
     "transpose": [({"dim0": 1, "dim1": -1}, [[3, 4, 5]], False)],
     "slice": [({"dim": 2, "start": 1, "stop": -1, "step": 2}, [[3, 9, 4]], False),

@@ -156,6 +156,7 @@ def explain_network(net, report) -> list[str]:
     """Every layer's worked formulas, in execution order."""
     from ..explain import explain_layer
     from ..formatting import shape_text
+    from ..names import split_output
 
     by_name = {entry.name: entry for entry in report.layers}
     rank = len(net.input) - 1
@@ -167,7 +168,7 @@ def explain_network(net, report) -> list[str]:
         elif source == "input":
             input_rf = ([1] * rank, [1] * rank) if rank >= 1 else None
         else:
-            producer = by_name[source]
+            producer = by_name[split_output(source)[0]]
             input_rf = (producer.receptive_field, producer.jump) if producer.receptive_field else None
         ins = ", ".join(shape_text(s) for s in step.input_shapes)
         lines.append(f"[{step.index}] {step.name} ({step.layer.type_name}): {ins} → "

@@ -146,6 +146,7 @@ def check_name(name: str) -> None:
     """
     if len(name) > MAX_NAME_LENGTH:
         raise ValueError(f"a name may have at most {MAX_NAME_LENGTH} characters, got {len(name):,}")
+
     if not name.isprintable():
         raise ValueError("a name must be printable text (no control characters such as newlines or terminal "
                          "escapes)")
@@ -291,6 +292,10 @@ class LayerBase(Description):
         # would make every line about the layer huge.
         if value is not None:
             check_name(value)
+            from ..names import split_output
+            if split_output(value)[1] is not None:
+                raise ValueError(f"a layer's name may not end in ':' and digits ({value!r}): NAME:0, NAME:1 … name "
+                                 f"the outputs of a layer with several")
         return value
 
     @field_validator("inputs")

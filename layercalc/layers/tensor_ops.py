@@ -27,8 +27,8 @@ from ..explain import Explanation, n, prod_text
 from ..rules import Context, Facts, ReceptiveField, Tensor, exact_ratio, fmt_shape, normalize_dim, numel, window_rf
 from .base import MAX_RANK, Bool, Int, LayerBase, PositiveInt, _alias, register_layer
 
-__all__ = ['Permute', 'Transpose', 'Slice', 'Select', 'Roll', 'PixelShuffle', 'PixelUnshuffle', 'ChannelShuffle',
-           'Mean', 'Sum']
+__all__ = ['Permute', 'Transpose', 'Slice', 'Split', 'Chunk', 'Select', 'Roll', 'PixelShuffle', 'PixelUnshuffle',
+           'ChannelShuffle', 'Mean', 'Sum']
 
 DimList = Union[Int, list[Int]]
 
@@ -269,6 +269,72 @@ class Slice(_Movement):
 def _slice_text(start: Optional[int], stop: Optional[int], step: int) -> str:
     text = f"{'' if start is None else start}:{'' if stop is None else stop}"
     return f"[{text}:{step}]" if step != 1 else f"[{text}]"
+
+
+# ------------------------------------------------------------------------------------- split and chunk
+
+class _Split(_Movement):
+    """Cuts one dim into consecutive pieces: several outputs, which later layers name ``NAME:0``, ``NAME:1``, …"""
+    dim: Int = Field(validation_alias=_alias("dim", "axis"), description="the dim to cut (not the batch dim 0)")
+
+    def piece_sizes(self, length: int, ctx: Context, x: Tensor) -> list[int]:
+        raise NotImplementedError
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        d = _dims([self.dim], x, "dim", ctx, self.type_name)[0]
+        sizes = self.piece_sizes(x.shape[d], ctx, x)
+        outputs = [tuple(size if k == d else v for k, v in enumerate(x.shape)) for size in sizes]
+        # cutting the channels leaves each position's field; cutting a spatial dim shifts it piece by piece
+        channel = len(x.shape) - 1 if ctx.channels_last else 1
+        rf = x.rf if d == channel or not _has_field(x, ctx.channels_last) else None
+        notes = [] if rf is not None or x.rf is None else [
+            f"receptive field not reported past a cut of spatial dim {d} (each piece sees a different region)"]
+        notes.append(f"{len(sizes)} outputs along dim {d}, sizes {', '.join(map(str, sizes))}: name them "
+                     f"NAME:0 … NAME:{len(sizes) - 1}")
+        return Facts(output_shape=outputs[0], outputs=outputs, rf=rf, notes=notes,
+                     geometry={"dim": d, "sizes": sizes})
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+        sizes = step.facts.geometry["sizes"]
+        return np.split(xs[0], np.cumsum(sizes)[:-1], axis=step.facts.geometry["dim"])
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        d, sizes = facts.geometry["dim"], facts.geometry["sizes"]
+        c.add(f"dim {d} of {list(input_shapes[0])}: {input_shapes[0][d]} = {' + '.join(map(str, sizes))} → "
+              + ", ".join(str(list(shape)) for shape in (facts.outputs or [])))
+        _zero(c, "the pieces are views of the input, not computed", facts)
+
+
+@register_layer
+class Split(_Split):
+    """``torch.split(x, split_size_or_sections, dim)``: pieces of one size (the last may be smaller) or of the
+    sizes listed (which must add up to the dim)."""
+    type: Literal["split"] = "split"
+    sizes: Union[PositiveInt, list[PositiveInt]] = Field(
+        validation_alias=_alias("sizes", "split_size_or_sections"),
+        description="the size of every piece (the last may be smaller), or a list of sizes adding up to the dim")
+
+    def piece_sizes(self, length: int, ctx: Context, x: Tensor) -> list[int]:
+        if isinstance(self.sizes, list):
+            if sum(self.sizes) != length:
+                raise ctx.fail(f"sizes {self.sizes} add up to {sum(self.sizes)}, not to the {length} of dim "
+                               f"{self.dim} of input {fmt_shape(x.shape)}")
+            return list(self.sizes)
+        return [min(self.sizes, length - start) for start in range(0, length, self.sizes)]
+
+
+@register_layer
+class Chunk(_Split):
+    """``torch.chunk(x, chunks, dim)``: pieces of ceil(size/chunks) (the last may be smaller; as PyTorch, fewer
+    than ``chunks`` pieces when the size does not allow that many)."""
+    type: Literal["chunk"] = "chunk"
+    chunks: PositiveInt = Field(description="how many pieces to cut into (PyTorch may return fewer)")
+
+    def piece_sizes(self, length: int, ctx: Context, x: Tensor) -> list[int]:
+        size = -(-length // self.chunks)
+        return [min(size, length - start) for start in range(0, length, size)]
 
 
 @register_layer
