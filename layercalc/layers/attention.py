@@ -117,6 +117,7 @@ def _heads(x: Any, kv_heads: int, group: int) -> Any:
 _WEIGHT_LAYOUTS = {"q": "[num_heads·head_dim, embed_dim]", "k": "[num_kv_heads·head_dim, kdim]",
                    "v": "[num_kv_heads·value_dim, vdim]", "out": "[output_dim, num_heads·value_dim]"}
 
+
 @dataclass(frozen=True)
 class AttentionDims:
     """The resolved sizes of one multi-head attention layer (``facts.geometry["attention"]``)."""
@@ -427,7 +428,9 @@ def torch_state_dict(state_dict: Any) -> dict[str, Any]:
 
     renamed = {}
     for key, value in state_dict.items():
-        name = str(key).replace("o_proj.", "out_proj.") if str(key).startswith("o_proj.") else str(key)
+        name = str(key)
+        if name.startswith("o_proj."):                       # Llama's output projection
+            name = "out_proj." + name[len("o_proj."):]
         array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
         renamed[name.replace(".", "_")] = array
     return renamed
@@ -438,7 +441,7 @@ def torch_state_dict(state_dict: Any) -> dict[str, Any]:
 @dataclass(frozen=True)
 class SdpaDims:
     """The resolved sizes of one scaled dot-product attention (``facts.geometry["sdpa"]``)."""
-    groups: int            # products of the leading dims of the query: batch · heads (· …)
+    groups: int            # the product of the query's leading dims: batch · heads (· …)
     lq: int
     lk: int
     e: int                 # query/key features
