@@ -12,10 +12,12 @@ forward errors both count as a rejection.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import pytest
 import torch
 from hypothesis import event
 from torch.utils.flop_counter import FlopCounterMode
@@ -129,3 +131,12 @@ def as_torch(value):
 
 def numel(shape) -> int:
     return math.prod(shape)
+
+
+def keras_on_torch():
+    """Keras on the torch backend (a test oracle of the test extras), or skip the test."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("keras runs another backend here")
+    return keras

@@ -11,13 +11,13 @@
 """
 
 import math
-import os
 import re
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracle_helpers import keras_on_torch
 from typer.testing import CliRunner
 
 import layercalc
@@ -29,6 +29,7 @@ from layercalc.layers.attention import SCALE_FLOPS, SOFTMAX_FLOPS, causal_pairs,
 from layercalc.rules import Context, Tensor
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:keras")     # its NumPy conversions
 F = torch.nn.functional
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count  # noqa: E402
 
@@ -253,16 +254,8 @@ def test_keras_names_and_formula(fields, shapes, keras_args):
     assert keras_mha_params(512, 8, 64) == 1_050_624          # the d = 512, 8 heads, key_dim 64 figure
 
 
-def _keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("keras runs another backend here")
-    return keras
-
-
 def test_keras_count_params_and_forward():
-    keras = _keras()
+    keras = keras_on_torch()
     # Keras calls mha(query, value, key); layercalc takes (query, key, value) as PyTorch does
     mha = keras.layers.MultiHeadAttention(num_heads=3, key_dim=4, value_dim=5, output_shape=6)
     rng = np.random.default_rng(0)
@@ -285,7 +278,7 @@ def test_keras_count_params_and_forward():
 
 @pytest.mark.parametrize("kind", ["MultiHeadAttention", "GroupQueryAttention"])
 def test_keras_grouped_query_names(kind):
-    keras = _keras()
+    keras = keras_on_torch()
     if kind == "MultiHeadAttention":
         layer = keras.layers.MultiHeadAttention(num_heads=4, key_dim=8)
         fields = {"num_heads": 4, "key_dim": 8}

@@ -16,13 +16,13 @@
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracle_helpers import keras_on_torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import layercalc
@@ -223,14 +223,6 @@ def test_the_interview_numbers():
     assert lc_facts("simple_rnn", 10, 16, units=32, convention="keras").params == 1568
 
 
-def _keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "torch":
-        pytest.skip("keras runs another backend here")
-    return keras
-
-
 KERAS_CASES = [("lstm", {}), ("gru", {}), ("gru", {"reset_after": False}), ("rnn", {}),
                ("rnn", {"activation": "relu"}), ("lstm", {"use_bias": False}), ("gru", {"use_bias": False})]
 
@@ -240,7 +232,7 @@ KERAS_CASES = [("lstm", {}), ("gru", {}), ("gru", {"reset_after": False}), ("rnn
 def test_keras_count_params_and_forward(kind, extra, return_sequences):
     """Keras' own count_params(), and its forward pass with our weights mapped into Keras' layout: kernel =
     weight_ihᵀ, recurrent_kernel = weight_hhᵀ, GRU gates reordered from (r, z, n) to Keras' (z, r, h)."""
-    keras = _keras()
+    keras = keras_on_torch()
     features, units, length, batch = 5, 4, 6, 2
     cls = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}[kind]
     layer = cls(units, return_sequences=return_sequences, **extra)
@@ -270,7 +262,7 @@ def test_keras_count_params_and_forward(kind, extra, return_sequences):
 
 
 def test_keras_bidirectional_count():
-    keras = _keras()
+    keras = keras_on_torch()
     model = keras.Sequential([keras.Input((7, 16)), keras.layers.Bidirectional(keras.layers.LSTM(32))])
     facts = lc_facts("lstm", 7, 16, units=32, convention="keras", bidirectional=True, return_sequences=False)
     assert facts.params == model.count_params() == 2 * 6272
