@@ -15,9 +15,11 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracle_helpers import keras_on_torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from typer.testing import CliRunner
 
 import layercalc
@@ -28,10 +30,8 @@ from layercalc.layers import LAYER_TYPES, parse_layer
 from layercalc.layers.attention import SCALE_FLOPS, SOFTMAX_FLOPS, causal_pairs, torch_state_dict
 from layercalc.rules import Context, Tensor
 
-torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:keras")     # its NumPy conversions
 F = torch.nn.functional
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count  # noqa: E402
 
 
 def examples(count: int) -> settings:
