@@ -212,8 +212,10 @@ class Explanation:
     """The lines of one layer's explanation: each substituted formula, and its result compared with the
     calculator's figure. Layer types add their lines in their ``explain`` method (:mod:`layercalc.layers`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tied_to: Optional[str] = None) -> None:
         self.lines: list[str] = []
+        #: the layer whose parameters this one uses (``tied_to``): its params are counted there, not here
+        self.tied_to = tied_to
 
     def add(self, text: str) -> None:
         self.lines.append(text)
@@ -225,6 +227,9 @@ class Explanation:
 
     def result(self, label: str, formula: str, value: int, reported: Optional[int] = None) -> None:
         self.lines.append(f"{label} = {formula} = {n(value)}")
+        if label == "params" and self.tied_to is not None and value:
+            self.lines.append(f"  tied to {self.tied_to!r}: these {n(value)} are counted there, so params = 0 here")
+            value = 0
         if reported is not None and reported != value:
             self.lines.append(f"  ⚠ the calculator reports {n(reported)} for {label}: please report this bug")
 
@@ -235,7 +240,7 @@ def explain_layer(layer, input_shapes: list[tuple[int, ...]], facts, channels_la
 
     ``input_rf``: (receptive field, jump) per spatial dim of the tensor reaching the layer, when known.
     """
-    c = Explanation()
+    c = Explanation(layer.tied_to)
     layer.explain(c, input_shapes, facts, channels_last)
     _memory(c, facts, itemsize)
     if input_rf is not None:

@@ -188,7 +188,7 @@ class Network(Description):
         names, wired, order = self.wiring()
         rank = len(self.input) - 1
         tensors: dict[str, Tensor] = {
-            INPUT: Tensor(self.input_shape, ReceptiveField.of_input(rank) if rank >= 1 else None)}
+            INPUT: Tensor(self.input_shape, ReceptiveField.of_input(rank) if rank >= 1 else None, INPUT)}
         steps = []
         for i in order:
             layer = self.layers[i]
@@ -201,7 +201,7 @@ class Network(Description):
             else:
                 facts.rf = bounded_field(facts.rf)
             for tensor_name, shape in produced(names[i], facts):
-                tensors[tensor_name] = Tensor(shape, facts.rf)
+                tensors[tensor_name] = Tensor(shape, facts.rf, tensor_name)
             steps.append(Step(i, names[i], layer, wired[i], [t.shape for t in inputs], facts))
         _count_tied_once(steps, self.channels_last)
         return steps

@@ -69,6 +69,8 @@ class Tensor:
     """What flows along an edge of the graph during analysis."""
     shape: Shape
     rf: Optional[ReceptiveField] = None
+    #: the tensor's name in the network: "input" for the network's input, else its producer's (NAME, NAME:i)
+    name: str = ""
 
 
 @dataclass

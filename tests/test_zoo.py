@@ -43,8 +43,9 @@ TORCHVISION_OTHER = {"shufflenet_v2_x1_0": 2_278_604}
 
 
 def test_the_zoo_holds_the_promised_models():
+    transformers = ["vit_b_16", "gpt2", "bert_base", "llama2_7b", "llama3_8b", "mistral_7b"]  # test_zoo_transformers
     assert zoo.list_models() == sorted(["mnist_mlp", "mnist_cnn", "lenet5", *TORCHVISION, *TORCHVISION_NHWC,
-                                        *TORCHVISION_OTHER])
+                                        *TORCHVISION_OTHER, *transformers])
 
 
 def test_shufflenet_v2_against_torch():
@@ -236,7 +237,7 @@ def test_zoo_prefix_in_load_and_unknown_names():
     assert layercalc.load("zoo:lenet5").name == "lenet5"
     with pytest.raises(SpecError, match=r"zoo:resnet5: no such model in the zoo; did you mean 'resnet50'"):
         layercalc.load("zoo:resnet5")
-    with pytest.raises(SpecError, match=r"zoo:xyz: no such model.*available: alexnet, convnext_tiny, lenet5"):
+    with pytest.raises(SpecError, match=r"zoo:xyz: no such model.*available: alexnet, bert_base, convnext_tiny, gpt2, lenet5"):
         zoo.load("xyz")
 
 

@@ -282,6 +282,7 @@ def verify_command(
     spec: SpecArg,
     weights: WeightsOpt = None,
     batch: BatchOpt = None,
+    input_shape: InputOpt = None,
     seed: SeedOpt = 0,
     dtype: ComputeDtypeOpt = None,
     max_memory: MaxMemoryOpt = None,
@@ -296,7 +297,7 @@ def verify_command(
     numbers = _check_choice(numbers, ("exact", "human"), "--numbers")
     if dtype is not None:
         dtype = _check_choice(dtype, ("float32", "float64"), "--dtype")
-    net = load_network(spec, batch)
+    net = load_network(spec, batch, input_shape)
     limit = _max_memory(max_memory)
     from tabulate import tabulate
 

@@ -36,8 +36,10 @@ class Linear(LayerBase):
         fout = self.out_features
         macs = rows * fin * fout
         notes = []
-        if len(x.shape) > 2:
-            # A dense layer on [N, 28, 28] is a classic misreading: people often mean one layer over all 784 inputs.
+        if len(x.shape) > 2 and x.name == "input":
+            # A dense layer straight on a multi-dimensional input ([N, 28, 28]) is a classic misreading: people often
+            # mean one layer over all 784 inputs. (Inside a network, per-position layers — a transformer's — are
+            # the intent, and say nothing.)
             features = numel(x.shape[1:])
             notes.append(f"applied to the last dim only, like torch.nn.Linear and Keras Dense: {fin} input features "
                          f"at each of {rows // x.shape[0]:,} positions of {fmt_shape(x.shape)}, not "
