@@ -186,8 +186,9 @@ def default_memory_limit() -> int:
 class MemoryEstimate:
     """Peak bytes of a run.
 
-    - ``weights``: the arrays passed in (``weights=``), held for the whole run. Weights that are *not* passed in
-      are initialized one layer at a time and dropped after it, so they are part of that layer's temporaries.
+    - ``weights``: the arrays passed in (``weights=``), held for the whole run, and the parameters of layers others
+      are tied to (made once, kept). Other weights that are *not* passed in are initialized one layer at a time
+      and dropped after it, so they are part of that layer's temporaries.
     - ``activations``: the largest sum of live activations plus one layer's temporaries (its parameters and their
       reordered copy, padded input, …).
     - ``workspace``: the im2col buffer, kept for the whole run, so added in full.
@@ -204,7 +205,7 @@ class MemoryEstimate:
     def describe(self) -> str:
         at = f" at {self.peak_step}" if self.peak_step else ""
         if self.weights:
-            held = f"weights passed in {format_bytes(self.weights)}"
+            held = f"weights held for the run (passed in, or shared by tied layers) {format_bytes(self.weights)}"
         else:
             held = "no weights passed in: each layer's are made when it runs, counted in its temporaries"
         return (f"{format_bytes(self.total)} (activations and one layer's temporaries {format_bytes(self.activations)}"

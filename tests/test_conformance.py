@@ -68,6 +68,8 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
     "rmsnorm": [({}, [[5, 8]], False), ({"normalized_shape": [5, 8], "elementwise_affine": False}, [[5, 8]], False)],
     "embedding": [({"num_embeddings": 11, "embedding_dim": 4}, [[6]], False)],
     "parameter": [({"shape": [3, 4]}, [], False)],
+    "position_embedding": [({"num_embeddings": 9, "embedding_dim": 4}, [[6]], False),
+                           ({"num_embeddings": 6, "embedding_dim": 2}, [[6, 3]], False)],
     "rotary_embedding": [({}, [[3, 5, 8]], False), ({"rotary_dim": 4, "base": 100.0}, [[6, 10]], False)],
     # ---- attention (layercalc/layers/attention.py)
     "multi_head_attention": [({"num_heads": 2}, [[5, 8]], False),

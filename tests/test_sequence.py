@@ -215,3 +215,18 @@ def test_calculators_and_explanations():
     result = runner.invoke(get_app(), ["summary", "-", "--explain"], input=json.dumps(tiny_spec(50, 8, 6)))
     assert result.exit_code == 0, result.stderr
     assert "[1] wpe (parameter):  → [1, 6, 8]" in result.stdout
+
+
+def test_position_embedding_is_an_embedding_read_at_the_positions():
+    # GPT-2's wpe on 10 tokens: rows 0..9 of the 1,024 × 768 table for every example; params 1,024·768 = 786,432
+    table = torch.nn.Embedding(1024, 8).double()
+    spec = {"input": [10], "batch": 2, "layers": [
+        {"name": "wpe", "type": "position_embedding", "num_embeddings": 1024, "embedding_dim": 8}]}
+    report = layercalc.load(spec).analyze()
+    assert report.totals.params == sum(p.numel() for p in table.parameters()) == 1024 * 8
+    ids = np.random.default_rng(3).integers(0, 50000, size=(2, 10)).astype(np.float64)   # any ids: positions count
+    ours = run_net(spec, x=ids, weights={"wpe": {"weight": table.weight.detach().numpy()}})
+    expected = table(torch.arange(10)).detach().numpy()
+    np.testing.assert_array_equal(ours, np.broadcast_to(expected, (2, 10, 8)))
+    with pytest.raises(LayerCalcError, match="sequence of 1025 positions .* longer than the 1024 positions"):
+        layercalc.load({**spec, "input": [1025]}).analyze()

@@ -22,7 +22,7 @@ from ..explain import Explanation, prod_text
 from ..rules import Context, Facts, Tensor, fmt_shape, numel
 from .base import MAX_RANK, LayerBase, ParamSpec, PositiveFloat, PositiveInt, _alias, register_layer
 
-__all__ = ["Embedding", "Parameter", "RotaryEmbedding"]
+__all__ = ["Embedding", "PositionEmbedding", "Parameter", "RotaryEmbedding"]
 
 
 @register_layer
@@ -77,6 +77,48 @@ class Embedding(LayerBase):
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         x = list(input_shapes[0])
         c.add(f"each of the {prod_text(x)} token ids picks one row of the table: {x} → {list(facts.output_shape)}")
+        c.result("params", f"num_embeddings·embedding_dim = {self.num_embeddings}·{self.embedding_dim}",
+                 self.num_embeddings * self.embedding_dim, facts.params)
+        c.add("MACs = 0, FLOPs = 0 (a lookup)")
+
+
+@register_layer
+class PositionEmbedding(LayerBase):
+    """Learned absolute positions (GPT-2's ``wpe``, BERT's ``position_embeddings``): rows 0..L−1 of a table, for a
+    sequence of length L along dim 1 of the input (token ids [N, L] or vectors [N, L, …]); ``[N, L, embedding_dim]``.
+    The same as ``nn.Embedding`` read at ``arange(L)``: params ``num_embeddings·embedding_dim``, no arithmetic."""
+    type: Literal["position_embedding"] = "position_embedding"
+    num_embeddings: PositiveInt = Field(validation_alias=_alias("num_embeddings", "max_position_embeddings"),
+                                        description="positions in the table (the longest sequence)")
+    embedding_dim: PositiveInt = Field(validation_alias=_alias("embedding_dim", "output_dim"))
+
+    keeps_finite = True
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        if len(x.shape) < 2:
+            raise ctx.fail(f"needs an input [N, L, ...] (the sequence along dim 1), got {fmt_shape(x.shape)}")
+        length = x.shape[1]
+        if length > self.num_embeddings:
+            raise ctx.fail(f"the sequence of {length} positions (input {fmt_shape(x.shape)}) is longer than the "
+                           f"{self.num_embeddings} positions of the table")
+        return Facts(output_shape=(x.shape[0], length, self.embedding_dim),
+                     params=self.num_embeddings * self.embedding_dim,
+                     notes=[f"rows 0..{length - 1} of a {self.num_embeddings:,} × {self.embedding_dim} table: no "
+                            f"arithmetic"])
+
+    def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
+        return {"weight": ParamSpec((self.num_embeddings, self.embedding_dim), "[num_embeddings, embedding_dim]",
+                                    "normal")}
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+        return np.broadcast_to(params["weight"][:xs[0].shape[1]], step.facts.output_shape)
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        length = input_shapes[0][1]
+        c.add(f"positions 0..{length - 1} (dim 1 of {list(input_shapes[0])}) pick rows of the table → "
+              f"{list(facts.output_shape)}, the same for every example")
         c.result("params", f"num_embeddings·embedding_dim = {self.num_embeddings}·{self.embedding_dim}",
                  self.num_embeddings * self.embedding_dim, facts.params)
         c.add("MACs = 0, FLOPs = 0 (a lookup)")
