@@ -37,10 +37,18 @@ def zoo_models() -> list[str]:
     return zoo.list_models()
 
 
-@pytest.mark.parametrize("name", zoo_models())
+#: zoo networks too large to execute in the test suite (billions of parameters drawn at random, trillions of MACs);
+#: their figures are checked against Hugging Face's models in tests/test_zoo_transformers.py
+TOO_LARGE_TO_RUN = {"llama2_7b", "llama3_8b", "mistral_7b"}
+
+
+@pytest.mark.parametrize("name", [name for name in zoo_models() if name not in TOO_LARGE_TO_RUN])
 def test_verify_passes_on_every_zoo_network(name):
     from layercalc import zoo
-    result = verify(zoo.load(name))
+    net = zoo.load(name)
+    if net.input == [net.input[0]] and any(layer.index_count() for layer in net.layers):
+        net = net.replace(input=[16])                 # token models: 16 tokens are enough to check every layer
+    result = verify(net)
     assert result.ok, [c for c in result.checks if not c.ok][:3]
 
 
