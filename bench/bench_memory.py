@@ -75,6 +75,38 @@ def layer_specs() -> dict[str, tuple[list[int], list[dict], str]]:
             layers = [{"type": kind, "num_heads": 4, "causal": True}]
         elif kind in ("scaled_dot_product_attention", "matmul"):   # q = k = v: 16 heads of 64 positions, 64 features
             layers = [{"type": kind, "inputs": ["input"] * (3 if kind == "scaled_dot_product_attention" else 2)}]
+        elif kind in ("embedding", "position_embedding"):
+            shape = [4096]                             # token ids; 4096 rows of 64
+            layers = [{"type": kind, "num_embeddings": 4096, "embedding_dim": 64}]
+        elif kind == "parameter":
+            layers = [{"type": kind, "shape": shape}]
+        elif kind in ("lstm", "gru", "rnn", "simple_rnn"):
+            shape = [256, 64]                          # 256 steps of 64 features
+            layers = [{"type": kind, "hidden_size": 64, "num_layers": 2, "bidirectional": True}]
+        elif kind in ("permute",):
+            layers = [{"type": kind, "dims": [0, 2, 3, 1]}]
+        elif kind == "transpose":
+            layers = [{"type": kind, "dim0": 2, "dim1": 3}]
+        elif kind == "slice":
+            layers = [{"type": kind, "dim": 2, "start": 1, "step": 2}]
+        elif kind == "select":
+            layers = [{"type": kind, "dim": 2, "index": 0}]
+        elif kind == "roll":
+            layers = [{"type": kind, "shifts": 3, "dims": 3}]
+        elif kind == "pixel_shuffle":
+            layers = [{"type": kind, "upscale_factor": 2}]
+        elif kind == "pixel_unshuffle":
+            layers = [{"type": kind, "downscale_factor": 2}]
+        elif kind == "channel_shuffle":
+            layers = [{"type": kind, "groups": 4}]
+        elif kind in ("mean", "sum"):
+            layers = [{"type": kind, "dim": [2, 3]}]
+        elif kind == "split":
+            layers = [{"type": kind, "sizes": 5, "dim": 1}]
+        elif kind == "chunk":
+            layers = [{"type": kind, "chunks": 3, "dim": 1}]
+        elif kind in ("upsample", "interpolate"):
+            layers = [{"type": kind, "scale_factor": 2, "mode": "bilinear"}]
         else:
             layers = [{"type": kind}]
         specs[kind] = (shape, layers, "NCHW")
