@@ -38,6 +38,15 @@ def _explain_norm_flops(c: Explanation, elements: int, groups: int, affine_ops: 
              elements * per_element + groups * PER_GROUP_FLOPS, reported)
 
 
+def normalized_dims(given: Optional[Union[int, list[int]]], x: Tensor, ctx: Context) -> tuple[int, ...]:
+    """The trailing dims a LayerNorm or RMSNorm normalizes over (default: the last), checked against the input."""
+    ns = (x.shape[-1],) if given is None else (given,) if isinstance(given, int) else tuple(given)
+    if len(ns) >= len(x.shape) or tuple(x.shape[-len(ns):]) != ns:
+        raise ctx.fail(f"normalized_shape {list(ns)} must equal the trailing dims of the input {fmt_shape(x.shape)} "
+                       f"(batch excluded)")
+    return ns
+
+
 def _affine_specs(channels: int) -> dict[str, ParamSpec]:
     return {"weight": ParamSpec((channels,), "[channels]", "ones"), "bias": ParamSpec((channels,), "[channels]")}
 
@@ -130,11 +139,7 @@ class LayerNorm(LayerBase):
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
-        given = self.normalized_shape
-        ns = (x.shape[-1],) if given is None else (given,) if isinstance(given, int) else tuple(given)
-        if len(ns) >= len(x.shape) or tuple(x.shape[-len(ns):]) != ns:
-            raise ctx.fail(f"normalized_shape {list(ns)} must equal the trailing dims of the input "
-                           f"{fmt_shape(x.shape)} (batch excluded)")
+        ns = normalized_dims(self.normalized_shape, x, ctx)
         size = numel(ns)
         affine_params = (2 if self.bias else 1) * size if self.elementwise_affine else 0
         affine_ops = (2 if self.bias else 1) if self.elementwise_affine else 0
@@ -240,11 +245,7 @@ class RMSNorm(LayerBase):
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
-        given = self.normalized_shape
-        ns = (x.shape[-1],) if given is None else (given,) if isinstance(given, int) else tuple(given)
-        if len(ns) >= len(x.shape) or tuple(x.shape[-len(ns):]) != ns:
-            raise ctx.fail(f"normalized_shape {list(ns)} must equal the trailing dims of the input "
-                           f"{fmt_shape(x.shape)} (batch excluded)")
+        ns = normalized_dims(self.normalized_shape, x, ctx)
         size, elements = numel(ns), numel(x.shape)
         affine = 1 if self.elementwise_affine else 0
         return Facts(output_shape=x.shape, params=size if self.elementwise_affine else 0,
