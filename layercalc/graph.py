@@ -227,18 +227,7 @@ class Network(Description):
         itemsize = DTYPE_BYTES[self.dtype]
         entries = []
         for step in steps:
-            f = step.facts
-            rf = f.rf
-            entries.append(LayerReport.model_construct(
-                index=step.index, name=step.name, type=step.layer.type_name, inputs=step.inputs,
-                input_shapes=[list(s) for s in step.input_shapes], output_shape=list(f.output_shape),
-                output_shapes=[list(s) for s in f.outputs] if f.outputs is not None else None,
-                params=f.params, buffers=f.buffers, macs=f.macs, flops=f.flops,
-                param_bytes=f.params * itemsize,
-                activation_bytes=sum(numel(shape) for shape in f.output_shapes) * itemsize,
-                receptive_field=[int(v) for v in rf.size] if rf is not None else None,
-                jump=report_jump(rf),
-                notes=f.notes))
+            entries.append(layer_report(step, itemsize))
         consumed = {src for step in steps for src in step.inputs}
         outputs = [name for step in steps for name, _ in produced(step.name, step.facts) if name not in consumed]
         input_bytes = numel(self.input_shape) * itemsize
@@ -264,6 +253,21 @@ class Network(Description):
         """Execute the forward pass with the bundled NumPy executor (see :mod:`layercalc.executor`)."""
         from .executor import run
         return run(self, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory)
+
+
+def layer_report(step: Step, itemsize: int) -> LayerReport:
+    """One layer's entry of the report, from its resolved step (also what a calculator prints for one layer)."""
+    f, rf = step.facts, step.facts.rf
+    return LayerReport.model_construct(
+        index=step.index, name=step.name, type=step.layer.type_name, inputs=step.inputs,
+        input_shapes=[list(s) for s in step.input_shapes], output_shape=list(f.output_shape),
+        output_shapes=[list(s) for s in f.outputs] if f.outputs is not None else None,
+        params=f.params, buffers=f.buffers, macs=f.macs, flops=f.flops,
+        param_bytes=f.params * itemsize,
+        activation_bytes=sum(numel(shape) for shape in f.output_shapes) * itemsize,
+        receptive_field=[int(v) for v in rf.size] if rf is not None else None,
+        jump=report_jump(rf),
+        notes=f.notes)
 
 
 def produced(name: str, facts: Facts) -> list[tuple[str, tuple[int, ...]]]:

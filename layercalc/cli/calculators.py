@@ -278,9 +278,8 @@ def _one_layer_network(type_name: str, layer, shapes: list[list[int]], values: d
 def _merge_entry(type_name: str, layer, shapes: list[list[int]], net):
     """A merge layer (add / mul / concat) on several inputs: a ``Network`` has one input, so the layer's rule is
     applied to the given tensors directly, and its facts reported the way ``Network.analyze`` reports them."""
-    from ..graph import DTYPE_BYTES
-    from ..report import LayerReport
-    from ..rules import Context, ReceptiveField, Tensor, infer, numel, report_jump
+    from ..graph import DTYPE_BYTES, Step, layer_report
+    from ..rules import Context, ReceptiveField, Tensor, infer
 
     itemsize = DTYPE_BYTES[net.dtype]
     tensors = []
@@ -288,15 +287,9 @@ def _merge_entry(type_name: str, layer, shapes: list[list[int]], net):
         full = (net.batch, *shape)
         tensors.append(Tensor(full, ReceptiveField.of_input(len(shape) - 1) if len(shape) >= 2 else None))
     facts = infer(layer, tensors, Context(type_name, net.channels_last, net.batch))
-    rf = facts.rf
     names = [f"input{i + 1}" for i in range(len(shapes))]
-    entry = LayerReport(
-        index=0, name=type_name, type=layer.type_name, inputs=names, input_shapes=[list(t.shape) for t in tensors],
-        output_shape=list(facts.output_shape), params=facts.params, buffers=facts.buffers, macs=facts.macs,
-        flops=facts.flops, param_bytes=facts.params * itemsize, activation_bytes=numel(facts.output_shape) * itemsize,
-        receptive_field=[int(v) for v in rf.size] if rf is not None else None,
-        jump=report_jump(rf), notes=facts.notes)
-    return entry, facts, itemsize
+    step = Step(0, type_name, layer, names, [t.shape for t in tensors], facts)
+    return layer_report(step, itemsize), facts, itemsize
 
 
 def _field_text(value) -> str:
