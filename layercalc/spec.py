@@ -301,6 +301,13 @@ def parse_text(text: str, origin: str = "<spec>", fmt: str | None = None) -> Any
 
 
 def read_spec_file(path: Union[str, os.PathLike]) -> Any:
+    """The spec data of a file: a YAML/JSON spec, or a model file of another tool converted (``importers``)."""
+    from . import importers
+    return importers.read(path)[1]
+
+
+def read_text_file(path: Union[str, os.PathLike]) -> Any:
+    """A YAML or JSON file, parsed (at most :data:`MAX_SPEC_BYTES`)."""
     path = Path(path)
     try:
         with open(path, "rb") as stream:
@@ -327,7 +334,10 @@ def read_capped(stream, origin: str) -> str:
 
 
 def from_data(data: Any, origin: str = "spec") -> Network:
-    """Validate parsed spec data (a mapping) into a ``Network``."""
+    """Validate parsed spec data (a mapping) into a ``Network``; a Keras model JSON or a Hugging Face config is
+    converted first (``importers``)."""
+    from .importers import spec_data
+    data = spec_data(data, origin)
     if not isinstance(data, Mapping):
         raise SpecError(f"{origin}: a spec must be a mapping with 'input' and 'layers', got {type(data).__name__}")
     _check_depth(data, origin)
@@ -465,6 +475,74 @@ def load(source: Source) -> Network:
         from . import zoo
         return zoo.load(text[4:])
     return from_data(read_spec_file(text), text)
+
+
+def read_source(source: Union[str, os.PathLike, Mapping]) -> tuple[str, Any]:
+    """``(kind, spec data)`` of a spec or model file path, ``zoo:NAME`` or parsed data (see :mod:`.importers`)."""
+    from . import importers
+    if isinstance(source, Mapping):
+        return importers.kind_of_data(source), importers.spec_data(source, "spec")
+    text = os.fspath(source)
+    if isinstance(text, str) and text.startswith("zoo:"):
+        from . import zoo
+        return "layercalc", read_text_file(zoo.spec_path(text[4:]))
+    return importers.read(text)
+
+
+#: the order of a spec's top-level keys in written specs (the order people write them in)
+_TOP_KEYS = ("name", "input", "batch", "layout", "dtype", "blocks", "layers")
+
+
+def to_yaml(data: Mapping, header: str = "") -> str:
+    """Spec data as YAML in the zoo's style: top-level keys in block style, one layer per line (flow style), blocks
+    with their layer lists the same way; ``header`` becomes ``#`` comment lines.
+
+    >>> print(to_yaml({"input": [784], "layers": [{"type": "linear", "out_features": 10}]}, "an MLP"), end="")
+    # an MLP
+    input: [784]
+    layers:
+      - {type: linear, out_features: 10}
+    """
+    import yaml
+
+    def flow(value: Any) -> str:
+        text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=2**31, allow_unicode=True)
+        return text.removesuffix("\n...\n").strip()
+
+    def layer_lines(layers: Any, indent: str) -> list[str]:
+        return [f"{indent}- {flow(layer)}" for layer in layers]
+
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    keys = [k for k in _TOP_KEYS if k in data] + [k for k in data if k not in _TOP_KEYS]
+    for key in keys:
+        value = data[key]
+        if key == "layers" and isinstance(value, list):
+            lines += ["layers:"] + layer_lines(value, "  ")
+        elif key == "blocks" and isinstance(value, Mapping):
+            lines.append("blocks:")
+            for name, block in value.items():
+                lines.append(f"  {flow(name)}:")
+                for part, content in block.items():
+                    if part == "layers" and isinstance(content, list):
+                        lines += ["    layers:"] + layer_lines(content, "      ")
+                    else:
+                        lines.append(f"    {flow(part)}: {flow(content)}")
+        else:
+            lines.append(f"{flow(key)}: {flow(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def convert(source: Union[str, os.PathLike, Mapping]) -> str:
+    """A model file (``.keras``, Keras JSON, Hugging Face config.json, ``.onnx``), ``zoo:NAME`` or a spec, written
+    as a layercalc YAML spec (what ``layercalc convert`` prints). The network is validated first: a source that
+    cannot be analyzed gets the error ``summary`` would give, not a spec that fails later."""
+    from .importers import KINDS
+    kind, data = read_source(source)
+    origin = "spec" if isinstance(source, Mapping) else safe_text(os.fspath(source))
+    from_data(data, origin)
+    where = "" if isinstance(source, Mapping) else f" {origin}"
+    header = f"layercalc spec converted from the {KINDS[kind]}{where}" if kind != "layercalc" else ""
+    return to_yaml(data, header)
 
 
 def schema() -> dict[str, Any]:

@@ -32,6 +32,7 @@ from typer.core import TyperGroup
 from .calculators import make_calculator, render_calculator, run_calculator, short_help
 from .network import (
     Progress,
+    convert_command,
     explain_network,
     load_network,
     run_command,
@@ -348,6 +349,7 @@ def build_app(with_layers: bool = True) -> typer.Typer:
     app.command("size")(size_command)
     app.command("solve")(solve_command)
     app.command("summary")(summary_command)
+    app.command("convert")(convert_command)
     app.command("schema")(schema_command)
     app.command("zoo")(zoo_command)
     app.command("verify")(verify_command)

@@ -1,5 +1,6 @@
-"""Commands on whole networks: ``summary``, ``schema``, ``zoo``, ``verify`` and ``run`` (SPEC is a YAML/JSON
-file, ``-`` for standard input, or ``zoo:NAME``). Each loads the network, calls the library and renders."""
+"""Commands on whole networks: ``summary``, ``convert``, ``schema``, ``zoo``, ``verify`` and ``run``. SPEC is a
+YAML/JSON spec, a model file of another tool (see ``layercalc.importers``), ``-`` for standard input, or
+``zoo:NAME``. Each loads the network, calls the library and renders."""
 
 import os
 import re
@@ -96,7 +97,8 @@ def _with_overrides(net, overrides: dict):
         raise SpecError(re.sub(r"field '(\w+)'", r"--\1", detail)) from None
 
 
-SpecArg = Annotated[str, typer.Argument(help="YAML/JSON spec file, - for stdin, or zoo:NAME", metavar="SPEC")]
+SpecArg = Annotated[str, typer.Argument(help="YAML/JSON spec file, model file (.keras, Keras JSON, Hugging Face "
+                                             "config.json, .onnx), - for stdin, or zoo:NAME", metavar="SPEC")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch", "-b", min=1, metavar="N",
                                                   help="batch size (overrides the spec)")]
 InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", metavar="SHAPE",
@@ -176,6 +178,31 @@ def explain_network(net, report) -> list[str]:
         lines += ["    " + line for line in explain_layer(step.layer, step.input_shapes, step.facts,
                                                           net.channels_last, report.dtype_bytes, input_rf)]
     return lines
+
+
+def convert_command(
+    source: Annotated[str, typer.Argument(
+        help="a .keras file, Keras model JSON, Hugging Face config.json, .onnx file, spec file, - for stdin, or "
+             "zoo:NAME", metavar="SOURCE")],
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="FILE",
+                                                  help="write the spec here (default: standard output)")] = None,
+) -> None:
+    """Write a model made by another tool as a layercalc YAML spec, to read, edit and run like any spec."""
+    from .. import spec as spec_module
+
+    with spec_context(source):
+        if source == "-":
+            text = spec_module.convert(spec_module.parse_text(_read_stdin(), "<stdin>"))
+        else:
+            text = spec_module.convert(source)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as stream:
+            stream.write(text)
+    except OSError as exc:
+        raise _spec_error(f"--output {output}: cannot write: {exc.strerror or exc}") from None
 
 
 def schema_command() -> None:

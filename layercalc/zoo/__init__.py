@@ -36,5 +36,5 @@ def spec_path(name: str) -> Path:
 
 def load(name: str):
     """The bundled model ``name`` as a :class:`~layercalc.graph.Network`."""
-    from ..spec import from_data, read_spec_file
-    return from_data(read_spec_file(spec_path(name)), f"zoo:{name}")
+    from ..spec import from_data, read_text_file
+    return from_data(read_text_file(spec_path(name)), f"zoo:{name}")
