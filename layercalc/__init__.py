@@ -14,6 +14,7 @@ from .errors import GraphError, LayerCalcError, NumericError, ResourceError, Sha
 
 if _typing.TYPE_CHECKING:        # the lazy names below, as type checkers should see them (imported on first use)
     from .graph import Network
+    from .importers.torch import from_torch
     from .layers import LAYER_TYPES
     from .report import LayerReport, Report, Totals
     from .sizing import SizeResult, size
@@ -25,7 +26,7 @@ __version__ = "0.1.0"
 # The rest is imported on first use (PEP 562): importing Pydantic and defining the models costs ~0.15 s, which the
 # command line must not pay for `layercalc size` (start-up target 0.3 s). `layercalc.Network` etc. behave as usual.
 _LAZY = {"Network": "graph", "LayerReport": "report", "Report": "report", "Totals": "report",
-         "load": "spec", "schema": "spec", "convert": "spec", "LAYER_TYPES": "layers",
+         "load": "spec", "schema": "spec", "convert": "spec", "from_torch": "importers.torch", "LAYER_TYPES": "layers",
          "size": "sizing", "SizeResult": "sizing", "solve": "solving", "SolveResult": "solving",
          "SolveAnswer": "solving"}
 
@@ -55,6 +56,6 @@ def __dir__() -> list[str]:
     public = {n for n in globals() if not n.startswith("_")} | {"__version__"}
     return sorted(public | set(_LAZY) | _layer_model_names(layers))
 
-__all__ = ["Network", "Report", "LayerReport", "Totals", "load", "schema", "convert", "LAYER_TYPES", "size",
-           "SizeResult", "solve", "SolveResult", "SolveAnswer",
+__all__ = ["Network", "Report", "LayerReport", "Totals", "load", "schema", "convert", "from_torch", "LAYER_TYPES",
+           "size", "SizeResult", "solve", "SolveResult", "SolveAnswer",
            "LayerCalcError", "SpecError", "ShapeError", "GraphError", "ResourceError", "NumericError", "__version__"]

@@ -219,7 +219,11 @@ def _numel(shape) -> int:
 def _step_scratch(step, itemsize: int, channels_last: bool, weights_given: bool = False) -> tuple[int, int]:
     """(temporary bytes while the step runs, im2col workspace bytes) beyond its inputs and output: the layer type's
     own bound (:meth:`LayerBase.scratch_bytes`). ``weights_given``: its weights were passed in (already held)."""
-    return step.layer.scratch_bytes(step, itemsize, channels_last, weights_given)
+    temporary, workspace = step.layer.scratch_bytes(step, itemsize, channels_last, weights_given)
+    if step.layer.fused_activation() is not None:      # the fused activation's, run after the layer's own step
+        from .fused import fused_scratch
+        temporary = max(temporary, fused_scratch(step, itemsize, channels_last))
+    return temporary, workspace
 
 
 def estimate_memory(steps, input_shape, dtype, channels_last: bool, given_weights: Optional[Weights] = None
@@ -333,11 +337,34 @@ def load_array(path, what: str = "--input", max_bytes: Optional[int] = None,
         raise SpecError(f"{where}: not a readable .npy array ({_first_line(e)})") from None
 
 
+def split_weight_key(key: str, layer_names: Optional[Any] = None) -> tuple[str, str]:
+    """``(layer, param)`` of a weights key ``"<layer>.<param>"``. Layer names may hold dots (``layer1.0.conv1``);
+    knowing the layers, the key's longest prefix that names one is the layer and the rest, dots written ``_``, the
+    parameter — so a framework's nested keys load as they are (``attn.qkv.weight`` → layer ``attn``, parameter
+    ``qkv_weight``; ``self_attention.out_proj.weight`` → ``out_proj_weight``); a key that is itself a layer's name
+    is that ``parameter`` layer's ``weight`` (``class_token``). Otherwise the key is split at its last dot.
+
+    >>> split_weight_key("layer1.0.conv1.weight"), split_weight_key("b.attn.qkv.weight", {"b.attn"})
+    (('layer1.0.conv1', 'weight'), ('b.attn', 'qkv_weight'))
+    """
+    if layer_names is not None and key in layer_names:     # a learnable tensor of its own (a `parameter` layer)
+        return key, "weight"
+    layer, param = key.rsplit(".", 1)
+    if layer_names is None or layer in layer_names:
+        return layer, param
+    parts = key.split(".")
+    for cut in range(len(parts) - 2, 0, -1):
+        prefix = ".".join(parts[:cut])
+        if prefix in layer_names:
+            return prefix, "_".join(parts[cut:])
+    return layer, param
+
+
 def load_weights(path, steps=None, channels_last: bool = False,
                  max_bytes: Optional[int] = None) -> dict[str, dict[str, np.ndarray]]:
     """Read an ``.npz`` of ``"<layer_name>.<param>"`` arrays (a PyTorch state_dict saved with ``np.savez``).
 
-    Layer names may contain dots (``layer1.0.conv1.weight``): the key is split at its last dot. Every member's
+    Layer names may contain dots (``layer1.0.conv1.weight``): keys are split by :func:`split_weight_key`. Every member's
     .npy header is read first: numbers only (never pickled objects), the member's declared uncompressed size equal
     to what its header describes, the total within ``max_bytes`` and, given the network's ``steps``, every key a
     parameter of a layer with its shape — all before any array is decompressed (a small file can declare or
@@ -380,7 +407,7 @@ def load_weights(path, steps=None, channels_last: bool = False,
                     raise SpecError(f"{path}: key {key!r}: the archive declares {info.file_size} bytes but its "
                                     f"header describes shape {list(shape)} {dtype} ({header + nbytes} bytes): a "
                                     f"damaged or crafted file")
-                layer, param = key.rsplit(".", 1)
+                layer, param = split_weight_key(key, by_name)
                 if by_name is not None:
                     _check_param(by_name, layer, param, shape, dtype, channels_last)
                 total += nbytes
@@ -411,11 +438,12 @@ def normalize_weights(weights, steps=None, channels_last: bool = False,
         raise SpecError(f"weights: expected a mapping {{layer_name: {{param: array}}}} or an .npz path, "
                         f"got {type(weights).__name__}")
     nested: dict[str, dict[str, Any]] = {}
+    layer_names = {step.name for step in steps} if steps is not None else None
     for key, value in weights.items():
         if isinstance(value, Mapping):
             nested.setdefault(str(key), {}).update(value)
         elif "." in str(key):
-            layer, param = str(key).rsplit(".", 1)
+            layer, param = split_weight_key(str(key), layer_names)
             nested.setdefault(layer, {})[param] = value
         else:
             raise SpecError(f"weights: key {key!r} is neither a layer name with a mapping of arrays nor "
@@ -458,10 +486,26 @@ def _check_layer(by_name, name: str):
         names = ", ".join(list(by_name)[:8]) + (" …" if len(by_name) > 8 else "")
         raise SpecError(f"weights: no layer named {name!r} in the network"
                         f"{did_you_mean(name, by_name) or f' (layer names: {names})'}")
-    if step.layer.tied_to is not None:
-        raise SpecError(f"weights for {layer_label(step.index, step.name, step.layer.type_name)}: its parameters are "
-                        f"those of {step.layer.tied_to!r} (tied_to): give them under {step.layer.tied_to!r} only")
     return step
+
+
+def drop_tied_copies(steps, weights: dict[str, dict[str, Any]]) -> None:
+    """A tied layer's own copy of its owner's weights (a framework's ``state_dict`` lists a shared tensor under
+    both names: GPT-2's ``lm_head.weight`` and ``transformer.wte.weight``) is dropped when it equals the owner's;
+    a copy that differs, or one given without the owner's, is an error (which one should the run use?)."""
+    by_name = {step.name: step for step in steps}
+    for name in [n for n in weights if n in by_name and by_name[n].layer.tied_to is not None]:
+        step, owner = by_name[name], by_name[name].layer.tied_to
+        label = layer_label(step.index, step.name, step.layer.type_name)
+        mine, theirs = weights[name], weights.get(owner, {})
+        for param, value in mine.items():
+            if param in IGNORED_PARAMS:
+                continue
+            if param not in theirs or not np.array_equal(np.asarray(value), np.asarray(theirs[param])):
+                raise SpecError(f"weights for {label}: its parameters are those of {owner!r} (tied_to), but "
+                                f"'{name}.{param}' is {'given without' if param not in theirs else 'not equal to'} "
+                                f"'{owner}.{param}': give them under {owner!r} only")
+        del weights[name]
 
 
 def _check_param(by_name, name: str, param: str, shape, dtype, channels_last: bool) -> None:
@@ -637,12 +681,13 @@ def weight_sources(network, weights=None, seed: int = 0, source: Optional[str] =
         except _READ_ERRORS as e:
             raise SpecError(f"{weights}: cannot read weights ({_first_line(e)}); expected an .npz archive") from None
         given: dict[str, set] = {}
+        layer_names = {step.name for step in network.resolve()}
         for key in keys:
             if "." in key:
-                layer, param = key.rsplit(".", 1)
+                layer, param = split_weight_key(key, layer_names)
                 given.setdefault(layer, set()).add(param)
     else:
-        given = {name: set(params) for name, params in normalize_weights(weights).items()}
+        given = {name: set(params) for name, params in normalize_weights(weights, network.resolve()).items()}
     result = WeightSources(source=source or "the weights passed in", seed=seed)
     for step in network.resolve():
         wanted = param_shapes(step, network.channels_last)
@@ -690,6 +735,7 @@ def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, whe
     channels_last = network.channels_last
     given = normalize_weights(weights, steps, channels_last, limit)
     check_weights(steps, given, channels_last)
+    drop_tied_copies(steps, given)
     estimate = estimate_memory(steps, network.input_shape, dtype, channels_last, given)
     if estimate.total > limit:
         raise ResourceError(f"{network.name or 'network'}: estimated peak memory {estimate.describe()} exceeds the "
@@ -727,6 +773,9 @@ def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, whe
                                 for src in step.inputs]
             params = _params_of(step, given, seed, dtype, channels_last, shared, by_name)
             output = step.layer.forward(step, inputs, params, env)
+            if step.layer.fused_activation() is not None:      # Keras' activation argument, after the layer's step
+                from .fused import fused_forward
+                output = fused_forward(step, output, env)
             del inputs, params
             made = produced(step.name, step.facts)
             arrays = list(output) if step.facts.outputs is not None else [output]

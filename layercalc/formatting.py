@@ -150,7 +150,8 @@ class Row:
 
     @classmethod
     def of_layer(cls, entry) -> Row:
-        return cls(entry.index, entry.name, entry.type, list(entry.inputs), [list(s) for s in entry.input_shapes],
+        shown_type = f"{entry.type}+{entry.activation}" if entry.activation else entry.type    # conv2d+relu
+        return cls(entry.index, entry.name, shown_type, list(entry.inputs), [list(s) for s in entry.input_shapes],
                    list(entry.output_shape), entry.params, entry.buffers, entry.macs, entry.flops,
                    entry.param_bytes, entry.activation_bytes, entry.receptive_field, entry.jump, list(entry.notes))
 
@@ -367,7 +368,11 @@ def footer(report, numbers: str = "exact", markdown: bool = False) -> str:
         f"all layer outputs {b(t.activation_bytes)} · peak live activations {b(t.peak_activation_bytes)}",
         "Conventions:",
     ]
+    keras = getattr(report, "keras_params", None)
+    if keras is not None:                        # a Keras-layout network: the totals as model.summary() prints them
+        lines.insert(2, f"Keras: Total params {n(keras.total)} · Trainable params {n(keras.trainable)} · "
+                        f"Non-trainable params {n(keras.non_trainable)}")
     conv = [f"{key}: {text}" for key, text in report.conventions.items()]
     if markdown:
-        return "\n".join([f"- {line}" for line in lines[:3]] + ["- Conventions:"] + [f"  - {c}" for c in conv])
+        return "\n".join([f"- {line}" for line in lines[:-1]] + ["- Conventions:"] + [f"  - {c}" for c in conv])
     return "\n".join(lines + [f"  {c}" for c in conv])

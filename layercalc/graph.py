@@ -267,7 +267,9 @@ def layer_report(step: Step, itemsize: int) -> LayerReport:
         activation_bytes=sum(numel(shape) for shape in f.output_shapes) * itemsize,
         receptive_field=[int(v) for v in rf.size] if rf is not None else None,
         jump=report_jump(rf),
-        notes=f.notes)
+        notes=f.notes,
+        activation=fused.type_name if (fused := step.layer.fused_activation()) is not None else None,
+        trainable=step.layer.trainable)
 
 
 def produced(name: str, facts: Facts) -> list[tuple[str, tuple[int, ...]]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 
 class LayerReport(BaseModel):
@@ -36,6 +36,10 @@ class LayerReport(BaseModel):
         None, description="effective stride in input pixels, per spatial dim: an exact integer when it is whole; a "
                           "float only when it is fractional (past an up-sampling layer)")
     notes: list[str] = Field(default_factory=list)
+    activation: Optional[str] = Field(None, description="a fused activation applied to the output (Keras' "
+                                                        "activation argument), its FLOPs included; null: none")
+    trainable: bool = Field(True, description="false for a frozen layer (Keras' trainable: false): its params are "
+                                              "non-trainable in Keras' totals")
 
 
 class Totals(BaseModel):
@@ -54,6 +58,16 @@ class Totals(BaseModel):
                     "last use (network input included)")
 
 
+class KerasParams(BaseModel):
+    """The totals as Keras' ``model.summary()`` prints them."""
+    model_config = ConfigDict(defer_build=True)
+
+    total: int = Field(description="Total params: params + buffers")
+    trainable: int = Field(description="Trainable params: the params of layers not frozen")
+    non_trainable: int = Field(description="Non-trainable params: the buffers (BatchNorm's moving mean and variance, "
+                                           "the weights of layers with trainable: false)")
+
+
 class Report(BaseModel):
     model_config = ConfigDict(defer_build=True)   # built on first dump or validation, not at import
 
@@ -67,6 +81,15 @@ class Report(BaseModel):
     layers: list[LayerReport]
     totals: Totals
     conventions: dict[str, str]
+
+    @computed_field(description="for a Keras-layout (NHWC) network, the totals as Keras prints them; null otherwise")
+    def keras_params(self) -> Optional[KerasParams]:
+        if self.layout != "NHWC":
+            return None
+        t = self.totals
+        frozen = sum(entry.params for entry in self.layers if not entry.trainable)
+        return KerasParams.model_construct(total=t.params + t.buffers, trainable=t.params - frozen,
+                                           non_trainable=t.buffers + frozen)
 
     def layer(self, name: str) -> LayerReport:
         for entry in self.layers:

@@ -542,6 +542,10 @@ def convert(source: Union[str, os.PathLike, Mapping]) -> str:
     from_data(data, origin)
     where = "" if isinstance(source, Mapping) else f" {origin}"
     header = f"layercalc spec converted from the {KINDS[kind]}{where}" if kind != "layercalc" else ""
+    if kind == "huggingface":           # the choices made for the config: the class built, the default input, …
+        from .importers.huggingface import header_notes
+        raw = source if isinstance(source, Mapping) else read_text_file(source)
+        header += "".join(f"\n{line}" for line in header_notes(raw, origin))
     return to_yaml(data, header)
 
 

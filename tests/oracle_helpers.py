@@ -124,6 +124,15 @@ def assert_same_verdict(lc, th, context: Any) -> bool:
     return accepted(lc)
 
 
+def hf_counts(model: torch.nn.Module, *inputs) -> tuple[int, int]:
+    """A Hugging Face model's parameters (tied tensors once, as ``parameters()`` yields them) and FlopCounterMode's
+    total for one forward pass on ``inputs`` (2 per multiply-accumulate of the matmuls; build the model with
+    ``attn_implementation="eager"`` so attention runs as matmuls it counts)."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(*inputs)
+    return sum(p.numel() for p in model.parameters()), counter.get_total_flops()
+
+
 def as_torch(value):
     """layercalc spec values → torch constructor values (lists become tuples)."""
     return tuple(value) if isinstance(value, list) else value

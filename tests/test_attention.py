@@ -610,3 +610,81 @@ def bench_memory():
 def test_memory_estimate_bounds_a_run(bench_memory, label):
     estimate, peak = bench_memory.measure(bench_memory.build(label, mib=2))
     assert peak <= estimate + bench_memory.ALLOWANCE, (label, estimate, peak)
+
+
+# ------------------------------------------------------------- rotary embeddings and split biases (Llama, Qwen2)
+
+@pytest.mark.parametrize("arch, bias_fields", [("llama", {"bias": False}), ("llama_bias", {"bias": True}),
+                                               ("qwen2", {"qkv_bias": True, "out_bias": False})])
+@pytest.mark.parametrize("causal", [False, True])
+def test_rope_attention_matches_hugging_face(arch, bias_fields, causal):
+    """Hugging Face's LlamaAttention / Qwen2Attention (eager: explicit matmuls) with their rotary embedding: params,
+    2·MACs = FlopCounterMode, and the forward pass on their weights. Qwen2 has q/k/v biases and no o_proj bias."""
+    transformers = pytest.importorskip("transformers")
+    hidden, heads, kv, head_dim, theta, batch, length = 24, 4, 2, 8, 500.0, 2, 5
+    if arch == "qwen2":
+        from transformers.models.qwen2 import modeling_qwen2 as hf
+        config = transformers.Qwen2Config(hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=kv,
+                                          head_dim=head_dim, rope_theta=theta)
+        attention, rotary = hf.Qwen2Attention, hf.Qwen2RotaryEmbedding
+    else:
+        from transformers.models.llama import modeling_llama as hf
+        config = transformers.LlamaConfig(hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=kv,
+                                          head_dim=head_dim, rope_theta=theta, attention_bias=arch == "llama_bias")
+        attention, rotary = hf.LlamaAttention, hf.LlamaRotaryEmbedding
+    config._attn_implementation = "eager"
+    torch.manual_seed(3)
+    module = attention(config, layer_idx=0).double().eval()
+    x = torch.randn(batch, length, hidden, dtype=torch.float64)
+    position_ids = torch.arange(length)[None].expand(batch, length)
+    cos_sin = rotary(config)(x, position_ids)
+    mask = (torch.full((length, length), -torch.inf, dtype=torch.float64).triu(1)[None, None] if causal
+            else None)
+    fields = {"type": "multi_head_attention", "num_heads": heads, "num_kv_heads": kv, "head_dim": head_dim,
+              "rope": True, "rope_theta": theta, "causal": causal, **bias_fields}
+    layer, step = resolve(fields, [(batch, length, hidden)])
+    facts = step.facts
+    assert facts.params == n_params(module)
+    with torch.no_grad():
+        # FlopCounterMode counts the projections and the two matmuls (2·MACs); RoPE's element-wise products are
+        # not matmuls, so it counts them as 0: they are in layercalc's FLOPs, 3 per rotated element (below)
+        assert flop_counter(lambda: module(x, cos_sin, mask)) == 2 * facts.macs
+        expected = module(x, cos_sin, mask)[0].numpy()
+    params = {}
+    for name in layer.param_specs(step, False):
+        key = name.replace("out_proj", "o_proj").replace("_weight", ".weight").replace("_bias", ".bias")
+        params[name] = module.state_dict()[key].numpy()
+    ours, performed = run_step(layer, step, [x.numpy()], params)
+    assert performed == facts.macs
+    # Hugging Face computes its cos/sin tables in float32 (inv_freq and positions cast to float), so its rotated q
+    # and k carry float32 rounding (~1e-8 here) though everything else is float64
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-7)
+    # FLOPs by hand: 2·MACs + bias adds + (1 scale + 5 softmax) per score + 3 per rotated q and k element
+    projections = [(heads * head_dim, "q"), (kv * head_dim, "k"), (kv * head_dim, "v"), (hidden, "out")]
+    biased = {"llama": set(), "llama_bias": {"q", "k", "v", "out"}, "qwen2": {"q", "k", "v"}}[arch]
+    bias_adds = sum(batch * length * out for out, name in projections if name in biased)
+    scores = batch * heads * length * length
+    rotated = batch * length * (heads + kv) * head_dim
+    assert facts.flops == 2 * facts.macs + bias_adds + (SCALE_FLOPS + SOFTMAX_FLOPS) * scores + 3 * rotated
+
+
+def test_partial_rotary_rotates_the_first_features_only():
+    """rotary_dim < head_dim (GPT-NeoX's rotary_pct, Phi's partial_rotary_factor): the rest of each head passes
+    unchanged, so the layer equals a rope-free layer with q and k rotated on their first rotary_dim features only;
+    FLOPs 3 per rotated element (by hand: N·(H·L_q + kv·L_k)·rotary_dim)."""
+    base = {"type": "multi_head_attention", "num_heads": 2, "head_dim": 6, "bias": False}
+    _, step = resolve({**base, "rope": True, "rotary_dim": 4}, [(1, 3, 12)])
+    _, plain = resolve(base, [(1, 3, 12)])
+    assert step.facts.flops - plain.facts.flops == 3 * (1 * (2 * 3 + 2 * 3) * 4)
+    assert step.facts.macs == plain.facts.macs and step.facts.params == plain.facts.params
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"rope": True, "rotary_dim": 5}, "rotary_dim 5 must be even"),
+    ({"rope": True, "rotary_dim": 10}, "at most head_dim 6"),
+    ({"rotary_dim": 4}, "rope is off"),
+    ({"rope": True, "add_bias_kv": True}, "rope with add_bias_kv"),
+])
+def test_rope_refusals(fields, message):
+    with pytest.raises(LayerCalcError, match=message):
+        resolve({"type": "multi_head_attention", "num_heads": 2, "head_dim": 6, **fields}, [(1, 3, 12)])

@@ -235,6 +235,19 @@ EXPLAIN_CASES = {
     # (3 − 1)·2 + (2 − 1) + 1 = 6; params 2·4·8 + 4 = 68
     "conv_transpose3d": ("-i 2x3x3x3 --out-channels 4 -k 2 -s 2",
                          ["D_out = (3 − 1)·2 − 2·0 + 1·(2 − 1) + 0 + 1 = 6", "= 2·4·2·2·2 + 4 = 68"]),
+    # Keras' depthwise conv = conv with groups = C_in, C_out = C_in·m: 'same', stride 2 on 7×6 → 4×3;
+    # params (3·3·1)·6 + 6 = 60; MACs 4·3·6·9 = 648
+    "depthwise_conv2d": ("-i 3x7x6 -k 3 --depth-multiplier 2 -s 2 -p same",
+                         ["C_out = C_in·depth_multiplier = 3·2 = 6", "H_out = ceil(7 / 2) = 4", "= 60", "= 648"]),
+    # NHWC [9, 4], kernel 3: L 7; params 3·4 + 4 = 16; MACs 7·4·3 = 84
+    "depthwise_conv1d": ("-i 9x4 --layout NHWC -k 3", ["L_out = floor((9 + 2·0 − 1·(3 − 1) − 1) / 1) + 1 = 7",
+                                                      "params = (3·1)·4 + 4 = 16", "= 84"]),
+    # depthwise 3×3 (m 2: 6 channels) then 1×1 to 5: params 9·6 + 6·5 + 5 = 89; MACs 12·6·9 + 12·6·5 = 1,008
+    "separable_conv2d": ("-i 3x7x6 --filters 5 -k 3 --depth-multiplier 2 -p same -s 2",
+                         ["= depthwise 3·3·6 + pointwise 6·5 + bias 5 = 89", "= 12·6·9 + 12·6·5 = 1,008"]),
+    # NHWC [9, 3], kernel 2: L 8; params 2·3 + 3·4 = 18 (no bias); MACs 8·3·2 + 8·3·4 = 144
+    "separable_conv1d": ("-i 9x3 --layout NHWC --out-channels 4 -k 2 --no-bias",
+                         ["= depthwise 2·3 + pointwise 3·4 = 18", "= 8·3·2 + 8·3·4 = 144", "2·144 + 0 = 288"]),
     # ceil((10 − 3)/2) + 1 = 5 (floor: 4); FLOPs 3·5·3 = 45
     "maxpool1d": ("-i 3x10 -k 3 -s 2 --ceil-mode",
                   ["L_out = ceil((10 + 2·0 − 1·(3 − 1) − 1) / 2) + 1 = 5", "floor would give 4", "= 1·3·5·3 = 45"]),
@@ -269,6 +282,9 @@ EXPLAIN_CASES = {
     "batchnorm1d": ("-i 3x10", ["2·C (γ and β) = 2·3 = 6", "· 1·3·10 = 60"]),
     "batchnorm2d": ("-i 16x8x8", ["= 2·16 = 32", "= 2,048"]),
     "batchnorm3d": ("-i 2x2x2x2 --no-affine", ["params = 0 (affine=False", "· 1·2·2·2·2 = 32"]),
+    # Keras' BatchNormalization(center=False) on [4, 5, 3]: γ only, 3 params, 6 buffers; FLOPs 2·60 = 120
+    "batchnorm": ("-i 4x5x3 --layout NHWC --axis -1 --no-center",
+                  ["params = 1·C (γ) = 1·3 = 3", "= 2·3 = 6", "· 1·4·5·3 = 120"]),
     # LayerNorm over the last dim 5 of [1, 3, 4, 5]: 12 groups; FLOPs 60·(4 + 2 + 2) + 12·4 = 528
     "layernorm": ("-i 3x4x5", ["12 group(s) of 5 values", "params = 2·5 (γ and β) = 10", "= 528"]),
     # 6 channels, 3 groups: params 12; FLOPs 96·8 + 3·4 = 780
@@ -286,9 +302,18 @@ EXPLAIN_CASES = {
     "hardsigmoid": ("-i 10", ["4 per element · 1·10 = 40"]),
     "softmax": ("-i 3x10", ["5 per element · 1·3·10 = 150"]),
     "identity": ("-i 10", ["identity at inference"]),
+    # x·0.5 − 1: a multiply and an add per element, 2·30 = 60
+    "rescaling": ("-i 3x10 --scale 0.5 --offset -1", ["x·0.5 − 1: 2 per element", "· 1·3·10 = 60"]),
+    # Keras' Activation('softmax'): as softmax, 5 per element · 20 = 100
+    "activation": ("-i 4x5 --activation softmax", ["softmax along dim 2", "5 per element · 1·4·5 = 100"]),
     # three inputs, broadcast to [1, 3, 4, 4]: (3 − 1)·48 = 96 adds
     "add": ("-i 3x4x4 -i 3x4x4 -i 3x1x1", ["(inputs − 1)·elements = 2·48 = 96"]),
     "mul": ("-i 3x4x4 -i 3x1x1", ["(inputs − 1)·elements = 1·48 = 48"]),
+    # one subtract (divide) per element of the broadcast output [1, 3, 4, 4]: 48
+    "sub": ("-i 3x4x4 -i 3x1x4", ["[1, 3, 4, 4] − [1, 3, 1, 4] (broadcast) → [1, 3, 4, 4]",
+                                  "1 per output element · 1·3·4·4 = 48"]),
+    "div": ("-i 3x1x4 -i 1x4x1", ["[1, 3, 1, 4] / [1, 1, 4, 1] (broadcast) → [1, 3, 4, 4]",
+                                  "1 per output element · 1·3·4·4 = 48"]),
     "concat": ("-i 3x4x4 -i 5x4x4", ["concat along dim 1: 3 + 5 = 8 → [1, 8, 4, 4]"]),
     # RMSNorm over 16: params 16; FLOPs 48·(3 + 1) + 3·3 = 201
     "rmsnorm": ("-i 3x16", ["params = prod(normalized_shape) (γ) = 16", "48·4 + 3·3 = 201"]),
@@ -309,6 +334,11 @@ EXPLAIN_CASES = {
     "scaled_dot_product_attention": ("-i 2x5x8 -i 2x7x8 -i 2x7x3", ["= 2·5·7·8 + 2·5·7·3 = 770"]),
     # [1, 3, 4] @ [1, 4, 5]: 3·4·5 = 60
     "matmul": ("-i 3x4 -i 4x5", ["1·3·4·5 = 60", "2·MACs = 2·60 = 120"]),
+    # Swin on an 8×8 map of C 32, windows 4×4 (4 windows of T 16), 2 heads of 16: params 3·32² + 3·32 + 32² + 32
+    # + (2·4 − 1)²·2 = 4,322; MACs qkv 64·32·96 = 196,608 + QKᵀ and A·V 2·4·2·16²·16 = 65,536 + proj 64·32² = 65,536
+    "shifted_window_attention": ("-i 8x8x32 --num-heads 2 --window-size 4 --shift-size 2",
+                                 ["= 4,322", "1·4·16 = 64: 196,608", "= 327,680", "shifted by [2, 2]"]),
+    "window_attention": ("-i 8x8x32 --num-heads 2 --window-size 4", ["= 4,322", "2·1·4·2·16²·16 = 65,536"]),
     # tensor operations: no arithmetic for the moves; mean 3·8·8 = 192; sum 64 outputs · (3 − 1) adds = 128
     "permute": ("-i 3x8x8 --dims 0x2x3x1", ["output dim k is input dim dims[k] = [0, 2, 3, 1]"]),
     "transpose": ("-i 3x8x8 --dim0 2 --dim1 3", ["dims 2 and 3 swapped"]),

@@ -373,3 +373,21 @@ def test_a_huge_stack_is_analyzed_in_closed_form_and_refused_by_the_executor():
     assert facts.params == 3 * (2 * 3 + 4 + 4) + (layers - 1) * 3 * (2 * 2 + 4 + 4)
     with pytest.raises(ResourceError, match="the executor runs at most 100,000"):
         lc_net("gru", 5, 3, hidden_size=2, num_layers=layers).run()
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_what_the_calculator_says_torchs_flop_counter_counts(kind):
+    """The calculator's FLOPs line says what FlopCounterMode reports for the PyTorch module: measured here, 0 for
+    nn.LSTM on CPU (a fused kernel it has no formula for), 2·MACs for nn.GRU and nn.RNN."""
+    from layercalc.layers import parse_layer
+
+    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind](16, 32, batch_first=True)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(torch.randn(1, 10, 16))
+    layer = parse_layer({"type": kind, "hidden_size": 32}, 0)
+    macs = layercalc.load({"input": [10, 16], "layers": [{"type": kind, "hidden_size": 32}]}).analyze().totals.macs
+    text = layer.flop_counter_text(f"{2 * macs:,}")
+    if counter.get_total_flops() == 0:
+        assert "counts 0 for nn.LSTM" in text
+    else:
+        assert counter.get_total_flops() == 2 * macs and text.startswith("torch.utils.flop_counter counts 2·MACs")

@@ -113,9 +113,18 @@ def test_a_tie_that_cannot_hold_is_refused(change, fragment):
     assert fragment in str(info.value) and "layers[4] 'head' (linear): field 'tied_to'" in str(info.value)
 
 
-def test_weights_for_a_tied_layer_are_refused():
-    with pytest.raises(LayerCalcError, match="its parameters are those of 'wte' \\(tied_to\\): give them under 'wte' only"):
+def test_weights_for_a_tied_layer_are_refused_unless_they_are_the_owners():
+    with pytest.raises(LayerCalcError, match="its parameters are those of 'wte' \\(tied_to\\), but 'head.weight' "
+                                             "is given without 'wte.weight': give them under 'wte' only"):
         run_net(tiny_spec(10, 4, 3), weights={"head": {"weight": np.zeros((10, 4))}})
+    with pytest.raises(LayerCalcError, match="'head.weight' is not equal to 'wte.weight'"):
+        run_net(tiny_spec(10, 4, 3), weights={"head": {"weight": np.zeros((10, 4))},
+                                              "wte": {"weight": np.ones((10, 4))}})
+    # a state_dict lists a shared tensor under both names: the same values, so the copy is dropped
+    table = np.arange(40.0).reshape(10, 4)
+    both = run_net(tiny_spec(10, 4, 3), weights={"head": {"weight": table}, "wte": {"weight": table}})
+    owner_only = run_net(tiny_spec(10, 4, 3), weights={"wte": {"weight": table}})
+    np.testing.assert_array_equal(both, owner_only)
 
 
 # --------------------------------------------------------------------------------------------- parameter

@@ -34,18 +34,22 @@ def reports():
 
 
 #: torchvision models written channels-last (their figures are the NCHW model's): name → (params, GMACs)
-TORCHVISION_NHWC = {"convnext_tiny": (28_589_128, 4.456)}
+TORCHVISION_NHWC = {"convnext_tiny": (28_589_128, 4.456), "swin_t": (28_288_354, 4.491)}
 
 
 #: torchvision models whose published GFLOPS has too few digits for the 0.5 % check: name → params, checked
 #: against a PyTorch build instead (below)
 TORCHVISION_OTHER = {"shufflenet_v2_x1_0": 2_278_604}
 
+#: torchvision segmentation models, input 3×520×520 (their evaluation size), per-pixel logits: name → classes. Layer
+#: by layer against torchvision's own definition in tests/test_zoo_torchvision.py
+TORCHVISION_SEGMENTATION = {"fcn_resnet50": 21}
+
 
 def test_the_zoo_holds_the_promised_models():
     transformers = ["vit_b_16", "gpt2", "bert_base", "llama2_7b", "llama3_8b", "mistral_7b"]  # test_zoo_transformers
     assert zoo.list_models() == sorted(["mnist_mlp", "mnist_cnn", "lenet5", *TORCHVISION, *TORCHVISION_NHWC,
-                                        *TORCHVISION_OTHER, *transformers])
+                                        *TORCHVISION_OTHER, *TORCHVISION_SEGMENTATION, *transformers])
 
 
 def test_shufflenet_v2_against_torch():
@@ -166,6 +170,20 @@ def test_macs_are_exactly_half_of_torch_flop_counter(reports, name):
     assert 2 * reports[name].totals.macs == FLOP_COUNTER[name]
 
 
+def test_fcn_resnet50_against_published_figures(reports):
+    """torchvision publishes FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1 with its aux classifier (aux_loss=True):
+    num_params 35,322,218 and _ops 152.717 GFLOPS (multiply-adds) at 520×520. The zoo entry has no aux classifier:
+    adding FCNHead(1024, 21) on layer3's 1024×65×65 output by hand gives the published figures."""
+    report = reports["fcn_resnet50"]
+    assert report.input_shape == [1, 3, 520, 520]
+    assert report.layers[-1].output_shape == [1, TORCHVISION_SEGMENTATION["fcn_resnet50"], 520, 520]
+    assert report.layer("backbone.layer3.5.relu3").output_shape == [1, 1024, 65, 65]
+    aux_params = 256 * 1024 * 9 + 2 * 256 + (21 * 256 + 21)           # conv3x3 (no bias), BN, conv1x1 + bias
+    aux_macs = 65 * 65 * (256 * 1024 * 9 + 21 * 256)
+    assert report.totals.params + aux_params == 35_322_218
+    assert abs((report.totals.macs + aux_macs) / 1e9 - 152.717) < 0.0005
+
+
 def test_mnist_mlp(reports):
     report = reports["mnist_mlp"]
     assert report.totals.params == 407_050 == (784 * 512 + 512) + (512 * 10 + 10)
@@ -237,7 +255,7 @@ def test_zoo_prefix_in_load_and_unknown_names():
     assert layercalc.load("zoo:lenet5").name == "lenet5"
     with pytest.raises(SpecError, match=r"zoo:resnet5: no such model in the zoo; did you mean 'resnet50'"):
         layercalc.load("zoo:resnet5")
-    with pytest.raises(SpecError, match=r"zoo:xyz: no such model.*available: alexnet, bert_base, convnext_tiny, gpt2, lenet5"):
+    with pytest.raises(SpecError, match=r"zoo:xyz: no such model.*available: alexnet, bert_base, convnext_tiny, fcn_resnet50, gpt2"):
         zoo.load("xyz")
 
 

@@ -32,12 +32,10 @@ def test_gpt2_runs_in_the_executor():
 
 
 def _hf_counts(model, *inputs):
-    torch = pytest.importorskip("torch")
-    from torch.utils.flop_counter import FlopCounterMode
+    pytest.importorskip("torch")
+    from oracle_helpers import hf_counts  # imports torch: only once a test needs it
 
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(*inputs)
-    return sum(p.numel() for p in model.parameters()), counter.get_total_flops()
+    return hf_counts(model, *inputs)
 
 
 @pytest.mark.parametrize("length", [7, 64])

@@ -112,9 +112,9 @@ def _option_help(info, kind: str, annotation) -> str:
 
 
 def _layer_fields(cls) -> list[tuple[str, Any]]:
-    # wiring fields mean nothing for one layer on its own
+    # wiring fields (and Keras' trainable, which only splits a network's totals) mean nothing for one layer alone
     return [(name, info) for name, info in cls.model_fields.items()
-            if name not in ("type", "name", "inputs", "tied_to")]
+            if name not in ("type", "name", "inputs", "tied_to", "trainable")]
 
 
 def make_calculator(type_name: str, cls):
@@ -322,7 +322,7 @@ def render_calculator(layer, entry, net, numbers: str) -> str:
     # say which convention each count follows, and what torch's flop counter (2·MACs) would print instead
     flops = f"{count(entry.flops, numbers)} (2 per MAC + bias adds + element ops"
     if entry.flops != 2 * entry.macs:
-        flops += f"; torch.utils.flop_counter counts 2·MACs = {count(2 * entry.macs, numbers)}"
+        flops += "; " + layer.flop_counter_text(count(2 * entry.macs, numbers))
     flops += ")"
     rows += [("MACs", f"{count(entry.macs, numbers)} (multiply-accumulates, bias excluded)"), ("FLOPs", flops),
              ("memory", memory)]

@@ -3,13 +3,13 @@ steps and explanations side by side; :mod:`layercalc.layers.base` holds the prot
 
 | module | layer types |
 |---|---|
-| :mod:`~layercalc.layers.conv` | conv1d/2d/3d, conv_transpose1d/2d/3d |
+| :mod:`~layercalc.layers.conv` | conv1d/2d/3d, conv_transpose1d/2d/3d, depthwise_conv1d/2d, separable_conv1d/2d |
 | :mod:`~layercalc.layers.pooling` | maxpool, avgpool, adaptive_avgpool, adaptive_maxpool (1d/2d/3d), global_avgpool, global_maxpool |
 | :mod:`~layercalc.layers.linear` | linear (dense) |
 | :mod:`~layercalc.layers.reshape` | flatten, reshape, zero_pad |
-| :mod:`~layercalc.layers.norm` | batchnorm1d/2d/3d, layernorm, groupnorm |
-| :mod:`~layercalc.layers.activation` | dropout, relu, relu6, leaky_relu, sigmoid, tanh, gelu, silu (swish), hardswish, hardsigmoid, softmax, identity |
-| :mod:`~layercalc.layers.merge` | add, mul, concat |
+| :mod:`~layercalc.layers.norm` | batchnorm1d/2d/3d, batchnorm (any rank), layernorm, groupnorm |
+| :mod:`~layercalc.layers.activation` | dropout, relu, relu6, leaky_relu, sigmoid, tanh, gelu, silu (swish), hardswish, hardsigmoid, softmax, identity, rescaling, activation |
+| :mod:`~layercalc.layers.merge` | add, mul, sub, div, concat |
 | :mod:`~layercalc.layers.attention` | multi_head_attention (multihead_attention), scaled_dot_product_attention, matmul |
 
 Importing this package registers every built-in type, family by family, in the order the schema and ``--help``

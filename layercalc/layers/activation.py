@@ -1,23 +1,31 @@
 """Element-wise layers: activations (``relu``, ``relu6``, ``leaky_relu``, ``sigmoid``, ``tanh``, ``gelu``,
-``silu``/``swish``, ``hardswish``, ``hardsigmoid``, ``softmax``) and the layers that are the identity at inference
-(``dropout``, ``identity``).
+``silu``/``swish``, ``hardswish``, ``hardsigmoid``, ``softmax``, and ``activation`` naming one of them as Keras'
+Activation layer does) and the layers that are the identity at inference (``dropout``, ``identity``).
 
 The shape is unchanged; there are no parameters and no MACs. FLOPs = a fixed count per element (each class's
 ``flops_per_element``, written out in docs/conventions.md), transcendental functions (exp, tanh, erf) counting 1.
+
+Fused activations: Keras' ``activation`` argument of Dense, Conv*, DepthwiseConv*, SeparableConv* and Conv*Transpose
+(:func:`activation_field`) applies one of these after the layer's own step. :data:`KERAS_ACTIVATIONS` maps Keras'
+activation names to these types; ``layercalc/fused.py`` is what the rules, the executor and the explanation do with
+it, for every layer type that has the field.
 """
 
 
 import math
-from typing import ClassVar, Literal
+from functools import cache
+from typing import Annotated, Any, ClassVar, Literal, Optional
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from ..explain import Explanation, prod_text
 from ..rules import Context, Facts, Tensor, normalize_dim, numel
-from .base import Bool, Float, Int, LayerBase, Probability, _alias, register_layer
+from .base import Bool, Float, Int, LayerBase, Probability, _alias, register_layer, shown
 
 __all__ = ['Dropout', 'ReLU', 'ReLU6', 'LeakyReLU', 'Sigmoid', 'Tanh', 'GELU', 'SiLU', 'Hardswish', 'Hardsigmoid',
-           'Softmax', 'Identity']
+           'Softmax', 'Identity', 'Rescaling', 'Activation', 'KERAS_ACTIVATIONS', 'activation_field',
+           'activation_layer']
 
 
 class _Elementwise(LayerBase):
@@ -52,6 +60,8 @@ class _Passthrough(_Elementwise):
 class Dropout(_Passthrough):
     """Identity at inference; counted as zero FLOPs."""
     type: Literal["dropout"] = "dropout"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {
+        "Dropout": {}, "SpatialDropout1D": {}, "SpatialDropout2D": {}, "SpatialDropout3D": {}}
     p: Probability = Field(0.5, validation_alias=_alias("p", "rate"))
     inplace: Bool = False
 
@@ -74,13 +84,35 @@ class _Activation(_Elementwise):
 
 @register_layer
 class ReLU(_Activation):
+    """max(x, 0); with Keras' arguments, min(max(x, 0), max_value) and negative_slope·x below 0."""
     type: Literal["relu"] = "relu"
-    flops_per_element: ClassVar[int] = 1             # max(x, 0)
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"ReLU": {}}
+    max_value: Optional[Float] = Field(None, ge=0, description="Keras: clip the output at this value (6: relu6)")
+    negative_slope: Float = Field(0.0, ge=0, description="Keras: slope below 0 (a leaky relu)")
+    threshold: Float = Field(0.0, description="Keras' threshold: only 0 is supported")
     keeps_finite = True
+
+    @field_validator("threshold")
+    @classmethod
+    def _zero_threshold(cls, value: float) -> float:
+        if value != 0:
+            raise ValueError(f"threshold {value}: only 0 is supported (Keras' default)")
+        return value
+
+    def element_flops(self) -> int:
+        # max(x, 0) 1; the clip at max_value 1; negative_slope·x for x < 0: the multiply 1
+        return 1 + (self.max_value is not None) + (self.negative_slope != 0)
 
     def forward(self, step, xs, params, env):
         import numpy as np
-        return np.maximum(xs[0], 0, out=env.out_for(xs[0]))
+        x = xs[0]
+        if self.negative_slope:
+            y = np.where(x >= 0, x, x * x.dtype.type(self.negative_slope))
+        else:
+            y = np.maximum(x, 0, out=env.out_for(x))
+        if self.max_value is not None:
+            np.minimum(y, y.dtype.type(self.max_value), out=y)
+        return y
 
 
 @register_layer
@@ -97,6 +129,7 @@ class ReLU6(_Activation):
 @register_layer
 class LeakyReLU(_Activation):
     type: Literal["leaky_relu"] = "leaky_relu"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"LeakyReLU": {"negative_slope": 0.3}}   # Keras' default
     negative_slope: Float = Field(0.01, validation_alias=_alias("negative_slope", "alpha"))
     flops_per_element: ClassVar[int] = 2             # compare, multiply
 
@@ -186,6 +219,7 @@ class Hardsigmoid(_Activation):
 @register_layer
 class Softmax(_Activation):
     type: Literal["softmax"] = "softmax"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Softmax": {}}
     dim: Int = Field(-1, validation_alias=_alias("dim", "axis"))
     flops_per_element: ClassVar[int] = 5             # max-subtract (compare, subtract), exp, sum (add), divide
     keeps_finite = True
@@ -201,3 +235,115 @@ class Softmax(_Activation):
 @register_layer
 class Identity(_Passthrough):
     type: Literal["identity"] = "identity"
+
+
+@register_layer
+class Rescaling(_Elementwise):
+    """``x·scale + offset`` with constant numbers (Keras' Rescaling; an ONNX Mul, Div, Add or Sub by a constant,
+    such as attention's 1/√d): no parameters; FLOPs 1 per element for the multiply unless scale is 1, 1 for the add
+    unless offset is 0."""
+    type: Literal["rescaling"] = "rescaling"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Rescaling": {}}    # Keras' config: scale, offset
+    scale: Float = Field(1.0, description="the constant factor (one number: Keras' per-channel lists are not "
+                                          "supported)")
+    offset: Float = Field(0.0, description="the constant added after the multiply (one number)")
+
+    def element_flops(self) -> int:
+        return int(self.scale != 1) + int(self.offset != 0)
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+        x = xs[0]
+        y = np.multiply(x, x.dtype.type(self.scale), out=env.out_for(x)) if self.scale != 1 else x
+        return np.add(y, y.dtype.type(self.offset), out=env.out_for(x) if y is x else y) if self.offset else y
+
+    def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        return numel(step.input_shapes[0]) * itemsize, 0
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        out = list(facts.output_shape)
+        per = self.element_flops()
+        sign = "−" if self.offset < 0 else "+"
+        c.result("FLOPs", f"x·{self.scale:g} {sign} {abs(self.offset):g}: {per} per element (a multiply unless scale "
+                 f"is 1, an add unless offset is 0) · {prod_text(out)}", per * math.prod(out), facts.flops)
+
+
+# ------------------------------------------------------------------------------- Keras' names of activations
+
+#: Keras' activation names (the ``activation`` argument, the Activation layer) → the activation layer's fields;
+#: None for "linear" (no activation). Keras' leaky_relu activation has slope 0.2 (its LeakyReLU layer: 0.3).
+KERAS_ACTIVATIONS: dict[str, Optional[dict[str, Any]]] = {
+    "linear": None, "relu": {"type": "relu"}, "relu6": {"type": "relu6"}, "sigmoid": {"type": "sigmoid"},
+    "tanh": {"type": "tanh"}, "softmax": {"type": "softmax"}, "gelu": {"type": "gelu"}, "silu": {"type": "silu"},
+    "swish": {"type": "silu"}, "hard_sigmoid": {"type": "hardsigmoid"}, "hardsigmoid": {"type": "hardsigmoid"},
+    "hard_silu": {"type": "hardswish"}, "hard_swish": {"type": "hardswish"}, "hardswish": {"type": "hardswish"},
+    "leaky_relu": {"type": "leaky_relu", "negative_slope": 0.2},
+}
+
+
+def _activation_name(value: Any) -> Any:
+    """Before-validator of the ``activation`` field: a known name, lower-cased; "linear" → None."""
+    if value is None:
+        return None
+    name = value.lower() if isinstance(value, str) else None
+    if name not in KERAS_ACTIVATIONS:
+        known = ", ".join(sorted(KERAS_ACTIVATIONS))
+        raise PydanticCustomError("activation", "unknown or unsupported activation {value} (supported: {known})",
+                                  {"value": shown(value), "known": known})
+    return None if KERAS_ACTIVATIONS[name] is None else name
+
+
+#: the ``activation`` field's type: a name of :data:`KERAS_ACTIVATIONS`, stored lower-case (None: no activation)
+ActivationName = Annotated[Optional[str], BeforeValidator(_activation_name)]
+
+
+def activation_field() -> Any:
+    """The ``activation`` field of a layer with a fused activation (Keras' argument of Dense, Conv*, …)."""
+    return Field(None, description="Keras' activation applied to the output (relu, sigmoid, softmax, gelu, …): no "
+                                   "parameters, its FLOPs counted; linear or null: none")
+
+
+@cache
+def activation_layer(name: Optional[str]) -> Optional[LayerBase]:
+    """The activation layer a Keras activation name stands for (None for none)."""
+    from .base import parse_layer
+    fields = KERAS_ACTIVATIONS.get(name.lower()) if name is not None else None
+    return None if fields is None else parse_layer(dict(fields), 0)
+
+
+@register_layer
+class Activation(_Activation):
+    """Keras' Activation layer: the activation named by ``activation`` (relu, sigmoid, softmax, …; linear: none)."""
+    type: Literal["activation"] = "activation"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Activation": {}}
+    activation: ActivationName = Field(description="the activation's Keras name (relu, sigmoid, tanh, softmax, gelu, "
+                                                   "silu/swish, hard_sigmoid, hard_silu, relu6, leaky_relu, linear)")
+
+    @property
+    def applied(self) -> Optional[LayerBase]:
+        return activation_layer(self.activation)
+
+    def element_flops(self) -> int:
+        applied = self.applied
+        return 0 if applied is None else applied.element_flops()  # type: ignore[attr-defined]
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        applied = self.applied
+        if applied is None:
+            return Facts(output_shape=inputs[0].shape, rf=inputs[0].rf)
+        return applied.infer(inputs, ctx)
+
+    def forward(self, step, xs, params, env):
+        applied = self.applied
+        return xs[0] if applied is None else applied.forward(step, xs, params, env)
+
+    def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        applied = self.applied
+        return (0, 0) if applied is None else applied.scratch_bytes(step, itemsize, channels_last, weights_given)
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        applied = self.applied
+        if applied is None:
+            c.add("activation linear: the identity; params 0, FLOPs 0")
+        else:
+            applied.explain(c, input_shapes, facts, channels_last)

@@ -1,17 +1,21 @@
 """Attention: ``multi_head_attention`` (PyTorch's ``nn.MultiheadAttention``, Keras' ``MultiHeadAttention`` and
 ``GroupQueryAttention``, Llama's grouped-query q/k/v/o projections), ``scaled_dot_product_attention`` (PyTorch's
-functional ``F.scaled_dot_product_attention``) and ``matmul`` (``torch.matmul`` of two tensors).
+functional ``F.scaled_dot_product_attention``), ``matmul`` (``torch.matmul`` of two tensors) and
+``shifted_window_attention`` (Swin Transformer's windowed attention with relative position bias; its counts are
+written in the class).
 
 Counts (docs/conventions.md, "Attention"), with N the batch, H query heads, kv key/value heads, d_k and d_v the
 head sizes, L_q query and L_k key positions:
 
 - params: four projections, each ``in·out`` + ``out`` with bias: q ``E → H·d_k``, k ``kdim → kv·d_k``,
   v ``vdim → kv·d_v``, out ``H·d_v → E_out``; PyTorch's default (kv = H, H·d_k = E, kdim = vdim = E_out = E) is
-  ``4·E² + 4·E``. ``add_bias_kv`` adds ``kv·d_k + kv·d_v``.
+  ``4·E² + 4·E``. ``add_bias_kv`` adds ``kv·d_k + kv·d_v``. ``qkv_bias`` and ``out_bias`` switch the biases of
+  the q/k/v and the output projections apart (Qwen2: q/k/v only).
 - MACs: the projections (``rows·in·out`` each) + QKᵀ ``N·H·L_q·L_k·d_k`` + A·V ``N·H·L_q·L_k·d_v``.
 - FLOPs: 2·MACs + bias adds + one scaling multiply per score + softmax, 5 per score (as the ``softmax`` layer
-  counts it). A causal mask is counted in full, as the published formulas (Kaplan, Megatron, PaLM) and PyTorch's
-  ``FlopCounterMode`` count it; the layer's notes give the figure for the unmasked scores only.
+  counts it) + with ``rope``, 3 per rotated q/k element (as ``rotary_embedding`` counts it). A causal mask is
+  counted in full, as the published formulas (Kaplan, Megatron, PaLM) and PyTorch's ``FlopCounterMode`` count it;
+  the layer's notes give the figure for the unmasked scores only.
 
 The receptive field ends (null): every output position depends on every key position.
 """
@@ -27,10 +31,25 @@ from pydantic import Field, model_validator
 from ..explain import Explanation, n, prod_text
 from ..rules import Context, Facts, Tensor, fmt_shape, numel
 from .activation import Softmax
-from .base import Bool, Float, LayerBase, ParamSpec, PositiveInt, Probability, _alias, register_layer
+from .base import (
+    Bool,
+    Float,
+    LayerBase,
+    NonNegativePerDim,
+    ParamSpec,
+    PerDim,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    _alias,
+    _per_dim,
+    register_layer,
+)
 from .merge import broadcast_shapes
+from .sequence import ROTARY_FLOPS, rotate
 
-__all__ = ["MultiHeadAttention", "ScaledDotProductAttention", "MatMul", "causal_pairs", "torch_state_dict"]
+__all__ = ["MultiHeadAttention", "ScaledDotProductAttention", "MatMul", "ShiftedWindowAttention", "causal_pairs",
+           "torch_state_dict"]
 
 #: FLOPs per attention score besides the two products: one multiply by the scale, and the softmax
 SCALE_FLOPS = 1
@@ -135,6 +154,12 @@ class AttentionDims:
     out: int               # output features
     torch_layout: bool     # parameters of nn.MultiheadAttention (in_proj_bias, …); else separate q/k/v biases
     packed: bool           # in_proj_weight [3E, E] (kdim = vdim = E); else q/k/v_proj_weight
+    rotary: int = 0        # features of each q and k head rotated by RoPE (0: no rope)
+
+    @property
+    def rotated_elements(self) -> int:
+        """Elements RoPE rotates: every q head at L_q positions and every k head at L_k positions."""
+        return self.batch * (self.heads * self.lq + self.kv_heads * self.lk) * self.rotary
 
     @property
     def keys(self) -> int:
@@ -176,6 +201,7 @@ class MultiHeadAttention(LayerBase):
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[Optional[int]] = 3
     type: Literal["multi_head_attention", "multihead_attention"] = "multi_head_attention"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"MultiHeadAttention": {}}
     embed_dim: Optional[PositiveInt] = Field(None, description="query features E: inferred from the query's last "
                                                                "dim; an error if different")
     num_heads: PositiveInt = Field(validation_alias=_alias("num_heads", "num_query_heads"),
@@ -198,6 +224,16 @@ class MultiHeadAttention(LayerBase):
     add_zero_attn: Bool = Field(False, description="append a zero key and value")
     dropout: Probability = Field(0.0, description="attention dropout: the identity at inference")
     batch_first: Bool = Field(True, description="inputs and output [N, L, E]; off: [L, N, E] as PyTorch's default")
+    qkv_bias: Optional[Bool] = Field(None, description="biases of the q, k and v projections (Qwen2: on while "
+                                                       "out_bias is off; timm's ViT qkv_bias); default: bias")
+    out_bias: Optional[Bool] = Field(None, description="bias of the output projection; default: bias")
+    rope: Bool = Field(False, validation_alias=_alias("rope", "rotary"),
+                       description="rotary position embedding on q and k after their projections (Llama, Mistral, "
+                                   "Qwen2, GPT-NeoX), positions 0..L−1; no params, 3 FLOPs per rotated element")
+    rotary_dim: Optional[PositiveInt] = Field(None, description="features of each q/k head rotated (even; "
+                                                                "partial rotary); default: head_dim")
+    rope_theta: PositiveFloat = Field(10000.0, validation_alias=_alias("rope_theta", "rope_base"),
+                                      description="θ: the angle of pair i is position·θ^(−2i/rotary_dim)")
     causal: Bool = Field(False, validation_alias=_alias("causal", "is_causal", "use_causal_mask"),
                          description="causal mask (query i sees keys 0..i); counted in full, the notes give the "
                                      "unmasked figure")
@@ -211,9 +247,31 @@ class MultiHeadAttention(LayerBase):
         if self.causal and (self.add_bias_kv or self.add_zero_attn):
             raise ValueError("causal with add_bias_kv or add_zero_attn is not supported (where the appended keys "
                              "sit in a causal mask is not defined)")
+        if self.rope and (self.add_bias_kv or self.add_zero_attn):
+            raise ValueError("rope with add_bias_kv or add_zero_attn is not supported (the appended keys have no "
+                             "position to rotate by)")
+        if self.rotary_dim is not None and not self.rope:
+            raise ValueError(f"rotary_dim {self.rotary_dim} is given but rope is off: set rope: true")
         return self
 
+    @property
+    def has_qkv_bias(self) -> bool:
+        return self.bias if self.qkv_bias is None else self.qkv_bias
+
+    @property
+    def has_out_bias(self) -> bool:
+        return self.bias if self.out_bias is None else self.out_bias
+
+    def _biased(self, name: str) -> bool:
+        """Whether projection ``name`` (q, k, v or out) has a bias."""
+        return self.has_out_bias if name == "out" else self.has_qkv_bias
+
     # ------------------------------------------------------------------------------------------------ the rule
+
+    def flop_counter_text(self, macs_text: str) -> str:
+        return (f"torch.utils.flop_counter counts 2·MACs = {macs_text} where attention runs as explicit matmuls "
+                f"(nn.MultiheadAttention with gradients and need_weights, eager Hugging Face models), 0 for its eval "
+                f"fast path and for F.scaled_dot_product_attention on CPU")
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         shapes = [t.shape for t in inputs]
@@ -248,18 +306,23 @@ class MultiHeadAttention(LayerBase):
                            f"it); give head_dim (Keras: key_dim) for heads of another size")
         dk = self.head_dim or e // heads
         dv = self.value_dim or dk
+        rotary = (self.rotary_dim or dk) if self.rope else 0
+        if rotary > dk or rotary % 2:
+            raise ctx.fail(f"rotary_dim {rotary} must be even and at most head_dim {dk} (the features of each "
+                           f"q/k head rotate in pairs)")
         out = self.output_dim or e
         torch_layout = kv == heads and heads * dk == e and dv == dk and out == e
         dims = AttentionDims(batch=n_, lq=lq, lk=lk, extra=int(self.add_bias_kv) + int(self.add_zero_attn),
                              embed=e, kdim=kdim, vdim=vdim, heads=heads, kv_heads=kv, dk=dk, dv=dv, out=out,
-                             torch_layout=torch_layout, packed=torch_layout and kdim == vdim == e)
+                             torch_layout=torch_layout, packed=torch_layout and kdim == vdim == e, rotary=rotary)
         projections = dims.projections()
-        params = sum(fin * fout + (fout if self.bias else 0) for _, _, fin, fout in projections)
+        params = sum(fin * fout + (fout if self._biased(name) else 0) for name, _, fin, fout in projections)
         if self.add_bias_kv:
             params += kv * (dk + dv)
         macs = sum(rows * fin * fout for _, rows, fin, fout in projections) + dims.scores * (dk + dv)
-        bias_adds = sum(rows * fout for _, rows, _, fout in projections) if self.bias else 0
-        flops = 2 * macs + bias_adds + (SCALE_FLOPS + SOFTMAX_FLOPS) * dims.scores
+        bias_adds = sum(rows * fout for name, rows, _, fout in projections if self._biased(name))
+        flops = (2 * macs + bias_adds + (SCALE_FLOPS + SOFTMAX_FLOPS) * dims.scores
+                 + ROTARY_FLOPS * dims.rotated_elements)
         notes = []
         if not self.batch_first:
             notes.append(f"batch_first=false: reads {fmt_shape(q_shape)} as [L, N, E]: {lq:,} position(s) of "
@@ -282,9 +345,9 @@ class MultiHeadAttention(LayerBase):
             for name, _, fin, fout in d.projections()[:3]:
                 layout = _WEIGHT_LAYOUTS[name]
                 specs[f"{name}_proj_weight"] = ParamSpec((fout, fin), layout, "uniform", fin)
-                if self.bias and not d.torch_layout:
+                if self.has_qkv_bias and not d.torch_layout:
                     specs[f"{name}_proj_bias"] = ParamSpec((fout,), layout.split(",")[0] + "]")
-        if self.bias and d.torch_layout:
+        if self.has_qkv_bias and d.torch_layout:
             specs["in_proj_bias"] = ParamSpec((3 * d.embed,), "[3·embed_dim]")
         if self.add_bias_kv:
             specs["bias_k"] = ParamSpec((1, 1, d.kv_heads * d.dk), "[1, 1, num_kv_heads·head_dim]", "uniform",
@@ -292,7 +355,7 @@ class MultiHeadAttention(LayerBase):
             specs["bias_v"] = ParamSpec((1, 1, d.kv_heads * d.dv), "[1, 1, num_kv_heads·value_dim]", "uniform",
                                         d.kv_heads * d.dv)
         specs["out_proj_weight"] = ParamSpec((d.out, d.heads * d.dv), _WEIGHT_LAYOUTS["out"], "uniform", d.heads * d.dv)
-        if self.bias:
+        if self.has_out_bias:
             specs["out_proj_bias"] = ParamSpec((d.out,), "[output_dim]")
         return specs
 
@@ -312,7 +375,7 @@ class MultiHeadAttention(LayerBase):
             weights = [w[:d.embed], w[d.embed:2 * d.embed], w[2 * d.embed:]]
         else:
             weights = [params[f"{name}_proj_weight"] for name in "qkv"]
-        if not self.bias:
+        if not self.has_qkv_bias:
             biases: list[Any] = [None] * 3
         elif d.torch_layout:
             b = params["in_proj_bias"]
@@ -327,7 +390,10 @@ class MultiHeadAttention(LayerBase):
             k = np.concatenate([k, np.zeros((d.batch, 1, k.shape[-1]), k.dtype)], axis=1)
             v = np.concatenate([v, np.zeros((d.batch, 1, v.shape[-1]), v.dtype)], axis=1)
         group = d.heads // d.kv_heads                                 # query heads per key/value head
-        o = attend(_heads(q, d.kv_heads, group), _heads(k, d.kv_heads, 1), _heads(v, d.kv_heads, 1),
+        q_heads, k_heads = _heads(q, d.kv_heads, group), _heads(k, d.kv_heads, 1)
+        if d.rotary:                                                  # positions along dim −2 of [N, kv, g, L, d]
+            q_heads, k_heads = (rotate(x, d.rotary, self.rope_theta) for x in (q_heads, k_heads))
+        o = attend(q_heads, k_heads, _heads(v, d.kv_heads, 1),
                    1.0 / math.sqrt(d.dk), self.causal, env.counter)     # [N, kv, group, L_q, d_v]
         o = o.transpose(0, 3, 1, 2, 4).reshape(d.batch, d.lq, d.heads * d.dv)
         y = linear(o, params["out_proj_weight"], params.get("out_proj_bias"), env.counter)
@@ -342,6 +408,7 @@ class MultiHeadAttention(LayerBase):
         scores = d.scores + 2 * d.batch * d.heads * d.lq                               # and their max and sum
         heads_out = 2 * d.batch * d.heads * d.lq * d.dv                                # A·V and its transpose
         elements = copies + 2 * (q + kv) + appended + scores + heads_out               # projections, head copies
+        elements += 3 * (q + d.batch * d.keys * d.kv_heads * d.dk) if d.rotary else 0   # rotate_half, 2 products
         mask = d.lq * d.keys if self.causal else 0
         return elements * itemsize + mask + (0 if weights_given else step.facts.params * itemsize), 0
 
@@ -379,10 +446,17 @@ class MultiHeadAttention(LayerBase):
         parts += [d.scores * d.dk, d.scores * d.dv]
         c.result("MACs", "q + k + v + out projections + QKᵀ + A·V = " + " + ".join(n(p) for p in parts), sum(parts),
                  facts.macs)
-        adds = sum(rows * fout for _, rows, _, fout in projections) if self.bias else 0
-        c.result("FLOPs", f"2·MACs + bias adds + scaling (1 per score) + softmax ({SOFTMAX_FLOPS} per score) = "
-                 f"2·{n(sum(parts))} + {n(adds)} + {n(d.scores)} + {SOFTMAX_FLOPS}·{n(d.scores)}",
-                 2 * sum(parts) + adds + (SCALE_FLOPS + SOFTMAX_FLOPS) * d.scores, facts.flops)
+        adds = sum(rows * fout for name, rows, _, fout in projections if self._biased(name))
+        if d.rotary:
+            c.add(f"  RoPE on q and k: {ROTARY_FLOPS} FLOPs per rotated element (x·cos + rotate_half(x)·sin), "
+                  f"N·(H·L_q + kv·L_k)·rotary_dim = {d.batch}·({d.heads}·{d.lq} + {d.kv_heads}·{d.lk})·{d.rotary} "
+                  f"= {n(d.rotated_elements)} elements; the cos/sin tables depend on positions only (not counted)")
+        rope_text = f" + RoPE {ROTARY_FLOPS}·{n(d.rotated_elements)}" if d.rotary else ""
+        c.result("FLOPs", f"2·MACs + bias adds + scaling (1 per score) + softmax ({SOFTMAX_FLOPS} per score)"
+                 f"{' + RoPE' if d.rotary else ''} = 2·{n(sum(parts))} + {n(adds)} + {n(d.scores)} + "
+                 f"{SOFTMAX_FLOPS}·{n(d.scores)}{rope_text}",
+                 2 * sum(parts) + adds + (SCALE_FLOPS + SOFTMAX_FLOPS) * d.scores
+                 + ROTARY_FLOPS * d.rotated_elements, facts.flops)
         c.add(f"torch.utils.flop_counter counts 2·MACs = {n(2 * facts.macs)} where attention runs as explicit "
               f"matmuls (nn.MultiheadAttention with gradients and need_weights, eager Hugging Face models); on CPU "
               f"it counts F.scaled_dot_product_attention and MultiheadAttention's eval fast path as 0")
@@ -393,22 +467,23 @@ class MultiHeadAttention(LayerBase):
               f"{d.kv_heads}·({d.dk} + {d.dv}) = {n(cache)} elements")
 
     def _explain_params(self, c: Explanation, d: AttentionDims, reported: int) -> None:
-        if d.packed:
+        if d.packed and self.has_qkv_bias == self.has_out_bias:
             # nn.MultiheadAttention(d, h): in_proj 3·d² (+ 3·d), out_proj d² (+ d), bias_k and bias_v d each
-            terms = ["4·d²"] + (["4·d"] if self.bias else []) + (["2·d"] if self.add_bias_kv else [])
+            terms = ["4·d²"] + (["4·d"] if self.has_qkv_bias else []) + (["2·d"] if self.add_bias_kv else [])
             e = d.embed
-            values = [f"4·{e}²"] + ([f"4·{e}"] if self.bias else []) + ([f"2·{e}"] if self.add_bias_kv else [])
-            total = 4 * e * e + (4 * e if self.bias else 0) + (2 * e if self.add_bias_kv else 0)
+            values = [f"4·{e}²"] + ([f"4·{e}"] if self.has_qkv_bias else []) + ([f"2·{e}"] if self.add_bias_kv else [])
+            total = 4 * e * e + (4 * e if self.has_qkv_bias else 0) + (2 * e if self.add_bias_kv else 0)
             c.result("params", " + ".join(terms) + " = " + " + ".join(values), total, reported)
-            c.add(f"  d = embed_dim = {e}: in_proj (q, k, v) 3·d²" + (" + 3·d" if self.bias else "")
-                  + ", out_proj d²" + (" + d" if self.bias else "") + (", bias_k and bias_v d each"
+            c.add(f"  d = embed_dim = {e}: in_proj (q, k, v) 3·d²" + (" + 3·d" if self.has_qkv_bias else "")
+                  + ", out_proj d²" + (" + d" if self.has_qkv_bias else "") + (", bias_k and bias_v d each"
                                                                        if self.add_bias_kv else ""))
             return
         terms, values, total = [], [], 0
         for name, _, fin, fout in d.projections():
-            terms.append(f"{name} (in·out{' + out' if self.bias else ''})")
-            values.append(f"{fin}·{fout}" + (f" + {fout}" if self.bias else ""))
-            total += fin * fout + (fout if self.bias else 0)
+            biased = self._biased(name)
+            terms.append(f"{name} (in·out{' + out' if biased else ''})")
+            values.append(f"{fin}·{fout}" + (f" + {fout}" if biased else ""))
+            total += fin * fout + (fout if biased else 0)
         if self.add_bias_kv:
             terms.append("bias_k, bias_v (kv·d_k + kv·d_v)")
             values.append(f"{d.kv_heads}·{d.dk} + {d.kv_heads}·{d.dv}")
@@ -471,6 +546,10 @@ class ScaledDotProductAttention(LayerBase):
                                                 "heads")
     dropout_p: Probability = Field(0.0, validation_alias=_alias("dropout_p", "dropout"),
                                    description="attention dropout: the identity at inference")
+
+    def flop_counter_text(self, macs_text: str) -> str:
+        return (f"torch.utils.flop_counter counts 0 for F.scaled_dot_product_attention on CPU; 2·MACs = {macs_text} "
+                f"where it runs as explicit matmuls")
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         q, k, v = (t.shape for t in inputs)
@@ -592,3 +671,231 @@ class MatMul(LayerBase):
         macs = math.prod(batch) * a[-2] * a[-1] * b[-1]
         c.result("MACs", f"prod(batch)·n·k·m = {prod_text(batch)}·{a[-2]}·{a[-1]}·{b[-1]}", macs, facts.macs)
         c.result("FLOPs", f"2·MACs = 2·{n(macs)}", 2 * macs, facts.flops)
+
+
+# ------------------------------------------------------------------------------------- shifted-window attention
+
+@dataclass(frozen=True)
+class WindowDims:
+    """The resolved sizes of one shifted-window attention layer (``facts.geometry["windows"]``)."""
+    batch: int
+    height: int
+    width: int
+    channels: int          # C
+    pad_bottom: int        # zeros added below and right so that windows tile the map
+    pad_right: int
+    window: tuple[int, int]
+    shift: tuple[int, int]  # as applied: 0 along a dim whose window covers the whole (padded) map
+    heads: int
+
+    @property
+    def tokens(self) -> int:
+        """Positions in one window (T = wh·ww)."""
+        return self.window[0] * self.window[1]
+
+    @property
+    def windows(self) -> int:
+        """Windows per example: (padded H / wh)·(padded W / ww)."""
+        return (self.height + self.pad_bottom) // self.window[0] * ((self.width + self.pad_right) // self.window[1])
+
+    @property
+    def rows(self) -> int:
+        """Token rows the projections run on: every padded position of every example."""
+        return self.batch * self.windows * self.tokens
+
+    @property
+    def scores(self) -> int:
+        return self.batch * self.windows * self.heads * self.tokens * self.tokens
+
+    @property
+    def table_rows(self) -> int:
+        """Relative offsets within a window: (2·wh − 1)·(2·ww − 1)."""
+        return (2 * self.window[0] - 1) * (2 * self.window[1] - 1)
+
+
+def relative_position_index(window: tuple[int, int]) -> Any:
+    """``[T, T]`` indices into the ``(2·wh − 1)·(2·ww − 1)`` rows of the bias table for every (query, key) pair of a
+    window (Swin's ``relative_position_index``; torchvision keeps it as a buffer, here it is derived when needed).
+
+    >>> relative_position_index((2, 2)).tolist()
+    [[4, 3, 1, 0], [5, 4, 2, 1], [7, 6, 4, 3], [8, 7, 5, 4]]
+    """
+    import numpy as np
+
+    wh, ww = window
+    coords = np.stack(np.meshgrid(np.arange(wh), np.arange(ww), indexing="ij")).reshape(2, -1)   # [2, T]
+    relative = coords[:, :, None] - coords[:, None, :]                                          # [2, T, T]
+    return (relative[0] + wh - 1) * (2 * ww - 1) + relative[1] + ww - 1
+
+
+def shift_mask_regions(padded: tuple[int, int], window: tuple[int, int], shift: tuple[int, int]) -> Any:
+    """``[H, W]`` region labels of a cyclically shifted map: positions of different labels that share a window came
+    from different parts of the image and must not attend to each other (torchvision's ``attn_mask``)."""
+    import numpy as np
+
+    labels = np.zeros(padded, dtype=np.int64)
+    count = 0
+    for h in ((0, -window[0]), (-window[0], -shift[0]), (-shift[0], None)):
+        for w in ((0, -window[1]), (-window[1], -shift[1]), (-shift[1], None)):
+            labels[h[0]:h[1], w[0]:w[1]] = count
+            count += 1
+    return labels
+
+
+@register_layer
+class ShiftedWindowAttention(LayerBase):
+    """Swin Transformer's window attention (torchvision's ``ShiftedWindowAttention``): multi-head self-attention
+    within non-overlapping windows of an ``[N, H, W, C]`` map, cyclically shifted by ``shift_size`` on alternate
+    blocks, with a learned relative position bias added to the scores.
+
+    The map is padded with zeros below and right to a multiple of the window (and cropped back after); a shift along
+    a dim whose window covers the whole padded map is dropped (torchvision's rule). Parameters in torchvision's
+    names: ``qkv_weight`` ``[3C, C]``, ``qkv_bias``, ``proj_weight`` ``[C, C]``, ``proj_bias``,
+    ``relative_position_bias_table`` ``[(2·wh − 1)·(2·ww − 1), heads]`` (torchvision's ``qkv.weight`` …, split at
+    the last dot). Its ``relative_position_index`` buffer is derived from the window size, not counted.
+    """
+    type: Literal["shifted_window_attention", "window_attention"] = "shifted_window_attention"
+    num_heads: PositiveInt = Field(description="heads; C must be divisible by them")
+    window_size: PerDim = Field(description="window height and width (Swin-T: 7)")
+    shift_size: NonNegativePerDim = Field(0, validate_default=True,
+                                          description="cyclic shift before the windows (Swin: 0 and window/2 on "
+                                                      "alternate blocks)")
+    embed_dim: Optional[PositiveInt] = Field(None, description="C: inferred from the input's last dim; an error if "
+                                                               "different")
+    qkv_bias: Bool = True
+    proj_bias: Bool = True
+    attention_dropout: Probability = Field(0.0, description="the identity at inference")
+    dropout: Probability = Field(0.0, description="the identity at inference")
+
+    @model_validator(mode="after")
+    def _per_dim_fields(self):
+        object.__setattr__(self, "window_size", _per_dim(self.window_size, 2, "window_size"))
+        object.__setattr__(self, "shift_size", _per_dim(self.shift_size, 2, "shift_size"))
+        for w, s in zip(self.window_size, self.shift_size):
+            if s >= w:
+                raise ValueError(f"shift_size {list(self.shift_size)} must be smaller than window_size "
+                                 f"{list(self.window_size)} in every dim (Swin shifts by half a window)")
+        return self
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        shape = inputs[0].shape
+        if len(shape) != 4:
+            raise ctx.fail(f"needs a 4-d input [N, H, W, C] (channels last, as torchvision's Swin permutes to), got "
+                           f"{fmt_shape(shape)}")
+        n_, h, w, c = shape
+        if self.embed_dim is not None and self.embed_dim != c:
+            raise ctx.fail(f"embed_dim is {self.embed_dim} but the input {fmt_shape(shape)} has {c} channels (last "
+                           f"dim)")
+        if c % self.num_heads:
+            raise ctx.fail(f"the {c} channels are not divisible by num_heads {self.num_heads}")
+        wh, ww = self.window_size
+        pad_b, pad_r = -h % wh, -w % ww
+        shift = tuple(0 if win >= size else s for win, size, s in
+                      zip(self.window_size, (h + pad_b, w + pad_r), self.shift_size))
+        d = WindowDims(n_, h, w, c, pad_b, pad_r, (wh, ww), (shift[0], shift[1]), self.num_heads)
+        head = c // self.num_heads
+        params = (3 * c * c + (3 * c if self.qkv_bias else 0) + c * c + (c if self.proj_bias else 0)
+                  + d.table_rows * self.num_heads)
+        macs = d.rows * c * 3 * c + 2 * d.scores * head + d.rows * c * c
+        bias_adds = d.rows * ((3 * c if self.qkv_bias else 0) + (c if self.proj_bias else 0))
+        masked = any(shift)
+        # q scaled (one multiply per q element, as torchvision scales q), the relative position bias added to every
+        # score, the shift mask added where shifted, softmax
+        flops = (2 * macs + bias_adds + d.rows * c + d.scores * (1 + int(masked) + SOFTMAX_FLOPS))
+        notes = [f"{d.windows} window{'s' if d.windows > 1 else ''} of {wh}×{ww} per example, {self.num_heads} "
+                 f"heads of {head}"]
+        if pad_b or pad_r:
+            notes.append(f"padded with zeros to {h + pad_b}×{w + pad_r} (bottom {pad_b}, right {pad_r}) so the "
+                         f"windows tile the map; the padding is computed on and cropped after")
+        if tuple(self.shift_size) != shift:
+            notes.append(f"shift_size {list(self.shift_size)} applied as {list(shift)}: the window covers the whole "
+                         f"map along a dim, so no shift there (torchvision's rule)")
+        return Facts(output_shape=shape, params=params, macs=macs, flops=flops, notes=notes,
+                     geometry={"windows": d})
+
+    def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
+        d: WindowDims = step.facts.geometry["windows"]
+        c = d.channels
+        specs = {"qkv_weight": ParamSpec((3 * c, c), "[3C, C]", "uniform", c)}
+        if self.qkv_bias:
+            specs["qkv_bias"] = ParamSpec((3 * c,), "[3C]")
+        specs["proj_weight"] = ParamSpec((c, c), "[C, C]", "uniform", c)
+        if self.proj_bias:
+            specs["proj_bias"] = ParamSpec((c,), "[C]")
+        specs["relative_position_bias_table"] = ParamSpec((d.table_rows, d.heads), "[(2·wh − 1)·(2·ww − 1), heads]",
+                                                          "normal")
+        return specs
+
+    def forward(self, step: Any, xs: list, params: dict, env: Any) -> Any:
+        import numpy as np
+
+        from ..kernels import linear, softmax
+
+        d: WindowDims = step.facts.geometry["windows"]
+        (wh, ww), (sh, sw), c, heads = d.window, d.shift, d.channels, d.heads
+        x = xs[0]
+        if d.pad_bottom or d.pad_right:
+            x = np.pad(x, ((0, 0), (0, d.pad_bottom), (0, d.pad_right), (0, 0)))
+        ph, pw = x.shape[1:3]
+        if sh or sw:
+            x = np.roll(x, (-sh, -sw), axis=(1, 2))
+        windows = (x.reshape(d.batch, ph // wh, wh, pw // ww, ww, c).transpose(0, 1, 3, 2, 4, 5)
+                   .reshape(-1, d.tokens, c))                                          # [N·nW, T, C]
+        qkv = linear(windows, params["qkv_weight"], params.get("qkv_bias"), env.counter)
+        qkv = qkv.reshape(len(windows), d.tokens, 3, heads, c // heads).transpose(2, 0, 3, 1, 4)
+        q, k, v = qkv[0] * (c // heads) ** -0.5, qkv[1], qkv[2]                      # [N·nW, heads, T, d]
+        scores = np.matmul(q, np.swapaxes(k, -1, -2))
+        env.counter.add(scores.size * q.shape[-1])
+        table = params["relative_position_bias_table"]
+        scores += table[relative_position_index(d.window)].transpose(2, 0, 1)          # [heads, T, T]
+        if sh or sw:
+            labels = shift_mask_regions((ph, pw), d.window, (sh, sw))
+            labels = labels.reshape(ph // wh, wh, pw // ww, ww).transpose(0, 2, 1, 3).reshape(-1, d.tokens)
+            mask = np.where(labels[:, None, :] != labels[:, :, None], -100.0, 0.0).astype(scores.dtype)
+            scores = scores.reshape(d.batch, d.windows, heads, d.tokens, d.tokens)
+            scores += mask[None, :, None]
+            scores = scores.reshape(-1, heads, d.tokens, d.tokens)
+        softmax(scores, -1, out=scores)
+        out = np.matmul(scores, v)
+        env.counter.add(scores.size * v.shape[-1])
+        out = out.transpose(0, 2, 1, 3).reshape(len(windows), d.tokens, c)
+        out = linear(out, params["proj_weight"], params.get("proj_bias"), env.counter)
+        out = out.reshape(d.batch, ph // wh, pw // ww, wh, ww, c).transpose(0, 1, 3, 2, 4, 5).reshape(d.batch, ph,
+                                                                                                        pw, c)
+        if sh or sw:
+            out = np.roll(out, (sh, sw), axis=(1, 2))
+        return np.ascontiguousarray(out[:, :d.height, :d.width])
+
+    def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        d: WindowDims = step.facts.geometry["windows"]
+        # padded/rolled copies and windows (3 maps), qkv and its transpose (6), scaled q (1), scores (+ the mask
+        # broadcast), attention output, its transpose, projection, the window reversal and the roll back (5)
+        elements = d.rows * d.channels * 15 + 2 * d.scores + d.windows * d.tokens * d.tokens
+        return elements * itemsize + (0 if weights_given else step.facts.params * itemsize), 0
+
+    def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
+                channels_last: bool) -> None:
+        d: WindowDims = facts.geometry["windows"]
+        ch, heads, t = d.channels, d.heads, d.tokens
+        head = ch // heads
+        ph, pw = d.height + d.pad_bottom, d.width + d.pad_right
+        c.add(f"windows: ({ph}/{d.window[0]})·({pw}/{d.window[1]}) = {d.windows} per example of T = "
+              f"{d.window[0]}·{d.window[1]} = {t} positions; {heads} heads of C/heads = {ch}/{heads} = {head}"
+              + (f"; shifted by {list(d.shift)} (masked where regions meet)" if any(d.shift) else ""))
+        qkv_b, proj_b = (3 * ch if self.qkv_bias else 0), (ch if self.proj_bias else 0)
+        c.result("params", f"qkv 3·C² + 3·C + proj C² + C + bias table (2·wh − 1)·(2·ww − 1)·heads = 3·{ch}² + "
+                 f"{qkv_b} + {ch}² + {proj_b} + {d.table_rows}·{heads}",
+                 3 * ch * ch + qkv_b + ch * ch + proj_b + d.table_rows * heads, facts.params)
+        rows = f"N·windows·T = {d.batch}·{d.windows}·{t} = {n(d.rows)}"
+        c.add(f"  qkv: rows·C·3C, rows = {rows}: {n(d.rows * ch * 3 * ch)}")
+        c.add(f"  QKᵀ and A·V: 2·N·windows·heads·T²·d = 2·{d.batch}·{d.windows}·{heads}·{t}²·{head} = "
+              f"{n(2 * d.scores * head)}")
+        c.add(f"  proj: rows·C·C = {n(d.rows * ch * ch)}")
+        c.result("MACs", "qkv + QKᵀ + A·V + proj", d.rows * ch * 3 * ch + 2 * d.scores * head + d.rows * ch * ch,
+                 facts.macs)
+        extra = 1 + int(any(d.shift))
+        c.result("FLOPs", f"2·MACs + bias adds {n(d.rows * (qkv_b + proj_b))} + q scaling {n(d.rows * ch)} + per "
+                 f"score ({'bias, mask' if extra == 2 else 'bias'}, softmax {SOFTMAX_FLOPS}) "
+                 f"{extra + SOFTMAX_FLOPS}·{n(d.scores)}",
+                 2 * facts.macs + d.rows * (qkv_b + proj_b) + d.rows * ch + (extra + SOFTMAX_FLOPS) * d.scores,
+                 facts.flops)

@@ -112,6 +112,15 @@ PaddingSpec = Union[
     list[Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]],
 ]
 Pairs = tuple[tuple[int, int], ...]
+#: Keras' ``data_format`` argument of spatial layers: the layout the layer expects. It must agree with the network's
+#: layout (checked for every layer that has the field, in :func:`layercalc.rules.infer`); None: the network's.
+DataFormat = Optional[Literal["channels_last", "channels_first"]]
+
+
+def data_format_field() -> Any:
+    """The ``data_format`` field of a spatial layer (Keras' argument)."""
+    return Field(None, description="Keras' data_format: channels_last (NHWC) or channels_first (NCHW); must agree "
+                                   "with the network's layout")
 
 # The per-dimension fields as a type checker sees them: their values once validated. A spec or a constructor gives an
 # int or a list (IntOrList, PaddingSpec: what validation and the JSON Schema accept, the run-time annotations); the
@@ -279,6 +288,8 @@ class LayerBase(Description):
     tied_to: Optional[str] = Field(
         None, description="name of another layer whose parameters this one uses (tied weights, counted once there): "
                           "GPT-2's output head and its token embedding")
+    trainable: Bool = Field(True, description="Keras' trainable: false freezes the layer: its parameters stay "
+                                              "params, and Keras' totals count them as non-trainable")
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -334,6 +345,28 @@ class LayerBase(Description):
     def type_name(self) -> str:
         return self.type  # type: ignore[attr-defined]
 
+    #: Keras class names this type implements (``type: MaxPooling2D`` in a spec, and the Keras importer), each with
+    #: the fields its Keras meaning implies where Keras' default differs from this type's (``{"LSTM":
+    #: {"convention": "keras"}}``). Written exactly as Keras spells the class; the type's own names stay
+    #: case-insensitive.
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @classmethod
+    def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """The fields of a layer written with a Keras class name (``type`` excluded), as this type reads them: the
+        implied fields added where the spec gives none of their spellings. A type whose Keras arguments need more
+        than names (Keras' Permute counts dims from 1) overrides it; a ValueError names what cannot be read."""
+        spellings = field_spellings(cls)
+        implied = {k: v for k, v in cls.keras_classes[class_name].items()
+                   if not any(s in fields for s in spellings.get(k, [k]))}
+        return {**implied, **fields}
+
+    def fused_activation(self) -> Optional[LayerBase]:
+        """The activation applied to the output after the layer's own step (Keras' ``activation`` argument), as an
+        activation layer: its FLOPs are added to the layer's and the executor applies it. None: no fused
+        activation."""
+        return None
+
     # --------------------------------------------------------------------------------------------- the protocol
 
     #: the output is finite whenever the inputs are (a maximum, a copy, a bounded function): the executor then
@@ -371,6 +404,22 @@ class LayerBase(Description):
         """(bytes the forward step allocates beyond its inputs and output, im2col workspace bytes): an upper bound,
         for the executor's memory estimate. ``weights_given``: the parameters were passed in (already held)."""
         return 0, 0
+
+    def layout_problem(self, channels_last: bool) -> Optional[str]:
+        """Why the layer cannot run in the network's layout (Keras' ``data_format`` of a spatial layer, which
+        :func:`data_format_field` adds, must agree with it), or None."""
+        data_format = getattr(self, "data_format", None)
+        if data_format is None or (data_format == "channels_last") == channels_last:
+            return None
+        layout = "NHWC (channels_last)" if channels_last else "NCHW (channels_first)"
+        return (f"data_format {data_format!r} does not match the network's layout {layout}: set the network's layout "
+                f"to {data_format}")
+
+    def flop_counter_text(self, macs_text: str) -> str:
+        """What PyTorch's ``torch.utils.flop_counter.FlopCounterMode`` reports for this layer (on CPU), for the
+        calculator's FLOPs line: ``macs_text`` is 2·MACs, written out. It counts 2·MACs of the matmuls and
+        convolutions it sees and 0 for element-wise work; a type whose PyTorch kernel it does not see says so."""
+        return f"torch.utils.flop_counter counts 2·MACs = {macs_text}"
 
     def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
                 channels_last: bool) -> None:
@@ -412,6 +461,8 @@ class ParamSpec:
 LAYER_CLASSES: list[type[LayerBase]] = []
 #: every accepted ``type`` string (aliases such as ``dense`` included) → its model class
 LAYER_TYPES: dict[str, type[LayerBase]] = {}
+#: every Keras class name of :attr:`LayerBase.keras_classes` (``MaxPooling2D``) → the type that implements it
+KERAS_CLASSES: dict[str, type[LayerBase]] = {}
 
 
 def _type_names(cls: type[LayerBase]) -> tuple[str, ...]:
@@ -446,9 +497,15 @@ def register_layer(cls: type[LayerBase]) -> type[LayerBase]:
         if known is not None and known is not cls:
             raise SpecError(f"register_layer: layer type {name!r} of {cls.__module__}.{cls.__name__} is already "
                             f"registered by {known.__module__}.{known.__name__}")
+    for name in cls.keras_classes:
+        known = KERAS_CLASSES.get(name)
+        if known is not None and known is not cls:
+            raise SpecError(f"register_layer: Keras class {name!r} of {cls.__module__}.{cls.__name__} is already "
+                            f"implemented by {known.__module__}.{known.__name__}")
     if cls not in LAYER_CLASSES:
         LAYER_CLASSES.append(cls)
     LAYER_TYPES.update({name: cls for name in _type_names(cls)})
+    KERAS_CLASSES.update({name: cls for name in cls.keras_classes})
     layer_union.cache_clear()
     return cls
 
@@ -459,6 +516,8 @@ def unregister_layer(cls: type[LayerBase]) -> None:
         LAYER_CLASSES.remove(cls)
     for name in [n for n, c in LAYER_TYPES.items() if c is cls]:
         del LAYER_TYPES[name]
+    for name in [n for n, c in KERAS_CLASSES.items() if c is cls]:
+        del KERAS_CLASSES[name]
     layer_union.cache_clear()
 
 
@@ -581,13 +640,23 @@ def parse_layer(raw: Any, index: int) -> LayerBase:
     if type_ is None:
         raise SpecError(f"{layer_label(index, name, None)}: missing field 'type' "
                         f"(one of: {', '.join(sorted(LAYER_TYPES))})")
+    keras = KERAS_CLASSES.get(type_) if isinstance(type_, str) else None
+    if keras is not None:
+        # a Keras class name (exact spelling): the type that implements it, with the fields Keras' meaning implies
+        try:
+            raw = {**keras.from_keras(type_, {k: v for k, v in raw.items() if k != "type"}),
+                   "type": _type_names(keras)[0]}
+        except ValueError as exc:
+            raise SpecError(f"{layer_label(index, name, type_)}: {exc}") from None
+        type_ = raw["type"]
     cls = LAYER_TYPES.get(type_.lower()) if isinstance(type_, str) else None
     if cls is None and isinstance(type_, str):
         load_plugins()                            # a type from an installed package, registered on import
         cls = LAYER_TYPES.get(type_.lower())
     if cls is None:
+        suggestion = did_you_mean(str(type_), {**LAYER_TYPES, **KERAS_CLASSES})
         raise SpecError(f"{layer_label(index, name, None)}: unknown layer type {shown(type_)}"
-                        f"{did_you_mean(str(type_), LAYER_TYPES) or ' (run `layercalc schema` for the list)'}")
+                        f"{suggestion or ' (run `layercalc schema` for the list)'}")
     for field, spellings in _aliased_fields(cls):
         given = [n for n in spellings if n in raw]
         if len(given) > 1:

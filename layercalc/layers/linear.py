@@ -7,12 +7,13 @@ the last; FLOPs = 2·MACs + rows·out bias adds.
 
 
 import math
-from typing import Literal, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import Field
 
 from ..explain import Explanation, n
 from ..rules import Context, Facts, Tensor, check_declared, fmt_shape, numel
+from .activation import ActivationName, activation_field, activation_layer
 from .base import Bool, LayerBase, ParamSpec, PositiveInt, _alias, register_layer
 
 __all__ = ['Linear']
@@ -22,9 +23,14 @@ __all__ = ['Linear']
 class Linear(LayerBase):
     """Applies to the last dimension, like ``torch.nn.Linear`` (works on [N, L, F] too)."""
     type: Literal["linear", "dense"] = "linear"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Dense": {}}
     in_features: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
     out_features: PositiveInt = Field(validation_alias=_alias("out_features", "units"))
     bias: Bool = Field(True, validation_alias=_alias("bias", "use_bias"))
+    activation: ActivationName = activation_field()
+
+    def fused_activation(self) -> Optional[LayerBase]:
+        return activation_layer(self.activation)
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]

@@ -1,21 +1,22 @@
-"""Layers that merge several inputs: ``add`` and ``mul`` (element-wise, with NumPy/PyTorch broadcasting) and
-``concat`` (along one dim, by default the channels).
+"""Layers that merge several inputs: ``add`` and ``mul`` (element-wise, with NumPy/PyTorch broadcasting), ``sub``
+and ``div`` (the same for exactly two inputs, first − second and first / second) and ``concat`` (along one dim, by
+default the channels).
 
-FLOPs: (inputs − 1)·output elements for add and mul; concat is a copy (0). The receptive field after a merge is the
-largest of its inputs' per dim, with a note when the paths differ.
+FLOPs: (inputs − 1)·output elements for add and mul, 1 per output element for sub and div; concat is a copy (0).
+The receptive field after a merge is the largest of its inputs' per dim, with a note when the paths differ.
 """
 
 
 import math
-from typing import ClassVar, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import Field
 
-from ..explain import Explanation, n
+from ..explain import Explanation, n, prod_text
 from ..rules import Context, Facts, ReceptiveField, Shape, Tensor, fmt_dims, fmt_shape, normalize_dim, numel
 from .base import Int, LayerBase, _alias, register_layer
 
-__all__ = ['Add', 'Mul', 'Concat']
+__all__ = ['Add', 'Mul', 'Sub', 'Div', 'Concat']
 
 
 def broadcast_shapes(shapes: list[Shape]) -> Optional[Shape]:
@@ -107,6 +108,7 @@ class _ElementwiseMerge(LayerBase):
 class Add(_ElementwiseMerge):
     """Element-wise sum of two or more inputs, with NumPy/PyTorch broadcasting."""
     type: Literal["add"] = "add"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Add": {}}
 
 
 @register_layer
@@ -115,6 +117,64 @@ class Mul(_ElementwiseMerge):
     operation: ClassVar[str] = "product"
     ufunc: ClassVar[str] = "multiply"
     type: Literal["mul"] = "mul"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Multiply": {}}
+
+
+class _BinaryMerge(_ElementwiseMerge):
+    """Element-wise operation of exactly two inputs whose order matters (first − second, first / second), with
+    broadcasting: 1 FLOP per output element."""
+    max_inputs: ClassVar[Optional[int]] = 2
+    #: the operation's sign in explanations
+    symbol: ClassVar[str]
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+
+        ufunc = getattr(np, self.ufunc)
+        shape = np.broadcast_shapes(xs[0].shape, xs[1].shape)
+        # write into an input that dies here and already has the output's shape (either one: a ufunc may write
+        # into its own operand), else into a new array; the operands keep their order
+        target = next((i for i, x in enumerate(xs) if env.overwritable[i] and x.shape == shape), None)
+        return ufunc(xs[0], xs[1], out=xs[target] if target is not None else None)
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        out = list(facts.output_shape)
+        elements = math.prod(out)
+        first, second = (str(list(s)) for s in input_shapes)
+        c.add(f"element-wise {self.operation}: {first} {self.symbol} {second} (broadcast) → {out}")
+        c.result("FLOPs", f"1 per output element · {prod_text(out)}", elements, facts.flops)
+
+
+@register_layer
+class Sub(_BinaryMerge):
+    """Element-wise difference first − second, with NumPy/PyTorch broadcasting (``torch.sub``, ONNX Sub, Keras'
+    Subtract)."""
+    operation: ClassVar[str] = "difference"
+    ufunc: ClassVar[str] = "subtract"
+    symbol: ClassVar[str] = "−"
+    type: Literal["sub"] = "sub"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Subtract": {}}
+
+
+@register_layer
+class Div(_BinaryMerge):
+    """Element-wise quotient first / second, with NumPy/PyTorch broadcasting (``torch.div``, ONNX Div). A divisor
+    holding zeros is an error in ``run``/``verify`` (the quotient would be infinite or NaN)."""
+    operation: ClassVar[str] = "quotient"
+    ufunc: ClassVar[str] = "divide"
+    symbol: ClassVar[str] = "/"
+    type: Literal["div"] = "div"
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+
+        divisor = xs[1]
+        zeros = divisor.size - int(np.count_nonzero(divisor))
+        if zeros:
+            from ..errors import NumericError, layer_label
+            raise NumericError(f"{layer_label(step.index, step.name, self.type_name)}: division by zero: the divisor "
+                               f"(input {step.inputs[1]!r}) holds {zeros:,} zero(s) of its {divisor.size:,} values")
+        return super().forward(step, xs, params, env)
 
 
 @register_layer
@@ -123,6 +183,7 @@ class Concat(LayerBase):
     min_inputs: ClassVar[int] = 2
     max_inputs: ClassVar[Optional[int]] = None
     type: Literal["concat"] = "concat"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Concatenate": {"dim": -1}}     # Keras' axis=-1
     dim: Optional[Int] = Field(None, validation_alias=_alias("dim", "axis"),
                                description="dim to join along (negative counts from the end); default: the channel "
                                            "dim (1 for NCHW, the last for NHWC)")

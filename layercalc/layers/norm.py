@@ -1,4 +1,5 @@
-"""Normalization layers: ``batchnorm1d/2d/3d`` (inference: running statistics), ``layernorm`` and ``groupnorm``.
+"""Normalization layers: ``batchnorm1d/2d/3d`` (inference: running statistics), ``batchnorm`` (Keras'
+BatchNormalization: one axis of any input, γ and β chosen by ``scale`` and ``center``), ``layernorm`` and ``groupnorm``.
 
 Params: BatchNorm and GroupNorm 2·C (γ, β) when affine; LayerNorm 2·prod(normalized_shape) (γ only without bias).
 BatchNorm's running mean and variance are buffers (2·C; Keras' non-trainable params). FLOPs per element:
@@ -8,15 +9,15 @@ compute statistics (:data:`STATISTICS_FLOPS` per element, :data:`PER_GROUP_FLOPS
 
 
 import math
-from typing import ClassVar, Literal, Optional, Union
+from typing import Any, ClassVar, Literal, Optional, Union
 
 from pydantic import Field
 
 from ..explain import Explanation, n, prod_text, spatial_parts
-from ..rules import Context, Facts, Tensor, check_declared, fmt_shape, numel, split_channels
-from .base import Bool, Float, LayerBase, ParamSpec, PositiveFloat, PositiveInt, register_layer
+from ..rules import Context, Facts, Tensor, check_declared, fmt_shape, normalize_dim, numel, split_channels
+from .base import Bool, Float, Int, LayerBase, ParamSpec, PositiveFloat, PositiveInt, _alias, register_layer
 
-__all__ = ['BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d', 'LayerNorm', 'GroupNorm', 'RMSNorm']
+__all__ = ['BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d', 'BatchNorm', 'LayerNorm', 'GroupNorm', 'RMSNorm']
 
 #: FLOPs of normalizing with given statistics, per element: subtract the mean, multiply by 1/std
 NORMALIZE_FLOPS = 2
@@ -126,16 +127,111 @@ class BatchNorm3d(_BatchNormBase):
     type: Literal["batchnorm3d"] = "batchnorm3d"
 
 
+@register_layer
+class BatchNorm(LayerBase):
+    """Batch normalization over one axis of an input of any rank, as Keras' BatchNormalization: γ (``scale``) and
+    β (``center``) learned, the moving mean and variance buffers (Keras' non-trainable weights)."""
+    type: Literal["batchnorm"] = "batchnorm"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {
+        "BatchNormalization": {"axis": -1, "eps": 1e-3, "momentum": 0.99}}      # Keras' defaults
+    num_features: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
+    axis: Optional[Int] = Field(None, description="the feature axis normalized per value (Keras' axis); default: the "
+                                                  "layout's channel dim (1 for NCHW, the last for NHWC)")
+    eps: PositiveFloat = Field(1e-5, validation_alias=_alias("eps", "epsilon"))
+    momentum: Optional[Float] = Field(0.1, description="training only: no effect on any figure")
+    center: Bool = Field(True, description="a learned shift β per feature")
+    scale: Bool = Field(True, description="a learned scale γ per feature")
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        if len(x.shape) < 2:
+            raise ctx.fail(f"needs an input of at least 2 dims [N, ..., features], got {fmt_shape(x.shape)}")
+        default = len(x.shape) - 1 if ctx.channels_last else 1
+        axis = normalize_dim(default if self.axis is None else self.axis, len(x.shape), "axis", x.shape, ctx)
+        if axis == 0:
+            raise ctx.fail("axis 0 is the batch dim; normalizing per batch position is not supported")
+        c = x.shape[axis]
+        check_declared(self.num_features, c, "num_features", x, ctx)
+        return Facts(output_shape=x.shape, params=(self.center + self.scale) * c, buffers=2 * c,
+                     flops=NORMALIZE_FLOPS * numel(x.shape), rf=x.rf, geometry={"axis": axis})
+
+    def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
+        c = step.input_shapes[0][step.facts.geometry["axis"]]
+        specs = {}
+        if self.scale:
+            specs["weight"] = ParamSpec((c,), "[features]", "ones")
+        if self.center:
+            specs["bias"] = ParamSpec((c,), "[features]")
+        specs["running_mean"] = ParamSpec((c,), "[features]", buffer=True)
+        specs["running_var"] = ParamSpec((c,), "[features]", "ones", buffer=True)
+        return specs
+
+    def forward(self, step, xs, params, env):
+        from ..kernels import batch_norm
+        return batch_norm(xs[0], channel_axis=step.facts.geometry["axis"], mean=params["running_mean"],
+                          var=params["running_var"], weight=params.get("weight"), bias=params.get("bias"),
+                          eps=self.eps, out=env.out_for(xs[0]))
+
+    def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        return 4 * (step.facts.params + step.facts.buffers) * itemsize, 0
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        x = input_shapes[0]
+        axis = facts.geometry["axis"]
+        features = x[axis]
+        learned = [name for name, on in (("γ", self.scale), ("β", self.center)) if on]
+        c.add(f"normalizes each of the {features} features of axis {axis} of {list(x)}")
+        if learned:
+            c.result("params", f"{len(learned)}·C ({' and '.join(learned)}) = {len(learned)}·{features}",
+                     len(learned) * features, facts.params)
+        else:
+            c.zero("params", "center and scale off: no γ, β", facts.params)
+        c.add(f"buffers = 2·C (moving mean and variance; Keras' non-trainable weights) = 2·{features} = "
+              f"{2 * features}")
+        c.result("FLOPs", f"{NORMALIZE_FLOPS} per element (at inference the statistics fold into one multiply and "
+                 f"one add) · {prod_text(x)}", NORMALIZE_FLOPS * math.prod(x), facts.flops)
+
+
+def _keras_affine(fields: dict[str, Any], what: str) -> tuple[Any, Any]:
+    """Keras' (center, scale) of a normalization, popped from ``fields``."""
+    center, scale = fields.pop("center", True), fields.pop("scale", True)
+    if center is True and scale is False:
+        raise ValueError(f"center true with scale false (β without γ) is not supported by {what}")
+    return center, scale
+
+
+def _keras_axis_last(fields: dict[str, Any]) -> None:
+    axis = fields.pop("axis", -1)
+    if axis not in (-1, [-1], (-1,)):
+        raise ValueError(f"field 'axis': only the last axis (-1) is supported, got {axis!r}")
+
+
+def _keras_epsilon(fields: dict[str, Any]) -> None:
+    fields["eps"] = fields.pop("epsilon", fields.get("eps", 1e-3))          # Keras' default epsilon is 1e-3
+
+
 # ---------------------------------------------------------------------------------------------- layer norm
 
 @register_layer
 class LayerNorm(LayerBase):
     type: Literal["layernorm"] = "layernorm"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"LayerNormalization": {}}
     normalized_shape: Optional[Union[PositiveInt, list[PositiveInt]]] = Field(
         None, description="trailing dims to normalize over; default: the last dim")
     eps: PositiveFloat = 1e-5
     elementwise_affine: Bool = True
     bias: Bool = True
+
+    @classmethod
+    def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Keras' LayerNormalization: axis -1, epsilon (default 1e-3), center (β) and scale (γ)."""
+        fields = dict(fields)
+        _keras_axis_last(fields)
+        if fields.pop("rms_scaling", False) is not False:
+            raise ValueError("field 'rms_scaling': true is not supported (use type rmsnorm)")
+        center, scale = _keras_affine(fields, "layernorm")
+        _keras_epsilon(fields)
+        return {**fields, "elementwise_affine": scale, "bias": center}
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
@@ -184,10 +280,25 @@ class LayerNorm(LayerBase):
 @register_layer
 class GroupNorm(LayerBase):
     type: Literal["groupnorm"] = "groupnorm"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"GroupNormalization": {}}
     num_groups: PositiveInt
     num_channels: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
     eps: PositiveFloat = 1e-5
     affine: Bool = True
+
+    @classmethod
+    def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Keras' GroupNormalization: groups (default 32), axis -1 (the channels, channels last), epsilon (default
+        1e-3), center and scale (both or neither)."""
+        fields = dict(fields)
+        _keras_axis_last(fields)
+        center, scale = _keras_affine(fields, "groupnorm")
+        if center is not scale:
+            raise ValueError(f"center {center!r} with scale {scale!r} is not supported (groupnorm has both γ and "
+                             f"β or neither)")
+        _keras_epsilon(fields)
+        groups = fields.pop("groups", 32)
+        return {**fields, "num_groups": groups, "affine": scale}
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]

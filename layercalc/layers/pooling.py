@@ -47,6 +47,7 @@ from ..shapes import (
 )
 from .base import (
     Bool,
+    DataFormat,
     LayerBase,
     OptionalPerDim,
     PaddingField,
@@ -56,6 +57,7 @@ from .base import (
     _lower_string,
     _padding_pairs,
     _per_dim,
+    data_format_field,
     register_layer,
     shown,
 )
@@ -78,6 +80,7 @@ class _PoolBase(LayerBase):
     padding: PaddingField = Field(0, description="int (at most half the kernel), per-dim list, 'same' or 'valid'",
                                   validate_default=True)
     ceil_mode: Bool = False
+    data_format: DataFormat = data_format_field()
 
     _lower_padding = field_validator("padding", mode="before")(classmethod(lambda cls, v: _lower_string(v)))
 
@@ -185,18 +188,21 @@ class _MaxPoolBase(_PoolBase):
 class MaxPool1d(_MaxPoolBase):
     spatial_dims: ClassVar[int] = 1
     type: Literal["maxpool1d"] = "maxpool1d"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"MaxPooling1D": {}}
 
 
 @register_layer
 class MaxPool2d(_MaxPoolBase):
     spatial_dims: ClassVar[int] = 2
     type: Literal["maxpool2d"] = "maxpool2d"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"MaxPooling2D": {}}
 
 
 @register_layer
 class MaxPool3d(_MaxPoolBase):
     spatial_dims: ClassVar[int] = 3
     type: Literal["maxpool3d"] = "maxpool3d"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"MaxPooling3D": {}}
 
 
 class _AvgPoolBase(_PoolBase):
@@ -232,18 +238,21 @@ class _AvgPoolBase(_PoolBase):
 class AvgPool1d(_AvgPoolBase):
     spatial_dims: ClassVar[int] = 1
     type: Literal["avgpool1d"] = "avgpool1d"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"AveragePooling1D": {}}
 
 
 @register_layer
 class AvgPool2d(_AvgPoolBase):
     spatial_dims: ClassVar[int] = 2
     type: Literal["avgpool2d"] = "avgpool2d"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"AveragePooling2D": {}}
 
 
 @register_layer
 class AvgPool3d(_AvgPoolBase):
     spatial_dims: ClassVar[int] = 3
     type: Literal["avgpool3d"] = "avgpool3d"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"AveragePooling3D": {}}
 
     def check_input(self, x: Tensor, spatial: tuple[int, ...], ctx: Context) -> None:
         if any(nn < kk for nn, kk in zip(spatial, self.kernel_size)):
@@ -419,7 +428,10 @@ class _GlobalPoolBase(LayerBase):
 class GlobalAvgPool(_GlobalPoolBase):
     """Average over every spatial dimension (Keras ``GlobalAveragePooling*D``)."""
     type: Literal["global_avgpool"] = "global_avgpool"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {
+        "GlobalAveragePooling1D": {}, "GlobalAveragePooling2D": {}, "GlobalAveragePooling3D": {}}
     keepdims: Bool = Field(False, description="keep the spatial dims as size 1 (like AdaptiveAvgPool(1))")
+    data_format: DataFormat = data_format_field()
 
 
 @register_layer
@@ -429,4 +441,7 @@ class GlobalMaxPool(_GlobalPoolBase):
     reduce: ClassVar[str] = "max"
     keeps_finite = True
     type: Literal["global_maxpool"] = "global_maxpool"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {
+        "GlobalMaxPooling1D": {}, "GlobalMaxPooling2D": {}, "GlobalMaxPooling3D": {}}
     keepdims: Bool = False
+    data_format: DataFormat = data_format_field()

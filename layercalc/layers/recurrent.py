@@ -418,7 +418,17 @@ class LSTM(_Recurrent):
     gates: ClassVar[int] = 4
     gate_names: ClassVar[str] = "i, f, g, o"
     type: Literal["lstm"] = "lstm"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"LSTM": {"convention": "keras"}}
+    activation: Literal["tanh"] = Field("tanh", description="Keras' cell activation: only tanh (the LSTM's own) is "
+                                                            "supported")
+    recurrent_activation: Literal["sigmoid"] = Field("sigmoid", description="Keras' gate activation: only sigmoid is "
+                                                                            "supported")
     proj_size: NonNegativeInt = Field(0, description="project h_t to this size (weight_hr; PyTorch only); 0: none")
+
+    def flop_counter_text(self, macs_text: str) -> str:
+        # measured (torch 2.13.0, CPU): nn.LSTM runs one fused kernel that FlopCounterMode has no formula for; it
+        # counts nn.GRU and nn.RNN as 2·MACs
+        return f"torch.utils.flop_counter counts 0 for nn.LSTM on CPU (its fused kernel); 2·MACs = {macs_text}"
 
     @model_validator(mode="after")
     def _check_projection(self) -> LSTM:
@@ -469,6 +479,11 @@ class GRU(_Recurrent):
     gates: ClassVar[int] = 3
     gate_names: ClassVar[str] = "r, z, n"
     type: Literal["gru"] = "gru"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"GRU": {"convention": "keras"}}
+    activation: Literal["tanh"] = Field("tanh", description="Keras' cell activation: only tanh (the GRU's own) is "
+                                                            "supported")
+    recurrent_activation: Literal["sigmoid"] = Field("sigmoid", description="Keras' gate activation: only sigmoid is "
+                                                                            "supported")
     reset_after: Bool = Field(True, description="the reset gate multiplies W_hn·h + b_hn (PyTorch, Keras' default); "
                                                 "off: it multiplies h before W_hn (Keras only, one bias vector)")
 
@@ -535,6 +550,7 @@ class RNN(_Recurrent):
     Keras' SimpleRNN with convention: keras."""
     gate_names: ClassVar[str] = "none: the new h itself"
     type: Literal["rnn", "simple_rnn"] = "rnn"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"SimpleRNN": {"convention": "keras"}}
     nonlinearity: Literal["tanh", "relu"] = Field("tanh", validation_alias=_alias("nonlinearity", "activation"),
                                                   description="tanh or relu (Keras: activation)")
 

@@ -38,7 +38,17 @@ from ..rules import (
     require_spatial,
     split_channels,
 )
-from .base import Bool, LayerBase, PositiveFloat, PositiveInt, _alias, _per_dim, register_layer
+from .base import (
+    Bool,
+    DataFormat,
+    LayerBase,
+    PositiveFloat,
+    PositiveInt,
+    _alias,
+    _per_dim,
+    data_format_field,
+    register_layer,
+)
 
 __all__ = ['Upsample', 'UpSampling1d', 'UpSampling2d', 'UpSampling3d']
 
@@ -311,6 +321,7 @@ class _KerasUpSampling(LayerBase):
     """Keras' UpSampling1D/2D/3D: every spatial size times an integer factor."""
     size: Union[PositiveInt, list[PositiveInt]] = Field(
         2, description="integer factor per spatial dim (Keras' size: factors, not an output size)")
+    data_format: DataFormat = data_format_field()
 
     @property
     def rank(self) -> int:
@@ -357,6 +368,7 @@ class UpSampling1d(_KerasUpSampling):
     """Keras' UpSampling1D: repeats each step ``size`` times."""
     spatial_dims: ClassVar[int] = 1
     type: Literal["upsampling1d"] = "upsampling1d"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"UpSampling1D": {}}
     keeps_finite = True
 
 
@@ -365,6 +377,7 @@ class UpSampling2d(_KerasUpSampling):
     """Keras' UpSampling2D: each spatial size times ``size``, nearest (repeat) or bilinear."""
     spatial_dims: ClassVar[int] = 2
     type: Literal["upsampling2d"] = "upsampling2d"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"UpSampling2D": {}}
     size: Union[PositiveInt, list[PositiveInt]] = Field(
         2, description="integer factor per spatial dim (Keras' size: factors, not an output size)")
     interpolation: Literal["nearest", "bilinear"] = Field(
@@ -380,4 +393,5 @@ class UpSampling3d(_KerasUpSampling):
     """Keras' UpSampling3D: repeats along each spatial dim."""
     spatial_dims: ClassVar[int] = 3
     type: Literal["upsampling3d"] = "upsampling3d"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"UpSampling3D": {}}
     keeps_finite = True

@@ -7,7 +7,7 @@ batch, one entry may be -1); ``zero_pad`` adds zeros around the spatial dims.
 
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 from pydantic import Field, field_validator
 
@@ -23,7 +23,17 @@ from ..rules import (
     numel,
     split_channels,
 )
-from .base import MAX_RANK, Int, LayerBase, NonNegativeInt, _alias, _explicit_pairs, register_layer
+from .base import (
+    MAX_RANK,
+    DataFormat,
+    Int,
+    LayerBase,
+    NonNegativeInt,
+    _alias,
+    _explicit_pairs,
+    data_format_field,
+    register_layer,
+)
 
 __all__ = ['Flatten', 'Reshape', 'ZeroPad']
 
@@ -31,8 +41,14 @@ __all__ = ['Flatten', 'Reshape', 'ZeroPad']
 @register_layer
 class Flatten(LayerBase):
     type: Literal["flatten"] = "flatten"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Flatten": {}}
     start_dim: Int = 1
     end_dim: Int = -1
+    # Keras' Flatten(data_format="channels_first") moves the channels last before flattening (an order this type
+    # does not make): only channels_last, the order as it is, is accepted
+    data_format: Optional[Literal["channels_last"]] = Field(
+        None, description="Keras' data_format: channels_last only (flatten in the tensor's order; Keras' "
+                          "channels_first reorders first, not supported)")
 
     keeps_finite = True
 
@@ -64,6 +80,7 @@ class Flatten(LayerBase):
 class Reshape(LayerBase):
     """Reshape each example; ``shape`` excludes the batch dimension (like Keras), one entry may be -1."""
     type: Literal["reshape"] = "reshape"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Reshape": {}}
     shape: list[Int] = Field(validation_alias=_alias("shape", "target_shape"), min_length=1, max_length=MAX_RANK - 1)
 
     keeps_finite = True
@@ -106,9 +123,21 @@ ZERO_PAD_FORMS = "a non-negative int, one per spatial dim, or [[before, after], 
 class ZeroPad(LayerBase):
     """Zero padding of the spatial dims: int, one int per spatial dim, or [[before, after], ...] in dim order."""
     type: Literal["zero_pad"] = "zero_pad"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"ZeroPadding1D": {}, "ZeroPadding2D": {},
+                                                          "ZeroPadding3D": {}}
     padding: Union[NonNegativeInt, list[NonNegativeInt],
                    list[Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]]] = Field(
         description=ZERO_PAD_FORMS)
+    data_format: DataFormat = data_format_field()
+
+    @classmethod
+    def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Keras' ZeroPadding1D takes one (left, right) pair as two ints: ``[1, 2]`` is ``[[1, 2]]`` here."""
+        padding = fields.get("padding")
+        if class_name == "ZeroPadding1D" and isinstance(padding, (list, tuple)) and len(padding) == 2 and all(
+                isinstance(p, int) for p in padding):
+            fields = {**fields, "padding": [list(padding)]}
+        return super().from_keras(class_name, fields)
 
     keeps_finite = True
 

@@ -14,7 +14,7 @@ token, a position embedding, a layer scale, a relative-position bias table) and 
 
 
 import math
-from typing import ClassVar, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
@@ -22,13 +22,14 @@ from ..explain import Explanation, prod_text
 from ..rules import Context, Facts, Tensor, fmt_shape, numel
 from .base import MAX_RANK, LayerBase, ParamSpec, PositiveFloat, PositiveInt, _alias, register_layer
 
-__all__ = ["Embedding", "PositionEmbedding", "Parameter", "RotaryEmbedding"]
+__all__ = ["Embedding", "PositionEmbedding", "Parameter", "RotaryEmbedding", "rotate", "ROTARY_FLOPS"]
 
 
 @register_layer
 class Embedding(LayerBase):
     """Token ids [N, ...] → vectors [N, ..., embedding_dim] (``torch.nn.Embedding``, Keras ``Embedding``)."""
     type: Literal["embedding"] = "embedding"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Embedding": {}}
     num_embeddings: PositiveInt = Field(validation_alias=_alias("num_embeddings", "input_dim"),
                                         description="vocabulary size V: token ids are 0..V−1")
     embedding_dim: PositiveInt = Field(validation_alias=_alias("embedding_dim", "output_dim"))
@@ -154,6 +155,29 @@ class Parameter(LayerBase):
               f"FLOPs = 0")
 
 
+#: FLOPs per rotated element of rotary position embedding: x·cos + rotate_half(x)·sin
+ROTARY_FLOPS = 3
+
+
+def rotate(x, rotary_dim: int, base: float):
+    """RoPE on ``x`` [..., L, D] (NumPy), positions 0..L−1 along dim −2: the first ``rotary_dim`` features, pairs
+    (i, i + rotary_dim/2), rotated by position·base^(−2i/rotary_dim) (``rotate_half``: GPT-NeoX, Llama); the rest
+    unchanged. Used by ``rotary_embedding`` and by ``multi_head_attention`` with ``rope``."""
+    import numpy as np
+
+    d = rotary_dim
+    positions = np.arange(x.shape[-2], dtype=np.float64)
+    inv_freq = 1.0 / (base ** (np.arange(0, d, 2, dtype=np.float64) / d))
+    angles = np.outer(positions, inv_freq)                          # [L, d/2]
+    cos = np.concatenate([np.cos(angles)] * 2, axis=-1).astype(x.dtype)
+    sin = np.concatenate([np.sin(angles)] * 2, axis=-1).astype(x.dtype)
+    part, rest = x[..., :d], x[..., d:]
+    half = d // 2
+    rotated = np.concatenate([-part[..., half:], part[..., :half]], axis=-1)
+    out = part * cos + rotated * sin
+    return np.concatenate([out, rest], axis=-1) if rest.shape[-1] else out
+
+
 @register_layer
 class RotaryEmbedding(LayerBase):
     """Rotary position embedding (RoPE) on [N, ..., L, D]: pairs (i, i + d/2) of the first ``rotary_dim`` features
@@ -172,22 +196,10 @@ class RotaryEmbedding(LayerBase):
             raise ctx.fail(f"rotary_dim {d} must be even and at most the last dim {x.shape[-1]} of "
                            f"{fmt_shape(x.shape)}")
         rotated = numel(x.shape) // x.shape[-1] * d
-        return Facts(output_shape=x.shape, flops=3 * rotated, geometry={"rotary_dim": d})
+        return Facts(output_shape=x.shape, flops=ROTARY_FLOPS * rotated, geometry={"rotary_dim": d})
 
     def forward(self, step, xs, params, env):
-        import numpy as np
-        x = xs[0]
-        d = step.facts.geometry["rotary_dim"]
-        positions = np.arange(x.shape[-2], dtype=np.float64)
-        inv_freq = 1.0 / (self.base ** (np.arange(0, d, 2, dtype=np.float64) / d))
-        angles = np.outer(positions, inv_freq)                      # [L, d/2]
-        cos = np.concatenate([np.cos(angles)] * 2, axis=-1).astype(x.dtype)
-        sin = np.concatenate([np.sin(angles)] * 2, axis=-1).astype(x.dtype)
-        part, rest = x[..., :d], x[..., d:]
-        half = d // 2
-        rotated = np.concatenate([-part[..., half:], part[..., :half]], axis=-1)
-        out = part * cos + rotated * sin
-        return np.concatenate([out, rest], axis=-1) if rest.shape[-1] else out
+        return rotate(xs[0], step.facts.geometry["rotary_dim"], self.base)
 
     def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         # the rotated half and the two products (each input-sized), and the cos/sin tables
@@ -200,4 +212,4 @@ class RotaryEmbedding(LayerBase):
         c.add(f"positions along dim −2 ({x[-2]}); {d // 2} pairs of features rotated per position, angle "
               f"position·{self.base:g}^(−2i/{d}); params 0")
         c.result("FLOPs", f"3 per rotated element (x·cos + rotate_half(x)·sin) · {prod_text([*x[:-1], d])}",
-                 3 * math.prod([*x[:-1], d]), facts.flops)
+                 ROTARY_FLOPS * math.prod([*x[:-1], d]), facts.flops)

@@ -116,8 +116,20 @@ class _Movement(LayerBase):
 class Permute(_Movement):
     """Reorders the dims like torch.permute: ``dims`` lists every dim (batch included, and it stays at 0)."""
     type: Literal["permute"] = "permute"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Permute": {}}
     dims: list[Int] = Field(min_length=1, max_length=MAX_RANK, description=(
         "a permutation of all dims, batch 0 first (torch.permute); negative dims count from the end"))
+
+    @classmethod
+    def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Keras' Permute counts dims from 1, batch excluded: ``dims: [2, 1]`` is ``[0, 2, 1]`` here."""
+        dims = fields.get("dims")
+        if isinstance(dims, (list, tuple)) and all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+            if sorted(dims) != list(range(1, len(dims) + 1)):
+                raise ValueError(f"field 'dims': Keras' Permute takes a permutation of 1..{len(dims)} (batch "
+                                 f"excluded), got {list(dims)}")
+            fields = {**fields, "dims": [0, *dims]}
+        return super().from_keras(class_name, fields)
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]

@@ -1,0 +1,1382 @@
+"""ONNX files (``.onnx``) read as layercalc spec data, through the ``onnx`` package (the ``onnx`` extra).
+
+Only the graph is read: ``onnx.load(..., load_external_data=False)``, initializers' dims for the parameters, and the
+values of small integer tensors that serve as shapes, axes or indices — never the weights' values.
+
+Three steps:
+
+1. **Shape subgraphs evaluated** (:func:`fold_constants`): a node whose inputs are all known values (``Constant``
+   nodes, integer initializers, ``Shape``/``Size`` of a tensor whose static shape is known, earlier folded values)
+   is run once by ``onnx.reference`` and replaced by its value; ONNX shape inference then runs again, so that
+   ``Shape → Gather → Concat → Reshape`` or ``Shape → Slice → Resize`` chains as torch's exporter writes them end in
+   constants and every tensor gets a static shape.
+2. **Operators mapped** one by one (:data:`CONVERTERS`: one small function per operator) to layercalc layers.
+   Parameters come from the initializers, each counted once: a layer whose initializers another layer already uses
+   is ``tied_to`` it; a bias shared between convs that do not share their weights (torch's exporter stores the
+   zero biases of BatchNorm folded into convs once) becomes one ``parameter`` layer added after each conv.
+   An operator that cannot be mapped is an error naming the node (index and name) and the operator.
+3. **The batch dim** stays dim 0 of every layercalc tensor (layercalc works per example), while an ONNX graph may move
+   it (``nn.MultiheadAttention`` works on ``[L, N, E]`` and ``[L·N, E]``). Each ONNX tensor is therefore a *view* of a
+   layercalc tensor (:class:`Act`): the ONNX axis holding the batch, possibly merged with outer and inner factors
+   (``L·N``: outer L), and layercalc's tensor is the ONNX tensor with that batch moved to the front. Transposes that
+   only move the batch then cost no layer, and reshapes that keep each example's elements together are per-example
+   reshapes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import SpecError, safe_text
+from ..names import split_output
+
+__all__ = ["spec_from_file", "CONVERTERS", "fold_constants"]
+
+EXTRA_HINT = "pip install 'layercalc[onnx]'"
+
+#: input slots that hold shapes, axes, sizes, scales or bounds: an initializer read only there is a constant of the
+#: graph's arithmetic, not a parameter
+SHAPE_SLOTS: dict[str, tuple[int, ...]] = {
+    "Reshape": (1,), "Resize": (1, 2, 3), "Upsample": (1,), "Slice": (1, 2, 3, 4), "Unsqueeze": (1,),
+    "Squeeze": (1,), "Expand": (1,), "Tile": (1,), "ConstantOfShape": (0,), "Split": (1,), "Pad": (1, 2, 3),
+    "ReduceMean": (1,), "ReduceSum": (1,), "ReduceMax": (1,), "ReduceMin": (1,), "Clip": (1, 2), "Gather": (1,),
+    "Range": (0, 1, 2), "TopK": (1,), "OneHot": (1, 2),
+}
+#: operators never folded (their output is not a function of their inputs)
+NOT_FOLDED = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+#: the most elements a folded value may have (shape arithmetic is small; a large constant stays a node)
+MAX_FOLDED = 1 << 20
+
+
+def _onnx(origin: str) -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise SpecError(f"{origin}: reading ONNX files needs the onnx package: {EXTRA_HINT}") from None
+    return onnx
+
+
+# ------------------------------------------------------------------------------------------- the entry point
+
+def spec_from_file(path: Path, origin: str) -> dict:
+    """The layercalc spec data of the ONNX model at ``path``."""
+    onnx = _onnx(origin)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:                         # protobuf's DecodeError, or a file that is not a ModelProto
+        raise SpecError(f"{origin}: not a readable ONNX model: {safe_text(str(e)) or type(e).__name__}") from None
+    return Importer(model, origin).spec()
+
+
+# ------------------------------------------------------------------------------------------------ tensors
+
+@dataclass(frozen=True)
+class Act:
+    """An ONNX activation as a view of a layercalc tensor.
+
+    ``shape`` is the ONNX tensor's static shape; axis ``b`` holds the batch, merged as ``outer·N·inner`` (row major:
+    ``outer`` slower than the batch, ``inner`` faster). The layercalc tensor ``tensor`` is
+    ``[N, *shape[:b], outer?, inner?, *shape[b + 1:]]`` (factors of 1 left out): the same elements, the batch first.
+    """
+    tensor: str
+    shape: tuple[int, ...]
+    b: int = 0
+    outer: int = 1
+    inner: int = 1
+
+    def labels(self) -> list[Any]:
+        """layercalc's dims, each named: ``"n"`` (batch), an ONNX axis (int), ``"o"``/``"i"`` (the batch's factors)."""
+        rest: list[Any] = (["o"] if self.outer > 1 else []) + (["i"] if self.inner > 1 else [])
+        return ["n", *range(self.b), *rest, *range(self.b + 1, len(self.shape))]
+
+    def t_shape(self, batch: int) -> tuple[int, ...]:
+        sizes = {"n": batch, "o": self.outer, "i": self.inner}
+        return tuple(sizes[x] if isinstance(x, str) else self.shape[x] for x in self.labels())
+
+    def t_axis(self, axis: int) -> Optional[int]:
+        """layercalc's dim for ONNX ``axis`` (None: the axis holding the batch)."""
+        return None if axis == self.b else self.labels().index(axis)
+
+    @property
+    def plain(self) -> bool:
+        """The ONNX tensor is layercalc's: the batch alone on axis 0."""
+        return self.b == 0 and self.outer == 1 and self.inner == 1
+
+
+def _batch_position(shape: tuple[int, ...], pre: int, post: int, batch: int) -> Optional[tuple[int, int, int]]:
+    """Where the batch sits in ``shape`` for a tensor with ``pre`` blocks before it and ``post`` elements after it:
+    ``(axis, outer, inner)``, or None when no axis holds the batch with whole factors.
+
+    >>> _batch_position((10, 2, 32), pre=10, post=32, batch=2), _batch_position((20, 32), 10, 32, 2)
+    ((1, 1, 1), (0, 10, 1))
+    >>> _batch_position((10, 8, 8), pre=10, post=32, batch=2)
+    (1, 1, 4)
+    """
+    before = 1
+    for k, size in enumerate(shape):
+        if pre % before == 0:
+            outer = pre // before
+            if size % (outer * batch) == 0:
+                inner = size // (outer * batch)
+                if inner * math.prod(shape[k + 1:]) == post:
+                    return k, outer, inner
+        before *= size
+        if before > pre:
+            break
+    return None
+
+
+# ------------------------------------------------------------------------------------------ constant folding
+
+def _attrs(onnx: Any, node: Any) -> dict[str, Any]:
+    """A node's attributes; floats (stored as float32) as their shortest float32 text reads (1e-05, not
+    9.999999747378752e-06)."""
+    import numpy as np
+
+    result = {}
+    for a in node.attribute:
+        value = onnx.helper.get_attribute_value(a)
+        if a.type == onnx.AttributeProto.FLOAT:
+            value = float(str(np.float32(value)))
+        result[a.name] = value
+    return result
+
+
+def _static(onnx: Any, value_info: Any) -> Optional[tuple[int, ...]]:
+    t = value_info.type
+    if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+        return None
+    dims = t.tensor_type.shape.dim
+    if not all(d.HasField("dim_value") for d in dims):
+        return None
+    return tuple(int(d.dim_value) for d in dims)
+
+
+def _infer(onnx: Any, model: Any) -> dict[str, tuple[int, ...]]:
+    """Static shapes of every value ONNX shape inference can give (with its partial data propagation)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:                               # inference is an aid: a model it rejects keeps what it has
+        inferred = model
+    g = inferred.graph
+    shapes = {}
+    for v in (*g.value_info, *g.input, *g.output):
+        s = _static(onnx, v)
+        if s is not None:
+            shapes[v.name] = s
+    for init in g.initializer:
+        shapes[init.name] = tuple(int(d) for d in init.dims)
+    return shapes
+
+
+def _evaluate(onnx: Any, node: Any, feeds: dict[str, Any], opsets: Any) -> list[Any]:
+    """Run one node on known inputs with ONNX's reference implementation."""
+    import numpy as np
+    from onnx.reference import ReferenceEvaluator
+
+    if node.op_type == "Constant":
+        a = _attrs(onnx, node)
+        if "value" in a:
+            return [onnx.numpy_helper.to_array(a["value"])]
+        for key, dtype in (("value_float", np.float32), ("value_int", np.int64), ("value_floats", np.float32),
+                           ("value_ints", np.int64)):
+            if key in a:
+                return [np.array(a[key], dtype=dtype)]
+    inputs = [onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(feeds[name].dtype),
+                                                 feeds[name].shape) for name in dict.fromkeys(node.input) if name]
+    outputs = [onnx.helper.make_empty_tensor_value_info(name) for name in node.output if name]
+    graph = onnx.helper.make_graph([node], "fold", inputs, outputs)
+    model = onnx.helper.make_model(graph, opset_imports=list(opsets))
+    results = ReferenceEvaluator(model).run(None, {name: feeds[name] for name in node.input if name})
+    return [np.asarray(r) for r in results]
+
+
+def fold_constants(onnx: Any, model: Any, constant_inits: set[str]) -> tuple[Any, dict[str, Any], dict]:
+    """Evaluate every node computable from known values; return the reduced model, the known values (name →
+    array) and the static shapes of the remaining tensors.
+
+    Known values: ``Constant`` nodes, the initializers in ``constant_inits``, ``Shape``/``Size`` of a tensor with a
+    static shape, and what is computed from them. Repeats shape inference and folding until nothing changes.
+    """
+    import numpy as np
+
+    g = model.graph
+    values: dict[str, Any] = {}
+    for init in g.initializer:
+        if init.name in constant_inits:
+            values[init.name] = onnx.numpy_helper.to_array(init)
+    folded: set[int] = set()
+    while True:
+        shapes = _infer(onnx, model)
+        progress = False
+        for k, node in enumerate(g.node):
+            if k in folded or node.op_type in NOT_FOLDED or node.domain not in ("", "ai.onnx"):
+                continue
+            result: Optional[list[Any]] = None
+            if node.op_type in ("Shape", "Size") and node.input[0] in shapes:
+                shape = shapes[node.input[0]]
+                if node.op_type == "Size":
+                    result = [np.array(math.prod(shape), dtype=np.int64)]
+                else:
+                    a = _attrs(onnx, node)
+                    result = [np.array(shape[a.get("start", 0):a.get("end", len(shape))], dtype=np.int64)]
+            elif all(not name or name in values for name in node.input) and (node.input or node.op_type ==
+                                                                               "Constant"):
+                try:
+                    result = _evaluate(onnx, node, values, model.opset_import)
+                except Exception:
+                    result = None                 # left as a node: the converter names it if it matters
+            if result is None or any(r.size > MAX_FOLDED for r in result):
+                continue
+            values.update(zip(node.output, result))
+            folded.add(k)
+            progress = True
+        if not progress:
+            return model, values, shapes
+        # the folded values become initializers, so that the next inference sees them as constants
+        kept = [n for k, n in enumerate(g.node) if k not in folded]
+        needed = {name for n in kept for name in n.input} | {o.name for o in g.output}
+        have = {i.name for i in g.initializer}
+        new_inits = [onnx.numpy_helper.from_array(np.asarray(values[name]), name) for name in needed
+                     if name in values and name not in have]
+        graph = onnx.helper.make_graph(kept, g.name, list(g.input), list(g.output),
+                                       initializer=[*g.initializer, *new_inits], value_info=[])
+        model = onnx.helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+        g = model.graph
+        folded = set()
+
+
+# ----------------------------------------------------------------------------------------------- the importer
+
+class Unsupported(Exception):
+    """A node that cannot be mapped; turned into a SpecError naming the node."""
+
+
+@dataclass
+class Layer:
+    spec: dict
+    node: int                       # the ONNX node's index (-1: made for an initializer)
+
+
+@dataclass
+class Importer:
+    """One ONNX model being mapped to spec data."""
+    model: Any
+    origin: str
+    batch: int = 1
+    layers: list[Layer] = field(default_factory=list)
+    acts: dict[str, Act] = field(default_factory=dict)          # ONNX value → its layercalc view
+    values: dict[str, Any] = field(default_factory=dict)        # ONNX value → known constant (array)
+    params: dict[str, tuple[int, ...]] = field(default_factory=dict)   # parameter initializer → dims
+    param_alias: dict[str, tuple[str, bool]] = field(default_factory=dict)  # value → (initializer, transposed)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    users: dict[str, list[int]] = field(default_factory=dict)   # parameter initializer → owner nodes, in order
+    owner: dict[str, str] = field(default_factory=dict)         # parameter initializer → layer counting it
+    role_maps: dict[str, dict[str, str]] = field(default_factory=dict)  # layer → {role: initializer}
+    param_layers: dict[tuple[str, tuple[int, ...]], str] = field(default_factory=dict)
+    names: set[str] = field(default_factory=set)
+    fused: dict[int, int] = field(default_factory=dict)         # Add node → the MatMul it is the bias of
+    gelu: dict[int, str] = field(default_factory=dict)          # last node of an Erf-based GELU → its input
+    scope_count: dict[str, int] = field(default_factory=dict)   # torch module scope → its operators
+    consumers: dict[str, list[int]] = field(default_factory=dict)
+    node: Any = None
+    index: int = -1
+    nodes: list[Any] = field(default_factory=list)
+    onnx: Any = None
+
+    # ------------------------------------------------------------------------------------------- the whole graph
+
+    def spec(self) -> dict:
+        onnx = self.onnx = _onnx(self.origin)
+        g = self.model.graph
+        inits = {i.name: i for i in g.initializer}
+        inputs = [v for v in g.input if v.name not in inits]
+        if len(inputs) != 1:
+            names = ", ".join(safe_text(v.name) for v in inputs) or "none"
+            raise SpecError(f"{self.origin}: the graph has {len(inputs)} inputs ({names}); layercalc networks take "
+                            f"one input")
+        x = inputs[0]
+        dims = list(x.type.tensor_type.shape.dim)
+        if len(dims) < 2:
+            raise SpecError(f"{self.origin}: input {safe_text(x.name)!r} has {len(dims)} dim(s); expected the batch "
+                            f"dim first, then at least one more")
+        for k, d in enumerate(dims[1:], start=1):
+            if not d.HasField("dim_value") or d.dim_value < 1:
+                raise SpecError(f"{self.origin}: input {safe_text(x.name)!r} dim {k} is dynamic "
+                                f"({safe_text(d.dim_param) or '?'}): layercalc needs static sizes beyond the batch; "
+                                f"export with a fixed input size (torch.onnx.export without dynamic_axes for it)")
+        self.batch = int(dims[0].dim_value) if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else 1
+        static_batch = dims[0].HasField("dim_value") and dims[0].dim_value > 0
+        dims[0].Clear()
+        dims[0].dim_value = self.batch               # a dynamic batch is read as 1 (the spec's default batch)
+        input_shape = tuple(int(d.dim_value) for d in dims)
+
+        constant_inits = self._constant_initializers(g, inits)
+        model, self.values, self.shapes = fold_constants(onnx, self.model, constant_inits)
+        self.params = {name: tuple(int(d) for d in init.dims) for name, init in inits.items()
+                       if name not in constant_inits}
+        g = model.graph
+        nodes = list(g.node)
+        self._prepare(nodes)
+        self.acts[x.name] = Act("input", input_shape)
+        for k, node in enumerate(nodes):
+            self.node, self.index = node, k
+            if k in self.gelu:
+                x = self.act(self.gelu[k])
+                name = self.emit({"type": "gelu"}, [x.tensor], name=self.name_for(fallback="gelu", module=True))
+                self.acts[node.output[0]] = Act(name, x.shape, x.b, x.outer, x.inner)
+                continue
+            if k in self.fused:
+                continue
+            convert = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+            if convert is None:
+                why = (f"operator {node.op_type!r} is not supported" if node.domain in ("", "ai.onnx") else
+                       f"operator {node.op_type!r} of domain {node.domain!r} is not supported")
+                raise SpecError(f"{self._where()}: {why} by layercalc's ONNX importer (see docs/importers.md "
+                                f"for the operators it maps); it is not counted as zero")
+            try:
+                convert(self, node)
+            except Unsupported as e:
+                raise SpecError(f"{self._where()}: {e}") from None
+        if not self.layers:
+            raise SpecError(f"{self.origin}: the graph computes nothing layercalc counts (no layer)")
+        self._finish_output(g)
+        spec: dict[str, Any] = {"name": safe_text(g.name or Path(self.origin).stem)[:200] or "onnx model",
+                                "input": list(input_shape[1:])}
+        if static_batch and self.batch != 1:
+            spec["batch"] = self.batch
+        spec["layers"] = self._layer_list()
+        return spec
+
+    def _constant_initializers(self, g: Any, inits: dict[str, Any]) -> set[str]:
+        """Initializers that are shapes, axes or indices: integer-typed, or read only at a shape slot."""
+        onnx = self.onnx
+        slots: dict[str, set[bool]] = {}
+        for node in g.node:
+            for j, name in enumerate(node.input):
+                if name in inits:
+                    slots.setdefault(name, set()).add(j in SHAPE_SLOTS.get(node.op_type, ()))
+        floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+        return {name for name, init in inits.items()
+                if init.data_type not in floats or slots.get(name, {False}) == {True}}
+
+    def _prepare(self, nodes: list[Any]) -> None:
+        """Aliases of initializers (Identity, a 2-d Transpose), MatMul + bias Add pairs, and each parameter's
+        users (the nodes that read it, a fused Add counted as its MatMul)."""
+        for node in nodes:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(id(node))
+        for node in nodes:
+            src = node.input[0] if node.input else ""
+            if node.op_type == "Identity" and self._init_of(src):
+                self.param_alias[node.output[0]] = self.param_alias.get(src, (src, False))
+            elif node.op_type == "Transpose" and self._init_of(src) and len(self._param_dims(src)) == 2:
+                perm = _attrs(self.onnx, node).get("perm", [1, 0])
+                init, transposed = self.param_alias.get(src, (src, False))
+                self.param_alias[node.output[0]] = (init, transposed != (list(perm) == [1, 0]))
+        position = {id(n): k for k, n in enumerate(nodes)}
+        for k, node in enumerate(nodes):
+            if node.op_type != "MatMul" or len(node.input) != 2 or not self._init_of(node.input[1]):
+                continue
+            after = self.consumers.get(node.output[0], [])
+            if len(after) != 1:
+                continue
+            add = nodes[position[after[0]]]
+            if add.op_type != "Add":
+                continue
+            other = add.input[1] if add.input[0] == node.output[0] else add.input[0]
+            dims = self._param_dims(node.input[1])
+            if self._init_of(other) and self._param_dims(other)[-1:] == dims[-1:] and \
+                    math.prod(self._param_dims(other)) == dims[-1]:
+                self.fused[position[id(add)]] = k
+        self._find_erf_gelu(nodes, position)
+        for node in nodes:
+            scope = _scope(node.name)[0]
+            self.scope_count[scope] = self.scope_count.get(scope, 0) + 1
+        for k, node in enumerate(nodes):
+            if node.op_type in ("Identity", "Transpose") and node.output[0] in self.param_alias:
+                self.fused[k] = -1                       # an alias: no layer of its own
+                continue
+            owner = self.fused.get(k, k)
+            for name in node.input:
+                init = self._init_of(name)
+                if init and owner not in self.users.setdefault(init, []):
+                    self.users[init].append(owner)
+        self.nodes = nodes
+
+    def _find_erf_gelu(self, nodes: list[Any], position: dict[int, int]) -> None:
+        """GELU written out as exporters before opset 20 write it, ``x·0.5·(1 + erf(x/√2))`` (Div, Erf, Add,
+        Mul, Mul, the last two in either order): one ``gelu`` layer, at the last node."""
+        producer = {o: k for k, n in enumerate(nodes) for o in n.output}
+
+        def only_user(name: str) -> Any:
+            users = self.consumers.get(name, [])
+            return nodes[position[users[0]]] if len(users) == 1 else None
+
+        def is_const(name: str, target: float) -> bool:
+            v = self.values.get(name)
+            return v is not None and v.size == 1 and abs(float(v.reshape(-1)[0]) - target) < 1e-4
+
+        def other(node: Any, name: str) -> str:
+            return node.input[1] if node.input[0] == name else node.input[0]
+
+        for erf in nodes:
+            if erf.op_type != "Erf" or erf.input[0] not in producer:
+                continue
+            div = nodes[producer[erf.input[0]]]
+            if div.op_type == "Div" and is_const(div.input[1], math.sqrt(2)):
+                x = div.input[0]
+            elif div.op_type == "Mul" and any(is_const(n, 1 / math.sqrt(2)) for n in div.input):
+                x = div.input[0] if is_const(div.input[1], 1 / math.sqrt(2)) else div.input[1]
+            else:
+                continue
+            add = only_user(erf.output[0])
+            if only_user(div.output[0]) is not erf or add is None or add.op_type != "Add":
+                continue
+            if not is_const(other(add, erf.output[0]), 1.0):
+                continue
+            first = only_user(add.output[0])
+            if first is None or first.op_type != "Mul":
+                continue
+            half = other(first, add.output[0])
+            skipped = [div, erf, add]
+            last: Optional[Any] = None
+            if half == x:                                   # (x·(1 + erf))·0.5
+                last = only_user(first.output[0])
+                if last is None or last.op_type != "Mul" or not is_const(other(last, first.output[0]), 0.5):
+                    continue
+                skipped.append(first)
+            elif half in producer:                          # (x·0.5)·(1 + erf)
+                scaled = nodes[producer[half]]
+                if scaled.op_type != "Mul" or only_user(half) is not first or \
+                        not (x in scaled.input and is_const(other(scaled, x), 0.5)):
+                    continue
+                last = first
+                skipped.append(scaled)
+            if last is None:
+                continue
+            for node in skipped:
+                self.fused[position[id(node)]] = -1
+            self.gelu[position[id(last)]] = x
+
+    # -------------------------------------------------------------------------------------------- look-ups
+
+    def _where(self) -> str:
+        name = safe_text(self.node.name) if self.node is not None and self.node.name else "(no name)"
+        return f"{self.origin}: node {self.index} {name!r} ({self.node.op_type})"
+
+    def _init_of(self, name: str) -> Optional[str]:
+        """The parameter initializer ``name`` is (directly or through Identity/Transpose), else None."""
+        if name in self.param_alias:
+            return self.param_alias[name][0]
+        return name if name in self.params else None
+
+    def _param_dims(self, name: str) -> tuple[int, ...]:
+        init, transposed = self.param_alias.get(name, (name, False))
+        dims = self.params[init]
+        return tuple(reversed(dims)) if transposed else dims
+
+    def attrs(self, node: Any) -> dict[str, Any]:
+        return _attrs(self.onnx, node)
+
+    def act(self, name: str, what: str = "input") -> Act:
+        if name in self.acts:
+            return self.acts[name]
+        if self._init_of(name):
+            raise Unsupported(f"{what} {safe_text(name)!r} is an initializer (a parameter) where layercalc needs a "
+                              f"tensor computed from the network input")
+        if name in self.values:
+            raise Unsupported(f"{what} {safe_text(name)!r} is a constant where layercalc needs a tensor computed "
+                              f"from the network input")
+        raise Unsupported(f"{what} {safe_text(name)!r} is not computed by any mapped node")
+
+    def const(self, name: str, what: str) -> Any:
+        if not name:
+            return None
+        if name not in self.values:
+            raise Unsupported(f"{what} ({safe_text(name)!r}) must be a constant (or computed from shapes), but it "
+                              f"depends on the data")
+        return self.values[name]
+
+    def out_shape(self, k: int = 0) -> tuple[int, ...]:
+        name = self.node.output[k]
+        if name not in self.shapes:
+            raise Unsupported(f"the static shape of output {safe_text(name)!r} is unknown (ONNX shape inference "
+                              f"gave none); export with static input sizes")
+        return self.shapes[name]
+
+    def need_plain(self, a: Act, what: str = "") -> None:
+        if not a.plain:
+            raise Unsupported(f"{what or self.node.op_type} needs the batch on dim 0 alone, but input "
+                              f"{list(a.shape)} holds it on dim {a.b}" + (" merged with other dims" if
+                                                                           a.outer * a.inner > 1 else ""))
+
+    # ---------------------------------------------------------------------------------------------- emitting
+
+    def name_for(self, weight: Optional[str] = None, suffix: str = "", fallback: str = "",
+                 module: bool = False) -> str:
+        """A layer name: the weight's module name (``features.0`` from ``features.0.weight``), else the node's
+        torch scope (``/layer1/layer1.0/conv1/Conv`` → ``layer1.0.conv1``), else the node's name or op type."""
+        base = ""
+        if weight and "::" not in weight and not weight.startswith("/"):
+            base = re.sub(r"\.(weight|bias|kernel|scale|gamma|beta)$", "", weight) if not suffix else weight
+            suffix = ""
+        if not base and self.node is not None and self.node.name:
+            # a module's only operator is named by the module (layer1.0.conv1), others by module and operator
+            # (mha.softmax); an unscoped name as it is
+            scope, last = _scope(self.node.name)
+            if scope and (module or self.scope_count.get(scope) == 1):
+                base = scope
+            else:
+                base = f"{scope}.{last.lower()}" if scope else (last if not self.node.name.startswith("/")
+                                                               else last.lower())
+        if not base:
+            base = fallback or (f"{self.node.op_type.lower()}_{self.index}" if self.node is not None else "layer")
+        base = _clean(base + suffix)
+        name, k = base, 2
+        while name in self.names or name == "input":
+            name, k = f"{base}_{k}", k + 1
+        self.names.add(name)
+        return name
+
+    def emit(self, spec: dict, inputs: list[str], weight: Optional[str] = None, name: Optional[str] = None) -> str:
+        name = name or self.name_for(weight)
+        self.layers.append(Layer({"name": name, **spec, "inputs": list(inputs)}, self.index))
+        return name
+
+    def unary(self, spec: dict, x: Act, k: int = 0) -> None:
+        """A layer that keeps the shape: its output is the same view of the new tensor."""
+        name = self.emit(spec, [x.tensor])
+        self.acts[self.node.output[k]] = Act(name, x.shape, x.b, x.outer, x.inner)
+
+    def unary_shape(self, spec: dict, x: Act, shape: tuple[int, ...]) -> None:
+        """A layer that changes sizes but not where the batch is."""
+        name = self.emit(spec, [x.tensor])
+        self.acts[self.node.output[0]] = Act(name, shape, x.b, x.outer, x.inner)
+
+    def alias(self, x: Act, k: int = 0) -> None:
+        self.acts[self.node.output[k]] = x
+
+    def opset(self) -> int:
+        return next((int(o.version) for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 13)
+
+    def reshaped(self, x: Act, shape: tuple[int, ...], out: str, flatten: bool = False) -> None:
+        """The ONNX tensor ``x`` reshaped to ``shape``: a per-example reshape when the batch keeps its place among
+        the elements, else an error."""
+        pre = math.prod(x.shape[:x.b]) * x.outer
+        post = x.inner * math.prod(x.shape[x.b + 1:])
+        where = _batch_position(shape, pre, post, self.batch)
+        if where is None or math.prod(shape) != math.prod(x.shape):
+            raise Unsupported(f"reshape {list(x.shape)} → {list(shape)} mixes the batch (dim {x.b}) with other "
+                              f"elements: layercalc computes each example separately")
+        y = Act("", shape, *where)
+        before, after = x.t_shape(self.batch), y.t_shape(self.batch)
+        if before == after:
+            self.acts[out] = Act(x.tensor, shape, *where)
+            return
+        if flatten and len(after) == 2:
+            name = self.emit({"type": "flatten"}, [x.tensor])
+        else:
+            name = self.emit({"type": "reshape", "shape": list(after[1:])}, [x.tensor])
+        self.acts[out] = Act(name, shape, *where)
+
+    def param_tensor(self, init: str, x: Act, what: str, dims: Optional[tuple[int, ...]] = None,
+                     suffix: str = ".param") -> str:
+        """A ``parameter`` layer holding initializer ``init`` (read as ``dims``, by default its own), placed to
+        broadcast against ``x``'s layercalc tensor; one per initializer and placement, reused by every node reading
+        it. An initializer another layer counts already is counted again here (a rare reuse; docs/importers.md)."""
+        dims = self._param_dims(init) if dims is None else dims
+        if len(dims) > len(x.shape):
+            raise Unsupported(f"{what} {safe_text(init)!r} {list(dims)} has more dims than the tensor "
+                              f"{list(x.shape)} it is combined with")
+        aligned = (1,) * (len(x.shape) - len(dims)) + dims
+        if aligned[x.b] != 1:
+            raise Unsupported(f"{what} {safe_text(init)!r} {list(dims)} varies along the batch dim {x.b} of "
+                              f"{list(x.shape)}: layercalc computes each example separately")
+        shape = tuple(1 if isinstance(lab, str) else aligned[lab] for lab in x.labels()[1:])
+        source = self._init_of(init) or init
+        key = (source, shape)
+        if key in self.param_layers:
+            return self.param_layers[key]
+        name = self.name_for(source if "::" not in source else None, suffix=suffix)
+        self.layers.append(Layer({"name": name, "type": "parameter", "shape": list(shape), "inputs": []},
+                                 self.index))
+        self.owner.setdefault(source, name)
+        self.param_layers[key] = name
+        return name
+
+    def weighted(self, spec: dict, x: Act, roles: dict[str, Optional[str]], bias_role: Optional[str] = "bias",
+                 bias_field: str = "bias") -> str:
+        """Emit a layer with parameters (``roles``: role → initializer, None when absent), counting each
+        initializer once: a layer using exactly the initializers of an earlier one is ``tied_to`` it; a bias
+        shared with nodes that do not share the weight is added from one ``parameter`` layer instead. Returns the
+        name of the tensor holding the result."""
+        roles = {r: self._init_of(v) if v else None for r, v in roles.items()}
+        weight = roles.get("weight")
+        bias = roles.get(bias_role) if bias_role else None
+        detach = bias is not None and weight is not None and self.users.get(bias) != self.users.get(weight)
+        if detach:
+            roles[bias_role] = None      # type: ignore[index]
+            spec[bias_field] = False
+        present = {r: v for r, v in roles.items() if v}
+        named = [v for v in (weight, bias) if v and "::" not in v]      # "fc.bias" names the layer when the
+        name = self.name_for(named[0] if named else None)                  # weight is the exporter's copy
+        owners = {self.owner.get(v) for v in present.values()}
+        if present and None not in owners and len(owners) == 1:
+            target = owners.pop()
+            assert target is not None
+            if self.role_maps.get(target) == present:
+                spec["tied_to"] = target
+        out = self.emit(spec, [x.tensor], name=name)
+        for v in present.values():
+            self.owner.setdefault(v, out)
+        self.role_maps.setdefault(out, present)
+        if detach:
+            assert bias is not None
+            y_shape = self.out_shape()
+            dims = self.params[bias]
+            if spec["type"].startswith("conv"):            # [C] on [N, C, *spatial]: as [C, 1, …]
+                y, dims = Act(out, y_shape), (math.prod(dims),) + (1,) * (len(y_shape) - 2)
+            else:                                          # [out] on the last dim
+                y = Act(out, y_shape, x.b, x.outer, x.inner)
+            p = self.param_tensor(bias, y, "bias", dims, suffix=".bias")
+            out = self.emit({"type": "add"}, [out, p], name=self.name_for(weight, suffix=".bias_add"))
+        return out
+
+    # ------------------------------------------------------------------------------------------------ ending
+
+    def _finish_output(self, g: Any) -> None:
+        """The last layer must be the graph's (first) output: an identity is added when the output is a view of
+        an earlier layer's tensor or another branch."""
+        out = g.output[0].name if g.output else None
+        a = self.acts.get(out) if out else None
+        if a is None:
+            return
+        if a.tensor != self.layers[-1].spec["name"]:
+            self.node, self.index = None, len(self.nodes)
+            self.emit({"type": "identity"}, [a.tensor], name=self.name_for(fallback="output"))
+
+    def _layer_list(self) -> list[dict]:
+        result = []
+        previous = "input"
+        for layer in self.layers:
+            spec = dict(layer.spec)
+            name = spec["name"]
+            inputs = spec.pop("inputs")
+            if spec["type"] != "parameter" and inputs != [previous]:
+                spec["inputs"] = inputs if len(inputs) != 1 else inputs[0]
+            result.append(spec)
+            previous = name
+        return result
+
+
+def _scope(node_name: str) -> tuple[str, str]:
+    """torch's scoped node name → (the module's qualified name, the operator's part):
+    ``/layer2/layer2.0/downsample/downsample.0/Conv`` → ``("layer2.0.downsample.0", "Conv")`` (an
+    ``nn.Sequential``'s children are scoped ``downsample.0`` under ``downsample``); an unscoped name →
+    ``("", name)``.
+
+    >>> _scope('/layer2/layer2.0/downsample/downsample.0/Conv'), _scope('/Flatten'), _scope('Conv_3')
+    (('layer2.0.downsample.0', 'Conv'), ('', 'Flatten'), ('', 'Conv_3'))
+    """
+    parts = [p for p in node_name.split("/") if p]
+    if not node_name.startswith("/") or not parts:
+        return "", node_name
+    qualified, previous = "", ""
+    for part in parts[:-1]:
+        if previous and part.startswith(previous + "."):
+            qualified += part[len(previous):]
+        else:
+            qualified = f"{qualified}.{part}" if qualified else part
+        previous = part
+    return qualified, parts[-1]
+
+
+def _clean(name: str) -> str:
+    """A valid layercalc layer name: printable, at most 200 characters, not ending in ``:digits``."""
+    name = "".join(ch if ch.isprintable() else "_" for ch in name)[:200] or "layer"
+    if split_output(name)[1] is not None:
+        name = name[:name.rindex(":")] + "_" + name[name.rindex(":") + 1:]
+    return name
+
+
+# ------------------------------------------------------------------------------------------------ converters
+
+def _pads(attrs: dict, rank: int) -> list[list[int]]:
+    pads = list(attrs.get("pads", [0] * (2 * rank)))
+    return [[int(pads[d]), int(pads[d + rank])] for d in range(rank)]
+
+
+def _auto_pads(attrs: dict, spatial: tuple[int, ...], kernel: list[int], strides: list[int],
+               dilations: list[int]) -> list[list[int]]:
+    """ONNX's padding: explicit ``pads``, or ``auto_pad`` SAME_UPPER/SAME_LOWER (odd pixel after/before)."""
+    mode = attrs.get("auto_pad", b"NOTSET")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    rank = len(kernel)
+    if mode in ("NOTSET", ""):
+        return _pads(attrs, rank)
+    if mode == "VALID":
+        return [[0, 0] for _ in range(rank)]
+    pairs = []
+    for length, k, s, d in zip(spatial, kernel, strides, dilations):
+        out = -(-length // s)
+        total = max((out - 1) * s + d * (k - 1) + 1 - length, 0)
+        small, large = total // 2, total - total // 2
+        pairs.append([small, large] if mode == "SAME_UPPER" else [large, small])
+    return pairs
+
+
+def _padding_field(pairs: list[list[int]]) -> Any:
+    if all(b == a for b, a in pairs):
+        values = [b for b, _ in pairs]
+        return values[0] if len(set(values)) == 1 else values
+    return pairs
+
+
+def _window(attrs: dict, x: Act, kernel: list[int]) -> tuple[list[int], list[int], list[list[int]]]:
+    rank = len(kernel)
+    strides = list(attrs.get("strides", [1] * rank))
+    dilations = list(attrs.get("dilations", [1] * rank))
+    return strides, dilations, _auto_pads(attrs, x.shape[2:], kernel, strides, dilations)
+
+
+def _conv(imp: Importer, node: Any) -> None:
+    x = imp.act(node.input[0])
+    imp.need_plain(x)
+    if not imp._init_of(node.input[1]):
+        raise Unsupported("the weight must be an initializer (a weight computed in the graph is not supported)")
+    w = imp._param_dims(node.input[1])
+    rank = len(w) - 2
+    if rank not in (1, 2, 3):
+        raise Unsupported(f"a {rank}-d convolution is not supported (1-d to 3-d)")
+    a = imp.attrs(node)
+    kernel = list(a.get("kernel_shape", w[2:]))
+    strides, dilations, pads = _window(a, x, kernel)
+    groups = int(a.get("group", 1))
+    has_bias = len(node.input) > 2 and bool(node.input[2])
+    spec: dict[str, Any] = {"type": f"conv{rank}d", "out_channels": w[0],
+                            "kernel_size": _same(kernel), "stride": _same(strides), "padding": _padding_field(pads),
+                            "dilation": _same(dilations), "groups": groups, "bias": has_bias}
+    _drop_defaults(spec, stride=1, dilation=1, groups=1, padding=0)
+    out = imp.weighted(spec, x, {"weight": node.input[1], "bias": node.input[2] if has_bias else None})
+    imp.acts[node.output[0]] = Act(out, imp.out_shape())
+
+
+def _conv_transpose(imp: Importer, node: Any) -> None:
+    x = imp.act(node.input[0])
+    imp.need_plain(x)
+    if not imp._init_of(node.input[1]):
+        raise Unsupported("the weight must be an initializer")
+    w = imp._param_dims(node.input[1])
+    rank = len(w) - 2
+    a = imp.attrs(node)
+    kernel = list(a.get("kernel_shape", w[2:]))
+    groups = int(a.get("group", 1))
+    strides = list(a.get("strides", [1] * rank))
+    dilations = list(a.get("dilations", [1] * rank))
+    out_pad = list(a.get("output_padding", [0] * rank))
+    out_shape = imp.out_shape()
+    mode = a.get("auto_pad", b"NOTSET")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if "output_shape" in a or mode not in ("NOTSET", ""):
+        # the padding that gives the output size ONNX computed (odd pixel as auto_pad / output_shape say)
+        pads = []
+        for length, k, s, d, op, o in zip(x.shape[2:], kernel, strides, dilations, out_pad, out_shape[2:]):
+            total = s * (length - 1) + op + d * (k - 1) + 1 - o
+            if total < 0:
+                raise Unsupported(f"output size {o} needs negative padding")
+            small, large = total // 2, total - total // 2
+            pads.append([large, small] if mode == "SAME_LOWER" else [small, large])
+    else:
+        pads = _pads(a, rank)
+    has_bias = len(node.input) > 2 and bool(node.input[2])
+    spec: dict[str, Any] = {"type": f"conv_transpose{rank}d", "out_channels": w[1] * groups,
+                            "kernel_size": _same(kernel), "stride": _same(strides), "padding": _padding_field(pads),
+                            "output_padding": _same(out_pad),
+                            "dilation": _same(dilations), "groups": groups, "bias": has_bias}
+    _drop_defaults(spec, stride=1, dilation=1, groups=1, padding=0, output_padding=0)
+    out = imp.weighted(spec, x, {"weight": node.input[1], "bias": node.input[2] if has_bias else None})
+    imp.acts[node.output[0]] = Act(out, out_shape)
+
+
+def _same(values: list[int]) -> Any:
+    return values[0] if len(set(values)) == 1 else list(values)
+
+
+def _drop_defaults(spec: dict, **defaults: Any) -> None:
+    for key, value in defaults.items():
+        if spec.get(key) == value:
+            del spec[key]
+
+
+def _linear(imp: Importer, x: Act, weight: str, bias: Optional[str], transposed: bool) -> None:
+    dims = imp._param_dims(weight)
+    if len(dims) != 2:
+        raise Unsupported(f"the weight {safe_text(weight)!r} {list(dims)} must be 2-d")
+    if x.t_axis(len(x.shape) - 1) is None:
+        raise Unsupported(f"the product runs over dim {len(x.shape) - 1} of {list(x.shape)}, which holds the batch")
+    fin, fout = (dims[1], dims[0]) if transposed else dims
+    if x.shape[-1] != fin:
+        raise Unsupported(f"input {list(x.shape)} does not match the weight {list(dims)}")
+    spec = {"type": "linear", "in_features": fin, "out_features": fout, "bias": bias is not None}
+    out = imp.weighted(spec, x, {"weight": weight, "bias": bias})
+    imp.acts[imp.node.output[0]] = Act(out, (*x.shape[:-1], fout), x.b, x.outer, x.inner)
+
+
+def _gemm(imp: Importer, node: Any) -> None:
+    a = imp.attrs(node)
+    x = imp.act(node.input[0])
+    if a.get("transA", 0):
+        raise Unsupported("transA=1 (the activation transposed) is not supported")
+    if not imp._init_of(node.input[1]):
+        raise Unsupported("B must be an initializer (a product of two computed tensors is a MatMul)")
+    if float(a.get("alpha", 1.0)) != 1.0 or (len(node.input) > 2 and float(a.get("beta", 1.0)) != 1.0):
+        raise Unsupported(f"alpha {a.get('alpha', 1.0)} and beta {a.get('beta', 1.0)} must be 1 (a linear layer)")
+    bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    if bias is not None:
+        if not imp._init_of(bias):
+            raise Unsupported("C must be an initializer (the bias)")
+        out = imp._param_dims(node.input[1])[0 if a.get("transB", 0) else 1]
+        if math.prod(imp._param_dims(bias)) != out:
+            raise Unsupported(f"C {list(imp._param_dims(bias))} is not a bias of {out} outputs")
+    _linear(imp, x, node.input[1], bias, bool(a.get("transB", 0)))
+
+
+def _matmul(imp: Importer, node: Any) -> None:
+    left, right = node.input[0], node.input[1]
+    if imp._init_of(left):
+        raise Unsupported("the initializer is the left operand (W·x); only x·W (a linear layer) is supported")
+    if imp._init_of(right):
+        bias = None
+        adds = [k for k, m in imp.fused.items() if m == imp.index]
+        if adds:
+            add = imp.nodes[adds[0]]
+            bias = add.input[1] if add.input[0] == node.output[0] else add.input[0]
+        x = imp.act(left)
+        _linear(imp, x, right, bias, transposed=False)
+        if adds:
+            imp.acts[imp.nodes[adds[0]].output[0]] = imp.acts[node.output[0]]
+        return
+    a, b = imp.act(left), imp.act(right)
+    if len(a.shape) != len(b.shape) or (a.b, a.outer, a.inner) != (b.b, b.outer, b.inner):
+        raise Unsupported(f"operands {list(a.shape)} and {list(b.shape)} must hold the batch the same way "
+                          f"(dim {a.b} and dim {b.b})")
+    if a.b >= len(a.shape) - 2:
+        raise Unsupported(f"the batch (dim {a.b}) is one of the multiplied dims of {list(a.shape)}")
+    name = imp.emit({"type": "matmul"}, [a.tensor, b.tensor])
+    imp.acts[node.output[0]] = Act(name, imp.out_shape(), a.b, a.outer, a.inner)
+
+
+def _pool(kind: str) -> Callable[[Importer, Any], None]:
+    def convert(imp: Importer, node: Any) -> None:
+        x = imp.act(node.input[0])
+        imp.need_plain(x)
+        a = imp.attrs(node)
+        kernel = list(a["kernel_shape"])
+        rank = len(kernel)
+        strides, dilations, pads = _window(a, x, kernel)
+        spec: dict[str, Any] = {"type": f"{kind}pool{rank}d", "kernel_size": _same(kernel),
+                                "stride": _same(strides), "padding": _padding_field(pads)}
+        if a.get("ceil_mode", 0):
+            spec["ceil_mode"] = True
+        if kind == "max":
+            if len(node.output) > 1 and node.output[1]:
+                raise Unsupported("the Indices output is not supported")
+            spec["dilation"] = _same(dilations)
+        else:
+            if any(d != 1 for d in dilations):
+                raise Unsupported("a dilated average pooling is not supported")
+            if any(b or e for b, e in pads):
+                spec["count_include_pad"] = bool(a.get("count_include_pad", 0))
+        _drop_defaults(spec, padding=0, dilation=1)
+        imp.unary_shape(spec, x, imp.out_shape())
+    return convert
+
+
+def _global_pool(kind: str) -> Callable[[Importer, Any], None]:
+    def convert(imp: Importer, node: Any) -> None:
+        x = imp.act(node.input[0])
+        imp.need_plain(x)
+        imp.unary_shape({"type": f"global_{kind}pool", "keepdims": True}, x, imp.out_shape())
+    return convert
+
+
+def _batchnorm(imp: Importer, node: Any) -> None:
+    x = imp.act(node.input[0])
+    imp.need_plain(x)
+    a = imp.attrs(node)
+    if a.get("training_mode", 0):
+        raise Unsupported("training_mode=1 (batch statistics) is not supported; export in eval mode")
+    rank = len(x.shape)
+    if rank not in (2, 3, 4, 5):
+        raise Unsupported(f"a {rank}-d input is not supported")
+    roles = {"scale": node.input[1], "bias": node.input[2], "mean": node.input[3], "var": node.input[4]}
+    for role, name in roles.items():
+        if not imp._init_of(name):
+            raise Unsupported(f"{role} ({safe_text(name)!r}) must be an initializer")
+    spec: dict[str, Any] = {"type": f"batchnorm{max(rank - 2, 1)}d", "num_features": x.shape[1],
+                            "eps": float(a.get("epsilon", 1e-5))}
+    inits = {r: imp._init_of(v) for r, v in roles.items()}
+    # torch's exporter stores equal tensors once (untrained: ones and zeros), so a group of BatchNorm's
+    # initializers may be counted already, by another layer or by this one: that group is then not counted again
+    counted = set(imp.owner)
+    affine_counted = {inits["scale"], inits["bias"]} <= counted
+    stats = {inits["mean"], inits["var"]}
+    stats_counted = stats <= counted | {inits["scale"], inits["bias"]}
+    if affine_counted:
+        spec["affine"] = False
+    if stats_counted:
+        spec["track_running_stats"] = False
+    present = {r: v for r, v in inits.items() if v and not ((r in ("scale", "bias") and affine_counted) or
+                                                              (r in ("mean", "var") and stats_counted))}
+    name = imp.name_for(inits["scale"])
+    out = imp.emit(spec, [x.tensor], name=name)
+    for v in present.values():
+        imp.owner.setdefault(v, out)
+    imp.acts[node.output[0]] = Act(out, x.shape)
+
+
+def _layernorm(imp: Importer, node: Any) -> None:
+    x = imp.act(node.input[0])
+    a = imp.attrs(node)
+    rank = len(x.shape)
+    axis = int(a.get("axis", -1)) % rank
+    if x.b >= axis:
+        raise Unsupported(f"normalizing dims {axis}..{rank - 1} of {list(x.shape)} would include the batch (dim "
+                          f"{x.b})")
+    labels = x.labels()
+    if labels[-(rank - axis):] != list(range(axis, rank)):
+        raise Unsupported(f"the normalized dims {axis}..{rank - 1} are not the trailing dims of the layercalc tensor")
+    scale = imp._init_of(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+    bias = imp._init_of(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    spec: dict[str, Any] = {"type": "layernorm", "normalized_shape": list(x.shape[axis:]),
+                            "eps": float(a.get("epsilon", 1e-5))}
+    if scale is None:
+        spec["elementwise_affine"] = False
+        if bias is not None:
+            raise Unsupported("a bias without a learnable scale is not supported")
+    elif bias is None:
+        spec["bias"] = False
+    out = imp.weighted(spec, x, {"weight": scale, "bias": bias}, bias_role=None)
+    imp.acts[node.output[0]] = Act(out, x.shape, x.b, x.outer, x.inner)
+
+
+def _instancenorm(imp: Importer, node: Any) -> None:
+    x = imp.act(node.input[0])
+    imp.need_plain(x)
+    if len(x.shape) < 3:
+        raise Unsupported(f"needs [N, C, ...], got {list(x.shape)}")
+    c = x.shape[1]
+    scale, bias = imp._init_of(node.input[1]), imp._init_of(node.input[2])
+    if (scale is None) != (bias is None):
+        raise Unsupported("scale and B must both be initializers (learnable) or both constants")
+    spec: dict[str, Any] = {"type": "groupnorm", "num_groups": c, "num_channels": c,
+                            "eps": float(imp.attrs(node).get("epsilon", 1e-5))}
+    if scale is None:
+        spec["affine"] = False
+    out = imp.weighted(spec, x, {"weight": scale, "bias": bias}, bias_role=None)
+    imp.acts[node.output[0]] = Act(out, x.shape)
+
+
+def _groupnorm(imp: Importer, node: Any) -> None:
+    x = imp.act(node.input[0])
+    imp.need_plain(x)
+    a = imp.attrs(node)
+    scale, bias = imp._init_of(node.input[1]), imp._init_of(node.input[2])
+    if scale is None or bias is None:
+        raise Unsupported("scale and bias must be initializers")
+    if imp._param_dims(scale) != (x.shape[1],):
+        raise Unsupported(f"scale {list(imp._param_dims(scale))} must have one value per channel "
+                          f"({x.shape[1]}; opset 18's per-group scale is not supported)")
+    spec = {"type": "groupnorm", "num_groups": int(a["num_groups"]), "num_channels": x.shape[1],
+            "eps": float(a.get("epsilon", 1e-5))}
+    out = imp.weighted(spec, x, {"weight": scale, "bias": bias}, bias_role=None)
+    imp.acts[node.output[0]] = Act(out, x.shape)
+
+
+def _activation(kind: str, **fixed: Any) -> Callable[[Importer, Any], None]:
+    def convert(imp: Importer, node: Any) -> None:
+        imp.unary({"type": kind, **fixed}, imp.act(node.input[0]))
+    return convert
+
+
+def _leaky_relu(imp: Importer, node: Any) -> None:
+    imp.unary({"type": "leaky_relu", "negative_slope": float(imp.attrs(node).get("alpha", 0.01))},
+              imp.act(node.input[0]))
+
+
+def _gelu(imp: Importer, node: Any) -> None:
+    approximate = imp.attrs(node).get("approximate", b"none")
+    approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
+    spec = {"type": "gelu"} if approximate == "none" else {"type": "gelu", "approximate": approximate}
+    imp.unary(spec, imp.act(node.input[0]))
+
+
+def _hardsigmoid(imp: Importer, node: Any) -> None:
+    a = imp.attrs(node)
+    alpha, beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+    if abs(alpha - 1 / 6) > 1e-6 or abs(beta - 0.5) > 1e-6:
+        raise Unsupported(f"alpha {alpha:g}, beta {beta:g}: only PyTorch's hardsigmoid (alpha 1/6, beta 0.5) maps "
+                          f"to a layercalc type")
+    imp.unary({"type": "hardsigmoid"}, imp.act(node.input[0]))
+
+
+def _clip(imp: Importer, node: Any) -> None:
+    a = imp.attrs(node)
+    low = a.get("min") if len(node.input) < 2 or not node.input[1] else float(imp.const(node.input[1], "min"))
+    high = a.get("max") if len(node.input) < 3 or not node.input[2] else float(imp.const(node.input[2], "max"))
+    x = imp.act(node.input[0])
+    if low == 0 and high == 6:
+        imp.unary({"type": "relu6"}, x)
+    elif low == 0 and (high is None or math.isinf(high)):
+        imp.unary({"type": "relu"}, x)
+    else:
+        raise Unsupported(f"Clip to [{low}, {high}]: only [0, 6] (relu6) and [0, ∞) (relu) map to layercalc types")
+
+
+def _softmax(imp: Importer, node: Any) -> None:
+    x = imp.act(node.input[0])
+    opset = imp.opset()
+    rank = len(x.shape)
+    axis = int(imp.attrs(node).get("axis", -1 if opset >= 13 else 1)) % rank
+    if opset < 13 and axis != rank - 1:
+        raise Unsupported(f"opset {opset} Softmax flattens dims {axis}.. into one; only the last axis is supported")
+    dim = x.t_axis(axis)
+    if dim is None:
+        raise Unsupported(f"softmax over dim {axis}, which holds the batch")
+    imp.unary({"type": "softmax", "dim": -1 if dim == len(x.labels()) - 1 else dim}, x)
+
+
+def _passthrough(imp: Importer, node: Any) -> None:
+    imp.alias(imp.act(node.input[0]))
+
+
+# ---- element-wise arithmetic
+
+#: the two-operand layer of each operator; the operands keep their order (sub and div are first − second,
+#: first / second)
+_MERGE = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}
+
+
+def _arith(imp: Importer, node: Any) -> None:
+    op = node.op_type
+    left, right = node.input[0], node.input[1]
+    acts = [n for n in (left, right) if n in imp.acts]
+    if len(acts) == 2:
+        a, b = imp.acts[left], imp.acts[right]
+        if len(a.shape) != len(b.shape) or (a.b, a.outer, a.inner) != (b.b, b.outer, b.inner):
+            raise Unsupported(f"operands {list(a.shape)} and {list(b.shape)} must hold the batch the same way")
+        name = imp.emit({"type": _MERGE[op]}, [a.tensor, b.tensor])
+        imp.acts[node.output[0]] = Act(name, imp.out_shape(), a.b, a.outer, a.inner)
+        return
+    if not acts:
+        raise Unsupported("neither operand is computed from the network input")
+    x_name = acts[0]
+    other = right if x_name == left else left
+    x = imp.acts[x_name]
+    if imp._init_of(other):
+        if len(imp.out_shape()) != len(x.shape) or imp.out_shape() != x.shape:
+            raise Unsupported(f"the initializer {safe_text(other)!r} broadcasts {list(x.shape)} to "
+                              f"{list(imp.out_shape())}")
+        p = imp.param_tensor(other, x, "operand")
+        name = imp.emit({"type": _MERGE[op]}, [x.tensor, p] if x_name == left else [p, x.tensor])
+        imp.acts[node.output[0]] = Act(name, x.shape, x.b, x.outer, x.inner)
+        return
+    value = imp.const(other, "the other operand")
+    if value.size != 1:
+        raise Unsupported(f"a constant operand of shape {list(value.shape)} (a Constant node, not an initializer) "
+                          f"is not supported; only a scalar constant (rescaling) or an initializer (parameter)")
+    c = float(value.reshape(-1)[0])
+    first = x_name == left
+    if op == "Mul":
+        spec: dict[str, Any] = {"scale": c}
+    elif op == "Add":
+        spec = {"offset": c}
+    elif op == "Sub":
+        spec = {"offset": -c} if first else {"scale": -1.0, "offset": c}
+    elif first:
+        if c == 0:
+            raise Unsupported("division by the constant 0")
+        spec = {"scale": 1.0 / c}
+    else:
+        raise Unsupported("a constant divided by a tensor (a reciprocal) is not supported")
+    imp.unary({"type": "rescaling", **spec}, x)
+
+
+# ---- shape movements
+
+def _reshape(imp: Importer, node: Any) -> None:
+    x = imp.act(node.input[0])
+    imp.reshaped(x, imp.out_shape(), node.output[0], flatten=node.op_type == "Flatten" and x.plain)
+
+
+def _transpose(imp: Importer, node: Any) -> None:
+    x = imp.act(node.input[0])
+    rank = len(x.shape)
+    perm = [int(p) % rank for p in imp.attrs(node).get("perm", list(reversed(range(rank))))]
+    shape = tuple(x.shape[p] for p in perm)
+    y = Act("", shape, perm.index(x.b), x.outer, x.inner)
+    # y's labels name output axes; as input axes: output axis j is input axis perm[j]
+    wanted = [lab if isinstance(lab, str) else perm[lab] for lab in y.labels()]
+    dims = [x.labels().index(lab) for lab in wanted]
+    if dims == sorted(dims):
+        imp.acts[node.output[0]] = Act(x.tensor, shape, y.b, x.outer, x.inner)
+        return
+    name = imp.emit({"type": "permute", "dims": dims}, [x.tensor])
+    imp.acts[node.output[0]] = Act(name, shape, y.b, x.outer, x.inner)
+
+
+def _concat(imp: Importer, node: Any) -> None:
+    parts = [n for n in node.input if n]
+    acts = [imp.acts[n] for n in parts if n in imp.acts]
+    if not acts:
+        raise Unsupported("no input is computed from the network input")
+    x = acts[0]
+    rank = len(x.shape)
+    axis = int(imp.attrs(node)["axis"]) % rank
+    dim = x.t_axis(axis)
+    if dim is None:
+        raise Unsupported(f"concatenation along dim {axis}, which holds the batch")
+    tensors = []
+    for n in parts:
+        if n in imp.acts:
+            a = imp.acts[n]
+            if len(a.shape) != rank or (a.b, a.outer, a.inner) != (x.b, x.outer, x.inner):
+                raise Unsupported(f"inputs {list(x.shape)} and {list(a.shape)} must hold the batch the same way")
+            tensors.append(a.tensor)
+        elif imp._init_of(n):
+            tensors.append(imp.param_tensor(n, x, "input"))
+        else:
+            raise Unsupported(f"input {safe_text(n)!r} is a constant; only computed tensors and initializers are "
+                              f"supported")
+    if len(tensors) == 1:
+        imp.alias(x)
+        return
+    name = imp.emit({"type": "concat", "dim": dim}, tensors)
+    imp.acts[node.output[0]] = Act(name, imp.out_shape(), x.b, x.outer, x.inner)
+
+
+def _slice(imp: Importer, node: Any) -> None:
+    x = imp.act(node.input[0])
+    rank = len(x.shape)
+    if imp.opset() < 10:
+        a = imp.attrs(node)
+        starts, ends = list(a["starts"]), list(a["ends"])
+        axes = list(a.get("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts = [int(v) for v in imp.const(node.input[1], "starts")]
+        ends = [int(v) for v in imp.const(node.input[2], "ends")]
+        axes = [int(v) for v in imp.const(node.input[3], "axes")] if len(node.input) > 3 and node.input[3] \
+            else list(range(len(starts)))
+        steps = [int(v) for v in imp.const(node.input[4], "steps")] if len(node.input) > 4 and node.input[4] \
+            else [1] * len(starts)
+    dims, first, last, step = [], [], [], []
+    for axis, s, e, st in zip(axes, starts, ends, steps):
+        axis %= rank
+        size = x.shape[axis]
+        if st < 1:
+            raise Unsupported(f"step {st} on dim {axis}: only positive steps are supported")
+        lo, hi, _ = slice(s, e, st).indices(size)
+        if (lo, hi, st) == (0, size, 1):
+            continue                                # the whole dim
+        dim = x.t_axis(axis)
+        if dim is None:
+            raise Unsupported(f"slicing dim {axis}, which holds the batch")
+        dims.append(dim)
+        first.append(lo)
+        last.append(hi)
+        step.append(st)
+    shape = imp.out_shape()
+    if not dims:
+        imp.acts[node.output[0]] = Act(x.tensor, shape, x.b, x.outer, x.inner)
+        return
+    spec: dict[str, Any] = {"type": "slice", "dim": _one(dims), "start": _one(first), "stop": _one(last)}
+    if any(s != 1 for s in step):
+        spec["step"] = _one(step)
+    name = imp.emit(spec, [x.tensor])
+    imp.acts[node.output[0]] = Act(name, shape, x.b, x.outer, x.inner)
+
+
+def _one(values: list) -> Any:
+    return values[0] if len(values) == 1 else values
+
+
+def _split(imp: Importer, node: Any) -> None:
+    x = imp.act(node.input[0])
+    rank = len(x.shape)
+    axis = int(imp.attrs(node).get("axis", 0)) % rank
+    dim = x.t_axis(axis)
+    if dim is None:
+        raise Unsupported(f"splitting dim {axis}, which holds the batch")
+    outputs = [o for o in node.output]
+    sizes = [imp.shapes.get(o, (None,) * rank)[axis] for o in outputs]
+    if any(s is None for s in sizes):
+        raise Unsupported("the sizes of the pieces are unknown (ONNX shape inference gave none)")
+    name = imp.emit({"type": "split", "dim": dim, "sizes": list(sizes)}, [x.tensor])
+    for k, o in enumerate(outputs):
+        imp.acts[o] = Act(f"{name}:{k}", imp.shapes[o], x.b, x.outer, x.inner)
+
+
+def _gather(imp: Importer, node: Any) -> None:
+    data, indices = node.input[0], node.input[1]
+    axis = int(imp.attrs(node).get("axis", 0))
+    if imp._init_of(data) and indices in imp.acts:
+        table = imp._param_dims(data)
+        if axis != 0 or len(table) != 2:
+            raise Unsupported(f"a lookup in initializer {list(table)} along axis {axis}: only row lookups in a "
+                              f"2-d table (an embedding) are supported")
+        ids = imp.acts[indices]
+        spec = {"type": "embedding", "num_embeddings": table[0], "embedding_dim": table[1]}
+        out = imp.weighted(spec, ids, {"weight": data}, bias_role=None)
+        imp.acts[node.output[0]] = Act(out, (*ids.shape, table[1]), ids.b, ids.outer, ids.inner)
+        return
+    x = imp.act(data, "data")
+    rank = len(x.shape)
+    axis %= rank
+    index = imp.const(indices, "the indices")
+    dim = x.t_axis(axis)
+    if dim is None:
+        raise Unsupported(f"gathering along dim {axis}, which holds the batch")
+    if index.ndim == 0:
+        name = imp.emit({"type": "select", "dim": dim, "index": int(index)}, [x.tensor])
+        shape = imp.out_shape()
+        y = Act(name, shape, x.b if x.b < axis else x.b - 1, x.outer, x.inner)
+        imp.acts[node.output[0]] = y
+        return
+    flat = [int(v) % x.shape[axis] for v in index.reshape(-1)]
+    if index.ndim == 1 and flat == list(range(flat[0], flat[0] + len(flat))):
+        name = imp.emit({"type": "slice", "dim": dim, "start": flat[0], "stop": flat[-1] + 1}, [x.tensor])
+        imp.acts[node.output[0]] = Act(name, imp.out_shape(), x.b, x.outer, x.inner)
+        return
+    raise Unsupported(f"indices {index.reshape(-1).tolist()[:8]} are not a scalar or a contiguous range")
+
+
+def _expand(imp: Importer, node: Any) -> None:
+    src = node.input[0]
+    shape = imp.out_shape()
+    if imp._init_of(src):
+        # a learnable tensor repeated over the batch (ViT's class token): layercalc's parameter layer
+        dims = imp._param_dims(src)
+        aligned = (1,) * (len(shape) - len(dims)) + dims
+        if aligned[0] != 1 or aligned[1:] != shape[1:]:
+            raise Unsupported(f"initializer {list(dims)} expanded to {list(shape)}: only a repeat over the batch "
+                              f"dim 0 is supported")
+        p = imp.param_tensor(src, Act("", shape), "input")
+        imp.acts[node.output[0]] = Act(p, shape)
+        return
+    x = imp.act(src)
+    if shape != x.shape:
+        raise Unsupported(f"expanding {list(x.shape)} to {list(shape)} (a broadcast copy) is not supported")
+    imp.alias(x)
+
+
+def _reduce(kind: str) -> Callable[[Importer, Any], None]:
+    def convert(imp: Importer, node: Any) -> None:
+        x = imp.act(node.input[0])
+        a = imp.attrs(node)
+        rank = len(x.shape)
+        if len(node.input) > 1 and node.input[1]:
+            axes = [int(v) % rank for v in imp.const(node.input[1], "axes")]
+        else:
+            axes = [int(v) % rank for v in a.get("axes", [])]
+        if not axes:
+            if a.get("noop_with_empty_axes", 0):
+                imp.alias(x)
+                return
+            raise Unsupported("reducing every dim includes the batch")
+        dims = [x.t_axis(d) for d in axes]
+        if None in dims:
+            raise Unsupported(f"reducing dims {axes} includes the batch (dim {x.b})")
+        keep = bool(a.get("keepdims", 1))
+        name = imp.emit({"type": kind, "dim": _one(dims), "keepdim": keep}, [x.tensor])
+        shape = imp.out_shape()
+        b = x.b if keep else x.b - sum(1 for d in axes if d < x.b)
+        imp.acts[node.output[0]] = Act(name, shape, b, x.outer, x.inner)
+    return convert
+
+
+def _resize(imp: Importer, node: Any) -> None:
+    x = imp.act(node.input[0])
+    imp.need_plain(x)
+    a = imp.attrs(node)
+    rank = len(x.shape) - 2
+    mode = a.get("mode", b"nearest")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    transform = a.get("coordinate_transformation_mode", b"half_pixel")
+    transform = transform.decode() if isinstance(transform, bytes) else transform
+    spec: dict[str, Any] = {"type": "upsample"}
+    if mode == "nearest":
+        spec["mode"] = "nearest"
+    elif mode == "linear":
+        if rank not in (1, 2, 3):
+            raise Unsupported(f"linear resizing of {rank} spatial dims is not supported")
+        spec["mode"] = {1: "linear", 2: "bilinear", 3: "trilinear"}[rank]
+        spec["align_corners"] = transform == "align_corners"
+    else:
+        raise Unsupported(f"mode {mode!r} has no layercalc type (nearest and linear modes are supported)")
+    scales = None
+    if node.op_type == "Upsample":
+        scales = imp.const(node.input[1], "scales") if len(node.input) > 1 else a.get("scales")
+    elif len(node.input) > 2 and node.input[2]:
+        scales = imp.const(node.input[2], "scales")
+    out = imp.out_shape()
+    if out[:2] != x.shape[:2]:
+        raise Unsupported(f"resizing {list(x.shape)} to {list(out)} changes the batch or channel dim")
+    if scales is not None and len(scales) and all(float(s) == int(s) for s in scales[2:]):
+        factors = [int(s) for s in scales[2:]]
+        spec["scale_factor"] = factors[0] if len(set(factors)) == 1 else factors
+    else:
+        spec["size"] = list(out[2:])
+    imp.unary_shape(spec, x, out)
+
+
+def _pad(imp: Importer, node: Any) -> None:
+    x = imp.act(node.input[0])
+    imp.need_plain(x)
+    a = imp.attrs(node)
+    mode = a.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "constant":
+        raise Unsupported(f"mode {mode!r}: only zero padding is supported")
+    pads = [int(v) for v in (imp.const(node.input[1], "pads") if len(node.input) > 1 else a["pads"])]
+    if len(node.input) > 2 and node.input[2] and float(imp.const(node.input[2], "constant_value")) != 0:
+        raise Unsupported("only zero padding is supported")
+    if len(node.input) > 3 and node.input[3]:
+        raise Unsupported("the axes input is not supported")
+    rank = len(x.shape)
+    pairs = [[pads[d], pads[d + rank]] for d in range(rank)]
+    if any(v < 0 for p in pairs for v in p) or any(pairs[d] != [0, 0] for d in (0, 1)):
+        raise Unsupported(f"pads {pads}: only non-negative padding of the spatial dims is supported")
+    imp.unary_shape({"type": "zero_pad", "padding": pairs[2:]}, x, imp.out_shape())
+
+
+def _constant_only(imp: Importer, node: Any) -> None:
+    """A node of the shape arithmetic that could not be folded: it depends on the data."""
+    raise Unsupported(f"operator {node.op_type!r} on data (not on shapes or constants) is not supported by "
+                      f"layercalc's ONNX importer; it is not counted as zero")
+
+
+#: ONNX operator → converter (the operators of the default domain that map to layercalc layers)
+CONVERTERS: dict[str, Callable[[Importer, Any], None]] = {
+    "Conv": _conv, "ConvTranspose": _conv_transpose, "Gemm": _gemm, "MatMul": _matmul,
+    "MaxPool": _pool("max"), "AveragePool": _pool("avg"),
+    "GlobalAveragePool": _global_pool("avg"), "GlobalMaxPool": _global_pool("max"),
+    "BatchNormalization": _batchnorm, "LayerNormalization": _layernorm,
+    "InstanceNormalization": _instancenorm, "GroupNormalization": _groupnorm,
+    "Relu": _activation("relu"), "LeakyRelu": _leaky_relu, "Sigmoid": _activation("sigmoid"),
+    "Tanh": _activation("tanh"), "Softmax": _softmax, "Gelu": _gelu, "HardSwish": _activation("hardswish"),
+    "HardSigmoid": _hardsigmoid, "Clip": _clip,
+    "Add": _arith, "Sub": _arith, "Mul": _arith, "Div": _arith,
+    "Concat": _concat, "Flatten": _reshape, "Reshape": _reshape, "Squeeze": _reshape, "Unsqueeze": _reshape,
+    "Transpose": _transpose, "Slice": _slice, "Split": _split, "Gather": _gather, "Expand": _expand,
+    "ReduceMean": _reduce("mean"), "ReduceSum": _reduce("sum"),
+    "Resize": _resize, "Upsample": _resize, "Pad": _pad,
+    "Dropout": _passthrough, "Identity": _passthrough, "Cast": _passthrough,
+    "Shape": _constant_only, "Size": _constant_only, "ConstantOfShape": _constant_only, "Constant": _constant_only,
+}

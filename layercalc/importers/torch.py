@@ -1,0 +1,846 @@
+"""PyTorch modules as layercalc networks: :func:`from_torch` (``layercalc.from_torch``), where torch is installed.
+
+The module is traced with ``torch.fx`` (standard ``torch.nn`` modules stay whole: one layer each) and its shapes are
+propagated on fake tensors — no memory for activations, no forward pass on real data. Each graph node becomes one
+layer of plain spec data:
+
+- a module call is a layer named by the module's qualified name (``layer1.0.conv1``), so the module's
+  ``state_dict`` keys are ``<layer>.<param>`` and its weights load into ``verify``/``run``; a module called twice is
+  two layers, the second ``tied_to`` the first where it has parameters (shared weights, counted once);
+- a function or method call (``torch.flatten``, ``x + y``, ``x.view(...)``, ``F.relu``) is a layer named by its
+  graph node;
+- sizes read from tensors (``x.size(0)``, ``x.shape``) are plain numbers, not layers; a reshape's target shape is
+  the one torch computed.
+
+Anything without a mapping — a module class, a function, a tensor constant, a scalar operand — is a
+:class:`~layercalc.errors.SpecError` naming the node and what it calls, never a layer counted as zero. Once
+built, every layer's output shape is checked against the shape torch propagated: a disagreement is refused, not
+reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Optional
+
+from ..errors import SpecError
+
+__all__ = ["from_torch", "spec_from_torch"]
+
+
+class _Unsupported(Exception):
+    """A node with no mapping (turned into a SpecError naming the node)."""
+
+
+def from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, name: Optional[str] = None) -> Any:
+    """A :class:`~layercalc.Network` of a ``torch.nn.Module``: ``input_size`` is the whole input shape, batch
+    first, as torchinfo's (``(1, 3, 224, 224)``); ``input_dtype`` defaults to ``torch.long`` when the input feeds
+    an ``nn.Embedding``, else ``torch.float32``.
+
+    >>> import torch
+    >>> net = from_torch(torch.nn.Sequential(torch.nn.Linear(784, 500)), (1, 784))
+    >>> net.analyze().totals.params
+    392500
+    """
+    from ..spec import from_data
+    return from_data(spec_from_torch(module, input_size, input_dtype=input_dtype, name=name),
+                     f"from_torch({type(module).__name__})")
+
+
+def spec_from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, name: Optional[str] = None) -> dict:
+    """The plain spec data :func:`from_torch` validates (what ``layercalc.spec.to_yaml`` writes out)."""
+    try:
+        import torch
+        import torch.fx
+    except ImportError:
+        raise SpecError("from_torch needs PyTorch: pip install torch") from None
+    if not isinstance(module, torch.nn.Module):
+        raise SpecError(f"from_torch: expected a torch.nn.Module, got {type(module).__name__}")
+    shape = _input_shape(input_size)
+    class Tracer(torch.fx.Tracer):
+        """torch.nn's modules and every module class with a rule here (torchvision's ShiftedWindowAttention …)
+        stay whole (one call; a torch.nn module without a rule is refused by name, not traced into)."""
+        def is_leaf_module(self, m: Any, qualified_name: str) -> bool:
+            return type(m).__name__ in _MODULE_RULES or super().is_leaf_module(m, qualified_name)
+
+    try:
+        graph = Tracer().trace(module)
+        graph_module = torch.fx.GraphModule(module, graph, type(module).__name__)
+    except Exception as exc:         # fx raises TraceError, TypeError, NotImplementedError … on dynamic control flow
+        raise SpecError(f"from_torch: torch.fx cannot trace {type(module).__name__}: {_first_line(exc)} (control "
+                        f"flow that depends on tensor values cannot be traced)") from None
+    dtype = input_dtype if input_dtype is not None else _default_dtype(graph_module, torch)
+    _propagate_shapes(graph_module, shape, dtype, torch)
+    converter = _Converter(graph_module, shape, torch)
+    layers = converter.convert()
+    _warn_unused(module, converter.used)
+    spec = {"name": name or type(module).__name__, "input": list(shape[1:]), "batch": shape[0], "layers": layers}
+    _check_shapes(spec, converter.expected)
+    return spec
+
+
+def _warn_unused(module: Any, used: set[int]) -> None:
+    """Parameters the traced forward never reads (GoogLeNet's auxiliary heads in eval mode) are not in the network:
+    say so, with their modules, since ``sum(p.numel() for p in module.parameters())`` counts them."""
+    unused = [(name, p) for name, p in module.named_parameters() if id(p) not in used]
+    if unused:
+        import warnings
+        owners = sorted({name.rsplit(".", 1)[0] for name, _ in unused})
+        shown = ", ".join(owners[:5]) + (f" and {len(owners) - 5} more" if len(owners) > 5 else "")
+        warnings.warn(f"from_torch: {sum(p.numel() for _, p in unused):,} parameters of {type(module).__name__} "
+                      f"are not used by its forward pass ({'training' if module.training else 'eval'} mode) and "
+                      f"are not counted: {shown}", stacklevel=3)
+
+
+def _input_shape(input_size: Any) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in input_size)
+    except (TypeError, ValueError):
+        raise SpecError(f"from_torch: input_size {input_size!r} must be a sequence of sizes, batch first, e.g. "
+                        f"(1, 3, 224, 224)") from None
+    if len(shape) < 2 or any(s < 1 for s in shape):
+        raise SpecError(f"from_torch: input_size {list(shape)} must hold the batch size and at least one more "
+                        f"positive size, e.g. (1, 3, 224, 224) or (1, 1024) for token ids")
+    return shape
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _default_dtype(graph_module: Any, torch: Any) -> Any:
+    """``torch.long`` when the input goes straight into an embedding (token ids), else ``torch.float32``."""
+    for node in graph_module.graph.nodes:
+        if node.op == "placeholder":
+            for user in node.users:
+                if user.op == "call_module" and isinstance(graph_module.get_submodule(user.target),
+                                                           torch.nn.Embedding):
+                    return torch.long
+    return torch.float32
+
+
+def _propagate_shapes(graph_module: Any, shape: tuple[int, ...], dtype: Any, torch: Any) -> None:
+    """``node.meta["tensor_meta"]`` for every tensor node, on fake tensors (no data, no real forward pass)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise SpecError(f"from_torch: the module's forward takes {len(placeholders)} tensors "
+                        f"({', '.join(n.name for n in placeholders)}); a layercalc network has one input")
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    with mode:
+        example = torch.zeros(shape, dtype=dtype)
+    try:
+        ShapeProp(graph_module, fake_mode=mode).propagate(example)
+    except Exception as exc:
+        raise SpecError(f"from_torch: the module does not run on an input of {list(shape)} "
+                        f"({dtype}): {_first_line(exc)}") from None
+
+
+def _meta_shape(node: Any) -> Optional[tuple[int, ...]]:
+    meta = node.meta.get("tensor_meta")
+    return tuple(int(s) for s in meta.shape) if meta is not None and hasattr(meta, "shape") else None
+
+
+# ------------------------------------------------------------------------------------------ the node converter
+
+class _Converter:
+    """Walks the traced graph in order, producing one spec layer per tensor-producing node."""
+
+    def __init__(self, graph_module: Any, shape: tuple[int, ...], torch: Any) -> None:
+        self.gm, self.torch, self.batch = graph_module, torch, shape[0]
+        self.sources: dict[Any, str] = {}          # node → the layer (or 'input', or 'NAME:i') holding its tensor
+        self.layers: list[dict] = []
+        self.names: set[str] = {"input"}
+        self.owners: dict[str, str] = {}           # module target → its first layer's name (ties later calls)
+        self.expected: dict[str, tuple[int, ...]] = {}   # layer → torch's output shape (checked after analysis)
+        self.values: dict[Any, Any] = {}           # non-tensor nodes (sizes): what they stand for, when known
+        self.parameter_owners: dict[frozenset, str] = {}   # the ids of a layer's parameters → the layer
+        self.used: set[int] = set()                # ids of the parameters some layer holds
+
+    def convert(self) -> list[dict]:
+        for index, node in enumerate(self.gm.graph.nodes):
+            if node.op in ("placeholder", "output"):
+                if node.op == "placeholder":
+                    self.sources[node] = "input"
+                continue
+            try:
+                self._node(node)
+            except _Unsupported as exc:
+                raise SpecError(f"from_torch: node {index} '{node.name}' ({_describe(node)}): {exc}") from None
+        return self.layers
+
+    # -- helpers
+
+    def _unique(self, wanted: str) -> str:
+        name, k = wanted, 1
+        while name in self.names:
+            k += 1
+            name = f"{wanted}_{k}"
+        self.names.add(name)
+        return name
+
+    def _source(self, arg: Any) -> str:
+        if arg not in self.sources:
+            raise _Unsupported(f"its operand '{getattr(arg, 'name', arg)}' is not a tensor layercalc follows "
+                               f"(a constant or a size computed from shapes)")
+        return self.sources[arg]
+
+    def _emit(self, node: Any, fields: dict, inputs: list[Any], name: Optional[str] = None) -> str:
+        layer_name = self._unique(name or node.name)
+        layer = {"name": layer_name, **fields}
+        layer["inputs"] = [self._source(a) for a in inputs]
+        self.layers.append(layer)
+        self.sources[node] = layer_name
+        shape = _meta_shape(node)
+        if shape is not None:
+            self.expected[layer_name] = shape
+        return layer_name
+
+    def add_layer(self, name: str, fields: dict, inputs: list[str]) -> str:
+        """Append one layer reading the named tensors (for a module written as several layers); its name made
+        unique."""
+        name = self._unique(name)
+        self.layers.append({"name": name, **fields, "inputs": inputs})
+        return name
+
+    def finish(self, node: Any, last: str) -> dict:
+        """The node's tensor is layer ``last`` (checked against torch's shape): what a multi-layer rule returns."""
+        self.sources[node] = last
+        shape = _meta_shape(node)
+        if shape is not None:
+            self.expected[last] = shape
+        return {"_done": True}
+
+    def _alias(self, node: Any, arg: Any) -> None:
+        """A node that passes its input on unchanged (``contiguous``, a no-op ``expand`` of a parameter)."""
+        self.sources[node] = self._source(arg)
+
+    def _node(self, node: Any) -> None:
+        if node.op == "get_attr":
+            self._attribute(node)
+        elif node.op == "call_module":
+            self._module(node)
+        elif _meta_shape(node) is None and not _is_tuple_of_tensors(node):
+            self.values[node] = node                 # a size, a shape tuple, an int: not a layer
+        elif node.op == "call_function":
+            self._function(node, node.target)
+        elif node.op == "call_method":
+            self._function(node, node.target)
+        else:
+            raise _Unsupported(f"graph operation {node.op!r} has no mapping")
+
+    def _attribute(self, node: Any) -> None:
+        value = _fetch_attr(self.gm, node.target)
+        if isinstance(value, self.torch.nn.Parameter):
+            if id(value) in self.used:
+                raise _Unsupported(f"reads '{node.target}', a parameter another layer holds, as a tensor")
+            self.used.add(id(value))
+            shape = list(value.shape)
+            if len(shape) > 1 and shape[0] == 1:      # (1, 1, 768): the batch dim of a class token or position table
+                shape = shape[1:]
+            self._emit(node, {"type": "parameter", "shape": shape}, [], name=node.target)
+            self.expected.pop(self.sources[node])     # [N, *shape] here, torch's own tensor has no batch dim
+            return
+        raise _Unsupported(f"reads the tensor attribute '{node.target}', which is not a learnable parameter (a "
+                           f"constant or buffer used in arithmetic has no layer type)")
+
+    # -- modules
+
+    def _module(self, node: Any) -> None:
+        module = self.gm.get_submodule(node.target)
+        rule = _MODULE_RULES.get(type(module).__name__)
+        if rule is None:
+            raise _Unsupported(f"torch module class {type(module).__name__} has no layercalc layer type")
+        ids = frozenset(id(p) for p in module.parameters(recurse=True))
+        fields = rule(module, node, self)
+        if fields is None:                             # the identity at inference (Dropout, Identity)
+            fields = {"type": "identity"}
+        if fields.get("_done"):                       # a rule that wrote several layers itself (add_layer)
+            if ids & self.used:
+                raise _Unsupported("a module written as several layers is called again (or shares parameters): "
+                                   "its weights would be counted twice")
+            self.used |= ids
+            return
+        tensors = fields.pop("_tensors", None) or [a for a in node.args if hasattr(a, "op")][:1]
+        owner = self.parameter_owners.get(ids) if ids else None
+        if ids and owner is None and ids & self.used:
+            raise _Unsupported("shares some, not all, of its parameters with another layer (layercalc ties whole "
+                               "layers: tied_to)")
+        name = self._emit(node, fields, tensors, name=node.target)
+        if owner is not None:            # the module called again, or another module on the same tensors (a tied
+            self.layers[-1]["tied_to"] = owner        # output head): its weights, counted once
+        elif ids:
+            self.parameter_owners[ids] = name
+            self.used |= ids
+
+    def _function(self, node: Any, target: Any) -> None:
+        key = target if isinstance(target, str) else getattr(target, "__name__", str(target))
+        rule = _FUNCTION_RULES.get(key)
+        if rule is None:
+            raise _Unsupported(f"{key} has no layercalc layer type")
+        rule(node, self)
+
+
+def _describe(node: Any) -> str:
+    if node.op == "call_module":
+        return f"module {node.target}"
+    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+    return f"{node.op} {target}"
+
+
+def _fetch_attr(graph_module: Any, target: str) -> Any:
+    value = graph_module
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _is_tuple_of_tensors(node: Any) -> bool:
+    meta = node.meta.get("tensor_meta")      # (TensorMetadata is itself a NamedTuple: told apart by .shape)
+    return isinstance(meta, (tuple, list)) and not hasattr(meta, "shape") and bool(meta)
+
+
+def _arg(node: Any, index: int, keyword: str, default: Any = None) -> Any:
+    if len(node.args) > index:
+        return node.args[index]
+    return node.kwargs.get(keyword, default)
+
+
+def _pair(value: Any) -> Any:
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
+# ------------------------------------------------------------------------------------------------ module rules
+
+def _conv(module: Any, node: Any, conv: _Converter) -> dict:
+    rank = len(module.kernel_size)
+    transposed = type(module).__name__.startswith("ConvTranspose")
+    fields = {"type": f"conv_transpose{rank}d" if transposed else f"conv{rank}d",
+              "in_channels": module.in_channels, "out_channels": module.out_channels,
+              "kernel_size": _pair(module.kernel_size), "stride": _pair(module.stride),
+              "padding": module.padding if isinstance(module.padding, str) else _pair(module.padding),
+              "dilation": _pair(module.dilation), "groups": module.groups, "bias": module.bias is not None}
+    if transposed:
+        fields["output_padding"] = _pair(module.output_padding)
+    elif module.padding_mode != "zeros":
+        fields["padding_mode"] = module.padding_mode
+    return fields
+
+
+def _linear(module: Any, node: Any, conv: _Converter) -> dict:
+    return {"type": "linear", "in_features": module.in_features, "out_features": module.out_features,
+            "bias": module.bias is not None}
+
+
+def _batchnorm(module: Any, node: Any, conv: _Converter) -> dict:
+    rank = {"BatchNorm1d": 1, "BatchNorm2d": 2, "BatchNorm3d": 3}[type(module).__name__]
+    return {"type": f"batchnorm{rank}d", "num_features": module.num_features, "eps": module.eps,
+            "affine": module.affine, "track_running_stats": module.track_running_stats}
+
+
+def _layernorm(module: Any, node: Any, conv: _Converter) -> dict:
+    return {"type": "layernorm", "normalized_shape": list(module.normalized_shape), "eps": module.eps,
+            "elementwise_affine": module.elementwise_affine, "bias": module.bias is not None}
+
+
+def _groupnorm(module: Any, node: Any, conv: _Converter) -> dict:
+    return {"type": "groupnorm", "num_groups": module.num_groups, "num_channels": module.num_channels,
+            "eps": module.eps, "affine": module.affine}
+
+
+def _rmsnorm(module: Any, node: Any, conv: _Converter) -> dict:
+    fields: dict[str, Any] = {"type": "rmsnorm", "normalized_shape": list(module.normalized_shape),
+                              "elementwise_affine": module.elementwise_affine}
+    if module.eps is not None:
+        fields["eps"] = module.eps
+    else:
+        raise _Unsupported("RMSNorm with eps=None uses torch.finfo(dtype).eps; give eps explicitly")
+    return fields
+
+
+def _pool(module: Any, node: Any, conv: _Converter) -> dict:
+    name = type(module).__name__                                     # MaxPool2d, AvgPool1d …
+    kind, rank = ("maxpool" if name.startswith("Max") else "avgpool"), name[-2]
+    fields = {"type": f"{kind}{rank}d", "kernel_size": _pair(module.kernel_size),
+              "stride": _pair(module.stride), "padding": _pair(module.padding), "ceil_mode": module.ceil_mode}
+    if kind == "maxpool":
+        if getattr(module, "return_indices", False):
+            raise _Unsupported("return_indices=True returns a second tensor layercalc does not model")
+        fields["dilation"] = _pair(module.dilation)
+    else:
+        fields["count_include_pad"] = module.count_include_pad
+        if module.divisor_override is not None:
+            fields["divisor_override"] = module.divisor_override
+    return fields
+
+
+def _adaptive_pool(module: Any, node: Any, conv: _Converter) -> dict:
+    name = type(module).__name__                                     # AdaptiveAvgPool2d …
+    kind, rank = ("adaptive_maxpool" if "Max" in name else "adaptive_avgpool"), name[-2]
+    size = module.output_size
+    if isinstance(size, (tuple, list)) and any(s is None for s in size):
+        shape = _meta_shape(node)
+        assert shape is not None
+        size = list(shape[2:])                                       # None keeps the input's size: torch's result
+    return {"type": f"{kind}{rank}d", "output_size": _pair(size)}
+
+
+def _flatten(module: Any, node: Any, conv: _Converter) -> dict:
+    return {"type": "flatten", "start_dim": module.start_dim, "end_dim": module.end_dim}
+
+
+def _simple(type_name: str, **attributes: str) -> Callable[[Any, Any, _Converter], dict]:
+    """A module whose fields are some of its attributes (``negative_slope`` …) under layercalc's names."""
+    def rule(module: Any, node: Any, conv: _Converter) -> dict:
+        return {"type": type_name, **{field: getattr(module, attr) for field, attr in attributes.items()}}
+    return rule
+
+
+def _identity(module: Any, node: Any, conv: _Converter) -> None:
+    return None
+
+
+def _softmax(module: Any, node: Any, conv: _Converter) -> dict:
+    if module.dim is None:
+        raise _Unsupported("Softmax(dim=None) picks a dim by the input's rank (deprecated); give dim")
+    return {"type": "softmax", "dim": module.dim}
+
+
+def _embedding(module: Any, node: Any, conv: _Converter) -> dict:
+    fields = {"type": "embedding", "num_embeddings": module.num_embeddings, "embedding_dim": module.embedding_dim}
+    if module.padding_idx is not None:
+        fields["padding_idx"] = module.padding_idx
+    if module.max_norm is not None:
+        raise _Unsupported("max_norm renormalizes looked-up rows (extra arithmetic layercalc does not count)")
+    return fields
+
+
+def _mha(module: Any, node: Any, conv: _Converter) -> dict:
+    if _arg(node, 3, "key_padding_mask") is not None or _arg(node, 5, "attn_mask") is not None:
+        raise _Unsupported("attention with key_padding_mask or attn_mask: the mask's values are data, not shape; "
+                           "only is_causal is modelled")
+    query, key, value = (_arg(node, i, k) for i, k in ((0, "query"), (1, "key"), (2, "value")))
+    inputs = [query] if key is query and value is query else ([query, key] if value is key else
+                                                              [query, key, value])
+    fields: dict[str, Any] = {"type": "multi_head_attention", "embed_dim": module.embed_dim,
+                              "num_heads": module.num_heads, "bias": module.in_proj_bias is not None,
+                              "add_bias_kv": module.bias_k is not None, "add_zero_attn": module.add_zero_attn,
+                              "batch_first": module.batch_first, "_tensors": inputs}
+    if module.kdim != module.embed_dim or module.vdim != module.embed_dim:
+        fields.update(kdim=module.kdim, vdim=module.vdim)
+    if _arg(node, 7, "is_causal", False):
+        fields["causal"] = True
+    return fields
+
+
+def _recurrent(module: Any, node: Any, conv: _Converter) -> dict:
+    kind = type(module).__name__.lower()             # lstm, gru, rnn
+    if len([a for a in node.args if hasattr(a, "op")]) > 1 or node.kwargs:
+        raise _Unsupported("an initial hidden state is given: only the zero initial state is modelled")
+    fields: dict[str, Any] = {"type": kind, "input_size": module.input_size, "hidden_size": module.hidden_size,
+                              "num_layers": module.num_layers, "bias": module.bias,
+                              "batch_first": module.batch_first, "bidirectional": module.bidirectional}
+    if kind == "lstm" and module.proj_size:
+        fields["proj_size"] = module.proj_size
+    if kind == "rnn":
+        fields["nonlinearity"] = module.nonlinearity
+    return fields
+
+
+def _upsample(module: Any, node: Any, conv: _Converter) -> dict:
+    fields: dict[str, Any] = {"type": "upsample", "mode": module.mode}
+    if module.size is not None:
+        fields["size"] = _pair(module.size)
+    else:
+        fields["scale_factor"] = _pair(module.scale_factor)
+    if module.align_corners is not None:
+        fields["align_corners"] = module.align_corners
+    return fields
+
+
+def _zero_pad(module: Any, node: Any, conv: _Converter) -> dict:
+    # torch's padding is (left, right, top, bottom …): last dim first; layercalc's [[before, after], …] in dim order
+    pads = list(module.padding)
+    pairs = [[pads[i], pads[i + 1]] for i in range(0, len(pads), 2)][::-1]
+    return {"type": "zero_pad", "padding": pairs}
+
+
+def _shifted_window_attention(module: Any, node: Any, conv: _Converter) -> dict:
+    """torchvision's ``ShiftedWindowAttention`` (Swin V1; V2's cosine attention and bias MLP are another layer)."""
+    if type(module).__name__ != "ShiftedWindowAttention" or hasattr(module, "logit_scale"):
+        raise _Unsupported(f"{type(module).__name__} (Swin V2's cosine attention) has no layer type")
+    return {"type": "shifted_window_attention", "num_heads": module.num_heads,
+            "window_size": list(module.window_size), "shift_size": list(module.shift_size),
+            "qkv_bias": module.qkv.bias is not None, "proj_bias": module.proj.bias is not None}
+
+
+def _layernorm_2d(module: Any, node: Any, conv: _Converter) -> dict:
+    """ConvNeXt's ``LayerNorm2d`` (torchvision): LayerNorm over the channels of NCHW, written as permute →
+    layernorm → permute; the layernorm keeps the module's name (its weights)."""
+    nhwc = conv.add_layer(f"{node.target}_to_nhwc", {"type": "permute", "dims": [0, 2, 3, 1]},
+                          [conv._source(node.args[0])])
+    norm = conv.add_layer(node.target, _layernorm(module, node, conv), [nhwc])
+    return conv.finish(node, conv.add_layer(f"{node.target}_to_nchw", {"type": "permute", "dims": [0, 3, 1, 2]},
+                                            [norm]))
+
+
+def _encoder_layer_into(conv: _Converter, module: Any, prefix: str, source: str, causal: bool) -> str:
+    """``nn.TransformerEncoderLayer`` as its layers (named as its submodules: ``self_attn``, ``linear1``, …):
+    post-norm ``norm1(x + sa(x))``, ``norm2(x + ff(x))``, or pre-norm ``x + sa(norm1(x))``, ``x + ff(norm2(x))``;
+    dropout is the identity at inference. Returns the layer holding the output."""
+    activation = module.activation
+    act_name = getattr(activation, "__name__", None) or type(activation).__name__.lower()
+    if act_name not in ("relu", "gelu"):
+        raise _Unsupported(f"TransformerEncoderLayer activation {act_name!r}: relu and gelu are modelled")
+    attention = module.self_attn
+    mha = {"type": "multi_head_attention", "embed_dim": attention.embed_dim, "num_heads": attention.num_heads,
+           "bias": attention.in_proj_bias is not None, "batch_first": attention.batch_first}
+    if causal:
+        mha["causal"] = True
+    norm = lambda n: {"type": "layernorm", "normalized_shape": list(n.normalized_shape), "eps": n.eps,  # noqa: E731
+                      "elementwise_affine": n.elementwise_affine, "bias": n.bias is not None}
+    linear = lambda m: {"type": "linear", "in_features": m.in_features,  # noqa: E731
+                        "out_features": m.out_features, "bias": m.bias is not None}
+    add = conv.add_layer
+    if module.norm_first:
+        n1 = add(f"{prefix}.norm1", norm(module.norm1), [source])
+        sa = add(f"{prefix}.self_attn", mha, [n1])
+        x = add(f"{prefix}.add_1", {"type": "add"}, [source, sa])
+        n2 = add(f"{prefix}.norm2", norm(module.norm2), [x])
+        h = add(f"{prefix}.linear1", linear(module.linear1), [n2])
+        h = add(f"{prefix}.activation", {"type": act_name}, [h])
+        ff = add(f"{prefix}.linear2", linear(module.linear2), [h])
+        return add(f"{prefix}.add_2", {"type": "add"}, [x, ff])
+    sa = add(f"{prefix}.self_attn", mha, [source])
+    x = add(f"{prefix}.norm1", norm(module.norm1), [add(f"{prefix}.add_1", {"type": "add"}, [source, sa])])
+    h = add(f"{prefix}.linear1", linear(module.linear1), [x])
+    h = add(f"{prefix}.activation", {"type": act_name}, [h])
+    ff = add(f"{prefix}.linear2", linear(module.linear2), [h])
+    return add(f"{prefix}.norm2", norm(module.norm2), [add(f"{prefix}.add_2", {"type": "add"}, [x, ff])])
+
+
+def _causal_only(node: Any, mask_keys: tuple[str, ...], position: int) -> bool:
+    """``is_causal`` of a transformer call; a mask tensor (its values are data) is refused."""
+    if any(node.kwargs.get(k) is not None for k in mask_keys) or len(node.args) > position:
+        raise _Unsupported("a mask tensor is given: its values are data; only is_causal is modelled")
+    return bool(node.kwargs.get("is_causal", False))
+
+
+def _transformer_encoder_layer(module: Any, node: Any, conv: _Converter) -> dict:
+    causal = _causal_only(node, ("src_mask", "mask", "src_key_padding_mask"), 1)
+    return conv.finish(node, _encoder_layer_into(conv, module, node.target, conv._source(node.args[0]), causal))
+
+
+def _transformer_encoder(module: Any, node: Any, conv: _Converter) -> dict:
+    """``nn.TransformerEncoder``: its ``layers.i`` one after the other, then its optional ``norm``."""
+    causal = _causal_only(node, ("mask", "src_key_padding_mask"), 1)
+    x = conv._source(node.args[0])
+    for i, layer in enumerate(module.layers):
+        x = _encoder_layer_into(conv, layer, f"{node.target}.layers.{i}", x, causal)
+    if module.norm is not None:
+        if type(module.norm).__name__ != "LayerNorm":
+            raise _Unsupported(f"TransformerEncoder norm {type(module.norm).__name__}: LayerNorm is modelled")
+        x = conv.add_layer(f"{node.target}.norm", _layernorm(module.norm, node, conv), [x])
+    return conv.finish(node, x)
+
+
+_MODULE_RULES: dict[str, Callable[[Any, Any, _Converter], Optional[dict]]] = {
+    "ShiftedWindowAttention": _shifted_window_attention, "LayerNorm2d": _layernorm_2d,
+    "TransformerEncoderLayer": _transformer_encoder_layer, "TransformerEncoder": _transformer_encoder,
+    **{f"Conv{r}d": _conv for r in (1, 2, 3)}, **{f"ConvTranspose{r}d": _conv for r in (1, 2, 3)},
+    "Linear": _linear, "LayerNorm": _layernorm, "GroupNorm": _groupnorm, "RMSNorm": _rmsnorm,
+    **{f"BatchNorm{r}d": _batchnorm for r in (1, 2, 3)},
+    **{f"{k}Pool{r}d": _pool for k in ("Max", "Avg") for r in (1, 2, 3)},
+    **{f"Adaptive{k}Pool{r}d": _adaptive_pool for k in ("Max", "Avg") for r in (1, 2, 3)},
+    "Flatten": _flatten, "Identity": _identity, "Dropout": _identity, "Dropout1d": _identity,
+    "Dropout2d": _identity, "Dropout3d": _identity, "AlphaDropout": _identity,
+    "ReLU": _simple("relu"), "ReLU6": _simple("relu6"), "Sigmoid": _simple("sigmoid"), "Tanh": _simple("tanh"),
+    "SiLU": _simple("silu"), "Hardswish": _simple("hardswish"), "Hardsigmoid": _simple("hardsigmoid"),
+    "GELU": _simple("gelu", approximate="approximate"), "LeakyReLU": _simple("leaky_relu",
+                                                                             negative_slope="negative_slope"),
+    "Softmax": _softmax, "Embedding": _embedding, "MultiheadAttention": _mha,
+    "LSTM": _recurrent, "GRU": _recurrent, "RNN": _recurrent, "Upsample": _upsample,
+    "ZeroPad1d": _zero_pad, "ZeroPad2d": _zero_pad, "ZeroPad3d": _zero_pad,
+    "PixelShuffle": _simple("pixel_shuffle", upscale_factor="upscale_factor"),
+    "PixelUnshuffle": _simple("pixel_unshuffle", downscale_factor="downscale_factor"),
+    "ChannelShuffle": _simple("channel_shuffle", groups="groups"),
+}
+
+
+# ---------------------------------------------------------------------------------------------- function rules
+
+def _tensor_args(node: Any) -> list[Any]:
+    return [a for a in node.args if hasattr(a, "op")]
+
+
+def _elementwise(type_name: str) -> Callable[[Any, _Converter], None]:
+    """``x + y``, ``torch.mul(x, y)`` …: both operands tensors layercalc follows."""
+    def rule(node: Any, conv: _Converter) -> None:
+        operands = node.args[:2]
+        if len(operands) != 2 or not all(a in conv.sources for a in operands):
+            shown = ", ".join(getattr(a, "name", repr(a)) for a in operands)
+            raise _Unsupported(f"{type_name} of ({shown}): both operands must be tensors layercalc follows (a "
+                               f"scalar or constant operand has no layer type)")
+        conv._emit(node, {"type": type_name}, list(operands))
+    return rule
+
+
+def _activation(type_name: str, **keywords: tuple[int, str, Any]) -> Callable[[Any, _Converter], None]:
+    """``F.relu(x)``, ``x.sigmoid()``, ``F.leaky_relu(x, 0.2)``: keywords map a field to (position, kwarg, default)."""
+    def rule(node: Any, conv: _Converter) -> None:
+        fields = {"type": type_name}
+        for field, (position, keyword, default) in keywords.items():
+            value = _arg(node, position, keyword, default)
+            if value is not None:
+                fields[field] = value
+        conv._emit(node, fields, [node.args[0]])
+    return rule
+
+
+def _identity_function(node: Any, conv: _Converter) -> None:
+    conv._alias(node, node.args[0])
+
+
+def _dropout_function(node: Any, conv: _Converter) -> None:
+    conv._emit(node, {"type": "dropout", "p": _arg(node, 1, "p", 0.5)}, [node.args[0]])
+
+
+def _cat(node: Any, conv: _Converter) -> None:
+    tensors = list(_arg(node, 0, "tensors"))
+    if len(tensors) == 1:                            # torch.cat([x]) is x (DenseNet's first dense layer)
+        conv._alias(node, tensors[0])
+        return
+    conv._emit(node, {"type": "concat", "dim": _arg(node, 1, "dim", 0)}, tensors)
+
+
+def _flatten_function(node: Any, conv: _Converter) -> None:
+    conv._emit(node, {"type": "flatten", "start_dim": _arg(node, 1, "start_dim", 0),
+                      "end_dim": _arg(node, 2, "end_dim", -1)}, [node.args[0]])
+
+
+def _reshape(node: Any, conv: _Converter) -> None:
+    """``view``/``reshape`` (and ``flatten`` of a dims that torch resolved): the shape torch computed."""
+    shape = _meta_shape(node)
+    assert shape is not None
+    if shape[:1] != (conv.batch,):
+        raise _Unsupported(f"reshapes to {list(shape)}, moving the batch dim ({conv.batch}); layercalc keeps the "
+                           f"batch dim first")
+    conv._emit(node, {"type": "reshape", "shape": list(shape[1:])}, [node.args[0]])
+
+
+def _permute(node: Any, conv: _Converter) -> None:
+    dims = node.args[1:] if node.op == "call_method" else (_arg(node, 1, "dims"),)
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = tuple(dims[0])
+    conv._emit(node, {"type": "permute", "dims": list(dims)}, [node.args[0]])
+
+
+def _transpose(node: Any, conv: _Converter) -> None:
+    conv._emit(node, {"type": "transpose", "dim0": _arg(node, 1, "dim0"), "dim1": _arg(node, 2, "dim1")},
+               [node.args[0]])
+
+
+def _reduce(type_name: str) -> Callable[[Any, _Converter], None]:
+    def rule(node: Any, conv: _Converter) -> None:
+        dim = _arg(node, 1, "dim")
+        if dim is None:
+            raise _Unsupported(f"{type_name} over every dim (the batch included) has no layer type; give dim")
+        conv._emit(node, {"type": type_name, "dim": list(dim) if isinstance(dim, (tuple, list)) else dim,
+                          "keepdim": bool(_arg(node, 2, "keepdim", False))}, [node.args[0]])
+    return rule
+
+
+def _matmul(node: Any, conv: _Converter) -> None:
+    conv._emit(node, {"type": "matmul"}, list(node.args[:2]))
+
+
+def _sdpa(node: Any, conv: _Converter) -> None:
+    if _arg(node, 3, "attn_mask") is not None:
+        raise _Unsupported("attn_mask: an explicit mask's values are data; only is_causal is modelled")
+    fields: dict[str, Any] = {"type": "scaled_dot_product_attention",
+                              "is_causal": bool(_arg(node, 5, "is_causal", False))}
+    if _arg(node, 6, "scale") is not None:
+        fields["scale"] = _arg(node, 6, "scale")
+    if node.kwargs.get("enable_gqa"):
+        fields["enable_gqa"] = True
+    conv._emit(node, fields, list(node.args[:3]))
+
+
+def _getitem(node: Any, conv: _Converter) -> None:
+    source, index = node.args
+    if not node.users:                               # `out, _ = lstm(x)`: the unused item is no tensor to follow
+        return
+    if _is_tuple_of_tensors(source):
+        # (output, attention weights) of nn.MultiheadAttention, (output, (h, c)) of nn.LSTM, chunk/split pieces
+        if source.op == "call_module" and index == 0:
+            conv._alias(node, source)
+            return
+        if source in conv.sources and source.op != "call_module":
+            conv.sources[node] = f"{conv.sources[source]}:{index}"
+            return
+        raise _Unsupported(f"item {index} of {source.name}'s outputs (attention weights, recurrent states) is not "
+                           f"modelled; only the main output")
+    _index(node, conv, source, index)
+
+
+def _index(node: Any, conv: _Converter, source: Any, index: Any) -> None:
+    """``x[:, 0]``, ``x[..., ::2]``: slices (one layer over every sliced dim) then an integer (select)."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    shape = _meta_shape(source)
+    assert shape is not None
+    if any(i is Ellipsis for i in items):
+        at = items.index(Ellipsis)
+        items = items[:at] + [slice(None)] * (len(shape) - len(items) + 1) + items[at + 1:]
+    if not all(isinstance(i, (int, slice)) for i in items) or len(items) > len(shape):
+        raise _Unsupported(f"indexing with {index!r}: only integers and slices are modelled")
+    if items and items[0] != slice(None):
+        raise _Unsupported("indexing the batch dim (dim 0) changes the batch; layercalc keeps it")
+    sliced = [(d, i) for d, i in enumerate(items) if isinstance(i, slice) and i != slice(None)]
+    selected = [(d, i) for d, i in enumerate(items) if isinstance(i, int)]
+    if len(selected) > 1 or (sliced and selected):
+        raise _Unsupported(f"indexing with {index!r}: one integer, or slices only, per indexing")
+    if sliced:
+        conv._emit(node, {"type": "slice", "dim": [d for d, _ in sliced], "start": [s.start for _, s in sliced],
+                          "stop": [s.stop for _, s in sliced], "step": [s.step or 1 for _, s in sliced]}, [source])
+    elif selected:
+        conv._emit(node, {"type": "select", "dim": selected[0][0], "index": selected[0][1]}, [source])
+    else:
+        conv._alias(node, source)
+
+
+def _chunk(node: Any, conv: _Converter) -> None:
+    conv._emit(node, {"type": "chunk", "chunks": _arg(node, 1, "chunks"), "dim": _arg(node, 2, "dim", 0)},
+               [node.args[0]])
+
+
+def _split(node: Any, conv: _Converter) -> None:
+    meta = node.meta["tensor_meta"]
+    dim = _arg(node, 2, "dim", 0)
+    sizes = [int(m.shape[dim]) for m in meta]
+    conv._emit(node, {"type": "split", "sizes": sizes, "dim": dim}, [node.args[0]])
+
+
+def _expand(node: Any, conv: _Converter) -> None:
+    """``class_token.expand(n, -1, -1)``: a ``parameter`` layer is already expanded over the batch."""
+    source = node.args[0]
+    layer = next((entry for entry in conv.layers if entry["name"] == conv.sources.get(source)), None)
+    shape = _meta_shape(node)
+    if layer is None or layer["type"] != "parameter" or shape is None or shape[1:] != tuple(layer["shape"]):
+        raise _Unsupported("expand of a tensor other than a learnable parameter over the batch has no layer type")
+    conv._alias(node, source)
+
+
+def _interpolate(node: Any, conv: _Converter) -> None:
+    fields: dict[str, Any] = {"type": "upsample", "mode": _arg(node, 3, "mode", "nearest")}
+    size, scale = _arg(node, 1, "size"), _arg(node, 2, "scale_factor")
+    if size is not None:
+        if not isinstance(size, (int, tuple, list)) or any(not isinstance(s, int) for s in
+                                                           (size if isinstance(size, (tuple, list)) else [size])):
+            shape = _meta_shape(node)
+            assert shape is not None
+            size = list(shape[2:])                  # computed from another tensor's shape: torch's result
+        fields["size"] = _pair(size)
+    else:
+        fields["scale_factor"] = _pair(scale)
+    if _arg(node, 4, "align_corners") is not None:
+        fields["align_corners"] = _arg(node, 4, "align_corners")
+    conv._emit(node, fields, [node.args[0]])
+
+
+def _functional_pool(kind: str) -> Callable[[Any, _Converter], None]:
+    def rule(node: Any, conv: _Converter) -> None:
+        shape = _meta_shape(node.args[0])
+        assert shape is not None
+        rank = len(shape) - 2
+        if kind.startswith("adaptive"):
+            fields = {"type": f"{kind}{rank}d", "output_size": _pair(_arg(node, 1, "output_size"))}
+        else:
+            kernel = _arg(node, 1, "kernel_size")
+            stride = _arg(node, 2, "stride") or kernel
+            fields = {"type": f"{kind}{rank}d", "kernel_size": _pair(kernel), "stride": _pair(stride),
+                      "padding": _pair(_arg(node, 3, "padding", 0))}
+            if kind == "maxpool":
+                fields.update(dilation=_pair(_arg(node, 4, "dilation", 1)),
+                              ceil_mode=bool(_arg(node, 5, "ceil_mode", False)))
+            else:
+                fields.update(ceil_mode=bool(_arg(node, 4, "ceil_mode", False)),
+                              count_include_pad=bool(_arg(node, 5, "count_include_pad", True)))
+        conv._emit(node, fields, [node.args[0]])
+    return rule
+
+
+def _size_of(node: Any, conv: _Converter) -> None:
+    conv.values[node] = node
+
+
+def _stochastic_depth(node: Any, conv: _Converter) -> None:
+    """torchvision's ``stochastic_depth(x, p, mode, training)``: the identity at inference."""
+    if _arg(node, 3, "training", True):
+        raise _Unsupported("stochastic depth in training mode drops rows at random; call module.eval() first")
+    conv._alias(node, node.args[0])
+
+
+def _patch_merging_pad(node: Any, conv: _Converter) -> None:
+    """torchvision's Swin ``_patch_merging_pad``: [N, H, W, C] → the four 2×2 neighbours concatenated [N, H/2, W/2,
+    4C], written as four strided slices and a concat (even H and W: odd ones are padded first, not modelled)."""
+    source = node.args[0]
+    shape = _meta_shape(source)
+    assert shape is not None
+    if shape[-3] % 2 or shape[-2] % 2:
+        raise _Unsupported(f"patch merging of an odd-sized map {list(shape)} pads it first (not modelled)")
+    parts = []
+    for k, (h, w) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
+        part = conv._unique(f"{node.name}_x{k}")
+        conv.layers.append({"name": part, "type": "slice", "dim": [len(shape) - 3, len(shape) - 2],
+                            "start": [h, w], "step": 2, "inputs": [conv._source(source)]})
+        parts.append(part)
+    name = conv._unique(node.name)
+    conv.layers.append({"name": name, "type": "concat", "dim": len(shape) - 1, "inputs": parts})
+    conv.sources[node] = name
+    conv.expected[name] = _meta_shape(node) or ()
+
+
+_FUNCTION_RULES: dict[str, Callable[[Any, _Converter], None]] = {
+    "add": _elementwise("add"), "iadd": _elementwise("add"), "mul": _elementwise("mul"),
+    "imul": _elementwise("mul"), "sub": _elementwise("sub"), "isub": _elementwise("sub"),
+    "truediv": _elementwise("div"), "div": _elementwise("div"),
+    "cat": _cat, "concat": _cat, "flatten": _flatten_function, "view": _reshape, "reshape": _reshape,
+    "permute": _permute, "transpose": _transpose, "contiguous": _identity_function,
+    "mean": _reduce("mean"), "sum": _reduce("sum"), "matmul": _matmul, "bmm": _matmul,
+    "scaled_dot_product_attention": _sdpa, "getitem": _getitem, "chunk": _chunk, "split": _split,
+    "expand": _expand, "interpolate": _interpolate,
+    "relu": _activation("relu"), "relu_": _activation("relu"), "relu6": _activation("relu6"),
+    "sigmoid": _activation("sigmoid"), "tanh": _activation("tanh"), "silu": _activation("silu"),
+    "hardswish": _activation("hardswish"), "hardsigmoid": _activation("hardsigmoid"),
+    "gelu": _activation("gelu", approximate=(1, "approximate", None)),
+    "leaky_relu": _activation("leaky_relu", negative_slope=(1, "negative_slope", 0.01)),
+    "softmax": _activation("softmax", dim=(1, "dim", None)), "dropout": _dropout_function,
+    "adaptive_avg_pool1d": _functional_pool("adaptive_avgpool"),
+    "adaptive_avg_pool2d": _functional_pool("adaptive_avgpool"),
+    "adaptive_avg_pool3d": _functional_pool("adaptive_avgpool"),
+    "adaptive_max_pool2d": _functional_pool("adaptive_maxpool"),
+    "max_pool1d": _functional_pool("maxpool"), "max_pool2d": _functional_pool("maxpool"),
+    "max_pool3d": _functional_pool("maxpool"),
+    "avg_pool1d": _functional_pool("avgpool"), "avg_pool2d": _functional_pool("avgpool"),
+    "avg_pool3d": _functional_pool("avgpool"),
+    "_assert": _size_of, "stochastic_depth": _stochastic_depth, "_patch_merging_pad": _patch_merging_pad,
+}
+
+
+# ------------------------------------------------------------------------------------------- the shape check
+
+def _check_shapes(spec: dict, expected: dict[str, tuple[int, ...]]) -> None:
+    """Every layer's output shape by layercalc's rules equals what torch propagated, or the import is refused."""
+    from ..spec import from_data
+
+    report = from_data(spec, "from_torch").analyze()
+    for layer in report.layers:
+        want = expected.get(layer.name)
+        if want is not None and tuple(layer.output_shape) != want and tuple(layer.output_shapes[0]
+                                                                            if layer.output_shapes else ()) != want:
+            raise SpecError(f"from_torch: layer '{layer.name}' ({layer.type}): layercalc's rule gives "
+                            f"{layer.output_shape} but torch computes {list(want)}; refusing to report figures for "
+                            f"a network that does not match the module")

@@ -1,0 +1,224 @@
+"""layercalc.from_torch against PyTorch itself: torchvision's models and hand-built modules traced with torch.fx.
+
+Oracles: ``sum(p.numel() for p in model.parameters())``; FlopCounterMode = 2·MACs (conv, linear, matmul), with
+attention that runs on a path FlopCounterMode counts as 0 (nn.MultiheadAttention's eval fast path) added from its
+formula, written out in the test; the module's own output on its own ``state_dict``, through layercalc's executor.
+Every imported layer's output shape is also checked against torch's by from_torch itself (a mismatch is refused).
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from torchvision_oracle import torchvision  # noqa: E402
+
+import layercalc  # noqa: E402
+from layercalc import LayerCalcError  # noqa: E402
+
+
+def flops(model, x) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops()
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def vit_attention_macs(layers: int, heads: int, tokens: int, width: int) -> int:
+    """nn.MultiheadAttention per layer: q, k, v and out projections 4·L·E², QKᵀ and A·V 2·H·L²·(E/H)."""
+    return layers * (4 * tokens * width * width + 2 * heads * tokens * tokens * (width // heads))
+
+
+CNNS = ["resnet18", "mobilenet_v2", "vgg11", "shufflenet_v2_x1_0", "squeezenet1_1", "densenet121",
+        "efficientnet_b0", "mobilenet_v3_large", "regnet_y_400mf", "convnext_tiny", "swin_t"]
+
+
+@pytest.mark.parametrize("name", CNNS + ["vit_b_16"])
+def test_torchvision_models(name):
+    torch.manual_seed(0)
+    model = getattr(torchvision().models, name)().eval()
+    report = layercalc.from_torch(model, (1, 3, 224, 224)).analyze()
+    assert report.totals.params == n_params(model)
+    counted = flops(model, torch.zeros(1, 3, 224, 224))
+    if name == "vit_b_16":      # the encoder's nn.MultiheadAttention runs its fused fast path: counted 0 in eval
+        counted += 2 * vit_attention_macs(12, 12, 197, 768)
+    assert 2 * report.totals.macs == counted
+    assert report.layers[-1].output_shape == [1, 1000]
+    # module names are layer names: every parameter of the model belongs to a layer (its state_dict keys map)
+    from layercalc.executor import split_weight_key
+    names = {entry.name for entry in report.layers}
+    assert all(split_weight_key(key, names)[0] in names for key, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_large", "densenet121", "convnext_tiny"])
+def test_the_state_dict_runs_in_the_executor(name):
+    """The module's state_dict as it is (BatchNorm statistics randomized so they matter): the executor's logits are
+    torch's."""
+    torch.manual_seed(1)
+    model = getattr(torchvision().models, name)().eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+        x = torch.randn(1, 3, 64, 64)
+        expected = model(x).numpy()
+    net = layercalc.from_torch(model, (1, 3, 64, 64))
+    got = net.run(x=x.numpy(), weights={k: v.numpy() for k, v in model.state_dict().items()})
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
+
+
+class TinyLM(nn.Module):
+    """Token ids → embedding → nn.TransformerEncoder → LayerNorm → a head tied to the embedding."""
+
+    def __init__(self, norm_first: bool, activation: str):
+        super().__init__()
+        self.embed = nn.Embedding(100, 32)
+        layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True, dropout=0.0, norm_first=norm_first,
+                                           activation=activation)
+        self.encoder = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(32), enable_nested_tensor=False)
+        self.head = nn.Linear(32, 100, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, x):
+        return self.head(self.encoder(self.embed(x)))
+
+
+@pytest.mark.parametrize("norm_first, activation", [(False, "relu"), (True, "gelu")])
+def test_transformer_encoder_with_a_tied_head(norm_first, activation):
+    torch.manual_seed(2)
+    model = TinyLM(norm_first, activation).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # every parameter is used: no warning
+        net = layercalc.from_torch(model, (2, 16))
+    report = net.analyze()
+    assert report.totals.params == n_params(model)     # the tied weight once, as parameters() counts it
+    assert report.layer("head").params == 0
+    # by hand: embedding lookup 0; per layer attention 4·N·L·E² + 2·N·H·L²·d, feed-forward 2·N·L·E·F; head N·L·E·V
+    n_, length, e, f, v = 2, 16, 32, 64, 100
+    per_layer = 4 * n_ * length * e * e + 2 * n_ * 4 * length * length * (e // 4) + 2 * n_ * length * e * f
+    assert report.totals.macs == 2 * per_layer + n_ * length * e * v
+    x = torch.randint(0, 100, (2, 16))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    # the state_dict names the tied tensor twice (embed.weight, head.weight): the same values, so accepted
+    got = net.run(x=x.numpy(), weights={k: t.numpy() for k, t in model.state_dict().items()})
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+class Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.lstm = nn.LSTM(8, 16, num_layers=2, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(32, 3)
+
+    def forward(self, x):
+        out, _ = self.lstm(self.embed(x))
+        return self.fc(out[:, -1])
+
+
+def test_lstm_last_step_classifier():
+    torch.manual_seed(3)
+    model = Recurrent().eval()
+    net = layercalc.from_torch(model, (4, 7))
+    report = net.analyze()
+    # PyTorch's LSTM per layer and direction 4·(h·i + h² + 2h): layer 1 i = 8, layer 2 i = 2·16
+    lstm = 2 * 4 * (16 * 8 + 16 * 16 + 2 * 16) + 2 * 4 * (16 * 32 + 16 * 16 + 2 * 16)
+    assert report.layer("lstm").params == lstm == n_params(model.lstm)
+    assert report.totals.params == n_params(model)
+    x = torch.randint(0, 50, (4, 7))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = net.run(x=x.numpy(), weights=model.state_dict())         # torch tensors as they are
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_unused_parameters_are_said_not_counted():
+    """GoogLeNet's auxiliary heads never run in eval mode: not in the network, and from_torch says so."""
+    model = torchvision().models.googlenet(aux_logits=True, init_weights=False).eval()
+    with pytest.warns(UserWarning, match="not used by its forward pass .eval mode.* aux1"):
+        report = layercalc.from_torch(model, (1, 3, 224, 224)).analyze()
+    unused = n_params(model.aux1) + n_params(model.aux2)
+    assert report.totals.params == n_params(model) - unused
+
+
+class Det(nn.Module):
+    def forward(self, x):
+        return torch.det(x)
+
+
+class Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x) * 2
+
+
+class Branchy(nn.Module):
+    def forward(self, x):
+        return x if x.sum() > 0 else -x
+
+
+class Prelu(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.act = nn.PReLU()
+
+    def forward(self, x):
+        return self.act(x)
+
+
+@pytest.mark.parametrize("model, size, message", [
+    (Det(), (1, 3, 3), "node 1 'det' \\(call_function det\\): det has no layercalc layer type"),
+    (Scaled(), (1, 4), "node 2 'mul' .*both operands must be tensors"),
+    (Branchy(), (1, 4), "torch.fx cannot trace Branchy"),
+    (Prelu(), (1, 4), "node 1 'act' \\(module act\\): torch module class PReLU has no layercalc layer type"),
+    (nn.Linear(3, 4), (1, 5), "does not run on an input of \\[1, 5\\]"),
+    (nn.Linear(3, 4), (3,), "must hold the batch size and at least one more"),
+])
+def test_refusals_name_the_node(model, size, message):
+    with pytest.raises(LayerCalcError, match=message):
+        layercalc.from_torch(model, size)
+
+
+class Standardize(nn.Module):
+    """(x − μ) / σ with μ and σ computed from x: the functional sub and div."""
+
+    def forward(self, x):
+        centred = x - x.mean(dim=1, keepdim=True)
+        return centred / (x.sum(dim=1, keepdim=True) + x)
+
+
+def test_sub_and_div_run_as_torch_computes_them():
+    model = Standardize()
+    net = layercalc.from_torch(model, (2, 5))
+    assert [entry.type for entry in net.analyze().layers] == ["mean", "sub", "sum", "add", "div"]
+    x = torch.rand(2, 5) + 0.5
+    np.testing.assert_allclose(net.run(x=x.numpy()), model(x).numpy(), rtol=1e-6)
+
+
+def test_the_interview_numbers():
+    """A dense layer on 28·28 inputs with 500 units: 392,500 parameters; VGG16's FC1 maps 7·7·512 to 4,096."""
+    assert layercalc.from_torch(nn.Sequential(nn.Flatten(), nn.Linear(784, 500)),
+                                (1, 28, 28)).analyze().totals.params == 784 * 500 + 500 == 392_500
+    fc1 = layercalc.from_torch(nn.Sequential(nn.Flatten(), nn.Linear(7 * 7 * 512, 4096)), (1, 512, 7, 7))
+    assert fc1.analyze().totals.params == 25_088 * 4_096 + 4_096
+
+
+def test_convert_writes_the_traced_network(tmp_path):
+    from layercalc.importers.torch import spec_from_torch
+    from layercalc.spec import parse_text, to_yaml
+
+    model = torchvision().models.resnet18().eval()
+    text = to_yaml(spec_from_torch(model, (1, 3, 224, 224)))
+    again = layercalc.load(parse_text(text, "resnet18.yaml")).analyze()
+    assert again.totals.params == n_params(model) and again.totals.macs == 1_814_073_344   # torchvision's 1.814 G
