@@ -523,3 +523,139 @@ def _wire(emitted: list[_Emitted]) -> list[Any]:
             previous = name if isinstance(name, str) else f"{str(layer.get('type')).lower()}_{index}"
         flat.append(layer)
     return flat
+
+
+# ------------------------------------------------------------------------------------------------------ folding
+
+def fold(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`expand` for a flat spec: runs of layers named ``P.k.<rest>``, ``P.(k+1).<rest>``, …
+    with the same layers and wiring, each fed by the one before, become a block and one ``repeat`` (what
+    ``layercalc convert`` writes for an imported model: torchvision's ``layer1.0`` … ``layer1.1``, Hugging Face's
+    ``model.layers.0`` …). Only a fold that expands back to exactly the same layers is kept; anything else stays
+    flat. A spec that already has blocks is returned as is.
+
+    >>> flat = {"input": [4], "layers": [{"name": f"h.{k}.fc", "type": "linear", "out_features": 4}
+    ...                                   for k in range(3)]}
+    >>> folded = fold(flat)
+    >>> folded["layers"], folded["blocks"]["h"]["layers"]
+    ([{'repeat': 3, 'name': 'h', 'block': 'h'}], [{'name': 'fc', 'type': 'linear', 'out_features': 4}])
+    """
+    layers = data.get("layers")
+    if "blocks" in data or not isinstance(layers, list) or not all(
+            isinstance(layer, Mapping) and isinstance(layer.get("name"), str) for layer in layers):
+        return dict(data)
+    layers = _implicit(layers)
+    blocks: dict[str, Any] = {}
+    out: list[Any] = []
+    i = 0
+    while i < len(layers):
+        found = _fold_at(layers, i, blocks)
+        if found is None:
+            out.append(layers[i])
+            i += 1
+        else:
+            entry, consumed = found
+            out.append(entry)
+            i += consumed
+    if not blocks:
+        return {**data, "layers": layers}
+    folded = {**{k: v for k, v in data.items() if k != "layers"}, "blocks": blocks, "layers": out}
+    if _explicit(expand(folded)["layers"]) != _explicit(layers):       # a fold must change nothing
+        return {**data, "layers": layers}
+    return folded
+
+
+def _implicit(layers: list) -> list:
+    """Layers without ``inputs`` where they only name the previous layer (the default), as people write specs."""
+    result, previous = [], NETWORK_INPUT
+    for layer in layers:
+        inputs = layer.get("inputs")
+        if inputs == previous or inputs == [previous]:
+            layer = {k: v for k, v in layer.items() if k != "inputs"}
+        result.append(layer)
+        previous = layer["name"]
+    return result
+
+
+def _explicit(layers: list) -> list:
+    """Layers with their implicit input (the previous layer) written out, for comparing wiring."""
+    result, previous = [], NETWORK_INPUT
+    for layer in layers:
+        inputs = layer.get("inputs", [previous])
+        result.append({**layer, "inputs": [inputs] if isinstance(inputs, str) else list(inputs)})
+        previous = layer["name"]
+    return result
+
+
+def _instance(layers: list, start: int, prefix: str) -> int:
+    """How many consecutive layers from ``start`` are named ``prefix.<rest>``."""
+    end = start
+    while end < len(layers) and layers[end]["name"].startswith(prefix + ".") and len(layers[end]["name"]) > \
+            len(prefix) + 1:
+        end += 1
+    return end - start
+
+
+def _signature(layers: list, start: int, count: int, prefix: str, feed: str) -> Optional[list]:
+    """The instance's layers as a block's (names without ``prefix.``, the feed as ``in``), or None when a layer
+    reads a tensor from outside the instance other than its feed."""
+    inside = {layer["name"] for layer in layers[start:start + count]}
+    block, previous = [], feed
+    for layer in layers[start:start + count]:
+        entry = {**layer, "name": layer["name"][len(prefix) + 1:]}
+        if "inputs" in layer:
+            names = [layer["inputs"]] if isinstance(layer["inputs"], str) else list(layer["inputs"])
+            local = []
+            for name in names:
+                if name in inside:
+                    local.append(name[len(prefix) + 1:])
+                elif name == feed:
+                    local.append(BLOCK_INPUT)
+                else:
+                    return None
+            entry["inputs"] = local
+        elif previous not in inside and previous != feed:
+            return None
+        block.append(entry)
+        previous = layer["name"]
+    return block
+
+
+def _fold_at(layers: list, i: int, blocks: dict[str, Any]) -> Optional[tuple[dict, int]]:
+    """A ``repeat`` of identical instances starting at layer ``i`` (at least two), or None."""
+    parts = layers[i]["name"].split(".")
+    feed = layers[i - 1]["name"] if i else NETWORK_INPUT
+    if "inputs" in layers[i]:
+        given = layers[i]["inputs"]
+        names = [given] if isinstance(given, str) else list(given)
+        if len(names) == 1:
+            feed = names[0]
+    for j in range(len(parts) - 1):                     # the outermost numbered component first
+        if not parts[j].isdigit() or (len(parts[j]) > 1 and parts[j][0] == "0"):
+            continue
+        base, k0 = ".".join(parts[:j]), int(parts[j])
+        if not base:
+            continue
+        count = _instance(layers, i, f"{base}.{k0}")
+        first = _signature(layers, i, count, f"{base}.{k0}", feed) if count else None
+        if first is None:
+            continue
+        copies, at, k = 1, i + count, k0 + 1
+        while at < len(layers):
+            size = _instance(layers, at, f"{base}.{k}")
+            if size != count or _signature(layers, at, size, f"{base}.{k}", layers[at - 1]["name"]) != first:
+                break
+            copies, at, k = copies + 1, at + size, k + 1
+        if copies < 2:
+            continue
+        name, suffix = base.replace(".", "_"), k0
+        while name in blocks and blocks[name]["layers"] != first:     # another stage of the same name
+            name, suffix = f"{base.replace('.', '_')}_{suffix}", suffix + 1
+        blocks[name] = {"params": {}, "layers": first}
+        entry: dict[str, Any] = {"repeat": copies, "name": base, "block": name}
+        if k0:
+            entry["start"] = k0
+        if feed != (layers[i - 1]["name"] if i else NETWORK_INPUT):
+            entry["inputs"] = feed
+        return entry, at - i
+    return None

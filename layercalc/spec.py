@@ -536,10 +536,14 @@ def convert(source: Union[str, os.PathLike, Mapping]) -> str:
     """A model file (``.keras``, Keras JSON, Hugging Face config.json, ``.onnx``), ``zoo:NAME`` or a spec, written
     as a layercalc YAML spec (what ``layercalc convert`` prints). The network is validated first: a source that
     cannot be analyzed gets the error ``summary`` would give, not a spec that fails later."""
+    from .blocks import fold
     from .importers import KINDS
+
     kind, data = read_source(source)
     origin = "spec" if isinstance(source, Mapping) else safe_text(os.fspath(source))
     from_data(data, origin)
+    if kind != "layercalc":                 # an imported model's repeated blocks written once
+        data = fold(data)
     where = "" if isinstance(source, Mapping) else f" {origin}"
     header = f"layercalc spec converted from the {KINDS[kind]}{where}" if kind != "layercalc" else ""
     if kind == "huggingface":           # the choices made for the config: the class built, the default input, …

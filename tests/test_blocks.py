@@ -401,3 +401,48 @@ layers:
     assert names(report)[:4] == ["features.0.0", "features.0.1", "features.0.2", "features.1.0"]
     assert report.layer("features.2.2").output_shape == [1, 16, 16, 16]
     assert report.totals.params == (16 * 3 * 9 + 32) + 2 * (16 * 16 * 9 + 32)
+
+
+# ------------------------------------------------------------------------------------------------------- fold
+
+def _chain(prefix: str, count: int, start: int = 0) -> list[dict]:
+    """``count`` residual blocks ``prefix.k``: fc → add(fc, block input)."""
+    layers, previous = [], "input"
+    for k in range(start, start + count):
+        layers += [{"name": f"{prefix}.{k}.fc", "type": "linear", "out_features": 4},
+                   {"name": f"{prefix}.{k}.add", "type": "add", "inputs": [f"{prefix}.{k}.fc", previous]}]
+        previous = f"{prefix}.{k}.add"
+    return layers
+
+
+def test_fold_writes_identical_blocks_once_and_expands_back():
+    from layercalc.blocks import fold
+    flat = {"input": [4], "layers": [{"name": "stem", "type": "linear", "out_features": 4}] + _chain("h", 3, 1)}
+    flat["layers"][1 + 1]["inputs"] = ["h.1.fc", "stem"]            # the first block reads the stem
+    folded = fold(flat)
+    assert folded["layers"][1] == {"repeat": 3, "name": "h", "block": "h", "start": 1}
+    assert folded["blocks"]["h"]["layers"] == [{"name": "fc", "type": "linear", "out_features": 4},
+                                               {"name": "add", "type": "add", "inputs": ["fc", "in"]}]
+    assert layercalc.load(folded).analyze().model_dump() == layercalc.load(flat).analyze().model_dump()
+
+
+def test_fold_leaves_blocks_that_read_other_tensors_flat():
+    from layercalc.blocks import fold
+    layers = _chain("h", 3)
+    layers[5]["inputs"] = ["h.2.fc", "h.0.fc"]                       # block 2 reads inside block 0: not a repeat
+    folded = fold({"input": [4], "layers": layers})
+    assert "blocks" not in folded or all(entry.get("name") != "h" or entry.get("repeat", 0) < 3
+                                         for entry in folded["layers"])
+    assert layercalc.load(folded).analyze().model_dump() == layercalc.load(
+        {"input": [4], "layers": layers}).analyze().model_dump()
+
+
+def test_fold_keeps_a_different_first_block_and_specs_with_blocks_as_they_are():
+    from layercalc.blocks import fold
+    layers = _chain("h", 3)
+    layers[0]["out_features"] = 4
+    layers[0]["bias"] = False                                        # block 0 differs: blocks 1–2 fold
+    folded = fold({"input": [4], "layers": layers})
+    assert folded["layers"][-1] == {"repeat": 2, "name": "h", "block": "h", "start": 1}
+    spec = {"input": [4], "blocks": {"b": {"layers": [{"type": "relu"}]}}, "layers": [{"block": "b"}]}
+    assert fold(spec) == spec

@@ -214,11 +214,23 @@ def test_the_interview_numbers():
     assert fc1.analyze().totals.params == 25_088 * 4_096 + 4_096
 
 
-def test_convert_writes_the_traced_network(tmp_path):
+@pytest.mark.parametrize("name, stages", [("resnet50", ["layer1", "layer2", "layer3", "layer4"]),
+                                          ("efficientnet_b0", None)])
+def test_the_traced_network_as_a_spec_with_its_repeated_blocks_written_once(name, stages):
+    """What `layercalc convert` writes: identical consecutive blocks (ResNet-50's layer1.1–layer1.2 …) folded into
+    one block and a repeat; it reads back to the same report, layer by layer."""
+    from layercalc.blocks import fold
     from layercalc.importers.torch import spec_from_torch
     from layercalc.spec import parse_text, to_yaml
 
-    model = torchvision().models.resnet18().eval()
-    text = to_yaml(spec_from_torch(model, (1, 3, 224, 224)))
-    again = layercalc.load(parse_text(text, "resnet18.yaml")).analyze()
-    assert again.totals.params == n_params(model) and again.totals.macs == 1_814_073_344   # torchvision's 1.814 G
+    model = getattr(torchvision().models, name)().eval()
+    flat = spec_from_torch(model, (1, 3, 224, 224))
+    folded = fold(flat)
+    assert len(folded["layers"]) < len(flat["layers"]) / 2 or name != "resnet50"
+    if stages:
+        assert list(folded["blocks"]) == stages
+        assert {"repeat": 2, "name": "layer1", "block": "layer1", "start": 1} in folded["layers"]
+    text = to_yaml(folded)
+    again = layercalc.load(parse_text(text, f"{name}.yaml")).analyze()
+    assert again.model_dump() == layercalc.load(flat).analyze().model_dump()
+    assert again.totals.params == n_params(model)

@@ -189,7 +189,7 @@ class _Converter:
         return self.sources[arg]
 
     def _emit(self, node: Any, fields: dict, inputs: list[Any], name: Optional[str] = None) -> str:
-        layer_name = self._unique(name or node.name)
+        layer_name = self._unique(name or _scoped_name(node))
         layer = {"name": layer_name, **fields}
         layer["inputs"] = [self._source(a) for a in inputs]
         self.layers.append(layer)
@@ -282,6 +282,17 @@ class _Converter:
         if rule is None:
             raise _Unsupported(f"{key} has no layercalc layer type")
         rule(node, self)
+
+
+def _scoped_name(node: Any) -> str:
+    """A function node's layer name: inside a submodule's forward, ``<module>.<op>`` (``layer1.0.add``), so the
+    layers of one block share its prefix (and ``convert`` can fold repeated blocks); at the top, fx's node name."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return node.name
+    path = str(list(stack)[-1]).split("@")[0]
+    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", node.name)
+    return f"{path}.{target}" if path else node.name
 
 
 def _describe(node: Any) -> str:
