@@ -12,31 +12,59 @@ steps and explanations side by side; :mod:`layercalc.layers.base` holds the prot
 | :mod:`~layercalc.layers.merge` | add, mul, sub, div, concat |
 | :mod:`~layercalc.layers.attention` | multi_head_attention (multihead_attention), scaled_dot_product_attention, matmul |
 
-Importing this package registers every built-in type, family by family, in the order the schema and ``--help``
-list them. Layer types of installed packages (entry point group ``layercalc.layers``) are loaded on first need
+Importing this package registers the families a convolutional network needs (activation, conv, pooling, linear,
+reshape); the others are imported on first need — a spec naming one of their types, the JSON Schema, the command
+list, or any name below read from this package — by :func:`load_all_families`, in the order the schema and
+``--help`` list them (defining ~90 Pydantic models is most of ``layercalc summary``'s start-up). Layer types of
+installed packages (entry point group ``layercalc.layers``) are loaded on first need, after the built-ins
 (:func:`~layercalc.layers.base.load_plugins`); a user's own type is one :func:`register_layer` call away.
 """
 
 from .base import *  # noqa: F401,F403  (field types, Description, LayerBase, ParamSpec, the registry)
-from .base import (ENTRY_POINT_GROUP, LAYER_CLASSES, LAYER_TYPES, MAX_RANK, Description, LayerBase,  # noqa: F401
-                   ParamSpec, accepted_fields, field_spellings, layer_union, load_plugin_file, load_plugins,
-                   parse_layer, register_layer, unregister_layer)
+from .base import (ENTRY_POINT_GROUP, MAX_RANK, Description, LayerBase,  # noqa: F401
+                   ParamSpec, accepted_fields, field_spellings, layer_union, load_families, load_plugin_file,
+                   load_plugins, parse_layer, register_layer, unregister_layer)
 
-# The built-in families, in registration order (conv first: the order of the schema and of `layercalc --help`).
+# The families imported at start (conv imports activation first: the registration order, which is the order of the
+# schema and of `layercalc --help`, begins with activation).
 from .conv import *  # noqa: E402,F401,F403
 from .pooling import *  # noqa: E402,F401,F403
 from .linear import *  # noqa: E402,F401,F403
 from .reshape import *  # noqa: E402,F401,F403
-from .norm import *  # noqa: E402,F401,F403
-from .activation import *  # noqa: E402,F401,F403
-from .merge import *  # noqa: E402,F401,F403
-from .sequence import *  # noqa: E402,F401,F403
-# ---- issue 13 families (each line added when its module lands): attention, recurrent, tensor_ops
-from .attention import *  # noqa: E402,F401,F403
-from .tensor_ops import *  # noqa: E402,F401,F403
-from .resample import *  # noqa: E402,F401,F403
-from .recurrent import *  # noqa: E402,F401,F403
 from .conv import _ConvBase, _ConvTransposeBase  # noqa: E402,F401  (family bases, for isinstance in tests)
 from .pooling import _AdaptivePoolBase, _AvgPoolBase, _MaxPoolBase, _PoolBase  # noqa: E402,F401
-from .norm import _BatchNormBase  # noqa: E402,F401
 from .activation import _Activation  # noqa: E402,F401
+
+#: the families imported on first need, in registration order
+LATER_FAMILIES = ("norm", "merge", "sequence", "attention", "tensor_ops", "resample", "recurrent")
+#: the registry's tables: complete only once every family is imported, so read through __getattr__ below
+_REGISTRY = ("LAYER_TYPES", "LAYER_CLASSES", "KERAS_CLASSES")
+for _name in _REGISTRY:
+    globals().pop(_name, None)
+_loaded = False
+
+
+def load_all_families() -> None:
+    """Import the families of :data:`LATER_FAMILIES` (once): their types register, their names join this
+    package's."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import importlib
+    for family in LATER_FAMILIES:
+        module = importlib.import_module(f".{family}", __name__)
+        globals().update({name: getattr(module, name) for name in getattr(module, "__all__", ())})
+    from .norm import _BatchNormBase
+    globals()["_BatchNormBase"] = _BatchNormBase
+
+
+def __getattr__(name: str) -> object:
+    """``LAYER_TYPES`` and the other tables, complete; a class of a family not yet imported (``layers.LSTM``)."""
+    load_all_families()
+    if name in _REGISTRY:
+        from . import base
+        return getattr(base, name)
+    if name in globals():
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

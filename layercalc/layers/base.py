@@ -31,7 +31,9 @@ real-valued field (``eps``, ``momentum``, ``negative_slope``, ``p``) takes a fin
 infinity. An on/off field takes ``true`` or ``false`` only. See :func:`layercalc.errors.whole_number_problem`.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic evaluates the fields' annotations of LayerBase again for
+# every subclass, and string annotations cost an eval each (measured: half the time of defining the layer models).
+# Function annotations naming types imported for type checking only are written as strings.
 
 import numbers
 from dataclasses import dataclass
@@ -241,7 +243,7 @@ class Description(BaseModel):
         return {}
 
     @classmethod
-    def describe_error(cls, exc: ValidationError, data: Any) -> str:
+    def describe_error(cls, exc: "ValidationError", data: Any) -> str:
         """The one-line detail of a failed validation of ``data`` as this description.
 
         Pydantic calls ``__init__`` from ``model_validate`` too, and wraps what it raises (a ``ValueError``) in a
@@ -264,7 +266,7 @@ class Description(BaseModel):
         raise SpecError(f"{self._describe_label(dict(self))}: cannot delete {safe_text(name)!r}: a description is "
                         f"not changed once validated")
 
-    def replace(self, **changes: Any) -> Self:
+    def replace(self, **changes: Any) -> "Self":
         """A validated copy with some fields changed (``net.replace(batch=8)``, ``conv.replace(stride=2)``)."""
         fields = {name: getattr(self, name) for name in type(self).model_fields}
         return type(self)(**{**fields, **changes})
@@ -361,7 +363,7 @@ class LayerBase(Description):
                    if not any(s in fields for s in spellings.get(k, [k]))}
         return {**implied, **fields}
 
-    def fused_activation(self) -> Optional[LayerBase]:
+    def fused_activation(self) -> "Optional[LayerBase]":
         """The activation applied to the output after the layer's own step (Keras' ``activation`` argument), as an
         activation layer: its FLOPs are added to the layer's and the executor applies it. None: no fused
         activation."""
@@ -378,13 +380,13 @@ class LayerBase(Description):
         vocabulary): a run without given input then draws token ids below it instead of real numbers."""
         return None
 
-    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+    def infer(self, inputs: "list[Tensor]", ctx: "Context") -> "Facts":
         """Required: what the layer does to the tensors reaching it (shape, params, MACs, FLOPs, field, notes).
 
         Raise ``ctx.fail(message)`` when the layer cannot apply to these inputs."""
         raise NotImplementedError(f"layer type {self.type_name!r} ({type(self).__name__}) has no infer() rule")
 
-    def param_specs(self, step: Step, channels_last: bool) -> dict[str, ParamSpec]:
+    def param_specs(self, step: "Step", channels_last: bool) -> "dict[str, ParamSpec]":
         """Each parameter and buffer the forward step reads, in PyTorch's layout and order (``weight`` first): its
         shape and how a run without given weights initializes it. ``step``: the resolved layer (``graph.Step``)."""
         return {}
@@ -394,13 +396,14 @@ class LayerBase(Description):
         """Whether the type has a forward step (``verify``/``run`` can execute it)."""
         return cls.forward is not LayerBase.forward
 
-    def forward(self, step: Step, xs: list[np.ndarray], params: dict[str, np.ndarray], env: Env) -> np.ndarray:
+    def forward(self, step: "Step", xs: "list[np.ndarray]", params: "dict[str, np.ndarray]",
+                env: "Env") -> "np.ndarray":
         """The NumPy forward step: ``xs`` the input arrays, ``params`` from :meth:`param_specs`, ``env`` the
         executor's environment (layout, workspace, MAC counter). Kernels are imported here, never at module level,
         so that analysis never loads NumPy."""
         raise not_runnable(step)
 
-    def scratch_bytes(self, step: Step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+    def scratch_bytes(self, step: "Step", itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         """(bytes the forward step allocates beyond its inputs and output, im2col workspace bytes): an upper bound,
         for the executor's memory estimate. ``weights_given``: the parameters were passed in (already held)."""
         return 0, 0
@@ -421,18 +424,18 @@ class LayerBase(Description):
         convolutions it sees and 0 for element-wise work; a type whose PyTorch kernel it does not see says so."""
         return f"torch.utils.flop_counter counts 2·MACs = {macs_text}"
 
-    def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
+    def explain(self, c: "Explanation", input_shapes: list[tuple[int, ...]], facts: "Facts",
                 channels_last: bool) -> None:
         """Worked formulas for ``--explain``: ``c.add(line)`` / ``c.result(label, formula, value, reported)``."""
         c.add(f"{self.type_name}: output {list(facts.output_shape)}")
         if facts.params:
             c.add(f"params = {facts.params:,}")
 
-    def explain_field(self, c: Explanation, facts: Facts, input_rf: Optional[tuple[list, list]]) -> None:
+    def explain_field(self, c: "Explanation", facts: "Facts", input_rf: Optional[tuple[list, list]]) -> None:
         """Worked receptive-field lines (after the memory lines); windowed layers override it."""
 
 
-def not_runnable(step: Step) -> LayerCalcError:
+def not_runnable(step: "Step") -> LayerCalcError:
     """The error for running a layer whose type has no forward step (``step``: the resolved layer)."""
     label = layer_label(step.index, step.name, step.layer.type_name)
     return LayerCalcError(f"{label}: layer type {step.layer.type_name!r} has no forward step: it can be analyzed "
@@ -465,11 +468,11 @@ LAYER_TYPES: dict[str, type[LayerBase]] = {}
 KERAS_CLASSES: dict[str, type[LayerBase]] = {}
 
 
-def _type_names(cls: type[LayerBase]) -> tuple[str, ...]:
+def _type_names(cls: "type[LayerBase]") -> tuple[str, ...]:
     return get_args(cls.model_fields["type"].annotation)  # the Literal's values
 
 
-def register_layer(cls: type[LayerBase]) -> type[LayerBase]:
+def register_layer(cls: "type[LayerBase]") -> "type[LayerBase]":
     """Make a layer type known to specs, the Python API, the JSON Schema, ``summary``, the calculators and the
     executor. A class decorator; the class needs a ``type: Literal["name", ...]`` field (its first value is the
     type's name, the others aliases) and an :meth:`~LayerBase.infer` rule.
@@ -492,6 +495,8 @@ def register_layer(cls: type[LayerBase]) -> type[LayerBase]:
     if cls.infer is LayerBase.infer:
         raise SpecError(f"register_layer: {cls.__name__} has no infer() rule (required: what the layer does to the "
                         f"shapes reaching it)")
+    if not cls.__module__.startswith(__package__ + "."):
+        load_families()                       # a user's type comes after every built-in, and may not shadow one
     for name in _type_names(cls):
         known = LAYER_TYPES.get(name)
         if known is not None and known is not cls:
@@ -510,7 +515,7 @@ def register_layer(cls: type[LayerBase]) -> type[LayerBase]:
     return cls
 
 
-def unregister_layer(cls: type[LayerBase]) -> None:
+def unregister_layer(cls: "type[LayerBase]") -> None:
     """Forget a registered type (tests, notebooks that redefine a type)."""
     if cls in LAYER_CLASSES:
         LAYER_CLASSES.remove(cls)
@@ -521,9 +526,17 @@ def unregister_layer(cls: type[LayerBase]) -> None:
     layer_union.cache_clear()
 
 
+def load_families() -> None:
+    """Register every built-in layer type: the families ``layercalc.layers`` does not import at start are imported
+    (on the first type a spec names that is not yet known, and before anything lists the types)."""
+    from . import load_all_families
+    load_all_families()
+
+
 @lru_cache(maxsize=1)
 def layer_union() -> Any:
     """The union of every registered layer model, discriminated by ``type`` (built for the JSON Schema only)."""
+    load_families()
     return Annotated[Union[tuple(LAYER_CLASSES)], Field(discriminator="type")]
 
 
@@ -534,6 +547,7 @@ def load_plugin_file(path: str) -> None:
     import os
     import sys
 
+    load_families()
     real = os.path.realpath(path)
     name = "layercalc_plugin_" + "".join(c if c.isalnum() else "_" for c in real)
     if name in sys.modules:
@@ -569,6 +583,7 @@ def load_plugins() -> None:
     global _plugins_loaded
     if _plugins_loaded:
         return
+    load_families()                           # the built-ins first: their order, and no plugin shadows one
     _plugins_loaded = True
     from importlib.metadata import entry_points
 
@@ -580,7 +595,7 @@ def load_plugins() -> None:
                             f"{ENTRY_POINT_GROUP!r}) cannot be loaded: {type(exc).__name__}: {exc}") from None
 
 
-def field_spellings(cls: type[LayerBase]) -> dict[str, list[str]]:
+def field_spellings(cls: "type[LayerBase]") -> dict[str, list[str]]:
     """Each field of ``cls`` → every name a spec may use for it: its own first, then its Keras aliases."""
     spellings = {}
     for name, info in cls.model_fields.items():
@@ -591,17 +606,17 @@ def field_spellings(cls: type[LayerBase]) -> dict[str, list[str]]:
 
 
 @cache
-def _aliased_fields(cls: type[LayerBase]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+def _aliased_fields(cls: "type[LayerBase]") -> tuple[tuple[str, tuple[str, ...]], ...]:
     """The fields of ``cls`` that have Keras aliases, with all their spellings (cached: checked for every layer)."""
     return tuple((name, tuple(names)) for name, names in field_spellings(cls).items() if len(names) > 1)
 
 
-def accepted_fields(cls: type[LayerBase]) -> list[str]:
+def accepted_fields(cls: "type[LayerBase]") -> list[str]:
     """Every field name a spec may use for ``cls``, Keras aliases included."""
     return sorted({n for names in field_spellings(cls).values() for n in names})
 
 
-def _field_help(cls: type[LayerBase]) -> dict[str, str]:
+def _field_help(cls: "type[LayerBase]") -> dict[str, str]:
     helps = {}
     for name, info in cls.model_fields.items():
         if info.description:
@@ -621,7 +636,7 @@ def _field_help(cls: type[LayerBase]) -> dict[str, str]:
     return helps
 
 
-def parse_layer(raw: Any, index: int) -> LayerBase:
+def parse_layer(raw: Any, index: int) -> "LayerBase":
     """Validate one layer description (a mapping, or an already built layer) into its model.
 
     Errors name the layer (index, name, type), the field, the value and why, with a suggestion for misspelled
@@ -640,6 +655,8 @@ def parse_layer(raw: Any, index: int) -> LayerBase:
     if type_ is None:
         raise SpecError(f"{layer_label(index, name, None)}: missing field 'type' "
                         f"(one of: {', '.join(sorted(LAYER_TYPES))})")
+    if isinstance(type_, str) and type_ not in KERAS_CLASSES and type_.lower() not in LAYER_TYPES:
+        load_families()                           # a type of a family not imported at start
     keras = KERAS_CLASSES.get(type_) if isinstance(type_, str) else None
     if keras is not None:
         # a Keras class name (exact spelling): the type that implements it, with the fields Keras' meaning implies
