@@ -53,3 +53,10 @@ def test_the_order_is_the_families_order_whatever_registers_first():
     builtin = json.loads(fresh("import json, layercalc.layers as L\nL.load_all_families()\n"
                                "print(json.dumps([c.model_fields['type'].default for c in L.LAYER_CLASSES]))"))
     assert with_user == builtin + ["mine_example"]
+
+
+def test_every_layer_class_is_a_name_of_the_package_and_of_layercalc():
+    out = fresh("import json, layercalc, layercalc.layers as L\n"
+                "names = [c.__name__ for c in L.LAYER_CLASSES]\n"
+                "print(json.dumps([n for n in names if getattr(L, n, None) is None or getattr(layercalc, n) is None]))")
+    assert json.loads(out) == []

@@ -27,6 +27,7 @@ from .base import (ENTRY_POINT_GROUP, MAX_RANK, Description, LayerBase,  # noqa:
 
 # The families imported at start (conv imports activation first: the registration order, which is the order of the
 # schema and of `layercalc --help`, begins with activation).
+from .activation import *  # noqa: E402,F401,F403
 from .conv import *  # noqa: E402,F401,F403
 from .pooling import *  # noqa: E402,F401,F403
 from .linear import *  # noqa: E402,F401,F403
