@@ -369,8 +369,14 @@ def load_weights(path, steps=None, channels_last: bool = False,
     to what its header describes, the total within ``max_bytes`` and, given the network's ``steps``, every key a
     parameter of a layer with its shape — all before any array is decompressed (a small file can declare or
     inflate to gigabytes).
+
+    A Keras ``.keras`` file or ``.weights.h5`` file (told by content) is read by the Keras importer, which converts
+    Keras' layouts to these (:func:`layercalc.importers.keras.read_keras_weights`).
     """
     where = os.fspath(path)
+    from .importers.keras import keras_weights_kind, read_keras_weights
+    if keras_weights_kind(where) is not None:
+        return read_keras_weights(where, steps, channels_last, max_bytes)
     try:
         archive = zipfile.ZipFile(where)
     except FileNotFoundError:
@@ -429,7 +435,8 @@ def load_weights(path, steps=None, channels_last: bool = False,
 
 def normalize_weights(weights, steps=None, channels_last: bool = False,
                       max_bytes: Optional[int] = None) -> dict[str, dict[str, Any]]:
-    """A path (``.npz``), a nested mapping ``{layer: {param: array}}`` or a flat one ``{"layer.param": array}``."""
+    """A path (``.npz``, ``.keras``, ``.weights.h5``), a nested mapping ``{layer: {param: array}}`` or a flat one
+    ``{"layer.param": array}``."""
     if weights is None:
         return {}
     if isinstance(weights, (str, os.PathLike)):
@@ -673,6 +680,10 @@ def weight_sources(network, weights=None, seed: int = 0, source: Optional[str] =
     """Which layers of ``network`` a run with ``weights`` takes from them and which get random weights (seed).
 
     ``weights`` as for :func:`run` (a path is read for its keys only)."""
+    from .importers.keras import keras_weights_kind
+    if isinstance(weights, (str, os.PathLike)) and keras_weights_kind(weights) is not None:
+        source = source or os.fspath(weights)          # Keras' own keys: read and converted to know which it gives
+        weights = load_weights(weights, network.resolve(), network.channels_last)
     if isinstance(weights, (str, os.PathLike)):
         source = source or os.fspath(weights)
         try:

@@ -19,6 +19,7 @@ from oracle_helpers import keras_on_torch
 
 import layercalc
 from layercalc import LayerCalcError
+from layercalc.importers.keras import weights_from_keras
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
@@ -168,41 +169,9 @@ def test_keras_applications(build, keras, tmp_path):
 # ------------------------------------------------------------------------------------------ forward passes
 
 def keras_weights(model, keras) -> dict:
-    """Keras' weights in layercalc's (PyTorch's) layouts, by layer name."""
-    out = {}
-    for layer in model.layers:
-        values = {w.path.rsplit("/", 1)[-1]: keras.ops.convert_to_numpy(w.value).astype(np.float64)
-                  for w in layer.weights}
-        if not values:
-            continue
-        kind = type(layer).__name__
-        mine = {}
-        if kind in ("Conv1D", "Conv2D"):
-            k = values["kernel"]
-            mine["weight"] = k.transpose(k.ndim - 1, k.ndim - 2, *range(k.ndim - 2))
-        elif kind == "Conv2DTranspose":
-            mine["weight"] = values["kernel"].transpose(3, 2, 0, 1)
-        elif kind == "DepthwiseConv2D":
-            k = values["kernel"]                                     # (kh, kw, C_in, m)
-            mine["weight"] = k.reshape(*k.shape[:2], -1).transpose(2, 0, 1)[:, None]
-        elif kind == "SeparableConv2D":
-            k = values["depthwise_kernel"]
-            mine["depthwise_weight"] = k.reshape(*k.shape[:2], -1).transpose(2, 0, 1)[:, None]
-            mine["pointwise_weight"] = values["pointwise_kernel"].transpose(3, 2, 0, 1)
-        elif kind == "Dense":
-            mine["weight"] = values["kernel"].T
-        elif kind == "BatchNormalization":
-            mine.update({"running_mean": values["moving_mean"], "running_var": values["moving_variance"]})
-            if "gamma" in values:
-                mine["weight"] = values["gamma"]
-            if "beta" in values:
-                mine["bias"] = values["beta"]
-        else:
-            raise AssertionError(f"no weight mapping for {kind} in this test")
-        if "bias" in values and kind != "BatchNormalization":
-            mine["bias"] = values["bias"]
-        out[layer.name] = mine
-    return out
+    """Keras' weights in layercalc's (PyTorch's) layouts, by layer name: the product's conversion (kept under this
+    name for the test modules that import it)."""
+    return weights_from_keras(model)
 
 
 def forward_model(keras):

@@ -282,7 +282,8 @@ class Progress:
 
 
 def _load_weights(path: Optional[str], net=None, limit: Optional[int] = None):
-    """The --weights archive, its headers checked against ``net``'s layers and ``limit`` before any array is read."""
+    """The --weights file (an .npz, or a Keras .keras or .weights.h5 file), its headers checked against ``net``'s
+    layers and ``limit`` before any array is read."""
     if path is None:
         return None
     from ..executor import default_memory_limit, load_weights
@@ -300,8 +301,9 @@ ComputeDtypeOpt = Annotated[Optional[str], typer.Option("--dtype", metavar="floa
                                                         help="compute precision (default float32)")]
 
 
-WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", metavar="FILE.npz",
-                                                   help="weights to load (missing ones are random)")]
+WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", metavar="FILE",
+                                                   help="weights to load: an .npz of PyTorch-layout arrays, or a "
+                                                        "Keras .keras or .weights.h5 file (missing ones are random)")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the random input and weights")]
 
 

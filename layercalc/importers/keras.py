@@ -18,19 +18,31 @@ Which layercalc type implements which Keras class is said by each layer family (
   skipped or counted as zero.
 
 ``trainable: false`` is kept as the layer's ``trainable`` field (its weights count as Keras' non-trainable params).
+
+Weights (:func:`weights_from_keras`, and ``--weights`` given a ``.keras`` or ``.weights.h5`` file): Keras 3 saves
+them in HDF5 (``model.weights.h5`` inside a ``.keras`` zip, or ``model.save_weights``), read with ``h5py`` (the
+``keras`` extra). Each layer's group, ``layers/<class>[_n]``, holds its variables as ``vars/0``, ``vars/1`` … in
+the order of ``layer.weights``, its sub-objects' under their own groups (``cell/vars``, ``query_dense/vars``), and
+the layer's name as the ``name`` attribute of ``vars``. Which array is which, and how it becomes the PyTorch layout
+the executor reads, is said by each layer type (:meth:`~layercalc.layers.base.LayerBase.keras_weights`).
 """
 
 from __future__ import annotations
 
+import importlib
+import io
 import json
+import os
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
-from ..errors import SpecError, safe_text, shown
+from ..errors import LayerCalcError, ResourceError, SpecError, did_you_mean, layer_label, safe_text, shown
 
-__all__ = ["spec_from_json", "spec_from_archive", "MAX_CONFIG_BYTES"]
+__all__ = ["spec_from_json", "spec_from_archive", "MAX_CONFIG_BYTES", "weights_from_keras", "keras_weights_kind",
+           "read_keras_weights"]
 
 #: the largest config.json read from a .keras archive (its declared size is checked before reading); a model's
 #: configuration is text describing its layers, far below this even for hundreds of layers
@@ -367,3 +379,229 @@ def _tensors(value: Any) -> list[Mapping]:
     if isinstance(value, (list, tuple)):
         return [t for v in value for t in _tensors(v)]
     return []
+
+
+# ------------------------------------------------------------------------------------------------------ weights
+
+#: the .keras archive's member holding the weights, and the first bytes of every HDF5 file (Keras writes no user
+#: block before them)
+WEIGHTS_MEMBER = "model.weights.h5"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+#: what reading a damaged or foreign file raises (h5py: OSError, KeyError, ValueError, TypeError), turned into one line
+_READ_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def keras_weights_kind(path: Union[str, os.PathLike]) -> Optional[str]:
+    """``"archive"`` for a zip holding model.weights.h5 (a ``.keras`` file), ``"h5"`` for an HDF5 file
+    (``model.save_weights``' ``.weights.h5``), None for anything else (an ``.npz``, a missing file): by content."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(len(HDF5_MAGIC))
+        if head == HDF5_MAGIC:
+            return "h5"
+        if head.startswith(b"PK\x03\x04"):
+            with zipfile.ZipFile(path) as archive:
+                return "archive" if WEIGHTS_MEMBER in archive.namelist() else None
+    except (OSError, zipfile.BadZipFile, ValueError):
+        pass
+    return None
+
+
+def weights_from_keras(source: Any, network: Any = None,
+                       max_bytes: Optional[int] = None) -> dict[str, dict[str, Any]]:
+    """A Keras model's weights as ``{layer_name: {param: array}}`` in layercalc's (PyTorch's) layouts, ready for
+    ``net.run(x, weights=...)`` and ``verify``.
+
+    ``source``: a live ``keras.Model``, or the path of a ``.keras`` file or a ``.weights.h5`` file (needs ``h5py``:
+    ``pip install 'layercalc[keras]'``). ``network``: the network the weights are for (a ``Network``, or anything
+    :func:`layercalc.load` reads); default the model's own, from the ``.keras`` file's or the model's configuration
+    — a ``.weights.h5`` file holds none, so it needs one. Weights of a layer the network does not have, or of
+    another shape, are a SpecError naming the layer; ``max_bytes`` caps the arrays read.
+    """
+    from ..spec import load
+
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        kind = keras_weights_kind(path)
+        if kind is None:
+            what = "no such file" if not os.path.exists(path) else (
+                "not a Keras weights file (a .keras zip holding model.weights.h5, or a .weights.h5 HDF5 file)")
+            raise SpecError(f"{safe_text(str(path))}: {what}")
+        if network is None and kind == "h5":
+            raise SpecError(f"{safe_text(str(path))}: a .weights.h5 file holds no model configuration: pass the "
+                            f"network it belongs to (network=: its .keras file, model JSON or spec)")
+        net = load(path if network is None else network)
+        return read_keras_weights(path, net.resolve(), net.channels_last, max_bytes)
+    if callable(getattr(source, "save_weights", None)) and callable(getattr(source, "to_json", None)):
+        import tempfile
+
+        net = load(network if network is not None else spec_from_json(json.loads(source.to_json()), "keras.Model"))
+        with tempfile.TemporaryDirectory() as folder:        # Keras' own writer: the same file a .keras holds
+            path = os.path.join(folder, "model.weights.h5")
+            source.save_weights(path)
+            return read_keras_weights(path, net.resolve(), net.channels_last, max_bytes, origin="keras.Model")
+    raise SpecError(f"weights_from_keras: got {type(source).__name__}: expected a keras.Model or the path of a "
+                    f".keras or .weights.h5 file")
+
+
+def read_keras_weights(path: Union[str, os.PathLike], steps: Optional[list] = None, channels_last: bool = True,
+                       max_bytes: Optional[int] = None, origin: Optional[str] = None) -> dict[str, dict[str, Any]]:
+    """The weights of a ``.keras`` or ``.weights.h5`` file for a network's resolved ``steps`` (default: the
+    ``.keras`` file's own network), converted by each layer's type and checked against its parameters."""
+    origin = origin or safe_text(os.fspath(path))
+    kind = keras_weights_kind(path)
+    if steps is None:
+        if kind != "archive":
+            raise SpecError(f"{origin}: Keras weights without a model configuration: give the network they are for")
+        from ..spec import load
+        net = load(path)
+        steps, channels_last = net.resolve(), net.channels_last
+    h5py = _h5py()
+    try:
+        if kind == "archive":
+            with zipfile.ZipFile(path) as archive:
+                info = archive.getinfo(WEIGHTS_MEMBER)
+                if max_bytes is not None and info.file_size > max_bytes:
+                    raise ResourceError(f"{origin}: {WEIGHTS_MEMBER} declares {info.file_size:,} bytes, above the "
+                                        f"memory limit of {max_bytes:,}")
+                stream: Any = io.BytesIO(archive.read(info))
+        else:
+            stream = os.fspath(path)
+        with h5py.File(stream, "r") as store:
+            variables = _saved_variables(h5py, store, origin, max_bytes)
+    except LayerCalcError:
+        raise
+    except MemoryError:
+        raise ResourceError(f"{origin}: not enough memory to read the weights") from None
+    except _READ_ERRORS as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SpecError(f"{origin}: cannot read Keras weights ({safe_text(text[:120])})") from None
+    return _converted(variables, steps, channels_last, origin)
+
+
+def _h5py() -> Any:
+    try:
+        h5py = importlib.import_module("h5py")          # (untyped: imported by name)
+    except ImportError:
+        raise SpecError("reading Keras weights (HDF5: model.weights.h5, .weights.h5) needs h5py: pip install "
+                        "'layercalc[keras]'") from None
+    return h5py
+
+
+#: how deep a layer's sub-objects nest (an RNN's cell: 1); deeper is not a Keras file (HDF5 allows cycles)
+_MAX_NESTING = 8
+
+
+def _saved_variables(h5py: Any, store: Any, origin: str, max_bytes: Optional[int]) -> dict[str, dict[str, list]]:
+    """``{layer name: {object: [arrays in Keras' order]}}`` (object ``""``: the layer itself); every dataset's
+    dtype and size checked before any is read."""
+    layers = _member(h5py, store, "layers", origin)
+    if not isinstance(layers, h5py.Group):
+        raise SpecError(f"{origin}: no 'layers' group: not weights written by Keras 3 (model.save, "
+                        f"model.save_weights)")
+    found: dict[str, dict[str, list]] = {}
+    total = 0
+    for key in layers:
+        group = _member(h5py, layers, key, origin)
+        if not isinstance(group, h5py.Group):
+            raise SpecError(f"{origin}: layers/{safe_text(key)} is not a group: not weights written by Keras 3")
+        holders: list[tuple[str, Any]] = []           # (object, its vars group): "" the layer's own, "cell", …
+        _find_vars(h5py, group, "", holders, origin)
+        objects: dict[str, list] = {}
+        for owner, holder in holders:
+            datasets = []
+            for index in range(len(holder)):
+                dataset = _member(h5py, holder, str(index), origin)
+                if not isinstance(dataset, h5py.Dataset):
+                    raise SpecError(f"{origin}: {holder.name}: expected variables 0..{len(holder) - 1}, found "
+                                    f"{', '.join(sorted(holder))[:200]}")
+                if dataset.dtype.kind not in "fiu" or dataset.dtype.fields is not None:
+                    raise SpecError(f"{origin}: {dataset.name} holds {dataset.dtype} values, expected numbers")
+                total += dataset.size * dataset.dtype.itemsize
+                datasets.append(dataset)
+            if datasets:
+                objects[owner] = datasets
+        if not objects:                                  # a layer without weights (Flatten, the input)
+            continue
+        own = dict(holders).get("")
+        name = own.attrs.get("name") if own is not None else None
+        name = name.decode() if isinstance(name, bytes) else name
+        if not isinstance(name, str):
+            raise SpecError(f"{origin}: layers/{safe_text(key)} has no layer name (the 'name' attribute Keras 3 "
+                            f"writes on its vars group): re-save the model with a current Keras 3")
+        found[name] = objects
+    if max_bytes is not None and total > max_bytes:
+        raise ResourceError(f"{origin}: the weights' arrays hold {total:,} bytes, above the memory limit of "
+                            f"{max_bytes:,}")
+    return {name: {owner: [dataset[()] for dataset in datasets] for owner, datasets in objects.items()}
+            for name, objects in found.items()}
+
+
+def _find_vars(h5py: Any, group: Any, prefix: str, holders: list, origin: str, depth: int = 0) -> None:
+    """Every ``vars`` group under ``group``, with the path of the object holding it (``""``, ``cell``)."""
+    if depth > _MAX_NESTING:
+        raise SpecError(f"{origin}: {group.name}: groups nested deeper than {_MAX_NESTING}: not a Keras weights file")
+    for key in group:
+        member = _member(h5py, group, key, origin)
+        if not isinstance(member, h5py.Group):
+            continue
+        if key == "vars":
+            holders.append((prefix.rstrip("/"), member))
+        else:
+            _find_vars(h5py, member, f"{prefix}{key}/", holders, origin, depth + 1)
+
+
+def _member(h5py: Any, group: Any, key: str, origin: str) -> Any:
+    """``group[key]`` when it is stored in this file (None if absent). A soft or external link, an external or
+    virtual dataset would read elsewhere — another file on this machine — and is refused: Keras writes none."""
+    link = group.get(key, getlink=True)
+    if link is None:
+        return None
+    if not isinstance(link, h5py.HardLink):
+        raise SpecError(f"{origin}: {group.name.rstrip('/')}/{safe_text(key)} is a link ({type(link).__name__}): "
+                        f"refused (Keras writes every variable into the file itself)")
+    member = group[key]
+    if isinstance(member, h5py.Dataset) and (member.external or member.is_virtual):
+        raise SpecError(f"{origin}: {member.name} keeps its data outside the file: refused (Keras writes every "
+                        f"variable into the file itself)")
+    return member
+
+
+def _converted(variables: dict[str, dict[str, list]], steps: list, channels_last: bool,
+               origin: str) -> dict[str, dict[str, Any]]:
+    """Each layer's saved variables as its parameters, by its type's ``keras_weights``; checked as ``--weights``
+    arrays are (a layer of that name, each parameter's shape)."""
+    import numpy as np
+
+    from ..executor import check_weights
+
+    by_name = {step.name: step for step in steps}
+    weights: dict[str, dict[str, Any]] = {}
+    for name, held in variables.items():
+        if not any(len(arrays) for arrays in held.values()):
+            continue
+        step = by_name.get(name)
+        if step is None:
+            hint = did_you_mean(name, by_name) or " (weights of another model?)"
+            raise SpecError(f"{origin}: holds the weights of a Keras layer {shown(name)}; the network has no layer of "
+                            f"that name{hint}")
+        layer = step.layer
+        class_name = next(iter(type(layer).keras_classes), "layer")      # (messages: "Keras layer saved …")
+        try:
+            params = layer.keras_weights(step, class_name, held)
+        except LayerCalcError as exc:
+            raise SpecError(f"{origin}: {exc}") from None
+        except (ValueError, IndexError) as exc:            # arrays of other ranks than the class saves
+            shapes = "; ".join(f"{owner or name}: " + ", ".join(str(list(a.shape)) for a in arrays)
+                               for owner, arrays in held.items() if arrays)
+            raise SpecError(f"{origin}: weights for {layer_label(step.index, step.name, layer.type_name)}: the saved "
+                            f"variables ({shapes}) are not those of a Keras {class_name} ({exc})") from None
+        weights[name] = {param: np.ascontiguousarray(array) for param, array in params.items()}
+    # in the network's order (the file's is alphabetical by class): the first layer that differs is reported
+    weights = {step.name: weights[step.name] for step in steps if step.name in weights}
+    try:
+        check_weights(steps, weights, channels_last)
+    except SpecError as exc:
+        raise SpecError(f"{origin}: {exc}") from None
+    return weights

@@ -43,6 +43,7 @@ from .base import (
     Probability,
     _alias,
     _per_dim,
+    keras_variables,
     register_layer,
 )
 from .merge import broadcast_shapes
@@ -358,6 +359,40 @@ class MultiHeadAttention(LayerBase):
         if self.has_out_bias:
             specs["out_proj_bias"] = ParamSpec((d.out,), "[output_dim]")
         return specs
+
+    def keras_weights(self, step: Any, class_name: str, variables: dict) -> dict:
+        """Keras' projections are sub-layers: query_dense, key_dense, value_dense with kernel [in, heads, head_dim]
+        and bias [heads, head_dim], output_dense with kernel [heads, value_dim, out] and bias [out]. Flattening the
+        heads gives [in, H·d] (heads outer, as this layer splits them): its transpose is the PyTorch weight."""
+        import numpy as np
+
+        d: AttentionDims = step.facts.geometry["attention"]
+        if d.kv_heads != d.heads or self.add_bias_kv:
+            from ..errors import SpecError, layer_label
+            raise SpecError(f"weights for {layer_label(step.index, step.name, self.type_name)}: Keras' {class_name} "
+                            f"has as many key/value heads as query heads and no bias_k/bias_v; this layer has "
+                            f"num_kv_heads {d.kv_heads}, add_bias_kv {str(self.add_bias_kv).lower()}")
+        qkv = ["kernel", "bias"][:1 + self.has_qkv_bias]
+        v = keras_variables(step, class_name, variables, {"query_dense": qkv, "key_dense": qkv, "value_dense": qkv,
+                                                          "output_dense": ["kernel", "bias"][:1 + self.has_out_bias]})
+        weights = [v[f"{part}_dense/kernel"].reshape(v[f"{part}_dense/kernel"].shape[0], -1).T
+                   for part in ("query", "key", "value")]
+        params = {}
+        if d.packed:
+            params["in_proj_weight"] = np.concatenate(weights)
+        else:
+            params.update({f"{name}_proj_weight": w for name, w in zip("qkv", weights)})
+        if self.has_qkv_bias:
+            biases = [v[f"{part}_dense/bias"].reshape(-1) for part in ("query", "key", "value")]
+            if d.torch_layout:
+                params["in_proj_bias"] = np.concatenate(biases)
+            else:
+                params.update({f"{name}_proj_bias": b for name, b in zip("qkv", biases)})
+        out_kernel = v["output_dense/kernel"]
+        params["out_proj_weight"] = out_kernel.reshape(-1, out_kernel.shape[-1]).T
+        if self.has_out_bias:
+            params["out_proj_bias"] = v["output_dense/bias"]
+        return params
 
     # ----------------------------------------------------------------------------------------------- forward
 

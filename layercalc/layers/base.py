@@ -8,7 +8,9 @@ only :meth:`LayerBase.infer` is required:
 - ``forward(step, xs, params, env)``: the NumPy forward step (absent: the type is analysis-only);
 - ``scratch_bytes(step, itemsize, channels_last, weights_given)``: temporaries of the forward step, for the memory
   estimate (an upper bound);
-- ``explain(c, input_shapes, facts, channels_last)`` and ``explain_field(c, facts, input_rf)``: worked formulas.
+- ``explain(c, input_shapes, facts, channels_last)`` and ``explain_field(c, facts, input_rf)``: worked formulas;
+- ``keras_weights(step, class_name, variables)``: the parameters from the variables Keras saved for the layer (a
+  type whose Keras class has weights).
 
 :func:`register_layer` makes a type known everywhere: specs, the Python API, the JSON Schema, ``summary``, its own
 calculator command, and ``verify``/``run`` when it has a forward step. Built-in types are registered by their family
@@ -363,6 +365,20 @@ class LayerBase(Description):
                    if not any(s in fields for s in spellings.get(k, [k]))}
         return {**implied, **fields}
 
+    def keras_weights(self, step: "Step", class_name: str,
+                      variables: "dict[str, list[np.ndarray]]") -> "dict[str, np.ndarray]":
+        """This layer's parameters (:meth:`param_specs`' names, PyTorch's layouts) from the variables Keras saved for
+        it (``model.weights.h5``). ``variables`` maps each object of the layer that holds some — ``""`` the layer
+        itself, ``"cell"`` a recurrent layer's cell, ``"query_dense"`` … — to its arrays in Keras' order
+        (``layer.weights``); :func:`keras_variables` names them. A type implementing a Keras class with weights
+        overrides this; here, a layer holding variables is an error naming them (never a run on made-up weights)."""
+        held = {group: arrays for group, arrays in variables.items() if len(arrays)}
+        if held:
+            raise SpecError(f"weights for {layer_label(step.index, step.name, self.type_name)}: Keras {class_name} "
+                            f"saved {_variables_text(held)}, and layercalc's {self.type_name!r} type has no mapping "
+                            f"of Keras weights")
+        return {}
+
     def fused_activation(self) -> "Optional[LayerBase]":
         """The activation applied to the output after the layer's own step (Keras' ``activation`` argument), as an
         activation layer: its FLOPs are added to the layer's and the executor applies it. None: no fused
@@ -440,6 +456,33 @@ def not_runnable(step: "Step") -> LayerCalcError:
     label = layer_label(step.index, step.name, step.layer.type_name)
     return LayerCalcError(f"{label}: layer type {step.layer.type_name!r} has no forward step: it can be analyzed "
                           f"(summary, the calculator) but not run (verify and run need a forward method)")
+
+
+def keras_variables(step: "Step", class_name: str, variables: "dict[str, list[np.ndarray]]",
+                    expected: dict[str, list[str]]) -> "dict[str, np.ndarray]":
+    """Keras' saved variables of a layer (see :meth:`LayerBase.keras_weights`) by name. ``expected`` lists, per
+    object, the names of its variables in Keras' order (``{"": ["kernel", "bias"]}``, ``{"cell": [...]}``); the
+    result is keyed ``kernel``, or ``cell/kernel`` under an object. Other objects or counts than expected (another
+    class's weights, ``use_bias`` that differs) are a SpecError naming the layer, what was saved and what was
+    expected."""
+    held = {group: arrays for group, arrays in variables.items() if len(arrays)}
+    wanted = {group: names for group, names in expected.items() if names}
+    if held.keys() != wanted.keys() or any(len(held[group]) != len(names) for group, names in wanted.items()):
+        expect = "; ".join(f"{f'{group}: ' if group else ''}{', '.join(names)}" for group, names in wanted.items())
+        raise SpecError(f"weights for {layer_label(step.index, step.name, step.layer.type_name)}: Keras {class_name} "
+                        f"saved {_variables_text(held)}; this layer takes {expect or 'no variables'}")
+    return {f"{group}/{name}" if group else name: array
+            for group, names in wanted.items() for name, array in zip(names, held[group])}
+
+
+def _variables_text(held: "dict[str, list[np.ndarray]]") -> str:
+    """``2 variables [3, 2], [2]`` or ``query_dense: [3, 2, 4]; …``: what a layer's saved variables are."""
+    if not held:
+        return "no variables"
+    parts = [(f"{group}: " if group else "") + ", ".join(str(list(a.shape)) for a in arrays)
+             for group, arrays in held.items()]
+    count = sum(len(arrays) for arrays in held.values())
+    return f"{count} variable{'s' if count != 1 else ''} " + "; ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ from .base import (
     _padding_pairs,
     _per_dim,
     data_format_field,
+    keras_variables,
     register_layer,
 )
 
@@ -189,6 +190,10 @@ class _ConvBase(LayerBase):
             specs["bias"] = ParamSpec((self.out_channels,), "[out_channels]", "uniform", fan_in)
         return specs
 
+    def keras_weights(self, step, class_name: str, variables: dict) -> dict:
+        v = keras_variables(step, class_name, variables, {"": ["kernel", "bias"][:1 + self.bias]})
+        return {"weight": _keras_kernel(v["kernel"]), **({"bias": v["bias"]} if self.bias else {})}
+
     def forward(self, step, xs, params, env):
         from ..kernels import conv
         x = env.to_channels_last(xs[0])
@@ -260,6 +265,20 @@ class _ConvBase(LayerBase):
 
     def explain_field(self, c: Explanation, facts: Facts, input_rf) -> None:
         explain_window_field(c, self.kernel_size, self.stride, self.dilation, facts, input_rf)
+
+
+def _keras_kernel(kernel: Any) -> Any:
+    """Keras' conv kernel [*kernel_size, in/groups, out] → PyTorch's weight [out, in/groups, *kernel_size]; the same
+    axes move for a transposed conv (Keras [*kernel_size, out/groups, in] → PyTorch [in, out/groups, *kernel_size])."""
+    rank = kernel.ndim - 2
+    return kernel.transpose(rank + 1, rank, *range(rank))
+
+
+def _keras_depthwise_kernel(kernel: Any) -> Any:
+    """Keras' depthwise kernel [*kernel_size, in, depth_multiplier] → the grouped conv's weight [in·depth_multiplier,
+    1, *kernel_size]: output channel c·depth_multiplier + j reads input channel c, in both."""
+    rank = kernel.ndim - 2
+    return kernel.reshape(*kernel.shape[:rank], -1).transpose(rank, *range(rank))[:, None]
 
 
 def _check_padding_mode(mode: str, spatial: Shape, pads, x: Tensor, ctx: Context) -> None:
@@ -498,6 +517,10 @@ class _DepthwiseBase(LayerBase):
         cin = self.channels(step.input_shapes[0], channels_last)
         return self.depthwise(cin, self.bias).param_specs(step, channels_last)
 
+    def keras_weights(self, step, class_name: str, variables: dict) -> dict:
+        v = keras_variables(step, class_name, variables, {"": ["kernel", "bias"][:1 + self.bias]})
+        return {"weight": _keras_depthwise_kernel(v["kernel"]), **({"bias": v["bias"]} if self.bias else {})}
+
     def forward(self, step, xs, params, env):
         return self.depthwise(self.channels(xs[0].shape, env.channels_last), self.bias).forward(step, xs, params, env)
 
@@ -564,6 +587,12 @@ class _SeparableBase(_DepthwiseBase):
         if self.bias:
             specs["bias"] = ParamSpec((self.out_channels,), "[out_channels]", "uniform", mid)
         return specs
+
+    def keras_weights(self, step, class_name: str, variables: dict) -> dict:
+        names = ["depthwise_kernel", "pointwise_kernel", "bias"][:2 + self.bias]
+        v = keras_variables(step, class_name, variables, {"": names})
+        return {"depthwise_weight": _keras_depthwise_kernel(v["depthwise_kernel"]),
+                "pointwise_weight": _keras_kernel(v["pointwise_kernel"]), **({"bias": v["bias"]} if self.bias else {})}
 
     def forward(self, step, xs, params, env):
         from ..kernels import conv

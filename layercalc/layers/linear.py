@@ -14,7 +14,7 @@ from pydantic import Field
 from ..explain import Explanation, n
 from ..rules import Context, Facts, Tensor, check_declared, fmt_shape, numel
 from .activation import ActivationName, activation_field, activation_layer
-from .base import Bool, LayerBase, ParamSpec, PositiveInt, _alias, register_layer
+from .base import Bool, LayerBase, ParamSpec, PositiveInt, _alias, keras_variables, register_layer
 
 __all__ = ['Linear']
 
@@ -62,6 +62,11 @@ class Linear(LayerBase):
         if self.bias:
             specs["bias"] = ParamSpec((fout,), "[out_features]", "uniform", fin)
         return specs
+
+    def keras_weights(self, step, class_name: str, variables: dict) -> dict:
+        # Keras' kernel is [in, out]: x·kernel; PyTorch's weight [out, in]: x·weightᵀ
+        v = keras_variables(step, class_name, variables, {"": ["kernel", "bias"][:1 + self.bias]})
+        return {"weight": v["kernel"].T, **({"bias": v["bias"]} if self.bias else {})}
 
     def forward(self, step, xs, params, env):
         from ..kernels import linear

@@ -15,7 +15,18 @@ from pydantic import Field
 
 from ..explain import Explanation, n, prod_text, spatial_parts
 from ..rules import Context, Facts, Tensor, check_declared, fmt_shape, normalize_dim, numel, split_channels
-from .base import Bool, Float, Int, LayerBase, ParamSpec, PositiveFloat, PositiveInt, _alias, register_layer
+from .base import (
+    Bool,
+    Float,
+    Int,
+    LayerBase,
+    ParamSpec,
+    PositiveFloat,
+    PositiveInt,
+    _alias,
+    keras_variables,
+    register_layer,
+)
 
 __all__ = ['BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d', 'BatchNorm', 'LayerNorm', 'GroupNorm', 'RMSNorm']
 
@@ -166,6 +177,13 @@ class BatchNorm(LayerBase):
         specs["running_var"] = ParamSpec((c,), "[features]", "ones", buffer=True)
         return specs
 
+    def keras_weights(self, step, class_name: str, variables: dict) -> dict:
+        # Keras' order: γ (scale) and β (center) when present, then the moving mean and variance
+        names = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
+        kept = [name for name, on in (("gamma", self.scale), ("beta", self.center)) if on]
+        v = keras_variables(step, class_name, variables, {"": [*kept, "moving_mean", "moving_variance"]})
+        return {names[name]: array for name, array in v.items()}
+
     def forward(self, step, xs, params, env):
         from ..kernels import batch_norm
         return batch_norm(xs[0], channel_axis=step.facts.geometry["axis"], mean=params["running_mean"],
@@ -210,6 +228,12 @@ def _keras_epsilon(fields: dict[str, Any]) -> None:
     fields["eps"] = fields.pop("epsilon", fields.get("eps", 1e-3))          # Keras' default epsilon is 1e-3
 
 
+def _keras_affine_weights(step, class_name: str, variables: dict, scale: bool, center: bool) -> dict:
+    """Keras' γ (gamma, saved first) → weight and β (beta) → bias: LayerNormalization, GroupNormalization."""
+    v = keras_variables(step, class_name, variables, {"": ["gamma"][:scale] + ["beta"][:center]})
+    return {"weight" if name == "gamma" else "bias": array for name, array in v.items()}
+
+
 # ---------------------------------------------------------------------------------------------- layer norm
 
 @register_layer
@@ -251,6 +275,10 @@ class LayerNorm(LayerBase):
         if self.bias:
             specs["bias"] = ParamSpec(normalized, "normalized_shape")
         return specs
+
+    def keras_weights(self, step, class_name: str, variables: dict) -> dict:
+        return _keras_affine_weights(step, class_name, variables, self.elementwise_affine,
+                                     self.elementwise_affine and self.bias)
 
     def forward(self, step, xs, params, env):
         from ..kernels import layer_norm
@@ -315,6 +343,9 @@ class GroupNorm(LayerBase):
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         _, c, _ = split_channels(step.input_shapes[0], channels_last)
         return _affine_specs(c) if self.affine else {}
+
+    def keras_weights(self, step, class_name: str, variables: dict) -> dict:
+        return _keras_affine_weights(step, class_name, variables, self.affine, self.affine)
 
     def forward(self, step, xs, params, env):
         from ..kernels import group_norm

@@ -32,6 +32,7 @@ from .base import (
     Probability,
     _alias,
     _lower_string,
+    keras_variables,
     register_layer,
 )
 
@@ -57,6 +58,8 @@ class _Recurrent(LayerBase):
     gates: ClassVar[int] = 1
     #: the gate names, in PyTorch's row order of weight_ih / weight_hh
     gate_names: ClassVar[str] = "h"
+    #: where each of those gates sits among the column blocks of Keras' kernel, recurrent_kernel and bias
+    keras_gate_order: ClassVar[tuple[int, ...]] = (0,)
 
     input_size: Optional[PositiveInt] = Field(
         None, description="features per time step; inferred from the input (its last dim), an error if different")
@@ -251,6 +254,36 @@ class _Recurrent(LayerBase):
                     specs[name] = ParamSpec(shape, layout, "uniform", h)
         return specs
 
+    def keras_weights(self, step: Any, class_name: str, variables: dict) -> dict:
+        """Keras' cell holds kernel [in, g·h], recurrent_kernel [h, g·h] and bias [g·h] (GRU with reset_after:
+        [2, g·h], the input and the recurrent bias), gates as column blocks in Keras' order; PyTorch's weights are
+        [g·h, in] and [g·h, h], gates as row blocks in its order."""
+        import numpy as np
+
+        if self.num_layers != 1 or self.bidirectional or self.proj():
+            from ..errors import SpecError, layer_label
+            raise SpecError(f"weights for {layer_label(step.index, step.name, self.type_name)}: Keras' {class_name} "
+                            f"is one layer in one direction without projection; this layer has num_layers "
+                            f"{self.num_layers}, bidirectional {str(self.bidirectional).lower()}, proj_size "
+                            f"{self.proj()}")
+        v = keras_variables(step, class_name, variables,
+                            {"cell": ["kernel", "recurrent_kernel", "bias"][:2 + self.bias]})
+
+        def gates(array: Any) -> Any:
+            blocks = np.split(array, self.gates, axis=-1)
+            return np.concatenate([blocks[i] for i in self.keras_gate_order], axis=-1)
+
+        params = {"weight_ih_l0": gates(v["cell/kernel"]).T, "weight_hh_l0": gates(v["cell/recurrent_kernel"]).T}
+        if self.bias:
+            bias = gates(v["cell/bias"])
+            if bias.ndim == 2:                                       # GRU reset_after: [input bias, recurrent bias]
+                params.update(bias_ih_l0=bias[0], bias_hh_l0=bias[1])
+            elif "bias_l0" in self.param_names(0, ""):              # the keras convention: the one bias vector
+                params["bias_l0"] = bias
+            else:                          # the pytorch convention's two vectors add up: Keras' bias and zeros
+                params.update(bias_ih_l0=bias, bias_hh_l0=np.zeros_like(bias))
+        return params
+
     # ----------------------------------------------------------------------------------------- forward step
 
     def forward(self, step: Any, xs: list, params: dict, env: Any) -> Any:
@@ -417,6 +450,7 @@ class LSTM(_Recurrent):
     """Long short-term memory, like ``torch.nn.LSTM`` (gates i, f, g, o), or Keras' LSTM with convention: keras."""
     gates: ClassVar[int] = 4
     gate_names: ClassVar[str] = "i, f, g, o"
+    keras_gate_order: ClassVar[tuple[int, ...]] = (0, 1, 2, 3)     # Keras' i, f, c, o: the same order
     type: Literal["lstm"] = "lstm"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"LSTM": {"convention": "keras"}}
     activation: Literal["tanh"] = Field("tanh", description="Keras' cell activation: only tanh (the LSTM's own) is "
@@ -478,6 +512,7 @@ class GRU(_Recurrent):
     """Gated recurrent unit, like ``torch.nn.GRU`` (gates r, z, n), or Keras' GRU with convention: keras."""
     gates: ClassVar[int] = 3
     gate_names: ClassVar[str] = "r, z, n"
+    keras_gate_order: ClassVar[tuple[int, ...]] = (1, 0, 2)        # Keras' z, r, h
     type: Literal["gru"] = "gru"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"GRU": {"convention": "keras"}}
     activation: Literal["tanh"] = Field("tanh", description="Keras' cell activation: only tanh (the GRU's own) is "

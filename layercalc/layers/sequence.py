@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 
 from ..explain import Explanation, prod_text
 from ..rules import Context, Facts, Tensor, fmt_shape, numel
-from .base import MAX_RANK, LayerBase, ParamSpec, PositiveFloat, PositiveInt, _alias, register_layer
+from .base import MAX_RANK, LayerBase, ParamSpec, PositiveFloat, PositiveInt, _alias, keras_variables, register_layer
 
 __all__ = ["Embedding", "PositionEmbedding", "Parameter", "RotaryEmbedding", "rotate", "ROTARY_FLOPS"]
 
@@ -59,6 +59,9 @@ class Embedding(LayerBase):
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         return {"weight": ParamSpec((self.num_embeddings, self.embedding_dim), "[num_embeddings, embedding_dim]",
                                     "normal")}
+
+    def keras_weights(self, step, class_name: str, variables: dict) -> dict:
+        return {"weight": keras_variables(step, class_name, variables, {"": ["embeddings"]})["embeddings"]}
 
     def forward(self, step, xs, params, env):
         import numpy as np
