@@ -371,12 +371,17 @@ def load_weights(path, steps=None, channels_last: bool = False,
     inflate to gigabytes).
 
     A Keras ``.keras`` file or ``.weights.h5`` file (told by content) is read by the Keras importer, which converts
-    Keras' layouts to these (:func:`layercalc.importers.keras.read_keras_weights`).
+    Keras' layouts to these (:func:`layercalc.importers.keras.read_keras_weights`); an ONNX file (told by content)
+    by the ONNX importer, which maps its initializers onto the layers it imports
+    (:func:`layercalc.importers.onnx.read_onnx_weights`).
     """
     where = os.fspath(path)
     from .importers.keras import keras_weights_kind, read_keras_weights
     if keras_weights_kind(where) is not None:
         return read_keras_weights(where, steps, channels_last, max_bytes)
+    from .importers.onnx import is_onnx_file, read_onnx_weights
+    if is_onnx_file(where):
+        return read_onnx_weights(where, steps, channels_last, max_bytes)
     try:
         archive = zipfile.ZipFile(where)
     except FileNotFoundError:
@@ -435,8 +440,8 @@ def load_weights(path, steps=None, channels_last: bool = False,
 
 def normalize_weights(weights, steps=None, channels_last: bool = False,
                       max_bytes: Optional[int] = None) -> dict[str, dict[str, Any]]:
-    """A path (``.npz``, ``.keras``, ``.weights.h5``), a nested mapping ``{layer: {param: array}}`` or a flat one
-    ``{"layer.param": array}``."""
+    """A path (``.npz``, ``.keras``, ``.weights.h5``, ``.onnx``), a nested mapping ``{layer: {param: array}}`` or a
+    flat one ``{"layer.param": array}``."""
     if weights is None:
         return {}
     if isinstance(weights, (str, os.PathLike)):
@@ -681,8 +686,10 @@ def weight_sources(network, weights=None, seed: int = 0, source: Optional[str] =
 
     ``weights`` as for :func:`run` (a path is read for its keys only)."""
     from .importers.keras import keras_weights_kind
-    if isinstance(weights, (str, os.PathLike)) and keras_weights_kind(weights) is not None:
-        source = source or os.fspath(weights)          # Keras' own keys: read and converted to know which it gives
+    from .importers.onnx import is_onnx_file
+    if isinstance(weights, (str, os.PathLike)) and (keras_weights_kind(weights) is not None or
+                                                    is_onnx_file(weights)):
+        source = source or os.fspath(weights)          # a framework's own keys: read and converted to know which
         weights = load_weights(weights, network.resolve(), network.channels_last)
     if isinstance(weights, (str, os.PathLike)):
         source = source or os.fspath(weights)

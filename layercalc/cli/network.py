@@ -282,8 +282,8 @@ class Progress:
 
 
 def _load_weights(path: Optional[str], net=None, limit: Optional[int] = None):
-    """The --weights file (an .npz, or a Keras .keras or .weights.h5 file), its headers checked against ``net``'s
-    layers and ``limit`` before any array is read."""
+    """The --weights file (an .npz, a Keras .keras or .weights.h5 file, or an ONNX file), its headers checked
+    against ``net``'s layers and ``limit`` before any array is read."""
     if path is None:
         return None
     from ..executor import default_memory_limit, load_weights
@@ -302,8 +302,9 @@ ComputeDtypeOpt = Annotated[Optional[str], typer.Option("--dtype", metavar="floa
 
 
 WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", metavar="FILE",
-                                                   help="weights to load: an .npz of PyTorch-layout arrays, or a "
-                                                        "Keras .keras or .weights.h5 file (missing ones are random)")]
+                                                   help="weights to load: an .npz of PyTorch-layout arrays, a "
+                                                        "Keras .keras or .weights.h5 file, or an ONNX file (its "
+                                                        "initializers; missing ones are random)")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the random input and weights")]
 
 

@@ -1,7 +1,10 @@
 """ONNX files (``.onnx``) read as layercalc spec data, through the ``onnx`` package (the ``onnx`` extra).
 
 Only the graph is read: ``onnx.load(..., load_external_data=False)``, initializers' dims for the parameters, and the
-values of small integer tensors that serve as shapes, axes or indices — never the weights' values.
+values of small integer tensors that serve as shapes, axes or indices — never the weights' values, except by
+:func:`weights_from_onnx` (and ``--weights model.onnx``): while converting, each layer parameter's initializer and
+its transform (a transpose, a reshape) are recorded (:class:`Source`) where the parameter is counted, and the weights
+are those initializers, so that the network and its weights always agree.
 
 Three steps:
 
@@ -32,10 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import SpecError, safe_text
+from ..errors import LayerCalcError, ResourceError, SpecError, layer_label, safe_text, shown
 from ..names import split_output
 
-__all__ = ["spec_from_file", "CONVERTERS", "fold_constants"]
+__all__ = ["spec_from_file", "CONVERTERS", "fold_constants", "weights_from_onnx", "read_onnx_weights",
+           "is_onnx_file"]
 
 EXTRA_HINT = "pip install 'layercalc[onnx]'"
 
@@ -66,11 +70,112 @@ def _onnx(origin: str) -> Any:
 def spec_from_file(path: Path, origin: str) -> dict:
     """The layercalc spec data of the ONNX model at ``path``."""
     onnx = _onnx(origin)
+    return Importer(_read_model(onnx, path, origin), origin).spec()
+
+
+def _read_model(onnx: Any, path: Any, origin: str) -> Any:
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as e:                         # protobuf's DecodeError, or a file that is not a ModelProto
         raise SpecError(f"{origin}: not a readable ONNX model: {safe_text(str(e)) or type(e).__name__}") from None
-    return Importer(model, origin).spec()
+
+
+# ---------------------------------------------------------------------------------------------------- weights
+
+def is_onnx_file(path: Any) -> bool:
+    """The file at ``path`` begins as an ONNX ModelProto (``ir_version``'s tag byte, 0x08): by content, as
+    :func:`layercalc.importers.sniff` tells spec files."""
+    from . import ONNX_FIRST_BYTE
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(1) == bytes([ONNX_FIRST_BYTE])
+    except OSError:
+        return False
+
+
+def weights_from_onnx(path: Any, network: Any = None, max_bytes: Optional[int] = None) -> dict[str, dict[str, Any]]:
+    """An ONNX file's weights — its initializers — as ``{layer_name: {param: array}}`` in layercalc's (PyTorch's)
+    layouts, ready for ``net.run(x, weights=...)`` and ``verify``.
+
+    ``network``: the network they are for (a ``Network``, or anything :func:`layercalc.load` reads); default the
+    file's own, as :func:`spec_from_file` imports it. Each parameter's initializer (and its transpose or reshape)
+    is the one the importer counted for it, so ``layercalc.load(path)`` and these weights always agree; weights of
+    a layer the network does not have, or of another shape, are a SpecError naming the layer; ``max_bytes`` caps
+    the arrays read.
+    """
+    from ..spec import load
+
+    if network is None:
+        return read_onnx_weights(path, max_bytes=max_bytes)
+    net = load(network)
+    return read_onnx_weights(path, net.resolve(), net.channels_last, max_bytes)
+
+
+def read_onnx_weights(path: Any, steps: Optional[list] = None, channels_last: bool = False,
+                      max_bytes: Optional[int] = None, origin: Optional[str] = None) -> dict[str, dict[str, Any]]:
+    """The initializers of the ONNX file at ``path`` for a network's resolved ``steps`` (default: the file's own
+    network), each parameter as the importer mapped it, checked against the layers' parameters."""
+    import numpy as np
+
+    from ..executor import check_weights
+
+    origin = origin or safe_text(str(path))
+    onnx = _onnx(origin)
+    model = _read_model(onnx, path, origin)
+    inits = {i.name: i for i in model.graph.initializer}
+    imp = Importer(model, origin)
+    spec = imp.spec()
+    if steps is None:
+        from ..spec import load
+        net = load(spec)
+        steps, channels_last = net.resolve(), net.channels_last
+    needed = {src.init for params in imp.sources.values() for src in params.values()}
+    needed |= {init for checks in imp.fixed.values() for _, init, _ in checks}
+    total = 0
+    for name in sorted(needed):
+        init = inits[name]
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            raise SpecError(f"{origin}: initializer {shown(name)} is stored outside the file (ONNX external data): "
+                            f"not supported for weights; save the model with its weights inside the file")
+        total += math.prod(init.dims) * onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
+    if max_bytes is not None and total > max_bytes:
+        raise ResourceError(f"{origin}: the weights' arrays hold {total:,} bytes, above the memory limit of "
+                            f"{max_bytes:,}")
+    try:
+        values = {name: onnx.numpy_helper.to_array(inits[name]) for name in needed}
+    except MemoryError:
+        raise ResourceError(f"{origin}: not enough memory to read the weights") from None
+    except Exception as e:                           # a tensor whose data does not match its dims
+        raise SpecError(f"{origin}: cannot read the initializers ({safe_text(str(e))[:120]})") from None
+    by_name = {step.name: step for step in steps}
+    for layer, checks in imp.fixed.items():
+        for role, name, value in checks:
+            if not np.all(values[name] == value):
+                step = by_name.get(layer)
+                label = layer_label(step.index, step.name, step.layer.type_name) if step else shown(layer)
+                raise SpecError(f"{origin}: {label}: its {role} {shown(name)} is counted by another layer "
+                                f"(the exporter stores equal tensors once), so layercalc reads it as {value:g} "
+                                f"everywhere (affine: false), but it holds other values")
+    weights: dict[str, dict[str, Any]] = {}
+    for layer, params in imp.sources.items():
+        step = by_name.get(layer)
+        expected = step.layer.param_specs(step, channels_last) if step is not None else {}
+        converted = weights.setdefault(layer, {})
+        for param, src in params.items():
+            array = src.apply(values[src.init])
+            want = expected[param].shape if param in expected else None
+            # a bias stored [1, out], a scale [C, 1, 1]: the same dims but for 1s, read in the layer's shape (any
+            # other difference is left for check_weights to report)
+            if want is not None and [d for d in array.shape if d != 1] == [d for d in want if d != 1]:
+                array = array.reshape(want)
+            converted[param] = np.ascontiguousarray(array)
+    # in the network's order: the first layer that differs is reported
+    weights = {**{s.name: weights[s.name] for s in steps if s.name in weights}, **weights}
+    try:
+        check_weights(steps, weights, channels_last)
+    except LayerCalcError as exc:
+        raise SpecError(f"{origin}: {exc}") from None
+    return weights
 
 
 # ------------------------------------------------------------------------------------------------ tensors
@@ -263,6 +368,25 @@ class Layer:
     node: int                       # the ONNX node's index (-1: made for an initializer)
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where one layer parameter's values come from: initializer ``init``, then ``ops`` in order — ``("T", ())``
+    transposes a matrix, ``("reshape", shape)`` keeps the element order, ``("permute", axes)`` moves axes — giving
+    the parameter in its layer type's (PyTorch's) layout. Recorded by the converter that counts the parameter."""
+    init: str
+    ops: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def apply(self, array: Any) -> Any:
+        for op, arg in self.ops:
+            if op == "T":
+                array = array.T
+            elif op == "reshape":
+                array = array.reshape(arg)
+            else:
+                array = array.transpose(arg)
+        return array
+
+
 @dataclass
 class Importer:
     """One ONNX model being mapped to spec data."""
@@ -279,6 +403,8 @@ class Importer:
     owner: dict[str, str] = field(default_factory=dict)         # parameter initializer → layer counting it
     role_maps: dict[str, dict[str, str]] = field(default_factory=dict)  # layer → {role: initializer}
     param_layers: dict[tuple[str, tuple[int, ...]], str] = field(default_factory=dict)
+    sources: dict[str, dict[str, Source]] = field(default_factory=dict)   # layer → {param: its initializer}
+    fixed: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)  # layer → (role, init, value)
     names: set[str] = field(default_factory=set)
     fused: dict[int, int] = field(default_factory=dict)         # Add node → the MatMul it is the bias of
     gelu: dict[int, str] = field(default_factory=dict)          # last node of an Erf-based GELU → its input
@@ -476,6 +602,12 @@ class Importer:
             return self.param_alias[name][0]
         return name if name in self.params else None
 
+    def source(self, name: str, transpose: bool = False) -> Source:
+        """Where the values of ``name`` (an initializer, or an Identity/Transpose of one) come from, read
+        transposed when ``transpose``: composed with the alias' own transposition."""
+        init, transposed = self.param_alias.get(name, (name, False))
+        return Source(init, (("T", ()),) if transposed != transpose else ())
+
     def _param_dims(self, name: str) -> tuple[int, ...]:
         init, transposed = self.param_alias.get(name, (name, False))
         dims = self.params[init]
@@ -590,6 +722,8 @@ class Importer:
         """A ``parameter`` layer holding initializer ``init`` (read as ``dims``, by default its own), placed to
         broadcast against ``x``'s layercalc tensor; one per initializer and placement, reused by every node reading
         it. An initializer another layer counts already is counted again here (a rare reuse; docs/importers.md)."""
+        # the values: the initializer (as its alias reads it, or its elements as ``dims``) in the layer's shape
+        origin = self.source(init) if dims is None else Source(self._init_of(init) or init, (("reshape", dims),))
         dims = self._param_dims(init) if dims is None else dims
         if len(dims) > len(x.shape):
             raise Unsupported(f"{what} {safe_text(init)!r} {list(dims)} has more dims than the tensor "
@@ -608,14 +742,17 @@ class Importer:
                                  self.index))
         self.owner.setdefault(source, name)
         self.param_layers[key] = name
+        # aligned[x.b] is 1: taking the batch axis out and the batch's factors in keeps the element order
+        self.sources[name] = {"weight": Source(origin.init, (*origin.ops, ("reshape", shape)))}
         return name
 
     def weighted(self, spec: dict, x: Act, roles: dict[str, Optional[str]], bias_role: Optional[str] = "bias",
-                 bias_field: str = "bias") -> str:
-        """Emit a layer with parameters (``roles``: role → initializer, None when absent), counting each
-        initializer once: a layer using exactly the initializers of an earlier one is ``tied_to`` it; a bias
-        shared with nodes that do not share the weight is added from one ``parameter`` layer instead. Returns the
-        name of the tensor holding the result."""
+                 bias_field: str = "bias", transpose: tuple[str, ...] = ()) -> str:
+        """Emit a layer with parameters (``roles``: its parameter's name → initializer, None when absent; those in
+        ``transpose`` read transposed), counting each initializer once: a layer using exactly the initializers of
+        an earlier one is ``tied_to`` it; a bias shared with nodes that do not share the weight is added from one
+        ``parameter`` layer instead. Returns the name of the tensor holding the result."""
+        found = {r: self.source(v, r in transpose) for r, v in roles.items() if v}
         roles = {r: self._init_of(v) if v else None for r, v in roles.items()}
         weight = roles.get("weight")
         bias = roles.get(bias_role) if bias_role else None
@@ -636,6 +773,8 @@ class Importer:
         for v in present.values():
             self.owner.setdefault(v, out)
         self.role_maps.setdefault(out, present)
+        if "tied_to" not in spec:                      # a tied layer's values are its owner's
+            self.sources[out] = {r: found[r] for r in present}
         if detach:
             assert bias is not None
             y_shape = self.out_shape()
@@ -824,7 +963,8 @@ def _linear(imp: Importer, x: Act, weight: str, bias: Optional[str], transposed:
     if x.shape[-1] != fin:
         raise Unsupported(f"input {list(x.shape)} does not match the weight {list(dims)}")
     spec = {"type": "linear", "in_features": fin, "out_features": fout, "bias": bias is not None}
-    out = imp.weighted(spec, x, {"weight": weight, "bias": bias})
+    # layercalc's linear weight is [out, in]: x·W's W ([in, out]) is read transposed
+    out = imp.weighted(spec, x, {"weight": weight, "bias": bias}, transpose=() if transposed else ("weight",))
     imp.acts[imp.node.output[0]] = Act(out, (*x.shape[:-1], fout), x.b, x.outer, x.inner)
 
 
@@ -921,23 +1061,40 @@ def _batchnorm(imp: Importer, node: Any) -> None:
             raise Unsupported(f"{role} ({safe_text(name)!r}) must be an initializer")
     spec: dict[str, Any] = {"type": f"batchnorm{max(rank - 2, 1)}d", "num_features": x.shape[1],
                             "eps": float(a.get("epsilon", 1e-5))}
-    inits = {r: imp._init_of(v) for r, v in roles.items()}
-    # torch's exporter stores equal tensors once (untrained: ones and zeros), so a group of BatchNorm's
-    # initializers may be counted already, by another layer or by this one: that group is then not counted again
-    counted = set(imp.owner)
-    affine_counted = {inits["scale"], inits["bias"]} <= counted
-    stats = {inits["mean"], inits["var"]}
-    stats_counted = stats <= counted | {inits["scale"], inits["bias"]}
+    inits = {r: imp._init_of(v) or v for r, v in roles.items()}           # (each is one: checked above)
+    # torch's exporter stores equal tensors once: an untrained BatchNorm's scale and running variance (ones), its
+    # bias and running mean (zeros) are one initializer each, shared by every BatchNorm of that width. Each is
+    # counted once, and the layer still computes what the node computes:
+    # - a BatchNorm reading exactly the initializers of an earlier one is tied_to it (its values are that one's);
+    # - a scale and bias counted already (by another layer, or as this one's own mean and variance) make it
+    #   ``affine: false``: exact for ones and zeros, which weights_from_onnx checks;
+    # - the running statistics are always kept (without them layercalc's batchnorm uses the batch's own
+    #   statistics, as PyTorch does): counted again in the rare file where another layer counts them too.
+    by_param = {"weight": inits["scale"], "bias": inits["bias"], "running_mean": inits["mean"],
+                "running_var": inits["var"]}
+    twin = next((n for n, m in imp.role_maps.items() if m == by_param), None)
+    name = imp.name_for(roles["scale"])           # the node's own name for it (layer1.0.bn1.weight, an alias)
+    if twin is not None:
+        twin_spec = next(layer.spec for layer in imp.layers if layer.spec["name"] == twin)
+        if twin_spec.get("affine") is False:
+            spec["affine"] = False
+        spec["tied_to"] = twin
+        out = imp.emit(spec, [x.tensor], name=name)
+        imp.acts[node.output[0]] = Act(out, x.shape)
+        return
+    affine_counted = {inits["scale"], inits["bias"]} <= set(imp.owner) | {inits["mean"], inits["var"]}
     if affine_counted:
         spec["affine"] = False
-    if stats_counted:
-        spec["track_running_stats"] = False
-    present = {r: v for r, v in inits.items() if v and not ((r in ("scale", "bias") and affine_counted) or
-                                                              (r in ("mean", "var") and stats_counted))}
-    name = imp.name_for(inits["scale"])
+    present = {p: v for p, v in by_param.items() if v and not (p in ("weight", "bias") and affine_counted)}
     out = imp.emit(spec, [x.tensor], name=name)
     for v in present.values():
         imp.owner.setdefault(v, out)
+    imp.role_maps.setdefault(out, by_param)
+    imp.sources[out] = {p: imp.source(roles[r]) for p, r in (("weight", "scale"), ("bias", "bias"),
+                                                              ("running_mean", "mean"), ("running_var", "var"))
+                        if p in present}
+    if affine_counted:
+        imp.fixed[out] = [("scale", inits["scale"], 1.0), ("B", inits["bias"], 0.0)]
     imp.acts[node.output[0]] = Act(out, x.shape)
 
 
