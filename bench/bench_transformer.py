@@ -57,6 +57,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    from common import torchvision_beside_cpu_torch
+    torchvision_beside_cpu_torch()
     import transformers
 
     # Hugging Face's default attention (scaled_dot_product_attention): the fastest torch path

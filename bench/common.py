@@ -1,4 +1,5 @@
-"""Shared by the start-up benchmarks: make layercalc's modules load from bytecode, as an installed package does.
+"""Shared by the benchmarks: make layercalc's modules load from bytecode, as an installed package does; let
+transformers import beside the test extra's torchvision (:func:`torchvision_beside_cpu_torch`).
 
 `pip install .` compiles every module at install time, and a plain Python writes `__pycache__` on first import.
 An editable install under PYTHONDONTWRITEBYTECODE=1 (as on the project's machines) does neither, so every process
@@ -20,3 +21,14 @@ def precompile_layercalc() -> str:
     flag = os.environ.get("PYTHONDONTWRITEBYTECODE")
     return (f"layercalc bytecode written to {package}/__pycache__ ({'ok' if ok else 'FAILED'}; "
             f"PYTHONDONTWRITEBYTECODE={flag or 'unset'})")
+
+
+def torchvision_beside_cpu_torch() -> None:
+    """The test extra's torchvision wheel needs two operator schemas the CPU torch lacks, and transformers imports
+    torchvision when it is installed: define them as the test suite does (tests/torchvision_oracle.py)."""
+    import sys
+    tests = str(Path(__file__).resolve().parent.parent / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from torchvision_oracle import define_missing_schemas
+    define_missing_schemas()
