@@ -427,7 +427,7 @@ class LayerBase(Description):
     def layout_problem(self, channels_last: bool) -> Optional[str]:
         """Why the layer cannot run in the network's layout (Keras' ``data_format`` of a spatial layer, which
         :func:`data_format_field` adds, must agree with it), or None."""
-        data_format = getattr(self, "data_format", None)
+        data_format = self.__dict__.get("data_format")    # (getattr on a type without it: pydantic's slow path)
         if data_format is None or (data_format == "channels_last") == channels_last:
             return None
         layout = "NHWC (channels_last)" if channels_last else "NCHW (channels_first)"
