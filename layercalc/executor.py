@@ -376,12 +376,10 @@ def load_weights(path, steps=None, channels_last: bool = False,
     (:func:`layercalc.importers.onnx.read_onnx_weights`).
     """
     where = os.fspath(path)
-    from .importers.keras import keras_weights_kind, read_keras_weights
-    if keras_weights_kind(where) is not None:
-        return read_keras_weights(where, steps, channels_last, max_bytes)
-    from .importers.onnx import is_onnx_file, read_onnx_weights
-    if is_onnx_file(where):
-        return read_onnx_weights(where, steps, channels_last, max_bytes)
+    from .importers import weights_reader
+    reader = weights_reader(where)
+    if reader is not None:
+        return reader(where, steps, channels_last, max_bytes)
     try:
         archive = zipfile.ZipFile(where)
     except FileNotFoundError:
@@ -685,12 +683,12 @@ def weight_sources(network, weights=None, seed: int = 0, source: Optional[str] =
     """Which layers of ``network`` a run with ``weights`` takes from them and which get random weights (seed).
 
     ``weights`` as for :func:`run` (a path is read for its keys only)."""
-    from .importers.keras import keras_weights_kind
-    from .importers.onnx import is_onnx_file
-    if isinstance(weights, (str, os.PathLike)) and (keras_weights_kind(weights) is not None or
-                                                    is_onnx_file(weights)):
+    from .importers import weights_reader
+    steps = network.resolve()
+    reader = weights_reader(weights) if isinstance(weights, (str, os.PathLike)) else None
+    if reader is not None:
         source = source or os.fspath(weights)          # a framework's own keys: read and converted to know which
-        weights = load_weights(weights, network.resolve(), network.channels_last)
+        weights = reader(os.fspath(weights), steps, network.channels_last, None)
     if isinstance(weights, (str, os.PathLike)):
         source = source or os.fspath(weights)
         try:
@@ -699,15 +697,15 @@ def weight_sources(network, weights=None, seed: int = 0, source: Optional[str] =
         except _READ_ERRORS as e:
             raise SpecError(f"{weights}: cannot read weights ({_first_line(e)}); expected an .npz archive") from None
         given: dict[str, set] = {}
-        layer_names = {step.name for step in network.resolve()}
+        layer_names = {step.name for step in steps}
         for key in keys:
             if "." in key:
                 layer, param = split_weight_key(key, layer_names)
                 given.setdefault(layer, set()).add(param)
     else:
-        given = {name: set(params) for name, params in normalize_weights(weights, network.resolve()).items()}
+        given = {name: set(params) for name, params in normalize_weights(weights, steps).items()}
     result = WeightSources(source=source or "the weights passed in", seed=seed)
-    for step in network.resolve():
+    for step in steps:
         wanted = param_shapes(step, network.channels_last)
         if not wanted or step.layer.tied_to is not None:     # a tied layer's parameters are its owner's
             continue

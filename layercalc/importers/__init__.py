@@ -24,13 +24,13 @@ Importer modules are imported only when a file of their kind arrives, so a plain
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from ..errors import SpecError, safe_text
 
-__all__ = ["KINDS", "kind_of_data", "spec_data", "read"]
+__all__ = ["KINDS", "kind_of_data", "spec_data", "read", "weights_reader"]
 
 #: what each kind is called in messages and in ``layercalc convert``'s header
 KINDS = {"layercalc": "layercalc spec", "keras": "Keras model JSON", "keras_archive": "Keras .keras file",
@@ -90,6 +90,20 @@ def sniff(path: Union[str, os.PathLike]) -> str:
     if head[:1] == bytes([ONNX_FIRST_BYTE]) or os.fspath(path).lower().endswith(".onnx"):
         return "onnx"
     return "text"
+
+
+def weights_reader(path: Union[str, os.PathLike]) -> Optional[Callable[..., dict]]:
+    """The reader of a framework's weights file at ``path``, told by content — a Keras ``.keras`` / ``.weights.h5``
+    (``keras.read_keras_weights``) or an ONNX file (``onnx.read_onnx_weights``), each called as
+    ``reader(path, steps, channels_last, max_bytes)`` — or None for anything else (an ``.npz``, which the executor
+    reads itself)."""
+    from .keras import keras_weights_kind, read_keras_weights
+    if keras_weights_kind(path) is not None:
+        return read_keras_weights
+    from .onnx import is_onnx_file, read_onnx_weights
+    if is_onnx_file(path):
+        return read_onnx_weights
+    return None
 
 
 def read(path: Union[str, os.PathLike]) -> tuple[str, Any]:
