@@ -154,9 +154,7 @@ class _Converter:
         self.sources: dict[Any, str] = {}          # node → the layer (or 'input', or 'NAME:i') holding its tensor
         self.layers: list[dict] = []
         self.names: set[str] = {"input"}
-        self.owners: dict[str, str] = {}           # module target → its first layer's name (ties later calls)
         self.expected: dict[str, tuple[int, ...]] = {}   # layer → torch's output shape (checked after analysis)
-        self.values: dict[Any, Any] = {}           # non-tensor nodes (sizes): what they stand for, when known
         self.parameter_owners: dict[frozenset, str] = {}   # the ids of a layer's parameters → the layer
         self.used: set[int] = set()                # ids of the parameters some layer holds
 
@@ -224,10 +222,8 @@ class _Converter:
         elif node.op == "call_module":
             self._module(node)
         elif _meta_shape(node) is None and not _is_tuple_of_tensors(node):
-            self.values[node] = node                 # a size, a shape tuple, an int: not a layer
-        elif node.op == "call_function":
-            self._function(node, node.target)
-        elif node.op == "call_method":
+            pass                                     # a size, a shape tuple, an int, torch._assert: not a layer
+        elif node.op in ("call_function", "call_method"):
             self._function(node, node.target)
         else:
             raise _Unsupported(f"graph operation {node.op!r} has no mapping")
@@ -583,10 +579,6 @@ _MODULE_RULES: dict[str, Callable[[Any, Any, _Converter], Optional[dict]]] = {
 
 # ---------------------------------------------------------------------------------------------- function rules
 
-def _tensor_args(node: Any) -> list[Any]:
-    return [a for a in node.args if hasattr(a, "op")]
-
-
 def _elementwise(type_name: str) -> Callable[[Any, _Converter], None]:
     """``x + y``, ``torch.mul(x, y)`` …: both operands tensors layercalc follows."""
     def rule(node: Any, conv: _Converter) -> None:
@@ -783,10 +775,6 @@ def _functional_pool(kind: str) -> Callable[[Any, _Converter], None]:
     return rule
 
 
-def _size_of(node: Any, conv: _Converter) -> None:
-    conv.values[node] = node
-
-
 def _stochastic_depth(node: Any, conv: _Converter) -> None:
     """torchvision's ``stochastic_depth(x, p, mode, training)``: the identity at inference."""
     if _arg(node, 3, "training", True):
@@ -837,7 +825,7 @@ _FUNCTION_RULES: dict[str, Callable[[Any, _Converter], None]] = {
     "max_pool3d": _functional_pool("maxpool"),
     "avg_pool1d": _functional_pool("avgpool"), "avg_pool2d": _functional_pool("avgpool"),
     "avg_pool3d": _functional_pool("avgpool"),
-    "_assert": _size_of, "stochastic_depth": _stochastic_depth, "_patch_merging_pad": _patch_merging_pad,
+    "stochastic_depth": _stochastic_depth, "_patch_merging_pad": _patch_merging_pad,
 }
 
 
