@@ -149,3 +149,20 @@ def keras_on_torch():
     if keras.backend.backend() != "torch":
         pytest.skip("keras runs another backend here")
     return keras
+
+
+def state_dict_maps_onto_layers(model: torch.nn.Module, report, label: str = "") -> None:
+    """Every state_dict key ``<module>.<tensor>`` names a layercalc layer of ``report``, whose params and buffers
+    agree (so the module's weights load into the executor as they are); ``label`` prefixes the messages."""
+    layers = {entry.name: entry for entry in report.layers}
+    per_layer_params: dict[str, int] = {}
+    per_layer_buffers: dict[str, int] = {}
+    for key, tensor in model.state_dict().items():
+        module_name, _, attribute = key.rpartition(".")
+        if attribute == "num_batches_tracked":       # a step counter, not counted by layercalc
+            continue
+        assert module_name in layers, f"{label}state_dict key {key!r} has no layer {module_name!r}"
+        target = per_layer_buffers if attribute in ("running_mean", "running_var") else per_layer_params
+        target[module_name] = target.get(module_name, 0) + tensor.numel()
+    for name, entry in layers.items():
+        assert (entry.params, entry.buffers) == (per_layer_params.get(name, 0), per_layer_buffers.get(name, 0)), name

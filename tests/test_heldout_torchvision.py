@@ -17,12 +17,8 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch")
-from test_zoo_torchvision import (  # noqa: E402
-    compare_layer_by_layer,
-    executor_matches_torch,
-    state_dict_maps_onto_layers,
-    torch_trace,
-)
+from oracle_helpers import state_dict_maps_onto_layers  # noqa: E402
+from test_zoo_torchvision import compare_layer_by_layer, executor_matches_torch, torch_trace  # noqa: E402
 from torchvision_oracle import torchvision  # noqa: E402
 
 import layercalc  # noqa: E402

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 torch = pytest.importorskip("torch")
+from oracle_helpers import state_dict_maps_onto_layers  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
@@ -248,19 +249,7 @@ def test_layer_by_layer_shapes_and_params(pair):
 
 def test_state_dict_keys_map_to_layer_names(pair):
     name, model, _, _, report = pair
-    layers = {entry.name: entry for entry in report.layers}
-    per_layer_params: dict[str, int] = {}
-    per_layer_buffers: dict[str, int] = {}
-    for key, tensor in model.state_dict().items():
-        module_name, _, attribute = key.rpartition(".")
-        if attribute == "num_batches_tracked":       # a step counter, not counted by layercalc
-            continue
-        assert module_name in layers, f"{name}: state_dict key {key!r} has no layer {module_name!r}"
-        target = per_layer_buffers if attribute in ("running_mean", "running_var") else per_layer_params
-        target[module_name] = target.get(module_name, 0) + tensor.numel()
-    for layer_name, entry in layers.items():
-        assert entry.params == per_layer_params.get(layer_name, 0), layer_name
-        assert entry.buffers == per_layer_buffers.get(layer_name, 0), layer_name
+    state_dict_maps_onto_layers(model, report, f"{name}: ")
 
 
 def test_totals_against_torch(pair):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from oracle_helpers import state_dict_maps_onto_layers  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from torchvision_oracle import torchvision  # noqa: E402
@@ -74,22 +75,6 @@ def compare_layer_by_layer(model: nn.Module, report, input_shape) -> int:
             assert 2 * entry.macs == flops[name], f"{name}: layercalc 2·{entry.macs} MACs vs torch {flops[name]}"
         compared += 1
     return compared
-
-
-def state_dict_maps_onto_layers(model: nn.Module, report) -> None:
-    """Every state_dict key ``<module>.<tensor>`` names a layercalc layer, whose params and buffers agree."""
-    layers = {entry.name: entry for entry in report.layers}
-    per_layer_params: dict[str, int] = {}
-    per_layer_buffers: dict[str, int] = {}
-    for key, tensor in model.state_dict().items():
-        module_name, _, attribute = key.rpartition(".")
-        if attribute == "num_batches_tracked":       # a step counter, not counted by layercalc
-            continue
-        assert module_name in layers, f"state_dict key {key!r} has no layer {module_name!r}"
-        target = per_layer_buffers if attribute in ("running_mean", "running_var") else per_layer_params
-        target[module_name] = target.get(module_name, 0) + tensor.numel()
-    for name, entry in layers.items():
-        assert (entry.params, entry.buffers) == (per_layer_params.get(name, 0), per_layer_buffers.get(name, 0)), name
 
 
 def randomize_batchnorm(model: nn.Module, seed: int) -> nn.Module:
