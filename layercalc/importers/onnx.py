@@ -884,7 +884,9 @@ def _window(attrs: dict, x: Act, kernel: list[int]) -> tuple[list[int], list[int
     return strides, dilations, _auto_pads(attrs, x.shape[2:], kernel, strides, dilations)
 
 
-def _conv(imp: Importer, node: Any) -> None:
+def _conv_operands(imp: Importer, node: Any) -> tuple[Act, list[int], int, dict, list[int], bool]:
+    """What Conv and ConvTranspose read alike: the input, the weight's dims (an initializer), the spatial rank, the
+    attributes, the kernel size and whether a bias is given."""
     x = imp.act(node.input[0])
     imp.need_plain(x)
     if not imp._init_of(node.input[1]):
@@ -894,10 +896,13 @@ def _conv(imp: Importer, node: Any) -> None:
     if rank not in (1, 2, 3):
         raise Unsupported(f"a {rank}-d convolution is not supported (1-d to 3-d)")
     a = imp.attrs(node)
-    kernel = list(a.get("kernel_shape", w[2:]))
+    return x, list(w), rank, a, list(a.get("kernel_shape", w[2:])), len(node.input) > 2 and bool(node.input[2])
+
+
+def _conv(imp: Importer, node: Any) -> None:
+    x, w, rank, a, kernel, has_bias = _conv_operands(imp, node)
     strides, dilations, pads = _window(a, x, kernel)
     groups = int(a.get("group", 1))
-    has_bias = len(node.input) > 2 and bool(node.input[2])
     spec: dict[str, Any] = {"type": f"conv{rank}d", "out_channels": w[0],
                             "kernel_size": _same(kernel), "stride": _same(strides), "padding": _padding_field(pads),
                             "dilation": _same(dilations), "groups": groups, "bias": has_bias}
@@ -907,14 +912,7 @@ def _conv(imp: Importer, node: Any) -> None:
 
 
 def _conv_transpose(imp: Importer, node: Any) -> None:
-    x = imp.act(node.input[0])
-    imp.need_plain(x)
-    if not imp._init_of(node.input[1]):
-        raise Unsupported("the weight must be an initializer")
-    w = imp._param_dims(node.input[1])
-    rank = len(w) - 2
-    a = imp.attrs(node)
-    kernel = list(a.get("kernel_shape", w[2:]))
+    x, w, rank, a, kernel, has_bias = _conv_operands(imp, node)
     groups = int(a.get("group", 1))
     strides = list(a.get("strides", [1] * rank))
     dilations = list(a.get("dilations", [1] * rank))
@@ -933,7 +931,6 @@ def _conv_transpose(imp: Importer, node: Any) -> None:
             pads.append([large, small] if mode == "SAME_LOWER" else [small, large])
     else:
         pads = _pads(a, rank)
-    has_bias = len(node.input) > 2 and bool(node.input[2])
     spec: dict[str, Any] = {"type": f"conv_transpose{rank}d", "out_channels": w[1] * groups,
                             "kernel_size": _same(kernel), "stride": _same(strides), "padding": _padding_field(pads),
                             "output_padding": _same(out_pad),
