@@ -565,6 +565,11 @@ def fold(data: Mapping[str, Any]) -> dict[str, Any]:
     return folded
 
 
+def _names(inputs: Any) -> list:
+    """A layer's ``inputs`` as a list (a spec may give one source as a plain string)."""
+    return [inputs] if isinstance(inputs, str) else list(inputs)
+
+
 def _implicit(layers: list) -> list:
     """Layers without ``inputs`` where they only name the previous layer (the default), as people write specs."""
     result, previous = [], NETWORK_INPUT
@@ -582,7 +587,7 @@ def _explicit(layers: list) -> list:
     result, previous = [], NETWORK_INPUT
     for layer in layers:
         inputs = layer.get("inputs", [previous])
-        result.append({**layer, "inputs": [inputs] if isinstance(inputs, str) else list(inputs)})
+        result.append({**layer, "inputs": _names(inputs)})
         previous = layer["name"]
     return result
 
@@ -604,7 +609,7 @@ def _signature(layers: list, start: int, count: int, prefix: str, feed: str) -> 
     for layer in layers[start:start + count]:
         entry = {**layer, "name": layer["name"][len(prefix) + 1:]}
         if "inputs" in layer:
-            names = [layer["inputs"]] if isinstance(layer["inputs"], str) else list(layer["inputs"])
+            names = _names(layer["inputs"])
             local = []
             for name in names:
                 if name in inside:
@@ -624,10 +629,10 @@ def _signature(layers: list, start: int, count: int, prefix: str, feed: str) -> 
 def _fold_at(layers: list, i: int, blocks: dict[str, Any]) -> Optional[tuple[dict, int]]:
     """A ``repeat`` of identical instances starting at layer ``i`` (at least two), or None."""
     parts = layers[i]["name"].split(".")
-    feed = layers[i - 1]["name"] if i else NETWORK_INPUT
+    previous = layers[i - 1]["name"] if i else NETWORK_INPUT
+    feed = previous
     if "inputs" in layers[i]:
-        given = layers[i]["inputs"]
-        names = [given] if isinstance(given, str) else list(given)
+        names = _names(layers[i]["inputs"])
         if len(names) == 1:
             feed = names[0]
     for j in range(len(parts) - 1):                     # the outermost numbered component first
@@ -655,7 +660,7 @@ def _fold_at(layers: list, i: int, blocks: dict[str, Any]) -> Optional[tuple[dic
         entry: dict[str, Any] = {"repeat": copies, "name": base, "block": name}
         if k0:
             entry["start"] = k0
-        if feed != (layers[i - 1]["name"] if i else NETWORK_INPUT):
+        if feed != previous:
             entry["inputs"] = feed
         return entry, at - i
     return None
