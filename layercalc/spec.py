@@ -549,7 +549,7 @@ def convert(source: Union[str, os.PathLike, Mapping]) -> str:
     if kind == "huggingface":           # the choices made for the config: the class built, the default input, …
         from .importers.huggingface import header_notes
         raw = source if isinstance(source, Mapping) else read_text_file(source)
-        header += "".join(f"\n{line}" for line in header_notes(raw, origin))
+        header += "".join(f"\n{line}" for line in header_notes(raw, origin, data))
     return to_yaml(data, header)
 
 

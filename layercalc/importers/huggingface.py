@@ -513,7 +513,7 @@ def spec_from_config(data: Mapping, origin: str) -> dict[str, Any]:
     return {"name": name if isinstance(name, str) and name else model_type, **spec}
 
 
-def header_notes(data: Mapping, origin: str = "config.json") -> list[str]:
+def header_notes(data: Mapping, origin: str = "config.json", spec: Optional[Mapping] = None) -> list[str]:
     """What a converted spec's header comment should say about the choices made for this config: the class built,
     the default input, and the config keys counted by a convention (masks counted in full, rotary scaling).
 
@@ -527,7 +527,8 @@ def header_notes(data: Mapping, origin: str = "config.json") -> list[str]:
     builders, base, aliases = ARCHITECTURES[model_type]
     architecture = _first_architecture(data, origin)
     notes = [architecture or f"{base} (no architectures in the config: the base model)"]
-    spec = spec_from_config(data, origin)
+    if spec is None:                        # (layercalc.convert passes the spec it has already made)
+        spec = spec_from_config(data, origin)
     if model_type == "vit":
         notes.append(f"input: the image {spec['input']} (num_channels, image_size)")
     else:
