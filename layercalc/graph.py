@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import heapq
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Optional, Union
 
 from pydantic import ConfigDict, Field, SerializeAsAny, SkipValidation, field_validator
 
@@ -55,7 +55,7 @@ CONVENTIONS = {
 }
 
 
-@dataclass
+@dataclass(slots=True)          # (slots: one per layer, made for every analysis)
 class Step:
     """One layer, wired and resolved: what the report and the executor both need."""
     index: int
@@ -159,29 +159,34 @@ class Network(Description):
                     raise GraphError(f"{where}: the name {INPUT!r} is reserved for the network input")
                 raise GraphError(f"{where}: duplicate name {name!r} (also layers[{seen[name]}])")
             seen[name] = i
+        readable = {INPUT, *names}
         wired: list[list[str]] = []
+        producers: list[set[str]] = []        # the layers each one reads (a name without its `:i` output index)
         for i, layer in enumerate(self.layers):
-            label = _LazyLabel(i, names[i], layer.type_name)
             if layer.inputs is not None:
                 sources = layer.inputs
             else:                                 # default: the previous layer (none for a layer taking none)
                 sources = [] if layer.max_inputs == 0 else [names[i - 1] if i else INPUT]
-            for src in sources:
-                base = split_output(src)[0]               # `qkv:1`: output 1 of layer qkv
-                if base != INPUT and base not in seen:
-                    known = ", ".join([INPUT, *names[:i]])
-                    raise GraphError(f"{label}: unknown input {shown(src)}"
-                                     f"{did_you_mean(base, [INPUT, *names]) or f' (known: {known})'}")
-                if base == names[i]:
-                    raise GraphError(f"{label}: takes its own output as input")
+            bases = {split_output(src)[0] for src in sources}          # `qkv:1`: output 1 of layer qkv
+            if names[i] in bases or not bases <= readable:
+                label = layer_label(i, names[i], layer.type_name)
+                for src in sources:                                      # the first wrong one, in the spec's order
+                    base = split_output(src)[0]
+                    if base not in readable:
+                        known = ", ".join([INPUT, *names[:i]])
+                        raise GraphError(f"{label}: unknown input {shown(src)}"
+                                         f"{did_you_mean(base, [INPUT, *names]) or f' (known: {known})'}")
+                    if base == names[i]:
+                        raise GraphError(f"{label}: takes its own output as input")
             n_min, n_max = layer.min_inputs, layer.max_inputs
             if len(sources) < n_min or (n_max is not None and len(sources) > n_max):
                 want = (f"exactly {n_min}" if n_min == n_max else f"at least {n_min}" if n_max is None
                         else f"{n_min} to {n_max}")
-                raise GraphError(f"{label}: takes {want} input{'s' if n_min > 1 else ''}, got {len(sources)}: "
-                                 f"{sources}")
+                raise GraphError(f"{layer_label(i, names[i], layer.type_name)}: takes {want} "
+                                 f"input{'s' if n_min > 1 else ''}, got {len(sources)}: {sources}")
             wired.append(list(sources))
-        return names, wired, _topological_order(names, wired, [layer.type_name for layer in self.layers])
+            producers.append(bases)
+        return names, wired, _topological_order(names, producers, self.layers)
 
     def resolve(self) -> list[Step]:
         """Run every layer's shape/cost rule in topological order."""
@@ -194,7 +199,7 @@ class Network(Description):
             layer = self.layers[i]
             label = _LazyLabel(i, names[i], layer.type_name)
             ctx = Context(label, self.channels_last, self.batch)
-            inputs = [_tensor_named(src, tensors, label) for src in wired[i]]
+            inputs = [tensors.get(src) or _missing_tensor(src, tensors, label) for src in wired[i]]
             facts = infer(layer, inputs, ctx)
             if facts.rf is None:
                 facts.notes.extend(unreported_field_notes(inputs))
@@ -264,7 +269,7 @@ def layer_report(step: Step, itemsize: int) -> LayerReport:
         output_shapes=[list(s) for s in f.outputs] if f.outputs is not None else None,
         params=f.params, buffers=f.buffers, macs=f.macs, flops=f.flops,
         param_bytes=f.params * itemsize,
-        activation_bytes=sum(numel(shape) for shape in f.output_shapes) * itemsize,
+        activation_bytes=sum(map(numel, f.output_shapes)) * itemsize,
         receptive_field=[int(v) for v in rf.size] if rf is not None else None,
         jump=report_jump(rf),
         notes=f.notes,
@@ -279,11 +284,8 @@ def produced(name: str, facts: Facts) -> list[tuple[str, tuple[int, ...]]]:
     return [(f"{name}:{i}", shape) for i, shape in enumerate(facts.outputs)]
 
 
-def _tensor_named(src: str, tensors: dict[str, Tensor], label: _LazyLabel) -> Tensor:
-    """The tensor ``src`` names; a layer with several outputs must be named with the output's index."""
-    tensor = tensors.get(src)
-    if tensor is not None:
-        return tensor
+def _missing_tensor(src: str, tensors: dict[str, Tensor], label: _LazyLabel) -> NoReturn:
+    """Why no tensor is named ``src``: a layer with several outputs must be named with the output's index."""
     base, index = split_output(src)
     count = sum(1 for name in tensors if split_output(name)[0] == base and split_output(name)[1] is not None)
     if index is None:
@@ -342,14 +344,15 @@ class _LazyLabel:
     __format__ = lambda self, spec: format(str(self), spec)  # noqa: E731  (f-strings call __format__)
 
 
-def _topological_order(names: list[str], wired: list[list[str]], types: list[str]) -> list[int]:
-    """Kahn's algorithm, always taking the earliest layer in spec order that is ready; cycles are errors."""
+def _topological_order(names: list[str], producers: list[set[str]], layers: list[LayerBase]) -> list[int]:
+    """Kahn's algorithm, always taking the earliest layer in spec order that is ready; cycles are errors.
+    ``producers``: the names of the layers (or the input) each layer reads."""
     index = {name: i for i, name in enumerate(names)}
     waiting = [0] * len(names)
     consumers: list[list[int]] = [[] for _ in names]
-    for i, sources in enumerate(wired):
-        for base in {split_output(src)[0] for src in sources}:
-            if base != "input":
+    for i, bases in enumerate(producers):
+        for base in bases:
+            if base != INPUT:
                 waiting[i] += 1
                 consumers[index[base]].append(i)
     ready = [i for i, w in enumerate(waiting) if w == 0]
@@ -364,7 +367,7 @@ def _topological_order(names: list[str], wired: list[list[str]], types: list[str
                 heapq.heappush(ready, j)
     if len(order) < len(names):
         stuck = [i for i in range(len(names)) if waiting[i] > 0]
-        listed = ", ".join(layer_label(i, names[i], types[i]) for i in stuck[:6])
+        listed = ", ".join(layer_label(i, names[i], layers[i].type_name) for i in stuck[:6])
         raise GraphError(f"the inputs form a cycle; these layers can never run: {listed}"
                          + (" …" if len(stuck) > 6 else ""))
     return order

@@ -44,6 +44,7 @@ from .base import (
     _alias,
     _per_dim,
     keras_variables,
+    per_dim_default,
     register_layer,
 )
 from .merge import broadcast_shapes
@@ -792,7 +793,7 @@ class ShiftedWindowAttention(LayerBase):
     type: Literal["shifted_window_attention", "window_attention"] = "shifted_window_attention"
     num_heads: PositiveInt = Field(description="heads; C must be divisible by them")
     window_size: PerDim = Field(description="window height and width (Swin-T: 7)")
-    shift_size: NonNegativePerDim = Field(0, validate_default=True,
+    shift_size: NonNegativePerDim = Field(per_dim_default(0),
                                           description="cyclic shift before the windows (Swin: 0 and window/2 on "
                                                       "alternate blocks)")
     embed_dim: Optional[PositiveInt] = Field(None, description="C: inferred from the input's last dim; an error if "

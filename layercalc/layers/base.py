@@ -130,8 +130,8 @@ def data_format_field() -> Any:
 # int or a list (IntOrList, PaddingSpec: what validation and the JSON Schema accept, the run-time annotations); the
 # family's model validator stores a tuple of the layer's spatial rank — padding as "same", "valid" or one
 # (before, after) pair per dim — and that is what every reader of the attribute gets. (Constructor arguments stay
-# open: the pydantic mypy plugin types them as Any.) Their defaults are given with validate_default=True: validated
-# like a written value (the same int), and a type checker then does not ask an int default to be the stored tuple.
+# open: the pydantic mypy plugin types them as Any.) Their defaults are written as a spec would write them, through
+# per_dim_default: the model validator turns them into the stored tuple exactly as it does a written value.
 if TYPE_CHECKING:
     PerDim = tuple[int, ...]
     OptionalPerDim = tuple[int, ...]                      # None (pooling's stride) → the kernel size
@@ -142,6 +142,17 @@ else:
     OptionalPerDim = Optional[IntOrList]
     NonNegativePerDim = Union[NonNegativeInt, list[NonNegativeInt]]
     PaddingField = PaddingSpec
+
+
+def per_dim_default(value: Union[int, str, None]) -> Any:
+    """The default of a per-dimension field as a spec writes it (``1``, ``0``, ``None``), which the family's model
+    validator turns into the stored tuple like a written value.
+
+    Typed ``Any`` so that a type checker, which sees the field as the stored tuple, accepts the int. (Pydantic's
+    ``validate_default=True`` would do that too, at the price of validating every default of every layer: two
+    validator calls per conv, a twentieth of the time to load a 10,000-layer spec.)
+    """
+    return value
 
 
 #: the longest layer name accepted (torchvision's longest module names are under 40 characters)

@@ -70,6 +70,7 @@ from .base import (
     _per_dim,
     data_format_field,
     keras_variables,
+    per_dim_default,
     register_layer,
 )
 
@@ -108,11 +109,11 @@ class _ConvBase(LayerBase):
     in_channels: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
     out_channels: PositiveInt = Field(validation_alias=_alias("out_channels", "filters"))
     kernel_size: PerDim
-    stride: PerDim = Field(1, validation_alias=_alias("stride", "strides"), validate_default=True)
+    stride: PerDim = Field(per_dim_default(1), validation_alias=_alias("stride", "strides"))
     padding: PaddingField = Field(
-        0, description="int, one int per spatial dim, 'same', 'valid', or [[before, after], ...] per spatial dim",
-        validate_default=True)
-    dilation: PerDim = Field(1, validation_alias=_alias("dilation", "dilation_rate"), validate_default=True)
+        per_dim_default(0),
+        description="int, one int per spatial dim, 'same', 'valid', or [[before, after], ...] per spatial dim")
+    dilation: PerDim = Field(per_dim_default(1), validation_alias=_alias("dilation", "dilation_rate"))
     groups: PositiveInt = 1
     bias: Bool = Field(True, validation_alias=_alias("bias", "use_bias"))
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
@@ -318,8 +319,7 @@ class _ConvTransposeBase(_ConvBase):
     transposed: ClassVar[bool] = True
 
     output_padding: NonNegativePerDim = Field(
-        0, description="extra size added to one side of the output; smaller than stride or dilation",
-        validate_default=True)
+        per_dim_default(0), description="extra size added to one side of the output; smaller than stride or dilation")
     padding_mode: Literal["zeros"] = "zeros"
 
     @model_validator(mode="after")
@@ -475,11 +475,11 @@ class _DepthwiseBase(LayerBase):
     in_channels: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
     kernel_size: PerDim
     depth_multiplier: PositiveInt = Field(1, description="outputs per input channel")
-    stride: PerDim = Field(1, validation_alias=_alias("stride", "strides"), validate_default=True)
+    stride: PerDim = Field(per_dim_default(1), validation_alias=_alias("stride", "strides"))
     padding: PaddingField = Field(
-        0, description="int, one int per spatial dim, 'same', 'valid', or [[before, after], ...] per spatial dim",
-        validate_default=True)
-    dilation: PerDim = Field(1, validation_alias=_alias("dilation", "dilation_rate"), validate_default=True)
+        per_dim_default(0),
+        description="int, one int per spatial dim, 'same', 'valid', or [[before, after], ...] per spatial dim")
+    dilation: PerDim = Field(per_dim_default(1), validation_alias=_alias("dilation", "dilation_rate"))
     bias: Bool = Field(True, validation_alias=_alias("bias", "use_bias"))
     data_format: DataFormat = data_format_field()
     activation: ActivationName = activation_field()

@@ -58,6 +58,7 @@ from .base import (
     _padding_pairs,
     _per_dim,
     data_format_field,
+    per_dim_default,
     register_layer,
     shown,
 )
@@ -75,10 +76,10 @@ class _PoolBase(LayerBase):
     spatial_dims: ClassVar[int]                  # each registered pooling sets its rank
 
     kernel_size: PerDim = Field(validation_alias=_alias("kernel_size", "pool_size"))
-    stride: OptionalPerDim = Field(None, validation_alias=_alias("stride", "strides"), validate_default=True,
+    stride: OptionalPerDim = Field(per_dim_default(None), validation_alias=_alias("stride", "strides"),
                                    description="a positive int or one per spatial dim; default: the kernel size")
-    padding: PaddingField = Field(0, description="int (at most half the kernel), per-dim list, 'same' or 'valid'",
-                                  validate_default=True)
+    padding: PaddingField = Field(per_dim_default(0),
+                                  description="int (at most half the kernel), per-dim list, 'same' or 'valid'")
     ceil_mode: Bool = False
     data_format: DataFormat = data_format_field()
 
@@ -173,7 +174,7 @@ class _PoolBase(LayerBase):
 
 
 class _MaxPoolBase(_PoolBase):
-    dilation: PerDim = Field(1, validation_alias=_alias("dilation", "dilation_rate"), validate_default=True)
+    dilation: PerDim = Field(per_dim_default(1), validation_alias=_alias("dilation", "dilation_rate"))
 
     keeps_finite = True
 
