@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field, SerializeAsAny, SkipValidation, field_va
 from .errors import GraphError, SpecError, did_you_mean, layer_label, shown
 from .layers import MAX_RANK, Description, Int, LayerBase, PositiveInt, parse_layer
 from .names import split_output
-from .report import LayerReport, Report, Totals
+from .report import LayerReport, Report, Totals, layer_entry
 
 if TYPE_CHECKING:                  # the executor's types (NumPy is imported only when a network is run)
     import numpy as np
@@ -263,7 +263,7 @@ class Network(Description):
 def layer_report(step: Step, itemsize: int) -> LayerReport:
     """One layer's entry of the report, from its resolved step (also what a calculator prints for one layer)."""
     f, rf = step.facts, step.facts.rf
-    return LayerReport.model_construct(
+    return layer_entry(
         index=step.index, name=step.name, type=step.layer.type_name, inputs=step.inputs,
         input_shapes=[list(s) for s in step.input_shapes], output_shape=list(f.output_shape),
         output_shapes=[list(s) for s in f.outputs] if f.outputs is not None else None,

@@ -173,3 +173,22 @@ def test_merge_of_non_square_fields_reports_the_largest_per_dimension():
     merged = report.layer("sum")
     assert merged.receptive_field == [5, 5]
     assert any("different receptive fields" in note for note in merged.notes)
+
+
+def test_every_report_entry_has_every_field_set():
+    # Entries are made without validation (report.layer_entry): each field must be given, for every kind of layer —
+    # one output, several outputs, a fused activation, a frozen layer — as model_construct would have set them.
+    from layercalc.report import LayerReport
+
+    net = layercalc.load({"input": [8, 8, 3], "layout": "NHWC", "layers": [
+        {"name": "c", "type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu", "trainable": False},
+        {"name": "s", "type": "split", "sizes": 2, "dim": -1},
+        {"type": "add", "inputs": ["s:0", "s:1"]}]})
+    report = net.analyze()
+    assert [e.type for e in report.layers] == ["conv2d", "split", "add"]
+    assert report.layers[0].activation == "relu" and report.layers[0].trainable is False
+    assert report.layers[1].output_shapes == [[1, 6, 6, 2], [1, 6, 6, 2]]
+    for entry in report.layers:
+        assert entry.model_fields_set == set(LayerReport.model_fields)
+        assert list(entry.__dict__) == list(LayerReport.model_fields)      # and in the fields' order (dumps, repr)
+        assert entry.model_dump() == LayerReport.model_construct(**entry.__dict__).model_dump()

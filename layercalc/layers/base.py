@@ -42,7 +42,15 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Optional, Union, get_args
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, field_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_serializer,
+)
 from pydantic_core import PydanticCustomError
 
 from ..errors import (
@@ -58,6 +66,7 @@ from ..errors import (
     shown,
     whole_number_problem,
 )
+from ..names import split_output
 
 if TYPE_CHECKING:                     # the engines' types, for annotations only (no import cycle at run time)
     import numpy as np
@@ -174,6 +183,36 @@ def check_name(name: str) -> None:
     if not name.isprintable():
         raise ValueError("a name must be printable text (no control characters such as newlines or terminal "
                          "escapes)")
+
+
+def _printable(name: str) -> str:
+    check_name(name)
+    return name
+
+
+def _layer_name(name: str) -> str:
+    check_name(name)
+    if split_output(name)[1] is not None:
+        raise ValueError(f"a layer's name may not end in ':' and digits ({name!r}): NAME:0, NAME:1 … name the outputs "
+                         f"of a layer with several")
+    return name
+
+
+def _printable_names(names: list[str]) -> list[str]:
+    for name in names:
+        check_name(name)
+    return names
+
+
+# The names a layer's fields hold, validated where they are declared (annotations, not field validators: every
+# subclass of LayerBase would copy a field validator, and class creation is most of `layercalc summary`'s start-up).
+# Names are printed in tables and messages: a control character could rewrite the terminal, a huge name would make
+# every line about the layer huge.
+PrintableName = Annotated[str, AfterValidator(_printable)]
+LayerName = Annotated[str, Field(min_length=1), AfterValidator(_layer_name)]
+#: one name (a layer with one input) or a list of them
+TensorNames = Annotated[list[str], BeforeValidator(lambda value: [value] if isinstance(value, str) else value),
+                        AfterValidator(_printable_names)]
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -296,47 +335,15 @@ class LayerBase(Description):
     #: spatial rank the layer needs (``None``: any, or none)
     spatial_dims: ClassVar[Optional[int]] = None
 
-    name: Optional[str] = Field(None, min_length=1, description="unique name; default '<type>_<index>'")
-    inputs: Optional[list[str]] = Field(
+    name: Optional[LayerName] = Field(None, description="unique name; default '<type>_<index>'")
+    inputs: Optional[TensorNames] = Field(
         None, description="names of the layers feeding this one ('input' is the network input); default: previous "
                           "layer")
-    tied_to: Optional[str] = Field(
+    tied_to: Optional[PrintableName] = Field(
         None, description="name of another layer whose parameters this one uses (tied weights, counted once there): "
                           "GPT-2's output head and its token embedding")
     trainable: Bool = Field(True, description="Keras' trainable: false freezes the layer: its parameters stay "
                                               "params, and Keras' totals count them as non-trainable")
-
-    @field_validator("inputs", mode="before")
-    @classmethod
-    def _one_input_as_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("name")
-    @classmethod
-    def _printable_name(cls, value: Optional[str]) -> Optional[str]:
-        # Names are printed in tables and messages: a control character could rewrite the terminal, a huge name
-        # would make every line about the layer huge.
-        if value is not None:
-            check_name(value)
-            from ..names import split_output
-            if split_output(value)[1] is not None:
-                raise ValueError(f"a layer's name may not end in ':' and digits ({value!r}): NAME:0, NAME:1 … name "
-                                 f"the outputs of a layer with several")
-        return value
-
-    @field_validator("inputs")
-    @classmethod
-    def _printable_inputs(cls, value: Optional[list[str]]) -> Optional[list[str]]:
-        for name in value or ():
-            check_name(name)
-        return value
-
-    @field_validator("tied_to")
-    @classmethod
-    def _printable_tied_to(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None:
-            check_name(value)
-        return value
 
     @classmethod
     def _describe_label(cls, data: dict) -> str:
