@@ -3,7 +3,8 @@ steps and explanations side by side; :mod:`layercalc.layers.base` holds the prot
 
 | module | layer types |
 |---|---|
-| :mod:`~layercalc.layers.conv` | conv1d/2d/3d, conv_transpose1d/2d/3d, depthwise_conv1d/2d, separable_conv1d/2d |
+| :mod:`~layercalc.layers.conv` | conv1d/2d/3d, conv_transpose1d/2d/3d |
+| :mod:`~layercalc.layers.depthwise` | depthwise_conv1d/2d, separable_conv1d/2d |
 | :mod:`~layercalc.layers.pooling` | maxpool, avgpool, adaptive_avgpool, adaptive_maxpool (1d/2d/3d), global_avgpool, global_maxpool |
 | :mod:`~layercalc.layers.linear` | linear (dense) |
 | :mod:`~layercalc.layers.reshape` | flatten, reshape, zero_pad |
@@ -13,12 +14,15 @@ steps and explanations side by side; :mod:`layercalc.layers.base` holds the prot
 | :mod:`~layercalc.layers.attention` | multi_head_attention (multihead_attention), scaled_dot_product_attention, matmul |
 
 Importing this package registers the families a convolutional network needs (activation, conv, pooling, linear,
-reshape); the others are imported on first need — a spec naming one of their types, the JSON Schema, the command
-list, or any name below read from this package — by :func:`load_all_families`, in the order the schema and
-``--help`` list them (defining ~90 Pydantic models is most of ``layercalc summary``'s start-up). Layer types of
+reshape); the others are imported on first need, in the order the schema and ``--help`` list them: one at a time
+until a spec's type is known (:func:`load_families_until`), or all of them for the JSON Schema, the command list or
+any name below read from this package (:func:`load_all_families`) — defining ~90 Pydantic models is most of
+``layercalc summary``'s start-up. Layer types of
 installed packages (entry point group ``layercalc.layers``) are loaded on first need, after the built-ins
 (:func:`~layercalc.layers.base.load_plugins`); a user's own type is one :func:`register_layer` call away.
 """
+
+from collections.abc import Callable
 
 from .base import *  # noqa: F401,F403  (field types, Description, LayerBase, ParamSpec, the registry)
 from .base import (ENTRY_POINT_GROUP, MAX_RANK, Description, LayerBase,  # noqa: F401
@@ -37,27 +41,29 @@ from .pooling import _AdaptivePoolBase, _AvgPoolBase, _MaxPoolBase, _PoolBase  #
 from .activation import _Activation  # noqa: E402,F401
 
 #: the families imported on first need, in registration order
-LATER_FAMILIES = ("norm", "merge", "sequence", "attention", "tensor_ops", "resample", "recurrent")
+LATER_FAMILIES = ("norm", "merge", "depthwise", "sequence", "attention", "tensor_ops", "resample", "recurrent")
 #: the registry's tables: complete only once every family is imported, so read through __getattr__ below
 _REGISTRY = ("LAYER_TYPES", "LAYER_CLASSES", "KERAS_CLASSES")
 for _name in _REGISTRY:
     globals().pop(_name, None)
-_loaded = False
+_imported = 0                 # how many of LATER_FAMILIES are imported (always a prefix: the registration order)
 
 
 def load_all_families() -> None:
-    """Import the families of :data:`LATER_FAMILIES` (once): their types register, their names join this
+    """Import the families of :data:`LATER_FAMILIES` not yet imported: their types register, their names join this
     package's."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
+    load_families()
+
+
+def load_families_until(done: "Callable[[], bool]") -> None:
+    """Import the families of :data:`LATER_FAMILIES` in order, one at a time, until ``done()`` (a spec's type is
+    known): a network of convs and batch norms imports the norm family only, not the transformer ones."""
+    global _imported
     import importlib
-    for family in LATER_FAMILIES:
-        module = importlib.import_module(f".{family}", __name__)
+    while _imported < len(LATER_FAMILIES) and not done():
+        module = importlib.import_module(f".{LATER_FAMILIES[_imported]}", __name__)
+        _imported += 1
         globals().update({name: getattr(module, name) for name in getattr(module, "__all__", ())})
-    from .norm import _BatchNormBase
-    globals()["_BatchNormBase"] = _BatchNormBase
 
 
 def __getattr__(name: str) -> object:

@@ -38,6 +38,7 @@ infinity. An on/off field takes ``true`` or ``false`` only. See :func:`layercalc
 # Function annotations naming types imported for type checking only are written as strings.
 
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Optional, Union, get_args
@@ -587,11 +588,16 @@ def unregister_layer(cls: "type[LayerBase]") -> None:
     layer_union.cache_clear()
 
 
-def load_families() -> None:
-    """Register every built-in layer type: the families ``layercalc.layers`` does not import at start are imported
-    (on the first type a spec names that is not yet known, and before anything lists the types)."""
-    from . import load_all_families
-    load_all_families()
+def load_families(until: "Optional[Callable[[], bool]]" = None) -> None:
+    """Register the built-in layer types: the families ``layercalc.layers`` does not import at start are imported,
+    all of them (before anything lists the types, and before a user's type registers), or in order until
+    ``until()`` holds (a spec's type is known)."""
+    from . import load_families_until
+    load_families_until(until or (lambda: False))
+
+
+def _known_type(type_: str) -> bool:
+    return type_ in KERAS_CLASSES or type_.lower() in LAYER_TYPES
 
 
 @lru_cache(maxsize=1)
@@ -716,8 +722,9 @@ def parse_layer(raw: Any, index: int) -> "LayerBase":
     if type_ is None:
         raise SpecError(f"{layer_label(index, name, None)}: missing field 'type' "
                         f"(one of: {', '.join(sorted(LAYER_TYPES))})")
-    if isinstance(type_, str) and type_ not in KERAS_CLASSES and type_.lower() not in LAYER_TYPES:
-        load_families()                           # a type of a family not imported at start
+    if isinstance(type_, str) and not _known_type(type_):
+        wanted = type_                            # a type of a family not imported at start: import up to its family
+        load_families(until=lambda: _known_type(wanted))
     keras = KERAS_CLASSES.get(type_) if isinstance(type_, str) else None
     if keras is not None:
         # a Keras class name (exact spelling): the type that implements it, with the fields Keras' meaning implies
