@@ -22,7 +22,7 @@ only when the command line asks for one (or for the full help / shell completion
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Annotated, Any, NoReturn, Optional
 
@@ -60,7 +60,6 @@ __all__ = ["main", "get_app", "build_app", "CliGroup", "make_calculator", "rende
            "parse_shape", "parse_ints", "parse_padding", "parse_float", "parse_int"]
 
 PROG = "layercalc"
-GENERAL_COMMANDS = ("size", "solve", "summary", "schema", "zoo", "verify", "run")
 DEBUG_ENV = "LAYERCALC_DEBUG"
 #: Python files of layer types to load before any command (like --plugin), separated by os.pathsep
 PLUGINS_ENV = "LAYERCALC_PLUGINS"
@@ -340,20 +339,24 @@ def _root(
 
 # ================================================================================================ the app
 
-def build_app(with_layers: bool = True) -> typer.Typer:
-    """The typer app; ``with_layers=False`` skips generating the calculators (no Pydantic import)."""
+#: the general commands, in the order ``--help`` lists them
+GENERAL_COMMANDS: dict[str, Callable[..., Any]] = {
+    "size": size_command, "solve": solve_command, "summary": summary_command,
+    "convert": convert_command, "schema": schema_command, "zoo": zoo_command, "verify": verify_command,
+    "run": run_command}
+
+
+def build_app(with_layers: bool = True, only: Optional[str] = None) -> typer.Typer:
+    """The typer app; ``with_layers=False`` skips generating the calculators (no Pydantic import); ``only``: the one
+    general command the command line runs (typer turns every registered command into a click command before
+    running one: ~0.5 ms each, for nothing)."""
     app = typer.Typer(name=PROG, cls=CliGroup, no_args_is_help=True, rich_markup_mode=None,
                       pretty_exceptions_enable=False, add_completion=True,
                       context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
     app.callback()(_root)
-    app.command("size")(size_command)
-    app.command("solve")(solve_command)
-    app.command("summary")(summary_command)
-    app.command("convert")(convert_command)
-    app.command("schema")(schema_command)
-    app.command("zoo")(zoo_command)
-    app.command("verify")(verify_command)
-    app.command("run")(run_command)
+    for name, command in GENERAL_COMMANDS.items():
+        if only is None or name == only:
+            app.command(name)(command)
     if with_layers:
         from ..layers import LAYER_TYPES, load_plugins
         load_plugins()                                   # installed packages' types get calculators too
@@ -365,13 +368,13 @@ def build_app(with_layers: bool = True) -> typer.Typer:
     return app
 
 
-_APPS: dict[bool, typer.Typer] = {}
+_APPS: dict[tuple[bool, Optional[str]], typer.Typer] = {}
 
 
-def get_app(with_layers: bool = True) -> typer.Typer:
-    if with_layers not in _APPS:
-        _APPS[with_layers] = build_app(with_layers)
-    return _APPS[with_layers]
+def get_app(with_layers: bool = True, only: Optional[str] = None) -> typer.Typer:
+    if (with_layers, only) not in _APPS:
+        _APPS[with_layers, only] = build_app(with_layers, only)
+    return _APPS[with_layers, only]
 
 
 def _needs_layers(argv: list[str]) -> bool:
@@ -397,8 +400,10 @@ def main(argv: Optional[list[str]] = None) -> None:
         except LayerCalcError as exc:
             _error(str(exc))
             sys.exit(2)
-    app = get_app(_needs_layers(args))
-    typer.main.get_command(app).main(args=args, prog_name=PROG)
+    with_layers = _needs_layers(args)
+    words = [a for a in args if a != "--debug"]
+    only = words[0] if not with_layers and words and words[0] in GENERAL_COMMANDS else None
+    typer.main.get_command(get_app(with_layers, only)).main(args=args, prog_name=PROG)
 
 
 def take_plugin_options(args: list[str]) -> tuple[list[str], list[str]]:
