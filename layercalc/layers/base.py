@@ -194,8 +194,8 @@ def _printable(name: str) -> str:
 def _layer_name(name: str) -> str:
     check_name(name)
     if split_output(name)[1] is not None:
-        raise ValueError(f"a layer's name may not end in ':' and digits ({name!r}): NAME:0, NAME:1 … name the outputs "
-                         f"of a layer with several")
+        raise ValueError(f"a layer's name may not end in ':' and digits ({name!r}): NAME:0, NAME:1 … name the "
+                         f"outputs of a layer with several")
     return name
 
 
@@ -328,7 +328,10 @@ class Description(BaseModel):
 class LayerBase(Description):
     """Fields every layer has: an optional ``name`` and the names of its ``inputs``."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+    # protected_namespaces=(): pydantic's check that no field name starts with model_validate/model_dump runs for
+    # every field of every layer class at import (a few percent of defining them); layer fields are never so named,
+    # and a field that shadows a BaseModel method is still warned about (pydantic's own check).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True, protected_namespaces=())
 
     #: how many inputs the layer takes (``None``: any number ≥ min_inputs)
     min_inputs: ClassVar[int] = 1
