@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-LATER = ["attention", "merge", "norm", "recurrent", "resample", "sequence", "tensor_ops"]
+LATER = ["attention", "depthwise", "merge", "norm", "recurrent", "resample", "sequence", "tensor_ops"]
 
 
 def fresh(code: str) -> str:
@@ -31,6 +31,34 @@ def test_a_later_type_loads_them_and_parses():
     params, families = out.split(" ", 1)
     assert int(params) == 4 * (32 * 16 + 32 * 32 + 32)       # Keras' LSTM (one bias vector): 6,272
     assert set(LATER) <= set(eval(families))
+
+
+def test_a_later_type_imports_the_later_families_only_up_to_its_own():
+    # norm and merge come first in LATER_FAMILIES: a ResNet spec (batch norms, residual adds) imports those two
+    out = fresh("import sys, layercalc\n"
+                "r = layercalc.load('zoo:resnet18').analyze()\n"
+                f"print(r.totals.params, {loaded()})")
+    params, families = out.split(" ", 1)
+    assert int(params) == 11_689_512                           # torchvision's resnet18
+    assert set(LATER) & set(eval(families)) == {"norm", "merge"}
+    # a Keras DepthwiseConv2D (by its Keras class name) finds its family, third: C_in·m·3·3 + C_in·m = 8·2·9 + 16
+    out = fresh("import sys, layercalc\n"
+                "r = layercalc.load({'input': [6, 6, 8], 'layout': 'NHWC', 'layers': [\n"
+                "    {'type': 'DepthwiseConv2D', 'kernel_size': 3, 'depth_multiplier': 2}]}).analyze()\n"
+                f"print(r.totals.params, {loaded()})")
+    params, families = out.split(" ", 1)
+    assert int(params) == 8 * 2 * 9 + 16
+    assert set(LATER) & set(eval(families)) == {"norm", "merge", "depthwise"}
+
+
+def test_the_order_is_the_same_when_the_families_load_in_steps():
+    code = ("import json, layercalc, layercalc.layers as L\n"
+            "layercalc.load({'input': [3, 8, 8], 'layers': [{'type': 'batchnorm2d'}]})\n"
+            "L.load_all_families()\n"
+            "print(json.dumps([c.model_fields['type'].default for c in L.LAYER_CLASSES]))")
+    builtin = json.loads(fresh("import json, layercalc.layers as L\nL.load_all_families()\n"
+                               "print(json.dumps([c.model_fields['type'].default for c in L.LAYER_CLASSES]))"))
+    assert json.loads(fresh(code)) == builtin
 
 
 def test_the_tables_and_classes_read_complete():
