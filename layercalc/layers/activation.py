@@ -21,14 +21,14 @@ from pydantic_core import PydanticCustomError
 
 from ..explain import Explanation, prod_text
 from ..rules import Context, Facts, Tensor, normalize_dim, numel
-from .base import Bool, Float, Int, LayerBase, Probability, _alias, register_layer, shown
+from .base import Bool, Float, Int, LayerBase, LayerMixin, Probability, _alias, register_layer, shown
 
 __all__ = ['Dropout', 'ReLU', 'ReLU6', 'LeakyReLU', 'Sigmoid', 'Tanh', 'GELU', 'SiLU', 'Hardswish', 'Hardsigmoid',
            'Softmax', 'Identity', 'Rescaling', 'Activation', 'KERAS_ACTIVATIONS', 'activation_field',
            'activation_layer']
 
 
-class _Elementwise(LayerBase):
+class _Elementwise(LayerMixin):
     """Shape unchanged, ``flops_per_element`` FLOPs per element, receptive field passed on."""
     flops_per_element: ClassVar[int] = 0
 
@@ -57,7 +57,7 @@ class _Passthrough(_Elementwise):
 
 
 @register_layer
-class Dropout(_Passthrough):
+class Dropout(_Passthrough, LayerBase):
     """Identity at inference; counted as zero FLOPs."""
     type: Literal["dropout"] = "dropout"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {
@@ -68,7 +68,7 @@ class Dropout(_Passthrough):
 
 # --------------------------------------------------------------------------------------------- activations
 
-class _Activation(_Elementwise):
+class _Activation(_Elementwise, LayerBase):
     inplace: Bool = Field(False, description="accepted for PyTorch familiarity; no effect on any figure")
 
     def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
@@ -233,12 +233,12 @@ class Softmax(_Activation):
 
 
 @register_layer
-class Identity(_Passthrough):
+class Identity(_Passthrough, LayerBase):
     type: Literal["identity"] = "identity"
 
 
 @register_layer
-class Rescaling(_Elementwise):
+class Rescaling(_Elementwise, LayerBase):
     """``x·scale + offset`` with constant numbers (Keras' Rescaling; an ONNX Mul, Div, Add or Sub by a constant,
     such as attention's 1/√d): no parameters; FLOPs 1 per element for the multiply unless scale is 1, 1 for the add
     unless offset is 0."""

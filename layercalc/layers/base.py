@@ -507,6 +507,17 @@ def _variables_text(held: "dict[str, list[np.ndarray]]") -> str:
     return f"{count} variable{'s' if count != 1 else ''} " + "; ".join(parts)
 
 
+# The base of a class a family shares between several types that declares no field (methods and ClassVars only: an
+# element-wise rule, a reduction's name): a plain class at run time, so pydantic does not define it as one more model
+# (each model class copies every inherited field: defining them is most of `layercalc summary`'s start-up), and a
+# LayerBase for the type checker, which checks its methods against a layer's attributes. A type lists it before
+# LayerBase: `class Add(_ElementwiseMerge, LayerBase)`.
+if TYPE_CHECKING:
+    LayerMixin = LayerBase
+else:
+    LayerMixin = object
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One parameter (or buffer) of a layer, as the executor allocates and checks it.

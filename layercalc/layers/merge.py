@@ -14,7 +14,7 @@ from pydantic import Field
 
 from ..explain import Explanation, n, prod_text
 from ..rules import Context, Facts, ReceptiveField, Shape, Tensor, fmt_dims, fmt_shape, normalize_dim, numel
-from .base import Int, LayerBase, _alias, register_layer
+from .base import Int, LayerBase, LayerMixin, _alias, register_layer
 
 __all__ = ['Add', 'Mul', 'Sub', 'Div', 'Concat']
 
@@ -60,7 +60,7 @@ def merge_rf(inputs: list[Tensor]) -> tuple[Optional[ReceptiveField], list[str]]
     return widest, [note]
 
 
-class _ElementwiseMerge(LayerBase):
+class _ElementwiseMerge(LayerMixin):
     """Element-wise sum or product of two or more inputs, with broadcasting."""
     min_inputs: ClassVar[int] = 2
     max_inputs: ClassVar[Optional[int]] = None
@@ -105,14 +105,14 @@ class _ElementwiseMerge(LayerBase):
 
 
 @register_layer
-class Add(_ElementwiseMerge):
+class Add(_ElementwiseMerge, LayerBase):
     """Element-wise sum of two or more inputs, with NumPy/PyTorch broadcasting."""
     type: Literal["add"] = "add"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Add": {}}
 
 
 @register_layer
-class Mul(_ElementwiseMerge):
+class Mul(_ElementwiseMerge, LayerBase):
     """Element-wise product with broadcasting (e.g. a squeeze-and-excitation gate [N, C, 1, 1] × [N, C, H, W])."""
     operation: ClassVar[str] = "product"
     ufunc: ClassVar[str] = "multiply"
@@ -146,7 +146,7 @@ class _BinaryMerge(_ElementwiseMerge):
 
 
 @register_layer
-class Sub(_BinaryMerge):
+class Sub(_BinaryMerge, LayerBase):
     """Element-wise difference first − second, with NumPy/PyTorch broadcasting (``torch.sub``, ONNX Sub, Keras'
     Subtract)."""
     operation: ClassVar[str] = "difference"
@@ -157,7 +157,7 @@ class Sub(_BinaryMerge):
 
 
 @register_layer
-class Div(_BinaryMerge):
+class Div(_BinaryMerge, LayerBase):
     """Element-wise quotient first / second, with NumPy/PyTorch broadcasting (``torch.div``, ONNX Div). A divisor
     holding zeros is an error in ``run``/``verify`` (the quotient would be infinite or NaN)."""
     operation: ClassVar[str] = "quotient"

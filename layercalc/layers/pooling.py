@@ -49,6 +49,7 @@ from .base import (
     Bool,
     DataFormat,
     LayerBase,
+    LayerMixin,
     OptionalPerDim,
     PaddingField,
     PerDim,
@@ -347,7 +348,7 @@ class _AdaptivePoolBase(LayerBase):
                  f"{prod_text([batch, channels, *sums])}", batch * channels * math.prod(sums), facts.flops)
 
 
-class _AdaptiveMaxPoolBase(_AdaptivePoolBase):
+class _AdaptiveMaxPoolBase(LayerMixin):
     reduction: ClassVar[str] = "max"
     keeps_finite = True
 
@@ -371,26 +372,26 @@ class AdaptiveAvgPool3d(_AdaptivePoolBase):
 
 
 @register_layer
-class AdaptiveMaxPool1d(_AdaptiveMaxPoolBase):
+class AdaptiveMaxPool1d(_AdaptiveMaxPoolBase, _AdaptivePoolBase):
     spatial_dims: ClassVar[int] = 1
     type: Literal["adaptive_maxpool1d"] = "adaptive_maxpool1d"
 
 
 @register_layer
-class AdaptiveMaxPool2d(_AdaptiveMaxPoolBase):
+class AdaptiveMaxPool2d(_AdaptiveMaxPoolBase, _AdaptivePoolBase):
     spatial_dims: ClassVar[int] = 2
     type: Literal["adaptive_maxpool2d"] = "adaptive_maxpool2d"
 
 
 @register_layer
-class AdaptiveMaxPool3d(_AdaptiveMaxPoolBase):
+class AdaptiveMaxPool3d(_AdaptiveMaxPoolBase, _AdaptivePoolBase):
     spatial_dims: ClassVar[int] = 3
     type: Literal["adaptive_maxpool3d"] = "adaptive_maxpool3d"
 
 
 # ------------------------------------------------------------------------------------------------------ global
 
-class _GlobalPoolBase(LayerBase):
+class _GlobalPoolBase(LayerMixin):
     #: "mean" or "maximum", for explanations; the NumPy reduction's name
     what: ClassVar[str] = "mean"
     reduce: ClassVar[str] = "mean"
@@ -426,7 +427,7 @@ class _GlobalPoolBase(LayerBase):
 
 
 @register_layer
-class GlobalAvgPool(_GlobalPoolBase):
+class GlobalAvgPool(_GlobalPoolBase, LayerBase):
     """Average over every spatial dimension (Keras ``GlobalAveragePooling*D``)."""
     type: Literal["global_avgpool"] = "global_avgpool"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {
@@ -436,7 +437,7 @@ class GlobalAvgPool(_GlobalPoolBase):
 
 
 @register_layer
-class GlobalMaxPool(_GlobalPoolBase):
+class GlobalMaxPool(_GlobalPoolBase, LayerBase):
     """Maximum over every spatial dimension (Keras ``GlobalMaxPooling*D``)."""
     what: ClassVar[str] = "maximum"
     reduce: ClassVar[str] = "max"

@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 
 from ..explain import Explanation, n, prod_text
 from ..rules import Context, Facts, ReceptiveField, Tensor, exact_ratio, fmt_shape, normalize_dim, numel, window_rf
-from .base import MAX_RANK, Bool, Int, LayerBase, PositiveInt, _alias, register_layer
+from .base import MAX_RANK, Bool, Int, LayerBase, LayerMixin, PositiveInt, _alias, register_layer
 
 __all__ = ['Permute', 'Transpose', 'Slice', 'Split', 'Chunk', 'Select', 'Roll', 'PixelShuffle', 'PixelUnshuffle',
            'ChannelShuffle', 'Mean', 'Sum']
@@ -105,7 +105,7 @@ def _zero(c: Explanation, what: str, facts: Facts) -> None:
     c.zero("FLOPs", what, facts.flops)
 
 
-class _Movement(LayerBase):
+class _Movement(LayerMixin):
     """Moves values without arithmetic: no params, MACs or FLOPs; the output is finite when the input is."""
     keeps_finite = True
 
@@ -113,7 +113,7 @@ class _Movement(LayerBase):
 # ------------------------------------------------------------------------------------------ permute, transpose
 
 @register_layer
-class Permute(_Movement):
+class Permute(_Movement, LayerBase):
     """Reorders the dims like torch.permute: ``dims`` lists every dim (batch included, and it stays at 0)."""
     type: Literal["permute"] = "permute"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Permute": {}}
@@ -162,7 +162,7 @@ class Permute(_Movement):
 
 
 @register_layer
-class Transpose(_Movement):
+class Transpose(_Movement, LayerBase):
     """Swaps two dims like torch.transpose (neither may be the batch dim)."""
     type: Literal["transpose"] = "transpose"
     dim0: Int = Field(description="first dim to swap (not the batch dim 0); negative counts from the end")
@@ -201,7 +201,7 @@ def _check_lengths(dim: Any, **others: Any) -> None:
 
 
 @register_layer
-class Slice(_Movement):
+class Slice(_Movement, LayerBase):
     """``x[..., start:stop:step]`` on one or more non-batch dims (Python slice rules, negative indices allowed)."""
     type: Literal["slice"] = "slice"
     dim: DimList = Field(validation_alias=_alias("dim", "axis"),
@@ -285,7 +285,7 @@ def _slice_text(start: Optional[int], stop: Optional[int], step: int) -> str:
 
 # ------------------------------------------------------------------------------------- split and chunk
 
-class _Split(_Movement):
+class _Split(_Movement, LayerBase):
     """Cuts one dim into consecutive pieces: several outputs, which later layers name ``NAME:0``, ``NAME:1``, …"""
     dim: Int = Field(validation_alias=_alias("dim", "axis"), description="the dim to cut (not the batch dim 0)")
 
@@ -350,7 +350,7 @@ class Chunk(_Split):
 
 
 @register_layer
-class Select(_Movement):
+class Select(_Movement, LayerBase):
     """``x[:, index]`` on dim ``dim``: one index kept and the dim removed (torch.select; ViT's class token)."""
     type: Literal["select"] = "select"
     dim: Int = Field(validation_alias=_alias("dim", "axis"),
@@ -385,7 +385,7 @@ class Select(_Movement):
 # ------------------------------------------------------------------------------------------------------- roll
 
 @register_layer
-class Roll(_Movement):
+class Roll(_Movement, LayerBase):
     """Circular shift like torch.roll: each ``shifts[i]`` along ``dims[i]`` (Swin's shifted windows)."""
     type: Literal["roll"] = "roll"
     shifts: DimList = Field(description="shift per dim (positive: towards higher indices), one per dim in dims")
@@ -451,7 +451,7 @@ def _require_nchw(x: Tensor, ctx: Context, name: str, factor: str) -> None:
 
 
 @register_layer
-class PixelShuffle(_Movement):
+class PixelShuffle(_Movement, LayerBase):
     """[N, C·r², H, W] → [N, C, H·r, W·r] like torch.nn.PixelShuffle (NCHW only)."""
     type: Literal["pixel_shuffle"] = "pixel_shuffle"
     upscale_factor: PositiveInt = Field(description="r: channels C·r² become C, each spatial size times r")
@@ -500,7 +500,7 @@ class PixelShuffle(_Movement):
 
 
 @register_layer
-class PixelUnshuffle(_Movement):
+class PixelUnshuffle(_Movement, LayerBase):
     """[N, C, H·r, W·r] → [N, C·r², H, W] like torch.nn.PixelUnshuffle (NCHW only)."""
     type: Literal["pixel_unshuffle"] = "pixel_unshuffle"
     downscale_factor: PositiveInt = Field(description="r: each spatial size divided by r, channels times r²")
@@ -540,7 +540,7 @@ class PixelUnshuffle(_Movement):
 
 
 @register_layer
-class ChannelShuffle(_Movement):
+class ChannelShuffle(_Movement, LayerBase):
     """Interleaves channel groups like torch.nn.ChannelShuffle (ShuffleNet): [g, C/g] → [C/g, g]."""
     type: Literal["channel_shuffle"] = "channel_shuffle"
     groups: PositiveInt = Field(description="g: the channels split into g groups, then interleaved")
