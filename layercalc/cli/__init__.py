@@ -381,10 +381,13 @@ def _needs_layers(argv: list[str]) -> bool:
     """Only the calculators, the full help and shell completion need the generated layer commands."""
     if any(key.endswith("_COMPLETE") for key in os.environ if key.startswith("_")):
         return True
-    words = [a for a in argv if a != "--debug"]
-    if words and words[0] == "--version":
-        return False
-    return not (words and words[0] in GENERAL_COMMANDS)
+    word = _first_word(argv)
+    return word != "--version" and word not in GENERAL_COMMANDS
+
+
+def _first_word(argv: list[str]) -> Optional[str]:
+    """The command (or --version) the command line starts with, ``--debug`` aside."""
+    return next((a for a in argv if a != "--debug"), None)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -401,8 +404,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             _error(str(exc))
             sys.exit(2)
     with_layers = _needs_layers(args)
-    words = [a for a in args if a != "--debug"]
-    only = words[0] if not with_layers and words and words[0] in GENERAL_COMMANDS else None
+    word = _first_word(args)
+    only = word if not with_layers and word in GENERAL_COMMANDS else None
     typer.main.get_command(get_app(with_layers, only)).main(args=args, prog_name=PROG)
 
 

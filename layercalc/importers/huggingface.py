@@ -153,6 +153,13 @@ def _linear(name: str, out: int, bias: bool = True, **more: Any) -> dict[str, An
     return layer
 
 
+def _last_token_score(c: _Config) -> list[dict[str, Any]]:
+    """A decoder's sequence-classification head (GPT-2's, Llama's, …): the score is computed at every position,
+    then the last token's is kept (no pad_token_id: the last one)."""
+    return [_linear("score", c.num_labels(), bias=False),
+            {"name": "last_token", "type": "select", "dim": 1, "index": -1}]
+
+
 def _prefixed(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
@@ -194,9 +201,7 @@ def _gpt2(c: _Config, architecture: str) -> dict[str, Any]:
         tied = c.flag("tie_word_embeddings", True)
         layers_.append(_linear("lm_head", vocab, bias=False, **({"tied_to": wte} if tied else {})))
     elif architecture == "GPT2ForSequenceClassification":
-        # the score is computed at every position, then the last token's is kept (no pad_token_id: the last one)
-        layers_ += [_linear("score", c.num_labels(), bias=False),
-                    {"name": "last_token", "type": "select", "dim": 1, "index": -1}]
+        layers_ += _last_token_score(c)
     elif architecture == "GPT2ForTokenClassification":
         layers_.append(_linear("classifier", c.num_labels()))
     elif architecture == "GPT2ForQuestionAnswering":
@@ -383,8 +388,7 @@ def _decoder(c: _Config, architecture: str) -> dict[str, Any]:
         tied = c.flag("tie_word_embeddings", False)
         layers_.append(_linear("lm_head", vocab, bias=False, **({"tied_to": embed} if tied else {})))
     elif head == "sequence":
-        layers_ += [_linear("score", c.num_labels(), bias=False),
-                    {"name": "last_token", "type": "select", "dim": 1, "index": -1}]
+        layers_ += _last_token_score(c)
     elif head == "token":
         layers_.append(_linear("score", c.num_labels(), bias=c.flag("token_classification_bias", True)))
     elif head == "qa":
