@@ -100,6 +100,16 @@ def transposed_input_span(kernel: int, stride: int, dilation: int = 1) -> int:
     return (ceil_div(kernel, stride // g) - 1) * (dilation // g) + 1
 
 
+def store_window_fields(layer: Any) -> None:
+    """A conv's window fields as it stores them once validated: kernel_size, stride and dilation one int per spatial
+    dim, padding one (before, after) pair per dim (or 'same' / 'valid'). For the model validators of the convs here
+    and of the depthwise and separable convs."""
+    rank = layer.spatial_dims
+    for field in ("kernel_size", "stride", "dilation"):
+        object.__setattr__(layer, field, _per_dim(getattr(layer, field), rank, field))
+    object.__setattr__(layer, "padding", _padding_pairs(layer.padding, rank))
+
+
 class _ConvBase(LayerBase):
     transposed: ClassVar[bool] = False
     spatial_dims: ClassVar[int]                  # each registered conv sets its rank
@@ -126,10 +136,7 @@ class _ConvBase(LayerBase):
 
     @model_validator(mode="after")
     def _normalize(self):
-        rank = self.spatial_dims
-        for field in ("kernel_size", "stride", "dilation"):
-            object.__setattr__(self, field, _per_dim(getattr(self, field), rank, field))
-        object.__setattr__(self, "padding", _padding_pairs(self.padding, rank))
+        store_window_fields(self)
         if self.out_channels % self.groups:
             raise ValueError(f"out_channels {self.out_channels} is not divisible by groups {self.groups}")
         return self

@@ -30,14 +30,12 @@ from .base import (
     _alias,
     _as_lists,
     _lower_string,
-    _padding_pairs,
-    _per_dim,
     data_format_field,
     keras_variables,
     per_dim_default,
     register_layer,
 )
-from .conv import Conv1d, Conv2d, Conv3d, _ConvBase, _keras_kernel
+from .conv import Conv1d, Conv2d, Conv3d, _ConvBase, _keras_kernel, store_window_fields
 
 __all__ = ['DepthwiseConv1d', 'DepthwiseConv2d', 'SeparableConv1d', 'SeparableConv2d']
 
@@ -73,10 +71,7 @@ class _DepthwiseBase(LayerBase):
 
     @model_validator(mode="after")
     def _normalize(self):
-        rank = self.spatial_dims
-        for field in ("kernel_size", "stride", "dilation"):
-            object.__setattr__(self, field, _per_dim(getattr(self, field), rank, field))
-        object.__setattr__(self, "padding", _padding_pairs(self.padding, rank))
+        store_window_fields(self)
         return self
 
     def fused_activation(self) -> Optional[LayerBase]:
