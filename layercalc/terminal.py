@@ -55,7 +55,8 @@ def wrap(text: str, width: int, indent: str = "", hanging: str = "    ") -> str:
 
     >>> print(wrap("maxpool2d_5: H: the output is floored to 5 and input row 10 is never read", 40, "  "))
       maxpool2d_5: H: the output is floored
-          to 5 and input row 10 is never read
+          to 5 and input row 10 is never
+          read
     >>> wrap("short", 80)
     'short'
     """
@@ -70,8 +71,9 @@ def wrap_lines(text: str, width: int, hanging: str = "    ") -> str:
 
     >>> print(wrap_lines("a:\\n  one two three four five six seven eight nine ten eleven twelve thirteen", 40))
     a:
-      one two three four five six seven eight
-          nine ten eleven twelve thirteen
+      one two three four five six seven
+          eight nine ten eleven twelve
+          thirteen
     """
     out = []
     for line in text.split("\n"):
