@@ -19,14 +19,15 @@ if _typing.TYPE_CHECKING:        # the lazy names below, as type checkers should
     from .report import LayerReport, Report, Totals
     from .sizing import SizeResult, size
     from .solving import SolveAnswer, SolveResult, solve
-    from .spec import convert, load, schema
+    from .sources import convert, load
+    from .spec import schema
 
 __version__ = "0.1.0"
 
 # The rest is imported on first use (PEP 562): importing Pydantic and defining the models costs ~0.15 s, which the
 # command line must not pay for `layercalc size` (start-up target 0.3 s). `layercalc.Network` etc. behave as usual.
 _LAZY = {"Network": "graph", "LayerReport": "report", "Report": "report", "Totals": "report",
-         "load": "spec", "schema": "spec", "convert": "spec", "from_torch": "importers.torch", "LAYER_TYPES": "layers",
+         "load": "sources", "schema": "spec", "convert": "sources", "from_torch": "importers.torch", "LAYER_TYPES": "layers",
          "size": "sizing", "SizeResult": "sizing", "solve": "solving", "SolveResult": "solving",
          "SolveAnswer": "solving"}
 

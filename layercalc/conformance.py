@@ -71,7 +71,8 @@ def check_layer_type(cls: type[LayerBase], fields: dict[str, Any], input_shapes:
     import numpy as np
 
     from . import kernels
-    from .executor import Env, init_params
+    from .executor import Env
+    from .weights import init_params
     from .graph import Step
 
     names = [f"input{i}" for i in range(len(shapes))]

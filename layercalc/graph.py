@@ -23,7 +23,7 @@ if TYPE_CHECKING:                  # the executor's types (NumPy is imported onl
     import numpy as np
     import numpy.typing as npt
 
-    from .executor import WeightsSource
+    from .weights import WeightsSource
 from .rules import (
     Context,
     Facts,
@@ -255,8 +255,11 @@ class Network(Description):
     def run(self, x: Optional[npt.ArrayLike] = None, weights: WeightsSource = None, seed: int = 0,
             dtype: Optional[npt.DTypeLike] = None, max_memory: Union[int, float, str, None] = None,
             ) -> Union[np.ndarray, dict[str, np.ndarray]]:
-        """Execute the forward pass with the bundled NumPy executor (see :mod:`layercalc.executor`)."""
-        from .executor import run
+        """Execute the forward pass with the bundled NumPy executor (see :mod:`layercalc.executor`); ``weights``
+        may be a file of any kind (``.npz``, ``.keras``, ``.weights.h5``, ``.onnx``: :func:`layercalc.sources.run`)."""
+        # upward, deferred: a weights file is read by the sources layer (a framework's by its importer), far above
+        # the graph, and running needs NumPy (~60 ms), which analysis never loads; the graph's one import back up
+        from .sources import run
         return run(self, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory)
 
 

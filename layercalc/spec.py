@@ -19,18 +19,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import reprlib
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Union
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
+from .blocks import MAX_LAYERS, expand
 from .errors import SpecError, layer_label, safe_text, shown, whole_number_problem
-from .graph import Network
-
-Source = Union[str, os.PathLike, Mapping, Network]
+from .graph import LAYOUT_ALIASES, Network
+from .layers import base as layer_registry
+from .layers import field_spellings, layer_union, load_plugins
 
 #: how deeply lists and mappings may nest in a spec. Real specs use under 10 levels (blocks → layers → padding
 #: pairs); the limit keeps every recursive walk (block expansion, Pydantic, repr in messages) far from Python's
@@ -73,8 +75,7 @@ def _spec_loader(with_libyaml: bool = True):
     - Duplicate keys, YAML 1.1 numbers that YAML 1.2/JSON read differently, YAML 1.1 booleans (``yes``, ``off``)
       and every tag beyond plain data are refused (see the module docstring).
     """
-    import re
-
+    # deferred: PyYAML (~10 ms), loaded when YAML is first parsed (a JSON spec and `layercalc size` never need it)
     from yaml.composer import Composer
     from yaml.constructor import ConstructorError, SafeConstructor
     from yaml.nodes import MappingNode, ScalarNode, SequenceNode
@@ -230,7 +231,7 @@ def _at(node) -> str:
 
 def _node_text(node) -> str:
     """How a duplicate key's value is shown: the scalar as written, or what kind of collection it is."""
-    from yaml.nodes import MappingNode, ScalarNode
+    from yaml.nodes import MappingNode, ScalarNode   # deferred: PyYAML (~10 ms), only once YAML is parsed
 
     if isinstance(node, ScalarNode):
         return shown(node.value) if node.style in ("'", '"') else shown(node.value).strip("'")
@@ -280,7 +281,7 @@ def parse_text(text: str, origin: str = "<spec>", fmt: str | None = None) -> Any
         except RecursionError:
             raise SpecError(f"{origin}: invalid JSON: nested too deeply (a spec never needs more than "
                             f"{MAX_DEPTH} levels)") from None
-    import yaml
+    import yaml  # deferred: PyYAML (~10 ms), not loaded for JSON
     try:
         try:
             return yaml.load(text, Loader=_spec_loader())  # noqa: S506 - a safe loader, never yaml.Loader
@@ -300,12 +301,6 @@ def parse_text(text: str, origin: str = "<spec>", fmt: str | None = None) -> Any
                         f"{MAX_DEPTH} levels)") from None
 
 
-def read_spec_file(path: Union[str, os.PathLike]) -> Any:
-    """The spec data of a file: a YAML/JSON spec, or a model file of another tool converted (``importers``)."""
-    from . import importers
-    return importers.read(path)[1]
-
-
 def read_text_file(path: Union[str, os.PathLike]) -> Any:
     """A YAML or JSON file, parsed (at most :data:`MAX_SPEC_BYTES`)."""
     path = Path(path)
@@ -321,9 +316,10 @@ def read_text_file(path: Union[str, os.PathLike]) -> Any:
         raise SpecError(f"{safe_text(str(path))}: cannot read: {e.strerror or e}") from None
 
 
-def read_capped(stream, origin: str) -> str:
-    """At most :data:`MAX_SPEC_BYTES` of a binary stream, decoded as UTF-8; more is refused, not read."""
-    data = stream.read(MAX_SPEC_BYTES + 1)
+def read_capped(stream, origin: str, head: bytes = b"") -> str:
+    """At most :data:`MAX_SPEC_BYTES` of a binary stream (after the bytes ``head`` already read from it), decoded
+    as UTF-8; more is refused, not read."""
+    data = head + stream.read(MAX_SPEC_BYTES + 1 - len(head))
     if len(data) > MAX_SPEC_BYTES:
         raise SpecError(f"{origin}: larger than {MAX_SPEC_BYTES // 1024 // 1024} MiB; a spec is at most that (use "
                         f"blocks and repeat for long networks)")
@@ -334,15 +330,12 @@ def read_capped(stream, origin: str) -> str:
 
 
 def from_data(data: Any, origin: str = "spec") -> Network:
-    """Validate parsed spec data (a mapping) into a ``Network``; a Keras model JSON or a Hugging Face config is
-    converted first (``importers``)."""
-    from .importers import spec_data
-    data = spec_data(data, origin)
+    """Validate parsed spec data (a mapping) into a ``Network``. (A Keras model JSON or a Hugging Face config is
+    converted to spec data first, by :func:`layercalc.sources.from_parsed`.)"""
     if not isinstance(data, Mapping):
         raise SpecError(f"{origin}: a spec must be a mapping with 'input' and 'layers', got {type(data).__name__}")
     _check_depth(data, origin)
     _check_whole_numbers(data, origin)
-    from .blocks import MAX_LAYERS, expand
     layers = data.get("layers")
     if isinstance(layers, (list, tuple)) and len(layers) > MAX_LAYERS:
         raise SpecError(f"{origin}: field 'layers': {len(layers):,} entries; a spec may have at most "
@@ -456,39 +449,6 @@ def _check_whole_numbers(data: Mapping, origin: str) -> None:
             raise SpecError(f"{origin}: field 'batch': got {data['batch']!r}: {problem}; expected a positive integer")
 
 
-def load(source: Source) -> Network:
-    """A ``Network`` from a spec file path (YAML or JSON), a mapping, or a ``Network`` (returned as is).
-
-    ``zoo:NAME`` loads a network from the bundled model zoo.
-    """
-    if isinstance(source, Network):
-        return source
-    if isinstance(source, Mapping):
-        return from_data(source)
-    if not isinstance(source, (str, os.PathLike)):
-        raise SpecError(f"load: got {type(source).__name__} {shown(source)}: expected a spec file path (str or "
-                        f"pathlib.Path), 'zoo:NAME', a mapping or a Network")
-    text = os.fspath(source)
-    if not isinstance(text, str):                     # a PathLike of bytes
-        raise SpecError(f"load: got the path {shown(text)} as bytes: give it as str")
-    if text.startswith("zoo:"):
-        from . import zoo
-        return zoo.load(text[4:])
-    return from_data(read_spec_file(text), text)
-
-
-def read_source(source: Union[str, os.PathLike, Mapping]) -> tuple[str, Any]:
-    """``(kind, spec data)`` of a spec or model file path, ``zoo:NAME`` or parsed data (see :mod:`.importers`)."""
-    from . import importers
-    if isinstance(source, Mapping):
-        return importers.kind_of_data(source), importers.spec_data(source, "spec")
-    text = os.fspath(source)
-    if isinstance(text, str) and text.startswith("zoo:"):
-        from . import zoo
-        return "layercalc", read_text_file(zoo.spec_path(text[4:]))
-    return importers.read(text)
-
-
 #: the order of a spec's top-level keys in written specs (the order people write them in)
 _TOP_KEYS = ("name", "input", "batch", "layout", "dtype", "blocks", "layers")
 
@@ -503,7 +463,7 @@ def to_yaml(data: Mapping, header: str = "") -> str:
     layers:
       - {type: linear, out_features: 10}
     """
-    import yaml
+    import yaml  # deferred: PyYAML (~10 ms), only when a spec is written
 
     def flow(value: Any) -> str:
         text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=2**31, allow_unicode=True)
@@ -530,27 +490,6 @@ def to_yaml(data: Mapping, header: str = "") -> str:
         else:
             lines.append(f"{flow(key)}: {flow(value)}")
     return "\n".join(lines) + "\n"
-
-
-def convert(source: Union[str, os.PathLike, Mapping]) -> str:
-    """A model file (``.keras``, Keras JSON, Hugging Face config.json, ``.onnx``), ``zoo:NAME`` or a spec, written
-    as a layercalc YAML spec (what ``layercalc convert`` prints). The network is validated first: a source that
-    cannot be analyzed gets the error ``summary`` would give, not a spec that fails later."""
-    from .blocks import fold
-    from .importers import KINDS
-
-    kind, data = read_source(source)
-    origin = "spec" if isinstance(source, Mapping) else safe_text(os.fspath(source))
-    from_data(data, origin)
-    if kind != "layercalc":                 # an imported model's repeated blocks written once
-        data = fold(data)
-    where = "" if isinstance(source, Mapping) else f" {origin}"
-    header = f"layercalc spec converted from the {KINDS[kind]}{where}" if kind != "layercalc" else ""
-    if kind == "huggingface":           # the choices made for the config: the class built, the default input, …
-        from .importers.huggingface import header_notes
-        raw = source if isinstance(source, Mapping) else read_text_file(source)
-        header += "".join(f"\n{line}" for line in header_notes(raw, origin, data))
-    return to_yaml(data, header)
 
 
 def schema() -> dict[str, Any]:
@@ -594,9 +533,6 @@ def schema() -> dict[str, Any]:
                        "description": "the layer whose output is the block's output (default: the last)"}}}
     # Network.layers is validated layer by layer (see graph.Network), so its generated schema names only the base
     # model; the union of every layer model, discriminated by `type`, is what a spec holds.
-    from pydantic import TypeAdapter
-
-    from .layers import layer_union, load_plugins
     load_plugins()
     layer = TypeAdapter(layer_union()).json_schema()
     defs.update(layer.pop("$defs", {}))
@@ -616,11 +552,8 @@ def _add_accepted_spellings(result: dict) -> None:
     Pydantic writes only the first name of each field; the loader also takes the Keras aliases (``filters``,
     ``units``, ...), a single string for ``inputs``, and ``channels_first``/``channels_last`` for the layout.
     """
-    from .graph import LAYOUT_ALIASES
-    from .layers import LAYER_CLASSES, field_spellings
-
     defs = result["$defs"]
-    for cls in LAYER_CLASSES:
+    for cls in layer_registry.LAYER_CLASSES:
         definition = defs.get(cls.__name__, {})
         properties = definition.get("properties")
         if properties is None:

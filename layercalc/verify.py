@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from . import executor
+from .sources import read_weights, weight_sources
+from .weights import WeightSources
 
 
 @dataclass
@@ -51,7 +53,7 @@ class VerifyResult:
     #: layers in the report that the run never reached (empty unless something is badly wrong)
     missing: list[str] = field(default_factory=list)
     #: which layers ran with the weights given and which with random ones (``weights.describe()``: one line)
-    weights: Optional[executor.WeightSources] = None
+    weights: Optional[WeightSources] = None
 
     @property
     def failures(self) -> list[LayerCheck]:
@@ -68,14 +70,14 @@ def verify(network, weights=None, seed: int = 0, progress: Optional[Callable[[in
     """
     seed = executor.check_seed(seed)
     run_dtype = executor.resolve_dtype(network, dtype)
-    limit = executor.default_memory_limit() if max_memory is None else executor.parse_bytes(max_memory)
+    limit = executor.memory_limit(max_memory)
     if x is not None:
         network, _ = executor._with_input(network, x, run_dtype)
     source = None
     if isinstance(weights, (str, os.PathLike)):        # read once, checked against the network's layers
         source = os.fspath(weights)
-        weights = executor.load_weights(weights, network.resolve(), network.channels_last, limit)
-    sources = executor.weight_sources(network, weights, seed, source)
+        weights = read_weights(weights, network.resolve(), network.channels_last, limit)
+    sources = weight_sources(network, weights, seed, source)
     report = network.analyze()
     expected = {entry.name: entry for entry in report.layers}
     checks: list[LayerCheck] = []

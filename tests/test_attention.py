@@ -578,7 +578,7 @@ def test_memory_bound_covers_the_forward_step(fields, shapes):
     # the step, as in a run without weights); tracemalloc sees NumPy's allocations
     import tracemalloc
 
-    from layercalc.executor import init_params
+    from layercalc.weights import init_params
     layer, step = resolve(fields, shapes)
     rng = np.random.default_rng(0)
     xs = [rng.standard_normal(s) for s in shapes]

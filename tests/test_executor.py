@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import layercalc
-from layercalc import ResourceError, ShapeError, SpecError, executor
+from layercalc import ResourceError, ShapeError, SpecError, executor, sources
+from layercalc.weights import format_bytes, init_params
 
 torch.set_num_threads(2)
 F32 = dict(rtol=1e-4, atol=1e-5)
@@ -105,7 +106,7 @@ def test_weights_from_a_torch_state_dict_npz(block, tmp_path):
     """A state_dict saved with np.savez (num_batches_tracked included; dotted layer names) loads as is."""
     path = tmp_path / "block.npz"
     np.savez(path, **state_dict_arrays(block))
-    loaded = executor.load_weights(path)
+    loaded = sources.read_weights(path)
     assert set(loaded) == {"conv1", "bn1", "conv2", "bn2", "downsample.0", "downsample.1", "fc"}
     assert set(loaded["downsample.1"]) == {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
     x = np.random.default_rng(2).standard_normal((2, 4, 9, 9)).astype(np.float32)
@@ -245,7 +246,7 @@ def test_default_initialization_has_torchs_bounds(layer, torch_module):
     spatial = [8, 8] if layer["type"] != "linear" else []
     net = layercalc.load({"input": [16, *spatial], "layers": [layer]})
     step = net.resolve()[0]
-    params = executor.init_params(step, {}, seed=0, dtype=np.float32, channels_last=False)
+    params = init_params(step, {}, seed=0, dtype=np.float32, channels_last=False)
     module = torch_module()
     fan_in, _ = nn.init._calculate_fan_in_and_fan_out(module.weight)      # torch's own rule
     bound = 1 / math.sqrt(fan_in)
@@ -291,16 +292,16 @@ def test_unknown_layer_and_unknown_key_are_refused():
 
 def test_bad_weight_files_are_spec_errors(tmp_path):
     with pytest.raises(SpecError, match="no such weights file"):
-        executor.load_weights(tmp_path / "missing.npz")
+        sources.read_weights(tmp_path / "missing.npz")
     np.savez(tmp_path / "flat.npz", weight=np.zeros(3))
     with pytest.raises(SpecError, match=r"key 'weight' is not '<layer_name>.<param>'"):
-        executor.load_weights(tmp_path / "flat.npz")
+        sources.read_weights(tmp_path / "flat.npz")
     (tmp_path / "junk.npz").write_text("not a zip")
     with pytest.raises(SpecError, match="cannot read weights"):
-        executor.load_weights(tmp_path / "junk.npz")
+        sources.read_weights(tmp_path / "junk.npz")
     np.save(tmp_path / "single.npy", np.zeros(3))
     with pytest.raises(SpecError, match="single array"):
-        executor.load_weights(tmp_path / "single.npy")
+        sources.read_weights(tmp_path / "single.npy")
 
 
 # ---------------------------------------------------------------------------------------------------- memory
@@ -347,7 +348,7 @@ def test_memory_estimate_bounds_the_measured_peak(spec):
     not wildly pessimistic."""
     net = layercalc.load(spec)
     steps = net.resolve()
-    weights = {s.name: executor.init_params(s, {}, 0, np.float32, False) for s in steps}
+    weights = {s.name: init_params(s, {}, 0, np.float32, False) for s in steps}
     weights = {k: v for k, v in weights.items() if v}
     x = np.random.default_rng(0).standard_normal(net.input_shape).astype(np.float32)
     estimate = executor.estimate_memory(steps, net.input_shape, np.float32, False, weights)
@@ -388,10 +389,10 @@ def test_memory_estimate_bounds_the_peak_when_weights_are_made_per_layer():
     assert estimate.total <= 6 * peak + 2**20, (peak, estimate)
     text = estimate.describe()
     assert "0 B" not in text and "no weights passed in" in text and "\n" not in text
-    given = {s.name: executor.init_params(s, {}, 0, np.float32, False) for s in net.resolve()}
+    given = {s.name: init_params(s, {}, 0, np.float32, False) for s in net.resolve()}
     held = sum(v.nbytes for p in given.values() for v in p.values())
     estimate = executor.estimate_memory(net.resolve(), net.input_shape, np.float32, False, given)
-    assert estimate.weights == held and f"weights held for the run (passed in, or shared by tied layers) {executor.format_bytes(held)}" in estimate.describe()
+    assert estimate.weights == held and f"weights held for the run (passed in, or shared by tied layers) {format_bytes(held)}" in estimate.describe()
 
 
 def test_default_limit_is_a_fraction_of_available_memory():

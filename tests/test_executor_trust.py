@@ -19,7 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 import layercalc
-from layercalc import executor, kernels
+from layercalc import executor, kernels, sources
+from layercalc.weights import load_array
 from layercalc.cli import get_app
 from layercalc.errors import LayerCalcError, ResourceError
 from layercalc.verify import verify
@@ -140,12 +141,12 @@ def test_library_input_shape_disagreement_names_both_shapes():
 
 def test_weight_sources_say_which_layers_are_random(files):
     net = layercalc.load(LINEAR_SPEC)
-    assert executor.weight_sources(net, None, 0).describe() == \
+    assert sources.weight_sources(net, None, 0).describe() == \
         "weights: random (seed 0) for all 2 layers with parameters"
-    partial = executor.weight_sources(net, {"fc1": {"weight": np.ones((8, 512))}}, 3, "w.npz")
+    partial = sources.weight_sources(net, {"fc1": {"weight": np.ones((8, 512))}}, 3, "w.npz")
     # fc1's weight comes from the file: "random for all" would misstate it
     assert partial.describe() == "weights: from w.npz for 1 layer (some in part); random (seed 3) for 2: fc1 (bias), fc2"
-    both = executor.weight_sources(net, ones_weights(), 0, "w.npz")
+    both = sources.weight_sources(net, ones_weights(), 0, "w.npz")
     assert both.describe() == "weights: from w.npz for 1 layer; random (seed 0) for 1: fc2"
     assert both.given == ["fc1"] and list(both.random) == ["fc2"]
     result = verify(net, weights=ones_weights())
@@ -222,7 +223,7 @@ def test_npy_header_declaring_1e11_elements_is_refused_before_reading(files):
     assert_one_line_error(result, "huge.npy")
     assert peak < 50 * 2**20
     with pytest.raises(LayerCalcError, match="truncated"):
-        executor.load_array(files / "huge.npy", max_bytes=2**70)
+        load_array(files / "huge.npy", max_bytes=2**70)
 
 
 def test_npz_member_whose_header_disagrees_with_its_size_is_refused(files):
@@ -251,7 +252,7 @@ def test_zip_bomb_is_refused_before_it_is_inflated(files):
     assert_one_line_error(result, "'fc1.weight' has shape [4096, 4096]", "[8, 512]")
     assert peak < 32 * 2**20
     with pytest.raises(ResourceError, match="bomb.npz"):
-        executor.load_weights(files / "bomb.npz", max_bytes=2**20)
+        sources.read_weights(files / "bomb.npz", max_bytes=2**20)
 
 
 def test_damaged_archives_are_one_line(files):

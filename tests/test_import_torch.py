@@ -51,7 +51,7 @@ def test_torchvision_models(name):
     assert 2 * report.totals.macs == counted
     assert report.layers[-1].output_shape == [1, 1000]
     # module names are layer names: every parameter of the model belongs to a layer (its state_dict keys map)
-    from layercalc.executor import split_weight_key
+    from layercalc.weights import split_weight_key
     names = {entry.name for entry in report.layers}
     assert all(split_weight_key(key, names)[0] in names for key, _ in model.named_parameters())
 

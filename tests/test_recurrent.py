@@ -164,14 +164,14 @@ def test_forward_matches_torch_with_its_state_dict(kind, fields, tmp_path):
     path = tmp_path / "weights.npz"
     np.savez(path, **{f"rnn.{k}": v.numpy() for k, v in module.state_dict().items()})   # a state_dict as is
     net = lc_net(kind, shape[1], features, shape[0], **fields)
-    assert layercalc.executor.weight_sources(net, str(path)).random == {}            # every parameter was read
+    assert layercalc.sources.weight_sources(net, str(path)).random == {}            # every parameter was read
     got = net.run(x=x.numpy(), weights=str(path), dtype="float64")
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_random_weights_follow_pytorch_init_bound():
     # U(±1/√hidden_size) for every weight and bias, as torch's reset_parameters
-    from layercalc.executor import init_params
+    from layercalc.weights import init_params
 
     step = lc_net("lstm", 4, 3, hidden_size=25, proj_size=5).resolve()[0]
     params = init_params(step, {}, 0, np.float64, False)
@@ -242,7 +242,7 @@ def test_keras_count_params_and_forward(kind, extra, return_sequences):
     assert net.analyze().layers[0].params == model.count_params()
 
     step = net.resolve()[0]
-    from layercalc.executor import init_params
+    from layercalc.weights import init_params
     params = init_params(step, {}, 3, np.float64, False)
     h = units
 
@@ -356,7 +356,7 @@ def test_memory_bound_covers_the_forward_step():
     step = net.resolve()[0]
     x = np.random.default_rng(0).standard_normal((50, 8, 20))
     weights = {"rnn": {k: np.ascontiguousarray(v) for k, v in
-                       layercalc.executor.init_params(step, {}, 0, np.float64, False).items()}}
+                       layercalc.weights.init_params(step, {}, 0, np.float64, False).items()}}
     tracemalloc.start()
     net.run(x=x, weights=weights, dtype="float64")
     _, peak = tracemalloc.get_traced_memory()

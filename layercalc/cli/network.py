@@ -15,10 +15,10 @@ from .options import Numbers, _check_choice, _spec_error, parse_shape
 def load_network(spec: str, batch: Optional[int] = None, input_shape: Optional[str] = None,
                  dtype: Optional[str] = None, layout: Optional[str] = None):
     """A ``Network`` from a path, ``-`` (stdin) or ``zoo:NAME``, with command-line overrides applied."""
-    from .. import spec as spec_module
+    from .. import sources
 
     with spec_context(spec):
-        return _load_network(spec_module, spec, batch, input_shape, dtype, layout)
+        return _load_network(sources, spec, batch, input_shape, dtype, layout)
 
 
 class spec_context:
@@ -37,17 +37,16 @@ class spec_context:
         return False
 
 
-def _load_network(spec_module, spec: str, batch, input_shape, dtype, layout):
+def _load_network(sources, spec: str, batch, input_shape, dtype, layout):
     if spec == "-":
-        data = spec_module.parse_text(_read_stdin(), "<stdin>")
-        net = spec_module.from_data(data, "<stdin>")
+        net = sources.from_parsed(sources.parse_text(_read_stdin(), "<stdin>"), "<stdin>")
     elif spec.startswith("zoo:"):
         try:
-            net = spec_module.load(spec)
+            net = sources.load(spec)
         except ImportError as exc:
             raise _spec_error(f"{spec}: the model zoo is not available in this installation ({exc})") from None
     else:
-        net = spec_module.load(spec)
+        net = sources.load(spec)
     overrides: dict[str, Any] = {}
     if batch is not None:
         overrides["batch"] = batch
@@ -188,13 +187,13 @@ def convert_command(
                                                   help="write the spec here (default: standard output)")] = None,
 ) -> None:
     """Write a model made by another tool as a layercalc YAML spec, to read, edit and run like any spec."""
-    from .. import spec as spec_module
+    from .. import sources
 
     with spec_context(source):
         if source == "-":
-            text = spec_module.convert(spec_module.parse_text(_read_stdin(), "<stdin>"))
+            text = sources.convert(sources.parse_text(_read_stdin(), "<stdin>"))
         else:
-            text = spec_module.convert(source)
+            text = sources.convert(source)
     if output is None:
         sys.stdout.write(text)
         return
@@ -286,11 +285,12 @@ def _load_weights(path: Optional[str], net=None, limit: Optional[int] = None):
     against ``net``'s layers and ``limit`` before any array is read."""
     if path is None:
         return None
-    from ..executor import default_memory_limit, load_weights
+    from ..executor import default_memory_limit
+    from ..sources import read_weights
     if not os.path.exists(path):
         raise _spec_error(f"--weights: {path}: no such file")
     steps = net.resolve() if net is not None else None
-    return load_weights(path, steps, bool(net is not None and net.channels_last),
+    return read_weights(path, steps, bool(net is not None and net.channels_last),
                         default_memory_limit() if limit is None else limit)
 
 
@@ -332,8 +332,8 @@ def verify_command(
     from tabulate import tabulate
 
     from ..errors import ResourceError
-    from ..executor import weight_sources
     from ..formatting import count, shape_text
+    from ..sources import weight_sources
     from ..verify import verify
 
     bar = Progress(sys.stderr.isatty() if progress is None else progress)
@@ -408,7 +408,9 @@ def run_command(
     net = load_network(spec, batch)
     limit = _max_memory(max_memory)
     from ..errors import ResourceError
-    from ..executor import default_memory_limit, load_array, run, weight_sources
+    from ..executor import default_memory_limit, run
+    from ..sources import weight_sources
+    from ..weights import load_array
 
     def check_input_shape(shape) -> None:
         expected = [*net.input]

@@ -19,18 +19,17 @@ anything else                                         a layercalc YAML/JSON spec
 ====================================================  ===========================================================
 
 Importer modules are imported only when a file of their kind arrives, so a plain spec never pays for them.
+Reading the file and telling its kind is :mod:`layercalc.sources`' job (above the importers); each importer reads
+its own kind (a model → spec data) and its weights (``read_keras_weights``, ``read_onnx_weights``), checked with
+:mod:`layercalc.weights`.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any, Optional, Union
+from collections.abc import Mapping
+from typing import Any
 
-from ..errors import SpecError, safe_text
-
-__all__ = ["KINDS", "kind_of_data", "spec_data", "read", "weights_reader"]
+__all__ = ["KINDS", "kind_of_data", "spec_data", "load_network"]
 
 #: what each kind is called in messages and in ``layercalc convert``'s header
 KINDS = {"layercalc": "layercalc spec", "keras": "Keras model JSON", "keras_archive": "Keras .keras file",
@@ -63,60 +62,18 @@ def spec_data(data: Any, origin: str) -> Any:
     """Parsed data as spec data: a Keras model JSON or a Hugging Face config converted, a spec returned as is."""
     kind = kind_of_data(data)
     if kind == "keras":
-        from . import keras
+        from . import keras          # deferred: an importer is loaded only when its kind of model arrives
         return keras.spec_from_json(data, origin)
     if kind == "huggingface":
-        from . import huggingface
+        from . import huggingface    # deferred: an importer is loaded only when its kind of model arrives
         return huggingface.spec_from_config(data, origin)
     return data
 
 
-def sniff(path: Union[str, os.PathLike]) -> str:
-    """The kind of the file at ``path`` from its first bytes: ``keras_archive``, ``onnx`` or ``text`` (a spec, a
-    Keras JSON or a config.json, told apart once parsed)."""
-    origin = safe_text(os.fspath(path))
-    try:
-        with open(path, "rb") as stream:
-            head = stream.read(4)
-    except FileNotFoundError:
-        raise SpecError(f"{origin}: no such file") from None
-    except IsADirectoryError:
-        raise SpecError(f"{origin}: is a directory, expected a spec file or a model file (.keras, .onnx, Keras "
-                        f"JSON, Hugging Face config.json)") from None
-    except OSError as e:
-        raise SpecError(f"{origin}: cannot read: {e.strerror or e}") from None
-    if head.startswith(ZIP_MAGIC):
-        return "keras_archive"
-    if head[:1] == bytes([ONNX_FIRST_BYTE]) or os.fspath(path).lower().endswith(".onnx"):
-        return "onnx"
-    return "text"
-
-
-def weights_reader(path: Union[str, os.PathLike]) -> Optional[Callable[..., dict]]:
-    """The reader of a framework's weights file at ``path``, told by content — a Keras ``.keras`` / ``.weights.h5``
-    (``keras.read_keras_weights``) or an ONNX file (``onnx.read_onnx_weights``), each called as
-    ``reader(path, steps, channels_last, max_bytes)`` — or None for anything else (an ``.npz``, which the executor
-    reads itself)."""
-    from .keras import keras_weights_kind, read_keras_weights
-    if keras_weights_kind(path) is not None:
-        return read_keras_weights
-    from .onnx import is_onnx_file, read_onnx_weights
-    if is_onnx_file(path):
-        return read_onnx_weights
-    return None
-
-
-def read(path: Union[str, os.PathLike]) -> tuple[str, Any]:
-    """``(kind, spec data)`` of a file: any kind of :data:`KINDS`, decided by content."""
-    from ..spec import read_text_file
-
-    kind = sniff(path)
-    origin = safe_text(os.fspath(path))
-    if kind == "keras_archive":
-        from . import keras
-        return kind, keras.spec_from_archive(Path(path), origin)
-    if kind == "onnx":
-        from . import onnx
-        return kind, onnx.spec_from_file(Path(path), origin)
-    data = read_text_file(path)
-    return kind_of_data(data), spec_data(data, origin)
+def load_network(source: Any) -> Any:
+    """The network of ``source``, anything :func:`layercalc.load` reads: what ``weights_from_keras`` and
+    ``weights_from_onnx`` take as the network their weights are for."""
+    # upward, deferred: these public helpers take any source (a path, zoo:NAME, a spec), which only the sources
+    # layer above the importers reads; the importers' one import back up
+    from ..sources import load
+    return load(source)

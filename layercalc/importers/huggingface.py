@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
 from ..errors import SpecError, safe_text, shown
+from ..spec import from_data
 
 __all__ = ["spec_from_config", "header_notes", "weights_from_state_dict", "ARCHITECTURES", "DEFAULT_MAX_TOKENS"]
 
@@ -579,8 +580,6 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
     that belongs to no layer, a missing one or a shape that differs is a SpecError naming the entry.
     """
     import numpy as np
-
-    from ..spec import from_data
 
     origin = safe_text(origin)
     net = from_data(spec_from_config(config, origin), origin)

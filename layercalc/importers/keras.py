@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..errors import LayerCalcError, ResourceError, SpecError, did_you_mean, layer_label, safe_text, shown
+from . import load_network
 
 __all__ = ["spec_from_json", "spec_from_archive", "MAX_CONFIG_BYTES", "weights_from_keras", "keras_weights_kind",
            "read_keras_weights"]
@@ -419,8 +420,6 @@ def weights_from_keras(source: Any, network: Any = None,
     — a ``.weights.h5`` file holds none, so it needs one. Weights of a layer the network does not have, or of
     another shape, are a SpecError naming the layer; ``max_bytes`` caps the arrays read.
     """
-    from ..spec import load
-
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         kind = keras_weights_kind(path)
@@ -431,12 +430,13 @@ def weights_from_keras(source: Any, network: Any = None,
         if network is None and kind == "h5":
             raise SpecError(f"{safe_text(str(path))}: a .weights.h5 file holds no model configuration: pass the "
                             f"network it belongs to (network=: its .keras file, model JSON or spec)")
-        net = load(path if network is None else network)
+        net = load_network(path if network is None else network)
         return read_keras_weights(path, net.resolve(), net.channels_last, max_bytes)
     if callable(getattr(source, "save_weights", None)) and callable(getattr(source, "to_json", None)):
         import tempfile
 
-        net = load(network if network is not None else spec_from_json(json.loads(source.to_json()), "keras.Model"))
+        net = load_network(network if network is not None
+                           else spec_from_json(json.loads(source.to_json()), "keras.Model"))
         with tempfile.TemporaryDirectory() as folder:        # Keras' own writer: the same file a .keras holds
             path = os.path.join(folder, "model.weights.h5")
             source.save_weights(path)
@@ -454,8 +454,7 @@ def read_keras_weights(path: Union[str, os.PathLike], steps: Optional[list] = No
     if steps is None:
         if kind != "archive":
             raise SpecError(f"{origin}: Keras weights without a model configuration: give the network they are for")
-        from ..spec import load
-        net = load(path)
+        net = load_network(path)
         steps, channels_last = net.resolve(), net.channels_last
     h5py = _h5py()
     try:
@@ -574,7 +573,7 @@ def _converted(variables: dict[str, dict[str, list]], steps: list, channels_last
     arrays are (a layer of that name, each parameter's shape)."""
     import numpy as np
 
-    from ..executor import check_weights
+    from ..weights import check_weights  # deferred: NumPy (~60 ms), only when weights are read
 
     by_name = {step.name: step for step in steps}
     weights: dict[str, dict[str, Any]] = {}

@@ -37,6 +37,8 @@ from typing import Any, Optional
 
 from ..errors import LayerCalcError, ResourceError, SpecError, layer_label, safe_text, shown
 from ..names import split_output
+from ..spec import from_data
+from . import ONNX_FIRST_BYTE, load_network
 
 __all__ = ["spec_from_file", "CONVERTERS", "fold_constants", "weights_from_onnx", "read_onnx_weights",
            "is_onnx_file"]
@@ -85,7 +87,6 @@ def _read_model(onnx: Any, path: Any, origin: str) -> Any:
 def is_onnx_file(path: Any) -> bool:
     """The file at ``path`` begins as an ONNX ModelProto (``ir_version``'s tag byte, 0x08): by content, as
     :func:`layercalc.importers.sniff` tells spec files."""
-    from . import ONNX_FIRST_BYTE
     try:
         with open(path, "rb") as stream:
             return stream.read(1) == bytes([ONNX_FIRST_BYTE])
@@ -103,11 +104,9 @@ def weights_from_onnx(path: Any, network: Any = None, max_bytes: Optional[int] =
     a layer the network does not have, or of another shape, are a SpecError naming the layer; ``max_bytes`` caps
     the arrays read.
     """
-    from ..spec import load
-
     if network is None:
         return read_onnx_weights(path, max_bytes=max_bytes)
-    net = load(network)
+    net = load_network(network)
     return read_onnx_weights(path, net.resolve(), net.channels_last, max_bytes)
 
 
@@ -117,7 +116,7 @@ def read_onnx_weights(path: Any, steps: Optional[list] = None, channels_last: bo
     network), each parameter as the importer mapped it, checked against the layers' parameters."""
     import numpy as np
 
-    from ..executor import check_weights
+    from ..weights import check_weights  # deferred: NumPy (~60 ms), only when weights are read
 
     origin = origin or safe_text(str(path))
     onnx = _onnx(origin)
@@ -126,8 +125,7 @@ def read_onnx_weights(path: Any, steps: Optional[list] = None, channels_last: bo
     imp = Importer(model, origin)
     spec = imp.spec()
     if steps is None:
-        from ..spec import load
-        net = load(spec)
+        net = from_data(spec, origin)
         steps, channels_last = net.resolve(), net.channels_last
     needed = {src.init for params in imp.sources.values() for src in params.values()}
     needed |= {init for checks in imp.fixed.values() for _, init, _ in checks}

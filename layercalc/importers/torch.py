@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from ..errors import SpecError
+from ..spec import from_data
 
 __all__ = ["from_torch", "spec_from_torch"]
 
@@ -42,7 +43,6 @@ def from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, name: O
     >>> net.analyze().totals.params
     392500
     """
-    from ..spec import from_data
     return from_data(spec_from_torch(module, input_size, input_dtype=input_dtype, name=name),
                      f"from_torch({type(module).__name__})")
 
@@ -833,8 +833,6 @@ _FUNCTION_RULES: dict[str, Callable[[Any, _Converter], None]] = {
 
 def _check_shapes(spec: dict, expected: dict[str, tuple[int, ...]]) -> None:
     """Every layer's output shape by layercalc's rules equals what torch propagated, or the import is refused."""
-    from ..spec import from_data
-
     report = from_data(spec, "from_torch").analyze()
     for layer in report.layers:
         want = expected.get(layer.name)

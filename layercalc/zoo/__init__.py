@@ -15,7 +15,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
 from ..errors import SpecError, did_you_mean
+from ..graph import Network
+from ..spec import from_data, read_text_file
 
 _HERE = Path(__file__).resolve().parent
 
@@ -34,7 +38,11 @@ def spec_path(name: str) -> Path:
     return _HERE / f"{name}.yaml"
 
 
-def load(name: str):
+def read(name: str) -> Any:
+    """The spec data of the bundled model ``name``."""
+    return read_text_file(spec_path(name))
+
+
+def load(name: str) -> Network:
     """The bundled model ``name`` as a :class:`~layercalc.graph.Network`."""
-    from ..spec import from_data, read_text_file
-    return from_data(read_text_file(spec_path(name)), f"zoo:{name}")
+    return from_data(read(name), f"zoo:{name}")
