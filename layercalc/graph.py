@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Optional, U
 
 from pydantic import ConfigDict, Field, SerializeAsAny, SkipValidation, field_validator
 
-from .errors import GraphError, SpecError, did_you_mean, layer_label, shown
-from .layers import MAX_RANK, Description, Int, LayerBase, PositiveInt, parse_layer
+from .errors import GraphError, LayerCalcError, SpecError, did_you_mean, layer_label, safe_text, shown
+from .layers import MAX_RANK, Description, Int, LayerBase, PositiveInt, parse_layer, plugin_module
 from .names import split_output
 from .report import LayerReport, Report, Totals, layer_entry
 
@@ -200,7 +200,22 @@ class Network(Description):
             label = _LazyLabel(i, names[i], layer.type_name)
             ctx = Context(label, self.channels_last, self.batch)
             inputs = [tensors.get(src) or _missing_tensor(src, tensors, label) for src in wired[i]]
-            facts = infer(layer, inputs, ctx)
+            try:
+                facts = infer(layer, inputs, ctx)
+            except LayerCalcError:
+                raise
+            except Exception as exc:                    # noqa: BLE001 — a plugin's bug is named as the plugin's
+                plugin = plugin_module(type(layer))
+                if plugin is None:
+                    raise
+                raise LayerCalcError(f"{label}: the plugin layer type {layer.type_name!r} ({plugin}) failed in "
+                                     f"infer(): {type(exc).__name__}: {safe_text(str(exc))[:300]} — a bug in the "
+                                     f"plugin, not in layercalc or the spec") from None
+            if not isinstance(facts, Facts):
+                plugin = plugin_module(type(layer))
+                raise LayerCalcError(f"{label}: the {'plugin ' if plugin else ''}layer type {layer.type_name!r}"
+                                     f"{f' ({plugin})' if plugin else ''}: infer() returned {shown(facts)}, not "
+                                     f"Facts — a bug in the {'plugin' if plugin else 'layer type'}")
             if facts.rf is None:
                 facts.notes.extend(unreported_field_notes(inputs))
             else:

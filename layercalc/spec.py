@@ -334,6 +334,10 @@ def from_data(data: Any, origin: str = "spec") -> Network:
     converted to spec data first, by :func:`layercalc.sources.from_parsed`.)"""
     if not isinstance(data, Mapping):
         raise SpecError(f"{origin}: a spec must be a mapping with 'input' and 'layers', got {type(data).__name__}")
+    key = next((k for k in data if not isinstance(k, str)), None)
+    if key is not None:                   # Pydantic would fail with a TypeError ("keywords must be strings")
+        raise SpecError(f"{origin}: the key {shown(key)} ({type(key).__name__}) is not a field name: a spec's keys "
+                        f"are text (input, layers, …)")
     _check_depth(data, origin)
     _check_whole_numbers(data, origin)
     layers = data.get("layers")

@@ -403,6 +403,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         except LayerCalcError as exc:
             _error(str(exc))
             sys.exit(2)
+        except KeyboardInterrupt:                   # Ctrl-C while a plugin file runs: one line, like a command's
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            sys.exit(130)
     with_layers = _needs_layers(args)
     word = _first_word(args)
     only = word if not with_layers and word in GENERAL_COMMANDS else None

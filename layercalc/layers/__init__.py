@@ -27,7 +27,7 @@ from collections.abc import Callable
 from .base import *  # noqa: F401,F403  (field types, Description, LayerBase, ParamSpec, the registry)
 from .base import (ENTRY_POINT_GROUP, MAX_RANK, Description, LayerBase,  # noqa: F401
                    ParamSpec, accepted_fields, field_spellings, layer_union, load_families, load_plugin_file,
-                   load_plugins, parse_layer, register_layer, unregister_layer)
+                   load_plugins, parse_layer, plugin_module, register_layer, unregister_layer)
 
 # The families imported at start (conv imports activation first: the registration order, which is the order of the
 # schema and of `layercalc --help`, begins with activation).

@@ -37,7 +37,10 @@ infinity. An on/off field takes ``true`` or ``false`` only. See :func:`layercalc
 # every subclass, and string annotations cost an eval each (measured: half the time of defining the layer models).
 # Function annotations naming types imported for type checking only are written as strings.
 
+import importlib.util
 import numbers
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -621,16 +624,16 @@ def layer_union() -> Any:
     return Annotated[Union[tuple(LAYER_CLASSES)], Field(discriminator="type")]
 
 
+#: the module name of a plugin file begins so (the rest is its real path, made an identifier)
+_PLUGIN_FILE_PREFIX = "layercalc_plugin_"
+
+
 def load_plugin_file(path: str) -> None:
     """Import a Python file that registers layer types (``layercalc --plugin FILE.py``); a file already loaded is
     not loaded again. Every failure is one :class:`SpecError` line naming the file."""
-    import importlib.util
-    import os
-    import sys
-
     load_families()
     real = os.path.realpath(path)
-    name = "layercalc_plugin_" + "".join(c if c.isalnum() else "_" for c in real)
+    name = _PLUGIN_FILE_PREFIX + "".join(c if c.isalnum() else "_" for c in real)
     if name in sys.modules:
         return
     if not os.path.isfile(real):
@@ -651,6 +654,16 @@ def load_plugin_file(path: str) -> None:
             raise
         raise SpecError(f"--plugin: {safe_text(path)}: cannot load: {type(exc).__name__}: "
                         f"{safe_text(str(exc))[:300]}") from None
+
+
+def plugin_module(cls: type) -> "Optional[str]":
+    """Where a plugin layer type comes from — its file (``--plugin FILE.py``) or module (an installed package's
+    entry point) — or None for a built-in type (a module of layercalc)."""
+    module = cls.__module__
+    if module == "layercalc" or module.startswith("layercalc."):
+        return None
+    path = getattr(sys.modules.get(module), "__file__", None)
+    return f"plugin file {safe_text(path)}" if module.startswith(_PLUGIN_FILE_PREFIX) and path else f"module {module}"
 
 
 #: the entry point group through which installed packages add layer types
@@ -733,6 +746,11 @@ def parse_layer(raw: Any, index: int) -> "LayerBase":
         raise SpecError(f"layers[{index}]: expected a mapping with a 'type' field, got {shown(raw)}")
     name = raw.get("name") if isinstance(raw.get("name"), str) else None
     type_ = raw.get("type")
+    key = next((k for k in raw if not isinstance(k, str)), None)
+    if key is not None:                           # Pydantic would fail with a TypeError ("keywords must be strings")
+        raise SpecError(f"{layer_label(index, name, type_ if isinstance(type_, str) else None)}: the key "
+                        f"{shown(key)} ({type(key).__name__}) is not a field name: a layer's keys are text "
+                        f"(its field names)")
     if type_ is None:
         raise SpecError(f"{layer_label(index, name, None)}: missing field 'type' "
                         f"(one of: {', '.join(sorted(LAYER_TYPES))})")
