@@ -27,7 +27,8 @@ __version__ = "0.1.0"
 # The rest is imported on first use (PEP 562): importing Pydantic and defining the models costs ~0.15 s, which the
 # command line must not pay for `layercalc size` (start-up target 0.3 s). `layercalc.Network` etc. behave as usual.
 _LAZY = {"Network": "graph", "LayerReport": "report", "Report": "report", "Totals": "report",
-         "load": "sources", "schema": "spec", "convert": "sources", "from_torch": "importers.torch", "LAYER_TYPES": "layers",
+         "load": "sources", "schema": "spec", "convert": "sources", "from_torch": "importers.torch",
+         "LAYER_TYPES": "layers",
          "size": "sizing", "SizeResult": "sizing", "solve": "solving", "SolveResult": "solving",
          "SolveAnswer": "solving"}
 
@@ -53,7 +54,7 @@ def _layer_model_names(layers: _typing.Any) -> set[str]:
 
 
 def __dir__() -> list[str]:
-    from . import layers
+    from . import layers  # deferred: the layer models (Pydantic, ~0.15 s), as for every lazy name above
     public = {n for n in globals() if not n.startswith("_")} | {"__version__"}
     return sorted(public | set(_LAZY) | _layer_model_names(layers))
 

@@ -24,8 +24,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
+
+from . import kernels
+from .executor import Env
+from .graph import Step
 from .layers import LAYER_TYPES, LayerBase, parse_layer
 from .rules import Context, Facts, ReceptiveField, Tensor
+from .spec import schema
+from .weights import init_params
 
 
 @dataclass
@@ -54,7 +61,6 @@ def check_layer_type(cls: type[LayerBase], fields: dict[str, Any], input_shapes:
 
     # 2. registered, and in the JSON Schema under its type name
     assert LAYER_TYPES.get(type_name) is cls, f"{type_name}: not registered (register_layer)"
-    from .spec import schema
     layer_schema = schema()["$defs"]["Layer"]
     mapping = layer_schema.get("discriminator", {}).get("mapping", {})
     assert type_name in mapping, f"{type_name}: missing from the JSON Schema's layer types"
@@ -68,13 +74,6 @@ def check_layer_type(cls: type[LayerBase], fields: dict[str, Any], input_shapes:
         return result
 
     # 4. the forward step, on random inputs, with the executor's own parameter allocation and MAC counter
-    import numpy as np
-
-    from . import kernels
-    from .executor import Env
-    from .weights import init_params
-    from .graph import Step
-
     names = [f"input{i}" for i in range(len(shapes))]
     step = Step(0, f"{type_name}_0", layer, names, shapes, facts)
     specs = layer.param_specs(step, channels_last)

@@ -32,12 +32,10 @@ import numpy.typing as npt
 
 from . import kernels as K
 from .errors import (
-    LayerCalcError,
     NumericError,
     ResourceError,
     ShapeError,
     SpecError,
-    did_you_mean,
     layer_label,
     whole_number_problem,
 )

@@ -26,7 +26,18 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from .errors import ShapeError, SpecError, shown
+from . import explain as ex
+from .errors import ShapeError, SpecError, shown, whole_number_problem
+from .shapes import (
+    check_pool_padding,
+    conv_output_length,
+    effective_kernel,
+    pool_output_length,
+    same_padding,
+    transposed_output_length,
+    transposed_same_padding,
+    transposed_valid_extra,
+)
 
 __all__ = ["SizeResult", "size", "digits_to_int", "TooManyDigits"]
 
@@ -75,7 +86,6 @@ def whole(value, name: str, minimum: int) -> int:
     """
     number = _as_int(value)
     if number is None:
-        from .errors import whole_number_problem
         raise SpecError(f"{name}: {whole_number_problem(value) or f'{shown(value)} is not a whole number'}")
     if number < minimum:
         raise SpecError(f"{name} must be ≥ {minimum}, got {number}")
@@ -90,7 +100,6 @@ def _as_int(value) -> Optional[int]:
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
-        from .errors import whole_number_problem
         return int(float(value)) if whole_number_problem(value) is None else None
     return None
 
@@ -164,17 +173,6 @@ def size(length: int, kernel: int, stride: int = 1, padding: Union[int, str] = 0
     ...
     layercalc.errors.SpecError: --padding: must be ≥ 0, got -1
     """
-    from . import explain as ex
-    from .shapes import (
-        check_pool_padding,
-        conv_output_length,
-        effective_kernel,
-        pool_output_length,
-        same_padding,
-        transposed_output_length,
-        transposed_same_padding,
-        transposed_valid_extra,
-    )
 
     length = whole(length, "length", 1)
     kernel = whole(kernel, "kernel", 1)

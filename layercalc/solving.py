@@ -37,7 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
-from .errors import SpecError
+from .errors import SpecError, shown
+from .explain import explain_length, explain_transposed_length
 from .shapes import (
     check_pool_padding,
     conv_output_length,
@@ -45,6 +46,7 @@ from .shapes import (
     pool_output_length,
     transposed_output_length,
 )
+from .sizing import whole
 
 MAX_KERNEL = 11
 MAX_STRIDE = 8
@@ -418,8 +420,6 @@ def solve(input_length: int, output_length: int, kernel: Optional[int] = None, s
     kernel  stride  padding  dilation  check
     7       2       3        1         L_out = floor((224 + 2·3 − 1·(7 − 1) − 1) / 2) + 1 = 112
     """
-    from .sizing import whole
-
     input_length, output_length = whole(input_length, "input", 1), whole(output_length, "output", 1)
     kernel, stride, dilation = (None if v is None else whole(v, name, 1)
                                 for name, v in (("kernel", kernel), ("stride", stride), ("dilation", dilation)))
@@ -431,7 +431,6 @@ def solve(input_length: int, output_length: int, kernel: Optional[int] = None, s
     limit = whole(limit, "limit", 0)
     for name, flag in (("transposed", transposed), ("ceil_mode", ceil_mode)):
         if not isinstance(flag, bool):
-            from .errors import shown
             raise SpecError(f"{name}: {shown(flag)} is not true or false")
 
     found = search(input_length, output_length, kernel, stride, padding, dilation, output_padding, transposed,
@@ -451,8 +450,6 @@ def solve(input_length: int, output_length: int, kernel: Optional[int] = None, s
                  + (f"; nearest reachable: {nearest}" if nearest else "")]
         return SolveResult(input_length, output_length, transposed, ceil_mode, question, 0, (), limit, found.note,
                            searched, tuple(found.nearest), tuple(lines), lines[0])
-
-    from .explain import explain_length, explain_transposed_length
 
     def check(s: Solution) -> str:
         if transposed:

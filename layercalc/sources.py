@@ -25,15 +25,15 @@ from .blocks import fold
 from .errors import SpecError, safe_text, shown
 from .graph import Network
 from .importers import KINDS, ONNX_FIRST_BYTE, ZIP_MAGIC, kind_of_data, spec_data
-from .spec import MAX_SPEC_BYTES, from_data, parse_text, read_capped, to_yaml
+from .spec import from_data, parse_text, read_capped, to_yaml
 
 if TYPE_CHECKING:
     from .weights import WeightSources, WeightsSource
 
 Source = Union[str, os.PathLike, Mapping, Network]
 
-__all__ = ["KINDS", "Source", "convert", "from_parsed", "load", "parse_text", "read_file", "read_source", "read_weights", "run",
-           "weight_sources", "weights_reader"]
+__all__ = ["KINDS", "Source", "convert", "from_parsed", "load", "parse_text", "read_file", "read_source",
+           "read_weights", "run", "weight_sources", "weights_reader"]
 
 
 # ------------------------------------------------------------------------------------------------------ networks
@@ -98,9 +98,9 @@ def read_file(path: Union[str, os.PathLike]) -> tuple[str, Any, Any]:
         if not regular:        # the importers read a model file by path, with its own size caps
             raise SpecError(f"{origin}: a {KINDS[kind]} read from a pipe or device; save it to a file first")
         if kind == "keras_archive":
-            from .importers import keras     # deferred: the Keras importer (zipfile, h5 readers) for a .keras only
+            from .importers import keras  # deferred: the Keras importer (zipfile, h5 readers) for a .keras only
             return kind, None, keras.spec_from_archive(Path(path), origin)
-        from .importers import onnx           # deferred: the ONNX importer (and the onnx package) for a .onnx only
+        from .importers import onnx  # deferred: the ONNX importer (and the onnx package) for a .onnx only
         return kind, None, onnx.spec_from_file(Path(path), origin)
     parsed = parse_text(text, origin)
     return kind_of_data(parsed), parsed, spec_data(parsed, origin)
@@ -139,7 +139,7 @@ def weights_reader(path: Union[str, os.PathLike]) -> Optional[Callable[..., dict
     from .importers.keras import keras_weights_kind, read_keras_weights  # deferred: only for a weights file
     if keras_weights_kind(path) is not None:
         return read_keras_weights
-    from .importers.onnx import is_onnx_file, read_onnx_weights          # deferred: only for a weights file
+    from .importers.onnx import is_onnx_file, read_onnx_weights  # deferred: only for a weights file
     if is_onnx_file(path):
         return read_onnx_weights
     return None
@@ -150,7 +150,7 @@ def read_weights(path: Union[str, os.PathLike], steps=None, channels_last: bool 
     """The weights in the file at ``path`` as ``{layer: {param: array}}``, checked against the network's resolved
     ``steps``: a Keras or ONNX file by its importer (which converts its layouts to layercalc's), else an ``.npz``.
     A path that is not a regular file (``/dev/zero``) or larger than ``max_bytes`` is refused before it is read."""
-    from .weights import check_weights_file, load_npz     # deferred: NumPy (~60 ms), which analysis never needs
+    from .weights import check_weights_file, load_npz  # deferred: NumPy (~60 ms), which analysis never needs
 
     where = os.fspath(path)
     check_weights_file(where, max_bytes)
@@ -164,7 +164,7 @@ def weight_sources(network: Network, given: WeightsSource = None, seed: int = 0,
                    source: Optional[str] = None) -> WeightSources:
     """Which layers of ``network`` a run with ``given`` weights takes from them and which get random weights
     (seed); a framework's weights file is read (and converted) to know, an ``.npz`` for its keys only."""
-    from . import weights     # deferred: NumPy (~60 ms), which analysis never needs
+    from . import weights  # deferred: NumPy (~60 ms), which analysis never needs
 
     steps = network.resolve()
     if isinstance(given, (str, os.PathLike)):
@@ -180,7 +180,7 @@ def run(network: Network, x: Any = None, weights: WeightsSource = None, seed: in
         max_memory: Union[int, float, str, None] = None) -> Any:
     """:func:`layercalc.executor.run` with ``weights`` also a file of any kind (:func:`read_weights`, within the
     run's memory limit): what ``Network.run`` calls."""
-    from . import executor    # deferred: NumPy (~60 ms), which analysis never needs
+    from . import executor  # deferred: NumPy (~60 ms), which analysis never needs
 
     if isinstance(weights, (str, os.PathLike)):
         limit = executor.memory_limit(max_memory)

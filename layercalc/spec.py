@@ -231,7 +231,7 @@ def _at(node) -> str:
 
 def _node_text(node) -> str:
     """How a duplicate key's value is shown: the scalar as written, or what kind of collection it is."""
-    from yaml.nodes import MappingNode, ScalarNode   # deferred: PyYAML (~10 ms), only once YAML is parsed
+    from yaml.nodes import MappingNode, ScalarNode  # deferred: PyYAML (~10 ms), only once YAML is parsed
 
     if isinstance(node, ScalarNode):
         return shown(node.value) if node.style in ("'", '"') else shown(node.value).strip("'")

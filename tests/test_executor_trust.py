@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 
 import layercalc
 from layercalc import executor, kernels, sources
-from layercalc.weights import load_array
 from layercalc.cli import get_app
 from layercalc.errors import LayerCalcError, ResourceError
 from layercalc.verify import verify
+from layercalc.weights import load_array
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MNIST_CNN = str(ROOT / "examples" / "mnist_cnn.yaml")

@@ -29,6 +29,7 @@ from typing import Annotated, Any, NoReturn, Optional
 import typer
 from typer.core import TyperGroup
 
+from ..errors import LayerCalcError, safe_text
 from .calculators import make_calculator, render_calculator, run_calculator, short_help
 from .network import (
     Progress,
@@ -55,6 +56,10 @@ from .options import (
 )
 from .size import size_command, solve_command
 
+# deferred imports (layers):
+# each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
+# models or NumPy (start-up target 0.3 s)
+
 __all__ = ["main", "get_app", "build_app", "CliGroup", "make_calculator", "render_calculator", "run_calculator",
            "Progress", "explain_network", "load_network", "spec_context", "digits_to_int", "TooManyDigits",
            "parse_shape", "parse_ints", "parse_padding", "parse_float", "parse_int"]
@@ -74,7 +79,6 @@ MAX_ERROR_CHARS = 2000
 def _error(message: str) -> None:
     """Print the error as one line on stderr: whitespace runs joined, control characters escaped, cut to
     :data:`MAX_ERROR_CHARS` characters."""
-    from ..errors import safe_text
 
     text = safe_text(" ".join(str(message)[:4 * MAX_ERROR_CHARS].split()))    # always one line
     if len(text) > MAX_ERROR_CHARS:
@@ -183,7 +187,6 @@ def _flush_stdout() -> None:
 
 
 def _report_exception(exc: BaseException, debug: bool) -> int:
-    from ..errors import LayerCalcError
 
     if debug:
         import traceback
@@ -395,7 +398,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     args, plugins = take_plugin_options(list(sys.argv[1:] if argv is None else argv))
     plugins = [p for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p] + plugins
     if plugins:                     # before the app is built: a plugin's types get their calculator commands
-        from ..errors import LayerCalcError
         from ..layers import load_plugin_file
         try:
             for path in plugins:

@@ -9,7 +9,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..errors import LayerCalcError, ResourceError, SpecError, safe_text
 from .options import Numbers, _check_choice, _spec_error, parse_shape
+
+# deferred imports (sources, spec, graph, formatting, explain, names, zoo, executor, verify, weights):
+# each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
+# models or NumPy (start-up target 0.3 s)
 
 
 def load_network(spec: str, batch: Optional[int] = None, input_shape: Optional[str] = None,
@@ -31,7 +36,6 @@ class spec_context:
         return self
 
     def __exit__(self, kind, exc, tb):
-        from ..errors import LayerCalcError
         if isinstance(exc, LayerCalcError) and not str(exc).startswith(("--", self.origin)):
             raise type(exc)(f"{self.origin}: {exc}") from None
         return False
@@ -74,7 +78,6 @@ def _read_stdin() -> str:
         reason = "standard input is closed" if exc.errno == errno.EBADF else exc.strerror or exc
         raise _spec_error(f"<stdin>: cannot read: {reason}") from None
     except ValueError as exc:                         # a closed file object
-        from ..errors import LayerCalcError
         if isinstance(exc, LayerCalcError):
             raise
         raise _spec_error(f"<stdin>: cannot read: {exc}") from None
@@ -84,7 +87,6 @@ def _with_overrides(net, overrides: dict):
     """Re-validate the network with some top-level fields replaced (the layers are kept as built)."""
     from pydantic import ValidationError
 
-    from ..errors import SpecError
     from ..graph import Network
 
     data = {**{k: getattr(net, k) for k in ("name", "input", "batch", "layout", "dtype")}, **overrides,
@@ -251,7 +253,6 @@ class Progress:
         import time
         if not self.enabled or (self.bar is None and time.perf_counter() - self.start < self.delay):
             return
-        from ..errors import safe_text
 
         label = safe_text(name[:40])                    # a layer name from a spec: no terminal escapes
         if self.bar is None:
@@ -331,7 +332,6 @@ def verify_command(
     limit = _max_memory(max_memory)
     from tabulate import tabulate
 
-    from ..errors import ResourceError
     from ..formatting import count, shape_text
     from ..sources import weight_sources
     from ..verify import verify
@@ -379,7 +379,6 @@ def _max_memory(text: Optional[str]):
     try:
         return parse_bytes(text)
     except Exception as exc:
-        from ..errors import LayerCalcError
         if isinstance(exc, LayerCalcError):
             raise type(exc)(f"--max-memory: {exc}") from None
         raise
@@ -407,7 +406,6 @@ def run_command(
         dtype = _check_choice(dtype, ("float32", "float64"), "--dtype")
     net = load_network(spec, batch)
     limit = _max_memory(max_memory)
-    from ..errors import ResourceError
     from ..executor import default_memory_limit, run
     from ..sources import weight_sources
     from ..weights import load_array

@@ -9,13 +9,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import SpecError, did_you_mean, shown, whole_number_problem
 from ..sizing import TooManyDigits, digits_to_int  # noqa: F401  (re-exported: the CLI's whole numbers as typed)
 
 #: what separates the sizes of a shape: ``1x28x28``, ``1×28×28``, ``1,28,28``. ``*`` is not one of them: it
 #: multiplies within one size, as a person writes a dense layer's inputs (``28*28`` = 784, ``7*7*512`` = 25,088)
 _SEPARATORS = re.compile(r"[x×X,]")
 def _shown(value) -> str:
-    from ..errors import shown
     return shown(value)
 
 
@@ -44,7 +44,6 @@ def _size_product(part: str) -> int:
 
 
 def _spec_error(message: str):
-    from ..errors import SpecError
     return SpecError(message)
 
 
@@ -71,7 +70,6 @@ def _whole(part) -> int:
         raise ValueError(f"{str(part).lower()} is a boolean, not a whole number")
     if part is None:
         raise ValueError("null is not a whole number")
-    from ..errors import whole_number_problem
     problem = whole_number_problem(part)
     if problem is not None:
         raise ValueError(problem)
@@ -173,7 +171,6 @@ Numbers = Annotated[str, typer.Option("--numbers", help="exact (1,234,567) or hu
 def _check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
     low = value.lower()
     if low not in choices:
-        from ..errors import did_you_mean
         raise _spec_error(f"{option}: {value!r} is not one of {', '.join(choices)}{did_you_mean(low, choices)}")
     return low
 

@@ -62,10 +62,10 @@ def spec_data(data: Any, origin: str) -> Any:
     """Parsed data as spec data: a Keras model JSON or a Hugging Face config converted, a spec returned as is."""
     kind = kind_of_data(data)
     if kind == "keras":
-        from . import keras          # deferred: an importer is loaded only when its kind of model arrives
+        from . import keras  # deferred: an importer is loaded only when its kind of model arrives
         return keras.spec_from_json(data, origin)
     if kind == "huggingface":
-        from . import huggingface    # deferred: an importer is loaded only when its kind of model arrives
+        from . import huggingface  # deferred: an importer is loaded only when its kind of model arrives
         return huggingface.spec_from_config(data, origin)
     return data
 

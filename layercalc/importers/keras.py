@@ -297,6 +297,8 @@ class _Model:
 
     def layer(self, index: int, raw: Any, class_name: Any, config: Any) -> dict:
         """One layer as spec data: its Keras class as the type, its name, and the keys that bear on the figures."""
+        # deferred: the complete registry (every family's models, ~0.1 s) only when a Keras layer is read, not
+        # when sources.weights_reader asks this module whether a weights file is Keras'
         from ..layers import KERAS_CLASSES, accepted_fields, load_plugins
 
         name = config.get("name") if isinstance(config, Mapping) else None

@@ -22,10 +22,12 @@ installed packages (entry point group ``layercalc.layers``) are loaded on first 
 (:func:`~layercalc.layers.base.load_plugins`); a user's own type is one :func:`register_layer` call away.
 """
 
+import sys
 from collections.abc import Callable
 
+from . import base
 from .base import *  # noqa: F401,F403  (field types, Description, LayerBase, ParamSpec, the registry)
-from .base import (ENTRY_POINT_GROUP, MAX_RANK, Description, LayerBase,  # noqa: F401
+from .base import (ENTRY_POINT_GROUP, LATER_FAMILIES, MAX_RANK, Description, LayerBase,  # noqa: F401
                    ParamSpec, accepted_fields, field_spellings, layer_union, load_families, load_plugin_file,
                    load_plugins, parse_layer, plugin_module, register_layer, unregister_layer)
 
@@ -40,38 +42,31 @@ from .conv import _ConvBase, _ConvTransposeBase  # noqa: E402,F401  (family base
 from .pooling import _AdaptivePoolBase, _AvgPoolBase, _MaxPoolBase, _PoolBase  # noqa: E402,F401
 from .activation import _Activation  # noqa: E402,F401
 
-#: the families imported on first need, in registration order
-LATER_FAMILIES = ("norm", "merge", "depthwise", "sequence", "attention", "tensor_ops", "resample", "recurrent")
-#: the registry's tables: complete only once every family is imported, so read through __getattr__ below
+#: the registry's tables: complete only once every family is imported, so read through __getattr__ below (the
+#: objects of layers.base themselves, wherever they are read)
 _REGISTRY = ("LAYER_TYPES", "LAYER_CLASSES", "KERAS_CLASSES")
 for _name in _REGISTRY:
     globals().pop(_name, None)
-_imported = 0                 # how many of LATER_FAMILIES are imported (always a prefix: the registration order)
 
 
 def load_all_families() -> None:
-    """Import the families of :data:`LATER_FAMILIES` not yet imported: their types register, their names join this
-    package's."""
+    """Import the families of :data:`LATER_FAMILIES` not yet imported: their types register."""
     load_families()
 
 
 def load_families_until(done: "Callable[[], bool]") -> None:
     """Import the families of :data:`LATER_FAMILIES` in order, one at a time, until ``done()`` (a spec's type is
-    known): a network of convs and batch norms imports the norm family only, not the transformer ones."""
-    global _imported
-    import importlib
-    while _imported < len(LATER_FAMILIES) and not done():
-        module = importlib.import_module(f".{LATER_FAMILIES[_imported]}", __name__)
-        _imported += 1
-        globals().update({name: getattr(module, name) for name in getattr(module, "__all__", ())})
+    known)."""
+    load_families(until=done)
 
 
 def __getattr__(name: str) -> object:
-    """``LAYER_TYPES`` and the other tables, complete; a class of a family not yet imported (``layers.LSTM``)."""
+    """``LAYER_TYPES`` and the other tables, complete; a class of a family not imported at start (``layers.LSTM``)."""
     load_all_families()
     if name in _REGISTRY:
-        from . import base
         return getattr(base, name)
-    if name in globals():
-        return globals()[name]
+    for family in LATER_FAMILIES:
+        module = sys.modules[f"{__name__}.{family}"]
+        if name in getattr(module, "__all__", ()):
+            return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,9 @@ from pydantic_core import PydanticCustomError
 
 from ..explain import Explanation, prod_text
 from ..rules import Context, Facts, Tensor, normalize_dim, numel
-from .base import Bool, Float, Int, LayerBase, LayerMixin, Probability, _alias, register_layer, shown
+from .base import Bool, Float, Int, LayerBase, LayerMixin, Probability, _alias, parse_layer, register_layer, shown
+
+# deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
 
 __all__ = ['Dropout', 'ReLU', 'ReLU6', 'LeakyReLU', 'Sigmoid', 'Tanh', 'GELU', 'SiLU', 'Hardswish', 'Hardsigmoid',
            'Softmax', 'Identity', 'Rescaling', 'Activation', 'KERAS_ACTIVATIONS', 'activation_field',
@@ -306,7 +308,6 @@ def activation_field() -> Any:
 @cache
 def activation_layer(name: Optional[str]) -> Optional[LayerBase]:
     """The activation layer a Keras activation name stands for (None for none)."""
-    from .base import parse_layer
     fields = KERAS_ACTIVATIONS.get(name.lower()) if name is not None else None
     return None if fields is None else parse_layer(dict(fields), 0)
 

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
+from ..errors import SpecError, layer_label
 from ..explain import Explanation, n, prod_text
 from ..rules import Context, Facts, Tensor, fmt_shape, numel
 from .activation import Softmax
@@ -49,6 +50,8 @@ from .base import (
 )
 from .merge import broadcast_shapes
 from .sequence import ROTARY_FLOPS, rotate
+
+# deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
 
 __all__ = ["MultiHeadAttention", "ScaledDotProductAttention", "MatMul", "ShiftedWindowAttention", "causal_pairs",
            "torch_state_dict"]
@@ -369,7 +372,6 @@ class MultiHeadAttention(LayerBase):
 
         d: AttentionDims = step.facts.geometry["attention"]
         if d.kv_heads != d.heads or self.add_bias_kv:
-            from ..errors import SpecError, layer_label
             raise SpecError(f"weights for {layer_label(step.index, step.name, self.type_name)}: Keras' {class_name} "
                             f"has as many key/value heads as query heads and no bias_k/bias_v; this layer has "
                             f"num_kv_heads {d.kv_heads}, add_bias_kv {str(self.add_bias_kv).lower()}")

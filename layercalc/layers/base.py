@@ -37,6 +37,7 @@ infinity. An on/off field takes ``true`` or ``false`` only. See :func:`layercalc
 # every subclass, and string annotations cost an eval each (measured: half the time of defining the layer models).
 # Function annotations naming types imported for type checking only are written as strings.
 
+import importlib
 import importlib.util
 import numbers
 import os
@@ -63,6 +64,7 @@ from ..errors import (
     SpecError,
     boolean_problem,
     describe_validation_error,
+    did_you_mean,
     layer_label,
     own_error,
     real_number_problem,
@@ -605,12 +607,21 @@ def unregister_layer(cls: "type[LayerBase]") -> None:
     layer_union.cache_clear()
 
 
+#: the families ``layercalc.layers`` does not import at start, imported on first need in this order (their
+#: registration order: the order of the schema and of ``layercalc --help``)
+LATER_FAMILIES = ("norm", "merge", "depthwise", "sequence", "attention", "tensor_ops", "resample", "recurrent")
+_families_imported = 0        # how many of LATER_FAMILIES are imported (always a prefix: the registration order)
+
+
 def load_families(until: "Optional[Callable[[], bool]]" = None) -> None:
-    """Register the built-in layer types: the families ``layercalc.layers`` does not import at start are imported,
-    all of them (before anything lists the types, and before a user's type registers), or in order until
-    ``until()`` holds (a spec's type is known)."""
-    from . import load_families_until
-    load_families_until(until or (lambda: False))
+    """Register the built-in layer types: the families of :data:`LATER_FAMILIES` not yet imported are imported,
+    all of them (before anything lists the types, and before a user's type registers), or one at a time until
+    ``until()`` holds (a spec's type is known: a network of convs and batch norms imports the norm family only).
+    Modules by name, as plugins are: this module is below the families, which import it."""
+    global _families_imported
+    while _families_imported < len(LATER_FAMILIES) and not (until is not None and until()):
+        importlib.import_module(f"{__package__}.{LATER_FAMILIES[_families_imported]}")
+        _families_imported += 1
 
 
 def _known_type(type_: str) -> bool:
@@ -738,7 +749,6 @@ def parse_layer(raw: Any, index: int) -> "LayerBase":
     """
     from pydantic import ValidationError
 
-    from ..errors import did_you_mean
 
     if isinstance(raw, LayerBase):
         return raw

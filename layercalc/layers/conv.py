@@ -73,6 +73,8 @@ from .base import (
     register_layer,
 )
 
+# deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
+
 __all__ = ['Conv1d', 'Conv2d', 'Conv3d', 'ConvTranspose1d', 'ConvTranspose2d', 'ConvTranspose3d',
            'transposed_input_span']
 

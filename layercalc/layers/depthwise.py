@@ -37,6 +37,8 @@ from .base import (
 )
 from .conv import Conv1d, Conv2d, Conv3d, _ConvBase, _keras_kernel, store_window_fields
 
+# deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
+
 __all__ = ['DepthwiseConv1d', 'DepthwiseConv2d', 'SeparableConv1d', 'SeparableConv2d']
 
 _CONVS: dict[int, type[_ConvBase]] = {1: Conv1d, 2: Conv2d, 3: Conv3d}

@@ -16,6 +16,8 @@ from ..rules import Context, Facts, Tensor, check_declared, fmt_shape, numel
 from .activation import ActivationName, activation_field, activation_layer
 from .base import Bool, LayerBase, ParamSpec, PositiveInt, _alias, keras_variables, register_layer
 
+# deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
+
 __all__ = ['Linear']
 
 

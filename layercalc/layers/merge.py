@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import Field
 
+from ..errors import NumericError, layer_label
 from ..explain import Explanation, n, prod_text
 from ..rules import Context, Facts, ReceptiveField, Shape, Tensor, fmt_dims, fmt_shape, normalize_dim, numel
 from .base import Int, LayerBase, LayerMixin, _alias, register_layer
@@ -171,7 +172,6 @@ class Div(_BinaryMerge, LayerBase):
         divisor = xs[1]
         zeros = divisor.size - int(np.count_nonzero(divisor))
         if zeros:
-            from ..errors import NumericError, layer_label
             raise NumericError(f"{layer_label(step.index, step.name, self.type_name)}: division by zero: the divisor "
                                f"(input {step.inputs[1]!r}) holds {zeros:,} zero(s) of its {divisor.size:,} values")
         return super().forward(step, xs, params, env)

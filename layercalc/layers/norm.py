@@ -28,6 +28,8 @@ from .base import (
     register_layer,
 )
 
+# deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
+
 __all__ = ['BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d', 'BatchNorm', 'LayerNorm', 'GroupNorm', 'RMSNorm']
 
 #: FLOPs of normalizing with given statistics, per element: subtract the mean, multiply by 1/std

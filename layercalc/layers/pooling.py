@@ -64,6 +64,8 @@ from .base import (
     shown,
 )
 
+# deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
+
 __all__ = ['MaxPool1d', 'MaxPool2d', 'MaxPool3d', 'AvgPool1d', 'AvgPool2d', 'AvgPool3d', 'AdaptiveAvgPool1d',
            'AdaptiveAvgPool2d', 'AdaptiveAvgPool3d', 'AdaptiveMaxPool1d', 'AdaptiveMaxPool2d', 'AdaptiveMaxPool3d',
            'GlobalAvgPool', 'GlobalMaxPool']

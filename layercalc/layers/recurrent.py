@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from ..errors import LayerCalcError, ResourceError, SpecError, layer_label
 from ..explain import Explanation, n
 from ..rules import Context, Facts, Tensor, check_declared, fmt_shape
 from .base import (
@@ -35,6 +36,8 @@ from .base import (
     keras_variables,
     register_layer,
 )
+
+# deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
 
 __all__ = ['LSTM', 'GRU', 'RNN']
 
@@ -174,7 +177,6 @@ class _Recurrent(LayerBase):
     def other_convention_params(self, features: int) -> Optional[int]:
         """The params the other convention counts (None where it has no such layer: Keras' GRU without
         reset_after in PyTorch)."""
-        from ..errors import LayerCalcError
         try:
             other = self.replace(convention=_KERAS if self.convention == _PYTORCH else _PYTORCH)
         except LayerCalcError:
@@ -234,7 +236,6 @@ class _Recurrent(LayerBase):
         specs = {}
         sizes = step.facts.geometry["layer_inputs"]
         if self.num_layers * self.directions > MAX_RUN_LAYERS:
-            from ..errors import ResourceError
             raise ResourceError(f"{self.type_name}: {self.num_layers:,} layers × {self.directions} direction(s): the "
                                 f"executor runs at most {MAX_RUN_LAYERS:,} (each is a loop over time steps with its "
                                 f"own weights); analysis (summary, the calculator) has no such limit")
@@ -261,7 +262,6 @@ class _Recurrent(LayerBase):
         import numpy as np
 
         if self.num_layers != 1 or self.bidirectional or self.proj():
-            from ..errors import SpecError, layer_label
             raise SpecError(f"weights for {layer_label(step.index, step.name, self.type_name)}: Keras' {class_name} "
                             f"is one layer in one direction without projection; this layer has num_layers "
                             f"{self.num_layers}, bidirectional {str(self.bidirectional).lower()}, proj_size "

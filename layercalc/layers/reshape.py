@@ -35,6 +35,8 @@ from .base import (
     register_layer,
 )
 
+# deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
+
 __all__ = ['Flatten', 'Reshape', 'ZeroPad']
 
 

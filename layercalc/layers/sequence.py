@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
+from ..errors import SpecError
 from ..explain import Explanation, prod_text
 from ..rules import Context, Facts, Tensor, fmt_shape, numel
 from .base import MAX_RANK, LayerBase, ParamSpec, PositiveFloat, PositiveInt, _alias, keras_variables, register_layer
@@ -66,7 +67,6 @@ class Embedding(LayerBase):
     def forward(self, step, xs, params, env):
         import numpy as np
 
-        from ..errors import SpecError
         x = xs[0]
         ids = x.astype(np.int64)
         if x.size and (not np.array_equal(ids, x) or ids.min() < 0 or ids.max() >= self.num_embeddings):

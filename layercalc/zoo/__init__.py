@@ -14,7 +14,6 @@ True
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
 from ..errors import SpecError, did_you_mean
