@@ -53,10 +53,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from .errors import SpecError, did_you_mean
-from .names import split_output
+from .names import INPUT, split_output
 
 BLOCK_INPUT = "in"            # inside a block: the block's input
-NETWORK_INPUT = "input"       # at the top level: the network's input (as in layercalc.graph)
 MAX_LAYERS = 100_000          # a typo such as `repeat: 1000000` must fail fast, not exhaust memory
 #: how deeply block instances may nest (a block using a block using a block …). Real networks use 2–4 levels
 #: (model → stage → block); the limit keeps the expansion far from Python's recursion limit.
@@ -227,7 +226,7 @@ class _Scope:
 
     @property
     def input_name(self) -> str:
-        return NETWORK_INPUT if self.block is None else BLOCK_INPUT
+        return INPUT if self.block is None else BLOCK_INPUT
 
     def declare(self, local: str, target: Union[str, _Ref], where: str) -> None:
         if local == self.input_name:
@@ -256,7 +255,7 @@ def _resolve(ref: _Ref) -> str:
         scope, name = target.scope, target.name
         if name == scope.input_name:
             # the top level's 'input' is the network's; a block scope's is what feeds its instance (always set)
-            target = NETWORK_INPUT if scope.block is None or scope.input is None else scope.input
+            target = INPUT if scope.block is None or scope.input is None else scope.input
         elif name in scope.names:
             target = scope.names[name]
         else:
@@ -280,7 +279,7 @@ def _resolve_nested(ref: _Ref) -> Union[str, _Ref]:
     hint = did_you_mean(name, [BLOCK_INPUT, *scope.names])
     if not hint:
         hint = f" (known: {', '.join([BLOCK_INPUT, *scope.names])})"
-    extra = f"; inside a block the block's input is {BLOCK_INPUT!r}" if name == NETWORK_INPUT else ""
+    extra = f"; inside a block the block's input is {BLOCK_INPUT!r}" if name == INPUT else ""
     raise SpecError(f"{ref.where}: unknown input {name!r} in block {scope.block!r}{hint}{extra}")
 
 
@@ -512,7 +511,7 @@ def expand(data: dict[str, Any]) -> dict[str, Any]:
 def _wire(emitted: list[_Emitted]) -> list[Any]:
     """Resolve every reference to a flat name; keep ``inputs`` only where chaining to the previous layer is wrong."""
     flat = []
-    previous = NETWORK_INPUT
+    previous = INPUT
     for index, item in enumerate(emitted):
         layer = item.layer
         if isinstance(layer, dict):
@@ -572,7 +571,7 @@ def _names(inputs: Any) -> list:
 
 def _implicit(layers: list) -> list:
     """Layers without ``inputs`` where they only name the previous layer (the default), as people write specs."""
-    result, previous = [], NETWORK_INPUT
+    result, previous = [], INPUT
     for layer in layers:
         inputs = layer.get("inputs")
         if inputs == previous or inputs == [previous]:
@@ -584,7 +583,7 @@ def _implicit(layers: list) -> list:
 
 def _explicit(layers: list) -> list:
     """Layers with their implicit input (the previous layer) written out, for comparing wiring."""
-    result, previous = [], NETWORK_INPUT
+    result, previous = [], INPUT
     for layer in layers:
         inputs = layer.get("inputs", [previous])
         result.append({**layer, "inputs": _names(inputs)})
@@ -629,7 +628,7 @@ def _signature(layers: list, start: int, count: int, prefix: str, feed: str) -> 
 def _fold_at(layers: list, i: int, blocks: dict[str, Any]) -> Optional[tuple[dict, int]]:
     """A ``repeat`` of identical instances starting at layer ``i`` (at least two), or None."""
     parts = layers[i]["name"].split(".")
-    previous = layers[i - 1]["name"] if i else NETWORK_INPUT
+    previous = layers[i - 1]["name"] if i else INPUT
     feed = previous
     if "inputs" in layers[i]:
         names = _names(layers[i]["inputs"])

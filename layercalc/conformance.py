@@ -10,8 +10,9 @@ what every type promises:
    allocates (its ``param_specs``) add up to the counted params and buffers, and the multiply-adds it performs (as
    the kernels count them) match the counted MACs.
 
-It raises ``AssertionError`` naming what differs, and returns the facts it checked. Use it in the tests of your
-own layer types::
+It raises :class:`ConformanceError` (a :class:`~layercalc.errors.LayerCalcError`) naming the check that failed and
+what differs — a real exception, so the checks hold under ``python -O`` too — and returns the facts it checked. Use
+it in the tests of your own layer types::
 
     from layercalc.conformance import check_layer_type
     check_layer_type(PixelShuffle, {"upscale_factor": 2}, [[8, 4, 4]])
@@ -27,12 +28,22 @@ from typing import Any, Optional
 import numpy as np
 
 from . import kernels
+from .errors import LayerCalcError
 from .executor import Env
 from .graph import Step
 from .layers import LAYER_TYPES, LayerBase, parse_layer
 from .rules import Context, Facts, ReceptiveField, Tensor
 from .spec import schema
 from .weights import init_params
+
+
+class ConformanceError(LayerCalcError):
+    """A layer type breaks one of the promises :func:`check_layer_type` checks (its message names which)."""
+
+
+def _require(holds: bool, check: str, message: str) -> None:
+    if not holds:
+        raise ConformanceError(f"conformance check '{check}' failed: {message}")
 
 
 @dataclass
@@ -57,13 +68,14 @@ def check_layer_type(cls: type[LayerBase], fields: dict[str, Any], input_shapes:
     # 1. spec round trip: what a spec file holds comes back as the same description
     dumped = layer.model_dump(exclude_none=True)
     again = parse_layer(dumped, 0)
-    assert again == layer, f"{type_name}: the spec form {dumped} reads back as {again!r}, not {layer!r}"
+    _require(again == layer, "spec round trip",
+             f"{type_name}: the spec form {dumped} reads back as {again!r}, not {layer!r}")
 
     # 2. registered, and in the JSON Schema under its type name
-    assert LAYER_TYPES.get(type_name) is cls, f"{type_name}: not registered (register_layer)"
+    _require(LAYER_TYPES.get(type_name) is cls, "registered", f"{type_name}: not registered (register_layer)")
     layer_schema = schema()["$defs"]["Layer"]
     mapping = layer_schema.get("discriminator", {}).get("mapping", {})
-    assert type_name in mapping, f"{type_name}: missing from the JSON Schema's layer types"
+    _require(type_name in mapping, "in the JSON Schema", f"{type_name}: missing from the JSON Schema's layer types")
 
     # 3. the rule
     shapes = [(batch, *shape) for shape in input_shapes]
@@ -80,13 +92,15 @@ def check_layer_type(cls: type[LayerBase], fields: dict[str, Any], input_shapes:
     params = init_params(step, {}, seed, np.float64, channels_last)
     result.allocated_params = sum(math.prod(spec.shape) for spec in specs.values() if not spec.buffer)
     result.allocated_buffers = sum(math.prod(spec.shape) for spec in specs.values() if spec.buffer)
-    assert set(params) == set(specs), f"{type_name}: init_params made {sorted(params)}, param_specs {sorted(specs)}"
+    _require(set(params) == set(specs), "parameters allocated",
+             f"{type_name}: init_params made {sorted(params)}, param_specs {sorted(specs)}")
     for name, spec in specs.items():
-        assert params[name].shape == spec.shape, f"{type_name}: {name} allocated {params[name].shape}, spec {spec}"
-    assert result.allocated_params == facts.params, \
-        f"{type_name}: allocates {result.allocated_params} parameters, the rule counts {facts.params}"
-    assert result.allocated_buffers == facts.buffers, \
-        f"{type_name}: allocates {result.allocated_buffers} buffer values, the rule counts {facts.buffers}"
+        _require(params[name].shape == spec.shape, "parameters allocated",
+                 f"{type_name}: {name} allocated {params[name].shape}, spec {spec}")
+    _require(result.allocated_params == facts.params, "parameters counted",
+             f"{type_name}: allocates {result.allocated_params} parameters, the rule counts {facts.params}")
+    _require(result.allocated_buffers == facts.buffers, "buffers counted",
+             f"{type_name}: allocates {result.allocated_buffers} buffer values, the rule counts {facts.buffers}")
 
     rng = np.random.default_rng(seed)
     count = layer.index_count()                   # token ids for an embedding, real numbers otherwise
@@ -102,7 +116,9 @@ def check_layer_type(cls: type[LayerBase], fields: dict[str, Any], input_shapes:
     result.output_shape = made[0]
     result.performed_macs = env.counter.macs
     predicted = [tuple(shape) for shape in facts.output_shapes]
-    assert made == predicted, f"{type_name}: the forward step made {made}, the rule predicts {predicted}"
-    assert result.performed_macs == facts.macs, \
-        f"{type_name}: the forward step performed {result.performed_macs} multiply-adds, the rule counts {facts.macs}"
+    _require(made == predicted, "output shape",
+             f"{type_name}: the forward step made {made}, the rule predicts {predicted}")
+    _require(result.performed_macs == facts.macs, "MACs counted",
+             f"{type_name}: the forward step performed {result.performed_macs} multiply-adds, the rule counts "
+             f"{facts.macs}")
     return result

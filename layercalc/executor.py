@@ -39,9 +39,11 @@ from .errors import (
     layer_label,
     whole_number_problem,
 )
+from .formatting import human_bytes
 from .fused import fused_forward, fused_scratch
 from .graph import produced
 from .layers.base import not_runnable
+from .names import INPUT
 from .weights import (
     IGNORED_PARAMS,
     Weights,
@@ -49,7 +51,6 @@ from .weights import (
     check_weights,
     drop_tied_copies,
     first_line,
-    format_bytes,
     init_params,
     normalize_weights,
     param_shapes,
@@ -58,7 +59,6 @@ from .weights import (
 if TYPE_CHECKING:
     from .graph import Network
 
-INPUT = "input"
 
 #: fraction of the available memory a run may use by default
 DEFAULT_MEMORY_FRACTION = 0.8
@@ -200,11 +200,11 @@ class MemoryEstimate:
     def describe(self) -> str:
         at = f" at {self.peak_step}" if self.peak_step else ""
         if self.weights:
-            held = f"weights held for the run (passed in, or shared by tied layers) {format_bytes(self.weights)}"
+            held = f"weights held for the run (passed in, or shared by tied layers) {human_bytes(self.weights)}"
         else:
             held = "no weights passed in: each layer's are made when it runs, counted in its temporaries"
-        return (f"{format_bytes(self.total)} (activations and one layer's temporaries {format_bytes(self.activations)}"
-                f"{at}, im2col workspace {format_bytes(self.workspace)}, {held})")
+        return (f"{human_bytes(self.total)} (activations and one layer's temporaries {human_bytes(self.activations)}"
+                f"{at}, im2col workspace {human_bytes(self.workspace)}, {held})")
 
 
 def _numel(shape) -> int:
@@ -348,13 +348,15 @@ def _with_input(network, x, dtype):
 
 def execute(network, x=None, weights=None, seed: int = 0, dtype=None, max_memory=None,
             on_layer: Optional[Callable[[int, int, Any, np.ndarray, int], None]] = None,
-            on_estimate: Optional[Callable[[MemoryEstimate], None]] = None) -> dict[str, np.ndarray]:
+            on_estimate: Optional[Callable[[MemoryEstimate], None]] = None,
+            steps: Optional[list] = None) -> dict[str, np.ndarray]:
     """Run the forward pass; returns ``{output_name: array}``.
 
     ``on_layer(done, total, step, output, macs)`` is called after each layer with its output array and the
     multiply-accumulates the layer performed; ``on_estimate(estimate)`` once the memory estimate is accepted.
     Raises ``NumericError`` naming the first layer whose output holds an inf or NaN (a float overflow), and
-    ``ResourceError`` for a run above ``max_memory`` (refused before it starts) or out of memory.
+    ``ResourceError`` for a run above ``max_memory`` (refused before it starts) or out of memory. ``steps``: the
+    network's ``resolve()`` when the caller made it already (for the batch of ``x``, if given).
     """
     seed = check_seed(seed)
     dtype = resolve_dtype(network, dtype)
@@ -362,16 +364,19 @@ def execute(network, x=None, weights=None, seed: int = 0, dtype=None, max_memory
     where = {"step": None}
     try:
         with np.errstate(all="ignore"):          # overflow is detected per layer below, not printed by NumPy
-            return _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, where)
+            return _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, where, steps)
     except MemoryError:
         at = f" at {where['step']}" if where["step"] else ""
         raise ResourceError(f"{network.name or 'network'}: ran out of memory{at}; use a smaller batch or a lower "
                             f"--max-memory (max_memory=) so the run is refused up front") from None
 
 
-def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, where) -> dict[str, np.ndarray]:
+def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, where, steps=None
+             ) -> dict[str, np.ndarray]:
+    batch = network.batch
     network, x = _with_input(network, x, dtype)
-    steps = network.resolve()
+    if steps is None or network.batch != batch:         # re-batched to the input's batch: resolved again
+        steps = network.resolve()
     for step in steps:
         if not step.layer.runnable():             # before anything is estimated, read or allocated
             raise not_runnable(step)
@@ -382,7 +387,7 @@ def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, whe
     estimate = estimate_memory(steps, network.input_shape, dtype, channels_last, given)
     if estimate.total > limit:
         raise ResourceError(f"{network.name or 'network'}: estimated peak memory {estimate.describe()} exceeds the "
-                            f"limit of {format_bytes(limit)}; use a smaller batch or raise the memory limit")
+                            f"limit of {human_bytes(limit)}; use a smaller batch or raise the memory limit")
     if on_estimate is not None:
         on_estimate(estimate)
     protected = None

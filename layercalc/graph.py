@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, SerializeAsAny, SkipValidation, field_va
 
 from .errors import GraphError, LayerCalcError, SpecError, did_you_mean, layer_label, safe_text, shown
 from .layers import MAX_RANK, Description, Int, LayerBase, PositiveInt, parse_layer, plugin_module
-from .names import split_output
+from .names import INPUT, split_output
 from .report import LayerReport, Report, Totals, layer_entry
 
 if TYPE_CHECKING:                  # the executor's types (NumPy is imported only when a network is run)
@@ -35,8 +35,6 @@ from .rules import (
     report_jump,
     unreported_field_notes,
 )
-
-INPUT = "input"
 
 DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int8": 1, "uint8": 1}
 
@@ -228,22 +226,23 @@ class Network(Description):
 
     # ------------------------------------------------------------------------------------------------ analysis
 
-    def analyze(self) -> Report:
+    def analyze(self, steps: Optional[list[Step]] = None) -> Report:
+        """The report: every layer's figures and the totals. ``steps``: this network's :meth:`resolve` when the
+        caller already made it (``verify`` resolves once for the report, the weights and the run)."""
         # Analysis allocates many small objects and no reference cycles; pausing the cyclic garbage collector
         # halves the time on deep networks (measured in bench/bench_analyze.py).
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._analyze()
+            return self._analyze(self.resolve() if steps is None else steps)
         finally:
             if was_enabled:
                 gc.enable()
 
-    def _analyze(self) -> Report:
+    def _analyze(self, steps: list[Step]) -> Report:
         # The report models are filled with model_construct: every value below is computed here with its final
         # type (lists of ints, exact ints), so validation would only re-check them — and building the report
         # validators costs more start-up time than a whole ResNet-50 analysis.
-        steps = self.resolve()
         itemsize = DTYPE_BYTES[self.dtype]
         entries = []
         for step in steps:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+#: the name of the network's input, as a layer's ``inputs`` names it (reserved: no layer may take it)
+INPUT = "input"
+
 
 def split_output(name: str) -> tuple[str, Optional[int]]:
     """``"qkv:1"`` → ``("qkv", 1)``; a name without an output index → ``(name, None)``.

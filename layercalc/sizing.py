@@ -6,8 +6,9 @@ convolutions, a window dropped by ceil mode) — and carries the very lines the 
 ``--explain``, ``lines`` with it). The command line only parses its options, calls this and prints.
 
 Every mistake raises :class:`~layercalc.errors.LayerCalcError` (``SpecError`` for an invalid value,
-``ShapeError`` when no window fits) with the line the command prints after ``layercalc: error:``; checks that
-correspond to a command-line option name that option (``--padding: must be ≥ 0, got -1``).
+``ShapeError`` when no window fits), in the library's terms: parameters by their names here (``padding: must be ≥
+0, got -1``; ``output_padding only applies with transposed=True``). The command line translates those names into
+its option names where it prints them (``--padding``, ``--output-padding``, ``--transposed``, ``--ceil``).
 
 It imports nothing heavy (no Pydantic, NumPy or YAML): ``layercalc size`` stays
 fast, so the result is a frozen dataclass rather than a Pydantic model.
@@ -145,10 +146,10 @@ def _padding(padding) -> Union[int, str]:
     else:
         value = _as_int(padding)
     if value is None:
-        raise SpecError(f"--padding: {shown(padding)} is not a whole number, same or valid (size works along one "
+        raise SpecError(f"padding: {shown(padding)} is not a whole number, same or valid (size works along one "
                         f"dimension: the same padding on each side)")
     if value < 0:
-        raise SpecError(f"--padding: must be ≥ 0, got {value}")
+        raise SpecError(f"padding: must be ≥ 0, got {value}")
     return value
 
 
@@ -171,7 +172,7 @@ def size(length: int, kernel: int, stride: int = 1, padding: Union[int, str] = 0
     >>> size(28, 3, padding=-1)
     Traceback (most recent call last):
     ...
-    layercalc.errors.SpecError: --padding: must be ≥ 0, got -1
+    layercalc.errors.SpecError: padding: must be ≥ 0, got -1
     """
 
     length = whole(length, "length", 1)
@@ -184,20 +185,20 @@ def size(length: int, kernel: int, stride: int = 1, padding: Union[int, str] = 0
     stated_output_padding = output_padding is not None
     output_padding = whole(output_padding, "output_padding", 0) if stated_output_padding else 0
     if output_padding and not transposed:
-        raise SpecError("--output-padding only applies with --transposed")
+        raise SpecError("output_padding only applies with transposed=True")
     if transposed and ceil_mode:
-        raise SpecError("--ceil applies to pooling, not to --transposed")
+        raise SpecError("ceil_mode=True applies to pooling, not with transposed=True")
     if ceil_mode and isinstance(pad, int):   # PyTorch's pooling rule; 'same' is Keras' padding, which has no such rule
         check_pool_padding(kernel, pad)
     k_eff = effective_kernel(kernel, dilation)
     notes: list[str] = []
     if transposed:
         if output_padding >= stride and output_padding >= dilation:
-            raise SpecError(f"--output-padding {output_padding} must be smaller than the stride {stride} or the "
+            raise SpecError(f"output_padding {output_padding} must be smaller than the stride {stride} or the "
                             f"dilation {dilation} (PyTorch's rule)")
         if pad == "same":
             if output_padding:
-                raise SpecError("--output-padding cannot be combined with padding 'same' (output = N·stride)")
+                raise SpecError("output_padding cannot be combined with padding 'same' (output = N·stride)")
             before, after, applied = transposed_same_padding(length, kernel, stride, dilation)
         else:
             before = after = amount
@@ -213,7 +214,8 @@ def size(length: int, kernel: int, stride: int = 1, padding: Union[int, str] = 0
         formula = ex.explain_transposed_length(length, kernel, stride, before, after, dilation, applied)[0]
         if out < 1:
             raise ShapeError(f"output length {out} < 1: the padding crops more than the transposed convolution "
-                             f"produces ({formula.split(' = ', 1)[1]})")
+                             f"produces (({length} − 1)·{stride} − {before} − {after} + {dilation}·({kernel} − 1) + "
+                             f"{applied} + 1 = {out})")
     else:
         applied = 0
         before, after = same_padding(length, kernel, stride, dilation) if pad == "same" else (amount, amount)
@@ -225,7 +227,8 @@ def size(length: int, kernel: int, stride: int = 1, padding: Union[int, str] = 0
                              f"the padded input {length + before + after} ({length} + {before} + {after}): no window "
                              f"fits")
         formula = ex.explain_length(length, kernel, stride, before, after, dilation, ceil_mode, "L")[0]
-        if out != int(formula.rsplit("= ", 1)[1]):                 # ceil mode dropped a window in the padding
+        windows = -(-(length + before + after - k_eff) // stride) + 1      # ceil mode's count, before the drop
+        if ceil_mode and out != windows:                                # a window dropped: it started in the padding
             formula = f"{formula} → {out} (last window dropped: it would start in the padding)"
         # a stride that does not divide evenly is not simply rounded: say what happens to the border
         note = ex.coverage_note(length, kernel, stride, before, after, dilation, ceil_mode)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from . import executor
-from .sources import read_weights, weight_sources
-from .weights import WeightSources
+from .sources import read_weights
+from .weights import WeightSources, weight_sources
 
 
 @dataclass
@@ -73,12 +73,13 @@ def verify(network, weights=None, seed: int = 0, progress: Optional[Callable[[in
     limit = executor.memory_limit(max_memory)
     if x is not None:
         network, _ = executor._with_input(network, x, run_dtype)
+    steps = network.resolve()                          # once: for the weights, the report and the run
     source = None
     if isinstance(weights, (str, os.PathLike)):        # read once, checked against the network's layers
         source = os.fspath(weights)
-        weights = read_weights(weights, network.resolve(), network.channels_last, limit)
-    sources = weight_sources(network, weights, seed, source)
-    report = network.analyze()
+        weights = read_weights(weights, steps, network.channels_last, limit)
+    sources = weight_sources(steps, network.channels_last, weights, seed, source)
+    report = network.analyze(steps)
     expected = {entry.name: entry for entry in report.layers}
     checks: list[LayerCheck] = []
 
@@ -99,7 +100,7 @@ def verify(network, weights=None, seed: int = 0, progress: Optional[Callable[[in
     estimates: list[executor.MemoryEstimate] = []
     start = time.perf_counter()
     executor.execute(network, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=limit,
-                     on_layer=on_layer, on_estimate=estimates.append)
+                     on_layer=on_layer, on_estimate=estimates.append, steps=steps)
     seconds = time.perf_counter() - start
     checked = {c.name for c in checks}
     missing = [entry.name for entry in report.layers if entry.name not in checked]

@@ -26,6 +26,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .errors import LayerCalcError, ResourceError, SpecError, did_you_mean, layer_label, safe_text
+from .formatting import human_bytes
 
 #: parameters a torchvision state_dict holds that are bookkeeping, not state the forward pass reads
 IGNORED_PARAMS = {"num_batches_tracked"}
@@ -33,18 +34,6 @@ IGNORED_PARAMS = {"num_batches_tracked"}
 Weights = Mapping[str, Mapping[str, Any]]
 #: what ``weights=`` takes: ``{layer: {param: array}}``, a flat ``{"layer.param": array}`` mapping, or a file path
 WeightsSource = Union[Mapping[str, Any], str, "os.PathLike[str]", None]
-
-
-def format_bytes(count: int) -> str:
-    """Bytes in binary units, for error messages and the verify table.
-
-    >>> format_bytes(3 * 2**30 // 2)
-    '1.50 GiB'
-    """
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if count >= size:
-            return f"{count / size:.2f} {unit}"
-    return f"{count} B"
 
 
 
@@ -97,8 +86,8 @@ def load_array(path, what: str = "--input", max_bytes: Optional[int] = None,
                 raise SpecError(f"{where}: truncated: the header declares shape {list(shape)} {dtype} "
                                 f"({nbytes} bytes of data), the file holds {present}")
             if max_bytes is not None and nbytes > max_bytes:
-                raise ResourceError(f"{where}: shape {list(shape)} {dtype} is {format_bytes(nbytes)}, above the "
-                                    f"memory limit of {format_bytes(max_bytes)}")
+                raise ResourceError(f"{where}: shape {list(shape)} {dtype} is {human_bytes(nbytes)}, above the "
+                                    f"memory limit of {human_bytes(max_bytes)}")
             if check_shape is not None:
                 check_shape(shape)
             f.seek(0)
@@ -151,8 +140,8 @@ def check_weights_file(path, max_bytes: Optional[int] = None) -> None:
         kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file (a device, pipe or socket)"
         raise SpecError(f"{where}: is {kind}; weights are read from a file (.npz, .keras, .weights.h5, .onnx)")
     if max_bytes is not None and info.st_size > max_bytes:
-        raise ResourceError(f"{where}: the weights file holds {format_bytes(info.st_size)}, above the memory limit "
-                            f"of {format_bytes(max_bytes)}")
+        raise ResourceError(f"{where}: the weights file holds {human_bytes(info.st_size)}, above the memory limit "
+                            f"of {human_bytes(max_bytes)}")
 
 
 def load_npz(path, steps=None, channels_last: bool = False,
@@ -212,8 +201,8 @@ def load_npz(path, steps=None, channels_last: bool = False,
                 total += nbytes
                 members.append((info, layer, param))
             if max_bytes is not None and total > max_bytes:
-                raise ResourceError(f"{path}: the weights' arrays hold {format_bytes(total)}, above the memory "
-                                    f"limit of {format_bytes(max_bytes)}")
+                raise ResourceError(f"{path}: the weights' arrays hold {human_bytes(total)}, above the memory "
+                                    f"limit of {human_bytes(max_bytes)}")
             for info, layer, param in members:
                 with archive.open(info) as member:
                     nested.setdefault(layer, {})[param] = np.lib.format.read_array(member, allow_pickle=False)

@@ -5,9 +5,14 @@ buffers = counted, performed multiply-adds = counted MACs.
 A new layer type needs an entry in EXAMPLES (the first test fails until it has one).
 """
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from layercalc.conformance import check_layer_type
+from layercalc.errors import LayerCalcError
 from layercalc.layers import LAYER_CLASSES, LAYER_TYPES
 
 #: type name → (fields, input shapes without the batch, channels_last), several per type where variants differ
@@ -159,7 +164,8 @@ def test_the_check_catches_a_rule_that_miscounts(monkeypatch):
         return facts
 
     monkeypatch.setattr(Linear, "infer", no_bias_params)
-    with pytest.raises(AssertionError, match="allocates 91 parameters, the rule counts 84"):
+    with pytest.raises(LayerCalcError, match="check 'parameters counted' failed: linear: allocates 91 parameters, "
+                                             "the rule counts 84"):
         check_layer_type(Linear, {"out_features": 7}, [[12]])      # 12·7 + 7 = 91 allocated
 
     def half_macs(self, inputs, ctx):
@@ -168,5 +174,36 @@ def test_the_check_catches_a_rule_that_miscounts(monkeypatch):
         return facts
 
     monkeypatch.setattr(Linear, "infer", half_macs)
-    with pytest.raises(AssertionError, match="performed 168 multiply-adds, the rule counts 84"):
+    with pytest.raises(LayerCalcError, match="check 'MACs counted' failed: .*performed 168 multiply-adds, the rule "
+                                             "counts 84"):
         check_layer_type(Linear, {"out_features": 7}, [[12]])      # batch 2 · 12 · 7 = 168
+
+
+def test_the_check_holds_under_python_O(tmp_path):
+    """Under ``python -O`` every ``assert`` is gone: the checks must be real exceptions (before: bare asserts,
+    so a miscounting rule passed)."""
+    script = tmp_path / "check.py"
+    script.write_text(textwrap.dedent('''
+        from layercalc.conformance import check_layer_type
+        from layercalc.errors import LayerCalcError
+        from layercalc.layers import Linear
+
+        original = Linear.infer
+
+        def no_bias_params(self, inputs, ctx):
+            facts = original(self, inputs, ctx)
+            facts.params -= self.out_features
+            return facts
+
+        Linear.infer = no_bias_params
+        try:
+            check_layer_type(Linear, {"out_features": 7}, [[12]])
+        except LayerCalcError as exc:
+            print(exc)
+        else:
+            print("passed")
+    '''))
+    result = subprocess.run([sys.executable, "-O", str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("conformance check 'parameters counted' failed: linear: allocates 91 "
+                                     "parameters, the rule counts 84")

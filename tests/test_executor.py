@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 import layercalc
 from layercalc import ResourceError, ShapeError, SpecError, executor, sources
-from layercalc.weights import format_bytes, init_params
+from layercalc.formatting import human_bytes
+from layercalc.weights import init_params
 
 torch.set_num_threads(2)
 F32 = dict(rtol=1e-4, atol=1e-5)
@@ -392,7 +393,7 @@ def test_memory_estimate_bounds_the_peak_when_weights_are_made_per_layer():
     given = {s.name: init_params(s, {}, 0, np.float32, False) for s in net.resolve()}
     held = sum(v.nbytes for p in given.values() for v in p.values())
     estimate = executor.estimate_memory(net.resolve(), net.input_shape, np.float32, False, given)
-    assert estimate.weights == held and f"weights held for the run (passed in, or shared by tied layers) {format_bytes(held)}" in estimate.describe()
+    assert estimate.weights == held and f"weights held for the run (passed in, or shared by tied layers) {human_bytes(held)}" in estimate.describe()
 
 
 def test_default_limit_is_a_fraction_of_available_memory():

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent / "layercalc"
 
 #: the layers, bottom first; a module matches the first pattern that names it (``layers.*``: every family module)
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "names", "terminal", "shapes", "coverage", "report", "kernels"),   # text, shapes, numbers, arrays
+    ("errors", "names", "terminal", "formatting", "shapes", "coverage", "report", "kernels"),  # text, numbers
     ("layers.base",),                                                             # the layer protocol, the registry
     ("rules", "explain", "fused"),                                                # what the layer rules share
     ("layers.*",),                                                                # the layer families
@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("spec",),                                                                    # parse and validate specs
     ("zoo", "importers", "importers.*"),                                          # bundled specs, other tools' files
     ("sources",),                                                                 # load, convert, weights files
-    ("verify", "conformance", "formatting"),                                      # library jobs over networks
+    ("verify", "conformance"),                                                    # library jobs over networks
     ("cli", "cli.*"),                                                             # the command line
     ("", "__main__"),                                                             # the package's lazy exports
 ]

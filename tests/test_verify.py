@@ -99,8 +99,8 @@ def test_progress_is_called_after_each_layer():
 def corrupt_report(monkeypatch, layer_name, **changes):
     original = Network.analyze
 
-    def analyze(self):
-        report = original(self)
+    def analyze(self, steps=None):
+        report = original(self, steps)
         entry = report.layer(layer_name)
         for key, value in changes.items():
             setattr(entry, key, value(getattr(entry, key)))

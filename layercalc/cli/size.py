@@ -5,6 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import LayerCalcError
+
 # deferred imports (sizing, solving):
 # each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
 # models or NumPy (start-up target 0.3 s)
@@ -31,12 +33,33 @@ def size_command(
     """
     from ..sizing import size
 
-    result = size(length, kernel_size, stride, padding, dilation, transposed=transposed, ceil_mode=ceil,
-                  output_padding=output_padding)
+    try:
+        result = size(length, kernel_size, stride, padding, dilation, transposed=transposed, ceil_mode=ceil,
+                      output_padding=output_padding)
+    except LayerCalcError as exc:           # the library names its parameters; say the options typed here
+        raise type(exc)(option_names(str(exc))) from None
     if quiet:
         print(result.output)
     else:
         print("\n".join(result.lines if explain else [result.text]))
+
+
+#: the library's parameter names (as :func:`layercalc.size` says them) → this command's options
+_OPTION_NAMES = (("output_padding", "--output-padding"), ("transposed=True", "--transposed"),
+                 ("ceil_mode=True", "--ceil"))
+
+
+def option_names(message: str) -> str:
+    """A message of :func:`layercalc.size` with its parameter names as ``layercalc size``'s options.
+
+    >>> option_names("output_padding only applies with transposed=True")
+    '--output-padding only applies with --transposed'
+    >>> option_names("padding: must be ≥ 0, got -1")
+    '--padding: must be ≥ 0, got -1'
+    """
+    for name, option in _OPTION_NAMES:
+        message = message.replace(name, option)
+    return "--" + message if message.startswith("padding:") else message
 
 
 def solve_command(
