@@ -79,3 +79,26 @@ def test_the_executor_says_bytes_as_the_report_does():
     with pytest.raises(ResourceError, match=r"exceeds the limit of 1\.5 MiB; ") as caught:
         executor.run(net, max_memory="1.5MiB")
     assert human_bytes(3 * 2**20 // 2) == "1.5 MiB" and "1.50 MiB" not in str(caught.value)
+
+
+def test_the_family_table_of_layers_matches_the_registry():
+    """The table in ``layercalc.layers``' docstring lists every family module and each one's types (first names;
+    ``conv1d/2d/3d`` for conv1d, conv2d, conv3d), nothing more."""
+    import re
+
+    import layercalc.layers as layers
+    from layercalc.layers.base import _type_names
+
+    layers.load_all_families()
+    registry: dict[str, set[str]] = {}
+    for cls in layers.LAYER_CLASSES:
+        registry.setdefault(cls.__module__.rsplit(".", 1)[1], set()).add(_type_names(cls)[0])
+    table: dict[str, set[str]] = {}
+    for module, types in re.findall(r"^\| :mod:`~layercalc\.layers\.(\w+)` \| (.+) \|$", layers.__doc__, re.M):
+        names = set()
+        for token in re.sub(r"\([^)]*\)", "", types).split(","):
+            first, *more = token.strip().split("/")
+            names.add(first)
+            names |= {first[:-len(m)] + m for m in more}          # conv1d/2d/3d → conv2d, conv3d
+        table[module] = names
+    assert table == registry
