@@ -35,6 +35,7 @@ from .shapes import (
     pool_output_length,
     same_padding,
     transposed_output_length,
+    transposed_same_padding,
 )
 
 
@@ -177,7 +178,6 @@ def explain_size(length: int, kernel: int, stride: int = 1, padding="0", dilatio
     if transposed:
         same = padding == "same"
         if same:
-            from .shapes import transposed_same_padding
             cb, ca, extra = transposed_same_padding(length, kernel, stride, dilation)
             head = [f"'same' (Keras) transposed: output = input·stride = {length * stride}; crop {cb} before, {ca} "
                     f"after" + (f", {extra} zero(s) appended" if extra else "")]

@@ -62,7 +62,9 @@ def spec_data(data: Any, origin: str) -> Any:
     """Parsed data as spec data: a Keras model JSON or a Hugging Face config converted, a spec returned as is."""
     kind = kind_of_data(data)
     if kind == "keras":
-        from . import keras  # deferred: an importer is loaded only when its kind of model arrives
+        # deferred: an importer is loaded only when its kind of model arrives. A pair with importers.keras, which
+        # takes this package's load_network: the package dispatches to its importers, they share its helpers
+        from . import keras
         return keras.spec_from_json(data, origin)
     if kind == "huggingface":
         from . import huggingface  # deferred: an importer is loaded only when its kind of model arrives
