@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Union
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from .blocks import MAX_LAYERS, expand
 from .errors import SpecError, layer_label, safe_text, shown, whole_number_problem
@@ -537,6 +537,8 @@ def schema() -> dict[str, Any]:
                        "description": "the layer whose output is the block's output (default: the last)"}}}
     # Network.layers is validated layer by layer (see graph.Network), so its generated schema names only the base
     # model; the union of every layer model, discriminated by `type`, is what a spec holds.
+    from pydantic import TypeAdapter  # deferred: pydantic.type_adapter, which only the schema needs (start-up)
+
     load_plugins()
     layer = TypeAdapter(layer_union()).json_schema()
     defs.update(layer.pop("$defs", {}))
