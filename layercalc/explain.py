@@ -241,12 +241,7 @@ def explain_layer(layer, input_shapes: list[tuple[int, ...]], facts, channels_la
     ``input_rf``: (receptive field, jump) per spatial dim of the tensor reaching the layer, when known.
     """
     c = Explanation(layer.tied_to)
-    if layer.fused_activation() is None:
-        layer.explain(c, input_shapes, facts, channels_last)
-    else:                                        # Keras' activation argument: the layer's lines, then its own
-        from .fused import explain_fused, own_facts
-        layer.explain(c, input_shapes, own_facts(layer, facts), channels_last)
-        explain_fused(c, layer, facts, channels_last)
+    layer.explain(c, input_shapes, facts, channels_last)
     if not layer.trainable and facts.params:
         c.add(f"trainable: false (frozen): Keras counts these {n(facts.params)} parameters as non-trainable")
     _memory(c, facts, itemsize)

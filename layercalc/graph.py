@@ -273,7 +273,7 @@ def layer_report(step: Step, itemsize: int) -> LayerReport:
         receptive_field=[int(v) for v in rf.size] if rf is not None else None,
         jump=report_jump(rf),
         notes=f.notes,
-        activation=fused.type_name if (fused := step.layer.fused_activation()) is not None else None,
+        activation=step.layer.output_activation(),
         trainable=step.layer.trainable)
 
 

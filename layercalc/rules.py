@@ -327,14 +327,11 @@ def axis_names(rank: int) -> str:
 
 def infer(layer, inputs: list[Tensor], ctx: Context) -> Facts:
     """The layer's facts for these inputs: each layer type's own rule (:meth:`LayerBase.infer`), with what every
-    type shares: Keras' ``data_format`` checked against the network's layout, and a fused activation added."""
+    type shares: Keras' ``data_format`` checked against the network's layout, and a frozen layer's note."""
     problem = layer.layout_problem(ctx.channels_last)
     if problem is not None:
         raise ctx.fail(problem)
     facts = layer.infer(inputs, ctx)
-    if layer.fused_activation() is not None:
-        from .fused import fuse
-        fuse(layer, facts, ctx)
     if not layer.trainable and facts.params:
         # Keras' frozen layer: still parameters (PyTorch's requires_grad=False), non-trainable in Keras' totals
         facts.notes.append(f"trainable: false (frozen): its {facts.params:,} parameters are non-trainable (Keras' "

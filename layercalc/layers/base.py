@@ -401,10 +401,10 @@ class LayerBase(Description):
                             f"of Keras weights")
         return {}
 
-    def fused_activation(self) -> "Optional[LayerBase]":
-        """The activation applied to the output after the layer's own step (Keras' ``activation`` argument), as an
-        activation layer: its FLOPs are added to the layer's and the executor applies it. None: no fused
-        activation."""
+    def output_activation(self) -> Optional[str]:
+        """The type name of the activation the layer applies to its own output as part of itself (Keras'
+        ``activation`` argument, composed in :class:`~layercalc.layers.fused.FusedActivation`): the report's
+        ``activation``. None: none."""
         return None
 
     # --------------------------------------------------------------------------------------------- the protocol
