@@ -245,9 +245,16 @@ def explain_layer(layer, input_shapes: list[tuple[int, ...]], facts, channels_la
     if not layer.trainable and facts.params:
         c.add(f"trainable: false (frozen): Keras counts these {n(facts.params)} parameters as non-trainable")
     _memory(c, facts, itemsize)
-    if input_rf is not None:
+    if facts.rf is not None and facts.rf.whole:
+        c.add(f"receptive field = whole input ({fmt_whole(facts.rf.size)}): every output position sees every input "
+              f"position (through a global pool, attention or a gate made by one, here or before)")
+    elif input_rf is not None:
         layer.explain_field(c, facts, input_rf)
     return c.lines
+
+
+def fmt_whole(size) -> str:
+    return "×".join(str(int(v)) for v in size)
 
 
 def spatial_parts(shape, channels_last: bool):

@@ -412,6 +412,9 @@ class LayerBase(Description):
     #: the output is finite whenever the inputs are (a maximum, a copy, a bounded function): the executor then
     #: skips its overflow check for this layer
     keeps_finite: ClassVar[bool] = False
+    #: the output depends on the inputs' values (False: only on their shapes, as a position embedding sized by its
+    #: input): a field that is the whole input then carries on through the layer (see rules.whole_from_inputs)
+    reads_input_values: ClassVar[bool] = True
 
     def index_count(self) -> Optional[int]:
         """When the layer reads its input as integer indices (token ids), how many there are (an embedding's

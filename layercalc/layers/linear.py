@@ -49,9 +49,18 @@ class _Dense(LayerMixin):
                          f"{'·'.join(str(v) for v in x.shape[1:])} = {features:,} features; for one dense layer "
                          f"over all {features:,}, flatten first (on the command line: --input "
                          f"{'*'.join(str(v) for v in x.shape[1:])})")
+        rf = None
+        if x.rf is not None:
+            # over the channels (the last dim of an NHWC tensor, or of [N, C] past a global pool) the layer acts
+            # at each position on its own: field and jump unchanged; over a spatial dim it mixes the positions
+            if len(x.shape) == 2 or (ctx.channels_last and len(x.shape) == len(x.rf.size) + 2):
+                rf = x.rf
+            else:
+                notes.append("receptive field not reported past this layer: it mixes every position of the last "
+                             "dim, a spatial dim in this layout")
         return Facts(output_shape=(*x.shape[:-1], fout),
                      params=fin * fout + (fout if self.bias else 0),
-                     macs=macs, flops=2 * macs + (rows * fout if self.bias else 0), notes=notes)
+                     macs=macs, flops=2 * macs + (rows * fout if self.bias else 0), rf=rf, notes=notes)
 
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         fin, fout = step.input_shapes[0][-1], self.out_features
