@@ -298,3 +298,33 @@ def test_whole_input_is_printed_in_the_table_the_explanation_and_documented_in_t
     assert any(line.startswith("receptive field = whole input (32×32)") for line in lines)
     assert not any("⚠" in line for line in lines)
     assert "whole input" in LayerReport.model_json_schema()["properties"]["whole_input"]["description"]
+
+
+def test_a_broadcast_gate_that_does_not_see_the_whole_input_ends_the_field():
+    # The gate pools a map that misses row 31 (its span is 0..30, not the whole input): output positions see their
+    # own region plus that fixed span, a union that rf + (k − 1)·jump cannot carry on. The gate's field and jump
+    # taken as the merge's gave 31 + 2·30 = 91 rows at the next conv, more than the 32-pixel input.
+    layers = [{"type": "conv2d", "name": "conv", "out_channels": 1, "kernel_size": 3, "stride": 2, "bias": False},
+              {"type": "global_avgpool", "name": "pool", "keepdims": True}, {"type": "sigmoid", "name": "gate"},
+              {"type": "mul", "name": "excite", "inputs": ["conv", "gate"]},
+              {"type": "conv2d", "name": "after", "out_channels": 1, "kernel_size": 3, "bias": False}]
+    report = analyze_2d([1, 32, 32], layers)
+    conv, after = ones_conv(1, 1, 3, 2), ones_conv(1, 1, 3)
+
+    def forward(x):
+        y = conv(x)
+        return after(y * torch.sigmoid(y.mean(dim=(2, 3), keepdim=True)))
+    support = gradient_support(forward, (1, 1, 32, 32), (0, 0, 6, 6))
+    assert span(support, 0) == (0, 30)
+    assert report.layer("excite").receptive_field is None and report.layer("after").receptive_field is None
+    assert any("gate is broadcast along a spatial dim" in note for note in report.layer("excite").notes)
+
+
+def test_a_layer_that_reads_only_its_inputs_shape_does_not_carry_the_whole_input():
+    layers = [{"type": "conv1d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+              {"type": "multi_head_attention", "name": "attention", "num_heads": 2},
+              {"type": "position_embedding", "name": "positions", "num_embeddings": 32, "embedding_dim": 4}]
+    report = analyze_2d([20, 1], layers, "NHWC")
+    assert report.layer("attention").whole_input
+    # rows 0..19 of the table whatever the input holds: the output depends on no input pixel
+    assert not report.layer("positions").whole_input and report.layer("positions").receptive_field is None
