@@ -35,8 +35,8 @@ def test_verify_fails_with_exit_1_on_a_wrong_report(monkeypatch):
 
     real_analyze = Network.analyze
 
-    def corrupted(self):
-        report = real_analyze(self)
+    def corrupted(self, steps=None):
+        report = real_analyze(self, steps)
         report.layers[3].macs += 1
         return report
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent / "layercalc"
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "names", "terminal", "formatting", "shapes", "coverage", "report", "kernels"),  # text, numbers
     ("layers.base",),                                                             # the layer protocol, the registry
-    ("rules", "explain", "fused"),                                                # what the layer rules share
+    ("rules", "explain"),                                                         # what the layer rules share
     ("layers.*",),                                                                # the layer families
     ("layers",),                                                                  # the package: the start families
     ("graph", "blocks", "sizing", "solving"),                                     # networks, single-layer sizing
@@ -43,13 +43,6 @@ LAYERS: list[tuple[str, ...]] = [
 
 #: the most imports from a lower layer back up to a higher one
 MAX_UPWARD = 3
-
-#: circles being taken apart by work elsewhere, each with what removes it; while listed, their imports are exempt
-#: from rules 2 and 3 — and the test fails once the circle is gone, so that the entry goes too
-PENDING_CIRCLES = {
-    ("explain", "fused", "rules"): "the fused activation (Keras' activation argument) threaded through the rules and "
-                                   "the explanation; issue 19 expresses it as one composite layer (the engine's part)",
-}
 
 
 def layer_of(module: str) -> int:
@@ -210,9 +203,6 @@ def test_no_circle_longer_than_a_justified_pair():
             if (imp.module, target) not in declared:
                 edges.setdefault(imp.module, set()).add(target)
     circles = [c for c in _strongly_connected(edges) if len(c) > 1]
-    for pending in PENDING_CIRCLES:
-        assert list(pending) in circles, f"the circle {pending} is gone: remove it from PENDING_CIRCLES"
-    circles = [c for c in circles if tuple(c) not in PENDING_CIRCLES]
     assert all(len(c) == 2 for c in circles), f"import circles longer than a pair: {[c for c in circles if len(c) > 2]}"
     for first, second in circles:
         between = [imp for imp in found if (imp.module, set(imp.targets)) in ((first, {second}), (second, {first}))
@@ -236,9 +226,7 @@ def test_imports_inside_functions_say_what_deferring_saves():
     wide = {module: _module_wide_deferrals(path) for module, path in known.items()}
     errors_inside = [imp for imp in imports() if imp.in_function and "errors" in imp.targets]
     assert not errors_inside, f"errors is always loaded: import it at the top, not inside a function: {errors_inside}"
-    pending = {module for circle in PENDING_CIRCLES for module in circle}
     silent = [imp for imp in imports() if imp.in_function
-              and not ({imp.module, *imp.targets} <= pending)
               and not re.search(r"\b(deferred|upward)\b[^:]*:\s*\S", imp.comment)
               and not all(target in wide[imp.module] for target in imp.targets)]
     assert not silent, (f"{len(silent)} imports inside functions without a comment naming what deferring them saves "

@@ -86,7 +86,7 @@ def _read_model(onnx: Any, path: Any, origin: str) -> Any:
 
 def is_onnx_file(path: Any) -> bool:
     """The file at ``path`` begins as an ONNX ModelProto (``ir_version``'s tag byte, 0x08): by content, as
-    :func:`layercalc.importers.sniff` tells spec files."""
+    :func:`layercalc.sources.read_file` tells model files."""
     try:
         with open(path, "rb") as stream:
             return stream.read(1) == bytes([ONNX_FIRST_BYTE])
