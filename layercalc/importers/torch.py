@@ -20,10 +20,12 @@ reported.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
+from functools import cache
 from typing import Any, Optional
 
-from ..errors import SpecError
+from ..errors import SpecError, shown
 
 __all__ = ["from_torch", "spec_from_torch"]
 
@@ -56,27 +58,48 @@ def spec_from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, na
         raise SpecError("from_torch needs PyTorch: pip install torch") from None
     if not isinstance(module, torch.nn.Module):
         raise SpecError(f"from_torch: expected a torch.nn.Module, got {type(module).__name__}")
-    shape = _input_shape(input_size)
-    class Tracer(torch.fx.Tracer):
-        """torch.nn's modules and every module class with a rule here (torchvision's ShiftedWindowAttention …)
-        stay whole (one call; a torch.nn module without a rule is refused by name, not traced into)."""
-        def is_leaf_module(self, m: Any, qualified_name: str) -> bool:
-            return type(m).__name__ in _MODULE_RULES or super().is_leaf_module(m, qualified_name)
+    shape = _input_shape(input_size, torch)
+    rules = _module_rules(torch)
 
+    class Tracer(torch.fx.Tracer):
+        """The modules with a rule here stay whole (one call); torch.nn's others too, and are refused by name.
+        Every other module — a user's own, even one named ``Linear``, or a subclass that overrides ``forward`` —
+        is traced into."""
+        def is_leaf_module(self, m: Any, qualified_name: str) -> bool:
+            return _rule_for(m, rules) is not None or super().is_leaf_module(m, qualified_name)
+
+    root = module
+    if _rule_for(module, rules) is not None:          # a bare nn.Linear …: traced as the one call of a wrapper
+        root = _whole_module(module, torch)
     try:
-        graph = Tracer().trace(module)
-        graph_module = torch.fx.GraphModule(module, graph, type(module).__name__)
+        graph = Tracer().trace(root)
+        graph_module = torch.fx.GraphModule(root, graph, type(module).__name__)
     except Exception as exc:         # fx raises TraceError, TypeError, NotImplementedError … on dynamic control flow
         raise SpecError(f"from_torch: torch.fx cannot trace {type(module).__name__}: {_first_line(exc)} (control "
                         f"flow that depends on tensor values cannot be traced)") from None
     dtype = input_dtype if input_dtype is not None else _default_dtype(graph_module, torch)
     _propagate_shapes(graph_module, shape, dtype, torch)
-    converter = _Converter(graph_module, shape, torch)
+    converter = _Converter(graph_module, shape, torch, rules)
     layers = converter.convert()
     _warn_unused(module, converter.used)
     spec = {"name": name or type(module).__name__, "input": list(shape[1:]), "batch": shape[0], "layers": layers}
-    _check_shapes(spec, converter.expected)
+    _check_against_torch(spec, converter.expected, converter.expected_params)
     return spec
+
+
+def _whole_module(module: Any, torch: Any) -> Any:
+    """A module with a rule given as the root (``from_torch(nn.Linear(8, 4), (1, 8))``): fx would trace into its
+    forward (``F.linear`` on its parameters), so it is held by a wrapper whose forward calls it — one layer, named
+    by its class (``Linear``: ``net.run(weights={"Linear": module.state_dict()})``)."""
+    attribute = type(module).__name__
+
+    class Whole(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            return getattr(self, attribute)(x)
+
+    wrapper = Whole()
+    wrapper.add_module(attribute, module)
+    return wrapper
 
 
 def _warn_unused(module: Any, used: set[int]) -> None:
@@ -92,15 +115,24 @@ def _warn_unused(module: Any, used: set[int]) -> None:
                       f"are not counted: {shown}", stacklevel=3)
 
 
-def _input_shape(input_size: Any) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(s) for s in input_size)
-    except (TypeError, ValueError):
-        raise SpecError(f"from_torch: input_size {input_size!r} must be a sequence of sizes, batch first, e.g. "
-                        f"(1, 3, 224, 224)") from None
+def _input_shape(input_size: Any, torch: Any) -> tuple[int, ...]:
+    """``input_size`` as whole sizes, batch first: a tuple, list or ``torch.Size`` of ints. Nothing is converted
+    (``int(3.7)`` is 3, ``int(True)`` 1, and a string is a sequence of digits): anything else is refused."""
+    example = "e.g. (1, 3, 224, 224), or (1, 1024) for token ids"
+    if hasattr(input_size, "shape") and not isinstance(input_size, (tuple, list)):
+        raise SpecError(f"from_torch: input_size is a {type(input_size).__name__} of shape "
+                        f"{list(input_size.shape)}, not a size: pass the tensor's .shape")
+    if not isinstance(input_size, (tuple, list)):
+        raise SpecError(f"from_torch: input_size {shown(input_size)} ({type(input_size).__name__}) must be a "
+                        f"sequence of sizes, batch first, {example}")
+    for size in input_size:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise SpecError(f"from_torch: input_size {shown(input_size)}: {shown(size)} "
+                            f"({type(size).__name__}) is not a whole number; sizes are ints, batch first, {example}")
+    shape = tuple(int(s) for s in input_size)
     if len(shape) < 2 or any(s < 1 for s in shape):
         raise SpecError(f"from_torch: input_size {list(shape)} must hold the batch size and at least one more "
-                        f"positive size, e.g. (1, 3, 224, 224) or (1, 1024) for token ids")
+                        f"size, each ≥ 1, {example}")
     return shape
 
 
@@ -134,9 +166,9 @@ def _propagate_shapes(graph_module: Any, shape: tuple[int, ...], dtype: Any, tor
         example = torch.zeros(shape, dtype=dtype)
     try:
         ShapeProp(graph_module, fake_mode=mode).propagate(example)
-    except Exception as exc:
+    except Exception as exc:         # ShapeProp says which node failed, and why in the exception it wraps
         raise SpecError(f"from_torch: the module does not run on an input of {list(shape)} "
-                        f"({dtype}): {_first_line(exc)}") from None
+                        f"({dtype}): {_first_line(exc.__cause__ or exc)}") from None
 
 
 def _meta_shape(node: Any) -> Optional[tuple[int, ...]]:
@@ -149,14 +181,18 @@ def _meta_shape(node: Any) -> Optional[tuple[int, ...]]:
 class _Converter:
     """Walks the traced graph in order, producing one spec layer per tensor-producing node."""
 
-    def __init__(self, graph_module: Any, shape: tuple[int, ...], torch: Any) -> None:
-        self.gm, self.torch, self.batch = graph_module, torch, shape[0]
+    def __init__(self, graph_module: Any, shape: tuple[int, ...], torch: Any, rules: dict) -> None:
+        self.gm, self.torch, self.batch, self.rules = graph_module, torch, shape[0], rules
+        self.class_name = ""                       # the torch class whose rule is running (a subclass's base)
         self.sources: dict[Any, str] = {}          # node → the layer (or 'input', or 'NAME:i') holding its tensor
         self.layers: list[dict] = []
         self.names: set[str] = {"input"}
         self.expected: dict[str, tuple[int, ...]] = {}   # layer → torch's output shape (checked after analysis)
         self.parameter_owners: dict[frozenset, str] = {}   # the ids of a layer's parameters → the layer
         self.used: set[int] = set()                # ids of the parameters some layer holds
+        # (layers, the module's parameter count, its label): the layers written for one module hold exactly the
+        # module's parameters (checked after analysis)
+        self.expected_params: list[tuple[list[str], int, str]] = []
 
     def convert(self) -> list[dict]:
         for index, node in enumerate(self.gm.graph.nodes):
@@ -247,18 +283,24 @@ class _Converter:
 
     def _module(self, node: Any) -> None:
         module = self.gm.get_submodule(node.target)
-        rule = _MODULE_RULES.get(type(module).__name__)
-        if rule is None:
-            raise _Unsupported(f"torch module class {type(module).__name__} has no layercalc layer type")
+        match = _rule_for(module, self.rules)
+        if match is None:
+            raise _Unsupported(f"module class {_class_label(type(module), self.torch)} has no layercalc layer type")
+        rule, self.class_name = match
+        _check_batched(module, node, self.class_name)
         ids = frozenset(id(p) for p in module.parameters(recurse=True))
+        first = len(self.layers)
         fields = rule(module, node, self)
         if fields is None:                             # the identity at inference (Dropout, Identity)
             fields = {"type": "identity"}
+        count = sum(p.numel() for p in module.parameters(recurse=True))
+        label = f"module {node.target} ({_class_label(type(module), self.torch)})"
         if fields.get("_done"):                       # a rule that wrote several layers itself (add_layer)
             if ids & self.used:
                 raise _Unsupported("a module written as several layers is called again (or shares parameters): "
                                    "its weights would be counted twice")
             self.used |= ids
+            self.expected_params.append(([entry["name"] for entry in self.layers[first:]], count, label))
             return
         tensors = fields.pop("_tensors", None) or [a for a in node.args if hasattr(a, "op")][:1]
         owner = self.parameter_owners.get(ids) if ids else None
@@ -268,16 +310,32 @@ class _Converter:
         name = self._emit(node, fields, tensors, name=node.target)
         if owner is not None:            # the module called again, or another module on the same tensors (a tied
             self.layers[-1]["tied_to"] = owner        # output head): its weights, counted once
-        elif ids:
-            self.parameter_owners[ids] = name
-            self.used |= ids
+        else:
+            self.expected_params.append(([name], count, label))
+            if ids:
+                self.parameter_owners[ids] = name
+                self.used |= ids
 
     def _function(self, node: Any, target: Any) -> None:
         key = target if isinstance(target, str) else getattr(target, "__name__", str(target))
         rule = _FUNCTION_RULES.get(key)
+        if rule is not None and not isinstance(target, str) and not _library_function(target):
+            # a function of the user's own that fx keeps whole (torch.fx.wrap) is not torch's of the same name
+            raise _Unsupported(f"{getattr(target, '__module__', None)}.{key} is not torch's {key}: it has no "
+                               f"layercalc layer type")
         if rule is None:
             raise _Unsupported(f"{key} has no layercalc layer type")
         rule(node, self)
+
+
+#: where the functions the rules stand for are defined: torch's, Python's operators, torchvision's (stochastic
+#: depth, Swin's patch merging)
+_LIBRARY_MODULES = ("torch", "_operator", "operator", "builtins", "torchvision")
+
+
+def _library_function(target: Any) -> bool:
+    module = getattr(target, "__module__", None) or ""
+    return module.split(".")[0] in _LIBRARY_MODULES
 
 
 def _scoped_name(node: Any) -> str:
@@ -324,7 +382,7 @@ def _pair(value: Any) -> Any:
 
 def _conv(module: Any, node: Any, conv: _Converter) -> dict:
     rank = len(module.kernel_size)
-    transposed = type(module).__name__.startswith("ConvTranspose")
+    transposed = conv.class_name.startswith("ConvTranspose")
     fields = {"type": f"conv_transpose{rank}d" if transposed else f"conv{rank}d",
               "in_channels": module.in_channels, "out_channels": module.out_channels,
               "kernel_size": _pair(module.kernel_size), "stride": _pair(module.stride),
@@ -343,7 +401,7 @@ def _linear(module: Any, node: Any, conv: _Converter) -> dict:
 
 
 def _batchnorm(module: Any, node: Any, conv: _Converter) -> dict:
-    rank = {"BatchNorm1d": 1, "BatchNorm2d": 2, "BatchNorm3d": 3}[type(module).__name__]
+    rank = {"BatchNorm1d": 1, "BatchNorm2d": 2, "BatchNorm3d": 3}[conv.class_name]
     return {"type": f"batchnorm{rank}d", "num_features": module.num_features, "eps": module.eps,
             "affine": module.affine, "track_running_stats": module.track_running_stats}
 
@@ -369,7 +427,7 @@ def _rmsnorm(module: Any, node: Any, conv: _Converter) -> dict:
 
 
 def _pool(module: Any, node: Any, conv: _Converter) -> dict:
-    name = type(module).__name__                                     # MaxPool2d, AvgPool1d …
+    name = conv.class_name                                           # MaxPool2d, AvgPool1d …
     kind, rank = ("maxpool" if name.startswith("Max") else "avgpool"), name[-2]
     fields = {"type": f"{kind}{rank}d", "kernel_size": _pair(module.kernel_size),
               "stride": _pair(module.stride), "padding": _pair(module.padding), "ceil_mode": module.ceil_mode}
@@ -385,7 +443,7 @@ def _pool(module: Any, node: Any, conv: _Converter) -> dict:
 
 
 def _adaptive_pool(module: Any, node: Any, conv: _Converter) -> dict:
-    name = type(module).__name__                                     # AdaptiveAvgPool2d …
+    name = conv.class_name                                           # AdaptiveAvgPool2d …
     kind, rank = ("adaptive_maxpool" if "Max" in name else "adaptive_avgpool"), name[-2]
     size = module.output_size
     if isinstance(size, (tuple, list)) and any(s is None for s in size):
@@ -444,7 +502,7 @@ def _mha(module: Any, node: Any, conv: _Converter) -> dict:
 
 
 def _recurrent(module: Any, node: Any, conv: _Converter) -> dict:
-    kind = type(module).__name__.lower()             # lstm, gru, rnn
+    kind = conv.class_name.lower()                   # lstm, gru, rnn
     if len([a for a in node.args if hasattr(a, "op")]) > 1 or node.kwargs:
         raise _Unsupported("an initial hidden state is given: only the zero initial state is modelled")
     fields: dict[str, Any] = {"type": kind, "input_size": module.input_size, "hidden_size": module.hidden_size,
@@ -477,7 +535,7 @@ def _zero_pad(module: Any, node: Any, conv: _Converter) -> dict:
 
 def _shifted_window_attention(module: Any, node: Any, conv: _Converter) -> dict:
     """torchvision's ``ShiftedWindowAttention`` (Swin V1; V2's cosine attention and bias MLP are another layer)."""
-    if type(module).__name__ != "ShiftedWindowAttention" or hasattr(module, "logit_scale"):
+    if hasattr(module, "logit_scale"):
         raise _Unsupported(f"{type(module).__name__} (Swin V2's cosine attention) has no layer type")
     return {"type": "shifted_window_attention", "num_heads": module.num_heads,
             "window_size": list(module.window_size), "shift_size": list(module.shift_size),
@@ -498,10 +556,25 @@ def _encoder_layer_into(conv: _Converter, module: Any, prefix: str, source: str,
     """``nn.TransformerEncoderLayer`` as its layers (named as its submodules: ``self_attn``, ``linear1``, …):
     post-norm ``norm1(x + sa(x))``, ``norm2(x + ff(x))``, or pre-norm ``x + sa(norm1(x))``, ``x + ff(norm2(x))``;
     dropout is the identity at inference. Returns the layer holding the output."""
+    nn, functional = conv.torch.nn, conv.torch.nn.functional
+    if type(module).forward is not nn.TransformerEncoderLayer.forward:
+        raise _Unsupported(f"{prefix} is a {_qualified(type(module))} with its own forward, not torch's "
+                           f"TransformerEncoderLayer")
+    for part, cls in (("self_attn", nn.MultiheadAttention), ("linear1", nn.Linear), ("linear2", nn.Linear),
+                      ("norm1", nn.LayerNorm), ("norm2", nn.LayerNorm)):
+        if type(getattr(module, part)) is not cls:
+            raise _Unsupported(f"{prefix}.{part} is a {_qualified(type(getattr(module, part)))}, not torch's "
+                               f"{cls.__name__}: the layer's rule would not describe it")
     activation = module.activation
-    act_name = getattr(activation, "__name__", None) or type(activation).__name__.lower()
-    if act_name not in ("relu", "gelu"):
-        raise _Unsupported(f"TransformerEncoderLayer activation {act_name!r}: relu and gelu are modelled")
+    act: dict[str, Any]
+    if activation is functional.relu or type(activation) is nn.ReLU:
+        act = {"type": "relu"}
+    elif activation is functional.gelu:
+        act = {"type": "gelu"}
+    elif type(activation) is nn.GELU:
+        act = {"type": "gelu", "approximate": activation.approximate}
+    else:
+        raise _Unsupported(f"TransformerEncoderLayer activation {activation!r}: relu and gelu are modelled")
     attention = module.self_attn
     mha = {"type": "multi_head_attention", "embed_dim": attention.embed_dim, "num_heads": attention.num_heads,
            "bias": attention.in_proj_bias is not None, "batch_first": attention.batch_first}
@@ -518,13 +591,13 @@ def _encoder_layer_into(conv: _Converter, module: Any, prefix: str, source: str,
         x = add(f"{prefix}.add_1", {"type": "add"}, [source, sa])
         n2 = add(f"{prefix}.norm2", norm(module.norm2), [x])
         h = add(f"{prefix}.linear1", linear(module.linear1), [n2])
-        h = add(f"{prefix}.activation", {"type": act_name}, [h])
+        h = add(f"{prefix}.activation", act, [h])
         ff = add(f"{prefix}.linear2", linear(module.linear2), [h])
         return add(f"{prefix}.add_2", {"type": "add"}, [x, ff])
     sa = add(f"{prefix}.self_attn", mha, [source])
     x = add(f"{prefix}.norm1", norm(module.norm1), [add(f"{prefix}.add_1", {"type": "add"}, [source, sa])])
     h = add(f"{prefix}.linear1", linear(module.linear1), [x])
-    h = add(f"{prefix}.activation", {"type": act_name}, [h])
+    h = add(f"{prefix}.activation", act, [h])
     ff = add(f"{prefix}.linear2", linear(module.linear2), [h])
     return add(f"{prefix}.norm2", norm(module.norm2), [add(f"{prefix}.add_2", {"type": "add"}, [x, ff])])
 
@@ -548,14 +621,23 @@ def _transformer_encoder(module: Any, node: Any, conv: _Converter) -> dict:
     for i, layer in enumerate(module.layers):
         x = _encoder_layer_into(conv, layer, f"{node.target}.layers.{i}", x, causal)
     if module.norm is not None:
-        if type(module.norm).__name__ != "LayerNorm":
+        if type(module.norm) is not conv.torch.nn.LayerNorm:
             raise _Unsupported(f"TransformerEncoder norm {type(module.norm).__name__}: LayerNorm is modelled")
         x = conv.add_layer(f"{node.target}.norm", _layernorm(module.norm, node, conv), [x])
     return conv.finish(node, x)
 
 
-_MODULE_RULES: dict[str, Callable[[Any, Any, _Converter], Optional[dict]]] = {
-    "ShiftedWindowAttention": _shifted_window_attention, "LayerNorm2d": _layernorm_2d,
+_ModuleRule = Callable[[Any, Any, _Converter], Optional[dict]]
+
+#: classes of other libraries, by module-qualified name (not imported to be looked up: torchvision is optional)
+_LIBRARY_RULES: dict[str, _ModuleRule] = {
+    "torchvision.models.swin_transformer.ShiftedWindowAttention": _shifted_window_attention,
+    "torchvision.models.convnext.LayerNorm2d": _layernorm_2d,
+}
+
+#: torch.nn's classes, by their name in ``torch.nn`` (the class objects themselves are looked up when from_torch
+#: runs: :func:`_module_rules`)
+_NN_RULES: dict[str, _ModuleRule] = {
     "TransformerEncoderLayer": _transformer_encoder_layer, "TransformerEncoder": _transformer_encoder,
     **{f"Conv{r}d": _conv for r in (1, 2, 3)}, **{f"ConvTranspose{r}d": _conv for r in (1, 2, 3)},
     "Linear": _linear, "LayerNorm": _layernorm, "GroupNorm": _groupnorm, "RMSNorm": _rmsnorm,
@@ -575,6 +657,58 @@ _MODULE_RULES: dict[str, Callable[[Any, Any, _Converter], Optional[dict]]] = {
     "PixelUnshuffle": _simple("pixel_unshuffle", downscale_factor="downscale_factor"),
     "ChannelShuffle": _simple("channel_shuffle", groups="groups"),
 }
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _class_label(cls: type, torch: Any) -> str:
+    """``torch.nn.PReLU`` for torch.nn's own classes, the module-qualified name of any other."""
+    return f"torch.nn.{cls.__name__}" if getattr(torch.nn, cls.__name__, None) is cls else _qualified(cls)
+
+
+@cache
+def _module_rules(torch: Any) -> dict[str, tuple[_ModuleRule, str]]:
+    """Module-qualified class name (``torch.nn.modules.linear.Linear``) → (rule, the class's name): a class is
+    known by what it is, never by its bare name (a user's own ``Linear`` is not torch's)."""
+    table = {_qualified(getattr(torch.nn, name)): (rule, name) for name, rule in _NN_RULES.items()
+             if hasattr(torch.nn, name)}
+    table.update({path: (rule, path.rsplit(".", 1)[1]) for path, rule in _LIBRARY_RULES.items()})
+    return table
+
+
+def _rule_for(module: Any, rules: dict[str, tuple[_ModuleRule, str]]) -> Optional[tuple[_ModuleRule, str]]:
+    """The rule of the module's class, or of the nearest base class with one when the subclass computes what the
+    base computes (it does not override ``forward``); None otherwise (a subclass with its own forward is traced
+    into, its extra parameters caught by the parameter check)."""
+    cls = type(module)
+    for base in cls.__mro__:
+        match = rules.get(_qualified(base))
+        if match is not None:
+            return match if getattr(cls, "forward", None) is getattr(base, "forward", None) else None
+    return None
+
+
+#: torch.nn classes that also run on an input without its batch dim, and the rank they take with it
+_BATCHED_RANKS: dict[str, int] = {
+    **{f"{kind}{r}d": r + 2 for r in (1, 2, 3) for kind in (
+        "Conv", "ConvTranspose", "MaxPool", "AvgPool", "AdaptiveAvgPool", "AdaptiveMaxPool", "ZeroPad")},
+    "LSTM": 3, "GRU": 3, "RNN": 3, "MultiheadAttention": 3, "PixelShuffle": 4, "PixelUnshuffle": 4,
+    "ChannelShuffle": 4,
+}
+
+
+def _check_batched(module: Any, node: Any, class_name: str) -> None:
+    """torch runs a conv on [C, H, W] as one example; layercalc keeps the batch first: a tensor one dim short
+    of the batched rank here is an input_size without its batch size (refused with the fix, not mis-read)."""
+    rank = _BATCHED_RANKS.get(class_name)
+    tensors = [a for a in node.args if hasattr(a, "op")]
+    shape = _meta_shape(tensors[0]) if rank and tensors else None
+    if rank and shape is not None and len(shape) == rank - 1:
+        raise _Unsupported(f"{class_name} receives {list(shape)}, one example without a batch dim (torch runs it "
+                           f"unbatched; layercalc keeps the batch first): if that is the input, give input_size "
+                           f"with the batch size first, e.g. {tuple([1, *shape])}")
 
 
 # ---------------------------------------------------------------------------------------------- function rules
@@ -831,8 +965,10 @@ _FUNCTION_RULES: dict[str, Callable[[Any, _Converter], None]] = {
 
 # ------------------------------------------------------------------------------------------- the shape check
 
-def _check_shapes(spec: dict, expected: dict[str, tuple[int, ...]]) -> None:
-    """Every layer's output shape by layercalc's rules equals what torch propagated, or the import is refused."""
+def _check_against_torch(spec: dict, expected: dict[str, tuple[int, ...]],
+                         expected_params: list[tuple[list[str], int, str]]) -> None:
+    """Every layer's output shape by layercalc's rules equals what torch propagated, and the layers written for a
+    module hold as many parameters as the module has, or the import is refused."""
     from ..spec import from_data
 
     report = from_data(spec, "from_torch").analyze()
@@ -843,3 +979,10 @@ def _check_shapes(spec: dict, expected: dict[str, tuple[int, ...]]) -> None:
             raise SpecError(f"from_torch: layer '{layer.name}' ({layer.type}): layercalc's rule gives "
                             f"{layer.output_shape} but torch computes {list(want)}; refusing to report figures for "
                             f"a network that does not match the module")
+    params = {layer.name: layer.params for layer in report.layers}
+    for names, count, label in expected_params:
+        counted = sum(params.get(name, 0) for name in names)
+        if counted != count:
+            layers = f"layer{'s' if len(names) > 1 else ''} {', '.join(names)}"
+            raise SpecError(f"from_torch: {label} has {count:,} parameters but its layer type counts {counted:,} "
+                            f"({layers}); refusing to report figures for a module it does not describe")
