@@ -304,6 +304,10 @@ EXPLAIN_CASES = {
     "identity": ("-i 10", ["identity at inference"]),
     # x·0.5 − 1: a multiply and an add per element, 2·30 = 60
     "rescaling": ("-i 3x10 --scale 0.5 --offset -1", ["x·0.5 − 1: 2 per element", "· 1·3·10 = 60"]),
+    # x², clamp to [−1, 1] (two compares), clip below 1 (one compare)
+    "pow": ("-i 3x10 --exponent 2", ["1 per element · 1·3·10 = 30"]),
+    "clamp": ("-i 10 --min -1 --max 1", ["2 per element · 1·10 = 20"]),
+    "clip": ("-i 10 --max 1", ["1 per element · 1·10 = 10"]),
     # Keras' Activation('softmax'): as softmax, 5 per element · 20 = 100
     "activation": ("-i 4x5 --activation softmax", ["softmax along dim 2", "5 per element · 1·4·5 = 100"]),
     # three inputs, broadcast to [1, 3, 4, 4]: (3 − 1)·48 = 96 adds

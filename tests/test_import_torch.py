@@ -155,12 +155,15 @@ class Det(nn.Module):
 
 
 class Scaled(nn.Module):
+    """Scaled by a buffer: a constant tensor whose values are data, not a number layercalc can hold."""
+
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(4, 4)
+        self.register_buffer("scale", torch.full((4,), 2.0))
 
     def forward(self, x):
-        return self.fc(x) * 2
+        return self.fc(x) * self.scale
 
 
 class Branchy(nn.Module):
@@ -179,7 +182,7 @@ class Prelu(nn.Module):
 
 @pytest.mark.parametrize("model, size, message", [
     (Det(), (1, 3, 3), "node 1 'det' \\(call_function det\\): det has no layercalc layer type"),
-    (Scaled(), (1, 4), "node 2 'mul' .*both operands must be tensors"),
+    (Scaled(), (1, 4), "node 3 'mul' .*reads the tensor attribute 'scale', which is not a learnable parameter"),
     (Branchy(), (1, 4), "torch.fx cannot trace Branchy"),
     (Prelu(), (1, 4), "node 1 'act' \\(module act\\): module class torch.nn.PReLU has no layercalc layer type"),
     (nn.Linear(3, 4), (1, 5), "does not run on an input of \\[1, 5\\]"),
@@ -283,8 +286,13 @@ def test_a_users_module_named_like_torchs_is_not_counted_as_torchs():
 
 
 def test_a_subclass_with_its_own_forward_is_traced_into():
-    with pytest.raises(LayerCalcError, match="call_function linear\\): linear has no layercalc layer type"):
-        layercalc.from_torch(nn.Sequential(DoubledLinear(8, 4)), (1, 8))
+    """Traced into: F.linear on its parameters, then the doubling — not counted as a plain linear layer."""
+    model = nn.Sequential(DoubledLinear(8, 4)).eval()
+    net = layercalc.from_torch(model, (2, 8))
+    assert [(entry.type, entry.params) for entry in net.analyze().layers] == [("linear", 36), ("rescaling", 0)]
+    x = torch.randn(2, 8)
+    with torch.no_grad():
+        np.testing.assert_allclose(net.run(x=x.numpy(), weights=model.state_dict()), model(x).numpy(), rtol=1e-6)
 
 
 def test_a_subclass_that_inherits_forward_is_its_base_class():

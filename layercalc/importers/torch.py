@@ -161,11 +161,20 @@ def _propagate_shapes(graph_module: Any, shape: tuple[int, ...], dtype: Any, tor
     if len(placeholders) != 1:
         raise SpecError(f"from_torch: the module's forward takes {len(placeholders)} tensors "
                         f"({', '.join(n.name for n in placeholders)}); a layercalc network has one input")
+    class ScalarProp(ShapeProp):
+        """ShapeProp that also keeps the plain numbers nodes compute from sizes (``x.size(-1) ** -0.5``): known
+        once the input size is, they are constants to the layers that use them."""
+        def run_node(self, n: Any) -> Any:
+            result = super().run_node(n)
+            if isinstance(result, (int, float)) and not isinstance(result, bool):
+                n.meta["scalar"] = result
+            return result
+
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     with mode:
         example = torch.zeros(shape, dtype=dtype)
     try:
-        ShapeProp(graph_module, fake_mode=mode).propagate(example)
+        ScalarProp(graph_module, fake_mode=mode).propagate(example)
     except Exception as exc:         # ShapeProp says which node failed, and why in the exception it wraps
         raise SpecError(f"from_torch: the module does not run on an input of {list(shape)} "
                         f"({dtype}): {_first_line(exc.__cause__ or exc)}") from None
@@ -190,6 +199,7 @@ class _Converter:
         self.expected: dict[str, tuple[int, ...]] = {}   # layer → torch's output shape (checked after analysis)
         self.parameter_owners: dict[frozenset, str] = {}   # the ids of a layer's parameters → the layer
         self.used: set[int] = set()                # ids of the parameters some layer holds
+        self.attributes: dict[Any, Any] = {}       # get_attr node → its tensor, until a layer uses it
         # (layers, the module's parameter count, its label): the layers written for one module hold exactly the
         # module's parameters (checked after analysis)
         self.expected_params: list[tuple[list[str], int, str]] = []
@@ -217,6 +227,8 @@ class _Converter:
         return name
 
     def _source(self, arg: Any) -> str:
+        if arg in self.attributes:
+            return self._parameter_layer(arg)
         if arg not in self.sources:
             raise _Unsupported(f"its operand '{getattr(arg, 'name', arg)}' is not a tensor layercalc follows "
                                f"(a constant or a size computed from shapes)")
@@ -265,19 +277,38 @@ class _Converter:
             raise _Unsupported(f"graph operation {node.op!r} has no mapping")
 
     def _attribute(self, node: Any) -> None:
-        value = _fetch_attr(self.gm, node.target)
-        if isinstance(value, self.torch.nn.Parameter):
-            if id(value) in self.used:
-                raise _Unsupported(f"reads '{node.target}', a parameter another layer holds, as a tensor")
-            self.used.add(id(value))
-            shape = list(value.shape)
-            if len(shape) > 1 and shape[0] == 1:      # (1, 1, 768): the batch dim of a class token or position table
-                shape = shape[1:]
-            self._emit(node, {"type": "parameter", "shape": shape}, [], name=node.target)
-            self.expected.pop(self.sources[node])     # [N, *shape] here, torch's own tensor has no batch dim
-            return
-        raise _Unsupported(f"reads the tensor attribute '{node.target}', which is not a learnable parameter (a "
-                           f"constant or buffer used in arithmetic has no layer type)")
+        """A tensor attribute is read lazily: a layer that holds it as its own weights takes it
+        (:meth:`take_parameter`: ``F.layer_norm(x, s, self.weight, self.bias)``); one used as a tensor becomes a
+        ``parameter`` layer when first used (:meth:`_source`)."""
+        self.attributes[node] = _fetch_attr(self.gm, node.target)
+
+    def _parameter_layer(self, node: Any) -> str:
+        value = self.attributes.pop(node)
+        if not isinstance(value, self.torch.nn.Parameter):
+            raise _Unsupported(f"reads the tensor attribute '{node.target}', which is not a learnable parameter (a "
+                               f"constant or buffer used in arithmetic has no layer type)")
+        if id(value) in self.used:
+            raise _Unsupported(f"reads '{node.target}', a parameter another layer holds, as a tensor")
+        self.used.add(id(value))
+        shape = list(value.shape)
+        if len(shape) > 1 and shape[0] == 1:      # (1, 1, 768): the batch dim of a class token or position table
+            shape = shape[1:]
+        name = self._emit(node, {"type": "parameter", "shape": shape}, [], name=node.target)
+        self.expected.pop(name)                   # [N, *shape] here, torch's own tensor has no batch dim
+        return name
+
+    def take_parameter(self, arg: Any, what: str) -> Any:
+        """The learnable parameter a function call takes as its layer's own weights (``weight`` of
+        ``F.layer_norm``): marked as held, so nothing else counts it."""
+        value = self.attributes.get(arg) if hasattr(arg, "op") else None
+        if not isinstance(value, self.torch.nn.Parameter):
+            raise _Unsupported(f"its {what} is not a parameter of the module read directly (a computed tensor or a "
+                               f"buffer as weights has no layer type)")
+        if id(value) in self.used:
+            raise _Unsupported(f"its {what} '{arg.target}' is a parameter another layer holds (shared weights are "
+                               f"modelled for whole modules only)")
+        self.used.add(id(value))
+        return value
 
     # -- modules
 
@@ -713,16 +744,181 @@ def _check_batched(module: Any, node: Any, class_name: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- function rules
 
+def _scalar(arg: Any) -> Optional[float]:
+    """A plain number operand: a constant in the code (``x * 0.5``) or one computed from sizes (``d ** -0.5``,
+    known once the input size is); None for a tensor."""
+    if isinstance(arg, (int, float)) and not isinstance(arg, bool):
+        return arg
+    value = arg.meta.get("scalar") if hasattr(arg, "meta") else None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _sizes(value: Any) -> list[int]:
+    """A size or sizes given to a function, some read from shapes (``(x.shape[-1],)``): whole numbers."""
+    items = list(value) if isinstance(value, (tuple, list)) else [value]
+    numbers = [_scalar(item) for item in items]
+    if any(not isinstance(n, int) for n in numbers):
+        raise _Unsupported(f"sizes {value!r}: whole numbers (or sizes read from shapes) are modelled")
+    return numbers                                   # type: ignore[return-value]
+
+
+#: ``tensor OP number`` and ``number OP tensor`` as ``x·scale + offset`` (rescaling); None where no rescaling is
+#: it (``2 / x``)
+_RESCALINGS: dict[str, tuple[Callable[[float], Optional[tuple[float, float]]],
+                             Callable[[float], Optional[tuple[float, float]]]]] = {
+    "add": (lambda c: (1.0, c), lambda c: (1.0, c)),
+    "sub": (lambda c: (1.0, -c), lambda c: (-1.0, c)),
+    "mul": (lambda c: (c, 0.0), lambda c: (c, 0.0)),
+    "div": (lambda c: (1.0 / c, 0.0) if c else None, lambda c: None),
+}
+
+
 def _elementwise(type_name: str) -> Callable[[Any, _Converter], None]:
-    """``x + y``, ``torch.mul(x, y)`` …: both operands tensors layercalc follows."""
+    """``x + y``, ``torch.mul(x, y)`` …: two tensors layercalc follows (a merge layer), or a tensor and a number
+    (``x * 0.5``, ``1 - x``: rescaling)."""
     def rule(node: Any, conv: _Converter) -> None:
         operands = node.args[:2]
-        if len(operands) != 2 or not all(a in conv.sources for a in operands):
-            shown = ", ".join(getattr(a, "name", repr(a)) for a in operands)
-            raise _Unsupported(f"{type_name} of ({shown}): both operands must be tensors layercalc follows (a "
-                               f"scalar or constant operand has no layer type)")
-        conv._emit(node, {"type": type_name}, list(operands))
+        if len(operands) != 2 or any(k not in ("alpha", "rounding_mode") for k in node.kwargs):
+            raise _Unsupported(f"{type_name} with arguments {list(node.kwargs)}: two operands are modelled")
+        if node.kwargs.get("alpha", 1) != 1 or node.kwargs.get("rounding_mode") is not None:
+            raise _Unsupported(f"{type_name} with alpha or rounding_mode has no layer type")
+        numbers = [_scalar(a) for a in operands]
+        if numbers[0] is None and numbers[1] is None:
+            if not all(a in conv.sources or a in conv.attributes for a in operands):
+                shown = ", ".join(getattr(a, "name", repr(a)) for a in operands)
+                raise _Unsupported(f"{type_name} of ({shown}): an operand is neither a tensor layercalc follows nor "
+                                   f"a number")
+            conv._emit(node, {"type": type_name}, list(operands))
+            return
+        if numbers[0] is not None and numbers[1] is not None:
+            raise _Unsupported(f"{type_name} of two numbers is not a tensor")
+        tensor_first = numbers[1] is not None
+        constant = float(numbers[1] if tensor_first else numbers[0])      # type: ignore[arg-type]
+        affine = _RESCALINGS[type_name][0 if tensor_first else 1](constant)
+        if affine is None:
+            raise _Unsupported(f"{constant:g} {'/' if type_name == 'div' else type_name} a tensor (a reciprocal) "
+                               f"has no layer type")
+        scale, offset = affine
+        conv._emit(node, {"type": "rescaling", "scale": scale, "offset": offset},
+                   [operands[0] if tensor_first else operands[1]])
     return rule
+
+
+def _neg(node: Any, conv: _Converter) -> None:
+    conv._emit(node, {"type": "rescaling", "scale": -1.0}, [node.args[0]])
+
+
+def _pow(node: Any, conv: _Converter) -> None:
+    """``x ** 2``, ``torch.pow(x, 0.5)``, ``x.pow(3)``: a constant exponent (a tensor one, or ``2 ** x``, has no
+    layer type)."""
+    base, exponent = node.args[0], _arg(node, 1, "exponent")
+    if _scalar(base) is not None or _scalar(exponent) is None:
+        raise _Unsupported("a power with a tensor exponent has no layer type; x ** constant is modelled")
+    conv._emit(node, {"type": "pow", "exponent": float(_scalar(exponent))}, [base])  # type: ignore[arg-type]
+
+
+def _constant_power(exponent: float) -> Callable[[Any, _Converter], None]:
+    """``torch.sqrt``, ``torch.rsqrt``, ``torch.square``: pow with the function's exponent."""
+    def rule(node: Any, conv: _Converter) -> None:
+        conv._emit(node, {"type": "pow", "exponent": exponent}, [node.args[0]])
+    return rule
+
+
+def _clamp(node: Any, conv: _Converter) -> None:
+    """``torch.clamp``/``clip``, ``x.clamp(min=0)``, ``F.hardtanh`` (bounds −1, 1 by default): constant bounds."""
+    hardtanh = node.target in ("hardtanh",) or getattr(node.target, "__name__", "") in ("hardtanh", "hardtanh_")
+    defaults = (-1.0, 1.0) if hardtanh else (None, None)
+    low = _arg(node, 1, "min_val" if hardtanh else "min", defaults[0])
+    high = _arg(node, 2, "max_val" if hardtanh else "max", defaults[1])
+    bounds = {}
+    for field, value in (("min", low), ("max", high)):
+        if value is None:
+            continue
+        number = _scalar(value)
+        if number is None:
+            raise _Unsupported(f"a clamp with a tensor {field} has no layer type; constant bounds are modelled")
+        bounds[field] = float(number)
+    if not bounds:
+        conv._alias(node, node.args[0])              # torch refuses this; a clamp without bounds is the identity
+        return
+    conv._emit(node, {"type": "clamp", **bounds}, [node.args[0]])
+
+
+def _weights_layer(node: Any, conv: _Converter, fields: dict, weights: dict[str, Any], source: Any) -> None:
+    """A function call whose weights are the module's parameters read directly (``F.layer_norm(x, s, self.weight,
+    self.bias)``): one layer holding them, named by the module that owns them (``norm`` for ``norm.weight``), so
+    the state_dict's keys load; its parameter count is checked against theirs."""
+    held = {role: conv.take_parameter(arg, role) for role, arg in weights.items() if arg is not None}
+    targets = [weights[role].target for role in held]
+    owners = {target.rpartition(".")[0] for target in targets}
+    name = owners.pop() if len(owners) == 1 and "" not in owners else None
+    if name is not None and any(t.rpartition(".")[2] != role for t, role in zip(targets, held)):
+        name = None                                  # self.gamma, self.beta: no state_dict key would load anyway
+    layer = conv._emit(node, fields, [source], name=name)
+    conv.expected_params.append(([layer], sum(p.numel() for p in held.values()), f"{_describe(node)} of "
+                                                                                    f"{', '.join(targets)}"))
+
+
+def _layer_norm_function(node: Any, conv: _Converter) -> None:
+    weight, bias = _arg(node, 2, "weight"), _arg(node, 3, "bias")
+    if weight is None and bias is not None:
+        raise _Unsupported("layer_norm with a bias and no weight has no layer type")
+    fields = {"type": "layernorm", "normalized_shape": _sizes(_arg(node, 1, "normalized_shape")),
+              "eps": _arg(node, 4, "eps", 1e-5), "elementwise_affine": weight is not None, "bias": bias is not None}
+    _weights_layer(node, conv, fields, {"weight": weight, "bias": bias}, node.args[0])
+
+
+def _rms_norm_function(node: Any, conv: _Converter) -> None:
+    eps = _arg(node, 3, "eps")
+    if eps is None:
+        raise _Unsupported("rms_norm with eps=None uses torch.finfo(dtype).eps; give eps explicitly")
+    weight = _arg(node, 2, "weight")
+    fields = {"type": "rmsnorm", "normalized_shape": _sizes(_arg(node, 1, "normalized_shape")), "eps": eps,
+              "elementwise_affine": weight is not None}
+    _weights_layer(node, conv, fields, {"weight": weight}, node.args[0])
+
+
+def _group_norm_function(node: Any, conv: _Converter) -> None:
+    weight, bias = _arg(node, 2, "weight"), _arg(node, 3, "bias")
+    if (weight is None) != (bias is None):
+        raise _Unsupported("group_norm with only one of weight and bias has no layer type")
+    fields = {"type": "groupnorm", "num_groups": _sizes([_arg(node, 1, "num_groups")])[0],
+              "eps": _arg(node, 4, "eps", 1e-5),
+              "affine": weight is not None}
+    _weights_layer(node, conv, fields, {"weight": weight, "bias": bias}, node.args[0])
+
+
+def _linear_function(node: Any, conv: _Converter) -> None:
+    """``F.linear(x, self.weight, self.bias)`` with the module's own parameters: a linear layer."""
+    weight, bias = _arg(node, 1, "weight"), _arg(node, 2, "bias")
+    shape = _meta_shape(weight) if hasattr(weight, "op") else None
+    if shape is None or len(shape) != 2:
+        raise _Unsupported("F.linear's weight must be a 2-d parameter of the module")
+    fields = {"type": "linear", "in_features": shape[1], "out_features": shape[0], "bias": bias is not None}
+    _weights_layer(node, conv, fields, {"weight": weight, "bias": bias}, node.args[0])
+
+
+def _pad(node: Any, conv: _Converter) -> None:
+    """``F.pad(x, (left, right, top, bottom, …))`` with zeros: zero_pad (torch's pairs run from the last dim back;
+    layercalc's are in dim order). Other modes and values have no layer type yet."""
+    pads, mode, value = _arg(node, 1, "pad"), _arg(node, 2, "mode", "constant"), _arg(node, 3, "value", None)
+    if mode != "constant" or (value not in (None, 0, 0.0)):
+        raise _Unsupported(f"F.pad with mode {mode!r} and value {value!r}: only zero padding (mode 'constant', "
+                           f"value 0) is modelled")
+    pads = [_scalar(p) for p in pads]
+    if any(p is None or p != int(p) for p in pads) or len(pads) % 2:
+        raise _Unsupported(f"F.pad sizes {_arg(node, 1, 'pad')!r}: whole numbers in pairs are modelled")
+    if any(p < 0 for p in pads):
+        raise _Unsupported("F.pad with a negative size crops: no layer type")
+    pairs = [[int(pads[i]), int(pads[i + 1])] for i in range(0, len(pads), 2)][::-1]
+    shape = _meta_shape(node.args[0])
+    assert shape is not None
+    if len(pairs) > len(shape) - 1:
+        raise _Unsupported("F.pad of the batch dim changes the batch; layercalc keeps it")
+    if len(pairs) > len(shape) - 2:
+        raise _Unsupported("F.pad of the channel dim (dim 1) has no layer type (zero_pad pads spatial dims)")
+    pairs = [[0, 0]] * (len(shape) - 2 - len(pairs)) + pairs      # the spatial dims F.pad leaves as they are
+    conv._emit(node, {"type": "zero_pad", "padding": pairs}, [node.args[0]])
 
 
 def _activation(type_name: str, **keywords: tuple[int, str, Any]) -> Callable[[Any, _Converter], None]:
@@ -863,6 +1059,8 @@ def _split(node: Any, conv: _Converter) -> None:
 def _expand(node: Any, conv: _Converter) -> None:
     """``class_token.expand(n, -1, -1)``: a ``parameter`` layer is already expanded over the batch."""
     source = node.args[0]
+    if source in conv.attributes:
+        conv._source(source)                         # the parameter layer, made on its first use
     layer = next((entry for entry in conv.layers if entry["name"] == conv.sources.get(source)), None)
     shape = _meta_shape(node)
     if layer is None or layer["type"] != "parameter" or shape is None or shape[1:] != tuple(layer["shape"]):
@@ -937,9 +1135,15 @@ def _patch_merging_pad(node: Any, conv: _Converter) -> None:
 
 
 _FUNCTION_RULES: dict[str, Callable[[Any, _Converter], None]] = {
-    "add": _elementwise("add"), "iadd": _elementwise("add"), "mul": _elementwise("mul"),
-    "imul": _elementwise("mul"), "sub": _elementwise("sub"), "isub": _elementwise("sub"),
-    "truediv": _elementwise("div"), "div": _elementwise("div"),
+    "add": _elementwise("add"), "iadd": _elementwise("add"), "radd": _elementwise("add"),
+    "mul": _elementwise("mul"), "imul": _elementwise("mul"), "multiply": _elementwise("mul"),
+    "sub": _elementwise("sub"), "isub": _elementwise("sub"), "subtract": _elementwise("sub"),
+    "truediv": _elementwise("div"), "itruediv": _elementwise("div"), "div": _elementwise("div"),
+    "divide": _elementwise("div"), "true_divide": _elementwise("div"),
+    "neg": _neg, "negative": _neg, "pow": _pow, "sqrt": _constant_power(0.5), "rsqrt": _constant_power(-0.5),
+    "square": _constant_power(2.0), "clamp": _clamp, "clip": _clamp, "clamp_": _clamp, "hardtanh": _clamp,
+    "hardtanh_": _clamp, "pad": _pad, "layer_norm": _layer_norm_function, "rms_norm": _rms_norm_function,
+    "group_norm": _group_norm_function, "linear": _linear_function,
     "cat": _cat, "concat": _cat, "flatten": _flatten_function, "view": _reshape, "reshape": _reshape,
     "permute": _permute, "transpose": _transpose, "contiguous": _identity_function,
     "mean": _reduce("mean"), "sum": _reduce("sum"), "matmul": _matmul, "bmm": _matmul,

@@ -1,0 +1,240 @@
+"""layercalc.from_torch on the PyTorch code people write (issue 22 §3): arithmetic with Python numbers, clamp, F.pad,
+the functional norms and activations with the module's own parameters, torch.cat of branches, reductions.
+
+Oracles, for every module: ``sum(p.numel() for p in model.parameters())``; FlopCounterMode = 2·MACs (it counts
+matrix products and convolutions: the element-wise ops count 0 there, and their FLOPs are derived by hand below from
+docs/conventions.md's rows); the output shape torch computes; the module's own output, reproduced by layercalc's
+executor on the module's state_dict.
+"""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+import layercalc  # noqa: E402
+from layercalc import LayerCalcError  # noqa: E402
+
+
+def flops(model, *xs) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(*xs)
+    return counter.get_total_flops()
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def assert_as_torch(model, size, weights=None, rtol=1e-5, atol=1e-5):
+    """params, MACs, output shape and the executor's output equal torch's; returns the report."""
+    torch.manual_seed(0)
+    model = model.eval()
+    net = layercalc.from_torch(model, size)
+    report = net.analyze()
+    x = torch.randn(size)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert report.totals.params == n_params(model)
+    assert 2 * report.totals.macs == flops(model, x)
+    assert report.layers[-1].output_shape == list(expected.shape)
+    got = net.run(x=x.numpy(), weights=model.state_dict() if weights is None else weights)
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * max(1.0, float(np.abs(expected).max())))
+    return report
+
+
+# ----------------------------------------------------------------------------------- arithmetic with numbers
+
+class ScalarArithmetic(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        h = self.fc(x)
+        a = h * 0.5 + 1                  # rescaling 0.5, rescaling +1
+        b = 1 - a                        # rescaling −1, +1
+        c = -b / 2                       # rescaling −1; rescaling 0.5
+        d = c ** 2 + x.size(-1) ** -0.5  # pow 2; rescaling + 8^−0.5 (a number computed from a size)
+        return 3 * d - 2                 # rescaling 3; rescaling −2
+
+
+def test_arithmetic_with_numbers_is_rescaling_and_pow():
+    report = assert_as_torch(ScalarArithmetic(), (2, 8))
+    assert [(e.type, e.flops) for e in report.layers[1:]] == [
+        ("rescaling", 16), ("rescaling", 16), ("rescaling", 32), ("rescaling", 16), ("rescaling", 16),
+        ("pow", 16), ("rescaling", 16), ("rescaling", 16), ("rescaling", 16)]     # by hand: 1 per op, 2·8 elements
+    scaled = [(e.scale, e.offset) for e in layercalc.from_torch(ScalarArithmetic(), (2, 8)).layers[1:6]]
+    assert scaled == [(0.5, 0.0), (1.0, 1.0), (-1.0, 1.0), (-1.0, 0.0), (0.5, 0.0)]
+
+
+class Powers(nn.Module):
+    def forward(self, x):
+        y = torch.sigmoid(x) + 0.5                    # positive: every power is defined
+        return torch.sqrt(y) + torch.rsqrt(y) + torch.square(x) + torch.pow(y, 3) + y.pow(-1.5)
+
+
+def test_powers():
+    report = assert_as_torch(Powers(), (2, 3, 4))
+    assert [e.exponent for e in layercalc.from_torch(Powers(), (2, 3, 4)).layers if e.type_name == "pow"] == [
+        0.5, -0.5, 2.0, 3.0, -1.5]
+    assert sum(e.flops for e in report.layers if e.type == "pow") == 5 * 24
+
+
+class Clamps(nn.Module):
+    def forward(self, x):
+        return torch.clamp(x, min=-1, max=0.8) + x.clip(max=0.5) + x.clamp(min=0.1) + F.hardtanh(x) + \
+            F.hardtanh(x, -2.0, 2.0)
+
+
+def test_clamp_clip_and_hardtanh():
+    report = assert_as_torch(Clamps(), (2, 10))
+    bounds = [(e.min, e.max) for e in layercalc.from_torch(Clamps(), (2, 10)).layers if e.type_name == "clamp"]
+    assert bounds == [(-1.0, 0.8), (None, 0.5), (0.1, None), (-1.0, 1.0), (-2.0, 2.0)]
+    # by hand: a compare per bound per element: (2 + 1 + 1 + 2 + 2)·20
+    assert sum(e.flops for e in report.layers if e.type == "clamp") == 8 * 20
+
+
+class Reciprocal(nn.Module):
+    def forward(self, x):
+        return 2 / x
+
+
+class TensorPower(nn.Module):
+    def forward(self, x):
+        return x ** x
+
+
+@pytest.mark.parametrize("model, message", [
+    (Reciprocal(), "node 1 'truediv' .*2 / a tensor \\(a reciprocal\\) has no layer type"),
+    (TensorPower(), "node 1 'pow_1' .*a power with a tensor exponent has no layer type"),
+])
+def test_what_has_no_layer_type_is_refused(model, message):
+    with pytest.raises(LayerCalcError, match=message):
+        layercalc.from_torch(model, (1, 4))
+
+
+# -------------------------------------------------------------------------------------------------- padding
+
+class Padded(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (1, 2))) + self.conv(F.pad(x, (2, 1, 0, 0)))   # W only; torch's pairs: last dim
+
+
+def test_f_pad_with_zeros():
+    report = assert_as_torch(Padded(), (1, 3, 6, 7))
+    assert [e.type for e in report.layers[:2]] == ["zero_pad", "conv2d"]
+
+
+class ReflectPad(nn.Module):
+    def forward(self, x):
+        return F.pad(x, (1, 1), mode="reflect")
+
+
+def test_f_pad_other_modes_are_refused():
+    with pytest.raises(LayerCalcError, match="F.pad with mode 'reflect'"):
+        layercalc.from_torch(ReflectPad(), (1, 3, 6))
+
+
+# -------------------------------------------------------------------- functional norms, linear, activations
+
+class OwnNorm(nn.Module):
+    """A LayerNorm written by hand on the module's own parameters (the names a state_dict loads by)."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(d) + 0.5)
+        self.bias = nn.Parameter(torch.randn(d))
+
+    def forward(self, x):
+        return F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, 1e-6)
+
+
+class OwnLinear(nn.Module):
+    def __init__(self, i, o):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(o, i) / i ** 0.5)
+        self.bias = nn.Parameter(torch.randn(o))
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+
+class OwnRMSNorm(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(d) + 0.5)
+
+    def forward(self, x):
+        return F.rms_norm(x, (x.shape[-1],), self.weight, eps=1e-6)
+
+
+class FunctionalBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm, self.up, self.rms = OwnNorm(16), OwnLinear(16, 32), OwnRMSNorm(32)
+
+    def forward(self, x):
+        h = F.gelu(self.up(self.norm(x)), approximate="tanh")
+        h = self.rms(h)
+        h = F.silu(h) + torch.sigmoid(h) + torch.tanh(h) + F.relu(h) + h.sigmoid() + F.leaky_relu(h, 0.1) + \
+            F.hardswish(h) + F.relu6(h) + F.gelu(h)
+        return F.softmax(h, dim=-1)
+
+
+def test_functional_norms_linear_and_activations_on_the_modules_parameters():
+    report = assert_as_torch(FunctionalBlock(), (2, 5, 16))
+    assert [e.type for e in report.layers[:4]] == ["layernorm", "linear", "gelu", "rmsnorm"]
+    assert [e.name for e in report.layers[:2]] + [report.layers[3].name] == ["norm", "up", "rms"]
+    # MACs: the linear only, 2·5·16·32 (= FlopCounterMode / 2, asserted above)
+    assert report.totals.macs == 2 * 5 * 16 * 32
+
+
+class GroupNormed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.gn = nn.GroupNorm(4, 8)       # its parameters, given to the functional form
+
+    def forward(self, x):
+        return F.group_norm(self.conv(x), 4, self.gn.weight, self.gn.bias, 1e-5)
+
+
+def test_functional_group_norm():
+    assert_as_torch(GroupNormed(), (2, 3, 6, 6))
+
+
+class BranchesAndReductions(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 5, 3, padding=1), nn.Conv2d(3, 2, 5, padding=2)
+
+    def forward(self, x):
+        y = torch.cat([self.a(x), F.relu(self.b(x)), self.c(x) * 2], dim=1)
+        return y.mean(dim=(2, 3)) + torch.sum(y, dim=[2, 3]) * 0.01 + y.mean(-1).mean(-1, keepdim=False)
+
+
+def test_cat_of_branches_and_reductions():
+    report = assert_as_torch(BranchesAndReductions(), (2, 3, 8, 8))
+    assert report.layers[-1].output_shape == [2, 11]
+
+
+class SharedParameter(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm = OwnNorm(8)
+
+    def forward(self, x):
+        return self.norm(x) + F.layer_norm(x, (8,), self.norm.weight, self.norm.bias)
+
+
+def test_a_parameter_held_by_two_function_calls_is_refused():
+    with pytest.raises(LayerCalcError, match="is a parameter another layer holds"):
+        layercalc.from_torch(SharedParameter(), (1, 8))
