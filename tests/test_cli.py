@@ -304,6 +304,9 @@ EXPLAIN_CASES = {
     "identity": ("-i 10", ["identity at inference"]),
     # x·0.5 − 1: a multiply and an add per element, 2·30 = 60
     "rescaling": ("-i 3x10 --scale 0.5 --offset -1", ["x·0.5 − 1: 2 per element", "· 1·3·10 = 60"]),
+    # an operation kept by from_torch's unknown="count-zero": the traced shape, counted as zero
+    "opaque": ("-i 3x4 --shape 5x2 --op torch.det", ["output [1, 5, 2] as traced; params, MACs and FLOPs counted "
+                                                     "as 0"]),
     # x², clamp to [−1, 1] (two compares), clip below 1 (one compare)
     "pow": ("-i 3x10 --exponent 2", ["1 per element · 1·3·10 = 30"]),
     "clamp": ("-i 10 --min -1 --max 1", ["2 per element · 1·10 = 20"]),

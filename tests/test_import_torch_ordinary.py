@@ -238,3 +238,49 @@ class SharedParameter(nn.Module):
 def test_a_parameter_held_by_two_function_calls_is_refused():
     with pytest.raises(LayerCalcError, match="is a parameter another layer holds"):
         layercalc.from_torch(SharedParameter(), (1, 8))
+
+
+# ------------------------------------------------------------------------- unknown="count-zero": an opt-in
+
+class WithUnknowns(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.act, self.fc2 = nn.Linear(4, 4), nn.PReLU(), nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = torch.exp(self.act(self.fc(x))) + F.elu(x)
+        return self.fc2(torch.cumsum(h, dim=1))
+
+
+def test_unknown_operations_are_refused_by_default():
+    with pytest.raises(LayerCalcError, match="node 2 'act' \\(module act\\): module class torch.nn.PReLU has no"):
+        layercalc.from_torch(WithUnknowns(), (2, 4))
+
+
+def test_count_zero_keeps_the_traced_shape_counts_zero_and_lists_every_node():
+    model = WithUnknowns().eval()
+    with pytest.warns(UserWarning) as caught:
+        net = layercalc.from_torch(model, (2, 4), unknown="count-zero")
+    message = " ".join(str(w.message) for w in caught)
+    assert "4 operations of WithUnknowns" in message and "counted as ZERO" in message
+    for listed in ("act (module act, 1 parameter not counted", "exp (call_function exp", "elu (call_function elu",
+                   "cumsum (call_function cumsum"):
+        assert listed in message
+    report = net.analyze()
+    assert [(e.name, e.type) for e in report.layers] == [
+        ("fc", "linear"), ("act", "opaque"), ("exp", "opaque"), ("elu", "opaque"), ("add", "add"),
+        ("cumsum", "opaque"), ("fc2", "linear")]
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        assert report.layers[-1].output_shape == list(model(x).shape)
+    # counted: the linears only, the PReLU's slope said to be left out (torch: 20 + 1 + 10)
+    assert report.totals.params == n_params(model) - 1 == 30
+    assert 2 * report.totals.macs == flops(model, x)
+    assert all(e.flops == 0 and "does not model" in " ".join(e.notes) for e in report.layers if e.type == "opaque")
+    with pytest.raises(LayerCalcError, match="layer type 'opaque' has no forward step"):
+        net.run(x=x.numpy())
+
+
+def test_unknown_takes_refuse_or_count_zero_only():
+    with pytest.raises(LayerCalcError, match="unknown='zero': 'refuse' .* or 'count-zero'"):
+        layercalc.from_torch(WithUnknowns(), (2, 4), unknown="zero")

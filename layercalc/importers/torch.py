@@ -34,10 +34,13 @@ class _Unsupported(Exception):
     """A node with no mapping (turned into a SpecError naming the node)."""
 
 
-def from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, name: Optional[str] = None) -> Any:
+def from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, name: Optional[str] = None,
+               unknown: str = "refuse") -> Any:
     """A :class:`~layercalc.Network` of a ``torch.nn.Module``: ``input_size`` is the whole input shape, batch
     first, as torchinfo's (``(1, 3, 224, 224)``); ``input_dtype`` defaults to ``torch.long`` when the input feeds
-    an ``nn.Embedding``, else ``torch.float32``.
+    an ``nn.Embedding``, else ``torch.float32``. An operation without a layer type is refused; with
+    ``unknown="count-zero"`` it is kept as an ``opaque`` layer of the shape torch traced, counted as zero, and
+    every such operation is listed in a warning.
 
     >>> import torch
     >>> net = from_torch(torch.nn.Sequential(torch.nn.Linear(784, 500)), (1, 784))
@@ -45,12 +48,17 @@ def from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, name: O
     392500
     """
     from ..spec import from_data
-    return from_data(spec_from_torch(module, input_size, input_dtype=input_dtype, name=name),
+    return from_data(spec_from_torch(module, input_size, input_dtype=input_dtype, name=name, unknown=unknown),
                      f"from_torch({type(module).__name__})")
 
 
-def spec_from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, name: Optional[str] = None) -> dict:
+def spec_from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, name: Optional[str] = None,
+                    unknown: str = "refuse") -> dict:
     """The plain spec data :func:`from_torch` validates (what ``layercalc.spec.to_yaml`` writes out)."""
+    if unknown not in ("refuse", "count-zero"):
+        raise SpecError(f"from_torch: unknown={shown(unknown)}: 'refuse' (the default: an operation without a layer "
+                        f"type is an error) or 'count-zero' (kept with its traced shape, counted as zero, listed in a "
+                        f"warning)")
     try:
         import torch
         import torch.fx
@@ -79,9 +87,15 @@ def spec_from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, na
                         f"flow that depends on tensor values cannot be traced)") from None
     dtype = input_dtype if input_dtype is not None else _default_dtype(graph_module, torch)
     _propagate_shapes(graph_module, shape, dtype, torch)
-    converter = _Converter(graph_module, shape, torch, rules)
+    converter = _Converter(graph_module, shape, torch, rules, unknown)
     layers = converter.convert()
     _warn_unused(module, converter.used)
+    if converter.opaque:
+        import warnings
+        warnings.warn(f"from_torch: {len(converter.opaque)} operation{'s' if len(converter.opaque) > 1 else ''} of "
+                      f"{type(module).__name__} without a layercalc layer type, kept with the shape torch traced and "
+                      f"counted as ZERO params, MACs and FLOPs (unknown='count-zero'): "
+                      f"{'; '.join(converter.opaque)}", stacklevel=3)
     spec = {"name": name or type(module).__name__, "input": list(shape[1:]), "batch": shape[0], "layers": layers}
     _check_against_torch(spec, converter.expected, converter.expected_params)
     return spec
@@ -190,8 +204,11 @@ def _meta_shape(node: Any) -> Optional[tuple[int, ...]]:
 class _Converter:
     """Walks the traced graph in order, producing one spec layer per tensor-producing node."""
 
-    def __init__(self, graph_module: Any, shape: tuple[int, ...], torch: Any, rules: dict) -> None:
-        self.gm, self.torch, self.batch, self.rules = graph_module, torch, shape[0], rules
+    def __init__(self, graph_module: Any, shape: tuple[int, ...], torch: Any, rules: dict,
+                 unknown: str = "refuse") -> None:
+        self.gm, self.torch, self.batch, self.rules, self.unknown = graph_module, torch, shape[0], rules, unknown
+        self.held: list[int] = []                 # the parameter ids in the order they were held (undo a node)
+        self.opaque: list[str] = []               # what unknown="count-zero" counted as zero, for the warning
         self.class_name = ""                       # the torch class whose rule is running (a subclass's base)
         self.sources: dict[Any, str] = {}          # node → the layer (or 'input', or 'NAME:i') holding its tensor
         self.layers: list[dict] = []
@@ -210,11 +227,56 @@ class _Converter:
                 if node.op == "placeholder":
                     self.sources[node] = "input"
                 continue
+            mark = (len(self.layers), len(self.expected_params), len(self.held))
             try:
                 self._node(node)
             except _Unsupported as exc:
-                raise SpecError(f"from_torch: node {index} '{node.name}' ({_describe(node)}): {exc}") from None
+                if self.unknown != "count-zero" or not self._count_zero(node, mark, str(exc)):
+                    raise SpecError(f"from_torch: node {index} '{node.name}' ({_describe(node)}): {exc}") from None
         return self.layers
+
+    def hold(self, ids: Any) -> None:
+        """Mark parameters as held by a layer (counted there, never again)."""
+        new = [i for i in ids if i not in self.used]
+        self.used.update(new)
+        self.held.extend(new)
+
+    def _undo(self, mark: tuple[int, int, int]) -> None:
+        """Forget what a node that failed half-way wrote (layers, expectations, held parameters)."""
+        layers, expected_params, held = mark
+        removed = {entry["name"] for entry in self.layers[layers:]}
+        del self.layers[layers:], self.expected_params[expected_params:]
+        self.names -= removed
+        for name in removed:
+            self.expected.pop(name, None)
+        self.sources = {n: s for n, s in self.sources.items() if s.rpartition(":")[0] not in removed and
+                        s not in removed}
+        self.parameter_owners = {ids: s for ids, s in self.parameter_owners.items() if s not in removed}
+        self.used.difference_update(self.held[held:])
+        del self.held[held:]
+
+    def _count_zero(self, node: Any, mark: tuple[int, int, int], reason: str) -> bool:
+        """unknown="count-zero": the node as an ``opaque`` layer of the shape torch traced, counting zero, its
+        parameters held (so not counted anywhere else) and listed; False where no such layer can stand for it (no
+        single tensor out, or one without the batch first)."""
+        shape = _meta_shape(node)
+        if shape is None or shape[:1] != (self.batch,):
+            return False
+        self._undo(mark)
+        operands: list[Any] = []
+        _collect_nodes((node.args, node.kwargs), operands)
+        inputs = [a for a in dict.fromkeys(operands) if a in self.sources]
+        parameters = {id(v): v for a in operands if isinstance(v := self.attributes.get(a), self.torch.nn.Parameter)}
+        if node.op == "call_module":
+            parameters.update({id(p): p for p in self.gm.get_submodule(node.target).parameters()})
+        parameters = {i: p for i, p in parameters.items() if i not in self.used}
+        self.hold(parameters)
+        name = self._emit(node, {"type": "opaque", "shape": list(shape[1:]), "op": _describe(node)}, inputs,
+                          name=node.target if node.op == "call_module" else None)
+        count = sum(p.numel() for p in parameters.values())
+        uncounted = f", {count:,} parameter{'s' if count > 1 else ''} not counted" if count else ""
+        self.opaque.append(f"{name} ({_describe(node)}{uncounted}: {reason})")
+        return True
 
     # -- helpers
 
@@ -289,7 +351,7 @@ class _Converter:
                                f"constant or buffer used in arithmetic has no layer type)")
         if id(value) in self.used:
             raise _Unsupported(f"reads '{node.target}', a parameter another layer holds, as a tensor")
-        self.used.add(id(value))
+        self.hold({id(value)})
         shape = list(value.shape)
         if len(shape) > 1 and shape[0] == 1:      # (1, 1, 768): the batch dim of a class token or position table
             shape = shape[1:]
@@ -307,7 +369,7 @@ class _Converter:
         if id(value) in self.used:
             raise _Unsupported(f"its {what} '{arg.target}' is a parameter another layer holds (shared weights are "
                                f"modelled for whole modules only)")
-        self.used.add(id(value))
+        self.hold({id(value)})
         return value
 
     # -- modules
@@ -330,7 +392,7 @@ class _Converter:
             if ids & self.used:
                 raise _Unsupported("a module written as several layers is called again (or shares parameters): "
                                    "its weights would be counted twice")
-            self.used |= ids
+            self.hold(ids)
             self.expected_params.append(([entry["name"] for entry in self.layers[first:]], count, label))
             return
         tensors = fields.pop("_tensors", None) or [a for a in node.args if hasattr(a, "op")][:1]
@@ -345,7 +407,7 @@ class _Converter:
             self.expected_params.append(([name], count, label))
             if ids:
                 self.parameter_owners[ids] = name
-                self.used |= ids
+                self.hold(ids)
 
     def _function(self, node: Any, target: Any) -> None:
         key = target if isinstance(target, str) else getattr(target, "__name__", str(target))
@@ -392,6 +454,18 @@ def _fetch_attr(graph_module: Any, target: str) -> Any:
     for part in target.split("."):
         value = getattr(value, part)
     return value
+
+
+def _collect_nodes(value: Any, found: list[Any]) -> None:
+    """The graph nodes among a call's arguments (nested in lists, tuples and dicts), in order."""
+    if hasattr(value, "op"):
+        found.append(value)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _collect_nodes(item, found)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_nodes(item, found)
 
 
 def _is_tuple_of_tensors(node: Any) -> bool:
