@@ -327,6 +327,7 @@ EXPLAIN_CASES = {
     # BERT's token embedding: 30,522·768 = 23,440,896
     "embedding": ("-i 128 --num-embeddings 30522 --embedding-dim 768", ["30522·768 = 23,440,896", "a lookup"]),
     "parameter": ("--shape 197x768", ["prod(shape) = 197·768 = 151,296"]),
+    "extra_input": ("--shape 10", ["another network input [1, 10]: params 0, MACs 0, FLOPs 0"]),
     # GPT-2's wpe: 1,024·768 = 786,432, whatever the sequence length
     "position_embedding": ("-i 64 --num-embeddings 1024 --embedding-dim 768", ["1024·768 = 786,432"]),
     # 12 heads of 64 over 10 positions: 3·12·10·64 = 23,040

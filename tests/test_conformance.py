@@ -82,6 +82,7 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
     "rmsnorm": [({}, [[5, 8]], False), ({"normalized_shape": [5, 8], "elementwise_affine": False}, [[5, 8]], False)],
     "embedding": [({"num_embeddings": 11, "embedding_dim": 4}, [[6]], False)],
     "parameter": [({"shape": [3, 4]}, [], False)],
+    "extra_input": [({"shape": [3, 4]}, [], False)],
     "position_embedding": [({"num_embeddings": 9, "embedding_dim": 4}, [[6]], False),
                            ({"num_embeddings": 6, "embedding_dim": 2}, [[6, 3]], False)],
     "rotary_embedding": [({}, [[3, 5, 8]], False), ({"rotary_dim": 4, "base": 100.0}, [[6, 10]], False)],
@@ -134,7 +135,7 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
 
 
 #: built-in types without a forward step
-ANALYSIS_ONLY = {"opaque"}
+ANALYSIS_ONLY = {"opaque", "extra_input"}
 
 
 def _primary_names() -> list[str]:
@@ -151,7 +152,8 @@ def test_every_registered_type_has_an_example():
                           for fields, shapes, last in cases])
 def test_layer_type_conforms(type_name, fields, shapes, channels_last):
     result = check_layer_type(LAYER_TYPES[type_name], fields, shapes, channels_last=channels_last)
-    # every built-in type has a forward step, but opaque: an operation layercalc does not model cannot be run
+    # every built-in type has a forward step, but opaque (an operation layercalc does not model cannot be run) and
+    # extra_input (a run feeds the network's one input)
     assert result.ran != (type_name in ANALYSIS_ONLY)
 
 

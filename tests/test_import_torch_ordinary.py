@@ -284,3 +284,44 @@ def test_count_zero_keeps_the_traced_shape_counts_zero_and_lists_every_node():
 def test_unknown_takes_refuse_or_count_zero_only():
     with pytest.raises(LayerCalcError, match="unknown='zero': 'refuse' .* or 'count-zero'"):
         layercalc.from_torch(WithUnknowns(), (2, 4), unknown="zero")
+
+
+# ------------------------------------------------------------------------------------- models with several inputs
+
+class ImageAndFeatures(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.pool = nn.Conv2d(3, 8, 3, stride=2), nn.AdaptiveAvgPool2d(1)
+        self.side, self.head = nn.Linear(10, 8), nn.Linear(16, 5)
+
+    def forward(self, image, features):
+        a = torch.flatten(self.pool(torch.relu(self.conv(image))), 1)
+        return self.head(torch.cat([a, torch.relu(self.side(features))], dim=1))
+
+
+def test_a_model_with_two_inputs():
+    model = ImageAndFeatures().eval()
+    net = layercalc.from_torch(model, [(2, 3, 32, 32), (2, 10)])
+    report = net.analyze()
+    image, features = torch.randn(2, 3, 32, 32), torch.randn(2, 10)
+    assert report.totals.params == n_params(model)
+    assert 2 * report.totals.macs == flops(model, image, features)
+    with torch.no_grad():
+        assert report.layers[-1].output_shape == list(model(image, features).shape)
+    assert net.input == [3, 32, 32]
+    assert [(e.name, e.type, e.output_shape) for e in report.layers[:1]] == [("features", "extra_input", [2, 10])]
+    with pytest.raises(LayerCalcError, match="'extra_input' has no forward step"):      # one input is fed
+        net.run(x=image.numpy())
+
+
+@pytest.mark.parametrize("size, message", [
+    ([(2, 3, 32, 32)], "forward takes 2 tensors \\(image, features\\) but input_size gives 1: give one size per "
+                       "input"),
+    ([(2, 3, 32, 32), (1, 10)], "the inputs have batch sizes \\[1, 2\\]; a network has one batch size"),
+    ([(2, 3, 32, 32), torch.zeros(2, 10)], "input_size is a Tensor of shape \\[2, 10\\], not a size: pass the "
+                                           "tensor's .shape"),
+    ([(2, 3, 32, 32), (2, 10.0)], "10.0 \\(float\\) is not a whole number"),
+])
+def test_several_inputs_are_checked(size, message):
+    with pytest.raises(LayerCalcError, match=message):
+        layercalc.from_torch(ImageAndFeatures(), size)

@@ -66,7 +66,8 @@ def spec_from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, na
         raise SpecError("from_torch needs PyTorch: pip install torch") from None
     if not isinstance(module, torch.nn.Module):
         raise SpecError(f"from_torch: expected a torch.nn.Module, got {type(module).__name__}")
-    shape = _input_shape(input_size, torch)
+    shapes = _input_shapes(input_size)
+    shape = shapes[0]
     rules = _module_rules(torch)
 
     class Tracer(torch.fx.Tracer):
@@ -78,6 +79,9 @@ def spec_from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, na
 
     root = module
     if _rule_for(module, rules) is not None:          # a bare nn.Linear …: traced as the one call of a wrapper
+        if len(shapes) > 1:
+            raise SpecError(f"from_torch: a bare {type(module).__name__} with {len(shapes)} inputs: wrap it in a "
+                            f"module whose forward takes them")
         root = _whole_module(module, torch)
     try:
         graph = Tracer().trace(root)
@@ -85,8 +89,15 @@ def spec_from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, na
     except Exception as exc:         # fx raises TraceError, TypeError, NotImplementedError … on dynamic control flow
         raise SpecError(f"from_torch: torch.fx cannot trace {type(module).__name__}: {_first_line(exc)} (control "
                         f"flow that depends on tensor values cannot be traced)") from None
-    dtype = input_dtype if input_dtype is not None else _default_dtype(graph_module, torch)
-    _propagate_shapes(graph_module, shape, dtype, torch)
+    placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != len(shapes):
+        raise SpecError(f"from_torch: the module's forward takes {len(placeholders)} tensor"
+                        f"{'s' if len(placeholders) > 1 else ''} ({', '.join(n.name for n in placeholders)}) but "
+                        f"input_size gives {len(shapes)}: give one size per input, e.g. "
+                        f"[(1, 3, 224, 224), (1, 10)]")
+    dtypes = [input_dtype if input_dtype is not None else _default_dtype(graph_module, node, torch)
+              for node in placeholders]
+    _propagate_shapes(graph_module, shapes, dtypes, torch)
     converter = _Converter(graph_module, shape, torch, rules, unknown)
     layers = converter.convert()
     _warn_unused(module, converter.used)
@@ -129,9 +140,21 @@ def _warn_unused(module: Any, used: set[int]) -> None:
                       f"are not counted: {shown}", stacklevel=3)
 
 
-def _input_shape(input_size: Any, torch: Any) -> tuple[int, ...]:
-    """``input_size`` as whole sizes, batch first: a tuple, list or ``torch.Size`` of ints. Nothing is converted
-    (``int(3.7)`` is 3, ``int(True)`` 1, and a string is a sequence of digits): anything else is refused."""
+def _input_shapes(input_size: Any) -> list[tuple[int, ...]]:
+    """``input_size`` as whole sizes, batch first: a tuple, list or ``torch.Size`` of ints, or a list of them for a
+    model with several inputs (``[(1, 3, 224, 224), (1, 10)]``, one batch size). Nothing is converted (``int(3.7)``
+    is 3, ``int(True)`` 1, and a string is a sequence of digits): anything else is refused."""
+    several = isinstance(input_size, (tuple, list)) and bool(input_size) and all(
+        isinstance(item, (tuple, list)) or hasattr(item, "shape") for item in input_size)
+    shapes = [_input_shape(item) for item in input_size] if several else [_input_shape(input_size)]
+    batches = {shape[0] for shape in shapes}
+    if len(batches) > 1:
+        raise SpecError(f"from_torch: input_size {[list(shape) for shape in shapes]}: the inputs have batch sizes "
+                        f"{sorted(batches)}; a network has one batch size, first in every input's size")
+    return shapes
+
+
+def _input_shape(input_size: Any) -> tuple[int, ...]:
     example = "e.g. (1, 3, 224, 224), or (1, 1024) for token ids"
     if hasattr(input_size, "shape") and not isinstance(input_size, (tuple, list)):
         raise SpecError(f"from_torch: input_size is a {type(input_size).__name__} of shape "
@@ -155,26 +178,19 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _default_dtype(graph_module: Any, torch: Any) -> Any:
+def _default_dtype(graph_module: Any, placeholder: Any, torch: Any) -> Any:
     """``torch.long`` when the input goes straight into an embedding (token ids), else ``torch.float32``."""
-    for node in graph_module.graph.nodes:
-        if node.op == "placeholder":
-            for user in node.users:
-                if user.op == "call_module" and isinstance(graph_module.get_submodule(user.target),
-                                                           torch.nn.Embedding):
-                    return torch.long
+    for user in placeholder.users:
+        if user.op == "call_module" and isinstance(graph_module.get_submodule(user.target), torch.nn.Embedding):
+            return torch.long
     return torch.float32
 
 
-def _propagate_shapes(graph_module: Any, shape: tuple[int, ...], dtype: Any, torch: Any) -> None:
+def _propagate_shapes(graph_module: Any, shapes: list[tuple[int, ...]], dtypes: list[Any], torch: Any) -> None:
     """``node.meta["tensor_meta"]`` for every tensor node, on fake tensors (no data, no real forward pass)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.passes.shape_prop import ShapeProp
 
-    placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
-        raise SpecError(f"from_torch: the module's forward takes {len(placeholders)} tensors "
-                        f"({', '.join(n.name for n in placeholders)}); a layercalc network has one input")
     class ScalarProp(ShapeProp):
         """ShapeProp that also keeps the plain numbers nodes compute from sizes (``x.size(-1) ** -0.5``): known
         once the input size is, they are constants to the layers that use them."""
@@ -186,12 +202,14 @@ def _propagate_shapes(graph_module: Any, shape: tuple[int, ...], dtype: Any, tor
 
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     with mode:
-        example = torch.zeros(shape, dtype=dtype)
+        examples = [torch.zeros(shape, dtype=dtype) for shape, dtype in zip(shapes, dtypes)]
     try:
-        ScalarProp(graph_module, fake_mode=mode).propagate(example)
+        ScalarProp(graph_module, fake_mode=mode).propagate(*examples)
     except Exception as exc:         # ShapeProp says which node failed, and why in the exception it wraps
-        raise SpecError(f"from_torch: the module does not run on an input of {list(shape)} "
-                        f"({dtype}): {_first_line(exc.__cause__ or exc)}") from None
+        sizes = " and ".join(str(list(shape)) for shape in shapes)
+        kinds = ", ".join(dict.fromkeys(str(dtype) for dtype in dtypes))
+        raise SpecError(f"from_torch: the module does not run on an input of {sizes} "
+                        f"({kinds}): {_first_line(exc.__cause__ or exc)}") from None
 
 
 def _meta_shape(node: Any) -> Optional[tuple[int, ...]]:
@@ -225,7 +243,11 @@ class _Converter:
         for index, node in enumerate(self.gm.graph.nodes):
             if node.op in ("placeholder", "output"):
                 if node.op == "placeholder":
-                    self.sources[node] = "input"
+                    if index == 0:                    # (placeholders come first, in the forward's order)
+                        self.sources[node] = "input"
+                    else:                             # a second input: a layer of its own, named as the argument
+                        self._emit(node, {"type": "extra_input", "shape": list(_meta_shape(node) or ())[1:]}, [],
+                                   name=node.name)
                 continue
             mark = (len(self.layers), len(self.expected_params), len(self.held))
             try:
