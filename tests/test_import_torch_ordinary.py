@@ -325,3 +325,49 @@ def test_a_model_with_two_inputs():
 def test_several_inputs_are_checked(size, message):
     with pytest.raises(LayerCalcError, match=message):
         layercalc.from_torch(ImageAndFeatures(), size)
+
+
+# ----------------------------------------------------------------------------------------- in-place operations
+
+class InPlaceResultUsed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        y += 1                            # iadd: y is the result
+        return y.mul_(2).clamp_(min=0)    # results used: followed
+
+
+class InPlaceAliasRead(nn.Module):
+    """An alias of the changed tensor read afterwards: torch's output has the change, the graph names the old node."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.act = nn.Linear(4, 4), nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        y = self.fc(x)
+        self.act(y)
+        return y
+
+
+class InPlaceMethodAliasRead(nn.Module):
+    def forward(self, x):
+        y = x * 2
+        y.add_(1)
+        return y
+
+
+def test_in_place_operations_whose_result_is_used():
+    assert_as_torch(InPlaceResultUsed(), (2, 4))
+
+
+@pytest.mark.parametrize("model, message", [
+    (InPlaceAliasRead(), "node 2 'act' \\(module act\\): changes 'fc' in place, which 'output' reads afterwards"),
+    (InPlaceMethodAliasRead(), "node 2 'add_' .*changes 'mul' in place, which 'output' reads afterwards"),
+])
+def test_an_in_place_change_read_through_another_name_is_refused(model, message):
+    with pytest.raises(LayerCalcError, match=message):
+        layercalc.from_torch(model, (2, 4))

@@ -240,6 +240,7 @@ class _Converter:
         self.expected_params: list[tuple[list[str], int, str]] = []
 
     def convert(self) -> list[dict]:
+        self.order = {node: i for i, node in enumerate(self.gm.graph.nodes)}
         for index, node in enumerate(self.gm.graph.nodes):
             if node.op in ("placeholder", "output"):
                 if node.op == "placeholder":
@@ -348,7 +349,24 @@ class _Converter:
         """A node that passes its input on unchanged (``contiguous``, a no-op ``expand`` of a parameter)."""
         self.sources[node] = self._source(arg)
 
+    def _in_place(self, node: Any) -> None:
+        """An in-place operation (``x.add_(1)``, ``F.relu(x, inplace=True)``, ``nn.ReLU(inplace=True)``) changes
+        its input: a later use of that input reads the new values, which the graph does not show (it names the
+        old node). Followed only where nothing reads the input after it."""
+        target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+        module = self.gm.get_submodule(node.target) if node.op == "call_module" else None
+        if not ((target.endswith("_") and not target.endswith("__")) or target in _AUGMENTED or
+                node.kwargs.get("inplace") or getattr(module, "inplace", False)):
+            return
+        source = node.args[0] if node.args else None
+        later = [user for user in getattr(source, "users", ()) if user is not node and
+                 self.order.get(user, -1) > self.order[node]]
+        if later:
+            raise _Unsupported(f"changes '{source.name}' in place, which '{later[0].name}' reads afterwards (it "
+                               f"would see the changed values); use the operation's result instead")
+
     def _node(self, node: Any) -> None:
+        self._in_place(node)
         if node.op == "get_attr":
             self._attribute(node)
         elif node.op == "call_module":
@@ -442,6 +460,10 @@ class _Converter:
             raise _Unsupported(f"{key} has no layercalc layer type")
         rule(node, self)
 
+
+#: ``x += y`` and its kin: in place on a tensor (the name ``x`` is bound to the result, an alias of the old ``x``
+#: is not)
+_AUGMENTED = ("iadd", "isub", "imul", "itruediv")
 
 #: where the functions the rules stand for are defined: torch's, Python's operators, torchvision's (stochastic
 #: depth, Swin's patch merging)
@@ -1236,6 +1258,8 @@ _FUNCTION_RULES: dict[str, Callable[[Any, _Converter], None]] = {
     "sub": _elementwise("sub"), "isub": _elementwise("sub"), "subtract": _elementwise("sub"),
     "truediv": _elementwise("div"), "itruediv": _elementwise("div"), "div": _elementwise("div"),
     "divide": _elementwise("div"), "true_divide": _elementwise("div"),
+    "add_": _elementwise("add"), "mul_": _elementwise("mul"), "sub_": _elementwise("sub"),
+    "div_": _elementwise("div"), "neg_": _neg, "pow_": _pow, "sqrt_": _constant_power(0.5),
     "neg": _neg, "negative": _neg, "pow": _pow, "sqrt": _constant_power(0.5), "rsqrt": _constant_power(-0.5),
     "square": _constant_power(2.0), "clamp": _clamp, "clip": _clamp, "clamp_": _clamp, "hardtanh": _clamp,
     "hardtanh_": _clamp, "pad": _pad, "layer_norm": _layer_norm_function, "rms_norm": _rms_norm_function,
