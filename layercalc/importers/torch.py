@@ -362,7 +362,7 @@ class _Converter:
         later = [user for user in getattr(source, "users", ()) if user is not node and
                  self.order.get(user, -1) > self.order[node]]
         if later:
-            raise _Unsupported(f"changes '{source.name}' in place, which '{later[0].name}' reads afterwards (it "
+            raise _Unsupported(f"changes '{getattr(source, 'name', source)}' in place, which '{later[0].name}' reads afterwards (it "
                                f"would see the changed values); use the operation's result instead")
 
     def _node(self, node: Any) -> None:
