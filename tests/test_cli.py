@@ -279,6 +279,8 @@ EXPLAIN_CASES = {
     "flatten": ("-i 3x4x5", ["→ [1, 60]"]),
     "reshape": ("-i 3x4x5 --shape 4x-1", ["→ [1, 4, 15]"]),
     "zero_pad": ("-i 3x4x5 --padding [[1,2],[0,3]]", ["H: 4 + 1 + 2 = 7; W: 5 + 0 + 3 = 8"]),
+    # reflection: H 4 + 1 + 1 = 6, no arithmetic
+    "pad": ("-i 3x4x5 --padding 1 --mode reflect", ["padding (reflect): H: 4 + 1 + 1 = 6; W: 5 + 1 + 1 = 7"]),
     "batchnorm1d": ("-i 3x10", ["2·C (γ and β) = 2·3 = 6", "· 1·3·10 = 60"]),
     "batchnorm2d": ("-i 16x8x8", ["= 2·16 = 32", "= 2,048"]),
     "batchnorm3d": ("-i 2x2x2x2 --no-affine", ["params = 0 (affine=False", "· 1·2·2·2·2 = 32"]),

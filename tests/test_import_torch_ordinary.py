@@ -133,14 +133,37 @@ def test_f_pad_with_zeros():
     assert [e.type for e in report.layers[:2]] == ["zero_pad", "conv2d"]
 
 
-class ReflectPad(nn.Module):
+class OtherPads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(3, 4, 3)
+
     def forward(self, x):
-        return F.pad(x, (1, 1), mode="reflect")
+        return self.conv(F.pad(x, (1, 1), mode="reflect")) + self.conv(F.pad(x, (2, 0), mode="replicate")) + \
+            self.conv(F.pad(x, (0, 2), mode="circular")) + self.conv(F.pad(x, (1, 1), value=-0.5))
 
 
-def test_f_pad_other_modes_are_refused():
-    with pytest.raises(LayerCalcError, match="F.pad with mode 'reflect'"):
-        layercalc.from_torch(ReflectPad(), (1, 3, 6))
+def test_f_pad_other_modes_and_values():
+    report = assert_as_torch(OtherPads(), (2, 3, 6))
+    assert [(e.type, getattr(e, "mode", None)) for e in layercalc.from_torch(OtherPads(), (2, 3, 6)).layers
+            if "pad" in e.type_name] == [("pad", "reflect"), ("pad", "replicate"), ("pad", "circular"),
+                                          ("pad", "constant")]
+    assert sum(e.flops for e in report.layers if e.type == "pad") == 0        # data movement
+
+
+class PadTooWide(nn.Module):
+    def forward(self, x):
+        return F.pad(x, (6, 0), mode="reflect")
+
+
+def test_a_reflection_wider_than_the_input_is_refused():
+    with pytest.raises(LayerCalcError, match="does not run on an input of \\[1, 3, 6\\] .*Padding size should "
+                                             "be less than") as caught:          # torch's own refusal, one line
+        layercalc.from_torch(PadTooWide(), (1, 3, 6))
+    assert "\n" not in str(caught.value)
+    with pytest.raises(LayerCalcError, match="needs padding smaller than the input size"):     # layercalc's rule
+        layercalc.load({"input": [3, 6], "layers": [{"type": "pad", "padding": [[6, 0]], "mode": "reflect"}]}
+                       ).analyze()
 
 
 # -------------------------------------------------------------------- functional norms, linear, activations

@@ -362,8 +362,9 @@ class _Converter:
         later = [user for user in getattr(source, "users", ()) if user is not node and
                  self.order.get(user, -1) > self.order[node]]
         if later:
-            raise _Unsupported(f"changes '{getattr(source, 'name', source)}' in place, which '{later[0].name}' reads afterwards (it "
-                               f"would see the changed values); use the operation's result instead")
+            raise _Unsupported(f"changes '{getattr(source, 'name', source)}' in place, which '{later[0].name}' "
+                               f"reads afterwards (it would see the changed values); use the operation's result "
+                               f"instead")
 
     def _node(self, node: Any) -> None:
         self._in_place(node)
@@ -1017,26 +1018,34 @@ def _linear_function(node: Any, conv: _Converter) -> None:
 
 
 def _pad(node: Any, conv: _Converter) -> None:
-    """``F.pad(x, (left, right, top, bottom, …))`` with zeros: zero_pad (torch's pairs run from the last dim back;
-    layercalc's are in dim order). Other modes and values have no layer type yet."""
+    """``F.pad(x, (left, right, top, bottom, …), mode, value)``: zero_pad with zeros, pad otherwise (torch's pairs
+    run from the last dim back; layercalc's are in dim order, over every spatial dim)."""
     pads, mode, value = _arg(node, 1, "pad"), _arg(node, 2, "mode", "constant"), _arg(node, 3, "value", None)
-    if mode != "constant" or (value not in (None, 0, 0.0)):
-        raise _Unsupported(f"F.pad with mode {mode!r} and value {value!r}: only zero padding (mode 'constant', "
-                           f"value 0) is modelled")
-    pads = [_scalar(p) for p in pads]
-    if any(p is None or p != int(p) for p in pads) or len(pads) % 2:
-        raise _Unsupported(f"F.pad sizes {_arg(node, 1, 'pad')!r}: whole numbers in pairs are modelled")
-    if any(p < 0 for p in pads):
+    number = 0.0 if value is None else _scalar(value)
+    if number is None:
+        raise _Unsupported(f"F.pad with value {value!r}: a constant number is modelled")
+    numbers = [_scalar(p) for p in pads]
+    if any(not isinstance(p, int) for p in numbers) or len(numbers) % 2:
+        raise _Unsupported(f"F.pad sizes {pads!r}: whole numbers in pairs are modelled")
+    if any(p < 0 for p in numbers):                   # type: ignore[operator]
         raise _Unsupported("F.pad with a negative size crops: no layer type")
-    pairs = [[int(pads[i]), int(pads[i + 1])] for i in range(0, len(pads), 2)][::-1]
+    pairs = [[int(numbers[i]), int(numbers[i + 1])] for i in range(0, len(numbers), 2)][::-1]  # type: ignore[arg-type]
     shape = _meta_shape(node.args[0])
     assert shape is not None
     if len(pairs) > len(shape) - 1:
         raise _Unsupported("F.pad of the batch dim changes the batch; layercalc keeps it")
     if len(pairs) > len(shape) - 2:
-        raise _Unsupported("F.pad of the channel dim (dim 1) has no layer type (zero_pad pads spatial dims)")
+        raise _Unsupported("F.pad of the channel dim (dim 1) has no layer type (pad and zero_pad pad spatial dims)")
     pairs = [[0, 0]] * (len(shape) - 2 - len(pairs)) + pairs      # the spatial dims F.pad leaves as they are
-    conv._emit(node, {"type": "zero_pad", "padding": pairs}, [node.args[0]])
+    if mode == "constant" and number == 0:
+        conv._emit(node, {"type": "zero_pad", "padding": pairs}, [node.args[0]])
+    elif mode in ("constant", "reflect", "replicate", "circular"):
+        fields = {"type": "pad", "padding": pairs, "mode": mode}
+        if mode == "constant":
+            fields["value"] = float(number)
+        conv._emit(node, fields, [node.args[0]])
+    else:
+        raise _Unsupported(f"F.pad mode {mode!r} has no layer type")
 
 
 def _activation(type_name: str, **keywords: tuple[int, str, Any]) -> Callable[[Any, _Converter], None]:
