@@ -845,7 +845,6 @@ _BATCHED_RANKS: dict[str, int] = {
     **{f"{kind}{r}d": r + 2 for r in (1, 2, 3) for kind in (
         "Conv", "ConvTranspose", "MaxPool", "AvgPool", "AdaptiveAvgPool", "AdaptiveMaxPool", "ZeroPad")},
     "LSTM": 3, "GRU": 3, "RNN": 3, "MultiheadAttention": 3, "PixelShuffle": 4, "PixelUnshuffle": 4,
-    "ChannelShuffle": 4,
 }
 
 
