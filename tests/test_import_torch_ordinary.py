@@ -394,3 +394,23 @@ def test_in_place_operations_whose_result_is_used():
 def test_an_in_place_change_read_through_another_name_is_refused(model, message):
     with pytest.raises(LayerCalcError, match=message):
         layercalc.from_torch(model, (2, 4))
+
+
+class ExpandedParameter(nn.Module):
+    """``self.p.expand(n, 3, 4)``: the parameter layer is written, then the expand is refused (it is not over the
+    batch alone): with count-zero the half-written parameter layer is undone and the expand is one opaque node."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.p = nn.Linear(4, 4), nn.Parameter(torch.ones(4))
+
+    def forward(self, x):
+        return self.fc(x) + self.p.expand(x.size(0), 3, 4).sum(1)
+
+
+def test_count_zero_undoes_a_node_written_half_way():
+    with pytest.warns(UserWarning, match="expand \\(call_method expand, 4 parameters not counted"):
+        report = layercalc.from_torch(ExpandedParameter(), (2, 4), unknown="count-zero").analyze()
+    assert [(e.name, e.type) for e in report.layers] == [("fc", "linear"), ("expand", "opaque"), ("sum_1", "sum"),
+                                                         ("add", "add")]
+    assert report.totals.params == 20

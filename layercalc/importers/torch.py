@@ -312,7 +312,7 @@ class _Converter:
         return name
 
     def _source(self, arg: Any) -> str:
-        if arg in self.attributes:
+        if arg not in self.sources and arg in self.attributes:
             return self._parameter_layer(arg)
         if arg not in self.sources:
             raise _Unsupported(f"its operand '{getattr(arg, 'name', arg)}' is not a tensor layercalc follows "
@@ -386,7 +386,7 @@ class _Converter:
         self.attributes[node] = _fetch_attr(self.gm, node.target)
 
     def _parameter_layer(self, node: Any) -> str:
-        value = self.attributes.pop(node)
+        value = self.attributes[node]
         if not isinstance(value, self.torch.nn.Parameter):
             raise _Unsupported(f"reads the tensor attribute '{node.target}', which is not a learnable parameter (a "
                                f"constant or buffer used in arithmetic has no layer type)")
