@@ -414,3 +414,13 @@ def test_count_zero_undoes_a_node_written_half_way():
     assert [(e.name, e.type) for e in report.layers] == [("fc", "linear"), ("expand", "opaque"), ("sum_1", "sum"),
                                                          ("add", "add")]
     assert report.totals.params == 20
+
+
+class SoftmaxWithoutDim(nn.Module):
+    def forward(self, x):
+        return F.softmax(x, dim=None)       # torch picks dim 0 for a 3-d input: the batch
+
+
+def test_softmax_without_dim_is_refused():
+    with pytest.raises(LayerCalcError, match="softmax without dim picks a dim by the input's rank"):
+        layercalc.from_torch(SoftmaxWithoutDim(), (2, 3, 4))

@@ -1059,6 +1059,15 @@ def _activation(type_name: str, **keywords: tuple[int, str, Any]) -> Callable[[A
     return rule
 
 
+def _softmax_function(node: Any, conv: _Converter) -> None:
+    """``F.softmax(x, dim)``, ``x.softmax(-1)``: without dim, torch picks one by the input's rank (dim 0 for 3-d:
+    the batch) — refused, as nn.Softmax(dim=None) is."""
+    dim = _arg(node, 1, "dim")
+    if dim is None:
+        raise _Unsupported("softmax without dim picks a dim by the input's rank (deprecated); give dim")
+    conv._emit(node, {"type": "softmax", "dim": dim}, [node.args[0]])
+
+
 def _identity_function(node: Any, conv: _Converter) -> None:
     conv._alias(node, node.args[0])
 
@@ -1282,7 +1291,7 @@ _FUNCTION_RULES: dict[str, Callable[[Any, _Converter], None]] = {
     "hardswish": _activation("hardswish"), "hardsigmoid": _activation("hardsigmoid"),
     "gelu": _activation("gelu", approximate=(1, "approximate", None)),
     "leaky_relu": _activation("leaky_relu", negative_slope=(1, "negative_slope", 0.01)),
-    "softmax": _activation("softmax", dim=(1, "dim", None)), "dropout": _dropout_function,
+    "softmax": _softmax_function, "dropout": _dropout_function,
     "adaptive_avg_pool1d": _functional_pool("adaptive_avgpool"),
     "adaptive_avg_pool2d": _functional_pool("adaptive_avgpool"),
     "adaptive_avg_pool3d": _functional_pool("adaptive_avgpool"),
