@@ -397,9 +397,10 @@ def _decoder(c: _Config, architecture: str) -> dict[str, Any]:
     positions = c.integer("max_position_embeddings", defaults["max_position_embeddings"])
     eps = c.number("rms_norm_eps", defaults["rms_norm_eps"])
     theta, _ = _rope(c, head_dim)
-    if c.raw("sliding_window", None) is not None:      # a mask (counted in full): read only to be a whole number
-        c.integer("sliding_window")
-    c.flag("use_sliding_window", False)
+    if family != "llama" and c.raw("sliding_window", None) is not None:   # a mask, counted in full: read only to
+        c.integer("sliding_window")                                         # be a whole number in the header notes
+    if family == "qwen2":
+        c.flag("use_sliding_window", False)
     if family == "llama":
         attention_bias, mlp_bias = c.flag("attention_bias", False), c.flag("mlp_bias", False)
         qkv_bias, out_bias = attention_bias, attention_bias
