@@ -15,12 +15,17 @@ The model built is the one ``architectures[0]`` names (the head follows the arch
   embeddings inside the attention, tied heads.
 - ``vit``: ViTModel (pooler included), ViTForImageClassification.
 
+The network's outputs are the model's, in its order: BertModel and ViTModel return ``last_hidden_state`` and then
+``pooler_output`` (:data:`_LAST_HIDDEN_STATE`).
+
 Layers are named after the modules of transformers 5 (``transformer.h.0.attn``, ``model.layers.3.self_attn``,
 ``bert.encoder.layer.0.intermediate.dense``), so each parameter of the model's ``state_dict`` belongs to the layer
 whose name is its longest prefix. A transformer block is written once under ``blocks:`` and repeated. The input is
 the sequence of token ids, ``min(max_position_embeddings, 2048)`` long by default (:data:`DEFAULT_MAX_TOKENS`;
 ``--input N`` overrides), or the image ``[num_channels, image_size, image_size]`` for ViT.
 
+Every value is read through :class:`_Config`, whose reads refuse a value of the wrong type in one line naming the
+key (a size is a whole number by :func:`~layercalc.errors.whole_number_problem`: never a rounded float).
 A config whose value changes the network in a way this importer does not model (cross-attention, relative position
 embeddings, an activation or rotary scaling it does not know, …) is a :class:`~layercalc.errors.SpecError` naming the
 config key, its value and what is supported: never a network that silently counts something else.
@@ -453,8 +458,8 @@ def _pair(c: _Config, key: str, default: int) -> tuple[int, int]:
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
             raise c.fail(key, value, "expected one size or [height, width]")
-        sizes = _Config({"height": value[0], "width": value[1]}, c.origin)
-        return sizes.integer("height"), sizes.integer("width")
+        height, width = (_Config({key: size}, c.origin).integer(key) for size in value)   # (messages: the key)
+        return height, width
     return (c.integer(key, default),) * 2
 
 

@@ -19,6 +19,10 @@ Which layercalc type implements which Keras class is said by each layer family (
 
 ``trainable: false`` is kept as the layer's ``trainable`` field (its weights count as Keras' non-trainable params).
 
+What a file may cost is bounded before it is read (docs/importers.md, "Hostile files"): archive members by
+:func:`read_member`, a model's layers counted and its nesting checked before any is read, weights by the network's
+parameters before any array is read.
+
 Weights (:func:`weights_from_keras`, and ``--weights`` given a ``.keras`` or ``.weights.h5`` file): Keras 3 saves
 them in HDF5 (``model.weights.h5`` inside a ``.keras`` zip, or ``model.save_weights``), read with ``h5py`` (the
 ``keras`` extra). Each layer's group, ``layers/<class>[_n]``, holds its variables as ``vars/0``, ``vars/1`` … in
@@ -47,7 +51,7 @@ from ..errors import LayerCalcError, ResourceError, SpecError, did_you_mean, lay
 from ..spec import _check_depth, parse_text
 
 __all__ = ["spec_from_json", "spec_from_archive", "MAX_CONFIG_BYTES", "weights_from_keras", "keras_weights_kind",
-           "read_keras_weights"]
+           "read_keras_weights", "read_member"]
 
 #: the largest config.json read from a .keras archive (its declared size is checked before reading); a model's
 #: configuration is text describing its layers, far below this even for hundreds of layers
