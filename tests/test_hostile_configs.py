@@ -142,6 +142,16 @@ def test_a_config_nested_too_deeply_is_refused_before_a_value_is_shown():
         layercalc.load({**BASES["gpt2"], "n_layer": deep})
 
 
+@pytest.mark.parametrize("family", ["gpt2", "bert", "llama", "vit"])
+def test_a_layer_count_beyond_the_cap_is_refused_before_any_block_is_copied(family):
+    key = "n_layer" if family == "gpt2" else "num_hidden_layers"
+    started = time.perf_counter()
+    with pytest.raises(LayerCalcError, match=rf"config key '{key}': got 4611686018427387904: .* blocks of \d+ layers "
+                                             rf"are more than the {MAX_LAYERS:,} layers a network may have"):
+        layercalc.load({**BASES[family], key: 2 ** 62})
+    assert time.perf_counter() - started < 1          # counted, not expanded up to the cap
+
+
 def test_header_notes_show_only_values_they_have_read():
     # a sliding_window that is not a number would have gone into convert's header comment as it was
     from layercalc.importers.huggingface import header_notes

@@ -37,6 +37,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
+from ..blocks import MAX_LAYERS
 from ..errors import SpecError, safe_text, shown, whole_number_problem
 
 # the spec's own bound on nesting (and on YAML aliases), applied to a config before any of its values is read
@@ -191,6 +192,15 @@ def _last_token_score(c: _Config) -> list[dict[str, Any]]:
 _LAST_HIDDEN_STATE = {"name": "last_hidden_state", "type": "identity"}
 
 
+def _repeat(c: _Config, key: str, count: int, name: str, block_name: str, block: list) -> dict[str, Any]:
+    """The layers entry repeating a transformer block ``count`` times (``key``: the config's number of layers),
+    refused before any copy is made when the copies would be more layers than a network may have."""
+    if count * len(block) > MAX_LAYERS:
+        raise c.fail(key, count, f"{count:,} blocks of {len(block)} layers are more than the {MAX_LAYERS:,} layers a "
+                                 f"network may have")
+    return {"repeat": count, "name": name, "block": block_name}
+
+
 def _prefixed(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
@@ -226,7 +236,7 @@ def _gpt2(c: _Config, architecture: str) -> dict[str, Any]:
         {"name": _prefixed(p, "wpe"), "type": "position_embedding", "num_embeddings": positions, "embedding_dim": d,
          "inputs": "input"},
         {"name": "embed", "type": "add", "inputs": [wte, _prefixed(p, "wpe")]},
-        {"repeat": layers, "name": _prefixed(p, "h"), "block": "block"},
+        _repeat(c, "n_layer", layers, _prefixed(p, "h"), "block", block),
         _norm("layernorm", _prefixed(p, "ln_f"), eps)]
     if architecture == "GPT2LMHeadModel":
         tied = c.flag("tie_word_embeddings", True)
@@ -287,7 +297,7 @@ def _bert(c: _Config, architecture: str) -> dict[str, Any]:
         {"name": f"{e}.sum", "type": "add",
          "inputs": [words, f"{e}.position_embeddings", f"{e}.token_type_0"]},
         _norm("layernorm", f"{e}.LayerNorm", eps),
-        {"repeat": layers, "name": _prefixed(p, "encoder.layer"), "block": "layer"}]
+        _repeat(c, "num_hidden_layers", layers, _prefixed(p, "encoder.layer"), "layer", block)]
     if head is None:                                    # BertModel returns the encoder's states, then the pooler's
         layers_.append(_LAST_HIDDEN_STATE)
     if pooler:
@@ -433,7 +443,7 @@ def _decoder(c: _Config, architecture: str) -> dict[str, Any]:
     embed = _prefixed(p, "embed_tokens")
     layers_: list[dict[str, Any]] = [
         {"name": embed, "type": "embedding", "num_embeddings": vocab, "embedding_dim": d},
-        {"repeat": layers, "name": _prefixed(p, "layers"), "block": "decoder_layer"},
+        _repeat(c, "num_hidden_layers", layers, _prefixed(p, "layers"), "decoder_layer", block),
         _norm("rmsnorm", _prefixed(p, "norm"), eps)]
     if head == "lm":
         tied = c.flag("tie_word_embeddings", False)
@@ -499,7 +509,7 @@ def _vit(c: _Config, architecture: str) -> dict[str, Any]:
          "inputs": [f"{e}.cls_token", f"{e}.patch_embeddings.transpose"]},
         {"name": f"{e}.position_embeddings", "type": "parameter", "shape": [tokens, d]},        # HF: [1, L, d]
         {"name": f"{e}.add_position", "type": "add", "inputs": [f"{e}.concat", f"{e}.position_embeddings"]},
-        {"repeat": layers, "name": _prefixed(p, "layers"), "block": "layer"},
+        _repeat(c, "num_hidden_layers", layers, _prefixed(p, "layers"), "layer", block),
         _norm("layernorm", _prefixed(p, "layernorm"), eps)]
     if pooler:                                          # ViTModel returns the final norm's states, then the pooler's
         layers_ += [_LAST_HIDDEN_STATE,
