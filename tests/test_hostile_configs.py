@@ -317,6 +317,10 @@ def test_control_characters_of_keras_names_are_escaped_in_messages():
 
 # -------------------------------------------------------------------------------------------------- Keras weights
 
+#: the network of DENSE as a spec (a .weights.h5 holds no configuration)
+DENSE_NETWORK = {"input": [4], "layout": "channels_last", "layers": [{"name": "fc", "type": "Dense", "units": 3}]}
+
+
 def _h5_weights(path: Path, kernel_shape: tuple, name: str = "fc") -> Path:
     """A .weights.h5 as Keras 3 writes one for a Dense layer: layers/dense/vars/0 (kernel) and 1 (bias), the layer's
     name on vars. The kernel is declared, never written: HDF5 allocates nothing, the file stays small."""
@@ -353,10 +357,6 @@ def test_a_small_weights_file_declaring_a_huge_kernel_is_refused_unread(tmp_path
                                              r"declares 900,000,003 values \(\[30000, 30000\], \[3\]\), far more than "
                                              r"the layer's parameters hold"):
         weights_from_keras(path, network=DENSE_NETWORK)
-
-
-#: the network of DENSE as a spec (a .weights.h5 holds no configuration)
-DENSE_NETWORK = {"input": [4], "layout": "channels_last", "layers": [{"name": "fc", "type": "Dense", "units": 3}]}
 
 
 def test_the_right_shapes_still_load(tmp_path):

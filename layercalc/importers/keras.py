@@ -103,8 +103,8 @@ def spec_from_archive(path: Path, origin: str) -> dict:
     """Spec data of a ``.keras`` file: the zip's config.json, read after checking its declared size."""
     try:
         with zipfile.ZipFile(path) as archive:
-            if "config.json" not in archive.NameToInfo:
-                names = archive.namelist()
+            names = archive.namelist()
+            if "config.json" not in names:
                 listed = ", ".join(safe_text(n) for n in names[:5]) + (" …" if len(names) > 5 else "")
                 raise SpecError(f"{origin}: a zip archive without config.json ({listed or 'empty'}): not a Keras "
                                 f".keras file")
@@ -132,10 +132,12 @@ _ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", z
 _MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError)
 
 
-def read_member(archive: zipfile.ZipFile, name: str, origin: str, cap: int, cap_text: str) -> bytes:
+def read_member(archive: zipfile.ZipFile, name: str, origin: str, cap: int, cap_text: str,
+                over_cap: type[LayerCalcError] = SpecError) -> bytes:
     """The bytes of one member of a zip archive, at most ``cap`` of them (``cap_text`` says what the cap is): an
     encrypted member or one compressed by a method zipfile cannot read is refused by name, a declared size above the
-    cap is refused unread, and no more than the cap is decompressed whatever the header declares."""
+    cap is refused unread (``over_cap``: ResourceError when the cap is the memory limit), and no more than the cap is
+    decompressed whatever the header declares."""
     info = archive.getinfo(name)
     where = f"{origin}: {safe_text(name)}"
     if info.flag_bits & 0x1:
@@ -145,8 +147,8 @@ def read_member(archive: zipfile.ZipFile, name: str, origin: str, cap: int, cap_
         raise SpecError(f"{where} is compressed with zip method {info.compress_type}{known}, which layercalc cannot "
                         f"read; supported: {', '.join(_ZIP_METHODS.values())} (Keras writes stored or deflate)")
     if info.file_size > cap:
-        raise SpecError(f"{where} declares {info.file_size:,} bytes uncompressed, more than {cap_text}: refused "
-                        f"unread")
+        raise over_cap(f"{where} declares {info.file_size:,} bytes uncompressed, more than {cap_text}: refused "
+                       f"unread")
     try:
         with archive.open(info) as stream:
             # zipfile stops at the declared size (and checks the CRC); the cap holds even if it did not
@@ -155,7 +157,7 @@ def read_member(archive: zipfile.ZipFile, name: str, origin: str, cap: int, cap_
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SpecError(f"{where}: cannot be decompressed ({safe_text(text[:120])}): a damaged archive") from None
     if len(raw) > cap:
-        raise SpecError(f"{where} inflates to more than {cap_text}: refused")
+        raise over_cap(f"{where} inflates to more than {cap_text}: refused")
     return raw
 
 
@@ -519,9 +521,10 @@ def read_keras_weights(path: Union[str, os.PathLike], steps: Optional[list] = No
                 # the HDF5 file holds each layer's arrays and a few KiB of groups and headers per layer
                 cap = sum(room.values()) * _MAX_ITEMSIZE + 2**20 + 2**16 * len(steps)
                 cap_text = f"the {cap:,} bytes this network's weights may take"
+                over_cap: type[LayerCalcError] = SpecError
                 if max_bytes is not None and max_bytes < cap:
-                    cap, cap_text = max_bytes, f"the memory limit of {max_bytes:,} bytes"
-                stream: Any = io.BytesIO(read_member(archive, WEIGHTS_MEMBER, origin, cap, cap_text))
+                    cap, cap_text, over_cap = max_bytes, f"the memory limit of {max_bytes:,} bytes", ResourceError
+                stream: Any = io.BytesIO(read_member(archive, WEIGHTS_MEMBER, origin, cap, cap_text, over_cap))
         else:
             stream = os.fspath(path)
         with h5py.File(stream, "r") as store:
