@@ -315,7 +315,7 @@ def _with_input(network, x, dtype):
     if x is None:
         return network, None
     try:
-        array = np.asarray(x)
+        array = np.asarray(K.as_numpy(x))
     except (ValueError, TypeError) as e:            # ragged nested lists
         raise ShapeError(f"input: not an array of numbers ({first_line(e)})") from None
     if array.dtype.kind not in "fiub":

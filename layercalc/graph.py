@@ -210,11 +210,6 @@ class Network(Description):
                 raise LayerCalcError(f"{label}: the plugin layer type {layer.type_name!r} ({plugin}) failed in "
                                      f"infer(): {type(exc).__name__}: {safe_text(str(exc))[:300]} — a bug in the "
                                      f"plugin, not in layercalc or the spec") from None
-            if not isinstance(facts, Facts):
-                plugin = plugin_module(type(layer))
-                raise LayerCalcError(f"{label}: the {'plugin ' if plugin else ''}layer type {layer.type_name!r}"
-                                     f"{f' ({plugin})' if plugin else ''}: infer() returned {shown(facts)}, not "
-                                     f"Facts — a bug in the {'plugin' if plugin else 'layer type'}")
             if facts.rf is None:
                 facts.notes.extend(unreported_field_notes(inputs))
             else:

@@ -25,7 +25,7 @@ from fractions import Fraction
 from typing import Any, Optional
 
 from .coverage import AXIS_WORDS, tail_start, unread_between_windows
-from .errors import ShapeError
+from .errors import ShapeError, shown
 from .shapes import effective_kernel, pool_output_length, same_padding, uncovered_after
 
 Shape = tuple[int, ...]
@@ -396,6 +396,8 @@ def infer(layer, inputs: list[Tensor], ctx: Context) -> Facts:
     if problem is not None:
         raise ctx.fail(problem)
     facts = layer.infer(inputs, ctx)
+    if not isinstance(facts, Facts):        # a plugin's bug (graph.resolve names the plugin)
+        raise TypeError(f"infer() returned {shown(facts)}, not Facts")
     facts.rf = whole_from_inputs(inputs, facts.rf, layer.reads_input_values)
     if not layer.trainable and facts.params:
         # Keras' frozen layer: still parameters (PyTorch's requires_grad=False), non-trainable in Keras' totals

@@ -27,6 +27,7 @@ import numpy as np
 
 from .errors import LayerCalcError, ResourceError, SpecError, did_you_mean, layer_label, safe_text
 from .formatting import human_bytes
+from .kernels import as_numpy
 
 #: parameters a torchvision state_dict holds that are bookkeeping, not state the forward pass reads
 IGNORED_PARAMS = {"num_batches_tracked"}
@@ -230,10 +231,10 @@ def normalize_weights(weights, steps=None, channels_last: bool = False,
     layer_names = {step.name for step in steps} if steps is not None else None
     for key, value in weights.items():
         if isinstance(value, Mapping):
-            nested.setdefault(str(key), {}).update(value)
+            nested.setdefault(str(key), {}).update({param: as_numpy(array) for param, array in value.items()})
         elif "." in str(key):
             layer, param = split_weight_key(str(key), layer_names)
-            nested.setdefault(layer, {})[param] = value
+            nested.setdefault(layer, {})[param] = as_numpy(value)
         else:
             raise SpecError(f"weights: key {key!r} is neither a layer name with a mapping of arrays nor "
                             f"'<layer_name>.<param>'")
