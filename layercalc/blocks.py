@@ -34,7 +34,10 @@ Rules, all of them:
 - **Repeat.** ``{repeat: N, ...rest}`` stands for N copies of ``rest`` (a layer or a block instance), chained one
   after the other. With ``name: NAME`` the copies are named ``NAME.0`` … ``NAME.{N-1}`` (torchvision's
   ``layer1.0``; ``start: K`` numbers them from K, for flat numbering like ``features.2`` … ``features.3``) and
-  ``NAME`` names the last copy's output (several repeats may share a name: then the latest one's).
+  ``NAME`` names the last copy's output (several repeats may share a name: then the latest one's). A name holding
+  ``{i}`` is a template instead: copy K is named with ``{i}`` replaced by K (``name: "encoder.layers.encoder_layer_{i}"``
+  names torchvision's ViT blocks ``encoder.layers.encoder_layer_0`` …; quote it in YAML, where ``{`` starts a
+  mapping); the copies are then referred to by their own names only.
   ``first: {...}`` is merged into the first copy only (its ``args`` key by key), so the first block of a stage can
   differ: ``first: {block: bottleneck_down, args: {stride: 2}}``. ``inputs`` feeds the first copy only.
 - **Forward references** work as elsewhere in a spec: names are resolved after the whole spec is expanded.
@@ -448,19 +451,39 @@ class _Expander:
             raise SpecError(f"{where}: a repeat's 'name' must be a string, got {name!r}")
         if name is None and "block" in template:
             raise SpecError(f"{where}: a repeated block needs a 'name' (copies are named NAME.0, NAME.1, …)")
+        pattern = _copy_names(name, where) if name is not None else None
         for i in range(count):
             copy = _merge_first(template, first, where) if i == 0 and first else dict(template)
             if i > 0:
                 copy.pop("inputs", None)          # later copies chain from the previous one
-            if name is not None:
-                copy["name"] = f"{name}.{start + i}"
+            if pattern is not None:
+                copy["name"] = pattern.format(start + i)
             self.entry(copy, scope, index_where if name is not None else f"{index_where} repetition {i}", stack)
-        if name is not None:
+        if name is not None and pattern == f"{name}.{{}}":
             # Repeats may share a name to continue a numbering (`start`); NAME is then the latest one's output.
             if name in scope.repeat_names:
                 del scope.names[name]
             scope.declare(name, _Ref(scope, f"{name}.{start + count - 1}", where), where)
             scope.repeat_names.add(name)
+
+
+#: the placeholder of a repeat's name template: the copy's number
+COPY_NUMBER = "{i}"
+
+
+def _copy_names(name: str, where: str) -> str:
+    """A ``str.format`` pattern of the copies' names: ``NAME.{}``, or the template with ``{i}`` as ``{}`` (any
+    other brace is refused: a typo such as ``{1}`` or ``{j}`` would otherwise name every copy alike)."""
+    if COPY_NUMBER not in name:
+        if "{" in name or "}" in name:
+            raise SpecError(f"{where}: the repeat's name {name!r} holds a brace but no {COPY_NUMBER} (the copy's "
+                            f"number in a name template, as in 'encoder_layer_{COPY_NUMBER}')")
+        return name + ".{}"
+    parts = name.split(COPY_NUMBER)
+    if len(parts) != 2 or any("{" in part or "}" in part for part in parts):
+        raise SpecError(f"{where}: the repeat's name template {name!r} must hold {COPY_NUMBER} exactly once and no "
+                        f"other brace")
+    return parts[0] + "{}" + parts[1]
 
 
 def _merge_first(template: dict, first: Mapping, where: str) -> dict:
