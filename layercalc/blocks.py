@@ -35,9 +35,9 @@ Rules, all of them:
   after the other. With ``name: NAME`` the copies are named ``NAME.0`` … ``NAME.{N-1}`` (torchvision's
   ``layer1.0``; ``start: K`` numbers them from K, for flat numbering like ``features.2`` … ``features.3``) and
   ``NAME`` names the last copy's output (several repeats may share a name: then the latest one's). A name holding
-  ``{i}`` is a template instead: copy K is named with ``{i}`` replaced by K (``name: "encoder.layers.encoder_layer_{i}"``
-  names torchvision's ViT blocks ``encoder.layers.encoder_layer_0`` …; quote it in YAML, where ``{`` starts a
-  mapping); the copies are then referred to by their own names only.
+  ``{i}`` is a template instead: copy K is named with ``{i}`` replaced by K
+  (``name: "encoder.layers.encoder_layer_{i}"`` names torchvision's ViT blocks ``encoder.layers.encoder_layer_0`` …;
+  quote it in YAML, where ``{`` starts a mapping); the copies are then referred to by their own names only.
   ``first: {...}`` is merged into the first copy only (its ``args`` key by key), so the first block of a stage can
   differ: ``first: {block: bottleneck_down, args: {stride: 2}}``. ``inputs`` feeds the first copy only.
 - **Forward references** work as elsewhere in a spec: names are resolved after the whole spec is expanded.

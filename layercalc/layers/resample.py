@@ -3,11 +3,13 @@
 
 Output size per spatial dim: ``size``, ``floor(L·scale_factor)`` computed in double precision as PyTorch does
 (``floor(100·0.29) = 28``), or (``size_from``) the spatial size of a second input, as
-``F.interpolate(x, size=other.shape[-2:])`` (torchvision's segmentation heads resize to the image's size). Source positions follow PyTorch's CPU kernels, including their float32 arithmetic for
-the nearest modes (``floorf(i·(1/scale_factor))``), the 2-d nearest kernel's shortcuts (out = in: copy; out = 2·in:
-index // 2) and the linear kernels' copy when out = in: the forward step agrees with F.interpolate index for index
-(one known exception, in ``_source_indices``). Keras' nearest is a repeat and its bilinear is PyTorch's
-``align_corners=False`` with the output size.
+``F.interpolate(x, size=other.shape[-2:])`` (torchvision's segmentation heads resize to the image's size).
+
+Source positions follow PyTorch's CPU kernels, including their float32 arithmetic for the nearest modes
+(``floorf(i·(1/scale_factor))``), the 2-d nearest kernel's shortcuts (out = in: copy; out = 2·in: index // 2) and
+the linear kernels' copy when out = in: the forward step agrees with F.interpolate index for index (one known
+exception, in ``_source_indices``). Keras' nearest is a repeat and its bilinear is PyTorch's ``align_corners=False``
+with the output size.
 
 No parameters, no MACs. FLOPs: nearest modes 0 (copies); d-linear modes (linear, bilinear, trilinear: d = 1, 2, 3)
 ``2^d`` multiplies and ``2^d − 1`` adds per output element, the weighted sum of the 2^d neighbouring values (weights
