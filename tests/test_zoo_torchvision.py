@@ -167,11 +167,15 @@ def test_fcn_resnet50_dilation_follows_make_layer(fcn_report):
     assert fcn_report.layer("backbone.layer4.2.relu3").output_shape == [1, 2048, 65, 65]   # output stride 8
 
 
-def test_fcn_resnet50_executor_matches_torchvision(tmp_path):
-    """64×64 (a multiple of the output stride 8, so the spec's scale_factor 8 is torchvision's size=input)."""
-    network = layercalc.load("zoo:fcn_resnet50").replace(input=[3, 64, 64])
-    got = executor_matches_torch(network, fcn_resnet50("cpu"), [3, 64, 64], tmp_path, output=lambda y: y["out"])
-    assert got.shape == (1, 21, 64, 64)
+@pytest.mark.parametrize("size", [[64, 64], [60, 52]])
+def test_fcn_resnet50_executor_matches_torchvision(tmp_path, size):
+    """torchvision resizes the logits to the image's size (F.interpolate(size=input_shape)), so does the spec
+    (size_from): 64×64, and 60×52, no multiple of the output stride 8 (the backbone gives 8×7, and a scale factor
+    of 8 would give 64×56)."""
+    network = layercalc.load("zoo:fcn_resnet50").replace(input=[3, *size])
+    got = executor_matches_torch(network, fcn_resnet50("cpu"), [3, *size], tmp_path, output=lambda y: y["out"])
+    assert got.shape == (1, 21, *size)
+    assert network.analyze().layer("upsample").inputs == ["classifier.4", "input"]
 
 
 # ------------------------------------------------------- every torchvision zoo network on torchvision's own terms
