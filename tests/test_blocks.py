@@ -454,6 +454,27 @@ def test_fold_writes_identical_blocks_once_and_expands_back():
     assert layercalc.load(folded).analyze().model_dump() == layercalc.load(flat).analyze().model_dump()
 
 
+def test_fold_writes_underscore_numbered_copies_as_a_template():
+    """torchvision ViT's ``encoder.layers.encoder_layer_0`` … (what ``from_torch`` names them): folded to one
+    ``{i}`` repeat, which expands back to the same layers; ``x_01`` (a leading 0) is not a copy number."""
+    from layercalc.blocks import fold
+    layers, previous = [{"name": "stem", "type": "linear", "out_features": 4}], "stem"
+    for k in range(3):
+        name = f"encoder.layers.encoder_layer_{k}"
+        layers += [{"name": f"{name}.fc", "type": "linear", "out_features": 4},
+                   {"name": f"{name}.add", "type": "add", "inputs": [f"{name}.fc", previous]}]
+        previous = f"{name}.add"
+    flat = {"input": [4], "layers": layers}
+    folded = fold(flat)
+    assert folded["layers"][1] == {"repeat": 3, "name": "encoder.layers.encoder_layer_{i}",
+                                   "block": "encoder_layers_encoder_layer"}
+    assert layercalc.load(folded).analyze().model_dump() == layercalc.load(flat).analyze().model_dump()
+    padded = {"input": [4], "layers": [{**layer, "name": layer["name"].replace("_1.", "_01.")} for layer in layers]}
+    padded["layers"][4]["inputs"] = ["encoder.layers.encoder_layer_01.fc", "encoder.layers.encoder_layer_0.add"]
+    padded["layers"][6]["inputs"] = ["encoder.layers.encoder_layer_2.fc", "encoder.layers.encoder_layer_01.add"]
+    assert all("repeat" not in entry for entry in fold(padded)["layers"])
+
+
 def test_fold_leaves_blocks_that_read_other_tensors_flat():
     from layercalc.blocks import fold
     layers = _chain("h", 3)
