@@ -42,6 +42,7 @@ from .network import (
     verify_command,
     zoo_command,
 )
+from ..terminal import set_width_override, terminal_width, width_override, wrap
 from .options import (
     TooManyDigits,
     _option_int,
@@ -52,6 +53,7 @@ from .options import (
     parse_ints,
     parse_padding,
     parse_shape,
+    take_width_options,
 )
 from .size import size_command, solve_command
 
@@ -79,10 +81,24 @@ def _error(message: str) -> None:
     text = safe_text(" ".join(str(message)[:4 * MAX_ERROR_CHARS].split()))    # always one line
     if len(text) > MAX_ERROR_CHARS:
         text = text[:MAX_ERROR_CHARS] + " …"
+    line = f"{PROG}: error: {text}"
+    if _wrap_errors():               # a person reads it: wrapped at word boundaries with a hanging indent
+        line = wrap(line, terminal_width(), hanging="    ")
     try:
-        print(f"{PROG}: error: {text}", file=sys.stderr)
+        print(line, file=sys.stderr)
     except (OSError, ValueError, AttributeError):  # stderr closed or full: nothing more can be said
         pass
+
+
+def _wrap_errors() -> bool:
+    """Error lines are wrapped for a person at a terminal (stderr is one) or when a width was asked for (--width,
+    --wide); a program reading stderr through a pipe gets the one line it can match."""
+    if width_override() is not None:
+        return True
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (OSError, ValueError):
+        return False
 
 
 class CliGroup(TyperGroup):
@@ -113,7 +129,14 @@ class CliGroup(TyperGroup):
         args = list(sys.argv[1:] if args is None else args)
         debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
         args = [a for a in args if a != "--debug"]
+        set_width_override(None)                 # an earlier run in this process (tests) must not leak its width
         try:
+            args, width = take_width_options(args)
+            set_width_override(width)
+            # help text wrapped to the same width as the answers (click would use the terminal's, or 80)
+            width = terminal_width()
+            extra.setdefault("terminal_width", width)
+            extra.setdefault("max_content_width", width)
             result = super().main(args=args, prog_name=prog_name or PROG, complete_var=complete_var,
                                   standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
             code = result if isinstance(result, int) else 0
@@ -325,6 +348,11 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
                                           help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show a traceback on errors (accepted anywhere).")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="No width limit: every column and line in full "
+                                                      "(accepted anywhere).")] = False,
+    width: Annotated[Optional[int], typer.Option(
+        "--width", metavar="N", help="Fit the output to N columns (accepted anywhere; default: the terminal's "
+                                     "width, COLUMNS, else 80).")] = None,
     plugin: Annotated[Optional[list[str]], typer.Option(
         "--plugin", metavar="FILE.py", help=f"Load layer types of your own from a Python file (accepted anywhere, "
                                             f"repeatable; also the {PLUGINS_ENV} environment variable: files "
@@ -348,8 +376,9 @@ GENERAL_COMMANDS: dict[str, Callable[..., Any]] = {
 
 def build_app(with_layers: bool = True, only: Optional[str] = None) -> typer.Typer:
     """The typer app; ``with_layers=False`` skips generating the calculators (no Pydantic import); ``only``: the one
-    general command the command line runs (typer turns every registered command into a click command before
-    running one: ~0.5 ms each, for nothing)."""
+    command the command line runs — a general command, or a layer type (its calculator alone: generating all ~96
+    and importing every family is most of a calculator's start-up). typer turns every registered command into a
+    click command before running one: ~0.5 ms each, for nothing."""
     app = typer.Typer(name=PROG, cls=CliGroup, no_args_is_help=True, rich_markup_mode=None,
                       pretty_exceptions_enable=False, add_completion=True,
                       context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -357,6 +386,11 @@ def build_app(with_layers: bool = True, only: Optional[str] = None) -> typer.Typ
     for name, command in GENERAL_COMMANDS.items():
         if only is None or name == only:
             app.command(name)(command)
+    if only is not None and only not in GENERAL_COMMANDS:
+        cls = _layer_type(only)
+        if cls is not None:
+            app.command(only, short_help=short_help(only, cls))(make_calculator(only, cls))
+            return app
     if with_layers:
         from ..layers import LAYER_TYPES, load_plugins
         load_plugins()                                   # installed packages' types get calculators too
@@ -366,6 +400,18 @@ def build_app(with_layers: bool = True, only: Optional[str] = None) -> typer.Typ
             app.command(type_name, hidden=alias_of is not None, short_help=short_help(type_name, cls),
                         help=None if alias_of is None else f"Same as `{alias_of}`.")(make_calculator(type_name, cls))
     return app
+
+
+def _layer_type(name: str):
+    """The layer class a calculator's name selects, importing the families in order only until it is known (then
+    installed plugins); None when no type has that name (the full app then says so, with its suggestions)."""
+    from ..layers import base, load_families_until, load_plugins
+
+    registry = base.LAYER_TYPES                     # filled as the families import
+    load_families_until(lambda: name in registry)
+    if name not in registry:
+        load_plugins()
+    return registry.get(name)
 
 
 _APPS: dict[tuple[bool, Optional[str]], typer.Typer] = {}
@@ -379,10 +425,14 @@ def get_app(with_layers: bool = True, only: Optional[str] = None) -> typer.Typer
 
 def _needs_layers(argv: list[str]) -> bool:
     """Only the calculators, the full help and shell completion need the generated layer commands."""
-    if any(key.endswith("_COMPLETE") for key in os.environ if key.startswith("_")):
+    if _completing():
         return True
     word = _first_word(argv)
     return word != "--version" and word not in GENERAL_COMMANDS
+
+
+def _completing() -> bool:
+    return any(key.endswith("_COMPLETE") for key in os.environ if key.startswith("_"))
 
 
 def _first_word(argv: list[str]) -> Optional[str]:
@@ -404,8 +454,12 @@ def main(argv: Optional[list[str]] = None) -> None:
             _error(str(exc))
             sys.exit(2)
     with_layers = _needs_layers(args)
-    word = _first_word(args)
-    only = word if not with_layers and word in GENERAL_COMMANDS else None
+    word = _first_word([a for a in args if a not in ("--wide",)])
+    only = None
+    if word in GENERAL_COMMANDS:
+        only = word
+    elif with_layers and word is not None and not word.startswith("-") and not _completing():
+        only = word                                   # a calculator: its own command only (build_app checks it)
     typer.main.get_command(get_app(with_layers, only)).main(args=args, prog_name=PROG)
 
 

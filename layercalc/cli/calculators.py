@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..terminal import UNLIMITED, terminal_width, wrap, wrap_labelled
 from .options import Numbers, _check_choice, _spec_error, parse_float, parse_int, parse_ints, parse_padding, parse_shape
 
 #: short flags for the most used fields
@@ -248,8 +249,9 @@ def run_calculator(type_name: str, cls, kinds: dict, values: dict) -> None:
     if values["cli_json"]:
         import json
         print(json.dumps(entry.model_dump(mode="json"), indent=2, ensure_ascii=False))
-    else:
-        print(render_calculator(layer, entry, net, numbers))
+        return
+    width = terminal_width()
+    print(render_calculator(layer, entry, net, numbers, width))
     if values["cli_explain"]:
         from ..explain import explain_layer
         rank = len(shapes[0]) - 1 if shapes else 0
@@ -257,7 +259,47 @@ def run_calculator(type_name: str, cls, kinds: dict, values: dict) -> None:
         print("\nhow:")
         for line in explain_layer(layer, [tuple(s) for s in entry.input_shapes], facts, net.channels_last,
                                   itemsize, input_rf):
-            print("  " + line)
+            print(wrap_formula(line, width, "  "))
+
+
+def wrap_formula(line: str, width: int, indent: str) -> str:
+    """One worked formula fitted to ``width``: broken before its ``=`` steps and after its ``;`` clauses (each
+    continuation under the first, indented), and at word boundaries only where one step alone is too long.
+
+    >>> print(wrap_formula("receptive field H = 1 + (1·(3 − 1))·1 = 3; jump = jump_in·stride = 1·1 = 1", 44, "  "))
+      receptive field H = 1 + (1·(3 − 1))·1 = 3;
+          jump = jump_in·stride = 1·1 = 1
+    >>> print(wrap_formula("FLOPs = 2·MACs + bias adds (N·H_out·W_out·C_out) = 2·194,688 + 21,632 = 411,008", 60, ""))
+    FLOPs = 2·MACs + bias adds (N·H_out·W_out·C_out)
+        = 2·194,688 + 21,632 = 411,008
+    """
+    if len(indent) + len(line) <= width:
+        return indent + line
+    hanging = indent + "    "
+    pieces: list[str] = []                  # the formula cut before each ' = ' and after each '; '
+    for i, clause in enumerate(line.split("; ")):
+        steps = clause.split(" = ")
+        pieces += [("" if j == 0 else "= ") + step + (";" if j == len(steps) - 1 and i < line.count("; ") else "")
+                   for j, step in enumerate(steps)]
+        if i < line.count("; "):
+            pieces.append("\n")            # a new clause starts a new line
+    out: list[str] = []
+    current = indent
+    for piece in pieces:
+        if piece == "\n":
+            out.append(current)
+            current = hanging
+            continue
+        joined = current + ("" if current.strip() == "" else " ") + piece
+        if len(joined) <= width or current.strip() == "":
+            current = joined
+        else:
+            out.append(current)
+            current = hanging + piece
+    out.append(current)
+    return "\n".join(wrap(text.lstrip(" "), width, text[:len(text) - len(text.lstrip(" "))]) if len(text) > width
+                     else text for text in out)
+
 
 
 def _one_layer_network(type_name: str, layer, shapes: list[list[int]], values: dict):
@@ -302,8 +344,9 @@ def _field_text(value) -> str:
     return str(value)
 
 
-def render_calculator(layer, entry, net, numbers: str) -> str:
-    """The calculator's answer: the layer's settings, then shapes, counts, memory, receptive field, notes."""
+def render_calculator(layer, entry, net, numbers: str, width: int = UNLIMITED) -> str:
+    """The calculator's answer: the layer's settings, then shapes, counts, memory, receptive field, notes; each
+    line fitted to ``width`` columns (a value wrapped at word boundaries, its continuation under the value)."""
     from ..formatting import count, dims_text, human_bytes, nbytes, shape_text
 
     settings = " ".join(f"{name}={_field_text(getattr(layer, name))}" for name, _ in _layer_fields(type(layer))
@@ -329,9 +372,13 @@ def render_calculator(layer, entry, net, numbers: str) -> str:
     if entry.receptive_field is not None:
         rows.append(("receptive field", f"{dims_text(entry.receptive_field)} (jump {dims_text(entry.jump)})"))
     rows += [("notes" if i == 0 else "", note) for i, note in enumerate(entry.notes)]
-    width = max(len(k) for k, _ in rows)
+    key_width = max(len(k) for k, _ in rows)
     head = f"{layer.type_name}" + (f": {settings}" if settings else "")
-    return "\n".join([head] + [f"  {k.ljust(width)}  {v}" for k, v in rows])
+    lines = [wrap(head, width)]
+    for key, value in rows:
+        label = f"  {key.ljust(key_width)}  "
+        lines.append(wrap_labelled(label, value, width))
+    return "\n".join(lines)
 
 
 def _numel(shape) -> int:

@@ -179,4 +179,38 @@ def _check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
 
 
 __all__ = ["TooManyDigits", "digits_to_int", "parse_shape", "parse_ints", "parse_padding", "parse_float", "parse_int",
-           "Numbers"]
+           "Numbers", "take_width_options"]
+
+
+def take_width_options(args: list[str]) -> tuple[list[str], Optional[int]]:
+    """``args`` without its ``--wide`` / ``--width N`` / ``--width=N`` options (accepted anywhere, like --debug),
+    and the width they ask for: ``terminal.UNLIMITED`` for ``--wide``, None when neither is given.
+
+    >>> take_width_options(["solve", "--width", "100", "-i", "28"])
+    (['solve', '-i', '28'], 100)
+    >>> take_width_options(["--wide", "verify", "x.yaml"])[1] > 10 ** 6
+    True
+    """
+    from ..terminal import UNLIMITED
+
+    rest: list[str] = []
+    width: Optional[int] = None
+    words = iter(args)
+    for word in words:
+        if word == "--":                            # what follows is arguments, not options
+            rest += [word, *words]
+            break
+        if word == "--wide":
+            width = UNLIMITED
+        elif word == "--width" or word.startswith("--width="):
+            text = next(words, "") if word == "--width" else word[len("--width="):]
+            try:
+                width = digits_to_int(text.strip())
+            except ValueError:
+                raise _spec_error(f"--width: {_shown(text)} is not a whole number of columns (e.g. --width 100; "
+                                  f"--wide for no limit)") from None
+            if width < 1:
+                raise _spec_error(f"--width: {width} must be ≥ 1 (e.g. --width 100; --wide for no limit)")
+        else:
+            rest.append(word)
+    return rest, width
