@@ -406,7 +406,7 @@ class SolveResult:
         fits, else each check written without spaces (``floor((28+2·0−1·(1−1)−1)/2)+1 = 14``), else without the
         check column (a line says so); prose wrapped at word boundaries. The numbers are the same in every form.
 
-        >>> print(solve(224, 112, kernel=7, dilation=1).render(60))
+        >>> print(solve(224, 112, kernel=7, dilation=1).render(75))
         224 → 112 with kernel 7, dilation 1: 1 combination
         kernel  stride  padding  dilation  check
         7       2       3        1         floor((224+2·3−1·(7−1)−1)/2)+1 = 112

@@ -263,8 +263,8 @@ def run_calculator(type_name: str, cls, kinds: dict, values: dict) -> None:
 
 
 def wrap_formula(line: str, width: int, indent: str) -> str:
-    """One worked formula fitted to ``width``: broken before its ``=`` steps and after its ``;`` clauses (each
-    continuation under the first, indented), and at word boundaries only where one step alone is too long.
+    """One worked formula fitted to ``width``: each ``;`` clause on its own line (the later ones indented), broken
+    before its ``=`` steps where they fit that way, else at word boundaries, with a hanging indent.
 
     >>> print(wrap_formula("receptive field H = 1 + (1·(3 − 1))·1 = 3; jump = jump_in·stride = 1·1 = 1", 44, "  "))
       receptive field H = 1 + (1·(3 − 1))·1 = 3;
@@ -276,29 +276,20 @@ def wrap_formula(line: str, width: int, indent: str) -> str:
     if len(indent) + len(line) <= width:
         return indent + line
     hanging = indent + "    "
-    pieces: list[str] = []                  # the formula cut before each ' = ' and after each '; '
-    for i, clause in enumerate(line.split("; ")):
-        steps = clause.split(" = ")
-        pieces += [("" if j == 0 else "= ") + step + (";" if j == len(steps) - 1 and i < line.count("; ") else "")
-                   for j, step in enumerate(steps)]
-        if i < line.count("; "):
-            pieces.append("\n")            # a new clause starts a new line
+    clauses = line.split("; ")
     out: list[str] = []
-    current = indent
-    for piece in pieces:
-        if piece == "\n":
-            out.append(current)
-            current = hanging
-            continue
-        joined = current + ("" if current.strip() == "" else " ") + piece
-        if len(joined) <= width or current.strip() == "":
-            current = joined
-        else:
-            out.append(current)
-            current = hanging + piece
-    out.append(current)
-    return "\n".join(wrap(text.lstrip(" "), width, text[:len(text) - len(text.lstrip(" "))]) if len(text) > width
-                     else text for text in out)
+    for i, clause in enumerate(clauses):
+        clause += ";" if i < len(clauses) - 1 else ""
+        first = indent if i == 0 else hanging
+        steps = clause.split(" = ")
+        lines = [first + steps[0]]
+        for step in steps[1:]:
+            joined = f"{lines[-1]} = {step}"
+            lines[-1:] = [joined] if len(joined) <= width else [lines[-1], f"{hanging}= {step}"]
+        if any(len(text) > width for text in lines):        # a step alone too long: plain word wrapping
+            lines = [wrap(clause, width, first, hanging[len(first):] or "    ")]
+        out += lines
+    return "\n".join(out)
 
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..terminal import widest_line
 from .options import Numbers, _check_choice, _spec_error, parse_shape
 
 
@@ -329,11 +330,9 @@ def verify_command(
         dtype = _check_choice(dtype, ("float32", "float64"), "--dtype")
     net = load_network(spec, batch, input_shape)
     limit = _max_memory(max_memory)
-    from tabulate import tabulate
-
     from ..errors import ResourceError
     from ..executor import weight_sources
-    from ..formatting import count, shape_text
+    from ..terminal import terminal_width, wrap, wrap_lines
     from ..verify import verify
 
     bar = Progress(sys.stderr.isatty() if progress is None else progress)
@@ -348,12 +347,8 @@ def verify_command(
         bar.close()
     if weights is not None:
         sources.source = weights
-    rows = [[c.index, c.name, c.type, shape_text(c.expected_shape), shape_text(c.actual_shape),
-             count(c.expected_macs, numbers), count(c.actual_macs, numbers), "✓" if c.ok else "✗"]
-            for c in result.checks]
-    print(tabulate(rows, headers=["#", "name", "type", "expected shape", "actual shape", "expected MACs",
-                                  "actual MACs", "ok"], tablefmt="simple", disable_numparse=True,
-                   colalign=["right", "left", "left", "left", "left", "right", "right", "center"]))
+    width = terminal_width()
+    print(verify_table(result.checks, numbers, width))
     bad = [c for c in result.checks if not c.ok]
     missing = list(getattr(result, "missing", []) or [])
     if result.ok and not bad:
@@ -363,13 +358,43 @@ def verify_command(
         if missing:
             parts.append(f"{len(missing)} layer(s) never ran ({', '.join(missing[:5])})")
         status = "; ".join(parts)
-    print(f"\nverified {len(result.checks)} layers in {result.seconds:.2f} s: {status}")
+    print("\n" + wrap(f"verified {len(result.checks)} layers in {result.seconds:.2f} s: {status}", width))
     estimate = getattr(result, "estimate", None)
     if estimate is not None and hasattr(estimate, "describe"):
-        print(f"memory estimate: {estimate.describe()}")
-    print(sources.describe())
+        print(wrap(f"memory estimate: {estimate.describe()}", width))
+    print(wrap_lines(sources.describe(), width))
     if bad or missing or not result.ok:
         raise typer.Exit(1)
+
+
+def verify_table(checks, numbers: str, width: int) -> str:
+    """verify's table of checks fitted to ``width``: every column (expected and actual shape and MACs) when it
+    fits; else one shape and one MAC column, a differing layer showing both values (``[1, 8] ≠ [1, 9]``), numbers
+    human-sized if still too wide, and last the name and type cut in the middle. Nothing a check found is dropped:
+    a layer that differs still shows what was expected and what ran."""
+    from ..formatting import count, shape_text
+    from .tables import table
+
+    mark = {True: "✓", False: "✗"}
+    full = table(["#", "name", "type", "expected shape", "actual shape", "expected MACs", "actual MACs", "ok"],
+                 [[str(c.index), c.name, c.type, shape_text(c.expected_shape), shape_text(c.actual_shape),
+                   count(c.expected_macs, numbers), count(c.actual_macs, numbers), mark[c.ok]] for c in checks],
+                 "rlllllrrc", width)
+    if widest_line(full) <= width:
+        return full
+
+    def both(expected: str, actual: str) -> str:
+        return expected if expected == actual else f"{expected} ≠ {actual}"
+
+    text = ""
+    for style in ((numbers, "human") if numbers == "exact" else (numbers,)):
+        rows = [[str(c.index), c.name, c.type, both(shape_text(c.expected_shape), shape_text(c.actual_shape)),
+                 both(count(c.expected_macs, style), count(c.actual_macs, style)), mark[c.ok]] for c in checks]
+        text = table(["#", "name", "type", "output shape", "MACs", "ok"], rows, "rlllrc", width,
+                     shrink=[1, 2] if style == "human" or numbers == "human" else [])
+        if widest_line(text) <= width:
+            break
+    return text
 
 
 def _max_memory(text: Optional[str]):
@@ -409,6 +434,7 @@ def run_command(
     limit = _max_memory(max_memory)
     from ..errors import ResourceError
     from ..executor import default_memory_limit, load_array, run, weight_sources
+    from ..terminal import terminal_width, wrap, wrap_lines
 
     def check_input_shape(shape) -> None:
         expected = [*net.input]
@@ -433,10 +459,11 @@ def run_command(
     except MemoryError:
         raise ResourceError("run: ran out of memory; use a smaller input or batch, or a lower --max-memory") from None
     outputs = out if isinstance(out, dict) else {_output_name(net): out}
+    width = terminal_width()
     for name, array in outputs.items():
-        print(f"{name}: shape {list(array.shape)} {array.dtype}, min {array.min():.6g}, max {array.max():.6g}, "
-              f"mean {array.mean():.6g}")
-    print(sources.describe())
+        print(wrap(f"{name}: shape {list(array.shape)} {array.dtype}, min {array.min():.6g}, max "
+                   f"{array.max():.6g}, mean {array.mean():.6g}", width))
+    print(wrap_lines(sources.describe(), width))
     if output_path is None:
         return
     if not output_path.endswith(".npz") and len(outputs) > 1:
