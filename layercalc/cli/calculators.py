@@ -151,7 +151,7 @@ def make_calculator(type_name: str, cls):
         annotation: Any                               # a typing form, read by typer at run time
         if kind == "bool":
             annotation = Annotated[Optional[bool], typer.Option(*decls, help="; ".join(
-                filter(None, [help_text, f"default {'on' if info.default else 'off'}"])))]
+                filter(None, [help_text, bool_default_text(info)])))]
         else:
             metavar = "N[xM]" if kind == "padding" and not _takes_padding_modes(info) else _metavar(kind)
             annotation = Annotated[Optional[str], typer.Option(*decls, help=help_text, metavar=metavar)]
@@ -187,6 +187,17 @@ def make_calculator(type_name: str, cls):
     command.__doc__ = (f"{type_name} layer: output shape, params, MACs, FLOPs, memory, receptive field."
                        + (f"\n\n{' '.join(doc.split())}" if doc else ""))
     return command
+
+
+def bool_default_text(info) -> str:
+    """What a bool option's help says of its default: the field's own default (``default on`` / ``default off``);
+    for a field whose default is None (decided by another field: ``qkv_bias`` follows ``bias``) nothing when its
+    description says what happens, else ``default: unset``. Never "off" for a default that is not False."""
+    if info.default is True:
+        return "default on"
+    if info.default is False:
+        return "default off"
+    return "" if "default" in (info.description or "") else "default: unset"
 
 
 def short_help(type_name: str, cls) -> str:
