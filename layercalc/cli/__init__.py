@@ -7,7 +7,8 @@ Each command parses its options, calls the library, renders the answer and sets 
 - :mod:`.size`: ``size`` (one dimension, one line: :func:`layercalc.size`) and ``solve`` (the inverse question:
   :func:`layercalc.solve`);
 - :mod:`.network`: ``summary SPEC`` (a whole network; SPEC is a file, ``-`` for stdin, or ``zoo:NAME``),
-  ``schema``, ``zoo``, and ``verify SPEC`` / ``run SPEC`` over :mod:`layercalc.verify` and :mod:`layercalc.executor`;
+  ``convert``, ``schema``, ``zoo``; :mod:`.execute`: ``verify SPEC`` / ``run SPEC`` over :mod:`layercalc.verify` and
+  :mod:`layercalc.executor`; :mod:`.catalog`: ``types``; :mod:`.drawing`: ``draw`` and ``chart``;
 - :mod:`.options`: reading option values as typed (shapes, whole numbers, paddings, choices);
 - this module: the app (:func:`build_app`, :func:`get_app`, :func:`main`) and the error handling (:class:`CliGroup`).
 
@@ -29,20 +30,19 @@ from typing import Annotated, Any, NoReturn, Optional
 import typer
 from typer.core import TyperGroup
 
+from ..terminal import set_width_override, terminal_width, width_override, wrap
 from .calculators import make_calculator, render_calculator, run_calculator, short_help
+from .catalog import types_command
+from .execute import Progress, run_command, verify_command
 from .network import (
-    Progress,
     convert_command,
     explain_network,
     load_network,
-    run_command,
     schema_command,
     spec_context,
     summary_command,
-    verify_command,
     zoo_command,
 )
-from ..terminal import set_width_override, terminal_width, width_override, wrap
 from .options import (
     TooManyDigits,
     _option_int,
@@ -370,8 +370,8 @@ def _root(
 #: the general commands, in the order ``--help`` lists them
 GENERAL_COMMANDS: dict[str, Callable[..., Any]] = {
     "size": size_command, "solve": solve_command, "summary": summary_command,
-    "convert": convert_command, "schema": schema_command, "zoo": zoo_command, "verify": verify_command,
-    "run": run_command}
+    "convert": convert_command, "schema": schema_command, "zoo": zoo_command, "types": types_command,
+    "verify": verify_command, "run": run_command}
 
 
 def build_app(with_layers: bool = True, only: Optional[str] = None) -> typer.Typer:
