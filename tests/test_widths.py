@@ -65,7 +65,7 @@ EVERYDAY = [
     "layercalc maxpool2d -i 64x11x11 -k 2 --explain",
     "layercalc linear -i 25,088 --out-features 4096 --explain",
     "layercalc types",
-    "layercalc draw examples/mnist_cnn.yaml",
+    # (draw writes DOT, Mermaid or SVG: file formats, never cut to a width, like CSV and JSON)
     "layercalc chart zoo:resnet18",
     "layercalc chart zoo:gpt2 --input 64",
     "layercalc --help",

@@ -33,6 +33,7 @@ from typer.core import TyperGroup
 from ..terminal import set_width_override, terminal_width, width_override, wrap
 from .calculators import make_calculator, render_calculator, run_calculator, short_help
 from .catalog import types_command
+from .drawing import chart_command, draw_command
 from .execute import Progress, run_command, verify_command
 from .network import (
     convert_command,
@@ -371,7 +372,7 @@ def _root(
 GENERAL_COMMANDS: dict[str, Callable[..., Any]] = {
     "size": size_command, "solve": solve_command, "summary": summary_command,
     "convert": convert_command, "schema": schema_command, "zoo": zoo_command, "types": types_command,
-    "verify": verify_command, "run": run_command}
+    "draw": draw_command, "chart": chart_command, "verify": verify_command, "run": run_command}
 
 
 def build_app(with_layers: bool = True, only: Optional[str] = None) -> typer.Typer:
