@@ -30,6 +30,7 @@ from typing import Annotated, Any, NoReturn, Optional
 import typer
 from typer.core import TyperGroup
 
+from ..errors import LayerCalcError
 from ..terminal import set_width_override, terminal_width, width_override, wrap
 from .calculators import make_calculator, render_calculator, run_calculator, short_help
 from .catalog import types_command
@@ -446,7 +447,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     args, plugins = take_plugin_options(list(sys.argv[1:] if argv is None else argv))
     plugins = [p for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p] + plugins
     if plugins:                     # before the app is built: a plugin's types get their calculator commands
-        from ..errors import LayerCalcError
         from ..layers import load_plugin_file
         try:
             for path in plugins:
@@ -454,8 +454,12 @@ def main(argv: Optional[list[str]] = None) -> None:
         except LayerCalcError as exc:
             _error(str(exc))
             sys.exit(2)
-    with_layers = _needs_layers(args)
-    word = _first_word([a for a in args if a not in ("--wide",)])
+    try:
+        words = take_width_options(args)[0]          # the command named after --width N counts (CliGroup reads it)
+    except LayerCalcError:
+        words = args                                   # a bad --width: CliGroup.main says so
+    with_layers = _needs_layers(words)
+    word = _first_word(words)
     only = None
     if word in GENERAL_COMMANDS:
         only = word
