@@ -190,3 +190,12 @@ def test_chart_command_fits_narrow_terminals():
     for width in (40, 60, 100):
         result = runner.invoke(get_app(), ["chart", "zoo:resnet50", "--width", str(width)])
         assert result.exit_code == 0 and max(map(len, result.stdout.splitlines())) <= width, width
+
+
+def test_the_readme_pictures_are_what_the_commands_print():
+    readme = (ROOT / "README.md").read_text()
+    mermaid = re.search(r"```mermaid\n(.*?)```", readme, re.S)[1]
+    assert runner.invoke(get_app(), ["draw", "zoo:gpt2", "-f", "mermaid"]).stdout == mermaid
+    check_mermaid(mermaid)
+    chart = re.search(r"\$ layercalc chart zoo:resnet18\n(.*?)```", readme, re.S)[1]
+    assert runner.invoke(get_app(), ["chart", "zoo:resnet18"], env={"COLUMNS": "80"}).stdout == chart
