@@ -33,9 +33,6 @@ from typer.core import TyperGroup
 from ..errors import LayerCalcError
 from ..terminal import set_width_override, terminal_width, width_override, wrap
 from .calculators import make_calculator, render_calculator, run_calculator, short_help
-from .catalog import types_command
-from .drawing import chart_command, draw_command
-from .execute import Progress, run_command, verify_command
 from .network import (
     convert_command,
     explain_network,
@@ -370,10 +367,21 @@ def _root(
 # ================================================================================================ the app
 
 #: the general commands, in the order ``--help`` lists them
-GENERAL_COMMANDS: dict[str, Callable[..., Any]] = {
+GENERAL_COMMANDS: "dict[str, Callable[..., Any] | str]" = {
     "size": size_command, "solve": solve_command, "summary": summary_command,
-    "convert": convert_command, "schema": schema_command, "zoo": zoo_command, "types": types_command,
-    "draw": draw_command, "chart": chart_command, "verify": verify_command, "run": run_command}
+    "convert": convert_command, "schema": schema_command, "zoo": zoo_command, "types": ".catalog:types_command",
+    "draw": ".drawing:draw_command", "chart": ".drawing:chart_command", "verify": ".execute:verify_command",
+    "run": ".execute:run_command"}
+
+
+def _command(entry: "Callable[..., Any] | str") -> "Callable[..., Any]":
+    """A general command's function; given as ``.module:function``, its module is imported only when the command
+    is registered (``layercalc --version`` or ``size`` never import the executing and drawing commands)."""
+    if callable(entry):
+        return entry
+    import importlib
+    module, function = entry.split(":")
+    return getattr(importlib.import_module(module, __name__), function)
 
 
 def build_app(with_layers: bool = True, only: Optional[str] = None) -> typer.Typer:
@@ -387,8 +395,8 @@ def build_app(with_layers: bool = True, only: Optional[str] = None) -> typer.Typ
     app.callback()(_root)
     for name, command in GENERAL_COMMANDS.items():
         if only is None or name == only:
-            app.command(name)(command)
-    if only is not None and only not in GENERAL_COMMANDS:
+            app.command(name)(_command(command))
+    if only is not None and only not in GENERAL_COMMANDS and not only.startswith("-"):
         cls = _layer_type(only)
         if cls is not None:
             app.command(only, short_help=short_help(only, cls))(make_calculator(only, cls))
@@ -461,7 +469,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     with_layers = _needs_layers(words)
     word = _first_word(words)
     only = None
-    if word in GENERAL_COMMANDS:
+    if word in GENERAL_COMMANDS or word == "--version":       # --version: no command at all
         only = word
     elif with_layers and word is not None and not word.startswith("-") and not _completing():
         only = word                                   # a calculator: its own command only (build_app checks it)
@@ -490,6 +498,9 @@ def take_plugin_options(args: list[str]) -> tuple[list[str], list[str]]:
 def __getattr__(name: str):
     if name == "app":                # `from layercalc.cli import app` (tests, typer's own tooling)
         return get_app(True)
+    if name == "Progress":           # verify's and run's bar (their module is imported when they run)
+        from .execute import Progress
+        return Progress
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
