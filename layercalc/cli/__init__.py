@@ -347,6 +347,8 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
                                           help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show a traceback on errors (accepted anywhere).")] = False,
+    # --wide, --width, --debug and --plugin are taken out of the command line before click parses it (accepted
+    # anywhere: CliGroup.main, main); declared here for --help
     wide: Annotated[bool, typer.Option("--wide", help="No width limit: every column and line in full "
                                                       "(accepted anywhere).")] = False,
     width: Annotated[Optional[int], typer.Option(
