@@ -249,7 +249,7 @@ def bar(fraction: float, width: int) -> str:
     """A horizontal bar of ``fraction`` (0..1) of ``width`` cells, in eighths of a cell.
 
     >>> bar(0.5, 4), bar(1.0, 2), bar(0.0, 3), bar(1 / 16, 4)
-    ('██', '██', '', '▍')
+    ('██', '██', '', '▎')
     """
     eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
     full, rest = divmod(eighths, 8)
