@@ -151,3 +151,23 @@ def test_error_lines_wrap_at_the_width_asked_for_and_stay_one_line_in_a_pipe():
     assert lines[0].startswith("layercalc: error: ") and all(line.startswith("    ") for line in lines[1:])
     # the same words, only broken into lines
     assert " ".join(fitted.stderr.split()) == " ".join(piped.stderr.split())
+
+
+def test_verify_table_keeps_both_values_of_a_differing_layer_when_narrowed():
+    from layercalc.cli.execute import verify_table
+    from layercalc.terminal import UNLIMITED
+    from layercalc.verify import LayerCheck
+
+    name = "model.layers.31.self_attn.q_proj_with_a_long_name"
+    checks = [LayerCheck(0, "conv1", "conv2d", [1, 64, 112, 112], [1, 64, 112, 112], 118_013_952, 118_013_952),
+              LayerCheck(1, name, "linear", [1, 8, 4096], [1, 8, 4095], 134_217_728, 134_184_960)]
+    wide = verify_table(checks, "exact", UNLIMITED)
+    assert wide.splitlines()[0].split() == ["#", "name", "type", "expected", "shape", "actual", "shape",
+                                            "expected", "MACs", "actual", "MACs", "ok"]
+    assert name in wide and "134,217,728" in wide and "134,184,960" in wide
+    narrow = verify_table(checks, "exact", 80)
+    lines = narrow.splitlines()
+    assert max(map(len, lines)) <= 80
+    assert "[1, 8, 4096] ≠ [1, 8, 4095]" in lines[3] and lines[3].endswith("✗")
+    assert "134,217,728 ≠ 134,184,960" in lines[3]        # a difference exactly, though "134 M" both
+    assert lines[2].endswith("✓") and "[1, 64, 112, 112]" in lines[2]

@@ -159,13 +159,19 @@ def verify_table(checks, numbers: str, width: int) -> str:
     if widest_line(full) <= width:
         return full
 
-    def both(expected: str, actual: str) -> str:
-        return expected if expected == actual else f"{expected} ≠ {actual}"
+    def shapes(c) -> str:
+        expected, actual = shape_text(c.expected_shape), shape_text(c.actual_shape)
+        return expected if c.expected_shape == c.actual_shape else f"{expected} ≠ {actual}"
+
+    def macs(c, style: str) -> str:
+        if c.expected_macs == c.actual_macs:
+            return count(c.expected_macs, style)
+        # a difference is shown exactly: 134,217,728 ≠ 134,184,960 would both read "134 M"
+        return f"{count(c.expected_macs, 'exact')} ≠ {count(c.actual_macs, 'exact')}"
 
     text = ""
     for style in ((numbers, "human") if numbers == "exact" else (numbers,)):
-        rows = [[str(c.index), c.name, c.type, both(shape_text(c.expected_shape), shape_text(c.actual_shape)),
-                 both(count(c.expected_macs, style), count(c.actual_macs, style)), mark[c.ok]] for c in checks]
+        rows = [[str(c.index), c.name, c.type, shapes(c), macs(c, style), mark[c.ok]] for c in checks]
         text = table(["#", "name", "type", "output shape", "MACs", "ok"], rows, "rlllrc", width,
                      shrink=[1, 2] if style == "human" or numbers == "human" else [])
         if widest_line(text) <= width:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ..terminal import widest_line
 
 #: a cut column keeps at least this many characters (or its header's width, if wider)
-MIN_CUT = 10
+MIN_CUT = 6
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str, width: int,
