@@ -352,8 +352,8 @@ def _root(
     wide: Annotated[bool, typer.Option("--wide", help="No width limit: every column and line in full "
                                                       "(accepted anywhere).")] = False,
     width: Annotated[Optional[int], typer.Option(
-        "--width", metavar="N", help="Fit the output to N columns (accepted anywhere; default: the terminal's "
-                                     "width, COLUMNS, else 80).")] = None,
+        "--width", metavar="N", help="Fit the output to N columns (accepted anywhere; default: COLUMNS, else "
+                                     "the terminal's width, else 80).")] = None,
     plugin: Annotated[Optional[list[str]], typer.Option(
         "--plugin", metavar="FILE.py", help=f"Load layer types of your own from a Python file (accepted anywhere, "
                                             f"repeatable; also the {PLUGINS_ENV} environment variable: files "
