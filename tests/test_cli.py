@@ -29,7 +29,8 @@ runner = CliRunner()
 
 
 def run(*args, input=None, code=0):
-    result = runner.invoke(get_app(), [str(a) for a in args], input=input)
+    # --wide: these tests read whole lines; fitting them to the terminal is tests/test_widths.py's
+    result = runner.invoke(get_app(), [*map(str, args), "--wide"], input=input)
     assert result.exit_code == code, (args, result.exit_code, result.stdout, result.stderr, result.exception)
     return result
 
@@ -732,7 +733,7 @@ def test_installed_command_end_to_end():
 @pytest.mark.skipif(LAYERCALC is None, reason="layercalc is not installed on PATH")
 def test_installed_command_border_note_csv_and_version():
     # 28, k 3, s 2: floor(25/2) + 1 = 13, and input position 27 is never read
-    done = subprocess.run([LAYERCALC, "size", "28", "-k", "3", "-s", "2"], capture_output=True, text=True,
+    done = subprocess.run([LAYERCALC, "size", "28", "-k", "3", "-s", "2", "--wide"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and "= 13; input position 27 (of 0..27) is never covered" in done.stdout
     done = subprocess.run([LAYERCALC, "summary", MNIST_CNN, "-f", "csv"], capture_output=True, text=True, timeout=60)
