@@ -29,12 +29,15 @@ Three steps:
 from __future__ import annotations
 
 import math
+import os
 import re
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from ..blocks import MAX_LAYERS
 from ..errors import LayerCalcError, ResourceError, SpecError, layer_label, safe_text, shown
 from ..names import split_output
 
@@ -53,8 +56,13 @@ SHAPE_SLOTS: dict[str, tuple[int, ...]] = {
 }
 #: operators never folded (their output is not a function of their inputs)
 NOT_FOLDED = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
-#: the most elements a folded value may have (shape arithmetic is small; a large constant stays a node)
+#: the most elements a folded value may have (shape arithmetic is small): a node whose value would be larger is
+#: refused before it is computed (its size is predicted from its inputs, :func:`_folded_size`)
 MAX_FOLDED = 1 << 20
+#: the most bytes of constants (integer initializers, Constant nodes' values) read from external data files
+MAX_CONSTANT_BYTES = 64 << 20
+#: element types stored in fewer bits than numpy's item (packed two or four to a byte)
+_PACKED_BITS = {"INT4": 4, "UINT4": 4, "FLOAT4E2M1": 4, "INT2": 2, "UINT2": 2}
 
 
 def _onnx(origin: str) -> Any:
@@ -68,9 +76,9 @@ def _onnx(origin: str) -> Any:
 # ------------------------------------------------------------------------------------------- the entry point
 
 def spec_from_file(path: Path, origin: str) -> dict:
-    """The layercalc spec data of the ONNX model at ``path``."""
+    """The layercalc spec data of the ONNX model at ``path`` (its external data, if any, beside it)."""
     onnx = _onnx(origin)
-    return Importer(_read_model(onnx, path, origin), origin).spec()
+    return Importer(_read_model(onnx, path, origin), origin, folder=Path(path).parent).spec()
 
 
 def _read_model(onnx: Any, path: Any, origin: str) -> Any:
@@ -78,6 +86,185 @@ def _read_model(onnx: Any, path: Any, origin: str) -> Any:
         return onnx.load(str(path), load_external_data=False)
     except Exception as e:                         # protobuf's DecodeError, or a file that is not a ModelProto
         raise SpecError(f"{origin}: not a readable ONNX model: {safe_text(str(e)) or type(e).__name__}") from None
+
+
+# ------------------------------------------------------------------------------------------- tensors' data
+
+@dataclass
+class TensorData:
+    """Reads the values of an ONNX file's tensors, each checked against its dims before it is read.
+
+    A tensor stored as external data names a file by a ``location`` relative to the model: it is read only from
+    the model's own folder (``folder``), never from the working directory — not through ``..``, an absolute path
+    or a symbolic link, not from a device or a pipe — and only the bytes its dims need. ``onnx``'s own readers
+    (``numpy_helper.to_array``, the reference evaluator) resolve a location against the working directory, so no
+    tensor that still names another file is ever given to them.
+    """
+    onnx: Any
+    origin: str
+    folder: Optional[Path] = None          # the model's folder; None: external data is refused
+    constant_bytes: int = 0                # read so far by :meth:`load_constants`
+
+    def dtype_bits(self, tensor: Any, what: str) -> Optional[int]:
+        """Bits per element of ``tensor``'s type (None for strings); an unknown type is an error."""
+        onnx = self.onnx
+        if tensor.data_type == onnx.TensorProto.STRING:
+            return None
+        try:
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+        except Exception:                       # KeyError: a code no ONNX version defines (0: UNDEFINED)
+            raise SpecError(f"{self.origin}: {what} has element type {tensor.data_type}, which is not an ONNX "
+                            f"tensor type") from None
+        packed = {getattr(onnx.TensorProto, name, None): bits for name, bits in _PACKED_BITS.items()}
+        return packed.get(tensor.data_type, dtype.itemsize * 8)
+
+    def check(self, tensor: Any, what: str) -> None:
+        """The tensor's dims are sizes and its data in the file holds exactly their elements (a 12-byte tensor
+        declaring [10⁹] elements, float values in an int64 field, are refused here, before anything reads it)."""
+        dims = [int(d) for d in tensor.dims]
+        if any(d < 0 for d in dims):
+            raise SpecError(f"{self.origin}: {what} has dims {dims}: a negative size")
+        numel = math.prod(dims)
+        bits = self.dtype_bits(tensor, what)
+        if _is_external(self.onnx, tensor):
+            return                                 # checked where it is read (:meth:`external_bytes`)
+        if tensor.HasField("raw_data"):
+            if bits is None:
+                raise SpecError(f"{self.origin}: {what} is a string tensor stored as raw bytes (not ONNX)")
+            need = -(-numel * bits // 8)
+            if len(tensor.raw_data) != need:
+                raise SpecError(f"{self.origin}: {what} has dims {dims} ({numel:,} elements, {need:,} bytes) but "
+                                f"its data holds {len(tensor.raw_data):,} bytes")
+            return
+        if bits is not None and bits < 8:
+            return                                 # packed in int32_data: to_array's reshape checks it
+        field_name = self.onnx.helper.tensor_dtype_to_field(tensor.data_type)
+        count = len(getattr(tensor, field_name))
+        per = 2 if tensor.data_type in (self.onnx.TensorProto.COMPLEX64, self.onnx.TensorProto.COMPLEX128) else 1
+        if count != numel * per:
+            other = [f.name for f, v in tensor.ListFields() if f.name.endswith("_data") and f.name != field_name]
+            found = f"{count:,} values in {field_name}" + (f" (and data in {', '.join(other)}, which its type does "
+                                                             f"not use)" if other else "")
+            raise SpecError(f"{self.origin}: {what} has dims {dims} ({numel:,} elements) of type "
+                            f"{self.onnx.TensorProto.DataType.Name(tensor.data_type)} but holds {found}")
+
+    def array(self, tensor: Any, what: str, max_bytes: Optional[int] = None) -> Any:
+        """The tensor's values as a NumPy array (external data read from beside the model, at most ``max_bytes``
+        of it)."""
+        self.check(tensor, what)
+        if _is_external(self.onnx, tensor):
+            tensor = self.in_file(tensor, self.external_bytes(tensor, what, max_bytes))
+        try:
+            return self.onnx.numpy_helper.to_array(tensor)
+        except MemoryError:
+            raise ResourceError(f"{self.origin}: not enough memory to read {what}") from None
+        except Exception as e:                     # a packed tensor whose data does not match its dims
+            raise SpecError(f"{self.origin}: cannot read {what} ({safe_text(str(e))[:120]})") from None
+
+    def in_file(self, tensor: Any, data: bytes) -> Any:
+        """A copy of ``tensor`` holding ``data`` as its raw data."""
+        copy = self.onnx.TensorProto()
+        copy.CopyFrom(tensor)
+        del copy.external_data[:]
+        copy.data_location = self.onnx.TensorProto.DEFAULT
+        copy.raw_data = data
+        return copy
+
+    def external_bytes(self, tensor: Any, what: str, max_bytes: Optional[int]) -> bytes:
+        """The bytes of a tensor stored as external data: its ``location`` is a file inside the model's folder, its
+        ``length`` (when given) the bytes its dims need, and ``offset + length`` within the file."""
+        entries = {e.key: e.value for e in tensor.external_data}
+        location = entries.get("location", "")
+        where = f"{self.origin}: {what} is stored in another file ({shown(location)})"
+        if self.folder is None:
+            raise SpecError(f"{where}, but the model was not read from a folder it could be beside")
+        parts = location.replace("\\", "/").split("/")
+        if not location or "\0" in location or os.path.isabs(location) or location[:1] in "/\\" or \
+                re.match(r"[A-Za-z]:", location) or ".." in parts:
+            raise SpecError(f"{where}: external data is read only from a file inside the model's folder (no "
+                            f"absolute path, no '..')")
+        folder = os.path.realpath(self.folder)
+        path = os.path.join(folder, os.path.normpath(location))
+        if os.path.realpath(path) != path:
+            raise SpecError(f"{where}: the path goes through a symbolic link; external data is read only from a "
+                            f"file inside the model's folder")
+        bits = self.dtype_bits(tensor, what)
+        if bits is None:
+            raise SpecError(f"{where}: string tensors cannot be stored as external data")
+        dims = [int(d) for d in tensor.dims]
+        need = -(-math.prod(dims) * bits // 8)
+        try:
+            offset = int(entries.get("offset", "0"))
+            length = int(entries["length"]) if "length" in entries else None
+        except ValueError:
+            raise SpecError(f"{where}: its offset {shown(entries.get('offset'))} and length "
+                            f"{shown(entries.get('length'))} must be whole numbers") from None
+        if offset < 0 or (length is not None and length != need):
+            raise SpecError(f"{where}: offset {offset}, length {length}, but its dims {dims} need {need:,} bytes")
+        if max_bytes is not None and need > max_bytes:
+            raise ResourceError(f"{where}: its {need:,} bytes are above the limit of {max_bytes:,}")
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                         | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise SpecError(f"{where}: no such file beside the model") from None
+        except OSError as e:
+            raise SpecError(f"{where}: cannot open it: {e.strerror or e}") from None
+        with os.fdopen(fd, "rb") as stream:
+            info = os.fstat(stream.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise SpecError(f"{where}: not a regular file")
+            if offset + need > info.st_size:
+                raise SpecError(f"{where}: offset {offset:,} + {need:,} bytes is past the end of the file "
+                                f"({info.st_size:,} bytes)")
+            stream.seek(offset)
+            data = stream.read(need)
+        if len(data) != need:
+            raise SpecError(f"{where}: the file changed while it was read")
+        return data
+
+    def load_constants(self, tensors: Iterator[tuple[Any, str]]) -> None:
+        """Constants stored as external data (integer initializers, attributes' tensors) read into the model, so
+        that folding and the reference evaluator see them in the file: each of at most :data:`MAX_FOLDED` elements
+        and :data:`MAX_CONSTANT_BYTES` in all; a larger one is left unread (a node reading it is not folded)."""
+        for tensor, what in tensors:
+            if not _is_external(self.onnx, tensor):
+                continue
+            self.check(tensor, what)
+            if math.prod(int(d) for d in tensor.dims) > MAX_FOLDED:
+                continue
+            data = self.external_bytes(tensor, what, MAX_CONSTANT_BYTES - self.constant_bytes)
+            self.constant_bytes += len(data)
+            tensor.CopyFrom(self.in_file(tensor, data))
+
+
+def _is_external(onnx: Any, tensor: Any) -> bool:
+    return tensor.HasField("data_location") and tensor.data_location == onnx.TensorProto.EXTERNAL
+
+
+def _attribute_tensors(graph: Any, inner: bool = False) -> Iterator[tuple[Any, str]]:
+    """Every tensor held by the nodes' attributes (a Constant's value, ConstantOfShape's fill value), and the
+    initializers of subgraphs (``inner``), at any depth, each with a description for messages."""
+    if inner:
+        for init in graph.initializer:
+            yield init, f"initializer {shown(init.name)} of subgraph {shown(graph.name)}"
+    for node in graph.node:
+        yield from _node_tensors(node)
+
+
+def _node_tensors(node: Any) -> Iterator[tuple[Any, str]]:
+    """The tensors of one node's attributes, its subgraphs' included."""
+    for a in node.attribute:
+        what = f"attribute {shown(a.name)} of node {shown(node.name or node.op_type)}"
+        if a.HasField("t"):
+            yield a.t, what
+        for t in a.tensors:
+            yield t, what
+        for sparse in (*([a.sparse_tensor] if a.HasField("sparse_tensor") else []), *a.sparse_tensors):
+            yield sparse.values, what
+            yield sparse.indices, what
+        for sub in (*([a.g] if a.HasField("g") else []), *a.graphs):
+            yield from _attribute_tensors(sub, inner=True)
 
 
 # ---------------------------------------------------------------------------------------------------- weights
@@ -123,7 +310,7 @@ def read_onnx_weights(path: Any, steps: Optional[list] = None, channels_last: bo
     onnx = _onnx(origin)
     model = _read_model(onnx, path, origin)
     inits = {i.name: i for i in model.graph.initializer}
-    imp = Importer(model, origin)
+    imp = Importer(model, origin, folder=Path(path).parent)
     spec = imp.spec()
     if steps is None:
         from ..spec import load
@@ -134,19 +321,13 @@ def read_onnx_weights(path: Any, steps: Optional[list] = None, channels_last: bo
     total = 0
     for name in sorted(needed):
         init = inits[name]
-        if init.data_location == onnx.TensorProto.EXTERNAL:
-            raise SpecError(f"{origin}: initializer {shown(name)} is stored outside the file (ONNX external data): "
-                            f"not supported for weights; save the model with its weights inside the file")
         total += math.prod(init.dims) * onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
     if max_bytes is not None and total > max_bytes:
         raise ResourceError(f"{origin}: the weights' arrays hold {total:,} bytes, above the memory limit of "
                             f"{max_bytes:,}")
-    try:
-        values = {name: onnx.numpy_helper.to_array(inits[name]) for name in needed}
-    except MemoryError:
-        raise ResourceError(f"{origin}: not enough memory to read the weights") from None
-    except Exception as e:                           # a tensor whose data does not match its dims
-        raise SpecError(f"{origin}: cannot read the initializers ({safe_text(str(e))[:120]})") from None
+    assert imp.data is not None                      # set by imp.spec(), which checked each initializer's dims
+    # external data is read from beside the model only, and only the bytes its dims need
+    values = {name: imp.data.array(inits[name], f"initializer {shown(name)}") for name in sorted(needed)}
     by_name = {step.name: step for step in steps}
     for layer, checks in imp.fixed.items():
         for role, name, value in checks:
@@ -301,29 +482,139 @@ def _evaluate(onnx: Any, node: Any, feeds: dict[str, Any], opsets: Any) -> list[
     return [np.asarray(r) for r in results]
 
 
-def fold_constants(onnx: Any, model: Any, constant_inits: set[str]) -> tuple[Any, dict[str, Any], dict]:
+#: operators whose value has the elements of their inputs broadcast together, computed in time linear in them
+_BROADCASTING = {
+    "Add", "Sub", "Mul", "Div", "Mod", "Pow", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And",
+    "Or", "Xor", "Where", "Min", "Max", "Sum", "Mean", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor",
+}
+#: operators whose value (each of their values) has the elements of their first input
+_SAME_SIZE = {
+    "Cast", "CastLike", "Identity", "Neg", "Abs", "Floor", "Ceil", "Round", "Sqrt", "Reciprocal", "Exp", "Log",
+    "Sign", "Not", "BitwiseNot", "Relu", "Sigmoid", "Tanh", "Erf", "Clip", "IsNaN", "IsInf", "Softmax", "Trilu",
+    "CumSum", "EyeLike", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose", "Dropout",
+}
+#: operators whose value has at most as many elements as their inputs together
+_SHRINKING = {"Slice", "Split", "Concat", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
+              "ArgMax", "ArgMin", "GatherElements", "TopK", "ScatterND", "ScatterElements"}
+
+
+def _broadcast(shapes: list[tuple[int, ...]]) -> Optional[tuple[int, ...]]:
+    """NumPy's broadcast of ``shapes`` (Python integers: no overflow), None when they do not broadcast."""
+    rank = max((len(s) for s in shapes), default=0)
+    result = []
+    for k in range(rank):
+        sizes = {s[k - rank + len(s)] for s in shapes if k - rank + len(s) >= 0} - {1}
+        if len(sizes) > 1 or any(d < 0 for d in sizes):
+            return None
+        result.append(sizes.pop() if sizes else 1)
+    return tuple(result)
+
+
+def _folded_size(onnx: Any, node: Any, values: dict[str, Any]) -> Optional[int]:
+    """The elements of the value ``node`` computes from the known ``values`` of its inputs, predicted before it is
+    computed; None when it cannot be predicted (the node is then not folded). Exact for the operators that make
+    large values from small inputs (ConstantOfShape, Range, Tile, Expand, Pad, OneHot, broadcasting arithmetic);
+    an upper bound for those that cannot grow their inputs."""
+    import numpy as np
+
+    op = node.op_type
+    ins = [values[name] if name else None for name in node.input]
+    a = _attrs(onnx, node)
+
+    def ints(k: int) -> Optional[list[int]]:
+        if k >= len(ins) or ins[k] is None or ins[k].dtype.kind not in "iub":
+            return None
+        return [int(v) for v in ins[k].reshape(-1)]
+
+    present = [v for v in ins if v is not None]
+    if op == "Constant":
+        value = a.get("value")
+        return math.prod(value.dims) if value is not None else 1 + sum(len(a.get(k, ())) for k in
+                                                                         ("value_floats", "value_ints"))
+    if op in _BROADCASTING:
+        shape = _broadcast([tuple(int(d) for d in v.shape) for v in present])
+        return None if shape is None else math.prod(shape)
+    if op in _SAME_SIZE:
+        return int(present[0].size) if present else None
+    if op in _SHRINKING:
+        return sum(int(v.size) for v in present)
+    if op == "ConstantOfShape":
+        dims = ints(0)
+        return None if dims is None or any(d < 0 for d in dims) else math.prod(dims)
+    if op == "Range":
+        if len(ins) < 3 or any(v is None or v.size != 1 for v in ins[:3]):
+            return None
+        start, limit, delta = (v.reshape(-1)[0].item() for v in ins[:3])
+        if not all(math.isfinite(float(v)) for v in (start, limit, delta)) or delta == 0:
+            return None
+        steps = (limit - start) / delta if not all(isinstance(v, int) for v in (start, limit, delta)) else \
+            -(-(limit - start) // delta)
+        return max(math.ceil(steps), 0)
+    if op == "Tile":
+        repeats = ints(1)
+        return None if repeats is None or any(r < 0 for r in repeats) else int(ins[0].size) * math.prod(repeats)
+    if op == "Expand":
+        dims = ints(1)
+        shape = None if dims is None else _broadcast([tuple(int(d) for d in ins[0].shape), tuple(dims)])
+        return None if shape is None else math.prod(shape)
+    if op == "Pad":
+        pads = ints(1) if len(ins) > 1 else [int(v) for v in a.get("pads", [])]
+        x = ins[0]
+        if pads is None or len(pads) != 2 * x.ndim or len(ins) > 3 and ins[3] is not None:
+            return None
+        dims = [d + pads[k] + pads[k + x.ndim] for k, d in enumerate(x.shape)]
+        return None if any(d < 0 for d in dims) else math.prod(dims)
+    if op == "OneHot":
+        depth = ins[1] if len(ins) > 1 else None
+        if depth is None or depth.size != 1 or not np.isfinite(depth).all():
+            return None
+        return int(ins[0].size) * max(int(depth.reshape(-1)[0]), 0)
+    if op == "Gather":
+        data, index = ins[0], ins[1] if len(ins) > 1 else None
+        if index is None or data.ndim == 0:
+            return None
+        axis = int(a.get("axis", 0)) % data.ndim
+        return int(index.size) * (int(data.size) // max(int(data.shape[axis]), 1))
+    return None
+
+
+def fold_constants(onnx: Any, model: Any, constant_inits: set[str], data: Optional[TensorData] = None,
+                   too_large: Optional[dict[str, int]] = None) -> tuple[Any, dict[str, Any], dict]:
     """Evaluate every node computable from known values; return the reduced model, the known values (name →
     array) and the static shapes of the remaining tensors.
 
-    Known values: ``Constant`` nodes, the initializers in ``constant_inits``, ``Shape``/``Size`` of a tensor with a
-    static shape, and what is computed from them. Repeats shape inference and folding until nothing changes.
+    Known values: ``Constant`` nodes, the initializers in ``constant_inits`` (read through ``data``; one still
+    stored in another file stays unknown), ``Shape``/``Size`` of a tensor with a static shape, and what is computed
+    from them. Repeats shape inference and folding until nothing changes. A node is evaluated only when the size of
+    its value, predicted from its inputs (:func:`_folded_size`), is at most :data:`MAX_FOLDED` elements; the outputs
+    of a node predicted larger are recorded in ``too_large`` (name → elements). Nodes with subgraphs (Loop, If,
+    Scan) are never evaluated: their work is not bounded by their inputs' sizes.
     """
     import numpy as np
 
+    data = data or TensorData(onnx, "the model")
     g = model.graph
     values: dict[str, Any] = {}
     for init in g.initializer:
-        if init.name in constant_inits:
-            values[init.name] = onnx.numpy_helper.to_array(init)
+        if init.name in constant_inits and not _is_external(onnx, init):
+            values[init.name] = data.array(init, f"initializer {shown(init.name)}")
+    subgraph_types = {onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS}
+
+    def never_folded(node: Any) -> bool:
+        return (node.op_type in NOT_FOLDED or node.domain not in ("", "ai.onnx")
+                or any(a.type in subgraph_types for a in node.attribute)
+                or any(_is_external(onnx, t) for t, _ in _node_tensors(node)))
+
+    skipped = {k for k, node in enumerate(g.node) if never_folded(node)}
     folded: set[int] = set()
     while True:
         shapes = _infer(onnx, model)
         progress = False
         for k, node in enumerate(g.node):
-            if k in folded or node.op_type in NOT_FOLDED or node.domain not in ("", "ai.onnx"):
+            if k in folded or k in skipped:
                 continue
             result: Optional[list[Any]] = None
-            if node.op_type in ("Shape", "Size") and node.input[0] in shapes:
+            if node.op_type in ("Shape", "Size") and node.input and node.input[0] in shapes:
                 shape = shapes[node.input[0]]
                 if node.op_type == "Size":
                     result = [np.array(math.prod(shape), dtype=np.int64)]
@@ -332,6 +623,11 @@ def fold_constants(onnx: Any, model: Any, constant_inits: set[str]) -> tuple[Any
                     result = [np.array(shape[a.get("start", 0):a.get("end", len(shape))], dtype=np.int64)]
             elif all(not name or name in values for name in node.input) and (node.input or node.op_type ==
                                                                                "Constant"):
+                size = _folded_size(onnx, node, values)
+                if size is not None and size > MAX_FOLDED and too_large is not None:
+                    too_large.update((name, size) for name in node.output if name)
+                if size is None or size > MAX_FOLDED:
+                    continue
                 try:
                     result = _evaluate(onnx, node, values, model.opset_import)
                 except Exception:
@@ -354,6 +650,7 @@ def fold_constants(onnx: Any, model: Any, constant_inits: set[str]) -> tuple[Any
         model = onnx.helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
         g = model.graph
         folded = set()
+        skipped = {k for k, node in enumerate(g.node) if never_folded(node)}
 
 
 # ----------------------------------------------------------------------------------------------- the importer
@@ -414,13 +711,29 @@ class Importer:
     index: int = -1
     nodes: list[Any] = field(default_factory=list)
     onnx: Any = None
+    folder: Optional[Path] = None                               # the model's folder: where its external data is
+    data: Optional[TensorData] = None
+    too_large: dict[str, int] = field(default_factory=dict)     # value → elements, not folded for its size
 
     # ------------------------------------------------------------------------------------------- the whole graph
 
     def spec(self) -> dict:
         onnx = self.onnx = _onnx(self.origin)
+        data = self.data = TensorData(onnx, self.origin, self.folder)
         g = self.model.graph
-        inits = {i.name: i for i in g.initializer}
+        if len(g.node) > MAX_LAYERS:
+            # counted before anything is built: each node becomes at most one layer, and a network has at most
+            # MAX_LAYERS of them
+            raise SpecError(f"{self.origin}: the graph has {len(g.node):,} nodes, above layercalc's limit of "
+                            f"{MAX_LAYERS:,} layers")
+        inits = {}
+        for init in g.initializer:
+            if init.name in inits:
+                raise SpecError(f"{self.origin}: two initializers are named {shown(init.name)}: a tensor has one "
+                                f"value")
+            data.check(init, f"initializer {shown(init.name)}")
+            inits[init.name] = init
+        self._check_writers(g, inits)
         inputs = [v for v in g.input if v.name not in inits]
         if len(inputs) != 1:
             names = ", ".join(safe_text(v.name) for v in inputs) or "none"
@@ -443,7 +756,9 @@ class Importer:
         input_shape = tuple(int(d.dim_value) for d in dims)
 
         constant_inits = self._constant_initializers(g, inits)
-        model, self.values, self.shapes = fold_constants(onnx, self.model, constant_inits)
+        data.load_constants(((inits[name], f"initializer {shown(name)}") for name in sorted(constant_inits)))
+        data.load_constants(_attribute_tensors(g))
+        model, self.values, self.shapes = fold_constants(onnx, self.model, constant_inits, data, self.too_large)
         self.params = {name: tuple(int(d) for d in init.dims) for name, init in inits.items()
                        if name not in constant_inits}
         g = model.graph
@@ -459,6 +774,11 @@ class Importer:
                 continue
             if k in self.fused:
                 continue
+            big = next((name for name in node.output if name in self.too_large), None)
+            if big is not None:
+                raise SpecError(f"{self._where()}: its value {shown(big)} would have {self.too_large[big]:,} "
+                                f"elements: layercalc computes constants (shape arithmetic) of at most "
+                                f"{MAX_FOLDED:,} elements")
             convert = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
             if convert is None:
                 why = (f"operator {node.op_type!r} is not supported" if node.domain in ("", "ai.onnx") else
@@ -478,6 +798,21 @@ class Importer:
             spec["batch"] = self.batch
         spec["layers"] = self._layer_list()
         return spec
+
+    def _check_writers(self, g: Any, inits: dict[str, Any]) -> None:
+        """Each tensor has one writer: a node writing a tensor that another node, an initializer or the graph's
+        input already holds would be counted twice (or replace a value the file gives)."""
+        writer: dict[str, str] = {v.name: "the graph's input" for v in g.input if v.name not in inits}
+        writer.update((name, "an initializer") for name in inits)
+        for k, node in enumerate(g.node):
+            label = f"node {k} {shown(node.name or '(no name)')} ({safe_text(node.op_type)[:80]})"
+            for name in node.output:
+                if not name:
+                    continue
+                if name in writer:
+                    raise SpecError(f"{self.origin}: {label} writes tensor {shown(name)}, which {writer[name]} "
+                                    f"already writes: each tensor has one value")
+                writer[name] = label
 
     def _constant_initializers(self, g: Any, inits: dict[str, Any]) -> set[str]:
         """Initializers that are shapes, axes or indices: integer-typed, or read only at a shape slot."""
