@@ -756,7 +756,7 @@ class Importer:
         input_shape = tuple(int(d.dim_value) for d in dims)
 
         constant_inits = self._constant_initializers(g, inits)
-        data.load_constants(((inits[name], f"initializer {shown(name)}") for name in sorted(constant_inits)))
+        data.load_constants((inits[name], f"initializer {shown(name)}") for name in sorted(constant_inits))
         data.load_constants(_attribute_tensors(g))
         model, self.values, self.shapes = fold_constants(onnx, self.model, constant_inits, data, self.too_large)
         self.params = {name: tuple(int(d) for d in init.dims) for name, init in inits.items()
@@ -950,6 +950,23 @@ class Importer:
 
     def attrs(self, node: Any) -> dict[str, Any]:
         return _attrs(self.onnx, node)
+
+    def expect(self, role: str, name: str, expected: tuple[int, ...], why: str = "",
+               leading_ones: bool = False) -> None:
+        """The initializer ``name`` (the layer's ``role``) has the shape the layer it becomes computes with: else an
+        error naming it, its shape and the expected one (the layer would count the input's shapes, not the
+        file's). ``leading_ones``: ``[1, C]`` is also ``[C]`` (a value broadcast over the leading dims)."""
+        init = self._init_of(name)
+        if init is None:
+            raise Unsupported(f"{role} {shown(name)} must be an initializer")
+        dims = self._param_dims(name)
+        expected = tuple(int(d) for d in expected)
+        fits = dims == expected or (leading_ones and len(dims) > len(expected) and
+                                    dims[len(dims) - len(expected):] == expected and
+                                    all(d == 1 for d in dims[:len(dims) - len(expected)]))
+        if not fits:
+            raise Unsupported(f"initializer {shown(init)} ({role}) has shape {list(dims)}, expected "
+                              f"{list(expected)}" + (f" ({why})" if why else ""))
 
     def act(self, name: str, what: str = "input") -> Act:
         if name in self.acts:
@@ -1234,10 +1251,26 @@ def _conv_operands(imp: Importer, node: Any) -> tuple[Act, list[int], int, dict,
     return x, list(w), rank, a, list(a.get("kernel_shape", w[2:])), len(node.input) > 2 and bool(node.input[2])
 
 
+def _conv_groups(x: Act, w: list[int], rank: int, a: dict, kernel: list[int], outputs: int) -> int:
+    """The ``group`` attribute, checked against the input's channels, the outputs and the kernel's rank."""
+    groups = int(a.get("group", 1))
+    if len(x.shape) != rank + 2 or len(kernel) != rank:
+        raise Unsupported(f"input {list(x.shape)}, weight {w} and kernel_shape {kernel} must have the same number "
+                          f"of spatial dims")
+    if groups < 1 or x.shape[1] % groups or outputs % groups:
+        raise Unsupported(f"group {groups} must divide the input's {x.shape[1]} channels and the {outputs} "
+                          f"output channels")
+    return groups
+
+
 def _conv(imp: Importer, node: Any) -> None:
     x, w, rank, a, kernel, has_bias = _conv_operands(imp, node)
     strides, dilations, pads = _window(a, x, kernel)
-    groups = int(a.get("group", 1))
+    groups = _conv_groups(x, w, rank, a, kernel, w[0])
+    imp.expect("weight", node.input[1], (w[0], x.shape[1] // groups, *kernel),
+               f"{w[0]} outputs, the input's {x.shape[1]} channels in {groups} group(s), kernel {kernel}")
+    if has_bias:
+        imp.expect("bias", node.input[2], (w[0],), "one per output channel")
     spec: dict[str, Any] = {"type": f"conv{rank}d", "out_channels": w[0],
                             "kernel_size": _same(kernel), "stride": _same(strides), "padding": _padding_field(pads),
                             "dilation": _same(dilations), "groups": groups, "bias": has_bias}
@@ -1248,7 +1281,11 @@ def _conv(imp: Importer, node: Any) -> None:
 
 def _conv_transpose(imp: Importer, node: Any) -> None:
     x, w, rank, a, kernel, has_bias = _conv_operands(imp, node)
-    groups = int(a.get("group", 1))
+    groups = _conv_groups(x, w, rank, a, kernel, w[1] * max(int(a.get("group", 1)), 1))
+    imp.expect("weight", node.input[1], (x.shape[1], w[1], *kernel),
+               f"the input's {x.shape[1]} channels, {w[1]} outputs per group, kernel {kernel}")
+    if has_bias:
+        imp.expect("bias", node.input[2], (w[1] * groups,), "one per output channel")
     strides = list(a.get("strides", [1] * rank))
     dilations = list(a.get("dilations", [1] * rank))
     out_pad = list(a.get("output_padding", [0] * rank))
@@ -1293,7 +1330,8 @@ def _linear(imp: Importer, x: Act, weight: str, bias: Optional[str], transposed:
         raise Unsupported(f"the product runs over dim {len(x.shape) - 1} of {list(x.shape)}, which holds the batch")
     fin, fout = (dims[1], dims[0]) if transposed else dims
     if x.shape[-1] != fin:
-        raise Unsupported(f"input {list(x.shape)} does not match the weight {list(dims)}")
+        imp.expect("weight", weight, (fout, x.shape[-1]) if transposed else (x.shape[-1], fout),
+                   f"the input {list(x.shape)} has {x.shape[-1]} features")
     spec = {"type": "linear", "in_features": fin, "out_features": fout, "bias": bias is not None}
     # layercalc's linear weight is [out, in]: x·W's W ([in, out]) is read transposed
     out = imp.weighted(spec, x, {"weight": weight, "bias": bias}, transpose=() if transposed else ("weight",))
@@ -1314,8 +1352,7 @@ def _gemm(imp: Importer, node: Any) -> None:
         if not imp._init_of(bias):
             raise Unsupported("C must be an initializer (the bias)")
         out = imp._param_dims(node.input[1])[0 if a.get("transB", 0) else 1]
-        if math.prod(imp._param_dims(bias)) != out:
-            raise Unsupported(f"C {list(imp._param_dims(bias))} is not a bias of {out} outputs")
+        imp.expect("C, the bias", bias, (out,), "one per output", leading_ones=True)
     _linear(imp, x, node.input[1], bias, bool(a.get("transB", 0)))
 
 
@@ -1389,8 +1426,7 @@ def _batchnorm(imp: Importer, node: Any) -> None:
         raise Unsupported(f"a {rank}-d input is not supported")
     roles = {"scale": node.input[1], "bias": node.input[2], "mean": node.input[3], "var": node.input[4]}
     for role, name in roles.items():
-        if not imp._init_of(name):
-            raise Unsupported(f"{role} ({safe_text(name)!r}) must be an initializer")
+        imp.expect(role, name, (x.shape[1],), f"one per channel of the input {list(x.shape)}")
     spec: dict[str, Any] = {"type": f"batchnorm{max(rank - 2, 1)}d", "num_features": x.shape[1],
                             "eps": float(a.get("epsilon", 1e-5))}
     inits = {r: imp._init_of(v) or v for r, v in roles.items()}           # (each is one: checked above)
@@ -1451,6 +1487,10 @@ def _layernorm(imp: Importer, node: Any) -> None:
             raise Unsupported("a bias without a learnable scale is not supported")
     elif bias is None:
         spec["bias"] = False
+    for role, k in (("scale", 1), ("bias", 2)):
+        if len(node.input) > k and node.input[k]:
+            imp.expect(role, node.input[k], x.shape[axis:], f"the normalized dims of {list(x.shape)}",
+                       leading_ones=True)
     out = imp.weighted(spec, x, {"weight": scale, "bias": bias}, bias_role=None)
     imp.acts[node.output[0]] = Act(out, x.shape, x.b, x.outer, x.inner)
 
@@ -1468,6 +1508,9 @@ def _instancenorm(imp: Importer, node: Any) -> None:
                             "eps": float(imp.attrs(node).get("epsilon", 1e-5))}
     if scale is None:
         spec["affine"] = False
+    else:
+        for role, k in (("scale", 1), ("B", 2)):
+            imp.expect(role, node.input[k], (c,), f"one per channel of the input {list(x.shape)}")
     out = imp.weighted(spec, x, {"weight": scale, "bias": bias}, bias_role=None)
     imp.acts[node.output[0]] = Act(out, x.shape)
 
@@ -1482,6 +1525,7 @@ def _groupnorm(imp: Importer, node: Any) -> None:
     if imp._param_dims(scale) != (x.shape[1],):
         raise Unsupported(f"scale {list(imp._param_dims(scale))} must have one value per channel "
                           f"({x.shape[1]}; opset 18's per-group scale is not supported)")
+    imp.expect("bias", node.input[2], (x.shape[1],), f"one per channel of the input {list(x.shape)}")
     spec = {"type": "groupnorm", "num_groups": int(a["num_groups"]), "num_channels": x.shape[1],
             "eps": float(a.get("epsilon", 1e-5))}
     out = imp.weighted(spec, x, {"weight": scale, "bias": bias}, bias_role=None)
@@ -1569,6 +1613,10 @@ def _arith(imp: Importer, node: Any) -> None:
     other = right if x_name == left else left
     x = imp.acts[x_name]
     if imp._init_of(other):
+        dims = imp._param_dims(other)
+        if len(dims) > len(x.shape) or any(d not in (1, n) for d, n in zip(reversed(dims), reversed(x.shape))):
+            raise Unsupported(f"initializer {shown(imp._init_of(other))} (operand) has shape {list(dims)}, which "
+                              f"does not broadcast to the input's {list(x.shape)}")
         if len(imp.out_shape()) != len(x.shape) or imp.out_shape() != x.shape:
             raise Unsupported(f"the initializer {safe_text(other)!r} broadcasts {list(x.shape)} to "
                               f"{list(imp.out_shape())}")
@@ -1639,6 +1687,8 @@ def _concat(imp: Importer, node: Any) -> None:
                 raise Unsupported(f"inputs {list(x.shape)} and {list(a.shape)} must hold the batch the same way")
             tensors.append(a.tensor)
         elif imp._init_of(n):
+            imp.expect("input", n, x.shape[:axis] + (imp._param_dims(n)[axis:axis + 1] or (0,)) + x.shape[axis + 1:],
+                       f"the shape of the computed input {list(x.shape)} but for dim {axis}")
             tensors.append(imp.param_tensor(n, x, "input"))
         else:
             raise Unsupported(f"input {safe_text(n)!r} is a constant; only computed tensors and initializers are "
