@@ -620,10 +620,16 @@ def fold_constants(onnx: Any, model: Any, constant_inits: set[str], data: Option
                     result = [np.array(math.prod(shape), dtype=np.int64)]
                 else:
                     a = _attrs(onnx, node)
-                    result = [np.array(shape[a.get("start", 0):a.get("end", len(shape))], dtype=np.int64)]
+                    start, end = a.get("start", 0), a.get("end", len(shape))
+                    if not (isinstance(start, int) and isinstance(end, int)):
+                        continue                    # an invalid node: the converter names it
+                    result = [np.array(shape[start:end], dtype=np.int64)]
             elif all(not name or name in values for name in node.input) and (node.input or node.op_type ==
                                                                                "Constant"):
-                size = _folded_size(onnx, node, values)
+                try:
+                    size = _folded_size(onnx, node, values)
+                except Exception:                   # an invalid node (attributes of the wrong type): not folded
+                    size = None
                 if size is not None and size > MAX_FOLDED and too_large is not None:
                     too_large.update((name, size) for name in node.output if name)
                 if size is None or size > MAX_FOLDED:
@@ -734,6 +740,7 @@ class Importer:
             data.check(init, f"initializer {shown(init.name)}")
             inits[init.name] = init
         self._check_writers(g, inits)
+        self._check_nodes(g)
         inputs = [v for v in g.input if v.name not in inits]
         if len(inputs) != 1:
             names = ", ".join(safe_text(v.name) for v in inputs) or "none"
@@ -745,7 +752,10 @@ class Importer:
             raise SpecError(f"{self.origin}: input {safe_text(x.name)!r} has {len(dims)} dim(s); expected the batch "
                             f"dim first, then at least one more")
         for k, d in enumerate(dims[1:], start=1):
-            if not d.HasField("dim_value") or d.dim_value < 1:
+            if d.HasField("dim_value") and d.dim_value < 1:
+                raise SpecError(f"{self.origin}: input {shown(x.name)} dim {k} is {d.dim_value}: sizes are "
+                                f"positive")
+            if not d.HasField("dim_value"):
                 raise SpecError(f"{self.origin}: input {safe_text(x.name)!r} dim {k} is dynamic "
                                 f"({safe_text(d.dim_param) or '?'}): layercalc needs static sizes beyond the batch; "
                                 f"export with a fixed input size (torch.onnx.export without dynamic_axes for it)")
@@ -798,6 +808,26 @@ class Importer:
             spec["batch"] = self.batch
         spec["layers"] = self._layer_list()
         return spec
+
+    def _check_nodes(self, g: Any) -> None:
+        """Each node of an ONNX operator is what its schema says (its number of inputs and outputs, its
+        attributes' types), before anything reads it; operators without a schema are named later, as unsupported."""
+        onnx = self.onnx
+        checker = onnx.checker.C.CheckerContext()
+        checker.ir_version = self.model.ir_version
+        checker.opset_imports = {o.domain: int(o.version) for o in self.model.opset_import}
+        for k, node in enumerate(g.node):
+            if node.domain not in ("", "ai.onnx") or not onnx.defs.has(node.op_type) or \
+                    any(a.g.node or a.graphs for a in node.attribute):
+                continue                           # (a node with subgraphs, Loop or If, is never mapped)
+            try:
+                onnx.checker.check_node(node, checker)
+            except Exception as e:                 # onnx's ValidationError: inputs or attributes the schema refuses
+                self.node, self.index = node, k
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise SpecError(f"{self._where()}: not a valid {safe_text(node.op_type)[:80]} node: "
+                                f"{safe_text(first)[:200]}") from None
+        self.node, self.index = None, -1
 
     def _check_writers(self, g: Any, inits: dict[str, Any]) -> None:
         """Each tensor has one writer: a node writing a tensor that another node, an initializer or the graph's
@@ -1649,6 +1679,13 @@ def _arith(imp: Importer, node: Any) -> None:
 
 def _reshape(imp: Importer, node: Any) -> None:
     x = imp.act(node.input[0])
+    if node.op_type == "Reshape" and imp.attrs(node).get("allowzero", 0):
+        # ONNX: with allowzero=1 a 0 in the shape is a dim of size 0 (not a copy of the input's dim), so the
+        # output has no elements, and the input (every dim at least 1) cannot be reshaped to it
+        target = [int(v) for v in imp.const(node.input[1], "the shape").reshape(-1)]
+        if 0 in target:
+            raise Unsupported(f"shape {target} with allowzero=1 has a dim of size 0: 0 elements, but the input "
+                              f"{list(x.shape)} has {math.prod(x.shape):,}")
     imp.reshaped(x, imp.out_shape(), node.output[0], flatten=node.op_type == "Flatten" and x.plain)
 
 
@@ -1782,6 +1819,10 @@ def _gather(imp: Importer, node: Any) -> None:
     dim = x.t_axis(axis)
     if dim is None:
         raise Unsupported(f"gathering along dim {axis}, which holds the batch")
+    size = x.shape[axis]
+    if index.dtype.kind not in "iu" or index.size == 0 or int(index.min()) < -size or int(index.max()) >= size:
+        raise Unsupported(f"indices {index.reshape(-1).tolist()[:8]} must be integers in [{-size}, {size - 1}] "
+                          f"(dim {axis} of {list(x.shape)})")
     if index.ndim == 0:
         name = imp.emit({"type": "select", "dim": dim, "index": int(index)}, [x.tensor])
         shape = imp.out_shape()
@@ -1841,6 +1882,8 @@ def _reduce(kind: str) -> Callable[[Importer, Any], None]:
 
 
 def _resize(imp: Importer, node: Any) -> None:
+    import numpy as np
+
     x = imp.act(node.input[0])
     imp.need_plain(x)
     a = imp.attrs(node)
@@ -1864,6 +1907,11 @@ def _resize(imp: Importer, node: Any) -> None:
         scales = imp.const(node.input[1], "scales") if len(node.input) > 1 else a.get("scales")
     elif len(node.input) > 2 and node.input[2]:
         scales = imp.const(node.input[2], "scales")
+    if scales is not None:
+        scales = np.asarray(scales, dtype=np.float64).reshape(-1)
+        if scales.size and (len(scales) != len(x.shape) or not np.all(np.isfinite(scales)) or np.any(scales <= 0)):
+            raise Unsupported(f"scales {scales.tolist()} must be one positive finite number per dim of "
+                              f"{list(x.shape)}")
     out = imp.out_shape()
     if out[:2] != x.shape[:2]:
         raise Unsupported(f"resizing {list(x.shape)} to {list(out)} changes the batch or channel dim")
