@@ -6,6 +6,11 @@ values of small integer tensors that serve as shapes, axes or indices — never 
 its transform (a transpose, a reshape) are recorded (:class:`Source`) where the parameter is counted, and the weights
 are those initializers, so that the network and its weights always agree.
 
+A file is distrusted before it is read (:class:`TensorData`, :meth:`Importer.spec`): external data only from the
+model's folder and only the bytes a tensor's dims need, every tensor's data against its dims, every node against
+its operator's schema, one writer per tensor, the node count against the layer limit, a folded constant's size
+before it is computed, and every initializer against the layer it becomes (:meth:`Importer.expect`).
+
 Three steps:
 
 1. **Shape subgraphs evaluated** (:func:`fold_constants`): a node whose inputs are all known values (``Constant``
@@ -518,7 +523,7 @@ def _folded_size(onnx: Any, node: Any, values: dict[str, Any]) -> Optional[int]:
     import numpy as np
 
     op = node.op_type
-    ins = [values[name] if name else None for name in node.input]
+    ins: list[Any] = [values[name] if name else None for name in node.input]
     a = _attrs(onnx, node)
 
     def ints(k: int) -> Optional[list[int]]:
