@@ -555,3 +555,23 @@ def test_right_answers_in_the_corpus(tmp_path, build, elements):
     each) and an opset from the future (its Relu is ONNX's latest Relu)."""
     report = answer(summary(build(tmp_path)))
     assert report["totals"]["flops"] == elements and report["totals"]["params"] == 0
+
+
+@pytest.mark.parametrize("nodes, inits, fragments", [
+    ([helper.make_node("Transpose", ["x"], ["y"], perm=[0, 0, 1, 2])], [],
+     ["(Transpose): perm [0, 0, 1, 2] is not a permutation of the 4 dims"]),
+    ([helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w", "c"], ["y"])],
+     [floats("w", 192), floats("c", 10)], ["(Gemm): B 'w' [192] must be 2-d"]),
+    # ONNX axes lie in [-rank, rank - 1]: 99 is not the last axis of a 4-d tensor
+    ([helper.make_node("Softmax", ["x"], ["y"], axis=99)], [], ["(Softmax): axis 99 is out of range for a 4-d"]),
+    ([helper.make_node("LayerNormalization", ["x", "s"], ["y"], axis=2 ** 40)], [floats("s", 8)],
+     ["axis 1099511627776 is out of range"]),
+    ([helper.make_node("Slice", ["x", "s", "e", "a"], ["y"])], [ints("s", [0, 0]), ints("e", [1, 2]),
+                                                                 ints("a", [2, 2])], ["axes [2, 2] name a dim twice"]),
+    # a node ONNX's own shape inference refuses: its reason, not "export with static input sizes"
+    ([conv(strides=[0, 0])], [floats("w", 8, 3, 3, 3)], ["(Conv)", "strides must only contain positive values"]),
+], ids=["transpose-perm", "gemm-1d-weight", "softmax-axis", "layernorm-axis", "slice-axes", "conv-strides-0"])
+def test_invalid_nodes_refused(tmp_path, nodes, inits, fragments):
+    """An internal error (a perm with a repeated axis, a 1-d Gemm weight) or a silent guess (axis 99 read as the
+    last) before."""
+    load_refused(save(tmp_path / "m.onnx", model(nodes, inits)), *fragments)

@@ -1025,9 +1025,21 @@ class Importer:
     def out_shape(self, k: int = 0) -> tuple[int, ...]:
         name = self.node.output[k]
         if name not in self.shapes:
+            problem = self._inference_problem()
             raise Unsupported(f"the static shape of output {safe_text(name)!r} is unknown (ONNX shape inference "
-                              f"gave none); export with static input sizes")
+                              + (f"refuses the graph: {problem})" if problem else
+                                 "gave none); export with static input sizes"))
         return self.shapes[name]
+
+    def _inference_problem(self) -> str:
+        """Why ONNX shape inference fails on the model (its strict mode's first line), or "" when it does not:
+        said where a node's shape is missing (an invalid attribute, operands that do not broadcast)."""
+        try:
+            self.onnx.shape_inference.infer_shapes(self.model, strict_mode=True, data_prop=True)
+        except Exception as e:
+            text = re.sub(r"\[ShapeInferenceError\]\s*(Inference error\(s\):\s*)?", "", str(e)).strip()
+            return safe_text(text.splitlines()[0] if text else type(e).__name__)[:200]
+        return ""
 
     def need_plain(self, a: Act, what: str = "") -> None:
         if not a.plain:
@@ -1383,6 +1395,8 @@ def _gemm(imp: Importer, node: Any) -> None:
     if float(a.get("alpha", 1.0)) != 1.0 or (len(node.input) > 2 and float(a.get("beta", 1.0)) != 1.0):
         raise Unsupported(f"alpha {a.get('alpha', 1.0)} and beta {a.get('beta', 1.0)} must be 1 (a linear layer)")
     bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    if len(imp._param_dims(node.input[1])) != 2:
+        raise Unsupported(f"B {shown(node.input[1])} {list(imp._param_dims(node.input[1]))} must be 2-d")
     if bias is not None:
         if not imp._init_of(bias):
             raise Unsupported("C must be an initializer (the bias)")
@@ -1505,7 +1519,7 @@ def _layernorm(imp: Importer, node: Any) -> None:
     x = imp.act(node.input[0])
     a = imp.attrs(node)
     rank = len(x.shape)
-    axis = int(a.get("axis", -1)) % rank
+    axis = _axis(a.get("axis", -1), rank)
     if x.b >= axis:
         raise Unsupported(f"normalizing dims {axis}..{rank - 1} of {list(x.shape)} would include the batch (dim "
                           f"{x.b})")
@@ -1611,7 +1625,7 @@ def _softmax(imp: Importer, node: Any) -> None:
     x = imp.act(node.input[0])
     opset = imp.opset()
     rank = len(x.shape)
-    axis = int(imp.attrs(node).get("axis", -1 if opset >= 13 else 1)) % rank
+    axis = _axis(imp.attrs(node).get("axis", -1 if opset >= 13 else 1), rank)
     if opset < 13 and axis != rank - 1:
         raise Unsupported(f"opset {opset} Softmax flattens dims {axis}.. into one; only the last axis is supported")
     dim = x.t_axis(axis)
@@ -1697,7 +1711,9 @@ def _reshape(imp: Importer, node: Any) -> None:
 def _transpose(imp: Importer, node: Any) -> None:
     x = imp.act(node.input[0])
     rank = len(x.shape)
-    perm = [int(p) % rank for p in imp.attrs(node).get("perm", list(reversed(range(rank))))]
+    perm = [_axis(p, rank, "perm") for p in imp.attrs(node).get("perm", list(reversed(range(rank))))]
+    if sorted(perm) != list(range(rank)):
+        raise Unsupported(f"perm {perm} is not a permutation of the {rank} dims of {list(x.shape)}")
     shape = tuple(x.shape[p] for p in perm)
     y = Act("", shape, perm.index(x.b), x.outer, x.inner)
     # y's labels name output axes; as input axes: output axis j is input axis perm[j]
@@ -1717,7 +1733,7 @@ def _concat(imp: Importer, node: Any) -> None:
         raise Unsupported("no input is computed from the network input")
     x = acts[0]
     rank = len(x.shape)
-    axis = int(imp.attrs(node)["axis"]) % rank
+    axis = _axis(imp.attrs(node)["axis"], rank)
     dim = x.t_axis(axis)
     if dim is None:
         raise Unsupported(f"concatenation along dim {axis}, which holds the batch")
@@ -1758,8 +1774,10 @@ def _slice(imp: Importer, node: Any) -> None:
         steps = [int(v) for v in imp.const(node.input[4], "steps")] if len(node.input) > 4 and node.input[4] \
             else [1] * len(starts)
     dims, first, last, step = [], [], [], []
+    if len({_axis(a, rank, "axes") for a in axes}) != len(axes):
+        raise Unsupported(f"axes {axes} name a dim twice")
     for axis, s, e, st in zip(axes, starts, ends, steps):
-        axis %= rank
+        axis = _axis(axis, rank, "axes")
         size = x.shape[axis]
         if st < 1:
             raise Unsupported(f"step {st} on dim {axis}: only positive steps are supported")
@@ -1784,6 +1802,15 @@ def _slice(imp: Importer, node: Any) -> None:
     imp.acts[node.output[0]] = Act(name, shape, x.b, x.outer, x.inner)
 
 
+def _axis(value: Any, rank: int, what: str = "axis") -> int:
+    """An ONNX axis in [-rank, rank - 1] as a dim in [0, rank - 1]; out of range is an error (Python's ``%`` would
+    quietly make axis 99 of a 4-d tensor its last)."""
+    axis = int(value)
+    if not -rank <= axis < rank:
+        raise Unsupported(f"{what} {axis} is out of range for a {rank}-d tensor")
+    return axis % rank
+
+
 def _one(values: list) -> Any:
     return values[0] if len(values) == 1 else values
 
@@ -1791,7 +1818,7 @@ def _one(values: list) -> Any:
 def _split(imp: Importer, node: Any) -> None:
     x = imp.act(node.input[0])
     rank = len(x.shape)
-    axis = int(imp.attrs(node).get("axis", 0)) % rank
+    axis = _axis(imp.attrs(node).get("axis", 0), rank)
     dim = x.t_axis(axis)
     if dim is None:
         raise Unsupported(f"splitting dim {axis}, which holds the batch")
@@ -1819,7 +1846,7 @@ def _gather(imp: Importer, node: Any) -> None:
         return
     x = imp.act(data, "data")
     rank = len(x.shape)
-    axis %= rank
+    axis = _axis(axis, rank)
     index = imp.const(indices, "the indices")
     dim = x.t_axis(axis)
     if dim is None:
@@ -1867,9 +1894,9 @@ def _reduce(kind: str) -> Callable[[Importer, Any], None]:
         a = imp.attrs(node)
         rank = len(x.shape)
         if len(node.input) > 1 and node.input[1]:
-            axes = [int(v) % rank for v in imp.const(node.input[1], "axes")]
+            axes = [_axis(v, rank, "axes") for v in imp.const(node.input[1], "axes")]
         else:
-            axes = [int(v) % rank for v in a.get("axes", [])]
+            axes = [_axis(v, rank, "axes") for v in a.get("axes", [])]
         if not axes:
             if a.get("noop_with_empty_axes", 0):
                 imp.alias(x)
