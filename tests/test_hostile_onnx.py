@@ -244,9 +244,9 @@ def test_external_data_bounded_by_its_dims_and_the_file(tmp_path, entries, fragm
     load_refused(path, "initializer 'shape'", fragment)
 
 
-def test_external_constant_node_value_is_read_beside_the_model(tmp_path):
+def test_external_constant_node_value_is_read_beside_the_model(tmp_path, monkeypatch):
     """A Constant node's value may be external data too; onnx's reference evaluator would resolve it against the
-    working directory."""
+    working directory (and onnx's checker looks for it there)."""
     home, models = tmp_path / "home", tmp_path / "models"
     home.mkdir()
     models.mkdir()
@@ -258,6 +258,9 @@ def test_external_constant_node_value_is_read_beside_the_model(tmp_path):
     refused(summary(path, cwd=home), "'c.bin'", "no such file beside the model")
     np.array([1, 12, 16], np.int64).tofile(models / "c.bin")
     assert answer(summary(path, cwd=home))["layers"][-1]["output_shape"] == [1, 12, 16]
+    (home / "c.bin").unlink()                                        # nothing in the working directory
+    monkeypatch.chdir(home)
+    assert layercalc.load(path).analyze().layers[-1].output_shape == [1, 12, 16]
 
 
 # -------------------------------------------------------------------------------- initializers vs layers

@@ -745,6 +745,11 @@ class Importer:
             data.check(init, f"initializer {shown(init.name)}")
             inits[init.name] = init
         self._check_writers(g, inits)
+        constant_inits = self._constant_initializers(g, inits)
+        # constants stored in another file read from beside the model before anything else looks at them (onnx's
+        # checker would look for the file in the working directory)
+        data.load_constants((inits[name], f"initializer {shown(name)}") for name in sorted(constant_inits))
+        data.load_constants(_attribute_tensors(g))
         self._check_nodes(g)
         inputs = [v for v in g.input if v.name not in inits]
         if len(inputs) != 1:
@@ -770,9 +775,6 @@ class Importer:
         dims[0].dim_value = self.batch               # a dynamic batch is read as 1 (the spec's default batch)
         input_shape = tuple(int(d.dim_value) for d in dims)
 
-        constant_inits = self._constant_initializers(g, inits)
-        data.load_constants((inits[name], f"initializer {shown(name)}") for name in sorted(constant_inits))
-        data.load_constants(_attribute_tensors(g))
         model, self.values, self.shapes = fold_constants(onnx, self.model, constant_inits, data, self.too_large)
         self.params = {name: tuple(int(d) for d in init.dims) for name, init in inits.items()
                        if name not in constant_inits}
@@ -823,8 +825,9 @@ class Importer:
         checker.opset_imports = {o.domain: int(o.version) for o in self.model.opset_import}
         for k, node in enumerate(g.node):
             if node.domain not in ("", "ai.onnx") or not onnx.defs.has(node.op_type) or \
-                    any(a.g.node or a.graphs for a in node.attribute):
-                continue                           # (a node with subgraphs, Loop or If, is never mapped)
+                    any(a.g.node or a.graphs for a in node.attribute) or \
+                    any(_is_external(onnx, t) for t, _ in _node_tensors(node)):
+                continue        # never mapped: a node with subgraphs (Loop, If), a constant left in another file
             try:
                 onnx.checker.check_node(node, checker)
             except Exception as e:                 # onnx's ValidationError: inputs or attributes the schema refuses
