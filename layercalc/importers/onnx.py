@@ -66,6 +66,12 @@ NOT_FOLDED = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUnifor
 MAX_FOLDED = 1 << 20
 #: the most bytes of constants (integer initializers, Constant nodes' values) read from external data files
 MAX_CONSTANT_BYTES = 64 << 20
+#: the most work folding may do, as nodes inferred (each round of folding runs ONNX shape inference on the whole
+#: graph again): a chain whose every link needs a round of its own (a shape computed by an operator ONNX's data
+#: propagation does not follow) would otherwise cost nodes² — hours for 100,000 nodes; at least
+#: :data:`MIN_FOLD_ROUNDS` rounds are always allowed (torch's exports need two or three)
+MAX_FOLD_WORK = 250_000
+MIN_FOLD_ROUNDS = 8
 #: element types stored in fewer bits than numpy's item (packed two or four to a byte)
 _PACKED_BITS = {"INT4": 4, "UINT4": 4, "FLOAT4E2M1": 4, "INT2": 2, "UINT2": 2}
 
@@ -584,7 +590,8 @@ def _folded_size(onnx: Any, node: Any, values: dict[str, Any]) -> Optional[int]:
 
 
 def fold_constants(onnx: Any, model: Any, constant_inits: set[str], data: Optional[TensorData] = None,
-                   too_large: Optional[dict[str, int]] = None) -> tuple[Any, dict[str, Any], dict]:
+                   too_large: Optional[dict[str, int]] = None,
+                   stopped: Optional[list[int]] = None) -> tuple[Any, dict[str, Any], dict]:
     """Evaluate every node computable from known values; return the reduced model, the known values (name →
     array) and the static shapes of the remaining tensors.
 
@@ -593,7 +600,9 @@ def fold_constants(onnx: Any, model: Any, constant_inits: set[str], data: Option
     from them. Repeats shape inference and folding until nothing changes. A node is evaluated only when the size of
     its value, predicted from its inputs (:func:`_folded_size`), is at most :data:`MAX_FOLDED` elements; the outputs
     of a node predicted larger are recorded in ``too_large`` (name → elements). Nodes with subgraphs (Loop, If,
-    Scan) are never evaluated: their work is not bounded by their inputs' sizes.
+    Scan) are never evaluated: their work is not bounded by their inputs' sizes. At most
+    ``max(MIN_FOLD_ROUNDS, MAX_FOLD_WORK // nodes)`` rounds are run; when folding stops for that, the number of
+    rounds is appended to ``stopped``.
     """
     import numpy as np
 
@@ -612,8 +621,14 @@ def fold_constants(onnx: Any, model: Any, constant_inits: set[str], data: Option
 
     skipped = {k for k, node in enumerate(g.node) if never_folded(node)}
     folded: set[int] = set()
+    rounds, most = 0, max(MIN_FOLD_ROUNDS, MAX_FOLD_WORK // max(len(g.node), 1))
     while True:
         shapes = _infer(onnx, model)
+        if rounds == most:
+            if stopped is not None:
+                stopped.append(rounds)
+            return model, values, shapes
+        rounds += 1
         progress = False
         for k, node in enumerate(g.node):
             if k in folded or k in skipped:
@@ -725,6 +740,7 @@ class Importer:
     folder: Optional[Path] = None                               # the model's folder: where its external data is
     data: Optional[TensorData] = None
     too_large: dict[str, int] = field(default_factory=dict)     # value → elements, not folded for its size
+    fold_stopped: list[int] = field(default_factory=list)       # the rounds run, when folding stopped early
 
     # ------------------------------------------------------------------------------------------- the whole graph
 
@@ -775,7 +791,8 @@ class Importer:
         dims[0].dim_value = self.batch               # a dynamic batch is read as 1 (the spec's default batch)
         input_shape = tuple(int(d.dim_value) for d in dims)
 
-        model, self.values, self.shapes = fold_constants(onnx, self.model, constant_inits, data, self.too_large)
+        model, self.values, self.shapes = fold_constants(onnx, self.model, constant_inits, data, self.too_large,
+                                                         self.fold_stopped)
         self.params = {name: tuple(int(d) for d in init.dims) for name, init in inits.items()
                        if name not in constant_inits}
         g = model.graph
@@ -1028,11 +1045,19 @@ class Importer:
     def out_shape(self, k: int = 0) -> tuple[int, ...]:
         name = self.node.output[k]
         if name not in self.shapes:
+            if self.fold_stopped:
+                raise Unsupported(f"the static shape of output {safe_text(name)!r} is unknown: "
+                                  f"{self.fold_stopped_text()}")
             problem = self._inference_problem()
             raise Unsupported(f"the static shape of output {safe_text(name)!r} is unknown (ONNX shape inference "
                               + (f"refuses the graph: {problem})" if problem else
                                  "gave none); export with static input sizes"))
         return self.shapes[name]
+
+    def fold_stopped_text(self) -> str:
+        return (f"evaluating the graph's shape arithmetic stopped after {self.fold_stopped[0]} rounds of ONNX shape "
+                f"inference on its {len(self.model.graph.node):,} nodes (layercalc's limit: {MAX_FOLD_WORK:,} nodes "
+                f"inferred)")
 
     def _inference_problem(self) -> str:
         """Why ONNX shape inference fails on the model (its strict mode's first line), or "" when it does not:
@@ -1980,6 +2005,8 @@ def _pad(imp: Importer, node: Any) -> None:
 
 def _constant_only(imp: Importer, node: Any) -> None:
     """A node of the shape arithmetic that could not be folded: it depends on the data."""
+    if imp.fold_stopped:
+        raise Unsupported(f"operator {node.op_type!r} was not evaluated: {imp.fold_stopped_text()}")
     raise Unsupported(f"operator {node.op_type!r} on data (not on shapes or constants) is not supported by "
                       f"layercalc's ONNX importer; it is not counted as zero")
 
