@@ -714,12 +714,8 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
 
 
 def _array(value: Any, np: Any) -> Any:
-    if hasattr(value, "detach"):                      # a torch tensor; NumPy has no bfloat16
-        value = value.detach().cpu()
-        if str(value.dtype) == "torch.bfloat16":
-            value = value.number()
-        value = value.numpy()
-    return np.asarray(value)
+    from ..kernels import as_numpy  # deferred: NumPy is loaded only when weights are read
+    return np.asarray(as_numpy(value))
 
 
 def _attention_arrays(name: str, local: dict[str, Any], specs: Mapping, conv1d: bool, origin: str,
