@@ -48,6 +48,7 @@ from .weights import (
     Weights,
     WeightsSource,
     check_weights,
+    drop_derived_buffers,
     drop_tied_copies,
     first_line,
     init_params,
@@ -378,6 +379,7 @@ def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, whe
             raise not_runnable(step)
     channels_last = network.channels_last
     given = normalize_weights(weights, steps, channels_last, limit)
+    drop_derived_buffers(steps, given)
     check_weights(steps, given, channels_last)
     drop_tied_copies(steps, given)
     estimate = estimate_memory(steps, network.input_shape, dtype, channels_last, given)

@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("spec",),                                                                    # parse and validate specs
     ("zoo", "importers", "importers.*"),                                          # bundled specs, other tools' files
     ("sources",),                                                                 # load, convert, weights files
-    ("verify", "conformance"),                                                    # library jobs over networks
+    ("verify", "conformance", "drawing"),                                         # library jobs over networks
     ("cli", "cli.*"),                                                             # the command line
     ("", "__main__"),                                                             # the package's lazy exports
 ]

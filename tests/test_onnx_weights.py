@@ -258,18 +258,18 @@ def test_cli_verify_and_run_with_the_file_weights(tmp_path):
     model = randomize_batchnorm(SmallCNN()).eval()
     x = torch.randn(2, 3, 28, 28)
     path = str(export(model, x, tmp_path / "cnn.onnx", do_constant_folding=False))
-    result = runner.invoke(app, ["verify", path, "--weights", path])
+    result = runner.invoke(app, ["verify", path, "--weights", path, "--wide"])
     assert result.exit_code == 0, result.output
     assert f"weights: from {path} for all 5 layers with parameters" in result.output
     np.save(tmp_path / "x.npy", x.numpy())
     out = tmp_path / "y.npy"
-    result = runner.invoke(app, ["run", path, "--weights", path, "-i", str(tmp_path / "x.npy"), "-o", str(out)])
+    result = runner.invoke(app, ["run", path, "--weights", path, "-i", str(tmp_path / "x.npy"), "-o", str(out), "--wide"])
     assert result.exit_code == 0, result.output
     assert f"weights: from {path} for all 5 layers" in result.output
     with torch.no_grad():
         assert_close(np.load(out), model(x).numpy())
     # without --weights the run stays random, and says so
-    result = runner.invoke(app, ["run", path, "-i", str(tmp_path / "x.npy")])
+    result = runner.invoke(app, ["run", path, "-i", str(tmp_path / "x.npy"), "--wide"])
     assert result.exit_code == 0 and "weights: random (seed 0)" in result.output
 
 
@@ -279,6 +279,36 @@ def test_weights_python_api_takes_the_path(tmp_path):
     path = export(model, x, tmp_path / "tied.onnx")
     with torch.no_grad():
         assert_close(layercalc.load(path).run(x.numpy(), weights=str(path)), model(x).numpy())
+
+
+def test_external_weights_read_from_beside_the_model(tmp_path, monkeypatch):
+    """Weights saved as ONNX external data (``save_as_external_data``) are read from the model's folder, whatever
+    the working directory, and run as torch does; a copy of the data in the working directory is never read."""
+    model = randomize_batchnorm(SmallCNN()).eval()
+    x = torch.randn(2, 3, 28, 28)
+    models, home = tmp_path / "models", tmp_path / "home"
+    models.mkdir()
+    home.mkdir()
+    export(model, x, tmp_path / "inline.onnx")
+    proto = onnx.load(str(tmp_path / "inline.onnx"))
+    onnx.save_model(proto, str(models / "cnn.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="cnn.data", size_threshold=0)
+    stored = onnx.load(str(models / "cnn.onnx"), load_external_data=False)
+    assert all(i.data_location == TensorProto.EXTERNAL for i in stored.graph.initializer if i.dims)
+    monkeypatch.chdir(home)
+    weights = weights_from_onnx(models / "cnn.onnx")
+    inline = weights_from_onnx(tmp_path / "inline.onnx")
+    assert weights.keys() == inline.keys()
+    for layer, params in inline.items():
+        for param, array in params.items():
+            np.testing.assert_array_equal(weights[layer][param], array)
+    with torch.no_grad():
+        assert_close(layercalc.load(models / "cnn.onnx").run(x.numpy(), weights=weights), model(x).numpy())
+    # the data only in the working directory: refused, never read from there
+    (models / "cnn.data").rename(home / "cnn.data")
+    with pytest.raises(LayerCalcError, match=r"is stored in another file \('cnn.data'\): no such file beside the "
+                                             r"model"):
+        weights_from_onnx(models / "cnn.onnx")
 
 
 # ------------------------------------------------------------------------------------------------ errors

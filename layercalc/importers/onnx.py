@@ -6,6 +6,11 @@ values of small integer tensors that serve as shapes, axes or indices — never 
 its transform (a transpose, a reshape) are recorded (:class:`Source`) where the parameter is counted, and the weights
 are those initializers, so that the network and its weights always agree.
 
+A file is distrusted before it is read (:class:`TensorData`, :meth:`Importer.spec`): external data only from the
+model's folder and only the bytes a tensor's dims need, every tensor's data against its dims, every node against
+its operator's schema, one writer per tensor, the node count against the layer limit, a folded constant's size
+before it is computed, and every initializer against the layer it becomes (:meth:`Importer.expect`).
+
 Three steps:
 
 1. **Shape subgraphs evaluated** (:func:`fold_constants`): a node whose inputs are all known values (``Constant``
@@ -29,12 +34,15 @@ Three steps:
 from __future__ import annotations
 
 import math
+import os
 import re
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from ..blocks import MAX_LAYERS
 from ..errors import LayerCalcError, ResourceError, SpecError, layer_label, safe_text, shown
 from ..names import split_output
 from ..spec import from_data
@@ -55,8 +63,19 @@ SHAPE_SLOTS: dict[str, tuple[int, ...]] = {
 }
 #: operators never folded (their output is not a function of their inputs)
 NOT_FOLDED = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
-#: the most elements a folded value may have (shape arithmetic is small; a large constant stays a node)
+#: the most elements a folded value may have (shape arithmetic is small): a node whose value would be larger is
+#: refused before it is computed (its size is predicted from its inputs, :func:`_folded_size`)
 MAX_FOLDED = 1 << 20
+#: the most bytes of constants (integer initializers, Constant nodes' values) read from external data files
+MAX_CONSTANT_BYTES = 64 << 20
+#: the most work folding may do, as nodes inferred (each round of folding runs ONNX shape inference on the whole
+#: graph again): a chain whose every link needs a round of its own (a shape computed by an operator ONNX's data
+#: propagation does not follow) would otherwise cost nodes² — hours for 100,000 nodes; at least
+#: :data:`MIN_FOLD_ROUNDS` rounds are always allowed (torch's exports need two or three)
+MAX_FOLD_WORK = 250_000
+MIN_FOLD_ROUNDS = 8
+#: element types stored in fewer bits than numpy's item (packed two or four to a byte)
+_PACKED_BITS = {"INT4": 4, "UINT4": 4, "FLOAT4E2M1": 4, "INT2": 2, "UINT2": 2}
 
 
 def _onnx(origin: str) -> Any:
@@ -70,9 +89,9 @@ def _onnx(origin: str) -> Any:
 # ------------------------------------------------------------------------------------------- the entry point
 
 def spec_from_file(path: Path, origin: str) -> dict:
-    """The layercalc spec data of the ONNX model at ``path``."""
+    """The layercalc spec data of the ONNX model at ``path`` (its external data, if any, beside it)."""
     onnx = _onnx(origin)
-    return Importer(_read_model(onnx, path, origin), origin).spec()
+    return Importer(_read_model(onnx, path, origin), origin, folder=Path(path).parent).spec()
 
 
 def _read_model(onnx: Any, path: Any, origin: str) -> Any:
@@ -80,6 +99,185 @@ def _read_model(onnx: Any, path: Any, origin: str) -> Any:
         return onnx.load(str(path), load_external_data=False)
     except Exception as e:                         # protobuf's DecodeError, or a file that is not a ModelProto
         raise SpecError(f"{origin}: not a readable ONNX model: {safe_text(str(e)) or type(e).__name__}") from None
+
+
+# ------------------------------------------------------------------------------------------- tensors' data
+
+@dataclass
+class TensorData:
+    """Reads the values of an ONNX file's tensors, each checked against its dims before it is read.
+
+    A tensor stored as external data names a file by a ``location`` relative to the model: it is read only from
+    the model's own folder (``folder``), never from the working directory — not through ``..``, an absolute path
+    or a symbolic link, not from a device or a pipe — and only the bytes its dims need. ``onnx``'s own readers
+    (``numpy_helper.to_array``, the reference evaluator) resolve a location against the working directory, so no
+    tensor that still names another file is ever given to them.
+    """
+    onnx: Any
+    origin: str
+    folder: Optional[Path] = None          # the model's folder; None: external data is refused
+    constant_bytes: int = 0                # read so far by :meth:`load_constants`
+
+    def dtype_bits(self, tensor: Any, what: str) -> Optional[int]:
+        """Bits per element of ``tensor``'s type (None for strings); an unknown type is an error."""
+        onnx = self.onnx
+        if tensor.data_type == onnx.TensorProto.STRING:
+            return None
+        try:
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+        except Exception:                       # KeyError: a code no ONNX version defines (0: UNDEFINED)
+            raise SpecError(f"{self.origin}: {what} has element type {tensor.data_type}, which is not an ONNX "
+                            f"tensor type") from None
+        packed = {getattr(onnx.TensorProto, name, None): bits for name, bits in _PACKED_BITS.items()}
+        return packed.get(tensor.data_type, dtype.itemsize * 8)
+
+    def check(self, tensor: Any, what: str) -> None:
+        """The tensor's dims are sizes and its data in the file holds exactly their elements (a 12-byte tensor
+        declaring [10⁹] elements, float values in an int64 field, are refused here, before anything reads it)."""
+        dims = [int(d) for d in tensor.dims]
+        if any(d < 0 for d in dims):
+            raise SpecError(f"{self.origin}: {what} has dims {dims}: a negative size")
+        numel = math.prod(dims)
+        bits = self.dtype_bits(tensor, what)
+        if _is_external(self.onnx, tensor):
+            return                                 # checked where it is read (:meth:`external_bytes`)
+        if tensor.HasField("raw_data"):
+            if bits is None:
+                raise SpecError(f"{self.origin}: {what} is a string tensor stored as raw bytes (not ONNX)")
+            need = -(-numel * bits // 8)
+            if len(tensor.raw_data) != need:
+                raise SpecError(f"{self.origin}: {what} has dims {dims} ({numel:,} elements, {need:,} bytes) but "
+                                f"its data holds {len(tensor.raw_data):,} bytes")
+            return
+        if bits is not None and bits < 8:
+            return                                 # packed in int32_data: to_array's reshape checks it
+        field_name = self.onnx.helper.tensor_dtype_to_field(tensor.data_type)
+        count = len(getattr(tensor, field_name))
+        per = 2 if tensor.data_type in (self.onnx.TensorProto.COMPLEX64, self.onnx.TensorProto.COMPLEX128) else 1
+        if count != numel * per:
+            other = [f.name for f, v in tensor.ListFields() if f.name.endswith("_data") and f.name != field_name]
+            found = f"{count:,} values in {field_name}" + (f" (and data in {', '.join(other)}, which its type does "
+                                                             f"not use)" if other else "")
+            raise SpecError(f"{self.origin}: {what} has dims {dims} ({numel:,} elements) of type "
+                            f"{self.onnx.TensorProto.DataType.Name(tensor.data_type)} but holds {found}")
+
+    def array(self, tensor: Any, what: str, max_bytes: Optional[int] = None) -> Any:
+        """The tensor's values as a NumPy array (external data read from beside the model, at most ``max_bytes``
+        of it)."""
+        self.check(tensor, what)
+        if _is_external(self.onnx, tensor):
+            tensor = self.in_file(tensor, self.external_bytes(tensor, what, max_bytes))
+        try:
+            return self.onnx.numpy_helper.to_array(tensor)
+        except MemoryError:
+            raise ResourceError(f"{self.origin}: not enough memory to read {what}") from None
+        except Exception as e:                     # a packed tensor whose data does not match its dims
+            raise SpecError(f"{self.origin}: cannot read {what} ({safe_text(str(e))[:120]})") from None
+
+    def in_file(self, tensor: Any, data: bytes) -> Any:
+        """A copy of ``tensor`` holding ``data`` as its raw data."""
+        copy = self.onnx.TensorProto()
+        copy.CopyFrom(tensor)
+        del copy.external_data[:]
+        copy.data_location = self.onnx.TensorProto.DEFAULT
+        copy.raw_data = data
+        return copy
+
+    def external_bytes(self, tensor: Any, what: str, max_bytes: Optional[int]) -> bytes:
+        """The bytes of a tensor stored as external data: its ``location`` is a file inside the model's folder, its
+        ``length`` (when given) the bytes its dims need, and ``offset + length`` within the file."""
+        entries = {e.key: e.value for e in tensor.external_data}
+        location = entries.get("location", "")
+        where = f"{self.origin}: {what} is stored in another file ({shown(location)})"
+        if self.folder is None:
+            raise SpecError(f"{where}, but the model was not read from a folder it could be beside")
+        parts = location.replace("\\", "/").split("/")
+        if not location or "\0" in location or os.path.isabs(location) or location[:1] in "/\\" or \
+                re.match(r"[A-Za-z]:", location) or ".." in parts:
+            raise SpecError(f"{where}: external data is read only from a file inside the model's folder (no "
+                            f"absolute path, no '..')")
+        folder = os.path.realpath(self.folder)
+        path = os.path.join(folder, os.path.normpath(location))
+        if os.path.realpath(path) != path:
+            raise SpecError(f"{where}: the path goes through a symbolic link; external data is read only from a "
+                            f"file inside the model's folder")
+        bits = self.dtype_bits(tensor, what)
+        if bits is None:
+            raise SpecError(f"{where}: string tensors cannot be stored as external data")
+        dims = [int(d) for d in tensor.dims]
+        need = -(-math.prod(dims) * bits // 8)
+        try:
+            offset = int(entries.get("offset", "0"))
+            length = int(entries["length"]) if "length" in entries else None
+        except ValueError:
+            raise SpecError(f"{where}: its offset {shown(entries.get('offset'))} and length "
+                            f"{shown(entries.get('length'))} must be whole numbers") from None
+        if offset < 0 or (length is not None and length != need):
+            raise SpecError(f"{where}: offset {offset}, length {length}, but its dims {dims} need {need:,} bytes")
+        if max_bytes is not None and need > max_bytes:
+            raise ResourceError(f"{where}: its {need:,} bytes are above the limit of {max_bytes:,}")
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                         | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise SpecError(f"{where}: no such file beside the model") from None
+        except OSError as e:
+            raise SpecError(f"{where}: cannot open it: {e.strerror or e}") from None
+        with os.fdopen(fd, "rb") as stream:
+            info = os.fstat(stream.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise SpecError(f"{where}: not a regular file")
+            if offset + need > info.st_size:
+                raise SpecError(f"{where}: offset {offset:,} + {need:,} bytes is past the end of the file "
+                                f"({info.st_size:,} bytes)")
+            stream.seek(offset)
+            data = stream.read(need)
+        if len(data) != need:
+            raise SpecError(f"{where}: the file changed while it was read")
+        return data
+
+    def load_constants(self, tensors: Iterator[tuple[Any, str]]) -> None:
+        """Constants stored as external data (integer initializers, attributes' tensors) read into the model, so
+        that folding and the reference evaluator see them in the file: each of at most :data:`MAX_FOLDED` elements
+        and :data:`MAX_CONSTANT_BYTES` in all; a larger one is left unread (a node reading it is not folded)."""
+        for tensor, what in tensors:
+            if not _is_external(self.onnx, tensor):
+                continue
+            self.check(tensor, what)
+            if math.prod(int(d) for d in tensor.dims) > MAX_FOLDED:
+                continue
+            data = self.external_bytes(tensor, what, MAX_CONSTANT_BYTES - self.constant_bytes)
+            self.constant_bytes += len(data)
+            tensor.CopyFrom(self.in_file(tensor, data))
+
+
+def _is_external(onnx: Any, tensor: Any) -> bool:
+    return tensor.HasField("data_location") and tensor.data_location == onnx.TensorProto.EXTERNAL
+
+
+def _attribute_tensors(graph: Any, inner: bool = False) -> Iterator[tuple[Any, str]]:
+    """Every tensor held by the nodes' attributes (a Constant's value, ConstantOfShape's fill value), and the
+    initializers of subgraphs (``inner``), at any depth, each with a description for messages."""
+    if inner:
+        for init in graph.initializer:
+            yield init, f"initializer {shown(init.name)} of subgraph {shown(graph.name)}"
+    for node in graph.node:
+        yield from _node_tensors(node)
+
+
+def _node_tensors(node: Any) -> Iterator[tuple[Any, str]]:
+    """The tensors of one node's attributes, its subgraphs' included."""
+    for a in node.attribute:
+        what = f"attribute {shown(a.name)} of node {shown(node.name or node.op_type)}"
+        if a.HasField("t"):
+            yield a.t, what
+        for t in a.tensors:
+            yield t, what
+        for sparse in (*([a.sparse_tensor] if a.HasField("sparse_tensor") else []), *a.sparse_tensors):
+            yield sparse.values, what
+            yield sparse.indices, what
+        for sub in (*([a.g] if a.HasField("g") else []), *a.graphs):
+            yield from _attribute_tensors(sub, inner=True)
 
 
 # ---------------------------------------------------------------------------------------------------- weights
@@ -122,7 +320,7 @@ def read_onnx_weights(path: Any, steps: Optional[list] = None, channels_last: bo
     onnx = _onnx(origin)
     model = _read_model(onnx, path, origin)
     inits = {i.name: i for i in model.graph.initializer}
-    imp = Importer(model, origin)
+    imp = Importer(model, origin, folder=Path(path).parent)
     spec = imp.spec()
     if steps is None:
         net = from_data(spec, origin)
@@ -132,19 +330,13 @@ def read_onnx_weights(path: Any, steps: Optional[list] = None, channels_last: bo
     total = 0
     for name in sorted(needed):
         init = inits[name]
-        if init.data_location == onnx.TensorProto.EXTERNAL:
-            raise SpecError(f"{origin}: initializer {shown(name)} is stored outside the file (ONNX external data): "
-                            f"not supported for weights; save the model with its weights inside the file")
         total += math.prod(init.dims) * onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
     if max_bytes is not None and total > max_bytes:
         raise ResourceError(f"{origin}: the weights' arrays hold {total:,} bytes, above the memory limit of "
                             f"{max_bytes:,}")
-    try:
-        values = {name: onnx.numpy_helper.to_array(inits[name]) for name in needed}
-    except MemoryError:
-        raise ResourceError(f"{origin}: not enough memory to read the weights") from None
-    except Exception as e:                           # a tensor whose data does not match its dims
-        raise SpecError(f"{origin}: cannot read the initializers ({safe_text(str(e))[:120]})") from None
+    assert imp.data is not None                      # set by imp.spec(), which checked each initializer's dims
+    # external data is read from beside the model only, and only the bytes its dims need
+    values = {name: imp.data.array(inits[name], f"initializer {shown(name)}") for name in sorted(needed)}
     by_name = {step.name: step for step in steps}
     for layer, checks in imp.fixed.items():
         for role, name, value in checks:
@@ -299,37 +491,167 @@ def _evaluate(onnx: Any, node: Any, feeds: dict[str, Any], opsets: Any) -> list[
     return [np.asarray(r) for r in results]
 
 
-def fold_constants(onnx: Any, model: Any, constant_inits: set[str]) -> tuple[Any, dict[str, Any], dict]:
+#: operators whose value has the elements of their inputs broadcast together, computed in time linear in them
+_BROADCASTING = {
+    "Add", "Sub", "Mul", "Div", "Mod", "Pow", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And",
+    "Or", "Xor", "Where", "Min", "Max", "Sum", "Mean", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor",
+}
+#: operators whose value (each of their values) has the elements of their first input
+_SAME_SIZE = {
+    "Cast", "CastLike", "Identity", "Neg", "Abs", "Floor", "Ceil", "Round", "Sqrt", "Reciprocal", "Exp", "Log",
+    "Sign", "Not", "BitwiseNot", "Relu", "Sigmoid", "Tanh", "Erf", "Clip", "IsNaN", "IsInf", "Softmax", "Trilu",
+    "CumSum", "EyeLike", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose", "Dropout",
+}
+#: operators whose value has at most as many elements as their inputs together
+_SHRINKING = {"Slice", "Split", "Concat", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
+              "ArgMax", "ArgMin", "GatherElements", "TopK", "ScatterND", "ScatterElements"}
+
+
+def _broadcast(shapes: list[tuple[int, ...]]) -> Optional[tuple[int, ...]]:
+    """NumPy's broadcast of ``shapes`` (Python integers: no overflow), None when they do not broadcast."""
+    rank = max((len(s) for s in shapes), default=0)
+    result = []
+    for k in range(rank):
+        sizes = {s[k - rank + len(s)] for s in shapes if k - rank + len(s) >= 0} - {1}
+        if len(sizes) > 1 or any(d < 0 for d in sizes):
+            return None
+        result.append(sizes.pop() if sizes else 1)
+    return tuple(result)
+
+
+def _folded_size(onnx: Any, node: Any, values: dict[str, Any]) -> Optional[int]:
+    """The elements of the value ``node`` computes from the known ``values`` of its inputs, predicted before it is
+    computed; None when it cannot be predicted (the node is then not folded). Exact for the operators that make
+    large values from small inputs (ConstantOfShape, Range, Tile, Expand, Pad, OneHot, broadcasting arithmetic);
+    an upper bound for those that cannot grow their inputs."""
+    import numpy as np
+
+    op = node.op_type
+    ins: list[Any] = [values[name] if name else None for name in node.input]
+    a = _attrs(onnx, node)
+
+    def ints(k: int) -> Optional[list[int]]:
+        if k >= len(ins) or ins[k] is None or ins[k].dtype.kind not in "iub":
+            return None
+        return [int(v) for v in ins[k].reshape(-1)]
+
+    present = [v for v in ins if v is not None]
+    if op == "Constant":
+        value = a.get("value")
+        return math.prod(value.dims) if value is not None else 1 + sum(len(a.get(k, ())) for k in
+                                                                         ("value_floats", "value_ints"))
+    if op in _BROADCASTING:
+        shape = _broadcast([tuple(int(d) for d in v.shape) for v in present])
+        return None if shape is None else math.prod(shape)
+    if op in _SAME_SIZE:
+        return int(present[0].size) if present else None
+    if op in _SHRINKING:
+        return sum(int(v.size) for v in present)
+    if op == "ConstantOfShape":
+        dims = ints(0)
+        return None if dims is None or any(d < 0 for d in dims) else math.prod(dims)
+    if op == "Range":
+        if len(ins) < 3 or any(v is None or v.size != 1 for v in ins[:3]):
+            return None
+        start, limit, delta = (v.reshape(-1)[0].item() for v in ins[:3])
+        if not all(math.isfinite(float(v)) for v in (start, limit, delta)) or delta == 0:
+            return None
+        steps = (limit - start) / delta if not all(isinstance(v, int) for v in (start, limit, delta)) else \
+            -(-(limit - start) // delta)
+        return max(math.ceil(steps), 0)
+    if op == "Tile":
+        repeats = ints(1)
+        return None if repeats is None or any(r < 0 for r in repeats) else int(ins[0].size) * math.prod(repeats)
+    if op == "Expand":
+        dims = ints(1)
+        shape = None if dims is None else _broadcast([tuple(int(d) for d in ins[0].shape), tuple(dims)])
+        return None if shape is None else math.prod(shape)
+    if op == "Pad":
+        pads = ints(1) if len(ins) > 1 else [int(v) for v in a.get("pads", [])]
+        x = ins[0]
+        if pads is None or len(pads) != 2 * x.ndim or len(ins) > 3 and ins[3] is not None:
+            return None
+        dims = [d + pads[k] + pads[k + x.ndim] for k, d in enumerate(x.shape)]
+        return None if any(d < 0 for d in dims) else math.prod(dims)
+    if op == "OneHot":
+        depth = ins[1] if len(ins) > 1 else None
+        if depth is None or depth.size != 1 or not np.isfinite(depth).all():
+            return None
+        return int(ins[0].size) * max(int(depth.reshape(-1)[0]), 0)
+    if op == "Gather":
+        data, index = ins[0], ins[1] if len(ins) > 1 else None
+        if index is None or data.ndim == 0:
+            return None
+        axis = int(a.get("axis", 0)) % data.ndim
+        return int(index.size) * (int(data.size) // max(int(data.shape[axis]), 1))
+    return None
+
+
+def fold_constants(onnx: Any, model: Any, constant_inits: set[str], data: Optional[TensorData] = None,
+                   too_large: Optional[dict[str, int]] = None,
+                   stopped: Optional[list[int]] = None) -> tuple[Any, dict[str, Any], dict]:
     """Evaluate every node computable from known values; return the reduced model, the known values (name →
     array) and the static shapes of the remaining tensors.
 
-    Known values: ``Constant`` nodes, the initializers in ``constant_inits``, ``Shape``/``Size`` of a tensor with a
-    static shape, and what is computed from them. Repeats shape inference and folding until nothing changes.
+    Known values: ``Constant`` nodes, the initializers in ``constant_inits`` (read through ``data``; one still
+    stored in another file stays unknown), ``Shape``/``Size`` of a tensor with a static shape, and what is computed
+    from them. Repeats shape inference and folding until nothing changes. A node is evaluated only when the size of
+    its value, predicted from its inputs (:func:`_folded_size`), is at most :data:`MAX_FOLDED` elements; the outputs
+    of a node predicted larger are recorded in ``too_large`` (name → elements). Nodes with subgraphs (Loop, If,
+    Scan) are never evaluated: their work is not bounded by their inputs' sizes. At most
+    ``max(MIN_FOLD_ROUNDS, MAX_FOLD_WORK // nodes)`` rounds are run; when folding stops for that, the number of
+    rounds is appended to ``stopped``.
     """
     import numpy as np
 
+    data = data or TensorData(onnx, "the model")
     g = model.graph
     values: dict[str, Any] = {}
     for init in g.initializer:
-        if init.name in constant_inits:
-            values[init.name] = onnx.numpy_helper.to_array(init)
+        if init.name in constant_inits and not _is_external(onnx, init):
+            values[init.name] = data.array(init, f"initializer {shown(init.name)}")
+    subgraph_types = {onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS}
+
+    def never_folded(node: Any) -> bool:
+        return (node.op_type in NOT_FOLDED or node.domain not in ("", "ai.onnx")
+                or any(a.type in subgraph_types for a in node.attribute)
+                or any(_is_external(onnx, t) for t, _ in _node_tensors(node)))
+
+    skipped = {k for k, node in enumerate(g.node) if never_folded(node)}
     folded: set[int] = set()
+    rounds, most = 0, max(MIN_FOLD_ROUNDS, MAX_FOLD_WORK // max(len(g.node), 1))
     while True:
         shapes = _infer(onnx, model)
+        if rounds == most:
+            if stopped is not None:
+                stopped.append(rounds)
+            return model, values, shapes
+        rounds += 1
         progress = False
         for k, node in enumerate(g.node):
-            if k in folded or node.op_type in NOT_FOLDED or node.domain not in ("", "ai.onnx"):
+            if k in folded or k in skipped:
                 continue
             result: Optional[list[Any]] = None
-            if node.op_type in ("Shape", "Size") and node.input[0] in shapes:
+            if node.op_type in ("Shape", "Size") and node.input and node.input[0] in shapes:
                 shape = shapes[node.input[0]]
                 if node.op_type == "Size":
                     result = [np.array(math.prod(shape), dtype=np.int64)]
                 else:
                     a = _attrs(onnx, node)
-                    result = [np.array(shape[a.get("start", 0):a.get("end", len(shape))], dtype=np.int64)]
+                    start, end = a.get("start", 0), a.get("end", len(shape))
+                    if not (isinstance(start, int) and isinstance(end, int)):
+                        continue                    # an invalid node: the converter names it
+                    result = [np.array(shape[start:end], dtype=np.int64)]
             elif all(not name or name in values for name in node.input) and (node.input or node.op_type ==
                                                                                "Constant"):
+                try:
+                    size = _folded_size(onnx, node, values)
+                except Exception:                   # an invalid node (attributes of the wrong type): not folded
+                    size = None
+                if size is not None and size > MAX_FOLDED and too_large is not None:
+                    too_large.update((name, size) for name in node.output if name)
+                if size is None or size > MAX_FOLDED:
+                    continue
                 try:
                     result = _evaluate(onnx, node, values, model.opset_import)
                 except Exception:
@@ -352,6 +674,7 @@ def fold_constants(onnx: Any, model: Any, constant_inits: set[str]) -> tuple[Any
         model = onnx.helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
         g = model.graph
         folded = set()
+        skipped = {k for k, node in enumerate(g.node) if never_folded(node)}
 
 
 # ----------------------------------------------------------------------------------------------- the importer
@@ -412,13 +735,36 @@ class Importer:
     index: int = -1
     nodes: list[Any] = field(default_factory=list)
     onnx: Any = None
+    folder: Optional[Path] = None                               # the model's folder: where its external data is
+    data: Optional[TensorData] = None
+    too_large: dict[str, int] = field(default_factory=dict)     # value → elements, not folded for its size
+    fold_stopped: list[int] = field(default_factory=list)       # the rounds run, when folding stopped early
 
     # ------------------------------------------------------------------------------------------- the whole graph
 
     def spec(self) -> dict:
         onnx = self.onnx = _onnx(self.origin)
+        data = self.data = TensorData(onnx, self.origin, self.folder)
         g = self.model.graph
-        inits = {i.name: i for i in g.initializer}
+        if len(g.node) > MAX_LAYERS:
+            # counted before anything is built: each node becomes at most one layer, and a network has at most
+            # MAX_LAYERS of them
+            raise SpecError(f"{self.origin}: the graph has {len(g.node):,} nodes, above layercalc's limit of "
+                            f"{MAX_LAYERS:,} layers")
+        inits = {}
+        for init in g.initializer:
+            if init.name in inits:
+                raise SpecError(f"{self.origin}: two initializers are named {shown(init.name)}: a tensor has one "
+                                f"value")
+            data.check(init, f"initializer {shown(init.name)}")
+            inits[init.name] = init
+        self._check_writers(g, inits)
+        constant_inits = self._constant_initializers(g, inits)
+        # constants stored in another file read from beside the model before anything else looks at them (onnx's
+        # checker would look for the file in the working directory)
+        data.load_constants((inits[name], f"initializer {shown(name)}") for name in sorted(constant_inits))
+        data.load_constants(_attribute_tensors(g))
+        self._check_nodes(g)
         inputs = [v for v in g.input if v.name not in inits]
         if len(inputs) != 1:
             names = ", ".join(safe_text(v.name) for v in inputs) or "none"
@@ -430,7 +776,10 @@ class Importer:
             raise SpecError(f"{self.origin}: input {safe_text(x.name)!r} has {len(dims)} dim(s); expected the batch "
                             f"dim first, then at least one more")
         for k, d in enumerate(dims[1:], start=1):
-            if not d.HasField("dim_value") or d.dim_value < 1:
+            if d.HasField("dim_value") and d.dim_value < 1:
+                raise SpecError(f"{self.origin}: input {shown(x.name)} dim {k} is {d.dim_value}: sizes are "
+                                f"positive")
+            if not d.HasField("dim_value"):
                 raise SpecError(f"{self.origin}: input {safe_text(x.name)!r} dim {k} is dynamic "
                                 f"({safe_text(d.dim_param) or '?'}): layercalc needs static sizes beyond the batch; "
                                 f"export with a fixed input size (torch.onnx.export without dynamic_axes for it)")
@@ -440,8 +789,8 @@ class Importer:
         dims[0].dim_value = self.batch               # a dynamic batch is read as 1 (the spec's default batch)
         input_shape = tuple(int(d.dim_value) for d in dims)
 
-        constant_inits = self._constant_initializers(g, inits)
-        model, self.values, self.shapes = fold_constants(onnx, self.model, constant_inits)
+        model, self.values, self.shapes = fold_constants(onnx, self.model, constant_inits, data, self.too_large,
+                                                         self.fold_stopped)
         self.params = {name: tuple(int(d) for d in init.dims) for name, init in inits.items()
                        if name not in constant_inits}
         g = model.graph
@@ -457,6 +806,11 @@ class Importer:
                 continue
             if k in self.fused:
                 continue
+            big = next((name for name in node.output if name in self.too_large), None)
+            if big is not None:
+                raise SpecError(f"{self._where()}: its value {shown(big)} would have {self.too_large[big]:,} "
+                                f"elements: layercalc computes constants (shape arithmetic) of at most "
+                                f"{MAX_FOLDED:,} elements")
             convert = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
             if convert is None:
                 why = (f"operator {node.op_type!r} is not supported" if node.domain in ("", "ai.onnx") else
@@ -476,6 +830,42 @@ class Importer:
             spec["batch"] = self.batch
         spec["layers"] = self._layer_list()
         return spec
+
+    def _check_nodes(self, g: Any) -> None:
+        """Each node of an ONNX operator is what its schema says (its number of inputs and outputs, its
+        attributes' types), before anything reads it; operators without a schema are named later, as unsupported."""
+        onnx = self.onnx
+        checker = onnx.checker.C.CheckerContext()
+        checker.ir_version = self.model.ir_version
+        checker.opset_imports = {o.domain: int(o.version) for o in self.model.opset_import}
+        for k, node in enumerate(g.node):
+            if node.domain not in ("", "ai.onnx") or not onnx.defs.has(node.op_type) or \
+                    any(a.g.node or a.graphs for a in node.attribute) or \
+                    any(_is_external(onnx, t) for t, _ in _node_tensors(node)):
+                continue        # never mapped: a node with subgraphs (Loop, If), a constant left in another file
+            try:
+                onnx.checker.check_node(node, checker)
+            except Exception as e:                 # onnx's ValidationError: inputs or attributes the schema refuses
+                self.node, self.index = node, k
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise SpecError(f"{self._where()}: not a valid {safe_text(node.op_type)[:80]} node: "
+                                f"{safe_text(first)[:200]}") from None
+        self.node, self.index = None, -1
+
+    def _check_writers(self, g: Any, inits: dict[str, Any]) -> None:
+        """Each tensor has one writer: a node writing a tensor that another node, an initializer or the graph's
+        input already holds would be counted twice (or replace a value the file gives)."""
+        writer: dict[str, str] = {v.name: "the graph's input" for v in g.input if v.name not in inits}
+        writer.update((name, "an initializer") for name in inits)
+        for k, node in enumerate(g.node):
+            label = f"node {k} {shown(node.name or '(no name)')} ({safe_text(node.op_type)[:80]})"
+            for name in node.output:
+                if not name:
+                    continue
+                if name in writer:
+                    raise SpecError(f"{self.origin}: {label} writes tensor {shown(name)}, which {writer[name]} "
+                                    f"already writes: each tensor has one value")
+                writer[name] = label
 
     def _constant_initializers(self, g: Any, inits: dict[str, Any]) -> set[str]:
         """Initializers that are shapes, axes or indices: integer-typed, or read only at a shape slot."""
@@ -614,6 +1004,23 @@ class Importer:
     def attrs(self, node: Any) -> dict[str, Any]:
         return _attrs(self.onnx, node)
 
+    def expect(self, role: str, name: str, expected: tuple[int, ...], why: str = "",
+               leading_ones: bool = False) -> None:
+        """The initializer ``name`` (the layer's ``role``) has the shape the layer it becomes computes with: else an
+        error naming it, its shape and the expected one (the layer would count the input's shapes, not the
+        file's). ``leading_ones``: ``[1, C]`` is also ``[C]`` (a value broadcast over the leading dims)."""
+        init = self._init_of(name)
+        if init is None:
+            raise Unsupported(f"{role} {shown(name)} must be an initializer")
+        dims = self._param_dims(name)
+        expected = tuple(int(d) for d in expected)
+        fits = dims == expected or (leading_ones and len(dims) > len(expected) and
+                                    dims[len(dims) - len(expected):] == expected and
+                                    all(d == 1 for d in dims[:len(dims) - len(expected)]))
+        if not fits:
+            raise Unsupported(f"initializer {shown(init)} ({role}) has shape {list(dims)}, expected "
+                              f"{list(expected)}" + (f" ({why})" if why else ""))
+
     def act(self, name: str, what: str = "input") -> Act:
         if name in self.acts:
             return self.acts[name]
@@ -636,9 +1043,29 @@ class Importer:
     def out_shape(self, k: int = 0) -> tuple[int, ...]:
         name = self.node.output[k]
         if name not in self.shapes:
+            if self.fold_stopped:
+                raise Unsupported(f"the static shape of output {safe_text(name)!r} is unknown: "
+                                  f"{self.fold_stopped_text()}")
+            problem = self._inference_problem()
             raise Unsupported(f"the static shape of output {safe_text(name)!r} is unknown (ONNX shape inference "
-                              f"gave none); export with static input sizes")
+                              + (f"refuses the graph: {problem})" if problem else
+                                 "gave none); export with static input sizes"))
         return self.shapes[name]
+
+    def fold_stopped_text(self) -> str:
+        return (f"evaluating the graph's shape arithmetic stopped after {self.fold_stopped[0]} rounds of ONNX shape "
+                f"inference on its {len(self.model.graph.node):,} nodes (layercalc's limit: {MAX_FOLD_WORK:,} nodes "
+                f"inferred)")
+
+    def _inference_problem(self) -> str:
+        """Why ONNX shape inference fails on the model (its strict mode's first line), or "" when it does not:
+        said where a node's shape is missing (an invalid attribute, operands that do not broadcast)."""
+        try:
+            self.onnx.shape_inference.infer_shapes(self.model, strict_mode=True, data_prop=True)
+        except Exception as e:
+            text = re.sub(r"\[ShapeInferenceError\]\s*(Inference error\(s\):\s*)?", "", str(e)).strip()
+            return safe_text(text.splitlines()[0] if text else type(e).__name__)[:200]
+        return ""
 
     def need_plain(self, a: Act, what: str = "") -> None:
         if not a.plain:
@@ -897,10 +1324,26 @@ def _conv_operands(imp: Importer, node: Any) -> tuple[Act, list[int], int, dict,
     return x, list(w), rank, a, list(a.get("kernel_shape", w[2:])), len(node.input) > 2 and bool(node.input[2])
 
 
+def _conv_groups(x: Act, w: list[int], rank: int, a: dict, kernel: list[int], outputs: int) -> int:
+    """The ``group`` attribute, checked against the input's channels, the outputs and the kernel's rank."""
+    groups = int(a.get("group", 1))
+    if len(x.shape) != rank + 2 or len(kernel) != rank:
+        raise Unsupported(f"input {list(x.shape)}, weight {w} and kernel_shape {kernel} must have the same number "
+                          f"of spatial dims")
+    if groups < 1 or x.shape[1] % groups or outputs % groups:
+        raise Unsupported(f"group {groups} must divide the input's {x.shape[1]} channels and the {outputs} "
+                          f"output channels")
+    return groups
+
+
 def _conv(imp: Importer, node: Any) -> None:
     x, w, rank, a, kernel, has_bias = _conv_operands(imp, node)
     strides, dilations, pads = _window(a, x, kernel)
-    groups = int(a.get("group", 1))
+    groups = _conv_groups(x, w, rank, a, kernel, w[0])
+    imp.expect("weight", node.input[1], (w[0], x.shape[1] // groups, *kernel),
+               f"{w[0]} outputs, the input's {x.shape[1]} channels in {groups} group(s), kernel {kernel}")
+    if has_bias:
+        imp.expect("bias", node.input[2], (w[0],), "one per output channel")
     spec: dict[str, Any] = {"type": f"conv{rank}d", "out_channels": w[0],
                             "kernel_size": _same(kernel), "stride": _same(strides), "padding": _padding_field(pads),
                             "dilation": _same(dilations), "groups": groups, "bias": has_bias}
@@ -911,7 +1354,11 @@ def _conv(imp: Importer, node: Any) -> None:
 
 def _conv_transpose(imp: Importer, node: Any) -> None:
     x, w, rank, a, kernel, has_bias = _conv_operands(imp, node)
-    groups = int(a.get("group", 1))
+    groups = _conv_groups(x, w, rank, a, kernel, w[1] * max(int(a.get("group", 1)), 1))
+    imp.expect("weight", node.input[1], (x.shape[1], w[1], *kernel),
+               f"the input's {x.shape[1]} channels, {w[1]} outputs per group, kernel {kernel}")
+    if has_bias:
+        imp.expect("bias", node.input[2], (w[1] * groups,), "one per output channel")
     strides = list(a.get("strides", [1] * rank))
     dilations = list(a.get("dilations", [1] * rank))
     out_pad = list(a.get("output_padding", [0] * rank))
@@ -956,7 +1403,8 @@ def _linear(imp: Importer, x: Act, weight: str, bias: Optional[str], transposed:
         raise Unsupported(f"the product runs over dim {len(x.shape) - 1} of {list(x.shape)}, which holds the batch")
     fin, fout = (dims[1], dims[0]) if transposed else dims
     if x.shape[-1] != fin:
-        raise Unsupported(f"input {list(x.shape)} does not match the weight {list(dims)}")
+        imp.expect("weight", weight, (fout, x.shape[-1]) if transposed else (x.shape[-1], fout),
+                   f"the input {list(x.shape)} has {x.shape[-1]} features")
     spec = {"type": "linear", "in_features": fin, "out_features": fout, "bias": bias is not None}
     # layercalc's linear weight is [out, in]: x·W's W ([in, out]) is read transposed
     out = imp.weighted(spec, x, {"weight": weight, "bias": bias}, transpose=() if transposed else ("weight",))
@@ -973,12 +1421,13 @@ def _gemm(imp: Importer, node: Any) -> None:
     if float(a.get("alpha", 1.0)) != 1.0 or (len(node.input) > 2 and float(a.get("beta", 1.0)) != 1.0):
         raise Unsupported(f"alpha {a.get('alpha', 1.0)} and beta {a.get('beta', 1.0)} must be 1 (a linear layer)")
     bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    if len(imp._param_dims(node.input[1])) != 2:
+        raise Unsupported(f"B {shown(node.input[1])} {list(imp._param_dims(node.input[1]))} must be 2-d")
     if bias is not None:
         if not imp._init_of(bias):
             raise Unsupported("C must be an initializer (the bias)")
         out = imp._param_dims(node.input[1])[0 if a.get("transB", 0) else 1]
-        if math.prod(imp._param_dims(bias)) != out:
-            raise Unsupported(f"C {list(imp._param_dims(bias))} is not a bias of {out} outputs")
+        imp.expect("C, the bias", bias, (out,), "one per output", leading_ones=True)
     _linear(imp, x, node.input[1], bias, bool(a.get("transB", 0)))
 
 
@@ -1052,8 +1501,7 @@ def _batchnorm(imp: Importer, node: Any) -> None:
         raise Unsupported(f"a {rank}-d input is not supported")
     roles = {"scale": node.input[1], "bias": node.input[2], "mean": node.input[3], "var": node.input[4]}
     for role, name in roles.items():
-        if not imp._init_of(name):
-            raise Unsupported(f"{role} ({safe_text(name)!r}) must be an initializer")
+        imp.expect(role, name, (x.shape[1],), f"one per channel of the input {list(x.shape)}")
     spec: dict[str, Any] = {"type": f"batchnorm{max(rank - 2, 1)}d", "num_features": x.shape[1],
                             "eps": float(a.get("epsilon", 1e-5))}
     inits = {r: imp._init_of(v) or v for r, v in roles.items()}           # (each is one: checked above)
@@ -1097,7 +1545,7 @@ def _layernorm(imp: Importer, node: Any) -> None:
     x = imp.act(node.input[0])
     a = imp.attrs(node)
     rank = len(x.shape)
-    axis = int(a.get("axis", -1)) % rank
+    axis = _axis(a.get("axis", -1), rank)
     if x.b >= axis:
         raise Unsupported(f"normalizing dims {axis}..{rank - 1} of {list(x.shape)} would include the batch (dim "
                           f"{x.b})")
@@ -1114,6 +1562,10 @@ def _layernorm(imp: Importer, node: Any) -> None:
             raise Unsupported("a bias without a learnable scale is not supported")
     elif bias is None:
         spec["bias"] = False
+    for role, k in (("scale", 1), ("bias", 2)):
+        if len(node.input) > k and node.input[k]:
+            imp.expect(role, node.input[k], x.shape[axis:], f"the normalized dims of {list(x.shape)}",
+                       leading_ones=True)
     out = imp.weighted(spec, x, {"weight": scale, "bias": bias}, bias_role=None)
     imp.acts[node.output[0]] = Act(out, x.shape, x.b, x.outer, x.inner)
 
@@ -1131,6 +1583,9 @@ def _instancenorm(imp: Importer, node: Any) -> None:
                             "eps": float(imp.attrs(node).get("epsilon", 1e-5))}
     if scale is None:
         spec["affine"] = False
+    else:
+        for role, k in (("scale", 1), ("B", 2)):
+            imp.expect(role, node.input[k], (c,), f"one per channel of the input {list(x.shape)}")
     out = imp.weighted(spec, x, {"weight": scale, "bias": bias}, bias_role=None)
     imp.acts[node.output[0]] = Act(out, x.shape)
 
@@ -1145,6 +1600,7 @@ def _groupnorm(imp: Importer, node: Any) -> None:
     if imp._param_dims(scale) != (x.shape[1],):
         raise Unsupported(f"scale {list(imp._param_dims(scale))} must have one value per channel "
                           f"({x.shape[1]}; opset 18's per-group scale is not supported)")
+    imp.expect("bias", node.input[2], (x.shape[1],), f"one per channel of the input {list(x.shape)}")
     spec = {"type": "groupnorm", "num_groups": int(a["num_groups"]), "num_channels": x.shape[1],
             "eps": float(a.get("epsilon", 1e-5))}
     out = imp.weighted(spec, x, {"weight": scale, "bias": bias}, bias_role=None)
@@ -1195,7 +1651,7 @@ def _softmax(imp: Importer, node: Any) -> None:
     x = imp.act(node.input[0])
     opset = imp.opset()
     rank = len(x.shape)
-    axis = int(imp.attrs(node).get("axis", -1 if opset >= 13 else 1)) % rank
+    axis = _axis(imp.attrs(node).get("axis", -1 if opset >= 13 else 1), rank)
     if opset < 13 and axis != rank - 1:
         raise Unsupported(f"opset {opset} Softmax flattens dims {axis}.. into one; only the last axis is supported")
     dim = x.t_axis(axis)
@@ -1232,6 +1688,10 @@ def _arith(imp: Importer, node: Any) -> None:
     other = right if x_name == left else left
     x = imp.acts[x_name]
     if imp._init_of(other):
+        dims = imp._param_dims(other)
+        if len(dims) > len(x.shape) or any(d not in (1, n) for d, n in zip(reversed(dims), reversed(x.shape))):
+            raise Unsupported(f"initializer {shown(imp._init_of(other))} (operand) has shape {list(dims)}, which "
+                              f"does not broadcast to the input's {list(x.shape)}")
         if len(imp.out_shape()) != len(x.shape) or imp.out_shape() != x.shape:
             raise Unsupported(f"the initializer {safe_text(other)!r} broadcasts {list(x.shape)} to "
                               f"{list(imp.out_shape())}")
@@ -1264,13 +1724,22 @@ def _arith(imp: Importer, node: Any) -> None:
 
 def _reshape(imp: Importer, node: Any) -> None:
     x = imp.act(node.input[0])
+    if node.op_type == "Reshape" and imp.attrs(node).get("allowzero", 0):
+        # ONNX: with allowzero=1 a 0 in the shape is a dim of size 0 (not a copy of the input's dim), so the
+        # output has no elements, and the input (every dim at least 1) cannot be reshaped to it
+        target = [int(v) for v in imp.const(node.input[1], "the shape").reshape(-1)]
+        if 0 in target:
+            raise Unsupported(f"shape {target} with allowzero=1 has a dim of size 0: 0 elements, but the input "
+                              f"{list(x.shape)} has {math.prod(x.shape):,}")
     imp.reshaped(x, imp.out_shape(), node.output[0], flatten=node.op_type == "Flatten" and x.plain)
 
 
 def _transpose(imp: Importer, node: Any) -> None:
     x = imp.act(node.input[0])
     rank = len(x.shape)
-    perm = [int(p) % rank for p in imp.attrs(node).get("perm", list(reversed(range(rank))))]
+    perm = [_axis(p, rank, "perm") for p in imp.attrs(node).get("perm", list(reversed(range(rank))))]
+    if sorted(perm) != list(range(rank)):
+        raise Unsupported(f"perm {perm} is not a permutation of the {rank} dims of {list(x.shape)}")
     shape = tuple(x.shape[p] for p in perm)
     y = Act("", shape, perm.index(x.b), x.outer, x.inner)
     # y's labels name output axes; as input axes: output axis j is input axis perm[j]
@@ -1290,7 +1759,7 @@ def _concat(imp: Importer, node: Any) -> None:
         raise Unsupported("no input is computed from the network input")
     x = acts[0]
     rank = len(x.shape)
-    axis = int(imp.attrs(node)["axis"]) % rank
+    axis = _axis(imp.attrs(node)["axis"], rank)
     dim = x.t_axis(axis)
     if dim is None:
         raise Unsupported(f"concatenation along dim {axis}, which holds the batch")
@@ -1302,6 +1771,8 @@ def _concat(imp: Importer, node: Any) -> None:
                 raise Unsupported(f"inputs {list(x.shape)} and {list(a.shape)} must hold the batch the same way")
             tensors.append(a.tensor)
         elif imp._init_of(n):
+            imp.expect("input", n, x.shape[:axis] + (imp._param_dims(n)[axis:axis + 1] or (0,)) + x.shape[axis + 1:],
+                       f"the shape of the computed input {list(x.shape)} but for dim {axis}")
             tensors.append(imp.param_tensor(n, x, "input"))
         else:
             raise Unsupported(f"input {safe_text(n)!r} is a constant; only computed tensors and initializers are "
@@ -1329,8 +1800,10 @@ def _slice(imp: Importer, node: Any) -> None:
         steps = [int(v) for v in imp.const(node.input[4], "steps")] if len(node.input) > 4 and node.input[4] \
             else [1] * len(starts)
     dims, first, last, step = [], [], [], []
+    if len({_axis(a, rank, "axes") for a in axes}) != len(axes):
+        raise Unsupported(f"axes {axes} name a dim twice")
     for axis, s, e, st in zip(axes, starts, ends, steps):
-        axis %= rank
+        axis = _axis(axis, rank, "axes")
         size = x.shape[axis]
         if st < 1:
             raise Unsupported(f"step {st} on dim {axis}: only positive steps are supported")
@@ -1355,6 +1828,15 @@ def _slice(imp: Importer, node: Any) -> None:
     imp.acts[node.output[0]] = Act(name, shape, x.b, x.outer, x.inner)
 
 
+def _axis(value: Any, rank: int, what: str = "axis") -> int:
+    """An ONNX axis in [-rank, rank - 1] as a dim in [0, rank - 1]; out of range is an error (Python's ``%`` would
+    quietly make axis 99 of a 4-d tensor its last)."""
+    axis = int(value)
+    if not -rank <= axis < rank:
+        raise Unsupported(f"{what} {axis} is out of range for a {rank}-d tensor")
+    return axis % rank
+
+
 def _one(values: list) -> Any:
     return values[0] if len(values) == 1 else values
 
@@ -1362,7 +1844,7 @@ def _one(values: list) -> Any:
 def _split(imp: Importer, node: Any) -> None:
     x = imp.act(node.input[0])
     rank = len(x.shape)
-    axis = int(imp.attrs(node).get("axis", 0)) % rank
+    axis = _axis(imp.attrs(node).get("axis", 0), rank)
     dim = x.t_axis(axis)
     if dim is None:
         raise Unsupported(f"splitting dim {axis}, which holds the batch")
@@ -1390,11 +1872,15 @@ def _gather(imp: Importer, node: Any) -> None:
         return
     x = imp.act(data, "data")
     rank = len(x.shape)
-    axis %= rank
+    axis = _axis(axis, rank)
     index = imp.const(indices, "the indices")
     dim = x.t_axis(axis)
     if dim is None:
         raise Unsupported(f"gathering along dim {axis}, which holds the batch")
+    size = x.shape[axis]
+    if index.dtype.kind not in "iu" or index.size == 0 or int(index.min()) < -size or int(index.max()) >= size:
+        raise Unsupported(f"indices {index.reshape(-1).tolist()[:8]} must be integers in [{-size}, {size - 1}] "
+                          f"(dim {axis} of {list(x.shape)})")
     if index.ndim == 0:
         name = imp.emit({"type": "select", "dim": dim, "index": int(index)}, [x.tensor])
         shape = imp.out_shape()
@@ -1434,9 +1920,9 @@ def _reduce(kind: str) -> Callable[[Importer, Any], None]:
         a = imp.attrs(node)
         rank = len(x.shape)
         if len(node.input) > 1 and node.input[1]:
-            axes = [int(v) % rank for v in imp.const(node.input[1], "axes")]
+            axes = [_axis(v, rank, "axes") for v in imp.const(node.input[1], "axes")]
         else:
-            axes = [int(v) % rank for v in a.get("axes", [])]
+            axes = [_axis(v, rank, "axes") for v in a.get("axes", [])]
         if not axes:
             if a.get("noop_with_empty_axes", 0):
                 imp.alias(x)
@@ -1454,6 +1940,8 @@ def _reduce(kind: str) -> Callable[[Importer, Any], None]:
 
 
 def _resize(imp: Importer, node: Any) -> None:
+    import numpy as np
+
     x = imp.act(node.input[0])
     imp.need_plain(x)
     a = imp.attrs(node)
@@ -1477,6 +1965,11 @@ def _resize(imp: Importer, node: Any) -> None:
         scales = imp.const(node.input[1], "scales") if len(node.input) > 1 else a.get("scales")
     elif len(node.input) > 2 and node.input[2]:
         scales = imp.const(node.input[2], "scales")
+    if scales is not None:
+        scales = np.asarray(scales, dtype=np.float64).reshape(-1)
+        if scales.size and (len(scales) != len(x.shape) or not np.all(np.isfinite(scales)) or np.any(scales <= 0)):
+            raise Unsupported(f"scales {scales.tolist()} must be one positive finite number per dim of "
+                              f"{list(x.shape)}")
     out = imp.out_shape()
     if out[:2] != x.shape[:2]:
         raise Unsupported(f"resizing {list(x.shape)} to {list(out)} changes the batch or channel dim")
@@ -1510,6 +2003,8 @@ def _pad(imp: Importer, node: Any) -> None:
 
 def _constant_only(imp: Importer, node: Any) -> None:
     """A node of the shape arithmetic that could not be folded: it depends on the data."""
+    if imp.fold_stopped:
+        raise Unsupported(f"operator {node.op_type!r} was not evaluated: {imp.fold_stopped_text()}")
     raise Unsupported(f"operator {node.op_type!r} on data (not on shapes or constants) is not supported by "
                       f"layercalc's ONNX importer; it is not counted as zero")
 
