@@ -18,7 +18,7 @@ How notes are said (``--notes all`` prints each note of each layer, as ``--expan
   (``model.layers.0–31.self_attn (32 layers): causal mask …``); notes that differ only in their numbers (the same
   rule at another size: ``H: input positions 1, 3, …`` at 56 and at 28) are printed once for the first layer, with
   the others named as "alike";
-- each printed note takes one line, cut at the width with ``…`` (the full text: ``--notes all``).
+- each printed note takes at most two lines, cut at the width with ``…`` (the full text: ``--notes all``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from .notes import is_routine
-from .terminal import UNLIMITED
+from .terminal import UNLIMITED, wrap
 
 # ------------------------------------------------------------------------------------------------------- folding
 
@@ -196,7 +196,7 @@ def name_range(names: list[str]) -> str:
 class NoteGroup:
     text: str                     # the first layer's note, as written
     layers: list[tuple[str, str]]  # (name, type) of each layer with this note word for word
-    alike: list[str]              # layers whose note is of the same kind with other numbers
+    alike: list[str]              # layers with a note of the same kind, other numbers (once per such note)
 
 
 def group_notes(layers) -> tuple[list[NoteGroup], int, int]:
@@ -214,16 +214,14 @@ def group_notes(layers) -> tuple[list[NoteGroup], int, int]:
             group = exact.get(note)
             if group is not None:
                 if group.text != note:                       # word for word the note of an "alike" layer
-                    if entry.name not in group.alike:
-                        group.alike.append(entry.name)
+                    group.alike.append(entry.name)
                 elif group.layers[-1][0] != entry.name:
                     group.layers.append((entry.name, entry.type))
                 continue
             kind = (entry.type, note_kind(note))
             similar = kinds.get(kind)
-            if similar is not None:
-                if entry.name != similar.layers[0][0] and entry.name not in similar.alike:
-                    similar.alike.append(entry.name)
+            if similar is not None:                          # (the same layer's other axis counts too)
+                similar.alike.append(entry.name)
                 exact[note] = similar
                 continue
             group = NoteGroup(note, [(entry.name, entry.type)], [])
@@ -255,7 +253,11 @@ def default_note_lines(layers, width: int, markdown: bool = False) -> list[str]:
         if group.alike:                     # the same note at other sizes: named in full by --notes all
             who += f" and {len(group.alike)} more alike"
         line = f"{who}: {group.text}"
-        lines.append(f"  - {line}" if markdown else cut(f"  {line}", width))
+        if markdown:
+            lines.append(f"  - {line}")
+            continue
+        wrapped = wrap(line, width, "  ").split("\n")           # at most two lines, the second cut
+        lines += wrapped[:1] + ([cut(" ".join(wrapped[1:]).rstrip(), width)] if len(wrapped) > 1 else [])
     return lines
 
 

@@ -362,11 +362,11 @@ def render_report(report, fmt: str = "table", columns: Optional[list[str]] = Non
         rows = base
     elif depth is not None:
         rows = [replace(row, share=row.flops / total_flops if total_flops > 0 else None) for row in base]
-        cols = cols + [SHARE]
+        cols = cols if explicit else cols + [SHARE]
     else:
         same = [c for c in cols if c.key not in ("name", "index", "inputs", "notes")]
         rows = fold_rows(base, lambda row: tuple(cell(c, row, "exact", keras) for c in same), total_flops)
-        cols = cols + [SHARE]
+        cols = cols if explicit else cols + [SHARE]
     table, folded = fit_table(rows, cols, numbers, keras, report.totals, width, explicit)
     out = [wrap_line(header(report, assumed), width), table]
     if folded:
@@ -448,9 +448,12 @@ def fit_table(rows: list[Row], cols: list[Column], numbers: str, keras: bool, to
         widths = [max([len(c.header), len(t), *map(len, cells)]) for c, cells, t in zip(chosen, columns, total_row)]
         return sum(widths) + 2 * (len(chosen) - 1), columns, total_row
 
-    chosen = list(cols)
-    plans = [(n, False) for n in number_choices] + [(number_choices[-1], True)]
-    for numbers_, compact in plans:
+    # exact numbers first (with shapes written compactly, then without the output bytes if need be), then human
+    # numbers; the columns left out are then left out in DROP_ORDER
+    first, last = number_choices[0], number_choices[-1]
+    plans = [(first, False, ()), (first, True, ()), (first, True, ("memory",)), (last, True, ())]
+    for numbers_, compact, without in plans:
+        chosen = [c for c in cols if explicit or c.key not in without]
         size, columns, total_row = attempt(chosen, numbers_, compact)
         if size <= width:
             break
@@ -481,7 +484,7 @@ def middle_cut(text: str, room: int) -> str:
     """``text`` at most ``room`` characters, its middle replaced by ``…`` (a layer name's start and end say most).
 
     >>> middle_cut("model.layers.0.post_attention_layernorm", 24)
-    'model.layers…_layernorm'
+    'model.layers…n_layernorm'
     """
     if len(text) <= room:
         return text
@@ -590,3 +593,28 @@ def footer(report, numbers: str = "exact", markdown: bool = False, width: int = 
     else:
         lines.append("Conventions: what each figure counts: --conventions, or docs/conventions.md")
     return terminal.wrap_lines("\n".join(lines), width)
+
+
+def render_html(report, columns: Optional[list[str]] = None) -> str:
+    """The report as an HTML table (Jupyter's ``_repr_html_``): every layer, exact numbers, a totals row, and the
+    header and totals lines; every text escaped."""
+    from html import escape
+
+    keras = report.layout == "NHWC"
+    cols = [COLUMNS[k] for k in (columns or (KERAS_COLUMNS if keras else DEFAULT_COLUMNS))]
+    rows = group_rows(report.layers, None)
+    right = ' style="text-align:right"'
+
+    def tr(values: list[str], tag: str = "td") -> str:
+        return "<tr>" + "".join(f"<{tag}{right if c.kind in ('count', 'bytes') else ''}>{escape(v)}</{tag}>"
+                                for c, v in zip(cols, values)) + "</tr>"
+
+    body = [tr([cell(c, row, "exact", keras) for c in cols]) for row in rows]
+    total = _total_row(cols, report.totals, "exact", False)
+    parts = [f"<p>{escape(header(report))}</p>", "<table>", "<thead>" + tr([c.header for c in cols], "th")
+             + "</thead>", "<tbody>", *body, "</tbody>"]
+    if total:
+        parts.append("<tfoot>" + tr(total) + "</tfoot>")
+    parts.append("</table>")
+    parts += [f"<p>{escape(line)}</p>" for line in footer(report, conventions=False).split("\n")]
+    return "\n".join(parts)
