@@ -87,10 +87,11 @@ def fold_rows(rows: list, cells, total_flops: int) -> list:
     while i < len(parts):
         part = parts[i]
         j = i + 1
-        if part.key is not None and len(part.rows) >= 1:
+        if part.key is not None:
+            parent, number = part.key
             signature = _signature(part, cells)
-            while (j < len(parts) and parts[j].key is not None and parts[j].key[0] == part.key[0]
-                   and parts[j].key[1] == part.key[1] + (j - i) and _signature(parts[j], cells) == signature):
+            while (j < len(parts) and parts[j].key == (parent, number + j - i)
+                   and _signature(parts[j], cells) == signature):
                 j += 1
         copies = j - i
         if copies == 1:
@@ -292,8 +293,10 @@ def config_assumptions(raw, origin: str, spec) -> Assumptions:
     (``importers.huggingface.header_notes``: the class built, the input, the keys counted by a convention).
 
     >>> said = config_assumptions({"model_type": "llama", "torch_dtype": "bfloat16"}, "config.json", None)
-    >>> said.built, said.input, said.declared_dtype
-    ('LlamaModel (no architectures in the config: the base model)', '2048 tokens (the llama default max_position_embeddings, at most 2048)', 'bfloat16')
+    >>> said.built
+    'LlamaModel (no architectures in the config: the base model)'
+    >>> said.input, said.declared_dtype
+    ('2048 tokens (the llama default max_position_embeddings, at most 2048)', 'bfloat16')
     """
     from .importers.huggingface import header_notes
 

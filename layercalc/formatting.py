@@ -18,7 +18,7 @@ import csv
 import gc
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
@@ -335,12 +335,18 @@ def render_report(report, fmt: str = "table", columns: Optional[list[str]] = Non
     ``markdown``, ``csv`` and ``json`` are for programs and documents: every layer (or ``depth`` group), exact
     numbers (markdown: as ``numbers`` says), every note and convention, no width.
     """
+    with gc_paused():       # rows, cells and lines kept until the text is joined (see gc_paused)
+        return _render_report(report, fmt, columns, depth, numbers, keras, width, expand, notes, conventions,
+                              assumed)
+
+
+def _render_report(report, fmt, columns, depth, numbers, keras, width, expand, notes, conventions, assumed) -> str:
     if fmt not in FORMATS:
         raise SpecError(f"format: got {fmt!r}, expected one of {', '.join(FORMATS)}")
     if notes not in NOTES_MODES:
         raise SpecError(f"notes: got {notes!r}, expected one of {', '.join(NOTES_MODES)}")
     if fmt == "json":
-        return report_json(report)
+        return json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False)
     if keras is None:
         keras = report.layout == "NHWC"
     explicit = columns is not None
@@ -380,17 +386,11 @@ def render_report(report, fmt: str = "table", columns: Optional[list[str]] = Non
     return "\n\n".join(out)
 
 
-def report_json(report) -> str:
-    """``Report.model_dump(mode="json")`` as indented JSON (the documented schema), with the garbage collector
-    paused: a dump builds millions of small dicts and lists that live until it returns, and each generation-0
-    collection would walk them all again (100,000 layers: 4.2 s with it, 0.3 s without)."""
-    with gc_paused():
-        return json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False)
-
-
 class gc_paused:
-    """Pause the cyclic garbage collector for a block that builds many objects it keeps (nothing cyclic is made
-    there, so nothing is left for it to collect); re-enabled after, as it was."""
+    """Pause the cyclic garbage collector for a block that builds many objects it keeps until it returns (a dump's
+    dicts and lists, a table's rows and cells): each collection would walk them all again, which made rendering
+    grow faster than the network (100,000 layers: 3× the time per layer of 1,000; bench/bench_render.py).
+    Nothing cyclic is made there, so nothing is left for it to collect; re-enabled after, as it was."""
 
     def __enter__(self) -> None:
         self.was_enabled = gc.isenabled()
