@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
+from .errors import safe_text
 from .notes import is_routine
 from .terminal import UNLIMITED, wrap
 
@@ -115,6 +116,69 @@ def fold_rows(rows: list, cells, total_flops: int) -> list:
                                        tree=True))
         i = j
     return out
+
+
+@dataclass
+class _Node:
+    """A dotted-name prefix of the ``--depth`` tree: the layers under it and its child prefixes, in order."""
+    prefix: str
+    members: list = field(default_factory=list)
+    children: dict = field(default_factory=dict)
+
+
+def depth_tree(rows: list, depth: int, cells, total_flops: int) -> list:
+    """The ``--depth`` view as a tree, torchinfo's way: every dotted-name prefix down to ``depth`` components is a
+    row with its subtotal, drawn under its parent (``├─``); a prefix that is one layer is that layer's row.
+    Consecutive numbered siblings that are copies (equal figures, see :func:`fold_rows`) are one row ``0–31 (×32)``
+    with one copy's figures and subtree. The ``%`` column is each row's share of the network's FLOPs (all copies).
+    """
+    root = _Node("")
+    for row in rows:
+        parts = row.name.split(".")[:depth]
+        node = root
+        for k in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:k])
+            node = node.children.setdefault(prefix, _Node(prefix))
+            node.members.append(row)
+    out: list = []
+    _emit(root, "", cells, total_flops, out)
+    return out
+
+
+def _emit(parent: _Node, indent: str, cells, total_flops: int, out: list) -> None:
+    children = list(parent.children.values())
+    runs = []                                       # (first child, copies)
+    i = 0
+    while i < len(children):
+        child = children[i]
+        j = i + 1
+        key = instance_of(child.prefix) if child.prefix.rsplit(".", 1)[-1].isdigit() else None
+        if key is not None and len(child.prefix.split(".")) == len(key[0].split(".")) + 1:
+            signature = _subtree_signature(child, cells)
+            while (j < len(children) and instance_of(children[j].prefix) == (key[0], key[1] + j - i)
+                   and _subtree_signature(children[j], cells) == signature):
+                j += 1
+        runs.append((child, j - i))
+        i = j
+    for n, (child, copies) in enumerate(runs):
+        last = n == len(runs) - 1
+        glyph = "" if not parent.prefix else indent + ("└─ " if last else "├─ ")
+        label = child.prefix[len(parent.prefix) + 1:] if parent.prefix else child.prefix
+        if copies > 1:
+            start = int(label.rsplit(".", 1)[-1])
+            label = f"{label.rsplit('.', 1)[0] + '.' if '.' in label else ''}{start}–{start + copies - 1}"
+        leaf = len(child.members) == 1 and child.members[0].name == child.prefix and not child.children
+        if leaf:
+            row = replace(child.members[0], name=glyph + label)
+        else:
+            row = replace(_subtotal(child.members), name=glyph + label, type=f"{len(child.members)} layers")
+        out.append(replace(row, copies=copies, share=_share(row.flops * copies, total_flops)))
+        if child.children and not leaf:
+            _emit(child, indent + ("" if not parent.prefix else ("   " if last else "│  ")), cells, total_flops, out)
+
+
+def _subtree_signature(node: _Node, cells) -> tuple:
+    return tuple((row.name[len(node.prefix):], row.type, cells(row)) for row in node.members)
 
 
 def _subtotal(members: list):
@@ -253,7 +317,7 @@ def default_note_lines(layers, width: int, markdown: bool = False) -> list[str]:
                else f"{names[0]} ({group.layers[0][1]})")
         if group.alike:                     # the same note at other sizes: named in full by --notes all
             who += f" and {len(group.alike)} more alike"
-        line = f"{who}: {group.text}"
+        line = safe_text(f"{who}: {group.text}")
         if markdown:
             lines.append(f"  - {line}")
             continue

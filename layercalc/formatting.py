@@ -7,9 +7,11 @@ Conventions:
 - Shapes print as ``[1, 32, 26, 26]``; with ``keras=True`` as ``(None, 26, 26, 32)`` (Keras' ``model.summary()``
   style: the batch shown as ``None``). In CSV they are written ``1x32x26x26``.
 - ``--depth N`` groups layers by the first N components of their dotted names (``layer3.2.conv1`` → ``layer3``
-  at depth 1, ``layer3.2`` at depth 2), like torchinfo's ``depth``: one row per group with the group's subtotals
-  (params, buffers, MACs, FLOPs, bytes summed; output shape = the group's last layer's), so the rows still add up
-  to the totals.
+  at depth 1, ``layer3.2`` at depth 2), like torchinfo's ``depth``: in CSV and markdown one row per group with the
+  group's subtotals (params, buffers, MACs, FLOPs, bytes summed; output shape = the group's last layer's), so the
+  rows still add up to the totals; in the table a tree of every level down to N (``layercalc.display.depth_tree``).
+- The table for a person (folded repeats, notes said once, fitted to the terminal's width) is described in
+  :mod:`layercalc.display` and :func:`render_report`.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import gc
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from . import terminal
-from .display import Assumptions, default_note_lines, fold_rows, share_text
+from .display import Assumptions, default_note_lines, depth_tree, fold_rows, share_text
 from .errors import SpecError, did_you_mean, safe_text
 
 # ------------------------------------------------------------------------------------------------------- numbers
@@ -287,7 +289,7 @@ def parse_columns(text: Optional[str]) -> list[str]:
 def cell(column: Column, row: Row, numbers: str, keras: bool, compact: bool = False) -> str:
     value = column.get(row)
     if column.key == "name" and row.copies > 1:
-        return f"{value} (×{row.copies})"
+        return f"{safe_text(value)} (×{row.copies})"
     if column.kind == "share":
         return share_text(value)
     if column.kind == "count":
@@ -300,7 +302,7 @@ def cell(column: Column, row: Row, numbers: str, keras: bool, compact: bool = Fa
         return ", ".join(shape_text(s, keras, compact) for s in value)
     if column.kind == "dims":
         return dims_text(value)
-    return "" if value is None else str(value)
+    return "" if value is None else safe_text(str(value))     # a name from a spec: no terminal escapes
 
 
 def csv_cell(column: Column, row: Row) -> Any:
@@ -364,14 +366,18 @@ def _render_report(report, fmt, columns, depth, numbers, keras, width, expand, n
         return "\n\n".join(p for p in parts if p)
     width = terminal.terminal_width(width) if width is None or width < terminal.UNLIMITED else width
     total_flops = report.totals.flops
+    same = [c for c in cols if c.key not in ("name", "index", "inputs", "notes")]
+
+    def shown(row: Row) -> tuple:           # what copies must share to be folded: every figure shown
+        return tuple(cell(c, row, "exact", keras) for c in same)
+
     if expand:
-        rows = base
+        rows = group_rows(report.layers, depth)
     elif depth is not None:
-        rows = [replace(row, share=row.flops / total_flops if total_flops > 0 else None) for row in base]
+        rows = depth_tree(group_rows(report.layers, None), depth, shown, total_flops)
         cols = cols if explicit else cols + [SHARE]
     else:
-        same = [c for c in cols if c.key not in ("name", "index", "inputs", "notes")]
-        rows = fold_rows(base, lambda row: tuple(cell(c, row, "exact", keras) for c in same), total_flops)
+        rows = fold_rows(base, shown, total_flops)
         cols = cols if explicit else cols + [SHARE]
     table, folded = fit_table(rows, cols, numbers, keras, report.totals, width, explicit)
     out = [wrap_line(header(report, assumed), width), table]
@@ -556,7 +562,7 @@ def render_csv(rows: list[Row], cols: list[Column]) -> str:
 
 def notes_text(report, markdown: bool = False) -> str:
     """Every layer's notes, one line each (the markdown form; ``--notes all``)."""
-    lines = [f"{entry.name} ({entry.type}): {note}" for entry in report.layers for note in entry.notes]
+    lines = [safe_text(f"{entry.name} ({entry.type}): {note}") for entry in report.layers for note in entry.notes]
     if not lines:
         return ""
     return "\n".join(["- Notes:" if markdown else "Notes:"] + [f"  - {line}" if markdown else f"  {line}"

@@ -217,12 +217,14 @@ def test_batchnorm_param_count_includes_its_moving_statistics(tmp_path):
 # ----------------------------------------------------------------------------------------- safe text
 
 def test_control_characters_in_names_are_escaped(tmp_path):
-    spec = {"name": "evil\x1b[31mred\x07", "input": [4], "layers": [{"type": "linear", "out_features": 2}]}
+    # (a layer's name with control characters is refused when the spec is read; the network's name is shown)
+    spec = {"name": "evil\x1b[31mred\x07\u202e", "input": [4], "layers": [{"type": "linear", "out_features": 2}]}
     path = tmp_path / "net.json"
     path.write_text(json.dumps(spec))
-    out = summary(path)
-    assert "\x1b" not in out and "\x07" not in out
-    assert "Network: evil\\x1b[31mred\\x07" in out
+    for args in ((), ("--expand", "--notes", "all"), ("--format", "markdown")):
+        out = summary(path, *args)
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, args
+    assert "Network: evil\\x1b[31mred\\x07\\u202e" in summary(path)
     config = dict(LLAMA3_8B, num_hidden_layers=1, _name_or_path="meta\x1b]0;pwned\x07")
     out = summary(write_config(tmp_path, config))
     assert "\x1b" not in out and "\x07" not in out
@@ -289,3 +291,19 @@ def test_explain_network_is_library_code_the_cli_prints():
     assert lines[0].startswith("[0] conv2d_0 (conv2d): [1, 1, 28, 28] → [1, 32, 26, 26]")
     out = summary(ROOT / "examples" / "mnist_cnn.yaml", "--explain")
     assert "\n".join(lines) in out
+
+
+def test_depth_is_a_tree_with_subtotals_and_folded_copies():
+    pytest.importorskip("layercalc.zoo")
+    report = layercalc.load("zoo:resnet18").analyze()
+    out = summary("zoo:resnet18", "--depth", "2", "--wide")
+    lines = out.split("\n")
+    # layer2: 16 layers, its subtotal the sum of its layers; its blocks 0 (with the downsample) and 1 under it
+    layer2 = sum(e.params for e in report.layers if e.name.startswith("layer2."))
+    row = next(line for line in lines if line.startswith("layer2 "))
+    assert "16 layers" in row and f" {layer2:,} " in row
+    block0 = sum(e.params for e in report.layers if e.name.startswith("layer2.0."))
+    assert any(line.startswith("├─ 0 ") and f" {block0:,} " in line for line in lines)
+    # layer1's two blocks are copies: one row, one copy's figures (2·36,864 + 2·128 = 73,984)
+    assert any(line.startswith("└─ 0–1 (×2)") and " 73,984 " in line for line in lines)
+    assert f"Totals: params {report.totals.params:,} · " in out
