@@ -27,6 +27,18 @@ UNLIMITED = 1 << 30
 MIN_WIDTH = 40
 
 
+#: a width the command line asked for once for every command (a global ``--width N``, or ``--wide``:
+#: :data:`UNLIMITED`), set by :func:`request_width`; None: not asked
+_requested: Optional[int] = None
+
+
+def request_width(width: Optional[int]) -> None:
+    """Make ``width`` (None: forget it) the answer of every later :func:`terminal_width` call given no explicit
+    width: how a global ``--width``/``--wide`` reaches every command's output."""
+    global _requested
+    _requested = width
+
+
 def terminal_width(explicit: Optional[int] = None) -> int:
     """The number of columns default output may use.
 
@@ -34,7 +46,11 @@ def terminal_width(explicit: Optional[int] = None) -> int:
     100
     >>> terminal_width(10)  # too narrow to show anything: raised to the minimum
     40
+    >>> request_width(UNLIMITED); terminal_width() == UNLIMITED; request_width(None)
+    True
     """
+    if explicit is None:
+        explicit = _requested
     if explicit is not None:
         return max(MIN_WIDTH, explicit)
     columns = os.environ.get("COLUMNS", "").strip()
