@@ -219,11 +219,7 @@ def _numel(shape) -> int:
 def _step_scratch(step, itemsize: int, channels_last: bool, weights_given: bool = False) -> tuple[int, int]:
     """(temporary bytes while the step runs, im2col workspace bytes) beyond its inputs and output: the layer type's
     own bound (:meth:`LayerBase.scratch_bytes`). ``weights_given``: its weights were passed in (already held)."""
-    temporary, workspace = step.layer.scratch_bytes(step, itemsize, channels_last, weights_given)
-    if step.layer.fused_activation() is not None:      # the fused activation's, run after the layer's own step
-        from .fused import fused_scratch
-        temporary = max(temporary, fused_scratch(step, itemsize, channels_last))
-    return temporary, workspace
+    return step.layer.scratch_bytes(step, itemsize, channels_last, weights_given)
 
 
 def estimate_memory(steps, input_shape, dtype, channels_last: bool, given_weights: Optional[Weights] = None
@@ -789,9 +785,6 @@ def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, whe
                                 for src in step.inputs]
             params = _params_of(step, given, seed, dtype, channels_last, shared, by_name)
             output = step.layer.forward(step, inputs, params, env)
-            if step.layer.fused_activation() is not None:      # Keras' activation argument, after the layer's step
-                from .fused import fused_forward
-                output = fused_forward(step, output, env)
             del inputs, params
             made = produced(step.name, step.facts)
             arrays = list(output) if step.facts.outputs is not None else [output]

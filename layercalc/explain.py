@@ -241,18 +241,20 @@ def explain_layer(layer, input_shapes: list[tuple[int, ...]], facts, channels_la
     ``input_rf``: (receptive field, jump) per spatial dim of the tensor reaching the layer, when known.
     """
     c = Explanation(layer.tied_to)
-    if layer.fused_activation() is None:
-        layer.explain(c, input_shapes, facts, channels_last)
-    else:                                        # Keras' activation argument: the layer's lines, then its own
-        from .fused import explain_fused, own_facts
-        layer.explain(c, input_shapes, own_facts(layer, facts), channels_last)
-        explain_fused(c, layer, facts, channels_last)
+    layer.explain(c, input_shapes, facts, channels_last)
     if not layer.trainable and facts.params:
         c.add(f"trainable: false (frozen): Keras counts these {n(facts.params)} parameters as non-trainable")
     _memory(c, facts, itemsize)
-    if input_rf is not None:
+    if facts.rf is not None and facts.rf.whole:
+        c.add(f"receptive field = whole input ({fmt_whole(facts.rf.size)}): every output position sees every input "
+              f"position (through a global pool, attention or a gate made by one, here or before)")
+    elif input_rf is not None:
         layer.explain_field(c, facts, input_rf)
     return c.lines
+
+
+def fmt_whole(size) -> str:
+    return "×".join(str(int(v)) for v in size)
 
 
 def spatial_parts(shape, channels_last: bool):

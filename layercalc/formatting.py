@@ -119,6 +119,8 @@ def shape_text(shape, keras: bool = False, compact: bool = False) -> str:
 
 
 def dims_text(values, sep: str = "×") -> str:
+    if isinstance(values, str):                 # a receptive field that is the whole input, in words
+        return values
     return sep.join(_plain(v) for v in values) if values is not None else ""
 
 
@@ -150,7 +152,7 @@ class Row:
     flops: int
     param_bytes: int
     activation_bytes: int
-    receptive_field: Optional[list[int]] = None
+    receptive_field: Optional[list[int] | str] = None        # "whole input": the report's whole_input
     jump: Optional[list[int | float]] = None
     notes: list[str] = field(default_factory=list)
     members: int = 1
@@ -163,7 +165,8 @@ class Row:
         shown_type = f"{entry.type}+{entry.activation}" if entry.activation else entry.type    # conv2d+relu
         return cls(entry.index, entry.name, shown_type, list(entry.inputs), [list(s) for s in entry.input_shapes],
                    list(entry.output_shape), entry.params, entry.buffers, entry.macs, entry.flops,
-                   entry.param_bytes, entry.activation_bytes, entry.receptive_field, entry.jump, list(entry.notes))
+                   entry.param_bytes, entry.activation_bytes,
+                   "whole input" if entry.whole_input else entry.receptive_field, entry.jump, list(entry.notes))
 
 
 def group_prefix(name: str, depth: int) -> str:

@@ -194,11 +194,12 @@ class Network(Description):
         rank = len(self.input) - 1
         tensors: dict[str, Tensor] = {
             INPUT: Tensor(self.input_shape, ReceptiveField.of_input(rank) if rank >= 1 else None, INPUT)}
+        extent = tuple(self.input[:-1] if self.channels_last else self.input[1:])    # the input's spatial sizes
         steps = []
         for i in order:
             layer = self.layers[i]
             label = _LazyLabel(i, names[i], layer.type_name)
-            ctx = Context(label, self.channels_last, self.batch)
+            ctx = Context(label, self.channels_last, self.batch, extent)
             inputs = [tensors.get(src) or _missing_tensor(src, tensors, label) for src in wired[i]]
             facts = infer(layer, inputs, ctx)
             if facts.rf is None:
@@ -272,8 +273,9 @@ def layer_report(step: Step, itemsize: int) -> LayerReport:
         activation_bytes=sum(map(numel, f.output_shapes)) * itemsize,
         receptive_field=[int(v) for v in rf.size] if rf is not None else None,
         jump=report_jump(rf),
+        whole_input=rf is not None and rf.whole,
         notes=f.notes,
-        activation=fused.type_name if (fused := step.layer.fused_activation()) is not None else None,
+        activation=step.layer.output_activation(),
         trainable=step.layer.trainable)
 
 

@@ -31,10 +31,16 @@ class LayerReport(BaseModel):
     param_bytes: int = Field(description="params × dtype size")
     activation_bytes: int = Field(description="output tensor size in bytes")
     receptive_field: Optional[list[int]] = Field(
-        None, description="network-input pixels one output position sees, per spatial dim")
+        None, description="network-input pixels one output position sees, per spatial dim (a span, first to last); "
+                          "the input's size when whole_input is true; null where it is not reported (the notes say "
+                          "why)")
     jump: Optional[list[int | float]] = Field(
         None, description="effective stride in input pixels, per spatial dim: an exact integer when it is whole; a "
                           "float only when it is fractional (past an up-sampling layer)")
+    whole_input: bool = Field(
+        False, description="true when every output position sees the whole network input (past a global pool, "
+                           "attention, or a merge with such a path: a squeeze-and-excitation gate): receptive_field "
+                           "is then the input's size per dim, and tables print 'whole input'")
     notes: list[str] = Field(default_factory=list)
     activation: Optional[str] = Field(None, description="a fused activation applied to the output (Keras' "
                                                         "activation argument), its FLOPs included; null: none")

@@ -47,15 +47,25 @@ class ReceptiveField:
     field of the layer that made them uneven is still exact (the widest of its windows), but ``rf + (k − 1)·jump``
     no longer holds for the layers after it — an output position's neighbours do not sit one jump apart — so they
     report none.
+    ``whole``: every output position sees the whole network input, in every spatial dim (past a global pool or
+    attention whose span covers the input, or a merge with such a path: a squeeze-and-excitation gate). ``size``
+    is then the input's size per dim and ``start2`` its doubled centre; ``jump`` is still the distance between
+    neighbouring output positions. Every later layer that reads the tensor sees the whole input too.
     """
     size: tuple[int, ...]
     jump: tuple[int | Fraction, ...]
     start2: tuple[int | Fraction, ...]
     uneven: str = ""
+    whole: bool = False
 
     @classmethod
     def of_input(cls, rank: int) -> ReceptiveField:
         return cls((1,) * rank, (1,) * rank, (1,) * rank)
+
+    @classmethod
+    def whole_input(cls, extent: tuple[int, ...], jump: tuple[int | Fraction, ...]) -> ReceptiveField:
+        """The field of positions that see the whole input of ``extent`` pixels per dim, ``jump`` apart."""
+        return cls(extent, jump, extent, "", True)
 
     @property
     def aligned_grid(self) -> bool:
@@ -80,6 +90,9 @@ class Context:
     label: Any                 # str() gives "layers[3] 'conv2' (conv2d)", for error messages
     channels_last: bool        # NHWC-style layout
     batch: int = 1             # the network's batch: what a layer without inputs (a learnable tensor) expands to
+    #: the network input's spatial sizes (in the layout's order), for a layer that decides whether a field covers
+    #: the whole input (:func:`global_field`); empty when unknown (then it is not decided)
+    extent: tuple[int, ...] = ()
 
     def fail(self, message: str) -> ShapeError:
         return ShapeError(f"{self.label}: {message}")
@@ -206,6 +219,8 @@ def fmt_pads(pads) -> str:
 
 def window_rf(rf: Optional[ReceptiveField], kernel, stride, dilation, pads) -> Optional[ReceptiveField]:
     """Receptive field after a sliding window (conv or pooling)."""
+    if rf is not None and rf.whole:
+        return dataclasses.replace(rf, jump=tuple(j * s for j, s in zip(rf.jump, stride)))
     if rf is None or not rf.aligned_grid:
         return None
     size, jump, start = [], [], []
@@ -215,6 +230,54 @@ def window_rf(rf: Optional[ReceptiveField], kernel, stride, dilation, pads) -> O
         start.append(st + (k_eff - 1 - 2 * pb) * j)
         jump.append(j * s)
     return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+
+
+def global_field(rf: Optional[ReceptiveField], spatial: Shape, ctx: Context) -> Optional[ReceptiveField]:
+    """The field of an output that reads every position of a map of ``spatial`` positions per dim (a global pool, a
+    mean over every spatial dim, attention): one window over each whole dim, ``rf + (n − 1)·jump``, with jump
+    ``jump·n`` — and the whole input (:meth:`ReceptiveField.whole_input`) when that span covers the network input
+    in every dim (it may not: a strided window can leave the input's last rows unread).
+
+    >>> global_field(ReceptiveField((3,), (2,), (1,)), (16,), Context("", False, extent=(32,)))   # conv k3 s2 p1
+    ReceptiveField(size=(32,), jump=(32,), start2=(32,), uneven='', whole=True)
+    >>> global_field(ReceptiveField((3,), (2,), (3,)), (15,), Context("", False, extent=(32,))).size  # no padding
+    (31,)
+    """
+    if rf is None or len(rf.size) != len(spatial):
+        return None
+    jump = tuple(j * n for j, n in zip(rf.jump, spatial))
+    if rf.whole:
+        return ReceptiveField.whole_input(rf.size, jump)
+    if not rf.aligned_grid:
+        return None
+    # in doubled coordinates the first position's field spans [start2 − size, start2 + size) and the last one's
+    # lies (n − 1)·jump further on: together they cover the input when they reach from 0 to its end
+    if len(ctx.extent) == len(spatial) and all(
+            st - r <= 0 and st + 2 * (n - 1) * j + r >= 2 * length
+            for r, j, st, n, length in zip(rf.size, rf.jump, rf.start2, spatial, ctx.extent)):
+        return ReceptiveField.whole_input(ctx.extent, jump)
+    return ReceptiveField(tuple(r + (n - 1) * int(j) for r, j, n in zip(rf.size, rf.jump, spatial)), jump,
+                          tuple(st + (n - 1) * j for st, j, n in zip(rf.start2, rf.jump, spatial)))
+
+
+def whole_from_inputs(inputs: list[Tensor], rf: Optional[ReceptiveField], reads_values: bool
+                      ) -> Optional[ReceptiveField]:
+    """``rf``, or the whole input when every tensor reaching the layer already sees it (each output position reads
+    at least one input position, so it sees the whole input too) — whatever the layer's own rule made of the field
+    (a flatten ends it, an up-sampling makes it uneven). ``reads_values``: the layer's output depends on its inputs'
+    values (:attr:`LayerBase.reads_input_values`), not only on their shapes."""
+    if rf is not None and rf.whole or not inputs or not reads_values:
+        return rf
+    fields = [t.rf for t in inputs]
+    if not all(f is not None and f.whole for f in fields):
+        return rf
+    first = fields[0]
+    assert first is not None
+    if rf is None or len(rf.size) != len(first.size):
+        return ReceptiveField.whole_input(first.size, first.jump)
+    # the layer's own grid (its jump: the spacing of its output positions); its sizes where it only reordered the
+    # dims (a transpose), else the input's
+    return ReceptiveField.whole_input(rf.size if sorted(rf.size) == sorted(first.size) else first.size, rf.jump)
 
 
 #: a receptive field or jump past this many input positions is reported for the layer that reaches it, and not
@@ -328,14 +391,13 @@ def axis_names(rank: int) -> str:
 
 def infer(layer, inputs: list[Tensor], ctx: Context) -> Facts:
     """The layer's facts for these inputs: each layer type's own rule (:meth:`LayerBase.infer`), with what every
-    type shares: Keras' ``data_format`` checked against the network's layout, and a fused activation added."""
+    type shares: Keras' ``data_format`` checked against the network's layout, a field that is the whole input
+    carried on (:func:`whole_from_inputs`), and a frozen layer's note."""
     problem = layer.layout_problem(ctx.channels_last)
     if problem is not None:
         raise ctx.fail(problem)
     facts = layer.infer(inputs, ctx)
-    if layer.fused_activation() is not None:
-        from .fused import fuse
-        fuse(layer, facts, ctx)
+    facts.rf = whole_from_inputs(inputs, facts.rf, layer.reads_input_values)
     if not layer.trainable and facts.params:
         # Keras' frozen layer: still parameters (PyTorch's requires_grad=False), non-trainable in Keras' totals
         facts.notes.append(f"trainable: false (frozen): its {facts.params:,} parameters are non-trainable (Keras' "

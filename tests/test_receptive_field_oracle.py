@@ -8,12 +8,18 @@ largest span over all output positions is what layercalc must report — or, pas
 evenly spaced over its input, report nothing and say why.
 
 Examples are derandomized; ``LAYERCALC_ORACLE_SCALE=20`` runs 20 times more, freshly random.
+
+The second half checks, against the gradient of one output position with respect to the input (its nonzero
+entries: the pixels that position depends on), what the arithmetic alone cannot: a field that is the whole input
+(past a global pool, a squeeze-and-excitation gate, attention), the jump past a broadcast gate, and a linear layer
+over an NHWC network's channels.
 """
 
 from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 import torch.nn as nn
 from hypothesis import assume, event, given, settings
@@ -150,3 +156,175 @@ def test_uneven_adaptive_windows_end_the_field_and_even_ones_do_not():
     even = [{"type": "adaptive_avgpool1d", "output_size": 6}, {"type": "avgpool1d", "kernel_size": 2, "stride": 1}]
     assert analyze(24, even).layers[1].receptive_field == [8]
     assert max(measured_spans(24, even)) == 8
+
+
+# ------------------------------------------------------------------------------------ whole input, merges, layouts
+# The oracle here: the gradient of one output position with respect to the input. The input pixels with a nonzero
+# gradient are the ones that position depends on (all-one kernels and a positive input: nothing cancels).
+
+def gradient_support(forward, input_shape: tuple[int, ...], position: tuple[int, ...]) -> torch.Tensor:
+    """A boolean mask over the input (batch and channels summed out): where d output[position] / d input ≠ 0."""
+    x = (torch.rand(input_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) + 0.5)
+    x.requires_grad_(True)
+    gradient, = torch.autograd.grad(forward(x)[position], x)
+    return gradient.abs().sum(dim=(0, 1)) != 0 if gradient.dim() > 2 else gradient.abs().sum(dim=0) != 0
+
+
+def ones_conv(cin: int, cout: int, k: int, stride: int = 1, padding: int = 0, dims: int = 2) -> nn.Module:
+    conv = (nn.Conv2d if dims == 2 else nn.Conv1d)(cin, cout, k, stride, padding, bias=False).double()
+    nn.init.ones_(conv.weight)
+    return conv
+
+
+def span(mask: torch.Tensor, dim: int) -> tuple[int, int]:
+    """First and last index along ``dim`` where the mask holds."""
+    rows = mask.nonzero()[:, dim]
+    return int(rows.min()), int(rows.max())
+
+
+SQUEEZE_EXCITE = [  # conv s2 → adaptive_avgpool 1 → sigmoid → mul → conv k3 → conv k3, on 32×32 (issue 19)
+    {"type": "conv2d", "name": "conv", "out_channels": 1, "kernel_size": 3, "stride": 2, "padding": 1, "bias": False},
+    {"type": "adaptive_avgpool2d", "name": "squeeze", "output_size": 1},
+    {"type": "sigmoid", "name": "gate"},
+    {"type": "mul", "name": "excite", "inputs": ["conv", "gate"]},
+    {"type": "conv2d", "name": "after1", "out_channels": 1, "kernel_size": 3, "padding": 1, "bias": False},
+    {"type": "conv2d", "name": "after2", "out_channels": 1, "kernel_size": 3, "padding": 1, "bias": False}]
+
+
+def squeeze_excite_torch(detach_gate: bool):
+    conv, after1, after2 = ones_conv(1, 1, 3, 2, 1), ones_conv(1, 1, 3, 1, 1), ones_conv(1, 1, 3, 1, 1)
+
+    def forward(x):
+        y = conv(x)
+        gate = torch.sigmoid(nn.functional.adaptive_avg_pool2d(y, 1))
+        excite = y * (gate.detach() if detach_gate else gate)
+        first = after1(excite)
+        return {"excite": excite, "after1": first, "after2": after2(first)}
+    return forward
+
+
+@pytest.mark.parametrize("name", ["excite", "after1", "after2"])
+def test_a_squeeze_excitation_gate_makes_the_field_the_whole_input_and_keeps_the_features_jump(name):
+    # Every output position after the gate depends on every input pixel (the gate averages all of them): torch's
+    # gradient support is the whole 32×32 input — not the 97 and 161 of the gate's field and jump carried on.
+    entry = analyze_2d([1, 32, 32], SQUEEZE_EXCITE).layer(name)
+    support = gradient_support(lambda x: squeeze_excite_torch(False)(x)[name], (1, 1, 32, 32), (0, 0, 8, 8))
+    assert bool(support.all())
+    assert entry.receptive_field == [32, 32]
+    # The jump is the distance between neighbouring output positions on the feature path (the gate is the same
+    # for all of them): with the gate held constant, positions 8 and 9 depend on input regions 2 pixels apart.
+    local = squeeze_excite_torch(True)
+    at_8 = gradient_support(lambda x: local(x)[name], (1, 1, 32, 32), (0, 0, 8, 8))
+    at_9 = gradient_support(lambda x: local(x)[name], (1, 1, 32, 32), (0, 0, 9, 9))
+    shift = [span(at_9, d)[0] - span(at_8, d)[0] for d in (0, 1)]
+    assert entry.jump == shift == [2, 2]
+    assert entry.whole_input
+
+
+def analyze_2d(input_: list[int], layers: list[dict], layout: str = "NCHW"):
+    return layercalc.load({"input": input_, "layout": layout, "layers": layers}).analyze()
+
+
+def test_after_a_global_pool_every_output_sees_the_whole_input_and_the_head_too():
+    layers = [{"type": "conv2d", "out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1, "bias": False},
+              {"type": "global_avgpool", "name": "pool"}, {"type": "linear", "name": "fc", "out_features": 3}]
+    report = analyze_2d([1, 32, 32], layers)
+    conv = ones_conv(1, 2, 3, 2, 1)
+    fc = nn.Linear(2, 3).double()
+    support = gradient_support(lambda x: fc(conv(x).mean(dim=(2, 3))), (1, 1, 32, 32), (0, 1))
+    assert bool(support.all())
+    for name in ("pool", "fc"):
+        assert report.layer(name).receptive_field == [32, 32]
+        assert report.layer(name).whole_input
+
+
+def test_a_global_pool_whose_input_misses_the_last_row_is_not_the_whole_input():
+    # conv k3 s2 without padding on 32: windows at 0, 2, …, 28 end at 30; row and column 31 are never read, so the
+    # pooled output depends on rows 0..30: a field of 31, not the whole input
+    layers = [{"type": "conv2d", "out_channels": 1, "kernel_size": 3, "stride": 2, "bias": False},
+              {"type": "global_avgpool", "name": "pool"}]
+    entry = analyze_2d([1, 32, 32], layers).layer("pool")
+    conv = ones_conv(1, 1, 3, 2)
+    support = gradient_support(lambda x: conv(x).mean(dim=(2, 3)), (1, 1, 32, 32), (0, 0))
+    assert [span(support, d) for d in (0, 1)] == [(0, 30), (0, 30)]
+    assert entry.receptive_field == [31, 31]
+    assert not entry.whole_input
+
+
+def test_a_linear_over_the_channels_of_an_nhwc_network_keeps_the_field():
+    # NHWC: conv k3 → linear over channels (a 1×1 conv, per position) → conv k3: field 5, jump 1 at the end
+    layers = [{"type": "conv2d", "out_channels": 2, "kernel_size": 3, "bias": False},
+              {"type": "linear", "name": "mix", "out_features": 3, "bias": False},
+              {"type": "conv2d", "name": "last", "out_channels": 1, "kernel_size": 3, "bias": False}]
+    report = analyze_2d([16, 16, 1], layers, "NHWC")
+    first, mix, last = ones_conv(1, 2, 3), nn.Linear(2, 3, bias=False).double(), ones_conv(3, 1, 3)
+    nn.init.ones_(mix.weight)
+
+    def forward(x):                      # torch's NCHW order; the linear on the channels, as Keras' Dense on NHWC
+        return last(mix(first(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+    support = gradient_support(forward, (1, 1, 16, 16), (0, 0, 5, 5))
+    assert [span(support, d) for d in (0, 1)] == [(5, 9), (5, 9)]
+    assert (report.layer("mix").receptive_field, report.layer("mix").jump) == ([3, 3], [1, 1])
+    assert (report.layer("last").receptive_field, report.layer("last").jump) == ([5, 5], [1, 1])
+
+
+def test_self_attention_over_an_nhwc_sequence_sees_the_whole_input():
+    layers = [{"type": "conv1d", "out_channels": 4, "kernel_size": 3, "padding": 1, "bias": False},
+              {"type": "multi_head_attention", "name": "attention", "num_heads": 2}]
+    entry = analyze_2d([20, 1], layers, "NHWC").layer("attention")
+    torch.manual_seed(0)
+    conv, attention = ones_conv(1, 4, 3, 1, 1, dims=1), nn.MultiheadAttention(4, 2, batch_first=True).double()
+
+    def forward(x):
+        tokens = conv(x.permute(0, 2, 1)).permute(0, 2, 1)            # [N, L, C]
+        return attention(tokens, tokens, tokens, need_weights=False)[0]
+    support = gradient_support(forward, (1, 20, 1), (0, 3, 0))
+    assert bool(support.all())
+    assert entry.receptive_field == [20]
+    assert entry.whole_input
+
+
+def test_whole_input_is_printed_in_the_table_the_explanation_and_documented_in_the_schema():
+    from layercalc.explain import explain_layer
+    from layercalc.formatting import render_report
+    from layercalc.report import LayerReport
+
+    net = layercalc.load({"input": [1, 32, 32], "layers": SQUEEZE_EXCITE})
+    table = render_report(net.analyze(), "table", ["name", "receptive_field", "jump"])
+    assert [line.split()[1:] for line in table.splitlines() if line.split()[:1] == ["after2"]] == \
+        [["whole", "input", "2×2"]]
+    step = net.resolve()[-1]
+    lines = explain_layer(step.layer, step.input_shapes, step.facts, input_rf=([32, 32], [2, 2]))
+    assert any(line.startswith("receptive field = whole input (32×32)") for line in lines)
+    assert not any("⚠" in line for line in lines)
+    assert "whole input" in LayerReport.model_json_schema()["properties"]["whole_input"]["description"]
+
+
+def test_a_broadcast_gate_that_does_not_see_the_whole_input_ends_the_field():
+    # The gate pools a map that misses row 31 (its span is 0..30, not the whole input): output positions see their
+    # own region plus that fixed span, a union that rf + (k − 1)·jump cannot carry on. The gate's field and jump
+    # taken as the merge's gave 31 + 2·30 = 91 rows at the next conv, more than the 32-pixel input.
+    layers = [{"type": "conv2d", "name": "conv", "out_channels": 1, "kernel_size": 3, "stride": 2, "bias": False},
+              {"type": "global_avgpool", "name": "pool", "keepdims": True}, {"type": "sigmoid", "name": "gate"},
+              {"type": "mul", "name": "excite", "inputs": ["conv", "gate"]},
+              {"type": "conv2d", "name": "after", "out_channels": 1, "kernel_size": 3, "bias": False}]
+    report = analyze_2d([1, 32, 32], layers)
+    conv, after = ones_conv(1, 1, 3, 2), ones_conv(1, 1, 3)
+
+    def forward(x):
+        y = conv(x)
+        return after(y * torch.sigmoid(y.mean(dim=(2, 3), keepdim=True)))
+    support = gradient_support(forward, (1, 1, 32, 32), (0, 0, 6, 6))
+    assert span(support, 0) == (0, 30)
+    assert report.layer("excite").receptive_field is None and report.layer("after").receptive_field is None
+    assert any("gate is broadcast along a spatial dim" in note for note in report.layer("excite").notes)
+
+
+def test_a_layer_that_reads_only_its_inputs_shape_does_not_carry_the_whole_input():
+    layers = [{"type": "conv1d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+              {"type": "multi_head_attention", "name": "attention", "num_heads": 2},
+              {"type": "position_embedding", "name": "positions", "num_embeddings": 32, "embedding_dim": 4}]
+    report = analyze_2d([20, 1], layers, "NHWC")
+    assert report.layer("attention").whole_input
+    # rows 0..19 of the table whatever the input holds: the output depends on no input pixel
+    assert not report.layer("positions").whole_input and report.layer("positions").receptive_field is None

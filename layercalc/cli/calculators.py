@@ -327,7 +327,8 @@ def render_calculator(layer, entry, net, numbers: str) -> str:
     rows += [("MACs", f"{count(entry.macs, numbers)} (multiply-accumulates, bias excluded)"), ("FLOPs", flops),
              ("memory", memory)]
     if entry.receptive_field is not None:
-        rows.append(("receptive field", f"{dims_text(entry.receptive_field)} (jump {dims_text(entry.jump)})"))
+        field = "whole input" if entry.whole_input else dims_text(entry.receptive_field)
+        rows.append(("receptive field", f"{field} (jump {dims_text(entry.jump)})"))
     rows += [("notes" if i == 0 else "", note) for i, note in enumerate(entry.notes)]
     width = max(len(k) for k, _ in rows)
     head = f"{layer.type_name}" + (f": {settings}" if settings else "")

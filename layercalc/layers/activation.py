@@ -7,8 +7,8 @@ The shape is unchanged; there are no parameters and no MACs. FLOPs = a fixed cou
 
 Fused activations: Keras' ``activation`` argument of Dense, Conv*, DepthwiseConv*, SeparableConv* and Conv*Transpose
 (:func:`activation_field`) applies one of these after the layer's own step. :data:`KERAS_ACTIVATIONS` maps Keras'
-activation names to these types; ``layercalc/fused.py`` is what the rules, the executor and the explanation do with
-it, for every layer type that has the field.
+activation names to these types; :class:`layercalc.layers.fused.FusedActivation` composes it with the layer, for
+every layer type that has the field.
 """
 
 

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal, Optional
 from pydantic import Field, model_validator
 
 from ..explain import Explanation, n, prod_text
-from ..rules import Context, Facts, Tensor, fmt_shape, numel
+from ..rules import Context, Facts, ReceptiveField, Tensor, fmt_shape, global_field, numel
 from .activation import Softmax
 from .base import (
     Bool,
@@ -103,6 +103,20 @@ def _explain_causal(c: Explanation, groups: int, groups_text: str, lq: int, lk: 
 
 
 # -------------------------------------------------------------------------------------- NumPy forward helpers
+
+def attention_field(query: Tensor, keys: list[Tensor], causal: bool, ctx: Context) -> Optional[ReceptiveField]:
+    """The receptive field past attention over sequences ``[N, L, E]`` of an NHWC network (the sequence is its
+    spatial dim): without a causal mask every output position reads every key and value position, so it sees the
+    whole input when their fields cover it (:func:`global_field`), at the query's positions (its jump). Otherwise
+    none: what one position sees is not reported past attention."""
+    if causal or query.rf is None or len(query.shape) != 3 or len(query.rf.size) != 1 or not ctx.channels_last:
+        return None
+    for key in keys:
+        seen = global_field(key.rf, key.shape[1:2], ctx) if len(key.shape) == 3 else None
+        if seen is not None and seen.whole:
+            return ReceptiveField.whole_input(seen.size, query.rf.jump)
+    return None
+
 
 def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any) -> Any:
     """``softmax(scale·q·kᵀ (+ causal mask))·v`` over the last two dims, leading dims broadcast (a k/v head of
@@ -333,7 +347,8 @@ class MultiHeadAttention(LayerBase):
         if self.causal:
             notes.append(_causal_note(lq, dims.keys, n_ * heads, dk, dv, macs))
         output = (n_, lq, out) if self.batch_first else (lq, n_, out)
-        return Facts(output_shape=output, params=params, macs=macs, flops=flops, notes=notes,
+        rf = attention_field(inputs[0], inputs[1:] or inputs, self.causal, ctx) if self.batch_first else None
+        return Facts(output_shape=output, params=params, macs=macs, flops=flops, notes=notes, rf=rf,
                      geometry={"attention": dims})
 
     def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
@@ -619,7 +634,7 @@ class ScaledDotProductAttention(LayerBase):
         notes = [_causal_note(dims.lq, dims.lk, dims.groups, dims.e, dims.ev, macs)] if self.is_causal else []
         return Facts(output_shape=(*q[:-1], dims.ev), macs=macs,
                      flops=2 * macs + (SCALE_FLOPS + SOFTMAX_FLOPS) * dims.scores, notes=notes,
-                     geometry={"sdpa": dims})
+                     rf=attention_field(inputs[0], inputs[1:], self.is_causal, ctx), geometry={"sdpa": dims})
 
     def forward(self, step: Any, xs: list, params: dict, env: Any) -> Any:
         d: SdpaDims = step.facts.geometry["sdpa"]

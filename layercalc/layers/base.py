@@ -401,10 +401,10 @@ class LayerBase(Description):
                             f"of Keras weights")
         return {}
 
-    def fused_activation(self) -> "Optional[LayerBase]":
-        """The activation applied to the output after the layer's own step (Keras' ``activation`` argument), as an
-        activation layer: its FLOPs are added to the layer's and the executor applies it. None: no fused
-        activation."""
+    def output_activation(self) -> Optional[str]:
+        """The type name of the activation the layer applies to its own output as part of itself (Keras'
+        ``activation`` argument, composed in :class:`~layercalc.layers.fused.FusedActivation`): the report's
+        ``activation``. None: none."""
         return None
 
     # --------------------------------------------------------------------------------------------- the protocol
@@ -412,6 +412,9 @@ class LayerBase(Description):
     #: the output is finite whenever the inputs are (a maximum, a copy, a bounded function): the executor then
     #: skips its overflow check for this layer
     keeps_finite: ClassVar[bool] = False
+    #: the output depends on the inputs' values (False: only on their shapes, as a position embedding sized by its
+    #: input): a field that is the whole input then carries on through the layer (see rules.whole_from_inputs)
+    reads_input_values: ClassVar[bool] = True
 
     def index_count(self) -> Optional[int]:
         """When the layer reads its input as integer indices (token ids), how many there are (an embedding's

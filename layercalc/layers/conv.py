@@ -53,7 +53,7 @@ from ..shapes import (
     transposed_same_padding,
     transposed_valid_extra,
 )
-from .activation import ActivationName, activation_field, activation_layer
+from .activation import ActivationName, activation_field
 from .base import (
     Bool,
     DataFormat,
@@ -72,6 +72,7 @@ from .base import (
     per_dim_default,
     register_layer,
 )
+from .fused import FusedActivation
 
 __all__ = ['Conv1d', 'Conv2d', 'Conv3d', 'ConvTranspose1d', 'ConvTranspose2d', 'ConvTranspose3d',
            'transposed_input_span']
@@ -130,9 +131,6 @@ class _ConvBase(LayerBase):
     activation: ActivationName = activation_field()
 
     _lower_padding = field_validator("padding", mode="before")(classmethod(lambda cls, v: _lower_string(v)))
-
-    def fused_activation(self) -> Optional[LayerBase]:
-        return activation_layer(self.activation)
 
     @model_validator(mode="after")
     def _normalize(self):
@@ -292,21 +290,21 @@ def _check_padding_mode(mode: str, spatial: Shape, pads, x: Tensor, ctx: Context
 
 
 @register_layer
-class Conv1d(_ConvBase):
+class Conv1d(FusedActivation, _ConvBase):
     spatial_dims: ClassVar[int] = 1
     type: Literal["conv1d"] = "conv1d"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Conv1D": {}}
 
 
 @register_layer
-class Conv2d(_ConvBase):
+class Conv2d(FusedActivation, _ConvBase):
     spatial_dims: ClassVar[int] = 2
     type: Literal["conv2d"] = "conv2d"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Conv2D": {}}
 
 
 @register_layer
-class Conv3d(_ConvBase):
+class Conv3d(FusedActivation, _ConvBase):
     spatial_dims: ClassVar[int] = 3
     type: Literal["conv3d"] = "conv3d"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Conv3D": {}}
@@ -444,21 +442,21 @@ class _ConvTransposeBase(_ConvBase):
 
 
 @register_layer
-class ConvTranspose1d(_ConvTransposeBase):
+class ConvTranspose1d(FusedActivation, _ConvTransposeBase):
     spatial_dims: ClassVar[int] = 1
     type: Literal["conv_transpose1d"] = "conv_transpose1d"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Conv1DTranspose": {"padding": "valid"}}
 
 
 @register_layer
-class ConvTranspose2d(_ConvTransposeBase):
+class ConvTranspose2d(FusedActivation, _ConvTransposeBase):
     spatial_dims: ClassVar[int] = 2
     type: Literal["conv_transpose2d"] = "conv_transpose2d"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Conv2DTranspose": {"padding": "valid"}}
 
 
 @register_layer
-class ConvTranspose3d(_ConvTransposeBase):
+class ConvTranspose3d(FusedActivation, _ConvTransposeBase):
     spatial_dims: ClassVar[int] = 3
     type: Literal["conv_transpose3d"] = "conv_transpose3d"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Conv3DTranspose": {"padding": "valid"}}

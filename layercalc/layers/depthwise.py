@@ -18,7 +18,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..explain import Explanation, axis_names, explain_length, explain_window_field, n, prod_text, spatial_parts
 from ..rules import Context, Facts, Tensor, check_declared, fmt_dims, numel, require_spatial
-from .activation import ActivationName, activation_field, activation_layer
+from .activation import ActivationName, activation_field
 from .base import (
     Bool,
     DataFormat,
@@ -36,6 +36,7 @@ from .base import (
     register_layer,
 )
 from .conv import Conv1d, Conv2d, Conv3d, _ConvBase, _keras_kernel, store_window_fields
+from .fused import FusedActivation
 
 __all__ = ['DepthwiseConv1d', 'DepthwiseConv2d', 'SeparableConv1d', 'SeparableConv2d']
 
@@ -73,9 +74,6 @@ class _DepthwiseBase(LayerBase):
     def _normalize(self):
         store_window_fields(self)
         return self
-
-    def fused_activation(self) -> Optional[LayerBase]:
-        return activation_layer(self.activation)
 
     def depthwise(self, cin: int, bias: bool) -> _ConvBase:
         """The grouped conv the depthwise step is (groups = C_in)."""
@@ -120,14 +118,14 @@ class _DepthwiseBase(LayerBase):
 
 
 @register_layer
-class DepthwiseConv1d(_DepthwiseBase):
+class DepthwiseConv1d(FusedActivation, _DepthwiseBase):
     spatial_dims: ClassVar[int] = 1
     type: Literal["depthwise_conv1d"] = "depthwise_conv1d"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"DepthwiseConv1D": {}}
 
 
 @register_layer
-class DepthwiseConv2d(_DepthwiseBase):
+class DepthwiseConv2d(FusedActivation, _DepthwiseBase):
     spatial_dims: ClassVar[int] = 2
     type: Literal["depthwise_conv2d"] = "depthwise_conv2d"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"DepthwiseConv2D": {}}
@@ -230,14 +228,14 @@ class _SeparableBase(_DepthwiseBase):
 
 
 @register_layer
-class SeparableConv1d(_SeparableBase):
+class SeparableConv1d(FusedActivation, _SeparableBase):
     spatial_dims: ClassVar[int] = 1
     type: Literal["separable_conv1d"] = "separable_conv1d"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"SeparableConv1D": {}}
 
 
 @register_layer
-class SeparableConv2d(_SeparableBase):
+class SeparableConv2d(FusedActivation, _SeparableBase):
     spatial_dims: ClassVar[int] = 2
     type: Literal["separable_conv2d"] = "separable_conv2d"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"SeparableConv2D": {}}

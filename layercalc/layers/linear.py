@@ -7,30 +7,27 @@ the last; FLOPs = 2·MACs + rows·out bias adds.
 
 
 import math
-from typing import Any, ClassVar, Literal, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
 from pydantic import Field
 
 from ..explain import Explanation, n
 from ..rules import Context, Facts, Tensor, check_declared, fmt_shape, numel
-from .activation import ActivationName, activation_field, activation_layer
-from .base import Bool, LayerBase, ParamSpec, PositiveInt, _alias, keras_variables, register_layer
+from .activation import ActivationName, activation_field
+from .base import Bool, LayerBase, LayerMixin, ParamSpec, PositiveInt, _alias, keras_variables, register_layer
+from .fused import FusedActivation
 
 __all__ = ['Linear']
 
 
-@register_layer
-class Linear(LayerBase):
-    """Applies to the last dimension, like ``torch.nn.Linear`` (works on [N, L, F] too)."""
-    type: Literal["linear", "dense"] = "linear"
-    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Dense": {}}
-    in_features: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
-    out_features: PositiveInt = Field(validation_alias=_alias("out_features", "units"))
-    bias: Bool = Field(True, validation_alias=_alias("bias", "use_bias"))
-    activation: ActivationName = activation_field()
-
-    def fused_activation(self) -> Optional[LayerBase]:
-        return activation_layer(self.activation)
+class _Dense(LayerMixin):
+    """The dense layer's own rule, forward step and explanation; :class:`Linear` adds its fused activation
+    (:class:`~layercalc.layers.fused.FusedActivation` composes the two)."""
+    if TYPE_CHECKING:
+        # fields of Linear, declared there (in the order of the schema and the calculator)
+        in_features: Optional[int]
+        out_features: int
+        bias: bool
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
@@ -52,9 +49,18 @@ class Linear(LayerBase):
                          f"{'·'.join(str(v) for v in x.shape[1:])} = {features:,} features; for one dense layer "
                          f"over all {features:,}, flatten first (on the command line: --input "
                          f"{'*'.join(str(v) for v in x.shape[1:])})")
+        rf = None
+        if x.rf is not None:
+            # over the channels (the last dim of an NHWC tensor, or of [N, C] past a global pool) the layer acts
+            # at each position on its own: field and jump unchanged; over a spatial dim it mixes the positions
+            if len(x.shape) == 2 or (ctx.channels_last and len(x.shape) == len(x.rf.size) + 2):
+                rf = x.rf
+            else:
+                notes.append("receptive field not reported past this layer: it mixes every position of the last "
+                             "dim, a spatial dim in this layout")
         return Facts(output_shape=(*x.shape[:-1], fout),
                      params=fin * fout + (fout if self.bias else 0),
-                     macs=macs, flops=2 * macs + (rows * fout if self.bias else 0), notes=notes)
+                     macs=macs, flops=2 * macs + (rows * fout if self.bias else 0), rf=rf, notes=notes)
 
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         fin, fout = step.input_shapes[0][-1], self.out_features
@@ -90,3 +96,14 @@ class Linear(LayerBase):
         adds = rows * fout if self.bias else 0
         c.result("FLOPs", f"2·MACs + bias adds (rows·out) = 2·{n(rows * fin * fout)} + {n(adds)}",
                  2 * rows * fin * fout + adds, facts.flops)
+
+
+@register_layer
+class Linear(FusedActivation, _Dense, LayerBase):
+    """Applies to the last dimension, like ``torch.nn.Linear`` (works on [N, L, F] too)."""
+    type: Literal["linear", "dense"] = "linear"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Dense": {}}
+    in_features: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
+    out_features: PositiveInt = Field(validation_alias=_alias("out_features", "units"))
+    bias: Bool = Field(True, validation_alias=_alias("bias", "use_bias"))
+    activation: ActivationName = activation_field()

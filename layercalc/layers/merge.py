@@ -3,7 +3,9 @@ and ``div`` (the same for exactly two inputs, first − second and first / secon
 default the channels).
 
 FLOPs: (inputs − 1)·output elements for add and mul, 1 per output element for sub and div; concat is a copy (0).
-The receptive field after a merge is the largest of its inputs' per dim, with a note when the paths differ.
+The receptive field after a merge is the union of its inputs': the whole input when one input's is (a
+squeeze-and-excitation gate), with the jump of the inputs aligned with the output; else the largest per dim, with a
+note when the paths differ (see :func:`merge_rf`).
 """
 
 
@@ -38,11 +40,36 @@ def broadcast_shapes(shapes: list[Shape]) -> Optional[Shape]:
     return tuple(out)
 
 
-def merge_rf(inputs: list[Tensor]) -> tuple[Optional[ReceptiveField], list[str]]:
-    """Receptive field after a merge: the largest one, with a note when the paths do not line up."""
+def merge_rf(inputs: list[Tensor], output_shape: Optional[Shape] = None, channels_last: bool = False
+             ) -> tuple[Optional[ReceptiveField], list[str]]:
+    """Receptive field after a merge: the union of its inputs' fields.
+
+    An output position of an element-wise merge (``output_shape`` given) reads one position of each input: the
+    same position of an input aligned with the output, and position 0 of an input broadcast along a spatial dim
+    (a squeeze-and-excitation gate [N, C, 1, 1]). The merged field is the whole input when one input's is (the
+    union contains it), with the jump of the inputs aligned with the output in each dim — a broadcast gate's jump
+    says nothing about the output's positions. A broadcast input whose field is not the whole input ends the field
+    (the union then differs from position to position). Otherwise, and for concat (no ``output_shape``), the
+    largest field in each dim, with a note when the paths do not line up.
+    """
     fields = [t.rf for t in inputs if t.rf is not None]
     if len(fields) != len(inputs) or len({len(f.size) for f in fields}) != 1:
         return None, []
+    rank = len(fields[0].size)
+    aligned = [[True] * rank for _ in inputs]             # per input, per field dim: not broadcast to the output
+    if output_shape is not None and len(output_shape) == rank + 2:
+        out = _spatial(output_shape, channels_last)
+        aligned = [[a == b for a, b in zip(_spatial(t.shape, channels_last), out)] for t in inputs]
+    if any(f.whole for f in fields):
+        # each dim's jump from an input aligned with the output there (one is: a size the output has), the widest
+        jump = tuple(max((f for f, a in zip(fields, aligned) if a[i]), key=lambda f: f.size[i]).jump[i]
+                     for i in range(rank))
+        return ReceptiveField.whole_input(next(f for f in fields if f.whole).size, jump), []
+    broadcast = [t.name or f"input {i + 1}" for i, (t, a) in enumerate(zip(inputs, aligned)) if not all(a)]
+    if broadcast:
+        return None, [f"receptive field not reported: {', '.join(broadcast)} is broadcast along a spatial dim (size "
+                      f"1) and what it sees is not the whole input: each output position sees its own region plus "
+                      f"that input's fixed one"]
     if any(not f.aligned_grid for f in fields) and len(set(fields)) != 1:
         # a position's field is the union of its paths' fields; on an uneven or fractional grid their offsets
         # vary from position to position, so neither the largest nor a sum is exact
@@ -59,6 +86,10 @@ def merge_rf(inputs: list[Tensor]) -> tuple[Optional[ReceptiveField], list[str]]
         f"{fmt_dims(int(math.ceil(v)) for v in f.size)} jump {fmt_dims(f.jump)}" for f in fields)
         + "): reporting the largest in each dim")   # the documented convention: routine
     return widest, [note]
+
+
+def _spatial(shape: Shape, channels_last: bool) -> Shape:
+    return shape[1:-1] if channels_last else shape[2:]
 
 
 class _ElementwiseMerge(LayerMixin):
@@ -78,7 +109,7 @@ class _ElementwiseMerge(LayerMixin):
         if any(len(s) != len(out) for s in shapes):
             raise ctx.fail(f"cannot {self.type_name} shapes {', '.join(fmt_shape(s) for s in shapes)}: "
                            f"inputs of different rank")
-        rf, notes = merge_rf(inputs)
+        rf, notes = merge_rf(inputs, out, ctx.channels_last)
         return Facts(output_shape=out, flops=(len(inputs) - 1) * numel(out), rf=rf, notes=notes)
 
     def forward(self, step, xs, params, env):

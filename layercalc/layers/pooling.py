@@ -26,6 +26,7 @@ from ..rules import (
     fmt_pads,
     fmt_pads_per_axis,
     fmt_shape,
+    global_field,
     join_channels,
     layout_name,
     numel,
@@ -309,6 +310,8 @@ class _AdaptivePoolBase(LayerBase):
             uneven = (f"adaptive pooling with uneven windows ({', '.join(uneven_dims)}: the output size does not "
                       f"divide the input size)") if uneven_dims else ""
             rf = ReceptiveField(tuple(size), tuple(jump), tuple(start), uneven)
+        if all(o == 1 for o in out):                # one window over the whole map: a global pool
+            rf = global_field(x.rf, spatial, ctx)
         return Facts(output_shape=join_channels(n, c, out, ctx.channels_last),
                      flops=n * c * window_elements, rf=rf)
 
@@ -406,13 +409,8 @@ class _GlobalPoolBase(LayerMixin):
                            f"{fmt_shape(x.shape)}")
         n, c, spatial = split_channels(x.shape, ctx.channels_last)
         out = join_channels(n, c, (1,) * len(spatial), ctx.channels_last) if self.keepdims else (n, c)
-        rf = None
-        if x.rf is not None and x.rf.aligned_grid:
-            jumps = cast("tuple[int, ...]", x.rf.jump)   # ints on an aligned grid
-            rf = ReceptiveField(tuple(r + (nn - 1) * j for r, j, nn in zip(x.rf.size, jumps, spatial)),
-                                tuple(j * nn for j, nn in zip(x.rf.jump, spatial)),
-                                tuple(st + (nn - 1) * j for st, j, nn in zip(x.rf.start2, x.rf.jump, spatial)))
-        return Facts(output_shape=out, flops=numel(x.shape), rf=rf)
+        # one window over every position: the whole input when the positions' fields cover it
+        return Facts(output_shape=out, flops=numel(x.shape), rf=global_field(x.rf, spatial, ctx))
 
     def forward(self, step, xs, params, env):
         import numpy as np

@@ -97,6 +97,7 @@ class PositionEmbedding(LayerBase):
     embedding_dim: PositiveInt = Field(validation_alias=_alias("embedding_dim", "output_dim"))
 
     keeps_finite = True
+    reads_input_values = False               # the input gives the sequence length only
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]

@@ -25,7 +25,18 @@ from pydantic import Field, model_validator
 
 from ..explain import Explanation, n, prod_text
 from ..notes import Routine
-from ..rules import Context, Facts, ReceptiveField, Tensor, exact_ratio, fmt_shape, normalize_dim, numel, window_rf
+from ..rules import (
+    Context,
+    Facts,
+    ReceptiveField,
+    Tensor,
+    exact_ratio,
+    fmt_shape,
+    global_field,
+    normalize_dim,
+    numel,
+    window_rf,
+)
 from .base import MAX_RANK, Bool, Int, LayerBase, LayerMixin, PositiveInt, _alias, register_layer
 
 __all__ = ['Permute', 'Transpose', 'Slice', 'Split', 'Chunk', 'Select', 'Roll', 'PixelShuffle', 'PixelUnshuffle',
@@ -604,8 +615,11 @@ class _Reduction(LayerBase):
         rank = len(x.shape)
         spatial = _spatial_dims(rank, ctx.channels_last)
         reduced = [spatial.index(d) for d in dims if d in spatial]
-        rf = x.rf
-        if reduced:
+        rf: Optional[ReceptiveField] = x.rf
+        if len(reduced) == len(spatial):             # every spatial dim: global pooling (the whole input, if covered)
+            rf = global_field(x.rf, tuple(x.shape[d] for d in spatial), ctx)
+        elif reduced:
+            rf = x.rf
             if not rf.aligned_grid:
                 return None, []                       # the graph says why
             # a reduced spatial dim is one window over the whole dim, as global pooling: rf + (L − 1)·jump
