@@ -13,9 +13,10 @@ import math
 import numbers
 from collections.abc import Iterable
 
-#: the largest integral float that is certainly the whole number its author wrote: above 2**53 a float cannot hold
-#: every integer (``1e30`` is 1000000000000000019884624838656), so such a "whole number" would be a guess
-MAX_EXACT_FLOAT = 2 ** 53
+#: the largest integral float that is certainly the whole number its author wrote: from 2**53 on a float cannot hold
+#: every integer (``1e30`` is 1000000000000000019884624838656; ``9007199254740993.0`` reads as 2**53), so such a
+#: "whole number" would be a guess
+MAX_EXACT_FLOAT = 2 ** 53 - 1
 
 
 #: the largest whole number a spec or an option may hold: PyTorch, NumPy and ONNX store sizes as int64, so a
@@ -155,8 +156,8 @@ def whole_number_problem(value) -> str | None:
         if not math.isfinite(number) or not number.is_integer() or number != value:
             return f"{shown(value)} is not a whole number"
         if abs(number) > MAX_EXACT_FLOAT:
-            return (f"{shown(value)} is a float too large to be an exact whole number (floats are exact only up to "
-                    f"2**53); write the integer with all its digits")
+            return (f"{shown(value)} is a float too large to be an exact whole number (floats are exact only "
+                    f"below 2**53); write the integer with all its digits")
         return None
     if isinstance(value, (list, tuple, dict, set)):
         return None                              # the validator says "a valid integer" / tries the list form

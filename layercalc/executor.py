@@ -447,10 +447,10 @@ def normalize_weights(weights, steps=None, channels_last: bool = False,
     layer_names = {step.name for step in steps} if steps is not None else None
     for key, value in weights.items():
         if isinstance(value, Mapping):
-            nested.setdefault(str(key), {}).update(value)
+            nested.setdefault(str(key), {}).update({param: K.as_numpy(array) for param, array in value.items()})
         elif "." in str(key):
             layer, param = split_weight_key(str(key), layer_names)
-            nested.setdefault(layer, {})[param] = value
+            nested.setdefault(layer, {})[param] = K.as_numpy(value)
         else:
             raise SpecError(f"weights: key {key!r} is neither a layer name with a mapping of arrays nor "
                             f"'<layer_name>.<param>'")
@@ -614,7 +614,7 @@ def _with_input(network, x, dtype):
     if x is None:
         return network, None
     try:
-        array = np.asarray(x)
+        array = np.asarray(K.as_numpy(x))
     except (ValueError, TypeError) as e:            # ragged nested lists
         raise ShapeError(f"input: not an array of numbers ({_first_line(e)})") from None
     if array.dtype.kind not in "fiub":

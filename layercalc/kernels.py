@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -30,6 +30,18 @@ WORKSPACE_BYTES = 8 * 2**20
 
 NUMPY_PAD_MODES: dict[str, Literal["constant", "reflect", "edge", "wrap"]] = {
     "zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def as_numpy(value: Any) -> Any:
+    """A framework's tensor as a NumPy array, exactly: a torch tensor detached and moved to the CPU, bfloat16 (the
+    usual dtype of LLM checkpoints, which NumPy lacks) widened to float32 — every bfloat16 value is a float32 one;
+    float16 stays float16. Anything else is returned as it is (NumPy arrays, lists: ``np.asarray`` reads them)."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):         # torch.Tensor, without importing torch
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()
+        return value.numpy()
+    return value
 
 
 class MacCounter:

@@ -279,6 +279,8 @@ EXPLAIN_CASES = {
     "flatten": ("-i 3x4x5", ["→ [1, 60]"]),
     "reshape": ("-i 3x4x5 --shape 4x-1", ["→ [1, 4, 15]"]),
     "zero_pad": ("-i 3x4x5 --padding [[1,2],[0,3]]", ["H: 4 + 1 + 2 = 7; W: 5 + 0 + 3 = 8"]),
+    # reflection: H 4 + 1 + 1 = 6, no arithmetic
+    "pad": ("-i 3x4x5 --padding 1 --mode reflect", ["padding (reflect): H: 4 + 1 + 1 = 6; W: 5 + 1 + 1 = 7"]),
     "batchnorm1d": ("-i 3x10", ["2·C (γ and β) = 2·3 = 6", "· 1·3·10 = 60"]),
     "batchnorm2d": ("-i 16x8x8", ["= 2·16 = 32", "= 2,048"]),
     "batchnorm3d": ("-i 2x2x2x2 --no-affine", ["params = 0 (affine=False", "· 1·2·2·2·2 = 32"]),
@@ -304,6 +306,13 @@ EXPLAIN_CASES = {
     "identity": ("-i 10", ["identity at inference"]),
     # x·0.5 − 1: a multiply and an add per element, 2·30 = 60
     "rescaling": ("-i 3x10 --scale 0.5 --offset -1", ["x·0.5 − 1: 2 per element", "· 1·3·10 = 60"]),
+    # an operation kept by from_torch's unknown="count-zero": the traced shape, counted as zero
+    "opaque": ("-i 3x4 --shape 5x2 --op torch.det", ["output [1, 5, 2] as traced; params, MACs and FLOPs counted "
+                                                     "as 0"]),
+    # x², clamp to [−1, 1] (two compares), clip below 1 (one compare)
+    "pow": ("-i 3x10 --exponent 2", ["1 per element · 1·3·10 = 30"]),
+    "clamp": ("-i 10 --min -1 --max 1", ["2 per element · 1·10 = 20"]),
+    "clip": ("-i 10 --max 1", ["1 per element · 1·10 = 10"]),
     # Keras' Activation('softmax'): as softmax, 5 per element · 20 = 100
     "activation": ("-i 4x5 --activation softmax", ["softmax along dim 2", "5 per element · 1·4·5 = 100"]),
     # three inputs, broadcast to [1, 3, 4, 4]: (3 − 1)·48 = 96 adds
@@ -320,6 +329,7 @@ EXPLAIN_CASES = {
     # BERT's token embedding: 30,522·768 = 23,440,896
     "embedding": ("-i 128 --num-embeddings 30522 --embedding-dim 768", ["30522·768 = 23,440,896", "a lookup"]),
     "parameter": ("--shape 197x768", ["prod(shape) = 197·768 = 151,296"]),
+    "extra_input": ("--shape 10", ["another network input [1, 10]: params 0, MACs 0, FLOPs 0"]),
     # GPT-2's wpe: 1,024·768 = 786,432, whatever the sequence length
     "position_embedding": ("-i 64 --num-embeddings 1024 --embedding-dim 768", ["1024·768 = 786,432"]),
     # 12 heads of 64 over 10 positions: 3·12·10·64 = 23,040

@@ -62,16 +62,22 @@ def hf_input(config: dict, meta: bool = False, tokens: int = TOKENS):
     return torch.randint(0, config.get("vocab_size", 100), (1, tokens), device=device)
 
 
-def hf_output(output):
-    """The tensor the network ends with: logits, the pooler's output, else the last hidden state; a QA head's
-    start and end logits side by side (``[N, L, 2]``, as qa_outputs makes them before the split)."""
+def hf_outputs(output) -> list:
+    """The tensors the model returns, in its order: a head's logits (a QA head's start and end logits side by side,
+    ``[N, L, 2]``, as qa_outputs makes them before the split); a base model's last_hidden_state, then its
+    pooler_output when it has a pooler (BertModel, ViTModel)."""
     torch = pytest.importorskip("torch")
     if getattr(output, "start_logits", None) is not None:
-        return torch.stack([output.start_logits, output.end_logits], dim=-1)
-    for name in ("logits", "pooler_output", "last_hidden_state"):
-        if getattr(output, name, None) is not None:
-            return getattr(output, name)
-    raise AssertionError(f"no output in {type(output).__name__}")
+        return [torch.stack([output.start_logits, output.end_logits], dim=-1)]
+    if getattr(output, "logits", None) is not None:
+        return [output.logits]
+    return [t for t in (output.last_hidden_state, getattr(output, "pooler_output", None)) if t is not None]
+
+
+def output_shapes(report) -> list:
+    """The shapes of the network's outputs (the tensors no layer reads), in its order."""
+    shapes = {entry.name: entry.output_shape for entry in report.layers}
+    return [shapes[name] for name in report.outputs]
 
 
 def params_by_layer(model, layer_names) -> dict[str, int]:
@@ -108,8 +114,8 @@ def assert_counts_agree(config: dict, meta: bool = False, tokens: int = TOKENS) 
     if not meta:
         import torch
         with torch.no_grad():
-            expected = list(hf_output(model(x)).shape)
-        assert report.layers[-1].output_shape == expected
+            expected = [list(t.shape) for t in hf_outputs(model(x))]
+        assert output_shapes(report) == expected
 
 
 # --------------------------------------------------------------------------------------------- small configs
@@ -175,6 +181,15 @@ CASES = {
     "vit-base-no-qkv-bias-pooler": dict(VIT, qkv_bias=False, pooler_output_size=48, pooler_act="relu"),
     "vit-classifier": dict(VIT, architectures=["ViTForImageClassification"], num_labels=10, num_channels=1),
     "vit-no-classifier": dict(VIT, architectures=["ViTForImageClassification"], num_labels=0),
+    # what save_pretrained writes for num_labels 0: transformers' classifier is then nn.Identity
+    "vit-no-classifier-id2label-empty": dict(VIT, architectures=["ViTForImageClassification"], id2label={}),
+    # transformers 5's Llama/Mistral/Qwen2 rotate the whole head with the default rope_type, whatever the factor
+    # (top level, or inside rope_parameters)
+    "llama-lm-partial-rotary-top-level": dict(DECODER, model_type="llama", architectures=["LlamaForCausalLM"],
+                                              partial_rotary_factor=0.5),
+    "qwen2-lm-partial-rotary-nested": dict(DECODER, model_type="qwen2", architectures=["Qwen2ForCausalLM"],
+                                           rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                            "partial_rotary_factor": 0.25}),
 }
 
 
@@ -185,8 +200,10 @@ def test_small_config_params_per_layer_macs_and_output_shape(case):
 
 #: one per family and attention form: rotary (Llama, Qwen2), grouped-query heads, head_dim ≠ hidden/heads, q/k/v
 #: biases without an output bias (Qwen2, ViT's qkv_bias=false), Conv1D weights (GPT-2), tied heads
-EXECUTED = ["gpt2-lm", "gpt2-sequence", "bert-mlm", "bert-sequence", "bert-decoder", "llama-lm-biases-head_dim",
-            "llama-lm-tied-mqa", "mistral-lm", "qwen2-lm-tied", "vit-classifier", "vit-base-no-qkv-bias-pooler"]
+EXECUTED = ["gpt2-lm", "gpt2-sequence", "bert-base", "bert-mlm", "bert-sequence", "bert-decoder",
+            "llama-lm-biases-head_dim", "llama-lm-tied-mqa", "mistral-lm", "qwen2-lm-tied", "vit-classifier",
+            "vit-base-no-qkv-bias-pooler", "vit-no-classifier-id2label-empty", "llama-lm-partial-rotary-top-level",
+            "qwen2-lm-partial-rotary-nested"]
 
 
 @pytest.mark.parametrize("case", EXECUTED)
@@ -198,11 +215,15 @@ def test_executor_on_the_models_weights_gives_its_output(case):
     model = hf_model(config)
     x = hf_input(config)
     with torch.no_grad():
-        expected = hf_output(model(x)).numpy()
+        expected = [t.numpy() for t in hf_outputs(model(x))]
     weights = weights_from_state_dict(config, model.state_dict())
-    ours = imported(config).run(x=x.numpy().astype(np.float32), weights=weights)
-    assert ours.shape == expected.shape
-    assert np.max(np.abs(ours - expected)) <= 1e-4 * np.max(np.abs(expected))
+    net = imported(config)
+    run = net.run(x=x.numpy().astype(np.float32), weights=weights)
+    ours = [run[name] for name in net.analyze().outputs] if isinstance(run, dict) else [run]
+    assert len(ours) == len(expected)              # BertModel, ViTModel: last_hidden_state, then pooler_output
+    for mine, theirs in zip(ours, expected):
+        assert mine.shape == theirs.shape
+        assert np.max(np.abs(mine - theirs)) <= 1e-4 * np.max(np.abs(theirs))
 
 
 @pytest.mark.parametrize("case", ["gpt2-lm", "bert-base", "qwen2-lm-tied", "vit-classifier"])
@@ -423,8 +444,14 @@ REFUSED = {  # config: (what the one-line message names, in order)
     "activation": (dict(BERT, hidden_act="quick_gelu"), ["'hidden_act'", "'quick_gelu'", "gelu_new"]),
     "rope type": (dict(DECODER, model_type="llama", rope_scaling={"rope_type": "mrope", "factor": 2}),
                   ["'rope_scaling'", "'mrope'", "llama3"]),
-    "partial rotation": (dict(DECODER, model_type="qwen2", partial_rotary_factor=0.5),
-                         ["'partial_rotary_factor'", "0.5", "rotates the whole head"]),
+    "partial rotation of a scaled rope": (dict(DECODER, model_type="qwen2", partial_rotary_factor=0.5,
+                                               rope_scaling={"rope_type": "linear", "factor": 2.0}),
+                                          ["'partial_rotary_factor'", "0.5", "int(head_dim 16 × 0.5) = 8",
+                                           "forward pass fails"]),
+    "partial rotation above 1": (dict(DECODER, model_type="llama", rope_parameters={"partial_rotary_factor": 1.5}),
+                                 ["'rope_parameters'", "'partial_rotary_factor'", "1.5", "(0, 1]"]),
+    "no labels on a linear head": (dict(BERT, architectures=["BertForSequenceClassification"], id2label={}),
+                                   ["'id2label'", "{}", "0 labels", "nn.Linear with no outputs"]),
     "heads do not divide": (dict(GPT2, n_head=5), ["'n_embd'", "64", "n_head 5"]),
     "kv heads do not divide": (dict(DECODER, model_type="mistral", num_key_value_heads=3),
                                ["'num_key_value_heads'", "3", "num_attention_heads 4"]),
@@ -442,6 +469,14 @@ def test_unsupported_configs_are_refused_naming_the_key_and_value(case):
     assert "\n" not in message
     positions = [message.find(part) for part in parts]
     assert -1 not in positions and positions == sorted(positions), (message, parts)
+
+
+def test_partial_rotation_of_a_scaled_rope_fails_in_transformers_itself():
+    # the refusal's reason: transformers 5 makes int(head_dim · factor) rotary features for the scaled types, and
+    # its attention's q·cos cannot apply them to a whole head
+    config = REFUSED["partial rotation of a scaled rope"][0]
+    with pytest.raises(RuntimeError, match="must match the size"):
+        hf_model(config)(hf_input(config))
 
 
 def test_num_labels_wins_over_id2label_as_in_transformers():

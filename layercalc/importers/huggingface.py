@@ -15,12 +15,17 @@ The model built is the one ``architectures[0]`` names (the head follows the arch
   embeddings inside the attention, tied heads.
 - ``vit``: ViTModel (pooler included), ViTForImageClassification.
 
+The network's outputs are the model's, in its order: BertModel and ViTModel return ``last_hidden_state`` and then
+``pooler_output`` (:data:`_LAST_HIDDEN_STATE`).
+
 Layers are named after the modules of transformers 5 (``transformer.h.0.attn``, ``model.layers.3.self_attn``,
 ``bert.encoder.layer.0.intermediate.dense``), so each parameter of the model's ``state_dict`` belongs to the layer
 whose name is its longest prefix. A transformer block is written once under ``blocks:`` and repeated. The input is
 the sequence of token ids, ``min(max_position_embeddings, 2048)`` long by default (:data:`DEFAULT_MAX_TOKENS`;
 ``--input N`` overrides), or the image ``[num_channels, image_size, image_size]`` for ViT.
 
+Every value is read through :class:`_Config`, whose reads refuse a value of the wrong type in one line naming the
+key (a size is a whole number by :func:`~layercalc.errors.whole_number_problem`: never a rounded float).
 A config whose value changes the network in a way this importer does not model (cross-attention, relative position
 embeddings, an activation or rotary scaling it does not know, …) is a :class:`~layercalc.errors.SpecError` naming the
 config key, its value and what is supported: never a network that silently counts something else.
@@ -32,7 +37,11 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
-from ..errors import SpecError, safe_text, shown
+from ..blocks import MAX_LAYERS
+from ..errors import SpecError, safe_text, shown, whole_number_problem
+
+# the spec's own bound on nesting (and on YAML aliases), applied to a config before any of its values is read
+from ..spec import _check_depth
 
 __all__ = ["spec_from_config", "header_notes", "weights_from_state_dict", "ARCHITECTURES", "DEFAULT_MAX_TOKENS"]
 
@@ -81,18 +90,27 @@ class _Config:
         return default
 
     def integer(self, key: str, default: Any = _MISSING, minimum: int = 1) -> int:
+        """A size or count: a whole number by the project's one rule (:func:`~layercalc.errors.whole_number_problem`:
+        no booleans, strings, fractions, or floats from 2**53 on, which may be the rounding of another number)."""
         value = self.raw(key, default)
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        problem = whole_number_problem(value)
+        if problem is None and not isinstance(value, (int, float)):       # a list or a mapping
+            problem = f"a {'mapping' if isinstance(value, Mapping) else 'list'}"
+        if problem is not None:
+            raise self.fail(key, value, f"{problem}; expected a whole number ≥ {minimum}")
+        if value < minimum:
             raise self.fail(key, value, f"expected a whole number ≥ {minimum}")
-        return value
+        return int(value)
 
     def number(self, key: str, default: Any = _MISSING) -> float:
         value = self.raw(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        try:
+            number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+        except OverflowError:                      # an integer beyond any float
+            number = math.inf
+        if not math.isfinite(number) or number <= 0:
             raise self.fail(key, value, "expected a positive number")
-        return float(value)
+        return number
 
     def flag(self, key: str, default: Any = _MISSING) -> bool:
         value = self.raw(key, default)
@@ -125,17 +143,25 @@ class _Config:
             raise self.fail(size_key, size, f"not divisible by {heads_key} {heads} (each head has "
                                             f"{size_key}/{heads_key} features)")
 
-    def num_labels(self) -> int:
+    def num_labels(self, none_is_identity: bool = False) -> int:
         """transformers' rule: ``num_labels`` when given (an ``id2label`` of another length is replaced, with a
-        warning), else the length of ``id2label`` (what saved configs hold), else 2."""
+        warning), else the length of ``id2label`` (what saved configs hold: ``{}`` for ``num_labels`` 0), else 2.
+
+        0 labels: ViTForImageClassification's classifier is then nn.Identity (``none_is_identity``); the other heads
+        become an nn.Linear with no outputs, a layer layercalc has not (every layer has at least one feature)."""
         if self.data.get("num_labels") is not None:
-            return self.integer("num_labels")
-        labels = self.data.get("id2label")
-        if labels is not None:
-            if not isinstance(labels, Mapping) or not labels:
-                raise self.fail("id2label", labels, "expected a non-empty mapping of label index → name")
-            return len(labels)
-        return 2
+            key, count = "num_labels", self.integer("num_labels", minimum=0)
+        elif self.data.get("id2label") is not None:
+            key, labels = "id2label", self.data["id2label"]
+            if not isinstance(labels, Mapping):
+                raise self.fail(key, labels, "expected a mapping of label index → name")
+            count = len(labels)
+        else:
+            return 2
+        if count == 0 and not none_is_identity:
+            raise self.fail(key, self.data[key], "0 labels: transformers makes this head an nn.Linear with no "
+                                                 "outputs, which layercalc does not model; give num_labels ≥ 1")
+        return count
 
     def tokens(self, positions: int) -> list[int]:
         return [min(positions, DEFAULT_MAX_TOKENS)]
@@ -158,6 +184,21 @@ def _last_token_score(c: _Config) -> list[dict[str, Any]]:
     then the last token's is kept (no pad_token_id: the last one)."""
     return [_linear("score", c.num_labels(), bias=False),
             {"name": "last_token", "type": "select", "dim": 1, "index": -1}]
+
+
+#: a base model with a pooler (BertModel, ViTModel) returns two tensors, ``last_hidden_state`` first and then
+#: ``pooler_output``: the network's outputs are the tensors no layer reads, in layer order, so the hidden states
+#: pass through this layer (no parameters, no operations) before the pooler reads them
+_LAST_HIDDEN_STATE = {"name": "last_hidden_state", "type": "identity"}
+
+
+def _repeat(c: _Config, key: str, count: int, name: str, block_name: str, block: list) -> dict[str, Any]:
+    """The layers entry repeating a transformer block ``count`` times (``key``: the config's number of layers),
+    refused before any copy is made when the copies would be more layers than a network may have."""
+    if count * len(block) > MAX_LAYERS:
+        raise c.fail(key, count, f"{count:,} blocks of {len(block)} layers are more than the {MAX_LAYERS:,} layers a "
+                                 f"network may have")
+    return {"repeat": count, "name": name, "block": block_name}
 
 
 def _prefixed(prefix: str, name: str) -> str:
@@ -195,7 +236,7 @@ def _gpt2(c: _Config, architecture: str) -> dict[str, Any]:
         {"name": _prefixed(p, "wpe"), "type": "position_embedding", "num_embeddings": positions, "embedding_dim": d,
          "inputs": "input"},
         {"name": "embed", "type": "add", "inputs": [wte, _prefixed(p, "wpe")]},
-        {"repeat": layers, "name": _prefixed(p, "h"), "block": "block"},
+        _repeat(c, "n_layer", layers, _prefixed(p, "h"), "block", block),
         _norm("layernorm", _prefixed(p, "ln_f"), eps)]
     if architecture == "GPT2LMHeadModel":
         tied = c.flag("tie_word_embeddings", True)
@@ -256,10 +297,13 @@ def _bert(c: _Config, architecture: str) -> dict[str, Any]:
         {"name": f"{e}.sum", "type": "add",
          "inputs": [words, f"{e}.position_embeddings", f"{e}.token_type_0"]},
         _norm("layernorm", f"{e}.LayerNorm", eps),
-        {"repeat": layers, "name": _prefixed(p, "encoder.layer"), "block": "layer"}]
+        _repeat(c, "num_hidden_layers", layers, _prefixed(p, "encoder.layer"), "layer", block)]
+    if head is None:                                    # BertModel returns the encoder's states, then the pooler's
+        layers_.append(_LAST_HIDDEN_STATE)
     if pooler:
         pool = _prefixed(p, "pooler")
-        layers_ += [{"name": f"{pool}.first_token", "type": "select", "dim": 1, "index": 0},
+        layers_ += [{"name": f"{pool}.first_token", "type": "select", "dim": 1, "index": 0,
+                     "inputs": _prefixed(p, "encoder.layer")},
                     _linear(f"{pool}.dense", d), {"name": f"{pool}.activation", "type": "tanh"}]
     if head == "mlm":
         # decoder: the word embeddings' weight (tied) and the vocabulary bias cls.predictions.bias, a parameter of
@@ -312,32 +356,45 @@ def _decoder_heads(model_type: str) -> dict[str, tuple[str, Optional[str]]]:
             f"{name}ForQuestionAnswering": (_QA_PREFIX[model_type], "qa")}
 
 
-def _rope(c: _Config) -> tuple[float, str]:
-    """(rope_theta, rope_type) by transformers' precedence: ``rope_parameters`` (transformers 5), ``rope_scaling``
-    (older configs), the top-level ``rope_theta``, 10000."""
+def _rope(c: _Config, head_dim: Optional[int] = None) -> tuple[float, str]:
+    """(rope_theta, rope_type) by transformers' precedence: ``rope_scaling`` (older configs), ``rope_parameters``
+    (transformers 5), then the top-level ``rope_theta`` (10000) — a key inside the mapping wins over the top-level
+    one, as transformers' ``setdefault`` makes it.
+
+    ``partial_rotary_factor`` (top level or inside the mapping): transformers 5's Llama, Mistral and Qwen2 rotate
+    the whole head with the default rope_type, whatever the factor (their ``compute_default_rope_parameters`` reads
+    only head_dim); the scaled types (``linear``, ``yarn``, …) make ``int(head_dim · factor)`` rotary features,
+    which the attention's ``q·cos`` cannot apply unless that is the whole head — such a model fails in its forward
+    pass, so it is refused (checked when ``head_dim`` is given)."""
     for key in ("rope_parameters", "rope_scaling"):
         value = c.data.get(key)
         if value is not None and not isinstance(value, Mapping):
             raise c.fail(key, value, "expected a mapping (rope_type, rope_theta, factor, …)")
     parameters = c.data.get("rope_scaling") or c.data.get("rope_parameters") or {}
     key = "rope_scaling" if c.data.get("rope_scaling") else "rope_parameters"
-    if "rope_theta" in parameters:
-        theta = _Config(parameters, f"{c.origin}: config key {key!r}").number("rope_theta")
-    else:
-        theta = c.number("rope_theta", 10000.0)
+    inner = _Config(parameters, f"{c.origin}: config key {key!r}")
+    theta = (inner if parameters.get("rope_theta") is not None else c).number("rope_theta", 10000.0)
     rope_type = parameters.get("rope_type", parameters.get("type", "default"))
-    if rope_type not in ROPE_TYPES:
+    if not isinstance(rope_type, str) or rope_type not in ROPE_TYPES:
         raise c.fail(key, dict(parameters), f"rope_type {shown(rope_type)} is not one layercalc knows; supported: "
                                             f"{', '.join(ROPE_TYPES)} (they change only the rotation angles)")
+    scope = inner if parameters.get("partial_rotary_factor") is not None else c
+    if head_dim is not None and scope.raw("partial_rotary_factor", None) is not None:
+        factor = scope.number("partial_rotary_factor")
+        if factor > 1:
+            raise scope.fail("partial_rotary_factor", factor, "expected a fraction of the head in (0, 1]")
+        rotated = int(head_dim * factor)
+        if rope_type != "default" and rotated != head_dim:
+            raise scope.fail("partial_rotary_factor", factor,
+                             f"with rope_type {rope_type!r}, transformers' {c.model_type} makes int(head_dim "
+                             f"{head_dim} × {factor}) = {rotated} rotary features while its attention rotates every "
+                             f"feature of a head: its forward pass fails, there is no model to count; supported: 1, "
+                             f"or any factor with rope_type 'default' (the whole head is rotated)")
     return theta, rope_type
 
 
 def _decoder(c: _Config, architecture: str) -> dict[str, Any]:
     family = c.model_type
-    # HF's Llama/Mistral/Qwen2 attention rotates every feature of a head (apply_rotary_pos_emb on the whole head);
-    # a partial rotation is a property of other families (GPT-NeoX, Phi)
-    c.refuse_if("partial_rotary_factor", lambda v: v == 1,
-                f"transformers' {family} attention rotates the whole head; a partial rotation is not what it runs")
     defaults = _DECODER_DEFAULTS[family]
     d, heads = c.integer("hidden_size", defaults["hidden_size"]), c.integer("num_attention_heads",
                                                                            defaults["num_attention_heads"])
@@ -354,7 +411,11 @@ def _decoder(c: _Config, architecture: str) -> dict[str, Any]:
                                                                                           defaults["vocab_size"])
     positions = c.integer("max_position_embeddings", defaults["max_position_embeddings"])
     eps = c.number("rms_norm_eps", defaults["rms_norm_eps"])
-    theta, _ = _rope(c)
+    theta, _ = _rope(c, head_dim)
+    if family != "llama" and c.raw("sliding_window", None) is not None:   # a mask, counted in full: read only to
+        c.integer("sliding_window")                                         # be a whole number in the header notes
+    if family == "qwen2":
+        c.flag("use_sliding_window", False)
     if family == "llama":
         attention_bias, mlp_bias = c.flag("attention_bias", False), c.flag("mlp_bias", False)
         qkv_bias, out_bias = attention_bias, attention_bias
@@ -382,7 +443,7 @@ def _decoder(c: _Config, architecture: str) -> dict[str, Any]:
     embed = _prefixed(p, "embed_tokens")
     layers_: list[dict[str, Any]] = [
         {"name": embed, "type": "embedding", "num_embeddings": vocab, "embedding_dim": d},
-        {"repeat": layers, "name": _prefixed(p, "layers"), "block": "decoder_layer"},
+        _repeat(c, "num_hidden_layers", layers, _prefixed(p, "layers"), "decoder_layer", block),
         _norm("rmsnorm", _prefixed(p, "norm"), eps)]
     if head == "lm":
         tied = c.flag("tie_word_embeddings", False)
@@ -407,8 +468,8 @@ def _pair(c: _Config, key: str, default: int) -> tuple[int, int]:
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
             raise c.fail(key, value, "expected one size or [height, width]")
-        sizes = _Config({"height": value[0], "width": value[1]}, c.origin)
-        return sizes.integer("height"), sizes.integer("width")
+        height, width = (_Config({key: size}, c.origin).integer(key) for size in value)   # (messages: the key)
+        return height, width
     return (c.integer(key, default),) * 2
 
 
@@ -448,16 +509,18 @@ def _vit(c: _Config, architecture: str) -> dict[str, Any]:
          "inputs": [f"{e}.cls_token", f"{e}.patch_embeddings.transpose"]},
         {"name": f"{e}.position_embeddings", "type": "parameter", "shape": [tokens, d]},        # HF: [1, L, d]
         {"name": f"{e}.add_position", "type": "add", "inputs": [f"{e}.concat", f"{e}.position_embeddings"]},
-        {"repeat": layers, "name": _prefixed(p, "layers"), "block": "layer"},
+        _repeat(c, "num_hidden_layers", layers, _prefixed(p, "layers"), "layer", block),
         _norm("layernorm", _prefixed(p, "layernorm"), eps)]
-    if pooler:
-        layers_ += [{"name": "pooler.first_token", "type": "select", "dim": 1, "index": 0},
+    if pooler:                                          # ViTModel returns the final norm's states, then the pooler's
+        layers_ += [_LAST_HIDDEN_STATE,
+                    {"name": "pooler.first_token", "type": "select", "dim": 1, "index": 0, "inputs": "layernorm"},
                     _linear("pooler.dense", c.integer("pooler_output_size", d)),
                     c.activation("pooler_act", "tanh", "pooler.activation")]
     if classifier:
         layers_.append({"name": "first_token", "type": "select", "dim": 1, "index": 0})
-        if c.data.get("num_labels") != 0:              # num_labels 0: the classifier is nn.Identity
-            layers_.append(_linear("classifier", c.num_labels()))
+        labels = c.num_labels(none_is_identity=True)
+        if labels:                                     # 0 labels (num_labels 0, id2label {}): nn.Identity
+            layers_.append(_linear("classifier", labels))
     return {"input": [channels, h, w], "blocks": {"layer": {"params": {}, "layers": block}}, "layers": layers_}
 
 
@@ -481,17 +544,19 @@ def _model_type(data: Mapping, origin: str) -> str:
         raise SpecError(f"{origin}: config key 'model_type' is missing and architectures "
                         f"{shown(data.get('architectures'))} names no supported model; supported model types: "
                         f"{', '.join(ARCHITECTURES)}")
-    if model_type not in ARCHITECTURES:
-        raise SpecError(f"{origin}: config key 'model_type': got {shown(model_type)}: not a model type layercalc "
-                        f"imports; supported: {', '.join(ARCHITECTURES)} (or write the network as a spec)")
-    return str(model_type)
+    if not isinstance(model_type, str) or model_type not in ARCHITECTURES:
+        what = "" if isinstance(model_type, str) else f"expected a string (a {type(model_type).__name__}): "
+        raise SpecError(f"{origin}: config key 'model_type': got {shown(model_type)}: {what}not a model type "
+                        f"layercalc imports; supported: {', '.join(ARCHITECTURES)} (or write the network as a spec)")
+    return model_type
 
 
 def _first_architecture(data: Mapping, origin: str) -> Optional[str]:
     architectures = data.get("architectures")
     if architectures is None:
         return None
-    if not isinstance(architectures, list) or not architectures or not isinstance(architectures[0], str):
+    if (not isinstance(architectures, list) or not architectures
+            or not all(isinstance(name, str) for name in architectures)):
         raise SpecError(f"{origin}: config key 'architectures': got {shown(architectures)}: expected a list of "
                         f"class names, e.g. [\"LlamaForCausalLM\"]")
     return architectures[0]
@@ -505,6 +570,9 @@ def spec_from_config(data: Mapping, origin: str) -> dict[str, Any]:
     ('gpt2', [1024], {'repeat': 2, 'name': 'transformer.h', 'block': 'block'}, 'transformer.wte')
     """
     origin = safe_text(origin)
+    # every value below may be shown in a message: bounded first (a value nested thousands deep would make repr
+    # recurse past Python's limit, a YAML alias bomb would make it expand billions of values)
+    _check_depth(data, origin)
     model_type = _model_type(data, origin)
     builders, base, aliases = ARCHITECTURES[model_type]
     architecture = _first_architecture(data, origin) or base
@@ -537,17 +605,20 @@ def header_notes(data: Mapping, origin: str = "config.json", spec: Optional[Mapp
         notes.append(f"input: the image {spec['input']} (num_channels, image_size)")
     else:
         key = "n_positions" if model_type == "gpt2" else "max_position_embeddings"
-        positions = _Config(data, origin, aliases, model_type).raw(key, None)
+        config = _Config(data, origin, aliases, model_type)
+        positions = config.integer(key) if config.raw(key, None) is not None else None
         source = (f"min({key} {positions}, {DEFAULT_MAX_TOKENS})" if positions is not None
                   else f"the {model_type} default {key}, at most {DEFAULT_MAX_TOKENS}")
         notes.append(f"input: {spec['input'][0]} tokens ({source}); --input N for N tokens")
-    if data.get("sliding_window") is not None and (model_type == "mistral" or data.get("use_sliding_window")):
-        notes.append(f"sliding_window {data['sliding_window']}: a mask, counted in full as causal masks are; the "
-                     f"executor attends to every earlier position")
-    rope = data.get("rope_scaling") or data.get("rope_parameters") or {}
-    if isinstance(rope, Mapping) and rope.get("rope_type", rope.get("type", "default")) != "default":
-        notes.append(f"rope_type {rope.get('rope_type', rope.get('type'))}: the angles change, not the counts; the "
-                     f"executor rotates by the plain angles of rope_theta")
+    if model_type in _DECODER_CLASSES:
+        config = _Config(data, origin, aliases, model_type)
+        if data.get("sliding_window") is not None and (model_type == "mistral" or data.get("use_sliding_window")):
+            notes.append(f"sliding_window {config.integer('sliding_window')}: a mask, counted in full as causal "
+                         f"masks are; the executor attends to every earlier position")
+        _, rope_type = _rope(config)
+        if rope_type != "default":
+            notes.append(f"rope_type {rope_type}: the angles change, not the counts; the executor rotates by the plain "
+                         f"angles of rope_theta")
     return notes
 
 
@@ -643,12 +714,8 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
 
 
 def _array(value: Any, np: Any) -> Any:
-    if hasattr(value, "detach"):                      # a torch tensor; NumPy has no bfloat16
-        value = value.detach().cpu()
-        if str(value.dtype) == "torch.bfloat16":
-            value = value.number()
-        value = value.numpy()
-    return np.asarray(value)
+    from ..kernels import as_numpy  # deferred: NumPy is loaded only when weights are read
+    return np.asarray(as_numpy(value))
 
 
 def _attention_arrays(name: str, local: dict[str, Any], specs: Mapping, conv1d: bool, origin: str,

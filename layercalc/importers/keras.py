@@ -19,6 +19,10 @@ Which layercalc type implements which Keras class is said by each layer family (
 
 ``trainable: false`` is kept as the layer's ``trainable`` field (its weights count as Keras' non-trainable params).
 
+What a file may cost is bounded before it is read (docs/importers.md, "Hostile files"): archive members by
+:func:`read_member`, a model's layers counted and its nesting checked before any is read, weights by the network's
+parameters before any array is read.
+
 Weights (:func:`weights_from_keras`, and ``--weights`` given a ``.keras`` or ``.weights.h5`` file): Keras 3 saves
 them in HDF5 (``model.weights.h5`` inside a ``.keras`` zip, or ``model.save_weights``), read with ``h5py`` (the
 ``keras`` extra). Each layer's group, ``layers/<class>[_n]``, holds its variables as ``vars/0``, ``vars/1`` … in
@@ -32,6 +36,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import math
 import os
 import zipfile
 import zlib
@@ -39,10 +44,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from ..blocks import MAX_LAYERS
 from ..errors import LayerCalcError, ResourceError, SpecError, did_you_mean, layer_label, safe_text, shown
 
+# the spec's JSON reader (duplicate keys, NaN and nesting refused) and its bound on nesting, for Keras' JSON too
+from ..spec import _check_depth, parse_text
+
 __all__ = ["spec_from_json", "spec_from_archive", "MAX_CONFIG_BYTES", "weights_from_keras", "keras_weights_kind",
-           "read_keras_weights"]
+           "read_keras_weights", "read_member"]
 
 #: the largest config.json read from a .keras archive (its declared size is checked before reading); a model's
 #: configuration is text describing its layers, far below this even for hundreds of layers
@@ -94,41 +103,80 @@ def spec_from_archive(path: Path, origin: str) -> dict:
     """Spec data of a ``.keras`` file: the zip's config.json, read after checking its declared size."""
     try:
         with zipfile.ZipFile(path) as archive:
-            try:
-                info = archive.getinfo("config.json")
-            except KeyError:
-                names = archive.namelist()
+            names = archive.namelist()
+            if "config.json" not in names:
                 listed = ", ".join(safe_text(n) for n in names[:5]) + (" …" if len(names) > 5 else "")
                 raise SpecError(f"{origin}: a zip archive without config.json ({listed or 'empty'}): not a Keras "
-                                f".keras file") from None
-            if info.file_size > MAX_CONFIG_BYTES:
-                raise SpecError(f"{origin}: config.json declares {info.file_size:,} bytes uncompressed, more than "
-                                f"the {MAX_CONFIG_BYTES // 2**20} MiB a model configuration may have: refused "
-                                f"unread")
-            with archive.open(info) as stream:
-                # zipfile stops at the declared size (and checks the CRC), so this reads at most the cap
-                raw = stream.read(MAX_CONFIG_BYTES + 1)
+                                f".keras file")
+            raw = read_member(archive, "config.json", origin, MAX_CONFIG_BYTES,
+                              f"the {MAX_CONFIG_BYTES // 2**20} MiB a model configuration may have")
     except zipfile.BadZipFile as exc:
-        raise SpecError(f"{origin}: not a readable zip archive (a .keras file is one): {exc}") from None
+        raise SpecError(f"{origin}: not a readable zip archive (a .keras file is one): "
+                        f"{safe_text(str(exc))}") from None
     except OSError as exc:
         raise SpecError(f"{origin}: cannot read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise SpecError(f"{origin}: config.json is larger than {MAX_CONFIG_BYTES // 2**20} MiB: refused")
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise SpecError(f"{origin}: config.json is not JSON: {exc}") from None
+    data = parse_text(text, f"{origin}: config.json", fmt="json")
     if not isinstance(data, Mapping) or "class_name" not in data or "config" not in data:
         raise SpecError(f"{origin}: config.json holds no Keras model (expected 'class_name' and 'config')")
     return spec_from_json(data, f"{origin}: config.json")
+
+
+#: the compression methods Python's zipfile reads (stored, deflate, bzip2, LZMA); Keras writes the first two
+_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+                zipfile.ZIP_LZMA: "LZMA"}
+#: what a damaged member raises while it is decompressed (a bad CRC, a truncated or corrupt stream)
+_MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError)
+
+
+def read_member(archive: zipfile.ZipFile, name: str, origin: str, cap: int, cap_text: str,
+                over_cap: type[LayerCalcError] = SpecError) -> bytes:
+    """The bytes of one member of a zip archive, at most ``cap`` of them (``cap_text`` says what the cap is): an
+    encrypted member or one compressed by a method zipfile cannot read is refused by name, a declared size above the
+    cap is refused unread (``over_cap``: ResourceError when the cap is the memory limit), and no more than the cap is
+    decompressed whatever the header declares."""
+    info = archive.getinfo(name)
+    where = f"{origin}: {safe_text(name)}"
+    if info.flag_bits & 0x1:
+        raise SpecError(f"{where} is encrypted: refused (Keras writes archives without a password)")
+    if info.compress_type not in _ZIP_METHODS:
+        known = {93: " (zstd)", 95: " (xz)", 98: " (PPMd)", 9: " (deflate64)"}.get(info.compress_type, "")
+        raise SpecError(f"{where} is compressed with zip method {info.compress_type}{known}, which layercalc cannot "
+                        f"read; supported: {', '.join(_ZIP_METHODS.values())} (Keras writes stored or deflate)")
+    if info.file_size > cap:
+        raise over_cap(f"{where} declares {info.file_size:,} bytes uncompressed, more than {cap_text}: refused "
+                       f"unread")
+    try:
+        with archive.open(info) as stream:
+            # zipfile stops at the declared size (and checks the CRC); the cap holds even if it did not
+            raw = stream.read(cap + 1)
+    except _MEMBER_ERRORS as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SpecError(f"{where}: cannot be decompressed ({safe_text(text[:120])}): a damaged archive") from None
+    if len(raw) > cap:
+        raise over_cap(f"{where} inflates to more than {cap_text}: refused")
+    return raw
 
 
 def spec_from_json(data: Mapping, origin: str) -> dict:
     """Spec data of a Keras model's JSON (``model.to_json()``, or a .keras file's config.json)."""
     class_name = data.get("class_name")
     config = data.get("config")
+    # layers counted before any is read (a spec's cap), then every value's nesting bounded (as a spec's is) before
+    # the walks below recurse into call arguments or a message shows a value
+    raw_layers = config.get("layers") if isinstance(config, Mapping) else None
+    if isinstance(raw_layers, list) and len(raw_layers) > MAX_LAYERS:
+        raise SpecError(f"{origin}: the model has {len(raw_layers):,} layers; a network may have at most "
+                        f"{MAX_LAYERS:,}")
+    _check_depth(data, origin)
     if not isinstance(config, Mapping):
         raise SpecError(f"{origin}: Keras model {shown(class_name)}: 'config' is not a mapping")
+    if not isinstance(class_name, str):
+        raise SpecError(f"{origin}: 'class_name' is {shown(class_name)}: expected the model's class (Sequential, "
+                        f"Functional)")
     if class_name in _SEQUENTIAL:
         layers, input_shape = _Model(origin).sequential(config)
     elif class_name in _FUNCTIONAL:
@@ -136,7 +184,7 @@ def spec_from_json(data: Mapping, origin: str) -> dict:
     else:
         raise SpecError(f"{origin}: class {shown(class_name)} is not a Keras model this importer reads "
                         f"(Sequential, Functional)")
-    formats = {layer.get("data_format") for layer in layers} - {None}
+    formats = {layer.get("data_format") for layer in layers if isinstance(layer.get("data_format"), str)}
     spec: dict[str, Any] = {}
     if isinstance(config.get("name"), str):
         spec["name"] = config["name"]
@@ -157,7 +205,7 @@ class _Model:
 
     def fail(self, index: Optional[int], name: Any, class_name: Any, message: str) -> SpecError:
         where = f"layer {index} " if index is not None else "layer "
-        return SpecError(f"{self.origin}: {where}{shown(name)} (Keras {safe_text(str(class_name))}): {message}")
+        return SpecError(f"{self.origin}: {where}{shown(name)} (Keras {safe_text(str(class_name))[:80]}): {message}")
 
     # -------------------------------------------------------------------------------------------- sequential
 
@@ -197,8 +245,8 @@ class _Model:
             if class_name == "InputLayer":
                 if self.inputs:
                     raise self.fail(index, name, class_name,
-                                    f"a second input (after {', '.join(sorted(self.inputs))}): layercalc networks "
-                                    f"have one input")
+                                    f"a second input (after {', '.join(map(shown, sorted(self.inputs)))}): "
+                                    f"layercalc networks have one input")
                 input_shape = self.input_shape(index, layer_config, class_name)
                 self.inputs.add(str(name))
                 continue
@@ -223,6 +271,8 @@ class _Model:
         are layer fields (MultiHeadAttention's use_causal_mask)."""
         if isinstance(node, Mapping):                           # Keras 3: {"args": [...], "kwargs": {...}}
             args, kwargs = node.get("args", []), node.get("kwargs", {}) or {}
+            if not isinstance(kwargs, Mapping):
+                raise self.fail(index, name, class_name, f"inbound node kwargs {shown(kwargs)} are not a mapping")
             positional = [self.tensor_name(index, name, class_name, t) for t in _tensors(args)]
             named = {}
             fields = {}
@@ -230,7 +280,7 @@ class _Model:
                 tensors = _tensors(value)
                 if tensors:
                     if len(tensors) != 1:
-                        raise self.fail(index, name, class_name, f"call argument {key!r}: several tensors")
+                        raise self.fail(index, name, class_name, f"call argument {shown(key)}: several tensors")
                     named[key] = self.tensor_name(index, name, class_name, tensors[0])
                 elif value is None or value is False or key == "training":
                     continue
@@ -251,13 +301,14 @@ class _Model:
         roles = _CALL_ROLES.get(class_name)
         if roles is None:
             if named:
-                raise self.fail(index, name, class_name, f"tensor call argument(s) {', '.join(sorted(named))} "
+                raise self.fail(index, name, class_name, f"tensor call argument(s) "
+                                                         f"{', '.join(shown(key) for key in sorted(named))} "
                                                          f"are not supported")
             return positional, fields
         given = dict(zip(roles, positional))
         for key, tensor in named.items():
             if key not in roles:
-                raise self.fail(index, name, class_name, f"call argument {key!r} (a tensor) is not supported "
+                raise self.fail(index, name, class_name, f"call argument {shown(key)} (a tensor) is not supported "
                                                          f"(masks change which values are read)")
             given[key] = tensor
         query, value, key_ = given.get("query"), given.get("value"), given.get("key")
@@ -267,19 +318,23 @@ class _Model:
         return inputs, fields
 
     def tensor_name(self, index: int, name: Any, class_name: str, tensor: Mapping) -> str:
-        history = tensor.get("config", {}).get("keras_history")
+        config = tensor.get("config")
+        history = config.get("keras_history") if isinstance(config, Mapping) else None
         if not isinstance(history, list) or len(history) < 3:
             raise self.fail(index, name, class_name, f"input tensor without keras_history: {shown(tensor)}")
         return self.history_name(index, name, class_name, history)
 
     def history_name(self, index: int, name: Any, class_name: str, history: list) -> str:
         source, node_index, tensor_index = history[:3]
+        if not isinstance(source, str) or not all(type(i) is int and i >= 0 for i in (node_index, tensor_index)):
+            raise self.fail(index, name, class_name, f"keras_history {shown(history)} is not [layer name, call "
+                                                     f"index, tensor index]")
         if node_index != 0:
             raise self.fail(index, name, class_name, f"reads call {node_index} of layer {shown(source)} (a shared "
                                                      f"layer): not supported")
         if source in self.inputs:
             return "input"
-        return str(source) if tensor_index == 0 else f"{source}:{tensor_index}"
+        return source if tensor_index == 0 else f"{source}:{tensor_index}"
 
     # ----------------------------------------------------------------------------------------------- layers
 
@@ -311,8 +366,8 @@ class _Model:
             load_plugins()
             cls = KERAS_CLASSES.get(class_name)
         if cls is None:
-            raise self.fail(index, name, class_name, f"Keras layer class {class_name!r} has no layercalc type (the "
-                                                     f"Keras classes read: {', '.join(sorted(KERAS_CLASSES))})")
+            raise self.fail(index, name, class_name, f"Keras layer class {shown(class_name)} has no layercalc type "
+                                                     f"(the Keras classes read: {', '.join(sorted(KERAS_CLASSES))})")
         accepted = set(accepted_fields(cls))
         layer: dict[str, Any] = {"name": name, "type": class_name} if name is not None else {"type": class_name}
         for key, value in config.items():
@@ -458,18 +513,22 @@ def read_keras_weights(path: Union[str, os.PathLike], steps: Optional[list] = No
         net = load(path)
         steps, channels_last = net.resolve(), net.channels_last
     h5py = _h5py()
+    by_name = {step.name: step for step in steps}
+    room = {step.name: _room(step, channels_last) for step in steps}
     try:
         if kind == "archive":
             with zipfile.ZipFile(path) as archive:
-                info = archive.getinfo(WEIGHTS_MEMBER)
-                if max_bytes is not None and info.file_size > max_bytes:
-                    raise ResourceError(f"{origin}: {WEIGHTS_MEMBER} declares {info.file_size:,} bytes, above the "
-                                        f"memory limit of {max_bytes:,}")
-                stream: Any = io.BytesIO(archive.read(info))
+                # the HDF5 file holds each layer's arrays and a few KiB of groups and headers per layer
+                cap = sum(room.values()) * _MAX_ITEMSIZE + 2**20 + 2**16 * len(steps)
+                cap_text = f"the {cap:,} bytes this network's weights may take"
+                over_cap: type[LayerCalcError] = SpecError
+                if max_bytes is not None and max_bytes < cap:
+                    cap, cap_text, over_cap = max_bytes, f"the memory limit of {max_bytes:,} bytes", ResourceError
+                stream: Any = io.BytesIO(read_member(archive, WEIGHTS_MEMBER, origin, cap, cap_text, over_cap))
         else:
             stream = os.fspath(path)
         with h5py.File(stream, "r") as store:
-            variables = _saved_variables(h5py, store, origin, max_bytes)
+            variables = _saved_variables(h5py, store, origin, max_bytes, by_name, room)
     except LayerCalcError:
         raise
     except MemoryError:
@@ -478,6 +537,20 @@ def read_keras_weights(path: Union[str, os.PathLike], steps: Optional[list] = No
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SpecError(f"{origin}: cannot read Keras weights ({safe_text(text[:120])})") from None
     return _converted(variables, steps, channels_last, origin)
+
+
+#: the widest number a weights dataset may hold (float64, int64): bounds a layer's bytes from its element count
+_MAX_ITEMSIZE = 8
+#: elements any layer's saved variables may hold beyond twice its parameters: a file that differs a little from the
+#: network (another use_bias, a few more filters) is read, so that its message names the parameter that differs
+_SLACK = 1024
+
+
+def _room(step: Any, channels_last: bool) -> int:
+    """How many values a layer's saved variables may hold: Keras saves no more than the parameters (and buffers)
+    they become — an LSTM's one bias becomes PyTorch's two — so twice that, and a little, is never a real file's."""
+    specs = step.layer.param_specs(step, channels_last)
+    return 2 * sum(math.prod(spec.shape) for spec in specs.values()) + _SLACK
 
 
 def _h5py() -> Any:
@@ -493,9 +566,11 @@ def _h5py() -> Any:
 _MAX_NESTING = 8
 
 
-def _saved_variables(h5py: Any, store: Any, origin: str, max_bytes: Optional[int]) -> dict[str, dict[str, list]]:
+def _saved_variables(h5py: Any, store: Any, origin: str, max_bytes: Optional[int], by_name: Mapping[str, Any],
+                     room: Mapping[str, int]) -> dict[str, dict[str, list]]:
     """``{layer name: {object: [arrays in Keras' order]}}`` (object ``""``: the layer itself); every dataset's
-    dtype and size checked before any is read."""
+    dtype and declared size checked before any is read: each layer is one of the network's (``by_name``) and its
+    variables hold no more values than its ``room``; all of them fit in ``max_bytes``."""
     layers = _member(h5py, store, "layers", origin)
     if not isinstance(layers, h5py.Group):
         raise SpecError(f"{origin}: no 'layers' group: not weights written by Keras 3 (model.save, "
@@ -514,11 +589,15 @@ def _saved_variables(h5py: Any, store: Any, origin: str, max_bytes: Optional[int
             for index in range(len(holder)):
                 dataset = _member(h5py, holder, str(index), origin)
                 if not isinstance(dataset, h5py.Dataset):
-                    raise SpecError(f"{origin}: {holder.name}: expected variables 0..{len(holder) - 1}, found "
-                                    f"{', '.join(sorted(holder))[:200]}")
+                    listed = safe_text(", ".join(sorted(holder))[:200])
+                    raise SpecError(f"{origin}: {safe_text(holder.name)}: expected variables 0..{len(holder) - 1}, "
+                                    f"found {listed}")
                 if dataset.dtype.kind not in "fiu" or dataset.dtype.fields is not None:
-                    raise SpecError(f"{origin}: {dataset.name} holds {dataset.dtype} values, expected numbers")
-                total += dataset.size * dataset.dtype.itemsize
+                    raise SpecError(f"{origin}: {safe_text(dataset.name)} holds {dataset.dtype} values, expected "
+                                    f"numbers")
+                if dataset.dtype.itemsize > _MAX_ITEMSIZE:
+                    raise SpecError(f"{origin}: {safe_text(dataset.name)} holds {dataset.dtype} values, wider than "
+                                    f"Keras saves (at most {_MAX_ITEMSIZE} bytes a number)")
                 datasets.append(dataset)
             if datasets:
                 objects[owner] = datasets
@@ -526,10 +605,22 @@ def _saved_variables(h5py: Any, store: Any, origin: str, max_bytes: Optional[int
             continue
         own = dict(holders).get("")
         name = own.attrs.get("name") if own is not None else None
-        name = name.decode() if isinstance(name, bytes) else name
+        name = name.decode(errors="replace") if isinstance(name, bytes) else name
         if not isinstance(name, str):
             raise SpecError(f"{origin}: layers/{safe_text(key)} has no layer name (the 'name' attribute Keras 3 "
                             f"writes on its vars group): re-save the model with a current Keras 3")
+        if name not in by_name:
+            hint = did_you_mean(name, by_name) or " (weights of another model?)"
+            raise SpecError(f"{origin}: holds the weights of a Keras layer {shown(name)}; the network has no layer of "
+                            f"that name{hint}")
+        declared = sum(dataset.size for datasets in objects.values() for dataset in datasets)
+        if declared > room[name]:
+            step = by_name[name]
+            shapes = "; ".join(", ".join(str(list(d.shape)) for d in datasets) for datasets in objects.values())
+            raise SpecError(f"{origin}: weights for {layer_label(step.index, step.name, step.layer.type_name)}: the "
+                            f"file declares {declared:,} values ({safe_text(shapes)[:200]}), far more than the "
+                            f"layer's parameters hold: not this network's weights, refused unread")
+        total += sum(dataset.size * dataset.dtype.itemsize for datasets in objects.values() for dataset in datasets)
         found[name] = objects
     if max_bytes is not None and total > max_bytes:
         raise ResourceError(f"{origin}: the weights' arrays hold {total:,} bytes, above the memory limit of "
@@ -541,7 +632,8 @@ def _saved_variables(h5py: Any, store: Any, origin: str, max_bytes: Optional[int
 def _find_vars(h5py: Any, group: Any, prefix: str, holders: list, origin: str, depth: int = 0) -> None:
     """Every ``vars`` group under ``group``, with the path of the object holding it (``""``, ``cell``)."""
     if depth > _MAX_NESTING:
-        raise SpecError(f"{origin}: {group.name}: groups nested deeper than {_MAX_NESTING}: not a Keras weights file")
+        raise SpecError(f"{origin}: {safe_text(group.name)}: groups nested deeper than {_MAX_NESTING}: not a Keras "
+                        f"weights file")
     for key in group:
         member = _member(h5py, group, key, origin)
         if not isinstance(member, h5py.Group):
@@ -559,12 +651,12 @@ def _member(h5py: Any, group: Any, key: str, origin: str) -> Any:
     if link is None:
         return None
     if not isinstance(link, h5py.HardLink):
-        raise SpecError(f"{origin}: {group.name.rstrip('/')}/{safe_text(key)} is a link ({type(link).__name__}): "
-                        f"refused (Keras writes every variable into the file itself)")
+        raise SpecError(f"{origin}: {safe_text(group.name.rstrip('/'))}/{safe_text(key)} is a link "
+                        f"({type(link).__name__}): refused (Keras writes every variable into the file itself)")
     member = group[key]
     if isinstance(member, h5py.Dataset) and (member.external or member.is_virtual):
-        raise SpecError(f"{origin}: {member.name} keeps its data outside the file: refused (Keras writes every "
-                        f"variable into the file itself)")
+        raise SpecError(f"{origin}: {safe_text(member.name)} keeps its data outside the file: refused (Keras writes "
+                        f"every variable into the file itself)")
     return member
 
 
@@ -581,11 +673,7 @@ def _converted(variables: dict[str, dict[str, list]], steps: list, channels_last
     for name, held in variables.items():
         if not any(len(arrays) for arrays in held.values()):
             continue
-        step = by_name.get(name)
-        if step is None:
-            hint = did_you_mean(name, by_name) or " (weights of another model?)"
-            raise SpecError(f"{origin}: holds the weights of a Keras layer {shown(name)}; the network has no layer of "
-                            f"that name{hint}")
+        step = by_name[name]                          # (_saved_variables read only the network's layers)
         layer = step.layer
         class_name = next(iter(type(layer).keras_classes), "layer")      # (messages: "Keras layer saved …")
         try:

@@ -20,10 +20,12 @@ reported.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
+from functools import cache
 from typing import Any, Optional
 
-from ..errors import SpecError
+from ..errors import SpecError, shown
 
 __all__ = ["from_torch", "spec_from_torch"]
 
@@ -32,10 +34,13 @@ class _Unsupported(Exception):
     """A node with no mapping (turned into a SpecError naming the node)."""
 
 
-def from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, name: Optional[str] = None) -> Any:
+def from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, name: Optional[str] = None,
+               unknown: str = "refuse") -> Any:
     """A :class:`~layercalc.Network` of a ``torch.nn.Module``: ``input_size`` is the whole input shape, batch
     first, as torchinfo's (``(1, 3, 224, 224)``); ``input_dtype`` defaults to ``torch.long`` when the input feeds
-    an ``nn.Embedding``, else ``torch.float32``.
+    an ``nn.Embedding``, else ``torch.float32``. An operation without a layer type is refused; with
+    ``unknown="count-zero"`` it is kept as an ``opaque`` layer of the shape torch traced, counted as zero, and
+    every such operation is listed in a warning.
 
     >>> import torch
     >>> net = from_torch(torch.nn.Sequential(torch.nn.Linear(784, 500)), (1, 784))
@@ -43,12 +48,17 @@ def from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, name: O
     392500
     """
     from ..spec import from_data
-    return from_data(spec_from_torch(module, input_size, input_dtype=input_dtype, name=name),
+    return from_data(spec_from_torch(module, input_size, input_dtype=input_dtype, name=name, unknown=unknown),
                      f"from_torch({type(module).__name__})")
 
 
-def spec_from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, name: Optional[str] = None) -> dict:
+def spec_from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, name: Optional[str] = None,
+                    unknown: str = "refuse") -> dict:
     """The plain spec data :func:`from_torch` validates (what ``layercalc.spec.to_yaml`` writes out)."""
+    if unknown not in ("refuse", "count-zero"):
+        raise SpecError(f"from_torch: unknown={shown(unknown)}: 'refuse' (the default: an operation without a layer "
+                        f"type is an error) or 'count-zero' (kept with its traced shape, counted as zero, listed in a "
+                        f"warning)")
     try:
         import torch
         import torch.fx
@@ -56,27 +66,65 @@ def spec_from_torch(module: Any, input_size: Any, *, input_dtype: Any = None, na
         raise SpecError("from_torch needs PyTorch: pip install torch") from None
     if not isinstance(module, torch.nn.Module):
         raise SpecError(f"from_torch: expected a torch.nn.Module, got {type(module).__name__}")
-    shape = _input_shape(input_size)
-    class Tracer(torch.fx.Tracer):
-        """torch.nn's modules and every module class with a rule here (torchvision's ShiftedWindowAttention …)
-        stay whole (one call; a torch.nn module without a rule is refused by name, not traced into)."""
-        def is_leaf_module(self, m: Any, qualified_name: str) -> bool:
-            return type(m).__name__ in _MODULE_RULES or super().is_leaf_module(m, qualified_name)
+    shapes = _input_shapes(input_size)
+    shape = shapes[0]
+    rules = _module_rules(torch)
 
+    class Tracer(torch.fx.Tracer):
+        """The modules with a rule here stay whole (one call); torch.nn's others too, and are refused by name.
+        Every other module — a user's own, even one named ``Linear``, or a subclass that overrides ``forward`` —
+        is traced into."""
+        def is_leaf_module(self, m: Any, qualified_name: str) -> bool:
+            return _rule_for(m, rules) is not None or super().is_leaf_module(m, qualified_name)
+
+    root = module
+    if _rule_for(module, rules) is not None:          # a bare nn.Linear …: traced as the one call of a wrapper
+        if len(shapes) > 1:
+            raise SpecError(f"from_torch: a bare {type(module).__name__} with {len(shapes)} inputs: wrap it in a "
+                            f"module whose forward takes them")
+        root = _whole_module(module, torch)
     try:
-        graph = Tracer().trace(module)
-        graph_module = torch.fx.GraphModule(module, graph, type(module).__name__)
+        graph = Tracer().trace(root)
+        graph_module = torch.fx.GraphModule(root, graph, type(module).__name__)
     except Exception as exc:         # fx raises TraceError, TypeError, NotImplementedError … on dynamic control flow
         raise SpecError(f"from_torch: torch.fx cannot trace {type(module).__name__}: {_first_line(exc)} (control "
                         f"flow that depends on tensor values cannot be traced)") from None
-    dtype = input_dtype if input_dtype is not None else _default_dtype(graph_module, torch)
-    _propagate_shapes(graph_module, shape, dtype, torch)
-    converter = _Converter(graph_module, shape, torch)
+    placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != len(shapes):
+        raise SpecError(f"from_torch: the module's forward takes {len(placeholders)} tensor"
+                        f"{'s' if len(placeholders) > 1 else ''} ({', '.join(n.name for n in placeholders)}) but "
+                        f"input_size gives {len(shapes)}: give one size per input, e.g. "
+                        f"[(1, 3, 224, 224), (1, 10)]")
+    dtypes = [input_dtype if input_dtype is not None else _default_dtype(graph_module, node, torch)
+              for node in placeholders]
+    _propagate_shapes(graph_module, shapes, dtypes, torch)
+    converter = _Converter(graph_module, shape, torch, rules, unknown)
     layers = converter.convert()
     _warn_unused(module, converter.used)
+    if converter.opaque:
+        import warnings
+        warnings.warn(f"from_torch: {len(converter.opaque)} operation{'s' if len(converter.opaque) > 1 else ''} of "
+                      f"{type(module).__name__} without a layercalc layer type, kept with the shape torch traced and "
+                      f"counted as ZERO params, MACs and FLOPs (unknown='count-zero'): "
+                      f"{'; '.join(converter.opaque)}", stacklevel=3)
     spec = {"name": name or type(module).__name__, "input": list(shape[1:]), "batch": shape[0], "layers": layers}
-    _check_shapes(spec, converter.expected)
+    _check_against_torch(spec, converter.expected, converter.expected_params)
     return spec
+
+
+def _whole_module(module: Any, torch: Any) -> Any:
+    """A module with a rule given as the root (``from_torch(nn.Linear(8, 4), (1, 8))``): fx would trace into its
+    forward (``F.linear`` on its parameters), so it is held by a wrapper whose forward calls it — one layer, named
+    by its class (``Linear``: ``net.run(weights={"Linear": module.state_dict()})``)."""
+    attribute = type(module).__name__
+
+    class Whole(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            return getattr(self, attribute)(x)
+
+    wrapper = Whole()
+    wrapper.add_module(attribute, module)
+    return wrapper
 
 
 def _warn_unused(module: Any, used: set[int]) -> None:
@@ -92,15 +140,36 @@ def _warn_unused(module: Any, used: set[int]) -> None:
                       f"are not counted: {shown}", stacklevel=3)
 
 
+def _input_shapes(input_size: Any) -> list[tuple[int, ...]]:
+    """``input_size`` as whole sizes, batch first: a tuple, list or ``torch.Size`` of ints, or a list of them for a
+    model with several inputs (``[(1, 3, 224, 224), (1, 10)]``, one batch size). Nothing is converted (``int(3.7)``
+    is 3, ``int(True)`` 1, and a string is a sequence of digits): anything else is refused."""
+    several = isinstance(input_size, (tuple, list)) and bool(input_size) and all(
+        isinstance(item, (tuple, list)) or hasattr(item, "shape") for item in input_size)
+    shapes = [_input_shape(item) for item in input_size] if several else [_input_shape(input_size)]
+    batches = {shape[0] for shape in shapes}
+    if len(batches) > 1:
+        raise SpecError(f"from_torch: input_size {[list(shape) for shape in shapes]}: the inputs have batch sizes "
+                        f"{sorted(batches)}; a network has one batch size, first in every input's size")
+    return shapes
+
+
 def _input_shape(input_size: Any) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(s) for s in input_size)
-    except (TypeError, ValueError):
-        raise SpecError(f"from_torch: input_size {input_size!r} must be a sequence of sizes, batch first, e.g. "
-                        f"(1, 3, 224, 224)") from None
+    example = "e.g. (1, 3, 224, 224), or (1, 1024) for token ids"
+    if hasattr(input_size, "shape") and not isinstance(input_size, (tuple, list)):
+        raise SpecError(f"from_torch: input_size is a {type(input_size).__name__} of shape "
+                        f"{list(input_size.shape)}, not a size: pass the tensor's .shape")
+    if not isinstance(input_size, (tuple, list)):
+        raise SpecError(f"from_torch: input_size {shown(input_size)} ({type(input_size).__name__}) must be a "
+                        f"sequence of sizes, batch first, {example}")
+    for size in input_size:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise SpecError(f"from_torch: input_size {shown(input_size)}: {shown(size)} "
+                            f"({type(size).__name__}) is not a whole number; sizes are ints, batch first, {example}")
+    shape = tuple(int(s) for s in input_size)
     if len(shape) < 2 or any(s < 1 for s in shape):
         raise SpecError(f"from_torch: input_size {list(shape)} must hold the batch size and at least one more "
-                        f"positive size, e.g. (1, 3, 224, 224) or (1, 1024) for token ids")
+                        f"size, each ≥ 1, {example}")
     return shape
 
 
@@ -109,34 +178,38 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _default_dtype(graph_module: Any, torch: Any) -> Any:
+def _default_dtype(graph_module: Any, placeholder: Any, torch: Any) -> Any:
     """``torch.long`` when the input goes straight into an embedding (token ids), else ``torch.float32``."""
-    for node in graph_module.graph.nodes:
-        if node.op == "placeholder":
-            for user in node.users:
-                if user.op == "call_module" and isinstance(graph_module.get_submodule(user.target),
-                                                           torch.nn.Embedding):
-                    return torch.long
+    for user in placeholder.users:
+        if user.op == "call_module" and isinstance(graph_module.get_submodule(user.target), torch.nn.Embedding):
+            return torch.long
     return torch.float32
 
 
-def _propagate_shapes(graph_module: Any, shape: tuple[int, ...], dtype: Any, torch: Any) -> None:
+def _propagate_shapes(graph_module: Any, shapes: list[tuple[int, ...]], dtypes: list[Any], torch: Any) -> None:
     """``node.meta["tensor_meta"]`` for every tensor node, on fake tensors (no data, no real forward pass)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.passes.shape_prop import ShapeProp
 
-    placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
-        raise SpecError(f"from_torch: the module's forward takes {len(placeholders)} tensors "
-                        f"({', '.join(n.name for n in placeholders)}); a layercalc network has one input")
+    class ScalarProp(ShapeProp):
+        """ShapeProp that also keeps the plain numbers nodes compute from sizes (``x.size(-1) ** -0.5``): known
+        once the input size is, they are constants to the layers that use them."""
+        def run_node(self, n: Any) -> Any:
+            result = super().run_node(n)
+            if isinstance(result, (int, float)) and not isinstance(result, bool):
+                n.meta["scalar"] = result
+            return result
+
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     with mode:
-        example = torch.zeros(shape, dtype=dtype)
+        examples = [torch.zeros(shape, dtype=dtype) for shape, dtype in zip(shapes, dtypes)]
     try:
-        ShapeProp(graph_module, fake_mode=mode).propagate(example)
-    except Exception as exc:
-        raise SpecError(f"from_torch: the module does not run on an input of {list(shape)} "
-                        f"({dtype}): {_first_line(exc)}") from None
+        ScalarProp(graph_module, fake_mode=mode).propagate(*examples)
+    except Exception as exc:         # ShapeProp says which node failed, and why in the exception it wraps
+        sizes = " and ".join(str(list(shape)) for shape in shapes)
+        kinds = ", ".join(dict.fromkeys(str(dtype) for dtype in dtypes))
+        raise SpecError(f"from_torch: the module does not run on an input of {sizes} "
+                        f"({kinds}): {_first_line(exc.__cause__ or exc)}") from None
 
 
 def _meta_shape(node: Any) -> Optional[tuple[int, ...]]:
@@ -149,26 +222,84 @@ def _meta_shape(node: Any) -> Optional[tuple[int, ...]]:
 class _Converter:
     """Walks the traced graph in order, producing one spec layer per tensor-producing node."""
 
-    def __init__(self, graph_module: Any, shape: tuple[int, ...], torch: Any) -> None:
-        self.gm, self.torch, self.batch = graph_module, torch, shape[0]
+    def __init__(self, graph_module: Any, shape: tuple[int, ...], torch: Any, rules: dict,
+                 unknown: str = "refuse") -> None:
+        self.gm, self.torch, self.batch, self.rules, self.unknown = graph_module, torch, shape[0], rules, unknown
+        self.held: list[int] = []                 # the parameter ids in the order they were held (undo a node)
+        self.opaque: list[str] = []               # what unknown="count-zero" counted as zero, for the warning
+        self.class_name = ""                       # the torch class whose rule is running (a subclass's base)
         self.sources: dict[Any, str] = {}          # node → the layer (or 'input', or 'NAME:i') holding its tensor
         self.layers: list[dict] = []
         self.names: set[str] = {"input"}
         self.expected: dict[str, tuple[int, ...]] = {}   # layer → torch's output shape (checked after analysis)
         self.parameter_owners: dict[frozenset, str] = {}   # the ids of a layer's parameters → the layer
         self.used: set[int] = set()                # ids of the parameters some layer holds
+        self.attributes: dict[Any, Any] = {}       # get_attr node → its tensor, until a layer uses it
+        # (layers, the module's parameter count, its label): the layers written for one module hold exactly the
+        # module's parameters (checked after analysis)
+        self.expected_params: list[tuple[list[str], int, str]] = []
 
     def convert(self) -> list[dict]:
+        self.order = {node: i for i, node in enumerate(self.gm.graph.nodes)}
         for index, node in enumerate(self.gm.graph.nodes):
             if node.op in ("placeholder", "output"):
                 if node.op == "placeholder":
-                    self.sources[node] = "input"
+                    if index == 0:                    # (placeholders come first, in the forward's order)
+                        self.sources[node] = "input"
+                    else:                             # a second input: a layer of its own, named as the argument
+                        self._emit(node, {"type": "extra_input", "shape": list(_meta_shape(node) or ())[1:]}, [],
+                                   name=node.name)
                 continue
+            mark = (len(self.layers), len(self.expected_params), len(self.held))
             try:
                 self._node(node)
             except _Unsupported as exc:
-                raise SpecError(f"from_torch: node {index} '{node.name}' ({_describe(node)}): {exc}") from None
+                if self.unknown != "count-zero" or not self._count_zero(node, mark, str(exc)):
+                    raise SpecError(f"from_torch: node {index} '{node.name}' ({_describe(node)}): {exc}") from None
         return self.layers
+
+    def hold(self, ids: Any) -> None:
+        """Mark parameters as held by a layer (counted there, never again)."""
+        new = [i for i in ids if i not in self.used]
+        self.used.update(new)
+        self.held.extend(new)
+
+    def _undo(self, mark: tuple[int, int, int]) -> None:
+        """Forget what a node that failed half-way wrote (layers, expectations, held parameters)."""
+        layers, expected_params, held = mark
+        removed = {entry["name"] for entry in self.layers[layers:]}
+        del self.layers[layers:], self.expected_params[expected_params:]
+        self.names -= removed
+        for name in removed:
+            self.expected.pop(name, None)
+        self.sources = {n: s for n, s in self.sources.items() if s.rpartition(":")[0] not in removed and
+                        s not in removed}
+        self.parameter_owners = {ids: s for ids, s in self.parameter_owners.items() if s not in removed}
+        self.used.difference_update(self.held[held:])
+        del self.held[held:]
+
+    def _count_zero(self, node: Any, mark: tuple[int, int, int], reason: str) -> bool:
+        """unknown="count-zero": the node as an ``opaque`` layer of the shape torch traced, counting zero, its
+        parameters held (so not counted anywhere else) and listed; False where no such layer can stand for it (no
+        single tensor out, or one without the batch first)."""
+        shape = _meta_shape(node)
+        if shape is None or shape[:1] != (self.batch,):
+            return False
+        self._undo(mark)
+        operands: list[Any] = []
+        _collect_nodes((node.args, node.kwargs), operands)
+        inputs = [a for a in dict.fromkeys(operands) if a in self.sources]
+        parameters = {id(v): v for a in operands if isinstance(v := self.attributes.get(a), self.torch.nn.Parameter)}
+        if node.op == "call_module":
+            parameters.update({id(p): p for p in self.gm.get_submodule(node.target).parameters()})
+        parameters = {i: p for i, p in parameters.items() if i not in self.used}
+        self.hold(parameters)
+        name = self._emit(node, {"type": "opaque", "shape": list(shape[1:]), "op": _describe(node)}, inputs,
+                          name=node.target if node.op == "call_module" else None)
+        count = sum(p.numel() for p in parameters.values())
+        uncounted = f", {count:,} parameter{'s' if count > 1 else ''} not counted" if count else ""
+        self.opaque.append(f"{name} ({_describe(node)}{uncounted}: {reason})")
+        return True
 
     # -- helpers
 
@@ -181,6 +312,8 @@ class _Converter:
         return name
 
     def _source(self, arg: Any) -> str:
+        if arg not in self.sources and arg in self.attributes:
+            return self._parameter_layer(arg)
         if arg not in self.sources:
             raise _Unsupported(f"its operand '{getattr(arg, 'name', arg)}' is not a tensor layercalc follows "
                                f"(a constant or a size computed from shapes)")
@@ -216,7 +349,25 @@ class _Converter:
         """A node that passes its input on unchanged (``contiguous``, a no-op ``expand`` of a parameter)."""
         self.sources[node] = self._source(arg)
 
+    def _in_place(self, node: Any) -> None:
+        """An in-place operation (``x.add_(1)``, ``F.relu(x, inplace=True)``, ``nn.ReLU(inplace=True)``) changes
+        its input: a later use of that input reads the new values, which the graph does not show (it names the
+        old node). Followed only where nothing reads the input after it."""
+        target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+        module = self.gm.get_submodule(node.target) if node.op == "call_module" else None
+        if not ((target.endswith("_") and not target.endswith("__")) or target in _AUGMENTED or
+                node.kwargs.get("inplace") or getattr(module, "inplace", False)):
+            return
+        source = node.args[0] if node.args else None
+        later = [user for user in getattr(source, "users", ()) if user is not node and
+                 self.order.get(user, -1) > self.order[node]]
+        if later:
+            raise _Unsupported(f"changes '{getattr(source, 'name', source)}' in place, which '{later[0].name}' "
+                               f"reads afterwards (it would see the changed values); use the operation's result "
+                               f"instead")
+
     def _node(self, node: Any) -> None:
+        self._in_place(node)
         if node.op == "get_attr":
             self._attribute(node)
         elif node.op == "call_module":
@@ -229,36 +380,61 @@ class _Converter:
             raise _Unsupported(f"graph operation {node.op!r} has no mapping")
 
     def _attribute(self, node: Any) -> None:
-        value = _fetch_attr(self.gm, node.target)
-        if isinstance(value, self.torch.nn.Parameter):
-            if id(value) in self.used:
-                raise _Unsupported(f"reads '{node.target}', a parameter another layer holds, as a tensor")
-            self.used.add(id(value))
-            shape = list(value.shape)
-            if len(shape) > 1 and shape[0] == 1:      # (1, 1, 768): the batch dim of a class token or position table
-                shape = shape[1:]
-            self._emit(node, {"type": "parameter", "shape": shape}, [], name=node.target)
-            self.expected.pop(self.sources[node])     # [N, *shape] here, torch's own tensor has no batch dim
-            return
-        raise _Unsupported(f"reads the tensor attribute '{node.target}', which is not a learnable parameter (a "
-                           f"constant or buffer used in arithmetic has no layer type)")
+        """A tensor attribute is read lazily: a layer that holds it as its own weights takes it
+        (:meth:`take_parameter`: ``F.layer_norm(x, s, self.weight, self.bias)``); one used as a tensor becomes a
+        ``parameter`` layer when first used (:meth:`_source`)."""
+        self.attributes[node] = _fetch_attr(self.gm, node.target)
+
+    def _parameter_layer(self, node: Any) -> str:
+        value = self.attributes[node]
+        if not isinstance(value, self.torch.nn.Parameter):
+            raise _Unsupported(f"reads the tensor attribute '{node.target}', which is not a learnable parameter (a "
+                               f"constant or buffer used in arithmetic has no layer type)")
+        if id(value) in self.used:
+            raise _Unsupported(f"reads '{node.target}', a parameter another layer holds, as a tensor")
+        self.hold({id(value)})
+        shape = list(value.shape)
+        if len(shape) > 1 and shape[0] == 1:      # (1, 1, 768): the batch dim of a class token or position table
+            shape = shape[1:]
+        name = self._emit(node, {"type": "parameter", "shape": shape}, [], name=node.target)
+        self.expected.pop(name)                   # [N, *shape] here, torch's own tensor has no batch dim
+        return name
+
+    def take_parameter(self, arg: Any, what: str) -> Any:
+        """The learnable parameter a function call takes as its layer's own weights (``weight`` of
+        ``F.layer_norm``): marked as held, so nothing else counts it."""
+        value = self.attributes.get(arg) if hasattr(arg, "op") else None
+        if not isinstance(value, self.torch.nn.Parameter):
+            raise _Unsupported(f"its {what} is not a parameter of the module read directly (a computed tensor or a "
+                               f"buffer as weights has no layer type)")
+        if id(value) in self.used:
+            raise _Unsupported(f"its {what} '{arg.target}' is a parameter another layer holds (shared weights are "
+                               f"modelled for whole modules only)")
+        self.hold({id(value)})
+        return value
 
     # -- modules
 
     def _module(self, node: Any) -> None:
         module = self.gm.get_submodule(node.target)
-        rule = _MODULE_RULES.get(type(module).__name__)
-        if rule is None:
-            raise _Unsupported(f"torch module class {type(module).__name__} has no layercalc layer type")
+        match = _rule_for(module, self.rules)
+        if match is None:
+            raise _Unsupported(f"module class {_class_label(type(module), self.torch)} has no layercalc layer type")
+        rule, self.class_name = match
+        _check_batched(module, node, self.class_name)
         ids = frozenset(id(p) for p in module.parameters(recurse=True))
+        first = len(self.layers)
         fields = rule(module, node, self)
         if fields is None:                             # the identity at inference (Dropout, Identity)
             fields = {"type": "identity"}
+        count = sum(p.numel() for p in module.parameters(recurse=True))
+        label = f"module {node.target} ({_class_label(type(module), self.torch)})"
         if fields.get("_done"):                       # a rule that wrote several layers itself (add_layer)
             if ids & self.used:
                 raise _Unsupported("a module written as several layers is called again (or shares parameters): "
                                    "its weights would be counted twice")
-            self.used |= ids
+            self.hold(ids)
+            self.expected_params.append(([entry["name"] for entry in self.layers[first:]], count, label))
             return
         tensors = fields.pop("_tensors", None) or [a for a in node.args if hasattr(a, "op")][:1]
         owner = self.parameter_owners.get(ids) if ids else None
@@ -268,16 +444,36 @@ class _Converter:
         name = self._emit(node, fields, tensors, name=node.target)
         if owner is not None:            # the module called again, or another module on the same tensors (a tied
             self.layers[-1]["tied_to"] = owner        # output head): its weights, counted once
-        elif ids:
-            self.parameter_owners[ids] = name
-            self.used |= ids
+        else:
+            self.expected_params.append(([name], count, label))
+            if ids:
+                self.parameter_owners[ids] = name
+                self.hold(ids)
 
     def _function(self, node: Any, target: Any) -> None:
         key = target if isinstance(target, str) else getattr(target, "__name__", str(target))
         rule = _FUNCTION_RULES.get(key)
+        if rule is not None and not isinstance(target, str) and not _library_function(target):
+            # a function of the user's own that fx keeps whole (torch.fx.wrap) is not torch's of the same name
+            raise _Unsupported(f"{getattr(target, '__module__', None)}.{key} is not torch's {key}: it has no "
+                               f"layercalc layer type")
         if rule is None:
             raise _Unsupported(f"{key} has no layercalc layer type")
         rule(node, self)
+
+
+#: ``x += y`` and its kin: in place on a tensor (the name ``x`` is bound to the result, an alias of the old ``x``
+#: is not)
+_AUGMENTED = ("iadd", "isub", "imul", "itruediv")
+
+#: where the functions the rules stand for are defined: torch's, Python's operators, torchvision's (stochastic
+#: depth, Swin's patch merging)
+_LIBRARY_MODULES = ("torch", "_operator", "operator", "builtins", "torchvision")
+
+
+def _library_function(target: Any) -> bool:
+    module = getattr(target, "__module__", None) or ""
+    return module.split(".")[0] in _LIBRARY_MODULES
 
 
 def _scoped_name(node: Any) -> str:
@@ -305,6 +501,18 @@ def _fetch_attr(graph_module: Any, target: str) -> Any:
     return value
 
 
+def _collect_nodes(value: Any, found: list[Any]) -> None:
+    """The graph nodes among a call's arguments (nested in lists, tuples and dicts), in order."""
+    if hasattr(value, "op"):
+        found.append(value)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _collect_nodes(item, found)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_nodes(item, found)
+
+
 def _is_tuple_of_tensors(node: Any) -> bool:
     meta = node.meta.get("tensor_meta")      # (TensorMetadata is itself a NamedTuple: told apart by .shape)
     return isinstance(meta, (tuple, list)) and not hasattr(meta, "shape") and bool(meta)
@@ -324,7 +532,7 @@ def _pair(value: Any) -> Any:
 
 def _conv(module: Any, node: Any, conv: _Converter) -> dict:
     rank = len(module.kernel_size)
-    transposed = type(module).__name__.startswith("ConvTranspose")
+    transposed = conv.class_name.startswith("ConvTranspose")
     fields = {"type": f"conv_transpose{rank}d" if transposed else f"conv{rank}d",
               "in_channels": module.in_channels, "out_channels": module.out_channels,
               "kernel_size": _pair(module.kernel_size), "stride": _pair(module.stride),
@@ -343,7 +551,7 @@ def _linear(module: Any, node: Any, conv: _Converter) -> dict:
 
 
 def _batchnorm(module: Any, node: Any, conv: _Converter) -> dict:
-    rank = {"BatchNorm1d": 1, "BatchNorm2d": 2, "BatchNorm3d": 3}[type(module).__name__]
+    rank = {"BatchNorm1d": 1, "BatchNorm2d": 2, "BatchNorm3d": 3}[conv.class_name]
     return {"type": f"batchnorm{rank}d", "num_features": module.num_features, "eps": module.eps,
             "affine": module.affine, "track_running_stats": module.track_running_stats}
 
@@ -369,7 +577,7 @@ def _rmsnorm(module: Any, node: Any, conv: _Converter) -> dict:
 
 
 def _pool(module: Any, node: Any, conv: _Converter) -> dict:
-    name = type(module).__name__                                     # MaxPool2d, AvgPool1d …
+    name = conv.class_name                                           # MaxPool2d, AvgPool1d …
     kind, rank = ("maxpool" if name.startswith("Max") else "avgpool"), name[-2]
     fields = {"type": f"{kind}{rank}d", "kernel_size": _pair(module.kernel_size),
               "stride": _pair(module.stride), "padding": _pair(module.padding), "ceil_mode": module.ceil_mode}
@@ -385,7 +593,7 @@ def _pool(module: Any, node: Any, conv: _Converter) -> dict:
 
 
 def _adaptive_pool(module: Any, node: Any, conv: _Converter) -> dict:
-    name = type(module).__name__                                     # AdaptiveAvgPool2d …
+    name = conv.class_name                                           # AdaptiveAvgPool2d …
     kind, rank = ("adaptive_maxpool" if "Max" in name else "adaptive_avgpool"), name[-2]
     size = module.output_size
     if isinstance(size, (tuple, list)) and any(s is None for s in size):
@@ -444,7 +652,7 @@ def _mha(module: Any, node: Any, conv: _Converter) -> dict:
 
 
 def _recurrent(module: Any, node: Any, conv: _Converter) -> dict:
-    kind = type(module).__name__.lower()             # lstm, gru, rnn
+    kind = conv.class_name.lower()                   # lstm, gru, rnn
     if len([a for a in node.args if hasattr(a, "op")]) > 1 or node.kwargs:
         raise _Unsupported("an initial hidden state is given: only the zero initial state is modelled")
     fields: dict[str, Any] = {"type": kind, "input_size": module.input_size, "hidden_size": module.hidden_size,
@@ -477,7 +685,7 @@ def _zero_pad(module: Any, node: Any, conv: _Converter) -> dict:
 
 def _shifted_window_attention(module: Any, node: Any, conv: _Converter) -> dict:
     """torchvision's ``ShiftedWindowAttention`` (Swin V1; V2's cosine attention and bias MLP are another layer)."""
-    if type(module).__name__ != "ShiftedWindowAttention" or hasattr(module, "logit_scale"):
+    if hasattr(module, "logit_scale"):
         raise _Unsupported(f"{type(module).__name__} (Swin V2's cosine attention) has no layer type")
     return {"type": "shifted_window_attention", "num_heads": module.num_heads,
             "window_size": list(module.window_size), "shift_size": list(module.shift_size),
@@ -498,10 +706,25 @@ def _encoder_layer_into(conv: _Converter, module: Any, prefix: str, source: str,
     """``nn.TransformerEncoderLayer`` as its layers (named as its submodules: ``self_attn``, ``linear1``, …):
     post-norm ``norm1(x + sa(x))``, ``norm2(x + ff(x))``, or pre-norm ``x + sa(norm1(x))``, ``x + ff(norm2(x))``;
     dropout is the identity at inference. Returns the layer holding the output."""
+    nn, functional = conv.torch.nn, conv.torch.nn.functional
+    if type(module).forward is not nn.TransformerEncoderLayer.forward:
+        raise _Unsupported(f"{prefix} is a {_qualified(type(module))} with its own forward, not torch's "
+                           f"TransformerEncoderLayer")
+    for part, cls in (("self_attn", nn.MultiheadAttention), ("linear1", nn.Linear), ("linear2", nn.Linear),
+                      ("norm1", nn.LayerNorm), ("norm2", nn.LayerNorm)):
+        if type(getattr(module, part)) is not cls:
+            raise _Unsupported(f"{prefix}.{part} is a {_qualified(type(getattr(module, part)))}, not torch's "
+                               f"{cls.__name__}: the layer's rule would not describe it")
     activation = module.activation
-    act_name = getattr(activation, "__name__", None) or type(activation).__name__.lower()
-    if act_name not in ("relu", "gelu"):
-        raise _Unsupported(f"TransformerEncoderLayer activation {act_name!r}: relu and gelu are modelled")
+    act: dict[str, Any]
+    if activation is functional.relu or type(activation) is nn.ReLU:
+        act = {"type": "relu"}
+    elif activation is functional.gelu:
+        act = {"type": "gelu"}
+    elif type(activation) is nn.GELU:
+        act = {"type": "gelu", "approximate": activation.approximate}
+    else:
+        raise _Unsupported(f"TransformerEncoderLayer activation {activation!r}: relu and gelu are modelled")
     attention = module.self_attn
     mha = {"type": "multi_head_attention", "embed_dim": attention.embed_dim, "num_heads": attention.num_heads,
            "bias": attention.in_proj_bias is not None, "batch_first": attention.batch_first}
@@ -518,13 +741,13 @@ def _encoder_layer_into(conv: _Converter, module: Any, prefix: str, source: str,
         x = add(f"{prefix}.add_1", {"type": "add"}, [source, sa])
         n2 = add(f"{prefix}.norm2", norm(module.norm2), [x])
         h = add(f"{prefix}.linear1", linear(module.linear1), [n2])
-        h = add(f"{prefix}.activation", {"type": act_name}, [h])
+        h = add(f"{prefix}.activation", act, [h])
         ff = add(f"{prefix}.linear2", linear(module.linear2), [h])
         return add(f"{prefix}.add_2", {"type": "add"}, [x, ff])
     sa = add(f"{prefix}.self_attn", mha, [source])
     x = add(f"{prefix}.norm1", norm(module.norm1), [add(f"{prefix}.add_1", {"type": "add"}, [source, sa])])
     h = add(f"{prefix}.linear1", linear(module.linear1), [x])
-    h = add(f"{prefix}.activation", {"type": act_name}, [h])
+    h = add(f"{prefix}.activation", act, [h])
     ff = add(f"{prefix}.linear2", linear(module.linear2), [h])
     return add(f"{prefix}.norm2", norm(module.norm2), [add(f"{prefix}.add_2", {"type": "add"}, [x, ff])])
 
@@ -548,14 +771,23 @@ def _transformer_encoder(module: Any, node: Any, conv: _Converter) -> dict:
     for i, layer in enumerate(module.layers):
         x = _encoder_layer_into(conv, layer, f"{node.target}.layers.{i}", x, causal)
     if module.norm is not None:
-        if type(module.norm).__name__ != "LayerNorm":
+        if type(module.norm) is not conv.torch.nn.LayerNorm:
             raise _Unsupported(f"TransformerEncoder norm {type(module.norm).__name__}: LayerNorm is modelled")
         x = conv.add_layer(f"{node.target}.norm", _layernorm(module.norm, node, conv), [x])
     return conv.finish(node, x)
 
 
-_MODULE_RULES: dict[str, Callable[[Any, Any, _Converter], Optional[dict]]] = {
-    "ShiftedWindowAttention": _shifted_window_attention, "LayerNorm2d": _layernorm_2d,
+_ModuleRule = Callable[[Any, Any, _Converter], Optional[dict]]
+
+#: classes of other libraries, by module-qualified name (not imported to be looked up: torchvision is optional)
+_LIBRARY_RULES: dict[str, _ModuleRule] = {
+    "torchvision.models.swin_transformer.ShiftedWindowAttention": _shifted_window_attention,
+    "torchvision.models.convnext.LayerNorm2d": _layernorm_2d,
+}
+
+#: torch.nn's classes, by their name in ``torch.nn`` (the class objects themselves are looked up when from_torch
+#: runs: :func:`_module_rules`)
+_NN_RULES: dict[str, _ModuleRule] = {
     "TransformerEncoderLayer": _transformer_encoder_layer, "TransformerEncoder": _transformer_encoder,
     **{f"Conv{r}d": _conv for r in (1, 2, 3)}, **{f"ConvTranspose{r}d": _conv for r in (1, 2, 3)},
     "Linear": _linear, "LayerNorm": _layernorm, "GroupNorm": _groupnorm, "RMSNorm": _rmsnorm,
@@ -577,18 +809,242 @@ _MODULE_RULES: dict[str, Callable[[Any, Any, _Converter], Optional[dict]]] = {
 }
 
 
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _class_label(cls: type, torch: Any) -> str:
+    """``torch.nn.PReLU`` for torch.nn's own classes, the module-qualified name of any other."""
+    return f"torch.nn.{cls.__name__}" if getattr(torch.nn, cls.__name__, None) is cls else _qualified(cls)
+
+
+@cache
+def _module_rules(torch: Any) -> dict[str, tuple[_ModuleRule, str]]:
+    """Module-qualified class name (``torch.nn.modules.linear.Linear``) → (rule, the class's name): a class is
+    known by what it is, never by its bare name (a user's own ``Linear`` is not torch's)."""
+    table = {_qualified(getattr(torch.nn, name)): (rule, name) for name, rule in _NN_RULES.items()
+             if hasattr(torch.nn, name)}
+    table.update({path: (rule, path.rsplit(".", 1)[1]) for path, rule in _LIBRARY_RULES.items()})
+    return table
+
+
+def _rule_for(module: Any, rules: dict[str, tuple[_ModuleRule, str]]) -> Optional[tuple[_ModuleRule, str]]:
+    """The rule of the module's class, or of the nearest base class with one when the subclass computes what the
+    base computes (it does not override ``forward``); None otherwise (a subclass with its own forward is traced
+    into, its extra parameters caught by the parameter check)."""
+    cls = type(module)
+    for base in cls.__mro__:
+        match = rules.get(_qualified(base))
+        if match is not None:
+            return match if getattr(cls, "forward", None) is getattr(base, "forward", None) else None
+    return None
+
+
+#: torch.nn classes that also run on an input without its batch dim, and the rank they take with it
+_BATCHED_RANKS: dict[str, int] = {
+    **{f"{kind}{r}d": r + 2 for r in (1, 2, 3) for kind in (
+        "Conv", "ConvTranspose", "MaxPool", "AvgPool", "AdaptiveAvgPool", "AdaptiveMaxPool", "ZeroPad")},
+    "LSTM": 3, "GRU": 3, "RNN": 3, "MultiheadAttention": 3, "PixelShuffle": 4, "PixelUnshuffle": 4,
+}
+
+
+def _check_batched(module: Any, node: Any, class_name: str) -> None:
+    """torch runs a conv on [C, H, W] as one example; layercalc keeps the batch first: a tensor one dim short
+    of the batched rank here is an input_size without its batch size (refused with the fix, not mis-read)."""
+    rank = _BATCHED_RANKS.get(class_name)
+    tensors = [a for a in node.args if hasattr(a, "op")]
+    shape = _meta_shape(tensors[0]) if rank and tensors else None
+    if rank and shape is not None and len(shape) == rank - 1:
+        raise _Unsupported(f"{class_name} receives {list(shape)}, one example without a batch dim (torch runs it "
+                           f"unbatched; layercalc keeps the batch first): if that is the input, give input_size "
+                           f"with the batch size first, e.g. {tuple([1, *shape])}")
+
+
 # ---------------------------------------------------------------------------------------------- function rules
 
+def _scalar(arg: Any) -> Optional[float]:
+    """A plain number operand: a constant in the code (``x * 0.5``) or one computed from sizes (``d ** -0.5``,
+    known once the input size is); None for a tensor."""
+    if isinstance(arg, (int, float)) and not isinstance(arg, bool):
+        return arg
+    value = arg.meta.get("scalar") if hasattr(arg, "meta") else None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _sizes(value: Any) -> list[int]:
+    """A size or sizes given to a function, some read from shapes (``(x.shape[-1],)``): whole numbers."""
+    items = list(value) if isinstance(value, (tuple, list)) else [value]
+    numbers = [_scalar(item) for item in items]
+    if any(not isinstance(n, int) for n in numbers):
+        raise _Unsupported(f"sizes {value!r}: whole numbers (or sizes read from shapes) are modelled")
+    return numbers                                   # type: ignore[return-value]
+
+
+#: ``tensor OP number`` and ``number OP tensor`` as ``x·scale + offset`` (rescaling); None where no rescaling is
+#: it (``2 / x``)
+_RESCALINGS: dict[str, tuple[Callable[[float], Optional[tuple[float, float]]],
+                             Callable[[float], Optional[tuple[float, float]]]]] = {
+    "add": (lambda c: (1.0, c), lambda c: (1.0, c)),
+    "sub": (lambda c: (1.0, -c), lambda c: (-1.0, c)),
+    "mul": (lambda c: (c, 0.0), lambda c: (c, 0.0)),
+    "div": (lambda c: (1.0 / c, 0.0) if c else None, lambda c: None),
+}
+
+
 def _elementwise(type_name: str) -> Callable[[Any, _Converter], None]:
-    """``x + y``, ``torch.mul(x, y)`` …: both operands tensors layercalc follows."""
+    """``x + y``, ``torch.mul(x, y)`` …: two tensors layercalc follows (a merge layer), or a tensor and a number
+    (``x * 0.5``, ``1 - x``: rescaling)."""
     def rule(node: Any, conv: _Converter) -> None:
         operands = node.args[:2]
-        if len(operands) != 2 or not all(a in conv.sources for a in operands):
-            shown = ", ".join(getattr(a, "name", repr(a)) for a in operands)
-            raise _Unsupported(f"{type_name} of ({shown}): both operands must be tensors layercalc follows (a "
-                               f"scalar or constant operand has no layer type)")
-        conv._emit(node, {"type": type_name}, list(operands))
+        if len(operands) != 2 or any(k not in ("alpha", "rounding_mode") for k in node.kwargs):
+            raise _Unsupported(f"{type_name} with arguments {list(node.kwargs)}: two operands are modelled")
+        if node.kwargs.get("alpha", 1) != 1 or node.kwargs.get("rounding_mode") is not None:
+            raise _Unsupported(f"{type_name} with alpha or rounding_mode has no layer type")
+        numbers = [_scalar(a) for a in operands]
+        if numbers[0] is None and numbers[1] is None:
+            if not all(a in conv.sources or a in conv.attributes for a in operands):
+                shown = ", ".join(getattr(a, "name", repr(a)) for a in operands)
+                raise _Unsupported(f"{type_name} of ({shown}): an operand is neither a tensor layercalc follows nor "
+                                   f"a number")
+            conv._emit(node, {"type": type_name}, list(operands))
+            return
+        if numbers[0] is not None and numbers[1] is not None:
+            raise _Unsupported(f"{type_name} of two numbers is not a tensor")
+        tensor_first = numbers[1] is not None
+        constant = float(numbers[1] if tensor_first else numbers[0])      # type: ignore[arg-type]
+        affine = _RESCALINGS[type_name][0 if tensor_first else 1](constant)
+        if affine is None:
+            raise _Unsupported(f"{constant:g} {'/' if type_name == 'div' else type_name} a tensor (a reciprocal) "
+                               f"has no layer type")
+        scale, offset = affine
+        conv._emit(node, {"type": "rescaling", "scale": scale, "offset": offset},
+                   [operands[0] if tensor_first else operands[1]])
     return rule
+
+
+def _neg(node: Any, conv: _Converter) -> None:
+    conv._emit(node, {"type": "rescaling", "scale": -1.0}, [node.args[0]])
+
+
+def _pow(node: Any, conv: _Converter) -> None:
+    """``x ** 2``, ``torch.pow(x, 0.5)``, ``x.pow(3)``: a constant exponent (a tensor one, or ``2 ** x``, has no
+    layer type)."""
+    base, exponent = node.args[0], _arg(node, 1, "exponent")
+    if _scalar(base) is not None or _scalar(exponent) is None:
+        raise _Unsupported("a power with a tensor exponent has no layer type; x ** constant is modelled")
+    conv._emit(node, {"type": "pow", "exponent": float(_scalar(exponent))}, [base])  # type: ignore[arg-type]
+
+
+def _constant_power(exponent: float) -> Callable[[Any, _Converter], None]:
+    """``torch.sqrt``, ``torch.rsqrt``, ``torch.square``: pow with the function's exponent."""
+    def rule(node: Any, conv: _Converter) -> None:
+        conv._emit(node, {"type": "pow", "exponent": exponent}, [node.args[0]])
+    return rule
+
+
+def _clamp(node: Any, conv: _Converter) -> None:
+    """``torch.clamp``/``clip``, ``x.clamp(min=0)``, ``F.hardtanh`` (bounds −1, 1 by default): constant bounds."""
+    hardtanh = node.target in ("hardtanh",) or getattr(node.target, "__name__", "") in ("hardtanh", "hardtanh_")
+    defaults = (-1.0, 1.0) if hardtanh else (None, None)
+    low = _arg(node, 1, "min_val" if hardtanh else "min", defaults[0])
+    high = _arg(node, 2, "max_val" if hardtanh else "max", defaults[1])
+    bounds = {}
+    for field, value in (("min", low), ("max", high)):
+        if value is None:
+            continue
+        number = _scalar(value)
+        if number is None:
+            raise _Unsupported(f"a clamp with a tensor {field} has no layer type; constant bounds are modelled")
+        bounds[field] = float(number)
+    if not bounds:
+        conv._alias(node, node.args[0])              # torch refuses this; a clamp without bounds is the identity
+        return
+    conv._emit(node, {"type": "clamp", **bounds}, [node.args[0]])
+
+
+def _weights_layer(node: Any, conv: _Converter, fields: dict, weights: dict[str, Any], source: Any) -> None:
+    """A function call whose weights are the module's parameters read directly (``F.layer_norm(x, s, self.weight,
+    self.bias)``): one layer holding them, named by the module that owns them (``norm`` for ``norm.weight``), so
+    the state_dict's keys load; its parameter count is checked against theirs."""
+    held = {role: conv.take_parameter(arg, role) for role, arg in weights.items() if arg is not None}
+    targets = [weights[role].target for role in held]
+    owners = {target.rpartition(".")[0] for target in targets}
+    name = owners.pop() if len(owners) == 1 and "" not in owners else None
+    if name is not None and any(t.rpartition(".")[2] != role for t, role in zip(targets, held)):
+        name = None                                  # self.gamma, self.beta: no state_dict key would load anyway
+    layer = conv._emit(node, fields, [source], name=name)
+    conv.expected_params.append(([layer], sum(p.numel() for p in held.values()), f"{_describe(node)} of "
+                                                                                    f"{', '.join(targets)}"))
+
+
+def _layer_norm_function(node: Any, conv: _Converter) -> None:
+    weight, bias = _arg(node, 2, "weight"), _arg(node, 3, "bias")
+    if weight is None and bias is not None:
+        raise _Unsupported("layer_norm with a bias and no weight has no layer type")
+    fields = {"type": "layernorm", "normalized_shape": _sizes(_arg(node, 1, "normalized_shape")),
+              "eps": _arg(node, 4, "eps", 1e-5), "elementwise_affine": weight is not None, "bias": bias is not None}
+    _weights_layer(node, conv, fields, {"weight": weight, "bias": bias}, node.args[0])
+
+
+def _rms_norm_function(node: Any, conv: _Converter) -> None:
+    eps = _arg(node, 3, "eps")
+    if eps is None:
+        raise _Unsupported("rms_norm with eps=None uses torch.finfo(dtype).eps; give eps explicitly")
+    weight = _arg(node, 2, "weight")
+    fields = {"type": "rmsnorm", "normalized_shape": _sizes(_arg(node, 1, "normalized_shape")), "eps": eps,
+              "elementwise_affine": weight is not None}
+    _weights_layer(node, conv, fields, {"weight": weight}, node.args[0])
+
+
+def _group_norm_function(node: Any, conv: _Converter) -> None:
+    weight, bias = _arg(node, 2, "weight"), _arg(node, 3, "bias")
+    if (weight is None) != (bias is None):
+        raise _Unsupported("group_norm with only one of weight and bias has no layer type")
+    fields = {"type": "groupnorm", "num_groups": _sizes([_arg(node, 1, "num_groups")])[0],
+              "eps": _arg(node, 4, "eps", 1e-5),
+              "affine": weight is not None}
+    _weights_layer(node, conv, fields, {"weight": weight, "bias": bias}, node.args[0])
+
+
+def _linear_function(node: Any, conv: _Converter) -> None:
+    """``F.linear(x, self.weight, self.bias)`` with the module's own parameters: a linear layer."""
+    weight, bias = _arg(node, 1, "weight"), _arg(node, 2, "bias")
+    shape = _meta_shape(weight) if hasattr(weight, "op") else None
+    if shape is None or len(shape) != 2:
+        raise _Unsupported("F.linear's weight must be a 2-d parameter of the module")
+    fields = {"type": "linear", "in_features": shape[1], "out_features": shape[0], "bias": bias is not None}
+    _weights_layer(node, conv, fields, {"weight": weight, "bias": bias}, node.args[0])
+
+
+def _pad(node: Any, conv: _Converter) -> None:
+    """``F.pad(x, (left, right, top, bottom, …), mode, value)``: zero_pad with zeros, pad otherwise (torch's pairs
+    run from the last dim back; layercalc's are in dim order, over every spatial dim)."""
+    pads, mode, value = _arg(node, 1, "pad"), _arg(node, 2, "mode", "constant"), _arg(node, 3, "value", None)
+    number = 0.0 if value is None else _scalar(value)
+    if number is None:
+        raise _Unsupported(f"F.pad with value {value!r}: a constant number is modelled")
+    numbers = [_scalar(p) for p in pads]
+    if any(not isinstance(p, int) for p in numbers) or len(numbers) % 2:
+        raise _Unsupported(f"F.pad sizes {pads!r}: whole numbers in pairs are modelled")
+    if any(p < 0 for p in numbers):                   # type: ignore[operator]
+        raise _Unsupported("F.pad with a negative size crops: no layer type")
+    pairs = [[int(numbers[i]), int(numbers[i + 1])] for i in range(0, len(numbers), 2)][::-1]  # type: ignore[arg-type]
+    shape = _meta_shape(node.args[0])
+    assert shape is not None
+    if len(pairs) > len(shape) - 1:
+        raise _Unsupported("F.pad of the batch dim changes the batch; layercalc keeps it")
+    if len(pairs) > len(shape) - 2:
+        raise _Unsupported("F.pad of the channel dim (dim 1) has no layer type (pad and zero_pad pad spatial dims)")
+    pairs = [[0, 0]] * (len(shape) - 2 - len(pairs)) + pairs      # the spatial dims F.pad leaves as they are
+    if mode == "constant" and number == 0:
+        conv._emit(node, {"type": "zero_pad", "padding": pairs}, [node.args[0]])
+    elif mode in ("constant", "reflect", "replicate", "circular"):
+        fields = {"type": "pad", "padding": pairs, "mode": mode}
+        if mode == "constant":
+            fields["value"] = float(number)
+        conv._emit(node, fields, [node.args[0]])
+    else:
+        raise _Unsupported(f"F.pad mode {mode!r} has no layer type")
 
 
 def _activation(type_name: str, **keywords: tuple[int, str, Any]) -> Callable[[Any, _Converter], None]:
@@ -601,6 +1057,15 @@ def _activation(type_name: str, **keywords: tuple[int, str, Any]) -> Callable[[A
                 fields[field] = value
         conv._emit(node, fields, [node.args[0]])
     return rule
+
+
+def _softmax_function(node: Any, conv: _Converter) -> None:
+    """``F.softmax(x, dim)``, ``x.softmax(-1)``: without dim, torch picks one by the input's rank (dim 0 for 3-d:
+    the batch) — refused, as nn.Softmax(dim=None) is."""
+    dim = _arg(node, 1, "dim")
+    if dim is None:
+        raise _Unsupported("softmax without dim picks a dim by the input's rank (deprecated); give dim")
+    conv._emit(node, {"type": "softmax", "dim": dim}, [node.args[0]])
 
 
 def _identity_function(node: Any, conv: _Converter) -> None:
@@ -729,6 +1194,8 @@ def _split(node: Any, conv: _Converter) -> None:
 def _expand(node: Any, conv: _Converter) -> None:
     """``class_token.expand(n, -1, -1)``: a ``parameter`` layer is already expanded over the batch."""
     source = node.args[0]
+    if source in conv.attributes:
+        conv._source(source)                         # the parameter layer, made on its first use
     layer = next((entry for entry in conv.layers if entry["name"] == conv.sources.get(source)), None)
     shape = _meta_shape(node)
     if layer is None or layer["type"] != "parameter" or shape is None or shape[1:] != tuple(layer["shape"]):
@@ -803,9 +1270,17 @@ def _patch_merging_pad(node: Any, conv: _Converter) -> None:
 
 
 _FUNCTION_RULES: dict[str, Callable[[Any, _Converter], None]] = {
-    "add": _elementwise("add"), "iadd": _elementwise("add"), "mul": _elementwise("mul"),
-    "imul": _elementwise("mul"), "sub": _elementwise("sub"), "isub": _elementwise("sub"),
-    "truediv": _elementwise("div"), "div": _elementwise("div"),
+    "add": _elementwise("add"), "iadd": _elementwise("add"), "radd": _elementwise("add"),
+    "mul": _elementwise("mul"), "imul": _elementwise("mul"), "multiply": _elementwise("mul"),
+    "sub": _elementwise("sub"), "isub": _elementwise("sub"), "subtract": _elementwise("sub"),
+    "truediv": _elementwise("div"), "itruediv": _elementwise("div"), "div": _elementwise("div"),
+    "divide": _elementwise("div"), "true_divide": _elementwise("div"),
+    "add_": _elementwise("add"), "mul_": _elementwise("mul"), "sub_": _elementwise("sub"),
+    "div_": _elementwise("div"), "neg_": _neg, "pow_": _pow, "sqrt_": _constant_power(0.5),
+    "neg": _neg, "negative": _neg, "pow": _pow, "sqrt": _constant_power(0.5), "rsqrt": _constant_power(-0.5),
+    "square": _constant_power(2.0), "clamp": _clamp, "clip": _clamp, "clamp_": _clamp, "hardtanh": _clamp,
+    "hardtanh_": _clamp, "pad": _pad, "layer_norm": _layer_norm_function, "rms_norm": _rms_norm_function,
+    "group_norm": _group_norm_function, "linear": _linear_function,
     "cat": _cat, "concat": _cat, "flatten": _flatten_function, "view": _reshape, "reshape": _reshape,
     "permute": _permute, "transpose": _transpose, "contiguous": _identity_function,
     "mean": _reduce("mean"), "sum": _reduce("sum"), "matmul": _matmul, "bmm": _matmul,
@@ -816,7 +1291,7 @@ _FUNCTION_RULES: dict[str, Callable[[Any, _Converter], None]] = {
     "hardswish": _activation("hardswish"), "hardsigmoid": _activation("hardsigmoid"),
     "gelu": _activation("gelu", approximate=(1, "approximate", None)),
     "leaky_relu": _activation("leaky_relu", negative_slope=(1, "negative_slope", 0.01)),
-    "softmax": _activation("softmax", dim=(1, "dim", None)), "dropout": _dropout_function,
+    "softmax": _softmax_function, "dropout": _dropout_function,
     "adaptive_avg_pool1d": _functional_pool("adaptive_avgpool"),
     "adaptive_avg_pool2d": _functional_pool("adaptive_avgpool"),
     "adaptive_avg_pool3d": _functional_pool("adaptive_avgpool"),
@@ -831,8 +1306,10 @@ _FUNCTION_RULES: dict[str, Callable[[Any, _Converter], None]] = {
 
 # ------------------------------------------------------------------------------------------- the shape check
 
-def _check_shapes(spec: dict, expected: dict[str, tuple[int, ...]]) -> None:
-    """Every layer's output shape by layercalc's rules equals what torch propagated, or the import is refused."""
+def _check_against_torch(spec: dict, expected: dict[str, tuple[int, ...]],
+                         expected_params: list[tuple[list[str], int, str]]) -> None:
+    """Every layer's output shape by layercalc's rules equals what torch propagated, and the layers written for a
+    module hold as many parameters as the module has, or the import is refused."""
     from ..spec import from_data
 
     report = from_data(spec, "from_torch").analyze()
@@ -843,3 +1320,10 @@ def _check_shapes(spec: dict, expected: dict[str, tuple[int, ...]]) -> None:
             raise SpecError(f"from_torch: layer '{layer.name}' ({layer.type}): layercalc's rule gives "
                             f"{layer.output_shape} but torch computes {list(want)}; refusing to report figures for "
                             f"a network that does not match the module")
+    params = {layer.name: layer.params for layer in report.layers}
+    for names, count, label in expected_params:
+        counted = sum(params.get(name, 0) for name in names)
+        if counted != count:
+            layers = f"layer{'s' if len(names) > 1 else ''} {', '.join(names)}"
+            raise SpecError(f"from_torch: {label} has {count:,} parameters but its layer type counts {counted:,} "
+                            f"({layers}); refusing to report figures for a module it does not describe")

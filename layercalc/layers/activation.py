@@ -1,6 +1,7 @@
 """Element-wise layers: activations (``relu``, ``relu6``, ``leaky_relu``, ``sigmoid``, ``tanh``, ``gelu``,
 ``silu``/``swish``, ``hardswish``, ``hardsigmoid``, ``softmax``, and ``activation`` naming one of them as Keras'
-Activation layer does) and the layers that are the identity at inference (``dropout``, ``identity``).
+Activation layer does), the layers that are the identity at inference (``dropout``, ``identity``), and arithmetic
+with constants (``rescaling``: x·scale + offset, ``pow``: x to a constant power, ``clamp``/``clip``).
 
 The shape is unchanged; there are no parameters and no MACs. FLOPs = a fixed count per element (each class's
 ``flops_per_element``, written out in docs/conventions.md), transcendental functions (exp, tanh, erf) counting 1.
@@ -16,7 +17,7 @@ import math
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, Optional
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ..explain import Explanation, prod_text
@@ -25,7 +26,7 @@ from .base import Bool, Float, Int, LayerBase, LayerMixin, Probability, _alias, 
 
 __all__ = ['Dropout', 'ReLU', 'ReLU6', 'LeakyReLU', 'Sigmoid', 'Tanh', 'GELU', 'SiLU', 'Hardswish', 'Hardsigmoid',
            'Softmax', 'Identity', 'Rescaling', 'Activation', 'KERAS_ACTIVATIONS', 'activation_field',
-           'activation_layer']
+           'activation_layer', 'Pow', 'Clamp']
 
 
 class _Elementwise(LayerMixin):
@@ -347,3 +348,53 @@ class Activation(_Activation):
             c.add("activation linear: the identity; params 0, FLOPs 0")
         else:
             applied.explain(c, input_shapes, facts, channels_last)
+
+
+# ------------------------------------------------------------------------------------ arithmetic with constants
+
+@register_layer
+class Pow(_Activation):
+    """``x ** exponent`` with a constant exponent (``x ** 2``, ``torch.sqrt`` is 0.5, ``torch.rsqrt`` −0.5): no
+    parameters; 1 FLOP per element (a multiply for the square, a power or square root otherwise, counted as one as
+    every transcendental function is)."""
+    type: Literal["pow"] = "pow"
+    exponent: Float = Field(description="the constant power (2: the square, 0.5: the square root)")
+    flops_per_element: ClassVar[int] = 1
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+        x = xs[0]
+        if self.exponent == 2:
+            return np.square(x, out=env.out_for(x))
+        if self.exponent == 0.5:
+            return np.sqrt(x, out=env.out_for(x))
+        return np.power(x, x.dtype.type(self.exponent), out=env.out_for(x))
+
+
+@register_layer
+class Clamp(_Activation):
+    """``min(max(x, min), max)`` with constant bounds, either one optional (``torch.clamp``, ``clip``,
+    ``F.hardtanh``): no parameters; 1 FLOP per element for each bound given (relu is clamp(min=0), relu6
+    clamp(0, 6))."""
+    type: Literal["clamp", "clip"] = "clamp"
+    min: Optional[Float] = Field(None, description="the lower bound (none: no lower bound)")
+    max: Optional[Float] = Field(None, description="the upper bound (none: no upper bound)")
+    keeps_finite = True
+
+    @model_validator(mode="after")
+    def _a_bound(self):
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both (a clamp without bounds is the identity)")
+        return self
+
+    def element_flops(self) -> int:
+        return int(self.min is not None) + int(self.max is not None)
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+        x = xs[0]
+        low = None if self.min is None else x.dtype.type(self.min)
+        high = None if self.max is None else x.dtype.type(self.max)
+        if low is not None and high is not None and low > high:
+            return np.full_like(x, high)             # torch: every element is max when min > max
+        return np.clip(x, low, high, out=env.out_for(x))

@@ -552,12 +552,13 @@ def torch_state_dict(state_dict: Any) -> dict[str, Any]:
     """
     import numpy as np
 
+    from ..kernels import as_numpy  # deferred, as every layer module's NumPy work
     renamed = {}
     for key, value in state_dict.items():
         name = str(key)
         if name.startswith("o_proj."):                       # Llama's output projection
             name = "out_proj." + name[len("o_proj."):]
-        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        array = np.asarray(as_numpy(value))
         renamed[name.replace(".", "_")] = array
     return renamed
 

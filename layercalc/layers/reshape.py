@@ -1,8 +1,9 @@
-"""Layers that move values without arithmetic: ``flatten``, ``reshape`` and ``zero_pad``.
+"""Layers that move values without arithmetic: ``flatten``, ``reshape``, ``zero_pad`` and ``pad``.
 
 No parameters, no MACs, no FLOPs. ``flatten`` multiplies dims ``start_dim..end_dim`` into one (in the network's
 layout: NHWC flattens channels last, as Keras does); ``reshape`` rearranges each example (``shape`` excludes the
-batch, one entry may be -1); ``zero_pad`` adds zeros around the spatial dims.
+batch, one entry may be -1); ``zero_pad`` adds zeros around the spatial dims, ``pad`` a constant, a reflection, the
+edge values or the other side's (``F.pad``'s modes).
 """
 
 
@@ -26,6 +27,7 @@ from ..rules import (
 from .base import (
     MAX_RANK,
     DataFormat,
+    Float,
     Int,
     LayerBase,
     NonNegativeInt,
@@ -34,8 +36,9 @@ from .base import (
     data_format_field,
     register_layer,
 )
+from .conv import _check_padding_mode
 
-__all__ = ['Flatten', 'Reshape', 'ZeroPad']
+__all__ = ['Flatten', 'Reshape', 'ZeroPad', 'Pad']
 
 
 @register_layer
@@ -178,3 +181,37 @@ class ZeroPad(LayerBase):
         parts = [f"{a}: {length} + {b} + {e} = {o}" for a, length, (b, e), o in
                  zip(axis_names(len(spatial)), spatial, pads, after)]
         c.add("zero padding: " + "; ".join(parts) + "; no arithmetic")
+
+
+@register_layer
+class Pad(ZeroPad):
+    """``F.pad`` of the spatial dims: ``mode`` constant (``value``, 0 by default), reflect, replicate or circular,
+    with PyTorch's limits (reflect: padding smaller than the size; circular: at most the size). Data movement: no
+    parameters, MACs or FLOPs."""
+    type: Literal["pad"] = "pad"                                     # type: ignore[assignment]
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {}          # Keras' ZeroPadding is zero_pad's
+    mode: Literal["constant", "reflect", "replicate", "circular"] = "constant"
+    value: Float = Field(0.0, description="the constant of mode constant")
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        facts = super().infer(inputs, ctx)
+        if self.mode != "constant":
+            if self.value != 0:
+                raise ctx.fail(f"value {self.value:g} is for mode 'constant', not {self.mode!r}")
+            _check_padding_mode(self.mode, split_channels(inputs[0].shape, ctx.channels_last)[2],
+                                facts.geometry["pads"], inputs[0], ctx)
+        return facts
+
+    def forward(self, step, xs, params, env):
+        from ..kernels import pad_spatial
+        x = env.to_channels_last(xs[0])
+        mode = "zeros" if self.mode == "constant" else self.mode
+        return env.from_channels_last(pad_spatial(x, step.facts.geometry["pads"], mode, self.value))
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        _, _, spatial = spatial_parts(input_shapes[0], channels_last)
+        _, _, after = spatial_parts(list(facts.output_shape), channels_last)
+        parts = [f"{a}: {length} + {b} + {e} = {o}" for a, length, (b, e), o in
+                 zip(axis_names(len(spatial)), spatial, facts.geometry["pads"], after)]
+        what = f"constant {self.value:g}" if self.mode == "constant" else self.mode
+        c.add(f"padding ({what}): " + "; ".join(parts) + "; no arithmetic")

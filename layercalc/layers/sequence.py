@@ -10,6 +10,8 @@ token, a position embedding, a layer scale, a relative-position bias table) and 
 - ``rotary_embedding``: no params; rotates pairs of the last dim by position-dependent angles (GPT-NeoX/Llama's
   ``rotate_half`` convention), 3 FLOPs per rotated element (x·cos + rotate_half(x)·sin); the cos/sin tables depend on
   positions only and are computed once per forward pass for every layer, so they are not counted.
+- ``extra_input``: a second (third, …) input of a model with several (``from_torch(m, [(1, 3, 224, 224), (1, 10)])``):
+  no input, its shape over the batch, nothing counted; analysis only (a run feeds the network's one ``input``).
 """
 
 
@@ -19,10 +21,10 @@ from typing import Any, ClassVar, Literal, Optional
 from pydantic import Field, model_validator
 
 from ..explain import Explanation, prod_text
-from ..rules import Context, Facts, Tensor, fmt_shape, numel
+from ..rules import Context, Facts, ReceptiveField, Tensor, fmt_shape, numel
 from .base import MAX_RANK, LayerBase, ParamSpec, PositiveFloat, PositiveInt, _alias, keras_variables, register_layer
 
-__all__ = ["Embedding", "PositionEmbedding", "Parameter", "RotaryEmbedding", "rotate", "ROTARY_FLOPS"]
+__all__ = ["Embedding", "PositionEmbedding", "Parameter", "RotaryEmbedding", "rotate", "ROTARY_FLOPS", "ExtraInput"]
 
 
 @register_layer
@@ -217,3 +219,23 @@ class RotaryEmbedding(LayerBase):
               f"position·{self.base:g}^(−2i/{d}); params 0")
         c.result("FLOPs", f"3 per rotated element (x·cos + rotate_half(x)·sin) · {prod_text([*x[:-1], d])}",
                  ROTARY_FLOPS * math.prod([*x[:-1], d]), facts.flops)
+
+
+
+@register_layer
+class ExtraInput(LayerBase):
+    """Another input of a model with several (the network's ``input`` is the first): its shape without the batch
+    dim; no parameters, MACs or FLOPs. Analysis only: ``run`` and ``verify`` feed one input."""
+    min_inputs: ClassVar[int] = 0
+    max_inputs: ClassVar[Optional[int]] = 0
+    type: Literal["extra_input"] = "extra_input"
+    shape: list[PositiveInt] = Field(min_length=1, max_length=MAX_RANK - 1,
+                                     description="the input's shape, without the batch dim")
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        rank = len(self.shape) - 1
+        return Facts(output_shape=(ctx.batch, *self.shape), rf=ReceptiveField.of_input(rank) if rank >= 1 else None,
+                     notes=["another input of the network (analysis only: a run feeds the first input)"])
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        c.add(f"another network input {list(facts.output_shape)}: params 0, MACs 0, FLOPs 0")

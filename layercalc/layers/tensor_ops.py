@@ -1,5 +1,6 @@
 """Tensor operations that rearrange, cut or reduce a tensor: ``permute``, ``transpose``, ``slice``, ``select``,
-``roll``, ``pixel_shuffle``, ``pixel_unshuffle``, ``channel_shuffle``, ``mean`` and ``sum`` (PyTorch semantics).
+``roll``, ``pixel_shuffle``, ``pixel_unshuffle``, ``channel_shuffle``, ``mean`` and ``sum`` (PyTorch semantics), and
+``opaque``: an operation layercalc does not model, kept only by an importer's explicit opt-in.
 Resampling (``upsample``, Keras' ``upsampling1d/2d/3d``) lives in :mod:`layercalc.layers.resample`.
 
 Dims are indexed in the shape as layercalc shows it (batch at 0, the network's layout), negative dims counting from
@@ -40,7 +41,7 @@ from ..rules import (
 from .base import MAX_RANK, Bool, Int, LayerBase, LayerMixin, PositiveInt, _alias, register_layer
 
 __all__ = ['Permute', 'Transpose', 'Slice', 'Split', 'Chunk', 'Select', 'Roll', 'PixelShuffle', 'PixelUnshuffle',
-           'ChannelShuffle', 'Mean', 'Sum']
+           'ChannelShuffle', 'Mean', 'Sum', 'Opaque']
 
 DimList = Union[Int, list[Int]]
 
@@ -676,3 +677,30 @@ class Sum(_Reduction):
     """Sum over dims like torch.sum(x, dim, keepdim)."""
     type: Literal["sum"] = "sum"
     reduction: ClassVar[str] = "sum"
+
+
+# ------------------------------------------------------------------------------------- an operation not modelled
+
+@register_layer
+class Opaque(LayerBase):
+    """An operation layercalc has no type for, kept by an explicit opt-in (``from_torch(..., unknown="count-zero")``):
+    the output shape its framework computed, counted as zero — no parameters, MACs or FLOPs, whatever it really
+    costs — and said so in a note. Any number of inputs; analysis only (no forward step); the receptive field
+    ends."""
+    min_inputs: ClassVar[int] = 0
+    max_inputs: ClassVar[Optional[int]] = None
+    type: Literal["opaque"] = "opaque"
+    shape: list[PositiveInt] = Field(min_length=1, max_length=MAX_RANK - 1,
+                                     description="the output's shape as its framework computed it, without the "
+                                                 "batch dim")
+    op: str = Field("", max_length=200, description="what the operation was (torch.det, a module's class), shown in "
+                                                    "the note")
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        what = f" ({self.op})" if self.op else ""
+        return Facts(output_shape=(ctx.batch, *self.shape),
+                     notes=[f"an operation layercalc does not model{what}: its shape as traced, counted as zero"])
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        c.add(f"opaque{f' {self.op}' if self.op else ''}: output {list(facts.output_shape)} as traced; params, MACs "
+              f"and FLOPs counted as 0 (not modelled)")
