@@ -21,11 +21,13 @@ if _typing.TYPE_CHECKING:
     from .layers import LAYER_TYPES
     from .layers.activation import GELU as GELU
     from .layers.activation import Activation as Activation
+    from .layers.activation import Clamp as Clamp
     from .layers.activation import Dropout as Dropout
     from .layers.activation import Hardsigmoid as Hardsigmoid
     from .layers.activation import Hardswish as Hardswish
     from .layers.activation import Identity as Identity
     from .layers.activation import LeakyReLU as LeakyReLU
+    from .layers.activation import Pow as Pow
     from .layers.activation import ReLU as ReLU
     from .layers.activation import ReLU6 as ReLU6
     from .layers.activation import Rescaling as Rescaling
@@ -83,15 +85,18 @@ if _typing.TYPE_CHECKING:
     from .layers.resample import UpSampling2d as UpSampling2d
     from .layers.resample import UpSampling3d as UpSampling3d
     from .layers.reshape import Flatten as Flatten
+    from .layers.reshape import Pad as Pad
     from .layers.reshape import Reshape as Reshape
     from .layers.reshape import ZeroPad as ZeroPad
     from .layers.sequence import Embedding as Embedding
+    from .layers.sequence import ExtraInput as ExtraInput
     from .layers.sequence import Parameter as Parameter
     from .layers.sequence import PositionEmbedding as PositionEmbedding
     from .layers.sequence import RotaryEmbedding as RotaryEmbedding
     from .layers.tensor_ops import ChannelShuffle as ChannelShuffle
     from .layers.tensor_ops import Chunk as Chunk
     from .layers.tensor_ops import Mean as Mean
+    from .layers.tensor_ops import Opaque as Opaque
     from .layers.tensor_ops import Permute as Permute
     from .layers.tensor_ops import PixelShuffle as PixelShuffle
     from .layers.tensor_ops import PixelUnshuffle as PixelUnshuffle
