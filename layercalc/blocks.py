@@ -34,7 +34,10 @@ Rules, all of them:
 - **Repeat.** ``{repeat: N, ...rest}`` stands for N copies of ``rest`` (a layer or a block instance), chained one
   after the other. With ``name: NAME`` the copies are named ``NAME.0`` … ``NAME.{N-1}`` (torchvision's
   ``layer1.0``; ``start: K`` numbers them from K, for flat numbering like ``features.2`` … ``features.3``) and
-  ``NAME`` names the last copy's output (several repeats may share a name: then the latest one's).
+  ``NAME`` names the last copy's output (several repeats may share a name: then the latest one's). A name holding
+  ``{i}`` is a template instead: copy K is named with ``{i}`` replaced by K
+  (``name: "encoder.layers.encoder_layer_{i}"`` names torchvision's ViT blocks ``encoder.layers.encoder_layer_0`` …;
+  quote it in YAML, where ``{`` starts a mapping); the copies are then referred to by their own names only.
   ``first: {...}`` is merged into the first copy only (its ``args`` key by key), so the first block of a stage can
   differ: ``first: {block: bottleneck_down, args: {stride: 2}}``. ``inputs`` feeds the first copy only.
 - **Forward references** work as elsewhere in a spec: names are resolved after the whole spec is expanded.
@@ -448,19 +451,39 @@ class _Expander:
             raise SpecError(f"{where}: a repeat's 'name' must be a string, got {name!r}")
         if name is None and "block" in template:
             raise SpecError(f"{where}: a repeated block needs a 'name' (copies are named NAME.0, NAME.1, …)")
+        pattern = _copy_names(name, where) if name is not None else None
         for i in range(count):
             copy = _merge_first(template, first, where) if i == 0 and first else dict(template)
             if i > 0:
                 copy.pop("inputs", None)          # later copies chain from the previous one
-            if name is not None:
-                copy["name"] = f"{name}.{start + i}"
+            if pattern is not None:
+                copy["name"] = pattern.format(start + i)
             self.entry(copy, scope, index_where if name is not None else f"{index_where} repetition {i}", stack)
-        if name is not None:
+        if name is not None and pattern == f"{name}.{{}}":
             # Repeats may share a name to continue a numbering (`start`); NAME is then the latest one's output.
             if name in scope.repeat_names:
                 del scope.names[name]
             scope.declare(name, _Ref(scope, f"{name}.{start + count - 1}", where), where)
             scope.repeat_names.add(name)
+
+
+#: the placeholder of a repeat's name template: the copy's number
+COPY_NUMBER = "{i}"
+
+
+def _copy_names(name: str, where: str) -> str:
+    """A ``str.format`` pattern of the copies' names: ``NAME.{}``, or the template with ``{i}`` as ``{}`` (any
+    other brace is refused: a typo such as ``{1}`` or ``{j}`` would otherwise name every copy alike)."""
+    if COPY_NUMBER not in name:
+        if "{" in name or "}" in name:
+            raise SpecError(f"{where}: the repeat's name {name!r} holds a brace but no {COPY_NUMBER} (the copy's "
+                            f"number in a name template, as in 'encoder_layer_{COPY_NUMBER}')")
+        return name + ".{}"
+    parts = name.split(COPY_NUMBER)
+    if len(parts) != 2 or any("{" in part or "}" in part for part in parts):
+        raise SpecError(f"{where}: the repeat's name template {name!r} must hold {COPY_NUMBER} exactly once and no "
+                        f"other brace")
+    return parts[0] + "{}" + parts[1]
 
 
 def _merge_first(template: dict, first: Mapping, where: str) -> dict:
@@ -531,8 +554,9 @@ def fold(data: Mapping[str, Any]) -> dict[str, Any]:
     """The inverse of :func:`expand` for a flat spec: runs of layers named ``P.k.<rest>``, ``P.(k+1).<rest>``, …
     with the same layers and wiring, each fed by the one before, become a block and one ``repeat`` (what
     ``layercalc convert`` writes for an imported model: torchvision's ``layer1.0`` … ``layer1.1``, Hugging Face's
-    ``model.layers.0`` …). Only a fold that expands back to exactly the same layers is kept; anything else stays
-    flat. A spec that already has blocks is returned as is.
+    ``model.layers.0`` …; ``P.head_K`` components, torchvision ViT's ``encoder_layer_0`` …, as a ``{i}`` template).
+    Only a fold that expands back to exactly the same layers is kept; anything else stays flat. A spec that already
+    has blocks is returned as is.
 
     >>> flat = {"input": [4], "layers": [{"name": f"h.{k}.fc", "type": "linear", "out_features": 4}
     ...                                   for k in range(3)]}
@@ -626,6 +650,28 @@ def _signature(layers: list, start: int, count: int, prefix: str, feed: str) -> 
     return block
 
 
+#: a name component numbered after an underscore: torchvision ViT's ``encoder_layer_0`` (folded to a ``{i}`` template)
+_UNDERSCORE_NUMBERED = re.compile(r"^(.*_)(\d+)$")
+
+
+def _numbered_components(parts: list[str]):
+    """For each numbered component of a dotted name, outermost first, (first number, copy K's instance name, the
+    repeat's name, the block's name): ``P.K`` (a ``NAME.K`` repeat) or ``P.head_K`` (a ``{i}`` template)."""
+    for j in range(len(parts) - 1):
+        match = None if parts[j].isdigit() else _UNDERSCORE_NUMBERED.match(parts[j])
+        if match is None and not parts[j].isdigit():
+            continue
+        head, digits = match.groups() if match else ("", parts[j])
+        if len(digits) > 1 and digits[0] == "0":
+            continue
+        if head:
+            stem = ".".join([*parts[:j], head])
+            yield int(digits), (lambda k, stem=stem: f"{stem}{k}"), f"{stem}{COPY_NUMBER}", stem.rstrip("_")
+        elif j:
+            base = ".".join(parts[:j])
+            yield int(digits), (lambda k, base=base: f"{base}.{k}"), base, base
+
+
 def _fold_at(layers: list, i: int, blocks: dict[str, Any]) -> Optional[tuple[dict, int]]:
     """A ``repeat`` of identical instances starting at layer ``i`` (at least two), or None."""
     parts = layers[i]["name"].split(".")
@@ -635,29 +681,24 @@ def _fold_at(layers: list, i: int, blocks: dict[str, Any]) -> Optional[tuple[dic
         names = _names(layers[i]["inputs"])
         if len(names) == 1:
             feed = names[0]
-    for j in range(len(parts) - 1):                     # the outermost numbered component first
-        if not parts[j].isdigit() or (len(parts[j]) > 1 and parts[j][0] == "0"):
-            continue
-        base, k0 = ".".join(parts[:j]), int(parts[j])
-        if not base:
-            continue
-        count = _instance(layers, i, f"{base}.{k0}")
-        first = _signature(layers, i, count, f"{base}.{k0}", feed) if count else None
+    for k0, instance, repeat_name, block_name in _numbered_components(parts):
+        count = _instance(layers, i, instance(k0))
+        first = _signature(layers, i, count, instance(k0), feed) if count else None
         if first is None:
             continue
         copies, at, k = 1, i + count, k0 + 1
         while at < len(layers):
-            size = _instance(layers, at, f"{base}.{k}")
-            if size != count or _signature(layers, at, size, f"{base}.{k}", layers[at - 1]["name"]) != first:
+            size = _instance(layers, at, instance(k))
+            if size != count or _signature(layers, at, size, instance(k), layers[at - 1]["name"]) != first:
                 break
             copies, at, k = copies + 1, at + size, k + 1
         if copies < 2:
             continue
-        name, suffix = base.replace(".", "_"), k0
+        name, suffix = block_name.replace(".", "_"), k0
         while name in blocks and blocks[name]["layers"] != first:     # another stage of the same name
-            name, suffix = f"{base.replace('.', '_')}_{suffix}", suffix + 1
+            name, suffix = f"{block_name.replace('.', '_')}_{suffix}", suffix + 1
         blocks[name] = {"params": {}, "layers": first}
-        entry: dict[str, Any] = {"repeat": copies, "name": base, "block": name}
+        entry: dict[str, Any] = {"repeat": copies, "name": repeat_name, "block": name}
         if k0:
             entry["start"] = k0
         if feed != previous:

@@ -356,6 +356,13 @@ def split_weight_key(key: str, layer_names: Optional[Any] = None) -> tuple[str, 
     return layer, param
 
 
+def is_weight_key(key: str, layer_names: Optional[Any] = None) -> bool:
+    """``key`` can name a parameter: ``"<layer>.<param>"``, or (knowing the layers) a layer's own name — how
+    PyTorch saves an ``nn.Parameter`` attribute of the model itself (torchvision's ViT: ``class_token``), which
+    :func:`split_weight_key` reads as that ``parameter`` layer's ``weight``."""
+    return "." in key or (layer_names is not None and key in layer_names)
+
+
 def load_weights(path, steps=None, channels_last: bool = False,
                  max_bytes: Optional[int] = None) -> dict[str, dict[str, np.ndarray]]:
     """Read an ``.npz`` of ``"<layer_name>.<param>"`` arrays (a PyTorch state_dict saved with ``np.savez``).
@@ -403,7 +410,7 @@ def load_weights(path, steps=None, channels_last: bool = False,
                 if key in seen:
                     raise SpecError(f"{path}: key {key!r} appears twice in the archive")
                 seen.add(key)
-                if "." not in key:
+                if not is_weight_key(key, by_name):
                     raise SpecError(f"{path}: key {key!r} is not '<layer_name>.<param>' (e.g. 'conv1.weight')")
                 with archive.open(info) as member:
                     shape, dtype, nbytes = _npy_header(member, f"{path}: key {key!r}", "fiu")
@@ -448,7 +455,7 @@ def normalize_weights(weights, steps=None, channels_last: bool = False,
     for key, value in weights.items():
         if isinstance(value, Mapping):
             nested.setdefault(str(key), {}).update({param: K.as_numpy(array) for param, array in value.items()})
-        elif "." in str(key):
+        elif is_weight_key(str(key), layer_names):
             layer, param = split_weight_key(str(key), layer_names)
             nested.setdefault(layer, {})[param] = K.as_numpy(value)
         else:
@@ -514,10 +521,34 @@ def drop_tied_copies(steps, weights: dict[str, dict[str, Any]]) -> None:
         del weights[name]
 
 
+def drop_derived_buffers(steps, weights: dict[str, dict[str, Any]]) -> None:
+    """Tensors a layer computes itself (:meth:`~layercalc.layers.base.LayerBase.derived_buffers`: Swin's
+    ``relative_position_index``), given with its weights as a framework's ``state_dict`` holds them, are dropped
+    once they equal the layer's own: a different one describes another layer (one-line ``SpecError``)."""
+    by_name = {step.name: step for step in steps}
+    for name, params in weights.items():
+        step = by_name.get(name)
+        if step is None or not isinstance(params, Mapping):
+            continue                                     # check_weights says what is wrong
+        derived = step.layer.derived_buffers(step)
+        for param in [p for p in params if p in derived]:
+            try:
+                given = np.asarray(params[param])
+            except (ValueError, TypeError):
+                given = None
+            if given is None or not np.array_equal(given, derived[param]):
+                label = layer_label(step.index, step.name, step.layer.type_name)
+                shown = f"shape {list(given.shape)}" if given is not None else "not an array"
+                raise SpecError(f"weights for {label}: '{name}.{param}' ({shown}) is not the "
+                                f"{list(derived[param].shape)} {param} this layer computes from its fields: the "
+                                f"weights are those of a differently configured layer")
+            del params[param]
+
+
 def _check_param(by_name, name: str, param: str, shape, dtype, channels_last: bool) -> None:
     """``name.param`` is a parameter of a layer of the network, holding numbers of its shape."""
     step = _check_layer(by_name, name)
-    if param in IGNORED_PARAMS:
+    if param in IGNORED_PARAMS or param in step.layer.derived_buffers(step):   # (drop_derived_buffers checks those)
         return
     label = layer_label(step.index, step.name, step.layer.type_name)
     expected = param_shapes(step, channels_last)
@@ -695,7 +726,7 @@ def weight_sources(network, weights=None, seed: int = 0, source: Optional[str] =
         given: dict[str, set] = {}
         layer_names = {step.name for step in steps}
         for key in keys:
-            if "." in key:
+            if is_weight_key(key, layer_names):
                 layer, param = split_weight_key(key, layer_names)
                 given.setdefault(layer, set()).add(param)
     else:
@@ -746,6 +777,7 @@ def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, whe
             raise not_runnable(step)
     channels_last = network.channels_last
     given = normalize_weights(weights, steps, channels_last, limit)
+    drop_derived_buffers(steps, given)
     check_weights(steps, given, channels_last)
     drop_tied_copies(steps, given)
     estimate = estimate_memory(steps, network.input_shape, dtype, channels_last, given)

@@ -210,6 +210,7 @@ class Network(Description):
                 tensors[tensor_name] = Tensor(shape, facts.rf, tensor_name)
             steps.append(Step(i, names[i], layer, wired[i], [t.shape for t in inputs], facts))
         _count_tied_once(steps, self.channels_last)
+        _note_unread_outputs(steps)
         return steps
 
     # ------------------------------------------------------------------------------------------------ analysis
@@ -284,6 +285,21 @@ def produced(name: str, facts: Facts) -> list[tuple[str, tuple[int, ...]]]:
     if facts.outputs is None:
         return [(name, facts.output_shape)]
     return [(f"{name}:{i}", shape) for i, shape in enumerate(facts.outputs)]
+
+
+def _note_unread_outputs(steps: list[Step]) -> None:
+    """A layer with several outputs (``split``, ``chunk``) some of which no layer reads: say which (each becomes a
+    network output) and how later layers name them. Here, not in the layer: only the graph knows the readers."""
+    read = {src for step in steps for src in step.inputs}
+    for step in steps:
+        if step.facts.outputs is None:
+            continue
+        made = [name for name, _ in produced(step.name, step.facts)]
+        unread = [name for name in made if name not in read]
+        if unread:
+            step.facts.notes.append(
+                f"output{'s' if len(unread) > 1 else ''} {', '.join(unread)} of {len(made)} read by no layer (a "
+                f"network output); later layers name them {made[0]} … {made[-1]}")
 
 
 def _missing_tensor(src: str, tensors: dict[str, Tensor], label: _LazyLabel) -> NoReturn:

@@ -401,6 +401,36 @@ class SolveResult:
     def __str__(self) -> str:
         return self.text
 
+    def render(self, width: Optional[int] = None) -> str:
+        """The answer laid out to fit ``width`` columns (None: no limit, :attr:`text`): the table as is when it
+        fits, else each check written without spaces (``floor((28+2·0−1·(1−1)−1)/2)+1 = 14``), else without the
+        check column (a line says so); prose wrapped at word boundaries. The numbers are the same in every form.
+
+        >>> print(solve(224, 112, kernel=7, dilation=1).render(75))
+        224 → 112 with kernel 7, dilation 1: 1 combination
+        kernel  stride  padding  dilation  check
+        7       2       3        1         floor((224+2·3−1·(7−1)−1)/2)+1 = 112
+        """
+        from .terminal import widest_line, wrap
+
+        if width is None or widest_line(self.text) <= width:
+            return self.text
+        head = [wrap(line, width) for line in self.lines[:len(self.lines) - self._table_lines]]
+        if not self.answers:
+            return "\n".join(head)
+        for compact, with_check in ((True, True), (True, False)):
+            table = _table(self.answers, self.transposed, compact, with_check)
+            if widest_line("\n".join(table)) <= width or not with_check:
+                break
+        if not with_check:
+            table.append(wrap("(each answer checked by the forward formula: --wide shows it, or "
+                              "layercalc size N -k K -s S -p P -d D)", width))
+        return "\n".join(head + table)
+
+    @property
+    def _table_lines(self) -> int:
+        return len(self.answers) + 1 if self.answers else 0
+
 
 def solve(input_length: int, output_length: int, kernel: Optional[int] = None, stride: Optional[int] = None,
            padding: Optional[int] = None, dilation: Optional[int] = None, transposed: bool = False, *,
@@ -471,16 +501,33 @@ def solve(input_length: int, output_length: int, kernel: Optional[int] = None, s
                        found.note, searched, tuple(found.nearest), tuple(lines), "\n".join(lines))
 
 
-def _table(answers: tuple[SolveAnswer, ...], transposed: bool) -> list[str]:
-    """The answers as a plain table: columns left-aligned, two spaces apart, no rule under the header.
+def _table(answers: tuple[SolveAnswer, ...], transposed: bool, compact: bool = False,
+           with_check: bool = True) -> list[str]:
+    """The answers as a plain table: columns left-aligned, two spaces apart, no rule under the header. ``compact``:
+    each check without ``L_out =`` and the spaces inside its formula (to fit a narrow terminal).
 
     The header goes in as the first row: tabulate widens header columns by its ``MIN_PADDING`` (2), which would
     put four spaces after ``kernel`` instead of two; as a row it is laid out like the values.
     """
     from tabulate import tabulate
 
-    headers = ["kernel", "stride", "padding", "dilation"] + (["output_padding"] if transposed else []) + ["check"]
+    headers = ["kernel", "stride", "padding", "dilation"] + (["output_padding"] if transposed else []) \
+        + (["check"] if with_check else [])
     rows = [[str(a.kernel), str(a.stride), str(a.padding), str(a.dilation)]
-            + ([str(a.output_padding)] if transposed else []) + [a.check] for a in answers]
+            + ([str(a.output_padding)] if transposed else [])
+            + ([_compact_check(a.check) if compact else a.check] if with_check else []) for a in answers]
     table = tabulate([headers, *rows], tablefmt="plain", disable_numparse=True)
     return [line.rstrip() for line in table.split("\n")]
+
+
+def _compact_check(check: str) -> str:
+    """``L_out = floor((28 + 2·0 − 1·(1 − 1) − 1) / 2) + 1 = 14`` → ``floor((28+2·0−1·(1−1)−1)/2)+1 = 14``: the same
+    formula and result, without the name and the spaces around its operators (the ``=`` and ``→`` of the result
+    keep theirs).
+
+    >>> _compact_check("L_out = ceil((7 + 2·0 − 1·(2 − 1) − 1) / 2) + 1 = 4 → 3 (last window dropped)")
+    'ceil((7+2·0−1·(2−1)−1)/2)+1 = 4 → 3 (last window dropped)'
+    """
+    body = check.split(" = ", 1)[1] if check.startswith("L_out = ") else check
+    formula, sep, result = body.partition(" = ")
+    return formula.replace(" ", "") + sep + result

@@ -577,6 +577,9 @@ def schema() -> dict[str, Any]:
         "type": "object", "title": "Repeat", "required": ["repeat"], "additionalProperties": True,
         "description": "N chained copies of the rest of the entry (a layer or a block instance), named NAME.K",
         "properties": {"repeat": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\$"}]},
+                       "name": {"type": "string",
+                                "description": "copies are named NAME.K (K from `start`), or, when NAME holds {i}, "
+                                               "NAME with {i} replaced by K (a template: encoder_layer_{i})"},
                        "start": {"type": "integer", "minimum": 0, "default": 0,
                                  "description": "number of the first copy"},
                        "first": {"type": "object", "description": "fields merged into the first copy only"}}}

@@ -27,18 +27,6 @@ UNLIMITED = 1 << 30
 MIN_WIDTH = 40
 
 
-#: a width the command line asked for once for every command (a global ``--width N``, or ``--wide``:
-#: :data:`UNLIMITED`), set by :func:`request_width`; None: not asked
-_requested: Optional[int] = None
-
-
-def request_width(width: Optional[int]) -> None:
-    """Make ``width`` (None: forget it) the answer of every later :func:`terminal_width` call given no explicit
-    width: how a global ``--width``/``--wide`` reaches every command's output."""
-    global _requested
-    _requested = width
-
-
 def terminal_width(explicit: Optional[int] = None) -> int:
     """The number of columns default output may use.
 
@@ -46,11 +34,9 @@ def terminal_width(explicit: Optional[int] = None) -> int:
     100
     >>> terminal_width(10)  # too narrow to show anything: raised to the minimum
     40
-    >>> request_width(UNLIMITED); terminal_width() == UNLIMITED; request_width(None)
-    True
     """
     if explicit is None:
-        explicit = _requested
+        explicit = _override                # the command line's --width N / --wide (set_width_override)
     if explicit is not None:
         return max(MIN_WIDTH, explicit)
     columns = os.environ.get("COLUMNS", "").strip()
@@ -108,3 +94,39 @@ def widest_line(text: str) -> int:
     4
     """
     return max((len(line) for line in text.split("\n")), default=0)
+
+
+# the width the command line asked for (``--width N``, ``--wide``); None: detect it (COLUMNS, the terminal, 80)
+_override: Optional[int] = None
+
+
+def set_width_override(width: Optional[int]) -> None:
+    """Make :func:`terminal_width` answer ``width`` (``--width N``; ``--wide`` passes :data:`UNLIMITED`) until
+    reset with None. The command line sets it once per run, before any command renders, so the calculators,
+    ``summary`` and the error lines all read the same width.
+
+    >>> set_width_override(100); terminal_width()
+    100
+    >>> set_width_override(None)
+    """
+    global _override
+    _override = width
+
+
+def width_override() -> Optional[int]:
+    """The width set by :func:`set_width_override` (None when the width is detected)."""
+    return _override
+
+
+def wrap_labelled(label: str, text: str, width: int) -> str:
+    """``text`` after ``label`` on the first line, its continuation lines starting under the text (a key–value
+    row whose value is too long).
+
+    >>> print(wrap_labelled("  FLOPs  ", "411,008 (2 per MAC + bias adds + element ops)", 36))
+      FLOPs  411,008 (2 per MAC + bias
+             adds + element ops)
+    """
+    if width >= UNLIMITED or len(label) + len(text) <= width:
+        return label + text
+    return textwrap.fill(text, width=width, initial_indent=label, subsequent_indent=" " * len(label),
+                         break_long_words=False, break_on_hyphens=False)

@@ -525,7 +525,7 @@ runner = CliRunner()
 
 def calculator(*args: str) -> str:
     from layercalc.cli import get_app
-    result = runner.invoke(get_app(), list(args))
+    result = runner.invoke(get_app(), [*args, "--wide"])       # whole lines (fitting them: test_widths.py)
     assert result.exit_code == 0, result.stderr
     return result.stdout
 

@@ -5,6 +5,7 @@ hand-unrolled spec written without blocks.
 """
 
 import copy
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -234,6 +235,33 @@ def test_repeat_start_continues_a_flat_numbering():
     assert report.totals.params == 3 * (6 * 6 + 6) + (6 * 5 + 5) + (5 * 4 + 4)
 
 
+def test_repeat_names_copies_from_a_template():
+    """torchvision's ViT names its blocks encoder.layers.encoder_layer_0 … _11 (an OrderedDict of names, not a
+    Sequential's numbers): ``{i}`` in a repeat's name is the copy's number (from ``start``), inside blocks too."""
+    block = {"layers": [{"name": "ln_1", "type": "layernorm"}, {"name": "mlp.0", "type": "linear", "out_features": 4}]}
+    spec = {"input": [2, 4], "blocks": {"enc": block}, "layers": [
+        {"repeat": 3, "name": "encoder.layers.encoder_layer_{i}", "block": "enc"},
+        {"repeat": 2, "name": "head_{i}.fc", "start": 1, "type": "linear", "out_features": 4},
+        {"name": "out", "type": "add", "inputs": ["head_2.fc", "encoder.layers.encoder_layer_2"]}]}
+    report = analyze(spec)
+    assert names(report) == [f"encoder.layers.encoder_layer_{k}.{layer}" for k in range(3) for layer in
+                             ("ln_1", "mlp.0")] + ["head_1.fc", "head_2.fc", "out"]
+    assert report.layer("encoder.layers.encoder_layer_1.ln_1").inputs == ["encoder.layers.encoder_layer_0.mlp.0"]
+    assert report.layer("out").inputs == ["head_2.fc", "encoder.layers.encoder_layer_2.mlp.0"]
+    inner = {"input": [4], "blocks": {"stack": {"layers": [{"repeat": 2, "name": "fc_{i}", "type": "linear",
+                                                            "out_features": 4}]}},
+             "layers": [{"block": "stack", "name": "s"}]}
+    assert names(analyze(inner)) == ["s.fc_0", "s.fc_1"]
+
+
+@pytest.mark.parametrize("name, why", [("layer_{j}", "holds a brace but no {i}"), ("a_{i}_{i}", "exactly once"),
+                                       ("{i}}", "no other brace"), ("x{", "holds a brace but no {i}")])
+def test_a_repeat_name_template_is_checked(name, why):
+    spec = {"input": [4], "layers": [{"repeat": 2, "name": name, "type": "relu"}]}
+    with pytest.raises(SpecError, match=re.escape(why)):
+        analyze(spec)
+
+
 def test_repeat_inputs_feed_the_first_copy_only():
     spec = {"input": [4], "layers": [{"name": "a", "type": "linear", "out_features": 4},
                                      {"name": "b", "type": "linear", "out_features": 4},
@@ -424,6 +452,27 @@ def test_fold_writes_identical_blocks_once_and_expands_back():
     assert folded["blocks"]["h"]["layers"] == [{"name": "fc", "type": "linear", "out_features": 4},
                                                {"name": "add", "type": "add", "inputs": ["fc", "in"]}]
     assert layercalc.load(folded).analyze().model_dump() == layercalc.load(flat).analyze().model_dump()
+
+
+def test_fold_writes_underscore_numbered_copies_as_a_template():
+    """torchvision ViT's ``encoder.layers.encoder_layer_0`` … (what ``from_torch`` names them): folded to one
+    ``{i}`` repeat, which expands back to the same layers; ``x_01`` (a leading 0) is not a copy number."""
+    from layercalc.blocks import fold
+    layers, previous = [{"name": "stem", "type": "linear", "out_features": 4}], "stem"
+    for k in range(3):
+        name = f"encoder.layers.encoder_layer_{k}"
+        layers += [{"name": f"{name}.fc", "type": "linear", "out_features": 4},
+                   {"name": f"{name}.add", "type": "add", "inputs": [f"{name}.fc", previous]}]
+        previous = f"{name}.add"
+    flat = {"input": [4], "layers": layers}
+    folded = fold(flat)
+    assert folded["layers"][1] == {"repeat": 3, "name": "encoder.layers.encoder_layer_{i}",
+                                   "block": "encoder_layers_encoder_layer"}
+    assert layercalc.load(folded).analyze().model_dump() == layercalc.load(flat).analyze().model_dump()
+    padded = {"input": [4], "layers": [{**layer, "name": layer["name"].replace("_1.", "_01.")} for layer in layers]}
+    padded["layers"][4]["inputs"] = ["encoder.layers.encoder_layer_01.fc", "encoder.layers.encoder_layer_0.add"]
+    padded["layers"][6]["inputs"] = ["encoder.layers.encoder_layer_2.fc", "encoder.layers.encoder_layer_01.add"]
+    assert all("repeat" not in entry for entry in fold(padded)["layers"])
 
 
 def test_fold_leaves_blocks_that_read_other_tensors_flat():

@@ -42,7 +42,7 @@ def bounded(code: str) -> str:
 
 def cli(*args) -> str:
     """``layercalc ARGS`` in a fresh interpreter, bounded like :func:`bounded`."""
-    argv = ["layercalc", *map(str, args)]
+    argv = ["layercalc", *map(str, args), "--wide"]       # whole lines (fitting them: tests/test_widths.py)
     return bounded(f"import sys; from layercalc.cli import main; sys.argv = {argv!r}; main()")
 
 

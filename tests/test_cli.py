@@ -29,7 +29,8 @@ runner = CliRunner()
 
 
 def run(*args, input=None, code=0):
-    result = runner.invoke(get_app(), [str(a) for a in args], input=input)
+    # --wide: these tests read whole lines; fitting them to the terminal is tests/test_widths.py's
+    result = runner.invoke(get_app(), [*map(str, args), "--wide"], input=input)
     assert result.exit_code == code, (args, result.exit_code, result.stdout, result.stderr, result.exception)
     return result
 
@@ -530,7 +531,8 @@ def test_summary_table_mnist_cnn():
     out = run("summary", MNIST_CNN, "--wide").stdout
     total = next(line for line in out.splitlines() if line.startswith("total"))
     assert "93,322" in total and "2,794,240" in total                 # published figures
-    out = run("summary", MNIST_CNN).stdout             # 80 columns: exact numbers fit without the output bytes
+    out = runner.invoke(get_app(), ["summary", str(MNIST_CNN), "--width", "80"]).stdout   # exact numbers fit
+    # at 80 columns without the output bytes
     total = next(line for line in out.splitlines() if line.startswith("total"))
     assert "93,322" in total and "output bytes" not in out and "Totals: params 93,322 · " in out
     assert "Conventions:" in out and "--conventions" in out          # one line pointing to the full text
@@ -740,7 +742,7 @@ def test_installed_command_end_to_end():
 @pytest.mark.skipif(LAYERCALC is None, reason="layercalc is not installed on PATH")
 def test_installed_command_border_note_csv_and_version():
     # 28, k 3, s 2: floor(25/2) + 1 = 13, and input position 27 is never read
-    done = subprocess.run([LAYERCALC, "size", "28", "-k", "3", "-s", "2"], capture_output=True, text=True,
+    done = subprocess.run([LAYERCALC, "size", "28", "-k", "3", "-s", "2", "--wide"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and "= 13; input position 27 (of 0..27) is never covered" in done.stdout
     done = subprocess.run([LAYERCALC, "summary", MNIST_CNN, "-f", "csv"], capture_output=True, text=True, timeout=60)

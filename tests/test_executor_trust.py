@@ -36,7 +36,7 @@ LINEAR_YAML = ("input: [512]\nlayers:\n  - {name: fc1, type: linear, out_feature
 
 
 def invoke(*args):
-    return runner.invoke(get_app(), [str(a) for a in args])
+    return runner.invoke(get_app(), [*map(str, args), "--wide"])      # whole lines (fitting them: test_widths.py)
 
 
 def assert_one_line_error(result, *fragments):

@@ -258,18 +258,18 @@ def test_cli_verify_and_run_with_the_file_weights(tmp_path):
     model = randomize_batchnorm(SmallCNN()).eval()
     x = torch.randn(2, 3, 28, 28)
     path = str(export(model, x, tmp_path / "cnn.onnx", do_constant_folding=False))
-    result = runner.invoke(app, ["verify", path, "--weights", path])
+    result = runner.invoke(app, ["verify", path, "--weights", path, "--wide"])
     assert result.exit_code == 0, result.output
     assert f"weights: from {path} for all 5 layers with parameters" in result.output
     np.save(tmp_path / "x.npy", x.numpy())
     out = tmp_path / "y.npy"
-    result = runner.invoke(app, ["run", path, "--weights", path, "-i", str(tmp_path / "x.npy"), "-o", str(out)])
+    result = runner.invoke(app, ["run", path, "--weights", path, "-i", str(tmp_path / "x.npy"), "-o", str(out), "--wide"])
     assert result.exit_code == 0, result.output
     assert f"weights: from {path} for all 5 layers" in result.output
     with torch.no_grad():
         assert_close(np.load(out), model(x).numpy())
     # without --weights the run stays random, and says so
-    result = runner.invoke(app, ["run", path, "-i", str(tmp_path / "x.npy")])
+    result = runner.invoke(app, ["run", path, "-i", str(tmp_path / "x.npy"), "--wide"])
     assert result.exit_code == 0 and "weights: random (seed 0)" in result.output
 
 

@@ -60,6 +60,6 @@ def test_the_readme_session_is_what_the_cli_prints(monkeypatch):
     for command, shown in commands:
         args = shlex.split(command)
         assert args[0] == "layercalc"
-        result = CliRunner().invoke(get_app(), args[1:])
+        result = CliRunner(env={"COLUMNS": "80"}).invoke(get_app(), args[1:])      # the session is at 80 columns
         assert result.exit_code == 0, command
         assert result.stdout.rstrip() == shown, command

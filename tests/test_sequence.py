@@ -4,6 +4,7 @@ outputs from the modules themselves, and hand derivations in the comments.
 """
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -153,6 +154,81 @@ def test_layer_scale_multiplies_by_a_learnable_vector():
     assert report.totals.params == 96 and report.layer("scaled").flops == 96 * 7 * 7
     x = np.random.default_rng(1).standard_normal((1, 96, 7, 7))
     np.testing.assert_allclose(run_net(spec, x=x), x)                       # γ = 1
+
+
+def test_parameters_load_as_pytorch_saves_them(tmp_path):
+    """torch saves an nn.Parameter attribute under its own name, with the shape it was made with: ViT's
+    ``class_token`` [1, 1, 768] (a key without a dot: the model's own attribute) and ``encoder.pos_embedding``
+    [1, 197, 768]. ``stored_shape`` (shape with leading 1s) takes them as they are; the counts do not change, and
+    the run adds exactly those values."""
+    class Prefix(torch.nn.Module):                    # torchvision's ViT before its encoder blocks
+        def __init__(self):
+            super().__init__()
+            self.class_token = torch.nn.Parameter(torch.randn(1, 1, 8, dtype=torch.float64))
+            self.encoder = torch.nn.Module()
+            self.encoder.pos_embedding = torch.nn.Parameter(torch.randn(1, 5, 8, dtype=torch.float64))
+
+        def forward(self, x):
+            tokens = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1)
+            return tokens + self.encoder.pos_embedding
+
+    module = Prefix()
+    spec = {"input": [4, 8], "batch": 2, "layers": [
+        {"name": "class_token", "type": "parameter", "shape": [1, 8], "stored_shape": [1, 1, 8]},
+        {"name": "tokens", "type": "concat", "dim": 1, "inputs": ["class_token", "input"]},
+        {"name": "encoder.pos_embedding", "type": "parameter", "shape": [5, 8], "stored_shape": [1, 5, 8]},
+        {"name": "add", "type": "add", "inputs": ["tokens", "encoder.pos_embedding"]}]}
+    report = layercalc.load(spec).analyze()
+    assert report.totals.params == sum(p.numel() for p in module.parameters()) == 8 + 5 * 8
+    assert report.layer("class_token").output_shape == [2, 1, 8]
+    x = np.random.default_rng(0).standard_normal((2, 4, 8))
+    expected = module(torch.from_numpy(x)).detach().numpy()
+    state = {k: v.detach().numpy() for k, v in module.state_dict().items()}
+    assert sorted(state) == ["class_token", "encoder.pos_embedding"]
+    np.savez(tmp_path / "w.npz", **state)
+    for weights in (str(tmp_path / "w.npz"), state):
+        np.testing.assert_allclose(run_net(spec, x=x, weights=weights), expected, rtol=1e-12)
+    # the shape is still checked: the [5, 8] table saved as [5, 8] is not the declared stored shape
+    with pytest.raises(LayerCalcError, match=r"'encoder\.pos_embedding\.weight' has shape \[5, 8\], expected "
+                                             r"\[1, 5, 8\] \(stored_shape\)"):
+        run_net(spec, x=x, weights={**state, "encoder.pos_embedding": state["encoder.pos_embedding"][0]})
+
+
+def test_a_parameter_layer_key_is_its_own_name(tmp_path):
+    """``"<layer>.<param>"`` keys have a dot; a parameter of the model itself (torch: ``self.offset =
+    nn.Parameter(...)``) is saved under its bare name, which names the parameter layer: read as its weight, from an
+    .npz and from a mapping. A bare key naming no layer is still refused."""
+    spec = {"input": [3], "layers": [{"name": "offset", "type": "parameter", "shape": [3]},
+                                     {"name": "add", "type": "add", "inputs": ["input", "offset"]}]}
+    offset = np.array([1.0, -2.0, 0.5])
+    np.savez(tmp_path / "w.npz", offset=offset)
+    x = np.array([[0.25, 0.5, 0.75]])
+    for weights in (str(tmp_path / "w.npz"), {"offset": offset}):
+        np.testing.assert_array_equal(run_net(spec, x=x, weights=weights), x + offset)
+    np.savez(tmp_path / "other.npz", shift=offset)
+    with pytest.raises(LayerCalcError, match=r"key 'shift' is not '<layer_name>\.<param>'"):
+        run_net(spec, x=x, weights=str(tmp_path / "other.npz"))
+
+
+@pytest.mark.parametrize("stored, why", [
+    ([2, 5, 8], "must be shape [5, 8] with leading 1s"), ([5, 8, 1], "must be shape [5, 8] with leading 1s"),
+    ([8], "must be shape [5, 8] with leading 1s")])
+def test_stored_shape_is_shape_with_leading_ones(stored, why):
+    with pytest.raises(LayerCalcError, match=rf"stored_shape {re.escape(str(stored))} {re.escape(why)}"):
+        layercalc.load({"input": [3], "layers": [{"type": "parameter", "shape": [5, 8], "stored_shape": stored}]})
+
+
+def test_parameter_starts_at_a_constant():
+    """ConvNeXt's layer scale starts at 1e-6 (torch.ones(dim, 1, 1) * layer_scale): ``init: 1.0e-6`` is what a run
+    without weights uses; a value that is not a finite number is refused naming the field."""
+    spec = {"input": [4, 3, 3], "layers": [{"name": "gamma", "type": "parameter", "shape": [4, 1, 1], "init": 1e-6},
+                                           {"name": "scaled", "type": "mul", "inputs": ["gamma", "input"]}]}
+    x = np.random.default_rng(2).standard_normal((1, 4, 3, 3))
+    np.testing.assert_array_equal(run_net(spec, x=x), 1e-6 * x)
+    for bad in [float("inf"), float("nan"), "1e-6", True, "constant"]:
+        spec["layers"][0]["init"] = bad
+        with pytest.raises(LayerCalcError, match=r"layers\[0\] 'gamma' \(parameter\): field 'init'"):
+            layercalc.load(spec)
 
 
 # ----------------------------------------------------------------------------------------------- RMSNorm

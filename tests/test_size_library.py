@@ -18,7 +18,7 @@ runner = CliRunner()
 
 
 def cli(*args):
-    result = runner.invoke(get_app(False), [str(a) for a in args])
+    result = runner.invoke(get_app(False), [*map(str, args), "--wide"])   # the library's lines, in full
     assert result.exit_code in (0, 2), (args, result.exit_code, result.stdout, result.stderr, result.exception)
     return result
 

@@ -95,3 +95,20 @@ def test_shufflenet_unit_against_torch():
     np.testing.assert_allclose(net.run(x=x, weights=weights), model(torch.from_numpy(x)).detach().numpy(),
                                rtol=1e-5, atol=1e-6)
     assert verify(net).ok
+
+
+def test_the_naming_note_only_where_an_output_is_read_by_no_layer():
+    """Every output read (ShuffleNet's units read split:0 and split:1): no note. An output no layer reads becomes a
+    network output, and the note names it and says how later layers name the outputs (the graph knows the readers;
+    the layer does not)."""
+    both = {"input": [8, 4], "layers": [{"name": "s", "type": "chunk", "chunks": 2, "dim": 1},
+                                        {"name": "sum", "type": "add", "inputs": ["s:0", "s:1"]}]}
+    assert layercalc.load(both).analyze().layer("s").notes == []
+    one = {"input": [8, 4], "layers": [{"name": "s", "type": "chunk", "chunks": 3, "dim": 1},
+                                       {"name": "r", "type": "relu", "inputs": "s:1"}]}
+    report = layercalc.load(one).analyze()
+    assert report.layer("s").notes == ["outputs s:0, s:2 of 3 read by no layer (a network output); later layers "
+                                       "name them s:0 … s:2"]
+    assert report.outputs == ["s:0", "s:2", "r"]
+    shufflenet = layercalc.load("zoo:shufflenet_v2_x1_0").analyze()
+    assert not [n for entry in shufflenet.layers for n in entry.notes if "read by no layer" in n or "name them" in n]

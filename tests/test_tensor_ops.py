@@ -351,6 +351,57 @@ def test_upsample_nhwc_matches_interpolate():
     check(entry, expected, got)
 
 
+@pytest.mark.parametrize("layout, image, mode", [("NCHW", [3, 37, 45], "bilinear"), ("NCHW", [2, 20, 9], "nearest"),
+                                                  ("NHWC", [37, 45, 3], "bilinear")])
+def test_upsample_size_from_another_input_matches_interpolate(layout, image, mode):
+    """torchvision's FCN: ``F.interpolate(x, size=input.shape[-2:], mode="bilinear", align_corners=False)`` on the
+    head's stride-8 output — the size read from the image, whatever it is (37×45 is no multiple of 8: a scale factor
+    of 8 would give 40×48). Here a stride-4 conv then the resize to the network input's size; FLOPs 7 per output
+    element (bilinear: 4 multiplies, 3 adds), 0 for nearest."""
+    channels_last = layout == "NHWC"
+    conv = {"name": "head", "type": "conv2d", "out_channels": 5, "kernel_size": 3, "stride": 4}
+    resize = {"name": "up", "type": "upsample", "mode": mode, "inputs": ["head", "input"], "size_from": 1}
+    if mode == "bilinear":
+        resize["align_corners"] = False
+    net = layercalc.load(spec(image, [conv, resize], layout))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, *image))
+    cin = image[-1] if channels_last else image[0]
+    weight, bias = rng.standard_normal((5, cin, 3, 3)), rng.standard_normal(5)
+    got = net.run(x=x, weights={"head.weight": weight, "head.bias": bias}, dtype="float64")
+    t = torch.from_numpy(x.transpose(0, 3, 1, 2) if channels_last else x)
+    with torch.no_grad():
+        y = F.conv2d(t, torch.from_numpy(weight), torch.from_numpy(bias), stride=4)
+        expected = F.interpolate(y, size=t.shape[-2:], mode=mode, **({"align_corners": False}
+                                                                       if mode == "bilinear" else {})).numpy()
+    if channels_last:
+        expected = expected.transpose(0, 2, 3, 1)
+    entry = net.analyze().layer("up")
+    assert entry.output_shape == list(expected.shape) and entry.inputs == ["head", "input"]
+    assert entry.flops == (7 if mode == "bilinear" else 0) * expected.size
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    # the other order: the reference first (size_from 0), the resized input second
+    swapped = spec(image, [conv, {**resize, "inputs": ["input", "head"], "size_from": 0}], layout)
+    np.testing.assert_array_equal(layercalc.load(swapped).run(x=x, weights={"head.weight": weight,
+                                                                            "head.bias": bias}, dtype="float64"), got)
+
+
+def test_upsample_size_from_refusals():
+    conv = {"name": "head", "type": "conv2d", "out_channels": 5, "kernel_size": 3, "stride": 4}
+    up = {"type": "upsample", "size_from": 1}
+    refused(lc([3, 16, 16], [conv, up])[0], "size_from 1 needs two inputs", "got 1")
+    refused(lc([3, 16, 16], [conv, {"type": "upsample", "size": 8, "inputs": ["head", "input"]}])[0],
+            "takes one input, got 2")
+    refused(lc([3, 16, 16], [conv, {**up, "size": 4, "inputs": ["head", "input"]}])[0],
+            "exactly one of size, scale_factor and size_from (got size 4 and size_from 1)")
+    refused(lc([3, 16, 16], [conv, {**up, "size_from": 2, "inputs": ["head", "input"]}])[0], "size_from")
+    refused(lc([3, 16, 16], [conv, {**up, "size_from": True, "inputs": ["head", "input"]}])[0], "boolean")
+    refused(lc([3, 16, 16], [conv, {"name": "flat", "type": "flatten", "inputs": "input"},
+                             {**up, "inputs": ["head", "flat"]}])[0], "has 0 spatial dims, the resized one 2")
+    refused(lc([3, 16, 16], [conv, {**up, "recompute_scale_factor": True, "inputs": ["head", "input"]}])[0],
+            "recompute_scale_factor is only meaningful with scale_factor, not with size_from")
+
+
 def test_output_size_is_floored_in_double_precision():
     # 100·0.29 = 28.999999999999996 in doubles: PyTorch gives 28, and so does layercalc
     entry, _ = lc([1, 100], {"type": "upsample", "scale_factor": 0.29})
@@ -382,8 +433,9 @@ def test_keras_upsampling1d_and_3d():
 
 
 def test_upsample_refusals():
-    refused(lc([3, 4, 4], {"type": "upsample", "size": 8, "scale_factor": 2})[0], "exactly one of size and")
-    refused(lc([3, 4, 4], {"type": "upsample"})[0], "exactly one of size and")
+    refused(lc([3, 4, 4], {"type": "upsample", "size": 8, "scale_factor": 2})[0],
+            "exactly one of size, scale_factor and size_from (got size 8 and scale_factor 2.0)")
+    refused(lc([3, 4, 4], {"type": "upsample"})[0], "exactly one of size, scale_factor and size_from")
     refused(lc([3, 4, 4], {"type": "upsample", "scale_factor": 2, "align_corners": True})[0],
             "align_corners can only be set with the linear modes")
     refused(lc([3, 4, 4], {"type": "upsample", "scale_factor": 2, "mode": "linear"})[0], "needs a 3-d input")

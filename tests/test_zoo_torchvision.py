@@ -12,6 +12,8 @@ The helpers here are shared with ``tests/test_heldout_torchvision.py``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -165,8 +167,174 @@ def test_fcn_resnet50_dilation_follows_make_layer(fcn_report):
     assert fcn_report.layer("backbone.layer4.2.relu3").output_shape == [1, 2048, 65, 65]   # output stride 8
 
 
-def test_fcn_resnet50_executor_matches_torchvision(tmp_path):
-    """64×64 (a multiple of the output stride 8, so the spec's scale_factor 8 is torchvision's size=input)."""
-    network = layercalc.load("zoo:fcn_resnet50").replace(input=[3, 64, 64])
-    got = executor_matches_torch(network, fcn_resnet50("cpu"), [3, 64, 64], tmp_path, output=lambda y: y["out"])
-    assert got.shape == (1, 21, 64, 64)
+@pytest.mark.parametrize("size", [[64, 64], [60, 52]])
+def test_fcn_resnet50_executor_matches_torchvision(tmp_path, size):
+    """torchvision resizes the logits to the image's size (F.interpolate(size=input_shape)), so does the spec
+    (size_from): 64×64, and 60×52, no multiple of the output stride 8 (the backbone gives 8×7, and a scale factor
+    of 8 would give 64×56)."""
+    network = layercalc.load("zoo:fcn_resnet50").replace(input=[3, *size])
+    got = executor_matches_torch(network, fcn_resnet50("cpu"), [3, *size], tmp_path, output=lambda y: y["out"])
+    assert got.shape == (1, 21, *size)
+    assert network.analyze().layer("upsample").inputs == ["classifier.4", "input"]
+
+
+# ------------------------------------------------------- every torchvision zoo network on torchvision's own terms
+
+ZOO = Path(layercalc.__file__).resolve().parent / "zoo"
+
+#: the zoo's networks whose source is torchvision (the first line of their file says "torchvision's definition"),
+#: each built by torchvision's function of the same name; fcn_resnet50 (a segmentation model, 520×520) is above
+CLASSIFIERS = ["alexnet", "vgg11", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2",
+               "shufflenet_v2_x1_0", "vit_b_16", "swin_t", "convnext_tiny"]
+IMAGENET = [3, 224, 224]        # torchvision's input for its classifiers: channels first, as every one takes it
+
+#: float32 agreement of the NumPy executor with torchvision's own float32 forward pass, relative to the largest
+#: logit. float32 keeps 24 bits (ε ≈ 1.2e-7); these networks sum up to 25,088 products per output (VGG's first
+#: classifier layer) through up to 100+ layers, in another order than torch's kernels. Measured on these models with
+#: the weights drawn below: torch's own float32 logits differ from its float64 logits by up to 1.0e-6 of the largest
+#: logit (VGG-16), and layercalc's by up to 1.4e-6 (VGG-19); 1e-5 leaves a margin of 7, while a wiring mistake
+#: (a layer scale not applied, a permute missing, a weight transposed) moves logits by a fraction of their range.
+FLOAT32_REL = 1e-5
+
+
+def test_the_torchvision_list_is_every_torchvision_file():
+    """A network added to the zoo from torchvision is in this test's list (the list cannot silently miss one)."""
+    from_torchvision = {path.stem for path in ZOO.glob("*.yaml")
+                        if "torchvision" in path.read_text().splitlines()[0]}
+    assert from_torchvision == {*CLASSIFIERS, "fcn_resnet50"}
+
+
+def build_classifier(name: str, device: str = "meta"):
+    with torch.device(device):
+        return getattr(torchvision().models, name)(weights=None).eval()
+
+
+@pytest.fixture(scope="module")
+def classifier_reports():
+    return {name: layercalc.load(f"zoo:{name}").analyze() for name in CLASSIFIERS}
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_takes_torchvision_input(classifier_reports, name):
+    """The spec's input is torchvision's [N, 3, 224, 224] (channels first); params and logits' shape are
+    torchvision's, and 2·MACs is FlopCounterMode's count of torchvision's forward pass on that input."""
+    report = classifier_reports[name]
+    model = build_classifier(name)
+    assert (report.layout, report.input_shape) == ("NCHW", [1, *IMAGENET])
+    _, _, flops, _ = torch_trace(model, IMAGENET, [])
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    assert 2 * report.totals.macs == flops
+    with torch.no_grad():
+        logits = build_classifier(name)(torch.empty(1, *IMAGENET, device="meta"))
+    assert report.layers[-1].output_shape == list(logits.shape) == [1, 1000]
+
+
+#: the totals the golden reports recorded for convnext_tiny and swin_t when they were written channels-last (before
+#: this rewrite): params, buffers, MACs, FLOPs — the permutes added since move values, they compute nothing
+CHANNELS_LAST_TOTALS = {"convnext_tiny": (28_589_128, 0, 4_455_531_264, 8_995_599_576),
+                        "swin_t": (28_288_354, 0, 4_490_566_656, 9_071_303_328)}
+
+
+@pytest.mark.parametrize("name", sorted(CHANNELS_LAST_TOTALS))
+def test_channels_first_rewrite_keeps_the_counts(classifier_reports, name):
+    totals = classifier_reports[name].totals
+    assert (totals.params, totals.buffers, totals.macs, totals.flops) == CHANNELS_LAST_TOTALS[name]
+
+
+def test_swin_buffers_are_not_its_derived_index(classifier_reports):
+    """torchvision lists relative_position_index (one [49·49] int64 index per block, 12 blocks) among its buffers:
+    28,812 numbers that follow from the window size; layercalc's buffers are state (BatchNorm statistics), so it
+    counts none, and loads the index only to check it (tests/test_zoo_swin.py)."""
+    buffers = dict(build_classifier("swin_t").named_buffers())
+    assert sum(b.numel() for b in buffers.values()) == 12 * 49 * 49 == 28_812
+    assert all(key.endswith("relative_position_index") for key in buffers)
+    assert classifier_reports["swin_t"].totals.buffers == 0
+
+
+#: torchvision modules whose output layercalc writes otherwise, and why: torch module → (layercalc layer, how
+#: torch's shape becomes layercalc's)
+CONVNEXT_TWINS = {
+    # LayerNorm2d: permute, LayerNorm, permute inside one module; its output is the second permute's
+    **{norm: (f"{norm}.nchw", None) for norm in ["features.0.1", "features.2.0", "features.4.0", "features.6.0"]},
+    # AdaptiveAvgPool2d(1) keeps a 1×1 map; global_avgpool drops it (the LayerNorm2d on it is classifier.0's)
+    "avgpool": ("avgpool", lambda shape: shape[:2]), "classifier.0": ("classifier.0", lambda shape: shape[:2])}
+TWINS = {"convnext_tiny": CONVNEXT_TWINS, "swin_t": {"avgpool": ("avgpool", lambda shape: shape[:2])},
+         "vit_b_16": {}}
+
+
+#: torchvision modules compared, counted by hand from its module tree: ConvNeXt 18 blocks × 7 (block.0–block.6) +
+#: stem 2 + 3 downsamples × 2 + avgpool, classifier.0, classifier.2; Swin 12 blocks × 6 (norm1, attn, norm2, mlp.0,
+#: mlp.1, mlp.3) + 3 patch mergings × 2 (norm, reduction) + features.0.0–0.2 + norm, permute, avgpool, head; ViT 12
+#: blocks × 6 (ln_1, self_attention, ln_2, mlp.0, mlp.1, mlp.3) + conv_proj, encoder.ln, heads.head
+COMPARED = {"convnext_tiny": 18 * 7 + 2 + 3 * 2 + 3, "swin_t": 12 * 6 + 3 * 2 + 3 + 4, "vit_b_16": 12 * 6 + 3}
+
+
+@pytest.mark.parametrize("name", sorted(TWINS))
+def test_permuting_models_layer_by_layer(classifier_reports, name):
+    """Every torchvision module that is a layercalc layer (or has the twin named above): output shape and
+    parameters, on torchvision's input; the permutes are torchvision's own modules (ConvNeXt's block.1 and block.6,
+    Swin's features.0.1 and permute) and give its shapes. Every module holding parameters is a layer (or, for
+    attention's projections, inside one)."""
+    layers = {entry.name: entry for entry in classifier_reports[name].layers}
+    model = build_classifier(name)
+    modules = dict(model.named_modules())
+    twins = TWINS[name]
+    shapes: dict[str, list[int]] = {}
+
+    def record(module_name):
+        def hook(module, inputs, output):         # MultiheadAttention returns (output, weights)
+            shapes[module_name] = list((output[0] if isinstance(output, tuple) else output).shape)
+        return hook
+
+    hooks = [module.register_forward_hook(record(module_name)) for module_name, module in modules.items()
+             if twins.get(module_name, (module_name, None))[0] in layers]
+    with torch.no_grad():
+        model(torch.empty(1, *IMAGENET, device="meta"))
+    for hook in hooks:
+        hook.remove()
+    for module_name, shape in shapes.items():
+        layer, convert = twins.get(module_name, (module_name, None))
+        assert layers[layer].output_shape == (convert(shape) if convert else shape), module_name
+        if module_name in layers:
+            assert layers[module_name].params == sum(p.numel() for p in modules[module_name].parameters()), \
+                module_name
+    assert len(shapes) == COMPARED[name]
+    leaves = [m for m, module in modules.items() if m and not list(module.children()) and list(module.parameters())]
+    assert leaves and all(m in layers or m.rsplit(".", 1)[0] in layers for m in leaves)
+
+
+def randomize_constants(model: nn.Module, seed: int) -> nn.Module:
+    """Tensors torchvision initializes to a constant (biases 0, norms' weights 1, ConvNeXt's layer scale 1e-6,
+    ViT's class token and head 0) moved off it, so that each one's place in the network matters."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in model.parameters():
+            flat = tensor.reshape(-1)
+            if bool((flat == flat[0]).all()):
+                tensor.add_(torch.randn(tensor.shape, generator=generator) * 0.02)
+    return model
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_state_dict_as_saved_runs_to_torchvision_logits(name, tmp_path):
+    """torchvision's model (random weights, BatchNorm statistics and constant-initialized tensors moved off their
+    start) → ``{k: v.numpy() for k, v in state_dict().items()}`` → np.savez → ``layercalc run zoo:NAME --weights
+    w.npz --input x.npy``: every layer takes its weights from the file, and the logits are torchvision's."""
+    from typer.testing import CliRunner
+
+    from layercalc.cli import get_app
+
+    torch.manual_seed(0)
+    model = randomize_constants(randomize_batchnorm(build_classifier(name, "cpu"), 0), 1).eval()
+    x = torch.randn(1, *IMAGENET, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.savez(tmp_path / "w.npz", **{k: v.numpy() for k, v in model.state_dict().items()})
+    np.save(tmp_path / "x.npy", x.numpy())
+    result = CliRunner().invoke(get_app(), ["run", f"zoo:{name}", "--weights", str(tmp_path / "w.npz"), "--input",
+                                            str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")])
+    assert result.exit_code == 0, result.output
+    assert f"weights: from {tmp_path / 'w.npz'} for all " in result.output      # none drawn from the seed
+    got = np.load(tmp_path / "y.npy")
+    assert got.shape == expected.shape == (1, 1000)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=FLOAT32_REL * np.abs(expected).max())

@@ -7,7 +7,8 @@ Each command parses its options, calls the library, renders the answer and sets 
 - :mod:`.size`: ``size`` (one dimension, one line: :func:`layercalc.size`) and ``solve`` (the inverse question:
   :func:`layercalc.solve`);
 - :mod:`.network`: ``summary SPEC`` (a whole network; SPEC is a file, ``-`` for stdin, or ``zoo:NAME``),
-  ``schema``, ``zoo``, and ``verify SPEC`` / ``run SPEC`` over :mod:`layercalc.verify` and :mod:`layercalc.executor`;
+  ``convert``, ``schema``, ``zoo``; :mod:`.execute`: ``verify SPEC`` / ``run SPEC`` over :mod:`layercalc.verify` and
+  :mod:`layercalc.executor`; :mod:`.catalog`: ``types``; :mod:`.drawing`: ``draw`` and ``chart``;
 - :mod:`.options`: reading option values as typed (shapes, whole numbers, paddings, choices);
 - this module: the app (:func:`build_app`, :func:`get_app`, :func:`main`) and the error handling (:class:`CliGroup`).
 
@@ -29,17 +30,16 @@ from typing import Annotated, Any, NoReturn, Optional
 import typer
 from typer.core import TyperGroup
 
+from ..errors import LayerCalcError
+from ..terminal import set_width_override, terminal_width, width_override, wrap
 from .calculators import make_calculator, render_calculator, run_calculator, short_help
 from .network import (
-    Progress,
     convert_command,
     explain_network,
     load_network,
-    run_command,
     schema_command,
     spec_context,
     summary_command,
-    verify_command,
     zoo_command,
 )
 from .options import (
@@ -52,6 +52,7 @@ from .options import (
     parse_ints,
     parse_padding,
     parse_shape,
+    take_width_options,
 )
 from .size import size_command, solve_command
 
@@ -79,10 +80,24 @@ def _error(message: str) -> None:
     text = safe_text(" ".join(str(message)[:4 * MAX_ERROR_CHARS].split()))    # always one line
     if len(text) > MAX_ERROR_CHARS:
         text = text[:MAX_ERROR_CHARS] + " …"
+    line = f"{PROG}: error: {text}"
+    if _wrap_errors():               # a person reads it: wrapped at word boundaries with a hanging indent
+        line = wrap(line, terminal_width(), hanging="    ")
     try:
-        print(f"{PROG}: error: {text}", file=sys.stderr)
+        print(line, file=sys.stderr)
     except (OSError, ValueError, AttributeError):  # stderr closed or full: nothing more can be said
         pass
+
+
+def _wrap_errors() -> bool:
+    """Error lines are wrapped for a person at a terminal (stderr is one) or when a width was asked for (--width,
+    --wide); a program reading stderr through a pipe gets the one line it can match."""
+    if width_override() is not None:
+        return True
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (OSError, ValueError):
+        return False
 
 
 class CliGroup(TyperGroup):
@@ -113,7 +128,14 @@ class CliGroup(TyperGroup):
         args = list(sys.argv[1:] if args is None else args)
         debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
         args = [a for a in args if a != "--debug"]
+        set_width_override(None)                 # an earlier run in this process (tests) must not leak its width
         try:
+            args, width = take_width_options(args)
+            set_width_override(width)
+            # help text wrapped to the same width as the answers (click would use the terminal's, or 80)
+            width = terminal_width()
+            extra.setdefault("terminal_width", width)
+            extra.setdefault("max_content_width", width)
             result = super().main(args=args, prog_name=prog_name or PROG, complete_var=complete_var,
                                   standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
             code = result if isinstance(result, int) else 0
@@ -325,6 +347,13 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
                                           help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show a traceback on errors (accepted anywhere).")] = False,
+    # --wide, --width, --debug and --plugin are taken out of the command line before click parses it (accepted
+    # anywhere: CliGroup.main, main); declared here for --help
+    wide: Annotated[bool, typer.Option("--wide", help="No width limit: every column and line in full "
+                                                      "(accepted anywhere).")] = False,
+    width: Annotated[Optional[int], typer.Option(
+        "--width", metavar="N", help="Fit the output to N columns (accepted anywhere; default: COLUMNS, else "
+                                     "the terminal's width, else 80).")] = None,
     plugin: Annotated[Optional[list[str]], typer.Option(
         "--plugin", metavar="FILE.py", help=f"Load layer types of your own from a Python file (accepted anywhere, "
                                             f"repeatable; also the {PLUGINS_ENV} environment variable: files "
@@ -340,23 +369,40 @@ def _root(
 # ================================================================================================ the app
 
 #: the general commands, in the order ``--help`` lists them
-GENERAL_COMMANDS: dict[str, Callable[..., Any]] = {
+GENERAL_COMMANDS: "dict[str, Callable[..., Any] | str]" = {
     "size": size_command, "solve": solve_command, "summary": summary_command,
-    "convert": convert_command, "schema": schema_command, "zoo": zoo_command, "verify": verify_command,
-    "run": run_command}
+    "convert": convert_command, "schema": schema_command, "zoo": zoo_command, "types": ".catalog:types_command",
+    "draw": ".drawing:draw_command", "chart": ".drawing:chart_command", "verify": ".execute:verify_command",
+    "run": ".execute:run_command"}
+
+
+def _command(entry: "Callable[..., Any] | str") -> "Callable[..., Any]":
+    """A general command's function; given as ``.module:function``, its module is imported only when the command
+    is registered (``layercalc --version`` or ``size`` never import the executing and drawing commands)."""
+    if callable(entry):
+        return entry
+    import importlib
+    module, function = entry.split(":")
+    return getattr(importlib.import_module(module, __name__), function)
 
 
 def build_app(with_layers: bool = True, only: Optional[str] = None) -> typer.Typer:
     """The typer app; ``with_layers=False`` skips generating the calculators (no Pydantic import); ``only``: the one
-    general command the command line runs (typer turns every registered command into a click command before
-    running one: ~0.5 ms each, for nothing)."""
+    command the command line runs — a general command, or a layer type (its calculator alone: generating all ~96
+    and importing every family is most of a calculator's start-up). typer turns every registered command into a
+    click command before running one: ~0.5 ms each, for nothing."""
     app = typer.Typer(name=PROG, cls=CliGroup, no_args_is_help=True, rich_markup_mode=None,
                       pretty_exceptions_enable=False, add_completion=True,
                       context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
     app.callback()(_root)
     for name, command in GENERAL_COMMANDS.items():
         if only is None or name == only:
-            app.command(name)(command)
+            app.command(name)(_command(command))
+    if only is not None and only not in GENERAL_COMMANDS and not only.startswith("-"):
+        cls = _layer_type(only)
+        if cls is not None:
+            app.command(only, short_help=short_help(only, cls))(make_calculator(only, cls))
+            return app
     if with_layers:
         from ..layers import LAYER_TYPES, load_plugins
         load_plugins()                                   # installed packages' types get calculators too
@@ -366,6 +412,18 @@ def build_app(with_layers: bool = True, only: Optional[str] = None) -> typer.Typ
             app.command(type_name, hidden=alias_of is not None, short_help=short_help(type_name, cls),
                         help=None if alias_of is None else f"Same as `{alias_of}`.")(make_calculator(type_name, cls))
     return app
+
+
+def _layer_type(name: str):
+    """The layer class a calculator's name selects, importing the families in order only until it is known (then
+    installed plugins); None when no type has that name (the full app then says so, with its suggestions)."""
+    from ..layers import base, load_families_until, load_plugins
+
+    registry = base.LAYER_TYPES                     # filled as the families import
+    load_families_until(lambda: name in registry)
+    if name not in registry:
+        load_plugins()
+    return registry.get(name)
 
 
 _APPS: dict[tuple[bool, Optional[str]], typer.Typer] = {}
@@ -379,10 +437,14 @@ def get_app(with_layers: bool = True, only: Optional[str] = None) -> typer.Typer
 
 def _needs_layers(argv: list[str]) -> bool:
     """Only the calculators, the full help and shell completion need the generated layer commands."""
-    if any(key.endswith("_COMPLETE") for key in os.environ if key.startswith("_")):
+    if _completing():
         return True
     word = _first_word(argv)
     return word != "--version" and word not in GENERAL_COMMANDS
+
+
+def _completing() -> bool:
+    return any(key.endswith("_COMPLETE") for key in os.environ if key.startswith("_"))
 
 
 def _first_word(argv: list[str]) -> Optional[str]:
@@ -395,7 +457,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     args, plugins = take_plugin_options(list(sys.argv[1:] if argv is None else argv))
     plugins = [p for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p] + plugins
     if plugins:                     # before the app is built: a plugin's types get their calculator commands
-        from ..errors import LayerCalcError
         from ..layers import load_plugin_file
         try:
             for path in plugins:
@@ -403,9 +464,17 @@ def main(argv: Optional[list[str]] = None) -> None:
         except LayerCalcError as exc:
             _error(str(exc))
             sys.exit(2)
-    with_layers = _needs_layers(args)
-    word = _first_word(args)
-    only = word if not with_layers and word in GENERAL_COMMANDS else None
+    try:
+        words = take_width_options(args)[0]          # the command named after --width N counts (CliGroup reads it)
+    except LayerCalcError:
+        words = args                                   # a bad --width: CliGroup.main says so
+    with_layers = _needs_layers(words)
+    word = _first_word(words)
+    only = None
+    if word in GENERAL_COMMANDS or word == "--version":       # --version: no command at all
+        only = word
+    elif with_layers and word is not None and not word.startswith("-") and not _completing():
+        only = word                                   # a calculator: its own command only (build_app checks it)
     typer.main.get_command(get_app(with_layers, only)).main(args=args, prog_name=PROG)
 
 
@@ -431,6 +500,9 @@ def take_plugin_options(args: list[str]) -> tuple[list[str], list[str]]:
 def __getattr__(name: str):
     if name == "app":                # `from layercalc.cli import app` (tests, typer's own tooling)
         return get_app(True)
+    if name == "Progress":           # verify's and run's bar (their module is imported when they run)
+        from .execute import Progress
+        return Progress
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

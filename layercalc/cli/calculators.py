@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..terminal import UNLIMITED, terminal_width, wrap, wrap_labelled
 from .options import Numbers, _check_choice, _spec_error, parse_float, parse_int, parse_ints, parse_padding, parse_shape
 
 #: short flags for the most used fields
@@ -150,7 +151,7 @@ def make_calculator(type_name: str, cls):
         annotation: Any                               # a typing form, read by typer at run time
         if kind == "bool":
             annotation = Annotated[Optional[bool], typer.Option(*decls, help="; ".join(
-                filter(None, [help_text, f"default {'on' if info.default else 'off'}"])))]
+                filter(None, [help_text, bool_default_text(info)])))]
         else:
             metavar = "N[xM]" if kind == "padding" and not _takes_padding_modes(info) else _metavar(kind)
             annotation = Annotated[Optional[str], typer.Option(*decls, help=help_text, metavar=metavar)]
@@ -186,6 +187,17 @@ def make_calculator(type_name: str, cls):
     command.__doc__ = (f"{type_name} layer: output shape, params, MACs, FLOPs, memory, receptive field."
                        + (f"\n\n{' '.join(doc.split())}" if doc else ""))
     return command
+
+
+def bool_default_text(info) -> str:
+    """What a bool option's help says of its default: the field's own default (``default on`` / ``default off``);
+    for a field whose default is None (decided by another field: ``qkv_bias`` follows ``bias``) nothing when its
+    description says what happens, else ``default: unset``. Never "off" for a default that is not False."""
+    if info.default is True:
+        return "default on"
+    if info.default is False:
+        return "default off"
+    return "" if "default" in (info.description or "") else "default: unset"
 
 
 def short_help(type_name: str, cls) -> str:
@@ -248,8 +260,9 @@ def run_calculator(type_name: str, cls, kinds: dict, values: dict) -> None:
     if values["cli_json"]:
         import json
         print(json.dumps(entry.model_dump(mode="json"), indent=2, ensure_ascii=False))
-    else:
-        print(render_calculator(layer, entry, net, numbers))
+        return
+    width = terminal_width()
+    print(render_calculator(layer, entry, net, numbers, width))
     if values["cli_explain"]:
         from ..explain import explain_layer
         rank = len(shapes[0]) - 1 if shapes else 0
@@ -257,7 +270,38 @@ def run_calculator(type_name: str, cls, kinds: dict, values: dict) -> None:
         print("\nhow:")
         for line in explain_layer(layer, [tuple(s) for s in entry.input_shapes], facts, net.channels_last,
                                   itemsize, input_rf):
-            print("  " + line)
+            print(wrap_formula(line, width, "  "))
+
+
+def wrap_formula(line: str, width: int, indent: str) -> str:
+    """One worked formula fitted to ``width``: each ``;`` clause on its own line (the later ones indented), broken
+    before its ``=`` steps where they fit that way, else at word boundaries, with a hanging indent.
+
+    >>> print(wrap_formula("receptive field H = 1 + (1·(3 − 1))·1 = 3; jump = jump_in·stride = 1·1 = 1", 44, "  "))
+      receptive field H = 1 + (1·(3 − 1))·1 = 3;
+          jump = jump_in·stride = 1·1 = 1
+    >>> print(wrap_formula("FLOPs = 2·MACs + bias adds (N·H_out·W_out·C_out) = 2·194,688 + 21,632 = 411,008", 60, ""))
+    FLOPs = 2·MACs + bias adds (N·H_out·W_out·C_out)
+        = 2·194,688 + 21,632 = 411,008
+    """
+    if len(indent) + len(line) <= width:
+        return indent + line
+    hanging = indent + "    "
+    clauses = line.split("; ")
+    out: list[str] = []
+    for i, clause in enumerate(clauses):
+        clause += ";" if i < len(clauses) - 1 else ""
+        first = indent if i == 0 else hanging
+        steps = clause.split(" = ")
+        lines = [first + steps[0]]
+        for step in steps[1:]:
+            joined = f"{lines[-1]} = {step}"
+            lines[-1:] = [joined] if len(joined) <= width else [lines[-1], f"{hanging}= {step}"]
+        if any(len(text) > width for text in lines):        # a step alone too long: plain word wrapping
+            lines = [wrap(clause, width, first, hanging[len(first):] or "    ")]
+        out += lines
+    return "\n".join(out)
+
 
 
 def _one_layer_network(type_name: str, layer, shapes: list[list[int]], values: dict):
@@ -302,8 +346,9 @@ def _field_text(value) -> str:
     return str(value)
 
 
-def render_calculator(layer, entry, net, numbers: str) -> str:
-    """The calculator's answer: the layer's settings, then shapes, counts, memory, receptive field, notes."""
+def render_calculator(layer, entry, net, numbers: str, width: int = UNLIMITED) -> str:
+    """The calculator's answer: the layer's settings, then shapes, counts, memory, receptive field, notes; each
+    line fitted to ``width`` columns (a value wrapped at word boundaries, its continuation under the value)."""
     from ..formatting import count, dims_text, human_bytes, nbytes, shape_text
 
     settings = " ".join(f"{name}={_field_text(getattr(layer, name))}" for name, _ in _layer_fields(type(layer))
@@ -330,9 +375,13 @@ def render_calculator(layer, entry, net, numbers: str) -> str:
         field = "whole input" if entry.whole_input else dims_text(entry.receptive_field)
         rows.append(("receptive field", f"{field} (jump {dims_text(entry.jump)})"))
     rows += [("notes" if i == 0 else "", note) for i, note in enumerate(entry.notes)]
-    width = max(len(k) for k, _ in rows)
+    key_width = max(len(k) for k, _ in rows)
     head = f"{layer.type_name}" + (f": {settings}" if settings else "")
-    return "\n".join([head] + [f"  {k.ljust(width)}  {v}" for k, v in rows])
+    lines = [wrap(head, width)]
+    for key, value in rows:
+        label = f"  {key.ljust(key_width)}  "
+        lines.append(wrap_labelled(label, value, width))
+    return "\n".join(lines)
 
 
 def _numel(shape) -> int:

@@ -1,8 +1,7 @@
-"""Commands on whole networks: ``summary``, ``convert``, ``schema``, ``zoo``, ``verify`` and ``run``. SPEC is a
+"""Commands on whole networks: ``summary``, ``convert``, ``schema``, ``zoo`` (``verify``, ``run``: .execute). SPEC is a
 YAML/JSON spec, a model file of another tool (see ``layercalc.importers``), ``-`` for standard input, or
 ``zoo:NAME``. Each loads the network, calls the library and renders."""
 
-import os
 import re
 import sys
 from typing import Annotated, Any, Optional
@@ -135,11 +134,6 @@ def summary_command(
                                             "repeated notes said once)")] = "default",
     conventions: Annotated[bool, typer.Option("--conventions", help="print what each figure counts in full")]
     = False,
-    wide: Annotated[bool, typer.Option("--wide", help="no width limit: every column, exact numbers, whole lines")]
-    = False,
-    width: Annotated[Optional[int], typer.Option("--width", min=1, metavar="N",
-                                                 help="fit the table to N columns (default: the terminal's, "
-                                                      "COLUMNS, else 80)")] = None,
     numbers: NumbersAuto = None,
     batch: BatchOpt = None,
     input_shape: InputOpt = None,
@@ -170,14 +164,12 @@ def summary_command(
                               f"report, every layer and field)")
     if fmt == "csv" and explain:
         raise _spec_error("--explain cannot be combined with --format csv")
-    if wide and width is not None:
-        raise _spec_error(f"--wide and --width {width} cannot be combined: --wide means no width limit")
     keys = parse_columns(columns) if columns is not None else None
     net, assumed = load_network_assumed(spec, batch, input_shape, dtype)
     with spec_context(spec):
         report = net.analyze()
     print(render_report(report, fmt, keys, depth, numbers, keras_shapes,
-                        width=terminal.UNLIMITED if wide else terminal.terminal_width(width), expand=expand,
+                        width=terminal.terminal_width(), expand=expand,     # --wide/--width: the CLI's own
                         notes=notes, conventions=conventions, assumed=assumed))
     if explain:
         text = "\n".join(explain_network(net, report))
@@ -265,231 +257,3 @@ def zoo_command(numbers: Numbers = "exact") -> None:
     print(tabulate(rows, headers=["name", "input", "layers", "params", "MACs"], tablefmt="simple",
                    colalign=["left", "left", "right", "right", "right"], disable_numparse=True))
     print("\nuse as SPEC: layercalc summary zoo:NAME")
-
-
-# ================================================================================================ verify / run
-
-class Progress:
-    """A progress bar on stderr (rich's), shown only when ``enabled`` (by default: stderr is a terminal) and only
-    once a run takes more than ``delay`` seconds; erased when closed. rich is imported when the bar first shows,
-    so a quick run, or one off a terminal, never pays for it. Called as ``progress(done, total, layer_name)``."""
-
-    def __init__(self, enabled: bool, delay: float = 0.5) -> None:
-        import time
-        self.enabled, self.delay = enabled, delay
-        self.start = time.perf_counter()
-        self.bar = None
-        self.task = None
-
-    def __call__(self, done: int, total: int, name: str) -> None:
-        import time
-        if not self.enabled or (self.bar is None and time.perf_counter() - self.start < self.delay):
-            return
-        from ..errors import safe_text
-
-        label = safe_text(name[:40])                    # a layer name from a spec: no terminal escapes
-        if self.bar is None:
-            self.bar, self.task = self._start(done, total, label)
-        else:
-            self.bar.update(self.task, completed=done, total=max(total, 1), layer=label, refresh=True)
-
-    def _start(self, done: int, total: int, label: str):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
-        from rich.progress import Progress as RichProgress
-
-        # the caller decided it is shown (a terminal, or --progress): draw even when stderr is not a tty
-        console = Console(file=sys.stderr, force_terminal=True)
-        bar = RichProgress(BarColumn(bar_width=30), MofNCompleteColumn(),
-                           TextColumn("{task.fields[layer]}", markup=False), console=console, transient=True,
-                           auto_refresh=False,          # redrawn after each layer: no drawing thread
-                           redirect_stdout=False, redirect_stderr=False)    # the answer stays on stdout
-        task = bar.add_task("verify", total=max(total, 1), completed=done, layer=label)
-        bar.start()
-        return bar, task
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
-
-
-def _load_weights(path: Optional[str], net=None, limit: Optional[int] = None):
-    """The --weights file (an .npz, a Keras .keras or .weights.h5 file, or an ONNX file), its headers checked
-    against ``net``'s layers and ``limit`` before any array is read."""
-    if path is None:
-        return None
-    from ..executor import default_memory_limit, load_weights
-    if not os.path.exists(path):
-        raise _spec_error(f"--weights: {path}: no such file")
-    steps = net.resolve() if net is not None else None
-    return load_weights(path, steps, bool(net is not None and net.channels_last),
-                        default_memory_limit() if limit is None else limit)
-
-
-MaxMemoryOpt = Annotated[Optional[str], typer.Option(
-    "--max-memory", metavar="SIZE", help="refuse runs estimated above this (512M, 2G, 1.5GB; default: 80 % of the "
-                                         "available memory)")]
-ComputeDtypeOpt = Annotated[Optional[str], typer.Option("--dtype", metavar="float32|float64",
-                                                        help="compute precision (default float32)")]
-
-
-WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", metavar="FILE",
-                                                   help="weights to load: an .npz of PyTorch-layout arrays, a "
-                                                        "Keras .keras or .weights.h5 file, or an ONNX file (its "
-                                                        "initializers; missing ones are random)")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the random input and weights")]
-
-
-def verify_command(
-    spec: SpecArg,
-    weights: WeightsOpt = None,
-    batch: BatchOpt = None,
-    input_shape: InputOpt = None,
-    seed: SeedOpt = 0,
-    dtype: ComputeDtypeOpt = None,
-    max_memory: MaxMemoryOpt = None,
-    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress",
-                                                     help="progress bar on stderr (default: on a terminal)")] = None,
-    numbers: Numbers = "exact",
-) -> None:
-    """Run the real forward pass (NumPy) and check every layer's output shape and MACs against the analysis.
-
-    Prints ✓/✗ per layer; exit status 1 when any layer differs (2 for a bad spec, weights or memory limit).
-    """
-    numbers = _check_choice(numbers, ("exact", "human"), "--numbers")
-    if dtype is not None:
-        dtype = _check_choice(dtype, ("float32", "float64"), "--dtype")
-    net = load_network(spec, batch, input_shape)
-    limit = _max_memory(max_memory)
-    from tabulate import tabulate
-
-    from ..errors import ResourceError
-    from ..executor import weight_sources
-    from ..formatting import count, shape_text
-    from ..verify import verify
-
-    bar = Progress(sys.stderr.isatty() if progress is None else progress)
-    try:
-        with spec_context(spec):
-            loaded = _load_weights(weights, net, limit)
-            result = verify(net, weights=loaded, seed=seed, progress=bar, dtype=dtype, max_memory=limit)
-            sources = result.weights or weight_sources(net, loaded, seed)
-    except MemoryError:
-        raise ResourceError("verify: ran out of memory; use a smaller --batch or a lower --max-memory") from None
-    finally:
-        bar.close()
-    if weights is not None:
-        sources.source = weights
-    rows = [[c.index, c.name, c.type, shape_text(c.expected_shape), shape_text(c.actual_shape),
-             count(c.expected_macs, numbers), count(c.actual_macs, numbers), "✓" if c.ok else "✗"]
-            for c in result.checks]
-    print(tabulate(rows, headers=["#", "name", "type", "expected shape", "actual shape", "expected MACs",
-                                  "actual MACs", "ok"], tablefmt="simple", disable_numparse=True,
-                   colalign=["right", "left", "left", "left", "left", "right", "right", "center"]))
-    bad = [c for c in result.checks if not c.ok]
-    missing = list(getattr(result, "missing", []) or [])
-    if result.ok and not bad:
-        status = "every output shape and MAC count matches the analysis"
-    else:
-        parts = [f"{len(bad)} layer(s) differ ({', '.join(c.name for c in bad[:5])}{' …' if len(bad) > 5 else ''})"]
-        if missing:
-            parts.append(f"{len(missing)} layer(s) never ran ({', '.join(missing[:5])})")
-        status = "; ".join(parts)
-    print(f"\nverified {len(result.checks)} layers in {result.seconds:.2f} s: {status}")
-    estimate = getattr(result, "estimate", None)
-    if estimate is not None and hasattr(estimate, "describe"):
-        print(f"memory estimate: {estimate.describe()}")
-    print(sources.describe())
-    if bad or missing or not result.ok:
-        raise typer.Exit(1)
-
-
-def _max_memory(text: Optional[str]):
-    if text is None:
-        return None
-    from ..executor import parse_bytes
-    try:
-        return parse_bytes(text)
-    except Exception as exc:
-        from ..errors import LayerCalcError
-        if isinstance(exc, LayerCalcError):
-            raise type(exc)(f"--max-memory: {exc}") from None
-        raise
-
-
-def run_command(
-    spec: SpecArg,
-    input_path: Annotated[Optional[str], typer.Option("--input", "-i", metavar="DATA.npy",
-                                                      help="input array, batch included (default: random)")] = None,
-    output_path: Annotated[Optional[str], typer.Option("--output", "-o", metavar="OUT.npy|OUT.npz",
-                                                       help="where to save the output (.npz for several)")] = None,
-    weights: WeightsOpt = None,
-    batch: BatchOpt = None,
-    seed: SeedOpt = 0,
-    dtype: ComputeDtypeOpt = None,
-    max_memory: MaxMemoryOpt = None,
-) -> None:
-    """Run the network's forward pass on your data with the bundled NumPy executor.
-
-    The input array includes the batch dim ([N, C, H, W] or [N, H, W, C]); its batch overrides the spec's.
-    """
-    import numpy as np
-
-    if dtype is not None:
-        dtype = _check_choice(dtype, ("float32", "float64"), "--dtype")
-    net = load_network(spec, batch)
-    limit = _max_memory(max_memory)
-    from ..errors import ResourceError
-    from ..executor import default_memory_limit, load_array, run, weight_sources
-
-    def check_input_shape(shape) -> None:
-        expected = [*net.input]
-        if list(shape[1:]) != expected or len(shape) != len(expected) + 1:
-            raise _spec_error(f"--input: {input_path}: shape {list(shape)}, expected [batch, "
-                              f"{', '.join(map(str, expected))}] (the spec's input {expected} after a batch dim)")
-        if batch is not None and shape[0] != batch:
-            raise _spec_error(f"--input: {input_path} holds a batch of {shape[0]} (shape {list(shape)}) but "
-                              f"--batch is {batch}: drop --batch (the array's batch is used) or make them agree")
-
-    try:
-        x = None
-        if input_path is not None:
-            if not os.path.exists(input_path):
-                raise _spec_error(f"--input: {input_path}: no such file")
-            x = load_array(input_path, "--input", default_memory_limit() if limit is None else limit,
-                           check_input_shape)
-        with spec_context(spec):
-            loaded = _load_weights(weights, net, limit)
-            out = run(net, x=x, weights=loaded, seed=seed, dtype=dtype, max_memory=limit)
-            sources = weight_sources(net, loaded, seed, weights)
-    except MemoryError:
-        raise ResourceError("run: ran out of memory; use a smaller input or batch, or a lower --max-memory") from None
-    outputs = out if isinstance(out, dict) else {_output_name(net): out}
-    for name, array in outputs.items():
-        print(f"{name}: shape {list(array.shape)} {array.dtype}, min {array.min():.6g}, max {array.max():.6g}, "
-              f"mean {array.mean():.6g}")
-    print(sources.describe())
-    if output_path is None:
-        return
-    if not output_path.endswith(".npz") and len(outputs) > 1:
-        raise _spec_error(f"--output: the network has {len(outputs)} outputs ({', '.join(outputs)}): "
-                          f"give a .npz path to save them all")
-    try:
-        # through an open file: NumPy writes exactly this name (given a path, it would append .npy / .npz)
-        with open(output_path, "wb") as f:
-            if output_path.endswith(".npz"):
-                # (the stubs type **kwds against savez's own allow_pickle: a bool; the names here are layer names)
-                np.savez(f, **outputs)  # type: ignore[arg-type]
-            else:
-                np.save(f, next(iter(outputs.values())))
-    except OSError as exc:
-        raise _spec_error(f"--output: {output_path}: cannot write ({exc.strerror or exc})") from None
-    print(f"wrote {output_path}")
-
-
-def _output_name(net) -> str:
-    steps_names = net.layer_names()
-    consumed = {src for inputs in net.wiring()[1] for src in inputs}
-    outputs = [name for name in steps_names if name not in consumed]
-    return outputs[-1] if outputs else steps_names[-1]

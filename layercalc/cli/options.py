@@ -11,12 +11,62 @@ import typer
 
 from ..sizing import TooManyDigits, digits_to_int  # noqa: F401  (re-exported: the CLI's whole numbers as typed)
 
-#: what separates the sizes of a shape: ``1x28x28``, ``1×28×28``, ``1,28,28``. ``*`` is not one of them: it
-#: multiplies within one size, as a person writes a dense layer's inputs (``28*28`` = 784, ``7*7*512`` = 25,088)
-_SEPARATORS = re.compile(r"[x×X,]")
+# What separates the sizes of a shape: ``1x28x28``, ``1×28×28``, ``1,28,28`` (split_sizes; a comma may also group a
+# number's thousands). ``*`` is not one of them: it multiplies within one size, as a person writes a dense layer's
+# inputs (``28*28`` = 784, ``7*7*512`` = 25,088).
+#: a whole number written with thousands separators: 1 to 3 digits, then groups of exactly 3 (``25,088``)
+_GROUPED = re.compile(r"\d{1,3}(?:,\d{3})+")
+
+
 def _shown(value) -> str:
     from ..errors import shown
     return shown(value)
+
+
+def split_sizes(raw: str, option: str) -> list[str]:
+    """The sizes of a shape or size list as typed, read with thousands separators in mind: ``1x28x28`` and
+    ``1,28,28`` are three sizes, but ``25,088`` is one number (``088`` is no size anyone writes; ``1,000`` would
+    hold a 0) and ``1x25,088`` two. A text that reads both ways (``3,224,224``: a shape, or three million) is
+    refused with the two ways to write it — never guessed.
+
+    >>> split_sizes("1,28,28", "--input"), split_sizes("25,088", "--input"), split_sizes("7x2,048", "--input")
+    (['1', '28', '28'], ['25088'], ['7', '2048'])
+    >>> split_sizes("3,224,224", "--input")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    layercalc.errors.SpecError: --input: '3,224,224' is either the shape 3×224×224 or the number 3,224,224: ...
+    """
+    if "," in raw and not re.search(r"[x×X]", raw):
+        parts = [p.strip() for p in raw.split(",")]
+        if not _GROUPED.fullmatch(raw.replace(" ", "")):
+            return parts                                   # 1,28,28 · 7,7,512: a shape
+        number = "".join(parts)
+        if any(p.startswith("0") for p in parts[1:]):      # 25,088 · 1,000: a size never starts with 0
+            return [number]
+        raise _spec_error(f"{option}: {_shown(raw)} is either the shape {'×'.join(parts)} or the number {raw}: "
+                          f"write {'x'.join(parts)} for a shape or {number} for a number")
+    parts = [p.strip() for p in re.split(r"[x×X]", raw)]
+    out = []
+    for part in parts:
+        if "," in part:                                    # 7x2,048: a separator inside one size
+            if not _GROUPED.fullmatch(part):
+                raise _spec_error(f"{option}: {_shown(raw)}: {_shown(part)} mixes ',' with 'x': separate sizes "
+                                  f"with one of them (1x28x28 or 1,28,28); a comma inside a size groups its "
+                                  f"thousands (2,048)")
+            part = part.replace(",", "")
+        out.append(part)
+    return out
+
+
+def grouped_int(text: str) -> str:
+    """An integer option's text with its thousands separators removed when it is written that way (``1,024`` →
+    ``1024``): one number is the only reading an integer option has. Any other text is returned as it is.
+
+    >>> grouped_int("1,024"), grouped_int("12"), grouped_int("1,02")
+    ('1024', '12', '1,02')
+    """
+    stripped = text.strip()
+    return stripped.replace(",", "") if _GROUPED.fullmatch(stripped) else text
 
 
 def _size_product(part: str) -> int:
@@ -88,7 +138,7 @@ def parse_shape(text: str, option: str = "--input") -> list[int]:
     ([1, 28, 28], [784], [25088])
     """
     raw = text.strip()
-    parts = _json_list(raw, option) if raw.startswith("[") else [p.strip() for p in _SEPARATORS.split(raw)]
+    parts = _json_list(raw, option) if raw.startswith("[") else split_sizes(raw, option)
     example = "e.g. 1x28x28 or 1,28,28 for one example (the batch is --batch); 28*28 is one size of 784"
     if not raw or not isinstance(parts, list) or not parts or any(p == "" for p in parts):
         raise _spec_error(f"{option}: {_shown(text)} is not a shape: {example}")
@@ -107,7 +157,7 @@ def parse_shape(text: str, option: str = "--input") -> list[int]:
 def parse_ints(text: str, option: str, allow_none: bool = False, always_list: bool = False):
     """``3`` → 3, ``3x5`` / ``3,5`` → [3, 5]; ``none`` entries → None when allowed (adaptive output_size)."""
     raw = text.strip()
-    parts = _json_list(raw, option) if raw.startswith("[") else [p.strip() for p in _SEPARATORS.split(raw)]
+    parts = _json_list(raw, option) if raw.startswith("[") else split_sizes(raw, option)
     if not isinstance(parts, list):
         raise _spec_error(f"{option}: {text!r} is not a whole number or a list of them")
     values: list[Optional[int]] = []
@@ -152,7 +202,7 @@ def parse_float(text: str, option: str) -> float:
 
 def parse_int(text: str, option: str) -> int:
     try:
-        return digits_to_int(text.strip())
+        return digits_to_int(grouped_int(text).strip())
     except ValueError as exc:
         raise _spec_error(f"{option}: {exc}") from None
 
@@ -163,7 +213,7 @@ def _option_int(value) -> int:
         return value
     if not isinstance(value, str):
         raise ValueError(value)
-    return digits_to_int(value.strip())
+    return digits_to_int(grouped_int(value).strip())
 
 
 Numbers = Annotated[str, typer.Option("--numbers", help="exact (1,234,567) or human (1.23 M); CSV/JSON always exact",
@@ -179,4 +229,38 @@ def _check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
 
 
 __all__ = ["TooManyDigits", "digits_to_int", "parse_shape", "parse_ints", "parse_padding", "parse_float", "parse_int",
-           "Numbers"]
+           "Numbers", "take_width_options"]
+
+
+def take_width_options(args: list[str]) -> tuple[list[str], Optional[int]]:
+    """``args`` without its ``--wide`` / ``--width N`` / ``--width=N`` options (accepted anywhere, like --debug),
+    and the width they ask for: ``terminal.UNLIMITED`` for ``--wide``, None when neither is given.
+
+    >>> take_width_options(["solve", "--width", "100", "-i", "28"])
+    (['solve', '-i', '28'], 100)
+    >>> take_width_options(["--wide", "verify", "x.yaml"])[1] > 10 ** 6
+    True
+    """
+    from ..terminal import UNLIMITED
+
+    rest: list[str] = []
+    width: Optional[int] = None
+    words = iter(args)
+    for word in words:
+        if word == "--":                            # what follows is arguments, not options
+            rest += [word, *words]
+            break
+        if word == "--wide":
+            width = UNLIMITED
+        elif word == "--width" or word.startswith("--width="):
+            text = next(words, "") if word == "--width" else word[len("--width="):]
+            try:
+                width = digits_to_int(text.strip())
+            except ValueError:
+                raise _spec_error(f"--width: {_shown(text)} is not a whole number of columns (e.g. --width 100; "
+                                  f"--wide for no limit)") from None
+            if width < 1:
+                raise _spec_error(f"--width: {width} must be ≥ 1 (e.g. --width 100; --wide for no limit)")
+        else:
+            rest.append(word)
+    return rest, width

@@ -1,5 +1,5 @@
 """``layercalc size`` and ``layercalc solve``: parse the options, ask :func:`layercalc.size` /
-:func:`layercalc.solve`, print the lines they carry. No arithmetic lives here."""
+:func:`layercalc.solve`, print the lines they carry, fitted to the terminal's width. No arithmetic lives here."""
 
 from typing import Annotated, Optional
 
@@ -26,13 +26,16 @@ def size_command(
     positions between windows), the line also says which input positions no window ever reads.
     """
     from ..sizing import size
+    from ..terminal import terminal_width, wrap
 
     result = size(length, kernel_size, stride, padding, dilation, transposed=transposed, ceil_mode=ceil,
                   output_padding=output_padding)
     if quiet:
         print(result.output)
     else:
-        print("\n".join(result.lines if explain else [result.text]))
+        width = terminal_width()
+        print("\n".join(wrap(line.lstrip(" "), width, line[:len(line) - len(line.lstrip(" "))])
+                        for line in (result.lines if explain else [result.text])))
 
 
 def solve_command(
@@ -68,8 +71,9 @@ def solve_command(
     naming the bound to lower.
     """
     from ..solving import solve as answer
+    from ..terminal import terminal_width
 
     result = answer(input_length, output_length, kernel_size, stride, padding, dilation, transposed,
                     output_padding=output_padding, ceil_mode=ceil, max_kernel=max_kernel, max_stride=max_stride,
                     max_dilation=max_dilation, max_padding=max_padding, limit=limit)
-    print(result.text)
+    print(result.render(terminal_width()))

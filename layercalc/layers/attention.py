@@ -804,7 +804,8 @@ class ShiftedWindowAttention(LayerBase):
     a dim whose window covers the whole padded map is dropped (torchvision's rule). Parameters in torchvision's
     names: ``qkv_weight`` ``[3C, C]``, ``qkv_bias``, ``proj_weight`` ``[C, C]``, ``proj_bias``,
     ``relative_position_bias_table`` ``[(2·wh − 1)·(2·ww − 1), heads]`` (torchvision's ``qkv.weight`` …, split at
-    the last dot). Its ``relative_position_index`` buffer is derived from the window size, not counted.
+    the last dot). Its ``relative_position_index`` buffer is derived from the window size, not counted: a weights
+    file may hold it (a torchvision ``state_dict`` does), and it must equal the index of this window size.
     """
     type: Literal["shifted_window_attention", "window_attention"] = "shifted_window_attention"
     num_heads: PositiveInt = Field(description="heads; C must be divisible by them")
@@ -877,6 +878,11 @@ class ShiftedWindowAttention(LayerBase):
         specs["relative_position_bias_table"] = ParamSpec((d.table_rows, d.heads), "[(2·wh − 1)·(2·ww − 1), heads]",
                                                           "normal")
         return specs
+
+    def derived_buffers(self, step: Any) -> dict[str, Any]:
+        # torchvision's state_dict holds the index (flattened, [T·T]) as a buffer; it follows from the window size
+        d: WindowDims = step.facts.geometry["windows"]
+        return {"relative_position_index": relative_position_index(d.window).reshape(-1)}
 
     def forward(self, step: Any, xs: list, params: dict, env: Any) -> Any:
         import numpy as np

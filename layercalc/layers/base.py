@@ -432,6 +432,13 @@ class LayerBase(Description):
         shape and how a run without given weights initializes it. ``step``: the resolved layer (``graph.Step``)."""
         return {}
 
+    def derived_buffers(self, step: "Step") -> "dict[str, np.ndarray]":
+        """Tensors a framework saves beside the layer's weights that the layer computes from its own fields
+        (torchvision's Swin: ``relative_position_index``, from the window size), by key. A weights file may hold
+        them (``NAME.<key>``); each must equal what the layer computes, and is neither read nor counted (not a
+        parameter, and not state: nothing a run or training changes)."""
+        return {}
+
     @classmethod
     def runnable(cls) -> bool:
         """Whether the type has a forward step (``verify``/``run`` can execute it)."""

@@ -1,12 +1,15 @@
 """Resampling: ``upsample`` (alias ``interpolate``; torch.nn.Upsample and F.interpolate) and Keras'
 ``upsampling1d``/``upsampling2d``/``upsampling3d`` (UpSampling1D/2D/3D: integer factors).
 
-Output size per spatial dim: ``size``, or ``floor(L·scale_factor)`` computed in double precision as PyTorch does
-(``floor(100·0.29) = 28``). Source positions follow PyTorch's CPU kernels, including their float32 arithmetic for
-the nearest modes (``floorf(i·(1/scale_factor))``), the 2-d nearest kernel's shortcuts (out = in: copy; out = 2·in:
-index // 2) and the linear kernels' copy when out = in: the forward step agrees with F.interpolate index for index
-(one known exception, in ``_source_indices``). Keras' nearest is a repeat and its bilinear is PyTorch's
-``align_corners=False`` with the output size.
+Output size per spatial dim: ``size``, ``floor(L·scale_factor)`` computed in double precision as PyTorch does
+(``floor(100·0.29) = 28``), or (``size_from``) the spatial size of a second input, as
+``F.interpolate(x, size=other.shape[-2:])`` (torchvision's segmentation heads resize to the image's size).
+
+Source positions follow PyTorch's CPU kernels, including their float32 arithmetic for the nearest modes
+(``floorf(i·(1/scale_factor))``), the 2-d nearest kernel's shortcuts (out = in: copy; out = 2·in: index // 2) and
+the linear kernels' copy when out = in: the forward step agrees with F.interpolate index for index (one known
+exception, in ``_source_indices``). Keras' nearest is a repeat and its bilinear is PyTorch's ``align_corners=False``
+with the output size.
 
 No parameters, no MACs. FLOPs: nearest modes 0 (copies); d-linear modes (linear, bilinear, trilinear: d = 1, 2, 3)
 ``2^d`` multiplies and ``2^d − 1`` adds per output element, the weighted sum of the 2^d neighbouring values (weights
@@ -22,9 +25,9 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Any, ClassVar, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from ..explain import Explanation, axis_names, prod_text, spatial_parts
 from ..rules import (
@@ -46,6 +49,7 @@ from .base import (
     PositiveInt,
     _alias,
     _per_dim,
+    _whole_number,
     data_format_field,
     register_layer,
 )
@@ -224,12 +228,20 @@ class Upsample(LayerBase):
                           "default)")
     recompute_scale_factor: Optional[Bool] = Field(
         None, description="with scale_factor: sample with the ratio input/output size instead of 1/scale_factor")
+    size_from: Optional[Annotated[int, Field(ge=0, le=1), BeforeValidator(_whole_number)]] = Field(
+        None, description="instead of size or scale_factor: the output takes the spatial size of one of two inputs, "
+                          "by position in inputs (1: the second; the other input is resized), as "
+                          "F.interpolate(x, size=other.shape[-2:])")
+
+    #: one input, or two with size_from (checked in infer: the count depends on the field)
+    max_inputs: ClassVar[Optional[int]] = 2
 
     @model_validator(mode="after")
     def _check(self):
-        if (self.size is None) == (self.scale_factor is None):
-            raise ValueError("give exactly one of size and scale_factor" + (
-                f" (got size {self.size} and scale_factor {self.scale_factor})" if self.size is not None else ""))
+        given = [name for name in ("size", "scale_factor", "size_from") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of size, scale_factor and size_from" + (
+                f" (got {' and '.join(f'{name} {getattr(self, name)}' for name in given)})" if given else ""))
         for name in ("size", "scale_factor"):
             value = getattr(self, name)
             if isinstance(value, list) and not 1 <= len(value) <= 3:
@@ -237,12 +249,23 @@ class Upsample(LayerBase):
         if self.align_corners is not None and self.mode not in LINEAR_RANK:
             raise ValueError(f"align_corners can only be set with the linear modes (linear, bilinear, trilinear), "
                              f"not mode {self.mode!r}")
-        if self.recompute_scale_factor is not None and self.size is not None:
-            raise ValueError("recompute_scale_factor is only meaningful with scale_factor, not with size")
+        if self.recompute_scale_factor is not None and self.scale_factor is None:
+            raise ValueError(f"recompute_scale_factor is only meaningful with scale_factor, not with "
+                             f"{'size' if self.size is not None else 'size_from'}")
         return self
 
+    def _resized_input(self) -> int:
+        """Which input is resized: the only one, or (size_from) the one that does not give the size."""
+        return 0 if self.size_from is None else 1 - self.size_from
+
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
-        x = inputs[0]
+        want = 1 if self.size_from is None else 2
+        if len(inputs) != want:
+            raise ctx.fail(f"size_from {self.size_from} needs two inputs (inputs: [x, reference] with size_from 1), "
+                           f"got {len(inputs)}" if want == 2 else
+                           f"takes one input, got {len(inputs)} (two only with size_from: the input whose size the "
+                           f"output takes)")
+        x = inputs[self._resized_input()]
         rank = len(x.shape) - 2
         layout = "[N, L, C]" if ctx.channels_last else "[N, C, L]"
         if self.mode in LINEAR_RANK and rank != LINEAR_RANK[self.mode]:
@@ -253,9 +276,16 @@ class Upsample(LayerBase):
             raise ctx.fail(f"upsample needs a 3-d, 4-d or 5-d input (e.g. {layout}), got {fmt_shape(x.shape)}")
         _, _, spatial = split_channels(x.shape, ctx.channels_last)
         try:
-            if self.size is not None:
-                out = _per_dim(self.size, rank, "size")
+            if self.size_from is not None:
+                reference = inputs[self.size_from]
+                if len(reference.shape) != len(x.shape):
+                    raise ValueError(f"size_from {self.size_from}: input {fmt_shape(reference.shape)} has "
+                                     f"{len(reference.shape) - 2} spatial dims, the resized one {rank}")
+                out = split_channels(reference.shape, ctx.channels_last)[2]
                 scales: tuple[Optional[float], ...] = (None,) * rank
+            elif self.size is not None:
+                out = _per_dim(self.size, rank, "size")
+                scales = (None,) * rank
             else:
                 factors = self._factors(rank)
                 out = tuple(int(math.floor(float(length) * f)) for length, f in zip(spatial, factors))
@@ -279,14 +309,15 @@ class Upsample(LayerBase):
 
     def forward(self, step, xs, params, env):
         g = step.facts.geometry
-        return resample(xs[0], g["axes"], g["out"], g["scales"], g["mode"], g["align_corners"])
+        return resample(xs[self._resized_input()], g["axes"], g["out"], g["scales"], g["mode"],
+                        g["align_corners"])
 
     def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
-        return resample_scratch(step.input_shapes[0], step.facts.output_shape, itemsize,
-                                self.mode in LINEAR_RANK), 0
+        return resample_scratch(step.input_shapes[self._resized_input()],
+                                step.facts.output_shape, itemsize, self.mode in LINEAR_RANK), 0
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
-        _explain_resample(c, self, input_shapes[0], facts, channels_last)
+        _explain_resample(c, self, input_shapes[self._resized_input()], facts, channels_last)
 
 
 def _explain_resample(c: Explanation, layer: Any, x: tuple[int, ...], facts: Facts, channels_last: bool) -> None:
@@ -296,6 +327,8 @@ def _explain_resample(c: Explanation, layer: Any, x: tuple[int, ...], facts: Fac
     for axis, length, o, k in zip(axis_names(len(spatial)), spatial, g["out"], range(len(spatial))):
         if factors is not None:
             c.add(f"{axis}_out = floor({axis}·scale_factor) = floor({length}·{factors[k]:g}) = {o}")
+        elif type(layer) is Upsample and layer.size_from is not None:
+            c.add(f"{axis}_out = {axis} of input {layer.size_from} (size_from) = {o}")
         elif getattr(layer, "size", None) is not None and type(layer) is Upsample:
             c.add(f"{axis}_out = size = {o}")
         else:

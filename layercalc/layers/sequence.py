@@ -6,7 +6,11 @@ token, a position embedding, a layer scale, a relative-position bias table) and 
   head may share its weight (``tied_to``: GPT-2), counted once.
 - ``parameter``: takes no input; outputs the tensor expanded over the batch (``[N, *shape]``, as PyTorch's
   ``expand``: no copy); params prod(shape). Add, concatenate or multiply it with the merge layers (``add``,
-  ``concat``, ``mul``) — ViT's class token and position embedding, ConvNeXt's layer scale.
+  ``concat``, ``mul``) — ViT's class token and position embedding, ConvNeXt's layer scale. Its weights key is the
+  layer's own name (``class_token``, ``encoder.pos_embedding``: how PyTorch saves an ``nn.Parameter`` attribute)
+  or ``NAME.weight``; ``stored_shape`` is the shape the framework saves it in when that has leading 1s the
+  layer's output does not (torchvision's ViT: ``[1, 197, 768]`` for a ``[197, 768]`` tensor); ``init`` may be a
+  number every element starts at (ConvNeXt's layer scale: 1e-6).
 - ``rotary_embedding``: no params; rotates pairs of the last dim by position-dependent angles (GPT-NeoX/Llama's
   ``rotate_half`` convention), 3 FLOPs per rotated element (x·cos + rotate_half(x)·sin); the cos/sin tables depend on
   positions only and are computed once per forward pass for every layer, so they are not counted.
@@ -16,13 +20,23 @@ token, a position embedding, a layer scale, a relative-position bias table) and 
 
 
 import math
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
 from ..explain import Explanation, prod_text
 from ..rules import Context, Facts, ReceptiveField, Tensor, fmt_shape, numel
-from .base import MAX_RANK, LayerBase, ParamSpec, PositiveFloat, PositiveInt, _alias, keras_variables, register_layer
+from .base import (
+    MAX_RANK,
+    Float,
+    LayerBase,
+    ParamSpec,
+    PositiveFloat,
+    PositiveInt,
+    _alias,
+    keras_variables,
+    register_layer,
+)
 
 __all__ = ["Embedding", "PositionEmbedding", "Parameter", "RotaryEmbedding", "rotate", "ROTARY_FLOPS", "ExtraInput"]
 
@@ -140,20 +154,39 @@ class Parameter(LayerBase):
     type: Literal["parameter"] = "parameter"
     shape: list[PositiveInt] = Field(min_length=1, max_length=MAX_RANK - 1,
                                      description="the tensor's shape, without the batch dim")
-    init: Literal["zeros", "ones", "normal"] = Field("zeros", description="initial values in a run without weights")
+    stored_shape: Optional[list[PositiveInt]] = Field(
+        None, max_length=MAX_RANK,
+        description="the shape its weights are saved in, when the framework keeps leading 1s the layer's output "
+                    "does not (torchvision's ViT saves the [197, 768] position embedding as [1, 197, 768]): shape "
+                    "with leading 1s; default: shape")
+    init: Union[Literal["zeros", "ones", "normal"], Float] = Field(
+        "zeros", description="initial values in a run without weights: zeros, ones, normal (N(0, 1)), or a number "
+                             "every element starts at (ConvNeXt's layer scale: 1e-6)")
 
     keeps_finite = True
+
+    @model_validator(mode="after")
+    def _stored_shape_is_shape_with_leading_ones(self):
+        stored = self.stored_shape
+        if stored is not None:
+            lead = len(stored) - len(self.shape)
+            if lead < 0 or stored[lead:] != self.shape or any(size != 1 for size in stored[:lead]):
+                raise ValueError(f"stored_shape {stored} must be shape {self.shape} with leading 1s (e.g. "
+                                 f"{[1, *self.shape]}): the same values, saved with extra dims of size 1")
+        return self
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         return Facts(output_shape=(ctx.batch, *self.shape), params=numel(self.shape),
                      notes=[f"a learnable {fmt_shape(self.shape)} tensor, expanded over the batch (no copy)"])
 
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
+        if self.stored_shape is not None:          # kept as saved; forward drops the leading 1s
+            return {"weight": ParamSpec(tuple(self.stored_shape), "stored_shape", self.init)}
         return {"weight": ParamSpec(tuple(self.shape), "shape", self.init)}
 
     def forward(self, step, xs, params, env):
         import numpy as np
-        return np.broadcast_to(params["weight"], step.facts.output_shape)
+        return np.broadcast_to(params["weight"].reshape(self.shape), step.facts.output_shape)
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         c.result("params", f"prod(shape) = {prod_text(self.shape)}", numel(self.shape), facts.params)

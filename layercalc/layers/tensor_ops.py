@@ -25,7 +25,6 @@ from typing import Any, ClassVar, Literal, Optional, Union
 from pydantic import Field, model_validator
 
 from ..explain import Explanation, n, prod_text
-from ..notes import Routine
 from ..rules import (
     Context,
     Facts,
@@ -315,8 +314,6 @@ class _Split(_Movement, LayerBase):
         rf = x.rf if d == channel or not _has_field(x, ctx.channels_last) else None
         notes = [] if rf is not None or x.rf is None else [
             f"receptive field not reported past a cut of spatial dim {d} (each piece sees a different region)"]
-        notes.append(Routine(f"{len(sizes)} outputs along dim {d}, sizes {', '.join(map(str, sizes))}: name them "
-                             f"NAME:0 … NAME:{len(sizes) - 1}"))
         return Facts(output_shape=outputs[0], outputs=outputs, rf=rf, notes=notes,
                      geometry={"dim": d, "sizes": sizes})
 

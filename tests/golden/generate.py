@@ -65,7 +65,8 @@ def run(args: list[str]) -> str:
     from typer.testing import CliRunner
 
     from layercalc.cli import get_app
-    result = CliRunner().invoke(get_app(), args)
+    # --wide: the recorded text is every line in full, whatever the terminal (fitting it is tests/test_widths.py's)
+    result = CliRunner().invoke(get_app(), [*args, "--wide"])
     if result.exit_code != 0:
         raise SystemExit(f"{' '.join(args)}: exit {result.exit_code}: {result.stderr}")
     return result.stdout

@@ -1,0 +1,81 @@
+"""``layercalc draw SPEC`` (the graph as Graphviz DOT, Mermaid or SVG: :mod:`layercalc.drawing`) and ``layercalc
+chart SPEC`` (terminal bars of each layer's or folded block's MACs or params). The commands parse, call, print."""
+
+from typing import Annotated, Optional
+
+import typer
+
+from .network import BatchOpt, InputOpt, SpecArg, load_network, spec_context
+from .options import _check_choice, _spec_error
+
+#: the format a file name asks for (``-o graph.svg``) when --format is not given
+_BY_SUFFIX = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid", ".md": "mermaid", ".svg": "svg"}
+
+ExpandOpt = Annotated[bool, typer.Option("--expand", help="every layer its own node (default: repeated blocks "
+                                                          "folded into one node ×N)")]
+
+
+def draw_command(
+    spec: SpecArg,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", metavar="dot|mermaid|svg",
+                                               help="Graphviz DOT (default), Mermaid, or SVG drawn by Graphviz' "
+                                                    "dot (default from -o's suffix: .dot .gv .mmd .svg)")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="FILE",
+                                                  help="write here (default: standard output)")] = None,
+    show_shapes: Annotated[bool, typer.Option("--show-shapes/--no-show-shapes",
+                                              help="each node's output shape (default on)")] = True,
+    expand: ExpandOpt = False,
+    direction: Annotated[str, typer.Option("--direction", "-d", metavar="TB|LR",
+                                           help="top to bottom (TB, default) or left to right (LR)")] = "TB",
+    batch: BatchOpt = None,
+    input_shape: InputOpt = None,
+) -> None:
+    """Draw the network's graph: each node a layer (or a folded run of repeated blocks) with its output shape,
+    params and MACs. DOT and Mermaid are text (paste Mermaid into a ```mermaid block); SVG needs Graphviz."""
+    from ..drawing import build_graph, to_dot, to_mermaid, to_svg
+
+    if fmt is None:
+        suffix = "" if output is None else output[output.rfind("."):].lower() if "." in output else ""
+        fmt = _BY_SUFFIX.get(suffix, "dot")
+    fmt = _check_choice(fmt, ("dot", "mermaid", "svg"), "--format")
+    direction = _check_choice(direction, ("tb", "lr"), "--direction").upper()
+    net = load_network(spec, batch, input_shape)
+    with spec_context(spec):
+        graph = build_graph(net, net.analyze(), expand)
+    if fmt == "mermaid":
+        text = to_mermaid(graph, show_shapes, direction)
+    else:
+        text = to_dot(graph, show_shapes, direction)
+        if fmt == "svg":
+            text = to_svg(text)
+    _write(text, output)
+
+
+def _write(text: str, output: Optional[str]) -> None:
+    import sys
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as stream:
+            stream.write(text)
+    except OSError as exc:
+        raise _spec_error(f"--output {output}: cannot write: {exc.strerror or exc}") from None
+
+
+def chart_command(
+    spec: SpecArg,
+    by: Annotated[str, typer.Option("--by", metavar="macs|params", help="the cost drawn (default macs)")] = "macs",
+    expand: ExpandOpt = False,
+    batch: BatchOpt = None,
+    input_shape: InputOpt = None,
+) -> None:
+    """Terminal bars of each layer's (or folded block's) MACs or params and its share of the total."""
+    from ..drawing import build_graph, cost_chart
+    from ..terminal import terminal_width
+
+    by = _check_choice(by, ("macs", "params"), "--by")
+    net = load_network(spec, batch, input_shape)
+    with spec_context(spec):
+        graph = build_graph(net, net.analyze(), expand)
+    print(cost_chart(graph, by, terminal_width()))
