@@ -798,3 +798,14 @@ def test_summary_table_shows_the_layers_notes():
     assert "conv2d_0 (conv2d): H:" in notes[0] and "input row 27 (of 0..27) is never read" in notes[0]
     markdown = runner.invoke(get_app(), ["summary", "-", "--format", "markdown"], input=spec).stdout
     assert "- Notes:" in markdown and "input column 27 (of 0..27) is never read" in markdown
+
+
+def test_calculator_of_several_outputs_states_every_shape_and_the_dtype_element_size():
+    # chunk of 8 rows into 3 along dim 1 (torch.chunk: ceil(8/3) = 3 rows each, the last gets 2):
+    # outputs [1, 3, 4], [1, 3, 4], [1, 2, 4] = 12 + 12 + 8 = 32 elements × 4 bytes (float32) = 128 B.
+    # The element size is the dtype's (it printed 128 // 12 = 10 bytes/element before).
+    out = run("chunk", "-i", "8x4", "--chunks", 3, "--dim", 1).stdout
+    assert field(out, "output shapes") == "[1, 3, 4]  [1, 3, 4]  [1, 2, 4]"
+    assert field(out, "memory") == "output 128 B (float32, 4 bytes/element)"
+    out16 = run("chunk", "-i", "8x4", "--chunks", 3, "--dim", 1, "--dtype", "float16").stdout
+    assert field(out16, "memory") == "output 64 B (float16, 2 bytes/element)"

@@ -350,6 +350,7 @@ def render_calculator(layer, entry, net, numbers: str, width: int = UNLIMITED) -
     """The calculator's answer: the layer's settings, then shapes, counts, memory, receptive field, notes; each
     line fitted to ``width`` columns (a value wrapped at word boundaries, its continuation under the value)."""
     from ..formatting import count, dims_text, human_bytes, nbytes, shape_text
+    from ..graph import DTYPE_BYTES
 
     settings = " ".join(f"{name}={_field_text(getattr(layer, name))}" for name, _ in _layer_fields(type(layer))
                         if getattr(layer, name) is not None)
@@ -357,10 +358,12 @@ def render_calculator(layer, entry, net, numbers: str, width: int = UNLIMITED) -
     memory = f"output {b(entry.activation_bytes)}"
     if entry.params:
         memory += f" · params {b(entry.param_bytes)}"
-    memory += f" ({net.dtype}, {entry.activation_bytes // max(1, _numel(entry.output_shape))} bytes/element)"
+    # the element size is the dtype's, not output bytes ÷ the first output's elements (a chunk has several outputs)
+    memory += f" ({net.dtype}, {DTYPE_BYTES[net.dtype]} bytes/element)"
     rows = [("input shape", ("  ".join(shape_text(s) for s in entry.input_shapes) or "none (the layer takes no input)")
              + f"  ({net.layout}, batch {net.batch})"),
-            ("output shape", shape_text(entry.output_shape)),
+            ("output shape" if not entry.output_shapes else "output shapes",
+             "  ".join(shape_text(o) for o in entry.output_shapes or [entry.output_shape])),
             ("params", count(entry.params, numbers))]
     if entry.buffers:
         rows.append(("buffers", count(entry.buffers, numbers) + " (running mean and variance)"))
