@@ -7,23 +7,26 @@ Conventions:
 - Shapes print as ``[1, 32, 26, 26]``; with ``keras=True`` as ``(None, 26, 26, 32)`` (Keras' ``model.summary()``
   style: the batch shown as ``None``). In CSV they are written ``1x32x26x26``.
 - ``--depth N`` groups layers by the first N components of their dotted names (``layer3.2.conv1`` → ``layer3``
-  at depth 1, ``layer3.2`` at depth 2), like torchinfo's ``depth``: one row per group with the group's subtotals
-  (params, buffers, MACs, FLOPs, bytes summed; output shape = the group's last layer's), so the rows still add up
-  to the totals.
-
-tabulate is imported only when a text table is rendered.
+  at depth 1, ``layer3.2`` at depth 2), like torchinfo's ``depth``: in CSV and markdown one row per group with the
+  group's subtotals (params, buffers, MACs, FLOPs, bytes summed; output shape = the group's last layer's), so the
+  rows still add up to the totals; in the table a tree of every level down to N (``layercalc.display.depth_tree``).
+- The table for a person (folded repeats, notes said once, fitted to the terminal's width) is described in
+  :mod:`layercalc.display` and :func:`render_report`.
 """
 
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .errors import SpecError, did_you_mean
+from . import terminal
+from .display import Assumptions, default_note_lines, depth_tree, fold_rows, share_text
+from .errors import SpecError, did_you_mean, safe_text
 
 # ------------------------------------------------------------------------------------------------------- numbers
 
@@ -98,17 +101,21 @@ def nbytes(n: Optional[int], numbers: str = "exact") -> str:
     return human_bytes(n) if numbers == "human" else exact(n)
 
 
-def shape_text(shape, keras: bool = False) -> str:
-    """``[1, 32, 26, 26]``, or Keras-style ``(None, 26, 26, 32)``.
+def shape_text(shape, keras: bool = False, compact: bool = False) -> str:
+    """``[1, 32, 26, 26]``, or Keras-style ``(None, 26, 26, 32)``; ``compact`` leaves out the spaces (a table
+    fitted to a narrow terminal).
 
     >>> shape_text([1, 26, 26, 32]), shape_text([8, 26, 26, 32], keras=True), shape_text([8, 10], keras=True)
     ('[1, 26, 26, 32]', '(None, 26, 26, 32)', '(None, 10)')
+    >>> shape_text([1, 26, 26, 32], compact=True)
+    '[1,26,26,32]'
     """
     if shape is None:
         return ""
+    sep = "," if compact else ", "
     if keras:
-        return "(" + ", ".join(["None", *(str(s) for s in shape[1:])]) + ")"
-    return "[" + ", ".join(str(s) for s in shape) + "]"
+        return "(" + sep.join(["None", *(str(s) for s in shape[1:])]) + ")"
+    return "[" + sep.join(str(s) for s in shape) + "]"
 
 
 def dims_text(values, sep: str = "×") -> str:
@@ -149,6 +156,9 @@ class Row:
     jump: Optional[list[int | float]] = None
     notes: list[str] = field(default_factory=list)
     members: int = 1
+    copies: int = 1                         # a folded row: the figures of one of this many copies (display.py)
+    share: Optional[float] = None           # the row's share of the network's FLOPs, all copies (the % column)
+    tree: bool = False                      # a member of a folded block, drawn under it
 
     @classmethod
     def of_layer(cls, entry) -> Row:
@@ -223,17 +233,30 @@ COLUMNS: dict[str, Column] = {c.key: c for c in [
     Column("receptive_field", "receptive field", "dims", lambda r: r.receptive_field),
     Column("jump", "jump", "dims", lambda r: r.jump),
     Column("notes", "notes", "text", lambda r: "; ".join(r.notes)),
+    # Keras' "Param #": every weight of the layer, trainable or not (BatchNorm's moving mean and variance too)
+    Column("param_count", "Param #", "count", lambda r: r.params + r.buffers, total=True),
 ]}
+
+#: the "% of FLOPs" column of the folded and --depth views (not a column of its own: a share needs the view)
+SHARE = Column("share", "%", "share", lambda r: r.share)
 
 COLUMN_ALIASES = {
     "#": "index", "input": "input_shape", "input_shapes": "input_shape", "in": "input_shape",
     "output": "output_shape", "out": "output_shape", "shape": "output_shape",
     "param_bytes": "param_memory", "param_mem": "param_memory", "activation_bytes": "memory",
     "activations": "memory", "output_bytes": "memory", "mem": "memory", "rf": "receptive_field",
-    "mac": "macs", "flop": "flops", "note": "notes",
+    "mac": "macs", "flop": "flops", "note": "notes", "param_#": "param_count", "keras_params": "param_count",
 }
 
 DEFAULT_COLUMNS = ["name", "type", "output_shape", "params", "macs", "flops", "memory"]
+#: a Keras source's default table: Keras' Param # (params and buffers) in place of the PyTorch count
+KERAS_COLUMNS = ["name", "type", "output_shape", "param_count", "macs", "flops", "memory"]
+
+#: the formats of ``summary --format`` (and :func:`render_report`): the CLI checks its option against this
+FORMATS = ("table", "markdown", "csv", "json")
+
+#: what ``--notes`` takes: the default view (routine notes counted, repeated ones said once), every note, none
+NOTES_MODES = ("default", "all", "none")
 
 
 def parse_columns(text: Optional[str]) -> list[str]:
@@ -266,19 +289,23 @@ def parse_columns(text: Optional[str]) -> list[str]:
     return keys
 
 
-def cell(column: Column, row: Row, numbers: str, keras: bool) -> str:
+def cell(column: Column, row: Row, numbers: str, keras: bool, compact: bool = False) -> str:
     value = column.get(row)
+    if column.key == "name" and row.copies > 1:
+        return f"{safe_text(value)} (×{row.copies})"
+    if column.kind == "share":
+        return share_text(value)
     if column.kind == "count":
         return count(value, numbers)
     if column.kind == "bytes":
         return nbytes(value, numbers)
     if column.kind == "shape":
-        return shape_text(value, keras)
+        return shape_text(value, keras, compact)
     if column.kind == "shapes":
-        return ", ".join(shape_text(s, keras) for s in value)
+        return ", ".join(shape_text(s, keras, compact) for s in value)
     if column.kind == "dims":
         return dims_text(value)
-    return "" if value is None else str(value)
+    return "" if value is None else safe_text(str(value))     # a name from a spec: no terminal escapes
 
 
 def csv_cell(column: Column, row: Row) -> Any:
@@ -295,28 +322,236 @@ def csv_cell(column: Column, row: Row) -> Any:
 # ------------------------------------------------------------------------------------------------------- reports
 
 def render_report(report, fmt: str = "table", columns: Optional[list[str]] = None, depth: Optional[int] = None,
-                  numbers: str = "exact", keras: bool = False) -> str:
-    """The whole ``summary`` output in one of table / markdown / csv / json."""
+                  numbers: str = "auto", keras: Optional[bool] = None, *, width: Optional[int] = None,
+                  expand: bool = False, notes: str = "default", conventions: bool = False,
+                  assumed: Optional[Assumptions] = None) -> str:
+    """The whole ``summary`` output in one of :data:`FORMATS`.
+
+    ``table`` is the view for a person, fitted to ``width`` columns (None: :func:`terminal.terminal_width`, 80 off
+    a terminal; :data:`terminal.UNLIMITED`: no limit): repeated blocks folded (``expand=True``: every layer; a
+    ``depth``: one row per dotted-name group), notes said once (``notes="all"``: each; ``"none"``), the conventions
+    as one line pointing to the full text (``conventions=True``: the full text). To fit, it switches to human
+    numbers (``numbers="auto"``; ``"exact"``/``"human"`` are kept as asked), writes shapes without spaces, leaves
+    out the less important of the default columns (``columns`` given: never) and shortens long names in the middle.
+    ``keras`` (None: for an NHWC network, Keras' layout) shows Keras' view: shapes as ``(None, 26, 26, 32)`` and
+    Keras' ``Param #`` per row. ``assumed`` (:class:`layercalc.display.Assumptions`) are the choices the source
+    left open (the class built from a config, the default sequence length…), said in the header line.
+
+    ``markdown``, ``csv`` and ``json`` are for programs and documents: every layer (or ``depth`` group), exact
+    numbers (markdown: as ``numbers`` says), every note and convention, no width.
+    """
+    with gc_paused():       # rows, cells and lines kept until the text is joined (see gc_paused)
+        return _render_report(report, fmt, columns, depth, numbers, keras, width, expand, notes, conventions,
+                              assumed)
+
+
+def _render_report(report, fmt, columns, depth, numbers, keras, width, expand, notes, conventions, assumed) -> str:
+    if fmt not in FORMATS:
+        raise SpecError(f"format: got {fmt!r}, expected one of {', '.join(FORMATS)}")
+    if notes not in NOTES_MODES:
+        raise SpecError(f"notes: got {notes!r}, expected one of {', '.join(NOTES_MODES)}")
     if fmt == "json":
         return json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False)
-    keys = columns or list(DEFAULT_COLUMNS)
+    if keras is None:
+        keras = report.layout == "NHWC"
+    explicit = columns is not None
+    keys = list(columns) if explicit else list(KERAS_COLUMNS if keras and fmt != "csv" else DEFAULT_COLUMNS)
     cols = [COLUMNS[k] for k in keys]
-    rows = group_rows(report.layers, depth)
+    base = group_rows(report.layers, depth)
     if fmt == "csv":
-        return render_csv(rows, cols)
-    table = render_table(rows, cols, numbers, keras, totals=report.totals, markdown=fmt == "markdown")
-    notes = notes_text(report, markdown=fmt == "markdown")
-    return table + "\n\n" + (notes + "\n\n" if notes else "") + footer(report, numbers, markdown=fmt == "markdown")
+        return render_csv(base, cols)
+    markdown = fmt == "markdown"
+    if markdown:
+        numbers = "exact" if numbers == "auto" else numbers
+        table = render_table(base, cols, numbers, keras, totals=report.totals, markdown=True)
+        parts = [header(report, assumed, markdown=True), table, notes_text(report, markdown=True),
+                 footer(report, numbers, markdown=True)]
+        return "\n\n".join(p for p in parts if p)
+    width = terminal.terminal_width(width) if width is None or width < terminal.UNLIMITED else width
+    total_flops = report.totals.flops
+    same = [c for c in cols if c.key not in ("name", "index", "inputs", "notes")]
+
+    def shown(row: Row) -> tuple:           # what copies must share to be folded: every figure shown
+        return tuple(cell(c, row, "exact", keras) for c in same)
+
+    if expand:
+        rows = group_rows(report.layers, depth)
+    elif depth is not None:
+        rows = depth_tree(group_rows(report.layers, None), depth, shown, total_flops)
+        cols = cols if explicit else cols + [SHARE]
+    else:
+        rows = fold_rows(base, shown, total_flops)
+        cols = cols if explicit else cols + [SHARE]
+    table, folded = fit_table(rows, cols, numbers, keras, report.totals, width, explicit)
+    out = [wrap_line(header(report, assumed), width), table]
+    if folded:
+        out.append(terminal.wrap("(×N) rows: one copy's figures; %: share of all FLOPs; every layer: --expand",
+                                 width))
+    note_lines = (notes_lines_all(report, width) if notes == "all" else
+                  [] if notes == "none" else default_note_lines(report.layers, width))
+    if note_lines:
+        out.append("\n".join(note_lines))
+    out.append(footer(report, "exact" if numbers == "auto" else numbers, width=width, conventions=conventions))
+    return "\n\n".join(out)
 
 
-def notes_text(report, markdown: bool = False) -> str:
-    """Every layer's notes (border positions never read, 'same' padding applied, ceil_mode windows, merges of
-    unaligned receptive fields): what a table cannot show and a reader must not miss."""
-    lines = [f"{entry.name} ({entry.type}): {note}" for entry in report.layers for note in entry.notes]
-    if not lines:
-        return ""
-    return "\n".join(["- Notes:" if markdown else "Notes:"] + [f"  - {line}" if markdown else f"  {line}"
-                                                              for line in lines])
+class gc_paused:
+    """Pause the cyclic garbage collector for a block that builds many objects it keeps until it returns (a dump's
+    dicts and lists, a table's rows and cells): each collection would walk them all again, which made rendering
+    grow faster than the network (100,000 layers: 3× the time per layer of 1,000; bench/bench_render.py).
+    Nothing cyclic is made there, so nothing is left for it to collect; re-enabled after, as it was."""
+
+    def __enter__(self) -> None:
+        self.was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.was_enabled:
+            gc.enable()
+
+
+def wrap_line(text: str, width: int) -> str:
+    return terminal.wrap_lines(text, width)
+
+
+def header(report, assumed: Optional[Assumptions] = None, markdown: bool = False) -> str:
+    """The one line said before the table: the network, what was assumed for its source (the class built from a
+    config), its input (and where a default length came from), the layout where it means something (an input with
+    channels and positions, not tokens), the dtype (and the source's own, when it is not the one counted), the batch
+    and the outputs."""
+    assumed = assumed or Assumptions()
+    layout = [report.layout] if len(report.input_shape) > 2 else []          # [batch, tokens]: no layout
+    declared = safe_text(assumed.declared_dtype or report.dtype)
+    dtype = (f"{report.dtype} ({report.dtype_bytes} bytes/element" +
+             (f"; the source says {declared}: --dtype {declared})" if declared != report.dtype else ")"))
+    parts = [f"Network: {safe_text(report.name) if report.name else '(unnamed)'}",
+             *([safe_text(assumed.built)] if assumed.built else []),
+             f"input {shape_text(report.input_shape)}" + (f" = {safe_text(assumed.input)}" if assumed.input else ""),
+             *layout, dtype, f"batch {report.batch}", *(safe_text(m) for m in assumed.more),
+             f"outputs: {', '.join(safe_text(o) for o in report.outputs)}"]
+    return ("- " if markdown else "") + " · ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------------- fitting
+
+#: the default columns left out first when the table is too wide, in this order (the name is always kept)
+DROP_ORDER = ("memory", "flops", "type", "share", "macs", "output_shape")
+
+
+def fit_table(rows: list[Row], cols: list[Column], numbers: str, keras: bool, totals, width: int,
+              explicit: bool) -> tuple[str, bool]:
+    """The table at most ``width`` wide if it can be (see :func:`render_report`); and whether it has folded rows."""
+    folded = any(row.copies > 1 for row in rows)
+    number_choices = ["exact", "human"] if numbers == "auto" else [numbers]
+    cache: dict[tuple, list[str]] = {}
+
+    def cells_of(c: Column, numbers_: str, compact: bool) -> list[str]:
+        key = (c.key, numbers_ if c.kind in ("count", "bytes") else "", compact if "shape" in c.kind else False)
+        if key not in cache:
+            cache[key] = [cell(c, row, numbers_, keras, compact) for row in rows]
+        return cache[key]
+
+    def attempt(chosen: list[Column], numbers_: str, compact: bool) -> tuple[int, list[list[str]], list[str]]:
+        columns = [cells_of(c, numbers_, compact) for c in chosen]
+        total_row = _total_row(chosen, totals, numbers_, False)
+        widths = [max([len(c.header), len(t), *map(len, cells)]) for c, cells, t in zip(chosen, columns, total_row)]
+        return sum(widths) + 2 * (len(chosen) - 1), columns, total_row
+
+    # exact numbers first (with shapes written compactly, then without the output bytes if need be), then human
+    # numbers; the columns left out are then left out in DROP_ORDER
+    first, last = number_choices[0], number_choices[-1]
+    plans = [(first, False, ()), (first, True, ()), (first, True, ("memory",)), (last, True, ())]
+    for numbers_, compact, without in plans:
+        chosen = [c for c in cols if explicit or c.key not in without]
+        size, columns, total_row = attempt(chosen, numbers_, compact)
+        if size <= width:
+            break
+    dropped: list[Column] = []
+    while size > width and not explicit:
+        droppable = [key for key in DROP_ORDER if any(c.key == key for c in chosen)]
+        if not droppable:
+            break
+        dropped += [c for c in chosen if c.key == droppable[0]]
+        chosen = [c for c in chosen if c.key != droppable[0]]
+        size, columns, total_row = attempt(chosen, numbers_, compact)
+    for column in reversed(dropped[:-1]):        # a column dropped early may fit again beside what is left
+        tried = [c for c in cols if c in chosen or c is column]
+        tried_size, tried_columns, tried_total = attempt(tried, numbers_, compact)
+        if tried_size <= width:
+            chosen, size, columns, total_row = tried, tried_size, tried_columns, tried_total
+    names = [k for k, c in enumerate(chosen) if c.key == "name"]
+    if size > width and names:                    # long names shortened in the middle, to what is left
+        k = names[0]
+        longest = max(map(len, columns[k]), default=0)
+        room = max(16, longest - (size - width))
+        columns[k] = [middle_cut(text, room) for text in columns[k]]
+    body = [list(values) for values in zip(*columns)] if columns else [[] for _ in rows]
+    return _draw(chosen, body, total_row, markdown=False), folded
+
+
+def middle_cut(text: str, room: int) -> str:
+    """``text`` at most ``room`` characters, its middle replaced by ``…`` (a layer name's start and end say most).
+
+    >>> middle_cut("model.layers.0.post_attention_layernorm", 24)
+    'model.layers…n_layernorm'
+    """
+    if len(text) <= room:
+        return text
+    tail = (room - 1) // 2
+    return text[: room - 1 - tail] + "…" + text[len(text) - tail:]
+
+
+def _total_row(cols: list[Column], totals, numbers: str, markdown: bool) -> list[str]:
+    if totals is None or not any(c.total for c in cols):
+        return []
+    label_at = 0 if not cols[0].total else None
+    row = []
+    for i, c in enumerate(cols):
+        value = _totals_value(c, totals)
+        if value is not None:
+            row.append(count(value, numbers) if c.kind == "count" else nbytes(value, numbers))
+        elif c.kind == "share":
+            row.append("100.0")
+        else:
+            row.append("total" if i == label_at else "")
+    return [f"**{v}**" if v else "" for v in row] if markdown else row
+
+
+def _totals_value(column: Column, totals) -> Optional[int]:
+    return {"params": totals.params, "buffers": totals.buffers, "macs": totals.macs, "flops": totals.flops,
+            "param_memory": totals.param_bytes, "memory": totals.activation_bytes,
+            "param_count": totals.params + totals.buffers}.get(column.key)
+
+
+def _draw(cols: list[Column], body: list[list[str]], total_row: list[str], markdown: bool) -> str:
+    """A table in the "simple" style (a header, a rule, the rows, a rule, the totals) or as GitHub markdown; in
+    time linear in its cells."""
+    right = [c.kind in ("count", "bytes", "share") or c.key == "index" for c in cols]
+    rows = body + ([total_row] if total_row else [])
+    widths = [max([len(c.header), *(len(r[k]) for r in rows)]) for k, c in enumerate(cols)]
+    if markdown:
+        widths = [max(w, 3) for w in widths]
+
+    def line(values: list[str]) -> str:
+        cells = [v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right)]
+        return "| " + " | ".join(cells) + " |" if markdown else "  ".join(cells).rstrip()
+
+    rule = ("|" + "|".join((("-" * (w + 1) + ":") if r else (":" + "-" * (w + 1))) for w, r in zip(widths, right))
+            + "|") if markdown else "  ".join("-" * w for w in widths)
+    lines = [line([c.header for c in cols]), rule]
+    lines += [line(r) for r in body]
+    if total_row:
+        if not markdown:
+            lines.append(rule)
+        lines.append(line(total_row))
+    return "\n".join(lines)
+
+
+def render_table(rows: list[Row], cols: list[Column], numbers: str = "exact", keras: bool = False, totals=None,
+                 markdown: bool = False) -> str:
+    """Every row and column as given (no fitting): the markdown form, and tables of other commands."""
+    body = [[cell(c, row, numbers, keras) for c in cols] for row in rows]
+    return _draw(cols, body, _total_row(cols, totals, numbers, markdown), markdown)
 
 
 def render_csv(rows: list[Row], cols: list[Column]) -> str:
@@ -328,54 +563,67 @@ def render_csv(rows: list[Row], cols: list[Column]) -> str:
     return buffer.getvalue().rstrip("\n")
 
 
-def _totals_value(column: Column, totals) -> Optional[int]:
-    return {"params": totals.params, "buffers": totals.buffers, "macs": totals.macs, "flops": totals.flops,
-            "param_memory": totals.param_bytes, "memory": totals.activation_bytes}.get(column.key)
+def notes_text(report, markdown: bool = False) -> str:
+    """Every layer's notes, one line each (the markdown form; ``--notes all``)."""
+    lines = [safe_text(f"{entry.name} ({entry.type}): {note}") for entry in report.layers for note in entry.notes]
+    if not lines:
+        return ""
+    return "\n".join(["- Notes:" if markdown else "Notes:"] + [f"  - {line}" if markdown else f"  {line}"
+                                                              for line in lines])
 
 
-def render_table(rows: list[Row], cols: list[Column], numbers: str = "exact", keras: bool = False, totals=None,
-                 markdown: bool = False) -> str:
-    from tabulate import SEPARATING_LINE, tabulate
-
-    body: list[list[str] | str] = [[cell(c, row, numbers, keras) for c in cols] for row in rows]
-    if totals is not None and any(c.total for c in cols):
-        label_at = 0 if not cols[0].total else None
-        total_row = []
-        for i, c in enumerate(cols):
-            value = _totals_value(c, totals)
-            if value is not None:
-                total_row.append(count(value, numbers) if c.kind == "count" else nbytes(value, numbers))
-            else:
-                total_row.append("total" if i == label_at else "")
-        if markdown:
-            total_row = [f"**{v}**" if v else "" for v in total_row]
-        else:
-            body.append(SEPARATING_LINE)      # tabulate's rule line (≥ 0.9): as wide as every column
-        body.append(total_row)
-    align = ["right" if c.kind in ("count", "bytes") or c.key == "index" else "left" for c in cols]
-    return tabulate(body, headers=[c.header for c in cols], tablefmt="github" if markdown else "simple",
-                    colalign=align, disable_numparse=True)
+def notes_lines_all(report, width: int) -> list[str]:
+    """Every note of every layer, each wrapped to ``width`` with a hanging indent."""
+    text = notes_text(report)
+    return [terminal.wrap_lines(text, width)] if text else []
 
 
-def footer(report, numbers: str = "exact", markdown: bool = False) -> str:
-    """Totals and the conventions the figures follow."""
+def footer(report, numbers: str = "exact", markdown: bool = False, width: int = terminal.UNLIMITED,
+           conventions: bool = True) -> str:
+    """Totals, and the conventions the figures follow: in full (``conventions``, and always in markdown) or as
+    one line saying where they are."""
     t = report.totals
     n = lambda v: count(v, numbers)              # noqa: E731
     b = lambda v: human_bytes(v) if numbers == "human" else f"{exact(v)} B"   # noqa: E731
     lines = [
-        f"Network: {report.name or '(unnamed)'} · input {shape_text(report.input_shape)} · {report.layout} · "
-        f"{report.dtype} ({report.dtype_bytes} bytes/element) · batch {report.batch} · outputs: "
-        f"{', '.join(report.outputs)}",
         f"Totals: params {n(t.params)} · buffers {n(t.buffers)} · MACs {n(t.macs)} · FLOPs {n(t.flops)}",
         f"Memory: params {b(t.param_bytes)} · buffers {b(t.buffer_bytes)} · input {b(t.input_bytes)} · "
         f"all layer outputs {b(t.activation_bytes)} · peak live activations {b(t.peak_activation_bytes)}",
-        "Conventions:",
     ]
     keras = getattr(report, "keras_params", None)
     if keras is not None:                        # a Keras-layout network: the totals as model.summary() prints them
-        lines.insert(2, f"Keras: Total params {n(keras.total)} · Trainable params {n(keras.trainable)} · "
+        lines.insert(1, f"Keras: Total params {n(keras.total)} · Trainable params {n(keras.trainable)} · "
                         f"Non-trainable params {n(keras.non_trainable)}")
     conv = [f"{key}: {text}" for key, text in report.conventions.items()]
     if markdown:
-        return "\n".join([f"- {line}" for line in lines[:-1]] + ["- Conventions:"] + [f"  - {c}" for c in conv])
-    return "\n".join(lines + [f"  {c}" for c in conv])
+        return "\n".join([f"- {line}" for line in lines] + ["- Conventions:"] + [f"  - {c}" for c in conv])
+    if conventions:
+        lines += ["Conventions:"] + [f"  {c}" for c in conv]
+    else:
+        lines.append("Conventions: what each figure counts: --conventions, or docs/conventions.md")
+    return terminal.wrap_lines("\n".join(lines), width)
+
+
+def render_html(report, columns: Optional[list[str]] = None) -> str:
+    """The report as an HTML table (Jupyter's ``_repr_html_``): every layer, exact numbers, a totals row, and the
+    header and totals lines; every text escaped."""
+    from html import escape
+
+    keras = report.layout == "NHWC"
+    cols = [COLUMNS[k] for k in (columns or (KERAS_COLUMNS if keras else DEFAULT_COLUMNS))]
+    rows = group_rows(report.layers, None)
+    right = ' style="text-align:right"'
+
+    def tr(values: list[str], tag: str = "td") -> str:
+        return "<tr>" + "".join(f"<{tag}{right if c.kind in ('count', 'bytes') else ''}>{escape(v)}</{tag}>"
+                                for c, v in zip(cols, values)) + "</tr>"
+
+    body = [tr([cell(c, row, "exact", keras) for c in cols]) for row in rows]
+    total = _total_row(cols, report.totals, "exact", False)
+    parts = [f"<p>{escape(header(report))}</p>", "<table>", "<thead>" + tr([c.header for c in cols], "th")
+             + "</thead>", "<tbody>", *body, "</tbody>"]
+    if total:
+        parts.append("<tfoot>" + tr(total) + "</tfoot>")
+    parts.append("</table>")
+    parts += [f"<p>{escape(line)}</p>" for line in footer(report, conventions=False).split("\n")]
+    return "\n".join(parts)

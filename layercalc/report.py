@@ -116,3 +116,34 @@ class Report(BaseModel):
             if entry.name == name:
                 return entry
         raise KeyError(name)
+
+    # ---- the report as people read it (rendered by layercalc.formatting; imported when asked: a deferred import
+    # keeps the models free of the rendering code, which imports nothing of this module)
+
+    def table(self, columns: Optional[list[str]] = None, width: Optional[int] = None, *, expand: bool = False,
+              depth: Optional[int] = None, numbers: str = "auto", notes: str = "default",
+              conventions: bool = False, keras: Optional[bool] = None) -> str:
+        """The summary table as ``layercalc summary`` prints it: ``columns`` (keys or aliases, e.g. ``["name",
+        "params", "rf"]``; default: the summary's), fitted to ``width`` (None: the terminal's, 80 when there is
+        none; ``layercalc.terminal.UNLIMITED``: no limit), repeated blocks folded unless ``expand``, one row per
+        dotted-name group at ``depth``, ``numbers`` ``"exact"``/``"human"``/``"auto"`` (exact where it fits),
+        ``notes`` ``"default"``/``"all"``/``"none"``, the ``conventions`` in full, ``keras``: Keras' view (None:
+        for an NHWC network)."""
+        from .formatting import parse_columns, render_report
+        keys = parse_columns(",".join(columns)) if columns is not None else None
+        return render_report(self, "table", keys, depth, numbers, keras, width=width, expand=expand, notes=notes,
+                             conventions=conventions)
+
+    def __str__(self) -> str:
+        """``print(report)``: the summary table at the terminal's width (:meth:`table`)."""
+        return self.table()
+
+    def __repr__(self) -> str:
+        t = self.totals
+        return (f"Report(name={self.name!r}, input_shape={self.input_shape}, layers={len(self.layers)}, "
+                f"params={t.params:,}, macs={t.macs:,}, flops={t.flops:,})")
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the table in HTML, every layer, exact numbers, and the totals."""
+        from .formatting import render_html
+        return render_html(self)

@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 from .coverage import AXIS_WORDS, tail_start, unread_between_windows
 from .errors import ShapeError, shown
+from .notes import Routine
 from .shapes import effective_kernel, pool_output_length, same_padding, uncovered_after
 
 Shape = tuple[int, ...]
@@ -342,10 +343,10 @@ def border_notes(spatial: Shape, kernel, stride, dilation, pads, axis_names: str
         if not left_over:
             continue
         span = n + pb + pa - effective_kernel(k, d)
-        notes.append(
-            f"{axis}: (input {n} + padding {pb + pa} − kernel span {effective_kernel(k, d)}) = {span} is not a "
-            f"multiple of stride {s}: the output is floored to {span // s + 1} and "
-            f"{_tail_text(axis, n, pa, left_over)}")
+        note = (f"{axis}: (input {n} + padding {pb + pa} − kernel span {effective_kernel(k, d)}) = {span} is not a "
+                f"multiple of stride {s}: the output is floored to {span // s + 1} and "
+                f"{_tail_text(axis, n, pa, left_over)}")
+        notes.append(Routine(note) if left_over <= pa else note)     # only padding unread: nothing lost
     return notes
 
 

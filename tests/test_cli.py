@@ -528,18 +528,24 @@ def test_solve_transposed_and_none():
 # -------------------------------------------------------------------------------------------------- summary
 
 def test_summary_table_mnist_cnn():
-    out = run("summary", MNIST_CNN).stdout
+    out = run("summary", MNIST_CNN, "--wide").stdout
     total = next(line for line in out.splitlines() if line.startswith("total"))
     assert "93,322" in total and "2,794,240" in total                 # published figures
-    assert "Conventions:" in out and "macs:" in out
-    assert "[1, 64, 11, 11]" in out                                   # 13 − 3 + 1
+    out = runner.invoke(get_app(), ["summary", str(MNIST_CNN), "--width", "80"]).stdout   # exact numbers fit
+    # at 80 columns without the output bytes
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    assert "93,322" in total and "output bytes" not in out and "Totals: params 93,322 · " in out
+    assert "Conventions:" in out and "--conventions" in out          # one line pointing to the full text
+    assert "macs:" in run("summary", MNIST_CNN, "--conventions").stdout
+    assert "[1,64,11,11]" in out                                      # 13 − 3 + 1 (written compactly to fit)
 
 
 def test_summary_totals_rule_spans_every_column():
     # the rule above the totals is drawn like the one under the headers: as wide as each column
     lines = run("summary", MNIST_CNN).stdout.splitlines()
     total_at = next(i for i, line in enumerate(lines) if line.startswith("total"))
-    assert lines[total_at - 1] == lines[1] and set(lines[1]) == {"-", " "}
+    header_at = next(i for i, line in enumerate(lines) if line.startswith("name "))
+    assert lines[total_at - 1] == lines[header_at + 1] and set(lines[header_at + 1]) == {"-", " "}
 
 
 def test_pooling_notes_in_ceil_mode_and_with_same_padding():
@@ -581,7 +587,9 @@ def test_summary_receptive_field_column():
     # conv 3 → pool 2 → conv 3 → pool 2 → conv 3: rf 3, 4 (jump 2), 4 + 2·2 = 8, 8 + 1·2 = 10 (jump 4),
     # 10 + 2·4 = 18
     out = run("summary", MNIST_CNN, "--columns", "name,rf,jump").stdout
-    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[2:14]}
+    lines = out.splitlines()
+    header_at = next(i for i, line in enumerate(lines) if line.startswith("name "))
+    rows = {line.split()[0]: line.split()[1:] for line in lines[header_at + 2:header_at + 14]}
     assert rows["conv2d_3"] == ["8×8", "2×2"] and rows["maxpool2d_5"] == ["10×10", "4×4"]
     assert rows["conv2d_6"] == ["18×18", "4×4"]
 
@@ -643,9 +651,10 @@ def test_summary_overrides():
 
 
 def test_summary_keras_shapes():
-    out = run("summary", MNIST_CNN_KERAS, "--keras-shapes").stdout
+    # an NHWC (Keras) network is shown in Keras' terms by default; --torch-shapes gives the spec's batch 32
+    out = run("summary", MNIST_CNN_KERAS, "--wide").stdout
     assert "(None, 26, 26, 32)" in out and "(None, 10)" in out
-    plain = run("summary", MNIST_CNN_KERAS).stdout                  # the spec's batch 32 otherwise
+    plain = run("summary", MNIST_CNN_KERAS, "--torch-shapes", "--wide").stdout
     assert "[32, 26, 26, 32]" in plain
 
 
@@ -765,7 +774,7 @@ def test_installed_command_debug_shows_traceback_and_pipe_closes_quietly():
     pipe = subprocess.run(f"'{LAYERCALC}' summary zoo:resnet50 2>&1 | head -1", shell=True, capture_output=True,
                           text=True, timeout=60) if (ROOT / "layercalc" / "zoo").exists() else None
     if pipe is not None:
-        assert "Traceback" not in pipe.stdout and pipe.stdout.startswith("name")
+        assert "Traceback" not in pipe.stdout and pipe.stdout.startswith("Network: resnet50")
 
 
 def test_python_dash_m_style_entry_point():
@@ -780,6 +789,10 @@ def test_summary_table_shows_the_layers_notes():
     spec = "input: [1, 28, 28]\nlayers:\n  - {type: conv2d, out_channels: 4, kernel_size: 3, stride: 2}\n"
     result = runner.invoke(get_app(), ["summary", "-"], input=spec)
     assert result.exit_code == 0
+    notes = result.stdout.split("Notes (2; each: --notes all):\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert len(notes) == 2                                  # W's note is H's at another axis: said once
+    assert notes[0].startswith("  conv2d_0 (conv2d) and 1 more alike: H: (input 28 + padding 0")
+    result = runner.invoke(get_app(), ["summary", "-", "--notes", "all", "--wide"], input=spec)
     notes = result.stdout.split("Notes:\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert len(notes) == 2                                  # one per axis
     assert "conv2d_0 (conv2d): H:" in notes[0] and "input row 27 (of 0..27) is never read" in notes[0]

@@ -152,7 +152,7 @@ def _networks():
 
 def test_explanations_agree_with_the_calculator_on_every_example_and_zoo_network():
     """Each figure the explanation computes is compared with the calculator's; a mismatch adds a ⚠ line."""
-    from layercalc.cli import explain_network
+    from layercalc.network_explain import explain_network
 
     checked = 0
     for label, net in _networks():

@@ -394,7 +394,7 @@ def test_summary_of_a_config_json(tmp_path):
     params, flops = hf_counts(hf_model(config), hf_input(config))
     assert report["totals"]["params"] == params and 2 * report["totals"]["macs"] == flops
     assert report["input_shape"] == [1, TOKENS]
-    table = cli("summary", path, "--input", TOKENS).stdout
+    table = cli("summary", path, "--input", TOKENS, "--expand", "--wide").stdout
     assert "model.layers.1.self_attn" in table and f"{params:,}" in table
 
 

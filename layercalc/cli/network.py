@@ -50,6 +50,10 @@ def _load_network(sources, spec: str, batch, input_shape, dtype, layout):
             raise _spec_error(f"{spec}: the model zoo is not available in this installation ({exc})") from None
     else:
         net = sources.load(spec)
+    return _apply_overrides(net, batch, input_shape, dtype, layout)
+
+
+def _apply_overrides(net, batch, input_shape, dtype, layout):
     overrides: dict[str, Any] = {}
     if batch is not None:
         overrides["batch"] = batch
@@ -108,6 +112,11 @@ DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", metavar="DTYPE",
                                                       "(overrides the spec)")]
 
 
+NumbersAuto = Annotated[Optional[str], typer.Option(
+    "--numbers", metavar="exact|human", help="exact (1,234,567) or human (1.23 M); default: exact where it fits the "
+                                            "width, else human; CSV/JSON always exact")]
+
+
 def summary_command(
     spec: SpecArg,
     fmt: Annotated[str, typer.Option("--format", "-f", metavar="table|markdown|csv|json",
@@ -115,69 +124,84 @@ def summary_command(
     columns: Annotated[Optional[str], typer.Option(
         "--columns", "-c", metavar="LIST",
         help="comma-separated: index, name, type, inputs, input_shape, output_shape, params, buffers, macs, flops, "
-             "param_memory, memory, receptive_field, jump, notes (or all). Default: name, type, output_shape, "
-             "params, macs, flops, memory")] = None,
+             "param_memory, memory, receptive_field, jump, notes, param_count (Keras' Param #) (or all). Default: "
+             "name, type, output_shape, params (param_count for a Keras model), macs, flops, memory")] = None,
     depth: Annotated[Optional[int], typer.Option("--depth", min=1, help="group rows by dotted-name prefix "
                                                  "(layer3.2.conv1 → layer3 at depth 1), with subtotals")] = None,
-    numbers: Numbers = "exact",
+    expand: Annotated[bool, typer.Option("--expand", help="every layer on its own row (default: repeated blocks "
+                                                          "folded into one row ×N)")] = False,
+    notes: Annotated[str, typer.Option("--notes", metavar="default|all|none",
+                                       help="all: every note of every layer (default: routine notes counted, "
+                                            "repeated notes said once)")] = "default",
+    conventions: Annotated[bool, typer.Option("--conventions", help="print what each figure counts in full")]
+    = False,
+    numbers: NumbersAuto = None,
     batch: BatchOpt = None,
     input_shape: InputOpt = None,
     dtype: DtypeOpt = None,
-    keras_shapes: Annotated[bool, typer.Option("--keras-shapes", help="shapes as (None, 26, 26, 32), Keras-style")]
-    = False,
+    keras_shapes: Annotated[Optional[bool], typer.Option(
+        "--keras-shapes/--torch-shapes", help="shapes as (None, 26, 26, 32), Keras-style, with Keras' Param # "
+                                             "(default: for an NHWC network)")] = None,
     explain: Annotated[bool, typer.Option("--explain", "-e", help="worked formulas for every layer")] = False,
 ) -> None:
     """Per-layer table of a whole network (shapes, params, MACs, FLOPs, memory) with totals and conventions.
 
-    `--format json` prints `Report.model_dump(mode="json")` exactly (the documented schema); --columns, --depth and
-    --explain apply to the table and markdown forms (and --columns/--depth to csv).
+    The table fits the terminal (--wide: no limit): repeated blocks are folded into one row ×N (--expand: every
+    layer), notes said once (--notes all: each). `--format json` prints `Report.model_dump(mode="json")` exactly
+    (the documented schema); markdown and csv hold every layer with exact numbers; --columns, --depth and --explain
+    apply to the table and markdown forms (and --columns/--depth to csv).
     """
-    from ..formatting import parse_columns, render_report
+    from .. import terminal
+    from ..formatting import FORMATS, NOTES_MODES, parse_columns, render_report
 
-    fmt = _check_choice(fmt, ("table", "markdown", "csv", "json"), "--format")
-    numbers = _check_choice(numbers, ("exact", "human"), "--numbers")
+    fmt = _check_choice(fmt, FORMATS, "--format")
+    numbers = "auto" if numbers is None else _check_choice(numbers, ("exact", "human"), "--numbers")
+    notes = _check_choice(notes, NOTES_MODES, "--notes")
     if fmt == "json":
         given = [name for name, value in (("--columns", columns), ("--depth", depth), ("--explain", explain),
-                                          ("--keras-shapes", keras_shapes)) if value]
+                                          ("--keras-shapes", keras_shapes is not None)) if value]
         if given:
             raise _spec_error(f"{', '.join(given)} cannot be combined with --format json (the JSON is the whole "
                               f"report, every layer and field)")
     if fmt == "csv" and explain:
         raise _spec_error("--explain cannot be combined with --format csv")
-    keys = parse_columns(columns)
-    net = load_network(spec, batch, input_shape, dtype)
+    keys = parse_columns(columns) if columns is not None else None
+    net, assumed = load_network_assumed(spec, batch, input_shape, dtype)
     with spec_context(spec):
         report = net.analyze()
-    print(render_report(report, fmt, keys, depth, numbers, keras_shapes))
+    print(render_report(report, fmt, keys, depth, numbers, keras_shapes,
+                        width=terminal.terminal_width(), expand=expand,     # --wide/--width: the CLI's own
+                        notes=notes, conventions=conventions, assumed=assumed))
     if explain:
         text = "\n".join(explain_network(net, report))
         print("\n```\n" + text + "\n```" if fmt == "markdown" else "\n" + text)
 
 
 def explain_network(net, report) -> list[str]:
-    """Every layer's worked formulas, in execution order."""
-    from ..explain import explain_layer
-    from ..formatting import shape_text
-    from ..names import split_output
+    """:func:`layercalc.network_explain.explain_network` (kept here for the CLI's callers; imported when called:
+    the explanations are not loaded for other commands)."""
+    from ..network_explain import explain_network as explain
+    return explain(net, report)
 
-    by_name = {entry.name: entry for entry in report.layers}
-    rank = len(net.input) - 1
-    lines = []
-    for step in net.resolve():
-        source = step.inputs[0] if step.inputs else None
-        if source is None:                             # a layer without inputs (a learnable tensor)
-            input_rf = None
-        elif source == "input":
-            input_rf = ([1] * rank, [1] * rank) if rank >= 1 else None
-        else:
-            producer = by_name[split_output(source)[0]]
-            input_rf = (producer.receptive_field, producer.jump) if producer.receptive_field else None
-        ins = ", ".join(shape_text(s) for s in step.input_shapes)
-        lines.append(f"[{step.index}] {step.name} ({step.layer.type_name}): {ins} → "
-                     f"{shape_text(step.facts.output_shape)}")
-        lines += ["    " + line for line in explain_layer(step.layer, step.input_shapes, step.facts,
-                                                          net.channels_last, report.dtype_bytes, input_rf)]
-    return lines
+
+def load_network_assumed(spec: str, batch: Optional[int] = None, input_shape: Optional[str] = None,
+                         dtype: Optional[str] = None) -> tuple[Any, Any]:
+    """:func:`load_network`, and what the source left open and was assumed (a Hugging Face config: the class
+    built, the default sequence length and where it came from, the dtype), for the summary's header line. The
+    file is read once (:func:`layercalc.sources.read_file`: a FIFO or ``<(…)`` has no second reading)."""
+    from .. import sources
+
+    if spec == "-" or spec.startswith("zoo:"):
+        return load_network(spec, batch, input_shape, dtype), None
+    from ..display import config_assumptions
+    from ..errors import safe_text
+    from ..spec import from_data
+
+    with spec_context(spec):
+        kind, parsed, data = sources.read_file(spec)
+        net = from_data(data, spec)
+        assumed = config_assumptions(parsed, safe_text(spec), data) if kind == "huggingface" else None
+        return _apply_overrides(net, batch, input_shape, dtype, None), assumed
 
 
 def convert_command(

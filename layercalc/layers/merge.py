@@ -16,6 +16,7 @@ from pydantic import Field
 
 from ..errors import NumericError, layer_label
 from ..explain import Explanation, n, prod_text
+from ..notes import Routine
 from ..rules import Context, Facts, ReceptiveField, Shape, Tensor, fmt_dims, fmt_shape, normalize_dim, numel
 from .base import Int, LayerBase, LayerMixin, _alias, register_layer
 
@@ -82,9 +83,9 @@ def merge_rf(inputs: list[Tensor], output_shape: Optional[Shape] = None, channel
     widest = ReceptiveField(tuple(f.size[i] for i, f in enumerate(per_dim)),
                             tuple(f.jump[i] for i, f in enumerate(per_dim)),
                             tuple(f.start2[i] for i, f in enumerate(per_dim)))
-    note = ("inputs have different receptive fields (" + "; ".join(
+    note = Routine("inputs have different receptive fields (" + "; ".join(
         f"{fmt_dims(int(math.ceil(v)) for v in f.size)} jump {fmt_dims(f.jump)}" for f in fields)
-        + "): reporting the largest in each dim")
+        + "): reporting the largest in each dim")   # the documented convention: routine
     return widest, [note]
 
 

@@ -86,7 +86,8 @@ def outputs() -> dict[str, str]:
     for spec in specs():
         stem = spec.replace("zoo:", "zoo_").replace("examples/", "example_").removesuffix(".yaml")
         found[f"{stem}.json"] = run(["summary", spec, "--format", "json"])
-        found[f"{stem}.explain.txt"] = run(["summary", spec, "--columns", "all", "--explain"])
+        found[f"{stem}.explain.txt"] = run(["summary", spec, "--columns", "all", "--expand", "--notes", "all",
+                                            "--conventions", "--wide", "--explain"])
     found["schema.json"] = run(["schema"])
     lines = []
     for type_name, args in CALCULATORS.items():
