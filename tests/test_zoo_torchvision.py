@@ -332,7 +332,8 @@ def test_state_dict_as_saved_runs_to_torchvision_logits(name, tmp_path):
     np.savez(tmp_path / "w.npz", **{k: v.numpy() for k, v in model.state_dict().items()})
     np.save(tmp_path / "x.npy", x.numpy())
     result = CliRunner().invoke(get_app(), ["run", f"zoo:{name}", "--weights", str(tmp_path / "w.npz"), "--input",
-                                            str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")])
+                                            str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"),
+                                            "--wide"])  # the line is read whole (not wrapped to 80 columns)
     assert result.exit_code == 0, result.output
     assert f"weights: from {tmp_path / 'w.npz'} for all " in result.output      # none drawn from the seed
     got = np.load(tmp_path / "y.npy")
