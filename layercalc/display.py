@@ -350,28 +350,3 @@ class Assumptions:
     input: Optional[str] = None              # the default input and where it came from
     declared_dtype: Optional[str] = None     # the source's own dtype (a config's torch_dtype), if it says one
     more: list[str] = field(default_factory=list)   # conventions applied to the source's keys
-
-
-def config_assumptions(raw, origin: str, spec) -> Assumptions:
-    """What a Hugging Face config left open (see :class:`Assumptions`), from the importer's own account of it
-    (``importers.huggingface.header_notes``: the class built, the input, the keys counted by a convention).
-
-    >>> said = config_assumptions({"model_type": "llama", "torch_dtype": "bfloat16"}, "config.json", None)
-    >>> said.built
-    'LlamaModel (no architectures in the config: the base model)'
-    >>> said.input, said.declared_dtype
-    ('2048 tokens (the llama default max_position_embeddings, at most 2048)', 'bfloat16')
-    """
-    from .importers.huggingface import header_notes
-
-    built, *rest = header_notes(raw, origin, spec)
-    said = Assumptions(built=built)
-    for line in rest:
-        if line.startswith("input: ") and said.input is None:
-            said.input = line[len("input: "):].split("; --input")[0]
-        else:
-            said.more.append(line)
-    declared = raw.get("torch_dtype", raw.get("dtype"))
-    if isinstance(declared, str):
-        said.declared_dtype = declared
-    return said

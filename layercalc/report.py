@@ -129,7 +129,7 @@ class Report(BaseModel):
         dotted-name group at ``depth``, ``numbers`` ``"exact"``/``"human"``/``"auto"`` (exact where it fits),
         ``notes`` ``"default"``/``"all"``/``"none"``, the ``conventions`` in full, ``keras``: Keras' view (None:
         for an NHWC network)."""
-        from .formatting import parse_columns, render_report
+        from .formatting import parse_columns, render_report  # deferred: the renderers, when a report is printed
         keys = parse_columns(",".join(columns)) if columns is not None else None
         return render_report(self, "table", keys, depth, numbers, keras, width=width, expand=expand, notes=notes,
                              conventions=conventions)
@@ -145,5 +145,5 @@ class Report(BaseModel):
 
     def _repr_html_(self) -> str:
         """Jupyter's view: the table in HTML, every layer, exact numbers, and the totals."""
-        from .formatting import render_html
+        from .formatting import render_html  # deferred: the renderers, when a report is printed
         return render_html(self)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import zoo
 from .blocks import fold
+from .display import Assumptions
 from .errors import SpecError, safe_text, shown
 from .graph import Network
 from .importers import KINDS, ONNX_FIRST_BYTE, ZIP_MAGIC, kind_of_data, spec_data
@@ -187,3 +188,28 @@ def run(network: Network, x: Any = None, weights: WeightsSource = None, seed: in
         weights = read_weights(weights, network.resolve(), network.channels_last, limit)
         max_memory = limit
     return executor.run(network, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory)
+
+
+def config_assumptions(raw, origin: str, spec) -> Assumptions:
+    """What a Hugging Face config left open (see :class:`Assumptions`), from the importer's own account of it
+    (``importers.huggingface.header_notes``: the class built, the input, the keys counted by a convention).
+
+    >>> said = config_assumptions({"model_type": "llama", "torch_dtype": "bfloat16"}, "config.json", None)
+    >>> said.built
+    'LlamaModel (no architectures in the config: the base model)'
+    >>> said.input, said.declared_dtype
+    ('2048 tokens (the llama default max_position_embeddings, at most 2048)', 'bfloat16')
+    """
+    from .importers.huggingface import header_notes  # deferred: the Hugging Face importer, for a config only
+
+    built, *rest = header_notes(raw, origin, spec)
+    said = Assumptions(built=built)
+    for line in rest:
+        if line.startswith("input: ") and said.input is None:
+            said.input = line[len("input: "):].split("; --input")[0]
+        else:
+            said.more.append(line)
+    declared = raw.get("torch_dtype", raw.get("dtype"))
+    if isinstance(declared, str):
+        said.declared_dtype = declared
+    return said

@@ -118,3 +118,19 @@ def test_yaml_is_loaded_safely(tmp_path):
 def test_every_error_is_a_layercalc_error():
     for cls in (SpecError, ShapeError, GraphError):
         assert issubclass(cls, LayerCalcError)
+
+
+def test_a_missing_type_lists_every_type_not_only_the_families_loaded_so_far():
+    # the families load lazily (a spec of convs imports no attention family): the message must still list every
+    # registered type — it listed the 44 of the start-up families, leaving out e.g. batchnorm2d and lstm
+    import subprocess
+    import sys
+    code = ("import layercalc\n"
+            "try:\n"
+            "    layercalc.load({'input': [16], 'layers': [{'repeat': 2, 'layers': []}]})\n"
+            "except layercalc.LayerCalcError as e:\n"
+            "    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "missing field 'type'" in out
+    for type_name in ("batchnorm2d", "lstm", "multi_head_attention", "conv2d"):
+        assert type_name in out, type_name

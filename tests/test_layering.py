@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent / "layercalc"
 
 #: the layers, bottom first; a module matches the first pattern that names it (``layers.*``: every family module)
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "names", "terminal", "formatting", "shapes", "coverage", "report", "kernels"),  # text, numbers
+    ("errors", "names", "notes", "terminal", "display", "formatting", "shapes", "coverage", "report",
+     "kernels"),                                                                  # text, numbers, rendering
     ("layers.base",),                                                             # the layer protocol, the registry
     ("rules", "explain"),                                                         # what the layer rules share
     ("layers.*",),                                                                # the layer families
@@ -36,7 +37,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("spec",),                                                                    # parse and validate specs
     ("zoo", "importers", "importers.*"),                                          # bundled specs, other tools' files
     ("sources",),                                                                 # load, convert, weights files
-    ("verify", "conformance", "drawing"),                                         # library jobs over networks
+    ("verify", "conformance", "drawing", "network_explain"),                      # library jobs over networks
     ("cli", "cli.*"),                                                             # the command line
     ("", "__main__"),                                                             # the package's lazy exports
 ]

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from .network import BatchOpt, InputOpt, SpecArg, load_network, spec_context
-from .options import _check_choice, _spec_error
+from .options import _check_choice, write_output
 
 # deferred imports (drawing, terminal):
 # each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
@@ -52,19 +52,7 @@ def draw_command(
         text = to_dot(graph, show_shapes, direction)
         if fmt == "svg":
             text = to_svg(text)
-    _write(text, output)
-
-
-def _write(text: str, output: Optional[str]) -> None:
-    import sys
-    if output is None:
-        sys.stdout.write(text)
-        return
-    try:
-        with open(output, "w", encoding="utf-8") as stream:
-            stream.write(text)
-    except OSError as exc:
-        raise _spec_error(f"--output {output}: cannot write: {exc.strerror or exc}") from None
+    write_output(text, output)
 
 
 def chart_command(

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..errors import LayerCalcError, SpecError
-from .options import Numbers, _check_choice, _spec_error, parse_shape
+from ..errors import LayerCalcError, SpecError, safe_text
+from .options import Numbers, _check_choice, _spec_error, parse_shape, write_output
 
-# deferred imports (sources, spec, graph, formatting, explain, names, zoo, executor, verify, weights):
+# deferred imports (sources, spec, graph, formatting, network_explain, terminal, zoo):
 # each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
 # models or NumPy (start-up target 0.3 s)
 
@@ -193,14 +193,12 @@ def load_network_assumed(spec: str, batch: Optional[int] = None, input_shape: Op
 
     if spec == "-" or spec.startswith("zoo:"):
         return load_network(spec, batch, input_shape, dtype), None
-    from ..display import config_assumptions
-    from ..errors import safe_text
     from ..spec import from_data
 
     with spec_context(spec):
         kind, parsed, data = sources.read_file(spec)
         net = from_data(data, spec)
-        assumed = config_assumptions(parsed, safe_text(spec), data) if kind == "huggingface" else None
+        assumed = sources.config_assumptions(parsed, safe_text(spec), data) if kind == "huggingface" else None
         return _apply_overrides(net, batch, input_shape, dtype, None), assumed
 
 
@@ -219,14 +217,7 @@ def convert_command(
             text = sources.convert(sources.parse_text(_read_stdin(), "<stdin>"))
         else:
             text = sources.convert(source)
-    if output is None:
-        sys.stdout.write(text)
-        return
-    try:
-        with open(output, "w", encoding="utf-8") as stream:
-            stream.write(text)
-    except OSError as exc:
-        raise _spec_error(f"--output {output}: cannot write: {exc.strerror or exc}") from None
+    write_output(text, output)
 
 
 def schema_command() -> None:

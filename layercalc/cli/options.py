@@ -101,6 +101,19 @@ def _spec_error(message: str):
     return SpecError(message)
 
 
+def write_output(text: str, output: Optional[str]) -> None:
+    """A command's text to standard output, or to the file ``--output`` names (an unwritable path: one line)."""
+    import sys
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as stream:
+            stream.write(text)
+    except OSError as exc:
+        raise _spec_error(f"--output {output}: cannot write: {exc.strerror or exc}") from None
+
+
 def _json_list(text: str, option: str):
     import json
     try:

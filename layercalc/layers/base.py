@@ -772,6 +772,7 @@ def parse_layer(raw: Any, index: int) -> "LayerBase":
                         f"{shown(key)} ({type(key).__name__}) is not a field name: a layer's keys are text "
                         f"(its field names)")
     if type_ is None:
+        load_families()                           # the list names every type, not only the families loaded so far
         raise SpecError(f"{layer_label(index, name, None)}: missing field 'type' "
                         f"(one of: {', '.join(sorted(LAYER_TYPES))})")
     if isinstance(type_, str) and not _known_type(type_):
