@@ -473,7 +473,7 @@ def _may_overwrite(src: str, position: int, step, tensors, last_use, protected) 
 
 def run(network: Network, x: Optional[npt.ArrayLike] = None, weights: WeightsSource = None, seed: int = 0,
         dtype: Optional[npt.DTypeLike] = None, max_memory: Union[int, float, str, None] = None,
-        ) -> Union[np.ndarray, dict[str, np.ndarray]]:
+        steps: Optional[list] = None) -> Union[np.ndarray, dict[str, np.ndarray]]:
     """Execute ``network``'s forward pass (inference mode) and return its output.
 
     ``x``: input array ``[batch, *network.input]`` (random normal from ``seed`` when omitted; its batch size
@@ -482,7 +482,8 @@ def run(network: Network, x: Optional[npt.ArrayLike] = None, weights: WeightsSou
     ``dtype``: float32 (default) or float64. ``max_memory``: bytes or a size string (default 80 % of the available
     memory); a run estimated above it raises ``ResourceError`` before starting.
 
-    Returns an ndarray when the network has one output, else ``{output_name: ndarray}``.
+    Returns an ndarray when the network has one output, else ``{output_name: ndarray}``. ``steps``: as
+    :func:`execute` takes them.
     """
-    outputs = execute(network, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory)
+    outputs = execute(network, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory, steps=steps)
     return next(iter(outputs.values())) if len(outputs) == 1 else outputs

@@ -26,7 +26,7 @@ from .display import Assumptions
 from .errors import SpecError, safe_text, shown
 from .graph import Network
 from .importers import KINDS, ONNX_FIRST_BYTE, ZIP_MAGIC, kind_of_data, spec_data
-from .spec import from_data, parse_text, read_capped, to_yaml
+from .spec import file_errors, from_data, parse_text, read_capped, to_yaml
 
 if TYPE_CHECKING:
     from .weights import WeightSources, WeightsSource
@@ -64,13 +64,20 @@ def from_parsed(data: Any, origin: str = "spec") -> Network:
 
 def read_source(source: Union[str, os.PathLike, Mapping]) -> tuple[str, Any]:
     """``(kind, spec data)`` of a spec or model file path, ``zoo:NAME`` or parsed data (kinds: :data:`KINDS`)."""
+    kind, _, data = _read(source)
+    return kind, data
+
+
+def _read(source: Union[str, os.PathLike, Mapping]) -> tuple[str, Any, Any]:
+    """``(kind, parsed, spec data)`` of any source :func:`read_source` takes (``parsed``: the data as the source
+    holds it — a config before conversion — or None for a binary model file)."""
     if isinstance(source, Mapping):
-        return kind_of_data(source), spec_data(source, "spec")
+        return kind_of_data(source), source, spec_data(source, "spec")
     text = os.fspath(source)
     if isinstance(text, str) and text.startswith("zoo:"):
-        return "layercalc", zoo.read(text[4:])
-    kind, _, data = read_file(text)
-    return kind, data
+        data = zoo.read(text[4:])
+        return "layercalc", data, data
+    return read_file(text)
 
 
 def read_file(path: Union[str, os.PathLike]) -> tuple[str, Any, Any]:
@@ -78,7 +85,7 @@ def read_file(path: Union[str, os.PathLike]) -> tuple[str, Any, Any]:
     (zip) or an ONNX model (protobuf) from text; text (at most :data:`~layercalc.spec.MAX_SPEC_BYTES`) is parsed
     — ``parsed`` — and a Keras model JSON or a Hugging Face config in it converted to spec data."""
     origin = safe_text(os.fspath(path))
-    try:
+    with file_errors(origin, "a spec file or a model file (.keras, .onnx, Keras JSON, Hugging Face config.json)"):
         with open(path, "rb") as stream:
             regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
             head = stream.read(len(ZIP_MAGIC))
@@ -88,13 +95,6 @@ def read_file(path: Union[str, os.PathLike]) -> tuple[str, Any, Any]:
                 text = None
             else:
                 kind, text = "text", read_capped(stream, origin, head)
-    except FileNotFoundError:
-        raise SpecError(f"{origin}: no such file") from None
-    except IsADirectoryError:
-        raise SpecError(f"{origin}: is a directory, expected a spec file or a model file (.keras, .onnx, Keras "
-                        f"JSON, Hugging Face config.json)") from None
-    except OSError as e:
-        raise SpecError(f"{origin}: cannot read: {e.strerror or e}") from None
     if text is None:
         if not regular:        # the importers read a model file by path, with its own size caps
             raise SpecError(f"{origin}: a {KINDS[kind]} read from a pipe or device; save it to a file first")
@@ -111,13 +111,7 @@ def convert(source: Union[str, os.PathLike, Mapping]) -> str:
     """A model file (``.keras``, Keras JSON, Hugging Face config.json, ``.onnx``), ``zoo:NAME`` or a spec, written
     as a layercalc YAML spec (what ``layercalc convert`` prints). The network is validated first: a source that
     cannot be analyzed gets the error ``summary`` would give, not a spec that fails later."""
-    raw: Any = source
-    if isinstance(source, Mapping):
-        kind, data = kind_of_data(source), spec_data(source, "spec")
-    elif isinstance(os.fspath(source), str) and os.fspath(source).startswith("zoo:"):
-        kind, data = read_source(source)
-    else:
-        kind, raw, data = read_file(source)
+    kind, raw, data = _read(source)
     origin = "spec" if isinstance(source, Mapping) else safe_text(os.fspath(source))
     from_data(data, origin)
     if kind != "layercalc":                 # an imported model's repeated blocks written once
@@ -183,11 +177,13 @@ def run(network: Network, x: Any = None, weights: WeightsSource = None, seed: in
     run's memory limit): what ``Network.run`` calls."""
     from . import executor  # deferred: NumPy (~60 ms), which analysis never needs
 
+    steps = None
     if isinstance(weights, (str, os.PathLike)):
         limit = executor.memory_limit(max_memory)
-        weights = read_weights(weights, network.resolve(), network.channels_last, limit)
+        steps = network.resolve()                    # once: for the file's checks and the run
+        weights = read_weights(weights, steps, network.channels_last, limit)
         max_memory = limit
-    return executor.run(network, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory)
+    return executor.run(network, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory, steps=steps)
 
 
 def config_assumptions(raw, origin: str, spec) -> Assumptions:

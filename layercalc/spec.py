@@ -21,9 +21,9 @@ import json
 import os
 import re
 import reprlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Union
 
 from pydantic import ValidationError
@@ -303,17 +303,24 @@ def parse_text(text: str, origin: str = "<spec>", fmt: str | None = None) -> Any
 
 def read_text_file(path: Union[str, os.PathLike]) -> Any:
     """A YAML or JSON file, parsed (at most :data:`MAX_SPEC_BYTES`)."""
-    path = Path(path)
-    try:
+    origin = safe_text(str(path))
+    with file_errors(origin, "a YAML or JSON spec file"):
         with open(path, "rb") as stream:
-            text = read_capped(stream, safe_text(str(path)))
-        return parse_text(text, safe_text(str(path)))
+            text = read_capped(stream, origin)
+    return parse_text(text, origin)
+
+
+@contextmanager
+def file_errors(origin: str, expected: str) -> Iterator[None]:
+    """A file that cannot be opened or read as one line naming it (``expected``: what a directory is not)."""
+    try:
+        yield
     except FileNotFoundError:
-        raise SpecError(f"{safe_text(str(path))}: no such file") from None
+        raise SpecError(f"{origin}: no such file") from None
     except IsADirectoryError:
-        raise SpecError(f"{safe_text(str(path))}: is a directory, expected a YAML or JSON spec file") from None
+        raise SpecError(f"{origin}: is a directory, expected {expected}") from None
     except OSError as e:
-        raise SpecError(f"{safe_text(str(path))}: cannot read: {e.strerror or e}") from None
+        raise SpecError(f"{origin}: cannot read: {e.strerror or e}") from None
 
 
 def read_capped(stream, origin: str, head: bytes = b"") -> str:

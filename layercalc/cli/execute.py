@@ -62,18 +62,16 @@ class Progress:
             self.bar = None
 
 
-def _load_weights(path: Optional[str], net=None, limit: Optional[int] = None):
+def _load_weights(path: Optional[str], net, steps, limit: Optional[int] = None):
     """The --weights file (an .npz, a Keras .keras or .weights.h5 file, or an ONNX file), its headers checked
-    against ``net``'s layers and ``limit`` before any array is read."""
+    against ``net``'s resolved ``steps`` and ``limit`` before any array is read."""
     if path is None:
         return None
     from ..executor import default_memory_limit
     from ..sources import read_weights
     if not os.path.exists(path):
         raise _spec_error(f"--weights: {path}: no such file")
-    steps = net.resolve() if net is not None else None
-    return read_weights(path, steps, bool(net is not None and net.channels_last),
-                        default_memory_limit() if limit is None else limit)
+    return read_weights(path, steps, net.channels_last, default_memory_limit() if limit is None else limit)
 
 
 MaxMemoryOpt = Annotated[Optional[str], typer.Option(
@@ -88,6 +86,8 @@ WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", metavar="F
                                                         "Keras .keras or .weights.h5 file, or an ONNX file (its "
                                                         "initializers; missing ones are random)")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the random input and weights")]
+ProgressOpt = Annotated[Optional[bool], typer.Option("--progress/--no-progress",
+                                                     help="progress bar on stderr (default: on a terminal)")]
 
 
 def verify_command(
@@ -98,8 +98,7 @@ def verify_command(
     seed: SeedOpt = 0,
     dtype: ComputeDtypeOpt = None,
     max_memory: MaxMemoryOpt = None,
-    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress",
-                                                     help="progress bar on stderr (default: on a terminal)")] = None,
+    progress: ProgressOpt = None,
     numbers: Numbers = "exact",
 ) -> None:
     """Run the real forward pass (NumPy) and check every layer's output shape and MACs against the analysis.
@@ -118,7 +117,7 @@ def verify_command(
     bar = Progress(_stderr_is_a_terminal() if progress is None else progress)
     try:
         with spec_context(spec):
-            loaded = _load_weights(weights, net, limit)
+            loaded = _load_weights(weights, net, net.resolve(), limit)
             result = verify(net, weights=loaded, seed=seed, progress=bar, dtype=dtype, max_memory=limit)
             sources = result.weights or weight_sources(net, loaded, seed)
     except MemoryError:
@@ -213,8 +212,7 @@ def run_command(
     seed: SeedOpt = 0,
     dtype: ComputeDtypeOpt = None,
     max_memory: MaxMemoryOpt = None,
-    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress",
-                                                     help="progress bar on stderr (default: on a terminal)")] = None,
+    progress: ProgressOpt = None,
 ) -> None:
     """Run the network's forward pass on your data with the bundled NumPy executor.
 
@@ -227,9 +225,8 @@ def run_command(
     net = load_network(spec, batch)
     limit = _max_memory(max_memory)
     from ..executor import default_memory_limit, execute
-    from ..sources import weight_sources
     from ..terminal import terminal_width, wrap, wrap_lines
-    from ..weights import load_array
+    from ..weights import load_array, weight_sources
 
     def check_input_shape(shape) -> None:
         expected = [*net.input]
@@ -249,12 +246,13 @@ def run_command(
             x = load_array(input_path, "--input", default_memory_limit() if limit is None else limit,
                            check_input_shape)
         with spec_context(spec):
-            loaded = _load_weights(weights, net, limit)
+            steps = net.resolve()                  # once: for the weights file, the run and the weights' account
+            loaded = _load_weights(weights, net, steps, limit)
             # executor.run's answer, with a progress bar: a bar on a terminal only, after half a second
             made = execute(net, x=x, weights=loaded, seed=seed, dtype=dtype, max_memory=limit,
-                           on_layer=lambda done, total, step, output, macs: bar(done, total, step.name))
+                           on_layer=lambda done, total, step, output, macs: bar(done, total, step.name), steps=steps)
             out = next(iter(made.values())) if len(made) == 1 else made
-            sources = weight_sources(net, loaded, seed, weights)
+            sources = weight_sources(steps, net.channels_last, loaded, seed, weights)
     except MemoryError:
         raise ResourceError("run: ran out of memory; use a smaller input or batch, or a lower --max-memory") from None
     finally:
