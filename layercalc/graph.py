@@ -18,6 +18,7 @@ from .errors import GraphError, LayerCalcError, SpecError, did_you_mean, layer_l
 from .layers import MAX_RANK, Description, Int, LayerBase, PositiveInt, parse_layer, plugin_module
 from .names import INPUT, split_output
 from .report import LayerReport, Report, Totals, layer_entry
+from .serving import Serving, serving
 
 if TYPE_CHECKING:                  # the executor's types (NumPy is imported only when a network is run)
     import numpy as np
@@ -186,8 +187,11 @@ class Network(Description):
             producers.append(bases)
         return names, wired, _topological_order(names, producers, self.layers)
 
-    def resolve(self) -> list[Step]:
-        """Run every layer's shape/cost rule in topological order."""
+    def resolve(self, past: int = 0) -> list[Step]:
+        """Run every layer's shape/cost rule in topological order. ``past``: a decode step's positions already in
+        the KV cache (:attr:`layercalc.rules.Context.past`; :mod:`layercalc.serving`), 0 for a forward pass."""
+        if isinstance(past, bool) or not isinstance(past, int) or past < 0:
+            raise SpecError(f"past: got {shown(past)}: the cached positions are a whole number ≥ 0")
         names, wired, order = self.wiring()
         rank = len(self.input) - 1
         tensors: dict[str, Tensor] = {
@@ -197,7 +201,7 @@ class Network(Description):
         for i in order:
             layer = self.layers[i]
             label = _LazyLabel(i, names[i], layer.type_name)
-            ctx = Context(label, self.channels_last, self.batch, extent)
+            ctx = Context(label, self.channels_last, self.batch, extent, past)
             inputs = [tensors.get(src) or _missing_tensor(src, tensors, label) for src in wired[i]]
             try:
                 facts = infer(layer, inputs, ctx)
@@ -223,15 +227,17 @@ class Network(Description):
 
     # ------------------------------------------------------------------------------------------------ analysis
 
-    def analyze(self, steps: Optional[list[Step]] = None) -> Report:
+    def analyze(self, steps: Optional[list[Step]] = None, past: int = 0) -> Report:
         """The report: every layer's figures and the totals. ``steps``: this network's :meth:`resolve` when the
-        caller already made it (``verify`` resolves once for the report, the weights and the run)."""
+        caller already made it (``verify`` resolves once for the report, the weights and the run). ``past``: the
+        report of a decode step over that many cached positions (:meth:`resolve`; the serving view with prefill
+        and decode side by side is :meth:`serving`)."""
         # Analysis allocates many small objects and no reference cycles; pausing the cyclic garbage collector
         # halves the time on deep networks (measured in bench/bench_analyze.py).
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._analyze(self.resolve() if steps is None else steps)
+            return self._analyze(self.resolve(past) if steps is None else steps)
         finally:
             if was_enabled:
                 gc.enable()
@@ -254,7 +260,8 @@ class Network(Description):
             buffer_bytes=sum(e.buffers for e in entries) * itemsize,
             input_bytes=input_bytes,
             activation_bytes=sum(e.activation_bytes for e in entries),
-            peak_activation_bytes=peak_live_bytes(steps, input_bytes, itemsize))
+            peak_activation_bytes=peak_live_bytes(steps, input_bytes, itemsize),
+            kv_cache_bytes=sum(e.kv_cache_bytes for e in entries))
         conventions = {**CONVENTIONS, "layout": f"{self.layout}: shapes are "
                        + ("[N, ..., C] (channels last)" if self.channels_last else "[N, C, ...] (channels first)"),
                        "dtype": f"{self.dtype}, {itemsize} bytes per element"}
@@ -262,6 +269,11 @@ class Network(Description):
             name=self.name, input_shape=list(self.input_shape), batch=self.batch, layout=self.layout,
             dtype=self.dtype, dtype_bytes=itemsize, outputs=outputs, layers=entries, totals=totals,
             conventions=conventions)
+
+    def serving(self, past: int, new_tokens: int = 1) -> Serving:
+        """Prefill of a ``past``-token prompt and the decode step of ``new_tokens`` after it, side by side: FLOPs,
+        bytes read, arithmetic intensity and the KV cache (:func:`layercalc.serving.serving`)."""
+        return serving(self, past, new_tokens)
 
     def run(self, x: Optional[npt.ArrayLike] = None, weights: WeightsSource = None, seed: int = 0,
             dtype: Optional[npt.DTypeLike] = None, max_memory: Union[int, float, str, None] = None,
@@ -289,7 +301,8 @@ def layer_report(step: Step, itemsize: int) -> LayerReport:
         whole_input=rf is not None and rf.whole,
         notes=f.notes,
         activation=step.layer.output_activation(),
-        trainable=step.layer.trainable)
+        trainable=step.layer.trainable,
+        kv_cache_bytes=step.layer.kv_cache_elements(f) * itemsize)
 
 
 def produced(name: str, facts: Facts) -> list[tuple[str, tuple[int, ...]]]:
@@ -357,6 +370,7 @@ def _count_tied_once(steps: list[Step], channels_last: bool) -> None:
         shared = sum(numel(spec.shape) for spec in mine.values() if not spec.buffer)
         step.facts.params -= shared
         step.facts.buffers -= sum(numel(spec.shape) for spec in mine.values() if spec.buffer)
+        step.facts.geometry["tied_params"] = shared      # still read by this layer's forward pass (serving)
         step.facts.notes.append(f"parameters tied to {target_name!r} ({', '.join(mine)}): {shared:,} counted there, "
                                 f"not again here")
 

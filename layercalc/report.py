@@ -46,6 +46,10 @@ class LayerReport(BaseModel):
                                                         "activation argument), its FLOPs included; null: none")
     trainable: bool = Field(True, description="false for a frozen layer (Keras' trainable: false): its params are "
                                               "non-trainable in Keras' totals")
+    kv_cache_bytes: int = Field(0, description="keys and values kept for generation after this pass (causal "
+                                               "self-attention: batch × positions × kv_heads × (d_k + d_v) × dtype "
+                                               "size, positions = past + the input's); 0 for a layer that keeps "
+                                               "none")
 
 
 def layer_entry(**values: Any) -> LayerReport:
@@ -76,6 +80,7 @@ class Totals(BaseModel):
     peak_activation_bytes: int = Field(
         description="largest total of tensors alive at once in an inference pass that frees each tensor after its "
                     "last use (network input included)")
+    kv_cache_bytes: int = Field(0, description="every layer's KV cache (keys and values kept for generation)")
 
 
 class KerasParams(BaseModel):
