@@ -168,8 +168,11 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
     conv1d = bool(conv1d_modules)
     owned: dict[str, dict[str, Any]] = {}
     unexpected = []
-    for key, value in state_dict.items():
-        key = str(key)
+    split = ARCHITECTURES[_model_type(config, origin)].state_dict_entries
+    entries = ((str(key), value) for key, value in state_dict.items())
+    if split is not None:
+        entries = (entry for key, value in entries for entry in split(key, value))
+    for key, value in entries:
         if key.endswith(_NOT_PARAMETERS):
             continue
         layer, rest = key, ""
