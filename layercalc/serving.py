@@ -105,13 +105,13 @@ def serving(net: Any, past: int, new_tokens: int = 1) -> Serving:
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if what == "past" else 1):
             raise SpecError(f"{what}: got {shown(value)}: expected a whole number ≥ {0 if what == 'past' else 1} "
                             f"({'cached positions' if what == 'past' else 'tokens decoded in one step'})")
+    if not any(step.layer.kv_cache_elements(step.facts) for step in net.resolve()):     # as given: refused first
+        raise SpecError(f"{net.name or 'the network'}: no layer keeps a KV cache (causal self-attention), so there "
+                        f"is no decode step to count: past and new tokens apply to generative (decoder) networks")
     decoding = net.replace(input=[new_tokens, *net.input[1:]])
     steps = decoding.resolve(past)
     report = decoding.analyze(steps)
     decode = phase(decoding, steps, report, past, new_tokens)
-    if not decode.kv_cache_bytes:
-        raise SpecError(f"{net.name or 'the network'}: no layer keeps a KV cache (causal self-attention), so there "
-                        f"is no decode step to count: past and new tokens apply to generative (decoder) networks")
     prefill, prefill_report = None, None
     if past:
         prompt = net.replace(input=[past, *net.input[1:]])

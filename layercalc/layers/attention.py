@@ -141,9 +141,10 @@ def attention_field(query: Tensor, keys: list[Tensor], causal: bool, ctx: Contex
     return None
 
 
-def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any) -> Any:
+def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any, window: int = 0) -> Any:
     """``softmax(scale·q·kᵀ (+ causal mask))·v`` over the last two dims, leading dims broadcast (a k/v head of
-    size 1 serves a group of query heads without a copy); counts the two products' multiply-adds."""
+    size 1 serves a group of query heads without a copy); counts the two products' multiply-adds. ``window``: a
+    sliding window (Mistral's), query i sees keys i − window + 1..i only."""
     import numpy as np
 
     from ..kernels import softmax
@@ -153,7 +154,10 @@ def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any) -> 
     scores *= scale
     if causal:
         lq, lk = scores.shape[-2:]
-        np.copyto(scores, -np.inf, where=np.triu(np.ones((lq, lk), dtype=bool), 1))
+        hidden = np.triu(np.ones((lq, lk), dtype=bool), 1)
+        if window:
+            hidden |= np.tril(np.ones((lq, lk), dtype=bool), -window)
+        np.copyto(scores, -np.inf, where=hidden)
     softmax(scores, -1, out=scores)                  # in place: the scores are the largest array of the layer
     out = np.matmul(scores, v)
     counter.add(scores.size * v.shape[-1])
@@ -194,8 +198,10 @@ class AttentionDims:
     torch_layout: bool     # parameters of nn.MultiheadAttention (in_proj_bias, …); else separate q/k/v biases
     packed: bool           # in_proj_weight [3E, E] (kdim = vdim = E); else q/k/v_proj_weight
     rotary: int = 0        # features of each q and k head rotated by RoPE (0: no rope)
-    past: int = 0          # a decode step's cached positions (Context.past): keys the queries read beyond lk
+    past: int = 0          # a decode step's cached positions the queries read beyond lk (Context.past, at most
+    #                        window − 1 with a sliding window)
     caches: bool = False   # keeps a KV cache for generation: causal self-attention (see kv_cache_elements)
+    window: int = 0        # sliding window (0: none): the cache keeps the last window − 1 positions
 
     @property
     def rotated_elements(self) -> int:
@@ -210,7 +216,10 @@ class AttentionDims:
     @property
     def cache_elements(self) -> int:
         """Keys and values kept for generation: N·(past + L_k)·kv_heads·(d_k + d_v); 0 when the layer keeps none."""
-        return self.batch * (self.past + self.lk) * self.kv_heads * (self.dk + self.dv) if self.caches else 0
+        if not self.caches:
+            return 0
+        positions = min(self.past + self.lk, self.window - 1) if self.window else self.past + self.lk
+        return self.batch * positions * self.kv_heads * (self.dk + self.dv)
 
     @property
     def scores(self) -> int:
@@ -283,6 +292,10 @@ class MultiHeadAttention(LayerBase):
     causal: Bool = Field(False, validation_alias=_alias("causal", "is_causal", "use_causal_mask"),
                          description="causal mask (query i sees keys 0..i); counted in full, the notes give the "
                                      "unmasked figure")
+    sliding_window: Optional[PositiveInt] = Field(
+        None, description="with causal: query i sees keys i − sliding_window + 1..i only (Mistral); the mask is "
+                          "counted in full as the causal one; the KV cache keeps the last sliding_window − 1 "
+                          "positions (Hugging Face's sliding-window cache), which a decode step reads")
 
     @model_validator(mode="after")
     def _heads_and_mask(self):
@@ -296,6 +309,9 @@ class MultiHeadAttention(LayerBase):
         if self.rope and (self.add_bias_kv or self.add_zero_attn):
             raise ValueError("rope with add_bias_kv or add_zero_attn is not supported (the appended keys have no "
                              "position to rotate by)")
+        if self.sliding_window is not None and not self.causal:
+            raise ValueError(f"sliding_window {self.sliding_window} needs causal: true (a window over the earlier "
+                             f"positions)")
         if self.rotary_dim is not None and not self.rope:
             raise ValueError(f"rotary_dim {self.rotary_dim} is given but rope is off: set rope: true")
         return self
@@ -366,7 +382,8 @@ class MultiHeadAttention(LayerBase):
         dims = AttentionDims(batch=n_, lq=lq, lk=lk, extra=int(self.add_bias_kv) + int(self.add_zero_attn),
                              embed=e, kdim=kdim, vdim=vdim, heads=heads, kv_heads=kv, dk=dk, dv=dv, out=out,
                              torch_layout=torch_layout, packed=torch_layout and kdim == vdim == e, rotary=rotary,
-                             past=ctx.past, caches=caches)
+                             past=min(ctx.past, self.sliding_window - 1) if self.sliding_window else ctx.past,
+                             caches=caches, window=self.sliding_window or 0)
         projections = dims.projections()
         params = sum(fin * fout + (fout if self._biased(name) else 0) for name, _, fin, fout in projections)
         if self.add_bias_kv:
@@ -382,6 +399,8 @@ class MultiHeadAttention(LayerBase):
                          f"sequence dim here")
         if self.causal:
             notes.append(_causal_note(lq, dims.keys, n_ * heads, dk, dv, macs, dims.past))
+        if dims.window:
+            notes.append(self._window_note(dims, ctx.past))
         output = (n_, lq, out) if self.batch_first else (lq, n_, out)
         rf = attention_field(inputs[0], inputs[1:] or inputs, self.causal, ctx) if self.batch_first else None
         return Facts(output_shape=output, params=params, macs=macs, flops=flops, notes=notes, rf=rf,
@@ -400,6 +419,16 @@ class MultiHeadAttention(LayerBase):
 
     def kv_cache_elements(self, facts: Facts) -> int:
         return facts.geometry["attention"].cache_elements
+
+    @staticmethod
+    def _window_note(d: AttentionDims, past: int) -> str:
+        w = d.window
+        kept = (f"the KV cache keeps the last {w - 1:,} positions (window − 1, Hugging Face's sliding-window cache)"
+                if d.past + d.lk >= w else f"the KV cache keeps all {d.past + d.lk:,} positions (fewer than the window)")
+        if past > d.past:
+            return (f"sliding window {w:,}: of the {past:,} past positions the last {d.past:,} are cached and read; "
+                    f"{kept}")
+        return f"sliding window {w:,}: query i sees keys i − {w - 1:,}..i, a mask counted in full; {kept}"
 
     def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
         d: AttentionDims = step.facts.geometry["attention"]
@@ -494,7 +523,7 @@ class MultiHeadAttention(LayerBase):
         if d.rotary:                                                  # positions along dim −2 of [N, kv, g, L, d]
             q_heads, k_heads = (rotate(x, d.rotary, self.rope_theta) for x in (q_heads, k_heads))
         o = attend(q_heads, k_heads, _heads(v, d.kv_heads, 1),
-                   1.0 / math.sqrt(d.dk), self.causal, env.counter)     # [N, kv, group, L_q, d_v]
+                   1.0 / math.sqrt(d.dk), self.causal, env.counter, d.window)     # [N, kv, group, L_q, d_v]
         o = o.transpose(0, 3, 1, 2, 4).reshape(d.batch, d.lq, d.heads * d.dv)
         y = linear(o, params["out_proj_weight"], params.get("out_proj_bias"), env.counter)
         return y if self.batch_first else y.transpose(1, 0, 2)
@@ -568,6 +597,8 @@ class MultiHeadAttention(LayerBase):
             _explain_causal(c, d.batch * d.heads, "N·H", d.lq, d.keys, d.dk, d.dv)
         if d.caches:
             positions = f"({d.past} + {d.lk})" if d.past else f"{d.lk}"
+            if d.window:
+                positions, key_term = f"min({positions}, {d.window} − 1)", f"min({key_term}, window − 1)"
             c.result("KV cache", f"keys and values kept for generation, N·{key_term}·kv_heads·(d_k + d_v) = "
                      f"{d.batch}·{positions}·{d.kv_heads}·({d.dk} + {d.dv})", d.cache_elements,
                      self.kv_cache_elements(facts))
