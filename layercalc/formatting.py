@@ -422,8 +422,10 @@ def header(report, assumed: Optional[Assumptions] = None, markdown: bool = False
     assumed = assumed or Assumptions()
     layout = [report.layout] if len(report.input_shape) > 2 else []          # [batch, tokens]: no layout
     declared = safe_text(assumed.declared_dtype or report.dtype)
+    said = f"the config's {assumed.dtype_key}" if assumed.dtype_key else "the source"
     dtype = (f"{report.dtype} ({report.dtype_bytes} bytes/element" +
-             (f"; the source says {declared}: --dtype {declared})" if declared != report.dtype else ")"))
+             (f"; {said} says {declared}: --dtype {declared})" if declared != report.dtype
+              else f", {said})" if assumed.declared_dtype else ")"))
     parts = [f"Network: {safe_text(report.name) if report.name else '(unnamed)'}",
              *([safe_text(assumed.built)] if assumed.built else []),
              f"input {shape_text(report.input_shape)}" + (f" = {safe_text(assumed.input)}" if assumed.input else ""),

@@ -219,3 +219,34 @@ def test_summary_json_with_past_holds_the_phases():
 def test_summary_past_of_an_encoder_is_one_line_with_status_2():
     out = cli("summary", "zoo:bert_base", "--past", "8", code=2)
     assert len(out.strip().splitlines()) == 1 and "bidirectional" in out
+
+
+# ------------------------------------------------------------------------------------------------- a config's dtype
+
+def test_a_configs_dtype_is_the_imported_networks_default():
+    transformers = pytest.importorskip("transformers")
+    # what transformers 5 itself writes: the key "dtype"
+    written = transformers.LlamaConfig(**DECODER, dtype="bfloat16").to_dict()
+    assert written["dtype"] == "bfloat16"
+    net = layercalc.load(spec_from_config(dict(written, architectures=["LlamaForCausalLM"]), "config.json"))
+    report = net.analyze()
+    assert net.dtype == "bfloat16" and report.totals.param_bytes == 2 * report.totals.params
+    # older configs: torch_dtype; transformers 5 reads dtype first
+    assert layercalc.load(spec_from_config(dict(CASES["mistral"], torch_dtype="float16"), "c")).dtype == "float16"
+    both = dict(CASES["mistral"], torch_dtype="float32", dtype="bfloat16")
+    assert layercalc.load(spec_from_config(both, "c")).dtype == "bfloat16"
+    assert layercalc.load(spec_from_config(CASES["mistral"], "c")).dtype == "float32"
+    odd = dict(CASES["mistral"], torch_dtype="float8_e4m3fn")
+    assert layercalc.load(spec_from_config(odd, "c")).dtype == "float32"
+
+
+def test_the_summary_header_says_where_the_dtype_came_from(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(dict(CASES["llama-gqa"], torch_dtype="bfloat16")))
+    head = " ".join(cli("summary", str(path)).split("\n\n", 1)[0].split())
+    assert "bfloat16 (2 bytes/element, the config's torch_dtype)" in head
+    head = " ".join(cli("summary", str(path), "--dtype", "float32").split("\n\n", 1)[0].split())
+    assert "float32 (4 bytes/element; the config's torch_dtype says bfloat16: --dtype bfloat16)" in head
+    path.write_text(json.dumps(dict(CASES["llama-gqa"], torch_dtype="float8_e4m3fn")))
+    head = " ".join(cli("summary", str(path)).split("\n\n", 1)[0].split())
+    assert "float32 (4 bytes/element)" in head and "torch_dtype float8_e4m3fn: not a dtype" in head
