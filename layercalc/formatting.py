@@ -590,7 +590,8 @@ def footer(report, numbers: str = "exact", markdown: bool = False, width: int = 
     lines = [
         f"Totals: params {n(t.params)} · buffers {n(t.buffers)} · MACs {n(t.macs)} · FLOPs {n(t.flops)}",
         f"Memory: params {b(t.param_bytes)} · buffers {b(t.buffer_bytes)} · input {b(t.input_bytes)} · "
-        f"all layer outputs {b(t.activation_bytes)} · peak live activations {b(t.peak_activation_bytes)}",
+        f"all layer outputs {b(t.activation_bytes)} · peak live activations {b(t.peak_activation_bytes)}"
+        + (f" · KV cache {b(t.kv_cache_bytes)}" if getattr(t, "kv_cache_bytes", 0) else ""),
     ]
     keras = getattr(report, "keras_params", None)
     if keras is not None:                        # a Keras-layout network: the totals as model.summary() prints them

@@ -8,14 +8,14 @@ from .formatting import shape_text
 from .names import split_output
 
 
-def explain_network(net, report) -> list[str]:
+def explain_network(net, report, past: int = 0) -> list[str]:
     """Every layer's worked formulas, in execution order: a line ``[index] name (type): inputs → output`` and the
-    layer's explanation indented under it. ``report`` is ``net.analyze()`` (its receptive fields feed the
-    explanations)."""
+    layer's explanation indented under it. ``report`` is ``net.analyze(past=past)`` (its receptive fields feed the
+    explanations); ``past``: a decode step's cached positions (layercalc.serving)."""
     by_name = {entry.name: entry for entry in report.layers}
     rank = len(net.input) - 1
     lines = []
-    for step in net.resolve():
+    for step in net.resolve(past):
         source = step.inputs[0] if step.inputs else None
         if source is None:                             # a layer without inputs (a learnable tensor)
             input_rf = None

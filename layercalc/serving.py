@@ -22,7 +22,9 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from . import terminal
 from .errors import SpecError, shown
+from .formatting import exact, human, human_bytes
 from .report import Report
 
 
@@ -85,6 +87,57 @@ class Serving(BaseModel):
     decode_report: Any = Field(None, exclude=True)
     prefill_report: Any = Field(None, exclude=True)
 
+    def describe(self) -> str:
+        """``decode of 1 token after 8,191 cached positions``: the step the decode report counts."""
+        k = self.new_tokens
+        return f"decode of {k:,} new token{'s' if k > 1 else ''} after {self.past:,} cached position" + (
+            "s" if self.past != 1 else "")
+
+    def table(self, numbers: str = "auto", width: Optional[int] = None) -> str:
+        """Prefill and decode side by side, as ``layercalc summary --past`` prints them: exact numbers where they
+        fit ``width`` (``numbers="auto"``), else human ones; ``"exact"``/``"human"`` as asked."""
+        width = terminal.terminal_width(width)
+        attempts = ["exact", "human"] if numbers == "auto" else [numbers]
+        for mode in attempts:
+            text = self._table(mode)
+            if max(map(len, text.splitlines())) <= width:
+                break
+        title = (f"Serving ({self.dtype}, batch {self.batch}): prefill of the {self.past:,}-token prompt, then "
+                 f"{self.describe()}" if self.prefill is not None else f"Serving ({self.dtype}, batch "
+                 f"{self.batch}): {self.describe()}")
+        foot = ("bytes read: the weights the pass reads (a lookup table: the rows looked up) + the keys and values "
+                "attention reads; activations not counted. FLOPs per byte: arithmetic intensity. Formulas: "
+                "docs/conventions.md, Serving")
+        return "\n".join([terminal.wrap(title, width), text, terminal.wrap(foot, width)])
+
+    def _table(self, numbers: str) -> str:
+        phases = [(name, p) for name, p in (("prefill", self.prefill), ("decode", self.decode)) if p is not None]
+        n = (lambda v: human(v)) if numbers == "human" else exact                      # noqa: E731
+        b = (lambda v: human_bytes(v)) if numbers == "human" else (lambda v: f"{exact(v)} B")  # noqa: E731
+
+        def per_token(value: int | float, in_bytes: bool) -> str:
+            if isinstance(value, int):
+                return b(value) if in_bytes else n(value)
+            if numbers == "human":
+                return human_bytes(round(value)) if in_bytes else human(round(value))
+            return f"{value:,.1f}" + (" B" if in_bytes else "")
+
+        rows = [("tokens (new, per sequence)", [exact(p.tokens) for _, p in phases]),
+                ("FLOPs", [n(p.flops) for _, p in phases]),
+                ("  per token", [per_token(p.flops_per_token, False) for _, p in phases]),
+                ("weights read", [b(p.weight_bytes_read) for _, p in phases]),
+                ("KV cache read", [b(p.kv_cache_bytes_read) for _, p in phases]),
+                ("bytes read per token", [per_token(p.bytes_read_per_token, True) for _, p in phases]),
+                ("FLOPs per byte read", [f"{p.intensity:,.1f}" if p.intensity >= 10 else f"{p.intensity:.2f}"
+                                         for _, p in phases]),
+                ("KV cache after", [b(p.kv_cache_bytes) for _, p in phases])]
+        label = max(len(r[0]) for r in rows)
+        widths = [max(len(name), *(len(r[1][i]) for r in rows)) for i, (name, _) in enumerate(phases)]
+        lines = ["  ".join([" " * label, *(name.rjust(w) for (name, _), w in zip(phases, widths))])]
+        lines += ["  ".join([text.ljust(label), *(v.rjust(w) for v, w in zip(values, widths))])
+                  for text, values in rows]
+        return "\n".join(line.rstrip() for line in lines)
+
 
 def phase(net: Any, steps: list, report: Report, past: int, tokens: int) -> Phase:
     """The phase's figures from its resolved steps and report."""
@@ -106,8 +159,8 @@ def serving(net: Any, past: int, new_tokens: int = 1) -> Serving:
             raise SpecError(f"{what}: got {shown(value)}: expected a whole number ≥ {0 if what == 'past' else 1} "
                             f"({'cached positions' if what == 'past' else 'tokens decoded in one step'})")
     if not any(step.layer.kv_cache_elements(step.facts) for step in net.resolve()):     # as given: refused first
-        raise SpecError(f"{net.name or 'the network'}: no layer keeps a KV cache (causal self-attention), so there "
-                        f"is no decode step to count: past and new tokens apply to generative (decoder) networks")
+        raise SpecError("no layer keeps a KV cache (causal self-attention), so there is no decode step to count: "
+                        "past and new tokens apply to generative (decoder) networks")
     decoding = net.replace(input=[new_tokens, *net.input[1:]])
     steps = decoding.resolve(past)
     report = decoding.analyze(steps)

@@ -218,7 +218,8 @@ def test_summary_json_with_past_holds_the_phases():
 
 def test_summary_past_of_an_encoder_is_one_line_with_status_2():
     out = cli("summary", "zoo:bert_base", "--past", "8", code=2)
-    assert len(out.strip().splitlines()) == 1 and "bidirectional" in out
+    assert len(out.strip().splitlines()) == 1 and "no layer keeps a KV cache" in out
+    assert "--new-tokens needs --past" in cli("summary", "zoo:gpt2", "--new-tokens", "2", code=2)
 
 
 # ------------------------------------------------------------------------------------------------- a config's dtype

@@ -570,7 +570,8 @@ class MultiHeadAttention(LayerBase):
             parts.append(rows * fin * fout)
         keys = (f"({d.past} + {d.lk})" if d.past else f"({d.lk} + {d.extra})" if d.extra else f"{d.lk}")
         if d.past:
-            c.add(f"  decode step: {d.lq} new position{'s' if d.lq > 1 else ''} (projected, rotated) attend to "
+            c.add(f"  decode step: {d.lq} new position{'s' if d.lq > 1 else ''} (projected"
+                  f"{', rotated' if d.rotary else ''}) attend{'' if d.lq > 1 else 's'} to "
                   f"past {d.past} cached + {d.lk} new = {d.keys} keys")
         scores = f"{d.batch}·{d.heads}·{d.lq}·{keys}"
         key_term = "(past + L_k)" if d.past else "L_k"
