@@ -399,7 +399,7 @@ class MultiHeadAttention(LayerBase):
                          f"sequence dim here")
         if self.causal:
             notes.append(_causal_note(lq, dims.keys, n_ * heads, dk, dv, macs, dims.past))
-        if dims.window:
+        if dims.window and (dims.past + lk >= dims.window or ctx.past > dims.past):     # (else it changes nothing)
             notes.append(self._window_note(dims, ctx.past))
         output = (n_, lq, out) if self.batch_first else (lq, n_, out)
         rf = attention_field(inputs[0], inputs[1:] or inputs, self.causal, ctx) if self.batch_first else None
@@ -428,7 +428,11 @@ class MultiHeadAttention(LayerBase):
         if past > d.past:
             return (f"sliding window {w:,}: of the {past:,} past positions the last {d.past:,} are cached and read; "
                     f"{kept}")
-        return f"sliding window {w:,}: query i sees keys i − {w - 1:,}..i, a mask counted in full; {kept}"
+        lq = d.lq
+        pairs = (lq * (lq + 1) // 2 if lq <= w else w * (w + 1) // 2 + (lq - w) * w) * d.batch * d.heads
+        unmasked = f" ({pairs:,} unmasked scores with the window)" if d.past == 0 and lq == d.lk else ""
+        return (f"sliding window {w:,}: query i sees keys i − {w - 1:,}..i, a mask counted in full{unmasked}; "
+                f"{kept}")
 
     def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
         d: AttentionDims = step.facts.geometry["attention"]
