@@ -49,6 +49,8 @@ CONVENTIONS = {
     "flops": "every arithmetic operation: 2 per MAC + bias adds + normalization, activation, pooling and merge "
              "element ops (formulas: docs/conventions.md)",
     "memory": "bytes = elements × dtype size; activation = each layer's output",
+    "kv_cache": "keys and values causal self-attention keeps for generation: batch × positions × kv_heads × (d_k + "
+                "d_v) × dtype size (docs/conventions.md, Serving)",
     "receptive_field": "network-input pixels seen by one output position, per spatial dim; normalization "
                        "statistics are not counted as widening it",
 }

@@ -55,14 +55,14 @@ class Phase(BaseModel):
     def flops_per_token(self) -> int | float:
         return _number(Fraction(self.flops, self.batch * self.tokens))
 
-    @computed_field(description="bytes_read ÷ (batch · tokens): the pass's reads shared by the tokens it makes "
-                                "(an integer when exact)")                          # type: ignore[prop-decorator]
+    @computed_field(description="bytes_read ÷ (batch · tokens): the pass's reads shared by the tokens it makes "  # type: ignore[prop-decorator]
+                                "(an integer when exact)")
     @property
     def bytes_read_per_token(self) -> int | float:
         return _number(Fraction(self.bytes_read, self.batch * self.tokens))
 
-    @computed_field(description="arithmetic intensity: flops ÷ bytes_read (FLOPs per byte; activations "
-                                "excluded)")                                        # type: ignore[prop-decorator]
+    @computed_field(description="arithmetic intensity: flops ÷ bytes_read (FLOPs per byte; activations "  # type: ignore[prop-decorator]
+                                "excluded)")
     @property
     def intensity(self) -> float:
         return self.flops / self.bytes_read if self.bytes_read else 0.0

@@ -424,7 +424,8 @@ class MultiHeadAttention(LayerBase):
     def _window_note(d: AttentionDims, past: int) -> str:
         w = d.window
         kept = (f"the KV cache keeps the last {w - 1:,} positions (window − 1, Hugging Face's sliding-window cache)"
-                if d.past + d.lk >= w else f"the KV cache keeps all {d.past + d.lk:,} positions (fewer than the window)")
+                if d.past + d.lk >= w else
+                f"the KV cache keeps all {d.past + d.lk:,} positions (fewer than the window)")
         if past > d.past:
             return (f"sliding window {w:,}: of the {past:,} past positions the last {d.past:,} are cached and read; "
                     f"{kept}")
@@ -601,11 +602,11 @@ class MultiHeadAttention(LayerBase):
         if self.causal and not d.past:
             _explain_causal(c, d.batch * d.heads, "N·H", d.lq, d.keys, d.dk, d.dv)
         if d.caches:
-            positions = f"({d.past} + {d.lk})" if d.past else f"{d.lk}"
+            kept = f"({d.past} + {d.lk})" if d.past else f"{d.lk}"
             if d.window:
-                positions, key_term = f"min({positions}, {d.window} − 1)", f"min({key_term}, window − 1)"
+                kept, key_term = f"min({kept}, {d.window} − 1)", f"min({key_term}, window − 1)"
             c.result("KV cache", f"keys and values kept for generation, N·{key_term}·kv_heads·(d_k + d_v) = "
-                     f"{d.batch}·{positions}·{d.kv_heads}·({d.dk} + {d.dv})", d.cache_elements,
+                     f"{d.batch}·{kept}·{d.kv_heads}·({d.dk} + {d.dv})", d.cache_elements,
                      self.kv_cache_elements(facts))
             if d.kv_heads != d.heads:
                 c.add(f"  {d.kv_heads} key/value heads, not the {d.heads} query heads: counting H would overstate "
