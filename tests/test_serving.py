@@ -34,6 +34,10 @@ CASES = {
     "mistral": dict(DECODER, model_type="mistral", architectures=["MistralForCausalLM"]),
     "mistral-window-4": dict(DECODER, model_type="mistral", architectures=["MistralForCausalLM"], sliding_window=4),
     "qwen2-head_dim": dict(DECODER, model_type="qwen2", architectures=["Qwen2ForCausalLM"], head_dim=24),
+    "gpt2-base": dict(GPT2, architectures=["GPT2Model"]),
+    "bert-decoder": dict(model_type="bert", architectures=["BertLMHeadModel"], is_decoder=True, hidden_size=64,
+                         num_attention_heads=4, num_hidden_layers=2, intermediate_size=96,
+                         max_position_embeddings=32, vocab_size=100),
 }
 
 
