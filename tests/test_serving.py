@@ -255,3 +255,28 @@ def test_the_summary_header_says_where_the_dtype_came_from(tmp_path):
     path.write_text(json.dumps(dict(CASES["llama-gqa"], torch_dtype="float8_e4m3fn")))
     head = " ".join(cli("summary", str(path)).split("\n\n", 1)[0].split())
     assert "float32 (4 bytes/element)" in head and "torch_dtype float8_e4m3fn: not a dtype" in head
+
+
+def test_scaled_dot_product_attention_caches_its_key_and_value_inputs():
+    # q from 4 heads of 16, k and v from 2 heads (enable_gqa), L positions; by hand: the cache is k and v at
+    # every position, 2·(2·16)·(P + L) elements; QKᵀ + A·V = 4 heads·L·(P + L)·(16 + 16) MACs
+    def heads(name: str, source: str, count: int) -> list[dict]:
+        return [{"name": f"{name}.proj", "type": "linear", "out_features": count * 16, "inputs": [source]},
+                {"name": f"{name}.split", "type": "reshape", "shape": [-1, count, 16]},
+                {"name": name, "type": "transpose", "dim0": 1, "dim1": 2}]
+
+    net = layercalc.load({"input": [6, 64], "layers": [
+        {"name": "x", "type": "identity"}, *heads("q", "x", 4), *heads("k", "x", 2), *heads("v", "x", 2),
+        {"name": "sdpa", "type": "scaled_dot_product_attention", "is_causal": True, "enable_gqa": True,
+         "inputs": ["q", "k", "v"]}]})
+    assert net.analyze().layer("sdpa").kv_cache_bytes == 4 * 2 * 2 * 16 * 6
+    serving = net.serving(10, 3)
+    step = serving.decode_report.layer("sdpa")
+    assert step.kv_cache_bytes == 4 * 2 * 2 * 16 * (10 + 3)
+    assert step.macs == 4 * 3 * (10 + 3) * (16 + 16)
+    assert serving.decode.kv_cache_bytes_read == step.kv_cache_bytes
+    with pytest.raises(LayerCalcError, match=r"'sdpa'.*bidirectional"):
+        layercalc.load({"input": [6, 16], "layers": [
+            {"name": "q", "type": "reshape", "shape": [1, -1, 16]},
+            {"name": "dec", "type": "scaled_dot_product_attention", "is_causal": True, "inputs": ["q", "q", "q"]},
+            {"name": "sdpa", "type": "scaled_dot_product_attention", "inputs": ["q", "q", "q"]}]}).serving(4)
