@@ -112,8 +112,8 @@ class Serving(BaseModel):
 
     def _table(self, numbers: str) -> str:
         phases = [(name, p) for name, p in (("prefill", self.prefill), ("decode", self.decode)) if p is not None]
-        n = (lambda v: human(v)) if numbers == "human" else exact                      # noqa: E731
-        b = (lambda v: human_bytes(v)) if numbers == "human" else (lambda v: f"{exact(v)} B")  # noqa: E731
+        n = human if numbers == "human" else exact
+        b = human_bytes if numbers == "human" else (lambda v: f"{exact(v)} B")   # noqa: E731
 
         def per_token(value: int | float, in_bytes: bool) -> str:
             if isinstance(value, int):

@@ -605,7 +605,7 @@ class MultiHeadAttention(LayerBase):
             kept = f"({d.past} + {d.lk})" if d.past else f"{d.lk}"
             if d.window:
                 kept, key_term = f"min({kept}, {d.window} − 1)", f"min({key_term}, window − 1)"
-            c.result("KV cache", f"keys and values kept for generation, N·{key_term}·kv_heads·(d_k + d_v) = "
+            c.result("KV cache elements", f"keys and values kept for generation, N·{key_term}·kv_heads·(d_k + d_v) = "
                      f"{d.batch}·{kept}·{d.kv_heads}·({d.dk} + {d.dv})", d.cache_elements,
                      self.kv_cache_elements(facts))
             if d.kv_heads != d.heads:
@@ -794,7 +794,7 @@ class ScaledDotProductAttention(LayerBase):
         if self.is_causal and not d.past:
             _explain_causal(c, d.groups, "B", d.lq, d.lk, d.e, d.ev)
         if d.cache:
-            c.result("KV cache", f"the key and value inputs at every position kept for generation, (elements of k "
+            c.result("KV cache elements", f"the key and value inputs at every position kept for generation, (elements of k "
                      f"and v per position)·{key_term} = {n(d.cache // (d.past + d.lk))}·{keys}", d.cache,
                      self.kv_cache_elements(facts))
 
