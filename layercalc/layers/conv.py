@@ -26,8 +26,10 @@ from ..explain import (
     spatial_parts,
 )
 from ..rules import (
+    Backward,
     Context,
     Facts,
+    Gradients,
     ReceptiveField,
     Shape,
     Tensor,
@@ -40,6 +42,7 @@ from ..rules import (
     fmt_shape,
     join_channels,
     numel,
+    product_backward,
     require_spatial,
     resolve_pads,
     window_rf,
@@ -240,6 +243,19 @@ class _ConvBase(LayerBase):
         else:
             chunk, temp = chunk_bytes(batch, out_spatial, (self.groups * depth + cout) * itemsize), 0
         return (padded + temp) * itemsize + weight_copies, chunk
+
+    # ------------------------------------------------------------------------------------------- backward
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        """dX is the transposed conv of dY with the weight, dW the conv of X with dY: each meets every forward
+        multiply once (per group: a grouped conv's weight gradient has its forward MACs too — FlopCounterMode
+        counts it as if ungrouped, see docs/conventions.md)."""
+        facts = step.facts
+        outputs = numel(facts.output_shape)              # N·positions·C_out: one bias-gradient add each
+        return product_backward(
+            facts.macs, grads, "dX = conv_transpose(dY, W)" if not self.transposed else "dX = conv(dY, W)",
+            "dW = conv(X, dY), per group", outputs if self.bias else 0,
+            f"db = Σ dY over N and positions: N·positions·C_out = {outputs:,}")
 
     # ----------------------------------------------------------------------------------------- explanation
 
