@@ -354,3 +354,38 @@ def test_zoo_networks_backward_is_flop_counter_on_torchvision(name):
     assert (artefact > 0) == (name in ("mobilenet_v2", "shufflenet_v2_x1_0", "convnext_tiny"))
     first = report.layers[0]
     assert first.backward_input_macs == 0 and first.backward_weight_macs == first.macs
+
+
+# ------------------------------------------------------------------------------------------------ transformers
+
+HF_CASES = {
+    "gpt2-lm-tied": dict(model_type="gpt2", n_embd=64, n_head=4, n_layer=2, n_positions=32, vocab_size=100,
+                         bos_token_id=0, eos_token_id=0, architectures=["GPT2LMHeadModel"]),
+    "llama-lm-gqa": dict(model_type="llama", hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+                         num_hidden_layers=2, intermediate_size=96, max_position_embeddings=32, vocab_size=100,
+                         architectures=["LlamaForCausalLM"]),
+    "bert-mlm": dict(model_type="bert", hidden_size=64, num_attention_heads=4, num_hidden_layers=2,
+                     intermediate_size=96, max_position_embeddings=32, vocab_size=100,
+                     architectures=["BertForMaskedLM"]),
+}
+
+
+@pytest.mark.parametrize("case", list(HF_CASES))
+def test_hugging_face_transformers_backward_is_flop_counter(case):
+    """Small Hugging Face models (eager attention) imported through layercalc's config importer: FlopCounterMode
+    around loss.backward() on token ids (no gradient) equals 2·(backward input + weight MACs). The embeddings'
+    weight gradients are scatter-adds it does not count (layercalc: 0 MACs); GPT-2's tied output head makes its
+    weight gradient (into the shared table) and the first layers after the embeddings make input gradients."""
+    from test_import_huggingface import hf_input, hf_model, imported
+
+    config = HF_CASES[case]
+    model = hf_model(config)
+    tokens = 8
+    ids = hf_input(config, tokens=tokens)
+    measured = torch_backward_flops(lambda x: model(x).logits, ids, input_grad=False)
+    report = imported(config, tokens).analyze()
+    totals = report.totals
+    assert measured == 2 * (totals.backward_input_macs + totals.backward_weight_macs)
+    assert totals.tokens == tokens
+    assert totals.training_flops == totals.flops + totals.backward_flops
+    assert totals.training_flops_per_token == totals.training_flops / tokens
