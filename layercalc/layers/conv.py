@@ -252,9 +252,12 @@ class _ConvBase(LayerBase):
         counts it as if ungrouped, see docs/conventions.md)."""
         facts = step.facts
         outputs = numel(facts.output_shape)              # N·positions·C_out: one bias-gradient add each
+        # the forward's products: per output (conv) or per input value (transposed), as its MACs are counted
+        values = numel(step.input_shapes[0]) if self.transposed else outputs
+        each = f"{values:,} {'input values' if self.transposed else 'outputs'} × {facts.macs // values:,} weights"
         return product_backward(
-            facts.macs, grads, "dX = conv_transpose(dY, W)" if not self.transposed else "dX = conv(dY, W)",
-            "dW = conv(X, dY), per group", outputs if self.bias else 0,
+            facts.macs, grads, f"dX = {'conv' if self.transposed else 'conv_transpose'}(dY, W): {each}",
+            f"dW = conv(X, dY) per group: {each}", outputs if self.bias else 0,
             f"db = Σ dY over N and positions: N·positions·C_out = {outputs:,}")
 
     # ----------------------------------------------------------------------------------------- explanation
