@@ -301,8 +301,8 @@ def parse_columns(text: Optional[str]) -> list[str]:
         word = raw.strip().lower().replace("-", "_").replace(" ", "_")
         if not word:
             continue
-        if word == "all":
-            keys += [k for k in COLUMNS if k not in keys]
+        if word == "all":          # every column of the forward view (the backward's are named, or --train's)
+            keys += [k for k in COLUMNS if k not in keys and k not in BACKWARD_KEYS]
             continue
         key = COLUMN_ALIASES.get(word, word)
         if key not in COLUMNS:

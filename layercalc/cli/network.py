@@ -131,8 +131,10 @@ def summary_command(
     columns: Annotated[Optional[str], typer.Option(
         "--columns", "-c", metavar="LIST",
         help="comma-separated: index, name, type, inputs, input_shape, output_shape, params, buffers, macs, flops, "
-             "param_memory, memory, receptive_field, jump, notes, param_count (Keras' Param #) (or all). Default: "
-             "name, type, output_shape, params (param_count for a Keras model), macs, flops, memory")] = None,
+             "param_memory, memory, receptive_field, jump, notes, param_count (Keras' Param #) (or all); the "
+             "backward's: backward_input_macs, backward_weight_macs, backward_flops. Default: name, type, "
+             "output_shape, params (param_count for a Keras model), macs, flops, memory; with --train: name, type, "
+             "output_shape, macs and the backward's")] = None,
     depth: Annotated[Optional[int], typer.Option("--depth", min=1, help="group rows by dotted-name prefix "
                                                  "(layer3.2.conv1 → layer3 at depth 1), with subtotals")] = None,
     expand: Annotated[bool, typer.Option("--expand", help="every layer on its own row (default: repeated blocks "
