@@ -389,3 +389,33 @@ def test_hugging_face_transformers_backward_is_flop_counter(case):
     assert totals.tokens == tokens
     assert totals.training_flops == totals.flops + totals.backward_flops
     assert totals.training_flops_per_token == totals.training_flops / tokens
+
+
+# ---------------------------------------------------------------------------------- the worked example of the docs
+
+def test_docs_worked_example_6n_plus_palm_attention_term():
+    """docs/conventions.md's example: zoo:gpt2 at 1,024 tokens. Every matmul follows the trainable embeddings, so
+    backward MACs = 2 × forward MACs; training FLOPs per token (2 per MAC) = 6·N + 12·L·H·Q·T (PaLM, appendix B)
+    with N the matmul weights: 12 layers of 4·768² (attention) + 2·768·3,072 (MLP), and the tied head 768·50,257."""
+    totals = layercalc.load("zoo:gpt2").replace(input=[1024]).analyze().totals
+    layers, heads, head_dim, tokens = 12, 12, 64, 1024
+    matmul_weights = layers * (4 * 768 ** 2 + 2 * 768 * 3072) + 768 * 50257
+    assert matmul_weights == 123_532_032
+    palm = 6 * matmul_weights + 12 * layers * heads * head_dim * tokens
+    assert palm == 854_438_400
+    assert totals.tokens == tokens
+    assert (totals.macs, totals.backward_input_macs, totals.backward_weight_macs) == (
+        145_824_153_600, 165_151_506_432, 126_496_800_768)
+    assert 2 * (totals.macs + totals.backward_input_macs + totals.backward_weight_macs) == palm * tokens
+    assert totals.backward_input_macs + totals.backward_weight_macs == 2 * totals.macs
+    assert totals.training_flops_per_token == 857_384_648
+
+
+def test_docs_resnet18_first_layer_has_no_input_gradient():
+    """The docs' counter-example to 'backward = 2× forward': ResNet-18's stem conv (118,013,952 MACs) makes only
+    its weight gradient."""
+    report = layercalc.load("zoo:resnet18").analyze()
+    totals = report.totals
+    assert report.layers[0].macs == 118_013_952
+    assert (totals.backward_input_macs, totals.backward_weight_macs) == (1_696_059_392, 1_814_073_344)
+    assert totals.backward_input_macs == totals.macs - report.layers[0].macs
