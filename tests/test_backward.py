@@ -419,3 +419,118 @@ def test_docs_resnet18_first_layer_has_no_input_gradient():
     assert report.layers[0].macs == 118_013_952
     assert (totals.backward_input_macs, totals.backward_weight_macs) == (1_696_059_392, 1_814_073_344)
     assert totals.backward_input_macs == totals.macs - report.layers[0].macs
+
+
+# ----------------------------------------------------------------------------------- the protocol's default
+
+def test_every_built_in_type_states_its_backward():
+    """The default of LayerBase.backward is 'unknown': every built-in family overrides it (a new family that did
+    not would be reported as unknown, never guessed)."""
+    from layercalc.layers.base import LAYER_CLASSES, LayerBase, load_families, plugin_module
+
+    load_families()
+    missing = [cls.__name__ for cls in LAYER_CLASSES
+               if plugin_module(cls) is None and cls.backward is LayerBase.backward]
+    assert missing == []
+
+
+def _plugin(type_name: str, backward=None):
+    """A parameterized plugin type (a learnable per-element scale), with or without a backward method."""
+    from typing import Literal
+
+    from layercalc.layers import LayerBase, register_layer
+    from layercalc.rules import Facts
+
+    namespace = {"__annotations__": {"type": Literal[type_name]}, "type": type_name, "__module__": "my_plugin",
+                 "infer": lambda self, inputs, ctx: Facts(output_shape=inputs[0].shape, params=1,
+                                                          flops=math.prod(inputs[0].shape))}
+    if backward is not None:
+        namespace["backward"] = backward
+    return register_layer(type(f"Plugin_{type_name}", (LayerBase,), namespace))
+
+
+def test_a_plugin_without_backward_is_unknown_not_guessed():
+    """Its backward fields are null, the backward totals null, the layer named in backward_unknown; the --train
+    table says 'unknown' and the footer names it instead of printing a total that leaves it out."""
+    from layercalc.formatting import render_report
+    from layercalc.layers import unregister_layer
+
+    cls = _plugin("scale_no_backward")
+    try:
+        report = layercalc.load(network([4], [{"type": "linear", "out_features": 4},
+                                              {"type": "scale_no_backward", "name": "mine"},
+                                              {"type": "linear", "out_features": 2}])).analyze()
+        mine = report.layer("mine")
+        assert (mine.backward_input_macs, mine.backward_weight_macs, mine.backward_flops) == (None, None, None)
+        totals = report.totals
+        assert totals.backward_unknown == ["mine"]
+        assert (totals.backward_flops, totals.training_flops, totals.backward_input_macs) == (None, None, None)
+        text = render_report(report, "table", width=80, train=True)
+        assert "unknown" in text.split("mine", 1)[1].split("\n", 1)[0]
+        assert "Backward: unknown: the type of mine does not state its backward pass" in text
+    finally:
+        unregister_layer(cls)
+
+
+def test_a_plugin_whose_backward_fails_is_named():
+    from layercalc import LayerCalcError
+    from layercalc.layers import unregister_layer
+
+    def broken(self, step, grads):
+        raise ZeroDivisionError("oops")
+
+    cls = _plugin("scale_broken_backward", broken)
+    try:
+        with pytest.raises(LayerCalcError, match=r"plugin layer type 'scale_broken_backward' \(module my_plugin\) "
+                                                 r"failed in backward\(\): ZeroDivisionError: oops"):
+            layercalc.load(network([4], [{"type": "scale_broken_backward"}])).analyze()
+    finally:
+        unregister_layer(cls)
+
+
+# -------------------------------------------------------------------------------------- the --train view
+
+def test_summary_train_shows_the_backward_and_the_training_step(monkeypatch):
+    """`layercalc summary --train`: the backward columns (input- and weight-gradient MACs, backward FLOPs) and a
+    footer with forward + backward = training step, per token for token ids (the count said)."""
+    from typer.testing import CliRunner
+
+    from layercalc.cli import get_app
+
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(get_app(), ["summary", "zoo:gpt2", "--train", "--input", "64"])
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    totals = layercalc.load("zoo:gpt2").replace(input=[64]).analyze().totals
+    assert "grad-in MACs" in text and "grad-w MACs" in text and "bwd FLOPs" in text
+    assert (f"Training step: forward FLOPs {totals.flops:,} + backward FLOPs {totals.backward_flops:,} = "
+            f"{totals.training_flops:,}") in " ".join(text.split())
+    assert "Per token (64 tokens = batch × positions)" in " ".join(text.split())
+    assert max(map(len, text.splitlines())) <= 80
+
+
+def test_explain_train_works_the_backward_formulas():
+    """--explain --train: each layer's backward lines with its numbers (a linear on [2, 144] → 10 after a conv:
+    dX = dY·W 2·10·144 = 2,880 MACs, dW the same, 20 bias-gradient adds), and why the first layer has no input
+    gradient."""
+    from layercalc.network_explain import explain_network
+
+    net = layercalc.load(network([3, 8, 8], [{"type": "conv2d", "out_channels": 4, "kernel_size": 3},
+                                             {"type": "flatten"}, {"type": "linear", "out_features": 10}], batch=2))
+    text = "\n".join(explain_network(net, net.analyze(), train=True))
+    assert "backward: no input gradient: the input requires none" in text
+    assert "backward input gradient (dX = dY·W: rows·out·in = 2·10·144) = forward MACs = 2,880 MACs" in text
+    assert "backward bias gradient (db = Σ_rows dY: rows·out = 2·10) = 20 adds" in text
+    assert "backward MACs = input gradients 2,880 + weight gradients 2,880 = 5,760; backward FLOPs = 2·5,760 + " \
+           "20 element FLOPs = 11,540" in text
+    assert "backward" not in "\n".join(explain_network(net, net.analyze()))      # the forward view as it was
+
+
+def test_json_always_holds_the_backward():
+    import json
+
+    from layercalc.formatting import render_report
+
+    data = json.loads(render_report(layercalc.load("zoo:lenet5").analyze(), "json"))
+    assert {"backward_input_macs", "backward_weight_macs", "backward_flops"} <= set(data["layers"][0])
+    assert {"backward_flops", "training_flops", "tokens", "training_flops_per_token", "backward_unknown"} <= set(
+        data["totals"])
