@@ -216,8 +216,13 @@ def group_rows(layers, depth: Optional[int]) -> list[Row]:
             activation_bytes=sum(m.activation_bytes for m in members),
             receptive_field=last.receptive_field, jump=last.jump,
             notes=[f"{len(notes)} note(s) inside; see --depth with a larger value"] if notes else [],
-            members=len(members), **backward_sums(members)))
+            members=len(members), **_backward_fields(members)))
     return out
+
+
+def _backward_fields(members: list[Row]) -> dict[str, Any]:
+    """:func:`~layercalc.display.backward_sums` of a group's rows, as Row's keyword arguments."""
+    return dict(backward_sums(members))
 
 
 # ------------------------------------------------------------------------------------------------------- columns

@@ -9,7 +9,7 @@ activation's). The graph, the executor, the explanation and the rules call the p
 """
 
 import dataclasses
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, cast
 
 from ..explain import Explanation
 from ..rules import Backward, Context, Facts, Gradients, Tensor, numel
@@ -76,10 +76,11 @@ class FusedActivation(LayerMixin):
         own = activation.scratch_bytes(self._activation_step(activation, step), itemsize, channels_last, True)[0]
         return max(temporary, own + numel(step.facts.output_shape) * itemsize), workspace
 
-    def backward(self, step: "Step", grads: Gradients) -> "Optional[Backward]":
-        own = super().backward(step, grads)
+    def backward(self, step: "Step", grads: Gradients) -> Backward:
+        # the layer types that list this class (linear, the convs) all state their backward
+        own = cast(Backward, super().backward(step, grads))
         activation = self.fused_activation()
-        if activation is None or own is None:
+        if activation is None:
             return own
         # the activation's derivative is applied to the output gradient before any of the layer's own gradients
         extra = step.facts.geometry[_OWN_FACTS].flops
