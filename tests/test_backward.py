@@ -534,3 +534,29 @@ def test_json_always_holds_the_backward():
     assert {"backward_input_macs", "backward_weight_macs", "backward_flops"} <= set(data["layers"][0])
     assert {"backward_flops", "training_flops", "tokens", "training_flops_per_token", "backward_unknown"} <= set(
         data["totals"])
+
+
+def test_the_example_plugin_states_its_backward():
+    """examples/custom_layer.py (PReLU) shows a plugin author the method: 0 MACs, its derivative and the slope's
+    gradient as element FLOPs — by hand, after a conv on [1, 16, 8, 8]: 2·1,024 + 2·1,024."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from layercalc.layers import unregister_layer
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "custom_layer.py"
+    spec = importlib.util.spec_from_file_location("custom_layer_backward_example", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    try:
+        report = layercalc.load(network([16, 8, 8], [
+            {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1},
+            {"type": "prelu", "num_parameters": 16}])).analyze()
+        prelu = report.layers[-1]
+        assert (prelu.backward_input_macs, prelu.backward_weight_macs, prelu.backward_flops) == (0, 0, 4 * 1_024)
+        assert report.totals.backward_unknown == []
+    finally:
+        unregister_layer(module.PReLU)
+        del sys.modules[spec.name]
