@@ -560,3 +560,28 @@ def test_the_example_plugin_states_its_backward():
     finally:
         unregister_layer(module.PReLU)
         del sys.modules[spec.name]
+
+
+MHA_VARIANTS = {"kdim-vdim": dict(kdim=10, vdim=12), "bias_kv": dict(add_bias_kv=True),
+                "zero_attn": dict(add_zero_attn=True), "no-bias": dict(bias=False)}
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["trainable", "frozen"])
+@pytest.mark.parametrize("input_grad", [False, True], ids=["inputs-no-grad", "inputs-grad"])
+@pytest.mark.parametrize("variant", list(MHA_VARIANTS))
+def test_multi_head_attention_variants_with_three_inputs(variant, input_grad, frozen):
+    """Query, key and value as three tensors (other key/value sizes, appended bias or zero keys, no biases), the
+    layer trainable or frozen (then only the inputs' gradients pull the backward through the scores)."""
+    fields = MHA_VARIANTS[variant]
+    kdim, vdim = fields.get("kdim", 16), fields.get("vdim", 16)
+    mha = nn.MultiheadAttention(16, 4, batch_first=True, **fields).requires_grad_(not frozen)
+    q, k, v = torch.randn(2, 6, 16), torch.randn(2, 5, kdim), torch.randn(2, 5, vdim)
+    if frozen and not input_grad:
+        pytest.skip("nothing requires a gradient: no backward (test_frozen_layers_make_no_weight_gradient)")
+    expected = torch_backward_flops(lambda a, b, c: mha(a, b, c)[0], q, k, v, input_grad=input_grad)
+    spec = {"input": [6, 16], "batch": 2, "layers": [
+        {"type": "extra_input", "name": "k", "shape": [5, kdim]},
+        {"type": "extra_input", "name": "v", "shape": [5, vdim]},
+        {"type": "multi_head_attention", "num_heads": 4, "inputs": ["input", "k", "v"], **fields}]}
+    step = layercalc.load(spec).resolve()[-1]
+    assert 2 * backward_of(step, Gradients((input_grad,) * 3, not frozen)).macs == expected
