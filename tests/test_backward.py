@@ -367,6 +367,16 @@ HF_CASES = {
     "bert-mlm": dict(model_type="bert", hidden_size=64, num_attention_heads=4, num_hidden_layers=2,
                      intermediate_size=96, max_position_embeddings=32, vocab_size=100,
                      architectures=["BertForMaskedLM"]),
+    "mistral-lm-window": dict(model_type="mistral", hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+                              num_hidden_layers=2, intermediate_size=96, vocab_size=100, sliding_window=4,
+                              architectures=["MistralForCausalLM"]),
+    "qwen2-lm-tied": dict(model_type="qwen2", hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+                          num_hidden_layers=2, intermediate_size=96, vocab_size=100, tie_word_embeddings=True,
+                          architectures=["Qwen2ForCausalLM"]),
+    # an image model: the patch conv is the first layer (no input gradient), and there are no tokens
+    "vit-classifier": dict(model_type="vit", hidden_size=64, num_attention_heads=4, num_hidden_layers=2,
+                           intermediate_size=96, image_size=32, patch_size=8, num_labels=10,
+                           architectures=["ViTForImageClassification"]),
 }
 
 
@@ -386,9 +396,13 @@ def test_hugging_face_transformers_backward_is_flop_counter(case):
     report = imported(config, tokens).analyze()
     totals = report.totals
     assert measured == 2 * (totals.backward_input_macs + totals.backward_weight_macs)
-    assert totals.tokens == tokens
     assert totals.training_flops == totals.flops + totals.backward_flops
-    assert totals.training_flops_per_token == totals.training_flops / tokens
+    if config["model_type"] == "vit":
+        assert totals.tokens is None and totals.training_flops_per_token is None
+        assert report.layers[0].backward_input_macs == 0 < report.layers[0].backward_weight_macs
+    else:
+        assert totals.tokens == tokens
+        assert totals.training_flops_per_token == totals.training_flops / tokens
 
 
 # ---------------------------------------------------------------------------------- the worked example of the docs
