@@ -865,8 +865,9 @@ class ScaledDotProductAttention(LayerBase):
         if self.is_causal and not d.past:
             _explain_causal(c, d.groups, "B", d.lq, d.lk, d.e, d.ev)
         if d.cache:
-            c.result("KV cache elements", f"the key and value inputs at every position kept for generation, (elements of k "
-                     f"and v per position)·{key_term} = {n(d.cache // (d.past + d.lk))}·{keys}", d.cache,
+            c.result("KV cache elements", f"the key and value inputs at every position kept for generation, "
+                     f"(elements of k and v per position)·{key_term} = {n(d.cache // (d.past + d.lk))}·{keys}",
+                     d.cache,
                      self.kv_cache_elements(facts))
 
 
