@@ -610,6 +610,8 @@ def header_notes(data: Mapping, origin: str = "config.json", spec: Optional[Mapp
         source = (f"min({key} {positions}, {DEFAULT_MAX_TOKENS})" if positions is not None
                   else f"the {model_type} default {key}, at most {DEFAULT_MAX_TOKENS}")
         notes.append(f"input: {spec['input'][0]} tokens ({source}); --input N for N tokens")
+    if model_type in DENSE_ARCHITECTURES:
+        notes += dense_header_notes(_Config(data, origin, aliases, model_type), spec)
     if model_type in _DECODER_CLASSES:
         config = _Config(data, origin, aliases, model_type)
         if data.get("sliding_window") is not None and (model_type == "mistral" or data.get("use_sliding_window")):
@@ -655,7 +657,10 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
     net = from_data(spec_from_config(config, origin), origin)
     steps = net.resolve()
     by_name = {step.name: step for step in steps}
-    conv1d = _model_type(config, origin) == "gpt2"        # GPT-2's Conv1D: weight [in, out]
+    model_type = _model_type(config, origin)
+    conv1d = model_type == "gpt2"                         # GPT-2's Conv1D: weight [in, out]
+    if model_type in DENSE_STATE_DICT_MAPS:               # fused projections split, names as q/k/v/o_proj
+        state_dict = DENSE_STATE_DICT_MAPS[model_type](config, state_dict, np)
     owned: dict[str, dict[str, Any]] = {}
     unexpected = []
     for key, value in state_dict.items():
@@ -730,11 +735,18 @@ def _attention_arrays(name: str, local: dict[str, Any], specs: Mapping, conv1d: 
                 value = local.pop(f"{module}.{kind}", None)
                 if value is not None:
                     found[role, kind] = value.T if conv1d and kind == "weight" else value
+    norms = {f"{role}_norm_weight": local.pop(f"{role}_norm.weight") for role in "qk" if f"{role}_norm.weight" in local}
     if local:
         raise SpecError(f"{origin}: {', '.join(f'{name}.{k}' for k in local)}: not a projection of the attention "
                         f"layer {name!r} (q, k, v and output projections: {', '.join(sum(_PROJECTIONS.values(), ()))})")
     arrays = {}
     for param in specs:
+        if param.endswith("_norm_weight"):                # Qwen3's and Gemma 3's q_norm, k_norm
+            if param not in norms:
+                raise SpecError(f"{origin}: {name}: {param.replace('_norm_weight', '_norm.weight')} is missing (the "
+                                f"layer has {param})")
+            arrays[param] = norms.pop(param)
+            continue
         if param.startswith("in_proj_"):
             kind = param.removeprefix("in_proj_")
             parts = [found.pop((role, kind), None) for role in "qkv"]
@@ -747,8 +759,17 @@ def _attention_arrays(name: str, local: dict[str, Any], specs: Mapping, conv1d: 
         if value is None:
             raise SpecError(f"{origin}: {name}: the {role} projection's {kind} is missing (the layer has {param})")
         arrays[param] = value
+    if norms:
+        raise SpecError(f"{origin}: {name}: the state_dict has {', '.join(norms)}, which the layer does not have")
     if found:
         extra = ", ".join(f"{role} {kind}" for (role, kind) in found)
         raise SpecError(f"{origin}: {name}: the state_dict has the {extra}, which the layer does not have (bias "
                         f"flags of the config?)")
     return arrays
+
+
+# the dense decoder families (qwen3, gemma, gemma2, gemma3_text, phi3, gpt_neox, opt) of their own module, which
+# reads this module's helpers: imported once they are defined
+from .hf_dense import DENSE_ARCHITECTURES, DENSE_STATE_DICT_MAPS, dense_header_notes  # noqa: E402
+
+ARCHITECTURES.update(DENSE_ARCHITECTURES)
