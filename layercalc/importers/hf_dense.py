@@ -27,8 +27,8 @@ the executor applies the sliding window (``multi_head_attention``'s ``sliding_wi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from collections.abc import Callable, Mapping
+from typing import Any, Optional
 
 from ..errors import shown
 from .huggingface import _array, _Config, _last_token_score, _linear, _norm, _prefixed, _repeat, _rope
@@ -114,8 +114,9 @@ def _heads(prefix_qa: Optional[str] = "transformer", token: bool = True, qa: boo
            sequence_name: str = "ForSequenceClassification") -> Callable[[str], dict[str, tuple[str, Optional[str]]]]:
     """architecture → (prefix of the base model, head) for a family named ``name`` (…Model, …ForCausalLM, …)."""
     def heads(name: str) -> dict[str, tuple[str, Optional[str]]]:
-        table: dict[str, tuple[str, Optional[str]]] = {f"{name}Model": ("", None), f"{name}ForCausalLM": ("model", "lm"),
-                                                       f"{name}{sequence_name}": ("model", "sequence")}
+        table: dict[str, tuple[str, Optional[str]]] = {
+            f"{name}Model": ("", None), f"{name}ForCausalLM": ("model", "lm"),
+            f"{name}{sequence_name}": ("model", "sequence")}
         if token:
             table[f"{name}ForTokenClassification"] = ("model", "token")
         if qa and prefix_qa is not None:

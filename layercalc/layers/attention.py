@@ -430,9 +430,9 @@ class MultiHeadAttention(LayerBase):
         if self.has_out_bias:
             specs["out_proj_bias"] = ParamSpec((d.out,), "[output_dim]")
         if self.qk_norm:
-            init = "zeros" if self.qk_norm_offset else "ones"
-            specs["q_norm_weight"] = ParamSpec((d.dk,), "[head_dim]", init)
-            specs["k_norm_weight"] = ParamSpec((d.dk,), "[head_dim]", init)
+            for role in "qk":                    # γ of zeros scales by 1 with an offset of 1 (Gemma 3)
+                specs[f"{role}_norm_weight"] = ParamSpec((d.dk,), "[head_dim]",
+                                                         "zeros" if self.qk_norm_offset else "ones")
         return specs
 
     def keras_weights(self, step: Any, class_name: str, variables: dict) -> dict:

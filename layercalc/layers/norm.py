@@ -411,8 +411,8 @@ class RMSNorm(LayerBase):
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         if not self.elementwise_affine:
             return {}
-        return {"weight": ParamSpec(tuple(step.facts.geometry["normalized_shape"]),
-                                    "normalized_shape" + (f" (the scale is {self.offset:g} + γ)" if self.offset else ""),
+        layout = "normalized_shape" + (f" (the scale is {self.offset:g} + γ)" if self.offset else "")
+        return {"weight": ParamSpec(tuple(step.facts.geometry["normalized_shape"]), layout,
                                     "zeros" if self.offset else "ones")}
 
     def forward(self, step, xs, params, env):
