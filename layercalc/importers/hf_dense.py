@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
 from ..errors import shown
+# a pair with .huggingface (until it is a package): its helpers here, these families in its ARCHITECTURES
 from .huggingface import _array, _Config, _last_token_score, _linear, _norm, _prefixed, _repeat, _rope
 
 __all__ = ["DENSE_ARCHITECTURES", "DENSE_STATE_DICT_MAPS", "dense_header_notes"]

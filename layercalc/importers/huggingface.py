@@ -770,6 +770,6 @@ def _attention_arrays(name: str, local: dict[str, Any], specs: Mapping, conv1d: 
 
 # the dense decoder families (qwen3, gemma, gemma2, gemma3_text, phi3, gpt_neox, opt) of their own module, which
 # reads this module's helpers: imported once they are defined
-from .hf_dense import DENSE_ARCHITECTURES, DENSE_STATE_DICT_MAPS, dense_header_notes  # noqa: E402
+from .hf_dense import DENSE_ARCHITECTURES, DENSE_STATE_DICT_MAPS, dense_header_notes  # noqa: E402  (a pair)
 
 ARCHITECTURES.update(DENSE_ARCHITECTURES)

@@ -28,7 +28,7 @@ from .base import Bool, Float, Int, LayerBase, LayerMixin, Probability, _alias, 
 
 __all__ = ['Dropout', 'ReLU', 'ReLU6', 'LeakyReLU', 'Sigmoid', 'Tanh', 'GELU', 'SiLU', 'Hardswish', 'Hardsigmoid',
            'Softmax', 'Identity', 'Rescaling', 'Activation', 'KERAS_ACTIVATIONS', 'activation_field',
-           'activation_layer', 'Pow', 'Clamp', 'Softcap', 'SOFTCAP_FLOPS']
+           'activation_layer', 'Pow', 'Clamp', 'Softcap', 'SOFTCAP_FLOPS', 'softcap']
 
 
 class _Elementwise(LayerMixin):

@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 from ..errors import SpecError, layer_label
 from ..explain import Explanation, n, prod_text
 from ..rules import Context, Facts, ReceptiveField, Tensor, fmt_shape, global_field, numel
-from .activation import SOFTCAP_FLOPS, Softmax
+from .activation import SOFTCAP_FLOPS, Softmax, softcap
 from .base import (
     Bool,
     Float,
@@ -122,22 +122,21 @@ def attention_field(query: Tensor, keys: list[Tensor], causal: bool, ctx: Contex
     return None
 
 
-def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any, softcap: Optional[float] = None,
+def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any, cap: Optional[float] = None,
            window: Optional[int] = None) -> Any:
     """``softmax(scale·q·kᵀ (+ causal mask))·v`` over the last two dims, leading dims broadcast (a k/v head of
-    size 1 serves a group of query heads without a copy); counts the two products' multiply-adds. ``softcap``:
+    size 1 serves a group of query heads without a copy); counts the two products' multiply-adds. ``cap``:
     the scores become cap·tanh(scores/cap) before the mask (Gemma 2); ``window``: query i also ignores the keys
     before i − window + 1 (a sliding-window mask: key j is kept when j > i − window, as transformers' mask)."""
     import numpy as np
 
     from ..kernels import softmax
-    from .activation import softcap as soft_cap
 
     scores = np.matmul(q, np.swapaxes(k, -1, -2))
     counter.add(scores.size * q.shape[-1])
     scores *= scale
-    if softcap is not None:
-        soft_cap(scores, softcap, out=scores)
+    if cap is not None:
+        softcap(scores, cap, out=scores)
     if causal:
         lq, lk = scores.shape[-2:]
         np.copyto(scores, -np.inf, where=np.triu(np.ones((lq, lk), dtype=bool), 1))
@@ -506,7 +505,7 @@ class MultiHeadAttention(LayerBase):
         if d.rotary:                                                  # positions along dim −2 of [N, kv, g, L, d]
             q_heads, k_heads = (rotate(x, d.rotary, self.rope_theta) for x in (q_heads, k_heads))
         o = attend(q_heads, k_heads, _heads(v, d.kv_heads, 1), self.score_scale(d), self.causal, env.counter,
-                   softcap=self.logit_softcap, window=self.sliding_window)   # [N, kv, group, L_q, d_v]
+                   cap=self.logit_softcap, window=self.sliding_window)   # [N, kv, group, L_q, d_v]
         o = o.transpose(0, 3, 1, 2, 4).reshape(d.batch, d.lq, d.heads * d.dv)
         y = linear(o, params["out_proj_weight"], params.get("out_proj_bias"), env.counter)
         return y if self.batch_first else y.transpose(1, 0, 2)
