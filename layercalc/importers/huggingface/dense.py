@@ -1,4 +1,4 @@
-"""Hugging Face dense decoders: ``qwen3``, ``gemma``, ``gemma2``, ``gemma3_text``, ``phi3``, ``gpt_neox``, ``opt``
+"""Hugging Face dense decoders (``layercalc/importers/huggingface/dense.py``): ``qwen3``, ``gemma``, ``gemma2``, ``gemma3_text``, ``phi3``, ``gpt_neox``, ``opt``
 (docs/importers.md, "Hugging Face"), read from ``config.json`` without transformers.
 
 Each builder mirrors its transformers 5 modeling file: the module names (so that a ``state_dict`` entry belongs to
@@ -30,13 +30,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
-from ..errors import shown
-# a pair with .huggingface (until it is a package): its helpers here, these families in its ARCHITECTURES
-from .huggingface import _array, _Config, _last_token_score, _linear, _norm, _prefixed, _repeat, _rope
+from ...errors import shown
+from .config import Builder, Config, Family, last_token_score, linear, norm, prefixed, repeat, rope
 
-__all__ = ["DENSE_ARCHITECTURES", "DENSE_STATE_DICT_MAPS", "dense_header_notes"]
-
-_Builder = Callable[[_Config, str], dict[str, Any]]
+__all__ = ["FAMILIES"]
 
 # ============================================================================================ shared pieces
 
@@ -64,7 +61,7 @@ _SLIDING, _FULL = "sliding_attention", "full_attention"
 _BLOCK_NAMES = {_FULL: "decoder_layer", _SLIDING: "sliding_decoder_layer"}
 
 
-def _sizes(c: _Config) -> dict[str, Any]:
+def _sizes(c: Config) -> dict[str, Any]:
     """Width, heads, key/value heads (dividing the heads), head size, layers, MLP width, vocabulary and positions of
     a Llama-like config, each from the config or its class's default."""
     d = _DEFAULTS[c.model_type]
@@ -97,18 +94,18 @@ def _attention(name: str, s: Mapping[str, Any], theta: float, bias: bool = False
     return layer
 
 
-def _gated_mlp(c: _Config, inner: int, hidden: int, source: str, act_key: str, act_default: str,
+def _gated_mlp(c: Config, inner: int, hidden: int, source: str, act_key: str, act_default: str,
                legacy_gelu: bool = False) -> list[dict[str, Any]]:
     """Llama's MLP: down(act(gate(x))·up(x)), no biases (``mlp.gate_proj``, ``mlp.up_proj``, ``mlp.down_proj``).
     ``legacy_gelu``: Gemma's config class reads ``hidden_act`` "gelu" as "gelu_pytorch_tanh" (with a warning)."""
     activation = c.activation(act_key, act_default, "mlp.act_fn")
     if legacy_gelu and c.raw(act_key, act_default) == "gelu":
         activation["approximate"] = "tanh"
-    return [_linear("mlp.gate_proj", inner, bias=False),
+    return [linear("mlp.gate_proj", inner, bias=False),
             activation,
-            _linear("mlp.up_proj", inner, bias=False, inputs=source),
+            linear("mlp.up_proj", inner, bias=False, inputs=source),
             {"name": "mlp.gated", "type": "mul", "inputs": ["mlp.act_fn", "mlp.up_proj"]},
-            _linear("mlp.down_proj", hidden, bias=False)]
+            linear("mlp.down_proj", hidden, bias=False)]
 
 
 def _heads(prefix_qa: Optional[str] = "transformer", token: bool = True, qa: bool = True,
@@ -126,26 +123,26 @@ def _heads(prefix_qa: Optional[str] = "transformer", token: bool = True, qa: boo
     return heads
 
 
-def _head_layers(c: _Config, head: Optional[str], vocab: int, embed: str, tied_default: bool,
+def _head_layers(c: Config, head: Optional[str], vocab: int, embed: str, tied_default: bool,
                  softcap: Optional[float] = None) -> list[dict[str, Any]]:
     """The head of a Llama-like model: the LM head (tied unless ``tie_word_embeddings`` is false), the last token's
     score, a token classifier (``score``, its bias ``token_classification_bias``), or the QA outputs."""
     if head == "lm":
         tied = c.flag("tie_word_embeddings", tied_default)
-        layers = [_linear("lm_head", vocab, bias=False, **({"tied_to": embed} if tied else {}))]
+        layers = [linear("lm_head", vocab, bias=False, **({"tied_to": embed} if tied else {}))]
         if softcap is not None:
             layers.append({"name": "final_logit_softcapping", "type": "softcap", "cap": softcap})
         return layers
     if head == "sequence":
-        return _last_token_score(c)
+        return last_token_score(c)
     if head == "token":
-        return [_linear("score", c.num_labels(), bias=c.flag("token_classification_bias", True))]
+        return [linear("score", c.num_labels(), bias=c.flag("token_classification_bias", True))]
     if head == "qa":
-        return [_linear("qa_outputs", 2)]
+        return [linear("qa_outputs", 2)]
     return []
 
 
-def _layer_types(c: _Config, layers: int, default: list[str]) -> list[str]:
+def _layer_types(c: Config, layers: int, default: list[str]) -> list[str]:
     """``layer_types`` (a list of "sliding_attention" / "full_attention", one per layer), else ``default``."""
     value = c.data.get("layer_types")
     if value is None:
@@ -157,7 +154,7 @@ def _layer_types(c: _Config, layers: int, default: list[str]) -> list[str]:
     return list(value)
 
 
-def _stacked(c: _Config, prefix: str, types: list[str], blocks: Mapping[str, list]) -> list[dict[str, Any]]:
+def _stacked(c: Config, prefix: str, types: list[str], blocks: Mapping[str, list]) -> list[dict[str, Any]]:
     """The layers entries of a stack whose layers differ by type (``blocks[type]``): one ``repeat`` per run of
     equal types, numbered on (``start``), all named ``{prefix}.{i}``."""
     entries, start = [], 0
@@ -166,7 +163,7 @@ def _stacked(c: _Config, prefix: str, types: list[str], blocks: Mapping[str, lis
         while end < len(types) and types[end] == types[start]:
             end += 1
         kind = types[start]
-        entry = _repeat(c, "num_hidden_layers", end - start, _prefixed(prefix, "layers"), _BLOCK_NAMES[kind],
+        entry = repeat(c, "num_hidden_layers", end - start, prefixed(prefix, "layers"), _BLOCK_NAMES[kind],
                         blocks[kind])
         if start:
             entry["start"] = start
@@ -175,20 +172,20 @@ def _stacked(c: _Config, prefix: str, types: list[str], blocks: Mapping[str, lis
     return entries
 
 
-def _bidirectional(c: _Config) -> None:
+def _bidirectional(c: Config) -> None:
     c.refuse_if("use_bidirectional_attention", lambda v: v is False,
                 "bidirectional attention (an encoder's mask) is not modeled; supported: false")
 
 
-def _window(c: _Config) -> Optional[int]:
+def _window(c: Config) -> Optional[int]:
     return c.integer("sliding_window") if c.raw("sliding_window", None) is not None else None
 
 
 # ================================================================================================ Qwen3
 
-def _qwen3(c: _Config, architecture: str) -> dict[str, Any]:
+def _qwen3(c: Config, architecture: str) -> dict[str, Any]:
     s = _sizes(c)
-    theta, _ = _rope(c, s["head_dim"])
+    theta, _ = rope(c, s["head_dim"])
     bias = c.flag("attention_bias", False)
     # configuration_qwen3.py: sliding_window only with use_sliding_window; then layers from max_window_layers on
     window = _window(c) if c.flag("use_sliding_window", False) else None
@@ -198,18 +195,18 @@ def _qwen3(c: _Config, architecture: str) -> dict[str, Any]:
     blocks = {}
     for kind in sorted(set(types)):
         sliding = window if kind == _SLIDING else None
-        blocks[kind] = [_norm("rmsnorm", "input_layernorm", s["eps"]),
+        blocks[kind] = [norm("rmsnorm", "input_layernorm", s["eps"]),
                         _attention("self_attn", s, theta, bias, qk_norm=True, qk_norm_eps=s["eps"],
                                    sliding_window=sliding),
                         {"name": "attn_residual", "type": "add", "inputs": ["self_attn", "in"]},
-                        _norm("rmsnorm", "post_attention_layernorm", s["eps"]),
+                        norm("rmsnorm", "post_attention_layernorm", s["eps"]),
                         *_gated_mlp(c, s["inner"], s["hidden"], "post_attention_layernorm", "hidden_act", "silu"),
                         {"name": "mlp_residual", "type": "add", "inputs": ["mlp.down_proj", "attn_residual"]}]
     p, head = _heads()("Qwen3")[architecture]
-    embed = _prefixed(p, "embed_tokens")
+    embed = prefixed(p, "embed_tokens")
     layers = [{"name": embed, "type": "embedding", "num_embeddings": s["vocab"], "embedding_dim": s["hidden"]},
               *_stacked(c, p, types, blocks),
-              _norm("rmsnorm", _prefixed(p, "norm"), s["eps"]),
+              norm("rmsnorm", prefixed(p, "norm"), s["eps"]),
               *_head_layers(c, head, s["vocab"], embed, False)]
     return {"input": c.tokens(s["positions"]), "blocks": _block_specs(blocks), "layers": layers}
 
@@ -222,51 +219,51 @@ def _block_specs(blocks: Mapping[str, list]) -> dict[str, Any]:
 
 def _gemma_embedding(p: str, s: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Gemma's embedding: the table's rows times √hidden_size (a float32 constant, as transformers' buffer)."""
-    embed = _prefixed(p, "embed_tokens")
+    embed = prefixed(p, "embed_tokens")
     return [{"name": embed, "type": "embedding", "num_embeddings": s["vocab"], "embedding_dim": s["hidden"]},
             {"name": f"{embed}.embed_scale", "type": "rescaling", "scale": float(s["hidden"]) ** 0.5}]
 
 
-def _gemma(c: _Config, architecture: str) -> dict[str, Any]:
+def _gemma(c: Config, architecture: str) -> dict[str, Any]:
     _bidirectional(c)
     s = _sizes(c)
-    theta, _ = _rope(c, s["head_dim"])
-    norm = dict(offset=1.0)
-    block = [_norm("rmsnorm", "input_layernorm", s["eps"], **norm),
+    theta, _ = rope(c, s["head_dim"])
+    gemma_norm = dict(offset=1.0)
+    block = [norm("rmsnorm", "input_layernorm", s["eps"], **gemma_norm),
              _attention("self_attn", s, theta, c.flag("attention_bias", False)),
              {"name": "attn_residual", "type": "add", "inputs": ["self_attn", "in"]},
-             _norm("rmsnorm", "post_attention_layernorm", s["eps"], **norm),
+             norm("rmsnorm", "post_attention_layernorm", s["eps"], **gemma_norm),
              *_gated_mlp(c, s["inner"], s["hidden"], "post_attention_layernorm", "hidden_act", "gelu_pytorch_tanh",
                          legacy_gelu=True),
              {"name": "mlp_residual", "type": "add", "inputs": ["mlp.down_proj", "attn_residual"]}]
     p, head = _heads(qa=False)("Gemma")[architecture]
     layers = [*_gemma_embedding(p, s),
-              _repeat(c, "num_hidden_layers", s["layers"], _prefixed(p, "layers"), "decoder_layer", block),
-              _norm("rmsnorm", _prefixed(p, "norm"), s["eps"], **norm),
-              *_head_layers(c, head, s["vocab"], _prefixed(p, "embed_tokens"), True)]
+              repeat(c, "num_hidden_layers", s["layers"], prefixed(p, "layers"), "decoder_layer", block),
+              norm("rmsnorm", prefixed(p, "norm"), s["eps"], **gemma_norm),
+              *_head_layers(c, head, s["vocab"], prefixed(p, "embed_tokens"), True)]
     return {"input": c.tokens(s["positions"]), "blocks": {"decoder_layer": {"params": {}, "layers": block}},
             "layers": layers}
 
 
-def _softcap(c: _Config, key: str, default: Optional[float]) -> Optional[float]:
+def _softcap(c: Config, key: str, default: Optional[float]) -> Optional[float]:
     return c.number(key, default) if c.raw(key, default) is not None else None
 
 
-def _gemma2_block(c: _Config, s: Mapping[str, Any], attention: dict[str, Any]) -> list[dict[str, Any]]:
+def _gemma2_block(c: Config, s: Mapping[str, Any], attention: dict[str, Any]) -> list[dict[str, Any]]:
     """Gemma 2's and 3's decoder layer: norms before and after the attention and the MLP, both inside the residual."""
-    eps, norm = s["eps"], dict(offset=1.0)
-    return [_norm("rmsnorm", "input_layernorm", eps, **norm),
+    eps, gemma_norm = s["eps"], dict(offset=1.0)
+    return [norm("rmsnorm", "input_layernorm", eps, **gemma_norm),
             attention,
-            _norm("rmsnorm", "post_attention_layernorm", eps, **norm),
+            norm("rmsnorm", "post_attention_layernorm", eps, **gemma_norm),
             {"name": "attn_residual", "type": "add", "inputs": ["post_attention_layernorm", "in"]},
-            _norm("rmsnorm", "pre_feedforward_layernorm", eps, **norm),
+            norm("rmsnorm", "pre_feedforward_layernorm", eps, **gemma_norm),
             *_gated_mlp(c, s["inner"], s["hidden"], "pre_feedforward_layernorm", "hidden_activation",
                         "gelu_pytorch_tanh"),
-            _norm("rmsnorm", "post_feedforward_layernorm", eps, **norm),
+            norm("rmsnorm", "post_feedforward_layernorm", eps, **gemma_norm),
             {"name": "mlp_residual", "type": "add", "inputs": ["post_feedforward_layernorm", "attn_residual"]}]
 
 
-def _gemma_stack(c: _Config, architecture: str, family: str, s: Mapping[str, Any], types: list[str],
+def _gemma_stack(c: Config, architecture: str, family: str, s: Mapping[str, Any], types: list[str],
                  blocks: Mapping[str, list], final_softcap: Optional[float]) -> dict[str, Any]:
     heads = (_heads(qa=False)("Gemma2") if family == "Gemma2"
              else {"Gemma3TextModel": ("", None), "Gemma3ForCausalLM": ("model", "lm"),
@@ -274,16 +271,16 @@ def _gemma_stack(c: _Config, architecture: str, family: str, s: Mapping[str, Any
     p, head = heads[architecture]
     layers = [*_gemma_embedding(p, s),
               *_stacked(c, p, types, blocks),
-              _norm("rmsnorm", _prefixed(p, "norm"), s["eps"], offset=1.0),
-              *_head_layers(c, head, s["vocab"], _prefixed(p, "embed_tokens"), True, final_softcap)]
+              norm("rmsnorm", prefixed(p, "norm"), s["eps"], offset=1.0),
+              *_head_layers(c, head, s["vocab"], prefixed(p, "embed_tokens"), True, final_softcap)]
     return {"input": c.tokens(s["positions"]), "blocks": _block_specs(blocks), "layers": layers}
 
 
-def _gemma2(c: _Config, architecture: str) -> dict[str, Any]:
+def _gemma2(c: Config, architecture: str) -> dict[str, Any]:
     _bidirectional(c)
     s = _sizes(c)
     c.divisible("hidden_size", s["hidden"], "num_attention_heads", s["heads"])   # Gemma2Config's own check
-    theta, _ = _rope(c, s["head_dim"])
+    theta, _ = rope(c, s["head_dim"])
     scale = c.number("query_pre_attn_scalar", 256) ** -0.5
     attn_cap = _softcap(c, "attn_logit_softcapping", 50.0)
     final_cap = _softcap(c, "final_logit_softcapping", 30.0)
@@ -296,7 +293,7 @@ def _gemma2(c: _Config, architecture: str) -> dict[str, Any]:
     return _gemma_stack(c, architecture, "Gemma2", s, types, blocks, final_cap)
 
 
-def _gemma3_rope(c: _Config, head_dim: int) -> dict[str, float]:
+def _gemma3rope(c: Config, head_dim: int) -> dict[str, float]:
     """rope_theta of the global and local layers: ``rope_parameters`` per layer type (transformers 5), else
     ``rope_theta`` (1,000,000) and ``rope_local_base_freq`` (10,000); ``rope_scaling`` scales the global layers'
     angles only (not the counts)."""
@@ -309,20 +306,20 @@ def _gemma3_rope(c: _Config, head_dim: int) -> dict[str, float]:
             if not isinstance(inner, Mapping):
                 raise c.fail("rope_parameters", dict(parameters), f"{kind!r}: expected a mapping (rope_type, "
                                                                   f"rope_theta, …)")
-            scoped = _Config({"rope_theta": default, **inner}, c.origin, model_type=c.model_type)
-            scoped_theta, _ = _rope(scoped, head_dim)
+            scoped = Config({"rope_theta": default, **inner}, c.origin, model_type=c.model_type)
+            scoped_theta, _ = rope(scoped, head_dim)
             thetas[kind] = scoped_theta
         return thetas
-    global_theta, _ = _rope(_Config({**c.data, "rope_theta": c.raw("rope_theta", 1_000_000.0)}, c.origin,
+    global_theta, _ = rope(Config({**c.data, "rope_theta": c.raw("rope_theta", 1_000_000.0)}, c.origin,
                                     model_type=c.model_type), head_dim)
     return {_FULL: global_theta, _SLIDING: c.number("rope_local_base_freq", 10_000.0)}
 
 
-def _gemma3(c: _Config, architecture: str) -> dict[str, Any]:
+def _gemma3(c: Config, architecture: str) -> dict[str, Any]:
     _bidirectional(c)
     s = _sizes(c)
     c.divisible("hidden_size", s["hidden"], "num_attention_heads", s["heads"])   # Gemma3TextConfig's own check
-    thetas = _gemma3_rope(c, s["head_dim"])
+    thetas = _gemma3rope(c, s["head_dim"])
     scale = c.number("query_pre_attn_scalar", 256) ** -0.5
     _softcap(c, "attn_logit_softcapping", None)          # read (a number or null), not applied: as transformers 5
     final_cap = _softcap(c, "final_logit_softcapping", None)
@@ -343,7 +340,7 @@ def _gemma3(c: _Config, architecture: str) -> dict[str, Any]:
 _PHI3_ROPE_TYPES = ("default", "longrope", "su", "yarn")
 
 
-def _phi3_rotary(c: _Config, head_dim: int) -> tuple[float, int]:
+def _phi3_rotary(c: Config, head_dim: int) -> tuple[float, int]:
     """(rope_theta, rotated features per head): ``int(head_dim · partial_rotary_factor)`` (Phi3Attention), the
     factor inside ``rope_scaling``/``rope_parameters`` winning over the top-level one."""
     for key in ("rope_parameters", "rope_scaling"):
@@ -356,7 +353,7 @@ def _phi3_rotary(c: _Config, head_dim: int) -> tuple[float, int]:
     if rope_type not in _PHI3_ROPE_TYPES:
         raise c.fail(key, dict(parameters), f"rope_type {shown(rope_type)}: Phi-3 supports "
                                             f"{', '.join(_PHI3_ROPE_TYPES)} (they change only the rotation angles)")
-    inner = _Config(parameters, f"{c.origin}: config key {key!r}")
+    inner = Config(parameters, f"{c.origin}: config key {key!r}")
     theta = (inner if parameters.get("rope_theta") is not None else c).number("rope_theta", 10000.0)
     scope = inner if parameters.get("partial_rotary_factor") is not None else c
     factor = scope.number("partial_rotary_factor", 1.0)
@@ -369,28 +366,28 @@ def _phi3_rotary(c: _Config, head_dim: int) -> tuple[float, int]:
     return theta, rotated
 
 
-def _phi3(c: _Config, architecture: str) -> dict[str, Any]:
+def _phi3(c: Config, architecture: str) -> dict[str, Any]:
     s = _sizes(c)
     theta, rotated = _phi3_rotary(c, s["head_dim"])
     window = _window(c)
     attention = _attention("self_attn", s, theta, False, sliding_window=window,
                            rotary_dim=rotated if rotated != s["head_dim"] else None)
     act = c.activation("hidden_act", "silu", "mlp.activation_fn")
-    block = [_norm("rmsnorm", "input_layernorm", s["eps"]),
+    block = [norm("rmsnorm", "input_layernorm", s["eps"]),
              attention,
              {"name": "attn_residual", "type": "add", "inputs": ["self_attn", "in"]},
-             _norm("rmsnorm", "post_attention_layernorm", s["eps"]),
-             _linear("mlp.gate_up_proj", 2 * s["inner"], bias=False),
+             norm("rmsnorm", "post_attention_layernorm", s["eps"]),
+             linear("mlp.gate_up_proj", 2 * s["inner"], bias=False),
              {"name": "mlp.chunk", "type": "chunk", "chunks": 2, "dim": -1},    # gate, up = up_states.chunk(2, -1)
              {**act, "inputs": "mlp.chunk:0"},
              {"name": "mlp.gated", "type": "mul", "inputs": ["mlp.chunk:1", "mlp.activation_fn"]},
-             _linear("mlp.down_proj", s["hidden"], bias=False),
+             linear("mlp.down_proj", s["hidden"], bias=False),
              {"name": "mlp_residual", "type": "add", "inputs": ["mlp.down_proj", "attn_residual"]}]
     p, head = _heads(qa=False)("Phi3")[architecture]
-    embed = _prefixed(p, "embed_tokens")
+    embed = prefixed(p, "embed_tokens")
     layers = [{"name": embed, "type": "embedding", "num_embeddings": s["vocab"], "embedding_dim": s["hidden"]},
-              _repeat(c, "num_hidden_layers", s["layers"], _prefixed(p, "layers"), "decoder_layer", block),
-              _norm("rmsnorm", _prefixed(p, "norm"), s["eps"]),
+              repeat(c, "num_hidden_layers", s["layers"], prefixed(p, "layers"), "decoder_layer", block),
+              norm("rmsnorm", prefixed(p, "norm"), s["eps"]),
               *_head_layers(c, head, s["vocab"], embed, False)]
     return {"input": c.tokens(s["positions"]), "blocks": {"decoder_layer": {"params": {}, "layers": block}},
             "layers": layers}
@@ -404,7 +401,7 @@ _NEOX_HEADS = {"GPTNeoXModel": ("", None), "GPTNeoXForCausalLM": ("gpt_neox", "l
                "GPTNeoXForQuestionAnswering": ("gpt_neox", "qa")}
 
 
-def _neox_rotary(c: _Config, head_dim: int) -> tuple[float, int]:
+def _neox_rotary(c: Config, head_dim: int) -> tuple[float, int]:
     """(rope_theta, rotated features per head): ``rotary_emb_base`` and ``rotary_pct`` (0.25), or their
     transformers 5 spellings inside ``rope_parameters``/``rope_scaling`` (which win)."""
     for key in ("rope_parameters", "rope_scaling"):
@@ -413,8 +410,8 @@ def _neox_rotary(c: _Config, head_dim: int) -> tuple[float, int]:
             raise c.fail(key, value, "expected a mapping (rope_type, rope_theta, …)")
     key = "rope_scaling" if c.data.get("rope_scaling") else "rope_parameters"
     parameters = c.data.get(key) or {}
-    _rope(_Config({key: parameters}, c.origin, model_type=c.model_type))      # a rope_type layercalc knows
-    inner = _Config(parameters, f"{c.origin}: config key {key!r}")
+    rope(Config({key: parameters}, c.origin, model_type=c.model_type))      # a rope_type layercalc knows
+    inner = Config(parameters, f"{c.origin}: config key {key!r}")
     theta = (inner.number("rope_theta") if parameters.get("rope_theta") is not None
              else c.number("rotary_emb_base", 10000.0))
     if parameters.get("partial_rotary_factor") is not None:
@@ -431,7 +428,7 @@ def _neox_rotary(c: _Config, head_dim: int) -> tuple[float, int]:
     return theta, rotated
 
 
-def _gpt_neox(c: _Config, architecture: str) -> dict[str, Any]:
+def _gpt_neox(c: Config, architecture: str) -> dict[str, Any]:
     hidden, heads = c.integer("hidden_size", 6144), c.integer("num_attention_heads", 64)
     c.divisible("hidden_size", hidden, "num_attention_heads", heads)
     layers_count, inner = c.integer("num_hidden_layers", 44), c.integer("intermediate_size", 24576)
@@ -443,24 +440,24 @@ def _gpt_neox(c: _Config, architecture: str) -> dict[str, Any]:
                                  "bias": bias, "causal": True, "rope": True, "rope_theta": theta}
     if rotated != hidden // heads:
         attention["rotary_dim"] = rotated
-    mlp = [_linear("mlp.dense_h_to_4h", inner), c.activation("hidden_act", "gelu", "mlp.act"),
-           _linear("mlp.dense_4h_to_h", hidden)]
-    block: list[dict[str, Any]] = [_norm("layernorm", "input_layernorm", eps), attention]
+    mlp = [linear("mlp.dense_h_to_4h", inner), c.activation("hidden_act", "gelu", "mlp.act"),
+           linear("mlp.dense_4h_to_h", hidden)]
+    block: list[dict[str, Any]] = [norm("layernorm", "input_layernorm", eps), attention]
     if c.flag("use_parallel_residual", True):          # x + attn(ln1(x)) + mlp(ln2(x))
-        block += [{**_norm("layernorm", "post_attention_layernorm", eps), "inputs": "in"}, *mlp,
+        block += [{**norm("layernorm", "post_attention_layernorm", eps), "inputs": "in"}, *mlp,
                   {"name": "residual", "type": "add", "inputs": ["mlp.dense_4h_to_h", "attention", "in"]}]
     else:                                              # h = x + attn(ln1(x)); h + mlp(ln2(h))
         block += [{"name": "attn_residual", "type": "add", "inputs": ["attention", "in"]},
-                  _norm("layernorm", "post_attention_layernorm", eps), *mlp,
+                  norm("layernorm", "post_attention_layernorm", eps), *mlp,
                   {"name": "residual", "type": "add", "inputs": ["mlp.dense_4h_to_h", "attn_residual"]}]
     p, head = _NEOX_HEADS[architecture]
-    embed = _prefixed(p, "embed_in")
+    embed = prefixed(p, "embed_in")
     layers: list[dict[str, Any]] = [
         {"name": embed, "type": "embedding", "num_embeddings": vocab, "embedding_dim": hidden},
-        _repeat(c, "num_hidden_layers", layers_count, _prefixed(p, "layers"), "layer", block),
-        _norm("layernorm", _prefixed(p, "final_layer_norm"), eps)]
+        repeat(c, "num_hidden_layers", layers_count, prefixed(p, "layers"), "layer", block),
+        norm("layernorm", prefixed(p, "final_layer_norm"), eps)]
     if head == "token":                                 # GPTNeoXForTokenClassification: classifier, with a bias
-        layers.append(_linear("classifier", c.num_labels()))
+        layers.append(linear("classifier", c.num_labels()))
     else:
         layers += _head_layers(c, head, vocab, embed, False)
     return {"input": c.tokens(positions), "blocks": {"layer": {"params": {}, "layers": block}}, "layers": layers}
@@ -476,7 +473,7 @@ _OPT_HEADS = {"OPTModel": ("decoder", None), "OPTForCausalLM": ("model.decoder",
 OPT_POSITION_OFFSET = 2
 
 
-def _opt(c: _Config, architecture: str) -> dict[str, Any]:
+def _opt(c: Config, architecture: str) -> dict[str, Any]:
     hidden, heads = c.integer("hidden_size", 768), c.integer("num_attention_heads", 12)
     c.divisible("hidden_size", hidden, "num_attention_heads", heads)
     layers_count, ffn = c.integer("num_hidden_layers", 12), c.integer("ffn_dim", 3072)
@@ -485,71 +482,116 @@ def _opt(c: _Config, architecture: str) -> dict[str, Any]:
     pre_norm, bias = c.flag("do_layer_norm_before", True), c.flag("enable_bias", True)
     affine = c.flag("layer_norm_elementwise_affine", True)
     final_norm = pre_norm and not c.flag("_remove_final_layer_norm", False)
-    norm = {} if affine else {"elementwise_affine": False}
+    ln = {} if affine else {"elementwise_affine": False}
     eps = 1e-5                                          # nn.LayerNorm's default: OPT passes no eps
     attention = {"name": "self_attn", "type": "multi_head_attention", "num_heads": heads, "bias": bias,
                  "causal": True}
-    mlp = [_linear("fc1", ffn, bias=bias), c.activation("activation_function", "relu", "activation_fn"),
-           _linear("fc2", hidden, bias=bias)]
+    mlp = [linear("fc1", ffn, bias=bias), c.activation("activation_function", "relu", "activation_fn"),
+           linear("fc2", hidden, bias=bias)]
     if pre_norm:
-        block = [_norm("layernorm", "self_attn_layer_norm", eps, **norm), attention,
+        block = [norm("layernorm", "self_attn_layer_norm", eps, **ln), attention,
                  {"name": "attn_residual", "type": "add", "inputs": ["self_attn", "in"]},
-                 _norm("layernorm", "final_layer_norm", eps, **norm), *mlp,
+                 norm("layernorm", "final_layer_norm", eps, **ln), *mlp,
                  {"name": "mlp_residual", "type": "add", "inputs": ["fc2", "attn_residual"]}]
     else:                                               # OPT-350m: the norms after each residual
         block = [{**attention, "inputs": "in"},
                  {"name": "attn_residual", "type": "add", "inputs": ["self_attn", "in"]},
-                 _norm("layernorm", "self_attn_layer_norm", eps, **norm), *mlp,
+                 norm("layernorm", "self_attn_layer_norm", eps, **ln), *mlp,
                  {"name": "mlp_residual", "type": "add", "inputs": ["fc2", "self_attn_layer_norm"]},
-                 _norm("layernorm", "final_layer_norm", eps, **norm)]
+                 norm("layernorm", "final_layer_norm", eps, **ln)]
     p, head = _OPT_HEADS[architecture]
     embed = f"{p}.embed_tokens"
     layers: list[dict[str, Any]] = [
         {"name": embed, "type": "embedding", "num_embeddings": vocab, "embedding_dim": project}]
     if project != hidden:
-        layers.append(_linear(f"{p}.project_in", hidden, bias=False))
+        layers.append(linear(f"{p}.project_in", hidden, bias=False))
     tokens = layers[-1]["name"]
     layers += [{"name": f"{p}.embed_positions", "type": "position_embedding",
                 "num_embeddings": positions + OPT_POSITION_OFFSET, "embedding_dim": hidden,
                 "offset": OPT_POSITION_OFFSET, "inputs": "input"},
                {"name": f"{p}.embed", "type": "add", "inputs": [tokens, f"{p}.embed_positions"]},
-               _repeat(c, "num_hidden_layers", layers_count, f"{p}.layers", "decoder_layer", block)]
+               repeat(c, "num_hidden_layers", layers_count, f"{p}.layers", "decoder_layer", block)]
     if final_norm:
-        layers.append(_norm("layernorm", f"{p}.final_layer_norm", eps, **norm))
+        layers.append(norm("layernorm", f"{p}.final_layer_norm", eps, **ln))
     if project != hidden:
-        layers.append(_linear(f"{p}.project_out", project, bias=False))
+        layers.append(linear(f"{p}.project_out", project, bias=False))
     if head == "lm":
         tied = c.flag("tie_word_embeddings", True)
-        layers.append(_linear("lm_head", vocab, bias=False, **({"tied_to": embed} if tied else {})))
+        layers.append(linear("lm_head", vocab, bias=False, **({"tied_to": embed} if tied else {})))
     elif head == "sequence":
-        layers += _last_token_score(c)
+        layers += last_token_score(c)
     elif head == "qa":
-        layers.append(_linear("qa_outputs", 2))
+        layers.append(linear("qa_outputs", 2))
     # OPT counts positions from 0 to max_position_embeddings − 1 (the table has 2 more rows)
     return {"input": c.tokens(positions), "blocks": {"decoder_layer": {"params": {}, "layers": block}},
             "layers": layers}
 
 
+# ============================================================================================ the weights
+
+def _as_array(value: Any) -> Any:
+    import numpy as np
+
+    from ...kernels import as_numpy  # deferred: NumPy is loaded only when weights are read
+    return np.asarray(as_numpy(value))
+
+
+def _phi3_entries(c: Config, key: str, value: Any) -> list[tuple[str, Any]]:
+    """Phi-3's fused ``qkv_proj`` rows: q (heads·head_dim), then k and v (kv_heads·head_dim each)."""
+    if not key.endswith(".self_attn.qkv_proj.weight"):
+        return [(key, value)]
+    s = _sizes(c)
+    q_rows, kv_rows = s["heads"] * s["head_dim"], s["kv"] * s["head_dim"]
+    base, array = key[:-len("qkv_proj.weight")], _as_array(value)
+    return [(f"{base}q_proj.weight", array[:q_rows]), (f"{base}k_proj.weight", array[q_rows:q_rows + kv_rows]),
+            (f"{base}v_proj.weight", array[q_rows + kv_rows:])]
+
+
+def _neox_entries(c: Config, key: str, value: Any) -> list[tuple[str, Any]]:
+    """GPT-NeoX's fused ``query_key_value``: its rows are, per head, [q, k, v] of head_dim each
+    (``view(..., heads, 3·head_dim)`` then ``chunk(3)``); ``dense`` is the output projection; older checkpoints'
+    causal-mask buffers (``attention.bias``, ``attention.masked_bias``) are no parameters."""
+    if key.endswith((".attention.bias", ".attention.masked_bias")):
+        return []
+    base, _, tail = key.rpartition(".attention.")
+    module, _, kind = tail.partition(".")
+    if not base or kind not in ("weight", "bias") or module not in ("query_key_value", "dense"):
+        return [(key, value)]
+    if module == "dense":
+        return [(f"{base}.attention.o_proj.{kind}", value)]
+    heads, array = c.integer("num_attention_heads", 64), _as_array(value)
+    parts = array.reshape(heads, 3, -1, *array.shape[1:])                  # [heads, (q, k, v), head_dim, …]
+    return [(f"{base}.attention.{role}_proj.{kind}", parts[:, index].reshape(-1, *array.shape[1:]))
+            for index, role in enumerate("qkv")]
+
+
+def _opt_entries(c: Config, key: str, value: Any) -> list[tuple[str, Any]]:
+    """OPT's output projection is ``out_proj``."""
+    return [(key.replace(".self_attn.out_proj.", ".self_attn.o_proj."), value)]
+
+
 # ================================================================================================ dispatch
 
-#: model_type → (architectures → builder, the base model built without ``architectures``, config aliases)
-DENSE_ARCHITECTURES: dict[str, tuple[dict[str, _Builder], str, dict[str, str]]] = {
-    "qwen3": ({a: _qwen3 for a in _heads()("Qwen3")}, "Qwen3Model", {}),
-    "gemma": ({a: _gemma for a in _heads(qa=False)("Gemma")}, "GemmaModel", {}),
-    "gemma2": ({a: _gemma2 for a in _heads(qa=False)("Gemma2")}, "Gemma2Model", {}),
+_BUILDERS: dict[str, tuple[dict[str, Builder], str]] = {
+    "qwen3": ({a: _qwen3 for a in _heads()("Qwen3")}, "Qwen3Model"),
+    "gemma": ({a: _gemma for a in _heads(qa=False)("Gemma")}, "GemmaModel"),
+    "gemma2": ({a: _gemma2 for a in _heads(qa=False)("Gemma2")}, "Gemma2Model"),
     "gemma3_text": ({a: _gemma3 for a in ("Gemma3TextModel", "Gemma3ForCausalLM",
-                                          "Gemma3TextForSequenceClassification")}, "Gemma3TextModel", {}),
-    "phi3": ({a: _phi3 for a in _heads(qa=False)("Phi3")}, "Phi3Model", {}),
-    "gpt_neox": ({a: _gpt_neox for a in _NEOX_HEADS}, "GPTNeoXModel", {}),
-    "opt": ({a: _opt for a in _OPT_HEADS}, "OPTModel", {}),
+                                          "Gemma3TextForSequenceClassification")}, "Gemma3TextModel"),
+    "phi3": ({a: _phi3 for a in _heads(qa=False)("Phi3")}, "Phi3Model"),
+    "gpt_neox": ({a: _gpt_neox for a in _NEOX_HEADS}, "GPTNeoXModel"),
+    "opt": ({a: _opt for a in _OPT_HEADS}, "OPTModel"),
 }
 
 
-def dense_header_notes(c: _Config, spec: Mapping[str, Any]) -> list[str]:
-    """What a converted spec's header says about the conventions these families are counted by."""
+def _notes(c: Config) -> list[str]:
+    """What the header says about the conventions these families are counted by: windows counted in full (and
+    applied by the executor), a soft-capping transformers does not apply, scaled rotary angles."""
+    builders, base = _BUILDERS[c.model_type]
+    spec = builders[base](c, base)
     notes = []
-    windows = sorted({layer.get("sliding_window") for block in spec.get("blocks", {}).values()
-                      for layer in block["layers"] if layer.get("sliding_window")})
+    windows = sorted({layer["sliding_window"] for block in spec["blocks"].values() for layer in block["layers"]
+                      if layer.get("sliding_window")})
     if windows:
         notes.append(f"sliding_window {', '.join(map(str, windows))}: a mask, counted in full as causal masks are; "
                      f"the executor applies it")
@@ -566,59 +608,7 @@ def dense_header_notes(c: _Config, spec: Mapping[str, Any]) -> list[str]:
     return notes
 
 
-# ============================================================================================ the weights
+_ENTRIES = {"phi3": _phi3_entries, "gpt_neox": _neox_entries, "opt": _opt_entries}
 
-def _phi3_state_dict(config: Mapping, state_dict: Mapping, np: Any) -> dict[str, Any]:
-    """Phi-3's fused ``qkv_proj`` rows: q (heads·head_dim), then k and v (kv_heads·head_dim each)."""
-    c = _Config(config, "config", model_type="phi3")
-    s = _sizes(c)
-    q_rows, kv_rows = s["heads"] * s["head_dim"], s["kv"] * s["head_dim"]
-    out: dict[str, Any] = {}
-    for key, value in state_dict.items():
-        key = str(key)
-        if key.endswith(".self_attn.qkv_proj.weight"):
-            base = key[:-len("qkv_proj.weight")]
-            array = _array(value, np)
-            out[f"{base}q_proj.weight"] = array[:q_rows]
-            out[f"{base}k_proj.weight"] = array[q_rows:q_rows + kv_rows]
-            out[f"{base}v_proj.weight"] = array[q_rows + kv_rows:]
-        else:
-            out[key] = value
-    return out
-
-
-def _neox_state_dict(config: Mapping, state_dict: Mapping, np: Any) -> dict[str, Any]:
-    """GPT-NeoX's fused ``query_key_value``: its rows are, per head, [q, k, v] of head_dim each
-    (``view(..., heads, 3·head_dim)`` then ``chunk(3)``); ``dense`` is the output projection."""
-    c = _Config(config, "config", model_type="gpt_neox")
-    heads = c.integer("num_attention_heads", 64)
-    out: dict[str, Any] = {}
-    for key, value in state_dict.items():
-        key = str(key)
-        if key.endswith((".attention.bias", ".attention.masked_bias")):    # older checkpoints' causal-mask buffers
-            continue
-        base, _, tail = key.rpartition(".attention.")
-        if not base or tail not in ("query_key_value.weight", "query_key_value.bias", "dense.weight",
-                                    "dense.bias"):
-            out[key] = value
-            continue
-        module, _, kind = tail.partition(".")
-        if module == "dense":
-            out[f"{base}.attention.o_proj.{kind}"] = value
-            continue
-        array = _array(value, np)
-        parts = array.reshape(heads, 3, -1, *array.shape[1:])              # [heads, (q, k, v), head_dim, …]
-        for index, role in enumerate("qkv"):
-            out[f"{base}.attention.{role}_proj.{kind}"] = parts[:, index].reshape(-1, *array.shape[1:])
-    return out
-
-
-def _opt_state_dict(config: Mapping, state_dict: Mapping, np: Any) -> dict[str, Any]:
-    """OPT's output projection is ``out_proj``."""
-    return {str(k).replace(".self_attn.out_proj.", ".self_attn.o_proj."): v for k, v in state_dict.items()}
-
-
-#: model_type → the state_dict in the names the attention layers read (q/k/v/o_proj), fused projections split
-DENSE_STATE_DICT_MAPS: dict[str, Callable[[Mapping, Mapping, Any], dict[str, Any]]] = {
-    "phi3": _phi3_state_dict, "gpt_neox": _neox_state_dict, "opt": _opt_state_dict,
-}
+FAMILIES = {t: Family(builders, base, notes=_notes, state_dict_entries=_ENTRIES.get(t))
+            for t, (builders, base) in _BUILDERS.items()}

@@ -231,9 +231,9 @@ def test_gemma3_local_and_global_layers_rotate_by_their_own_theta():
 
 
 def test_every_architecture_is_covered():
-    from layercalc.importers.hf_dense import DENSE_ARCHITECTURES
+    from layercalc.importers.huggingface.dense import FAMILIES
 
-    covered = {(c["model_type"], (c.get("architectures") or [base])[0])
-               for c in CASES.values() for base in [DENSE_ARCHITECTURES[c["model_type"]][1]]}
-    supported = {(t, a) for t, (builders, _, _) in DENSE_ARCHITECTURES.items() for a in builders}
+    covered = {(c["model_type"], (c.get("architectures") or [FAMILIES[c["model_type"]].base])[0])
+               for c in CASES.values()}
+    supported = {(t, a) for t, family in FAMILIES.items() for a in family.builders}
     assert supported - covered == set()
