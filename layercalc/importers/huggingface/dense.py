@@ -1,4 +1,4 @@
-"""Hugging Face dense decoders (``layercalc/importers/huggingface/dense.py``): ``qwen3``, ``gemma``, ``gemma2``, ``gemma3_text``, ``phi3``, ``gpt_neox``, ``opt``
+"""Hugging Face dense decoders: ``qwen3``, ``gemma``, ``gemma2``, ``gemma3_text``, ``phi3``, ``gpt_neox``, ``opt``
 (docs/importers.md, "Hugging Face"), read from ``config.json`` without transformers.
 
 Each builder mirrors its transformers 5 modeling file: the module names (so that a ``state_dict`` entry belongs to
