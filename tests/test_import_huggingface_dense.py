@@ -12,10 +12,12 @@ import pytest
 from test_import_huggingface import (
     TOKENS,
     assert_counts_agree,
+    cli,
     hf_input,
     hf_model,
     hf_outputs,
     imported,
+    write_config,
 )
 
 from layercalc import LayerCalcError
@@ -125,6 +127,28 @@ def test_executor_on_the_models_weights_gives_its_output(case):
     for mine, theirs in zip(ours, expected):
         assert mine.shape == theirs.shape
         assert np.max(np.abs(mine - theirs)) <= 1e-4 * np.max(np.abs(theirs))
+
+
+@pytest.mark.parametrize("case", ["phi3-lm-partial-rotary-window-mha", "neox-lm", "opt-lm-350m-like", "qwen3-lm"])
+def test_layercalc_run_reads_the_state_dict_saved_as_npz(case, tmp_path):
+    """``layercalc run config.json --weights state_dict.npz``: the keys as transformers saves them (fused qkv_proj,
+    query_key_value, out_proj, q_norm …) mapped by the importer; the output is the model's."""
+    np = pytest.importorskip("numpy")
+    torch = pytest.importorskip("torch")
+    config = CASES[case]
+    torch.manual_seed(0)
+    model = hf_model(config)
+    tokens = config["max_position_embeddings"]                 # run takes the spec's input: the default length
+    x = hf_input(config, tokens=tokens)
+    with torch.no_grad():
+        expected = hf_outputs(model(x))[0].numpy()
+    np.savez(tmp_path / "model.npz", **{k: v.numpy() for k, v in model.state_dict().items()})
+    np.save(tmp_path / "x.npy", x.numpy().astype(np.float32))
+    cli("run", write_config(tmp_path, config), "--input", tmp_path / "x.npy", "--weights", tmp_path / "model.npz",
+        "--output", tmp_path / "y.npy")
+    ours = np.load(tmp_path / "y.npy")
+    assert ours.shape == expected.shape
+    assert np.max(np.abs(ours - expected)) <= 1e-4 * np.max(np.abs(expected))
 
 
 def test_the_sliding_window_matters_in_the_executed_cases():
