@@ -261,3 +261,19 @@ def test_every_architecture_is_covered():
                for c in CASES.values()}
     supported = {(t, a) for t, family in FAMILIES.items() for a in family.builders}
     assert supported - covered == set()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_config_transformers_saves_builds_the_same_network(case):
+    """transformers 5 writes its own spellings back (``rope_parameters``, per layer type for Gemma 3;
+    ``layer_types``; ``partial_rotary_factor`` for ``rotary_pct``): the saved config.json builds the same layers."""
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    import json
+
+    config = CASES[case]
+    arguments = {k: v for k, v in config.items() if k not in ("model_type", "architectures")}
+    saved = json.loads(transformers.AutoConfig.for_model(config["model_type"], **arguments).to_json_string())
+    saved["architectures"] = config.get("architectures")
+    ours, theirs = spec_from_config(config, "config.json"), spec_from_config(saved, "saved.json")
+    assert (theirs["layers"], theirs["blocks"], theirs["input"]) == (ours["layers"], ours["blocks"], ours["input"])
