@@ -277,3 +277,34 @@ def test_the_config_transformers_saves_builds_the_same_network(case):
     saved["architectures"] = config.get("architectures")
     ours, theirs = spec_from_config(config, "config.json"), spec_from_config(saved, "saved.json")
     assert (theirs["layers"], theirs["blocks"], theirs["input"]) == (ours["layers"], ours["blocks"], ours["input"])
+
+
+#: keys the dense families read that their published configs may leave out
+OPTIONAL_KEYS = ["head_dim", "rope_parameters", "rope_scaling", "partial_rotary_factor", "num_labels", "layer_types",
+                 "sliding_window", "use_sliding_window", "max_window_layers", "sliding_window_pattern",
+                 "rope_local_base_freq", "query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping",
+                 "use_bidirectional_attention", "rotary_pct", "rotary_emb_base", "use_parallel_residual",
+                 "word_embed_proj_dim", "do_layer_norm_before", "_remove_final_layer_norm", "enable_bias",
+                 "layer_norm_elementwise_affine", "attention_bias", "token_classification_bias", "hidden_act",
+                 "hidden_activation", "tie_word_embeddings", "architectures"]
+HOSTILE = {"a list": [1, 2], "a mapping": {"a": 1}, "a string": "12", "a negative number": -3, "2**70": 2 ** 70,
+           "NaN": float("nan"), "infinity": float("inf"), "a fraction": 2.5, "true": True, "zero": 0, "null": None,
+           "2**53 as a float": 9007199254740993.0}
+
+
+@pytest.mark.parametrize("name", list(PUBLISHED))
+def test_every_key_set_to_a_hostile_value_is_read_or_refused_by_name(name):
+    import layercalc
+
+    base = dict(PUBLISHED[name][0], num_hidden_layers=2)
+    layercalc.load(spec_from_config(base, "config.json")).replace(input=[16]).analyze()
+    refused = 0
+    for key in sorted(set(base) | set(OPTIONAL_KEYS)):
+        for kind, value in HOSTILE.items():
+            try:
+                layercalc.load(spec_from_config({**base, key: value}, "config.json")).replace(input=[16]).analyze()
+            except LayerCalcError as exc:
+                refused += 1
+                message = str(exc)
+                assert "\n" not in message and key in message, (key, kind, message)     # (named, maybe unquoted)
+    assert refused > 50
