@@ -306,7 +306,10 @@ def _gemma3rope(c: Config, head_dim: int) -> dict[str, float]:
             if not isinstance(inner, Mapping):
                 raise c.fail("rope_parameters", dict(parameters), f"{kind!r}: expected a mapping (rope_type, "
                                                                   f"rope_theta, …)")
-            scoped = Config({"rope_theta": default, **inner}, c.origin, model_type=c.model_type)
+            # the layer type's own mapping, read as rope() reads rope_parameters (rope_type checked, its
+            # rope_theta winning over the top-level default of the type)
+            scoped = Config({"rope_theta": default, "rope_parameters": dict(inner)}, c.origin,
+                            model_type=c.model_type)
             scoped_theta, _ = rope(scoped, head_dim)
             thetas[kind] = scoped_theta
         return thetas
