@@ -573,13 +573,13 @@ class MultiHeadAttention(LayerBase):
                   f"= {n(d.rotated_elements)} elements; the cos/sin tables depend on positions only (not counted)")
         rope_text = f" + RoPE {ROTARY_FLOPS}·{n(d.rotated_elements)}" if d.rotary else ""
         if d.qk_norm:
-            offset = f" + offset + γ 2·{d.dk}" if self.qk_norm_offset else ""
+            offset = self.qk_norm_offset
             c.add(f"  q/k norms (RMSNorm over each head, eps {self.qk_norm_eps:g}"
-                  + (f", scale {self.qk_norm_offset:g} + γ" if self.qk_norm_offset else "")
+                  + (f", scale {offset:g} + γ" if offset else "")
                   + f"): params 2·head_dim = 2·{d.dk}; FLOPs (({RMS_ELEMENT_FLOPS} + 1 affine)·d_k + "
-                  f"{RMS_GROUP_FLOPS})·N·(H·L_q + kv·L_k){offset} = ({RMS_ELEMENT_FLOPS + 1}·{d.dk} + "
-                  f"{RMS_GROUP_FLOPS})·{n(d.normed_heads)}{offset.replace('offset + γ ', '')} = "
-                  f"{n(self._qk_norm_flops(d))}")
+                  f"{RMS_GROUP_FLOPS})·N·(H·L_q + kv·L_k){' + 2·d_k (the adds to γ)' if offset else ''} = "
+                  f"({RMS_ELEMENT_FLOPS + 1}·{d.dk} + {RMS_GROUP_FLOPS})·{n(d.normed_heads)}"
+                  f"{f' + 2·{d.dk}' if offset else ''} = {n(self._qk_norm_flops(d))}")
         if self.logit_softcap is not None:
             c.add(f"  soft-capping: scores → {self.logit_softcap:g}·tanh(scores/{self.logit_softcap:g}), "
                   f"{SOFTCAP_FLOPS} FLOPs per score (divide, tanh, multiply) = {SOFTCAP_FLOPS}·{n(d.scores)}")
