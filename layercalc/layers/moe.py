@@ -17,7 +17,7 @@ the input but the last):
   chosen weights' normalization (k − 1 adds, k divides) and scaling (k multiplies) + per chosen expert the
   activation (and the gate·up product) on F features + the weighting and sum of the k outputs (k·d multiplies,
   (k − 1)·d adds) + the shared expert's activation, its gate (sigmoid 3, d multiplies) and its add (d). Top-k
-  selection (comparisons) is not counted, as max pooling's are not.
+  selection (comparisons, sorting) is not counted.
 
 The receptive field passes through (per-position, like a dense layer over the channels).
 """
