@@ -180,3 +180,47 @@ def test_report_totals_and_summary_line():
     text = report.table(width=80)
     assert f"active params {t.active_params:,} of {t.params:,}" in text
     assert all(len(line) <= 80 for line in text.splitlines())
+
+
+# ------------------------------------------------------------------------------------- multi-head latent attention
+
+def _mla_block(**config):
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3Attention, DeepseekV3RotaryEmbedding
+    cfg = transformers.DeepseekV3Config(attn_implementation="eager", **config)
+    torch.manual_seed(0)
+    attention = DeepseekV3Attention(cfg, 0).eval().double()
+    with torch.no_grad():
+        for tensor in attention.parameters():
+            tensor.normal_(0, 0.2)
+    return attention, DeepseekV3RotaryEmbedding(cfg)
+
+
+@pytest.mark.parametrize("q_rank, interleave, bias", [(24, True, False), (None, False, True)])
+def test_latent_attention_against_deepseek_v3(q_rank, interleave, bias):
+    hidden, heads, length = 40, 4, 6
+    config = dict(hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=heads, q_lora_rank=q_rank,
+                  kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=10, rope_interleave=interleave,
+                  attention_bias=bias)
+    attention, rotary = _mla_block(**config)
+    layer = {"type": "latent_attention", "num_heads": heads, "q_lora_rank": q_rank, "kv_lora_rank": 16,
+             "qk_nope_head_dim": 8, "qk_rope_head_dim": 4, "v_head_dim": 10, "rope_interleave": interleave,
+             "bias": bias, "causal": True}
+    net = from_data({"input": [length, hidden], "batch": 2, "layers": [{"name": "self_attn", **layer}]}, "test")
+    entry = net.analyze().layers[0]
+    assert entry.params == sum(p.numel() for p in attention.parameters())
+    x = torch.randn(2, length, hidden, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    positions = torch.arange(length)[None]
+    cos, sin = (t.double() for t in rotary(x, positions))
+    mask = torch.full((length, length), float("-inf"), dtype=torch.float64).triu(1)[None, None]
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        expected, _ = attention(x, (cos, sin), mask)
+    assert 2 * entry.macs == counter.get_total_flops()
+    weights = {key.replace(".", "_"): value.numpy() for key, value in attention.state_dict().items()}
+    got = net.run(x.numpy(), weights={"self_attn": weights}, dtype="float64")
+    # transformers computes the latent norms and the rotary angles in float32 whatever the model's dtype
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-7)
+    # by hand: T = 12 tokens; projections, then QKᵀ over n + r = 12 features and A·V over v = 10, 2·4·6·6 scores
+    qk = heads * 12
+    query = hidden * q_rank + q_rank * qk if q_rank else hidden * qk
+    projections = query + hidden * (16 + 4) + 16 * heads * (8 + 10) + heads * 10 * hidden
+    assert entry.macs == 12 * projections + 2 * heads * length * length * (12 + 10)
