@@ -11,12 +11,11 @@ are derived by hand from the same values (total − the unchosen experts of ever
 from __future__ import annotations
 
 import pytest
+from test_import_huggingface import hf_input, hf_outputs, imported, output_shapes, params_by_layer
 
 from layercalc import LayerCalcError
 from layercalc.importers.huggingface import spec_from_config, weights_from_state_dict
 from layercalc.layers import LAYER_TYPES
-
-from test_import_huggingface import hf_input, hf_outputs, imported, output_shapes, params_by_layer
 
 #: Qwen3's per-head q/k norms are multi_head_attention's ``qk_norm`` (added with the qwen3 family)
 QK_NORM = "qk_norm" in LAYER_TYPES["multi_head_attention"].model_fields

@@ -219,7 +219,10 @@ class LatentAttention(LayerBase):
               f"r_kv = {d.kv_rank}; per head n = {d.nope}, r = {d.rope} rotated, v = {d.value}")
         parts = [f"{name} {fin}·{fout}" for name, fin, fout in d.projections()]
         c.add("  projections (in·out): " + ", ".join(parts))
-        c.result("params", "projections + biases + latent norms r_q + r_kv", facts.params, facts.params)
+        weights = sum(fin * fout for _, fin, fout in d.projections())
+        biases = sum(out for name, _, out in d.projections() if self.bias and name in _BIASED)
+        c.result("params", f"projections {n(weights)} + biases {n(biases)} + latent norms r_q + r_kv "
+                 f"{d.q_rank} + {d.kv_rank}", weights + biases + d.q_rank + d.kv_rank, facts.params)
         proj = d.tokens * sum(fin * fout for _, fin, fout in d.projections())
         c.result("MACs", f"T·Σ in·out + N·H·L²·(n + r + v) = {n(proj)} + {d.batch}·{d.heads}·{d.length}²·"
                  f"{d.nope + d.rope + d.value}", proj + d.scores * (d.nope + d.rope + d.value), facts.macs)

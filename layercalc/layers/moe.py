@@ -25,7 +25,7 @@ The receptive field passes through (per-position, like a dense layer over the ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field, model_validator
 
@@ -328,5 +328,5 @@ class MixtureOfExperts(LayerBase):
                  f"{f' + {h}' if d.shared_gate else ''})", macs, facts.macs)
         c.add(f"every expert on every token would be T·(E − k)·m·d·F = {n(d.tokens * d.idle_params)} MACs more: "
               f"{n(facts.macs + d.tokens * d.idle_params)} (counting all experts, MaxText's early error)")
-        c.result("FLOPs", f"2·MACs + routing, activations, weighting (docs/conventions.md) = T·{n(self._token_flops(d))}",
-                 d.tokens * self._token_flops(d), facts.flops)
+        c.result("FLOPs", f"2·MACs + routing, activations, weighting (docs/conventions.md) = "
+                 f"T·{n(self._token_flops(d))}", d.tokens * self._token_flops(d), facts.flops)
