@@ -224,3 +224,23 @@ def test_latent_attention_against_deepseek_v3(q_rank, interleave, bias):
     query = hidden * q_rank + q_rank * qk if q_rank else hidden * qk
     projections = query + hidden * (16 + 4) + 16 * heads * (8 + 10) + heads * 10 * hidden
     assert entry.macs == 12 * projections + 2 * heads * length * length * (12 + 10)
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_backward_against_flop_counter(input_grad):
+    """The backward's MACs (layers/moe.py) against FlopCounterMode over loss.backward() of transformers' Qwen2-MoE
+    block with eager experts: 2·(input_macs + weight_macs) = the backward's counted FLOPs."""
+    from layercalc.rules import Gradients
+
+    block = _block("qwen2_moe", hidden_size=32, moe_intermediate_size=40, num_experts=6, num_experts_per_tok=3,
+                   shared_expert_intermediate_size=56).double()
+    layer = {"type": "moe", "num_experts": 6, "top_k": 3, "intermediate_size": 40, "shared_intermediate_size": 56,
+             "shared_expert_gate": True}
+    net = _net(layer)
+    step = net.resolve()[0]
+    backward = step.layer.backward(step, Gradients(inputs=(input_grad,), weights=True))
+    x = torch.randn(2, TOKENS, 32, dtype=torch.float64, requires_grad=input_grad)
+    y = block(x)
+    with FlopCounterMode(display=False) as counter:
+        y.sum().backward()
+    assert 2 * backward.macs == counter.get_total_flops()

@@ -32,8 +32,8 @@ from typing import Any, Literal, Optional
 from pydantic import Field
 
 from ..explain import Explanation, n
-from ..rules import Context, Facts, Tensor, check_declared, fmt_shape
-from .attention import SCALE_FLOPS, SOFTMAX_FLOPS, _causal_note, attend
+from ..rules import NO_INPUT_GRADIENT, Backward, Context, Facts, Gradients, Tensor, check_declared, fmt_shape
+from .attention import SCALE_FLOPS, SOFTMAX_FLOPS, _causal_note, attend, attention_core_backward
 from .base import Bool, LayerBase, ParamSpec, PositiveFloat, PositiveInt, _alias, register_layer
 from .norm import RMS_ELEMENT_FLOPS, RMS_GROUP_FLOPS
 from .sequence import ROTARY_FLOPS, rotate
@@ -138,6 +138,35 @@ class LatentAttention(LayerBase):
             notes.append(_causal_note(d.length, d.length, d.batch * d.heads, d.nope + d.rope, d.value, macs))
         return Facts(output_shape=x.shape, params=params, macs=macs, flops=flops, notes=notes,
                      geometry={"mla": d})
+
+    def backward(self, step: Any, grads: Gradients) -> Backward:
+        """As multi_head_attention's: the weight gradients of every projection (their forward MACs); activation
+        gradients through the output projection, the scores (q, k and v all need one) and every projection whose
+        input is inside the layer (q_b_proj, kv_b_proj); the projections reading x give dX only when the input
+        requires a gradient. Element FLOPs: the forward's."""
+        d: LatentDims = step.facts.geometry["mla"]
+        macs = {name: d.tokens * fin * fout for name, fin, fout in d.projections()}
+        reading_x = sum(v for name, v in macs.items() if name in ("q_a_proj", "q_proj", "kv_a_proj_with_mqa"))
+        inner = sum(macs.values()) - reading_x                                   # q_b, kv_b, o
+        core = attention_core_backward(d.scores, d.nope + d.rope, d.value, True, True, True)
+        result = Backward(input_macs=inner + core.input_macs,
+                          lines=[f"backward through o_proj, kv_b_proj{', q_b_proj' if d.q_rank else ''}: "
+                                 f"{inner:,} MACs", *core.lines])
+        if grads.inputs and grads.inputs[0]:
+            result.input_macs += reading_x
+            result.lines.append(f"backward input gradient through the projections reading x: {reading_x:,} MACs")
+        else:
+            result.lines.append(f"backward: {NO_INPUT_GRADIENT}")
+        if grads.weights:
+            result.weight_macs = sum(macs.values())
+            result.lines.append(f"backward weight gradients dW = dYᵀ·X of every projection: {result.weight_macs:,} "
+                                f"MACs")
+        else:
+            result.lines.append("backward: no weight gradient (frozen: trainable false)")
+        result.element_flops = step.facts.flops - 2 * step.facts.macs
+        result.lines.append(f"backward element FLOPs (norms, softmax, scaling, rotation: the forward's element work) "
+                            f"= {result.element_flops:,}")
+        return result
 
     def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
         d: LatentDims = step.facts.geometry["mla"]

@@ -30,7 +30,7 @@ from typing import Any, Literal, Optional
 from pydantic import Field, model_validator
 
 from ..explain import Explanation, n
-from ..rules import Context, Facts, Tensor, check_declared, fmt_shape, numel
+from ..rules import NO_INPUT_GRADIENT, Backward, Context, Facts, Gradients, Tensor, check_declared, fmt_shape, numel
 from .activation import Sigmoid, Softmax
 from .base import Bool, LayerBase, NonNegativeInt, ParamSpec, PositiveFloat, PositiveInt, _alias, register_layer
 
@@ -200,6 +200,35 @@ class MixtureOfExperts(LayerBase):
     def idle_macs(self, facts: Facts) -> int:
         d: MoeDims = facts.geometry["moe"]
         return d.tokens * d.idle_params
+
+    def backward(self, step: Any, grads: Gradients) -> Backward:
+        """As for every product with a weight: each forward MAC is met once by the weight gradient (dW = dYᵀ·X, the
+        chosen experts' only) and once by an activation gradient. The down projections' dH = dY·W_down are made
+        whenever a gradient flows (the gate/up weights need them); the products reading the input (router,
+        gate/up, shared gate) give dX only when the input requires a gradient. Element FLOPs: the forward's."""
+        d: MoeDims = step.facts.geometry["moe"]
+        m, t, k = d.matrices, d.tokens, d.top_k
+        second = t * (k * d.hidden * d.inner + d.hidden * d.shared)             # the down projections
+        first = step.facts.macs - second                                         # the products reading x
+        result = Backward(input_macs=second, lines=[f"backward down projections dH = dY·W_down: T·(k·d·F + d·F_s) "
+                                                    f"= {second:,} MACs"])
+        if grads.inputs and grads.inputs[0]:
+            result.input_macs += first
+            shared = " and shared" if d.shared else ""
+            result.lines.append(f"backward input gradient through the router, gate/up{shared} projections (m − 1 = "
+                                f"{m - 1} of each expert's matrices): {first:,} MACs")
+        else:
+            result.lines.append(f"backward: {NO_INPUT_GRADIENT}")
+        if grads.weights:
+            result.weight_macs = step.facts.macs
+            result.lines.append(f"backward weight gradients dW = dYᵀ·X of the router and the chosen experts (each "
+                                f"token's k only): forward MACs = {step.facts.macs:,}")
+        else:
+            result.lines.append("backward: no weight gradient (frozen: trainable false)")
+        result.element_flops = step.facts.flops - 2 * step.facts.macs
+        result.lines.append(f"backward element FLOPs (routing, activations, weighting: the forward's element work) "
+                            f"= {result.element_flops:,}")
+        return result
 
     def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
         d: MoeDims = step.facts.geometry["moe"]
