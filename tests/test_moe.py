@@ -244,3 +244,25 @@ def test_backward_against_flop_counter(input_grad):
     with FlopCounterMode(display=False) as counter:
         y.sum().backward()
     assert 2 * backward.macs == counter.get_total_flops()
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_latent_attention_backward_against_flop_counter(input_grad):
+    from layercalc.rules import Gradients
+
+    hidden, heads, length = 40, 4, 6
+    attention, rotary = _mla_block(hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=heads,
+                                   q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4,
+                                   v_head_dim=10)
+    layer = {"type": "latent_attention", "num_heads": heads, "q_lora_rank": 24, "kv_lora_rank": 16,
+             "qk_nope_head_dim": 8, "qk_rope_head_dim": 4, "v_head_dim": 10, "causal": True}
+    net = from_data({"input": [length, hidden], "batch": 2, "layers": [{"name": "self_attn", **layer}]}, "test")
+    step = net.resolve()[0]
+    backward = step.layer.backward(step, Gradients(inputs=(input_grad,), weights=True))
+    x = torch.randn(2, length, hidden, dtype=torch.float64, requires_grad=input_grad)
+    cos, sin = (t.double() for t in rotary(x, torch.arange(length)[None]))
+    mask = torch.full((length, length), float("-inf"), dtype=torch.float64).triu(1)[None, None]
+    y, _ = attention(x, (cos, sin), mask)
+    with FlopCounterMode(display=False) as counter:
+        y.sum().backward()
+    assert 2 * backward.macs == counter.get_total_flops()
