@@ -57,6 +57,8 @@ if _typing.TYPE_CHECKING:
     from .layers.merge import Div as Div
     from .layers.merge import Mul as Mul
     from .layers.merge import Sub as Sub
+    from .layers.mla import LatentAttention as LatentAttention
+    from .layers.moe import MixtureOfExperts as MixtureOfExperts
     from .layers.norm import BatchNorm as BatchNorm
     from .layers.norm import BatchNorm1d as BatchNorm1d
     from .layers.norm import BatchNorm2d as BatchNorm2d

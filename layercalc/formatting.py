@@ -634,6 +634,10 @@ def footer(report, numbers: str = "exact", markdown: bool = False, width: int = 
         f"all layer outputs {b(t.activation_bytes)} · peak live activations {b(t.peak_activation_bytes)}"
         + (f" · KV cache {b(t.kv_cache_bytes)}" if getattr(t, "kv_cache_bytes", 0) else ""),
     ]
+    if t.active_params != t.params or t.all_experts_macs != t.macs:
+        # a mixture of experts: what one token uses, and what counting every expert would say
+        lines.insert(1, f"Experts: active params {n(t.active_params)} of {n(t.params)} (router, top-k and shared "
+                        f"experts) · MACs count the top-k run; all experts would be {n(t.all_experts_macs)}")
     keras = getattr(report, "keras_params", None)
     if keras is not None:                        # a Keras-layout network: the totals as model.summary() prints them
         lines.insert(1, f"Keras: Total params {n(keras.total)} · Trainable params {n(keras.trainable)} · "

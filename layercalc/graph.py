@@ -264,8 +264,10 @@ class Network(Description):
         outputs = [name for step in steps for name, _ in produced(step.name, step.facts) if name not in consumed]
         input_bytes = numel(self.input_shape) * itemsize
         totals = Totals.model_construct(
-            params=sum(e.params for e in entries), buffers=sum(e.buffers for e in entries),
-            macs=sum(e.macs for e in entries), flops=sum(e.flops for e in entries),
+            params=sum(e.params for e in entries), active_params=sum(e.active_params for e in entries),
+            buffers=sum(e.buffers for e in entries), macs=sum(e.macs for e in entries),
+            active_macs=sum(e.macs for e in entries), all_experts_macs=sum(e.all_experts_macs for e in entries),
+            flops=sum(e.flops for e in entries),
             param_bytes=sum(e.param_bytes for e in entries),
             buffer_bytes=sum(e.buffers for e in entries) * itemsize,
             input_bytes=input_bytes,
@@ -305,7 +307,8 @@ def layer_report(step: Step, itemsize: int, backward: Optional[Backward] = None)
         index=step.index, name=step.name, type=step.layer.type_name, inputs=step.inputs,
         input_shapes=[list(s) for s in step.input_shapes], output_shape=list(f.output_shape),
         output_shapes=[list(s) for s in f.outputs] if f.outputs is not None else None,
-        params=f.params, buffers=f.buffers, macs=f.macs, flops=f.flops,
+        params=f.params, active_params=f.params - step.layer.idle_params(f), buffers=f.buffers, macs=f.macs,
+        all_experts_macs=f.macs + step.layer.idle_macs(f), flops=f.flops,
         param_bytes=f.params * itemsize,
         activation_bytes=sum(map(numel, f.output_shapes)) * itemsize,
         receptive_field=[int(v) for v in rf.size] if rf is not None else None,

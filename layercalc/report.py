@@ -25,8 +25,15 @@ class LayerReport(BaseModel):
         None, description="every output's shape, for a layer with several outputs (named NAME:0, NAME:1, …); "
                           "null for one output")
     params: int = Field(description="learnable parameters: what sum(p.numel() for p in module.parameters()) gives")
+    active_params: int = Field(description="the params one token's forward pass uses: params, except for a mixture "
+                                           "of experts (router + its top-k experts + shared experts; every expert "
+                                           "stays in params and in memory)")
     buffers: int = Field(description="non-learnable state (BatchNorm running mean and variance)")
-    macs: int = Field(description="multiply-accumulates of conv / transposed conv / linear, bias excluded")
+    macs: int = Field(description="multiply-accumulates of conv / transposed conv / linear, bias excluded; a "
+                                  "mixture of experts: what its forward computes, each token through its top-k "
+                                  "experts only")
+    all_experts_macs: int = Field(description="macs, except for a mixture of experts: the count if every expert ran "
+                                              "on every token (what counting all experts gives)")
     flops: int = Field(description="every arithmetic operation: 2 per MAC + bias adds + element-wise work")
     param_bytes: int = Field(description="params × dtype size")
     activation_bytes: int = Field(description="output tensor size in bytes")
@@ -82,8 +89,16 @@ class Totals(BaseModel):
     model_config = ConfigDict(defer_build=True)   # built on first dump or validation, not at import
 
     params: int
+    active_params: int = Field(description="the params one token's forward pass uses: every layer's params with a "
+                                           "mixture of experts' router, top-k and shared experts only (its other "
+                                           "experts are in params and in memory)")
     buffers: int
     macs: int
+    active_macs: int = Field(description="the multiply-accumulates a forward pass computes, a mixture of experts' "
+                                         "top-k experts only: equal to macs, which counts them so; named apart for "
+                                         "readers comparing with all_experts_macs")
+    all_experts_macs: int = Field(description="macs with every expert of every mixture of experts run on every token "
+                                              "(MaxText's early Mixtral figure counted so)")
     flops: int
     param_bytes: int
     buffer_bytes: int

@@ -380,6 +380,18 @@ EXPLAIN_CASES = {
             ["3·(h·i + h² + h) = 3·(32·16 + 32² + 32) = 4,704"]),
     "rnn": ("-i 10x16 --hidden-size 32", ["h·i + h² + 2h = 32·16 + 32² + 2·32 = 1,600"]),
     "simple_rnn": ("-i 10x16 --units 32 --convention keras", ["h·i + h² + h = 32·16 + 32² + 32 = 1,568"]),
+    # 8 gated experts of 64 on d 32, 2 per token: router 32·8 + 8·3·32·64 = 49,408; a token uses 256 + 2·6,144 =
+    # 12,544; 16 tokens: 200,704 MACs, every expert 16·(256 + 8·6,144) = 790,528
+    "moe": ("-i 16x32 --num-experts 8 --top-k 2 --intermediate-size 64",
+            ["= 49,408", "= 12,544", "= 200,704", "790,528"]),
+    "mixture_of_experts": ("-i 4x8 --num-experts 4 --top-k 1 --intermediate-size 6 --experts mlp",
+                           ["8·4 + experts E·m·d·F 4·2·8·6 = 416", "4·(8·4 + 1·2·8·6) = 512"]),
+    # DeepSeek-style latent attention, d 40, 4 heads of 8 + 4 (rotated), v 10, ranks 24 and 16: projections
+    # 40·24 + 24·48 + 40·20 + 16·72 + 40·40 = 5,664, + norms 24 + 16; MACs 6·5,664 + 4·6²·(12 + 10) = 37,152
+    "latent_attention": ("-i 6x40 --num-heads 4 --q-lora-rank 24 --kv-lora-rank 16 --qk-nope-head-dim 8 "
+                         "--qk-rope-head-dim 4 --v-head-dim 10", ["= 5,704", "= 37,152"]),
+    "mla": ("-i 6x40 --num-heads 4 --kv-lora-rank 16 --qk-nope-head-dim 8 --qk-rope-head-dim 4 --v-head-dim 10",
+            ["q_proj 40·48", "= 32,832 + 1·4·6²·22"]),
 }
 
 

@@ -124,6 +124,17 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
             ({"units": 4, "convention": "keras", "reset_after": False, "return_sequences": False}, [[5, 3]], False)],
     "rnn": [({"hidden_size": 5, "nonlinearity": "relu", "num_layers": 2}, [[6, 3]], False),
             ({"units": 4, "convention": "keras", "bidirectional": True, "bias": False}, [[5, 3]], False)],
+    # ---- mixture of experts (layercalc/layers/moe.py)
+    "moe": [({"num_experts": 4, "top_k": 2, "intermediate_size": 6, "norm_topk_prob": True}, [[5, 8]], False),
+            ({"num_experts": 8, "top_k": 3, "intermediate_size": 4, "scoring": "sigmoid", "n_group": 4,
+              "topk_group": 2, "score_correction_bias": True, "routed_scaling_factor": 2.5,
+              "shared_intermediate_size": 6}, [[3, 8]], False),
+            ({"num_experts": 3, "top_k": 1, "intermediate_size": 5, "experts": "mlp", "activation": "gelu",
+              "router_bias": True, "shared_intermediate_size": 4, "shared_expert_gate": True}, [[2, 3, 6]], True)],
+    "latent_attention": [({"num_heads": 2, "q_lora_rank": 6, "kv_lora_rank": 5, "qk_nope_head_dim": 3,
+                           "qk_rope_head_dim": 2, "v_head_dim": 4, "causal": True}, [[4, 8]], False),
+                          ({"num_heads": 3, "kv_lora_rank": 4, "qk_nope_head_dim": 2, "qk_rope_head_dim": 4,
+                            "v_head_dim": 3, "bias": True, "rope_interleave": False}, [[5, 6]], False)],
     # ---- tensor operations (layercalc/layers/tensor_ops.py)
     "split": [({"sizes": 2, "dim": 1}, [[5, 3]], False), ({"sizes": [1, 3], "dim": -1}, [[2, 4]], False)],
     "chunk": [({"chunks": 4, "dim": 1}, [[6, 2, 2]], False), ({"chunks": 2, "dim": 2}, [[3, 5]], False)],

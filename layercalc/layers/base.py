@@ -489,6 +489,18 @@ class LayerBase(Description):
         convolutions it sees and 0 for element-wise work; a type whose PyTorch kernel it does not see says so."""
         return f"torch.utils.flop_counter counts 2·MACs = {macs_text}"
 
+    def idle_params(self, facts: "Facts") -> int:
+        """Parameters a token's forward pass does not use: a mixture of experts' experts the router does not choose
+        (E − k of them). The report's ``active_params`` is ``params`` minus these. Default 0: every parameter is
+        active."""
+        return 0
+
+    def idle_macs(self, facts: "Facts") -> int:
+        """Multiply-accumulates the layer would add if every expert ran on every token (a mixture of experts; its
+        ``macs`` count only the top-k it runs). The report's ``all_experts_macs`` is ``macs`` plus these. Default
+        0: the layer computes all it has."""
+        return 0
+
     def backward(self, step: "Step", grads: "Gradients") -> "Optional[Backward]":
         """The cost of the layer's backward pass (:class:`~layercalc.rules.Backward`: MACs of the gradients with
         respect to activations and to parameters, separately, element FLOPs, worked lines for ``--explain``), given
@@ -640,7 +652,8 @@ def unregister_layer(cls: "type[LayerBase]") -> None:
 
 #: the families ``layercalc.layers`` does not import at start, imported on first need in this order (their
 #: registration order: the order of the schema and of ``layercalc --help``)
-LATER_FAMILIES = ("norm", "merge", "depthwise", "sequence", "attention", "tensor_ops", "resample", "recurrent")
+LATER_FAMILIES = ("norm", "merge", "depthwise", "sequence", "attention", "tensor_ops", "resample", "recurrent", "moe",
+                  "mla")
 _families_imported = 0        # how many of LATER_FAMILIES are imported (always a prefix: the registration order)
 
 

@@ -14,6 +14,8 @@ The model built is the one ``architectures[0]`` names (the head follows the arch
   ``attention_bias``, ``mlp_bias``; Mistral: none; Qwen2: q, k, v but not o — hard-coded there), rotary position
   embeddings inside the attention, tied heads.
 - ``vit``: ViTModel (pooler included), ViTForImageClassification.
+- ``mixtral``, ``qwen2_moe``, ``qwen3_moe``, ``deepseek_v3`` (:mod:`.moe`): mixture-of-experts decoders, their
+  sparse blocks as ``moe`` layers; DeepSeek-V3's multi-head latent attention as a ``latent_attention`` layer.
 
 The network's outputs are the model's, in its order: BertModel and ViTModel return ``last_hidden_state`` and then
 ``pooler_output`` (:data:`LAST_HIDDEN_STATE`).
@@ -42,7 +44,7 @@ from ...errors import SpecError, safe_text, shown
 
 # the spec's own bound on nesting (and on YAML aliases), applied to a config before any of its values is read
 from ...spec import _check_depth, from_data
-from . import bert, decoder, dense, gpt2, vit
+from . import bert, decoder, dense, gpt2, moe, vit
 from .config import ACTIVATIONS, DEFAULT_MAX_TOKENS, ROPE_TYPES, Config, Family
 
 __all__ = ["spec_from_config", "header_notes", "weights_from_state_dict", "ARCHITECTURES", "DEFAULT_MAX_TOKENS",
@@ -51,7 +53,7 @@ __all__ = ["spec_from_config", "header_notes", "weights_from_state_dict", "ARCHI
 #: model_type → its :class:`~.config.Family` (architectures → builder, the base model built without
 #: ``architectures``, config aliases, …): every family module's ``FAMILIES``, in this order
 ARCHITECTURES: dict[str, Family] = {**gpt2.FAMILIES, **bert.FAMILIES, **decoder.FAMILIES, **vit.FAMILIES,
-                                    **dense.FAMILIES}
+                                    **dense.FAMILIES, **moe.FAMILIES}
 
 
 def _model_type(data: Mapping, origin: str) -> str:
