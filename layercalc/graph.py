@@ -18,6 +18,7 @@ from .errors import GraphError, LayerCalcError, SpecError, did_you_mean, layer_l
 from .layers import MAX_RANK, Description, Int, LayerBase, PositiveInt, parse_layer, plugin_module
 from .names import INPUT, split_output
 from .report import LayerReport, Report, Totals, layer_entry
+from .saved import saved_tensors
 
 if TYPE_CHECKING:                  # the executor's types (NumPy is imported only when a network is run)
     import numpy as np
@@ -32,6 +33,7 @@ from .rules import (
     bounded_field,
     infer,
     numel,
+    produced,
     report_jump,
     unreported_field_notes,
 )
@@ -241,9 +243,10 @@ class Network(Description):
         # type (lists of ints, exact ints), so validation would only re-check them — and building the report
         # validators costs more start-up time than a whole ResNet-50 analysis.
         itemsize = DTYPE_BYTES[self.dtype]
+        saved = saved_tensors(steps, itemsize, self.channels_last)
         entries = []
-        for step in steps:
-            entries.append(layer_report(step, itemsize))
+        for step, kept in zip(steps, saved.layers):
+            entries.append(layer_report(step, itemsize, kept.bytes))
         consumed = {src for step in steps for src in step.inputs}
         outputs = [name for step in steps for name, _ in produced(step.name, step.facts) if name not in consumed]
         input_bytes = numel(self.input_shape) * itemsize
@@ -254,7 +257,8 @@ class Network(Description):
             buffer_bytes=sum(e.buffers for e in entries) * itemsize,
             input_bytes=input_bytes,
             activation_bytes=sum(e.activation_bytes for e in entries),
-            peak_activation_bytes=peak_live_bytes(steps, input_bytes, itemsize))
+            peak_activation_bytes=peak_live_bytes(steps, input_bytes, itemsize),
+            saved_bytes=saved.total)
         conventions = {**CONVENTIONS, "layout": f"{self.layout}: shapes are "
                        + ("[N, ..., C] (channels last)" if self.channels_last else "[N, C, ...] (channels first)"),
                        "dtype": f"{self.dtype}, {itemsize} bytes per element"}
@@ -274,8 +278,9 @@ class Network(Description):
         return run(self, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory)
 
 
-def layer_report(step: Step, itemsize: int) -> LayerReport:
-    """One layer's entry of the report, from its resolved step (also what a calculator prints for one layer)."""
+def layer_report(step: Step, itemsize: int, saved_bytes: Optional[int] = None) -> LayerReport:
+    """One layer's entry of the report, from its resolved step (also what a calculator prints for one layer);
+    ``saved_bytes``: what it keeps for backward (:mod:`layercalc.saved`: it depends on the layers before it)."""
     f, rf = step.facts, step.facts.rf
     return layer_entry(
         index=step.index, name=step.name, type=step.layer.type_name, inputs=step.inputs,
@@ -289,14 +294,8 @@ def layer_report(step: Step, itemsize: int) -> LayerReport:
         whole_input=rf is not None and rf.whole,
         notes=f.notes,
         activation=step.layer.output_activation(),
-        trainable=step.layer.trainable)
-
-
-def produced(name: str, facts: Facts) -> list[tuple[str, tuple[int, ...]]]:
-    """The tensors a layer makes, by name: ``name`` for one output, ``name:0``, ``name:1``, … for several."""
-    if facts.outputs is None:
-        return [(name, facts.output_shape)]
-    return [(f"{name}:{i}", shape) for i, shape in enumerate(facts.outputs)]
+        trainable=step.layer.trainable,
+        saved_bytes=saved_bytes)
 
 
 def _note_unread_outputs(steps: list[Step]) -> None:

@@ -46,6 +46,10 @@ class LayerReport(BaseModel):
                                                         "activation argument), its FLOPs included; null: none")
     trainable: bool = Field(True, description="false for a frozen layer (Keras' trainable: false): its params are "
                                               "non-trainable in Keras' totals")
+    saved_bytes: Optional[int] = Field(
+        None, description="training: bytes of the tensors PyTorch's autograd keeps for this layer's backward pass "
+                          "(its input, output, masks, indices, statistics; parameters excluded) that no earlier "
+                          "layer keeps already, in the network's dtype; null: not modeled for this type")
 
 
 def layer_entry(**values: Any) -> LayerReport:
@@ -76,6 +80,10 @@ class Totals(BaseModel):
     peak_activation_bytes: int = Field(
         description="largest total of tensors alive at once in an inference pass that frees each tensor after its "
                     "last use (network input included)")
+    saved_bytes: Optional[int] = Field(
+        None, description="training: bytes of the distinct tensors autograd keeps for backward after a forward pass "
+                          "in training mode (sum of the layers' saved_bytes); null when a layer's type is not "
+                          "modeled")
 
 
 class KerasParams(BaseModel):

@@ -35,6 +35,7 @@ from .activation import Softmax
 from .base import (
     Bool,
     Float,
+    GradFlow,
     LayerBase,
     NonNegativePerDim,
     ParamSpec,
@@ -42,6 +43,7 @@ from .base import (
     PositiveFloat,
     PositiveInt,
     Probability,
+    Saved,
     _alias,
     _per_dim,
     keras_variables,
@@ -685,6 +687,11 @@ class MatMul(LayerBase):
     min_inputs: ClassVar[int] = 2
     max_inputs: ClassVar[Optional[int]] = 2
     type: Literal["matmul"] = "matmul"
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        # d(a·b)/da = grad·bᵀ keeps b, d(a·b)/db = aᵀ·grad keeps a: each only when the other needs a gradient
+        saved = [Saved("input", "a, for b's gradient aᵀ·grad", 0)] if grads.inputs[1] else []
+        return saved + ([Saved("input", "b, for a's gradient grad·bᵀ", 1)] if grads.inputs[0] else [])
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         a, b = (t.shape for t in inputs)

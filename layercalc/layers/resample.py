@@ -44,9 +44,11 @@ from ..rules import (
 from .base import (
     Bool,
     DataFormat,
+    GradFlow,
     LayerBase,
     PositiveFloat,
     PositiveInt,
+    Saved,
     _alias,
     _per_dim,
     _whole_number,
@@ -236,6 +238,9 @@ class Upsample(LayerBase):
     #: one input, or two with size_from (checked in infer: the count depends on the field)
     max_inputs: ClassVar[Optional[int]] = 2
 
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []                   # the backward kernel needs the sizes only (measured)
+
     @model_validator(mode="after")
     def _check(self):
         given = [name for name in ("size", "scale_factor", "size_from") if getattr(self, name) is not None]
@@ -355,6 +360,9 @@ class _KerasUpSampling(LayerBase):
     size: Union[PositiveInt, list[PositiveInt]] = Field(
         2, description="integer factor per spatial dim (Keras' size: factors, not an output size)")
     data_format: DataFormat = data_format_field()
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []                   # the backward kernel needs the sizes only (measured)
 
     @property
     def rank(self) -> int:

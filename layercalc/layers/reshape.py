@@ -28,9 +28,11 @@ from .base import (
     MAX_RANK,
     DataFormat,
     Float,
+    GradFlow,
     Int,
     LayerBase,
     NonNegativeInt,
+    Saved,
     _alias,
     _explicit_pairs,
     data_format_field,
@@ -56,6 +58,11 @@ class Flatten(LayerBase):
                           "channels_first reorders first, not supported)")
 
     keeps_finite = True
+
+    output_storage: ClassVar[str] = "reshape"             # torch: a view when it can, else a copy
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
@@ -89,6 +96,11 @@ class Reshape(LayerBase):
     shape: list[Int] = Field(validation_alias=_alias("shape", "target_shape"), min_length=1, max_length=MAX_RANK - 1)
 
     keeps_finite = True
+
+    output_storage: ClassVar[str] = "reshape"             # torch: a view when it can, else a copy
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []
 
     @field_validator("shape")
     @classmethod
@@ -134,6 +146,9 @@ class ZeroPad(LayerBase):
                    list[Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]]] = Field(
         description=ZERO_PAD_FORMS)
     data_format: DataFormat = data_format_field()
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []                   # the gradient is the output's, cropped
 
     @classmethod
     def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
