@@ -356,6 +356,44 @@ class MultiHeadAttention(LayerBase):
         return Facts(output_shape=output, params=params, macs=macs, flops=flops, notes=notes, rf=rf,
                      geometry={"attention": dims})
 
+    def saved_for_backward(self, step: Any, grads: GradFlow) -> list[Saved]:
+        """As Hugging Face's eager attention computes it (measured, torch 2.13, batch ≥ 2): each projection keeps
+        its input; the two products keep q, kᵀ (key heads repeated to the H query heads: repeat_kv copies them),
+        the softmax's output and v, each a tensor of its own; the output projection keeps the heads merged back
+        (a copy); with RoPE, the cos and sin tables (made once per forward, shared by every layer); with dropout,
+        its mask and the dropped probabilities. Exceptions (docs/conventions.md): at batch 1, GPT-2's fused c_attn
+        leaves q a view of the whole [N, L, 3E] projection; nn.MultiheadAttention keeps its fused projection whole
+        beside a scaled copy of q."""
+        if not grads.any:
+            return []
+        d: AttentionDims = step.facts.geometry["attention"]
+        n, h, keys = d.batch, d.heads, d.keys
+        saved: list[Saved] = []
+        if grads.params:
+            sources = sorted({0, min(1, len(step.inputs) - 1), len(step.inputs) - 1})
+            saved += [Saved("input", f"input {k}, for the {'q/k/v' if len(sources) == 1 else 'projections'}' "
+                                     f"weight gradients", k) for k in sources]
+        saved += [Saved("extra", f"q [{n}, {h}, {d.lq}, {d.dk}]" + (" after RoPE" if d.rotary else "")
+                        + ", for k's gradient", numel=n * h * d.lq * d.dk),
+                  Saved("extra", f"kᵀ [{n}, {h}, {d.dk}, {keys}]" + (f" (the {d.kv_heads} key heads repeated to "
+                                                                       f"{h})" if d.kv_heads != h else "")
+                        + ", for q's gradient", numel=n * h * keys * d.dk),
+                  Saved("extra", f"the softmax's output [{n}, {h}, {d.lq}, {keys}], for its own gradient and v's",
+                        numel=d.scores),
+                  Saved("extra", f"v [{n}, {h}, {keys}, {d.dv}], for the probabilities' gradient",
+                        numel=n * h * keys * d.dv)]
+        if self.dropout:
+            saved.append(Saved("extra", f"the dropout mask and the dropped probabilities (2·{n(d.scores)})",
+                               numel=2 * d.scores))
+        if grads.params:
+            saved.append(Saved("extra", f"the heads merged [{n}, {d.lq}, {h * d.dv}], for the output projection's "
+                                        f"weight gradient", numel=n * d.lq * h * d.dv))
+        if d.rotary:
+            saved.append(Saved("extra", f"RoPE's cos and sin tables [1, {d.lq}, {d.rotary}] (made once, shared by "
+                                        f"every layer)", numel=2 * d.lq * d.rotary,
+                               shared=f"rotary tables {d.lq}×{d.rotary} base {self.rope_theta:g}"))
+        return saved
+
     def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
         d: AttentionDims = step.facts.geometry["attention"]
         specs: dict[str, ParamSpec] = {}
