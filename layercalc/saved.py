@@ -30,6 +30,7 @@ from .errors import layer_label
 from .layers import GradFlow, Saved
 from .names import INPUT
 from .rules import numel, produced
+from .terminal import wrap
 
 if TYPE_CHECKING:
     from .graph import Step
@@ -58,6 +59,8 @@ class SavedAccount:
     #: each tensor → the tensor whose storage it uses (itself, unless it is a view), and every tensor's shape
     roots: dict[str, str] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: bytes per element of the activations counted (the training dtype)
+    itemsize: int = 4
 
 
 def _trainable_params(step: Step) -> bool:
@@ -118,7 +121,7 @@ def saved_tensors(steps: list[Step], itemsize: int, channels_last: bool) -> Save
             items.append((item, key, nbytes, first))
         layers.append(LayerSaved(grads, items, first_bytes))
     total = None if unknown else sum(seen.values())
-    return SavedAccount(layers, total, unknown, root, shapes)
+    return SavedAccount(layers, total, unknown, root, shapes, itemsize)
 
 
 def recomputed_bytes(steps: list[Step], account: SavedAccount, itemsize: int) -> Optional[int]:
@@ -161,3 +164,32 @@ def checkpoint_blocks(steps: list[Step]) -> list[list[int]]:
             blocks.append([position])
         current = key
     return [block for block in blocks if len(block) > 1]
+
+
+def explain_saved(step: Step, entry: LayerSaved, itemsize: int) -> list[str]:
+    """``--explain --train``: what the layer keeps for backward and why, each tensor with its size, and which of
+    them an earlier layer keeps already (counted there); lines of at most 76 characters (an explanation is
+    indented by 4)."""
+    grads = entry.grads
+    if entry.items is None:
+        return [f"saved for backward: not modeled for type {step.layer.type_name!r}"]
+    if not entry.items:
+        why = ("nothing here needs a gradient (no trainable parameter in or before it)" if not grads.any
+               else "its backward needs no tensor of the forward pass")
+        return [wrap(f"saved for backward: nothing: {why}", 76)]
+    lines = []
+    for item, key, nbytes, first in entry.items:
+        size = item.itemsize or itemsize
+        if item.kind == "extra":
+            label = "its own tensor"
+            elements = item.numel
+        else:
+            tensor = step.inputs[item.index] if item.kind == "input" else produced(step.name, step.facts)[item.index][0]
+            owner = key[1]
+            label = f"{item.kind} {tensor}" + (f" (a view of {owner})" if owner != tensor else "")
+            elements = nbytes // size if size else 0
+        counted = (f"{elements:,} × {size} B = {nbytes:,} B" if first
+                   else f"{nbytes:,} B, kept already by an earlier layer: counted there")
+        lines.append(wrap(f"saved, {label}: {counted}; {item.what}", 76))
+    lines.append(f"saved for backward, first kept here = {entry.bytes:,} B")
+    return lines

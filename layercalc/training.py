@@ -39,10 +39,6 @@ if TYPE_CHECKING:
 
 #: optimizer → (float32 bytes of state per trainable parameter, per trainable parameter tensor)
 OPTIMIZER_STATE = {"sgd": (0, 0), "momentum": (4, 0), "adam": (8, 4), "adamw": (8, 4)}
-#: what each optimizer's state holds, for the display and the docs
-OPTIMIZER_TEXT = {"sgd": "SGD: no state", "momentum": "SGD with momentum: momentum_buffer per parameter (fp32)",
-                  "adam": "Adam: exp_avg, exp_avg_sq per parameter, step per tensor (fp32)",
-                  "adamw": "AdamW: exp_avg, exp_avg_sq per parameter, step per tensor (fp32)"}
 #: precision → (bytes per weight and gradient, bytes per activation, float32 master copy)
 PRECISIONS = {"fp32": (4, 4, False), "bf16-mixed": (2, 2, True), "fp16-mixed": (2, 2, True)}
 
@@ -70,6 +66,11 @@ class TrainingMemory(BaseModel):
     layer_saved_bytes: list[Optional[int]] = Field(description="each layer's saved_bytes in the activations' "
                                                                "dtype, in the report's layer order (execution order)")
     unknown: list[str] = Field(default_factory=list, description="layers whose saved tensors are not modeled")
+
+
+def activation_itemsize(precision: str) -> int:
+    """Bytes per element of the activations (saved for backward, and their gradients) at ``precision``."""
+    return PRECISIONS[check_choice("precision", precision, PRECISIONS)][1]
 
 
 def check_choice(option: str, value: str, choices) -> str:
