@@ -300,7 +300,10 @@ def conv_saved(step, grads: GradFlow, padding_mode: str) -> list[Saved]:
     spatial = x[1:-1] if grads.channels_last else x[2:]
     padded = numel(x) // numel(spatial) * numel(s + b + a for s, (b, a) in zip(spatial, pads))
     why = f"{padding_mode} padding" if padding_mode != "zeros" else "unequal padding before and after"
-    return [Saved("extra", f"its input padded by F.pad ({why}), for the weight's gradient", numel=padded)]
+    saved = [Saved("extra", f"its input padded by F.pad ({why}), for the weight's gradient", numel=padded)]
+    if padding_mode in ("reflect", "replicate") and grads.inputs[0]:
+        saved.insert(0, Saved("input", f"its input x, kept by the {padding_mode} pad for x's gradient"))
+    return saved
 
 
 def _check_padding_mode(mode: str, spatial: Shape, pads, x: Tensor, ctx: Context) -> None:

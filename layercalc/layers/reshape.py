@@ -210,6 +210,13 @@ class Pad(ZeroPad):
     mode: Literal["constant", "reflect", "replicate", "circular"] = "constant"
     value: Float = Field(0.0, description="the constant of mode constant")
 
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        # reflection_pad and replication_pad keep their input (measured); constant and circular (slices and a
+        # concatenation) keep nothing
+        if self.mode in ("reflect", "replicate") and grads.inputs[0]:
+            return [Saved("input", f"its input x, for the {self.mode} pad's backward")]
+        return []
+
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         facts = super().infer(inputs, ctx)
         if self.mode != "constant":
