@@ -405,21 +405,21 @@ def test_mixed_precision_by_hand():
 
 
 def test_recompute_keeps_block_inputs_and_one_block():
-    """Two repeated blocks of linear → relu, checkpointed: kept throughout, each block's input (the network
-    input of block 0, block 0's output for block 1) and the head's input; then the larger block's own tensors."""
+    """Two repeated blocks of linear → relu → linear, checkpointed. Without recomputation autograd keeps (each
+    [2, 8] float32, one row): the input (h.0.fc1's), h.0.act's output (h.0.fc2's input too), h.0's output (h.1.fc1's
+    input), h.1.act's output and h.1's output (the head's input): 5 rows. With it: kept throughout, each block's
+    input (the network input, h.0's output) and the head's input (h.1's output): 3 rows; then one block's own
+    tensors while it is recomputed: its relu's output, 1 row."""
     spec = {"input": [8], "batch": 2,
-            "blocks": {"b": {"layers": [{"name": "fc", "type": "linear", "out_features": 8},
-                                         {"name": "act", "type": "relu"}]}},
-            "layers": [{"repeat": 2, "name": "h", "block": "b"}, {"name": "head", "type": "linear",
-                                                                   "out_features": 3}]}
+            "blocks": {"b": {"layers": [{"name": "fc1", "type": "linear", "out_features": 8},
+                                         {"name": "act", "type": "relu"},
+                                         {"name": "fc2", "type": "linear", "out_features": 8}]}},
+            "layers": [{"repeat": 2, "name": "h", "block": "b"},
+                       {"name": "head", "type": "linear", "out_features": 3}]}
     net = layercalc.load(spec)
-    full = training_memory(net).saved_bytes
     row = 2 * 8 * 4
-    assert full == 4 * row                     # input, h.0.act, h.1.act (= head's input)… and h.1.fc's input
-    recomputed = training_memory(net, recompute=True).saved_bytes
-    # kept: the network input, h.0's output (h.1's input), h.1's output (head's input); a block's own: its relu's
-    # output (its fc's input is kept already)
-    assert recomputed == 3 * row + row
+    assert training_memory(net).saved_bytes == 5 * row
+    assert training_memory(net, recompute=True).saved_bytes == 3 * row + row
 
 
 def test_bad_optimizer_or_precision_is_one_line():
