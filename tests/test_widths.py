@@ -76,6 +76,10 @@ SUMMARIES = [
     "layercalc summary zoo:gpt2 --depth 1",
     "layercalc summary zoo:llama3_8b",
     "layercalc summary examples/mnist_cnn.yaml",
+    "layercalc summary zoo:resnet18 --train",
+    "layercalc summary zoo:gpt2 --train --precision bf16-mixed --optimizer adamw --recompute",
+    "layercalc summary zoo:llama3_8b --train --numbers human",
+    "layercalc summary zoo:lenet5 --train --optimizer sgd",
 ]
 
 
