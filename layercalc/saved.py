@@ -90,10 +90,10 @@ def saved_tensors(steps: list[Step], itemsize: int, channels_last: bool) -> Save
         for name, shape in outputs:
             shapes[name] = shape
             needs_grad[name] = grads.any
-            source = step.inputs[0] if step.inputs else None
-            view = source is not None and (storage in ("view", "strided")
-                                           or (storage == "reshape" and contiguous.get(source, True)))
-            root[name] = root.get(source, source) if view and source is not None else name
+            source = step.inputs[0] if step.inputs else ""
+            view = bool(source) and (storage in ("view", "strided")
+                                     or (storage == "reshape" and contiguous.get(source, True)))
+            root[name] = root.get(source, source) if view else name
             contiguous[name] = (storage != "strided") and (not view or contiguous.get(source, True))
             if storage == "parameter":
                 parameters.add(name)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 
 torch = pytest.importorskip("torch")
-from saved_oracle import saved_bytes, saved_by_module  # noqa: E402
+from saved_oracle import saved_by_module, saved_bytes  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
@@ -313,6 +313,32 @@ def hf_saved(config: dict, batch: int, tokens: int) -> tuple[int, int]:
 def test_transformers_saved_bytes_equal_hugging_face_eager(config, batch, tokens):
     expected, ours = hf_saved(config, batch, tokens)
     assert ours == expected
+
+
+def test_attention_dropout_keeps_its_mask_and_the_dropped_probabilities():
+    """GPT-2 with attn_pdrop 0.1 in train mode; the imported spec (an inference view) gets the layer's dropout."""
+    from test_import_huggingface import hf_model
+
+    from layercalc.importers.huggingface import spec_from_config
+    config = dict(GPT2, attn_pdrop=0.1)
+    expected = saved_bytes(hf_model(config).train(), input_ids=torch.randint(0, 100, (2, 8)))
+    spec = spec_from_config(config, "config.json")
+
+    def with_dropout(node):
+        if isinstance(node, dict):
+            if node.get("type") == "multi_head_attention":
+                node["dropout"] = 0.1
+            for value in node.values():
+                with_dropout(value)
+        elif isinstance(node, list):
+            for value in node:
+                with_dropout(value)
+
+    with_dropout(spec)
+    ours = layercalc.load(spec).replace(input=[8], batch=2).analyze().totals.saved_bytes
+    plain = layercalc.load(spec_from_config(config, "config.json")).replace(input=[8], batch=2)
+    assert ours == expected
+    assert ours - plain.analyze().totals.saved_bytes == 2 * (2 * 2 * 4 * 8 * 8) * 4     # 2 layers, 2·N·H·L²
 
 
 def test_llama_at_batch_1_equals_hugging_face_too():

@@ -383,7 +383,7 @@ class MultiHeadAttention(LayerBase):
                   Saved("extra", f"v [{n}, {h}, {keys}, {d.dv}], for the probabilities' gradient",
                         numel=n * h * keys * d.dv)]
         if self.dropout:
-            saved.append(Saved("extra", f"the dropout mask and the dropped probabilities (2·{n(d.scores)})",
+            saved.append(Saved("extra", f"the dropout mask and the dropped probabilities (2·{d.scores:,})",
                                numel=2 * d.scores))
         if grads.params:
             saved.append(Saved("extra", f"the heads merged [{n}, {d.lq}, {h * d.dv}], for the output projection's "
