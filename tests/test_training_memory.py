@@ -454,3 +454,50 @@ def test_bad_optimizer_or_precision_is_one_line():
         training_memory(net, "lion")
     with pytest.raises(LayerCalcError, match="precision"):
         training_memory(net, precision="int8")
+
+
+# ---------------------------------------------------------------------------------------- protocol and CLI
+
+#: the built-in types whose saved tensors are not modeled (docs/conventions.md lists them)
+NOT_MODELED = {"lstm", "gru", "rnn", "scaled_dot_product_attention", "shifted_window_attention", "opaque"}
+
+
+def test_every_built_in_type_models_its_saved_tensors_or_is_listed():
+    from layercalc.layers import LAYER_CLASSES, LayerBase, load_families
+    load_families()
+    missing = {cls.model_fields["type"].default for cls in LAYER_CLASSES
+               if cls.saved_for_backward is LayerBase.saved_for_backward}
+    assert missing == NOT_MODELED
+
+
+def cli(*args):
+    from typer.testing import CliRunner
+
+    from layercalc.cli import get_app
+    return CliRunner(env={"COLUMNS": "80"}).invoke(get_app(), list(args))
+
+
+def test_cli_train_section_json_and_explain():
+    import json
+
+    result = cli("summary", "zoo:mnist_mlp", "--train", "--optimizer", "momentum")
+    assert result.exit_code == 0, result.output
+    memory = training_memory(layercalc.load("zoo:mnist_mlp"), "momentum")
+    assert "Training memory (SGD with momentum; fp32" in result.stdout
+    assert f"{memory.peak_bytes:,} B" in result.stdout and "saved bytes" in result.stdout
+    data = json.loads(cli("summary", "zoo:mnist_mlp", "--train", "-f", "json", "--precision", "bf16-mixed").stdout)
+    assert data["training"]["precision"] == "bf16-mixed"
+    assert data["training"]["saved_bytes"] * 2 == data["totals"]["saved_bytes"]          # bf16 vs the float32 net
+    explained = cli("summary", "zoo:mnist_mlp", "--train", "--explain").stdout
+    assert "saved, input input: 784 × 4 B = 3,136 B" in explained
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--optimizer", "sgd"], "add --train"),
+    (["--train", "--optimizer", "lion"], "optimizer: got 'lion'"),
+    (["--train", "--precision", "fp8"], "precision: got 'fp8'"),
+])
+def test_cli_training_options_refused_in_one_line(args, message):
+    result = cli("summary", "zoo:lenet5", *args)
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
