@@ -341,6 +341,30 @@ def test_attention_dropout_keeps_its_mask_and_the_dropped_probabilities():
     assert ours - plain.analyze().totals.saved_bytes == 2 * (2 * 2 * 4 * 8 * 8) * 4     # 2 layers, 2·N·H·L²
 
 
+#: the dropout probabilities of Hugging Face configs, zeroed: an imported config is the inference graph (no dropout
+#: layers), so the models are compared without dropout (attention dropout is checked above)
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attention_dropout=0.0)
+
+
+@pytest.mark.parametrize("case", ["bert-mlm", "bert-qa", "mistral-lm-window-4", "qwen2-base-head_dim",
+                                  "llama-lm-biases-head_dim", "vit-classifier"])
+def test_other_architectures_saved_bytes_equal_hugging_face(case):
+    from test_import_huggingface import CASES, hf_input, hf_model
+
+    from layercalc.importers.huggingface import spec_from_config
+    config = dict(CASES[case], **NO_DROPOUT)
+    model = hf_model(config).train()
+    torch.manual_seed(0)
+    net = layercalc.load(spec_from_config(config, "config.json"))
+    if config["model_type"] == "vit":
+        expected = saved_bytes(model, pixel_values=hf_input(config).repeat(2, 1, 1, 1))
+        net = net.replace(batch=2)
+    else:
+        expected = saved_bytes(model, input_ids=torch.randint(0, config["vocab_size"], (2, 8)))
+        net = net.replace(input=[8], batch=2)
+    assert net.analyze().totals.saved_bytes == expected
+
+
 def test_llama_at_batch_1_equals_hugging_face_too():
     expected, ours = hf_saved(LLAMA, 1, 8)
     assert ours == expected
