@@ -238,6 +238,29 @@ def test_rotary_embedding_tables_are_shared_by_every_layer():
     assert net.analyze().totals.saved_bytes == expected == (2 * length * dim + 2 * length * dim) * 4
 
 
+def test_scaled_dot_product_attention_fused_cpu_kernel():
+    """F.scaled_dot_product_attention on 4-d q, k, v (three projections of the input): the fused CPU kernel keeps
+    q, k, v, its output and a float32 log-sum-exp per query row (and the linears their shared input x); a 3-d
+    call (the math path) is not modeled."""
+    shape = (2, 3, 5, 8)
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+
+        def forward(self, x):
+            return F.scaled_dot_product_attention(self.q(x), self.k(x), self.v(x), is_causal=True)
+
+    expected = saved_bytes(Attention().train(), torch.randn(*shape))
+    layers = [{"name": "q", "type": "linear", "out_features": 8},
+              {"name": "k", "type": "linear", "out_features": 8, "inputs": ["input"]},
+              {"name": "v", "type": "linear", "out_features": 8, "inputs": ["input"]},
+              {"name": "a", "type": "scaled_dot_product_attention", "inputs": ["q", "k", "v"], "is_causal": True}]
+    assert network(layers, shape).analyze().totals.saved_bytes == expected == (5 * 240 + 30) * 4   # x, q, k, v, y; lse
+    assert network(layers, (2, 5, 8)).analyze().totals.saved_bytes is None
+
+
 def test_a_type_not_modeled_refuses_the_total_and_names_the_layer():
     net = network([{"name": "rnn", "type": "lstm", "hidden_size": 4}], (2, 5, 8))
     report = net.analyze()
@@ -483,7 +506,7 @@ def test_bad_optimizer_or_precision_is_one_line():
 # ---------------------------------------------------------------------------------------- protocol and CLI
 
 #: the built-in types whose saved tensors are not modeled (docs/conventions.md lists them)
-NOT_MODELED = {"lstm", "gru", "rnn", "scaled_dot_product_attention", "shifted_window_attention", "opaque"}
+NOT_MODELED = {"lstm", "gru", "rnn", "shifted_window_attention", "opaque"}
 
 
 def test_every_built_in_type_models_its_saved_tensors_or_is_listed():

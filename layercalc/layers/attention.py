@@ -645,6 +645,21 @@ class ScaledDotProductAttention(LayerBase):
         return (f"torch.utils.flop_counter counts 0 for F.scaled_dot_product_attention on CPU; 2·MACs = {macs_text} "
                 f"where it runs as explicit matmuls")
 
+    def saved_for_backward(self, step: Any, grads: GradFlow) -> Optional[list[Saved]]:
+        """PyTorch's fused CPU kernel (``_scaled_dot_product_flash_attention_for_cpu``: 4-d inputs, no dropout, the
+        same key and query heads) keeps q, k, v, its output and the float32 log-sum-exp of each query row
+        (measured). Its other paths (3-d inputs, dropout, grouped-query heads: the math path) are not modeled."""
+        q = step.input_shapes[0]
+        if len(q) != 4 or self.dropout_p or self.enable_gqa:
+            return None
+        if not grads.any:
+            return []
+        return [Saved("input", "q, for the fused kernel's backward", 0),
+                Saved("input", "k, for the fused kernel's backward", 1),
+                Saved("input", "v, for the fused kernel's backward", 2),
+                Saved("output", "its output, for the fused kernel's backward"),
+                Saved("extra", "the log-sum-exp of each query row (float32)", numel=numel(q[:-1]), itemsize=4)]
+
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         q, k, v = (t.shape for t in inputs)
         for role, s in (("query", q), ("key", k), ("value", v)):
