@@ -19,6 +19,7 @@ from .layers import MAX_RANK, Description, Int, LayerBase, PositiveInt, parse_la
 from .names import INPUT, split_output
 from .report import LayerReport, Report, Totals, layer_entry
 from .saved import saved_tensors
+from .serving import Serving, serving
 
 if TYPE_CHECKING:                  # the executor's types (NumPy is imported only when a network is run)
     import numpy as np
@@ -26,8 +27,10 @@ if TYPE_CHECKING:                  # the executor's types (NumPy is imported onl
 
     from .weights import WeightsSource
 from .rules import (
+    Backward,
     Context,
     Facts,
+    Gradients,
     ReceptiveField,
     Tensor,
     bounded_field,
@@ -49,7 +52,15 @@ CONVENTIONS = {
             "torch.utils.flop_counter where it sees the matmuls)",
     "flops": "every arithmetic operation: 2 per MAC + bias adds + normalization, activation, pooling and merge "
              "element ops (formulas: docs/conventions.md)",
+    "backward": "backward_input_macs: gradients with respect to activations (none for the network input or token "
+                "ids), backward_weight_macs: with respect to parameters (none when frozen; an embedding's is a "
+                "scatter-add, 0 MACs), each counted like macs: 2·MACs is FlopCounterMode around loss.backward(), "
+                "but for a grouped conv's weight gradient, which it counts as if ungrouped; backward_flops adds "
+                "the element work at the forward's cost; training_flops = flops + backward_flops, without the "
+                "optimizer's update (docs/conventions.md)",
     "memory": "bytes = elements × dtype size; activation = each layer's output",
+    "kv_cache": "keys and values causal self-attention keeps for generation: batch × positions × kv_heads × (d_k + "
+                "d_v) × dtype size (docs/conventions.md, Serving)",
     "receptive_field": "network-input pixels seen by one output position, per spatial dim; normalization "
                        "statistics are not counted as widening it",
 }
@@ -188,8 +199,11 @@ class Network(Description):
             producers.append(bases)
         return names, wired, _topological_order(names, producers, self.layers)
 
-    def resolve(self) -> list[Step]:
-        """Run every layer's shape/cost rule in topological order."""
+    def resolve(self, past: int = 0) -> list[Step]:
+        """Run every layer's shape/cost rule in topological order. ``past``: a decode step's positions already in
+        the KV cache (:attr:`layercalc.rules.Context.past`; :mod:`layercalc.serving`), 0 for a forward pass."""
+        if isinstance(past, bool) or not isinstance(past, int) or past < 0:
+            raise SpecError(f"past: got {shown(past)}: the cached positions are a whole number ≥ 0")
         names, wired, order = self.wiring()
         rank = len(self.input) - 1
         tensors: dict[str, Tensor] = {
@@ -199,7 +213,7 @@ class Network(Description):
         for i in order:
             layer = self.layers[i]
             label = _LazyLabel(i, names[i], layer.type_name)
-            ctx = Context(label, self.channels_last, self.batch, extent)
+            ctx = Context(label, self.channels_last, self.batch, extent, past)
             inputs = [tensors.get(src) or _missing_tensor(src, tensors, label) for src in wired[i]]
             try:
                 facts = infer(layer, inputs, ctx)
@@ -225,15 +239,17 @@ class Network(Description):
 
     # ------------------------------------------------------------------------------------------------ analysis
 
-    def analyze(self, steps: Optional[list[Step]] = None) -> Report:
+    def analyze(self, steps: Optional[list[Step]] = None, past: int = 0) -> Report:
         """The report: every layer's figures and the totals. ``steps``: this network's :meth:`resolve` when the
-        caller already made it (``verify`` resolves once for the report, the weights and the run)."""
+        caller already made it (``verify`` resolves once for the report, the weights and the run). ``past``: the
+        report of a decode step over that many cached positions (:meth:`resolve`; the serving view with prefill
+        and decode side by side is :meth:`serving`)."""
         # Analysis allocates many small objects and no reference cycles; pausing the cyclic garbage collector
         # halves the time on deep networks (measured in bench/bench_analyze.py).
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._analyze(self.resolve() if steps is None else steps)
+            return self._analyze(self.resolve(past) if steps is None else steps)
         finally:
             if was_enabled:
                 gc.enable()
@@ -245,8 +261,9 @@ class Network(Description):
         itemsize = DTYPE_BYTES[self.dtype]
         saved = saved_tensors(steps, itemsize, self.channels_last)
         entries = []
-        for step, kept in zip(steps, saved.layers):
-            entries.append(layer_report(step, itemsize, kept.bytes))
+        saved = saved_tensors(steps, itemsize, self.channels_last)
+        for step, grads, kept in zip(steps, gradient_flow(steps), saved.layers):
+            entries.append(layer_report(step, itemsize, backward_of(step, grads), kept.bytes))
         consumed = {src for step in steps for src in step.inputs}
         outputs = [name for step in steps for name, _ in produced(step.name, step.facts) if name not in consumed]
         input_bytes = numel(self.input_shape) * itemsize
@@ -258,6 +275,8 @@ class Network(Description):
             input_bytes=input_bytes,
             activation_bytes=sum(e.activation_bytes for e in entries),
             peak_activation_bytes=peak_live_bytes(steps, input_bytes, itemsize),
+            **training_totals(entries, token_count(steps, self.input_shape)),
+            kv_cache_bytes=sum(e.kv_cache_bytes for e in entries),
             saved_bytes=saved.total)
         conventions = {**CONVENTIONS, "layout": f"{self.layout}: shapes are "
                        + ("[N, ..., C] (channels last)" if self.channels_last else "[N, C, ...] (channels first)"),
@@ -266,6 +285,11 @@ class Network(Description):
             name=self.name, input_shape=list(self.input_shape), batch=self.batch, layout=self.layout,
             dtype=self.dtype, dtype_bytes=itemsize, outputs=outputs, layers=entries, totals=totals,
             conventions=conventions)
+
+    def serving(self, past: int, new_tokens: int = 1) -> Serving:
+        """Prefill of a ``past``-token prompt and the decode step of ``new_tokens`` after it, side by side: FLOPs,
+        bytes read, arithmetic intensity and the KV cache (:func:`layercalc.serving.serving`)."""
+        return serving(self, past, new_tokens)
 
     def run(self, x: Optional[npt.ArrayLike] = None, weights: WeightsSource = None, seed: int = 0,
             dtype: Optional[npt.DTypeLike] = None, max_memory: Union[int, float, str, None] = None,
@@ -278,9 +302,11 @@ class Network(Description):
         return run(self, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory)
 
 
-def layer_report(step: Step, itemsize: int, saved_bytes: Optional[int] = None) -> LayerReport:
-    """One layer's entry of the report, from its resolved step (also what a calculator prints for one layer);
-    ``saved_bytes``: what it keeps for backward (:mod:`layercalc.saved`: it depends on the layers before it)."""
+def layer_report(step: Step, itemsize: int, backward: Optional[Backward] = None,
+                 saved_bytes: Optional[int] = None) -> LayerReport:
+    """One layer's entry of the report, from its resolved step (also what a calculator prints for one layer), its
+    backward pass (:func:`backward_of`; None: unknown, its backward fields null) and what it keeps for backward
+    (``saved_bytes``: :mod:`layercalc.saved`, which depends on the layers before it)."""
     f, rf = step.facts, step.facts.rf
     return layer_entry(
         index=step.index, name=step.name, type=step.layer.type_name, inputs=step.inputs,
@@ -295,7 +321,84 @@ def layer_report(step: Step, itemsize: int, saved_bytes: Optional[int] = None) -
         notes=f.notes,
         activation=step.layer.output_activation(),
         trainable=step.layer.trainable,
+        backward_input_macs=None if backward is None else backward.input_macs,
+        backward_weight_macs=None if backward is None else backward.weight_macs,
+        backward_flops=None if backward is None else backward.flops,
+        kv_cache_bytes=step.layer.kv_cache_elements(f) * itemsize,
         saved_bytes=saved_bytes)
+
+
+# ------------------------------------------------------------------------------------------------ backward pass
+
+def gradient_flow(steps: list[Step]) -> list[Gradients]:
+    """Which gradients each layer's backward must make, as autograd decides it: a tensor requires a gradient when
+    the layer that made it has trainable parameters (its own or tied ones) or reads a tensor that requires one.
+    The network input requires none (so the first layer makes no input gradient), nor does an input a layer reads
+    as integer indices (``index_count``: token ids) or only for its shape (``reads_input_values`` false). ``steps``
+    in execution order (:meth:`Network.resolve`)."""
+    requires: dict[str, bool] = {INPUT: False}
+    flows = []
+    for step in steps:
+        layer = step.layer
+        differentiable = layer.reads_input_values and layer.index_count() is None
+        grads = Gradients(tuple(differentiable and requires.get(src, False) for src in step.inputs),
+                          layer.trainable and (step.facts.params > 0 or layer.tied_to is not None))
+        for name, _ in produced(step.name, step.facts):
+            requires[name] = grads.flows
+        flows.append(grads)
+    return flows
+
+
+def backward_of(step: Step, grads: Gradients) -> Optional[Backward]:
+    """The layer's backward pass (its type's :meth:`~layercalc.layers.LayerBase.backward`) for the gradients the
+    graph needs; an empty one when no gradient passes through the layer; None when its type does not say (a plugin
+    without a ``backward`` method): unknown, never guessed."""
+    if not grads.flows:
+        return Backward(lines=["backward: none: no input requires a gradient and the layer has no trainable "
+                               "parameters"])
+    try:
+        result = step.layer.backward(step, grads)
+    except LayerCalcError:
+        raise
+    except Exception as exc:                    # noqa: BLE001 — a plugin's bug is named as the plugin's
+        plugin = plugin_module(type(step.layer))
+        if plugin is None:
+            raise
+        raise LayerCalcError(f"{layer_label(step.index, step.name, step.layer.type_name)}: the plugin layer type "
+                             f"{step.layer.type_name!r} ({plugin}) failed in backward(): {type(exc).__name__}: "
+                             f"{safe_text(str(exc))[:300]} — a bug in the plugin, not in layercalc or the spec"
+                             ) from None
+    if result is not None and not isinstance(result, Backward):
+        raise LayerCalcError(f"{layer_label(step.index, step.name, step.layer.type_name)}: the layer type "
+                             f"{step.layer.type_name!r} ({plugin_module(type(step.layer)) or 'built in'}) returned "
+                             f"{shown(result)} from backward(), not a Backward or None")
+    return result
+
+
+def token_count(steps: list[Step], input_shape: tuple[int, ...]) -> Optional[int]:
+    """The tokens of one pass when the network input is token ids (a layer reads it as integer indices: an
+    embedding): batch × positions, every element of the input; None for other inputs (an image has no tokens)."""
+    reads_ids = any(INPUT in step.inputs and step.layer.index_count() is not None for step in steps)
+    return numel(input_shape) if reads_ids else None
+
+
+def training_totals(entries: list[LayerReport], tokens: Optional[int]) -> dict[str, Any]:
+    """The backward and training-step totals of the report (:class:`~layercalc.report.Totals`): sums over the
+    layers, null when a layer's backward is unknown (named in ``backward_unknown``: a sum without it would be
+    wrong); per token when the input is token ids."""
+    unknown = [e.name for e in entries if e.backward_flops is None]
+    forward = sum(e.flops for e in entries)
+
+    def total(key: str) -> Optional[int]:
+        return None if unknown else sum(getattr(e, key) for e in entries)
+
+    backward = total("backward_flops")
+    training = None if backward is None else forward + backward
+    per_token = (lambda v: None if v is None or not tokens else v / tokens)   # noqa: E731
+    return dict(backward_input_macs=total("backward_input_macs"), backward_weight_macs=total("backward_weight_macs"),
+                backward_flops=backward, training_flops=training, backward_unknown=unknown, tokens=tokens,
+                flops_per_token=per_token(forward), backward_flops_per_token=per_token(backward),
+                training_flops_per_token=per_token(training))
 
 
 def _note_unread_outputs(steps: list[Step]) -> None:
@@ -356,6 +459,7 @@ def _count_tied_once(steps: list[Step], channels_last: bool) -> None:
         shared = sum(numel(spec.shape) for spec in mine.values() if not spec.buffer)
         step.facts.params -= shared
         step.facts.buffers -= sum(numel(spec.shape) for spec in mine.values() if spec.buffer)
+        step.facts.geometry["tied_params"] = shared      # still read by this layer's forward pass (serving)
         step.facts.notes.append(f"parameters tied to {target_name!r} ({', '.join(mine)}): {shared:,} counted there, "
                                 f"not again here")
 

@@ -46,6 +46,22 @@ class LayerReport(BaseModel):
                                                         "activation argument), its FLOPs included; null: none")
     trainable: bool = Field(True, description="false for a frozen layer (Keras' trainable: false): its params are "
                                               "non-trainable in Keras' totals")
+    backward_input_macs: Optional[int] = Field(
+        None, description="backward pass: multiply-accumulates of the gradients with respect to activations (the "
+                          "layer's inputs that require one, and the tensors inside it: attention's q, k, v), counted "
+                          "like macs; 0 for the first layer's input; null: unknown (a type that does not state its "
+                          "backward)")
+    backward_weight_macs: Optional[int] = Field(
+        None, description="backward pass: multiply-accumulates of the gradients with respect to the layer's "
+                          "parameters (0 when frozen; an embedding's is a scatter-add: 0); null: unknown")
+    backward_flops: Optional[int] = Field(
+        None, description="backward pass: 2 per backward MAC + element FLOPs (bias-gradient sums, derivatives of "
+                          "element-wise work counted at the forward's cost, scatter-adds; docs/conventions.md); "
+                          "null: unknown")
+    kv_cache_bytes: int = Field(0, description="keys and values kept for generation after this pass (causal "
+                                               "self-attention: batch × positions × kv_heads × (d_k + d_v) × dtype "
+                                               "size, positions = past + the input's); 0 for a layer that keeps "
+                                               "none")
     saved_bytes: Optional[int] = Field(
         None, description="training: bytes of the tensors PyTorch's autograd keeps for this layer's backward pass "
                           "(its input, output, masks, indices, statistics; parameters excluded) that no earlier "
@@ -80,6 +96,24 @@ class Totals(BaseModel):
     peak_activation_bytes: int = Field(
         description="largest total of tensors alive at once in an inference pass that frees each tensor after its "
                     "last use (network input included)")
+    backward_input_macs: Optional[int] = Field(
+        None, description="sum of the layers' backward_input_macs; null when a layer's backward is unknown")
+    backward_weight_macs: Optional[int] = Field(
+        None, description="sum of the layers' backward_weight_macs; null when a layer's backward is unknown")
+    backward_flops: Optional[int] = Field(None, description="sum of the layers' backward_flops; null when unknown")
+    training_flops: Optional[int] = Field(
+        None, description="one training step: forward flops + backward_flops (the optimizer's update not "
+                          "included); null when a layer's backward is unknown")
+    backward_unknown: list[str] = Field(
+        default_factory=list, description="layers whose type does not state its backward (their backward fields "
+                                          "and the backward totals are null)")
+    tokens: Optional[int] = Field(
+        None, description="tokens of one pass (batch × positions) when the network input is token ids; null "
+                          "otherwise")
+    flops_per_token: Optional[float] = Field(None, description="flops / tokens (forward)")
+    backward_flops_per_token: Optional[float] = Field(None, description="backward_flops / tokens")
+    training_flops_per_token: Optional[float] = Field(None, description="training_flops / tokens")
+    kv_cache_bytes: int = Field(0, description="every layer's KV cache (keys and values kept for generation)")
     saved_bytes: Optional[int] = Field(
         None, description="training: bytes of the distinct tensors autograd keeps for backward after a forward pass "
                           "in training mode (sum of the layers' saved_bytes); null when a layer's type is not "

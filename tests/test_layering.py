@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("layers.*",),                                                                # the layer families
     ("layers",),                                                                  # the package: the start families
     ("saved",),                                                                   # training: saved for backward
-    ("graph", "blocks", "sizing", "solving", "training"),                         # networks, single-layer sizing
+    ("graph", "blocks", "sizing", "solving", "serving", "training"),              # networks, single-layer sizing
     ("weights",),                                                                 # .npz/.npy, keys, shapes, init
     ("executor",),                                                                # the NumPy forward pass
     ("spec",),                                                                    # parse and validate specs

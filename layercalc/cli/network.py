@@ -12,7 +12,7 @@ import typer
 from ..errors import LayerCalcError, SpecError, safe_text
 from .options import Numbers, _check_choice, _spec_error, parse_shape, write_output
 
-# deferred imports (sources, spec, graph, formatting, network_explain, terminal, zoo, saved, training):
+# deferred imports (sources, spec, graph, formatting, display, network_explain, terminal, zoo, saved, training):
 # each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
 # models or NumPy (start-up target 0.3 s)
 
@@ -113,6 +113,13 @@ DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", metavar="DTYPE",
                                                       "(overrides the spec)")]
 
 
+#: the training view of ``summary`` (its columns, totals and --explain lines: the backward pass)
+TrainOpt = Annotated[bool, typer.Option(
+    "--train", help="the training view: each layer's backward MACs (input and weight gradients) and FLOPs, the "
+                    "training step's totals (forward + backward, per token for token ids); with --explain, the "
+                    "backward formulas")]
+
+
 NumbersAuto = Annotated[Optional[str], typer.Option(
     "--numbers", metavar="exact|human", help="exact (1,234,567) or human (1.23 M); default: exact where it fits the "
                                             "width, else human; CSV/JSON always exact")]
@@ -125,8 +132,10 @@ def summary_command(
     columns: Annotated[Optional[str], typer.Option(
         "--columns", "-c", metavar="LIST",
         help="comma-separated: index, name, type, inputs, input_shape, output_shape, params, buffers, macs, flops, "
-             "param_memory, memory, receptive_field, jump, notes, param_count (Keras' Param #) (or all). Default: "
-             "name, type, output_shape, params (param_count for a Keras model), macs, flops, memory")] = None,
+             "param_memory, memory, receptive_field, jump, notes, param_count (Keras' Param #) (or all); the "
+             "backward's: backward_input_macs, backward_weight_macs, backward_flops. Default: name, type, "
+             "output_shape, params (param_count for a Keras model), macs, flops, memory; with --train: name, type, "
+             "output_shape, macs and the backward's")] = None,
     depth: Annotated[Optional[int], typer.Option("--depth", min=1, help="group rows by dotted-name prefix "
                                                  "(layer3.2.conv1 → layer3 at depth 1), with subtotals")] = None,
     expand: Annotated[bool, typer.Option("--expand", help="every layer on its own row (default: repeated blocks "
@@ -144,9 +153,13 @@ def summary_command(
         "--keras-shapes/--torch-shapes", help="shapes as (None, 26, 26, 32), Keras-style, with Keras' Param # "
                                              "(default: for an NHWC network)")] = None,
     explain: Annotated[bool, typer.Option("--explain", "-e", help="worked formulas for every layer")] = False,
-    train: Annotated[bool, typer.Option("--train", help="training view: a Training memory section (weights, "
-                                                        "gradients, optimizer state, saved activations, peak) and "
-                                                        "a saved-bytes column")] = False,
+    train: TrainOpt = False,
+    past: Annotated[Optional[int], typer.Option(
+        "--past", min=0, metavar="P", help="a decode step after P cached tokens: the table is the step's (k new "
+                                           "tokens whose attention reads P + k keys), with prefill (the P-token "
+                                           "prompt) vs decode: FLOPs, bytes read, intensity, KV cache")] = None,
+    new_tokens: Annotated[Optional[int], typer.Option(
+        "--new-tokens", min=1, metavar="K", help="tokens decoded in the step (with --past; default 1)")] = None,
     optimizer: Annotated[str, typer.Option("--optimizer", metavar="sgd|momentum|adam|adamw",
                                            help="with --train: the optimizer whose state is counted")] = "adam",
     precision: Annotated[str, typer.Option("--precision", metavar="fp32|bf16-mixed|fp16-mixed",
@@ -160,7 +173,9 @@ def summary_command(
     The table fits the terminal (--wide: no limit): repeated blocks are folded into one row ×N (--expand: every
     layer), notes said once (--notes all: each). `--format json` prints `Report.model_dump(mode="json")` exactly
     (the documented schema); markdown and csv hold every layer with exact numbers; --columns, --depth and --explain
-    apply to the table and markdown forms (and --columns/--depth to csv).
+    apply to the table and markdown forms (and --columns/--depth to csv). --past P: the decode step of a generative
+    network (--new-tokens K new tokens over P cached; the sequence length is P and K, not --input's) and prefill vs
+    decode side by side; in JSON the step's report with a "serving" key.
     """
     from .. import terminal
     from ..formatting import FORMATS, NOTES_MODES, parse_columns, render_report
@@ -176,27 +191,47 @@ def summary_command(
                               f"report, every layer and field)")
     if fmt == "csv" and explain:
         raise _spec_error("--explain cannot be combined with --format csv")
+    if new_tokens is not None and past is None:
+        raise _spec_error("--new-tokens needs --past (the cached tokens the new ones follow)")
+    if train and past is not None:
+        raise _spec_error("--train cannot be combined with --past (a decode step is inference: no backward pass)")
     keys = parse_columns(columns) if columns is not None else None
     if not train and (optimizer != "adam" or precision != "fp32" or recompute):
         raise _spec_error("--optimizer, --precision and --recompute describe a training step: add --train")
     net, assumed = load_network_assumed(spec, batch, input_shape, dtype)
+    serving = None
+    training = None
     with spec_context(spec):
-        steps = net.resolve()
-        report = net.analyze(steps)
-        training = training_view(net, steps, report, optimizer, precision, recompute) if train else None
+        if past is None:
+            steps = net.resolve()
+            report = net.analyze(steps)
+            training = training_view(net, steps, report, optimizer, precision, recompute) if train else None
+        else:
+            serving = net.serving(past, new_tokens or 1)
+            report = serving.decode_report
+            assumed = decode_assumptions(assumed, serving.describe())
+    if serving is not None and fmt == "json":
+        import json
+        print(json.dumps({**report.model_dump(mode="json"), "serving": serving.model_dump(mode="json")}, indent=2,
+                         ensure_ascii=False))
+        return
     if training is not None and fmt == "json":
         print(json.dumps({**report.model_dump(mode="json"), "training": training[1].model_dump(mode="json")},
                          indent=2, ensure_ascii=False))
         return
     shown = training[0] if training is not None else report
-    width = terminal.terminal_width()                                       # --wide/--width: the CLI's own
-    print(render_report(shown, fmt, keys, depth, numbers, keras_shapes, width=width, expand=expand, notes=notes,
-                        conventions=conventions, assumed=assumed, extra_columns=("saved",) if train else ()))
+    width = terminal.terminal_width()                                    # --wide/--width: the CLI's own
+    print(render_report(shown, fmt, keys, depth, numbers, keras_shapes, width=width, expand=expand,
+                        notes=notes, conventions=conventions, assumed=assumed, train=train))
     if training is not None and fmt != "csv":
         print("\n" + training_text(training[1], numbers, width, fmt == "markdown"))
+    if serving is not None and fmt != "csv":
+        text = serving.table("auto" if numbers == "auto" else numbers, width)
+        print("\n```\n" + text + "\n```" if fmt == "markdown" else "\n" + text)
     if explain:
+        net_shown = net if serving is None else net.replace(input=[serving.new_tokens, *net.input[1:]])
         saved = training[2] if training is not None else None
-        text = "\n".join(explain_network(net, report, saved))
+        text = "\n".join(explain_network(net_shown, report, train, past or 0, saved))
         print("\n```\n" + text + "\n```" if fmt == "markdown" else "\n" + text)
 
 
@@ -223,11 +258,22 @@ def training_text(memory, numbers: Optional[str], width: int, markdown: bool) ->
     return "\n".join("- " + line.strip() if markdown else line for line in text.split("\n"))
 
 
-def explain_network(net, report, saved=None) -> list[str]:
+def decode_assumptions(assumed, step: str):
+    """The header's account of a decode step: what the table counts (the sequence lengths are --past and
+    --new-tokens, not the source's default input)."""
+    import dataclasses
+
+    from ..display import Assumptions
+
+    assumed = assumed or Assumptions()
+    return dataclasses.replace(assumed, input=None, more=[step, *assumed.more])
+
+
+def explain_network(net, report, train: bool = False, past: int = 0, saved=None) -> list[str]:
     """:func:`layercalc.network_explain.explain_network` (kept here for the CLI's callers; imported when called:
     the explanations are not loaded for other commands)."""
     from ..network_explain import explain_network as explain
-    return explain(net, report, saved)
+    return explain(net, report, train=train, past=past, saved=saved)
 
 
 def load_network_assumed(spec: str, batch: Optional[int] = None, input_shape: Optional[str] = None,
@@ -268,7 +314,6 @@ def convert_command(
 
 def schema_command() -> None:
     """Print the JSON Schema of the spec format (for editors and design tools)."""
-    import json
 
     from ..spec import schema
     print(json.dumps(schema(), indent=2, ensure_ascii=False))

@@ -14,7 +14,19 @@ from typing import Any, ClassVar, Literal, Optional, Union
 from pydantic import Field
 
 from ..explain import Explanation, n, prod_text, spatial_parts
-from ..rules import Context, Facts, Tensor, check_declared, fmt_shape, normalize_dim, numel, split_channels
+from ..rules import (
+    Backward,
+    Context,
+    Facts,
+    Gradients,
+    Tensor,
+    check_declared,
+    elementwise_backward,
+    fmt_shape,
+    normalize_dim,
+    numel,
+    split_channels,
+)
 from .base import (
     Bool,
     Float,
@@ -79,6 +91,11 @@ def _affine_specs(channels: int) -> dict[str, ParamSpec]:
 
 # ---------------------------------------------------------------------------------------------- batch norm
 
+#: what a normalization's backward is (no matmul: its input and scale/shift gradients are element-wise sums and
+#: products over the statistics' groups)
+_NORM_BACKWARD = "normalization: input and scale/shift gradients are element-wise sums and products"
+
+
 class _BatchNormBase(LayerBase):
     #: input ranks accepted (batch included), as PyTorch's BatchNorm1d/2d/3d check them
     ranks: ClassVar[tuple[int, ...]] = (2, 3)
@@ -88,6 +105,9 @@ class _BatchNormBase(LayerBase):
     momentum: Optional[Float] = 0.1
     affine: Bool = True
     track_running_stats: Bool = True
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads, _NORM_BACKWARD)
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
@@ -170,6 +190,9 @@ class BatchNorm(LayerBase):
     momentum: Optional[Float] = Field(0.1, description="training only: no effect on any figure")
     center: Bool = Field(True, description="a learned shift β per feature")
     scale: Bool = Field(True, description="a learned scale γ per feature")
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads, _NORM_BACKWARD)
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
@@ -268,6 +291,9 @@ class LayerNorm(LayerBase):
     elementwise_affine: Bool = True
     bias: Bool = True
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads, _NORM_BACKWARD)
+
     @classmethod
     def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Keras' LayerNormalization: axis -1, epsilon (default 1e-3), center (β) and scale (γ)."""
@@ -339,6 +365,9 @@ class GroupNorm(LayerBase):
     num_channels: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
     eps: PositiveFloat = 1e-5
     affine: Bool = True
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads, _NORM_BACKWARD)
 
     @classmethod
     def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -413,6 +442,9 @@ class RMSNorm(LayerBase):
         None, description="trailing dims to normalize over; default: the last dim")
     eps: Optional[PositiveFloat] = Field(None, description="default: the dtype's machine epsilon (PyTorch)")
     elementwise_affine: Bool = True
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads, _NORM_BACKWARD)
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]

@@ -16,11 +16,14 @@ from pydantic import Field, field_validator, model_validator
 
 from ..explain import Explanation, axis_names, explain_length, explain_window_field, prod_text, spatial_parts
 from ..rules import (
+    Backward,
     Context,
     Facts,
+    Gradients,
     ReceptiveField,
     Tensor,
     border_notes,
+    elementwise_backward,
     exact_ratio,
     fmt_dims,
     fmt_pads,
@@ -90,6 +93,10 @@ class _PoolBase(LayerBase):
     data_format: DataFormat = data_format_field()
 
     _lower_padding = field_validator("padding", mode="before")(classmethod(lambda cls, v: _lower_string(v)))
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "pooling: the output gradient routed back to its windows")
 
     @model_validator(mode="after")
     def _normalize(self):
@@ -309,6 +316,10 @@ class _AdaptivePoolBase(LayerBase):
             return []          # torch computes an average to 1×1 as x.mean(spatial dims): a mean keeps nothing
         return pool_saved(step, grads, indices=self.reduction == "max")
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "pooling: the output gradient routed back to its windows")
+
     @model_validator(mode="after")
     def _normalize(self):
         value: Any = self.output_size                     # as written: an int or a list
@@ -430,6 +441,10 @@ class _GlobalPoolBase(LayerMixin):
     if TYPE_CHECKING:
         # a field of each subclass, declared there (after `type`: the order of the schema and the calculator)
         keepdims: bool
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "pooling: the output gradient spread back over the positions")
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]

@@ -31,10 +31,13 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from ..explain import Explanation, axis_names, prod_text, spatial_parts
 from ..rules import (
+    Backward,
     Context,
     Facts,
+    Gradients,
     ReceptiveField,
     Tensor,
+    elementwise_backward,
     fmt_shape,
     join_channels,
     numel,
@@ -241,6 +244,10 @@ class Upsample(LayerBase):
     def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
         return []                   # the backward kernel needs the sizes only (measured)
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "resampling: the gradient summed back to the source positions")
+
     @model_validator(mode="after")
     def _check(self):
         given = [name for name in ("size", "scale_factor", "size_from") if getattr(self, name) is not None]
@@ -363,6 +370,10 @@ class _KerasUpSampling(LayerBase):
 
     def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
         return []                   # the backward kernel needs the sizes only (measured)
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "resampling: the gradient summed back to the source positions")
 
     @property
     def rank(self) -> int:

@@ -14,10 +14,13 @@ from pydantic import Field, field_validator
 
 from ..explain import Explanation, axis_names, spatial_parts
 from ..rules import (
+    Backward,
     Context,
     Facts,
+    Gradients,
     ReceptiveField,
     Tensor,
+    elementwise_backward,
     fmt_shape,
     join_channels,
     normalize_dim,
@@ -64,6 +67,10 @@ class Flatten(LayerBase):
     def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
         return []
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "a view: the gradient reshaped back")
+
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
         rank = len(x.shape)
@@ -101,6 +108,10 @@ class Reshape(LayerBase):
 
     def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
         return []
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "a view: the gradient reshaped back")
 
     @field_validator("shape")
     @classmethod
@@ -149,6 +160,10 @@ class ZeroPad(LayerBase):
 
     def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
         return []                   # the gradient is the output's, cropped
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "padding: the gradient cropped back")
 
     @classmethod
     def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:

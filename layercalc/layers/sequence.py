@@ -26,7 +26,17 @@ from pydantic import Field, model_validator
 
 from ..errors import SpecError
 from ..explain import Explanation, prod_text
-from ..rules import Context, Facts, ReceptiveField, Tensor, fmt_shape, numel
+from ..rules import (
+    Backward,
+    Context,
+    Facts,
+    Gradients,
+    ReceptiveField,
+    Tensor,
+    elementwise_backward,
+    fmt_shape,
+    numel,
+)
 from .base import (
     MAX_RANK,
     Float,
@@ -80,6 +90,11 @@ class Embedding(LayerBase):
                      notes=[f"a lookup of {numel(x.shape):,} token ids in a {self.num_embeddings:,} × "
                             f"{self.embedding_dim} table: no arithmetic"])
 
+    def weight_elements_read(self, facts: Facts) -> int:
+        # the rows looked up, at most the whole table (a row read twice is counted once: at most N·L distinct ids)
+        looked_up = numel(facts.output_shape) // self.embedding_dim
+        return min(looked_up, self.num_embeddings) * self.embedding_dim + facts.buffers
+
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         return {"weight": ParamSpec((self.num_embeddings, self.embedding_dim), "[num_embeddings, embedding_dim]",
                                     "normal")}
@@ -100,6 +115,13 @@ class Embedding(LayerBase):
     def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         # the ids as int64 and their comparison masks, and the table made for the run (unless passed in)
         return numel(step.input_shapes[0]) * 16 + (0 if weights_given else step.facts.params * itemsize), 0
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        rows = numel(step.facts.output_shape)
+        return Backward(element_flops=rows, lines=[
+            "backward: no input gradient: token ids are integers",
+            f"backward weight gradient: a scatter-add of the {numel(step.input_shapes[0]):,} output-gradient rows "
+            f"into the table's rows: 0 MACs, tokens·embedding_dim = {rows:,} adds (FlopCounterMode counts none)"])
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         x = list(input_shapes[0])
@@ -132,14 +154,18 @@ class PositionEmbedding(LayerBase):
         x = inputs[0]
         if len(x.shape) < 2:
             raise ctx.fail(f"needs an input [N, L, ...] (the sequence along dim 1), got {fmt_shape(x.shape)}")
-        length = x.shape[1]
-        if length > self.num_embeddings:
-            raise ctx.fail(f"the sequence of {length} positions (input {fmt_shape(x.shape)}) is longer than the "
+        length, first = x.shape[1], ctx.past          # a decode step reads the rows after the cached positions
+        if first + length > self.num_embeddings:
+            seen = f"{first:,} past + {length:,} new positions" if first else f"the sequence of {length} positions"
+            raise ctx.fail(f"{seen} (input {fmt_shape(x.shape)}) {'are' if first else 'is'} longer than the "
                            f"{self.num_embeddings} positions of the table")
         return Facts(output_shape=(x.shape[0], length, self.embedding_dim),
                      params=self.num_embeddings * self.embedding_dim,
-                     notes=[f"rows 0..{length - 1} of a {self.num_embeddings:,} × {self.embedding_dim} table: no "
-                            f"arithmetic"])
+                     notes=[f"rows {first}..{first + length - 1} of a {self.num_embeddings:,} × {self.embedding_dim} "
+                            f"table: no arithmetic"], geometry={"first": first})
+
+    def weight_elements_read(self, facts: Facts) -> int:
+        return facts.output_shape[1] * self.embedding_dim          # the rows looked up, once for every example
 
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         return {"weight": ParamSpec((self.num_embeddings, self.embedding_dim), "[num_embeddings, embedding_dim]",
@@ -147,11 +173,20 @@ class PositionEmbedding(LayerBase):
 
     def forward(self, step, xs, params, env):
         import numpy as np
-        return np.broadcast_to(params["weight"][:xs[0].shape[1]], step.facts.output_shape)
+        first = step.facts.geometry["first"]
+        return np.broadcast_to(params["weight"][first:first + xs[0].shape[1]], step.facts.output_shape)
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        rows = numel(step.facts.output_shape)
+        return Backward(element_flops=rows, lines=[
+            "backward: no input gradient: the input gives the sequence length only",
+            f"backward weight gradient: the output gradient summed into rows 0..L−1 (a scatter-add over the "
+            f"batch): 0 MACs, N·L·embedding_dim = {rows:,} adds"])
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
-        length = input_shapes[0][1]
-        c.add(f"positions 0..{length - 1} (dim 1 of {list(input_shapes[0])}) pick rows of the table → "
+        length, first = input_shapes[0][1], facts.geometry["first"]
+        c.add(f"positions {first}..{first + length - 1} (dim 1 of {list(input_shapes[0])}"
+              + (f", after {first} cached positions" if first else "") + ") pick rows of the table → "
               f"{list(facts.output_shape)}, the same for every example")
         c.result("params", f"num_embeddings·embedding_dim = {self.num_embeddings}·{self.embedding_dim}",
                  self.num_embeddings * self.embedding_dim, facts.params)
@@ -206,6 +241,11 @@ class Parameter(LayerBase):
         import numpy as np
         return np.broadcast_to(params["weight"].reshape(self.shape), step.facts.output_shape)
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        rows = numel(step.facts.output_shape)
+        return Backward(element_flops=rows, lines=[
+            f"backward weight gradient: the output gradient summed over the batch: 0 MACs, {rows:,} adds"])
+
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         c.result("params", f"prod(shape) = {prod_text(self.shape)}", numel(self.shape), facts.params)
         c.add(f"output {list(facts.output_shape)}: the tensor repeated over the batch without a copy; MACs = 0, "
@@ -253,6 +293,10 @@ class RotaryEmbedding(LayerBase):
         return [Saved("extra", f"the cos and sin tables [1, {length}, {d}] (made once, shared by every layer)",
                       numel=2 * length * d, shared=f"rotary tables {length}×{d} base {self.base:g}")]
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "rotation: the gradient rotated back")
+
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
         if len(x.shape) < 3:
@@ -299,6 +343,9 @@ class ExtraInput(LayerBase):
         rank = len(self.shape) - 1
         return Facts(output_shape=(ctx.batch, *self.shape), rf=ReceptiveField.of_input(rank) if rank >= 1 else None,
                      notes=["another input of the network (analysis only: a run feeds the first input)"])
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return Backward(lines=["backward: none: a network input requires no gradient"])
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         c.add(f"another network input {list(facts.output_shape)}: params 0, MACs 0, FLOPs 0")

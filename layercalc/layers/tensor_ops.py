@@ -26,10 +26,13 @@ from pydantic import Field, model_validator
 
 from ..explain import Explanation, n, prod_text
 from ..rules import (
+    Backward,
     Context,
     Facts,
+    Gradients,
     ReceptiveField,
     Tensor,
+    elementwise_backward,
     exact_ratio,
     fmt_shape,
     global_field,
@@ -123,6 +126,10 @@ class _Movement(LayerMixin):
 
     def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
         return []                   # the gradient is moved back the same way: nothing kept
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "a data movement: the gradient moved back")
 
 
 # ------------------------------------------------------------------------------------------ permute, transpose
@@ -608,6 +615,10 @@ class _Reduction(LayerBase):
     def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
         return []                   # a sum's or mean's gradient is spread evenly
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "a reduction: the gradient broadcast back")
+
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
         dims = _dims(_as_list(self.dim), x, "dim", ctx, self.reduction)
@@ -713,6 +724,9 @@ class Opaque(LayerBase):
         what = f" ({self.op})" if self.op else ""
         return Facts(output_shape=(ctx.batch, *self.shape),
                      notes=[f"an operation layercalc does not model{what}: its shape as traced, counted as zero"])
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return Backward(lines=["backward: counted as zero, like the forward (an operation not modelled)"])
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         c.add(f"opaque{f' {self.op}' if self.op else ''}: output {list(facts.output_shape)} as traced; params, MACs "
