@@ -211,7 +211,6 @@ def summary_command(
             report = serving.decode_report
             assumed = decode_assumptions(assumed, serving.describe())
     if serving is not None and fmt == "json":
-        import json
         print(json.dumps({**report.model_dump(mode="json"), "serving": serving.model_dump(mode="json")}, indent=2,
                          ensure_ascii=False))
         return
