@@ -33,6 +33,7 @@ if _typing.TYPE_CHECKING:
     from .layers.activation import Rescaling as Rescaling
     from .layers.activation import Sigmoid as Sigmoid
     from .layers.activation import SiLU as SiLU
+    from .layers.activation import Softcap as Softcap
     from .layers.activation import Softmax as Softmax
     from .layers.activation import Tanh as Tanh
     from .layers.attention import MatMul as MatMul

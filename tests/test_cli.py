@@ -313,6 +313,7 @@ EXPLAIN_CASES = {
     # x², clamp to [−1, 1] (two compares), clip below 1 (one compare)
     "pow": ("-i 3x10 --exponent 2", ["1 per element · 1·3·10 = 30"]),
     "clamp": ("-i 10 --min -1 --max 1", ["2 per element · 1·10 = 20"]),
+    "softcap": ("-i 3x10 --cap 30", ["cap·tanh(x/cap), cap 30: divide, tanh, multiply = 3 per element · 1·3·10 = 90"]),
     "clip": ("-i 10 --max 1", ["1 per element · 1·10 = 10"]),
     # Keras' Activation('softmax'): as softmax, 5 per element · 20 = 100
     "activation": ("-i 4x5 --activation softmax", ["softmax along dim 2", "5 per element · 1·4·5 = 100"]),

@@ -50,7 +50,7 @@ from .base import (
 
 __all__ = ['Dropout', 'ReLU', 'ReLU6', 'LeakyReLU', 'Sigmoid', 'Tanh', 'GELU', 'SiLU', 'Hardswish', 'Hardsigmoid',
            'Softmax', 'Identity', 'Rescaling', 'Activation', 'KERAS_ACTIVATIONS', 'activation_field',
-           'activation_layer', 'Pow', 'Clamp']
+           'activation_layer', 'Pow', 'Clamp', 'Softcap', 'SOFTCAP_FLOPS', 'softcap']
 
 
 class _Elementwise(LayerMixin):
@@ -221,6 +221,36 @@ class Tanh(_Activation):
     def forward(self, step, xs, params, env):
         import numpy as np
         return np.tanh(xs[0], out=env.out_for(xs[0]))
+
+
+#: FLOPs of soft-capping per element: divide by the cap, tanh, multiply by the cap
+SOFTCAP_FLOPS = 3
+
+
+def softcap(x, cap: float, out=None):
+    """``cap·tanh(x/cap)`` (NumPy): Gemma 2's soft-capping of attention scores and of the final logits."""
+    import numpy as np
+    y = np.divide(x, x.dtype.type(cap), out=out)
+    np.tanh(y, out=y)
+    return np.multiply(y, y.dtype.type(cap), out=y)
+
+
+@register_layer
+class Softcap(_Activation):
+    """``cap·tanh(x/cap)``: Gemma 2's soft-capping of the final logits (``final_logit_softcapping``): smooth, bounded
+    to (−cap, cap), close to x for |x| ≪ cap. FLOPs 3 per element (divide, tanh, multiply)."""
+    type: Literal["softcap"] = "softcap"
+    cap: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(description="the bound (Gemma 2: 30.0)")
+    flops_per_element: ClassVar[int] = SOFTCAP_FLOPS
+    keeps_finite = True
+
+    def forward(self, step, xs, params, env):
+        return softcap(xs[0], self.cap, out=env.out_for(xs[0]))
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        out = list(facts.output_shape)
+        c.result("FLOPs", f"cap·tanh(x/cap), cap {self.cap:g}: divide, tanh, multiply = {SOFTCAP_FLOPS} per element "
+                 f"· {prod_text(out)}", SOFTCAP_FLOPS * math.prod(out), facts.flops)
 
 
 @register_layer

@@ -42,7 +42,7 @@ from ..rules import (
     global_field,
     numel,
 )
-from .activation import Softmax
+from .activation import SOFTCAP_FLOPS, Softmax, softcap
 from .base import (
     Bool,
     Float,
@@ -62,6 +62,7 @@ from .base import (
     register_layer,
 )
 from .merge import broadcast_shapes
+from .norm import RMS_ELEMENT_FLOPS, RMS_GROUP_FLOPS
 from .sequence import ROTARY_FLOPS, rotate
 
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
@@ -154,10 +155,12 @@ def attention_field(query: Tensor, keys: list[Tensor], causal: bool, ctx: Contex
     return None
 
 
-def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any, window: int = 0) -> Any:
+def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any, cap: Optional[float] = None,
+           window: int = 0) -> Any:
     """``softmax(scale·q·kᵀ (+ causal mask))·v`` over the last two dims, leading dims broadcast (a k/v head of
-    size 1 serves a group of query heads without a copy); counts the two products' multiply-adds. ``window``: a
-    sliding window (Mistral's), query i sees keys i − window + 1..i only."""
+    size 1 serves a group of query heads without a copy); counts the two products' multiply-adds. ``cap``:
+    the scores become cap·tanh(scores/cap) before the mask (Gemma 2); ``window`` (0: none): a sliding window,
+    query i sees keys i − window + 1..i only (key j is kept when j > i − window, as transformers' mask)."""
     import numpy as np
 
     from ..kernels import softmax
@@ -165,6 +168,8 @@ def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any, win
     scores = np.matmul(q, np.swapaxes(k, -1, -2))
     counter.add(scores.size * q.shape[-1])
     scores *= scale
+    if cap is not None:
+        softcap(scores, cap, out=scores)
     if causal:
         lq, lk = scores.shape[-2:]
         hidden = np.triu(np.ones((lq, lk), dtype=bool), 1)
@@ -229,6 +234,12 @@ class AttentionDims:
     #                        window − 1 with a sliding window)
     caches: bool = False   # keeps a KV cache for generation: causal self-attention (see kv_cache_elements)
     window: int = 0        # sliding window (0: none): the cache keeps the last window − 1 positions
+    qk_norm: bool = False  # an RMSNorm over each q and k head (weights [d_k] each)
+
+    @property
+    def normed_heads(self) -> int:
+        """Head vectors the q/k norms normalize: every q head at L_q positions and every k head at L_k."""
+        return self.batch * (self.heads * self.lq + self.kv_heads * self.lk) if self.qk_norm else 0
 
     @property
     def rotated_elements(self) -> int:
@@ -320,12 +331,27 @@ class MultiHeadAttention(LayerBase):
                          description="causal mask (query i sees keys 0..i); counted in full, the notes give the "
                                      "unmasked figure")
     sliding_window: Optional[PositiveInt] = Field(
-        None, description="with causal: query i sees keys i − sliding_window + 1..i only (Mistral); the mask is "
-                          "counted in full as the causal one; the KV cache keeps the last sliding_window − 1 "
-                          "positions (Hugging Face's sliding-window cache), which a decode step reads")
+        None, description="with causal: query i sees keys i − sliding_window + 1..i only (Mistral, Gemma 2's local "
+                          "layers); the mask is counted in full as the causal one; the KV cache keeps the last "
+                          "sliding_window − 1 positions (Hugging Face's sliding-window cache), which a decode step "
+                          "reads")
+    scale: Optional[PositiveFloat] = Field(None, description="multiplies q·kᵀ; default 1/√head_dim (Gemma 2: "
+                                                             "query_pre_attn_scalar^−½)")
+    logit_softcap: Optional[PositiveFloat] = Field(
+        None, description="scores become cap·tanh(scores/cap) before the mask (Gemma 2's attn_logit_softcapping); "
+                          "3 FLOPs per score")
+    qk_norm: Bool = Field(False, description="an RMSNorm over each q and k head after the projections, before the "
+                                             "rotation (Qwen3, Gemma 3): weights q_norm_weight, k_norm_weight "
+                                             "[head_dim]")
+    qk_norm_eps: PositiveFloat = Field(1e-6, description="the q/k norms' eps")
+    qk_norm_offset: Float = Field(0.0, description="the q/k norms scale by offset + γ (Gemma 3: 1)")
 
     @model_validator(mode="after")
     def _heads_and_mask(self):
+        if self.sliding_window is not None and not self.causal:
+            raise ValueError(f"sliding_window {self.sliding_window} needs causal: true (the window ends at the query)")
+        if (self.qk_norm_eps != 1e-6 or self.qk_norm_offset) and not self.qk_norm:
+            raise ValueError("qk_norm_eps and qk_norm_offset are given but qk_norm is off: set qk_norm: true")
         kv = self.num_kv_heads
         if kv is not None and self.num_heads % kv:
             raise ValueError(f"num_kv_heads {kv} must divide num_heads {self.num_heads} (each key/value head "
@@ -354,6 +380,21 @@ class MultiHeadAttention(LayerBase):
     def _biased(self, name: str) -> bool:
         """Whether projection ``name`` (q, k, v or out) has a bias."""
         return self.has_out_bias if name == "out" else self.has_qkv_bias
+
+    def _qk_norm_flops(self, d: AttentionDims) -> int:
+        """The q/k RMSNorms as the ``rmsnorm`` layer counts them: (3 + 1 affine) per element, 3 per head vector, and
+        the offset + γ adds (d_k per norm) when there is an offset."""
+        if not d.qk_norm:
+            return 0
+        return (d.normed_heads * (d.dk * (RMS_ELEMENT_FLOPS + 1) + RMS_GROUP_FLOPS)
+                + (2 * d.dk if self.qk_norm_offset else 0))
+
+    def _extra_flops(self, d: AttentionDims) -> int:
+        """FLOPs beyond the projections, scores, softmax and rotation: the q/k norms and the scores' soft-capping."""
+        return self._qk_norm_flops(d) + (SOFTCAP_FLOPS * d.scores if self.logit_softcap is not None else 0)
+
+    def score_scale(self, d: AttentionDims) -> float:
+        return 1.0 / math.sqrt(d.dk) if self.scale is None else self.scale
 
     # ------------------------------------------------------------------------------------------------ the rule
 
@@ -410,15 +451,16 @@ class MultiHeadAttention(LayerBase):
                              embed=e, kdim=kdim, vdim=vdim, heads=heads, kv_heads=kv, dk=dk, dv=dv, out=out,
                              torch_layout=torch_layout, packed=torch_layout and kdim == vdim == e, rotary=rotary,
                              past=min(ctx.past, self.sliding_window - 1) if self.sliding_window else ctx.past,
-                             caches=caches, window=self.sliding_window or 0)
+                             caches=caches, window=self.sliding_window or 0, qk_norm=self.qk_norm)
         projections = dims.projections()
         params = sum(fin * fout + (fout if self._biased(name) else 0) for name, _, fin, fout in projections)
         if self.add_bias_kv:
             params += kv * (dk + dv)
+        params += 2 * dk if self.qk_norm else 0
         macs = sum(rows * fin * fout for _, rows, fin, fout in projections) + dims.scores * (dk + dv)
         bias_adds = sum(rows * fout for name, rows, _, fout in projections if self._biased(name))
         flops = (2 * macs + bias_adds + (SCALE_FLOPS + SOFTMAX_FLOPS) * dims.scores
-                 + ROTARY_FLOPS * dims.rotated_elements)
+                 + ROTARY_FLOPS * dims.rotated_elements + self._extra_flops(dims))
         notes = []
         if not self.batch_first:
             notes.append(f"batch_first=false: reads {fmt_shape(q_shape)} as [L, N, E]: {lq:,} position(s) of "
@@ -523,6 +565,10 @@ class MultiHeadAttention(LayerBase):
         specs["out_proj_weight"] = ParamSpec((d.out, d.heads * d.dv), _WEIGHT_LAYOUTS["out"], "uniform", d.heads * d.dv)
         if self.has_out_bias:
             specs["out_proj_bias"] = ParamSpec((d.out,), "[output_dim]")
+        if self.qk_norm:
+            for role in "qk":                    # γ of zeros scales by 1 with an offset of 1 (Gemma 3)
+                specs[f"{role}_norm_weight"] = ParamSpec((d.dk,), "[head_dim]",
+                                                         "zeros" if self.qk_norm_offset else "ones")
         return specs
 
     def keras_weights(self, step: Any, class_name: str, variables: dict) -> dict:
@@ -590,13 +636,23 @@ class MultiHeadAttention(LayerBase):
             v = np.concatenate([v, np.zeros((d.batch, 1, v.shape[-1]), v.dtype)], axis=1)
         group = d.heads // d.kv_heads                                 # query heads per key/value head
         q_heads, k_heads = _heads(q, d.kv_heads, group), _heads(k, d.kv_heads, 1)
+        if self.qk_norm:                                              # over each head's d_k features
+            q_heads, k_heads = (self._head_norm(x, params[f"{role}_norm_weight"])
+                                for x, role in ((q_heads, "q"), (k_heads, "k")))
         if d.rotary:                                                  # positions along dim −2 of [N, kv, g, L, d]
             q_heads, k_heads = (rotate(x, d.rotary, self.rope_theta) for x in (q_heads, k_heads))
-        o = attend(q_heads, k_heads, _heads(v, d.kv_heads, 1),
-                   1.0 / math.sqrt(d.dk), self.causal, env.counter, d.window)     # [N, kv, group, L_q, d_v]
+        o = attend(q_heads, k_heads, _heads(v, d.kv_heads, 1), self.score_scale(d), self.causal, env.counter,
+                   cap=self.logit_softcap, window=d.window)   # [N, kv, group, L_q, d_v]
         o = o.transpose(0, 3, 1, 2, 4).reshape(d.batch, d.lq, d.heads * d.dv)
         y = linear(o, params["out_proj_weight"], params.get("out_proj_bias"), env.counter)
         return y if self.batch_first else y.transpose(1, 0, 2)
+
+    def _head_norm(self, x: Any, weight: Any) -> Any:
+        """RMSNorm over the last dim (one head's features) with the q/k norm's eps and offset."""
+        import numpy as np
+
+        y = x / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + x.dtype.type(self.qk_norm_eps))
+        return y * (weight + weight.dtype.type(self.qk_norm_offset) if self.qk_norm_offset else weight)
 
     def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         d: AttentionDims = step.facts.geometry["attention"]
@@ -608,7 +664,9 @@ class MultiHeadAttention(LayerBase):
         heads_out = 2 * d.batch * d.heads * d.lq * d.dv                                # A·V and its transpose
         elements = copies + 2 * (q + kv) + appended + scores + heads_out               # projections, head copies
         elements += 3 * (q + d.batch * d.keys * d.kv_heads * d.dk) if d.rotary else 0   # rotate_half, 2 products
-        mask = d.lq * d.keys if self.causal else 0
+        elements += 2 * (q + d.batch * d.keys * d.kv_heads * d.dk) if d.qk_norm else 0  # squares, normalized heads
+        elements += d.scores if self.logit_softcap is not None else 0                   # the capped scores
+        mask = d.lq * d.keys * (2 if self.sliding_window is not None else 1) if self.causal else 0
         return elements * itemsize + mask + (0 if weights_given else step.facts.params * itemsize), 0
 
     # ------------------------------------------------------------------------------------------------ explain
@@ -694,16 +752,34 @@ class MultiHeadAttention(LayerBase):
                   f"N·(H·L_q + kv·L_k)·rotary_dim = {d.batch}·({d.heads}·{d.lq} + {d.kv_heads}·{d.lk})·{d.rotary} "
                   f"= {n(d.rotated_elements)} elements; the cos/sin tables depend on positions only (not counted)")
         rope_text = f" + RoPE {ROTARY_FLOPS}·{n(d.rotated_elements)}" if d.rotary else ""
+        if d.qk_norm:
+            offset = self.qk_norm_offset
+            c.add(f"  q/k norms (RMSNorm over each head, eps {self.qk_norm_eps:g}"
+                  + (f", scale {offset:g} + γ" if offset else "")
+                  + f"): params 2·head_dim = 2·{d.dk}; FLOPs (({RMS_ELEMENT_FLOPS} + 1 affine)·d_k + "
+                  f"{RMS_GROUP_FLOPS})·N·(H·L_q + kv·L_k){' + 2·d_k (the adds to γ)' if offset else ''} = "
+                  f"({RMS_ELEMENT_FLOPS + 1}·{d.dk} + {RMS_GROUP_FLOPS})·{n(d.normed_heads)}"
+                  f"{f' + 2·{d.dk}' if offset else ''} = {n(self._qk_norm_flops(d))}")
+        if self.logit_softcap is not None:
+            c.add(f"  soft-capping: scores → {self.logit_softcap:g}·tanh(scores/{self.logit_softcap:g}), "
+                  f"{SOFTCAP_FLOPS} FLOPs per score (divide, tanh, multiply) = {SOFTCAP_FLOPS}·{n(d.scores)}")
+        if self.scale is not None:
+            c.add(f"  scores scaled by {self.scale:.6g} (not 1/√d_k): the same 1 FLOP per score")
+        extra = self._extra_flops(d)
+        extra_text = ((" + q/k norms" if d.qk_norm else "") + (" + soft-capping" if self.logit_softcap else ""))
         c.result("FLOPs", f"2·MACs + bias adds + scaling (1 per score) + softmax ({SOFTMAX_FLOPS} per score)"
-                 f"{' + RoPE' if d.rotary else ''} = 2·{n(sum(parts))} + {n(adds)} + {n(d.scores)} + "
-                 f"{SOFTMAX_FLOPS}·{n(d.scores)}{rope_text}",
+                 f"{' + RoPE' if d.rotary else ''}{extra_text} = 2·{n(sum(parts))} + {n(adds)} + {n(d.scores)} + "
+                 f"{SOFTMAX_FLOPS}·{n(d.scores)}{rope_text}{f' + {n(extra)}' if extra else ''}",
                  2 * sum(parts) + adds + (SCALE_FLOPS + SOFTMAX_FLOPS) * d.scores
-                 + ROTARY_FLOPS * d.rotated_elements, facts.flops)
+                 + ROTARY_FLOPS * d.rotated_elements + extra, facts.flops)
         c.add(f"torch.utils.flop_counter counts 2·MACs = {n(2 * facts.macs)} where attention runs as explicit "
               f"matmuls (nn.MultiheadAttention with gradients and need_weights, eager Hugging Face models); on CPU "
               f"it counts F.scaled_dot_product_attention and MultiheadAttention's eval fast path as 0")
         if self.causal and not d.past:
             _explain_causal(c, d.batch * d.heads, "N·H", d.lq, d.keys, d.dk, d.dv)
+        if self.sliding_window is not None:
+            c.add(f"sliding window {self.sliding_window}: query i sees keys i − {self.sliding_window - 1}..i; a mask, "
+                  f"counted in full above as the causal mask is")
         if d.caches:
             kept = f"({d.past} + {d.lk})" if d.past else f"{d.lk}"
             if d.window:
@@ -725,7 +801,7 @@ class MultiHeadAttention(LayerBase):
                   + ")")
 
     def _explain_params(self, c: Explanation, d: AttentionDims, reported: int) -> None:
-        if d.packed and self.has_qkv_bias == self.has_out_bias:
+        if d.packed and self.has_qkv_bias == self.has_out_bias and not d.qk_norm:
             # nn.MultiheadAttention(d, h): in_proj 3·d² (+ 3·d), out_proj d² (+ d), bias_k and bias_v d each
             terms = ["4·d²"] + (["4·d"] if self.has_qkv_bias else []) + (["2·d"] if self.add_bias_kv else [])
             e = d.embed
@@ -746,6 +822,10 @@ class MultiHeadAttention(LayerBase):
             terms.append("bias_k, bias_v (kv·d_k + kv·d_v)")
             values.append(f"{d.kv_heads}·{d.dk} + {d.kv_heads}·{d.dv}")
             total += d.kv_heads * (d.dk + d.dv)
+        if d.qk_norm:
+            terms.append("q/k norms (2·d_k)")
+            values.append(f"2·{d.dk}")
+            total += 2 * d.dk
         c.result("params", " + ".join(terms) + " = " + " + ".join(values), total, reported)
 
 

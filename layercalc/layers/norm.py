@@ -11,7 +11,7 @@ compute statistics (:data:`STATISTICS_FLOPS` per element, :data:`PER_GROUP_FLOPS
 import math
 from typing import Any, ClassVar, Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..explain import Explanation, n, prod_text, spatial_parts
 from ..rules import (
@@ -442,6 +442,18 @@ class RMSNorm(LayerBase):
         None, description="trailing dims to normalize over; default: the last dim")
     eps: Optional[PositiveFloat] = Field(None, description="default: the dtype's machine epsilon (PyTorch)")
     elementwise_affine: Bool = True
+    offset: Float = Field(0.0, description="the scale is offset + γ (Gemma's RMSNorm: 1, its γ starting at 0); "
+                                           "1 FLOP per γ element for the add")
+
+    @model_validator(mode="after")
+    def _offset_needs_scale(self):
+        if self.offset and not self.elementwise_affine:
+            raise ValueError(f"offset {self.offset} is added to γ: it needs elementwise_affine")
+        return self
+
+    def _offset_flops(self, size: int) -> int:
+        """offset + γ: one add per element of γ (once per call: it does not depend on the input)."""
+        return size if self.offset else 0
 
     def backward(self, step, grads: Gradients) -> Backward:
         return elementwise_backward(step.facts, grads, _NORM_BACKWARD)
@@ -452,8 +464,8 @@ class RMSNorm(LayerBase):
         size, elements = numel(ns), numel(x.shape)
         affine = 1 if self.elementwise_affine else 0
         return Facts(output_shape=x.shape, params=size if self.elementwise_affine else 0,
-                     flops=elements * (RMS_ELEMENT_FLOPS + affine) + elements // size * RMS_GROUP_FLOPS, rf=x.rf,
-                     geometry={"normalized_shape": ns})
+                     flops=elements * (RMS_ELEMENT_FLOPS + affine) + elements // size * RMS_GROUP_FLOPS
+                     + self._offset_flops(size), rf=x.rf, geometry={"normalized_shape": ns})
 
     def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
         # torch 2.13's RMSNorm is composite (measured): x² and x·rstd keep x, rsqrt keeps rstd (one per row), and
@@ -474,7 +486,9 @@ class RMSNorm(LayerBase):
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         if not self.elementwise_affine:
             return {}
-        return {"weight": ParamSpec(tuple(step.facts.geometry["normalized_shape"]), "normalized_shape", "ones")}
+        layout = "normalized_shape" + (f" (the scale is {self.offset:g} + γ)" if self.offset else "")
+        return {"weight": ParamSpec(tuple(step.facts.geometry["normalized_shape"]), layout,
+                                    "zeros" if self.offset else "ones")}
 
     def forward(self, step, xs, params, env):
         import numpy as np
@@ -483,7 +497,7 @@ class RMSNorm(LayerBase):
         eps = self.eps if self.eps is not None else float(np.finfo(x.dtype).eps)
         y = x / np.sqrt(np.mean(np.square(x), axis=axes, keepdims=True) + eps)
         if "weight" in params:
-            y *= params["weight"]
+            y *= params["weight"] + params["weight"].dtype.type(self.offset) if self.offset else params["weight"]
         return y
 
     def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
@@ -501,6 +515,12 @@ class RMSNorm(LayerBase):
         else:
             c.zero("params", "elementwise_affine=False: no γ", facts.params)
         affine = 1 if self.elementwise_affine else 0
-        c.result("FLOPs", f"elements·({RMS_ELEMENT_FLOPS} + {affine} affine) + groups·{RMS_GROUP_FLOPS} = "
-                 f"{n(elements)}·{RMS_ELEMENT_FLOPS + affine} + {groups}·{RMS_GROUP_FLOPS}",
-                 elements * (RMS_ELEMENT_FLOPS + affine) + groups * RMS_GROUP_FLOPS, facts.flops)
+        offset = self._offset_flops(size)
+        c.result("FLOPs", f"elements·({RMS_ELEMENT_FLOPS} + {affine} affine) + groups·{RMS_GROUP_FLOPS}"
+                 + (f" + {self.offset:g} + γ ({size})" if offset else "")
+                 + f" = {n(elements)}·{RMS_ELEMENT_FLOPS + affine} + {groups}·{RMS_GROUP_FLOPS}"
+                 + (f" + {size}" if offset else ""),
+                 elements * (RMS_ELEMENT_FLOPS + affine) + groups * RMS_GROUP_FLOPS + offset, facts.flops)
+        if self.offset:
+            c.add(f"the scale is {self.offset:g} + γ (Gemma's RMSNorm stores γ − {self.offset:g}: an untrained γ of "
+                  f"zeros scales by {self.offset:g})")

@@ -42,6 +42,7 @@ from .base import (
     Float,
     GradFlow,
     LayerBase,
+    NonNegativeInt,
     ParamSpec,
     PositiveFloat,
     PositiveInt,
@@ -140,6 +141,8 @@ class PositionEmbedding(LayerBase):
     num_embeddings: PositiveInt = Field(validation_alias=_alias("num_embeddings", "max_position_embeddings"),
                                         description="positions in the table (the longest sequence)")
     embedding_dim: PositiveInt = Field(validation_alias=_alias("embedding_dim", "output_dim"))
+    offset: NonNegativeInt = Field(0, description="the row of position 0 (OPT's learned positions: 2, its table "
+                                                  "having max_position_embeddings + 2 rows)")
 
     keeps_finite = True
     reads_input_values = False               # the input gives the sequence length only
@@ -154,11 +157,13 @@ class PositionEmbedding(LayerBase):
         x = inputs[0]
         if len(x.shape) < 2:
             raise ctx.fail(f"needs an input [N, L, ...] (the sequence along dim 1), got {fmt_shape(x.shape)}")
-        length, first = x.shape[1], ctx.past          # a decode step reads the rows after the cached positions
+        length, past = x.shape[1], ctx.past          # a decode step reads the rows after the cached positions
+        first = self.offset + past                    # (OPT's table starts its positions at row `offset`)
         if first + length > self.num_embeddings:
-            seen = f"{first:,} past + {length:,} new positions" if first else f"the sequence of {length} positions"
-            raise ctx.fail(f"{seen} (input {fmt_shape(x.shape)}) {'are' if first else 'is'} longer than the "
-                           f"{self.num_embeddings} positions of the table")
+            seen = f"{past:,} past + {length:,} new positions" if past else f"the sequence of {length} positions"
+            after = f" after the offset {self.offset}" if self.offset else ""
+            raise ctx.fail(f"{seen} (input {fmt_shape(x.shape)}) {'are' if past else 'is'} longer than the "
+                           f"{self.num_embeddings - self.offset} positions of the table{after}")
         return Facts(output_shape=(x.shape[0], length, self.embedding_dim),
                      params=self.num_embeddings * self.embedding_dim,
                      notes=[f"rows {first}..{first + length - 1} of a {self.num_embeddings:,} × {self.embedding_dim} "
@@ -185,8 +190,10 @@ class PositionEmbedding(LayerBase):
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         length, first = input_shapes[0][1], facts.geometry["first"]
-        c.add(f"positions {first}..{first + length - 1} (dim 1 of {list(input_shapes[0])}"
-              + (f", after {first} cached positions" if first else "") + ") pick rows of the table → "
+        past = first - self.offset
+        rows = f" (rows {first}..{first + length - 1}: offset {self.offset})" if self.offset else ""
+        c.add(f"positions {past}..{past + length - 1} (dim 1 of {list(input_shapes[0])}"
+              + (f", after {past} cached positions" if past else "") + f") pick rows of the table{rows} → "
               f"{list(facts.output_shape)}, the same for every example")
         c.result("params", f"num_embeddings·embedding_dim = {self.num_embeddings}·{self.embedding_dim}",
                  self.num_embeddings * self.embedding_dim, facts.params)

@@ -42,7 +42,7 @@ from ...errors import SpecError, safe_text, shown
 
 # the spec's own bound on nesting (and on YAML aliases), applied to a config before any of its values is read
 from ...spec import _check_depth, from_data
-from . import bert, decoder, gpt2, vit
+from . import bert, decoder, dense, gpt2, vit
 from .config import ACTIVATIONS, DEFAULT_MAX_TOKENS, ROPE_TYPES, Config, Family
 
 __all__ = ["spec_from_config", "header_notes", "weights_from_state_dict", "ARCHITECTURES", "DEFAULT_MAX_TOKENS",
@@ -50,7 +50,8 @@ __all__ = ["spec_from_config", "header_notes", "weights_from_state_dict", "ARCHI
 
 #: model_type → its :class:`~.config.Family` (architectures → builder, the base model built without
 #: ``architectures``, config aliases, …): every family module's ``FAMILIES``, in this order
-ARCHITECTURES: dict[str, Family] = {**gpt2.FAMILIES, **bert.FAMILIES, **decoder.FAMILIES, **vit.FAMILIES}
+ARCHITECTURES: dict[str, Family] = {**gpt2.FAMILIES, **bert.FAMILIES, **decoder.FAMILIES, **vit.FAMILIES,
+                                    **dense.FAMILIES}
 
 
 def _model_type(data: Mapping, origin: str) -> str:
@@ -189,10 +190,13 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
     conv1d = bool(conv1d_modules)
     owned: dict[str, dict[str, Any]] = {}
     unexpected = []
-    split = ARCHITECTURES[_model_type(config, origin)].state_dict_entries
+    model_type = _model_type(config, origin)
+    family = ARCHITECTURES[model_type]
+    split = family.state_dict_entries
     entries = ((str(key), value) for key, value in state_dict.items())
     if split is not None:
-        entries = (entry for key, value in entries for entry in split(key, value))
+        reader = Config(config, origin, family.aliases, model_type)
+        entries = (entry for key, value in entries for entry in split(reader, key, value))
     for key, value in entries:
         if key.endswith(_NOT_PARAMETERS):
             continue
@@ -264,11 +268,18 @@ def _attention_arrays(name: str, local: dict[str, Any], specs: Mapping, conv1d: 
                 value = local.pop(f"{module}.{kind}", None)
                 if value is not None:
                     found[role, kind] = value.T if conv1d and kind == "weight" else value
+    norms = {f"{role}_norm_weight": local.pop(f"{role}_norm.weight") for role in "qk" if f"{role}_norm.weight" in local}
     if local:
         raise SpecError(f"{origin}: {', '.join(f'{name}.{k}' for k in local)}: not a projection of the attention "
                         f"layer {name!r} (q, k, v and output projections: {', '.join(sum(_PROJECTIONS.values(), ()))})")
     arrays = {}
     for param in specs:
+        if param.endswith("_norm_weight"):                # Qwen3's and Gemma 3's q_norm, k_norm
+            if param not in norms:
+                raise SpecError(f"{origin}: {name}: {param.replace('_norm_weight', '_norm.weight')} is missing (the "
+                                f"layer has {param})")
+            arrays[param] = norms.pop(param)
+            continue
         if param.startswith("in_proj_"):
             kind = param.removeprefix("in_proj_")
             parts = [found.pop((role, kind), None) for role in "qkv"]
@@ -281,6 +292,8 @@ def _attention_arrays(name: str, local: dict[str, Any], specs: Mapping, conv1d: 
         if value is None:
             raise SpecError(f"{origin}: {name}: the {role} projection's {kind} is missing (the layer has {param})")
         arrays[param] = value
+    if norms:
+        raise SpecError(f"{origin}: {name}: the state_dict has {', '.join(norms)}, which the layer does not have")
     if found:
         extra = ", ".join(f"{role} {kind}" for (role, kind) in found)
         raise SpecError(f"{origin}: {name}: the state_dict has the {extra}, which the layer does not have (bias "

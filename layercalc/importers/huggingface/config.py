@@ -233,7 +233,7 @@ class Family:
     notes: Optional[Callable[[Config], list[str]]] = None
     #: the family's linear weights are stored [in, out] (transformers' Conv1D: GPT-2's c_attn, c_proj, c_fc)
     conv1d_modules: tuple[str, ...] = ()
-    #: one ``state_dict`` entry (key, array) → the entries the network's layers take, before each is given to the
-    #: layer whose name is its longest prefix: a fused tensor split (``qkv_proj`` → q, k, v), a key renamed, or
-    #: ``[]`` for a buffer that is no parameter. None: every entry as it is
-    state_dict_entries: Optional[Callable[[str, Any], list[tuple[str, Any]]]] = None
+    #: (the config, one ``state_dict`` entry: key, array) → the entries the network's layers take, before each is
+    #: given to the layer whose name is its longest prefix: a fused tensor split (``qkv_proj`` → q, k, v: its sizes
+    #: are the config's), a key renamed, or ``[]`` for a buffer that is no parameter. None: every entry as it is
+    state_dict_entries: Optional[Callable[[Config, str, Any], list[tuple[str, Any]]]] = None
