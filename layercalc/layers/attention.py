@@ -475,14 +475,17 @@ class MultiHeadAttention(LayerBase):
         return Facts(output_shape=output, params=params, macs=macs, flops=flops, notes=notes, rf=rf,
                      geometry={"attention": dims})
 
-    def saved_for_backward(self, step: Any, grads: GradFlow) -> list[Saved]:
+    def saved_for_backward(self, step: Any, grads: GradFlow) -> Optional[list[Saved]]:
         """As Hugging Face's eager attention computes it (measured, torch 2.13, batch ≥ 2): each projection keeps
         its input; the two products keep q, kᵀ (key heads repeated to the H query heads: repeat_kv copies them),
         the softmax's output and v, each a tensor of its own; the output projection keeps the heads merged back
         (a copy); with RoPE, the cos and sin tables (made once per forward, shared by every layer); with dropout,
         its mask and the dropped probabilities. Exceptions (docs/conventions.md): at batch 1, GPT-2's fused c_attn
         leaves q a view of the whole [N, L, 3E] projection; nn.MultiheadAttention keeps its fused projection whole
-        beside a scaled copy of q."""
+        beside a scaled copy of q. Not modeled (None: the totals refuse): q/k norms (Qwen3, Gemma 3) and a logit
+        soft-cap (Gemma 2), whose extra tensors were not measured."""
+        if self.qk_norm or self.logit_softcap is not None:
+            return None
         if not grads.any:
             return []
         d: AttentionDims = step.facts.geometry["attention"]
