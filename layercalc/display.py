@@ -198,7 +198,9 @@ def _subtotal(members: list):
                    buffers=sum(m.buffers for m in members), macs=sum(m.macs for m in members),
                    flops=sum(m.flops for m in members), param_bytes=sum(m.param_bytes for m in members),
                    activation_bytes=sum(m.activation_bytes for m in members), receptive_field=last.receptive_field,
-                   jump=last.jump, notes=[], members=len(members), **backward_sums(members))
+                   jump=last.jump, notes=[], members=len(members), **backward_sums(members),
+                   saved_bytes=None if any(m.saved_bytes is None for m in members)
+                   else sum(m.saved_bytes for m in members))
 
 
 def _share(flops: Optional[int], total: int) -> Optional[float]:

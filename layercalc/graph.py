@@ -18,6 +18,7 @@ from .errors import GraphError, LayerCalcError, SpecError, did_you_mean, layer_l
 from .layers import MAX_RANK, Description, Int, LayerBase, PositiveInt, parse_layer, plugin_module
 from .names import INPUT, split_output
 from .report import LayerReport, Report, Totals, layer_entry
+from .saved import saved_tensors
 from .serving import Serving, serving
 
 if TYPE_CHECKING:                  # the executor's types (NumPy is imported only when a network is run)
@@ -35,6 +36,7 @@ from .rules import (
     bounded_field,
     infer,
     numel,
+    produced,
     report_jump,
     unreported_field_notes,
 )
@@ -257,9 +259,11 @@ class Network(Description):
         # type (lists of ints, exact ints), so validation would only re-check them — and building the report
         # validators costs more start-up time than a whole ResNet-50 analysis.
         itemsize = DTYPE_BYTES[self.dtype]
+        saved = saved_tensors(steps, itemsize, self.channels_last)
         entries = []
-        for step, grads in zip(steps, gradient_flow(steps)):
-            entries.append(layer_report(step, itemsize, backward_of(step, grads)))
+        saved = saved_tensors(steps, itemsize, self.channels_last)
+        for step, grads, kept in zip(steps, gradient_flow(steps), saved.layers):
+            entries.append(layer_report(step, itemsize, backward_of(step, grads), kept.bytes))
         consumed = {src for step in steps for src in step.inputs}
         outputs = [name for step in steps for name, _ in produced(step.name, step.facts) if name not in consumed]
         input_bytes = numel(self.input_shape) * itemsize
@@ -274,7 +278,8 @@ class Network(Description):
             activation_bytes=sum(e.activation_bytes for e in entries),
             peak_activation_bytes=peak_live_bytes(steps, input_bytes, itemsize),
             **training_totals(entries, token_count(steps, self.input_shape)),
-            kv_cache_bytes=sum(e.kv_cache_bytes for e in entries))
+            kv_cache_bytes=sum(e.kv_cache_bytes for e in entries),
+            saved_bytes=saved.total)
         conventions = {**CONVENTIONS, "layout": f"{self.layout}: shapes are "
                        + ("[N, ..., C] (channels last)" if self.channels_last else "[N, C, ...] (channels first)"),
                        "dtype": f"{self.dtype}, {itemsize} bytes per element"}
@@ -299,9 +304,11 @@ class Network(Description):
         return run(self, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory)
 
 
-def layer_report(step: Step, itemsize: int, backward: Optional[Backward] = None) -> LayerReport:
-    """One layer's entry of the report, from its resolved step (also what a calculator prints for one layer) and
-    its backward pass (:func:`backward_of`; None: unknown, its backward fields null)."""
+def layer_report(step: Step, itemsize: int, backward: Optional[Backward] = None,
+                 saved_bytes: Optional[int] = None) -> LayerReport:
+    """One layer's entry of the report, from its resolved step (also what a calculator prints for one layer), its
+    backward pass (:func:`backward_of`; None: unknown, its backward fields null) and what it keeps for backward
+    (``saved_bytes``: :mod:`layercalc.saved`, which depends on the layers before it)."""
     f, rf = step.facts, step.facts.rf
     return layer_entry(
         index=step.index, name=step.name, type=step.layer.type_name, inputs=step.inputs,
@@ -320,7 +327,8 @@ def layer_report(step: Step, itemsize: int, backward: Optional[Backward] = None)
         backward_input_macs=None if backward is None else backward.input_macs,
         backward_weight_macs=None if backward is None else backward.weight_macs,
         backward_flops=None if backward is None else backward.flops,
-        kv_cache_bytes=step.layer.kv_cache_elements(f) * itemsize)
+        kv_cache_bytes=step.layer.kv_cache_elements(f) * itemsize,
+        saved_bytes=saved_bytes)
 
 
 # ------------------------------------------------------------------------------------------------ backward pass
@@ -394,13 +402,6 @@ def training_totals(entries: list[LayerReport], tokens: Optional[int]) -> dict[s
                 backward_flops=backward, training_flops=training, backward_unknown=unknown, tokens=tokens,
                 flops_per_token=per_token(forward), backward_flops_per_token=per_token(backward),
                 training_flops_per_token=per_token(training))
-
-
-def produced(name: str, facts: Facts) -> list[tuple[str, tuple[int, ...]]]:
-    """The tensors a layer makes, by name: ``name`` for one output, ``name:0``, ``name:1``, … for several."""
-    if facts.outputs is None:
-        return [(name, facts.output_shape)]
-    return [(f"{name}:{i}", shape) for i, shape in enumerate(facts.outputs)]
 
 
 def _note_unread_outputs(steps: list[Step]) -> None:

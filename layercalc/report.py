@@ -69,6 +69,10 @@ class LayerReport(BaseModel):
                                                "self-attention: batch × positions × kv_heads × (d_k + d_v) × dtype "
                                                "size, positions = past + the input's); 0 for a layer that keeps "
                                                "none")
+    saved_bytes: Optional[int] = Field(
+        None, description="training: bytes of the tensors PyTorch's autograd keeps for this layer's backward pass "
+                          "(its input, output, masks, indices, statistics; parameters excluded) that no earlier "
+                          "layer keeps already, in the network's dtype; null: not modeled for this type")
 
 
 def layer_entry(**values: Any) -> LayerReport:
@@ -125,6 +129,10 @@ class Totals(BaseModel):
     backward_flops_per_token: Optional[float] = Field(None, description="backward_flops / tokens")
     training_flops_per_token: Optional[float] = Field(None, description="training_flops / tokens")
     kv_cache_bytes: int = Field(0, description="every layer's KV cache (keys and values kept for generation)")
+    saved_bytes: Optional[int] = Field(
+        None, description="training: bytes of the distinct tensors autograd keeps for backward after a forward pass "
+                          "in training mode (sum of the layers' saved_bytes); null when a layer's type is not "
+                          "modeled")
 
 
 class KerasParams(BaseModel):

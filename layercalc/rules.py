@@ -207,6 +207,13 @@ def product_backward(macs: int, grads: Gradients, input_formula: str, weight_for
 
 # ------------------------------------------------------------------------------------------------------- helpers
 
+def produced(name: str, facts: Facts) -> list[tuple[str, tuple[int, ...]]]:
+    """The tensors a layer makes, by name: ``name`` for one output, ``name:0``, ``name:1``, … for several."""
+    if facts.outputs is None:
+        return [(name, facts.output_shape)]
+    return [(f"{name}:{i}", shape) for i, shape in enumerate(facts.outputs)]
+
+
 def numel(shape: Iterable[int]) -> int:
     return math.prod(shape)
 

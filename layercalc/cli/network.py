@@ -2,6 +2,7 @@
 YAML/JSON spec, a model file of another tool (see ``layercalc.importers``), ``-`` for standard input, or
 ``zoo:NAME``. Each loads the network, calls the library and renders."""
 
+import json
 import re
 import sys
 from typing import Annotated, Any, Optional
@@ -11,7 +12,7 @@ import typer
 from ..errors import LayerCalcError, SpecError, safe_text
 from .options import Numbers, _check_choice, _spec_error, parse_shape, write_output
 
-# deferred imports (sources, spec, graph, formatting, display, network_explain, terminal, zoo):
+# deferred imports (sources, spec, graph, formatting, display, network_explain, terminal, zoo, saved, training):
 # each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
 # models or NumPy (start-up target 0.3 s)
 
@@ -159,6 +160,13 @@ def summary_command(
                                            "prompt) vs decode: FLOPs, bytes read, intensity, KV cache")] = None,
     new_tokens: Annotated[Optional[int], typer.Option(
         "--new-tokens", min=1, metavar="K", help="tokens decoded in the step (with --past; default 1)")] = None,
+    optimizer: Annotated[str, typer.Option("--optimizer", metavar="sgd|momentum|adam|adamw",
+                                           help="with --train: the optimizer whose state is counted")] = "adam",
+    precision: Annotated[str, typer.Option("--precision", metavar="fp32|bf16-mixed|fp16-mixed",
+                                           help="with --train: fp32, or 16-bit weights, gradients and activations "
+                                                "with fp32 master weights")] = "fp32",
+    recompute: Annotated[bool, typer.Option("--recompute", help="with --train: full activation recomputation "
+                                                                "(each repeated block checkpointed)")] = False,
 ) -> None:
     """Per-layer table of a whole network (shapes, params, MACs, FLOPs, memory) with totals and conventions.
 
@@ -188,30 +196,65 @@ def summary_command(
     if train and past is not None:
         raise _spec_error("--train cannot be combined with --past (a decode step is inference: no backward pass)")
     keys = parse_columns(columns) if columns is not None else None
+    if not train and (optimizer != "adam" or precision != "fp32" or recompute):
+        raise _spec_error("--optimizer, --precision and --recompute describe a training step: add --train")
     net, assumed = load_network_assumed(spec, batch, input_shape, dtype)
     serving = None
+    training = None
     with spec_context(spec):
         if past is None:
-            report = net.analyze()
+            steps = net.resolve()
+            report = net.analyze(steps)
+            training = training_view(net, steps, report, optimizer, precision, recompute) if train else None
         else:
             serving = net.serving(past, new_tokens or 1)
             report = serving.decode_report
             assumed = decode_assumptions(assumed, serving.describe())
     if serving is not None and fmt == "json":
-        import json
         print(json.dumps({**report.model_dump(mode="json"), "serving": serving.model_dump(mode="json")}, indent=2,
                          ensure_ascii=False))
         return
+    if training is not None and fmt == "json":
+        print(json.dumps({**report.model_dump(mode="json"), "training": training[1].model_dump(mode="json")},
+                         indent=2, ensure_ascii=False))
+        return
+    shown = training[0] if training is not None else report
     width = terminal.terminal_width()                                    # --wide/--width: the CLI's own
-    print(render_report(report, fmt, keys, depth, numbers, keras_shapes, width=width, expand=expand,
+    print(render_report(shown, fmt, keys, depth, numbers, keras_shapes, width=width, expand=expand,
                         notes=notes, conventions=conventions, assumed=assumed, train=train))
+    if training is not None and fmt != "csv":
+        print("\n" + training_text(training[1], numbers, width, fmt == "markdown"))
     if serving is not None and fmt != "csv":
         text = serving.table("auto" if numbers == "auto" else numbers, width)
         print("\n```\n" + text + "\n```" if fmt == "markdown" else "\n" + text)
     if explain:
         net_shown = net if serving is None else net.replace(input=[serving.new_tokens, *net.input[1:]])
-        text = "\n".join(explain_network(net_shown, report, train, past or 0))
+        saved = training[2] if training is not None else None
+        text = "\n".join(explain_network(net_shown, report, train, past or 0, saved))
         print("\n```\n" + text + "\n```" if fmt == "markdown" else "\n" + text)
+
+
+def training_view(net, steps, report, optimizer: str, precision: str, recompute: bool):
+    """``--train``: the report with each layer's saved bytes in the activations' dtype (the table's ``saved``
+    column), the training memory, and the saved-tensor account (for ``--explain``)."""
+    from ..saved import saved_tensors
+    from ..training import activation_itemsize, training_memory
+
+    memory = training_memory(net, optimizer, precision, recompute, steps)
+    account = saved_tensors(steps, activation_itemsize(precision), net.channels_last)
+    layers = [entry.model_copy(update={"saved_bytes": kept.bytes}) for entry, kept in zip(report.layers,
+                                                                                         account.layers)]
+    totals = report.totals.model_copy(update={"saved_bytes": account.total})
+    return report.model_copy(update={"layers": layers, "totals": totals}), memory, account
+
+
+def training_text(memory, numbers: Optional[str], width: int, markdown: bool) -> str:
+    """The Training memory section, as the table's numbers are shown (exact unless --numbers human)."""
+    from ..formatting import training_section
+    from ..terminal import UNLIMITED
+
+    text = training_section(memory, "human" if numbers == "human" else "exact", UNLIMITED if markdown else width)
+    return "\n".join("- " + line.strip() if markdown else line for line in text.split("\n"))
 
 
 def decode_assumptions(assumed, step: str):
@@ -225,11 +268,11 @@ def decode_assumptions(assumed, step: str):
     return dataclasses.replace(assumed, input=None, more=[step, *assumed.more])
 
 
-def explain_network(net, report, train: bool = False, past: int = 0) -> list[str]:
+def explain_network(net, report, train: bool = False, past: int = 0, saved=None) -> list[str]:
     """:func:`layercalc.network_explain.explain_network` (kept here for the CLI's callers; imported when called:
     the explanations are not loaded for other commands)."""
     from ..network_explain import explain_network as explain
-    return explain(net, report, train=train, past=past)
+    return explain(net, report, train=train, past=past, saved=saved)
 
 
 def load_network_assumed(spec: str, batch: Optional[int] = None, input_shape: Optional[str] = None,
@@ -270,7 +313,6 @@ def convert_command(
 
 def schema_command() -> None:
     """Print the JSON Schema of the spec format (for editors and design tools)."""
-    import json
 
     from ..spec import schema
     print(json.dumps(schema(), indent=2, ensure_ascii=False))

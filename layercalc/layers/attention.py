@@ -46,6 +46,7 @@ from .activation import SOFTCAP_FLOPS, Softmax, softcap
 from .base import (
     Bool,
     Float,
+    GradFlow,
     LayerBase,
     NonNegativePerDim,
     ParamSpec,
@@ -53,6 +54,7 @@ from .base import (
     PositiveFloat,
     PositiveInt,
     Probability,
+    Saved,
     _alias,
     _per_dim,
     keras_variables,
@@ -473,6 +475,47 @@ class MultiHeadAttention(LayerBase):
         return Facts(output_shape=output, params=params, macs=macs, flops=flops, notes=notes, rf=rf,
                      geometry={"attention": dims})
 
+    def saved_for_backward(self, step: Any, grads: GradFlow) -> Optional[list[Saved]]:
+        """As Hugging Face's eager attention computes it (measured, torch 2.13, batch ≥ 2): each projection keeps
+        its input; the two products keep q, kᵀ (key heads repeated to the H query heads: repeat_kv copies them),
+        the softmax's output and v, each a tensor of its own; the output projection keeps the heads merged back
+        (a copy); with RoPE, the cos and sin tables (made once per forward, shared by every layer); with dropout,
+        its mask and the dropped probabilities. Exceptions (docs/conventions.md): at batch 1, GPT-2's fused c_attn
+        leaves q a view of the whole [N, L, 3E] projection; nn.MultiheadAttention keeps its fused projection whole
+        beside a scaled copy of q. Not modeled (None: the totals refuse): q/k norms (Qwen3, Gemma 3) and a logit
+        soft-cap (Gemma 2), whose extra tensors were not measured."""
+        if self.qk_norm or self.logit_softcap is not None:
+            return None
+        if not grads.any:
+            return []
+        d: AttentionDims = step.facts.geometry["attention"]
+        n, h, keys = d.batch, d.heads, d.keys
+        saved: list[Saved] = []
+        if grads.params:
+            sources = sorted({0, min(1, len(step.inputs) - 1), len(step.inputs) - 1})
+            saved += [Saved("input", f"input {k}, for the {'q/k/v' if len(sources) == 1 else 'projections'}' "
+                                     f"weight gradients", k) for k in sources]
+        saved += [Saved("extra", f"q [{n}, {h}, {d.lq}, {d.dk}]" + (" after RoPE" if d.rotary else "")
+                        + ", for k's gradient", numel=n * h * d.lq * d.dk),
+                  Saved("extra", f"kᵀ [{n}, {h}, {d.dk}, {keys}]" + (f" (the {d.kv_heads} key heads repeated to "
+                                                                       f"{h})" if d.kv_heads != h else "")
+                        + ", for q's gradient", numel=n * h * keys * d.dk),
+                  Saved("extra", f"the softmax's output [{n}, {h}, {d.lq}, {keys}], for its own gradient and v's",
+                        numel=d.scores),
+                  Saved("extra", f"v [{n}, {h}, {keys}, {d.dv}], for the probabilities' gradient",
+                        numel=n * h * keys * d.dv)]
+        if self.dropout:
+            saved.append(Saved("extra", f"the dropout mask and the dropped probabilities (2·{d.scores:,})",
+                               numel=2 * d.scores))
+        if grads.params:
+            saved.append(Saved("extra", f"the heads merged [{n}, {d.lq}, {h * d.dv}], for the output projection's "
+                                        f"weight gradient", numel=n * d.lq * h * d.dv))
+        if d.rotary:
+            saved.append(Saved("extra", f"RoPE's cos and sin tables [1, {d.lq}, {d.rotary}] (made once, shared by "
+                                        f"every layer)", numel=2 * d.lq * d.rotary,
+                               shared=f"rotary tables {d.lq}×{d.rotary} base {self.rope_theta:g}"))
+        return saved
+
     def _no_decode_reason(self, inputs: list[Tensor]) -> str:
         """Why this attention has no decode step (a network run with ``past``)."""
         if not self.causal:
@@ -856,6 +899,21 @@ class ScaledDotProductAttention(LayerBase):
         return (f"torch.utils.flop_counter counts 0 for F.scaled_dot_product_attention on CPU; 2·MACs = {macs_text} "
                 f"where it runs as explicit matmuls")
 
+    def saved_for_backward(self, step: Any, grads: GradFlow) -> Optional[list[Saved]]:
+        """PyTorch's fused CPU kernel (``_scaled_dot_product_flash_attention_for_cpu``: 4-d inputs, no dropout, the
+        same key and query heads) keeps q, k, v, its output and the float32 log-sum-exp of each query row
+        (measured). Its other paths (3-d inputs, dropout, grouped-query heads: the math path) are not modeled."""
+        q = step.input_shapes[0]
+        if len(q) != 4 or self.dropout_p or self.enable_gqa:
+            return None
+        if not grads.any:
+            return []
+        return [Saved("input", "q, for the fused kernel's backward", 0),
+                Saved("input", "k, for the fused kernel's backward", 1),
+                Saved("input", "v, for the fused kernel's backward", 2),
+                Saved("output", "its output, for the fused kernel's backward"),
+                Saved("extra", "the log-sum-exp of each query row (float32)", numel=numel(q[:-1]), itemsize=4)]
+
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         q, k, v = (t.shape for t in inputs)
         for role, s in (("query", q), ("key", k), ("value", v)):
@@ -960,6 +1018,11 @@ class MatMul(LayerBase):
     min_inputs: ClassVar[int] = 2
     max_inputs: ClassVar[Optional[int]] = 2
     type: Literal["matmul"] = "matmul"
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        # d(a·b)/da = grad·bᵀ keeps b, d(a·b)/db = aᵀ·grad keeps a: each only when the other needs a gradient
+        saved = [Saved("input", "a, for b's gradient aᵀ·grad", 0)] if grads.inputs[1] else []
+        return saved + ([Saved("input", "b, for a's gradient grad·bᵀ", 1)] if grads.inputs[0] else [])
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         a, b = (t.shape for t in inputs)

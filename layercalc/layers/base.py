@@ -520,6 +520,26 @@ class LayerBase(Description):
     def explain_field(self, c: "Explanation", facts: "Facts", input_rf: Optional[tuple[list, list]]) -> None:
         """Worked receptive-field lines (after the memory lines); windowed layers override it."""
 
+    # ------------------------------------------------------------------------------- training: saved for backward
+
+    #: how the output shares memory with input 0 (for the saved tensors, which PyTorch de-duplicates by storage):
+    #: ``"new"`` a tensor of its own; ``"view"`` the input's memory (identity, split, slice: a view of it);
+    #: ``"strided"`` the input's memory in another order (permute, transpose: a later reshape copies it);
+    #: ``"reshape"`` a view of a contiguous input, a copy of a strided one (flatten, reshape: torch's reshape);
+    #: ``"parameter"`` a parameter itself (a learnable tensor used as an input: held as a weight, never counted as a
+    #: saved activation)
+    output_storage: ClassVar[str] = "new"
+
+    def saved_for_backward(self, step: "Step", grads: "GradFlow") -> "Optional[list[Saved]]":
+        """The tensors PyTorch's autograd keeps for this layer's backward pass in training mode, given which of its
+        inputs need a gradient and whether it has trainable parameters (``grads``): its input k, its output, or
+        tensors of its own (a mask, indices, statistics), parameters excluded (held anyway). An empty list: it
+        saves nothing; None: not modeled for this type (the training figures then refuse a total and name it).
+        Each family states what torch 2.13 saves, measured with ``saved_tensors_hooks`` (docs/conventions.md,
+        "Training memory")."""
+        return None
+
+
 
 def not_runnable(step: "Step") -> LayerCalcError:
     """The error for running a layer whose type has no forward step (``step``: the resolved layer)."""
@@ -564,6 +584,39 @@ if TYPE_CHECKING:
     LayerMixin = LayerBase
 else:
     LayerMixin = object
+
+
+@dataclass(frozen=True)
+class GradFlow:
+    """What a layer's backward pass must produce: which inputs need a gradient (a tensor needs one when it depends
+    on a trainable parameter: the network input and integer ids do not), whether the layer has trainable
+    parameters, the training dtype's bytes per element and the network's layout."""
+    inputs: tuple[bool, ...]
+    params: bool
+    itemsize: int
+    channels_last: bool = False
+
+    @property
+    def any(self) -> bool:
+        """Whether autograd records the layer at all (a layer nothing of which needs a gradient saves nothing)."""
+        return self.params or any(self.inputs)
+
+
+@dataclass(frozen=True)
+class Saved:
+    """One tensor a layer keeps for its backward pass (see :meth:`LayerBase.saved_for_backward`).
+
+    ``kind``: ``"input"`` (input ``index`` as it reached the layer), ``"output"`` (output ``index``) or ``"extra"``
+    (a tensor of the layer's own: a dropout mask, max-pool indices, normalization statistics) of ``numel``
+    elements. ``itemsize``: bytes per element when it is not the training dtype's (int64 indices: 8). ``shared``:
+    a key naming an extra tensor several layers use (rotary cos/sin tables made once per model): counted once.
+    ``what``: why it is kept, for ``--explain``."""
+    kind: Literal["input", "output", "extra"]
+    what: str
+    index: int = 0
+    numel: int = 0
+    itemsize: Optional[int] = None
+    shared: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,13 @@ from ..rules import (
 from .base import (
     MAX_RANK,
     Float,
+    GradFlow,
     LayerBase,
     NonNegativeInt,
     ParamSpec,
     PositiveFloat,
     PositiveInt,
+    Saved,
     _alias,
     keras_variables,
     register_layer,
@@ -65,6 +67,11 @@ class Embedding(LayerBase):
                                                          "as PyTorch does)")
 
     keeps_finite = True
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        # the weight's gradient scatters each output row into the row of its id: the ids are kept, as int64
+        return [Saved("input", "its token ids (int64), to scatter the gradient into the table's rows", itemsize=8)] \
+            if grads.params else []
 
     @model_validator(mode="after")
     def _padding_in_range(self):
@@ -140,6 +147,12 @@ class PositionEmbedding(LayerBase):
     keeps_finite = True
     reads_input_values = False               # the input gives the sequence length only
 
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        # nn.Embedding read at position ids [1, L] (Hugging Face's GPT-2 and BERT): the ids are kept, as int64
+        length = step.input_shapes[0][1]
+        return [Saved("extra", f"the position ids [1, {length}] (int64) it was read at", numel=length, itemsize=8)] \
+            if grads.params else []
+
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
         if len(x.shape) < 2:
@@ -207,6 +220,11 @@ class Parameter(LayerBase):
 
     keeps_finite = True
 
+    output_storage: ClassVar[str] = "parameter"           # the parameter itself (expanded: a view)
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []                                         # a leaf: nothing to compute backward through
+
     @model_validator(mode="after")
     def _stored_shape_is_shape_with_leading_ones(self):
         stored = self.stored_shape
@@ -273,6 +291,15 @@ class RotaryEmbedding(LayerBase):
                                                                 "dim (the head dim)")
     base: PositiveFloat = Field(10000.0, description="θ: the angle of pair i is position·θ^(−2i/rotary_dim)")
 
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        if not grads.inputs[0]:
+            return []
+        # x·cos + rotate_half(x)·sin keeps cos and sin ([1, L, rotary_dim] each, the activations' dtype), which
+        # Hugging Face computes once per forward pass and hands to every layer: one pair for the whole network
+        length, d = step.input_shapes[0][-2], step.facts.geometry["rotary_dim"]
+        return [Saved("extra", f"the cos and sin tables [1, {length}, {d}] (made once, shared by every layer)",
+                      numel=2 * length * d, shared=f"rotary tables {length}×{d} base {self.base:g}")]
+
     def backward(self, step, grads: Gradients) -> Backward:
         return elementwise_backward(step.facts, grads,
                                     "rotation: the gradient rotated back")
@@ -315,6 +342,9 @@ class ExtraInput(LayerBase):
     type: Literal["extra_input"] = "extra_input"
     shape: list[PositiveInt] = Field(min_length=1, max_length=MAX_RANK - 1,
                                      description="the input's shape, without the batch dim")
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         rank = len(self.shape) - 1
