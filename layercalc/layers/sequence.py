@@ -14,8 +14,9 @@ token, a position embedding, a layer scale, a relative-position bias table) and 
 - ``rotary_embedding``: no params; rotates pairs of the last dim by position-dependent angles (GPT-NeoX/Llama's
   ``rotate_half`` convention), 3 FLOPs per rotated element (x·cos + rotate_half(x)·sin); the cos/sin tables depend on
   positions only and are computed once per forward pass for every layer, so they are not counted.
-- ``extra_input``: a second (third, …) input of a model with several (``from_torch(m, [(1, 3, 224, 224), (1, 10)])``):
-  no input, its shape over the batch, nothing counted; analysis only (a run feeds the network's one ``input``).
+- ``extra_input``: a second (third, …) input of a model with several (``from_torch(m, [(1, 3, 224, 224), (1, 10)])``,
+  T5's decoder token ids): no input, its shape over the batch, nothing counted; a run feeds it the array given for
+  it (``net.run(x=[first, second])``), or draws one as for the first input.
 """
 
 
@@ -258,7 +259,8 @@ class RotaryEmbedding(LayerBase):
 @register_layer
 class ExtraInput(LayerBase):
     """Another input of a model with several (the network's ``input`` is the first): its shape without the batch
-    dim; no parameters, MACs or FLOPs. Analysis only: ``run`` and ``verify`` feed one input."""
+    dim; no parameters, MACs or FLOPs. A run feeds it the array given for it (``net.run(x=[first, second])``) or
+    draws one (token ids when an embedding reads it), as it does for the first input."""
     min_inputs: ClassVar[int] = 0
     max_inputs: ClassVar[Optional[int]] = 0
     type: Literal["extra_input"] = "extra_input"
@@ -268,7 +270,18 @@ class ExtraInput(LayerBase):
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         rank = len(self.shape) - 1
         return Facts(output_shape=(ctx.batch, *self.shape), rf=ReceptiveField.of_input(rank) if rank >= 1 else None,
-                     notes=["another input of the network (analysis only: a run feeds the first input)"])
+                     notes=["another input of the network"])
+
+    def input_shape(self) -> Optional[list[int]]:
+        return list(self.shape)
+
+    def with_input_shape(self, shape: list[int]) -> "ExtraInput":
+        return self.replace(shape=list(shape))
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+        # the executor feeds every network input (given or drawn); zeros only for a layer run on its own
+        return env.feed if env.feed is not None else np.zeros(step.facts.output_shape)
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         c.add(f"another network input {list(facts.output_shape)}: params 0, MACs 0, FLOPs 0")
