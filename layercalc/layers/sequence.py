@@ -32,6 +32,7 @@ from .base import (
     MAX_RANK,
     Float,
     LayerBase,
+    NonNegativeInt,
     ParamSpec,
     PositiveFloat,
     PositiveInt,
@@ -112,6 +113,8 @@ class PositionEmbedding(LayerBase):
     num_embeddings: PositiveInt = Field(validation_alias=_alias("num_embeddings", "max_position_embeddings"),
                                         description="positions in the table (the longest sequence)")
     embedding_dim: PositiveInt = Field(validation_alias=_alias("embedding_dim", "output_dim"))
+    offset: NonNegativeInt = Field(0, description="the row of position 0 (RoBERTa: padding_idx + 1 = 2, so its "
+                                                  "514-row table holds 512 positions)")
 
     keeps_finite = True
     reads_input_values = False               # the input gives the sequence length only
@@ -121,13 +124,14 @@ class PositionEmbedding(LayerBase):
         if len(x.shape) < 2:
             raise ctx.fail(f"needs an input [N, L, ...] (the sequence along dim 1), got {fmt_shape(x.shape)}")
         length = x.shape[1]
-        if length > self.num_embeddings:
+        if length + self.offset > self.num_embeddings:
+            rows = f" from row {self.offset} (offset)" if self.offset else ""
             raise ctx.fail(f"the sequence of {length} positions (input {fmt_shape(x.shape)}) is longer than the "
-                           f"{self.num_embeddings} positions of the table")
+                           f"{self.num_embeddings - self.offset} positions of the table{rows}")
         return Facts(output_shape=(x.shape[0], length, self.embedding_dim),
                      params=self.num_embeddings * self.embedding_dim,
-                     notes=[f"rows 0..{length - 1} of a {self.num_embeddings:,} × {self.embedding_dim} table: no "
-                            f"arithmetic"])
+                     notes=[f"rows {self.offset}..{self.offset + length - 1} of a {self.num_embeddings:,} × "
+                            f"{self.embedding_dim} table: no arithmetic"])
 
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         return {"weight": ParamSpec((self.num_embeddings, self.embedding_dim), "[num_embeddings, embedding_dim]",
@@ -135,11 +139,12 @@ class PositionEmbedding(LayerBase):
 
     def forward(self, step, xs, params, env):
         import numpy as np
-        return np.broadcast_to(params["weight"][:xs[0].shape[1]], step.facts.output_shape)
+        return np.broadcast_to(params["weight"][self.offset:self.offset + xs[0].shape[1]], step.facts.output_shape)
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         length = input_shapes[0][1]
-        c.add(f"positions 0..{length - 1} (dim 1 of {list(input_shapes[0])}) pick rows of the table → "
+        rows = f", rows {self.offset}..{self.offset + length - 1}" if self.offset else ""
+        c.add(f"positions 0..{length - 1} (dim 1 of {list(input_shapes[0])}{rows}) pick rows of the table → "
               f"{list(facts.output_shape)}, the same for every example")
         c.result("params", f"num_embeddings·embedding_dim = {self.num_embeddings}·{self.embedding_dim}",
                  self.num_embeddings * self.embedding_dim, facts.params)

@@ -42,7 +42,7 @@ from ...errors import SpecError, safe_text, shown
 
 # the spec's own bound on nesting (and on YAML aliases), applied to a config before any of its values is read
 from ...spec import _check_depth, from_data
-from . import bert, decoder, gpt2, vit
+from . import bert, decoder, distilbert, gpt2, t5, vit
 from .config import ACTIVATIONS, DEFAULT_MAX_TOKENS, ROPE_TYPES, Config, Family
 
 __all__ = ["spec_from_config", "header_notes", "weights_from_state_dict", "ARCHITECTURES", "DEFAULT_MAX_TOKENS",
@@ -50,7 +50,8 @@ __all__ = ["spec_from_config", "header_notes", "weights_from_state_dict", "ARCHI
 
 #: model_type → its :class:`~.config.Family` (architectures → builder, the base model built without
 #: ``architectures``, config aliases, …): every family module's ``FAMILIES``, in this order
-ARCHITECTURES: dict[str, Family] = {**gpt2.FAMILIES, **bert.FAMILIES, **decoder.FAMILIES, **vit.FAMILIES}
+ARCHITECTURES: dict[str, Family] = {**gpt2.FAMILIES, **bert.FAMILIES, **decoder.FAMILIES, **vit.FAMILIES,
+                                    **distilbert.FAMILIES, **t5.FAMILIES}
 
 
 def _model_type(data: Mapping, origin: str) -> str:
@@ -121,7 +122,11 @@ def header_notes(data: Mapping, origin: str = "config.json", spec: Optional[Mapp
         spec = spec_from_config(data, origin)
     config = Config(data, origin, family.aliases, model_type)
     key = family.positions_key
-    if key is None:
+    if family.input_note is not None:
+        line = family.input_note(config, spec)
+        if line:
+            notes.append(line)
+    elif key is None:
         notes.append(f"input: the image {spec['input']} (num_channels, image_size)")
     else:
         positions = config.integer(key) if config.raw(key, None) is not None else None
