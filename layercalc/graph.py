@@ -142,7 +142,7 @@ class Network(Description):
                 shapes[name] = shape
         return shapes
 
-    def replace_inputs(self, shapes: list[list[int]], option: str = "inputs") -> "Network":
+    def replace_inputs(self, shapes: list[list[int]], option: str = "inputs") -> Network:
         """A validated copy taking inputs of these shapes, one per input in :meth:`input_shapes`' order (``option``:
         how the caller names them in a refusal, e.g. ``--input``)."""
         current = self.input_shapes()

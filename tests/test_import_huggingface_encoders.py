@@ -274,8 +274,8 @@ REFUSED = {
                       "config key 'feed_forward_proj': got 'gated-mish': the activation 'mish' is not one"),
     "t5 buckets": (dict(T5, relative_attention_num_buckets=2),
                    "config key 'relative_attention_num_buckets': got 2: at least 4"),
-    "t5 max_distance": (dict(T5, relative_attention_max_distance=2),
-                        "config key 'relative_attention_max_distance': got 2: must exceed the encoder's 2 exact"),
+    "t5 max_distance": (dict(T5, relative_attention_max_distance=4),
+                        "config key 'relative_attention_max_distance': got 4: must exceed the decoder's 4 exact"),
     "roberta untied mlm": (dict(CASES["roberta-mlm"], tie_word_embeddings=False),
                            "config key 'tie_word_embeddings': got False: RobertaForMaskedLM untied keeps lm_head.bias"),
     "roberta relative positions": (dict(ROBERTA, position_embedding_type="relative_key"),
@@ -304,3 +304,38 @@ def test_t5_refusals_are_what_transformers_refuses_too():
     transformers = pytest.importorskip("transformers")
     with pytest.raises(Exception, match="feed_forward_proj`: gated-relu-x is not a valid activation"):
         transformers.T5Config(feed_forward_proj="gated-relu-x")
+
+
+# ------------------------------------------------------------------------------------ the bucketed distances
+
+def test_relative_position_buckets_equal_transformers():
+    """The executor's buckets (float32, as transformers computes them) on every distance of 300×300 positions, for
+    59 (num_buckets, max_distance, direction) settings: a distance on a bucket's edge falls where it falls there."""
+    import numpy as np
+    import torch
+    from transformers.models.t5.modeling_t5 import T5Attention
+
+    from layercalc.layers.attention import relative_position_buckets
+
+    settings = [(buckets, distance, both) for buckets in (4, 6, 8, 16, 32, 33, 64) for distance in (5, 16, 100, 128, 256)
+                for both in (True, False) if distance > buckets // (2 if both else 1) // 2 >= 1]
+    assert len(settings) == 59
+    relative = torch.arange(300)[None, :] - torch.arange(300)[:, None]
+    for buckets, distance, both in settings:
+        theirs = T5Attention._relative_position_bucket(relative, bidirectional=both, num_buckets=buckets,
+                                                       max_distance=distance).numpy()
+        assert np.array_equal(relative_position_buckets(300, 300, both, buckets, distance), theirs)
+
+
+def test_a_checkpoint_with_its_own_lm_head_is_refused_for_the_tied_network():
+    """transformers 5 ties T5's lm_head to shared: a state_dict whose lm_head.weight is another tensor (what a T5
+    v1.1 / Flan-T5 checkpoint holds) is not this network's weights; the tied copy itself loads."""
+    import torch
+
+    config = CASES["t5-lm-v1.1-gated"]
+    state = hf_model(config).state_dict()
+    assert "lm_head.weight" in state                       # listed under both names, the same tensor
+    weights_from_state_dict(config, state)
+    with pytest.raises(LayerCalcError, match=r"lm_head\.weight differs from shared\.weight, to which the layer is "
+                                             r"tied"):
+        weights_from_state_dict(config, {**state, "lm_head.weight": torch.randn(100, 32)})

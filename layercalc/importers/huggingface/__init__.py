@@ -192,6 +192,7 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
         raise SpecError(f"{origin}: {len(unexpected)} entr{'y' if len(unexpected) == 1 else 'ies'} belong to no "
                         f"layer of the network: {', '.join(unexpected[:5])}{' …' if len(unexpected) > 5 else ''}")
     weights: dict[str, Any] = {}
+    copies: list[tuple[str, str, dict[str, Any]]] = []       # (tied layer, its owner, the state_dict's copies)
     for step in steps:
         local = owned.pop(step.name, {})
         specs = step.layer.param_specs(step, net.channels_last)
@@ -199,6 +200,8 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
             if local and step.layer.tied_to is None:
                 raise SpecError(f"{origin}: {', '.join(f'{step.name}.{k}' for k in local)}: the layer "
                                 f"{step.name!r} ({step.layer.type_name}) has no parameters")
+            if local and step.layer.tied_to is not None:
+                copies.append((step.name, step.layer.tied_to, local))
             continue
         if step.layer.type_name == "multi_head_attention":
             arrays = _attention_arrays(step.name, local, specs, conv1d, origin, np)
@@ -226,6 +229,13 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
                 value = value.reshape(shape)
             arrays[param] = np.ascontiguousarray(value)
         weights[step.name] = arrays
+    for name, owner, local in copies:        # a tied layer's copy must be its owner's tensor, not one of its own
+        for param, value in local.items():
+            theirs = weights.get(owner, {}).get(param)
+            if theirs is not None and (value.shape != theirs.shape or not np.array_equal(value, theirs)):
+                raise SpecError(f"{origin}: {name}.{param} differs from {owner}.{param}, to which the layer is tied "
+                                f"(as transformers builds this config): weights of a model with its own {name} "
+                                f"(T5 v1.1, Flan-T5 checkpoints) are not this network's")
     return weights
 
 

@@ -117,17 +117,18 @@ def _t5(c: Config, architecture: str) -> dict[str, Any]:
     encoder_layers = c.integer("num_layers", 6)
     decoder_layers = c.integer("num_decoder_layers", encoder_layers)
     gated, act = _feed_forward(c)
+    buckets = c.integer("relative_attention_num_buckets", 32)
+    max_distance = c.integer("relative_attention_max_distance", 128)
+    if buckets < 4:
+        raise c.fail("relative_attention_num_buckets", buckets, "at least 4: the encoder's bidirectional buckets "
+                                                                "need one exact distance each way")
+    exact = buckets // 2                                  # the decoder's exact distances (the encoder has half)
+    if max_distance <= exact:
+        raise c.fail("relative_attention_max_distance", max_distance,
+                     f"must exceed the decoder's {exact} exact distances (relative_attention_num_buckets {buckets} "
+                     f"/ 2): its buckets divide by log(max_distance/{exact}), which is not positive")
     dims = {"d": d, "heads": heads, "d_kv": d_kv, "d_ff": d_ff, "eps": c.number("layer_norm_epsilon", 1e-6),
-            "gated": gated, "act": act, "buckets": c.integer("relative_attention_num_buckets", 32),
-            "max_distance": c.integer("relative_attention_max_distance", 128)}
-    exact = dims["buckets"] // 2 // 2                     # the encoder's exact distances (bidirectional)
-    if exact < 1:
-        raise c.fail("relative_attention_num_buckets", dims["buckets"], "at least 4: the encoder's bidirectional "
-                                                                        "buckets need one exact distance each way")
-    if dims["max_distance"] <= exact:
-        raise c.fail("relative_attention_max_distance", dims["max_distance"],
-                     f"must exceed the encoder's {exact} exact distances (relative_attention_num_buckets "
-                     f"{dims['buckets']}): its buckets divide log(max_distance/exact), which is not positive")
+            "gated": gated, "act": act, "buckets": buckets, "max_distance": max_distance}
     length = _lengths(c)
     head = _HEADS[architecture]
     layers: list[dict[str, Any]] = [
