@@ -545,9 +545,9 @@ class MultiHeadAttention(LayerBase):
                   f"N·(H·L_q + kv·L_k)·rotary_dim = {d.batch}·({d.heads}·{d.lq} + {d.kv_heads}·{d.lk})·{d.rotary} "
                   f"= {n(d.rotated_elements)} elements; the cos/sin tables depend on positions only (not counted)")
         rope_text = f" + RoPE {ROTARY_FLOPS}·{n(d.rotated_elements)}" if d.rotary else ""
-        scale = f"1/√{d.dk}" if self.scale is None else f"{self.scale:g}"
+        scale = "" if self.scale is None else f" by {self.scale:g}"
         bias_text = (" + score bias (1 per score)", f" + {n(d.scores)}") if self.score_bias else ("", "")
-        c.result("FLOPs", f"2·MACs + bias adds + scaling by {scale} (1 per score){bias_text[0]} + softmax "
+        c.result("FLOPs", f"2·MACs + bias adds + scaling{scale} (1 per score){bias_text[0]} + softmax "
                  f"({SOFTMAX_FLOPS} per score){' + RoPE' if d.rotary else ''} = 2·{n(sum(parts))} + {n(adds)} + "
                  f"{n(d.scores)}{bias_text[1]} + {SOFTMAX_FLOPS}·{n(d.scores)}{rope_text}",
                  2 * sum(parts) + adds + (SCALE_FLOPS + SOFTMAX_FLOPS + self.score_bias) * d.scores
