@@ -225,8 +225,12 @@ def test_summary_takes_one_input_per_network_input(tmp_path):
     assert report["input_shape"] == [1, 16]
     shapes = {layer["name"]: layer["output_shape"] for layer in report["layers"]}
     assert shapes["decoder_input_ids"] == [1, 8] and shapes["lm_head"] == [1, 8, 100]
-    table = cli("summary", path).stdout
-    assert "inputs: 512 encoder tokens and 512 decoder tokens" in table
+    # the header: the first input (and the default's account when no --input is given), then the others
+    table = " ".join(cli("summary", path, "--wide").stdout.split())
+    assert ("input [1, 512] = 512 encoder tokens and 512 decoder tokens (no position table: the length T5 was "
+            "trained at)") in table and "other input decoder_input_ids [1, 512]" in table
+    table = " ".join(cli("summary", path, "--input", 16, "--input", 8, "--batch", 2, "--wide").stdout.split())
+    assert "input [2, 16] · float32" in table and "other input decoder_input_ids [2, 8]" in table
 
 
 @pytest.mark.parametrize("given", [["16"], ["16", "8", "4"]])
@@ -258,7 +262,7 @@ def test_run_by_input_name_and_a_wrong_batch_is_refused():
 def test_header_notes_say_which_choices_were_made():
     assert header_notes(ROBERTA_BASE)[1] == ("input: 512 tokens (max_position_embeddings 514 − pad_token_id 1 − 1: "
                                              "positions start at pad_token_id + 1); --input N for N tokens")
-    assert header_notes(T5_BASE)[1] == ("inputs: 512 encoder tokens and 512 decoder tokens (n_positions 512); "
+    assert header_notes(T5_BASE)[1] == ("input: 512 encoder tokens and 512 decoder tokens (n_positions 512); "
                                         "--input N --input M for N encoder and M decoder tokens")
     flan = dict(T5_BASE, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
     assert any("lm_head is still tied to shared" in note for note in header_notes(flan))

@@ -11,7 +11,7 @@ import typer
 from ..errors import LayerCalcError, SpecError, safe_text
 from .options import Numbers, _check_choice, _spec_error, parse_shape, write_output
 
-# deferred imports (sources, spec, graph, formatting, network_explain, terminal, zoo):
+# deferred imports (sources, spec, graph, display, formatting, network_explain, terminal, zoo):
 # each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
 # models or NumPy (start-up target 0.3 s)
 
@@ -197,14 +197,25 @@ def load_network_assumed(spec: str, batch: Optional[int] = None,
     from .. import sources
 
     if spec == "-" or spec.startswith("zoo:"):
-        return load_network(spec, batch, input_shape, dtype), None
-    from ..spec import from_data
+        net, assumed = load_network(spec, batch, input_shape, dtype), None
+    else:
+        from ..spec import from_data
 
-    with spec_context(spec):
-        kind, parsed, data = sources.read_file(spec)
-        net = from_data(data, spec)
-        assumed = sources.config_assumptions(parsed, safe_text(spec), data) if kind == "huggingface" else None
-        return _apply_overrides(net, batch, input_shape, dtype, None), assumed
+        with spec_context(spec):
+            kind, parsed, data = sources.read_file(spec)
+            net = from_data(data, spec)
+            assumed = sources.config_assumptions(parsed, safe_text(spec), data) if kind == "huggingface" else None
+            net = _apply_overrides(net, batch, input_shape, dtype, None)
+    if input_shape and assumed is not None:
+        assumed.input = None                   # the length given, not the default the source's account explains
+    others = list(net.input_shapes().items())[1:]
+    if others:                                 # the header names the first input; the others are layers
+        from ..display import Assumptions
+
+        assumed = assumed or Assumptions()
+        assumed.more.insert(0, "other input" + ("s " if len(others) > 1 else " ") + ", ".join(
+            f"{name} {[net.batch, *shape]}" for name, shape in others))
+    return net, assumed
 
 
 def convert_command(

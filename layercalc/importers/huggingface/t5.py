@@ -154,7 +154,7 @@ def _input_note(c: Config, spec: Mapping) -> Optional[str]:
     source = (f"n_positions {c.integer('n_positions')}" if c.raw("n_positions", None) is not None
               else "no position table: the length T5 was trained at")
     if any(layer.get("type") == "extra_input" for layer in spec["layers"]):
-        return (f"inputs: {length} encoder tokens and {length} decoder tokens ({source}); --input N --input M for "
+        return (f"input: {length} encoder tokens and {length} decoder tokens ({source}); --input N --input M for "
                 f"N encoder and M decoder tokens")
     return f"input: {length} tokens ({source}); --input N for N tokens"
 
