@@ -343,3 +343,37 @@ def test_a_checkpoint_with_its_own_lm_head_is_refused_for_the_tied_network():
     with pytest.raises(LayerCalcError, match=r"lm_head\.weight differs from shared\.weight, to which the layer is "
                                              r"tied"):
         weights_from_state_dict(config, {**state, "lm_head.weight": torch.randn(100, 32)})
+
+
+# ------------------------------------------------------------------------------------------- hostile values
+
+HOSTILE_BASES = {"t5": dict(T5_BASE, num_layers=2), "roberta": dict(ROBERTA_BASE, num_hidden_layers=2),
+                 "distilbert": dict(DISTILBERT_BASE, n_layers=2)}
+#: keys these families read that the published configs leave out
+HOSTILE_OPTIONAL = ["num_decoder_layers", "feed_forward_proj", "relative_attention_max_distance", "tie_word_embeddings",
+                    "is_decoder", "num_labels", "id2label", "architectures", "model_type", "position_embedding_type",
+                    "add_cross_attention", "hidden_act", "activation"]
+
+
+@pytest.mark.parametrize("family", list(HOSTILE_BASES))
+def test_every_key_set_to_a_hostile_value_is_read_or_refused_by_name(family):
+    """As tests/test_hostile_configs.py does for the other families: every key of the published config (and the
+    optional ones) set in turn to a list, a mapping, a string, a negative number, 2**70, NaN, …: read as what it
+    says, or refused in one line naming the key."""
+    import time
+
+    from test_hostile_configs import HOSTILE
+
+    base = HOSTILE_BASES[family]
+    layercalc.load(base).analyze()
+    refused = 0
+    for key in sorted(set(base) | set(HOSTILE_OPTIONAL)):
+        for kind, value in HOSTILE.items():
+            started = time.perf_counter()
+            try:
+                layercalc.load({**base, key: value}).analyze()
+            except LayerCalcError as exc:
+                refused += 1
+                assert "\n" not in str(exc) and repr(key) in str(exc), (key, kind, str(exc))
+            assert time.perf_counter() - started < 5, (key, kind)
+    assert refused > 50
