@@ -58,6 +58,8 @@ CASES = {
                              tie_word_embeddings=False, d_kv=6, num_decoder_layers=3),
     "t5-model-gated-silu": dict(T5, architectures=["T5Model"], feed_forward_proj="gated-silu"),
     "t5-encoder": dict(T5, architectures=["T5EncoderModel"], num_layers=3),
+    # T5Model sets each stack's is_decoder itself: the config's is ignored
+    "t5-model-is-decoder": dict(T5, is_decoder=True),
 }
 
 
@@ -288,6 +290,8 @@ REFUSED = {
                                  "config key 'max_position_embeddings': got 2: no position left after the first 2"),
     "distilbert qa labels": (dict(CASES["distilbert-qa"], num_labels=3),
                              "config key 'num_labels': got 3: DistilBertForQuestionAnswering needs 2"),
+    "t5 encoder as a decoder": (dict(T5, architectures=["T5EncoderModel"], is_decoder=True),
+                                "config key 'is_decoder': got True: T5EncoderModel's stack would be a decoder's"),
     "t5 architecture": (dict(T5, architectures=["T5ForQuestionAnswering"]),
                         "config key 'architectures': got 'T5ForQuestionAnswering': not an architecture layercalc "
                         "imports for model_type 't5'; supported: T5Model, T5ForConditionalGeneration, "

@@ -110,8 +110,12 @@ def _lengths(c: Config) -> int:
 
 
 def _t5(c: Config, architecture: str) -> dict[str, Any]:
-    c.refuse_if("is_decoder", lambda v: v is False, "a T5 stack alone as a decoder is not one of T5Model, "
-                                                    "T5ForConditionalGeneration, T5EncoderModel; supported: false")
+    # T5Model and T5ForConditionalGeneration set each stack's is_decoder themselves; T5EncoderModel builds its stack
+    # from the config as it is: true makes it a decoder stack (causal, with cross-attention layers it never calls)
+    if c.flag("is_decoder", False) and architecture == "T5EncoderModel":
+        raise c.fail("is_decoder", True, "T5EncoderModel's stack would be a decoder's (causal, unidirectional "
+                                         "buckets, cross-attention layers it never calls): not modeled; supported: "
+                                         "false")
     d, heads, d_kv = c.integer("d_model", 512), c.integer("num_heads", 8), c.integer("d_kv", 64)
     d_ff, vocab = c.integer("d_ff", 2048), c.integer("vocab_size", 32128)
     encoder_layers = c.integer("num_layers", 6)
