@@ -381,3 +381,25 @@ def test_every_key_set_to_a_hostile_value_is_read_or_refused_by_name(family):
                 assert "\n" not in str(exc) and repr(key) in str(exc), (key, kind, str(exc))
             assert time.perf_counter() - started < 5, (key, kind)
     assert refused > 50
+
+
+# ------------------------------------------------------------------------------------------------ backward
+
+@pytest.mark.parametrize("case", ["t5-lm", "t5-lm-v1.1-gated", "t5-encoder", "roberta-mlm",
+                                  "distilbert-sequence-sinusoidal"])
+def test_backward_is_flop_counter(case):
+    """FlopCounterMode around loss.backward() (token ids: no input gradient) equals 2·(backward input + weight
+    MACs), as tests/test_backward.py checks for the other families: T5's score bias takes the scores' gradient,
+    its bucket table a scatter-add FlopCounterMode does not count."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = CASES[case]
+    model = hf_model(config)
+    given = inputs(config)
+    output = model(**given)
+    first = output.logits if getattr(output, "logits", None) is not None else output.last_hidden_state
+    with FlopCounterMode(display=False) as counter:
+        first.sum().backward()
+    totals = imported(config).analyze().totals
+    assert counter.get_total_flops() == 2 * (totals.backward_input_macs + totals.backward_weight_macs)
+    assert totals.training_flops == totals.flops + totals.backward_flops

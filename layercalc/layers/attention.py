@@ -534,7 +534,8 @@ class MultiHeadAttention(LayerBase):
         projection's input, the score matmuls (:func:`attention_core_backward`), and each projection's input when
         that input requires a gradient (one input: the query is the key and the value, three products)."""
         d: AttentionDims = step.facts.geometry["attention"]
-        ins = grads.inputs
+        ins = grads.inputs[:-1] if self.score_bias else grads.inputs      # the score bias is the last input
+        bias_in = self.score_bias and grads.inputs[-1]
         q_in = ins[0]
         k_in = ins[1] if len(ins) > 1 else q_in
         v_in = ins[2] if len(ins) > 2 else k_in
@@ -546,12 +547,18 @@ class MultiHeadAttention(LayerBase):
         core = attention_core_backward(d.scores, d.dk, d.dv, *paths)
         result.input_macs += core.input_macs
         result.lines += core.lines
+        if bias_in:                    # the scores' gradient dS is the bias's (summed over what it broadcast over)
+            if paths[0] or paths[1]:
+                result.lines.append("backward score bias gradient: dS, made for dQ and dK above, 0 MACs")
+            else:
+                result.input_macs += d.scores * d.dv
+                result.lines.append(f"backward score bias gradient: dS needs dP = dO·Vᵀ: {d.scores * d.dv:,} MACs")
         for name, needed in zip("qkv", (q_in, k_in, v_in)):
             if needed:
                 result.input_macs += projections[name]
                 result.lines.append(f"backward {name} projection input gradient dX = d{name.upper()}·W_{name}: "
                                     f"{projections[name]:,} MACs")
-        if not any((q_in, k_in, v_in)):
+        if not any((q_in, k_in, v_in, bias_in)):
             result.lines.append(f"backward: {NO_INPUT_GRADIENT}")
         bias_adds = sum(rows * fout for name, rows, _, fout in d.projections() if self._biased(name))
         if grads.weights:
@@ -1200,6 +1207,13 @@ class RelativePositionBias(LayerBase):
     def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         _, heads, lq, lk = step.facts.output_shape
         return lq * lk * (8 * 4 + heads * itemsize), 0     # distances, buckets, the float32 logs; the bias itself
+
+    def backward(self, step: Any, grads: Gradients) -> Backward:
+        adds = numel(step.facts.output_shape)
+        return Backward(element_flops=adds, lines=[
+            "backward: no input gradient: the inputs give the lengths only",
+            f"backward weight gradient: the output gradient summed over the batch and into the bucket rows (a "
+            f"scatter-add): 0 MACs, N·H·L_q·L_k = {adds:,} adds"])
 
     def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
                 channels_last: bool) -> None:
