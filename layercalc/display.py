@@ -359,4 +359,5 @@ class Assumptions:
     built: Optional[str] = None              # the class built: "LlamaForCausalLM"
     input: Optional[str] = None              # the default input and where it came from
     declared_dtype: Optional[str] = None     # the source's own dtype (a config's torch_dtype), if it says one
+    dtype_key: Optional[str] = None          # where the source says it (a config's "torch_dtype" or "dtype")
     more: list[str] = field(default_factory=list)   # conventions applied to the source's keys

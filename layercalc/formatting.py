@@ -460,8 +460,10 @@ def header(report, assumed: Optional[Assumptions] = None, markdown: bool = False
     assumed = assumed or Assumptions()
     layout = [report.layout] if len(report.input_shape) > 2 else []          # [batch, tokens]: no layout
     declared = safe_text(assumed.declared_dtype or report.dtype)
+    said = f"the config's {assumed.dtype_key}" if assumed.dtype_key else "the source"
     dtype = (f"{report.dtype} ({report.dtype_bytes} bytes/element" +
-             (f"; the source says {declared}: --dtype {declared})" if declared != report.dtype else ")"))
+             (f"; {said} says {declared}: --dtype {declared})" if declared != report.dtype
+              else f", {said})" if assumed.declared_dtype else ")"))
     parts = [f"Network: {safe_text(report.name) if report.name else '(unnamed)'}",
              *([safe_text(assumed.built)] if assumed.built else []),
              f"input {shape_text(report.input_shape)}" + (f" = {safe_text(assumed.input)}" if assumed.input else ""),
@@ -629,7 +631,8 @@ def footer(report, numbers: str = "exact", markdown: bool = False, width: int = 
     lines = [
         f"Totals: params {n(t.params)} · buffers {n(t.buffers)} · MACs {n(t.macs)} · FLOPs {n(t.flops)}",
         f"Memory: params {b(t.param_bytes)} · buffers {b(t.buffer_bytes)} · input {b(t.input_bytes)} · "
-        f"all layer outputs {b(t.activation_bytes)} · peak live activations {b(t.peak_activation_bytes)}",
+        f"all layer outputs {b(t.activation_bytes)} · peak live activations {b(t.peak_activation_bytes)}"
+        + (f" · KV cache {b(t.kv_cache_bytes)}" if getattr(t, "kv_cache_bytes", 0) else ""),
     ]
     keras = getattr(report, "keras_params", None)
     if keras is not None:                        # a Keras-layout network: the totals as model.summary() prints them

@@ -18,6 +18,7 @@ from .errors import GraphError, LayerCalcError, SpecError, did_you_mean, layer_l
 from .layers import MAX_RANK, Description, Int, LayerBase, PositiveInt, parse_layer, plugin_module
 from .names import INPUT, split_output
 from .report import LayerReport, Report, Totals, layer_entry
+from .serving import Serving, serving
 
 if TYPE_CHECKING:                  # the executor's types (NumPy is imported only when a network is run)
     import numpy as np
@@ -56,6 +57,8 @@ CONVENTIONS = {
                 "the element work at the forward's cost; training_flops = flops + backward_flops, without the "
                 "optimizer's update (docs/conventions.md)",
     "memory": "bytes = elements × dtype size; activation = each layer's output",
+    "kv_cache": "keys and values causal self-attention keeps for generation: batch × positions × kv_heads × (d_k + "
+                "d_v) × dtype size (docs/conventions.md, Serving)",
     "receptive_field": "network-input pixels seen by one output position, per spatial dim; normalization "
                        "statistics are not counted as widening it",
 }
@@ -225,8 +228,11 @@ class Network(Description):
             producers.append(bases)
         return names, wired, _topological_order(names, producers, self.layers)
 
-    def resolve(self) -> list[Step]:
-        """Run every layer's shape/cost rule in topological order."""
+    def resolve(self, past: int = 0) -> list[Step]:
+        """Run every layer's shape/cost rule in topological order. ``past``: a decode step's positions already in
+        the KV cache (:attr:`layercalc.rules.Context.past`; :mod:`layercalc.serving`), 0 for a forward pass."""
+        if isinstance(past, bool) or not isinstance(past, int) or past < 0:
+            raise SpecError(f"past: got {shown(past)}: the cached positions are a whole number ≥ 0")
         names, wired, order = self.wiring()
         rank = len(self.input) - 1
         tensors: dict[str, Tensor] = {
@@ -236,7 +242,7 @@ class Network(Description):
         for i in order:
             layer = self.layers[i]
             label = _LazyLabel(i, names[i], layer.type_name)
-            ctx = Context(label, self.channels_last, self.batch, extent)
+            ctx = Context(label, self.channels_last, self.batch, extent, past)
             inputs = [tensors.get(src) or _missing_tensor(src, tensors, label) for src in wired[i]]
             try:
                 facts = infer(layer, inputs, ctx)
@@ -262,15 +268,17 @@ class Network(Description):
 
     # ------------------------------------------------------------------------------------------------ analysis
 
-    def analyze(self, steps: Optional[list[Step]] = None) -> Report:
+    def analyze(self, steps: Optional[list[Step]] = None, past: int = 0) -> Report:
         """The report: every layer's figures and the totals. ``steps``: this network's :meth:`resolve` when the
-        caller already made it (``verify`` resolves once for the report, the weights and the run)."""
+        caller already made it (``verify`` resolves once for the report, the weights and the run). ``past``: the
+        report of a decode step over that many cached positions (:meth:`resolve`; the serving view with prefill
+        and decode side by side is :meth:`serving`)."""
         # Analysis allocates many small objects and no reference cycles; pausing the cyclic garbage collector
         # halves the time on deep networks (measured in bench/bench_analyze.py).
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._analyze(self.resolve() if steps is None else steps)
+            return self._analyze(self.resolve(past) if steps is None else steps)
         finally:
             if was_enabled:
                 gc.enable()
@@ -294,7 +302,8 @@ class Network(Description):
             input_bytes=input_bytes,
             activation_bytes=sum(e.activation_bytes for e in entries),
             peak_activation_bytes=peak_live_bytes(steps, input_bytes, itemsize),
-            **training_totals(entries, token_count(steps, self.input_shape)))
+            **training_totals(entries, token_count(steps, self.input_shape)),
+            kv_cache_bytes=sum(e.kv_cache_bytes for e in entries))
         conventions = {**CONVENTIONS, "layout": f"{self.layout}: shapes are "
                        + ("[N, ..., C] (channels last)" if self.channels_last else "[N, C, ...] (channels first)"),
                        "dtype": f"{self.dtype}, {itemsize} bytes per element"}
@@ -302,6 +311,11 @@ class Network(Description):
             name=self.name, input_shape=list(self.input_shape), batch=self.batch, layout=self.layout,
             dtype=self.dtype, dtype_bytes=itemsize, outputs=outputs, layers=entries, totals=totals,
             conventions=conventions)
+
+    def serving(self, past: int, new_tokens: int = 1) -> Serving:
+        """Prefill of a ``past``-token prompt and the decode step of ``new_tokens`` after it, side by side: FLOPs,
+        bytes read, arithmetic intensity and the KV cache (:func:`layercalc.serving.serving`)."""
+        return serving(self, past, new_tokens)
 
     def run(self, x: Optional[npt.ArrayLike] = None, weights: WeightsSource = None, seed: int = 0,
             dtype: Optional[npt.DTypeLike] = None, max_memory: Union[int, float, str, None] = None,
@@ -333,7 +347,8 @@ def layer_report(step: Step, itemsize: int, backward: Optional[Backward] = None)
         trainable=step.layer.trainable,
         backward_input_macs=None if backward is None else backward.input_macs,
         backward_weight_macs=None if backward is None else backward.weight_macs,
-        backward_flops=None if backward is None else backward.flops)
+        backward_flops=None if backward is None else backward.flops,
+        kv_cache_bytes=step.layer.kv_cache_elements(f) * itemsize)
 
 
 # ------------------------------------------------------------------------------------------------ backward pass
@@ -474,6 +489,7 @@ def _count_tied_once(steps: list[Step], channels_last: bool) -> None:
         shared = sum(numel(spec.shape) for spec in mine.values() if not spec.buffer)
         step.facts.params -= shared
         step.facts.buffers -= sum(numel(spec.shape) for spec in mine.values() if spec.buffer)
+        step.facts.geometry["tied_params"] = shared      # still read by this layer's forward pass (serving)
         step.facts.notes.append(f"parameters tied to {target_name!r} ({', '.join(mine)}): {shared:,} counted there, "
                                 f"not again here")
 

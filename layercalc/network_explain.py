@@ -9,14 +9,15 @@ from .graph import backward_of, gradient_flow
 from .names import split_output
 
 
-def explain_network(net, report, train: bool = False) -> list[str]:
+def explain_network(net, report, train: bool = False, past: int = 0) -> list[str]:
     """Every layer's worked formulas, in execution order: a line ``[index] name (type): inputs → output`` and the
-    layer's explanation indented under it. ``report`` is ``net.analyze()`` (its receptive fields feed the
-    explanations). ``train``: each layer's backward formulas too (:func:`backward_lines`)."""
+    layer's explanation indented under it. ``report`` is ``net.analyze(past=past)`` (its receptive fields feed the
+    explanations). ``train``: each layer's backward formulas too (:func:`backward_lines`); ``past``: a decode
+    step's cached positions (layercalc.serving)."""
     by_name = {entry.name: entry for entry in report.layers}
     rank = len(net.input) - 1
     lines = []
-    steps = net.resolve()
+    steps = net.resolve(past)
     flows = gradient_flow(steps) if train else [None] * len(steps)
     for step, grads in zip(steps, flows):
         source = step.inputs[0] if step.inputs else None

@@ -58,6 +58,10 @@ class LayerReport(BaseModel):
         None, description="backward pass: 2 per backward MAC + element FLOPs (bias-gradient sums, derivatives of "
                           "element-wise work counted at the forward's cost, scatter-adds; docs/conventions.md); "
                           "null: unknown")
+    kv_cache_bytes: int = Field(0, description="keys and values kept for generation after this pass (causal "
+                                               "self-attention: batch × positions × kv_heads × (d_k + d_v) × dtype "
+                                               "size, positions = past + the input's); 0 for a layer that keeps "
+                                               "none")
 
 
 def layer_entry(**values: Any) -> LayerReport:
@@ -105,6 +109,7 @@ class Totals(BaseModel):
     flops_per_token: Optional[float] = Field(None, description="flops / tokens (forward)")
     backward_flops_per_token: Optional[float] = Field(None, description="backward_flops / tokens")
     training_flops_per_token: Optional[float] = Field(None, description="training_flops / tokens")
+    kv_cache_bytes: int = Field(0, description="every layer's KV cache (keys and values kept for generation)")
 
 
 class KerasParams(BaseModel):

@@ -196,7 +196,8 @@ def config_assumptions(raw, origin: str, spec) -> Assumptions:
     >>> said.input, said.declared_dtype
     ('2048 tokens (the llama default max_position_embeddings, at most 2048)', 'bfloat16')
     """
-    from .importers.huggingface import header_notes  # deferred: the Hugging Face importer, for a config only
+    # deferred: the Hugging Face importer, for a config only
+    from .importers.huggingface import CONFIG_DTYPES, config_dtype, header_notes
 
     built, *rest = header_notes(raw, origin, spec)
     said = Assumptions(built=built)
@@ -205,7 +206,10 @@ def config_assumptions(raw, origin: str, spec) -> Assumptions:
             said.input = line[len("input: "):].split("; --input")[0]
         else:
             said.more.append(line)
-    declared = raw.get("torch_dtype", raw.get("dtype"))
-    if isinstance(declared, str):
-        said.declared_dtype = declared
+    declared = config_dtype(raw)
+    if declared is not None and declared[1] in CONFIG_DTYPES:
+        said.dtype_key, said.declared_dtype = declared
+    elif declared is not None:
+        said.more.append(f"{declared[0]} {safe_text(declared[1])}: not a dtype layercalc counts in, the default "
+                         f"assumed (--dtype)")
     return said

@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rules", "explain"),                                                         # what the layer rules share
     ("layers.*",),                                                                # the layer families
     ("layers",),                                                                  # the package: the start families
-    ("graph", "blocks", "sizing", "solving"),                                     # networks, single-layer sizing
+    ("graph", "blocks", "sizing", "solving", "serving"),                          # networks, single-layer sizing
     ("weights",),                                                                 # .npz/.npy, keys, shapes, init
     ("executor",),                                                                # the NumPy forward pass
     ("spec",),                                                                    # parse and validate specs

@@ -79,6 +79,8 @@ SUMMARIES = [
     "layercalc summary zoo:resnet18 --train",
     "layercalc summary zoo:gpt2 --train --input 256",
     "layercalc summary zoo:llama3_8b --train --depth 1",
+    "layercalc summary zoo:llama3_8b --past 8191 --dtype bfloat16",
+    "layercalc summary zoo:gpt2 --past 127 --new-tokens 4",
 ]
 
 

@@ -11,7 +11,7 @@ import typer
 from ..errors import LayerCalcError, SpecError, safe_text
 from .options import Numbers, _check_choice, _spec_error, parse_shape, write_output
 
-# deferred imports (sources, spec, graph, display, formatting, network_explain, terminal, zoo):
+# deferred imports (sources, spec, graph, formatting, display, network_explain, terminal, zoo):
 # each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
 # models or NumPy (start-up target 0.3 s)
 
@@ -157,13 +157,21 @@ def summary_command(
                                              "(default: for an NHWC network)")] = None,
     explain: Annotated[bool, typer.Option("--explain", "-e", help="worked formulas for every layer")] = False,
     train: TrainOpt = False,
+    past: Annotated[Optional[int], typer.Option(
+        "--past", min=0, metavar="P", help="a decode step after P cached tokens: the table is the step's (k new "
+                                           "tokens whose attention reads P + k keys), with prefill (the P-token "
+                                           "prompt) vs decode: FLOPs, bytes read, intensity, KV cache")] = None,
+    new_tokens: Annotated[Optional[int], typer.Option(
+        "--new-tokens", min=1, metavar="K", help="tokens decoded in the step (with --past; default 1)")] = None,
 ) -> None:
     """Per-layer table of a whole network (shapes, params, MACs, FLOPs, memory) with totals and conventions.
 
     The table fits the terminal (--wide: no limit): repeated blocks are folded into one row ×N (--expand: every
     layer), notes said once (--notes all: each). `--format json` prints `Report.model_dump(mode="json")` exactly
     (the documented schema); markdown and csv hold every layer with exact numbers; --columns, --depth and --explain
-    apply to the table and markdown forms (and --columns/--depth to csv).
+    apply to the table and markdown forms (and --columns/--depth to csv). --past P: the decode step of a generative
+    network (--new-tokens K new tokens over P cached; the sequence length is P and K, not --input's) and prefill vs
+    decode side by side; in JSON the step's report with a "serving" key.
     """
     from .. import terminal
     from ..formatting import FORMATS, NOTES_MODES, parse_columns, render_report
@@ -179,23 +187,53 @@ def summary_command(
                               f"report, every layer and field)")
     if fmt == "csv" and explain:
         raise _spec_error("--explain cannot be combined with --format csv")
+    if new_tokens is not None and past is None:
+        raise _spec_error("--new-tokens needs --past (the cached tokens the new ones follow)")
+    if train and past is not None:
+        raise _spec_error("--train cannot be combined with --past (a decode step is inference: no backward pass)")
     keys = parse_columns(columns) if columns is not None else None
     net, assumed = load_network_assumed(spec, batch, input_shape, dtype)
+    serving = None
     with spec_context(spec):
-        report = net.analyze()
-    print(render_report(report, fmt, keys, depth, numbers, keras_shapes,
-                        width=terminal.terminal_width(), expand=expand,     # --wide/--width: the CLI's own
+        if past is None:
+            report = net.analyze()
+        else:
+            serving = net.serving(past, new_tokens or 1)
+            report = serving.decode_report
+            assumed = decode_assumptions(assumed, serving.describe())
+    if serving is not None and fmt == "json":
+        import json
+        print(json.dumps({**report.model_dump(mode="json"), "serving": serving.model_dump(mode="json")}, indent=2,
+                         ensure_ascii=False))
+        return
+    width = terminal.terminal_width()                                    # --wide/--width: the CLI's own
+    print(render_report(report, fmt, keys, depth, numbers, keras_shapes, width=width, expand=expand,
                         notes=notes, conventions=conventions, assumed=assumed, train=train))
+    if serving is not None and fmt != "csv":
+        text = serving.table("auto" if numbers == "auto" else numbers, width)
+        print("\n```\n" + text + "\n```" if fmt == "markdown" else "\n" + text)
     if explain:
-        text = "\n".join(explain_network(net, report, train))
+        net_shown = net if serving is None else net.replace(input=[serving.new_tokens, *net.input[1:]])
+        text = "\n".join(explain_network(net_shown, report, train, past or 0))
         print("\n```\n" + text + "\n```" if fmt == "markdown" else "\n" + text)
 
 
-def explain_network(net, report, train: bool = False) -> list[str]:
+def decode_assumptions(assumed, step: str):
+    """The header's account of a decode step: what the table counts (the sequence lengths are --past and
+    --new-tokens, not the source's default input)."""
+    import dataclasses
+
+    from ..display import Assumptions
+
+    assumed = assumed or Assumptions()
+    return dataclasses.replace(assumed, input=None, more=[step, *assumed.more])
+
+
+def explain_network(net, report, train: bool = False, past: int = 0) -> list[str]:
     """:func:`layercalc.network_explain.explain_network` (kept here for the CLI's callers; imported when called:
     the explanations are not loaded for other commands)."""
     from ..network_explain import explain_network as explain
-    return explain(net, report, train=train)
+    return explain(net, report, train=train, past=past)
 
 
 def load_network_assumed(spec: str, batch: Optional[int] = None,

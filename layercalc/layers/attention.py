@@ -99,8 +99,28 @@ def _causal_pairs_text(lq: int, lk: int) -> str:
     return f"L_k·(L_k + 1)/2 + (L_q − L_k)·L_k = {lk}·{lk + 1}/2 + {lq - lk}·{lk} = {causal_pairs(lq, lk):,}"
 
 
-def _causal_note(lq: int, lk: int, groups: int, dk: int, dv: int, macs: int) -> str:
+def decode_pairs(lq: int, past: int) -> int:
+    """The (query, key) pairs a causal mask leaves in a decode step: new query i sits at position past + i and sees
+    keys 0..past + i (the cached ones and the new ones up to itself: the mask aligned bottom-right, as Hugging
+    Face's cache does), so ``L_q·past + L_q·(L_q + 1)/2``.
+
+    >>> decode_pairs(1, 127), decode_pairs(3, 5)
+    (128, 21)
+    """
+    return lq * past + lq * (lq + 1) // 2
+
+
+def _causal_note(lq: int, lk: int, groups: int, dk: int, dv: int, macs: int, past: int = 0) -> str:
     """The layer's note on a causal mask: counted in full, and what only the unmasked scores would cost."""
+    if past:
+        if lq == 1:
+            return (f"decode step: the new token attends to the {past:,} cached positions and itself "
+                    f"({past + 1:,} keys); no score is masked")
+        full, kept = groups * lq * (past + lq), groups * decode_pairs(lq, past)
+        return (f"decode step: {lq} new positions attend to {past:,} cached + {lq} new keys; causal mask counted in "
+                f"full ({groups:,}·{lq}·{past + lq:,} = {full:,} scores), {kept:,} unmasked (new position i sees "
+                f"keys 0..{past:,} + i): QKᵀ + A·V on those alone would be {kept * (dk + dv):,} MACs instead of "
+                f"{full * (dk + dv):,}")
     full, kept = groups * lq * lk, groups * causal_pairs(lq, lk)
     skipped = (full - kept) * (dk + dv)
     total = f" ({macs - skipped:,} in all instead of {macs:,})" if macs != full * (dk + dv) else ""
@@ -134,10 +154,12 @@ def attention_field(query: Tensor, keys: list[Tensor], causal: bool, ctx: Contex
     return None
 
 
-def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any, bias: Any = None) -> Any:
+def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any, window: int = 0,
+           bias: Any = None) -> Any:
     """``softmax(scale·q·kᵀ (+ bias) (+ causal mask))·v`` over the last two dims, leading dims broadcast (a k/v head
-    of size 1 serves a group of query heads without a copy); counts the two products' multiply-adds. ``bias``: added
-    to the scores (T5's relative position bias), broadcast to them."""
+    of size 1 serves a group of query heads without a copy); counts the two products' multiply-adds. ``window``: a
+    sliding window (Mistral's), query i sees keys i − window + 1..i only. ``bias``: added to the scores (T5's
+    relative position bias), broadcast to them."""
     import numpy as np
 
     from ..kernels import softmax
@@ -149,7 +171,10 @@ def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any, bia
         scores += bias
     if causal:
         lq, lk = scores.shape[-2:]
-        np.copyto(scores, -np.inf, where=np.triu(np.ones((lq, lk), dtype=bool), 1))
+        hidden = np.triu(np.ones((lq, lk), dtype=bool), 1)
+        if window:
+            hidden |= np.tril(np.ones((lq, lk), dtype=bool), -window)
+        np.copyto(scores, -np.inf, where=hidden)
     softmax(scores, -1, out=scores)                  # in place: the scores are the largest array of the layer
     out = np.matmul(scores, v)
     counter.add(scores.size * v.shape[-1])
@@ -204,6 +229,10 @@ class AttentionDims:
     torch_layout: bool     # parameters of nn.MultiheadAttention (in_proj_bias, …); else separate q/k/v biases
     packed: bool           # in_proj_weight [3E, E] (kdim = vdim = E); else q/k/v_proj_weight
     rotary: int = 0        # features of each q and k head rotated by RoPE (0: no rope)
+    past: int = 0          # a decode step's cached positions the queries read beyond lk (Context.past, at most
+    #                        window − 1 with a sliding window)
+    caches: bool = False   # keeps a KV cache for generation: causal self-attention (see kv_cache_elements)
+    window: int = 0        # sliding window (0: none): the cache keeps the last window − 1 positions
 
     @property
     def rotated_elements(self) -> int:
@@ -212,8 +241,16 @@ class AttentionDims:
 
     @property
     def keys(self) -> int:
-        """Key positions the queries attend to: the inputs' and the appended ones."""
-        return self.lk + self.extra
+        """Key positions the queries attend to: a decode step's cached ones, the inputs' and the appended ones."""
+        return self.past + self.lk + self.extra
+
+    @property
+    def cache_elements(self) -> int:
+        """Keys and values kept for generation: N·(past + L_k)·kv_heads·(d_k + d_v); 0 when the layer keeps none."""
+        if not self.caches:
+            return 0
+        positions = min(self.past + self.lk, self.window - 1) if self.window else self.past + self.lk
+        return self.batch * positions * self.kv_heads * (self.dk + self.dv)
 
     @property
     def scores(self) -> int:
@@ -286,6 +323,10 @@ class MultiHeadAttention(LayerBase):
     causal: Bool = Field(False, validation_alias=_alias("causal", "is_causal", "use_causal_mask"),
                          description="causal mask (query i sees keys 0..i); counted in full, the notes give the "
                                      "unmasked figure")
+    sliding_window: Optional[PositiveInt] = Field(
+        None, description="with causal: query i sees keys i − sliding_window + 1..i only (Mistral); the mask is "
+                          "counted in full as the causal one; the KV cache keeps the last sliding_window − 1 "
+                          "positions (Hugging Face's sliding-window cache), which a decode step reads")
     scale: Optional[PositiveFloat] = Field(None, description="multiplies q·kᵀ; default 1/√head_dim (T5: 1, its "
                                                              "q projection's initialization holds the scaling)")
     score_bias: Bool = Field(False, description="the last input is added to the scores before the softmax: "
@@ -304,6 +345,9 @@ class MultiHeadAttention(LayerBase):
         if self.rope and (self.add_bias_kv or self.add_zero_attn):
             raise ValueError("rope with add_bias_kv or add_zero_attn is not supported (the appended keys have no "
                              "position to rotate by)")
+        if self.sliding_window is not None and not self.causal:
+            raise ValueError(f"sliding_window {self.sliding_window} needs causal: true (a window over the earlier "
+                             f"positions)")
         if self.rotary_dim is not None and not self.rope:
             raise ValueError(f"rotary_dim {self.rotary_dim} is given but rope is off: set rope: true")
         if self.score_bias and (self.add_bias_kv or self.add_zero_attn):
@@ -384,9 +428,16 @@ class MultiHeadAttention(LayerBase):
                 raise ctx.fail(f"score_bias: the bias {fmt_shape(bias_shape)} must be [N or 1, H or 1, L_q, L_k] = "
                                f"{fmt_shape(scores_shape)} (N, H, L_q, L_k of the scores)")
         torch_layout = kv == heads and heads * dk == e and dv == dk and out == e
+        # causal self-attention keeps its keys and values for generation; an encoder's bidirectional attention and
+        # cross-attention keep no KV cache of their own (docs/conventions.md, "Serving")
+        caches = self.causal and len({t.name for t in inputs}) == 1 and self.batch_first
+        if ctx.past and not caches:
+            raise ctx.fail(self._no_decode_reason(inputs))
         dims = AttentionDims(batch=n_, lq=lq, lk=lk, extra=int(self.add_bias_kv) + int(self.add_zero_attn),
                              embed=e, kdim=kdim, vdim=vdim, heads=heads, kv_heads=kv, dk=dk, dv=dv, out=out,
-                             torch_layout=torch_layout, packed=torch_layout and kdim == vdim == e, rotary=rotary)
+                             torch_layout=torch_layout, packed=torch_layout and kdim == vdim == e, rotary=rotary,
+                             past=min(ctx.past, self.sliding_window - 1) if self.sliding_window else ctx.past,
+                             caches=caches, window=self.sliding_window or 0)
         projections = dims.projections()
         params = sum(fin * fout + (fout if self._biased(name) else 0) for name, _, fin, fout in projections)
         if self.add_bias_kv:
@@ -403,11 +454,42 @@ class MultiHeadAttention(LayerBase):
                          f"{n_:,} sequence(s); a network's own input is [batch, ...]: its batch dim is the "
                          f"sequence dim here")
         if self.causal:
-            notes.append(_causal_note(lq, dims.keys, n_ * heads, dk, dv, macs))
+            notes.append(_causal_note(lq, dims.keys, n_ * heads, dk, dv, macs, dims.past))
+        if dims.window and (dims.past + lk >= dims.window or ctx.past > dims.past):     # (else it changes nothing)
+            notes.append(self._window_note(dims, ctx.past))
         output = (n_, lq, out) if self.batch_first else (lq, n_, out)
         rf = attention_field(inputs[0], inputs[1:] or inputs, self.causal, ctx) if self.batch_first else None
         return Facts(output_shape=output, params=params, macs=macs, flops=flops, notes=notes, rf=rf,
                      geometry={"attention": dims})
+
+    def _no_decode_reason(self, inputs: list[Tensor]) -> str:
+        """Why this attention has no decode step (a network run with ``past``)."""
+        if not self.causal:
+            return ("a decode step (past positions) needs causal self-attention; this attention is bidirectional "
+                    "(causal: false, an encoder's): every position reads later ones, so no token is generated from "
+                    "a cache")
+        if not self.batch_first:
+            return "a decode step needs batch_first attention ([N, L, E])"
+        return (f"a decode step is counted for causal self-attention only; this layer attends from "
+                f"{inputs[0].name!r} to {inputs[1].name!r} (cross-attention: its keys come from another sequence)")
+
+    def kv_cache_elements(self, facts: Facts) -> int:
+        return facts.geometry["attention"].cache_elements
+
+    @staticmethod
+    def _window_note(d: AttentionDims, past: int) -> str:
+        w = d.window
+        kept = (f"the KV cache keeps the last {w - 1:,} positions (window − 1, Hugging Face's sliding-window cache)"
+                if d.past + d.lk >= w else
+                f"the KV cache keeps all {d.past + d.lk:,} positions (fewer than the window)")
+        if past > d.past:
+            return (f"sliding window {w:,}: of the {past:,} past positions the last {d.past:,} are cached and read; "
+                    f"{kept}")
+        lq = d.lq
+        pairs = (lq * (lq + 1) // 2 if lq <= w else w * (w + 1) // 2 + (lq - w) * w) * d.batch * d.heads
+        unmasked = f" ({pairs:,} unmasked scores with the window)" if d.past == 0 and lq == d.lk else ""
+        return (f"sliding window {w:,}: query i sees keys i − {w - 1:,}..i, a mask counted in full{unmasked}; "
+                f"{kept}")
 
     def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
         d: AttentionDims = step.facts.geometry["attention"]
@@ -508,7 +590,7 @@ class MultiHeadAttention(LayerBase):
         if d.rotary:                                                  # positions along dim −2 of [N, kv, g, L, d]
             q_heads, k_heads = (rotate(x, d.rotary, self.rope_theta) for x in (q_heads, k_heads))
         scale = 1.0 / math.sqrt(d.dk) if self.scale is None else self.scale
-        o = attend(q_heads, k_heads, _heads(v, d.kv_heads, 1), scale, self.causal, env.counter,
+        o = attend(q_heads, k_heads, _heads(v, d.kv_heads, 1), scale, self.causal, env.counter, d.window,
                    bias)                                               # [N, kv, group, L_q, d_v]
         o = o.transpose(0, 3, 1, 2, 4).reshape(d.batch, d.lq, d.heads * d.dv)
         y = linear(o, params["out_proj_weight"], params.get("out_proj_bias"), env.counter)
@@ -602,10 +684,15 @@ class MultiHeadAttention(LayerBase):
             c.add(f"  {name} projection: N·{positions[0]}·in·out = {d.batch}·{positions[1]}·{fin}·{fout} = "
                   f"{n(rows * fin * fout)}")
             parts.append(rows * fin * fout)
-        keys = f"({d.lk} + {d.extra})" if d.extra else f"{d.lk}"
+        keys = (f"({d.past} + {d.lk})" if d.past else f"({d.lk} + {d.extra})" if d.extra else f"{d.lk}")
+        if d.past:
+            c.add(f"  decode step: {d.lq} new position{'s' if d.lq > 1 else ''} (projected"
+                  f"{', rotated' if d.rotary else ''}) attend{'' if d.lq > 1 else 's'} to "
+                  f"past {d.past} cached + {d.lk} new = {d.keys} keys")
         scores = f"{d.batch}·{d.heads}·{d.lq}·{keys}"
-        c.add(f"  QKᵀ: N·H·L_q·L_k·d_k = {scores}·{d.dk} = {n(d.scores * d.dk)}")
-        c.add(f"  A·V: N·H·L_q·L_k·d_v = {scores}·{d.dv} = {n(d.scores * d.dv)}")
+        key_term = "(past + L_k)" if d.past else "L_k"
+        c.add(f"  QKᵀ: N·H·L_q·{key_term}·d_k = {scores}·{d.dk} = {n(d.scores * d.dk)}")
+        c.add(f"  A·V: N·H·L_q·{key_term}·d_v = {scores}·{d.dv} = {n(d.scores * d.dv)}")
         parts += [d.scores * d.dk, d.scores * d.dv]
         c.result("MACs", "q + k + v + out projections + QKᵀ + A·V = " + " + ".join(n(p) for p in parts), sum(parts),
                  facts.macs)
@@ -625,11 +712,27 @@ class MultiHeadAttention(LayerBase):
         c.add(f"torch.utils.flop_counter counts 2·MACs = {n(2 * facts.macs)} where attention runs as explicit "
               f"matmuls (nn.MultiheadAttention with gradients and need_weights, eager Hugging Face models); on CPU "
               f"it counts F.scaled_dot_product_attention and MultiheadAttention's eval fast path as 0")
-        if self.causal:
+        if self.causal and not d.past:
             _explain_causal(c, d.batch * d.heads, "N·H", d.lq, d.keys, d.dk, d.dv)
-        cache = d.batch * d.keys * d.kv_heads * (d.dk + d.dv)
-        c.add(f"KV cache (keys and values kept for generation): N·L_k·kv_heads·(d_k + d_v) = {d.batch}·{d.keys}·"
-              f"{d.kv_heads}·({d.dk} + {d.dv}) = {n(cache)} elements")
+        if d.caches:
+            kept = f"({d.past} + {d.lk})" if d.past else f"{d.lk}"
+            if d.window:
+                kept, key_term = f"min({kept}, {d.window} − 1)", f"min({key_term}, window − 1)"
+            c.result("KV cache elements", f"keys and values kept for generation, N·{key_term}·kv_heads·(d_k + d_v) = "
+                     f"{d.batch}·{kept}·{d.kv_heads}·({d.dk} + {d.dv})", d.cache_elements,
+                     self.kv_cache_elements(facts))
+            if d.kv_heads != d.heads:
+                c.add(f"  {d.kv_heads} key/value heads, not the {d.heads} query heads: counting H would overstate "
+                      f"the cache {d.heads // d.kv_heads}×")
+            if not d.past:
+                per_pair = d.batch * d.heads * (d.dk + d.dv)
+                c.add(f"  a decode step (summary --past P --new-tokens k): QKᵀ + A·V = N·H·k·(P + k)·(d_k + d_v) "
+                      f"= {d.batch}·{d.heads}·({d.dk} + {d.dv})·k·(P + k) = {n(per_pair)}·k·(P + k) MACs; the "
+                      f"projections on the k new positions only; cache N·(P + k)·kv_heads·(d_k + d_v)")
+        else:
+            c.add("KV cache: none (" + ("bidirectional attention, an encoder's: not a cache of generation"
+                                         if not self.causal else "cross-attention: its keys are another sequence's")
+                  + ")")
 
     def _explain_params(self, c: Explanation, d: AttentionDims, reported: int) -> None:
         if d.packed and self.has_qkv_bias == self.has_out_bias:
@@ -690,10 +793,16 @@ class SdpaDims:
     kv_heads: int          # key/value heads on dim −3 (enable_gqa), else the query's
     group: int             # query heads per key/value head (1 without grouping)
     scale: float
+    past: int = 0          # a decode step's cached positions (Context.past), read beyond the lk given
+    cache: int = 0         # elements of the keys and values kept for generation (is_causal), at past + lk
+
+    @property
+    def keys(self) -> int:
+        return self.past + self.lk
 
     @property
     def scores(self) -> int:
-        return self.groups * self.lq * self.lk
+        return self.groups * self.lq * self.keys
 
 
 @register_layer
@@ -742,14 +851,24 @@ class ScaledDotProductAttention(LayerBase):
                 raise ctx.fail(f"the leading dims of query {fmt_shape(q)}, key {fmt_shape(k)} and value "
                                f"{fmt_shape(v)} must match{why}")
             group = heads // kv
+        if ctx.past and not self.is_causal:
+            raise ctx.fail("a decode step (past positions) needs causal attention; this one is bidirectional "
+                           "(is_causal: false): every position reads later ones")
+        # with is_causal the keys and values are a decoder's, kept for generation at every position seen
+        cache = (numel(k[:-2]) * k[-1] + numel(v[:-2]) * v[-1]) * (ctx.past + k[-2]) if self.is_causal else 0
         dims = SdpaDims(groups=numel(q[:-2]), lq=q[-2], lk=k[-2], e=q[-1], ev=v[-1],
                         kv_heads=k[-3] if len(k) >= 4 else 1, group=group,
-                        scale=1.0 / math.sqrt(q[-1]) if self.scale is None else self.scale)
+                        scale=1.0 / math.sqrt(q[-1]) if self.scale is None else self.scale, past=ctx.past,
+                        cache=cache)
         macs = dims.scores * (dims.e + dims.ev)
-        notes = [_causal_note(dims.lq, dims.lk, dims.groups, dims.e, dims.ev, macs)] if self.is_causal else []
+        notes = ([_causal_note(dims.lq, dims.keys, dims.groups, dims.e, dims.ev, macs, dims.past)]
+                 if self.is_causal else [])
         return Facts(output_shape=(*q[:-1], dims.ev), macs=macs,
                      flops=2 * macs + (SCALE_FLOPS + SOFTMAX_FLOPS) * dims.scores, notes=notes,
                      rf=attention_field(inputs[0], inputs[1:], self.is_causal, ctx), geometry={"sdpa": dims})
+
+    def kv_cache_elements(self, facts: Facts) -> int:
+        return facts.geometry["sdpa"].cache
 
     def forward(self, step: Any, xs: list, params: dict, env: Any) -> Any:
         d: SdpaDims = step.facts.geometry["sdpa"]
@@ -784,16 +903,22 @@ class ScaledDotProductAttention(LayerBase):
               + (f"; {d.kv_heads} key/value heads, each serving {d.group} query heads (enable_gqa)"
                  if d.group > 1 else "")
               + f"; scale {'1/√E = 1/√' + str(d.e) if self.scale is None else self.scale} = {d.scale:.6g}")
-        c.result("MACs", f"QKᵀ + A·V = B·L_q·L_k·E + B·L_q·L_k·E_v = {d.groups}·{d.lq}·{d.lk}·{d.e} + "
-                 f"{d.groups}·{d.lq}·{d.lk}·{d.ev}", d.scores * (d.e + d.ev), facts.macs)
+        keys, key_term = (f"({d.past} + {d.lk})", "(past + L_k)") if d.past else (f"{d.lk}", "L_k")
+        c.result("MACs", f"QKᵀ + A·V = B·L_q·{key_term}·E + B·L_q·{key_term}·E_v = {d.groups}·{d.lq}·{keys}·{d.e} "
+                 f"+ {d.groups}·{d.lq}·{keys}·{d.ev}", d.scores * (d.e + d.ev), facts.macs)
         macs = d.scores * (d.e + d.ev)
         c.result("FLOPs", f"2·MACs + scaling (1 per score) + softmax ({SOFTMAX_FLOPS} per score) = 2·{n(macs)} + "
                  f"{n(d.scores)} + {SOFTMAX_FLOPS}·{n(d.scores)}",
                  2 * macs + (SCALE_FLOPS + SOFTMAX_FLOPS) * d.scores, facts.flops)
         c.add(f"torch.utils.flop_counter's SDPA formula: 2·b·h·s_q·s_k·(d + d_v) = 2·MACs = {n(2 * macs)} (on CPU "
               f"it counts F.scaled_dot_product_attention as 0)")
-        if self.is_causal:
+        if self.is_causal and not d.past:
             _explain_causal(c, d.groups, "B", d.lq, d.lk, d.e, d.ev)
+        if d.cache:
+            c.result("KV cache elements", f"the key and value inputs at every position kept for generation, "
+                     f"(elements of k and v per position)·{key_term} = {n(d.cache // (d.past + d.lk))}·{keys}",
+                     d.cache,
+                     self.kv_cache_elements(facts))
 
 
 # ------------------------------------------------------------------------------------------------------- matmul

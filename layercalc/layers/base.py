@@ -480,6 +480,18 @@ class LayerBase(Description):
         return (f"data_format {data_format!r} does not match the network's layout {layout}: set the network's layout "
                 f"to {data_format}")
 
+    def kv_cache_elements(self, facts: "Facts") -> int:
+        """Elements this layer keeps for generation after its forward pass (the keys and values of causal
+        self-attention, at the past + new positions): 0 for every layer that keeps none (docs/conventions.md,
+        "Serving"). ``facts``: the layer's resolved facts (``Context.past`` already in them)."""
+        return 0
+
+    def weight_elements_read(self, facts: "Facts") -> int:
+        """Parameter and buffer elements one forward pass reads (a decode step's memory traffic): all of them by
+        default; a lookup table only the rows it looks up. Parameters tied to another layer and read here too are
+        added by the caller (``facts.geometry["tied_params"]``)."""
+        return facts.params + facts.buffers
+
     def flop_counter_text(self, macs_text: str) -> str:
         """What PyTorch's ``torch.utils.flop_counter.FlopCounterMode`` reports for this layer (on CPU), for the
         calculator's FLOPs line: ``macs_text`` is 2·MACs, written out. It counts 2·MACs of the matmuls and

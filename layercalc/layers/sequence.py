@@ -85,6 +85,11 @@ class Embedding(LayerBase):
                      notes=[f"a lookup of {numel(x.shape):,} token ids in a {self.num_embeddings:,} × "
                             f"{self.embedding_dim} table: no arithmetic"])
 
+    def weight_elements_read(self, facts: Facts) -> int:
+        # the rows looked up, at most the whole table (a row read twice is counted once: at most N·L distinct ids)
+        looked_up = numel(facts.output_shape) // self.embedding_dim
+        return min(looked_up, self.num_embeddings) * self.embedding_dim + facts.buffers
+
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         return {"weight": ParamSpec((self.num_embeddings, self.embedding_dim), "[num_embeddings, embedding_dim]",
                                     "normal")}
@@ -140,15 +145,20 @@ class PositionEmbedding(LayerBase):
         x = inputs[0]
         if len(x.shape) < 2:
             raise ctx.fail(f"needs an input [N, L, ...] (the sequence along dim 1), got {fmt_shape(x.shape)}")
-        length = x.shape[1]
-        if length + self.offset > self.num_embeddings:
+        length, first = x.shape[1], ctx.past          # a decode step reads the rows after the cached positions
+        row = self.offset + first                      # RoBERTa's position 0 is row padding_idx + 1
+        if row + length > self.num_embeddings:
+            seen = f"{first:,} past + {length:,} new positions" if first else f"the sequence of {length} positions"
             rows = f" from row {self.offset} (offset)" if self.offset else ""
-            raise ctx.fail(f"the sequence of {length} positions (input {fmt_shape(x.shape)}) is longer than the "
+            raise ctx.fail(f"{seen} (input {fmt_shape(x.shape)}) {'are' if first else 'is'} longer than the "
                            f"{self.num_embeddings - self.offset} positions of the table{rows}")
         return Facts(output_shape=(x.shape[0], length, self.embedding_dim),
                      params=self.num_embeddings * self.embedding_dim,
-                     notes=[f"rows {self.offset}..{self.offset + length - 1} of a {self.num_embeddings:,} × "
-                            f"{self.embedding_dim} table: no arithmetic"])
+                     notes=[f"rows {row}..{row + length - 1} of a {self.num_embeddings:,} × {self.embedding_dim} "
+                            f"table: no arithmetic"], geometry={"first": first})
+
+    def weight_elements_read(self, facts: Facts) -> int:
+        return facts.output_shape[1] * self.embedding_dim          # the rows looked up, once for every example
 
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         return {"weight": ParamSpec((self.num_embeddings, self.embedding_dim), "[num_embeddings, embedding_dim]",
@@ -156,7 +166,8 @@ class PositionEmbedding(LayerBase):
 
     def forward(self, step, xs, params, env):
         import numpy as np
-        return np.broadcast_to(params["weight"][self.offset:self.offset + xs[0].shape[1]], step.facts.output_shape)
+        row = self.offset + step.facts.geometry["first"]
+        return np.broadcast_to(params["weight"][row:row + xs[0].shape[1]], step.facts.output_shape)
 
     def backward(self, step, grads: Gradients) -> Backward:
         rows = numel(step.facts.output_shape)
@@ -166,9 +177,10 @@ class PositionEmbedding(LayerBase):
             f"batch): 0 MACs, N·L·embedding_dim = {rows:,} adds"])
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
-        length = input_shapes[0][1]
-        rows = f", rows {self.offset}..{self.offset + length - 1}" if self.offset else ""
-        c.add(f"positions 0..{length - 1} (dim 1 of {list(input_shapes[0])}{rows}) pick rows of the table → "
+        length, first = input_shapes[0][1], facts.geometry["first"]
+        rows = f", rows {self.offset + first}..{self.offset + first + length - 1}" if self.offset else ""
+        c.add(f"positions {first}..{first + length - 1} (dim 1 of {list(input_shapes[0])}"
+              + (f", after {first} cached positions" if first else "") + f"{rows}) pick rows of the table → "
               f"{list(facts.output_shape)}, the same for every example")
         c.result("params", f"num_embeddings·embedding_dim = {self.num_embeddings}·{self.embedding_dim}",
                  self.num_embeddings * self.embedding_dim, facts.params)

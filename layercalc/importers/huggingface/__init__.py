@@ -81,6 +81,25 @@ def _first_architecture(data: Mapping, origin: str) -> Optional[str]:
     return architectures[0]
 
 
+#: the dtypes a config's ``dtype``/``torch_dtype`` may name that a network counts in (torch's names)
+CONFIG_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def config_dtype(data: Mapping) -> Optional[tuple[str, str]]:
+    """(key, value) of the dtype a config declares for its weights: transformers 5's ``dtype``, else the older
+    ``torch_dtype`` (transformers 5 reads them in that order); None when it names none (or not as a string: a
+    composite model's per-part mapping).
+
+    >>> config_dtype({"torch_dtype": "bfloat16"}), config_dtype({"dtype": "float16", "torch_dtype": "float32"})
+    (('torch_dtype', 'bfloat16'), ('dtype', 'float16'))
+    """
+    for key in ("dtype", "torch_dtype"):
+        value = data.get(key)
+        if isinstance(value, str):
+            return key, value.removeprefix("torch.")
+    return None
+
+
 def spec_from_config(data: Mapping, origin: str) -> dict[str, Any]:
     """The layercalc spec data of the model a Hugging Face ``config.json`` (parsed) describes.
 
@@ -101,7 +120,9 @@ def spec_from_config(data: Mapping, origin: str) -> dict[str, Any]:
     config = Config(data, origin, family.aliases, model_type)
     spec = family.builders[architecture](config, architecture)
     name = data.get("_name_or_path")
-    return {"name": name if isinstance(name, str) and name else model_type, **spec}
+    declared = config_dtype(data)               # the weights' dtype: the default the network is counted in
+    dtype = {"dtype": declared[1]} if declared is not None and declared[1] in CONFIG_DTYPES else {}
+    return {"name": name if isinstance(name, str) and name else model_type, **dtype, **spec}
 
 
 def header_notes(data: Mapping, origin: str = "config.json", spec: Optional[Mapping] = None) -> list[str]:
