@@ -38,6 +38,7 @@ if _typing.TYPE_CHECKING:
     from .layers.activation import Tanh as Tanh
     from .layers.attention import MatMul as MatMul
     from .layers.attention import MultiHeadAttention as MultiHeadAttention
+    from .layers.attention import RelativePositionBias as RelativePositionBias
     from .layers.attention import ScaledDotProductAttention as ScaledDotProductAttention
     from .layers.attention import ShiftedWindowAttention as ShiftedWindowAttention
     from .layers.base import LayerBase as LayerBase

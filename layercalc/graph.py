@@ -144,6 +144,37 @@ class Network(Description):
     def input_shape(self) -> tuple[int, ...]:
         return (self.batch, *self.input)
 
+    def input_shapes(self) -> dict[str, list[int]]:
+        """Every input of the network without the batch dim, by name: ``input`` first, then each layer that is
+        another input (``extra_input``: T5's ``decoder_input_ids``) in spec order — the order ``run(x=[…])`` and
+        ``--input`` given once per input take them in."""
+        shapes = {INPUT: list(self.input)}
+        for name, layer in zip(self.layer_names(), self.layers):
+            shape = layer.input_shape()
+            if shape is not None:
+                shapes[name] = shape
+        return shapes
+
+    def replace_inputs(self, shapes: list[list[int]], option: str = "inputs") -> Network:
+        """A validated copy taking inputs of these shapes, one per input in :meth:`input_shapes`' order (``option``:
+        how the caller names them in a refusal, e.g. ``--input``)."""
+        current = self.input_shapes()
+        if len(shapes) != len(current):
+            listed = ", ".join(f"{name} {list(shape)}" for name, shape in current.items())
+            raise SpecError(f"{option}: got {len(shapes)} shape{'s' if len(shapes) != 1 else ''}; the network has "
+                            f"{len(current)} input{'s' if len(current) != 1 else ''}: {listed} (one shape per "
+                            f"input, in this order)")
+        names = list(current)
+        layers = list(self.layers)
+        for i, (name, layer) in enumerate(zip(self.layer_names(), layers)):
+            if name in current and name != INPUT:
+                try:
+                    layers[i] = layer.with_input_shape(list(shapes[names.index(name)]))
+                except ValueError as exc:               # pydantic's ValidationError: a shape the layer refuses
+                    raise SpecError(f"{option}: {name}: got {shown(shapes[names.index(name)])}: every size must "
+                                    f"be a whole number ≥ 1 ({type(exc).__name__})") from None
+        return self.replace(input=list(shapes[0]), layers=layers)
+
     def layer_names(self) -> list[str]:
         return [layer.name or f"{layer.type_name}_{i}" for i, layer in enumerate(self.layers)]
 

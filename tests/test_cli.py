@@ -344,6 +344,8 @@ EXPLAIN_CASES = {
     "multihead_attention": ("-i 6x64 --num-heads 4 --num-kv-heads 1", ["multi-query", "= 1·6·64·16 = 6,144"]),
     # 2 heads, 5 queries, 7 keys, E 8, E_v 3: 2·5·7·(8 + 3) = 770 MACs
     "scaled_dot_product_attention": ("-i 2x5x8 -i 2x7x8 -i 2x7x3", ["= 2·5·7·8 + 2·5·7·3 = 770"]),
+    # T5's bias table, 32 buckets × 4 heads = 128 params, a lookup for 10·10 (query, key) pairs
+    "relative_position_bias": ("-i 10x8 --num-heads 4", ["num_buckets·num_heads = 32·4 = 128", "MACs = 0, FLOPs = 0"]),
     # [1, 3, 4] @ [1, 4, 5]: 3·4·5 = 60
     "matmul": ("-i 3x4 -i 4x5", ["1·3·4·5 = 60", "2·MACs = 2·60 = 120"]),
     # Swin on an 8×8 map of C 32, windows 4×4 (4 windows of T 16), 2 heads of 16: params 3·32² + 3·32 + 32² + 32
@@ -407,6 +409,16 @@ def test_every_calculator_explains(type_name):
     for fragment in fragments:
         assert fragment in how, (fragment, how)
     assert "output bytes = " in how and "⚠" not in how
+
+
+def test_attention_with_a_score_bias_explains_its_flops():
+    # T5-style: E 8, 4 heads of 2, 5 positions, the score bias [1, 4, 5, 5] added: projections 4·5·8·8 = 1,280 +
+    # QKᵀ, A·V 2·4·5·5·2 = 400 = 1,680 MACs; FLOPs 2·1,680 + bias adds 4·40 + scaling 100 + score bias 100 +
+    # softmax 500 = 4,220
+    out = run("multi_head_attention", "-i", "5x8", "-i", "4x5x5", "--num-heads", "4", "--score-bias", "--scale", "1",
+              "--explain").stdout
+    how = " ".join(out.split("\nhow:\n", 1)[1].split())
+    assert "score bias [1, 4, 5, 5] (the last input)" in how and "= 1,680" in how and "= 4,220" in how
 
 
 def test_explain_and_json_do_not_mix():

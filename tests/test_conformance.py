@@ -108,7 +108,13 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
                                "qkv_bias": True, "out_bias": False, "causal": True}, [[5, 8]], False),
                              ({"num_heads": 4, "num_kv_heads": 2, "head_dim": 4, "rope": True, "causal": True,
                                "sliding_window": 2, "scale": 0.3, "logit_softcap": 5.0, "qk_norm": True,
-                               "qk_norm_offset": 1.0}, [[5, 8]], False)],
+                               "qk_norm_offset": 1.0}, [[5, 8]], False),
+                             ({"num_heads": 2, "head_dim": 3, "bias": False, "scale": 1.0, "score_bias": True},
+                              [[5, 8], [4, 6], [2, 5, 4]], False),
+                             ({"num_heads": 4, "num_kv_heads": 2, "score_bias": True, "causal": True},
+                              [[5, 8], [4, 5, 5]], False)],
+    "relative_position_bias": [({"num_heads": 3, "num_buckets": 8, "max_distance": 5}, [[7, 2]], False),
+                               ({"num_heads": 2, "bidirectional": False}, [[4, 2], [6, 1]], False)],
     "scaled_dot_product_attention": [({"is_causal": True}, [[2, 5, 4], [2, 6, 4], [2, 6, 3]], False),
                                      ({"enable_gqa": True, "scale": 0.5}, [[4, 3, 2], [2, 5, 2], [2, 5, 6]],
                                       False)],
@@ -161,7 +167,7 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
 
 
 #: built-in types without a forward step
-ANALYSIS_ONLY = {"opaque", "extra_input"}
+ANALYSIS_ONLY = {"opaque"}
 
 
 def _primary_names() -> list[str]:
@@ -178,8 +184,7 @@ def test_every_registered_type_has_an_example():
                           for fields, shapes, last in cases])
 def test_layer_type_conforms(type_name, fields, shapes, channels_last):
     result = check_layer_type(LAYER_TYPES[type_name], fields, shapes, channels_last=channels_last)
-    # every built-in type has a forward step, but opaque (an operation layercalc does not model cannot be run) and
-    # extra_input (a run feeds the network's one input)
+    # every built-in type has a forward step, but opaque (an operation layercalc does not model cannot be run)
     assert result.ran != (type_name in ANALYSIS_ONLY)
 
 

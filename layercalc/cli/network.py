@@ -5,7 +5,7 @@ YAML/JSON spec, a model file of another tool (see ``layercalc.importers``), ``-`
 import json
 import re
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, Union
 
 import typer
 
@@ -17,7 +17,7 @@ from .options import Numbers, _check_choice, _spec_error, parse_shape, write_out
 # models or NumPy (start-up target 0.3 s)
 
 
-def load_network(spec: str, batch: Optional[int] = None, input_shape: Optional[str] = None,
+def load_network(spec: str, batch: Optional[int] = None, input_shape: Union[str, list[str], None] = None,
                  dtype: Optional[str] = None, layout: Optional[str] = None):
     """A ``Network`` from a path, ``-`` (stdin) or ``zoo:NAME``, with command-line overrides applied."""
     from .. import sources
@@ -58,8 +58,11 @@ def _apply_overrides(net, batch, input_shape, dtype, layout):
     overrides: dict[str, Any] = {}
     if batch is not None:
         overrides["batch"] = batch
-    if input_shape is not None:
-        overrides["input"] = parse_shape(input_shape, "--input")
+    shapes = [input_shape] if isinstance(input_shape, str) else list(input_shape or [])
+    if len(shapes) == 1 and len(net.input_shapes()) == 1:
+        overrides["input"] = parse_shape(shapes[0], "--input")
+    elif shapes:                                       # one --input per network input (T5: encoder, decoder ids)
+        net = net.replace_inputs([parse_shape(shape, "--input") for shape in shapes], "--input")
     if dtype is not None:
         overrides["dtype"] = dtype
     if layout is not None:
@@ -106,8 +109,9 @@ SpecArg = Annotated[str, typer.Argument(help="YAML/JSON spec file, model file (.
                                              "config.json, .onnx), - for stdin, or zoo:NAME", metavar="SPEC")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch", "-b", min=1, metavar="N",
                                                   help="batch size (overrides the spec)")]
-InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", metavar="SHAPE",
-                                                 help="input shape without batch, e.g. 3x224x224 (overrides the spec)")]
+InputOpt = Annotated[Optional[list[str]], typer.Option(
+    "--input", "-i", metavar="SHAPE", help="input shape without batch, e.g. 3x224x224 (overrides the spec); once per "
+                                           "input for a network with several (T5: --input 16 --input 8)")]
 DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", metavar="DTYPE",
                                                  help="float32, float64, float16, bfloat16, int32, int8, uint8 "
                                                       "(overrides the spec)")]
@@ -275,7 +279,8 @@ def explain_network(net, report, train: bool = False, past: int = 0, saved=None)
     return explain(net, report, train=train, past=past, saved=saved)
 
 
-def load_network_assumed(spec: str, batch: Optional[int] = None, input_shape: Optional[str] = None,
+def load_network_assumed(spec: str, batch: Optional[int] = None,
+                         input_shape: Union[str, list[str], None] = None,
                          dtype: Optional[str] = None) -> tuple[Any, Any]:
     """:func:`load_network`, and what the source left open and was assumed (a Hugging Face config: the class
     built, the default sequence length and where it came from, the dtype), for the summary's header line. The
@@ -283,14 +288,25 @@ def load_network_assumed(spec: str, batch: Optional[int] = None, input_shape: Op
     from .. import sources
 
     if spec == "-" or spec.startswith("zoo:"):
-        return load_network(spec, batch, input_shape, dtype), None
-    from ..spec import from_data
+        net, assumed = load_network(spec, batch, input_shape, dtype), None
+    else:
+        from ..spec import from_data
 
-    with spec_context(spec):
-        kind, parsed, data = sources.read_file(spec)
-        net = from_data(data, spec)
-        assumed = sources.config_assumptions(parsed, safe_text(spec), data) if kind == "huggingface" else None
-        return _apply_overrides(net, batch, input_shape, dtype, None), assumed
+        with spec_context(spec):
+            kind, parsed, data = sources.read_file(spec)
+            net = from_data(data, spec)
+            assumed = sources.config_assumptions(parsed, safe_text(spec), data) if kind == "huggingface" else None
+            net = _apply_overrides(net, batch, input_shape, dtype, None)
+    if input_shape and assumed is not None:
+        assumed.input = None                   # the length given, not the default the source's account explains
+    others = list(net.input_shapes().items())[1:]
+    if others:                                 # the header names the first input; the others are layers
+        from ..display import Assumptions
+
+        assumed = assumed or Assumptions()
+        assumed.more.insert(0, "other input" + ("s " if len(others) > 1 else " ") + ", ".join(
+            f"{name} {[net.batch, *shape]}" for name, shape in others))
+    return net, assumed
 
 
 def convert_command(

@@ -12,7 +12,7 @@ steps and explanations side by side; :mod:`layercalc.layers.base` holds the prot
 | :mod:`~layercalc.layers.merge` | add, mul, sub, div, concat |
 | :mod:`~layercalc.layers.depthwise` | depthwise_conv1d/2d, separable_conv1d/2d |
 | :mod:`~layercalc.layers.sequence` | embedding, position_embedding, parameter, rotary_embedding, extra_input |
-| :mod:`~layercalc.layers.attention` | multi_head_attention, scaled_dot_product_attention, matmul, shifted_window_attention |
+| :mod:`~layercalc.layers.attention` | multi_head_attention, scaled_dot_product_attention, matmul, shifted_window_attention, relative_position_bias |
 | :mod:`~layercalc.layers.tensor_ops` | permute, transpose, slice, split, chunk, select, roll, pixel_shuffle, pixel_unshuffle, channel_shuffle, mean, sum, opaque |
 | :mod:`~layercalc.layers.resample` | upsample, upsampling1d/2d/3d |
 | :mod:`~layercalc.layers.recurrent` | lstm, gru, rnn |

@@ -2,7 +2,8 @@
 ``GroupQueryAttention``, Llama's grouped-query q/k/v/o projections), ``scaled_dot_product_attention`` (PyTorch's
 functional ``F.scaled_dot_product_attention``), ``matmul`` (``torch.matmul`` of two tensors) and
 ``shifted_window_attention`` (Swin Transformer's windowed attention with relative position bias; its counts are
-written in the class).
+written in the class) and ``relative_position_bias`` (T5's bucketed bias added to the scores: a lookup, no
+arithmetic counted).
 
 Counts (docs/conventions.md, "Attention"), with N the batch, H query heads, kv key/value heads, d_k and d_v the
 head sizes, L_q query and L_k key positions:
@@ -67,7 +68,8 @@ from .sequence import ROTARY_FLOPS, rotate
 
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
 
-__all__ = ["MultiHeadAttention", "ScaledDotProductAttention", "MatMul", "ShiftedWindowAttention", "causal_pairs",
+__all__ = ["MultiHeadAttention", "ScaledDotProductAttention", "MatMul", "ShiftedWindowAttention",
+           "RelativePositionBias", "relative_position_buckets", "causal_pairs",
            "torch_state_dict"]
 
 #: FLOPs per attention score besides the two products: one multiply by the scale, and the softmax
@@ -156,11 +158,12 @@ def attention_field(query: Tensor, keys: list[Tensor], causal: bool, ctx: Contex
 
 
 def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any, cap: Optional[float] = None,
-           window: int = 0) -> Any:
-    """``softmax(scale·q·kᵀ (+ causal mask))·v`` over the last two dims, leading dims broadcast (a k/v head of
-    size 1 serves a group of query heads without a copy); counts the two products' multiply-adds. ``cap``:
-    the scores become cap·tanh(scores/cap) before the mask (Gemma 2); ``window`` (0: none): a sliding window,
-    query i sees keys i − window + 1..i only (key j is kept when j > i − window, as transformers' mask)."""
+           window: int = 0, bias: Any = None) -> Any:
+    """``softmax(scale·q·kᵀ (+ bias) (+ causal mask))·v`` over the last two dims, leading dims broadcast (a k/v head
+    of size 1 serves a group of query heads without a copy); counts the two products' multiply-adds. ``cap``: the
+    scores become cap·tanh(scores/cap) before the mask (Gemma 2); ``window`` (0: none): a sliding window, query i
+    sees keys i − window + 1..i only (key j is kept when j > i − window, as transformers' mask); ``bias``: added to
+    the scores (T5's relative position bias), broadcast to them."""
     import numpy as np
 
     from ..kernels import softmax
@@ -170,6 +173,8 @@ def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any, cap
     scores *= scale
     if cap is not None:
         softcap(scores, cap, out=scores)
+    if bias is not None:
+        scores += bias
     if causal:
         lq, lk = scores.shape[-2:]
         hidden = np.triu(np.ones((lq, lk), dtype=bool), 1)
@@ -292,7 +297,7 @@ class MultiHeadAttention(LayerBase):
     Keras stores a projection's kernel as ``[in, heads, head_dim]``: ``kernel.reshape(in, -1).T`` is ours.
     """
     min_inputs: ClassVar[int] = 1
-    max_inputs: ClassVar[Optional[int]] = 3
+    max_inputs: ClassVar[Optional[int]] = 4          # query, key, value and, with score_bias, the bias
     type: Literal["multi_head_attention", "multihead_attention"] = "multi_head_attention"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"MultiHeadAttention": {}}
     embed_dim: Optional[PositiveInt] = Field(None, description="query features E: inferred from the query's last "
@@ -336,7 +341,8 @@ class MultiHeadAttention(LayerBase):
                           "sliding_window − 1 positions (Hugging Face's sliding-window cache), which a decode step "
                           "reads")
     scale: Optional[PositiveFloat] = Field(None, description="multiplies q·kᵀ; default 1/√head_dim (Gemma 2: "
-                                                             "query_pre_attn_scalar^−½)")
+                                                             "query_pre_attn_scalar^−½; T5: 1, its q projection's "
+                                                             "initialization holds the scaling)")
     logit_softcap: Optional[PositiveFloat] = Field(
         None, description="scores become cap·tanh(scores/cap) before the mask (Gemma 2's attn_logit_softcapping); "
                           "3 FLOPs per score")
@@ -345,6 +351,9 @@ class MultiHeadAttention(LayerBase):
                                              "[head_dim]")
     qk_norm_eps: PositiveFloat = Field(1e-6, description="the q/k norms' eps")
     qk_norm_offset: Float = Field(0.0, description="the q/k norms scale by offset + γ (Gemma 3: 1)")
+    score_bias: Bool = Field(False, description="the last input is added to the scores before the softmax: "
+                                                "[N or 1, H or 1, L_q, L_k] (T5's relative position bias); 1 FLOP "
+                                                "per score")
 
     @model_validator(mode="after")
     def _heads_and_mask(self):
@@ -367,6 +376,9 @@ class MultiHeadAttention(LayerBase):
                              f"positions)")
         if self.rotary_dim is not None and not self.rope:
             raise ValueError(f"rotary_dim {self.rotary_dim} is given but rope is off: set rope: true")
+        if self.score_bias and (self.add_bias_kv or self.add_zero_attn):
+            raise ValueError("score_bias with add_bias_kv or add_zero_attn is not supported (the bias input has no "
+                             "scores for the appended keys)")
         return self
 
     @property
@@ -404,6 +416,15 @@ class MultiHeadAttention(LayerBase):
                 f"fast path and for F.scaled_dot_product_attention on CPU")
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        bias_shape: Optional[tuple[int, ...]] = None
+        if self.score_bias:
+            if len(inputs) < 2:
+                raise ctx.fail("score_bias: the last input is the bias added to the scores, so it needs at least "
+                               "2 inputs (query, …, bias)")
+            bias_shape, inputs = inputs[-1].shape, inputs[:-1]
+        elif len(inputs) > 3:
+            raise ctx.fail(f"takes 1 to 3 inputs (query, key, value), got {len(inputs)}; a 4th is the score bias "
+                           f"with score_bias: true")
         shapes = [t.shape for t in inputs]
         layout = "[N, L, E]" if self.batch_first else "[L, N, E] (batch_first=false)"
         roles = ("query", "key", "value")
@@ -441,6 +462,12 @@ class MultiHeadAttention(LayerBase):
             raise ctx.fail(f"rotary_dim {rotary} must be even and at most head_dim {dk} (the features of each "
                            f"q/k head rotate in pairs)")
         out = self.output_dim or e
+        if bias_shape is not None:
+            scores_shape = (n_, heads, lq, lk)
+            if (len(bias_shape) != 4 or bias_shape[2:] != scores_shape[2:]
+                    or any(b not in (1, s) for b, s in zip(bias_shape[:2], scores_shape[:2]))):
+                raise ctx.fail(f"score_bias: the bias {fmt_shape(bias_shape)} must be [N or 1, H or 1, L_q, L_k] = "
+                               f"{fmt_shape(scores_shape)} (N, H, L_q, L_k of the scores)")
         torch_layout = kv == heads and heads * dk == e and dv == dk and out == e
         # causal self-attention keeps its keys and values for generation; an encoder's bidirectional attention and
         # cross-attention keep no KV cache of their own (docs/conventions.md, "Serving")
@@ -459,9 +486,11 @@ class MultiHeadAttention(LayerBase):
         params += 2 * dk if self.qk_norm else 0
         macs = sum(rows * fin * fout for _, rows, fin, fout in projections) + dims.scores * (dk + dv)
         bias_adds = sum(rows * fout for name, rows, _, fout in projections if self._biased(name))
-        flops = (2 * macs + bias_adds + (SCALE_FLOPS + SOFTMAX_FLOPS) * dims.scores
+        flops = (2 * macs + bias_adds + (SCALE_FLOPS + SOFTMAX_FLOPS + self.score_bias) * dims.scores
                  + ROTARY_FLOPS * dims.rotated_elements + self._extra_flops(dims))
         notes = []
+        if self.scale is not None:
+            notes.append(f"scores scaled by {self.scale:g} (not 1/√head_dim)")
         if not self.batch_first:
             notes.append(f"batch_first=false: reads {fmt_shape(q_shape)} as [L, N, E]: {lq:,} position(s) of "
                          f"{n_:,} sequence(s); a network's own input is [batch, ...]: its batch dim is the "
@@ -615,6 +644,12 @@ class MultiHeadAttention(LayerBase):
         from ..kernels import linear
 
         d: AttentionDims = step.facts.geometry["attention"]
+        bias = None
+        if self.score_bias:                                           # [N|1, H|1, L_q, L_k] → [N|1, kv|1, g|1, …]
+            bias, xs = xs[-1], xs[:-1]
+            heads = bias.shape[1]
+            bias = bias.reshape(bias.shape[0], *((d.kv_heads, d.heads // d.kv_heads) if heads > 1 else (1, 1)),
+                                *bias.shape[2:])
         query, key, value = xs[0], xs[min(1, len(xs) - 1)], xs[-1]
         if not self.batch_first:                                      # [L, N, E] → [N, L, E] (views)
             query, key, value = (a.transpose(1, 0, 2) for a in (query, key, value))
@@ -645,7 +680,7 @@ class MultiHeadAttention(LayerBase):
         if d.rotary:                                                  # positions along dim −2 of [N, kv, g, L, d]
             q_heads, k_heads = (rotate(x, d.rotary, self.rope_theta) for x in (q_heads, k_heads))
         o = attend(q_heads, k_heads, _heads(v, d.kv_heads, 1), self.score_scale(d), self.causal, env.counter,
-                   cap=self.logit_softcap, window=d.window)   # [N, kv, group, L_q, d_v]
+                   cap=self.logit_softcap, window=d.window, bias=bias)   # [N, kv, group, L_q, d_v]
         o = o.transpose(0, 3, 1, 2, 4).reshape(d.batch, d.lq, d.heads * d.dv)
         y = linear(o, params["out_proj_weight"], params.get("out_proj_bias"), env.counter)
         return y if self.batch_first else y.transpose(1, 0, 2)
@@ -679,7 +714,8 @@ class MultiHeadAttention(LayerBase):
         projection's input, the score matmuls (:func:`attention_core_backward`), and each projection's input when
         that input requires a gradient (one input: the query is the key and the value, three products)."""
         d: AttentionDims = step.facts.geometry["attention"]
-        ins = grads.inputs
+        ins = grads.inputs[:-1] if self.score_bias else grads.inputs      # the score bias is the last input
+        bias_in = self.score_bias and grads.inputs[-1]
         q_in = ins[0]
         k_in = ins[1] if len(ins) > 1 else q_in
         v_in = ins[2] if len(ins) > 2 else k_in
@@ -691,12 +727,18 @@ class MultiHeadAttention(LayerBase):
         core = attention_core_backward(d.scores, d.dk, d.dv, *paths)
         result.input_macs += core.input_macs
         result.lines += core.lines
+        if bias_in:                    # the scores' gradient dS is the bias's (summed over what it broadcast over)
+            if paths[0] or paths[1]:
+                result.lines.append("backward score bias gradient: dS, made for dQ and dK above, 0 MACs")
+            else:
+                result.input_macs += d.scores * d.dv
+                result.lines.append(f"backward score bias gradient: dS needs dP = dO·Vᵀ: {d.scores * d.dv:,} MACs")
         for name, needed in zip("qkv", (q_in, k_in, v_in)):
             if needed:
                 result.input_macs += projections[name]
                 result.lines.append(f"backward {name} projection input gradient dX = d{name.upper()}·W_{name}: "
                                     f"{projections[name]:,} MACs")
-        if not any((q_in, k_in, v_in)):
+        if not any((q_in, k_in, v_in, bias_in)):
             result.lines.append(f"backward: {NO_INPUT_GRADIENT}")
         bias_adds = sum(rows * fout for name, rows, _, fout in d.projections() if self._biased(name))
         if grads.weights:
@@ -717,6 +759,9 @@ class MultiHeadAttention(LayerBase):
         d: AttentionDims = facts.geometry["attention"]
         shapes = [list(s) for s in input_shapes]
         layout = "[N, L, E]" if self.batch_first else "[L, N, E]"
+        if self.score_bias:
+            c.add(f"score bias {shapes.pop()} (the last input): added to the scores before the softmax, 1 FLOP per "
+                  f"score")
         if len(shapes) == 1:
             c.add(f"self-attention: query = key = value {shapes[0]} {layout} → {list(facts.output_shape)}")
         else:
@@ -770,10 +815,12 @@ class MultiHeadAttention(LayerBase):
             c.add(f"  scores scaled by {self.scale:.6g} (not 1/√d_k): the same 1 FLOP per score")
         extra = self._extra_flops(d)
         extra_text = ((" + q/k norms" if d.qk_norm else "") + (" + soft-capping" if self.logit_softcap else ""))
-        c.result("FLOPs", f"2·MACs + bias adds + scaling (1 per score) + softmax ({SOFTMAX_FLOPS} per score)"
-                 f"{' + RoPE' if d.rotary else ''}{extra_text} = 2·{n(sum(parts))} + {n(adds)} + {n(d.scores)} + "
-                 f"{SOFTMAX_FLOPS}·{n(d.scores)}{rope_text}{f' + {n(extra)}' if extra else ''}",
-                 2 * sum(parts) + adds + (SCALE_FLOPS + SOFTMAX_FLOPS) * d.scores
+        bias_text = (" + score bias (1 per score)", f" + {n(d.scores)}") if self.score_bias else ("", "")
+        c.result("FLOPs", f"2·MACs + bias adds + scaling (1 per score){bias_text[0]} + softmax ({SOFTMAX_FLOPS} per "
+                 f"score){' + RoPE' if d.rotary else ''}{extra_text} = 2·{n(sum(parts))} + {n(adds)} + "
+                 f"{n(d.scores)}{bias_text[1]} + {SOFTMAX_FLOPS}·{n(d.scores)}{rope_text}"
+                 f"{f' + {n(extra)}' if extra else ''}",
+                 2 * sum(parts) + adds + (SCALE_FLOPS + SOFTMAX_FLOPS + self.score_bias) * d.scores
                  + ROTARY_FLOPS * d.rotated_elements + extra, facts.flops)
         c.add(f"torch.utils.flop_counter counts 2·MACs = {n(2 * facts.macs)} where attention runs as explicit "
               f"matmuls (nn.MultiheadAttention with gradients and need_weights, eager Hugging Face models); on CPU "
@@ -1332,3 +1379,113 @@ class ShiftedWindowAttention(LayerBase):
                  f"{extra + SOFTMAX_FLOPS}·{n(d.scores)}",
                  2 * facts.macs + d.rows * (qkv_b + proj_b) + d.rows * ch + (extra + SOFTMAX_FLOPS) * d.scores,
                  facts.flops)
+
+
+# --------------------------------------------------------------------------------- T5's relative position bias
+
+def relative_position_buckets(lq: int, lk: int, bidirectional: bool, num_buckets: int, max_distance: int) -> Any:
+    """``[L_q, L_k]`` bucket of each (query i, key j) pair by the distance j − i (T5's
+    ``_relative_position_bucket``, Mesh TensorFlow's): bidirectional, half the buckets for keys after the query;
+    of each half, the first half exact distances, the rest logarithmically wider up to ``max_distance`` (farther
+    ones share the last bucket); unidirectional (a decoder), keys after the query share bucket 0. Computed in
+    float32 as transformers does, so that a distance on a bucket's edge falls where it falls there.
+
+    >>> relative_position_buckets(1, 6, True, 8, 16).tolist(), relative_position_buckets(4, 1, False, 8, 16).tolist()
+    ([[0, 5, 6, 6, 6, 6]], [[0], [1], [2], [3]])
+    """
+    import numpy as np
+
+    relative = np.arange(lk, dtype=np.int64)[None, :] - np.arange(lq, dtype=np.int64)[:, None]
+    buckets = np.zeros(relative.shape, dtype=np.int64)
+    if bidirectional:
+        num_buckets //= 2
+        buckets += (relative > 0) * num_buckets
+        relative = np.abs(relative)
+    else:
+        relative = -np.minimum(relative, 0)
+    max_exact = num_buckets // 2
+    with np.errstate(divide="ignore"):                 # log(0) for the exact ones, replaced below
+        large = max_exact + (np.log(relative.astype(np.float32) / np.float32(max_exact))
+                             / np.float32(math.log(max_distance / max_exact))
+                             * np.float32(num_buckets - max_exact))
+    large = np.minimum(np.where(relative < max_exact, 0, large).astype(np.int64), num_buckets - 1)
+    return buckets + np.where(relative < max_exact, relative, large)
+
+
+@register_layer
+class RelativePositionBias(LayerBase):
+    """T5's relative position bias (``relative_attention_bias``, an ``nn.Embedding(num_buckets, num_heads)``): for
+    every (query, key) pair, the row of its distance's bucket (:func:`relative_position_buckets`), one value per
+    head → ``[N, H, L_q, L_k]``, the same for every example (expanded over the batch without a copy), added to the
+    scores of a ``multi_head_attention`` with ``score_bias``. Inputs: one sequence ``[N, L, …]`` (self-attention:
+    L_q = L_k = L) or two (queries, keys); only their lengths (dim 1) are read.
+
+    T5 holds the table in the first layer of each stack and passes the bias it made to the others: one layer of
+    this type per stack, read by every attention of the stack, counts its params once. params
+    ``num_buckets·num_heads``; MACs 0, FLOPs 0: a lookup (the buckets — a log per pair — depend on the lengths
+    only, made once per forward pass, not counted, as RoPE's cos/sin tables are not)."""
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[Optional[int]] = 2
+    type: Literal["relative_position_bias"] = "relative_position_bias"
+    num_heads: PositiveInt = Field(description="heads H: one bias per head")
+    num_buckets: PositiveInt = Field(32, description="rows of the table (T5: relative_attention_num_buckets)")
+    max_distance: PositiveInt = Field(128, description="distances from here on share the last bucket (T5: "
+                                                       "relative_attention_max_distance)")
+    bidirectional: Bool = Field(True, description="keys after the query get buckets of their own (an encoder); "
+                                                  "false: a decoder's, they share bucket 0")
+
+    keeps_finite = True
+    reads_input_values = False               # the inputs give the lengths only
+
+    @model_validator(mode="after")
+    def _enough_buckets(self):
+        exact = self.num_buckets // (2 if self.bidirectional else 1) // 2
+        if exact < 1:
+            raise ValueError(f"num_buckets {self.num_buckets} leaves no exact bucket (at least "
+                             f"{4 if self.bidirectional else 2} {'bidirectional' if self.bidirectional else ''})")
+        if self.max_distance <= exact:
+            raise ValueError(f"max_distance {self.max_distance} must exceed the {exact} exact distances "
+                             f"(num_buckets {self.num_buckets}): the logarithmic buckets span exact..max_distance")
+        return self
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        for t in inputs:
+            if len(t.shape) < 2:
+                raise ctx.fail(f"needs inputs [N, L, …] (the sequence along dim 1), got {fmt_shape(t.shape)}")
+        lq, lk = inputs[0].shape[1], inputs[-1].shape[1]
+        return Facts(output_shape=(ctx.batch, self.num_heads, lq, lk), params=self.num_buckets * self.num_heads,
+                     notes=[f"a {self.num_buckets} × {self.num_heads} table read at the bucket of each of the "
+                            f"{lq:,}·{lk:,} (query, key) distances: no arithmetic counted; the same for every "
+                            f"example (expanded, no copy)"])
+
+    def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
+        return {"weight": ParamSpec((self.num_buckets, self.num_heads), "[num_buckets, num_heads]", "normal")}
+
+    def forward(self, step: Any, xs: list, params: dict, env: Any) -> Any:
+        import numpy as np
+
+        _, heads, lq, lk = step.facts.output_shape
+        buckets = relative_position_buckets(lq, lk, self.bidirectional, self.num_buckets, self.max_distance)
+        bias = params["weight"][buckets].transpose(2, 0, 1)                  # [H, L_q, L_k]
+        return np.broadcast_to(bias, step.facts.output_shape)
+
+    def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        _, heads, lq, lk = step.facts.output_shape
+        return lq * lk * (8 * 4 + heads * itemsize), 0     # distances, buckets, the float32 logs; the bias itself
+
+    def backward(self, step: Any, grads: Gradients) -> Backward:
+        adds = numel(step.facts.output_shape)
+        return Backward(element_flops=adds, lines=[
+            "backward: no input gradient: the inputs give the lengths only",
+            f"backward weight gradient: the output gradient summed over the batch and into the bucket rows (a "
+            f"scatter-add): 0 MACs, N·H·L_q·L_k = {adds:,} adds"])
+
+    def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
+                channels_last: bool) -> None:
+        _, heads, lq, lk = facts.output_shape
+        c.add(f"each (query, key) pair of {lq}·{lk} reads the row of its distance's bucket "
+              f"({'bidirectional' if self.bidirectional else 'unidirectional'}, {self.num_buckets} buckets, "
+              f"max_distance {self.max_distance}) → {list(facts.output_shape)}, the same for every example")
+        c.result("params", f"num_buckets·num_heads = {self.num_buckets}·{heads}", self.num_buckets * heads,
+                 facts.params)
+        c.add("MACs = 0, FLOPs = 0 (a lookup; the buckets depend on the lengths only)")

@@ -421,6 +421,15 @@ class LayerBase(Description):
     #: input): a field that is the whole input then carries on through the layer (see rules.whole_from_inputs)
     reads_input_values: ClassVar[bool] = True
 
+    def input_shape(self) -> Optional[list[int]]:
+        """When the layer is another input of the network (``extra_input``), its shape without the batch: a run
+        feeds it an array of that shape (``Env.feed``) and ``Network.replace_inputs`` sets it; else None."""
+        return None
+
+    def with_input_shape(self, shape: list[int]) -> "LayerBase":
+        """A copy of a network-input layer (:meth:`input_shape` not None) taking inputs of ``shape``."""
+        raise NotImplementedError(f"layer type {self.type_name!r} is not an input of the network")
+
     def index_count(self) -> Optional[int]:
         """When the layer reads its input as integer indices (token ids), how many there are (an embedding's
         vocabulary): a run without given input then draws token ids below it instead of real numbers."""

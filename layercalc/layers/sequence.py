@@ -14,8 +14,9 @@ token, a position embedding, a layer scale, a relative-position bias table) and 
 - ``rotary_embedding``: no params; rotates pairs of the last dim by position-dependent angles (GPT-NeoX/Llama's
   ``rotate_half`` convention), 3 FLOPs per rotated element (x·cos + rotate_half(x)·sin); the cos/sin tables depend on
   positions only and are computed once per forward pass for every layer, so they are not counted.
-- ``extra_input``: a second (third, …) input of a model with several (``from_torch(m, [(1, 3, 224, 224), (1, 10)])``):
-  no input, its shape over the batch, nothing counted; analysis only (a run feeds the network's one ``input``).
+- ``extra_input``: a second (third, …) input of a model with several (``from_torch(m, [(1, 3, 224, 224), (1, 10)])``,
+  T5's decoder token ids): no input, its shape over the batch, nothing counted; a run feeds it the array given for
+  it (``net.run(x=[first, second])``), or draws one as for the first input.
 """
 
 
@@ -142,7 +143,8 @@ class PositionEmbedding(LayerBase):
                                         description="positions in the table (the longest sequence)")
     embedding_dim: PositiveInt = Field(validation_alias=_alias("embedding_dim", "output_dim"))
     offset: NonNegativeInt = Field(0, description="the row of position 0 (OPT's learned positions: 2, its table "
-                                                  "having max_position_embeddings + 2 rows)")
+                                                  "having max_position_embeddings + 2 rows; RoBERTa: padding_idx "
+                                                  "+ 1 = 2, so its 514-row table holds 512 positions)")
 
     keeps_finite = True
     reads_input_values = False               # the input gives the sequence length only
@@ -157,16 +159,16 @@ class PositionEmbedding(LayerBase):
         x = inputs[0]
         if len(x.shape) < 2:
             raise ctx.fail(f"needs an input [N, L, ...] (the sequence along dim 1), got {fmt_shape(x.shape)}")
-        length, past = x.shape[1], ctx.past          # a decode step reads the rows after the cached positions
-        first = self.offset + past                    # (OPT's table starts its positions at row `offset`)
-        if first + length > self.num_embeddings:
-            seen = f"{past:,} past + {length:,} new positions" if past else f"the sequence of {length} positions"
-            after = f" after the offset {self.offset}" if self.offset else ""
-            raise ctx.fail(f"{seen} (input {fmt_shape(x.shape)}) {'are' if past else 'is'} longer than the "
-                           f"{self.num_embeddings - self.offset} positions of the table{after}")
+        length, first = x.shape[1], ctx.past          # a decode step reads the rows after the cached positions
+        row = self.offset + first                      # RoBERTa's position 0 is row padding_idx + 1
+        if row + length > self.num_embeddings:
+            seen = f"{first:,} past + {length:,} new positions" if first else f"the sequence of {length} positions"
+            rows = f" from row {self.offset} (offset)" if self.offset else ""
+            raise ctx.fail(f"{seen} (input {fmt_shape(x.shape)}) {'are' if first else 'is'} longer than the "
+                           f"{self.num_embeddings - self.offset} positions of the table{rows}")
         return Facts(output_shape=(x.shape[0], length, self.embedding_dim),
                      params=self.num_embeddings * self.embedding_dim,
-                     notes=[f"rows {first}..{first + length - 1} of a {self.num_embeddings:,} × {self.embedding_dim} "
+                     notes=[f"rows {row}..{row + length - 1} of a {self.num_embeddings:,} × {self.embedding_dim} "
                             f"table: no arithmetic"], geometry={"first": first})
 
     def weight_elements_read(self, facts: Facts) -> int:
@@ -178,8 +180,8 @@ class PositionEmbedding(LayerBase):
 
     def forward(self, step, xs, params, env):
         import numpy as np
-        first = step.facts.geometry["first"]
-        return np.broadcast_to(params["weight"][first:first + xs[0].shape[1]], step.facts.output_shape)
+        row = self.offset + step.facts.geometry["first"]
+        return np.broadcast_to(params["weight"][row:row + xs[0].shape[1]], step.facts.output_shape)
 
     def backward(self, step, grads: Gradients) -> Backward:
         rows = numel(step.facts.output_shape)
@@ -190,10 +192,9 @@ class PositionEmbedding(LayerBase):
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         length, first = input_shapes[0][1], facts.geometry["first"]
-        past = first - self.offset
-        rows = f" (rows {first}..{first + length - 1}: offset {self.offset})" if self.offset else ""
-        c.add(f"positions {past}..{past + length - 1} (dim 1 of {list(input_shapes[0])}"
-              + (f", after {past} cached positions" if past else "") + f") pick rows of the table{rows} → "
+        rows = f", rows {self.offset + first}..{self.offset + first + length - 1}" if self.offset else ""
+        c.add(f"positions {first}..{first + length - 1} (dim 1 of {list(input_shapes[0])}"
+              + (f", after {first} cached positions" if first else "") + f"{rows}) pick rows of the table → "
               f"{list(facts.output_shape)}, the same for every example")
         c.result("params", f"num_embeddings·embedding_dim = {self.num_embeddings}·{self.embedding_dim}",
                  self.num_embeddings * self.embedding_dim, facts.params)
@@ -336,7 +337,8 @@ class RotaryEmbedding(LayerBase):
 @register_layer
 class ExtraInput(LayerBase):
     """Another input of a model with several (the network's ``input`` is the first): its shape without the batch
-    dim; no parameters, MACs or FLOPs. Analysis only: ``run`` and ``verify`` feed one input."""
+    dim; no parameters, MACs or FLOPs. A run feeds it the array given for it (``net.run(x=[first, second])``) or
+    draws one (token ids when an embedding reads it), as it does for the first input."""
     min_inputs: ClassVar[int] = 0
     max_inputs: ClassVar[Optional[int]] = 0
     type: Literal["extra_input"] = "extra_input"
@@ -349,7 +351,18 @@ class ExtraInput(LayerBase):
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         rank = len(self.shape) - 1
         return Facts(output_shape=(ctx.batch, *self.shape), rf=ReceptiveField.of_input(rank) if rank >= 1 else None,
-                     notes=["another input of the network (analysis only: a run feeds the first input)"])
+                     notes=["another input of the network"])
+
+    def input_shape(self) -> Optional[list[int]]:
+        return list(self.shape)
+
+    def with_input_shape(self, shape: list[int]) -> "ExtraInput":
+        return self.replace(shape=list(shape))
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+        # the executor feeds every network input (given or drawn); zeros only for a layer run on its own
+        return env.feed if env.feed is not None else np.zeros(step.facts.output_shape)
 
     def backward(self, step, grads: Gradients) -> Backward:
         return Backward(lines=["backward: none: a network input requires no gradient"])

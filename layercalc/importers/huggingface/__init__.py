@@ -44,7 +44,7 @@ from ...errors import SpecError, safe_text, shown
 
 # the spec's own bound on nesting (and on YAML aliases), applied to a config before any of its values is read
 from ...spec import _check_depth, from_data
-from . import bert, decoder, dense, gpt2, moe, vit
+from . import bert, decoder, dense, distilbert, gpt2, moe, t5, vit
 from .config import ACTIVATIONS, DEFAULT_MAX_TOKENS, ROPE_TYPES, Config, Family
 
 __all__ = ["spec_from_config", "header_notes", "weights_from_state_dict", "ARCHITECTURES", "DEFAULT_MAX_TOKENS",
@@ -53,7 +53,7 @@ __all__ = ["spec_from_config", "header_notes", "weights_from_state_dict", "ARCHI
 #: model_type → its :class:`~.config.Family` (architectures → builder, the base model built without
 #: ``architectures``, config aliases, …): every family module's ``FAMILIES``, in this order
 ARCHITECTURES: dict[str, Family] = {**gpt2.FAMILIES, **bert.FAMILIES, **decoder.FAMILIES, **vit.FAMILIES,
-                                    **dense.FAMILIES, **moe.FAMILIES}
+                                    **dense.FAMILIES, **moe.FAMILIES, **distilbert.FAMILIES, **t5.FAMILIES}
 
 
 def _model_type(data: Mapping, origin: str) -> str:
@@ -145,7 +145,11 @@ def header_notes(data: Mapping, origin: str = "config.json", spec: Optional[Mapp
         spec = spec_from_config(data, origin)
     config = Config(data, origin, family.aliases, model_type)
     key = family.positions_key
-    if key is None:
+    if family.input_note is not None:
+        line = family.input_note(config, spec)
+        if line:
+            notes.append(line)
+    elif key is None:
         notes.append(f"input: the image {spec['input']} (num_channels, image_size)")
     else:
         positions = config.integer(key) if config.raw(key, None) is not None else None
@@ -214,6 +218,7 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
         raise SpecError(f"{origin}: {len(unexpected)} entr{'y' if len(unexpected) == 1 else 'ies'} belong to no "
                         f"layer of the network: {', '.join(unexpected[:5])}{' …' if len(unexpected) > 5 else ''}")
     weights: dict[str, Any] = {}
+    copies: list[tuple[str, str, dict[str, Any]]] = []       # (tied layer, its owner, the state_dict's copies)
     for step in steps:
         local = owned.pop(step.name, {})
         specs = step.layer.param_specs(step, net.channels_last)
@@ -221,6 +226,8 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
             if local and step.layer.tied_to is None:
                 raise SpecError(f"{origin}: {', '.join(f'{step.name}.{k}' for k in local)}: the layer "
                                 f"{step.name!r} ({step.layer.type_name}) has no parameters")
+            if local and step.layer.tied_to is not None:
+                copies.append((step.name, step.layer.tied_to, local))
             continue
         if step.layer.type_name == "multi_head_attention":
             arrays = _attention_arrays(step.name, local, specs, conv1d, origin, np)
@@ -248,6 +255,13 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
                 value = value.reshape(shape)
             arrays[param] = np.ascontiguousarray(value)
         weights[step.name] = arrays
+    for name, owner, local in copies:        # a tied layer's copy must be its owner's tensor, not one of its own
+        for param, value in local.items():
+            theirs = weights.get(owner, {}).get(param)
+            if theirs is not None and (value.shape != theirs.shape or not np.array_equal(value, theirs)):
+                raise SpecError(f"{origin}: {name}.{param} differs from {owner}.{param}, to which the layer is tied "
+                                f"(as transformers builds this config): weights of a model with its own {name} "
+                                f"(T5 v1.1, Flan-T5 checkpoints) are not this network's")
     return weights
 
 
