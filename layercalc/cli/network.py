@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import LayerCalcError, SpecError, safe_text
-from .options import Numbers, _check_choice, _spec_error, parse_shape, write_output
+from .options import Numbers, _check_choice, _shown, _spec_error, parse_sweep, read_batch, read_input, write_output
 
 # deferred imports (sources, spec, graph, formatting, network_explain, terminal, zoo):
 # each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
@@ -58,12 +58,63 @@ def _apply_overrides(net, batch, input_shape, dtype, layout):
     if batch is not None:
         overrides["batch"] = batch
     if input_shape is not None:
-        overrides["input"] = parse_shape(input_shape, "--input")
+        overrides["input"] = one_input(input_shape, net)
     if dtype is not None:
         overrides["dtype"] = dtype
     if layout is not None:
         overrides["layout"] = layout
     return _with_overrides(net, overrides) if overrides else net
+
+
+def one_input(text: str, net) -> list[int]:
+    """``--input`` for a command that analyzes one network: a shape, never a sweep (options.read_input's rules)."""
+    how, value = read_input(text, len(net.input))
+    if how == "sweep":
+        raise _spec_error(f"--input: {_shown(text)} reads as a sweep of {len(value)} values, which summary and chart "
+                          f"take; give one shape here (with x: 1x28x28)")
+    return value
+
+
+#: what a sweep asked for: the axis (input, batch or another input's name) and its values
+SweepAsk = tuple[str, list]
+
+
+def load_network_sweep(spec: str, batch: Optional[str] = None, input_shape: Optional[str] = None,
+                       sweep: Optional[str] = None, dtype: Optional[str] = None) -> tuple[Any, Any, Optional[SweepAsk]]:
+    """:func:`load_network_assumed` for the commands that sweep (summary, chart): ``--batch`` and ``--input`` may be
+    a list of values, ``--sweep [AXIS=]LIST`` names one (options.read_input and read_batch say how a comma list is
+    read). Returns the network with the fixed overrides applied, what was assumed, and the sweep asked for (or
+    None). One sweep at a time; a sweep and a fixed value of the same axis are refused."""
+    net, assumed = load_network_assumed(spec, None, None, dtype)
+    asked: list[tuple[str, str, list]] = []
+    if sweep is not None:
+        over, values = parse_sweep(sweep)
+        asked.append((f"--sweep {over}=…", over, values))
+    fixed: dict[str, Any] = {}
+    if batch is not None:
+        value = read_batch(batch)
+        if isinstance(value, list):
+            asked.append(("--batch", "batch", value))
+        else:
+            fixed["batch"] = value
+    if input_shape is not None:
+        with spec_context(spec):
+            how, shape = read_input(input_shape, len(net.input))
+        if how == "sweep":
+            asked.append(("--input", "input", shape))
+        else:
+            fixed["input"] = shape
+    if len(asked) > 1:
+        raise _spec_error(f"{' and '.join(a[0] for a in asked)} each ask for a sweep: one sweep at a time (sweep one "
+                          f"axis; give the other one value)")
+    if asked and asked[0][1] in fixed:
+        option = "--batch" if asked[0][1] == "batch" else "--input"
+        raise _spec_error(f"{asked[0][0]} sweeps {asked[0][1]}, which {option} {_shown(batch if option == '--batch' else input_shape)} "
+                          f"also sets: give one of them")
+    if fixed:
+        with spec_context(spec):
+            net = _with_overrides(net, fixed)
+    return net, assumed, ((asked[0][1], asked[0][2]) if asked else None)
 
 
 def _read_stdin() -> str:
@@ -107,6 +158,16 @@ BatchOpt = Annotated[Optional[int], typer.Option("--batch", "-b", min=1, metavar
                                                   help="batch size (overrides the spec)")]
 InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", metavar="SHAPE",
                                                  help="input shape without batch, e.g. 3x224x224 (overrides the spec)")]
+BatchSweepOpt = Annotated[Optional[str], typer.Option(
+    "--batch", "-b", metavar="N|LIST", help="batch size (overrides the spec); a list (1,8,32) sweeps it")]
+InputSweepOpt = Annotated[Optional[str], typer.Option(
+    "--input", "-i", metavar="SHAPE|LIST", help="input shape without batch, e.g. 3x224x224 (overrides the spec); "
+                                               "a list sweeps it: 512,1024,2048 for an input of one size (tokens), "
+                                               "3x224x224,3x320x320 for shapes")]
+SweepOpt = Annotated[Optional[str], typer.Option(
+    "--sweep", metavar="[AXIS=]LIST", help="the totals at each value: --sweep 128,256 (the input's size), --sweep "
+                                          "batch=1,8,32, --sweep 3x224x224,3x320x320, --sweep NAME=… (another "
+                                          "input); a comma here always separates values")]
 DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", metavar="DTYPE",
                                                  help="float32, float64, float16, bfloat16, int32, int8, uint8 "
                                                       "(overrides the spec)")]
@@ -136,8 +197,9 @@ def summary_command(
     conventions: Annotated[bool, typer.Option("--conventions", help="print what each figure counts in full")]
     = False,
     numbers: NumbersAuto = None,
-    batch: BatchOpt = None,
-    input_shape: InputOpt = None,
+    batch: BatchSweepOpt = None,
+    input_shape: InputSweepOpt = None,
+    sweep: SweepOpt = None,
     dtype: DtypeOpt = None,
     keras_shapes: Annotated[Optional[bool], typer.Option(
         "--keras-shapes/--torch-shapes", help="shapes as (None, 26, 26, 32), Keras-style, with Keras' Param # "
@@ -147,7 +209,8 @@ def summary_command(
     """Per-layer table of a whole network (shapes, params, MACs, FLOPs, memory) with totals and conventions.
 
     The table fits the terminal (--wide: no limit): repeated blocks are folded into one row ×N (--expand: every
-    layer), notes said once (--notes all: each). `--format json` prints `Report.model_dump(mode="json")` exactly
+    layer), notes said once (--notes all: each). A list of values (--input 512,1024,2048, --batch 1,8,32, --sweep)
+    prints the totals at each value instead: one row per value, in every format. `--format json` prints `Report.model_dump(mode="json")` exactly
     (the documented schema); markdown and csv hold every layer with exact numbers; --columns, --depth and --explain
     apply to the table and markdown forms (and --columns/--depth to csv).
     """
@@ -165,8 +228,21 @@ def summary_command(
                               f"report, every layer and field)")
     if fmt == "csv" and explain:
         raise _spec_error("--explain cannot be combined with --format csv")
+    net, assumed, asked = load_network_sweep(spec, batch, input_shape, sweep, dtype)
+    if asked is not None:
+        given = [name for name, value in (("--columns", columns), ("--depth", depth), ("--explain", explain),
+                                          ("--expand", expand), ("--notes", notes != "default"),
+                                          ("--conventions", conventions),
+                                          ("--keras-shapes", keras_shapes is not None)) if value]
+        if given:
+            raise _spec_error(f"{', '.join(given)} cannot be combined with a sweep (they shape one network's table; "
+                              f"a sweep has a row per value)")
+        from ..sweep import sweep as sweep_totals
+        with spec_context(spec):
+            result = sweep_totals(net, asked[1], over=asked[0])
+        print(result.render(fmt, numbers, terminal.terminal_width()))
+        return
     keys = parse_columns(columns) if columns is not None else None
-    net, assumed = load_network_assumed(spec, batch, input_shape, dtype)
     with spec_context(spec):
         report = net.analyze()
     print(render_report(report, fmt, keys, depth, numbers, keras_shapes,

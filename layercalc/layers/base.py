@@ -420,6 +420,9 @@ class LayerBase(Description):
     #: the output depends on the inputs' values (False: only on their shapes, as a position embedding sized by its
     #: input): a field that is the whole input then carries on through the layer (see rules.whole_from_inputs)
     reads_input_values: ClassVar[bool] = True
+    #: the layer is another input of the network (a decoder's tokens): its ``shape`` field is that input's shape
+    #: without the batch, which a sweep (layercalc.sweep) may vary as it varies the network's ``input``
+    is_network_input: ClassVar[bool] = False
 
     def index_count(self) -> Optional[int]:
         """When the layer reads its input as integer indices (token ids), how many there are (an embedding's
