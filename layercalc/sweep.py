@@ -182,11 +182,17 @@ class Sweep:
         return "\n".join(lines)
 
     def header(self) -> str:
-        what = {"input": "the input's size", "batch": "the batch"}.get(self.over, f"the input {self.over!r}")
-        first = self.rows[0].report
-        fixed = [] if self.over == "batch" else [f"batch {first.batch}"]
-        return " · ".join([f"{self.name or '(unnamed network)'}: the totals at {len(self.rows)} values of {what}",
-                           *fixed, f"{first.dtype} ({first.dtype_bytes} bytes/element)"])
+        """``gpt2 at 3 sequence lengths · batch 1 · float32 (4 bytes/element)``: what varies and what does not."""
+        first, n = self.rows[0].report, len(self.rows)
+        if self.over == "batch":
+            what, fixed = f"{n} batch sizes", [f"input {shape_text(first.input_shape[1:], compact=True)}"]
+        elif self.over == "input":
+            what = f"{n} sequence lengths" if self.per_token else f"{n} input sizes"
+            fixed = [f"batch {first.batch}"]
+        else:
+            what, fixed = f"{n} shapes of its input {self.over!r}", [f"batch {first.batch}"]
+        return " · ".join([f"{self.name or '(unnamed network)'} at {what}", *fixed,
+                           f"{first.dtype} ({first.dtype_bytes} bytes/element)"])
 
     def _grid(self, columns: list[tuple[str, Figure, bool]], numbers: str, markdown: bool) -> str:
         head = [self._value_heading(), *(_label(f, tok) for _, f, tok in columns)]
