@@ -223,7 +223,7 @@ class Sweep:
         if by not in keys:
             raise SpecError(f"--by: {shown(by)} is not one of the sweep's figures: {', '.join(keys)}")
         key, figure, per_token = next(c for c in self.columns() if c[0] == by)
-        values = [self.value_of(row, key) for row in self.rows]
+        values = [self.value_of(row, key) or 0 for row in self.rows]       # (None only without tokens: not here)
         names = [self._value_text(row) for row in self.rows]
         texts = [_shown_number(v, figure, "human", per_token) for v in values]
         first = values[0]
@@ -343,7 +343,7 @@ def _changer(network: Network, over: str):
     layer = network.layers[index]
 
     def at_other_input(value):
-        shape = _shape(value, list(getattr(layer, "shape")), over)
+        shape = _shape(value, list(layer.shape), over)    # type: ignore[attr-defined]  # is_network_input: has one
         layers = list(network.layers)
         layers[index] = layer.replace(shape=shape)
         return network.replace(layers=layers), (shape[0] if len(shape) == 1 else shape)

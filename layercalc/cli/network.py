@@ -108,9 +108,9 @@ def load_network_sweep(spec: str, batch: Optional[str] = None, input_shape: Opti
         raise _spec_error(f"{' and '.join(a[0] for a in asked)} each ask for a sweep: one sweep at a time (sweep one "
                           f"axis; give the other one value)")
     if asked and asked[0][1] in fixed:
-        option = "--batch" if asked[0][1] == "batch" else "--input"
-        raise _spec_error(f"{asked[0][0]} sweeps {asked[0][1]}, which {option} {_shown(batch if option == '--batch' else input_shape)} "
-                          f"also sets: give one of them")
+        option, given = ("--batch", batch) if asked[0][1] == "batch" else ("--input", input_shape)
+        raise _spec_error(f"{asked[0][0]} sweeps {asked[0][1]}, which {option} {_shown(given)} also sets: give one "
+                          f"of them")
     if fixed:
         with spec_context(spec):
             net = _with_overrides(net, fixed)
@@ -209,10 +209,10 @@ def summary_command(
     """Per-layer table of a whole network (shapes, params, MACs, FLOPs, memory) with totals and conventions.
 
     The table fits the terminal (--wide: no limit): repeated blocks are folded into one row ×N (--expand: every
-    layer), notes said once (--notes all: each). A list of values (--input 512,1024,2048, --batch 1,8,32, --sweep)
-    prints the totals at each value instead: one row per value, in every format. `--format json` prints `Report.model_dump(mode="json")` exactly
-    (the documented schema); markdown and csv hold every layer with exact numbers; --columns, --depth and --explain
-    apply to the table and markdown forms (and --columns/--depth to csv).
+    layer), notes said once (--notes all: each). A list of values (--input 512,1024,2048, --batch 1,8,32,
+    --sweep) prints the totals at each value instead: one row per value, in every format. `--format json` prints
+    `Report.model_dump(mode="json")` exactly (the documented schema); markdown and csv hold every layer with exact
+    numbers; --columns, --depth and --explain apply to the table and markdown forms (and --columns/--depth to csv).
     """
     from .. import terminal
     from ..formatting import FORMATS, NOTES_MODES, parse_columns, render_report

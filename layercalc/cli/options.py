@@ -349,7 +349,8 @@ def _check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
     return low
 
 
-__all__ = ["TooManyDigits", "digits_to_int", "parse_shape", "parse_sweep", "read_input", "read_batch", "parse_ints", "parse_padding", "parse_float", "parse_int",
+__all__ = ["TooManyDigits", "digits_to_int", "parse_shape", "parse_sweep", "read_input", "read_batch",
+           "parse_ints", "parse_padding", "parse_float", "parse_int",
            "Numbers", "take_width_options"]
 
 
