@@ -93,6 +93,10 @@ _VALUE_FORMS: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("MultiHeadAttention", "output_shape"): lambda v: v[0] if isinstance(v, list) and len(v) == 1 else v,
 }
 
+#: Keras keys whose None is not the default but a value of its own, in the layer type's form: Normalization's
+#: ``axis: None`` is one mean and variance for the whole input (its default is -1)
+_NONE_VALUES: dict[tuple[str, str], Any] = {("Normalization", "axis"): []}
+
 #: Keras' model classes read here (a Functional model is saved as "Functional", by Keras 2 also as "Model")
 _SEQUENTIAL = {"Sequential"}
 _FUNCTIONAL = {"Functional", "Model"}
@@ -385,7 +389,9 @@ class _Model:
                 if not _safe_check(check, value):
                     raise self.fail(index, name, class_name, f"config {key!r} is {shown(value)}; supported: {allowed}")
                 continue
-            if value is None:               # Keras' None: its default, which the layer type's default is
+            if value is None and (class_name, key) in _NONE_VALUES:
+                value = _NONE_VALUES[class_name, key]
+            elif value is None:             # Keras' None: its default, which the layer type's default is
                 continue
             if key not in accepted and not _read_by(cls, class_name, key, value):
                 raise self.fail(index, name, class_name,

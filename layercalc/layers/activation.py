@@ -1,6 +1,7 @@
 """Element-wise layers: activations (``relu``, ``relu6``, ``leaky_relu``, ``sigmoid``, ``tanh``, ``gelu``,
 ``silu``/``swish``, ``hardswish``, ``hardsigmoid``, ``softmax``, and ``activation`` naming one of them as Keras'
-Activation layer does), the layers that are the identity at inference (``dropout``, ``identity``), and arithmetic
+Activation layer does), the layers that are the identity at inference (``dropout``, ``identity``, ``augmentation``:
+Keras' random augmentation layers), and arithmetic
 with constants (``rescaling``: x·scale + offset, ``pow``: x to a constant power, ``clamp``/``clip``).
 
 The shape is unchanged; there are no parameters and no MACs. FLOPs = a fixed count per element (each class's
@@ -22,12 +23,25 @@ from pydantic_core import PydanticCustomError
 
 from ..explain import Explanation, prod_text
 from ..rules import Context, Facts, Tensor, normalize_dim, numel
-from .base import Bool, Float, Int, LayerBase, LayerMixin, Probability, _alias, parse_layer, register_layer, shown
+from .base import (
+    Bool,
+    DataFormat,
+    Float,
+    Int,
+    LayerBase,
+    LayerMixin,
+    Probability,
+    _alias,
+    data_format_field,
+    parse_layer,
+    register_layer,
+    shown,
+)
 
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
 
 __all__ = ['Dropout', 'ReLU', 'ReLU6', 'LeakyReLU', 'Sigmoid', 'Tanh', 'GELU', 'SiLU', 'Hardswish', 'Hardsigmoid',
-           'Softmax', 'Identity', 'Rescaling', 'Activation', 'KERAS_ACTIVATIONS', 'activation_field',
+           'Softmax', 'Identity', 'Augmentation', 'Rescaling', 'Activation', 'KERAS_ACTIVATIONS', 'activation_field',
            'activation_layer', 'Pow', 'Clamp']
 
 
@@ -238,6 +252,38 @@ class Softmax(_Activation):
 @register_layer
 class Identity(_Passthrough, LayerBase):
     type: Literal["identity"] = "identity"
+
+
+#: Keras' random augmentation layers: the identity at inference (``model(x, training=False)``, ``predict``); their
+#: settings (factors, fill modes, seeds, value ranges) act in training only
+KERAS_AUGMENTATIONS = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
+                       "RandomBrightness")
+
+
+@register_layer
+class Augmentation(_Passthrough, LayerBase):
+    """A random data augmentation (Keras' RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomContrast,
+    RandomBrightness): the identity at inference, which is what layercalc counts — params 0, FLOPs 0, the shape
+    unchanged, and a note saying so. Its training-time settings are not read."""
+    type: Literal["augmentation"] = "augmentation"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {name: {} for name in KERAS_AUGMENTATIONS}
+    kind: Optional[str] = Field(None, description="which augmentation (Keras' class name, e.g. RandomFlip): only "
+                                                  "said in the note")
+    data_format: DataFormat = data_format_field()
+
+    @classmethod
+    def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Keras' config keys (mode, factor, fill_mode, interpolation, value_range, seed, …) act in training only:
+        the layer at inference is the identity whatever they say."""
+        kept: dict[str, Any] = {key: fields[key] for key in ("name", "inputs", "trainable", "data_format")
+                                if key in fields}
+        return {**kept, "kind": class_name}
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        facts = super().infer(inputs, ctx)
+        facts.notes.append(f"{self.kind or 'augmentation'}: the identity at inference (Keras' training=False); its "
+                           f"random transform applies in training only")
+        return facts
 
 
 @register_layer

@@ -31,6 +31,7 @@ from .base import (
     Int,
     LayerBase,
     NonNegativeInt,
+    PositiveInt,
     _alias,
     _explicit_pairs,
     data_format_field,
@@ -40,7 +41,7 @@ from .conv import _check_padding_mode
 
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
 
-__all__ = ['Flatten', 'Reshape', 'ZeroPad', 'Pad']
+__all__ = ['Flatten', 'Reshape', 'ZeroPad', 'Pad', 'CenterCrop']
 
 
 @register_layer
@@ -217,3 +218,45 @@ class Pad(ZeroPad):
                  zip(axis_names(len(spatial)), spatial, facts.geometry["pads"], after)]
         what = f"constant {self.value:g}" if self.mode == "constant" else self.mode
         c.add(f"padding ({what}): " + "; ".join(parts) + "; no arithmetic")
+
+
+@register_layer
+class CenterCrop(LayerBase):
+    """Keras' CenterCrop (a preprocessing layer): the central ``height`` × ``width`` window of an image, starting at
+    ((H − height) // 2, (W − width) // 2). An image smaller than the window (which Keras resizes first) is
+    refused."""
+    type: Literal["center_crop"] = "center_crop"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"CenterCrop": {}}
+    height: PositiveInt
+    width: PositiveInt
+    data_format: DataFormat = data_format_field()
+
+    keeps_finite = True
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        if len(x.shape) != 4:
+            raise ctx.fail(f"needs a 4-d image input ([N, H, W, C] or [N, C, H, W]), got {fmt_shape(x.shape)}")
+        n, c, (h, w) = split_channels(x.shape, ctx.channels_last)
+        if h < self.height or w < self.width:
+            raise ctx.fail(f"the image {h}×{w} is smaller than the crop {self.height}×{self.width} (Keras resizes it "
+                           f"first, which is not supported): crop at most the image")
+        starts = ((h - self.height) // 2, (w - self.width) // 2)
+        rf = None
+        if x.rf is not None and x.rf.aligned_grid:      # the first output position is `start` input steps in
+            rf = ReceptiveField(x.rf.size, x.rf.jump, tuple(st + 2 * b * j for st, j, b in
+                                                             zip(x.rf.start2, x.rf.jump, starts)))
+        return Facts(output_shape=join_channels(n, c, (self.height, self.width), ctx.channels_last), rf=rf,
+                     geometry={"starts": starts})
+
+    def forward(self, step, xs, params, env):
+        x = env.to_channels_last(xs[0])
+        top, left = step.facts.geometry["starts"]
+        return env.from_channels_last(x[:, top:top + self.height, left:left + self.width, :].copy())
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        _, _, (h, w) = spatial_parts(input_shapes[0], channels_last)
+        top, left = facts.geometry["starts"]
+        c.add(f"center crop: rows {top}…{top + self.height - 1} of {h} (start ({h} − {self.height}) // 2 = {top}), "
+              f"columns {left}…{left + self.width - 1} of {w} (start ({w} − {self.width}) // 2 = {left}); no "
+              f"arithmetic")
