@@ -29,6 +29,7 @@ if _typing.TYPE_CHECKING:
     from .layers.activation import Identity as Identity
     from .layers.activation import LeakyReLU as LeakyReLU
     from .layers.activation import Pow as Pow
+    from .layers.activation import PReLU as PReLU
     from .layers.activation import ReLU as ReLU
     from .layers.activation import ReLU6 as ReLU6
     from .layers.activation import Rescaling as Rescaling

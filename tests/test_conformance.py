@@ -75,6 +75,8 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
     "relu": [({}, [[3, 4]], False)],
     "relu6": [({}, [[3, 4]], False)],
     "leaky_relu": [({"negative_slope": 0.2}, [[3, 4]], False)],
+    "prelu": [({}, [[3, 4]], False), ({"num_parameters": 3}, [[3, 4, 5]], False),
+              ({"num_parameters": 5}, [[3, 4, 5]], True), ({"shared_axes": [1, 2]}, [[3, 4, 5]], True)],
     "sigmoid": [({}, [[3, 4]], False)],
     "tanh": [({}, [[3, 4]], False)],
     "gelu": [({}, [[3, 4]], False), ({"approximate": "tanh"}, [[3, 4]], False)],

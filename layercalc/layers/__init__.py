@@ -3,7 +3,7 @@ steps and explanations side by side; :mod:`layercalc.layers.base` holds the prot
 
 | module | layer types |
 |---|---|
-| :mod:`~layercalc.layers.activation` | dropout, relu, relu6, leaky_relu, sigmoid, tanh, gelu, silu (swish), hardswish, hardsigmoid, softmax, identity, augmentation, rescaling, activation, pow, clamp |
+| :mod:`~layercalc.layers.activation` | dropout, relu, relu6, leaky_relu, prelu, sigmoid, tanh, gelu, silu (swish), hardswish, hardsigmoid, softmax, identity, augmentation, rescaling, activation, pow, clamp |
 | :mod:`~layercalc.layers.conv` | conv1d/2d/3d, conv_transpose1d/2d/3d |
 | :mod:`~layercalc.layers.pooling` | maxpool1d/2d/3d, avgpool1d/2d/3d, adaptive_avgpool1d/2d/3d, adaptive_maxpool1d/2d/3d, global_avgpool, global_maxpool |
 | :mod:`~layercalc.layers.linear` | linear (dense) |
