@@ -160,3 +160,64 @@ def test_normalization_axis_none_is_one_statistic(keras, tmp_path):
     assert [e.buffers for e in report.layers] == [1 + 1 + 1, 2 * 4 * 5 + 1]
     got = layercalc.load(path).replace(batch=8).run(data, weights=str(path))
     np.testing.assert_allclose(got, keras.ops.convert_to_numpy(model(data, training=False)), rtol=1e-4, atol=1e-4)
+
+
+def tutorial_models(keras):
+    """keras.io's pattern: ``data_augmentation = keras.Sequential([...])`` called on the input of the model, in a
+    Functional model and inside a Sequential one, and a nested Sequential holding weights (an adapted
+    Normalization and a conv)."""
+    L = keras.layers
+    rng = np.random.default_rng(3)
+    augmentation = keras.Sequential([L.RandomFlip("horizontal"), L.RandomRotation(0.1)], name="data_augmentation")
+    normalization = L.Normalization()
+    normalization.adapt(rng.uniform(0, 255, size=(8, 12, 12, 3)).astype("float32"))
+    stem = keras.Sequential([keras.Input((12, 12, 3)), normalization, L.Conv2D(4, 3, padding="same")], name="stem")
+    x0 = keras.Input((12, 12, 3))
+    x = augmentation(x0)
+    x = stem(x)
+    x = L.Conv2D(6, 3, strides=2, activation="relu")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    functional = keras.Model(x0, L.Dense(3)(x), name="tutorial_functional")
+    sequential = keras.Sequential([keras.Input((12, 12, 3)),
+                                   keras.Sequential([L.RandomZoom(0.1), L.RandomContrast(0.1)], name="aug2"),
+                                   L.Rescaling(1 / 255), L.Conv2D(2, 3), L.Flatten(), L.Dense(2)],
+                                  name="tutorial_sequential")
+    return {"functional": functional, "sequential": sequential}
+
+
+@pytest.mark.parametrize("kind", ["functional", "sequential"])
+def test_a_nested_sequential_is_read_in_place(kind, keras, tmp_path):
+    model = tutorial_models(keras)[kind]
+    path = tmp_path / f"{kind}.keras"
+    model.save(path)
+    net = layercalc.load(path)
+    report = net.analyze()
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Sequential)]
+    inner = [layer for model_ in nested for layer in model_.layers]
+    # every inner layer is a layer of the network, with Keras' shape and count; the outer ones too
+    for layer in inner:
+        entry = report.layer(layer.name)
+        assert entry.params + entry.buffers == layer.count_params(), layer.name
+        assert tuple(entry.output_shape[1:]) == tuple(layer.output.shape[1:]), layer.name
+    assert report.totals.params + report.totals.buffers == model.count_params()
+    for layer in model.layers:
+        if not isinstance(layer, (keras.Sequential, keras.layers.InputLayer)):
+            assert tuple(report.layer(layer.name).output_shape[1:]) == tuple(layer.output.shape[1:])
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 255, size=(2, 12, 12, 3)).astype("float32")
+    got = net.replace(batch=2).run(x, weights=str(path))
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-4)
+
+
+def test_a_nested_functional_model_is_refused_in_one_line(keras, tmp_path):
+    L = keras.layers
+    y0 = keras.Input((4,))
+    inner = keras.Model(y0, L.Dense(2)(y0), name="inner")
+    x0 = keras.Input((4,))
+    model = keras.Model(x0, L.Dense(1)(inner(x0)))
+    path = tmp_path / "nested.keras"
+    model.save(path)
+    with pytest.raises(LayerCalcError, match="a Functional model nested as a layer: not supported") as info:
+        layercalc.load(path)
+    assert "\n" not in str(info.value)
