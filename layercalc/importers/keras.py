@@ -228,7 +228,7 @@ class _Model:
                 continue
             if input_shape is None and isinstance(layer_config, Mapping):   # Keras 2: on the first layer
                 input_shape = _batch_shape(layer_config.get("batch_input_shape") or layer_config.get("batch_shape"))
-            if class_name in _SEQUENTIAL and isinstance(layer_config, Mapping):
+            if isinstance(class_name, str) and class_name in _SEQUENTIAL and isinstance(layer_config, Mapping):
                 inner, inner_shape = self.nested(index, raw, class_name, layer_config)
                 input_shape = input_shape or inner_shape
                 layers += inner
@@ -261,7 +261,7 @@ class _Model:
                 input_shape = self.input_shape(index, layer_config, class_name)
                 self.inputs.add(str(name))
                 continue
-            nested = class_name in _SEQUENTIAL and isinstance(layer_config, Mapping)
+            nested = isinstance(class_name, str) and class_name in _SEQUENTIAL and isinstance(layer_config, Mapping)
             inner = self.nested(index, raw, class_name, layer_config)[0] if nested else []
             layer = inner[0] if nested else self.layer(index, raw, class_name, layer_config)
             nodes = raw.get("inbound_nodes") if isinstance(raw, Mapping) else None
