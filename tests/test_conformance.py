@@ -57,7 +57,7 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
     "flatten": [({}, [[2, 3, 4]], False), ({"start_dim": 2}, [[2, 3, 4]], True)],
     "reshape": [({"shape": [4, -1]}, [[2, 3, 4]], False)],
     "zero_pad": [({"padding": [[1, 2], [0, 1]]}, [[2, 3, 3]], False)],
-    "center_crop": [({"height": 3, "width": 2}, [[6, 5, 2]], True), ({"height": 2, "width": 4}, [[2, 5, 4]], False)],
+    "center_crop": [({"size": [3, 2]}, [[6, 5, 2]], True), ({"size": [2, 4]}, [[2, 5, 4]], False)],
     "pad": [({"padding": [[1, 2], [0, 1]], "mode": "reflect"}, [[3, 4, 5]], False),
             ({"padding": 2, "mode": "constant", "value": 1.5}, [[2, 3, 3]], True),
             ({"padding": [[3, 0]], "mode": "replicate"}, [[2, 4]], False), ({"padding": 2, "mode": "circular"},

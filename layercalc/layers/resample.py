@@ -361,9 +361,9 @@ def _explain_resample(c: Explanation, layer: Any, x: tuple[int, ...], facts: Fac
     for axis, length, o, k in zip(axis_names(len(spatial)), spatial, g["out"], range(len(spatial))):
         if factors is not None:
             c.add(f"{axis}_out = floor({axis}·scale_factor) = floor({length}·{factors[k]:g}) = {o}")
-        elif type(layer) is Upsample and layer.size_from is not None:
+        elif isinstance(layer, Upsample) and layer.size_from is not None:
             c.add(f"{axis}_out = {axis} of input {layer.size_from} (size_from) = {o}")
-        elif getattr(layer, "size", None) is not None and type(layer) is Upsample:
+        elif getattr(layer, "size", None) is not None and isinstance(layer, Upsample):
             c.add(f"{axis}_out = size = {o}")
         else:
             c.add(f"{axis}_out = {axis}·size = {length}·{o // length} = {o}")
