@@ -18,7 +18,7 @@ from .network import (
 )
 from .options import _check_choice, _spec_error, write_output
 
-# deferred imports (drawing, terminal):
+# deferred imports (drawing, sweep, terminal):
 # each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
 # models or NumPy (start-up target 0.3 s)
 

@@ -11,7 +11,7 @@ import typer
 from ..errors import LayerCalcError, SpecError, safe_text
 from .options import Numbers, _check_choice, _shown, _spec_error, parse_sweep, read_batch, read_input, write_output
 
-# deferred imports (sources, spec, graph, formatting, network_explain, terminal, zoo):
+# deferred imports (sources, spec, graph, formatting, network_explain, sweep, terminal, zoo):
 # each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
 # models or NumPy (start-up target 0.3 s)
 

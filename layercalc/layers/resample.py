@@ -296,7 +296,8 @@ class Upsample(LayerBase):
         if min(out) < 1:
             raise ctx.fail(f"output size {list(out)} has a size < 1: floor(input·scale_factor) with spatial sizes "
                            f"{list(spatial)} and scale_factor {self.scale_factor}")
-        return resample_facts(x, ctx, tuple(out), scales, self.mode, bool(self.align_corners), self.type_name)
+        return resample_facts(x, ctx, tuple(out), scales, self.mode, bool(self.align_corners),
+                              type(self).model_fields["type"].default)      # upsample, resizing: not an alias
 
     def _factors(self, rank: int) -> tuple[float, ...]:
         value = self.scale_factor
