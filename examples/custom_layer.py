@@ -1,19 +1,20 @@
-"""A layer type of your own, in one file: PReLU (``torch.nn.PReLU``, Keras ``PReLU``), which layercalc lacks.
+"""A layer type of your own, in one file: LayerScale (CaiT's and ConvNeXt's learned per-channel scale, timm's
+``LayerScale``: ``x · γ`` with γ one number per channel, starting small), which layercalc lacks as a type.
 
 A layer type is a Pydantic model with a ``type`` field and an ``infer`` rule; ``param_specs``, ``forward`` and
 ``explain`` are optional (without ``forward`` the type can be analyzed but not run), and so is ``backward`` (without
 it, ``summary --train`` reports the layer's backward as unknown). ``register_layer`` makes it
 work everywhere the built-ins do: YAML/JSON specs, the Python API, ``summary`` in every format, the JSON Schema,
-its own calculator (``layercalc prelu ...``) and ``verify``/``run``.
+its own calculator (``layercalc layer_scale ...``) and ``verify``/``run``.
 
 Use it from the command line with ``--plugin`` (or the ``LAYERCALC_PLUGINS`` environment variable)::
 
-    layercalc --plugin examples/custom_layer.py prelu --input 16x8x8 --num-parameters 16 --explain
-    layercalc --plugin examples/custom_layer.py summary examples/custom_layer_specs/conv_prelu.yaml
-    layercalc --plugin examples/custom_layer.py verify examples/custom_layer_specs/conv_prelu.yaml
+    layercalc --plugin examples/custom_layer.py layer_scale --input 16x8x8 --dim 16 --explain
+    layercalc --plugin examples/custom_layer.py summary examples/custom_layer_specs/conv_layer_scale.yaml
+    layercalc --plugin examples/custom_layer.py verify examples/custom_layer_specs/conv_layer_scale.yaml
 
-or from Python: ``import custom_layer`` (this file) before loading a spec that uses ``type: prelu``. An installed
-package registers its types through the ``layercalc.layers`` entry point group instead::
+or from Python: ``import custom_layer`` (this file) before loading a spec that uses ``type: layer_scale``. An
+installed package registers its types through the ``layercalc.layers`` entry point group instead::
 
     [project.entry-points."layercalc.layers"]
     my_layers = "my_package.layers"
@@ -22,7 +23,7 @@ package registers its types through the ``layercalc.layers`` entry point group i
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Optional
 
 from pydantic import Field
 
@@ -32,34 +33,32 @@ from layercalc.rules import Backward, Facts, split_channels
 
 
 @register_layer
-class PReLU(LayerBase):
-    """max(0, x) + a·min(0, x) with a learnable slope ``a``: one for all channels, or one per channel."""
+class LayerScale(LayerBase):
+    """``x · γ`` with a learned scale γ per channel (the layout's channel axis), initialized to ``init_values``."""
 
-    type: Literal["prelu"] = "prelu"
-    num_parameters: int = Field(1, ge=1, description="1 (one slope shared by all channels) or the channel count")
-    init: float = Field(0.25, description="initial slope (PyTorch's default)")
+    type: Literal["layer_scale"] = "layer_scale"
+    dim: Optional[int] = Field(None, ge=1, description="the channel count; inferred from the input when not given")
+    init_values: float = Field(1e-5, description="γ's initial value (timm's default)")
 
     def infer(self, inputs, ctx):
         x = inputs[0]
-        _, channels, _ = split_channels(x.shape, ctx.channels_last) if len(x.shape) >= 2 else (x.shape[0], 1, ())
-        if self.num_parameters not in (1, channels):
-            raise ctx.fail(f"num_parameters {self.num_parameters} must be 1 or the input's {channels} channels")
-        elements = math.prod(x.shape)
-        # 2 FLOPs per element (a compare and a multiply), like leaky_relu; the slope is learned: num_parameters
-        return Facts(output_shape=x.shape, params=self.num_parameters, flops=2 * elements, rf=x.rf)
+        if len(x.shape) < 2:
+            raise ctx.fail(f"needs an input with a channel dim, got {list(x.shape)}")
+        _, channels, _ = split_channels(x.shape, ctx.channels_last)
+        if self.dim is not None and self.dim != channels:
+            raise ctx.fail(f"dim {self.dim} must be the input's {channels} channels")
+        # one multiply per element; γ is learned: one parameter per channel
+        return Facts(output_shape=x.shape, params=channels, flops=math.prod(x.shape), rf=x.rf,
+                     geometry={"channels": channels})
 
     def param_specs(self, step, channels_last):
-        return {"weight": ParamSpec((self.num_parameters,), "[num_parameters]", init=self.init)}
+        return {"gamma": ParamSpec((step.facts.geometry["channels"],), "[channels]", init=self.init_values)}
 
     def forward(self, step, xs, params, env):
-        import numpy as np
-
-        x, slope = xs[0], params["weight"]
-        if slope.size > 1:                       # one slope per channel, along the layout's channel axis
-            shape = [1] * x.ndim
-            shape[env.channel_axis] = slope.size
-            slope = slope.reshape(shape)
-        return np.where(x >= 0, x, slope * x)
+        x, gamma = xs[0], params["gamma"]
+        shape = [1] * x.ndim
+        shape[env.channel_axis] = gamma.size           # along the layout's channel axis
+        return x * gamma.reshape(shape)
 
     def backward(self, step, grads):
         # For training figures (summary --train): no matmul, so 0 MACs; the derivative costs what the forward does
@@ -71,15 +70,14 @@ class PReLU(LayerBase):
             f"backward: 0 MACs; derivative 2·{elements:,} + slope gradient {slope:,} element FLOPs"])
 
     def explain(self, c, input_shapes, facts, channels_last):
+        channels = facts.geometry["channels"]
         elements = math.prod(input_shapes[0])
-        c.result("params", f"num_parameters = {self.num_parameters} (slope"
-                 f"{' per channel' if self.num_parameters > 1 else ' shared by all channels'})",
-                 self.num_parameters, facts.params)
-        c.result("FLOPs", f"2 per element (compare, multiply) · {elements:,}", 2 * elements, facts.flops)
+        c.result("params", f"γ: one per channel = {channels}", channels, facts.params)
+        c.result("FLOPs", f"1 per element (x·γ) · {elements:,}", elements, facts.flops)
 
 
 if __name__ == "__main__":
     net = layercalc.load({"input": [16, 8, 8], "layers": [
         {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1},
-        {"type": "prelu", "num_parameters": 16}]})
+        {"type": "layer_scale", "init_values": 1e-6}]})
     print(net.analyze().totals)

@@ -21,6 +21,7 @@ if _typing.TYPE_CHECKING:
     from .layers import LAYER_TYPES
     from .layers.activation import GELU as GELU
     from .layers.activation import Activation as Activation
+    from .layers.activation import Augmentation as Augmentation
     from .layers.activation import Clamp as Clamp
     from .layers.activation import Dropout as Dropout
     from .layers.activation import Hardsigmoid as Hardsigmoid
@@ -28,6 +29,7 @@ if _typing.TYPE_CHECKING:
     from .layers.activation import Identity as Identity
     from .layers.activation import LeakyReLU as LeakyReLU
     from .layers.activation import Pow as Pow
+    from .layers.activation import PReLU as PReLU
     from .layers.activation import ReLU as ReLU
     from .layers.activation import ReLU6 as ReLU6
     from .layers.activation import Rescaling as Rescaling
@@ -66,6 +68,7 @@ if _typing.TYPE_CHECKING:
     from .layers.norm import BatchNorm3d as BatchNorm3d
     from .layers.norm import GroupNorm as GroupNorm
     from .layers.norm import LayerNorm as LayerNorm
+    from .layers.norm import Normalization as Normalization
     from .layers.norm import RMSNorm as RMSNorm
     from .layers.pooling import AdaptiveAvgPool1d as AdaptiveAvgPool1d
     from .layers.pooling import AdaptiveAvgPool2d as AdaptiveAvgPool2d
@@ -84,10 +87,12 @@ if _typing.TYPE_CHECKING:
     from .layers.recurrent import GRU as GRU
     from .layers.recurrent import LSTM as LSTM
     from .layers.recurrent import RNN as RNN
+    from .layers.resample import Resizing as Resizing
     from .layers.resample import Upsample as Upsample
     from .layers.resample import UpSampling1d as UpSampling1d
     from .layers.resample import UpSampling2d as UpSampling2d
     from .layers.resample import UpSampling3d as UpSampling3d
+    from .layers.reshape import CenterCrop as CenterCrop
     from .layers.reshape import Flatten as Flatten
     from .layers.reshape import Pad as Pad
     from .layers.reshape import Reshape as Reshape

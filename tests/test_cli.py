@@ -296,6 +296,15 @@ EXPLAIN_CASES = {
     "relu": ("-i 10", ["1 per element · 1·10 = 10"]),
     "relu6": ("-i 10", ["2 per element · 1·10 = 20"]),
     "leaky_relu": ("-i 10", ["2 per element · 1·10 = 20"]),
+    # one slope per channel: 3; compare and multiply per element: 2·3·4·4 = 96
+    "prelu": ("-i 3x4x4 --num-parameters 3", ["params = slopes [3] (one per channel) = 3", "1·3·4·4 = 96"]),
+    "augmentation": ("-i 3x4x4 --kind RandomFlip", ["identity at inference", "params 0, FLOPs 0"]),
+    # Keras' Normalization on the last axis (5): buffers 2·5 + 1; FLOPs 2·60 + 2·5 = 130
+    "normalization": ("-i 3x4x5", ["= 2·5 + 1", "= 11", "· 1·3·4·5 + 2 per statistic (√ and max) · 5 = 130"]),
+    # bilinear to 4×6: 7 FLOPs per output, 7·3·4·6 = 504
+    "resizing": ("-i 3x8x8 --size 4x6 --mode bilinear", ["H_out = size = 4", "W_out = size = 6", "= 504"]),
+    # rows from (8 − 4) // 2 = 2, columns from (8 − 6) // 2 = 1
+    "center_crop": ("-i 3x8x8 --size 4x6", ["rows 2…5 of 8", "columns 1…6 of 8"]),
     "sigmoid": ("-i 10", ["3 per element · 1·10 = 30"]),
     "tanh": ("-i 10", ["1 per element · 1·10 = 10"]),
     "gelu": ("-i 10 --approximate tanh", ["9 per element · 1·10 = 90"]),

@@ -1,4 +1,4 @@
-"""A layer type of a user's own (examples/custom_layer.py, PReLU), from outside the package: through the library,
+"""A layer type of a user's own (examples/custom_layer.py, LayerScale), from outside the package: through the library,
 the conformance check, the JSON Schema, the command line (``--plugin``, ``LAYERCALC_PLUGINS``) and an installed
 package's entry point. Expected figures are derived by hand in each test.
 """
@@ -18,11 +18,11 @@ from layercalc import LayerCalcError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "custom_layer.py"
-SPEC = ROOT / "examples" / "custom_layer_specs" / "conv_prelu.yaml"
+SPEC = ROOT / "examples" / "custom_layer_specs" / "conv_layer_scale.yaml"
 
 
 @pytest.fixture(scope="module")
-def prelu():
+def layer_scale():
     """The example module, imported for this file's tests and forgotten after them (the schema and the command
     list of later tests hold only the built-in types)."""
     from layercalc.layers import unregister_layer
@@ -31,8 +31,8 @@ def prelu():
     module = importlib.util.module_from_spec(spec)
     sys.modules["custom_layer_example"] = module
     spec.loader.exec_module(module)
-    yield module.PReLU
-    unregister_layer(module.PReLU)
+    yield module.LayerScale
+    unregister_layer(module.LayerScale)
     del sys.modules["custom_layer_example"]
 
 
@@ -42,47 +42,58 @@ def cli(*args: str, env_extra: dict | None = None, cwd: Path = ROOT) -> subproce
                           cwd=cwd, timeout=120)
 
 
-# conv1 3→16, 3×3 pad 1 on 32×32: 16·3·9 + 16 = 448 params; act1 16 slopes; conv2 16→32 stride 2: 32·16·9 + 32 =
-# 4,640; act2 1 slope; fc 32→10: 330. Total 448 + 16 + 4,640 + 1 + 330 = 5,435.
-SPEC_PARAMS = 16 * 3 * 9 + 16 + 16 + 32 * 16 * 9 + 32 + 1 + 32 * 10 + 10
+# conv1 3→16, 3×3 pad 1 on 32×32: 16·3·9 + 16 = 448 params; scale1 16 (one γ per channel); conv2 16→32 stride 2:
+# 32·16·9 + 32 = 4,640; scale2 32; fc 32→10: 330. Total 448 + 16 + 4,640 + 32 + 330 = 5,466.
+SPEC_PARAMS = 16 * 3 * 9 + 16 + 16 + 32 * 16 * 9 + 32 + 32 + 32 * 10 + 10
 
 
-def test_library_spec_and_python_api(prelu):
+def test_library_spec_and_python_api(layer_scale):
     report = layercalc.load(str(SPEC)).analyze()
-    assert report.totals.params == SPEC_PARAMS == 5_435
-    act1 = report.layer("act1")
-    # 2 FLOPs per element on [1, 16, 32, 32]
-    assert act1.params == 16 and act1.flops == 2 * 16 * 32 * 32 and act1.output_shape == [1, 16, 32, 32]
-    net = layercalc.Network(input=[4, 5], layers=[prelu(num_parameters=4)])
+    assert report.totals.params == SPEC_PARAMS == 5_466
+    scale1 = report.layer("scale1")
+    # 1 FLOP (a multiply) per element on [1, 16, 32, 32]
+    assert scale1.params == 16 and scale1.flops == 16 * 32 * 32 and scale1.output_shape == [1, 16, 32, 32]
+    net = layercalc.Network(input=[4, 5], layers=[layer_scale(dim=4)])
     assert net.analyze().totals.params == 4
-    with pytest.raises(LayerCalcError, match="num_parameters 3 must be 1 or the input's 4 channels"):
-        layercalc.Network(input=[4, 5], layers=[prelu(num_parameters=3)]).analyze()
+    with pytest.raises(LayerCalcError, match="dim 3 must be the input's 4 channels"):
+        layercalc.Network(input=[4, 5], layers=[layer_scale(dim=3)]).analyze()
 
 
-def test_conformance_and_schema(prelu):
+def test_conformance_and_schema(layer_scale):
     from layercalc.conformance import check_layer_type
 
-    result = check_layer_type(prelu, {"num_parameters": 6}, [[6, 3, 3]])
+    result = check_layer_type(layer_scale, {"dim": 6}, [[6, 3, 3]])
     assert result.ran and result.allocated_params == 6 and result.output_shape == (2, 6, 3, 3)
-    assert check_layer_type(prelu, {}, [[3, 3, 6]], channels_last=True).allocated_params == 1
+    assert check_layer_type(layer_scale, {}, [[3, 3, 6]], channels_last=True).allocated_params == 6
     schema = layercalc.schema()
-    assert "prelu" in schema["$defs"]["Layer"]["discriminator"]["mapping"]
+    assert "layer_scale" in schema["$defs"]["Layer"]["discriminator"]["mapping"]
 
 
-def test_the_executor_runs_it_and_matches_torch(prelu):
+def test_the_executor_runs_it_and_matches_torch(layer_scale):
     torch = pytest.importorskip("torch")
     import numpy as np
 
-    net = layercalc.Network(input=[3, 4, 4], layers=[prelu(num_parameters=3, name="act")])
+    class TorchLayerScale(torch.nn.Module):           # timm's LayerScale on channels-first images
+        def __init__(self, dim: int, init_values: float = 1e-5):
+            super().__init__()
+            self.gamma = torch.nn.Parameter(init_values * torch.ones(dim))
+
+        def forward(self, x):
+            return x * self.gamma.view(1, -1, 1, 1)
+
+    net = layercalc.Network(input=[3, 4, 4], layers=[layer_scale(name="scale")])
     x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
-    slopes = np.array([0.1, 0.2, 0.3], np.float32)
-    ours = net.run(x=x, weights={"act": {"weight": slopes}})
-    module = torch.nn.PReLU(3)
+    gamma = np.array([0.1, -0.2, 0.3], np.float32)
+    ours = net.run(x=x, weights={"scale": {"gamma": gamma}})
+    module = TorchLayerScale(3)
     with torch.no_grad():
-        module.weight.copy_(torch.from_numpy(slopes))
+        module.gamma.copy_(torch.from_numpy(gamma))
         expected = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(ours, expected, rtol=1e-6)
     assert sum(p.numel() for p in module.parameters()) == net.analyze().totals.params == 3
+    # without weights, γ starts at init_values, as the module's
+    start = layercalc.Network(input=[3, 4, 4], layers=[layer_scale(init_values=0.5)]).run(x=x)
+    np.testing.assert_allclose(start, x * 0.5, rtol=1e-6)
 
 
 def test_command_line_with_plugin_option():
@@ -90,15 +101,15 @@ def test_command_line_with_plugin_option():
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["totals"]["params"] == SPEC_PARAMS
     # its own calculator, with the worked formulas
-    result = cli("--plugin", str(EXAMPLE), "prelu", "--input", "16x8x8", "--num-parameters", "16", "--explain")
+    result = cli("--plugin", str(EXAMPLE), "layer_scale", "--input", "16x8x8", "--dim", "16", "--explain")
     assert result.returncode == 0, result.stderr
-    assert "params = num_parameters = 16" in result.stdout and "2 per element" in result.stdout
+    assert "params = γ: one per channel = 16" in result.stdout and "1 per element" in result.stdout
     # verify runs it: every shape and MAC count matches
     result = cli("--plugin", str(EXAMPLE), "verify", str(SPEC), "--no-progress")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "every output shape and MAC count matches" in result.stdout
     result = cli("--plugin", str(EXAMPLE), "schema")
-    assert '"prelu"' in result.stdout
+    assert '"layer_scale"' in result.stdout
 
 
 def test_command_line_with_environment_variable_and_without():
@@ -107,7 +118,7 @@ def test_command_line_with_environment_variable_and_without():
     assert f"{SPEC_PARAMS:,}" in result.stdout
     # without the plugin the type is unknown: one line, exit 2
     result = cli("summary", str(SPEC), env_extra={"LAYERCALC_PLUGINS": ""})
-    assert result.returncode == 2 and "unknown layer type 'prelu'" in result.stderr
+    assert result.returncode == 2 and "unknown layer type 'layer_scale'" in result.stderr
     assert result.stderr.count("\n") == 1
     result = cli("--plugin", "/nonexistent/plugin.py", "summary", str(SPEC))
     assert result.returncode == 2 and "/nonexistent/plugin.py" in result.stderr and result.stderr.count("\n") == 1

@@ -171,10 +171,10 @@ class Branchy(nn.Module):
         return x if x.sum() > 0 else -x
 
 
-class Prelu(nn.Module):
+class Elu(nn.Module):
     def __init__(self):
         super().__init__()
-        self.act = nn.PReLU()
+        self.act = nn.ELU()
 
     def forward(self, x):
         return self.act(x)
@@ -184,7 +184,7 @@ class Prelu(nn.Module):
     (Det(), (1, 3, 3), "node 1 'det' \\(call_function det\\): det has no layercalc layer type"),
     (Scaled(), (1, 4), "node 3 'mul' .*reads the tensor attribute 'scale', which is not a learnable parameter"),
     (Branchy(), (1, 4), "torch.fx cannot trace Branchy"),
-    (Prelu(), (1, 4), "node 1 'act' \\(module act\\): module class torch.nn.PReLU has no layercalc layer type"),
+    (Elu(), (1, 4), "node 1 'act' \\(module act\\): module class torch.nn.ELU has no layercalc layer type"),
     (nn.Linear(3, 4), (1, 5), "does not run on an input of \\[1, 5\\]"),
     (nn.Linear(3, 4), (3,), "must hold the batch size and at least one more"),
 ])

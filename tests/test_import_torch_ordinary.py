@@ -268,15 +268,15 @@ def test_a_parameter_held_by_two_function_calls_is_refused():
 class WithUnknowns(nn.Module):
     def __init__(self):
         super().__init__()
-        self.fc, self.act, self.fc2 = nn.Linear(4, 4), nn.PReLU(), nn.Linear(4, 2)
+        self.fc, self.act, self.fc2 = nn.Linear(4, 4), nn.Bilinear(4, 4, 4), nn.Linear(4, 2)
 
     def forward(self, x):
-        h = torch.exp(self.act(self.fc(x))) + F.elu(x)
+        h = torch.exp(self.act(self.fc(x), x)) + F.elu(x)
         return self.fc2(torch.cumsum(h, dim=1))
 
 
 def test_unknown_operations_are_refused_by_default():
-    with pytest.raises(LayerCalcError, match="node 2 'act' \\(module act\\): module class torch.nn.PReLU has no"):
+    with pytest.raises(LayerCalcError, match="node 2 'act' \\(module act\\): module class torch.nn.Bilinear has no"):
         layercalc.from_torch(WithUnknowns(), (2, 4))
 
 
@@ -286,7 +286,7 @@ def test_count_zero_keeps_the_traced_shape_counts_zero_and_lists_every_node():
         net = layercalc.from_torch(model, (2, 4), unknown="count-zero")
     message = " ".join(str(w.message) for w in caught)
     assert "4 operations of WithUnknowns" in message and "counted as ZERO" in message
-    for listed in ("act (module act, 1 parameter not counted", "exp (call_function exp", "elu (call_function elu",
+    for listed in ("act (module act, 68 parameters not counted", "exp (call_function exp", "elu (call_function elu",
                    "cumsum (call_function cumsum"):
         assert listed in message
     report = net.analyze()
@@ -296,8 +296,8 @@ def test_count_zero_keeps_the_traced_shape_counts_zero_and_lists_every_node():
     x = torch.randn(2, 4)
     with torch.no_grad():
         assert report.layers[-1].output_shape == list(model(x).shape)
-    # counted: the linears only, the PReLU's slope said to be left out (torch: 20 + 1 + 10)
-    assert report.totals.params == n_params(model) - 1 == 30
+    # counted: the linears only, the bilinear's 4·4·4 + 4 weights said to be left out (torch: 20 + 68 + 10)
+    assert report.totals.params == n_params(model) - 68 == 30
     assert 2 * report.totals.macs == flops(model, x)
     assert all(e.flops == 0 and "does not model" in " ".join(e.notes) for e in report.layers if e.type == "opaque")
     with pytest.raises(LayerCalcError, match="layer type 'opaque' has no forward step"):

@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("spec",),                                                                    # parse and validate specs
     ("zoo", "importers", "importers.*"),                                          # bundled specs, other tools' files
     ("sources",),                                                                 # load, convert, weights files
-    ("verify", "conformance", "drawing", "network_explain"),                      # library jobs over networks
+    ("verify", "conformance", "drawing", "network_explain", "sweep"),             # library jobs over networks
     ("cli", "cli.*"),                                                             # the command line
     ("", "__main__"),                                                             # the package's lazy exports
 ]

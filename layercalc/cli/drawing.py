@@ -5,10 +5,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from .network import BatchOpt, InputOpt, SpecArg, load_network, spec_context
-from .options import _check_choice, write_output
+from .network import (
+    BatchOpt,
+    BatchSweepOpt,
+    InputOpt,
+    InputSweepOpt,
+    SpecArg,
+    SweepOpt,
+    load_network,
+    load_network_sweep,
+    spec_context,
+)
+from .options import _check_choice, _spec_error, write_output
 
-# deferred imports (drawing, terminal):
+# deferred imports (drawing, sweep, terminal):
 # each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
 # models or NumPy (start-up target 0.3 s)
 
@@ -57,17 +67,30 @@ def draw_command(
 
 def chart_command(
     spec: SpecArg,
-    by: Annotated[str, typer.Option("--by", metavar="macs|params", help="the cost drawn (default macs)")] = "macs",
+    by: Annotated[Optional[str], typer.Option(
+        "--by", metavar="FIGURE", help="the cost drawn: macs (default) or params per layer; for a sweep any of its "
+                                       "figures (flops, the default, macs, flops_per_token, peak_activation_bytes, "
+                                       "…)")] = None,
     expand: ExpandOpt = False,
-    batch: BatchOpt = None,
-    input_shape: InputOpt = None,
+    batch: BatchSweepOpt = None,
+    input_shape: InputSweepOpt = None,
+    sweep: SweepOpt = None,
 ) -> None:
-    """Terminal bars of each layer's (or folded block's) MACs or params and its share of the total."""
+    """Terminal bars of each layer's (or folded block's) MACs or params and its share of the total; with a list of
+    values (--input 512,1024,2048, --batch 1,8,32, --sweep) one bar per value of a total (--by)."""
     from ..drawing import build_graph, cost_chart
     from ..terminal import terminal_width
 
-    by = _check_choice(by, ("macs", "params"), "--by")
-    net = load_network(spec, batch, input_shape)
+    net, _, asked = load_network_sweep(spec, batch, input_shape, sweep)
+    if asked is not None:
+        if expand:
+            raise _spec_error("--expand cannot be combined with a sweep (a sweep draws one bar per value)")
+        from ..sweep import sweep as sweep_totals
+        with spec_context(spec):
+            result = sweep_totals(net, asked[1], over=asked[0])
+            print(result.chart(by or "flops", terminal_width()))
+        return
+    by = _check_choice(by or "macs", ("macs", "params"), "--by")
     with spec_context(spec):
         graph = build_graph(net, net.analyze(), expand)
     print(cost_chart(graph, by, terminal_width()))

@@ -10,9 +10,20 @@ from typing import Annotated, Any, Optional, Union
 import typer
 
 from ..errors import LayerCalcError, SpecError, safe_text
-from .options import Numbers, _check_choice, _spec_error, parse_shape, write_output
+from .options import (
+    Numbers,
+    _check_choice,
+    _shown,
+    _spec_error,
+    parse_shape,
+    parse_sweep,
+    read_batch,
+    read_input,
+    write_output,
+)
 
-# deferred imports (sources, spec, graph, formatting, display, network_explain, terminal, zoo, saved, training):
+# deferred imports (sources, spec, graph, formatting, display, network_explain, sweep, terminal, zoo, saved,
+# training):
 # each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
 # models or NumPy (start-up target 0.3 s)
 
@@ -60,7 +71,7 @@ def _apply_overrides(net, batch, input_shape, dtype, layout):
         overrides["batch"] = batch
     shapes = [input_shape] if isinstance(input_shape, str) else list(input_shape or [])
     if len(shapes) == 1 and len(net.input_shapes()) == 1:
-        overrides["input"] = parse_shape(shapes[0], "--input")
+        overrides["input"] = one_input(shapes[0], net)
     elif shapes:                                       # one --input per network input (T5: encoder, decoder ids)
         net = net.replace_inputs([parse_shape(shape, "--input") for shape in shapes], "--input")
     if dtype is not None:
@@ -68,6 +79,61 @@ def _apply_overrides(net, batch, input_shape, dtype, layout):
     if layout is not None:
         overrides["layout"] = layout
     return _with_overrides(net, overrides) if overrides else net
+
+
+def one_input(text: str, net) -> list[int]:
+    """``--input`` for a command that analyzes one network: a shape, never a sweep (options.read_input's rules)."""
+    how, value = read_input(text, len(net.input))
+    if how == "sweep":
+        raise _spec_error(f"--input: {_shown(text)} reads as a sweep of {len(value)} values, which summary and chart "
+                          f"take; give one shape here (with x: 1x28x28)")
+    return value
+
+
+#: what a sweep asked for: the axis (input, batch or another input's name) and its values
+SweepAsk = tuple[str, list]
+
+
+def load_network_sweep(spec: str, batch: Optional[str] = None, input_shape: Union[str, list[str], None] = None,
+                       sweep: Optional[str] = None, dtype: Optional[str] = None) -> tuple[Any, Any, Optional[SweepAsk]]:
+    """:func:`load_network_assumed` for the commands that sweep (summary, chart): ``--batch`` and ``--input`` may be
+    a list of values, ``--sweep [AXIS=]LIST`` names one (options.read_input and read_batch say how a comma list is
+    read). Returns the network with the fixed overrides applied, what was assumed, and the sweep asked for (or
+    None). One sweep at a time; a sweep and a fixed value of the same axis are refused."""
+    net, assumed = load_network_assumed(spec, None, None, dtype)
+    asked: list[tuple[str, str, list]] = []
+    if sweep is not None:
+        over, values = parse_sweep(sweep)
+        asked.append((f"--sweep {over}=…", over, values))
+    fixed: dict[str, Any] = {}
+    if batch is not None:
+        value = read_batch(batch)
+        if isinstance(value, list):
+            asked.append(("--batch", "batch", value))
+        else:
+            fixed["batch"] = value
+    shapes = [input_shape] if isinstance(input_shape, str) else list(input_shape or [])
+    if len(shapes) > 1:                                # one --input per network input (T5): shapes, never a sweep
+        with spec_context(spec):
+            net = _apply_overrides(net, None, shapes, None, None)
+    elif shapes:
+        with spec_context(spec):
+            how, shape = read_input(shapes[0], len(net.input))
+        if how == "sweep":
+            asked.append(("--input", "input", shape))
+        else:
+            fixed["input"] = shape
+    if len(asked) > 1:
+        raise _spec_error(f"{' and '.join(a[0] for a in asked)} each ask for a sweep: one sweep at a time (sweep one "
+                          f"axis; give the other one value)")
+    if asked and asked[0][1] in fixed:
+        option, given = ("--batch", batch) if asked[0][1] == "batch" else ("--input", input_shape)
+        raise _spec_error(f"{asked[0][0]} sweeps {asked[0][1]}, which {option} {_shown(given)} also sets: give one "
+                          f"of them")
+    if fixed:
+        with spec_context(spec):
+            net = _with_overrides(net, fixed)
+    return net, assumed, ((asked[0][1], asked[0][2]) if asked else None)
 
 
 def _read_stdin() -> str:
@@ -112,6 +178,17 @@ BatchOpt = Annotated[Optional[int], typer.Option("--batch", "-b", min=1, metavar
 InputOpt = Annotated[Optional[list[str]], typer.Option(
     "--input", "-i", metavar="SHAPE", help="input shape without batch, e.g. 3x224x224 (overrides the spec); once per "
                                            "input for a network with several (T5: --input 16 --input 8)")]
+BatchSweepOpt = Annotated[Optional[str], typer.Option(
+    "--batch", "-b", metavar="N|LIST", help="batch size (overrides the spec); a list (1,8,32) sweeps it")]
+InputSweepOpt = Annotated[Optional[list[str]], typer.Option(
+    "--input", "-i", metavar="SHAPE|LIST", help="input shape without batch, e.g. 3x224x224 (overrides the spec); "
+                                               "a list sweeps it: 512,1024,2048 for an input of one size (tokens), "
+                                               "3x224x224,3x320x320 for shapes; once per input for a network with "
+                                               "several (T5: --input 16 --input 8)")]
+SweepOpt = Annotated[Optional[str], typer.Option(
+    "--sweep", metavar="[AXIS=]LIST", help="the totals at each value: --sweep 128,256 (the input's size), --sweep "
+                                          "batch=1,8,32, --sweep 3x224x224,3x320x320, --sweep NAME=… (another "
+                                          "input); a comma here always separates values")]
 DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", metavar="DTYPE",
                                                  help="float32, float64, float16, bfloat16, int32, int8, uint8 "
                                                       "(overrides the spec)")]
@@ -150,8 +227,9 @@ def summary_command(
     conventions: Annotated[bool, typer.Option("--conventions", help="print what each figure counts in full")]
     = False,
     numbers: NumbersAuto = None,
-    batch: BatchOpt = None,
-    input_shape: InputOpt = None,
+    batch: BatchSweepOpt = None,
+    input_shape: InputSweepOpt = None,
+    sweep: SweepOpt = None,
     dtype: DtypeOpt = None,
     keras_shapes: Annotated[Optional[bool], typer.Option(
         "--keras-shapes/--torch-shapes", help="shapes as (None, 26, 26, 32), Keras-style, with Keras' Param # "
@@ -175,11 +253,12 @@ def summary_command(
     """Per-layer table of a whole network (shapes, params, MACs, FLOPs, memory) with totals and conventions.
 
     The table fits the terminal (--wide: no limit): repeated blocks are folded into one row ×N (--expand: every
-    layer), notes said once (--notes all: each). `--format json` prints `Report.model_dump(mode="json")` exactly
-    (the documented schema); markdown and csv hold every layer with exact numbers; --columns, --depth and --explain
-    apply to the table and markdown forms (and --columns/--depth to csv). --past P: the decode step of a generative
-    network (--new-tokens K new tokens over P cached; the sequence length is P and K, not --input's) and prefill vs
-    decode side by side; in JSON the step's report with a "serving" key.
+    layer), notes said once (--notes all: each). A list of values (--input 512,1024,2048, --batch 1,8,32,
+    --sweep) prints the totals at each value instead: one row per value, in every format. `--format json` prints
+    `Report.model_dump(mode="json")` exactly (the documented schema); markdown and csv hold every layer with exact
+    numbers; --columns, --depth and --explain apply to the table and markdown forms (and --columns/--depth to csv).
+    --past P: the decode step of a generative network (--new-tokens K new tokens over P cached; the sequence length
+    is P and K, not --input's) and prefill vs decode side by side; in JSON the step's report with a "serving" key.
     """
     from .. import terminal
     from ..formatting import FORMATS, NOTES_MODES, parse_columns, render_report
@@ -202,7 +281,21 @@ def summary_command(
     keys = parse_columns(columns) if columns is not None else None
     if not train and (optimizer != "adam" or precision != "fp32" or recompute):
         raise _spec_error("--optimizer, --precision and --recompute describe a training step: add --train")
-    net, assumed = load_network_assumed(spec, batch, input_shape, dtype)
+    net, assumed, asked = load_network_sweep(spec, batch, input_shape, sweep, dtype)
+    if asked is not None:
+        given = [name for name, value in (("--columns", columns), ("--depth", depth), ("--explain", explain),
+                                          ("--expand", expand), ("--notes", notes != "default"),
+                                          ("--conventions", conventions), ("--train", train),
+                                          ("--past", past is not None),
+                                          ("--keras-shapes", keras_shapes is not None)) if value]
+        if given:
+            raise _spec_error(f"{', '.join(given)} cannot be combined with a sweep (they shape one network's table; "
+                              f"a sweep has a row per value)")
+        from ..sweep import sweep as sweep_totals
+        with spec_context(spec):
+            result = sweep_totals(net, asked[1], over=asked[0])
+        print(result.render(fmt, numbers, terminal.terminal_width()))
+        return
     serving = None
     training = None
     with spec_context(spec):

@@ -169,6 +169,113 @@ def parse_shape(text: str, option: str = "--input") -> list[int]:
     return sizes
 
 
+# ------------------------------------------------------------------------------------------------------- sweeps
+# A sweep (layercalc.sweep: the totals at several values) is asked for in three ways, read by these rules — never a
+# guess: a text with two readings is refused with the way to write each (docs/conventions.md, "Sweeps").
+# - ``--sweep [AXIS=]V1,V2,…`` (AXIS: input, the default; batch; or another input's name): a comma always
+#   separates values there — a value is a number or a shape written with x (``3x224x224``), never 25,088;
+# - ``--input V1,V2,…`` for a network whose input has one size (tokens, features), and ``--batch V1,V2,…``: a
+#   comma list that cannot be one number with thousands separators (``512,1024``, ``1,8,32``); ``25,088`` and
+#   ``1,000`` stay one number (a group starting with 0 is no size); ``128,256`` reads both ways and is refused;
+# - ``--input 3x224x224,3x320x320``: shapes written with x separated by commas (any input).
+
+#: a value in a sweep list: a whole number ≥ 1 written without separators or a leading 0
+_SWEEP_DIGITS = re.compile(r"[1-9]\d*")
+
+
+def _sweep_number(part: str, raw: str, option: str) -> int:
+    if not _SWEEP_DIGITS.fullmatch(part):
+        why = ("starts with 0: a comma in a sweep separates values (write 25088, not 25,088)" if part[:1] == "0"
+               and part.isdigit() and len(part) > 1 else "is not a whole number ≥ 1")
+        raise _spec_error(f"{option}: {_shown(raw)}: {_shown(part)} {why}")
+    return digits_to_int(part)
+
+
+def _sweep_value(part: str, raw: str, option: str):
+    """One value of a sweep list: a number, or a shape written with x (``3x224x224``) as a list."""
+    if re.search(r"[x×X]", part):
+        return [_sweep_number(p.strip(), raw, option) for p in re.split(r"[x×X]", part)]
+    return _sweep_number(part, raw, option)
+
+
+def parse_sweep(text: str, option: str = "--sweep") -> tuple[str, list]:
+    """``[AXIS=]V1,V2,…`` → ``(axis, values)``: AXIS ``input`` (default), ``batch`` or another input's name;
+    each value a number or a shape written with x. A comma always separates values here.
+
+    >>> parse_sweep("128,256"), parse_sweep("batch=1,8,32"), parse_sweep("3x224x224,3x320x320")
+    (('input', [128, 256]), ('batch', [1, 8, 32]), ('input', [[3, 224, 224], [3, 320, 320]]))
+    """
+    axis, sep, listed = text.strip().rpartition("=")
+    axis = axis.strip() if sep else "input"
+    if sep and not axis:
+        raise _spec_error(f"{option}: {_shown(text)}: name the axis before '=' (input, batch or an input's name), "
+                          f"or leave out the '='")
+    parts = [p.strip() for p in listed.split(",")]
+    if not listed.strip() or any(not p for p in parts):
+        raise _spec_error(f"{option}: {_shown(text)}: expected values separated by commas, e.g. --sweep 512,1024 "
+                          f"or --sweep batch=1,8,32")
+    return axis, [_sweep_value(p, text, option) for p in parts]
+
+
+def read_input(text: str, rank: int, option: str = "--input") -> tuple[str, list]:
+    """``--input`` read for a network whose input has ``rank`` sizes: ``("shape", sizes)`` or ``("sweep",
+    values)`` by the rules above.
+
+    >>> read_input("1,28,28", 3), read_input("512,1024,2048", 1), read_input("25,088", 1)
+    (('shape', [1, 28, 28]), ('sweep', [512, 1024, 2048]), ('shape', [25088]))
+    >>> read_input("3x224x224,3x320x320", 3)
+    ('sweep', [[3, 224, 224], [3, 320, 320]])
+    """
+    raw = text.strip()
+    if "," in raw and not raw.startswith("["):
+        if re.search(r"[x×X]", raw):
+            try:
+                values = [_sweep_value(p.strip(), raw, option) for p in raw.split(",")]
+            except SpecError:
+                values = []
+            if values and all(isinstance(v, list) for v in values):
+                try:
+                    parse_shape(raw, option)
+                except SpecError:
+                    return "sweep", values
+                parts = raw.split(",")
+                raise _spec_error(f"{option}: {_shown(raw)} is either one shape with thousands separators or a "
+                                  f"sweep of {len(parts)} shapes: write {raw.replace(',', '')} for the shape or "
+                                  f"--sweep {raw} for the sweep")
+        elif rank == 1:
+            parts = [p.strip() for p in raw.split(",")]
+            if _GROUPED.fullmatch(raw.replace(" ", "")):
+                number = "".join(parts)
+                if any(p.startswith("0") for p in parts[1:]):      # 25,088: one number
+                    return "shape", [digits_to_int(number)]
+                raise _spec_error(f"{option}: {_shown(raw)} is either the number {raw} or a sweep of "
+                                  f"{', '.join(parts)} (the network's input has one size): write {number} for the "
+                                  f"number or --sweep {raw} for the sweep")
+            return "sweep", [_sweep_number(p, raw, option) for p in parts]
+    return "shape", parse_shape(text, option)
+
+
+def read_batch(text: str, option: str = "--batch"):
+    """``--batch`` as typed: one number (``8``, ``1,024``) or a sweep (``1,8,32``) by the rules above.
+
+    >>> read_batch("8"), read_batch("1,024"), read_batch("1,8,32")
+    (8, 1024, [1, 8, 32])
+    """
+    raw = text.strip()
+    if "," in raw:
+        parts = [p.strip() for p in raw.split(",")]
+        if not _GROUPED.fullmatch(raw.replace(" ", "")):
+            return [_sweep_number(p, raw, option) for p in parts]
+        if not any(p.startswith("0") for p in parts[1:]):
+            number = "".join(parts)
+            raise _spec_error(f"{option}: {_shown(raw)} is either the batch {raw} or a sweep of {', '.join(parts)}: "
+                              f"write {number} for the number or --sweep batch={raw} for the sweep")
+    value = parse_int(raw, option)
+    if value < 1:
+        raise _spec_error(f"{option}: {value} must be ≥ 1")
+    return value
+
+
 def parse_ints(text: str, option: str, allow_none: bool = False, always_list: bool = False):
     """``3`` → 3, ``3x5`` / ``3,5`` → [3, 5]; ``none`` entries → None when allowed (adaptive output_size)."""
     raw = text.strip()
@@ -242,7 +349,8 @@ def _check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
     return low
 
 
-__all__ = ["TooManyDigits", "digits_to_int", "parse_shape", "parse_ints", "parse_padding", "parse_float", "parse_int",
+__all__ = ["TooManyDigits", "digits_to_int", "parse_shape", "parse_sweep", "read_input", "read_batch",
+           "parse_ints", "parse_padding", "parse_float", "parse_int",
            "Numbers", "take_width_options"]
 
 

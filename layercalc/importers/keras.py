@@ -93,6 +93,10 @@ _VALUE_FORMS: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("MultiHeadAttention", "output_shape"): lambda v: v[0] if isinstance(v, list) and len(v) == 1 else v,
 }
 
+#: Keras keys whose None is not the default but a value of its own, in the layer type's form: Normalization's
+#: ``axis: None`` is one mean and variance for the whole input (its default is -1)
+_NONE_VALUES: dict[tuple[str, str], Any] = {("Normalization", "axis"): []}
+
 #: Keras' model classes read here (a Functional model is saved as "Functional", by Keras 2 also as "Model")
 _SEQUENTIAL = {"Sequential"}
 _FUNCTIONAL = {"Functional", "Model"}
@@ -203,6 +207,7 @@ class _Model:
     def __init__(self, origin: str) -> None:
         self.origin = origin
         self.inputs: set[str] = set()
+        self.aliases: dict[str, str] = {}          # a nested Sequential's name → its last layer's
 
     def fail(self, index: Optional[int], name: Any, class_name: Any, message: str) -> SpecError:
         where = f"layer {index} " if index is not None else "layer "
@@ -223,6 +228,11 @@ class _Model:
                 continue
             if input_shape is None and isinstance(layer_config, Mapping):   # Keras 2: on the first layer
                 input_shape = _batch_shape(layer_config.get("batch_input_shape") or layer_config.get("batch_shape"))
+            if isinstance(class_name, str) and class_name in _SEQUENTIAL and isinstance(layer_config, Mapping):
+                inner, inner_shape = self.nested(index, raw, class_name, layer_config)
+                input_shape = input_shape or inner_shape
+                layers += inner
+                continue
             layers.append(self.layer(index, raw, class_name, layer_config))
         if input_shape is None:
             raise SpecError(f"{self.origin}: the Sequential model has no input shape (no InputLayer, no "
@@ -251,7 +261,9 @@ class _Model:
                 input_shape = self.input_shape(index, layer_config, class_name)
                 self.inputs.add(str(name))
                 continue
-            layer = self.layer(index, raw, class_name, layer_config)
+            nested = isinstance(class_name, str) and class_name in _SEQUENTIAL and isinstance(layer_config, Mapping)
+            inner = self.nested(index, raw, class_name, layer_config)[0] if nested else []
+            layer = inner[0] if nested else self.layer(index, raw, class_name, layer_config)
             nodes = raw.get("inbound_nodes") if isinstance(raw, Mapping) else None
             if not isinstance(nodes, list) or not nodes:
                 raise self.fail(index, name, class_name, "no inbound_nodes: the layer is not called in the model")
@@ -262,7 +274,11 @@ class _Model:
             inputs, call_fields = self.node_inputs(index, name, class_name, nodes[0])
             layer["inputs"] = inputs
             layer.update(call_fields)
-            layers.append(layer)
+            if nested:                        # its layers in a row (each reads the one before); read by its name
+                layers += inner
+                self.aliases[str(name)] = str(inner[-1].get("name"))
+            else:
+                layers.append(layer)
         if input_shape is None:
             raise SpecError(f"{self.origin}: the Functional model has no InputLayer")
         return layers, input_shape
@@ -335,7 +351,17 @@ class _Model:
                                                      f"layer): not supported")
         if source in self.inputs:
             return "input"
+        source = self.aliases.get(source, source)
         return source if tensor_index == 0 else f"{source}:{tensor_index}"
+
+    def nested(self, index: int, raw: Any, class_name: str, config: Mapping) -> tuple[list[dict], list[int]]:
+        """A Sequential model used as a layer (keras.io's ``data_augmentation = keras.Sequential([...])`` called
+        on the input): its layers, spliced in where it is called, and its input shape."""
+        name = config.get("name")
+        layers, input_shape = _Model(self.origin).sequential(config)
+        if any(not isinstance(layer.get("name"), str) for layer in layers):
+            raise self.fail(index, name, class_name, "a nested Sequential's layers need names")
+        return layers, input_shape
 
     # ----------------------------------------------------------------------------------------------- layers
 
@@ -361,9 +387,9 @@ class _Model:
             name = raw["name"]
         if not isinstance(class_name, str) or not isinstance(config, Mapping):
             raise self.fail(index, name, class_name, f"not a Keras layer description: {shown(raw)}")
-        if class_name in _SEQUENTIAL | _FUNCTIONAL:
-            raise self.fail(index, name, class_name, "a model nested as a layer: not supported (flatten it into "
-                                                     "one model)")
+        if class_name in _FUNCTIONAL:
+            raise self.fail(index, name, class_name, "a Functional model nested as a layer: not supported (flatten "
+                                                     "it into one model; a nested Sequential is read)")
         cls = KERAS_CLASSES.get(class_name)
         if cls is None:
             load_plugins()
@@ -385,7 +411,9 @@ class _Model:
                 if not _safe_check(check, value):
                     raise self.fail(index, name, class_name, f"config {key!r} is {shown(value)}; supported: {allowed}")
                 continue
-            if value is None:               # Keras' None: its default, which the layer type's default is
+            if value is None and (class_name, key) in _NONE_VALUES:
+                value = _NONE_VALUES[class_name, key]
+            elif value is None:             # Keras' None: its default, which the layer type's default is
                 continue
             if key not in accepted and not _read_by(cls, class_name, key, value):
                 raise self.fail(index, name, class_name,
@@ -578,10 +606,26 @@ def _saved_variables(h5py: Any, store: Any, origin: str, max_bytes: Optional[int
                         f"model.save_weights)")
     found: dict[str, dict[str, list]] = {}
     total = 0
-    for key in layers:
-        group = _member(h5py, layers, key, origin)
+    groups = [(layers, key) for key in layers]
+    level = groups
+    for _ in range(_MAX_NESTING + 1):
+        inner = []
+        for parent, key in level:
+            group = _member(h5py, parent, key, origin)
+            nested = _member(h5py, group, "layers", origin) if isinstance(group, h5py.Group) else None
+            if isinstance(nested, h5py.Group):        # a nested Sequential: its layers under its own layers/
+                inner += [(nested, child) for child in nested]
+        if not inner:
+            break
+        groups, level = groups + inner, inner
+    else:
+        raise SpecError(f"{origin}: models nested deeper than {_MAX_NESTING}: not a Keras weights file")
+    for parent, key in groups:
+        group = _member(h5py, parent, key, origin)
         if not isinstance(group, h5py.Group):
             raise SpecError(f"{origin}: layers/{safe_text(key)} is not a group: not weights written by Keras 3")
+        if isinstance(_member(h5py, group, "layers", origin), h5py.Group):
+            continue                                  # a nested model: its layers are read on their own
         holders: list[tuple[str, Any]] = []           # (object, its vars group): "" the layer's own, "cell", …
         _find_vars(h5py, group, "", holders, origin)
         objects: dict[str, list] = {}

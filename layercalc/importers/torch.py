@@ -813,6 +813,7 @@ _NN_RULES: dict[str, _ModuleRule] = {
     "SiLU": _simple("silu"), "Hardswish": _simple("hardswish"), "Hardsigmoid": _simple("hardsigmoid"),
     "GELU": _simple("gelu", approximate="approximate"), "LeakyReLU": _simple("leaky_relu",
                                                                              negative_slope="negative_slope"),
+    "PReLU": _simple("prelu", num_parameters="num_parameters", init="init"),
     "Softmax": _softmax, "Embedding": _embedding, "MultiheadAttention": _mha,
     "LSTM": _recurrent, "GRU": _recurrent, "RNN": _recurrent, "Upsample": _upsample,
     "ZeroPad1d": _zero_pad, "ZeroPad2d": _zero_pad, "ZeroPad3d": _zero_pad,
@@ -1027,6 +1028,15 @@ def _linear_function(node: Any, conv: _Converter) -> None:
         raise _Unsupported("F.linear's weight must be a 2-d parameter of the module")
     fields = {"type": "linear", "in_features": shape[1], "out_features": shape[0], "bias": bias is not None}
     _weights_layer(node, conv, fields, {"weight": weight, "bias": bias}, node.args[0])
+
+
+def _prelu_function(node: Any, conv: _Converter) -> None:
+    """``F.prelu(x, self.weight)`` with the module's own slopes (1, or one per channel: dim 1)."""
+    weight = _arg(node, 1, "weight")
+    shape = _meta_shape(weight) if hasattr(weight, "op") else None
+    if shape is None or len(shape) != 1:
+        raise _Unsupported("F.prelu's weight must be a 1-d parameter of the module (1 or one slope per channel)")
+    _weights_layer(node, conv, {"type": "prelu", "num_parameters": shape[0]}, {"weight": weight}, node.args[0])
 
 
 def _pad(node: Any, conv: _Converter) -> None:
@@ -1304,6 +1314,7 @@ _FUNCTION_RULES: dict[str, Callable[[Any, _Converter], None]] = {
     "hardswish": _activation("hardswish"), "hardsigmoid": _activation("hardsigmoid"),
     "gelu": _activation("gelu", approximate=(1, "approximate", None)),
     "leaky_relu": _activation("leaky_relu", negative_slope=(1, "negative_slope", 0.01)),
+    "prelu": _prelu_function,
     "softmax": _softmax_function, "dropout": _dropout_function,
     "adaptive_avg_pool1d": _functional_pool("adaptive_avgpool"),
     "adaptive_avg_pool2d": _functional_pool("adaptive_avgpool"),

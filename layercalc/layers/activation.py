@@ -1,10 +1,12 @@
-"""Element-wise layers: activations (``relu``, ``relu6``, ``leaky_relu``, ``sigmoid``, ``tanh``, ``gelu``,
-``silu``/``swish``, ``hardswish``, ``hardsigmoid``, ``softmax``, and ``activation`` naming one of them as Keras'
-Activation layer does), the layers that are the identity at inference (``dropout``, ``identity``), and arithmetic
-with constants (``rescaling``: x·scale + offset, ``pow``: x to a constant power, ``clamp``/``clip``).
+"""Element-wise layers: activations (``relu``, ``relu6``, ``leaky_relu``, ``prelu`` (learned slopes), ``sigmoid``,
+``tanh``, ``gelu``, ``silu``/``swish``, ``hardswish``, ``hardsigmoid``, ``softmax``, and ``activation`` naming one
+of them as Keras' Activation layer does), the layers that are the identity at inference (``dropout``, ``identity``,
+``augmentation``: Keras' random augmentation layers), and arithmetic with constants (``rescaling``: x·scale +
+offset, ``pow``: x to a constant power, ``clamp``/``clip``).
 
-The shape is unchanged; there are no parameters and no MACs. FLOPs = a fixed count per element (each class's
-``flops_per_element``, written out in docs/conventions.md), transcendental functions (exp, tanh, erf) counting 1.
+The shape is unchanged; there are no MACs, and no parameters except ``prelu``'s slopes. FLOPs = a fixed count per
+element (each class's ``flops_per_element``, written out in docs/conventions.md), transcendental functions (exp,
+tanh, erf) counting 1.
 
 Fused activations: Keras' ``activation`` argument of Dense, Conv*, DepthwiseConv*, SeparableConv* and Conv*Transpose
 (:func:`activation_field`) applies one of these after the layer's own step. :data:`KERAS_ACTIVATIONS` maps Keras'
@@ -33,14 +35,19 @@ from ..rules import (
 )
 from .base import (
     Bool,
+    DataFormat,
     Float,
     GradFlow,
     Int,
     LayerBase,
     LayerMixin,
+    ParamSpec,
+    PositiveInt,
     Probability,
     Saved,
     _alias,
+    data_format_field,
+    keras_variables,
     parse_layer,
     register_layer,
     shown,
@@ -48,9 +55,9 @@ from .base import (
 
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
 
-__all__ = ['Dropout', 'ReLU', 'ReLU6', 'LeakyReLU', 'Sigmoid', 'Tanh', 'GELU', 'SiLU', 'Hardswish', 'Hardsigmoid',
-           'Softmax', 'Identity', 'Rescaling', 'Activation', 'KERAS_ACTIVATIONS', 'activation_field',
-           'activation_layer', 'Pow', 'Clamp', 'Softcap', 'SOFTCAP_FLOPS', 'softcap']
+__all__ = ['Dropout', 'ReLU', 'ReLU6', 'LeakyReLU', 'PReLU', 'Sigmoid', 'Tanh', 'GELU', 'SiLU', 'Hardswish',
+           'Hardsigmoid', 'Softmax', 'Identity', 'Augmentation', 'Rescaling', 'Activation', 'KERAS_ACTIVATIONS',
+           'activation_field', 'activation_layer', 'Pow', 'Clamp', 'Softcap', 'SOFTCAP_FLOPS', 'softcap']
 
 
 class _Elementwise(LayerMixin):
@@ -200,6 +207,90 @@ class LeakyReLU(_Activation):
 
 
 @register_layer
+class PReLU(_Activation):
+    """``max(0, x) + a·min(0, x)`` with learned slopes ``a`` (``torch.nn.PReLU``, ``F.prelu``, Keras' PReLU).
+
+    PyTorch's form: ``num_parameters`` slopes, 1 (shared) or one per channel on the layout's channel axis (dim 1
+    channels first, the last dim channels last), parameter ``weight`` ``[num_parameters]``. Keras' form
+    (``shared_axes`` given, Keras' numbering: 1 is the first dim after the batch): one slope per element of the
+    input without the batch, shared along ``shared_axes`` — ``weight`` of that shape with 1 on the shared dims."""
+    type: Literal["prelu"] = "prelu"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"PReLU": {"shared_axes": [], "init": 0.0}}
+    num_parameters: PositiveInt = Field(1, description="PyTorch's: 1 (one slope) or the channel count")
+    init: Float = Field(0.25, description="the slopes' initial value (PyTorch's 0.25; Keras' zeros)")
+    shared_axes: Optional[list[PositiveInt]] = Field(
+        None, description="Keras' form: the dims (1 = the first after the batch) sharing one slope; [] = a slope per "
+                          "element; null: PyTorch's num_parameters form")
+    flops_per_element: ClassVar[int] = 2             # compare, multiply (as leaky_relu)
+
+    @classmethod
+    def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Keras' shared_axes may be one int (``shared_axes=1``); the alpha's initializer, regularizer and
+        constraint are dropped like every layer's."""
+        axes = fields.get("shared_axes")
+        if isinstance(axes, int) and not isinstance(axes, bool):
+            fields = {**fields, "shared_axes": [axes]}
+        return super().from_keras(class_name, fields)
+
+    def slope_shape(self, shape: tuple[int, ...], ctx: Context) -> tuple[int, ...]:
+        if self.shared_axes is not None:
+            if self.num_parameters != 1:
+                raise ctx.fail("give num_parameters (PyTorch's form) or shared_axes (Keras'), not both")
+            rank = len(shape) - 1
+            bad = [a for a in self.shared_axes if a > rank]
+            if bad:
+                raise ctx.fail(f"shared_axes {self.shared_axes}: the input {list(shape)} has dims 1…{rank} after "
+                               f"the batch")
+            return tuple(1 if d in self.shared_axes else size for d, size in enumerate(shape) if d)
+        if self.num_parameters == 1:
+            return (1,)
+        if len(shape) < 2:
+            raise ctx.fail(f"num_parameters {self.num_parameters}: the input {list(shape)} has no channel dim")
+        channels = shape[-1] if ctx.channels_last else shape[1]
+        if self.num_parameters != channels:
+            raise ctx.fail(f"num_parameters {self.num_parameters} must be 1 or the input's {channels} channels")
+        return (channels,)
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        facts = super().infer(inputs, ctx)
+        slopes = self.slope_shape(inputs[0].shape, ctx)
+        facts.params = numel(slopes)
+        facts.geometry["slopes"] = slopes
+        return facts
+
+    def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
+        slopes = step.facts.geometry["slopes"]
+        return {"weight": ParamSpec(slopes, "[num_parameters]" if self.shared_axes is None else "[input dims, 1 where "
+                                    "shared]", init=self.init)}
+
+    def keras_weights(self, step, class_name: str, variables: dict) -> dict:
+        return {"weight": keras_variables(step, class_name, variables, {"": ["alpha"]})["alpha"]}
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+        x, slope = xs[0], params["weight"]
+        if self.shared_axes is not None:
+            slope = slope.reshape((1, *slope.shape))       # over the input without the batch
+        elif slope.size > 1:                                # one slope per channel, on the layout's channel axis
+            shape = [1] * x.ndim
+            shape[env.channel_axis] = slope.size
+            slope = slope.reshape(shape)
+        return np.where(x >= 0, x, x * slope.astype(x.dtype, copy=False))
+
+    def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        return numel(step.input_shapes[0]) * itemsize, 0
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        slopes = facts.geometry["slopes"]
+        how = ("Keras' shared_axes: one per element, shared on dims "
+               f"{self.shared_axes}" if self.shared_axes is not None else
+               "one per channel" if self.num_parameters > 1 else "one shared by all channels")
+        c.result("params", f"slopes {list(slopes)} ({how})", math.prod(slopes), facts.params)
+        c.result("FLOPs", f"{self.flops_per_element} per element (compare, multiply) · {prod_text(input_shapes[0])}",
+                 self.flops_per_element * math.prod(input_shapes[0]), facts.flops)
+
+
+@register_layer
 class Sigmoid(_Activation):
     type: Literal["sigmoid"] = "sigmoid"
     keeps_for_backward: ClassVar[str] = "output"
@@ -329,6 +420,38 @@ class Softmax(_Activation):
 @register_layer
 class Identity(_Passthrough, LayerBase):
     type: Literal["identity"] = "identity"
+
+
+#: Keras' random augmentation layers: the identity at inference (``model(x, training=False)``, ``predict``); their
+#: settings (factors, fill modes, seeds, value ranges) act in training only
+KERAS_AUGMENTATIONS = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
+                       "RandomBrightness")
+
+
+@register_layer
+class Augmentation(_Passthrough, LayerBase):
+    """A random data augmentation (Keras' RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomContrast,
+    RandomBrightness): the identity at inference, which is what layercalc counts — params 0, FLOPs 0, the shape
+    unchanged, and a note saying so. Its training-time settings are not read."""
+    type: Literal["augmentation"] = "augmentation"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {name: {} for name in KERAS_AUGMENTATIONS}
+    kind: Optional[str] = Field(None, description="which augmentation (Keras' class name, e.g. RandomFlip): only "
+                                                  "said in the note")
+    data_format: DataFormat = data_format_field()
+
+    @classmethod
+    def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Keras' config keys (mode, factor, fill_mode, interpolation, value_range, seed, …) act in training only:
+        the layer at inference is the identity whatever they say."""
+        kept: dict[str, Any] = {key: fields[key] for key in ("name", "inputs", "trainable", "data_format")
+                                if key in fields}
+        return {**kept, "kind": class_name}
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        facts = super().infer(inputs, ctx)
+        facts.notes.append(f"{self.kind or 'augmentation'}: the identity at inference (Keras' training=False); its "
+                           f"random transform applies in training only")
+        return facts
 
 
 @register_layer

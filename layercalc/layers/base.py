@@ -420,6 +420,9 @@ class LayerBase(Description):
     #: the output depends on the inputs' values (False: only on their shapes, as a position embedding sized by its
     #: input): a field that is the whole input then carries on through the layer (see rules.whole_from_inputs)
     reads_input_values: ClassVar[bool] = True
+    #: the layer is another input of the network (a decoder's tokens): its ``shape`` field is that input's shape
+    #: without the batch, which a sweep (layercalc.sweep) may vary as it varies the network's ``input``
+    is_network_input: ClassVar[bool] = False
 
     def input_shape(self) -> Optional[list[int]]:
         """When the layer is another input of the network (``extra_input``), its shape without the batch: a run

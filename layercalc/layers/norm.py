@@ -1,5 +1,6 @@
 """Normalization layers: ``batchnorm1d/2d/3d`` (inference: running statistics), ``batchnorm`` (Keras'
-BatchNormalization: one axis of any input, γ and β chosen by ``scale`` and ``center``), ``layernorm`` and ``groupnorm``.
+BatchNormalization: one axis of any input, γ and β chosen by ``scale`` and ``center``), ``layernorm``, ``groupnorm``,
+``rmsnorm`` and ``normalization`` (Keras' preprocessing Normalization: given or adapted mean and variance).
 
 Params: BatchNorm and GroupNorm 2·C (γ, β) when affine; LayerNorm 2·prod(normalized_shape) (γ only without bias).
 BatchNorm's running mean and variance are buffers (2·C; Keras' non-trainable params). FLOPs per element:
@@ -44,7 +45,8 @@ from .base import (
 
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
 
-__all__ = ['BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d', 'BatchNorm', 'LayerNorm', 'GroupNorm', 'RMSNorm']
+__all__ = ['BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d', 'BatchNorm', 'LayerNorm', 'GroupNorm', 'RMSNorm',
+           'Normalization']
 
 #: FLOPs of normalizing with given statistics, per element: subtract the mean, multiply by 1/std
 NORMALIZE_FLOPS = 2
@@ -253,6 +255,103 @@ class BatchNorm(LayerBase):
               f"{2 * features}")
         c.result("FLOPs", f"{NORMALIZE_FLOPS} per element (at inference the statistics fold into one multiply and "
                  f"one add) · {prod_text(x)}", NORMALIZE_FLOPS * math.prod(x), facts.flops)
+
+
+# ------------------------------------------------------------------------------------- Keras' Normalization
+
+#: Keras' backend.epsilon(): the floor of the standard deviation Keras' Normalization divides by
+KERAS_EPSILON = 1e-7
+#: per statistic (mean and variance pair): Keras takes sqrt(variance) and its maximum with epsilon at every call
+PER_STATISTIC_FLOPS = 2
+
+
+@register_layer
+class Normalization(LayerBase):
+    """Keras' Normalization (a preprocessing layer): ``(x − mean) / max(√variance, 1e-7)`` per position of the kept
+    ``axis`` (``invert``: ``mean + x·max(√variance, 1e-7)``), with statistics learned by ``adapt()`` — then Keras'
+    non-trainable weights mean, variance (one per kept position) and count (one integer), counted as buffers as
+    Keras' ``count_params()`` counts them — or given as constants (``mean``, ``variance``: no weights)."""
+    type: Literal["normalization"] = "normalization"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Normalization": {}}
+    axis: Union[Int, list[Int]] = Field(
+        -1, description="the axis (or axes) with their own statistics, batch included in the numbering (Keras'); "
+                        "[]: one mean and variance for every element (Keras' axis=None)")
+    mean: Optional[Union[Float, list[Float]]] = Field(
+        None, description="constant mean (one number, or one per kept position); null: adapted, a weight")
+    variance: Optional[Union[Float, list[Float]]] = Field(
+        None, description="constant variance, as mean (give both or neither)")
+    invert: Bool = Field(False, description="undo the normalization: mean + x·std")
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        rank = len(x.shape)
+        given = [self.axis] if isinstance(self.axis, int) else list(self.axis)
+        keep = sorted({normalize_dim(a, rank, "axis", x.shape, ctx) for a in given})
+        if 0 in keep:
+            raise ctx.fail("axis 0 is the batch dim: statistics per batch position are not supported")
+        if (self.mean is None) != (self.variance is None):
+            raise ctx.fail("give both mean and variance (constants) or neither (adapted weights)")
+        stats = tuple(x.shape[d] for d in keep)
+        count = numel(stats)
+        for name in ("mean", "variance"):
+            value = getattr(self, name)
+            if isinstance(value, list) and len(value) not in (1, count):
+                raise ctx.fail(f"{name} has {len(value)} values; axis {given} keeps {count} positions "
+                               f"{list(stats)} of the input {fmt_shape(x.shape)}: give 1 or {count}")
+        adapted = self.mean is None
+        notes = [] if not adapted else [
+            f"mean and variance ({count:,} each) and adapt()'s count (1) are Keras' non-trainable weights: buffers"]
+        return Facts(output_shape=x.shape, buffers=2 * count + 1 if adapted else 0,
+                     flops=NORMALIZE_FLOPS * numel(x.shape) + PER_STATISTIC_FLOPS * count, rf=x.rf, notes=notes,
+                     geometry={"keep": keep, "stats": stats})
+
+    def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
+        if self.mean is not None:
+            return {}
+        stats = step.facts.geometry["stats"] or (1,)      # axis []: one value (Keras' scalar)
+        where = f"[{', '.join(f'dim {d}' for d in step.facts.geometry['keep']) or '1'}]"
+        return {"mean": ParamSpec(stats, where, buffer=True), "variance": ParamSpec(stats, where, "ones", buffer=True),
+                "count": ParamSpec((1,), "[1] (adapt()'s sample count, not used at inference)", buffer=True)}
+
+    def keras_weights(self, step, class_name: str, variables: dict) -> dict:
+        v = keras_variables(step, class_name, variables, {"": ["mean", "variance", "count"]})
+        stats = step.facts.geometry["stats"] or (1,)
+        # Keras' scalars (count; mean and variance with axis None) held as one value: arrays here have a dim
+        return {"mean": v["mean"].reshape(stats), "variance": v["variance"].reshape(stats),
+                "count": v["count"].reshape(1)}
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+        x = xs[0]
+        keep = step.facts.geometry["keep"]
+        broadcast = [size if d in keep else 1 for d, size in enumerate(x.shape)]
+
+        def statistic(name: str):
+            value = params[name] if self.mean is None else np.asarray(getattr(self, name), dtype=np.float64)
+            value = np.asarray(value, dtype=x.dtype)
+            return value.reshape(broadcast) if value.size > 1 else value.reshape(())
+        std = np.maximum(np.sqrt(statistic("variance")), x.dtype.type(KERAS_EPSILON))
+        if self.invert:
+            return statistic("mean") + x * std
+        return (x - statistic("mean")) / std
+
+    def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        return numel(step.input_shapes[0]) * itemsize, 0
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        x = input_shapes[0]
+        stats = facts.geometry["stats"]
+        count = math.prod(stats)
+        c.add(f"{'mean + x·std' if self.invert else '(x − mean) / std'}, std = max(√variance, 1e-7), one mean and "
+              f"variance per position of {list(stats) or 'the whole input'}")
+        c.zero("params", "statistics are not trained by gradient", facts.params)
+        if self.mean is None:
+            c.result("buffers", f"mean + variance + count (Keras' non-trainable weights) = 2·{count} + 1",
+                     2 * count + 1, facts.buffers)
+        else:
+            c.add("buffers = 0 (mean and variance are constants of the config, not weights)")
+        c.result("FLOPs", f"{NORMALIZE_FLOPS} per element · {prod_text(x)} + {PER_STATISTIC_FLOPS} per statistic "
+                 f"(√ and max) · {count}", NORMALIZE_FLOPS * math.prod(x) + PER_STATISTIC_FLOPS * count, facts.flops)
 
 
 def _keras_affine(fields: dict[str, Any], what: str) -> tuple[Any, Any]:

@@ -57,9 +57,10 @@ from .base import (
     _whole_number,
     data_format_field,
     register_layer,
+    shown,
 )
 
-__all__ = ['Upsample', 'UpSampling1d', 'UpSampling2d', 'UpSampling3d']
+__all__ = ['Upsample', 'Resizing', 'UpSampling1d', 'UpSampling2d', 'UpSampling3d']
 
 Mode = Literal["nearest", "nearest-exact", "linear", "bilinear", "trilinear"]
 #: the spatial rank each d-linear mode works on (PyTorch refuses the others)
@@ -307,7 +308,8 @@ class Upsample(LayerBase):
         if min(out) < 1:
             raise ctx.fail(f"output size {list(out)} has a size < 1: floor(input·scale_factor) with spatial sizes "
                            f"{list(spatial)} and scale_factor {self.scale_factor}")
-        return resample_facts(x, ctx, tuple(out), scales, self.mode, bool(self.align_corners), "upsample")
+        return resample_facts(x, ctx, tuple(out), scales, self.mode, bool(self.align_corners),
+                              type(self).model_fields["type"].default)      # upsample, resizing: not an alias
 
     def _factors(self, rank: int) -> tuple[float, ...]:
         value = self.scale_factor
@@ -332,6 +334,39 @@ class Upsample(LayerBase):
         _explain_resample(c, self, input_shapes[self._resized_input()], facts, channels_last)
 
 
+#: Keras' Resizing interpolation → the mode it runs as (keras/src/backend/torch/image.py: F.interpolate with
+#: align_corners=False for bilinear, "nearest-exact" for nearest; TensorFlow's and JAX' half-pixel resizes agree)
+KERAS_RESIZE_MODES = {"bilinear": "bilinear", "nearest": "nearest-exact"}
+
+
+@register_layer
+class Resizing(Upsample):
+    """Keras' Resizing (a preprocessing layer): the image resized to ``size`` = (height, width) as
+    ``F.interpolate`` resizes it (half-pixel centres), the arithmetic of ``upsample`` with a size."""
+    type: Literal["resizing"] = "resizing"                # type: ignore[assignment]
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Resizing": {}}
+    data_format: DataFormat = data_format_field()
+
+    @classmethod
+    def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """height, width → size; interpolation bilinear or nearest; antialias and the aspect-ratio crop or pad
+        (which change the values or the arithmetic) refused; fill_mode and fill_value act only with that pad."""
+        out = {key: value for key, value in fields.items()
+               if key not in ("height", "width", "interpolation", "antialias", "crop_to_aspect_ratio",
+                              "pad_to_aspect_ratio", "fill_mode", "fill_value")}
+        if "height" in fields or "width" in fields:
+            out["size"] = [fields.get("height"), fields.get("width")]
+        interpolation = fields.get("interpolation", "bilinear")
+        if interpolation not in KERAS_RESIZE_MODES:
+            raise ValueError(f"interpolation {shown(interpolation)} is not supported (bilinear, nearest)")
+        out["mode"] = KERAS_RESIZE_MODES[interpolation]
+        for key in ("antialias", "crop_to_aspect_ratio", "pad_to_aspect_ratio"):
+            if fields.get(key):
+                raise ValueError(f"{key}: true is not supported (it changes the values or the arithmetic of the "
+                                 f"resize); only false")
+        return out
+
+
 def _explain_resample(c: Explanation, layer: Any, x: tuple[int, ...], facts: Facts, channels_last: bool) -> None:
     _, _, spatial = spatial_parts(x, channels_last)
     g = facts.geometry
@@ -339,9 +374,9 @@ def _explain_resample(c: Explanation, layer: Any, x: tuple[int, ...], facts: Fac
     for axis, length, o, k in zip(axis_names(len(spatial)), spatial, g["out"], range(len(spatial))):
         if factors is not None:
             c.add(f"{axis}_out = floor({axis}·scale_factor) = floor({length}·{factors[k]:g}) = {o}")
-        elif type(layer) is Upsample and layer.size_from is not None:
+        elif isinstance(layer, Upsample) and layer.size_from is not None:
             c.add(f"{axis}_out = {axis} of input {layer.size_from} (size_from) = {o}")
-        elif getattr(layer, "size", None) is not None and type(layer) is Upsample:
+        elif getattr(layer, "size", None) is not None and isinstance(layer, Upsample):
             c.add(f"{axis}_out = size = {o}")
         else:
             c.add(f"{axis}_out = {axis}·size = {length}·{o // length} = {o}")

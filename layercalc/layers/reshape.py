@@ -35,6 +35,7 @@ from .base import (
     Int,
     LayerBase,
     NonNegativeInt,
+    PositiveInt,
     Saved,
     _alias,
     _explicit_pairs,
@@ -45,7 +46,7 @@ from .conv import _check_padding_mode
 
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
 
-__all__ = ['Flatten', 'Reshape', 'ZeroPad', 'Pad']
+__all__ = ['Flatten', 'Reshape', 'ZeroPad', 'Pad', 'CenterCrop']
 
 
 @register_layer
@@ -254,3 +255,53 @@ class Pad(ZeroPad):
                  zip(axis_names(len(spatial)), spatial, facts.geometry["pads"], after)]
         what = f"constant {self.value:g}" if self.mode == "constant" else self.mode
         c.add(f"padding ({what}): " + "; ".join(parts) + "; no arithmetic")
+
+
+@register_layer
+class CenterCrop(LayerBase):
+    """Keras' CenterCrop (a preprocessing layer): the central ``size`` = (height, width) window of an image, starting
+    at ((H − height) // 2, (W − width) // 2). An image smaller than the window (which Keras resizes first) is
+    refused."""
+    type: Literal["center_crop"] = "center_crop"
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"CenterCrop": {}}
+    size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = Field(
+        description="the window's (height, width) (Keras' height and width arguments)")
+    data_format: DataFormat = data_format_field()
+
+    keeps_finite = True
+
+    @classmethod
+    def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Keras' height and width → size."""
+        out = {key: value for key, value in fields.items() if key not in ("height", "width")}
+        if "height" in fields or "width" in fields:
+            out["size"] = [fields.get("height"), fields.get("width")]
+        return out
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        x = inputs[0]
+        if len(x.shape) != 4:
+            raise ctx.fail(f"needs a 4-d image input ([N, H, W, C] or [N, C, H, W]), got {fmt_shape(x.shape)}")
+        n, c, (h, w) = split_channels(x.shape, ctx.channels_last)
+        height, width = self.size
+        if h < height or w < width:
+            raise ctx.fail(f"the image {h}×{w} is smaller than the crop {height}×{width} (Keras resizes it first, "
+                           f"which is not supported): crop at most the image")
+        starts = ((h - height) // 2, (w - width) // 2)
+        rf = None
+        if x.rf is not None and x.rf.aligned_grid:      # the first output position is `start` input steps in
+            rf = ReceptiveField(x.rf.size, x.rf.jump, tuple(st + 2 * b * j for st, j, b in
+                                                             zip(x.rf.start2, x.rf.jump, starts)))
+        return Facts(output_shape=join_channels(n, c, (height, width), ctx.channels_last), rf=rf,
+                     geometry={"starts": starts})
+
+    def forward(self, step, xs, params, env):
+        x = env.to_channels_last(xs[0])
+        (top, left), (height, width) = step.facts.geometry["starts"], self.size
+        return env.from_channels_last(x[:, top:top + height, left:left + width, :].copy())
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        _, _, (h, w) = spatial_parts(input_shapes[0], channels_last)
+        (top, left), (height, width) = facts.geometry["starts"], self.size
+        c.add(f"center crop: rows {top}…{top + height - 1} of {h} (start ({h} − {height}) // 2 = {top}), columns "
+              f"{left}…{left + width - 1} of {w} (start ({w} − {width}) // 2 = {left}); no arithmetic")

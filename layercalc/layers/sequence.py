@@ -341,6 +341,7 @@ class ExtraInput(LayerBase):
     draws one (token ids when an embedding reads it), as it does for the first input."""
     min_inputs: ClassVar[int] = 0
     max_inputs: ClassVar[Optional[int]] = 0
+    is_network_input: ClassVar[bool] = True
     type: Literal["extra_input"] = "extra_input"
     shape: list[PositiveInt] = Field(min_length=1, max_length=MAX_RANK - 1,
                                      description="the input's shape, without the batch dim")
