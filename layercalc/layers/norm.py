@@ -271,6 +271,13 @@ class Normalization(LayerBase):
     ``axis`` (``invert``: ``mean + x·max(√variance, 1e-7)``), with statistics learned by ``adapt()`` — then Keras'
     non-trainable weights mean, variance (one per kept position) and count (one integer), counted as buffers as
     Keras' ``count_params()`` counts them — or given as constants (``mean``, ``variance``: no weights)."""
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        # x − mean keeps nothing; the divide by the constant √variance keeps only that buffer (not an activation)
+        return []
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads, "element-wise with constant statistics")
     type: Literal["normalization"] = "normalization"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Normalization": {}}
     axis: Union[Int, list[Int]] = Field(

@@ -262,6 +262,13 @@ class CenterCrop(LayerBase):
     """Keras' CenterCrop (a preprocessing layer): the central ``size`` = (height, width) window of an image, starting
     at ((H − height) // 2, (W − width) // 2). An image smaller than the window (which Keras resizes first) is
     refused."""
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []     # a crop keeps nothing: its gradient needs only the input's shape
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads, "a crop: the gradient put back in a zero input-shaped tensor")
+
     type: Literal["center_crop"] = "center_crop"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"CenterCrop": {}}
     size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = Field(
