@@ -91,14 +91,144 @@ def _onnx(origin: str) -> Any:
 def spec_from_file(path: Path, origin: str) -> dict:
     """The layercalc spec data of the ONNX model at ``path`` (its external data, if any, beside it)."""
     onnx = _onnx(origin)
-    return Importer(_read_model(onnx, path, origin), origin, folder=Path(path).parent).spec()
+    model, lean = _read_model(onnx, path, origin)
+    return Importer(model, origin, folder=Path(path).parent, model_file=Path(path) if lean else None).spec()
 
 
-def _read_model(onnx: Any, path: Any, origin: str) -> Any:
+def _read_model(onnx: Any, path: Any, origin: str) -> tuple[Any, bool]:
+    """The ModelProto at ``path``, and whether the large raw data of its graph's initializers was left in the file
+    (:func:`_read_lean`); a file it cannot read so (not a regular file, an unusual encoding) is read whole by
+    ``onnx.load``."""
     try:
-        return onnx.load(str(path), load_external_data=False)
+        lean = _read_lean(onnx, Path(path))
+    except Exception:                  # OSError, ValueError, protobuf's DecodeError: onnx.load says what it says
+        lean = None
+    if lean is not None:
+        return lean, True
+    try:
+        return onnx.load(str(path), load_external_data=False), False
     except Exception as e:                         # protobuf's DecodeError, or a file that is not a ModelProto
         raise SpecError(f"{origin}: not a readable ONNX model: {safe_text(str(e)) or type(e).__name__}") from None
+
+
+#: raw data of at least this many bytes is left in the file when the model is read (:func:`_read_lean`)
+LEAN_BYTES = 1 << 16
+#: the external-data key marking a tensor whose raw data is left in the model's own file (:func:`_read_lean`)
+IN_MODEL_FILE = "layercalc:in_model_file"
+_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_RAW_DATA, _TENSOR_EXTERNAL, _TENSOR_LOCATION = 7, 5, 9, 13, 14
+
+
+def _read_lean(onnx: Any, path: Path) -> Optional[Any]:
+    """The model at ``path`` read field by field (protobuf's wire format), each top-level initializer's raw data
+    of :data:`LEAN_BYTES` or more left in the file: the tensor is marked as stored outside (ONNX's external data,
+    key :data:`IN_MODEL_FILE`, with its offset and length in the model's file), and :class:`TensorData` reads
+    it from there when it is needed — the weights of a 100 MB model are then neither held in memory nor copied
+    by shape inference. None when the file is not a regular file or uses what this reader does not follow
+    (``onnx.load`` then reads it whole, with its own messages)."""
+    with open(path, "rb") as stream:
+        info = os.fstat(stream.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size < LEAN_BYTES:
+            return None
+        size = info.st_size
+        model = onnx.ModelProto()
+        rest = bytearray()
+        for number, wire, start, end in _fields(stream, 0, size):
+            if number == _MODEL_GRAPH and wire == 2:
+                _read_graph(onnx, stream, model.graph, start, end, path)
+            else:
+                stream.seek(start)
+                rest += _tag(number, wire, end - start) + stream.read(end - start)
+        model.MergeFromString(bytes(rest))
+    return model
+
+
+def _read_graph(onnx: Any, stream: Any, graph: Any, start: int, end: int, path: Path) -> None:
+    rest = bytearray()
+    for number, wire, begin, stop in _fields(stream, start, end):
+        if number == _GRAPH_INITIALIZER and wire == 2:
+            kept = bytearray()
+            raw: Optional[tuple[int, int]] = None
+            for n, w, b, e in _fields(stream, begin, stop):
+                if n in (_TENSOR_EXTERNAL, _TENSOR_LOCATION):
+                    raise ValueError("external data")   # already stored outside: read whole (onnx.load)
+                if n == _TENSOR_RAW_DATA and w == 2 and e - b >= LEAN_BYTES:
+                    raw = (b, e - b)
+                    continue
+                if n == _TENSOR_RAW_DATA:
+                    raw = None                          # (protobuf: the last value of a field wins)
+                stream.seek(b)
+                kept += _tag(n, w, e - b) + stream.read(e - b)
+            tensor = graph.initializer.add()
+            tensor.ParseFromString(bytes(kept))
+            if raw is not None:
+                tensor.data_location = onnx.TensorProto.EXTERNAL
+                for key, value in ((IN_MODEL_FILE, path.name), ("offset", str(raw[0])), ("length", str(raw[1]))):
+                    entry = tensor.external_data.add()
+                    entry.key, entry.value = key, value
+        else:
+            stream.seek(begin)
+            rest += _tag(number, wire, stop - begin) + stream.read(stop - begin)
+    graph.MergeFromString(bytes(rest))
+
+
+def _varint(stream: Any) -> int:
+    result, shift = 0, 0
+    while True:
+        byte = stream.read(1)
+        if not byte:
+            raise ValueError("truncated")
+        result |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return result
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def _tag(number: int, wire: int, length: int) -> bytes:
+    """A field's key (and, length-delimited, its length) as protobuf writes it."""
+    return _encode_varint(number << 3 | wire) + (_encode_varint(length) if wire == 2 else b"")
+
+
+def _fields(stream: Any, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+    """The fields of the message in ``stream[start:end]``: ``(number, wire type, value start, value end)`` — a
+    varint's or fixed value's own bytes, a length-delimited value's bytes after its length."""
+    position = start
+    while position < end:
+        stream.seek(position)
+        key = _varint(stream)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise ValueError("field 0")
+        if wire == 0:
+            begin = stream.tell()
+            _varint(stream)
+            stop = stream.tell()
+        elif wire in (1, 5):
+            begin = stream.tell()
+            stop = begin + (8 if wire == 1 else 4)
+        elif wire == 2:
+            length = _varint(stream)
+            begin = stream.tell()
+            stop = begin + length
+        else:
+            raise ValueError("group")                 # deprecated groups: left to onnx.load
+        if stop > end:
+            raise ValueError("truncated")
+        yield number, wire, begin, stop
+        position = stop
 
 
 # ------------------------------------------------------------------------------------------- tensors' data
@@ -116,6 +246,7 @@ class TensorData:
     onnx: Any
     origin: str
     folder: Optional[Path] = None          # the model's folder; None: external data is refused
+    model_file: Optional[Path] = None      # the model's file when it was read lean: raw data left in it
     constant_bytes: int = 0                # read so far by :meth:`load_constants`
 
     def dtype_bits(self, tensor: Any, what: str) -> Optional[int]:
@@ -140,6 +271,12 @@ class TensorData:
         numel = math.prod(dims)
         bits = self.dtype_bits(tensor, what)
         if _is_external(self.onnx, tensor):
+            entries = {e.key: e.value for e in tensor.external_data}
+            if IN_MODEL_FILE in entries and bits is not None and self.model_file is not None:
+                need = -(-numel * bits // 8)       # raw data left in the model's file: checked as in memory
+                if entries.get("length") != str(need):
+                    raise SpecError(f"{self.origin}: {what} has dims {dims} ({numel:,} elements, {need:,} bytes) "
+                                    f"but its data holds {entries.get('length')} bytes")
             return                                 # checked where it is read (:meth:`external_bytes`)
         if tensor.HasField("raw_data"):
             if bits is None:
@@ -187,6 +324,11 @@ class TensorData:
         """The bytes of a tensor stored as external data: its ``location`` is a file inside the model's folder, its
         ``length`` (when given) the bytes its dims need, and ``offset + length`` within the file."""
         entries = {e.key: e.value for e in tensor.external_data}
+        if IN_MODEL_FILE in entries:
+            if self.model_file is None:
+                raise SpecError(f"{self.origin}: {what} names external data by layercalc's own key "
+                                f"{IN_MODEL_FILE!r}: not an ONNX location")
+            return self._read_at(self.model_file, f"{self.origin}: {what}", what, tensor, entries, max_bytes)
         location = entries.get("location", "")
         where = f"{self.origin}: {what} is stored in another file ({shown(location)})"
         if self.folder is None:
@@ -201,6 +343,11 @@ class TensorData:
         if os.path.realpath(path) != path:
             raise SpecError(f"{where}: the path goes through a symbolic link; external data is read only from a "
                             f"file inside the model's folder")
+        return self._read_at(Path(path), where, what, tensor, entries, max_bytes)
+
+    def _read_at(self, path: Path, where: str, what: str, tensor: Any, entries: dict[str, str],
+                 max_bytes: Optional[int]) -> bytes:
+        """The bytes its dims need, at ``offset`` in the regular file ``path``."""
         bits = self.dtype_bits(tensor, what)
         if bits is None:
             raise SpecError(f"{where}: string tensors cannot be stored as external data")
@@ -318,9 +465,9 @@ def read_onnx_weights(path: Any, steps: Optional[list] = None, channels_last: bo
 
     origin = origin or safe_text(str(path))
     onnx = _onnx(origin)
-    model = _read_model(onnx, path, origin)
+    model, lean = _read_model(onnx, path, origin)
     inits = {i.name: i for i in model.graph.initializer}
-    imp = Importer(model, origin, folder=Path(path).parent)
+    imp = Importer(model, origin, folder=Path(path).parent, model_file=Path(path) if lean else None)
     spec = imp.spec()
     if steps is None:
         net = from_data(spec, origin)
@@ -736,6 +883,7 @@ class Importer:
     nodes: list[Any] = field(default_factory=list)
     onnx: Any = None
     folder: Optional[Path] = None                               # the model's folder: where its external data is
+    model_file: Optional[Path] = None                           # the model's file, when read lean (_read_lean)
     data: Optional[TensorData] = None
     too_large: dict[str, int] = field(default_factory=dict)     # value → elements, not folded for its size
     fold_stopped: list[int] = field(default_factory=list)       # the rounds run, when folding stopped early
@@ -744,7 +892,7 @@ class Importer:
 
     def spec(self) -> dict:
         onnx = self.onnx = _onnx(self.origin)
-        data = self.data = TensorData(onnx, self.origin, self.folder)
+        data = self.data = TensorData(onnx, self.origin, self.folder, self.model_file)
         g = self.model.graph
         if len(g.node) > MAX_LAYERS:
             # counted before anything is built: each node becomes at most one layer, and a network has at most
