@@ -16,6 +16,7 @@ steps and explanations side by side; :mod:`layercalc.layers.base` holds the prot
 | :mod:`~layercalc.layers.tensor_ops` | permute, transpose, slice, split, chunk, select, roll, pixel_shuffle, pixel_unshuffle, channel_shuffle, mean, sum, opaque |
 | :mod:`~layercalc.layers.resample` | upsample, upsampling1d/2d/3d |
 | :mod:`~layercalc.layers.recurrent` | lstm, gru, rnn |
+| :mod:`~layercalc.layers.mask` | attention_mask |
 
 (The first five are imported with this package, the rest in :data:`LATER_FAMILIES`' order; ``layercalc types``
 lists every registered type with its aliases, and ``tests/test_library_jobs.py`` checks this table against the
