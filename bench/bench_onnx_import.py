@@ -108,7 +108,8 @@ def main() -> None:
         for path in files:
             size = path.stat().st_size + sum(p.stat().st_size for p in path.parent.glob("*.bin"))
             lc = _measure(sys.executable, _LAYERCALC, path, args.repeat)
-            line = (f"{path.name} ({size / 2**20:.0f} MiB{' with external data' if size > path.stat().st_size else ''}): "
+            external = " with external data" if size > path.stat().st_size else ""
+            line = (f"{path.name} ({size / 2**20:.0f} MiB{external}): "
                     f"layercalc {lc['wall']:.2f} s, peak {lc['peak'] / 1024:.0f} MiB (after imports "
                     f"{lc['before'] / 1024:.0f}); params {lc['params']:,}, macs {lc['macs']:,}")
             print(line)

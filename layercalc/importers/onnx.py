@@ -888,7 +888,7 @@ class Importer:
     gelu: dict[int, str] = field(default_factory=dict)          # last node of an Erf-based GELU → its input
     rotary: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # RoPE's Add → (input, cos, sin)
     rotary_slices: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # RoPE's Add → its two Slices
-    lazy: dict[str, Callable[["Act"], str]] = field(default_factory=dict)  # value → its layer, made to broadcast
+    lazy: dict[str, Callable[[Act], str]] = field(default_factory=dict)  # value → its layer, made to broadcast
     kinds: dict[str, str] = field(default_factory=dict)         # initializer → the dynamo exporter's InputSpec kind
     scope_count: dict[str, int] = field(default_factory=dict)   # torch module scope → its operators
     consumers: dict[str, list[int]] = field(default_factory=dict)

@@ -72,7 +72,8 @@ class AttentionMask(LayerBase):
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         x = list(input_shapes[0])
-        c.add(f"scores {x}: " + (f"keys after each query set to {'−∞' if self.fill is None else f'{self.fill:g}'}" if self.causal else "nothing masked")
-              + f" ({'added' if self.mode == 'add' else 'selected'}); params 0")
+        fill = "−∞" if self.fill is None else f"{self.fill:g}"
+        what = f"keys after each query set to {fill}" if self.causal else "nothing masked"
+        c.add(f"scores {x}: {what} ({'added' if self.mode == 'add' else 'selected'}); params 0")
         c.result("FLOPs", f"1 per score (an {'add' if self.mode == 'add' else 'select'}) · {prod_text(x)}",
                  math.prod(x), facts.flops)
