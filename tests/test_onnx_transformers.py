@@ -176,3 +176,89 @@ def test_llama_rotary_is_one_layer_per_projection(exports):
     assert len(rotary) == 4                               # q and k of 2 layers
     # 3 FLOPs per rotated element (conventions: x·cos + rotate_half(x)·sin): q [1, 4, 8, 8], k [1, 2, 8, 8]
     assert sorted(r.flops for r in rotary) == [3 * 2 * 8 * 8] * 2 + [3 * 4 * 8 * 8] * 2
+
+
+# ------------------------------------------------------------------------ written by hand, and torchvision's ViT
+
+class NanoBlock(nn.Module):
+    """nanoGPT's attention block: a causal ``tril`` buffer applied by ``masked_fill(..., -inf)``."""
+
+    def __init__(self, d=32, heads=2, length=LENGTH):
+        super().__init__()
+        self.heads, self.ln, self.qkv, self.proj = heads, nn.LayerNorm(d), nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.register_buffer("bias", torch.tril(torch.ones(length, length)).view(1, 1, length, length))
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.qkv(self.ln(x)).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / (k.size(-1) ** 0.5))
+        att = att.masked_fill(self.bias[:, :, :t, :t] == 0, float("-inf")).softmax(dim=-1)
+        return x + self.proj((att @ v).transpose(1, 2).contiguous().view(b, t, c))
+
+
+class NanoGPT(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(VOCAB, 32), nn.Embedding(16, 32)
+        self.blocks, self.head = nn.Sequential(NanoBlock(), NanoBlock()), nn.Linear(32, VOCAB, bias=False)
+
+    def forward(self, idx):
+        pos = torch.arange(0, idx.size(1), dtype=torch.long)
+        return self.head(self.blocks(self.wte(idx) + self.wpe(pos)))
+
+
+def _export(model, x, path, dynamo):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=dynamo)
+
+
+HAND = [(dynamo, batch) for dynamo in (True, False) for batch in (1, 2)]
+
+
+@pytest.mark.parametrize("dynamo, batch", HAND, ids=[f"{'dynamo' if d else 'legacy'}-b{b}" for d, b in HAND])
+def test_nanogpt(tmp_path, dynamo, batch):
+    torch.manual_seed(0)
+    model = NanoGPT().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape) * 0.02)
+    x = torch.randint(0, VOCAB, (batch, LENGTH))
+    path = tmp_path / "nanogpt.onnx"
+    _export(model, x, path, dynamo)
+    report = layercalc.load(path).analyze()
+    assert report.totals.params == learnable_elements(path, model, batch)[0]
+    assert report.totals.macs == torch_macs(model, x)
+    assert [layer.type for layer in report.layers].count("attention_mask") == 2
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(layercalc.load(path).run(x.numpy(), weights=str(path)), expected, rtol=1e-4,
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("dynamo, batch", HAND, ids=[f"{'dynamo' if d else 'legacy'}-b{b}" for d, b in HAND])
+def test_torchvision_vit(tmp_path, dynamo, batch):
+    """torchvision's ViT (nn.MultiheadAttention inside: its [L, N, E] and [L·N, E] views, at batch 1 too). In
+    eval mode its attention takes the fused fast path, which FlopCounterMode counts as 0 (docs/conventions.md):
+    MACs = FlopCounterMode's / 2 for the rest + the attention derived here, per layer the projections 4·N·L·E²
+    and QKᵀ and A·V 2·N·L²·E."""
+    from torchvision_oracle import torchvision
+    torch.manual_seed(0)
+    model = torchvision().models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                                                   hidden_dim=32, mlp_dim=64).eval()
+    with torch.no_grad():
+        for p in model.parameters():                 # distinct values (equal ones are stored once)
+            p.add_(torch.randn(p.shape) * 0.02)
+    x = torch.randn(batch, 3, 32, 32)
+    path = tmp_path / "vit.onnx"
+    _export(model, x, path, dynamo)
+    report = layercalc.load(path).analyze()
+    assert report.totals.params == learnable_elements(path, model, batch)[0]
+    tokens, width, layers = 4 * 4 + 1, 32, 2
+    attention = layers * (4 * batch * tokens * width ** 2 + 2 * batch * tokens ** 2 * width)
+    assert report.totals.macs == torch_macs(model, x) + attention
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(layercalc.load(path).run(x.numpy(), weights=str(path)), expected, rtol=1e-4,
+                               atol=1e-4)

@@ -559,6 +559,7 @@ def _batch_position(shape: tuple[int, ...], pre: int, post: int, batch: int) -> 
     >>> _batch_position((10, 8, 8), pre=10, post=32, batch=2)
     (1, 1, 4)
     """
+    found = []
     before = 1
     for k, size in enumerate(shape):
         if pre % before == 0:
@@ -566,11 +567,18 @@ def _batch_position(shape: tuple[int, ...], pre: int, post: int, batch: int) -> 
             if size % (outer * batch) == 0:
                 inner = size // (outer * batch)
                 if inner * math.prod(shape[k + 1:]) == post:
-                    return k, outer, inner
+                    found.append((k, outer, inner))
+                    break
         before *= size
         if before > pre:
             break
-    return None
+    if batch != 1 or not shape:
+        return found[0] if found else None
+    # A batch of 1 fits anywhere (the same elements in the same order): [17, 1·2, 16] is also [17·1, 2, 16], and
+    # which one the exporter meant shows only later (nn.MultiheadAttention's [L·N, E] then [L, N·H, d]). It is
+    # read alone on the first axis of size 1, else as the outermost factor of dim 0: every other dim stays free
+    # for the operations that follow (a product over the last dims, a softmax)
+    return next(((k, 1, 1) for k, size in enumerate(shape) if size == 1), (0, 1, shape[0]))
 
 
 # ------------------------------------------------------------------------------------------ constant folding
@@ -1279,11 +1287,15 @@ class Importer:
             return self.values[name]
         if not self._is_constant(name):
             raise Unsupported(f"{what} {safe_text(name)!r} must be a constant")
+        if math.prod(self.params[name]) > MAX_FOLDED:
+            raise Unsupported(f"{what} {safe_text(name)!r} has {math.prod(self.params[name]):,} elements: "
+                              f"layercalc reads constants of at most {MAX_FOLDED:,}")
+        return self.read_initializer(name)
+
+    def read_initializer(self, name: str) -> Any:
+        """The values of initializer ``name`` (external or lean data read from beside the model or from it)."""
+        assert self.data is not None                   # set by spec()
         init = next(i for i in self.model.graph.initializer if i.name == name)
-        if math.prod(init.dims) > MAX_FOLDED:
-            raise Unsupported(f"{what} {safe_text(name)!r} has {math.prod(init.dims):,} elements: layercalc reads "
-                              f"constants of at most {MAX_FOLDED:,}")
-        assert self.data is not None
         return self.data.array(init, f"initializer {shown(name)}")
 
     def scalar_initializer(self, name: str) -> bool:
@@ -1318,6 +1330,20 @@ class Importer:
             text = re.sub(r"\[ShapeInferenceError\]\s*(Inference error\(s\):\s*)?", "", str(e)).strip()
             return safe_text(text.splitlines()[0] if text else type(e).__name__)[:200]
         return ""
+
+    def same_view(self, a: Act, b: Act, concat_axis: Optional[int] = None) -> bool:
+        """``a`` and ``b`` (of one rank) hold the batch the same way: at the same place, or — a batch of 1, which
+        fits anywhere — giving the same layercalc dims (``concat_axis``: but for that ONNX axis' size)."""
+        if len(a.shape) != len(b.shape):
+            return False
+        if (a.b, a.outer, a.inner) == (b.b, b.outer, b.inner):
+            return True
+        if self.batch != 1 or a.t_axis(concat_axis) is None if concat_axis is not None else False:
+            return False
+        if concat_axis is not None:
+            b = Act(b.tensor, tuple(a.shape[k] if k == concat_axis else d for k, d in enumerate(b.shape)), b.b,
+                    b.outer, b.inner)
+        return a.labels() == b.labels() and a.t_shape(1) == b.t_shape(1)
 
     def need_plain(self, a: Act, what: str = "") -> None:
         if not a.plain:
@@ -1719,7 +1745,7 @@ def _matmul(imp: Importer, node: Any) -> None:
             imp.acts[imp.nodes[adds[0]].output[0]] = imp.acts[node.output[0]]
         return
     a, b = imp.act(left), imp.act(right)
-    if len(a.shape) != len(b.shape) or (a.b, a.outer, a.inner) != (b.b, b.outer, b.inner):
+    if not imp.same_view(a, b):
         raise Unsupported(f"operands {list(a.shape)} and {list(b.shape)} must hold the batch the same way "
                           f"(dim {a.b} and dim {b.b})")
     if a.b >= len(a.shape) - 2:
@@ -1960,11 +1986,8 @@ def _arith(imp: Importer, node: Any) -> None:
             imp.acts[node.output[0]] = Act(name, x.shape, x.b, x.outer, x.inner)
             return
         if imp.scalar_initializer(other):
-            imp.values[other] = imp.constant_value(other, "operand") if other in imp.values else \
-                imp.data.array(next(i for i in imp.model.graph.initializer if i.name == other),  # type: ignore
-                               f"initializer {shown(other)}")
-        elif op == "Add" and imp._is_constant(other) and imp.values.get(other, None) is not None and \
-                imp.values[other].size > 1 or op == "Add" and other not in imp.values and imp._is_constant(other):
+            imp.values[other] = imp.read_initializer(other)
+        elif op == "Add" and imp._is_constant(other) and not (other in imp.values and imp.values[other].size == 1):
             mask = _mask_spec(imp, imp.constant_value(other, "the operand"), x, additive=True)
             if mask is not None:
                 imp.unary(mask, x)
@@ -1975,7 +1998,7 @@ def _arith(imp: Importer, node: Any) -> None:
                                   f"causal or nowhere)")
     if len(acts) == 2:
         a, b = imp.acts[left], imp.acts[right]
-        if len(a.shape) != len(b.shape) or (a.b, a.outer, a.inner) != (b.b, b.outer, b.inner):
+        if not imp.same_view(a, b):
             raise Unsupported(f"operands {list(a.shape)} and {list(b.shape)} must hold the batch the same way")
         name = imp.emit({"type": _MERGE[op]}, [a.tensor, b.tensor])
         imp.acts[node.output[0]] = Act(name, imp.out_shape(), a.b, a.outer, a.inner)
@@ -2221,7 +2244,7 @@ def _concat(imp: Importer, node: Any) -> None:
     for n in parts:
         if n in imp.acts:
             a = imp.acts[n]
-            if len(a.shape) != rank or (a.b, a.outer, a.inner) != (x.b, x.outer, x.inner):
+            if len(a.shape) != rank or not imp.same_view(a, x, concat_axis=axis):
                 raise Unsupported(f"inputs {list(x.shape)} and {list(a.shape)} must hold the batch the same way")
             tensors.append(a.tensor)
         elif imp._init_of(n):

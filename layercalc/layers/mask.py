@@ -58,7 +58,9 @@ class AttentionMask(LayerBase):
     def forward(self, step, xs, params, env):
         import numpy as np
         x = xs[0]
-        fill = x.dtype.type(-np.inf if self.fill is None else self.fill)
+        # −∞ is run as the dtype's lowest number: the softmax that follows gives the same probabilities (a row
+        # is never wholly masked: query i sees key 0), and the run's overflow check stays on
+        fill = x.dtype.type(np.finfo(x.dtype).min if self.fill is None else self.fill)
         if not self.causal:
             return x + x.dtype.type(0) if self.mode == "add" else x.copy()
         masked = causal_masked(x.shape[-2], x.shape[-1])
