@@ -502,9 +502,17 @@ def test_cli_error_is_one_line_with_status_2(tmp_path):
 
 
 def test_small_configs_cover_every_architecture():
+    """Every (model_type, architecture) the importer builds has a small config checked against transformers: the
+    ``CASES`` of this module and of every ``tests/test_import_huggingface_*.py`` (one module per group of families)."""
+    import importlib
+    from pathlib import Path
+
     from layercalc.importers.huggingface import ARCHITECTURES
 
-    covered = {(c["model_type"], (c.get("architectures") or [base])[0])
-               for c in CASES.values() for base in [ARCHITECTURES[c["model_type"]][1]]}
-    supported = {(model_type, a) for model_type, (builders, _, _) in ARCHITECTURES.items() for a in builders}
+    cases = list(CASES.values())
+    for path in sorted(Path(__file__).parent.glob("test_import_huggingface_*.py")):
+        cases += list(getattr(importlib.import_module(path.stem), "CASES", {}).values())
+    covered = {(c["model_type"], (c.get("architectures") or [ARCHITECTURES[c["model_type"]].base])[0])
+               for c in cases}
+    supported = {(model_type, a) for model_type, family in ARCHITECTURES.items() for a in family.builders}
     assert supported - covered == set()

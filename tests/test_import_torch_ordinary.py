@@ -424,3 +424,19 @@ class SoftmaxWithoutDim(nn.Module):
 def test_softmax_without_dim_is_refused():
     with pytest.raises(LayerCalcError, match="softmax without dim picks a dim by the input's rank"):
         layercalc.from_torch(SoftmaxWithoutDim(), (2, 3, 4))
+
+
+# ------------------------------------------------------------------------- a forgotten batch size: one line
+
+def test_a_missing_batch_size_is_one_line_with_the_fix_and_no_torch_log(capfd):
+    """Conv2d runs on an unbatched [3, 16, 16] (torch allows it), so the failure shows only at the Linear after
+    Flatten: [8, 196] against 1,568 inputs. torch's fake-tensor dispatcher logs a whole traceback to stderr before
+    it raises; the user sees one line naming the input and the fix, and nothing else."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 14 * 14, 2))
+    with pytest.raises(LayerCalcError) as caught:
+        layercalc.from_torch(model, (3, 16, 16))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "does not run on an input of [3, 16, 16]" in message and "pass (1, 3, 16, 16)" in message
+    assert capfd.readouterr().err == ""
+    assert layercalc.from_torch(model, (1, 3, 16, 16)).analyze().totals.params == 8 * 3 * 9 + 8 + 1568 * 2 + 2

@@ -20,6 +20,9 @@ reported.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import numbers
 from collections.abc import Callable
 from functools import cache
@@ -203,13 +206,23 @@ def _propagate_shapes(graph_module: Any, shapes: list[tuple[int, ...]], dtypes: 
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     with mode:
         examples = [torch.zeros(shape, dtype=dtype) for shape, dtype in zip(shapes, dtypes)]
+    # for an op that fails on the given shapes, torch's fake-tensor dispatcher logs a whole traceback and ShapeProp
+    # prints one (traceback.print_exc) before raising: the one-line SpecError below says it all, so both are
+    # silenced while shapes propagate
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    was_disabled, log.disabled = log.disabled, True
     try:
-        ScalarProp(graph_module, fake_mode=mode).propagate(*examples)
+        with contextlib.redirect_stderr(io.StringIO()):
+            ScalarProp(graph_module, fake_mode=mode).propagate(*examples)
     except Exception as exc:         # ShapeProp says which node failed, and why in the exception it wraps
         sizes = " and ".join(str(list(shape)) for shape in shapes)
         kinds = ", ".join(dict.fromkeys(str(dtype) for dtype in dtypes))
+        hint = (f" (if {list(shapes[0])} is one example without its batch size, pass {(1, *shapes[0])})"
+                if len(shapes) == 1 else "")
         raise SpecError(f"from_torch: the module does not run on an input of {sizes} "
-                        f"({kinds}): {_first_line(exc.__cause__ or exc)}") from None
+                        f"({kinds}): {_first_line(exc.__cause__ or exc)}{hint}") from None
+    finally:
+        log.disabled = was_disabled
 
 
 def _meta_shape(node: Any) -> Optional[tuple[int, ...]]:

@@ -1,0 +1,117 @@
+"""Llama, Mistral, Qwen2: …Model, …ForCausalLM, …ForSequenceClassification, …ForTokenClassification,
+…ForQuestionAnswering; grouped-query heads, ``head_dim``, the bias flags of each modeling file (Llama:
+``attention_bias``, ``mlp_bias``; Mistral: none; Qwen2: q, k, v but not o — hard-coded there), rotary position
+embeddings inside the attention, tied heads.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from .config import Config, Family, last_token_score, linear, norm, prefixed, repeat, rope
+
+_DECODER_CLASSES = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2"}
+#: each family's base-model attribute in its heads (transformers' base_model_prefix; the QA heads of Llama and
+#: Qwen2 keep the old name "transformer")
+_QA_PREFIX = {"llama": "transformer", "mistral": "model", "qwen2": "transformer"}
+
+
+#: each family's config class defaults (a key a config.json leaves out has its class's value):
+#: hidden, heads, kv heads (None: heads), layers, intermediate, vocabulary, positions, rms_norm_eps
+_DECODER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": dict(hidden_size=4096, num_attention_heads=32, num_key_value_heads=None, num_hidden_layers=32,
+                  intermediate_size=11008, vocab_size=32000, max_position_embeddings=2048, rms_norm_eps=1e-6),
+    "mistral": dict(hidden_size=4096, num_attention_heads=32, num_key_value_heads=8, num_hidden_layers=32,
+                    intermediate_size=14336, vocab_size=32000, max_position_embeddings=4096 * 32, rms_norm_eps=1e-6),
+    "qwen2": dict(hidden_size=4096, num_attention_heads=32, num_key_value_heads=32, num_hidden_layers=32,
+                  intermediate_size=22016, vocab_size=151936, max_position_embeddings=32768, rms_norm_eps=1e-6),
+}
+
+
+def _decoder_heads(model_type: str) -> dict[str, tuple[str, Optional[str]]]:
+    name = _DECODER_CLASSES[model_type]
+    return {f"{name}Model": ("", None), f"{name}ForCausalLM": ("model", "lm"),
+            f"{name}ForSequenceClassification": ("model", "sequence"),
+            f"{name}ForTokenClassification": ("model", "token"),
+            f"{name}ForQuestionAnswering": (_QA_PREFIX[model_type], "qa")}
+
+
+def _decoder(c: Config, architecture: str) -> dict[str, Any]:
+    family = c.model_type
+    defaults = _DECODER_DEFAULTS[family]
+    d, heads = c.integer("hidden_size", defaults["hidden_size"]), c.integer("num_attention_heads",
+                                                                           defaults["num_attention_heads"])
+    layers = c.integer("num_hidden_layers", defaults["num_hidden_layers"])
+    kv = c.integer("num_key_value_heads", defaults["num_key_value_heads"] or heads)
+    if heads % kv:
+        raise c.fail("num_key_value_heads", kv, f"does not divide num_attention_heads {heads}")
+    if "head_dim" in c.data and c.data["head_dim"] is not None:
+        head_dim = c.integer("head_dim")
+    else:
+        c.divisible("hidden_size", d, "num_attention_heads", heads)
+        head_dim = d // heads
+    inner, vocab = c.integer("intermediate_size", defaults["intermediate_size"]), c.integer("vocab_size",
+                                                                                          defaults["vocab_size"])
+    positions = c.integer("max_position_embeddings", defaults["max_position_embeddings"])
+    eps = c.number("rms_norm_eps", defaults["rms_norm_eps"])
+    theta, _ = rope(c, head_dim)
+    if family != "llama" and c.raw("sliding_window", None) is not None:   # a mask, counted in full: read only to
+        c.integer("sliding_window")                                         # be a whole number in the header notes
+    if family == "qwen2":
+        c.flag("use_sliding_window", False)
+    if family == "llama":
+        attention_bias, mlp_bias = c.flag("attention_bias", False), c.flag("mlp_bias", False)
+        qkv_bias, out_bias = attention_bias, attention_bias
+    elif family == "qwen2":      # modeling_qwen2.py: q_proj, k_proj, v_proj with bias=True, o_proj bias=False
+        qkv_bias, out_bias, mlp_bias = True, False, False
+    else:                        # modeling_mistral.py: every projection bias=False
+        qkv_bias, out_bias, mlp_bias = False, False, False
+    attention: dict[str, Any] = {"name": "self_attn", "type": "multi_head_attention", "num_heads": heads,
+                                 "num_kv_heads": kv}
+    if head_dim * heads != d:
+        attention["head_dim"] = head_dim
+    attention.update({"bias": qkv_bias} if qkv_bias == out_bias else {"qkv_bias": qkv_bias, "out_bias": out_bias})
+    attention.update({"causal": True, "rope": True, "rope_theta": theta})
+    block = [norm("rmsnorm", "input_layernorm", eps),
+             attention,
+             {"name": "attn_residual", "type": "add", "inputs": ["self_attn", "in"]},
+             norm("rmsnorm", "post_attention_layernorm", eps),
+             linear("mlp.gate_proj", inner, bias=mlp_bias),
+             c.activation("hidden_act", "silu", "mlp.act_fn"),
+             linear("mlp.up_proj", inner, bias=mlp_bias, inputs="post_attention_layernorm"),
+             {"name": "mlp.gated", "type": "mul", "inputs": ["mlp.act_fn", "mlp.up_proj"]},
+             linear("mlp.down_proj", d, bias=mlp_bias),
+             {"name": "mlp_residual", "type": "add", "inputs": ["mlp.down_proj", "attn_residual"]}]
+    p, head = _decoder_heads(family)[architecture]
+    embed = prefixed(p, "embed_tokens")
+    layers_: list[dict[str, Any]] = [
+        {"name": embed, "type": "embedding", "num_embeddings": vocab, "embedding_dim": d},
+        repeat(c, "num_hidden_layers", layers, prefixed(p, "layers"), "decoder_layer", block),
+        norm("rmsnorm", prefixed(p, "norm"), eps)]
+    if head == "lm":
+        tied = c.flag("tie_word_embeddings", False)
+        layers_.append(linear("lm_head", vocab, bias=False, **({"tied_to": embed} if tied else {})))
+    elif head == "sequence":
+        layers_ += last_token_score(c)
+    elif head == "token":
+        layers_.append(linear("score", c.num_labels(), bias=c.flag("token_classification_bias", True)))
+    elif head == "qa":
+        layers_.append(linear("qa_outputs", 2))
+    return {"input": c.tokens(positions), "blocks": {"decoder_layer": {"params": {}, "layers": block}},
+            "layers": layers_}
+
+
+def _notes(c: Config) -> list[str]:
+    notes = []
+    if c.data.get("sliding_window") is not None and (c.model_type == "mistral" or c.data.get("use_sliding_window")):
+        notes.append(f"sliding_window {c.integer('sliding_window')}: a mask, counted in full as causal "
+                     f"masks are; the executor attends to every earlier position")
+    _, rope_type = rope(c)
+    if rope_type != "default":
+        notes.append(f"rope_type {rope_type}: the angles change, not the counts; the executor rotates by the plain "
+                     f"angles of rope_theta")
+    return notes
+
+
+FAMILIES = {t: Family({a: _decoder for a in _decoder_heads(t)}, f"{_DECODER_CLASSES[t]}Model", notes=_notes)
+            for t in _DECODER_CLASSES}
