@@ -142,13 +142,22 @@ def _read_lean(onnx: Any, path: Path) -> Optional[Any]:
     return model
 
 
+#: the most fields of a graph read one by one (each node is one): more is left to ``onnx.load``'s C++ parser (a file
+#: of millions of tiny fields would cost seconds of Python per million)
+MAX_LEAN_FIELDS = 4 * MAX_LAYERS
+
+
 def _read_graph(onnx: Any, stream: Any, graph: Any, start: int, end: int, path: Path) -> None:
     rest = bytearray()
-    for number, wire, begin, stop in _fields(stream, start, end):
+    for count, (number, wire, begin, stop) in enumerate(_fields(stream, start, end)):
+        if count > MAX_LEAN_FIELDS:
+            raise ValueError("too many fields")
         if number == _GRAPH_INITIALIZER and wire == 2:
             kept = bytearray()
             raw: Optional[tuple[int, int]] = None
-            for n, w, b, e in _fields(stream, begin, stop):
+            for k, (n, w, b, e) in enumerate(_fields(stream, begin, stop)):
+                if k > MAX_LEAN_FIELDS:
+                    raise ValueError("too many fields")
                 if n in (_TENSOR_EXTERNAL, _TENSOR_LOCATION):
                     raise ValueError("external data")   # already stored outside: read whole (onnx.load)
                 if n == _TENSOR_RAW_DATA and w == 2 and e - b >= LEAN_BYTES:
@@ -898,6 +907,7 @@ class Importer:
     rotary_slices: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # RoPE's Add → its two Slices
     lazy: dict[str, Callable[[Act], str]] = field(default_factory=dict)  # value → its layer, made to broadcast
     kinds: dict[str, str] = field(default_factory=dict)         # initializer → the dynamo exporter's InputSpec kind
+    inits: dict[str, Any] = field(default_factory=dict)         # the file's initializers by name
     scope_count: dict[str, int] = field(default_factory=dict)   # torch module scope → its operators
     consumers: dict[str, list[int]] = field(default_factory=dict)
     node: Any = None
@@ -928,6 +938,7 @@ class Importer:
                                 f"value")
             data.check(init, f"initializer {shown(init.name)}")
             inits[init.name] = init
+        self.inits = inits
         self._check_writers(g, inits)
         constant_inits = self._constant_initializers(g, inits)
         # constants stored in another file read from beside the model before anything else looks at them (onnx's
@@ -1280,14 +1291,14 @@ class Importer:
                               f"depends on the data")
         return self.values[name]
 
-    def constant_value(self, name: str, what: str) -> Any:
-        """The values of a constant operand: folded, or an initializer that is no module parameter (read, at most
-        :data:`MAX_FOLDED` elements)."""
+    def constant_value(self, name: str, what: str, bounded: bool = True) -> Any:
+        """The values of a constant operand: folded, or an initializer that is no module parameter (read; at most
+        :data:`MAX_FOLDED` elements when ``bounded``, else as many as the file holds)."""
         if name in self.values:
             return self.values[name]
         if not self._is_constant(name):
             raise Unsupported(f"{what} {safe_text(name)!r} must be a constant")
-        if math.prod(self.params[name]) > MAX_FOLDED:
+        if bounded and math.prod(self.params[name]) > MAX_FOLDED:
             raise Unsupported(f"{what} {safe_text(name)!r} has {math.prod(self.params[name]):,} elements: "
                               f"layercalc reads constants of at most {MAX_FOLDED:,}")
         return self.read_initializer(name)
@@ -1295,8 +1306,7 @@ class Importer:
     def read_initializer(self, name: str) -> Any:
         """The values of initializer ``name`` (external or lean data read from beside the model or from it)."""
         assert self.data is not None                   # set by spec()
-        init = next(i for i in self.model.graph.initializer if i.name == name)
-        return self.data.array(init, f"initializer {shown(name)}")
+        return self.data.array(self.inits[name], f"initializer {shown(name)}")
 
     def scalar_initializer(self, name: str) -> bool:
         """A one-element float initializer that no module owns (the dynamo exporter's 0.5, √d, ε): a constant."""
@@ -1988,7 +1998,8 @@ def _arith(imp: Importer, node: Any) -> None:
         if imp.scalar_initializer(other):
             imp.values[other] = imp.read_initializer(other)
         elif op == "Add" and imp._is_constant(other) and not (other in imp.values and imp.values[other].size == 1):
-            mask = _mask_spec(imp, imp.constant_value(other, "the operand"), x, additive=True)
+            # (read whole: the dynamo exporter's folded mask, or a table it folded, is as large as the file says)
+            mask = _mask_spec(imp, imp.constant_value(other, "the operand", bounded=False), x, additive=True)
             if mask is not None:
                 imp.unary(mask, x)
                 return
