@@ -1,7 +1,9 @@
 """ONNX files (``.onnx``) read as layercalc spec data, through the ``onnx`` package (the ``onnx`` extra).
 
-Only the graph is read: ``onnx.load(..., load_external_data=False)``, initializers' dims for the parameters, and the
-values of small integer tensors that serve as shapes, axes or indices — never the weights' values, except by
+Only the graph is read — field by field (:func:`_read_lean`: an initializer's large raw data is left in the file,
+and shape inference never serializes it), else by ``onnx.load(..., load_external_data=False)`` — initializers' dims
+for the parameters, and the values of small tensors that serve as shapes, axes, indices, masks or rotary tables
+(transformer exports: :func:`_mask_spec`, :func:`_rotary`) — never the weights' values, except by
 :func:`weights_from_onnx` (and ``--weights model.onnx``): while converting, each layer parameter's initializer and
 its transform (a transpose, a reshape) are recorded (:class:`Source`) where the parameter is counted, and the weights
 are those initializers, so that the network and its weights always agree.
