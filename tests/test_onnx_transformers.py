@@ -262,3 +262,58 @@ def test_torchvision_vit(tmp_path, dynamo, batch):
         expected = model(x).numpy()
     np.testing.assert_allclose(layercalc.load(path).run(x.numpy(), weights=str(path)), expected, rtol=1e-4,
                                atol=1e-4)
+
+
+# ------------------------------------------------------------------------------ masks written by hand (onnx.helper)
+
+def _mask_model(path, node, extra):
+    """x [1, 2, 4, 4] (scores) → ``node`` with the constants ``extra`` (Constant nodes) → Softmax."""
+    from onnx import helper
+    nodes = [helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
+             for name, value in extra.items()]
+    nodes += [node, helper.make_node("Softmax", ["masked"], ["y"], axis=-1)]
+    graph = helper.make_graph(nodes, "mask", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+CAUSAL = np.triu(np.ones((4, 4), dtype=bool), k=1)          # key j > query i
+
+
+@pytest.mark.parametrize("form", ["add", "where"])
+def test_hand_written_causal_mask_runs_as_the_reference(tmp_path, form):
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+    if form == "add":
+        node = helper.make_node("Add", ["x", "m"], ["masked"])
+        extra = {"m": np.where(CAUSAL, np.float32(np.finfo(np.float32).min), np.float32(0))[None, None]}
+    else:
+        node = helper.make_node("Where", ["m", "fill", "x"], ["masked"])
+        extra = {"m": CAUSAL[None, None], "fill": np.array(-np.inf, dtype=np.float32)}
+    path = _mask_model(tmp_path / "m.onnx", node, extra)
+    report = layercalc.load(path).analyze()
+    mask = next(layer for layer in report.layers if layer.type == "attention_mask")
+    assert (mask.params, mask.flops) == (0, 2 * 4 * 4)
+    x = np.random.default_rng(0).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    expected = ReferenceEvaluator(onnx.load(str(path))).run(None, {"x": x})[0]
+    np.testing.assert_allclose(layercalc.load(path).run(x), expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("form, extra, fragment", [
+    ("add", {"m": np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)},
+     "is neither a scalar nor an attention mask"),
+    ("add", {"m": np.where(CAUSAL.T, np.float32(-1e30), np.float32(0))},       # masks the past: not causal
+     "is neither a scalar nor an attention mask"),
+    ("where", {"m": np.eye(4, dtype=bool), "fill": np.array(-np.inf, dtype=np.float32)},
+     "is not an attention mask"),
+])
+def test_other_constant_masks_are_refused_in_one_line(tmp_path, form, extra, fragment):
+    from onnx import helper
+    node = helper.make_node("Add", ["x", "m"], ["masked"]) if form == "add" else \
+        helper.make_node("Where", ["m", "fill", "x"], ["masked"])
+    path = _mask_model(tmp_path / "m.onnx", node, extra)
+    with pytest.raises(layercalc.LayerCalcError, match=fragment) as info:
+        layercalc.load(path)
+    message = str(info.value)
+    assert "\n" not in message and ("(Add)" in message or "(Where)" in message)
