@@ -1,7 +1,8 @@
 """A layer type of your own, in one file: PReLU (``torch.nn.PReLU``, Keras ``PReLU``), which layercalc lacks.
 
 A layer type is a Pydantic model with a ``type`` field and an ``infer`` rule; ``param_specs``, ``forward`` and
-``explain`` are optional (without ``forward`` the type can be analyzed but not run). ``register_layer`` makes it
+``explain`` are optional (without ``forward`` the type can be analyzed but not run), and so is ``backward`` (without
+it, ``summary --train`` reports the layer's backward as unknown). ``register_layer`` makes it
 work everywhere the built-ins do: YAML/JSON specs, the Python API, ``summary`` in every format, the JSON Schema,
 its own calculator (``layercalc prelu ...``) and ``verify``/``run``.
 
@@ -27,7 +28,7 @@ from pydantic import Field
 
 import layercalc
 from layercalc.layers import LayerBase, ParamSpec, register_layer
-from layercalc.rules import Facts, split_channels
+from layercalc.rules import Backward, Facts, split_channels
 
 
 @register_layer
@@ -59,6 +60,15 @@ class PReLU(LayerBase):
             shape[env.channel_axis] = slope.size
             slope = slope.reshape(shape)
         return np.where(x >= 0, x, slope * x)
+
+    def backward(self, step, grads):
+        # For training figures (summary --train): no matmul, so 0 MACs; the derivative costs what the forward does
+        # (a compare and a multiply per element) and the slope's gradient Σ dY·x over the negative inputs a multiply
+        # and an add per element. Without this method the layer's backward is reported as unknown.
+        elements = math.prod(step.facts.output_shape)
+        slope = 2 * elements if grads.weights else 0
+        return Backward(element_flops=2 * elements + slope, lines=[
+            f"backward: 0 MACs; derivative 2·{elements:,} + slope gradient {slope:,} element FLOPs"])
 
     def explain(self, c, input_shapes, facts, channels_last):
         elements = math.prod(input_shapes[0])

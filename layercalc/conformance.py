@@ -6,7 +6,9 @@ what every type promises:
 1. the description round-trips through its spec form (``model_dump`` → the spec parser → an equal description);
 2. the type is registered and appears in the JSON Schema under its ``type`` name;
 3. its rule (``infer``) accepts the shapes;
-4. where it has a forward step: the executed output has the shape the rule predicts, the parameters and buffers it
+4. its backward (``backward``), where the type states one, with every input requiring a gradient and (a type
+   with parameters) with none: whole non-negative counts, and no weight gradient without trainable parameters;
+5. where it has a forward step: the executed output has the shape the rule predicts, the parameters and buffers it
    allocates (its ``param_specs``) add up to the counted params and buffers, and the multiply-adds it performs (as
    the kernels count them) match the counted MACs.
 
@@ -30,9 +32,9 @@ import numpy as np
 from . import kernels
 from .errors import LayerCalcError
 from .executor import Env
-from .graph import Step
+from .graph import Step, backward_of
 from .layers import LAYER_TYPES, LayerBase, parse_layer
-from .rules import Context, Facts, ReceptiveField, Tensor
+from .rules import Backward, Context, Facts, Gradients, ReceptiveField, Tensor
 from .spec import schema
 from .weights import init_params
 
@@ -56,6 +58,8 @@ class Conformance:
     allocated_params: Optional[int] = None
     allocated_buffers: Optional[int] = None
     performed_macs: Optional[int] = None
+    #: the backward with every input requiring a gradient (None: the type does not state it)
+    backward: Optional[Backward] = None
 
 
 def check_layer_type(cls: type[LayerBase], fields: dict[str, Any], input_shapes: Sequence[Sequence[int]],
@@ -82,12 +86,26 @@ def check_layer_type(cls: type[LayerBase], fields: dict[str, Any], input_shapes:
     tensors = [Tensor(shape, ReceptiveField.of_input(len(shape) - 2) if len(shape) > 2 else None) for shape in shapes]
     facts = layer.infer(tensors, Context(f"{type_name} (conformance)", channels_last, batch))
     result = Conformance(layer, facts, ran=False)
+    names = [f"input{i}" for i in range(len(shapes))]
+    step = Step(0, f"{type_name}_0", layer, names, shapes, facts)
+
+    # 4. the backward, where stated: with every input requiring a gradient, and (with parameters) with none
+    weights = facts.params > 0
+    for needed in ([True, False] if weights else [True]):
+        backward = backward_of(step, Gradients((needed,) * len(shapes), weights))
+        if needed:
+            result.backward = backward
+        if backward is None:
+            break
+        counts = (backward.input_macs, backward.weight_macs, backward.element_flops)
+        _require(all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts), "backward counted",
+                 f"{type_name}: backward() gave {counts} (input MACs, weight MACs, element FLOPs): whole numbers ≥ 0")
+        _require(weights or backward.weight_macs == 0, "backward counted",
+                 f"{type_name}: {backward.weight_macs} weight-gradient MACs without trainable parameters")
     if not cls.runnable():
         return result
 
-    # 4. the forward step, on random inputs, with the executor's own parameter allocation and MAC counter
-    names = [f"input{i}" for i in range(len(shapes))]
-    step = Step(0, f"{type_name}_0", layer, names, shapes, facts)
+    # 5. the forward step, on random inputs, with the executor's own parameter allocation and MAC counter
     specs = layer.param_specs(step, channels_last)
     params = init_params(step, {}, seed, np.float64, channels_last)
     result.allocated_params = sum(math.prod(spec.shape) for spec in specs.values() if not spec.buffer)

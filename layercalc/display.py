@@ -181,6 +181,16 @@ def _subtree_signature(node: _Node, cells) -> tuple:
     return tuple((row.name[len(node.prefix):], row.type, cells(row)) for row in node.members)
 
 
+#: the backward figures of a row (the report's per-layer fields of the same names): None when unknown
+BACKWARD_KEYS = ("backward_input_macs", "backward_weight_macs", "backward_flops")
+
+
+def backward_sums(members: list) -> dict[str, Optional[int]]:
+    """The backward figures of a group of rows: sums, or None (unknown) when a member's is."""
+    return {key: None if any(getattr(m, key) is None for m in members) else sum(getattr(m, key) for m in members)
+            for key in BACKWARD_KEYS}
+
+
 def _subtotal(members: list):
     """One row with the members' sums (a formatting.Row: the first member's, its figures replaced)."""
     last = members[-1]
@@ -188,7 +198,7 @@ def _subtotal(members: list):
                    buffers=sum(m.buffers for m in members), macs=sum(m.macs for m in members),
                    flops=sum(m.flops for m in members), param_bytes=sum(m.param_bytes for m in members),
                    activation_bytes=sum(m.activation_bytes for m in members), receptive_field=last.receptive_field,
-                   jump=last.jump, notes=[], members=len(members))
+                   jump=last.jump, notes=[], members=len(members), **backward_sums(members))
 
 
 def _share(flops: Optional[int], total: int) -> Optional[float]:

@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from . import terminal
-from .display import Assumptions, default_note_lines, depth_tree, fold_rows, share_text
+from .display import (
+    BACKWARD_KEYS,
+    Assumptions,
+    backward_sums,
+    default_note_lines,
+    depth_tree,
+    fold_rows,
+    share_text,
+)
 from .errors import SpecError, did_you_mean, safe_text
 
 # ------------------------------------------------------------------------------------------------------- numbers
@@ -159,6 +167,10 @@ class Row:
     copies: int = 1                         # a folded row: the figures of one of this many copies (display.py)
     share: Optional[float] = None           # the row's share of the network's FLOPs, all copies (the % column)
     tree: bool = False                      # a member of a folded block, drawn under it
+    # the backward pass (None: the layer's type does not state it)
+    backward_input_macs: Optional[int] = 0
+    backward_weight_macs: Optional[int] = 0
+    backward_flops: Optional[int] = 0
 
     @classmethod
     def of_layer(cls, entry) -> Row:
@@ -166,7 +178,9 @@ class Row:
         return cls(entry.index, entry.name, shown_type, list(entry.inputs), [list(s) for s in entry.input_shapes],
                    list(entry.output_shape), entry.params, entry.buffers, entry.macs, entry.flops,
                    entry.param_bytes, entry.activation_bytes,
-                   "whole input" if entry.whole_input else entry.receptive_field, entry.jump, list(entry.notes))
+                   "whole input" if entry.whole_input else entry.receptive_field, entry.jump, list(entry.notes),
+                   backward_input_macs=entry.backward_input_macs, backward_weight_macs=entry.backward_weight_macs,
+                   backward_flops=entry.backward_flops)
 
 
 def group_prefix(name: str, depth: int) -> str:
@@ -202,8 +216,13 @@ def group_rows(layers, depth: Optional[int]) -> list[Row]:
             activation_bytes=sum(m.activation_bytes for m in members),
             receptive_field=last.receptive_field, jump=last.jump,
             notes=[f"{len(notes)} note(s) inside; see --depth with a larger value"] if notes else [],
-            members=len(members)))
+            members=len(members), **_backward_fields(members)))
     return out
+
+
+def _backward_fields(members: list[Row]) -> dict[str, Any]:
+    """:func:`~layercalc.display.backward_sums` of a group's rows, as Row's keyword arguments."""
+    return dict(backward_sums(members))
 
 
 # ------------------------------------------------------------------------------------------------------- columns
@@ -215,6 +234,7 @@ class Column:
     kind: str                              # "count" | "bytes" | "shape" | "shapes" | "text" | "dims"
     get: Callable[[Row], Any]
     total: bool = False                    # summed in the totals row
+    missing: str = ""                      # what a None value reads as
 
 
 COLUMNS: dict[str, Column] = {c.key: c for c in [
@@ -235,6 +255,12 @@ COLUMNS: dict[str, Column] = {c.key: c for c in [
     Column("notes", "notes", "text", lambda r: "; ".join(r.notes)),
     # Keras' "Param #": every weight of the layer, trainable or not (BatchNorm's moving mean and variance too)
     Column("param_count", "Param #", "count", lambda r: r.params + r.buffers, total=True),
+    # the backward pass (--train): MACs of the gradients w.r.t. activations and parameters, and its FLOPs
+    Column("backward_input_macs", "grad-in MACs", "count", lambda r: r.backward_input_macs, total=True,
+           missing="unknown"),
+    Column("backward_weight_macs", "grad-w MACs", "count", lambda r: r.backward_weight_macs, total=True,
+           missing="unknown"),
+    Column("backward_flops", "bwd FLOPs", "count", lambda r: r.backward_flops, total=True, missing="unknown"),
 ]}
 
 #: the "% of FLOPs" column of the folded and --depth views (not a column of its own: a share needs the view)
@@ -246,11 +272,17 @@ COLUMN_ALIASES = {
     "param_bytes": "param_memory", "param_mem": "param_memory", "activation_bytes": "memory",
     "activations": "memory", "output_bytes": "memory", "mem": "memory", "rf": "receptive_field",
     "mac": "macs", "flop": "flops", "note": "notes", "param_#": "param_count", "keras_params": "param_count",
+    "grad_in": "backward_input_macs", "grad_w": "backward_weight_macs", "bwd": "backward_flops",
+    "backward": "backward_flops",
 }
 
 DEFAULT_COLUMNS = ["name", "type", "output_shape", "params", "macs", "flops", "memory"]
 #: a Keras source's default table: Keras' Param # (params and buffers) in place of the PyTorch count
 KERAS_COLUMNS = ["name", "type", "output_shape", "param_count", "macs", "flops", "memory"]
+
+#: the training view's default table (``summary --train``): the forward MACs beside the backward's, by gradient
+TRAIN_COLUMNS = ["name", "type", "output_shape", "macs", "backward_input_macs", "backward_weight_macs",
+                 "backward_flops"]
 
 #: the formats of ``summary --format`` (and :func:`render_report`): the CLI checks its option against this
 FORMATS = ("table", "markdown", "csv", "json")
@@ -274,8 +306,8 @@ def parse_columns(text: Optional[str]) -> list[str]:
         word = raw.strip().lower().replace("-", "_").replace(" ", "_")
         if not word:
             continue
-        if word == "all":
-            keys += [k for k in COLUMNS if k not in keys]
+        if word == "all":          # every column of the forward view (the backward's are named, or --train's)
+            keys += [k for k in COLUMNS if k not in keys and k not in BACKWARD_KEYS]
             continue
         key = COLUMN_ALIASES.get(word, word)
         if key not in COLUMNS:
@@ -296,7 +328,7 @@ def cell(column: Column, row: Row, numbers: str, keras: bool, compact: bool = Fa
     if column.kind == "share":
         return share_text(value)
     if column.kind == "count":
-        return count(value, numbers)
+        return column.missing if value is None else count(value, numbers)
     if column.kind == "bytes":
         return nbytes(value, numbers)
     if column.kind == "shape":
@@ -324,7 +356,7 @@ def csv_cell(column: Column, row: Row) -> Any:
 def render_report(report, fmt: str = "table", columns: Optional[list[str]] = None, depth: Optional[int] = None,
                   numbers: str = "auto", keras: Optional[bool] = None, *, width: Optional[int] = None,
                   expand: bool = False, notes: str = "default", conventions: bool = False,
-                  assumed: Optional[Assumptions] = None) -> str:
+                  assumed: Optional[Assumptions] = None, train: bool = False) -> str:
     """The whole ``summary`` output in one of :data:`FORMATS`.
 
     ``table`` is the view for a person, fitted to ``width`` columns (None: :func:`terminal.terminal_width`, 80 off
@@ -339,13 +371,17 @@ def render_report(report, fmt: str = "table", columns: Optional[list[str]] = Non
 
     ``markdown``, ``csv`` and ``json`` are for programs and documents: every layer (or ``depth`` group), exact
     numbers (markdown: as ``numbers`` says), every note and convention, no width.
+
+    ``train``: the training view — the backward columns by default (:data:`TRAIN_COLUMNS`) and the training-step
+    totals after the totals (:func:`training_lines`).
     """
     with gc_paused():       # rows, cells and lines kept until the text is joined (see gc_paused)
         return _render_report(report, fmt, columns, depth, numbers, keras, width, expand, notes, conventions,
-                              assumed)
+                              assumed, train)
 
 
-def _render_report(report, fmt, columns, depth, numbers, keras, width, expand, notes, conventions, assumed) -> str:
+def _render_report(report, fmt, columns, depth, numbers, keras, width, expand, notes, conventions, assumed,
+                   train=False) -> str:
     if fmt not in FORMATS:
         raise SpecError(f"format: got {fmt!r}, expected one of {', '.join(FORMATS)}")
     if notes not in NOTES_MODES:
@@ -355,7 +391,7 @@ def _render_report(report, fmt, columns, depth, numbers, keras, width, expand, n
     if keras is None:
         keras = report.layout == "NHWC"
     explicit = columns is not None
-    keys = list(columns) if explicit else list(KERAS_COLUMNS if keras and fmt != "csv" else DEFAULT_COLUMNS)
+    keys = list(columns) if explicit else default_columns(keras and fmt != "csv", train)
     cols = [COLUMNS[k] for k in keys]
     base = group_rows(report.layers, depth)
     if fmt == "csv":
@@ -365,7 +401,7 @@ def _render_report(report, fmt, columns, depth, numbers, keras, width, expand, n
         numbers = "exact" if numbers == "auto" else numbers
         table = render_table(base, cols, numbers, keras, totals=report.totals, markdown=True)
         parts = [header(report, assumed, markdown=True), table, notes_text(report, markdown=True),
-                 footer(report, numbers, markdown=True)]
+                 footer(report, numbers, markdown=True, train=train)]
         return "\n\n".join(p for p in parts if p)
     width = terminal.terminal_width(width) if width is None or width < terminal.UNLIMITED else width
     total_flops = report.totals.flops
@@ -378,20 +414,22 @@ def _render_report(report, fmt, columns, depth, numbers, keras, width, expand, n
         rows = group_rows(report.layers, depth)
     elif depth is not None:
         rows = depth_tree(group_rows(report.layers, None), depth, shown, total_flops)
-        cols = cols if explicit else cols + [SHARE]
+        cols = cols if explicit or train else cols + [SHARE]
     else:
         rows = fold_rows(base, shown, total_flops)
-        cols = cols if explicit else cols + [SHARE]
+        cols = cols if explicit or train else cols + [SHARE]
     table, folded = fit_table(rows, cols, numbers, keras, report.totals, width, explicit)
     out = [wrap_line(header(report, assumed), width), table]
     if folded:
-        out.append(terminal.wrap("(×N) rows: one copy's figures; %: share of all FLOPs; every layer: --expand",
+        out.append(terminal.wrap("(×N) rows: one copy's figures; every layer: --expand" if train else
+                                 "(×N) rows: one copy's figures; %: share of all FLOPs; every layer: --expand",
                                  width))
     note_lines = (notes_lines_all(report, width) if notes == "all" else
                   [] if notes == "none" else default_note_lines(report.layers, width))
     if note_lines:
         out.append("\n".join(note_lines))
-    out.append(footer(report, "exact" if numbers == "auto" else numbers, width=width, conventions=conventions))
+    out.append(footer(report, "exact" if numbers == "auto" else numbers, width=width, conventions=conventions,
+                      train=train))
     return "\n\n".join(out)
 
 
@@ -510,6 +548,8 @@ def _total_row(cols: list[Column], totals, numbers: str, markdown: bool) -> list
         value = _totals_value(c, totals)
         if value is not None:
             row.append(count(value, numbers) if c.kind == "count" else nbytes(value, numbers))
+        elif c.total and c.missing:                  # a total that is unknown (a layer's backward is)
+            row.append(c.missing)
         elif c.kind == "share":
             row.append("100.0")
         else:
@@ -520,7 +560,8 @@ def _total_row(cols: list[Column], totals, numbers: str, markdown: bool) -> list
 def _totals_value(column: Column, totals) -> Optional[int]:
     return {"params": totals.params, "buffers": totals.buffers, "macs": totals.macs, "flops": totals.flops,
             "param_memory": totals.param_bytes, "memory": totals.activation_bytes,
-            "param_count": totals.params + totals.buffers}.get(column.key)
+            "param_count": totals.params + totals.buffers,
+            **{key: getattr(totals, key, None) for key in BACKWARD_KEYS}}.get(column.key)
 
 
 def _draw(cols: list[Column], body: list[list[str]], total_row: list[str], markdown: bool) -> str:
@@ -579,9 +620,9 @@ def notes_lines_all(report, width: int) -> list[str]:
 
 
 def footer(report, numbers: str = "exact", markdown: bool = False, width: int = terminal.UNLIMITED,
-           conventions: bool = True) -> str:
+           conventions: bool = True, train: bool = False) -> str:
     """Totals, and the conventions the figures follow: in full (``conventions``, and always in markdown) or as
-    one line saying where they are."""
+    one line saying where they are; ``train``: the training step's totals too (:func:`training_lines`)."""
     t = report.totals
     n = lambda v: count(v, numbers)              # noqa: E731
     b = lambda v: human_bytes(v) if numbers == "human" else f"{exact(v)} B"   # noqa: E731
@@ -594,6 +635,8 @@ def footer(report, numbers: str = "exact", markdown: bool = False, width: int = 
     if keras is not None:                        # a Keras-layout network: the totals as model.summary() prints them
         lines.insert(1, f"Keras: Total params {n(keras.total)} · Trainable params {n(keras.trainable)} · "
                         f"Non-trainable params {n(keras.non_trainable)}")
+    if train:
+        lines[1:1] = training_lines(report, numbers)
     conv = [f"{key}: {text}" for key, text in report.conventions.items()]
     if markdown:
         return "\n".join([f"- {line}" for line in lines] + ["- Conventions:"] + [f"  - {c}" for c in conv])
@@ -602,6 +645,41 @@ def footer(report, numbers: str = "exact", markdown: bool = False, width: int = 
     else:
         lines.append("Conventions: what each figure counts: --conventions, or docs/conventions.md")
     return terminal.wrap_lines("\n".join(lines), width)
+
+
+def default_columns(keras: bool, train: bool) -> list[str]:
+    """The summary's columns when none are asked for: the training view's (``--train``), Keras' (a Keras-layout
+    network, in a table), or the default."""
+    if train:
+        return list(TRAIN_COLUMNS)
+    return list(KERAS_COLUMNS if keras else DEFAULT_COLUMNS)
+
+
+def training_lines(report, numbers: str = "exact") -> list[str]:
+    """The training step's totals (``summary --train``): forward, backward (its input- and weight-gradient MACs)
+    and their sum; per token when the input is token ids (the count used said); the layers whose backward is
+    unknown named, instead of a total that would leave them out."""
+    t = report.totals
+    n = lambda v: count(v, numbers)              # noqa: E731
+    if t.backward_flops is None:
+        names = ", ".join(safe_text(name) for name in t.backward_unknown[:5])
+        more = f" and {len(t.backward_unknown) - 5} more" if len(t.backward_unknown) > 5 else ""
+        return [f"Backward: unknown: the type of {names}{more} does not state its backward pass (a plugin without "
+                f"backward()), so there is no backward or training-step total"]
+    lines = [f"Training step: forward FLOPs {n(t.flops)} + backward FLOPs {n(t.backward_flops)} = "
+             f"{n(t.training_flops)} (optimizer update not included)",
+             f"Backward MACs: input gradients {n(t.backward_input_macs)} · weight gradients "
+             f"{n(t.backward_weight_macs)} (2·MACs = FlopCounterMode around loss.backward())"]
+    if t.tokens:
+        def per(value: float) -> str:
+            if numbers != "exact":
+                return human(round(value))
+            return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
+
+        lines.append(f"Per token ({t.tokens:,} tokens = batch × positions): forward {per(t.flops_per_token)} · "
+                     f"backward {per(t.backward_flops_per_token)} · training step "
+                     f"{per(t.training_flops_per_token)} FLOPs")
+    return lines
 
 
 def render_html(report, columns: Optional[list[str]] = None) -> str:

@@ -25,8 +25,10 @@ if TYPE_CHECKING:                  # the executor's types (NumPy is imported onl
 
     from .weights import WeightsSource
 from .rules import (
+    Backward,
     Context,
     Facts,
+    Gradients,
     ReceptiveField,
     Tensor,
     bounded_field,
@@ -47,6 +49,12 @@ CONVENTIONS = {
             "torch.utils.flop_counter where it sees the matmuls)",
     "flops": "every arithmetic operation: 2 per MAC + bias adds + normalization, activation, pooling and merge "
              "element ops (formulas: docs/conventions.md)",
+    "backward": "backward_input_macs: gradients with respect to activations (none for the network input or token "
+                "ids), backward_weight_macs: with respect to parameters (none when frozen; an embedding's is a "
+                "scatter-add, 0 MACs), each counted like macs: 2·MACs is FlopCounterMode around loss.backward(), "
+                "but for a grouped conv's weight gradient, which it counts as if ungrouped; backward_flops adds "
+                "the element work at the forward's cost; training_flops = flops + backward_flops, without the "
+                "optimizer's update (docs/conventions.md)",
     "memory": "bytes = elements × dtype size; activation = each layer's output",
     "receptive_field": "network-input pixels seen by one output position, per spatial dim; normalization "
                        "statistics are not counted as widening it",
@@ -242,8 +250,8 @@ class Network(Description):
         # validators costs more start-up time than a whole ResNet-50 analysis.
         itemsize = DTYPE_BYTES[self.dtype]
         entries = []
-        for step in steps:
-            entries.append(layer_report(step, itemsize))
+        for step, grads in zip(steps, gradient_flow(steps)):
+            entries.append(layer_report(step, itemsize, backward_of(step, grads)))
         consumed = {src for step in steps for src in step.inputs}
         outputs = [name for step in steps for name, _ in produced(step.name, step.facts) if name not in consumed]
         input_bytes = numel(self.input_shape) * itemsize
@@ -254,7 +262,8 @@ class Network(Description):
             buffer_bytes=sum(e.buffers for e in entries) * itemsize,
             input_bytes=input_bytes,
             activation_bytes=sum(e.activation_bytes for e in entries),
-            peak_activation_bytes=peak_live_bytes(steps, input_bytes, itemsize))
+            peak_activation_bytes=peak_live_bytes(steps, input_bytes, itemsize),
+            **training_totals(entries, token_count(steps, self.input_shape)))
         conventions = {**CONVENTIONS, "layout": f"{self.layout}: shapes are "
                        + ("[N, ..., C] (channels last)" if self.channels_last else "[N, C, ...] (channels first)"),
                        "dtype": f"{self.dtype}, {itemsize} bytes per element"}
@@ -274,8 +283,9 @@ class Network(Description):
         return run(self, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory)
 
 
-def layer_report(step: Step, itemsize: int) -> LayerReport:
-    """One layer's entry of the report, from its resolved step (also what a calculator prints for one layer)."""
+def layer_report(step: Step, itemsize: int, backward: Optional[Backward] = None) -> LayerReport:
+    """One layer's entry of the report, from its resolved step (also what a calculator prints for one layer) and
+    its backward pass (:func:`backward_of`; None: unknown, its backward fields null)."""
     f, rf = step.facts, step.facts.rf
     return layer_entry(
         index=step.index, name=step.name, type=step.layer.type_name, inputs=step.inputs,
@@ -289,7 +299,83 @@ def layer_report(step: Step, itemsize: int) -> LayerReport:
         whole_input=rf is not None and rf.whole,
         notes=f.notes,
         activation=step.layer.output_activation(),
-        trainable=step.layer.trainable)
+        trainable=step.layer.trainable,
+        backward_input_macs=None if backward is None else backward.input_macs,
+        backward_weight_macs=None if backward is None else backward.weight_macs,
+        backward_flops=None if backward is None else backward.flops)
+
+
+# ------------------------------------------------------------------------------------------------ backward pass
+
+def gradient_flow(steps: list[Step]) -> list[Gradients]:
+    """Which gradients each layer's backward must make, as autograd decides it: a tensor requires a gradient when
+    the layer that made it has trainable parameters (its own or tied ones) or reads a tensor that requires one.
+    The network input requires none (so the first layer makes no input gradient), nor does an input a layer reads
+    as integer indices (``index_count``: token ids) or only for its shape (``reads_input_values`` false). ``steps``
+    in execution order (:meth:`Network.resolve`)."""
+    requires: dict[str, bool] = {INPUT: False}
+    flows = []
+    for step in steps:
+        layer = step.layer
+        differentiable = layer.reads_input_values and layer.index_count() is None
+        grads = Gradients(tuple(differentiable and requires.get(src, False) for src in step.inputs),
+                          layer.trainable and (step.facts.params > 0 or layer.tied_to is not None))
+        for name, _ in produced(step.name, step.facts):
+            requires[name] = grads.flows
+        flows.append(grads)
+    return flows
+
+
+def backward_of(step: Step, grads: Gradients) -> Optional[Backward]:
+    """The layer's backward pass (its type's :meth:`~layercalc.layers.LayerBase.backward`) for the gradients the
+    graph needs; an empty one when no gradient passes through the layer; None when its type does not say (a plugin
+    without a ``backward`` method): unknown, never guessed."""
+    if not grads.flows:
+        return Backward(lines=["backward: none: no input requires a gradient and the layer has no trainable "
+                               "parameters"])
+    try:
+        result = step.layer.backward(step, grads)
+    except LayerCalcError:
+        raise
+    except Exception as exc:                    # noqa: BLE001 — a plugin's bug is named as the plugin's
+        plugin = plugin_module(type(step.layer))
+        if plugin is None:
+            raise
+        raise LayerCalcError(f"{layer_label(step.index, step.name, step.layer.type_name)}: the plugin layer type "
+                             f"{step.layer.type_name!r} ({plugin}) failed in backward(): {type(exc).__name__}: "
+                             f"{safe_text(str(exc))[:300]} — a bug in the plugin, not in layercalc or the spec"
+                             ) from None
+    if result is not None and not isinstance(result, Backward):
+        raise LayerCalcError(f"{layer_label(step.index, step.name, step.layer.type_name)}: the layer type "
+                             f"{step.layer.type_name!r} ({plugin_module(type(step.layer)) or 'built in'}) returned "
+                             f"{shown(result)} from backward(), not a Backward or None")
+    return result
+
+
+def token_count(steps: list[Step], input_shape: tuple[int, ...]) -> Optional[int]:
+    """The tokens of one pass when the network input is token ids (a layer reads it as integer indices: an
+    embedding): batch × positions, every element of the input; None for other inputs (an image has no tokens)."""
+    reads_ids = any(INPUT in step.inputs and step.layer.index_count() is not None for step in steps)
+    return numel(input_shape) if reads_ids else None
+
+
+def training_totals(entries: list[LayerReport], tokens: Optional[int]) -> dict[str, Any]:
+    """The backward and training-step totals of the report (:class:`~layercalc.report.Totals`): sums over the
+    layers, null when a layer's backward is unknown (named in ``backward_unknown``: a sum without it would be
+    wrong); per token when the input is token ids."""
+    unknown = [e.name for e in entries if e.backward_flops is None]
+    forward = sum(e.flops for e in entries)
+
+    def total(key: str) -> Optional[int]:
+        return None if unknown else sum(getattr(e, key) for e in entries)
+
+    backward = total("backward_flops")
+    training = None if backward is None else forward + backward
+    per_token = (lambda v: None if v is None or not tokens else v / tokens)   # noqa: E731
+    return dict(backward_input_macs=total("backward_input_macs"), backward_weight_macs=total("backward_weight_macs"),
+                backward_flops=backward, training_flops=training, backward_unknown=unknown, tokens=tokens,
+                flops_per_token=per_token(forward), backward_flops_per_token=per_token(backward),
+                training_flops_per_token=per_token(training))
 
 
 def produced(name: str, facts: Facts) -> list[tuple[str, tuple[int, ...]]]:

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 from .explain import explain_layer
 from .formatting import shape_text
+from .graph import backward_of, gradient_flow
 from .names import split_output
 
 
-def explain_network(net, report) -> list[str]:
+def explain_network(net, report, train: bool = False) -> list[str]:
     """Every layer's worked formulas, in execution order: a line ``[index] name (type): inputs → output`` and the
     layer's explanation indented under it. ``report`` is ``net.analyze()`` (its receptive fields feed the
-    explanations)."""
+    explanations). ``train``: each layer's backward formulas too (:func:`backward_lines`)."""
     by_name = {entry.name: entry for entry in report.layers}
     rank = len(net.input) - 1
     lines = []
-    for step in net.resolve():
+    steps = net.resolve()
+    flows = gradient_flow(steps) if train else [None] * len(steps)
+    for step, grads in zip(steps, flows):
         source = step.inputs[0] if step.inputs else None
         if source is None:                             # a layer without inputs (a learnable tensor)
             input_rf = None
@@ -29,4 +32,21 @@ def explain_network(net, report) -> list[str]:
                      f"{shape_text(step.facts.output_shape)}")
         lines += ["    " + line for line in explain_layer(step.layer, step.input_shapes, step.facts,
                                                           net.channels_last, report.dtype_bytes, input_rf)]
+        if grads is not None:
+            lines += ["    " + line for line in backward_lines(step, grads)]
+    return lines
+
+
+def backward_lines(step, grads) -> list[str]:
+    """The worked backward formulas of one layer (its type's :meth:`~layercalc.layers.LayerBase.backward` lines,
+    with the user's numbers) and the backward totals they add up to; why there is none, or that it is unknown."""
+    backward = backward_of(step, grads)
+    if backward is None:
+        return [f"backward: unknown: the type {step.layer.type_name!r} does not state its backward pass (no "
+                f"backward() method): no figure is guessed"]
+    lines = list(backward.lines)
+    if grads.flows:
+        lines.append(f"backward MACs = input gradients {backward.input_macs:,} + weight gradients "
+                     f"{backward.weight_macs:,} = {backward.macs:,}; backward FLOPs = 2·{backward.macs:,} + "
+                     f"{backward.element_flops:,} element FLOPs = {backward.flops:,}")
     return lines

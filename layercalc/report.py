@@ -46,6 +46,18 @@ class LayerReport(BaseModel):
                                                         "activation argument), its FLOPs included; null: none")
     trainable: bool = Field(True, description="false for a frozen layer (Keras' trainable: false): its params are "
                                               "non-trainable in Keras' totals")
+    backward_input_macs: Optional[int] = Field(
+        None, description="backward pass: multiply-accumulates of the gradients with respect to activations (the "
+                          "layer's inputs that require one, and the tensors inside it: attention's q, k, v), counted "
+                          "like macs; 0 for the first layer's input; null: unknown (a type that does not state its "
+                          "backward)")
+    backward_weight_macs: Optional[int] = Field(
+        None, description="backward pass: multiply-accumulates of the gradients with respect to the layer's "
+                          "parameters (0 when frozen; an embedding's is a scatter-add: 0); null: unknown")
+    backward_flops: Optional[int] = Field(
+        None, description="backward pass: 2 per backward MAC + element FLOPs (bias-gradient sums, derivatives of "
+                          "element-wise work counted at the forward's cost, scatter-adds; docs/conventions.md); "
+                          "null: unknown")
 
 
 def layer_entry(**values: Any) -> LayerReport:
@@ -76,6 +88,23 @@ class Totals(BaseModel):
     peak_activation_bytes: int = Field(
         description="largest total of tensors alive at once in an inference pass that frees each tensor after its "
                     "last use (network input included)")
+    backward_input_macs: Optional[int] = Field(
+        None, description="sum of the layers' backward_input_macs; null when a layer's backward is unknown")
+    backward_weight_macs: Optional[int] = Field(
+        None, description="sum of the layers' backward_weight_macs; null when a layer's backward is unknown")
+    backward_flops: Optional[int] = Field(None, description="sum of the layers' backward_flops; null when unknown")
+    training_flops: Optional[int] = Field(
+        None, description="one training step: forward flops + backward_flops (the optimizer's update not "
+                          "included); null when a layer's backward is unknown")
+    backward_unknown: list[str] = Field(
+        default_factory=list, description="layers whose type does not state its backward (their backward fields "
+                                          "and the backward totals are null)")
+    tokens: Optional[int] = Field(
+        None, description="tokens of one pass (batch × positions) when the network input is token ids; null "
+                          "otherwise")
+    flops_per_token: Optional[float] = Field(None, description="flops / tokens (forward)")
+    backward_flops_per_token: Optional[float] = Field(None, description="backward_flops / tokens")
+    training_flops_per_token: Optional[float] = Field(None, description="training_flops / tokens")
 
 
 class KerasParams(BaseModel):

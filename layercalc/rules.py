@@ -120,6 +120,87 @@ class Facts:
         return list(self.outputs) if self.outputs is not None else [self.output_shape]
 
 
+@dataclass(frozen=True, slots=True)
+class Gradients:
+    """Which gradients the backward pass needs from one layer — a property of the graph, not of the layer
+    (:func:`layercalc.graph.gradient_flow` decides it): ``inputs[i]`` whether the tensor feeding input ``i``
+    requires a gradient (the network input does not, nor anything computed from it by layers without trainable
+    parameters), ``weights`` whether the layer's parameters get one (it has some, its own or tied, and is not
+    frozen)."""
+    inputs: tuple[bool, ...]
+    weights: bool
+
+    @property
+    def any_input(self) -> bool:
+        return any(self.inputs)
+
+    @property
+    def flows(self) -> bool:
+        """Some gradient passes through the layer: it has a backward at all."""
+        return self.weights or any(self.inputs)
+
+
+@dataclass(slots=True)
+class Backward:
+    """The backward pass of one layer, given the :class:`Gradients` it must make.
+
+    ``input_macs``: multiply-accumulates of the gradients with respect to activations — the layer's inputs and the
+    tensors inside it (attention's queries, keys and values, a recurrent layer's hidden states), counted like the
+    forward ``macs`` (matmul-like products only); ``weight_macs``: of the gradients with respect to its parameters;
+    ``element_flops``: the rest of the backward's arithmetic (bias-gradient sums, derivatives of element-wise work,
+    an embedding's scatter-add), by the conventions of docs/conventions.md. FLOPs = 2·MACs + element FLOPs.
+    ``lines``: the worked formulas, for ``--explain``."""
+    input_macs: int = 0
+    weight_macs: int = 0
+    element_flops: int = 0
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def macs(self) -> int:
+        return self.input_macs + self.weight_macs
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs + self.element_flops
+
+
+def elementwise_backward(facts: Facts, grads: Gradients, what: str = "element-wise") -> Backward:
+    """The backward of a layer with no matmul-like work (activations, norms, pooling, merges, reshapes): no MACs;
+    its element-wise work is counted once more, at the forward's cost (the convention of docs/conventions.md),
+    whenever a gradient passes through it."""
+    work = facts.flops - 2 * facts.macs
+    return Backward(element_flops=work, lines=[
+        f"backward: {what}: 0 MACs; element FLOPs = the forward's element work = {work:,}"])
+
+
+#: the explanation's line for an input gradient the graph does not need
+NO_INPUT_GRADIENT = ("no input gradient: the input requires none (the network input, token ids, or a tensor made "
+                     "without trainable parameters)")
+
+
+def product_backward(macs: int, grads: Gradients, input_formula: str, weight_formula: str,
+                     bias_adds: int = 0, bias_formula: str = "") -> Backward:
+    """The backward of a product of the input with the layer's weight (linear, conv, transposed conv): each forward
+    multiply x·w is met once by the input gradient (dy·w) and once by the weight gradient (dy·x), so each costs the
+    forward MACs; the bias gradient sums the output gradient (one add per output element: the forward's bias adds).
+    The formulas are the explanation's, with the user's numbers."""
+    result = Backward()
+    if grads.inputs and grads.inputs[0]:
+        result.input_macs = macs
+        result.lines.append(f"backward input gradient ({input_formula}) = forward MACs = {macs:,} MACs")
+    else:
+        result.lines.append(f"backward: {NO_INPUT_GRADIENT}")
+    if grads.weights:
+        result.weight_macs = macs
+        result.lines.append(f"backward weight gradient ({weight_formula}) = forward MACs = {macs:,} MACs")
+        if bias_adds:
+            result.element_flops = bias_adds
+            result.lines.append(f"backward bias gradient ({bias_formula}) = {bias_adds:,} adds")
+    else:
+        result.lines.append("backward: no weight gradient (frozen: trainable false)")
+    return result
+
+
 # ------------------------------------------------------------------------------------------------------- helpers
 
 def numel(shape: Iterable[int]) -> int:

@@ -76,6 +76,9 @@ SUMMARIES = [
     "layercalc summary zoo:gpt2 --depth 1",
     "layercalc summary zoo:llama3_8b",
     "layercalc summary examples/mnist_cnn.yaml",
+    "layercalc summary zoo:resnet18 --train",
+    "layercalc summary zoo:gpt2 --train --input 256",
+    "layercalc summary zoo:llama3_8b --train --depth 1",
 ]
 
 

@@ -325,7 +325,7 @@ def _one_layer_network(type_name: str, layer, shapes: list[list[int]], values: d
 def _merge_entry(type_name: str, layer, shapes: list[list[int]], net):
     """A merge layer (add / mul / concat) on several inputs: a ``Network`` has one input, so the layer's rule is
     applied to the given tensors directly, and its facts reported the way ``Network.analyze`` reports them."""
-    from ..graph import DTYPE_BYTES, Step, layer_report
+    from ..graph import DTYPE_BYTES, Step, backward_of, gradient_flow, layer_report
     from ..rules import Context, ReceptiveField, Tensor, infer
 
     itemsize = DTYPE_BYTES[net.dtype]
@@ -336,7 +336,8 @@ def _merge_entry(type_name: str, layer, shapes: list[list[int]], net):
     facts = infer(layer, tensors, Context(type_name, net.channels_last, net.batch))
     names = [f"input{i + 1}" for i in range(len(shapes))]
     step = Step(0, type_name, layer, names, [t.shape for t in tensors], facts)
-    return layer_report(step, itemsize), facts, itemsize
+    # its inputs are the network's (they require no gradient), as in a one-layer network
+    return layer_report(step, itemsize, backward_of(step, gradient_flow([step])[0])), facts, itemsize
 
 
 def _field_text(value) -> str:

@@ -112,6 +112,13 @@ DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", metavar="DTYPE",
                                                       "(overrides the spec)")]
 
 
+#: the training view of ``summary`` (its columns, totals and --explain lines: the backward pass)
+TrainOpt = Annotated[bool, typer.Option(
+    "--train", help="the training view: each layer's backward MACs (input and weight gradients) and FLOPs, the "
+                    "training step's totals (forward + backward, per token for token ids); with --explain, the "
+                    "backward formulas")]
+
+
 NumbersAuto = Annotated[Optional[str], typer.Option(
     "--numbers", metavar="exact|human", help="exact (1,234,567) or human (1.23 M); default: exact where it fits the "
                                             "width, else human; CSV/JSON always exact")]
@@ -124,8 +131,10 @@ def summary_command(
     columns: Annotated[Optional[str], typer.Option(
         "--columns", "-c", metavar="LIST",
         help="comma-separated: index, name, type, inputs, input_shape, output_shape, params, buffers, macs, flops, "
-             "param_memory, memory, receptive_field, jump, notes, param_count (Keras' Param #) (or all). Default: "
-             "name, type, output_shape, params (param_count for a Keras model), macs, flops, memory")] = None,
+             "param_memory, memory, receptive_field, jump, notes, param_count (Keras' Param #) (or all); the "
+             "backward's: backward_input_macs, backward_weight_macs, backward_flops. Default: name, type, "
+             "output_shape, params (param_count for a Keras model), macs, flops, memory; with --train: name, type, "
+             "output_shape, macs and the backward's")] = None,
     depth: Annotated[Optional[int], typer.Option("--depth", min=1, help="group rows by dotted-name prefix "
                                                  "(layer3.2.conv1 → layer3 at depth 1), with subtotals")] = None,
     expand: Annotated[bool, typer.Option("--expand", help="every layer on its own row (default: repeated blocks "
@@ -143,6 +152,7 @@ def summary_command(
         "--keras-shapes/--torch-shapes", help="shapes as (None, 26, 26, 32), Keras-style, with Keras' Param # "
                                              "(default: for an NHWC network)")] = None,
     explain: Annotated[bool, typer.Option("--explain", "-e", help="worked formulas for every layer")] = False,
+    train: TrainOpt = False,
 ) -> None:
     """Per-layer table of a whole network (shapes, params, MACs, FLOPs, memory) with totals and conventions.
 
@@ -171,17 +181,17 @@ def summary_command(
         report = net.analyze()
     print(render_report(report, fmt, keys, depth, numbers, keras_shapes,
                         width=terminal.terminal_width(), expand=expand,     # --wide/--width: the CLI's own
-                        notes=notes, conventions=conventions, assumed=assumed))
+                        notes=notes, conventions=conventions, assumed=assumed, train=train))
     if explain:
-        text = "\n".join(explain_network(net, report))
+        text = "\n".join(explain_network(net, report, train))
         print("\n```\n" + text + "\n```" if fmt == "markdown" else "\n" + text)
 
 
-def explain_network(net, report) -> list[str]:
+def explain_network(net, report, train: bool = False) -> list[str]:
     """:func:`layercalc.network_explain.explain_network` (kept here for the CLI's callers; imported when called:
     the explanations are not loaded for other commands)."""
     from ..network_explain import explain_network as explain
-    return explain(net, report)
+    return explain(net, report, train=train)
 
 
 def load_network_assumed(spec: str, batch: Optional[int] = None, input_shape: Optional[str] = None,

@@ -21,7 +21,16 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ..explain import Explanation, prod_text
-from ..rules import Context, Facts, Tensor, normalize_dim, numel
+from ..rules import (
+    Backward,
+    Context,
+    Facts,
+    Gradients,
+    Tensor,
+    elementwise_backward,
+    normalize_dim,
+    numel,
+)
 from .base import Bool, Float, Int, LayerBase, LayerMixin, Probability, _alias, parse_layer, register_layer, shown
 
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
@@ -34,6 +43,10 @@ __all__ = ['Dropout', 'ReLU', 'ReLU6', 'LeakyReLU', 'Sigmoid', 'Tanh', 'GELU', '
 class _Elementwise(LayerMixin):
     """Shape unchanged, ``flops_per_element`` FLOPs per element, receptive field passed on."""
     flops_per_element: ClassVar[int] = 0
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "element-wise: the derivative applied to the output gradient")
 
     def element_flops(self) -> int:
         return self.flops_per_element

@@ -30,7 +30,18 @@ from pydantic import Field, model_validator
 
 from ..errors import SpecError, layer_label
 from ..explain import Explanation, n, prod_text
-from ..rules import Context, Facts, ReceptiveField, Tensor, fmt_shape, global_field, numel
+from ..rules import (
+    NO_INPUT_GRADIENT,
+    Backward,
+    Context,
+    Facts,
+    Gradients,
+    ReceptiveField,
+    Tensor,
+    fmt_shape,
+    global_field,
+    numel,
+)
 from .activation import Softmax
 from .base import (
     Bool,
@@ -147,6 +158,20 @@ def _heads(x: Any, kv_heads: int, group: int) -> Any:
     n_, length, features = x.shape
     d = features // (kv_heads * group)
     return np.ascontiguousarray(x.reshape(n_, length, kv_heads, group, d).transpose(0, 2, 3, 1, 4))
+
+
+def attention_core_backward(scores: int, dk: int, dv: int, q: bool, k: bool, v: bool) -> Backward:
+    """The backward of the two score matmuls S = Q·Kᵀ (scores·d_k MACs) and O = P·V (scores·d_v): every operand
+    is an activation, so these are input (activation) gradients only, each made when its operand needs one —
+    dP = dO·Vᵀ (scores·d_v) for dQ or dK, dV = Pᵀ·dO (scores·d_v), dQ = dS·K (scores·d_k), dK = dSᵀ·Q
+    (scores·d_k). With all three needed: twice the forward's score MACs."""
+    parts = [("dP = dO·Vᵀ", scores * dv, q or k), ("dV = Pᵀ·dO", scores * dv, v),
+             ("dQ = dS·K", scores * dk, q), ("dK = dSᵀ·Q", scores * dk, k)]
+    made = [(name, macs) for name, macs, needed in parts if needed]
+    total = sum(macs for _, macs in made)
+    text = " + ".join(f"{name} {macs:,}" for name, macs in made) or "none needed"
+    return Backward(input_macs=total, lines=[f"backward through the scores ({scores:,} scores, d_k {dk}, d_v {dv}): "
+                                             f"{text} = {total:,} MACs"])
 
 
 # ------------------------------------------------------------------------------------------ multi-head attention
@@ -467,6 +492,44 @@ class MultiHeadAttention(LayerBase):
 
     # ------------------------------------------------------------------------------------------------ explain
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        """Weight gradients of the four projections (their forward MACs); activation gradients: the output
+        projection's input, the score matmuls (:func:`attention_core_backward`), and each projection's input when
+        that input requires a gradient (one input: the query is the key and the value, three products)."""
+        d: AttentionDims = step.facts.geometry["attention"]
+        ins = grads.inputs
+        q_in = ins[0]
+        k_in = ins[1] if len(ins) > 1 else q_in
+        v_in = ins[2] if len(ins) > 2 else k_in
+        paths = [grads.weights or q_in, grads.weights or k_in, grads.weights or v_in]
+        projections = {name: rows * fin * fout for name, rows, fin, fout in d.projections()}
+        result = Backward()
+        result.input_macs = projections["out"]
+        result.lines.append(f"backward output projection dO = dY·W_out: {projections['out']:,} MACs")
+        core = attention_core_backward(d.scores, d.dk, d.dv, *paths)
+        result.input_macs += core.input_macs
+        result.lines += core.lines
+        for name, needed in zip("qkv", (q_in, k_in, v_in)):
+            if needed:
+                result.input_macs += projections[name]
+                result.lines.append(f"backward {name} projection input gradient dX = d{name.upper()}·W_{name}: "
+                                    f"{projections[name]:,} MACs")
+        if not any((q_in, k_in, v_in)):
+            result.lines.append(f"backward: {NO_INPUT_GRADIENT}")
+        bias_adds = sum(rows * fout for name, rows, _, fout in d.projections() if self._biased(name))
+        if grads.weights:
+            result.weight_macs = sum(projections.values())
+            result.lines.append(f"backward weight gradients dW = dYᵀ·X of the q, k, v, out projections: "
+                                f"{' + '.join(f'{v:,}' for v in projections.values())} = {result.weight_macs:,} MACs"
+                                + (f"; bias gradients {bias_adds:,} adds" if bias_adds else ""))
+        else:
+            result.lines.append("backward: no weight gradient (frozen: trainable false)")
+        work = step.facts.flops - 2 * step.facts.macs - (0 if grads.weights else bias_adds)
+        result.element_flops = work
+        result.lines.append(f"backward element FLOPs (softmax, scaling, rotation, bias gradients: the forward's "
+                            f"element work) = {work:,}")
+        return result
+
     def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
                 channels_last: bool) -> None:
         d: AttentionDims = facts.geometry["attention"]
@@ -654,6 +717,14 @@ class ScaledDotProductAttention(LayerBase):
         elements = d.scores + 2 * d.groups * d.lq + sum(numel(s) for s in step.input_shapes)
         return elements * itemsize + (d.lq * d.lk if self.is_causal else 0), 0
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        """No parameters: the score matmuls' activation gradients for the inputs that need one."""
+        d: SdpaDims = step.facts.geometry["sdpa"]
+        result = attention_core_backward(d.scores, d.e, d.ev, *grads.inputs)
+        result.element_flops = step.facts.flops - 2 * step.facts.macs
+        result.lines.append(f"backward element FLOPs (softmax, scaling: the forward's) = {result.element_flops:,}")
+        return result
+
     def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
                 channels_last: bool) -> None:
         d: SdpaDims = facts.geometry["sdpa"]
@@ -715,6 +786,13 @@ class MatMul(LayerBase):
 
     def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         return sum(numel(s) for s in step.input_shapes) * itemsize, 0     # copies of strided inputs, at most
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        """C = A·B: dA = dC·Bᵀ and dB = Aᵀ·dC, the forward's MACs each, for each operand that needs one."""
+        macs = step.facts.macs
+        made = [name for name, needed in zip(("dA = dC·Bᵀ", "dB = Aᵀ·dC"), grads.inputs) if needed]
+        return Backward(input_macs=macs * len(made),
+                        lines=[f"backward {name}: forward MACs = {macs:,}" for name in made])
 
     def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
                 channels_last: bool) -> None:
@@ -932,6 +1010,34 @@ class ShiftedWindowAttention(LayerBase):
         # broadcast), attention output, its transpose, projection, the window reversal and the roll back (5)
         elements = d.rows * d.channels * 15 + 2 * d.scores + d.windows * d.tokens * d.tokens
         return elements * itemsize + (0 if weights_given else step.facts.params * itemsize), 0
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        """As multi-head attention with one input: weight gradients of the qkv and output projections; activation
+        gradients of the output projection's input and the scores in every window, and of the input through the
+        qkv projection when it requires one. The relative position bias table's gradient is a scatter-add of the
+        score gradients (element FLOPs)."""
+        d: WindowDims = step.facts.geometry["windows"]
+        c, head = d.channels, d.channels // self.num_heads
+        qkv, proj = d.rows * c * 3 * c, d.rows * c * c
+        result = Backward(input_macs=proj, lines=[f"backward output projection dO = dY·W_proj: {proj:,} MACs"])
+        core = attention_core_backward(d.scores, head, head, True, True, True)
+        result.input_macs += core.input_macs
+        result.lines += core.lines
+        if grads.inputs[0]:
+            result.input_macs += qkv
+            result.lines.append(f"backward qkv projection input gradient dX = dQKV·W_qkv: {qkv:,} MACs")
+        else:
+            result.lines.append(f"backward: {NO_INPUT_GRADIENT}")
+        bias_adds = d.rows * ((3 * c if self.qkv_bias else 0) + (c if self.proj_bias else 0))
+        if grads.weights:
+            result.weight_macs = qkv + proj
+            result.lines.append(f"backward weight gradients of qkv and proj: {qkv:,} + {proj:,} MACs; the bias "
+                                f"table's: a scatter-add of {d.scores:,} score gradients")
+        work = step.facts.flops - 2 * step.facts.macs - (0 if grads.weights else bias_adds)
+        result.element_flops = work + (d.scores if grads.weights else 0)
+        result.lines.append(f"backward element FLOPs (the forward's element work, + the table's scatter-add) = "
+                            f"{result.element_flops:,}")
+        return result
 
     def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
                 channels_last: bool) -> None:

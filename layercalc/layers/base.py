@@ -82,7 +82,7 @@ if TYPE_CHECKING:                     # the engines' types, for annotations only
     from ..executor import Env
     from ..explain import Explanation
     from ..graph import Step
-    from ..rules import Context, Facts, Tensor
+    from ..rules import Backward, Context, Facts, Gradients, Tensor
 
 #: the most dimensions a tensor may have: NumPy's limit (PyTorch's is lower), so every shape can also be executed
 MAX_RANK = 64
@@ -476,6 +476,15 @@ class LayerBase(Description):
         calculator's FLOPs line: ``macs_text`` is 2·MACs, written out. It counts 2·MACs of the matmuls and
         convolutions it sees and 0 for element-wise work; a type whose PyTorch kernel it does not see says so."""
         return f"torch.utils.flop_counter counts 2·MACs = {macs_text}"
+
+    def backward(self, step: "Step", grads: "Gradients") -> "Optional[Backward]":
+        """The cost of the layer's backward pass (:class:`~layercalc.rules.Backward`: MACs of the gradients with
+        respect to activations and to parameters, separately, element FLOPs, worked lines for ``--explain``), given
+        which gradients the graph needs (:class:`~layercalc.rules.Gradients`: per input, and for the parameters).
+        Called only when some gradient passes through the layer. Every built-in family overrides it; here, None:
+        the backward is *unknown* (a plugin type that does not state it), and the report says so instead of
+        guessing (its backward fields and the network's backward totals are null)."""
+        return None
 
     def explain(self, c: "Explanation", input_shapes: list[tuple[int, ...]], facts: "Facts",
                 channels_last: bool) -> None:

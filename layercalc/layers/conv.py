@@ -26,8 +26,10 @@ from ..explain import (
     spatial_parts,
 )
 from ..rules import (
+    Backward,
     Context,
     Facts,
+    Gradients,
     ReceptiveField,
     Shape,
     Tensor,
@@ -40,6 +42,7 @@ from ..rules import (
     fmt_shape,
     join_channels,
     numel,
+    product_backward,
     require_spatial,
     resolve_pads,
     window_rf,
@@ -240,6 +243,22 @@ class _ConvBase(LayerBase):
         else:
             chunk, temp = chunk_bytes(batch, out_spatial, (self.groups * depth + cout) * itemsize), 0
         return (padded + temp) * itemsize + weight_copies, chunk
+
+    # ------------------------------------------------------------------------------------------- backward
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        """dX is the transposed conv of dY with the weight, dW the conv of X with dY: each meets every forward
+        multiply once (per group: a grouped conv's weight gradient has its forward MACs too — FlopCounterMode
+        counts it as if ungrouped, see docs/conventions.md)."""
+        facts = step.facts
+        outputs = numel(facts.output_shape)              # N·positions·C_out: one bias-gradient add each
+        # the forward's products: per output (conv) or per input value (transposed), as its MACs are counted
+        values = numel(step.input_shapes[0]) if self.transposed else outputs
+        each = f"{values:,} {'input values' if self.transposed else 'outputs'} × {facts.macs // values:,} weights"
+        return product_backward(
+            facts.macs, grads, f"dX = {'conv' if self.transposed else 'conv_transpose'}(dY, W): {each}",
+            f"dW = conv(X, dY) per group: {each}", outputs if self.bias else 0,
+            f"db = Σ dY over N and positions: N·positions·C_out = {outputs:,}")
 
     # ----------------------------------------------------------------------------------------- explanation
 

@@ -17,7 +17,18 @@ from typing import Any, ClassVar, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from ..explain import Explanation, axis_names, explain_length, explain_window_field, n, prod_text, spatial_parts
-from ..rules import Context, Facts, Tensor, check_declared, fmt_dims, numel, require_spatial
+from ..rules import (
+    Backward,
+    Context,
+    Facts,
+    Gradients,
+    Tensor,
+    check_declared,
+    fmt_dims,
+    numel,
+    product_backward,
+    require_spatial,
+)
 from .activation import ActivationName, activation_field
 from .base import (
     Bool,
@@ -108,6 +119,14 @@ class _DepthwiseBase(LayerBase):
         cin = self.channels(step.input_shapes[0], channels_last)
         return self.depthwise(cin, self.bias).scratch_bytes(step, itemsize, channels_last, weights_given)
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        """The grouped conv's (groups = C_in): dX and dW each meet every forward multiply once — forward MACs each
+        (FlopCounterMode counts the weight gradient as if ungrouped: C_in times too many; docs/conventions.md)."""
+        outputs = numel(step.facts.output_shape)
+        return product_backward(step.facts.macs, grads, "dX = conv_transpose(dY, W), per channel",
+                                "dW = conv(X, dY), per channel", outputs if self.bias else 0,
+                                f"db = Σ dY over N and positions: {outputs:,}")
+
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         cin = self.channels(input_shapes[0], channels_last)
         c.add(f"depthwise: one {fmt_dims(self.kernel_size)} filter per input channel, depth_multiplier "
@@ -155,6 +174,20 @@ class _SeparableBase(_DepthwiseBase):
                      macs=depth.macs + point.macs, flops=depth.flops + point.flops, rf=point.rf,
                      notes=depth.notes, geometry={**depth.geometry, "depthwise_macs": depth.macs,
                                                   "mid_shape": depth.output_shape})
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        """The pointwise conv's backward, then the depthwise conv's: the pointwise input (the depthwise output)
+        needs its gradient whenever the depthwise weights do or the layer's input does."""
+        depth_macs = step.facts.geometry["depthwise_macs"]
+        point_macs = step.facts.macs - depth_macs
+        outputs = numel(step.facts.output_shape)
+        point = product_backward(point_macs, Gradients((True,), grads.weights),
+                                 "pointwise dMid = dY·W_pointwise", "pointwise dW = dYᵀ·Mid",
+                                 outputs if self.bias else 0, f"db = Σ dY: {outputs:,}")
+        depth = product_backward(depth_macs, grads, "depthwise dX = conv_transpose(dMid, W), per channel",
+                                 "depthwise dW = conv(X, dMid), per channel")
+        return Backward(point.input_macs + depth.input_macs, point.weight_macs + depth.weight_macs,
+                        point.element_flops, point.lines + depth.lines)
 
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         cin = self.channels(step.input_shapes[0], channels_last)

@@ -9,10 +9,10 @@ activation's). The graph, the executor, the explanation and the rules call the p
 """
 
 import dataclasses
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, cast
 
 from ..explain import Explanation
-from ..rules import Context, Facts, Tensor, numel
+from ..rules import Backward, Context, Facts, Gradients, Tensor, numel
 from .activation import activation_layer
 from .base import LayerBase, LayerMixin
 
@@ -75,6 +75,19 @@ class FusedActivation(LayerMixin):
         # the activation runs after the layer's step, on its output (held meanwhile)
         own = activation.scratch_bytes(self._activation_step(activation, step), itemsize, channels_last, True)[0]
         return max(temporary, own + numel(step.facts.output_shape) * itemsize), workspace
+
+    def backward(self, step: "Step", grads: Gradients) -> Backward:
+        # the layer types that list this class (linear, the convs) all state their backward
+        own = cast(Backward, super().backward(step, grads))
+        activation = self.fused_activation()
+        if activation is None:
+            return own
+        # the activation's derivative is applied to the output gradient before any of the layer's own gradients
+        extra = step.facts.geometry[_OWN_FACTS].flops
+        own.element_flops += extra
+        own.lines.append(f"backward of the fused {activation.type_name}: its forward element work again = "
+                         f"{extra:,} FLOPs")
+        return own
 
     def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
                 channels_last: bool) -> None:

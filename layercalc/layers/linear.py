@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 from pydantic import Field
 
 from ..explain import Explanation, n
-from ..rules import Context, Facts, Tensor, check_declared, fmt_shape, numel
+from ..rules import Backward, Context, Facts, Gradients, Tensor, check_declared, fmt_shape, numel, product_backward
 from .activation import ActivationName, activation_field
 from .base import Bool, LayerBase, LayerMixin, ParamSpec, PositiveInt, _alias, keras_variables, register_layer
 from .fused import FusedActivation
@@ -83,6 +83,13 @@ class _Dense(LayerMixin):
     def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         # the 2-D view's product before the reshape, and the weights made for the run (unless passed in)
         return 2 * numel(step.input_shapes[0]) * itemsize + (0 if weights_given else step.facts.params * itemsize), 0
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        x = step.input_shapes[0]
+        fin, fout, rows = x[-1], self.out_features, numel(x[:-1])
+        return product_backward(rows * fin * fout, grads, f"dX = dY·W: rows·out·in = {rows}·{fout}·{fin}",
+                                f"dW = dYᵀ·X: out·rows·in = {fout}·{rows}·{fin}",
+                                rows * fout if self.bias else 0, f"db = Σ_rows dY: rows·out = {rows}·{fout}")
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         x = input_shapes[0]

@@ -17,7 +17,20 @@ from pydantic import Field
 from ..errors import NumericError, layer_label
 from ..explain import Explanation, n, prod_text
 from ..notes import Routine
-from ..rules import Context, Facts, ReceptiveField, Shape, Tensor, fmt_dims, fmt_shape, normalize_dim, numel
+from ..rules import (
+    Backward,
+    Context,
+    Facts,
+    Gradients,
+    ReceptiveField,
+    Shape,
+    Tensor,
+    elementwise_backward,
+    fmt_dims,
+    fmt_shape,
+    normalize_dim,
+    numel,
+)
 from .base import Int, LayerBase, LayerMixin, _alias, register_layer
 
 __all__ = ['Add', 'Mul', 'Sub', 'Div', 'Concat']
@@ -100,6 +113,11 @@ class _ElementwiseMerge(LayerMixin):
     #: the word for the operation in explanations, and the NumPy ufunc's name
     operation: ClassVar[str] = "sum"
     ufunc: ClassVar[str] = "add"
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "element-wise merge: each input gradient is the output gradient, scaled or summed "
+                                    "back over broadcast dims")
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         shapes = [t.shape for t in inputs]
@@ -221,6 +239,10 @@ class Concat(LayerBase):
                                            "dim (1 for NCHW, the last for NHWC)")
 
     keeps_finite = True
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "concatenation: the gradient split back")
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         shapes = [t.shape for t in inputs]

@@ -14,7 +14,19 @@ from typing import Any, ClassVar, Literal, Optional, Union
 from pydantic import Field
 
 from ..explain import Explanation, n, prod_text, spatial_parts
-from ..rules import Context, Facts, Tensor, check_declared, fmt_shape, normalize_dim, numel, split_channels
+from ..rules import (
+    Backward,
+    Context,
+    Facts,
+    Gradients,
+    Tensor,
+    check_declared,
+    elementwise_backward,
+    fmt_shape,
+    normalize_dim,
+    numel,
+    split_channels,
+)
 from .base import (
     Bool,
     Float,
@@ -67,6 +79,11 @@ def _affine_specs(channels: int) -> dict[str, ParamSpec]:
 
 # ---------------------------------------------------------------------------------------------- batch norm
 
+#: what a normalization's backward is (no matmul: its input and scale/shift gradients are element-wise sums and
+#: products over the statistics' groups)
+_NORM_BACKWARD = "normalization: input and scale/shift gradients are element-wise sums and products"
+
+
 class _BatchNormBase(LayerBase):
     #: input ranks accepted (batch included), as PyTorch's BatchNorm1d/2d/3d check them
     ranks: ClassVar[tuple[int, ...]] = (2, 3)
@@ -76,6 +93,9 @@ class _BatchNormBase(LayerBase):
     momentum: Optional[Float] = 0.1
     affine: Bool = True
     track_running_stats: Bool = True
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads, _NORM_BACKWARD)
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
@@ -154,6 +174,9 @@ class BatchNorm(LayerBase):
     momentum: Optional[Float] = Field(0.1, description="training only: no effect on any figure")
     center: Bool = Field(True, description="a learned shift β per feature")
     scale: Bool = Field(True, description="a learned scale γ per feature")
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads, _NORM_BACKWARD)
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
@@ -248,6 +271,9 @@ class LayerNorm(LayerBase):
     elementwise_affine: Bool = True
     bias: Bool = True
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads, _NORM_BACKWARD)
+
     @classmethod
     def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Keras' LayerNormalization: axis -1, epsilon (default 1e-3), center (β) and scale (γ)."""
@@ -315,6 +341,9 @@ class GroupNorm(LayerBase):
     num_channels: Optional[PositiveInt] = Field(None, description="inferred from the input; an error if different")
     eps: PositiveFloat = 1e-5
     affine: Bool = True
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads, _NORM_BACKWARD)
 
     @classmethod
     def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -386,6 +415,9 @@ class RMSNorm(LayerBase):
         None, description="trailing dims to normalize over; default: the last dim")
     eps: Optional[PositiveFloat] = Field(None, description="default: the dtype's machine epsilon (PyTorch)")
     elementwise_affine: Bool = True
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads, _NORM_BACKWARD)
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]

@@ -16,11 +16,14 @@ from pydantic import Field, field_validator, model_validator
 
 from ..explain import Explanation, axis_names, explain_length, explain_window_field, prod_text, spatial_parts
 from ..rules import (
+    Backward,
     Context,
     Facts,
+    Gradients,
     ReceptiveField,
     Tensor,
     border_notes,
+    elementwise_backward,
     exact_ratio,
     fmt_dims,
     fmt_pads,
@@ -88,6 +91,10 @@ class _PoolBase(LayerBase):
     data_format: DataFormat = data_format_field()
 
     _lower_padding = field_validator("padding", mode="before")(classmethod(lambda cls, v: _lower_string(v)))
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "pooling: the output gradient routed back to its windows")
 
     @model_validator(mode="after")
     def _normalize(self):
@@ -282,6 +289,10 @@ class _AdaptivePoolBase(LayerBase):
 
     output_size: OutputSizeField = Field(description="int, or one size per spatial dim (null keeps the input size)")
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "pooling: the output gradient routed back to its windows")
+
     @model_validator(mode="after")
     def _normalize(self):
         value: Any = self.output_size                     # as written: an int or a list
@@ -403,6 +414,10 @@ class _GlobalPoolBase(LayerMixin):
     if TYPE_CHECKING:
         # a field of each subclass, declared there (after `type`: the order of the schema and the calculator)
         keepdims: bool
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "pooling: the output gradient spread back over the positions")
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..errors import LayerCalcError, ResourceError, SpecError, layer_label
 from ..explain import Explanation, n
-from ..rules import Context, Facts, Tensor, check_declared, fmt_shape
+from ..rules import NO_INPUT_GRADIENT, Backward, Context, Facts, Gradients, Tensor, check_declared, fmt_shape
 from .base import (
     Bool,
     LayerBase,
@@ -377,6 +377,41 @@ class _Recurrent(LayerBase):
         inner = " + ".join(terms)
         text = f"{g}·({inner})" if g > 1 else inner
         return text + (f" + {p}·{h}" if p else "")
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        """Backpropagation through time, per example, layer and direction (g gates, h hidden, r = the recurrent
+        input size: the projection p or h): the weight gradients meet every forward multiply once, L·(g·h·(i + r)
+        + p·h); the hidden state's gradient dh_{t−1} = W_hhᵀ·dG_t is made for L − 1 steps (the initial state
+        requires none), g·h·r each; the projection's input gradient L·p·h; the sequence input's gradient L·g·h·i —
+        for the first layer only when its input requires one (a later layer's input is the previous layer's
+        output). Matches FlopCounterMode on nn.GRU and nn.RNN and on an LSTMCell loop (nn.LSTM's fused CPU kernel
+        is invisible to it)."""
+        geometry = step.facts.geometry
+        batch, length, inputs = geometry["batch"], geometry["length"], geometry["layer_inputs"]
+        g, h, p = self.gates, self.hidden_size, self.proj()
+        r = p or h
+        per = batch * self.directions
+        first, later = inputs[0], (inputs[1] if len(inputs) > 1 else 0)
+        recurrence = per * self.num_layers * (length - 1) * g * h * r
+        projection = per * self.num_layers * length * p * h
+        sequence = per * length * g * h * ((first if grads.any_input else 0) + (self.num_layers - 1) * later)
+        result = Backward(input_macs=recurrence + projection + sequence)
+        result.lines.append(f"backward hidden-state gradients dh = W_hhᵀ·dG for L − 1 steps: N·D·layers·(L − 1)·g·h·r "
+                            f"= {batch}·{self.directions}·{self.num_layers}·{length - 1}·{g}·{h}·{r} = {recurrence:,} "
+                            f"MACs" + (f"; projection input gradients {projection:,}" if p else ""))
+        if not grads.any_input:
+            result.lines.append(f"backward: {NO_INPUT_GRADIENT}")
+        if sequence:
+            result.lines.append(f"backward sequence-input gradients dx = W_ihᵀ·dG (layers that need one): "
+                                f"{sequence:,} MACs")
+        if grads.weights:
+            result.weight_macs = step.facts.macs
+            result.lines.append(f"backward weight gradients Σ_t dG_t·[x_t, h_(t−1)]ᵀ: the forward MACs = "
+                                f"{step.facts.macs:,}")
+        result.element_flops = step.facts.flops - 2 * step.facts.macs
+        result.lines.append(f"backward element FLOPs (gate derivatives, bias gradients: the forward's element work) "
+                            f"= {result.element_flops:,}")
+        return result
 
     def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
                 channels_last: bool) -> None:

@@ -31,10 +31,13 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from ..explain import Explanation, axis_names, prod_text, spatial_parts
 from ..rules import (
+    Backward,
     Context,
     Facts,
+    Gradients,
     ReceptiveField,
     Tensor,
+    elementwise_backward,
     fmt_shape,
     join_channels,
     numel,
@@ -236,6 +239,10 @@ class Upsample(LayerBase):
     #: one input, or two with size_from (checked in infer: the count depends on the field)
     max_inputs: ClassVar[Optional[int]] = 2
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "resampling: the gradient summed back to the source positions")
+
     @model_validator(mode="after")
     def _check(self):
         given = [name for name in ("size", "scale_factor", "size_from") if getattr(self, name) is not None]
@@ -355,6 +362,10 @@ class _KerasUpSampling(LayerBase):
     size: Union[PositiveInt, list[PositiveInt]] = Field(
         2, description="integer factor per spatial dim (Keras' size: factors, not an output size)")
     data_format: DataFormat = data_format_field()
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "resampling: the gradient summed back to the source positions")
 
     @property
     def rank(self) -> int:

@@ -14,10 +14,13 @@ from pydantic import Field, field_validator
 
 from ..explain import Explanation, axis_names, spatial_parts
 from ..rules import (
+    Backward,
     Context,
     Facts,
+    Gradients,
     ReceptiveField,
     Tensor,
+    elementwise_backward,
     fmt_shape,
     join_channels,
     normalize_dim,
@@ -57,6 +60,10 @@ class Flatten(LayerBase):
 
     keeps_finite = True
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "a view: the gradient reshaped back")
+
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
         rank = len(x.shape)
@@ -89,6 +96,10 @@ class Reshape(LayerBase):
     shape: list[Int] = Field(validation_alias=_alias("shape", "target_shape"), min_length=1, max_length=MAX_RANK - 1)
 
     keeps_finite = True
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "a view: the gradient reshaped back")
 
     @field_validator("shape")
     @classmethod
@@ -134,6 +145,10 @@ class ZeroPad(LayerBase):
                    list[Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]]] = Field(
         description=ZERO_PAD_FORMS)
     data_format: DataFormat = data_format_field()
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "padding: the gradient cropped back")
 
     @classmethod
     def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:

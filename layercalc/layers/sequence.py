@@ -26,7 +26,17 @@ from pydantic import Field, model_validator
 
 from ..errors import SpecError
 from ..explain import Explanation, prod_text
-from ..rules import Context, Facts, ReceptiveField, Tensor, fmt_shape, numel
+from ..rules import (
+    Backward,
+    Context,
+    Facts,
+    Gradients,
+    ReceptiveField,
+    Tensor,
+    elementwise_backward,
+    fmt_shape,
+    numel,
+)
 from .base import (
     MAX_RANK,
     Float,
@@ -94,6 +104,13 @@ class Embedding(LayerBase):
         # the ids as int64 and their comparison masks, and the table made for the run (unless passed in)
         return numel(step.input_shapes[0]) * 16 + (0 if weights_given else step.facts.params * itemsize), 0
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        rows = numel(step.facts.output_shape)
+        return Backward(element_flops=rows, lines=[
+            "backward: no input gradient: token ids are integers",
+            f"backward weight gradient: a scatter-add of the {numel(step.input_shapes[0]):,} output-gradient rows "
+            f"into the table's rows: 0 MACs, tokens·embedding_dim = {rows:,} adds (FlopCounterMode counts none)"])
+
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         x = list(input_shapes[0])
         c.add(f"each of the {prod_text(x)} token ids picks one row of the table: {x} → {list(facts.output_shape)}")
@@ -135,6 +152,13 @@ class PositionEmbedding(LayerBase):
     def forward(self, step, xs, params, env):
         import numpy as np
         return np.broadcast_to(params["weight"][:xs[0].shape[1]], step.facts.output_shape)
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        rows = numel(step.facts.output_shape)
+        return Backward(element_flops=rows, lines=[
+            "backward: no input gradient: the input gives the sequence length only",
+            f"backward weight gradient: the output gradient summed into rows 0..L−1 (a scatter-add over the "
+            f"batch): 0 MACs, N·L·embedding_dim = {rows:,} adds"])
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         length = input_shapes[0][1]
@@ -188,6 +212,11 @@ class Parameter(LayerBase):
         import numpy as np
         return np.broadcast_to(params["weight"].reshape(self.shape), step.facts.output_shape)
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        rows = numel(step.facts.output_shape)
+        return Backward(element_flops=rows, lines=[
+            f"backward weight gradient: the output gradient summed over the batch: 0 MACs, {rows:,} adds"])
+
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         c.result("params", f"prod(shape) = {prod_text(self.shape)}", numel(self.shape), facts.params)
         c.add(f"output {list(facts.output_shape)}: the tensor repeated over the batch without a copy; MACs = 0, "
@@ -225,6 +254,10 @@ class RotaryEmbedding(LayerBase):
     rotary_dim: Optional[PositiveInt] = Field(None, description="features rotated (even); default: the whole last "
                                                                 "dim (the head dim)")
     base: PositiveFloat = Field(10000.0, description="θ: the angle of pair i is position·θ^(−2i/rotary_dim)")
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "rotation: the gradient rotated back")
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
@@ -269,6 +302,9 @@ class ExtraInput(LayerBase):
         rank = len(self.shape) - 1
         return Facts(output_shape=(ctx.batch, *self.shape), rf=ReceptiveField.of_input(rank) if rank >= 1 else None,
                      notes=["another input of the network (analysis only: a run feeds the first input)"])
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return Backward(lines=["backward: none: a network input requires no gradient"])
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         c.add(f"another network input {list(facts.output_shape)}: params 0, MACs 0, FLOPs 0")

@@ -26,10 +26,13 @@ from pydantic import Field, model_validator
 
 from ..explain import Explanation, n, prod_text
 from ..rules import (
+    Backward,
     Context,
     Facts,
+    Gradients,
     ReceptiveField,
     Tensor,
+    elementwise_backward,
     exact_ratio,
     fmt_shape,
     global_field,
@@ -120,6 +123,10 @@ def _zero(c: Explanation, what: str, facts: Facts) -> None:
 class _Movement(LayerMixin):
     """Moves values without arithmetic: no params, MACs or FLOPs; the output is finite when the input is."""
     keeps_finite = True
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "a data movement: the gradient moved back")
 
 
 # ------------------------------------------------------------------------------------------ permute, transpose
@@ -592,6 +599,10 @@ class _Reduction(LayerBase):
     keepdim: Bool = Field(False, validation_alias=_alias("keepdim", "keepdims"),
                           description="keep each reduced dim with size 1")
 
+    def backward(self, step, grads: Gradients) -> Backward:
+        return elementwise_backward(step.facts, grads,
+                                    "a reduction: the gradient broadcast back")
+
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
         dims = _dims(_as_list(self.dim), x, "dim", ctx, self.reduction)
@@ -697,6 +708,9 @@ class Opaque(LayerBase):
         what = f" ({self.op})" if self.op else ""
         return Facts(output_shape=(ctx.batch, *self.shape),
                      notes=[f"an operation layercalc does not model{what}: its shape as traced, counted as zero"])
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        return Backward(lines=["backward: counted as zero, like the forward (an operation not modelled)"])
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         c.add(f"opaque{f' {self.op}' if self.op else ''}: output {list(facts.output_shape)} as traced; params, MACs "
