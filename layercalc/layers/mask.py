@@ -8,7 +8,8 @@ all-zero mask. The layer describes the mask by its rule instead of its L² value
 ``[N, ..., L_q, L_k]``, with ``causal`` the key positions j > i of query i (top-left aligned, as PyTorch's
 ``is_causal``) are masked, else none; ``mode: add`` adds ``fill`` at masked positions and 0 elsewhere,
 ``mode: fill`` replaces masked positions by ``fill``. No parameters (the mask is a constant, not learned); 1 FLOP
-per score (an add or a select, as the shifted-window mask's add is counted; FlopCounterMode counts 0).
+per score (an add or a select, as the shifted-window mask's add is counted; FlopCounterMode counts 0); its
+backward passes the gradient on, one operation per score again (as every element-wise layer's).
 """
 
 import math
@@ -17,7 +18,7 @@ from typing import Literal, Optional
 from pydantic import Field
 
 from ..explain import Explanation, prod_text
-from ..rules import Context, Facts, Tensor, fmt_shape, numel
+from ..rules import Backward, Context, Facts, Gradients, Tensor, elementwise_backward, fmt_shape, numel
 from .base import Bool, Float, LayerBase, register_layer
 
 __all__ = ["AttentionMask", "causal_masked"]
@@ -54,6 +55,10 @@ class AttentionMask(LayerBase):
         what = (f"causal: {masked:,} of the {queries * keys:,} (query, key) pairs masked in each of {rows:,} "
                 f"score matrices" if self.causal else "no position masked (an all-zero mask)")
         return Facts(output_shape=x.shape, flops=numel(x.shape), notes=[f"a constant mask, {what}; params 0"])
+
+    def backward(self, step, grads: Gradients) -> Backward:
+        # the output gradient passed on (add) or zeroed where masked (fill): its one operation per score again
+        return elementwise_backward(step.facts, grads, "a constant mask: the gradient passed on where not masked")
 
     def forward(self, step, xs, params, env):
         import numpy as np
