@@ -57,6 +57,7 @@ if _typing.TYPE_CHECKING:
     from .layers.merge import Mul as Mul
     from .layers.merge import Sub as Sub
     from .layers.norm import BatchNorm as BatchNorm
+    from .layers.mask import AttentionMask as AttentionMask
     from .layers.norm import BatchNorm1d as BatchNorm1d
     from .layers.norm import BatchNorm2d as BatchNorm2d
     from .layers.norm import BatchNorm3d as BatchNorm3d

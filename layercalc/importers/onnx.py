@@ -2070,7 +2070,7 @@ def _mask_spec(imp: Importer, value: Any, x: Act, additive: bool, fill: Optional
     the keys after each query (causal) or nothing."""
     import numpy as np
 
-    from ..layers.mask import causal_masked
+    from ..layers.mask import causal_masked  # deferred: the mask family, only for a graph with a mask
 
     if len(x.shape) < 2 or x.t_axis(len(x.shape) - 1) is None or x.t_axis(len(x.shape) - 2) is None:
         return None
@@ -2159,7 +2159,7 @@ def _rotary(imp: Importer, node: Any) -> None:
     one base θ (found from the tables), the slices the two halves of the last dim."""
     import numpy as np
 
-    from ..layers.sequence import rotate
+    from ..layers.sequence import rotate  # deferred: the sequence family, only for a graph with rotary embedding
 
     x_name, cos_name, sin_name = imp.rotary[imp.index]
     low, high = imp.rotary_slices[imp.index]
