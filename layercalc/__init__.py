@@ -51,13 +51,13 @@ if _typing.TYPE_CHECKING:
     from .layers.depthwise import SeparableConv1d as SeparableConv1d
     from .layers.depthwise import SeparableConv2d as SeparableConv2d
     from .layers.linear import Linear as Linear
+    from .layers.mask import AttentionMask as AttentionMask
     from .layers.merge import Add as Add
     from .layers.merge import Concat as Concat
     from .layers.merge import Div as Div
     from .layers.merge import Mul as Mul
     from .layers.merge import Sub as Sub
     from .layers.norm import BatchNorm as BatchNorm
-    from .layers.mask import AttentionMask as AttentionMask
     from .layers.norm import BatchNorm1d as BatchNorm1d
     from .layers.norm import BatchNorm2d as BatchNorm2d
     from .layers.norm import BatchNorm3d as BatchNorm3d
