@@ -33,10 +33,12 @@ if _typing.TYPE_CHECKING:
     from .layers.activation import Rescaling as Rescaling
     from .layers.activation import Sigmoid as Sigmoid
     from .layers.activation import SiLU as SiLU
+    from .layers.activation import Softcap as Softcap
     from .layers.activation import Softmax as Softmax
     from .layers.activation import Tanh as Tanh
     from .layers.attention import MatMul as MatMul
     from .layers.attention import MultiHeadAttention as MultiHeadAttention
+    from .layers.attention import RelativePositionBias as RelativePositionBias
     from .layers.attention import ScaledDotProductAttention as ScaledDotProductAttention
     from .layers.attention import ShiftedWindowAttention as ShiftedWindowAttention
     from .layers.base import LayerBase as LayerBase
@@ -57,6 +59,8 @@ if _typing.TYPE_CHECKING:
     from .layers.merge import Div as Div
     from .layers.merge import Mul as Mul
     from .layers.merge import Sub as Sub
+    from .layers.mla import LatentAttention as LatentAttention
+    from .layers.moe import MixtureOfExperts as MixtureOfExperts
     from .layers.norm import BatchNorm as BatchNorm
     from .layers.norm import BatchNorm1d as BatchNorm1d
     from .layers.norm import BatchNorm2d as BatchNorm2d

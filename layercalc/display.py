@@ -198,7 +198,9 @@ def _subtotal(members: list):
                    buffers=sum(m.buffers for m in members), macs=sum(m.macs for m in members),
                    flops=sum(m.flops for m in members), param_bytes=sum(m.param_bytes for m in members),
                    activation_bytes=sum(m.activation_bytes for m in members), receptive_field=last.receptive_field,
-                   jump=last.jump, notes=[], members=len(members), **backward_sums(members))
+                   jump=last.jump, notes=[], members=len(members), **backward_sums(members),
+                   saved_bytes=None if any(m.saved_bytes is None for m in members)
+                   else sum(m.saved_bytes for m in members))
 
 
 def _share(flops: Optional[int], total: int) -> Optional[float]:
@@ -359,4 +361,5 @@ class Assumptions:
     built: Optional[str] = None              # the class built: "LlamaForCausalLM"
     input: Optional[str] = None              # the default input and where it came from
     declared_dtype: Optional[str] = None     # the source's own dtype (a config's torch_dtype), if it says one
+    dtype_key: Optional[str] = None          # where the source says it (a config's "torch_dtype" or "dtype")
     more: list[str] = field(default_factory=list)   # conventions applied to the source's keys

@@ -271,6 +271,7 @@ class Env:
     workspace: K.Workspace
     counter: K.MacCounter = field(default_factory=K.MacCounter)
     overwritable: list[bool] = field(default_factory=list)   # per input: may the layer write into it?
+    feed: Optional[np.ndarray] = None        # a network-input layer's array (extra_input: LayerBase.input_shape)
 
     @property
     def channel_axis(self) -> int:
@@ -311,36 +312,75 @@ def _all_finite(array: np.ndarray) -> bool:
     return bool(np.isfinite(array.min()) and np.isfinite(array.max()))
 
 
+def _split_inputs(network, x) -> tuple[Any, dict[str, Any]]:
+    """The first input's array and the others' by name: ``x`` is one array (a network with one input, or the first
+    of several, the others drawn), a list or tuple of one array per input in :meth:`Network.input_shapes`' order,
+    or a mapping by input name."""
+    if not isinstance(x, (list, tuple, dict)) or (isinstance(x, (list, tuple)) and len(network.input_shapes()) == 1):
+        return x, {}
+    names = list(network.input_shapes())
+    listed = ", ".join(f"{name} {shape}" for name, shape in network.input_shapes().items())
+    if isinstance(x, dict):
+        unknown = [str(name) for name in x if name not in names]
+        if unknown:
+            raise ShapeError(f"input: {', '.join(map(repr, unknown))} is not an input of the network; its inputs: "
+                             f"{listed}")
+        given = dict(x)
+    else:
+        if len(x) != len(names):
+            raise ShapeError(f"input: got {len(x)} arrays; the network has {len(names)} input"
+                             f"{'s' if len(names) > 1 else ''}: {listed} (one array per input, in this order)")
+        given = dict(zip(names, x))
+    return given.pop(INPUT, None), given
+
+
 def _with_input(network, x, dtype):
     """The network (re-batched to the array's batch) and the input array converted to ``dtype``."""
     if x is None:
         return network, None
+    converted = _input_array(x, INPUT, tuple(network.input), dtype)
+    if converted.shape[0] != network.batch:
+        network = network.model_copy(update={"batch": int(converted.shape[0])})
+    return network, converted
+
+
+def _input_array(x, name: str, expected: tuple[int, ...], dtype, batch: Optional[int] = None) -> np.ndarray:
+    """The array given for the network input ``name`` (shape ``[batch, *expected]``), checked and converted."""
     try:
         array = np.asarray(K.as_numpy(x))
     except (ValueError, TypeError) as e:            # ragged nested lists
-        raise ShapeError(f"input: not an array of numbers ({first_line(e)})") from None
+        raise ShapeError(f"{name}: not an array of numbers ({first_line(e)})") from None
     if array.dtype.kind not in "fiub":
-        raise ShapeError(f"input: expected numbers, got an array of {array.dtype}")
-    expected = tuple(network.input)
+        raise ShapeError(f"{name}: expected numbers, got an array of {array.dtype}")
     if array.ndim != len(expected) + 1 or array.shape[1:] != expected or array.shape[0] < 1:
-        raise ShapeError(f"input: expected an array of shape [batch, {', '.join(map(str, expected))}] (the spec's "
-                         f"input {list(expected)} after a batch dim), got {list(array.shape)}")
+        whose = "the spec's input" if name == INPUT else f"the input {name!r}"
+        raise ShapeError(f"{name}: expected an array of shape [batch, {', '.join(map(str, expected))}] ({whose} "
+                         f"{list(expected)} after a batch dim), got {list(array.shape)}")
+    if batch is not None and array.shape[0] != batch:
+        raise ShapeError(f"{name}: a batch of {array.shape[0]} (shape {list(array.shape)}), the first input's is "
+                         f"{batch}: every input of the network has the same batch")
     if not all_finite(array):
         bad = ~np.isfinite(array)
         first = [int(i) for i in np.argwhere(bad)[0]]
         count = int(bad.sum())
-        raise ShapeError(f"input: {count} of its {array.size} values {'is' if count == 1 else 'are'} NaN or "
+        raise ShapeError(f"{name}: {count} of its {array.size} values {'is' if count == 1 else 'are'} NaN or "
                          f"infinite (the first at {first}: {float(array[tuple(first)])}); the executor needs "
                          f"finite numbers")
-    if array.shape[0] != network.batch:
-        network = network.model_copy(update={"batch": int(array.shape[0])})
     with np.errstate(all="ignore"):
         converted = array.astype(dtype, copy=False)
     if converted is not array and not all_finite(converted):
-        raise ShapeError(f"input: values up to {float(np.max(np.abs(array))):.6g} exceed the range of {dtype} "
+        raise ShapeError(f"{name}: values up to {float(np.max(np.abs(array))):.6g} exceed the range of {dtype} "
                          f"(largest {float(np.finfo(dtype).max):.6g}); run in float64 (dtype='float64', "
                          f"--dtype float64) or scale the input down")
-    return network, converted
+    return converted
+
+
+def _draw_input(rng, shape, readers: list, dtype) -> np.ndarray:
+    """A random input: token ids below the smallest vocabulary of the embeddings reading it, else N(0, 1)."""
+    counts = [n for step in readers for n in [step.layer.index_count()] if n is not None]
+    if counts:
+        return rng.integers(0, min(counts), size=shape).astype(dtype)
+    return rng.standard_normal(shape, dtype=dtype)
 
 
 def execute(network, x=None, weights=None, seed: int = 0, dtype=None, max_memory=None,
@@ -371,6 +411,7 @@ def execute(network, x=None, weights=None, seed: int = 0, dtype=None, max_memory
 def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, where, steps=None
              ) -> dict[str, np.ndarray]:
     batch = network.batch
+    x, others = _split_inputs(network, x)
     network, x = _with_input(network, x, dtype)
     if steps is None or network.batch != batch:         # re-batched to the input's batch: resolved again
         steps = network.resolve()
@@ -388,16 +429,22 @@ def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, whe
                             f"limit of {human_bytes(limit)}; use a smaller batch or raise the memory limit")
     if on_estimate is not None:
         on_estimate(estimate)
-    protected = None
+    protected: list[np.ndarray] = []          # the caller's arrays: never written into
+    rng = np.random.default_rng([seed % 2**63, 2**32])
     if x is None:
-        rng = np.random.default_rng([seed % 2**63, 2**32])
-        counts = [n for step in steps if INPUT in step.inputs for n in [step.layer.index_count()] if n is not None]
-        if counts:                            # token ids for an embedding: whole numbers below its vocabulary
-            x = rng.integers(0, min(counts), size=network.input_shape).astype(dtype)
-        else:
-            x = rng.standard_normal(network.input_shape, dtype=dtype)
+        x = _draw_input(rng, network.input_shape, [step for step in steps if INPUT in step.inputs], dtype)
     else:
-        protected = x                         # the caller's array: never written into
+        protected.append(x)
+    feeds: dict[str, np.ndarray] = {}         # the other inputs of the network (extra_input layers)
+    for step in steps:
+        if step.layer.input_shape() is None:
+            continue
+        shape = step.facts.output_shape
+        if step.name in others:
+            feeds[step.name] = _input_array(others.pop(step.name), step.name, tuple(shape[1:]), dtype, network.batch)
+            protected.append(feeds[step.name])
+        else:
+            feeds[step.name] = _draw_input(rng, shape, [s for s in steps if step.name in s.inputs], dtype)
 
     last_use: dict[str, int] = {}
     for position, step in enumerate(steps):
@@ -414,7 +461,7 @@ def _execute(network, x, weights, seed, dtype, limit, on_layer, on_estimate, whe
         for position, step in enumerate(steps):
             where["step"] = layer_label(step.index, step.name, step.layer.type_name)
             inputs = [tensors[src] for src in step.inputs]
-            env = Env(channels_last, workspace)
+            env = Env(channels_last, workspace, feed=feeds.pop(step.name, None))
             env.overwritable = [_may_overwrite(src, position, step, tensors, last_use, protected)
                                 for src in step.inputs]
             params = _params_of(step, given, seed, dtype, channels_last, shared, by_name)
@@ -466,7 +513,7 @@ def _may_overwrite(src: str, position: int, step, tensors, last_use, protected) 
     if last_use[src] != position or step.inputs.count(src) != 1:
         return False
     array = tensors[src]
-    if not array.flags.writeable or (protected is not None and np.may_share_memory(array, protected)):
+    if not array.flags.writeable or any(np.may_share_memory(array, given) for given in protected):
         return False
     return not any(np.may_share_memory(array, other) for name, other in tensors.items() if name != src)
 

@@ -245,6 +245,9 @@ def explain_layer(layer, input_shapes: list[tuple[int, ...]], facts, channels_la
     if not layer.trainable and facts.params:
         c.add(f"trainable: false (frozen): Keras counts these {n(facts.params)} parameters as non-trainable")
     _memory(c, facts, itemsize)
+    cache = layer.kv_cache_elements(facts)
+    if cache:
+        c.result("KV cache bytes", f"{n(cache)} elements × {itemsize} bytes", cache * itemsize)
     if facts.rf is not None and facts.rf.whole:
         c.add(f"receptive field = whole input ({fmt_whole(facts.rf.size)}): every output position sees every input "
               f"position (through a global pool, attention or a gate made by one, here or before)")

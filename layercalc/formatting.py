@@ -163,6 +163,7 @@ class Row:
     receptive_field: Optional[list[int] | str] = None        # "whole input": the report's whole_input
     jump: Optional[list[int | float]] = None
     notes: list[str] = field(default_factory=list)
+    saved_bytes: Optional[int] = None       # training: bytes first kept for backward by the layer (None: unknown)
     members: int = 1
     copies: int = 1                         # a folded row: the figures of one of this many copies (display.py)
     share: Optional[float] = None           # the row's share of the network's FLOPs, all copies (the % column)
@@ -179,6 +180,7 @@ class Row:
                    list(entry.output_shape), entry.params, entry.buffers, entry.macs, entry.flops,
                    entry.param_bytes, entry.activation_bytes,
                    "whole input" if entry.whole_input else entry.receptive_field, entry.jump, list(entry.notes),
+                   saved_bytes=entry.saved_bytes,
                    backward_input_macs=entry.backward_input_macs, backward_weight_macs=entry.backward_weight_macs,
                    backward_flops=entry.backward_flops)
 
@@ -216,6 +218,8 @@ def group_rows(layers, depth: Optional[int]) -> list[Row]:
             activation_bytes=sum(m.activation_bytes for m in members),
             receptive_field=last.receptive_field, jump=last.jump,
             notes=[f"{len(notes)} note(s) inside; see --depth with a larger value"] if notes else [],
+            saved_bytes=None if any(m.saved_bytes is None for m in members) else sum(m.saved_bytes or 0
+                                                                                     for m in members),
             members=len(members), **_backward_fields(members)))
     return out
 
@@ -255,6 +259,8 @@ COLUMNS: dict[str, Column] = {c.key: c for c in [
     Column("notes", "notes", "text", lambda r: "; ".join(r.notes)),
     # Keras' "Param #": every weight of the layer, trainable or not (BatchNorm's moving mean and variance too)
     Column("param_count", "Param #", "count", lambda r: r.params + r.buffers, total=True),
+    # training: the tensors autograd keeps for the layer's backward that no earlier layer keeps (layercalc.saved)
+    Column("saved", "saved bytes", "bytes", lambda r: r.saved_bytes, total=True),
     # the backward pass (--train): MACs of the gradients w.r.t. activations and parameters, and its FLOPs
     Column("backward_input_macs", "grad-in MACs", "count", lambda r: r.backward_input_macs, total=True,
            missing="unknown"),
@@ -272,6 +278,7 @@ COLUMN_ALIASES = {
     "param_bytes": "param_memory", "param_mem": "param_memory", "activation_bytes": "memory",
     "activations": "memory", "output_bytes": "memory", "mem": "memory", "rf": "receptive_field",
     "mac": "macs", "flop": "flops", "note": "notes", "param_#": "param_count", "keras_params": "param_count",
+    "saved_bytes": "saved", "saved_for_backward": "saved",
     "grad_in": "backward_input_macs", "grad_w": "backward_weight_macs", "bwd": "backward_flops",
     "backward": "backward_flops",
 }
@@ -282,7 +289,7 @@ KERAS_COLUMNS = ["name", "type", "output_shape", "param_count", "macs", "flops",
 
 #: the training view's default table (``summary --train``): the forward MACs beside the backward's, by gradient
 TRAIN_COLUMNS = ["name", "type", "output_shape", "macs", "backward_input_macs", "backward_weight_macs",
-                 "backward_flops"]
+                 "backward_flops", "saved"]
 
 #: the formats of ``summary --format`` (and :func:`render_report`): the CLI checks its option against this
 FORMATS = ("table", "markdown", "csv", "json")
@@ -460,8 +467,10 @@ def header(report, assumed: Optional[Assumptions] = None, markdown: bool = False
     assumed = assumed or Assumptions()
     layout = [report.layout] if len(report.input_shape) > 2 else []          # [batch, tokens]: no layout
     declared = safe_text(assumed.declared_dtype or report.dtype)
+    said = f"the config's {assumed.dtype_key}" if assumed.dtype_key else "the source"
     dtype = (f"{report.dtype} ({report.dtype_bytes} bytes/element" +
-             (f"; the source says {declared}: --dtype {declared})" if declared != report.dtype else ")"))
+             (f"; {said} says {declared}: --dtype {declared})" if declared != report.dtype
+              else f", {said})" if assumed.declared_dtype else ")"))
     parts = [f"Network: {safe_text(report.name) if report.name else '(unnamed)'}",
              *([safe_text(assumed.built)] if assumed.built else []),
              f"input {shape_text(report.input_shape)}" + (f" = {safe_text(assumed.input)}" if assumed.input else ""),
@@ -473,7 +482,7 @@ def header(report, assumed: Optional[Assumptions] = None, markdown: bool = False
 # ------------------------------------------------------------------------------------------------------- fitting
 
 #: the default columns left out first when the table is too wide, in this order (the name is always kept)
-DROP_ORDER = ("memory", "flops", "type", "share", "macs", "output_shape")
+DROP_ORDER = ("memory", "flops", "type", "share", "macs", "saved", "output_shape")
 
 
 def fit_table(rows: list[Row], cols: list[Column], numbers: str, keras: bool, totals, width: int,
@@ -560,7 +569,7 @@ def _total_row(cols: list[Column], totals, numbers: str, markdown: bool) -> list
 def _totals_value(column: Column, totals) -> Optional[int]:
     return {"params": totals.params, "buffers": totals.buffers, "macs": totals.macs, "flops": totals.flops,
             "param_memory": totals.param_bytes, "memory": totals.activation_bytes,
-            "param_count": totals.params + totals.buffers,
+            "param_count": totals.params + totals.buffers, "saved": totals.saved_bytes,
             **{key: getattr(totals, key, None) for key in BACKWARD_KEYS}}.get(column.key)
 
 
@@ -629,8 +638,13 @@ def footer(report, numbers: str = "exact", markdown: bool = False, width: int = 
     lines = [
         f"Totals: params {n(t.params)} · buffers {n(t.buffers)} · MACs {n(t.macs)} · FLOPs {n(t.flops)}",
         f"Memory: params {b(t.param_bytes)} · buffers {b(t.buffer_bytes)} · input {b(t.input_bytes)} · "
-        f"all layer outputs {b(t.activation_bytes)} · peak live activations {b(t.peak_activation_bytes)}",
+        f"all layer outputs {b(t.activation_bytes)} · peak live activations {b(t.peak_activation_bytes)}"
+        + (f" · KV cache {b(t.kv_cache_bytes)}" if getattr(t, "kv_cache_bytes", 0) else ""),
     ]
+    if t.active_params != t.params or t.all_experts_macs != t.macs:
+        # a mixture of experts: what one token uses, and what counting every expert would say
+        lines.insert(1, f"Experts: active params {n(t.active_params)} of {n(t.params)} (router, top-k and shared "
+                        f"experts) · MACs count the top-k run; all experts would be {n(t.all_experts_macs)}")
     keras = getattr(report, "keras_params", None)
     if keras is not None:                        # a Keras-layout network: the totals as model.summary() prints them
         lines.insert(1, f"Keras: Total params {n(keras.total)} · Trainable params {n(keras.trainable)} · "
@@ -705,3 +719,44 @@ def render_html(report, columns: Optional[list[str]] = None) -> str:
     parts.append("</table>")
     parts += [f"<p>{escape(line)}</p>" for line in footer(report, conventions=False).split("\n")]
     return "\n".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------------ training
+
+#: how the optimizers and precisions are named in the training section
+OPTIMIZER_NAMES = {"sgd": "SGD", "momentum": "SGD with momentum", "adam": "Adam", "adamw": "AdamW"}
+PRECISION_NAMES = {"fp32": "fp32: weights, gradients, activations 4 bytes",
+                   "bf16-mixed": "bf16 mixed: weights, gradients, activations 2 bytes",
+                   "fp16-mixed": "fp16 mixed: weights, gradients, activations 2 bytes"}
+OPTIMIZER_STATE_TEXT = {"sgd": "SGD keeps none", "momentum": "a momentum buffer per param",
+                        "adam": "2 moments per param, a step per tensor",
+                        "adamw": "2 moments per param, a step per tensor"}
+
+
+def training_section(memory, numbers: str = "exact", width: int = terminal.UNLIMITED) -> str:
+    """The "Training memory" section of ``summary --train``: ``memory`` is a
+    :class:`layercalc.training.TrainingMemory`; one figure a line, exact (``numbers`` "exact") or binary-prefixed;
+    a figure that cannot be given says why."""
+    b = lambda v: human_bytes(v) if numbers == "human" else f"{exact(v)} B"   # noqa: E731
+    t = memory
+    title = (f"Training memory ({OPTIMIZER_NAMES[t.optimizer]}; {PRECISION_NAMES[t.precision]}"
+             + ("; full recomputation" if t.recompute else "") + "):")
+    frozen = f", {count(t.frozen_params)} frozen" if t.frozen_params else ""
+    rows = [("weights", t.weight_bytes, f"params and buffers{frozen}"),
+            ("gradients", t.gradient_bytes, "one per trainable param")]
+    if t.master_weight_bytes:
+        rows.append(("master weights", t.master_weight_bytes, "fp32 copy of the trainable params"))
+    rows.append(("optimizer state", t.optimizer_state_bytes, OPTIMIZER_STATE_TEXT[t.optimizer]))
+    kept = "at their peak: each repeated block recomputed" if t.recompute else "kept for backward (saved column)"
+    rows.append(("saved activations", t.saved_bytes, kept))
+    rows.append(("backward transient", t.backward_transient_bytes, "largest gradients of one layer's backward"))
+    rows.append(("peak", t.peak_bytes, "the sum: one training step"))
+    texts = [(label, "not given" if value is None else b(value), why) for label, value, why in rows]
+    label_width = max(len(label) for label, _, _ in texts)
+    value_width = max(len(value) for _, value, _ in texts)
+    lines = [title] + [f"  {label.ljust(label_width)}  {value.rjust(value_width)}  {why}" for label, value, why
+                       in texts]
+    if t.saved_bytes is None:
+        listed = ", ".join(t.unknown[:3]) + (" …" if len(t.unknown) > 3 else "")
+        lines.append(f"  not given: what {len(t.unknown)} layer(s) keep for backward is not modeled: {listed}")
+    return terminal.wrap_lines("\n".join(lines), width)

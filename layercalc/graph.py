@@ -18,6 +18,8 @@ from .errors import GraphError, LayerCalcError, SpecError, did_you_mean, layer_l
 from .layers import MAX_RANK, Description, Int, LayerBase, PositiveInt, parse_layer, plugin_module
 from .names import INPUT, split_output
 from .report import LayerReport, Report, Totals, layer_entry
+from .saved import saved_tensors
+from .serving import Serving, serving
 
 if TYPE_CHECKING:                  # the executor's types (NumPy is imported only when a network is run)
     import numpy as np
@@ -34,6 +36,7 @@ from .rules import (
     bounded_field,
     infer,
     numel,
+    produced,
     report_jump,
     unreported_field_notes,
 )
@@ -56,6 +59,8 @@ CONVENTIONS = {
                 "the element work at the forward's cost; training_flops = flops + backward_flops, without the "
                 "optimizer's update (docs/conventions.md)",
     "memory": "bytes = elements × dtype size; activation = each layer's output",
+    "kv_cache": "keys and values causal self-attention keeps for generation: batch × positions × kv_heads × (d_k + "
+                "d_v) × dtype size (docs/conventions.md, Serving)",
     "receptive_field": "network-input pixels seen by one output position, per spatial dim; normalization "
                        "statistics are not counted as widening it",
 }
@@ -139,6 +144,37 @@ class Network(Description):
     def input_shape(self) -> tuple[int, ...]:
         return (self.batch, *self.input)
 
+    def input_shapes(self) -> dict[str, list[int]]:
+        """Every input of the network without the batch dim, by name: ``input`` first, then each layer that is
+        another input (``extra_input``: T5's ``decoder_input_ids``) in spec order — the order ``run(x=[…])`` and
+        ``--input`` given once per input take them in."""
+        shapes = {INPUT: list(self.input)}
+        for name, layer in zip(self.layer_names(), self.layers):
+            shape = layer.input_shape()
+            if shape is not None:
+                shapes[name] = shape
+        return shapes
+
+    def replace_inputs(self, shapes: list[list[int]], option: str = "inputs") -> Network:
+        """A validated copy taking inputs of these shapes, one per input in :meth:`input_shapes`' order (``option``:
+        how the caller names them in a refusal, e.g. ``--input``)."""
+        current = self.input_shapes()
+        if len(shapes) != len(current):
+            listed = ", ".join(f"{name} {list(shape)}" for name, shape in current.items())
+            raise SpecError(f"{option}: got {len(shapes)} shape{'s' if len(shapes) != 1 else ''}; the network has "
+                            f"{len(current)} input{'s' if len(current) != 1 else ''}: {listed} (one shape per "
+                            f"input, in this order)")
+        names = list(current)
+        layers = list(self.layers)
+        for i, (name, layer) in enumerate(zip(self.layer_names(), layers)):
+            if name in current and name != INPUT:
+                try:
+                    layers[i] = layer.with_input_shape(list(shapes[names.index(name)]))
+                except ValueError as exc:               # pydantic's ValidationError: a shape the layer refuses
+                    raise SpecError(f"{option}: {name}: got {shown(shapes[names.index(name)])}: every size must "
+                                    f"be a whole number ≥ 1 ({type(exc).__name__})") from None
+        return self.replace(input=list(shapes[0]), layers=layers)
+
     def layer_names(self) -> list[str]:
         return [layer.name or f"{layer.type_name}_{i}" for i, layer in enumerate(self.layers)]
 
@@ -194,8 +230,11 @@ class Network(Description):
             producers.append(bases)
         return names, wired, _topological_order(names, producers, self.layers)
 
-    def resolve(self) -> list[Step]:
-        """Run every layer's shape/cost rule in topological order."""
+    def resolve(self, past: int = 0) -> list[Step]:
+        """Run every layer's shape/cost rule in topological order. ``past``: a decode step's positions already in
+        the KV cache (:attr:`layercalc.rules.Context.past`; :mod:`layercalc.serving`), 0 for a forward pass."""
+        if isinstance(past, bool) or not isinstance(past, int) or past < 0:
+            raise SpecError(f"past: got {shown(past)}: the cached positions are a whole number ≥ 0")
         names, wired, order = self.wiring()
         rank = len(self.input) - 1
         tensors: dict[str, Tensor] = {
@@ -205,7 +244,7 @@ class Network(Description):
         for i in order:
             layer = self.layers[i]
             label = _LazyLabel(i, names[i], layer.type_name)
-            ctx = Context(label, self.channels_last, self.batch, extent)
+            ctx = Context(label, self.channels_last, self.batch, extent, past)
             inputs = [tensors.get(src) or _missing_tensor(src, tensors, label) for src in wired[i]]
             try:
                 facts = infer(layer, inputs, ctx)
@@ -231,15 +270,17 @@ class Network(Description):
 
     # ------------------------------------------------------------------------------------------------ analysis
 
-    def analyze(self, steps: Optional[list[Step]] = None) -> Report:
+    def analyze(self, steps: Optional[list[Step]] = None, past: int = 0) -> Report:
         """The report: every layer's figures and the totals. ``steps``: this network's :meth:`resolve` when the
-        caller already made it (``verify`` resolves once for the report, the weights and the run)."""
+        caller already made it (``verify`` resolves once for the report, the weights and the run). ``past``: the
+        report of a decode step over that many cached positions (:meth:`resolve`; the serving view with prefill
+        and decode side by side is :meth:`serving`)."""
         # Analysis allocates many small objects and no reference cycles; pausing the cyclic garbage collector
         # halves the time on deep networks (measured in bench/bench_analyze.py).
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._analyze(self.resolve() if steps is None else steps)
+            return self._analyze(self.resolve(past) if steps is None else steps)
         finally:
             if was_enabled:
                 gc.enable()
@@ -249,21 +290,27 @@ class Network(Description):
         # type (lists of ints, exact ints), so validation would only re-check them — and building the report
         # validators costs more start-up time than a whole ResNet-50 analysis.
         itemsize = DTYPE_BYTES[self.dtype]
+        saved = saved_tensors(steps, itemsize, self.channels_last)
         entries = []
-        for step, grads in zip(steps, gradient_flow(steps)):
-            entries.append(layer_report(step, itemsize, backward_of(step, grads)))
+        saved = saved_tensors(steps, itemsize, self.channels_last)
+        for step, grads, kept in zip(steps, gradient_flow(steps), saved.layers):
+            entries.append(layer_report(step, itemsize, backward_of(step, grads), kept.bytes))
         consumed = {src for step in steps for src in step.inputs}
         outputs = [name for step in steps for name, _ in produced(step.name, step.facts) if name not in consumed]
         input_bytes = numel(self.input_shape) * itemsize
         totals = Totals.model_construct(
-            params=sum(e.params for e in entries), buffers=sum(e.buffers for e in entries),
-            macs=sum(e.macs for e in entries), flops=sum(e.flops for e in entries),
+            params=sum(e.params for e in entries), active_params=sum(e.active_params for e in entries),
+            buffers=sum(e.buffers for e in entries), macs=sum(e.macs for e in entries),
+            active_macs=sum(e.macs for e in entries), all_experts_macs=sum(e.all_experts_macs for e in entries),
+            flops=sum(e.flops for e in entries),
             param_bytes=sum(e.param_bytes for e in entries),
             buffer_bytes=sum(e.buffers for e in entries) * itemsize,
             input_bytes=input_bytes,
             activation_bytes=sum(e.activation_bytes for e in entries),
             peak_activation_bytes=peak_live_bytes(steps, input_bytes, itemsize),
-            **training_totals(entries, token_count(steps, self.input_shape)))
+            **training_totals(entries, token_count(steps, self.input_shape)),
+            kv_cache_bytes=sum(e.kv_cache_bytes for e in entries),
+            saved_bytes=saved.total)
         conventions = {**CONVENTIONS, "layout": f"{self.layout}: shapes are "
                        + ("[N, ..., C] (channels last)" if self.channels_last else "[N, C, ...] (channels first)"),
                        "dtype": f"{self.dtype}, {itemsize} bytes per element"}
@@ -271,6 +318,11 @@ class Network(Description):
             name=self.name, input_shape=list(self.input_shape), batch=self.batch, layout=self.layout,
             dtype=self.dtype, dtype_bytes=itemsize, outputs=outputs, layers=entries, totals=totals,
             conventions=conventions)
+
+    def serving(self, past: int, new_tokens: int = 1) -> Serving:
+        """Prefill of a ``past``-token prompt and the decode step of ``new_tokens`` after it, side by side: FLOPs,
+        bytes read, arithmetic intensity and the KV cache (:func:`layercalc.serving.serving`)."""
+        return serving(self, past, new_tokens)
 
     def run(self, x: Optional[npt.ArrayLike] = None, weights: WeightsSource = None, seed: int = 0,
             dtype: Optional[npt.DTypeLike] = None, max_memory: Union[int, float, str, None] = None,
@@ -283,15 +335,18 @@ class Network(Description):
         return run(self, x=x, weights=weights, seed=seed, dtype=dtype, max_memory=max_memory)
 
 
-def layer_report(step: Step, itemsize: int, backward: Optional[Backward] = None) -> LayerReport:
-    """One layer's entry of the report, from its resolved step (also what a calculator prints for one layer) and
-    its backward pass (:func:`backward_of`; None: unknown, its backward fields null)."""
+def layer_report(step: Step, itemsize: int, backward: Optional[Backward] = None,
+                 saved_bytes: Optional[int] = None) -> LayerReport:
+    """One layer's entry of the report, from its resolved step (also what a calculator prints for one layer), its
+    backward pass (:func:`backward_of`; None: unknown, its backward fields null) and what it keeps for backward
+    (``saved_bytes``: :mod:`layercalc.saved`, which depends on the layers before it)."""
     f, rf = step.facts, step.facts.rf
     return layer_entry(
         index=step.index, name=step.name, type=step.layer.type_name, inputs=step.inputs,
         input_shapes=[list(s) for s in step.input_shapes], output_shape=list(f.output_shape),
         output_shapes=[list(s) for s in f.outputs] if f.outputs is not None else None,
-        params=f.params, buffers=f.buffers, macs=f.macs, flops=f.flops,
+        params=f.params, active_params=f.params - step.layer.idle_params(f), buffers=f.buffers, macs=f.macs,
+        all_experts_macs=f.macs + step.layer.idle_macs(f), flops=f.flops,
         param_bytes=f.params * itemsize,
         activation_bytes=sum(map(numel, f.output_shapes)) * itemsize,
         receptive_field=[int(v) for v in rf.size] if rf is not None else None,
@@ -302,7 +357,9 @@ def layer_report(step: Step, itemsize: int, backward: Optional[Backward] = None)
         trainable=step.layer.trainable,
         backward_input_macs=None if backward is None else backward.input_macs,
         backward_weight_macs=None if backward is None else backward.weight_macs,
-        backward_flops=None if backward is None else backward.flops)
+        backward_flops=None if backward is None else backward.flops,
+        kv_cache_bytes=step.layer.kv_cache_elements(f) * itemsize,
+        saved_bytes=saved_bytes)
 
 
 # ------------------------------------------------------------------------------------------------ backward pass
@@ -378,13 +435,6 @@ def training_totals(entries: list[LayerReport], tokens: Optional[int]) -> dict[s
                 training_flops_per_token=per_token(training))
 
 
-def produced(name: str, facts: Facts) -> list[tuple[str, tuple[int, ...]]]:
-    """The tensors a layer makes, by name: ``name`` for one output, ``name:0``, ``name:1``, … for several."""
-    if facts.outputs is None:
-        return [(name, facts.output_shape)]
-    return [(f"{name}:{i}", shape) for i, shape in enumerate(facts.outputs)]
-
-
 def _note_unread_outputs(steps: list[Step]) -> None:
     """A layer with several outputs (``split``, ``chunk``) some of which no layer reads: say which (each becomes a
     network output) and how later layers name them. Here, not in the layer: only the graph knows the readers."""
@@ -443,6 +493,7 @@ def _count_tied_once(steps: list[Step], channels_last: bool) -> None:
         shared = sum(numel(spec.shape) for spec in mine.values() if not spec.buffer)
         step.facts.params -= shared
         step.facts.buffers -= sum(numel(spec.shape) for spec in mine.values() if spec.buffer)
+        step.facts.geometry["tied_params"] = shared      # still read by this layer's forward pass (serving)
         step.facts.notes.append(f"parameters tied to {target_name!r} ({', '.join(mine)}): {shared:,} counted there, "
                                 f"not again here")
 

@@ -3,22 +3,28 @@ prints what this returns)."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 from .explain import explain_layer
 from .formatting import shape_text
 from .graph import backward_of, gradient_flow
 from .names import split_output
+from .saved import SavedAccount, explain_saved
 
 
-def explain_network(net, report, train: bool = False) -> list[str]:
+def explain_network(net, report, train: bool = False, past: int = 0,
+                    saved: Optional[SavedAccount] = None) -> list[str]:
     """Every layer's worked formulas, in execution order: a line ``[index] name (type): inputs → output`` and the
-    layer's explanation indented under it. ``report`` is ``net.analyze()`` (its receptive fields feed the
-    explanations). ``train``: each layer's backward formulas too (:func:`backward_lines`)."""
+    layer's explanation indented under it. ``report`` is ``net.analyze(past=past)`` (its receptive fields feed the
+    explanations). ``train``: each layer's backward formulas too (:func:`backward_lines`); ``past``: a decode
+    step's cached positions (layercalc.serving); ``saved`` (:func:`layercalc.saved.saved_tensors` of the same
+    steps, ``summary --train``): what each layer keeps for backward."""
     by_name = {entry.name: entry for entry in report.layers}
     rank = len(net.input) - 1
     lines = []
-    steps = net.resolve()
+    steps = net.resolve(past)
     flows = gradient_flow(steps) if train else [None] * len(steps)
-    for step, grads in zip(steps, flows):
+    for position, (step, grads) in enumerate(zip(steps, flows)):
         source = step.inputs[0] if step.inputs else None
         if source is None:                             # a layer without inputs (a learnable tensor)
             input_rf = None
@@ -34,6 +40,8 @@ def explain_network(net, report, train: bool = False) -> list[str]:
                                                           net.channels_last, report.dtype_bytes, input_rf)]
         if grads is not None:
             lines += ["    " + line for line in backward_lines(step, grads)]
+        if saved is not None:
+            lines += ["    " + line for line in explain_saved(step, saved.layers[position], saved.itemsize)]
     return lines
 
 

@@ -25,8 +25,15 @@ class LayerReport(BaseModel):
         None, description="every output's shape, for a layer with several outputs (named NAME:0, NAME:1, …); "
                           "null for one output")
     params: int = Field(description="learnable parameters: what sum(p.numel() for p in module.parameters()) gives")
+    active_params: int = Field(description="the params one token's forward pass uses: params, except for a mixture "
+                                           "of experts (router + its top-k experts + shared experts; every expert "
+                                           "stays in params and in memory)")
     buffers: int = Field(description="non-learnable state (BatchNorm running mean and variance)")
-    macs: int = Field(description="multiply-accumulates of conv / transposed conv / linear, bias excluded")
+    macs: int = Field(description="multiply-accumulates of conv / transposed conv / linear, bias excluded; a "
+                                  "mixture of experts: what its forward computes, each token through its top-k "
+                                  "experts only")
+    all_experts_macs: int = Field(description="macs, except for a mixture of experts: the count if every expert ran "
+                                              "on every token (what counting all experts gives)")
     flops: int = Field(description="every arithmetic operation: 2 per MAC + bias adds + element-wise work")
     param_bytes: int = Field(description="params × dtype size")
     activation_bytes: int = Field(description="output tensor size in bytes")
@@ -58,6 +65,14 @@ class LayerReport(BaseModel):
         None, description="backward pass: 2 per backward MAC + element FLOPs (bias-gradient sums, derivatives of "
                           "element-wise work counted at the forward's cost, scatter-adds; docs/conventions.md); "
                           "null: unknown")
+    kv_cache_bytes: int = Field(0, description="keys and values kept for generation after this pass (causal "
+                                               "self-attention: batch × positions × kv_heads × (d_k + d_v) × dtype "
+                                               "size, positions = past + the input's); 0 for a layer that keeps "
+                                               "none")
+    saved_bytes: Optional[int] = Field(
+        None, description="training: bytes of the tensors PyTorch's autograd keeps for this layer's backward pass "
+                          "(its input, output, masks, indices, statistics; parameters excluded) that no earlier "
+                          "layer keeps already, in the network's dtype; null: not modeled for this type")
 
 
 def layer_entry(**values: Any) -> LayerReport:
@@ -78,8 +93,16 @@ class Totals(BaseModel):
     model_config = ConfigDict(defer_build=True)   # built on first dump or validation, not at import
 
     params: int
+    active_params: int = Field(description="the params one token's forward pass uses: every layer's params with a "
+                                           "mixture of experts' router, top-k and shared experts only (its other "
+                                           "experts are in params and in memory)")
     buffers: int
     macs: int
+    active_macs: int = Field(description="the multiply-accumulates a forward pass computes, a mixture of experts' "
+                                         "top-k experts only: equal to macs, which counts them so; named apart for "
+                                         "readers comparing with all_experts_macs")
+    all_experts_macs: int = Field(description="macs with every expert of every mixture of experts run on every token "
+                                              "(MaxText's early Mixtral figure counted so)")
     flops: int
     param_bytes: int
     buffer_bytes: int
@@ -105,6 +128,11 @@ class Totals(BaseModel):
     flops_per_token: Optional[float] = Field(None, description="flops / tokens (forward)")
     backward_flops_per_token: Optional[float] = Field(None, description="backward_flops / tokens")
     training_flops_per_token: Optional[float] = Field(None, description="training_flops / tokens")
+    kv_cache_bytes: int = Field(0, description="every layer's KV cache (keys and values kept for generation)")
+    saved_bytes: Optional[int] = Field(
+        None, description="training: bytes of the distinct tensors autograd keeps for backward after a forward pass "
+                          "in training mode (sum of the layers' saved_bytes); null when a layer's type is not "
+                          "modeled")
 
 
 class KerasParams(BaseModel):

@@ -93,6 +93,10 @@ class Context:
     #: the network input's spatial sizes (in the layout's order), for a layer that decides whether a field covers
     #: the whole input (:func:`global_field`); empty when unknown (then it is not decided)
     extent: tuple[int, ...] = ()
+    #: a decode step (layercalc.serving): positions already processed and kept in the KV cache before the tokens
+    #: this analysis runs on. Layers that read other positions than their own read it: causal self-attention attends
+    #: to past + new keys, a position table is read at rows past..past+L−1. 0: an ordinary forward pass (prefill)
+    past: int = 0
 
     def fail(self, message: str) -> ShapeError:
         return ShapeError(f"{self.label}: {message}")
@@ -202,6 +206,13 @@ def product_backward(macs: int, grads: Gradients, input_formula: str, weight_for
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
+
+def produced(name: str, facts: Facts) -> list[tuple[str, tuple[int, ...]]]:
+    """The tensors a layer makes, by name: ``name`` for one output, ``name:0``, ``name:1``, … for several."""
+    if facts.outputs is None:
+        return [(name, facts.output_shape)]
+    return [(f"{name}:{i}", shape) for i, shape in enumerate(facts.outputs)]
+
 
 def numel(shape: Iterable[int]) -> int:
     return math.prod(shape)

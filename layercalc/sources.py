@@ -141,10 +141,13 @@ def weights_reader(path: Union[str, os.PathLike]) -> Optional[Callable[..., dict
 
 
 def read_weights(path: Union[str, os.PathLike], steps=None, channels_last: bool = False,
-                 max_bytes: Optional[int] = None) -> dict[str, dict[str, Any]]:
+                 max_bytes: Optional[int] = None, config: Optional[Mapping] = None) -> dict[str, dict[str, Any]]:
     """The weights in the file at ``path`` as ``{layer: {param: array}}``, checked against the network's resolved
     ``steps``: a Keras or ONNX file by its importer (which converts its layouts to layercalc's), else an ``.npz``.
-    A path that is not a regular file (``/dev/zero``) or larger than ``max_bytes`` is refused before it is read."""
+    A path that is not a regular file (``/dev/zero``) or larger than ``max_bytes`` is refused before it is read.
+    ``config``: the network is this Hugging Face config's, so an ``.npz`` holds its transformers ``state_dict``
+    (``np.savez(path, **state_dict)``), mapped by ``importers.huggingface.weights_from_state_dict`` (fused
+    projections split, q/k/v packed, …)."""
     from .weights import check_weights_file, load_npz  # deferred: NumPy (~60 ms), which analysis never needs
 
     where = os.fspath(path)
@@ -152,7 +155,25 @@ def read_weights(path: Union[str, os.PathLike], steps=None, channels_last: bool 
     reader = weights_reader(where)
     if reader is not None:
         return reader(where, steps, channels_last, max_bytes)
+    if config is not None:
+        from .importers.huggingface import weights_from_state_dict  # deferred: for a Hugging Face config only
+
+        # the archive's keys as saved (split at their last dot without a network, then joined again): the
+        # importer gives each to its layer; the headers, sizes and memory limit are checked as for any .npz
+        saved = load_npz(where, None, channels_last, max_bytes)
+        state_dict = {f"{module}.{name}": array for module, params in saved.items() for name, array in params.items()}
+        return weights_from_state_dict(config, state_dict, safe_text(where))
     return load_npz(where, steps, channels_last, max_bytes)
+
+
+def huggingface_config(source: Union[str, os.PathLike]) -> Optional[Mapping]:
+    """The parsed Hugging Face config at ``source`` when it is one (a regular file: a pipe has no second reading),
+    else None: what :func:`read_weights` needs to read a transformers ``state_dict`` saved as an ``.npz``."""
+    where = os.fspath(source)
+    if where == "-" or where.startswith("zoo:") or not os.path.isfile(where):
+        return None
+    kind, parsed, _ = read_file(where)
+    return parsed if kind == "huggingface" else None
 
 
 def weight_sources(network: Network, given: WeightsSource = None, seed: int = 0,
@@ -196,7 +217,8 @@ def config_assumptions(raw, origin: str, spec) -> Assumptions:
     >>> said.input, said.declared_dtype
     ('2048 tokens (the llama default max_position_embeddings, at most 2048)', 'bfloat16')
     """
-    from .importers.huggingface import header_notes  # deferred: the Hugging Face importer, for a config only
+    # deferred: the Hugging Face importer, for a config only
+    from .importers.huggingface import CONFIG_DTYPES, config_dtype, header_notes
 
     built, *rest = header_notes(raw, origin, spec)
     said = Assumptions(built=built)
@@ -205,7 +227,10 @@ def config_assumptions(raw, origin: str, spec) -> Assumptions:
             said.input = line[len("input: "):].split("; --input")[0]
         else:
             said.more.append(line)
-    declared = raw.get("torch_dtype", raw.get("dtype"))
-    if isinstance(declared, str):
-        said.declared_dtype = declared
+    declared = config_dtype(raw)
+    if declared is not None and declared[1] in CONFIG_DTYPES:
+        said.dtype_key, said.declared_dtype = declared
+    elif declared is not None:
+        said.more.append(f"{declared[0]} {safe_text(declared[1])}: not a dtype layercalc counts in, the default "
+                         f"assumed (--dtype)")
     return said

@@ -315,6 +315,7 @@ EXPLAIN_CASES = {
     # a causal mask added to scores [1, 2, 4, 4]: one add per score, 32
     "attention_mask": ("-i 2x4x4", ["keys after each query set to −∞ (added)", "1 per score (an add) · 1·2·4·4 = 32"]),
     "clamp": ("-i 10 --min -1 --max 1", ["2 per element · 1·10 = 20"]),
+    "softcap": ("-i 3x10 --cap 30", ["cap·tanh(x/cap), cap 30: divide, tanh, multiply = 3 per element · 1·3·10 = 90"]),
     "clip": ("-i 10 --max 1", ["1 per element · 1·10 = 10"]),
     # Keras' Activation('softmax'): as softmax, 5 per element · 20 = 100
     "activation": ("-i 4x5 --activation softmax", ["softmax along dim 2", "5 per element · 1·4·5 = 100"]),
@@ -345,6 +346,8 @@ EXPLAIN_CASES = {
     "multihead_attention": ("-i 6x64 --num-heads 4 --num-kv-heads 1", ["multi-query", "= 1·6·64·16 = 6,144"]),
     # 2 heads, 5 queries, 7 keys, E 8, E_v 3: 2·5·7·(8 + 3) = 770 MACs
     "scaled_dot_product_attention": ("-i 2x5x8 -i 2x7x8 -i 2x7x3", ["= 2·5·7·8 + 2·5·7·3 = 770"]),
+    # T5's bias table, 32 buckets × 4 heads = 128 params, a lookup for 10·10 (query, key) pairs
+    "relative_position_bias": ("-i 10x8 --num-heads 4", ["num_buckets·num_heads = 32·4 = 128", "MACs = 0, FLOPs = 0"]),
     # [1, 3, 4] @ [1, 4, 5]: 3·4·5 = 60
     "matmul": ("-i 3x4 -i 4x5", ["1·3·4·5 = 60", "2·MACs = 2·60 = 120"]),
     # Swin on an 8×8 map of C 32, windows 4×4 (4 windows of T 16), 2 heads of 16: params 3·32² + 3·32 + 32² + 32
@@ -381,6 +384,18 @@ EXPLAIN_CASES = {
             ["3·(h·i + h² + h) = 3·(32·16 + 32² + 32) = 4,704"]),
     "rnn": ("-i 10x16 --hidden-size 32", ["h·i + h² + 2h = 32·16 + 32² + 2·32 = 1,600"]),
     "simple_rnn": ("-i 10x16 --units 32 --convention keras", ["h·i + h² + h = 32·16 + 32² + 32 = 1,568"]),
+    # 8 gated experts of 64 on d 32, 2 per token: router 32·8 + 8·3·32·64 = 49,408; a token uses 256 + 2·6,144 =
+    # 12,544; 16 tokens: 200,704 MACs, every expert 16·(256 + 8·6,144) = 790,528
+    "moe": ("-i 16x32 --num-experts 8 --top-k 2 --intermediate-size 64",
+            ["= 49,408", "= 12,544", "= 200,704", "790,528"]),
+    "mixture_of_experts": ("-i 4x8 --num-experts 4 --top-k 1 --intermediate-size 6 --experts mlp",
+                           ["8·4 + experts E·m·d·F 4·2·8·6 = 416", "4·(8·4 + 1·2·8·6) = 512"]),
+    # DeepSeek-style latent attention, d 40, 4 heads of 8 + 4 (rotated), v 10, ranks 24 and 16: projections
+    # 40·24 + 24·48 + 40·20 + 16·72 + 40·40 = 5,664, + norms 24 + 16; MACs 6·5,664 + 4·6²·(12 + 10) = 37,152
+    "latent_attention": ("-i 6x40 --num-heads 4 --q-lora-rank 24 --kv-lora-rank 16 --qk-nope-head-dim 8 "
+                         "--qk-rope-head-dim 4 --v-head-dim 10", ["= 5,704", "= 37,152"]),
+    "mla": ("-i 6x40 --num-heads 4 --kv-lora-rank 16 --qk-nope-head-dim 8 --qk-rope-head-dim 4 --v-head-dim 10",
+            ["q_proj 40·48", "= 32,832 + 1·4·6²·22"]),
 }
 
 
@@ -396,6 +411,16 @@ def test_every_calculator_explains(type_name):
     for fragment in fragments:
         assert fragment in how, (fragment, how)
     assert "output bytes = " in how and "⚠" not in how
+
+
+def test_attention_with_a_score_bias_explains_its_flops():
+    # T5-style: E 8, 4 heads of 2, 5 positions, the score bias [1, 4, 5, 5] added: projections 4·5·8·8 = 1,280 +
+    # QKᵀ, A·V 2·4·5·5·2 = 400 = 1,680 MACs; FLOPs 2·1,680 + bias adds 4·40 + scaling 100 + score bias 100 +
+    # softmax 500 = 4,220
+    out = run("multi_head_attention", "-i", "5x8", "-i", "4x5x5", "--num-heads", "4", "--score-bias", "--scale", "1",
+              "--explain").stdout
+    how = " ".join(out.split("\nhow:\n", 1)[1].split())
+    assert "score bias [1, 4, 5, 5] (the last input)" in how and "= 1,680" in how and "= 4,220" in how
 
 
 def test_explain_and_json_do_not_mix():

@@ -85,17 +85,20 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
                        ({"causal": False}, [[2, 3, 3]], False)],
     "pow": [({"exponent": 2}, [[3, 4]], False), ({"exponent": -1.5}, [[3, 4]], False)],
     "clamp": [({"min": -0.5, "max": 0.5}, [[3, 4]], False), ({"max": 0.0}, [[2, 3]], True)],
+    "softcap": [({"cap": 2.0}, [[3, 4]], False)],
     "add": [({}, [[3, 4, 4], [3, 4, 4], [3, 1, 4]], False)],
     "mul": [({}, [[3, 4, 4], [3, 1, 1]], False)],
     "sub": [({}, [[3, 4, 4], [3, 1, 4]], False)],
     "div": [({}, [[3, 4, 4], [1, 4, 1]], False)],
     "concat": [({}, [[3, 4, 4], [5, 4, 4]], False), ({"dim": -1}, [[2, 3], [2, 5]], False)],
-    "rmsnorm": [({}, [[5, 8]], False), ({"normalized_shape": [5, 8], "elementwise_affine": False}, [[5, 8]], False)],
+    "rmsnorm": [({}, [[5, 8]], False), ({"normalized_shape": [5, 8], "elementwise_affine": False}, [[5, 8]], False),
+                ({"eps": 1e-6, "offset": 1.0}, [[5, 8]], False)],
     "embedding": [({"num_embeddings": 11, "embedding_dim": 4}, [[6]], False)],
     "parameter": [({"shape": [3, 4]}, [], False)],
     "extra_input": [({"shape": [3, 4]}, [], False)],
     "position_embedding": [({"num_embeddings": 9, "embedding_dim": 4}, [[6]], False),
-                           ({"num_embeddings": 6, "embedding_dim": 2}, [[6, 3]], False)],
+                           ({"num_embeddings": 6, "embedding_dim": 2}, [[6, 3]], False),
+                           ({"num_embeddings": 9, "embedding_dim": 2, "offset": 2}, [[6]], False)],
     "rotary_embedding": [({}, [[3, 5, 8]], False), ({"rotary_dim": 4, "base": 100.0}, [[6, 10]], False)],
     # ---- attention (layercalc/layers/attention.py)
     "multi_head_attention": [({"num_heads": 2}, [[5, 8]], False),
@@ -104,7 +107,16 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
                              ({"num_heads": 2, "kdim": 3, "vdim": 3, "add_bias_kv": True, "add_zero_attn": True,
                                "batch_first": False, "bias": False}, [[2, 8], [2, 3]], False),
                              ({"num_heads": 4, "num_kv_heads": 2, "head_dim": 4, "rope": True, "rotary_dim": 2,
-                               "qkv_bias": True, "out_bias": False, "causal": True}, [[5, 8]], False)],
+                               "qkv_bias": True, "out_bias": False, "causal": True}, [[5, 8]], False),
+                             ({"num_heads": 4, "num_kv_heads": 2, "head_dim": 4, "rope": True, "causal": True,
+                               "sliding_window": 2, "scale": 0.3, "logit_softcap": 5.0, "qk_norm": True,
+                               "qk_norm_offset": 1.0}, [[5, 8]], False),
+                             ({"num_heads": 2, "head_dim": 3, "bias": False, "scale": 1.0, "score_bias": True},
+                              [[5, 8], [4, 6], [2, 5, 4]], False),
+                             ({"num_heads": 4, "num_kv_heads": 2, "score_bias": True, "causal": True},
+                              [[5, 8], [4, 5, 5]], False)],
+    "relative_position_bias": [({"num_heads": 3, "num_buckets": 8, "max_distance": 5}, [[7, 2]], False),
+                               ({"num_heads": 2, "bidirectional": False}, [[4, 2], [6, 1]], False)],
     "scaled_dot_product_attention": [({"is_causal": True}, [[2, 5, 4], [2, 6, 4], [2, 6, 3]], False),
                                      ({"enable_gqa": True, "scale": 0.5}, [[4, 3, 2], [2, 5, 2], [2, 5, 6]],
                                       False)],
@@ -120,6 +132,17 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
             ({"units": 4, "convention": "keras", "reset_after": False, "return_sequences": False}, [[5, 3]], False)],
     "rnn": [({"hidden_size": 5, "nonlinearity": "relu", "num_layers": 2}, [[6, 3]], False),
             ({"units": 4, "convention": "keras", "bidirectional": True, "bias": False}, [[5, 3]], False)],
+    # ---- mixture of experts (layercalc/layers/moe.py)
+    "moe": [({"num_experts": 4, "top_k": 2, "intermediate_size": 6, "norm_topk_prob": True}, [[5, 8]], False),
+            ({"num_experts": 8, "top_k": 3, "intermediate_size": 4, "scoring": "sigmoid", "n_group": 4,
+              "topk_group": 2, "score_correction_bias": True, "routed_scaling_factor": 2.5,
+              "shared_intermediate_size": 6}, [[3, 8]], False),
+            ({"num_experts": 3, "top_k": 1, "intermediate_size": 5, "experts": "mlp", "activation": "gelu",
+              "router_bias": True, "shared_intermediate_size": 4, "shared_expert_gate": True}, [[2, 3, 6]], True)],
+    "latent_attention": [({"num_heads": 2, "q_lora_rank": 6, "kv_lora_rank": 5, "qk_nope_head_dim": 3,
+                           "qk_rope_head_dim": 2, "v_head_dim": 4, "causal": True}, [[4, 8]], False),
+                          ({"num_heads": 3, "kv_lora_rank": 4, "qk_nope_head_dim": 2, "qk_rope_head_dim": 4,
+                            "v_head_dim": 3, "bias": True, "rope_interleave": False}, [[5, 6]], False)],
     # ---- tensor operations (layercalc/layers/tensor_ops.py)
     "split": [({"sizes": 2, "dim": 1}, [[5, 3]], False), ({"sizes": [1, 3], "dim": -1}, [[2, 4]], False)],
     "chunk": [({"chunks": 4, "dim": 1}, [[6, 2, 2]], False), ({"chunks": 2, "dim": 2}, [[3, 5]], False)],
@@ -146,7 +169,7 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
 
 
 #: built-in types without a forward step
-ANALYSIS_ONLY = {"opaque", "extra_input"}
+ANALYSIS_ONLY = {"opaque"}
 
 
 def _primary_names() -> list[str]:
@@ -163,8 +186,7 @@ def test_every_registered_type_has_an_example():
                           for fields, shapes, last in cases])
 def test_layer_type_conforms(type_name, fields, shapes, channels_last):
     result = check_layer_type(LAYER_TYPES[type_name], fields, shapes, channels_last=channels_last)
-    # every built-in type has a forward step, but opaque (an operation layercalc does not model cannot be run) and
-    # extra_input (a run feeds the network's one input)
+    # every built-in type has a forward step, but opaque (an operation layercalc does not model cannot be run)
     assert result.ran != (type_name in ANALYSIS_ONLY)
 
 

@@ -65,7 +65,7 @@ def test_llama3_8b_config_fits_one_screen_with_the_same_totals(tmp_path):
     # no layout for a token model
     head = " ".join(out.split("\n\n", 1)[0].split())
     assert "LlamaForCausalLM" in head and "2048 tokens (min(max_position_embeddings 8192, 2048))" in head
-    assert "the source says bfloat16" in head and "NCHW" not in head
+    assert "bfloat16 (2 bytes/element, the config's torch_dtype)" in head and "NCHW" not in head
     # --expand: every layer, the same totals
     expanded = summary(path, "--expand", "--wide")
     assert "model.layers.31.mlp.down_proj" in expanded and f"Totals: params {LLAMA3_8B_PARAMS:,} · " in expanded

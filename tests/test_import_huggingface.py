@@ -431,9 +431,10 @@ def test_import_needs_no_transformers_nor_torch(tmp_path):
 # ------------------------------------------------------------------------------------------------------ errors
 
 REFUSED = {  # config: (what the one-line message names, in order)
-    "unknown model_type": (dict(model_type="t5", d_model=512), ["'model_type'", "'t5'", "gpt2, bert, llama"]),
-    "no model_type, unknown architecture": (dict(architectures=["T5ForConditionalGeneration"]),
-                                            ["'model_type' is missing", "T5ForConditionalGeneration"]),
+    "unknown model_type": (dict(model_type="whisper", d_model=512), ["'model_type'", "'whisper'",
+                                                                      "supported: gpt2, bert"]),
+    "no model_type, unknown architecture": (dict(architectures=["WhisperForConditionalGeneration"]),
+                                            ["'model_type' is missing", "WhisperForConditionalGeneration"]),
     "unknown head": (dict(GPT2, architectures=["GPT2DoubleHeadsModel"]),
                      ["'architectures'", "'GPT2DoubleHeadsModel'", "GPT2LMHeadModel"]),
     "relative position embeddings": (dict(BERT, position_embedding_type="relative_key"),

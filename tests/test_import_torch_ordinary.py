@@ -333,8 +333,16 @@ def test_a_model_with_two_inputs():
         assert report.layers[-1].output_shape == list(model(image, features).shape)
     assert net.input == [3, 32, 32]
     assert [(e.name, e.type, e.output_shape) for e in report.layers[:1]] == [("features", "extra_input", [2, 10])]
-    with pytest.raises(LayerCalcError, match="'extra_input' has no forward step"):      # one input is fed
-        net.run(x=image.numpy())
+    # a run feeds each input its array: the module's output on them (the weights are the module's)
+    with torch.no_grad():
+        expected = model(image, features).numpy()
+    out = net.run(x=[image.numpy(), features.numpy()], weights=model.state_dict())
+    assert np.allclose(out, expected, atol=1e-5)
+    out = net.run(x={"input": image.numpy(), "features": features.numpy()}, weights=model.state_dict())
+    assert np.allclose(out, expected, atol=1e-5)
+    with pytest.raises(LayerCalcError, match=r"got 1 arrays; the network has 2 inputs: input \[3, 32, 32\], "
+                                             r"features \[10\]"):
+        net.run(x=[image.numpy()])
 
 
 @pytest.mark.parametrize("size, message", [

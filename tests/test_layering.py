@@ -31,7 +31,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("rules", "explain"),                                                         # what the layer rules share
     ("layers.*",),                                                                # the layer families
     ("layers",),                                                                  # the package: the start families
-    ("graph", "blocks", "sizing", "solving"),                                     # networks, single-layer sizing
+    ("saved",),                                                                   # training: saved for backward
+    ("graph", "blocks", "sizing", "solving", "serving", "training"),              # networks, single-layer sizing
     ("weights",),                                                                 # .npz/.npy, keys, shapes, init
     ("executor",),                                                                # the NumPy forward pass
     ("spec",),                                                                    # parse and validate specs

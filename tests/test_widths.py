@@ -77,8 +77,13 @@ SUMMARIES = [
     "layercalc summary zoo:llama3_8b",
     "layercalc summary examples/mnist_cnn.yaml",
     "layercalc summary zoo:resnet18 --train",
+    "layercalc summary zoo:gpt2 --train --precision bf16-mixed --optimizer adamw --recompute",
+    "layercalc summary zoo:llama3_8b --train --numbers human",
+    "layercalc summary zoo:lenet5 --train --optimizer sgd",
     "layercalc summary zoo:gpt2 --train --input 256",
     "layercalc summary zoo:llama3_8b --train --depth 1",
+    "layercalc summary zoo:llama3_8b --past 8191 --dtype bfloat16",
+    "layercalc summary zoo:gpt2 --past 127 --new-tokens 4",
 ]
 
 

@@ -62,16 +62,18 @@ class Progress:
             self.bar = None
 
 
-def _load_weights(path: Optional[str], net, steps, limit: Optional[int] = None):
+def _load_weights(path: Optional[str], net, steps, limit: Optional[int] = None, spec: Optional[str] = None):
     """The --weights file (an .npz, a Keras .keras or .weights.h5 file, or an ONNX file), its headers checked
-    against ``net``'s resolved ``steps`` and ``limit`` before any array is read."""
+    against ``net``'s resolved ``steps`` and ``limit`` before any array is read; with ``spec`` a Hugging Face
+    config, an .npz is the model's transformers state_dict."""
     if path is None:
         return None
     from ..executor import default_memory_limit
-    from ..sources import read_weights
+    from ..sources import huggingface_config, read_weights
     if not os.path.exists(path):
         raise _spec_error(f"--weights: {path}: no such file")
-    return read_weights(path, steps, net.channels_last, default_memory_limit() if limit is None else limit)
+    config = huggingface_config(spec) if spec is not None else None
+    return read_weights(path, steps, net.channels_last, default_memory_limit() if limit is None else limit, config)
 
 
 MaxMemoryOpt = Annotated[Optional[str], typer.Option(
@@ -82,9 +84,10 @@ ComputeDtypeOpt = Annotated[Optional[str], typer.Option("--dtype", metavar="floa
 
 
 WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", metavar="FILE",
-                                                   help="weights to load: an .npz of PyTorch-layout arrays, a "
-                                                        "Keras .keras or .weights.h5 file, or an ONNX file (its "
-                                                        "initializers; missing ones are random)")]
+                                                   help="weights to load: an .npz of PyTorch-layout arrays (of a "
+                                                        "Hugging Face config: its state_dict), a Keras .keras or "
+                                                        ".weights.h5 file, or an ONNX file (its initializers; "
+                                                        "missing ones are random)")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the random input and weights")]
 ProgressOpt = Annotated[Optional[bool], typer.Option("--progress/--no-progress",
                                                      help="progress bar on stderr (default: on a terminal)")]
@@ -117,7 +120,7 @@ def verify_command(
     bar = Progress(_stderr_is_a_terminal() if progress is None else progress)
     try:
         with spec_context(spec):
-            loaded = _load_weights(weights, net, net.resolve(), limit)
+            loaded = _load_weights(weights, net, net.resolve(), limit, spec)
             result = verify(net, weights=loaded, seed=seed, progress=bar, dtype=dtype, max_memory=limit)
             sources = result.weights or weight_sources(net, loaded, seed)
     except MemoryError:
@@ -247,7 +250,7 @@ def run_command(
                            check_input_shape)
         with spec_context(spec):
             steps = net.resolve()                  # once: for the weights file, the run and the weights' account
-            loaded = _load_weights(weights, net, steps, limit)
+            loaded = _load_weights(weights, net, steps, limit, spec)
             # executor.run's answer, with a progress bar: a bar on a terminal only, after half a second
             made = execute(net, x=x, weights=loaded, seed=seed, dtype=dtype, max_memory=limit,
                            on_layer=lambda done, total, step, output, macs: bar(done, total, step.name), steps=steps)

@@ -2,21 +2,22 @@
 YAML/JSON spec, a model file of another tool (see ``layercalc.importers``), ``-`` for standard input, or
 ``zoo:NAME``. Each loads the network, calls the library and renders."""
 
+import json
 import re
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, Union
 
 import typer
 
 from ..errors import LayerCalcError, SpecError, safe_text
 from .options import Numbers, _check_choice, _spec_error, parse_shape, write_output
 
-# deferred imports (sources, spec, graph, formatting, network_explain, terminal, zoo):
+# deferred imports (sources, spec, graph, formatting, display, network_explain, terminal, zoo, saved, training):
 # each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
 # models or NumPy (start-up target 0.3 s)
 
 
-def load_network(spec: str, batch: Optional[int] = None, input_shape: Optional[str] = None,
+def load_network(spec: str, batch: Optional[int] = None, input_shape: Union[str, list[str], None] = None,
                  dtype: Optional[str] = None, layout: Optional[str] = None):
     """A ``Network`` from a path, ``-`` (stdin) or ``zoo:NAME``, with command-line overrides applied."""
     from .. import sources
@@ -57,8 +58,11 @@ def _apply_overrides(net, batch, input_shape, dtype, layout):
     overrides: dict[str, Any] = {}
     if batch is not None:
         overrides["batch"] = batch
-    if input_shape is not None:
-        overrides["input"] = parse_shape(input_shape, "--input")
+    shapes = [input_shape] if isinstance(input_shape, str) else list(input_shape or [])
+    if len(shapes) == 1 and len(net.input_shapes()) == 1:
+        overrides["input"] = parse_shape(shapes[0], "--input")
+    elif shapes:                                       # one --input per network input (T5: encoder, decoder ids)
+        net = net.replace_inputs([parse_shape(shape, "--input") for shape in shapes], "--input")
     if dtype is not None:
         overrides["dtype"] = dtype
     if layout is not None:
@@ -105,8 +109,9 @@ SpecArg = Annotated[str, typer.Argument(help="YAML/JSON spec file, model file (.
                                              "config.json, .onnx), - for stdin, or zoo:NAME", metavar="SPEC")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch", "-b", min=1, metavar="N",
                                                   help="batch size (overrides the spec)")]
-InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", metavar="SHAPE",
-                                                 help="input shape without batch, e.g. 3x224x224 (overrides the spec)")]
+InputOpt = Annotated[Optional[list[str]], typer.Option(
+    "--input", "-i", metavar="SHAPE", help="input shape without batch, e.g. 3x224x224 (overrides the spec); once per "
+                                           "input for a network with several (T5: --input 16 --input 8)")]
 DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", metavar="DTYPE",
                                                  help="float32, float64, float16, bfloat16, int32, int8, uint8 "
                                                       "(overrides the spec)")]
@@ -153,13 +158,28 @@ def summary_command(
                                              "(default: for an NHWC network)")] = None,
     explain: Annotated[bool, typer.Option("--explain", "-e", help="worked formulas for every layer")] = False,
     train: TrainOpt = False,
+    past: Annotated[Optional[int], typer.Option(
+        "--past", min=0, metavar="P", help="a decode step after P cached tokens: the table is the step's (k new "
+                                           "tokens whose attention reads P + k keys), with prefill (the P-token "
+                                           "prompt) vs decode: FLOPs, bytes read, intensity, KV cache")] = None,
+    new_tokens: Annotated[Optional[int], typer.Option(
+        "--new-tokens", min=1, metavar="K", help="tokens decoded in the step (with --past; default 1)")] = None,
+    optimizer: Annotated[str, typer.Option("--optimizer", metavar="sgd|momentum|adam|adamw",
+                                           help="with --train: the optimizer whose state is counted")] = "adam",
+    precision: Annotated[str, typer.Option("--precision", metavar="fp32|bf16-mixed|fp16-mixed",
+                                           help="with --train: fp32, or 16-bit weights, gradients and activations "
+                                                "with fp32 master weights")] = "fp32",
+    recompute: Annotated[bool, typer.Option("--recompute", help="with --train: full activation recomputation "
+                                                                "(each repeated block checkpointed)")] = False,
 ) -> None:
     """Per-layer table of a whole network (shapes, params, MACs, FLOPs, memory) with totals and conventions.
 
     The table fits the terminal (--wide: no limit): repeated blocks are folded into one row ×N (--expand: every
     layer), notes said once (--notes all: each). `--format json` prints `Report.model_dump(mode="json")` exactly
     (the documented schema); markdown and csv hold every layer with exact numbers; --columns, --depth and --explain
-    apply to the table and markdown forms (and --columns/--depth to csv).
+    apply to the table and markdown forms (and --columns/--depth to csv). --past P: the decode step of a generative
+    network (--new-tokens K new tokens over P cached; the sequence length is P and K, not --input's) and prefill vs
+    decode side by side; in JSON the step's report with a "serving" key.
     """
     from .. import terminal
     from ..formatting import FORMATS, NOTES_MODES, parse_columns, render_report
@@ -175,26 +195,92 @@ def summary_command(
                               f"report, every layer and field)")
     if fmt == "csv" and explain:
         raise _spec_error("--explain cannot be combined with --format csv")
+    if new_tokens is not None and past is None:
+        raise _spec_error("--new-tokens needs --past (the cached tokens the new ones follow)")
+    if train and past is not None:
+        raise _spec_error("--train cannot be combined with --past (a decode step is inference: no backward pass)")
     keys = parse_columns(columns) if columns is not None else None
+    if not train and (optimizer != "adam" or precision != "fp32" or recompute):
+        raise _spec_error("--optimizer, --precision and --recompute describe a training step: add --train")
     net, assumed = load_network_assumed(spec, batch, input_shape, dtype)
+    serving = None
+    training = None
     with spec_context(spec):
-        report = net.analyze()
-    print(render_report(report, fmt, keys, depth, numbers, keras_shapes,
-                        width=terminal.terminal_width(), expand=expand,     # --wide/--width: the CLI's own
+        if past is None:
+            steps = net.resolve()
+            report = net.analyze(steps)
+            training = training_view(net, steps, report, optimizer, precision, recompute) if train else None
+        else:
+            serving = net.serving(past, new_tokens or 1)
+            report = serving.decode_report
+            assumed = decode_assumptions(assumed, serving.describe())
+    if serving is not None and fmt == "json":
+        print(json.dumps({**report.model_dump(mode="json"), "serving": serving.model_dump(mode="json")}, indent=2,
+                         ensure_ascii=False))
+        return
+    if training is not None and fmt == "json":
+        print(json.dumps({**report.model_dump(mode="json"), "training": training[1].model_dump(mode="json")},
+                         indent=2, ensure_ascii=False))
+        return
+    shown = training[0] if training is not None else report
+    width = terminal.terminal_width()                                    # --wide/--width: the CLI's own
+    print(render_report(shown, fmt, keys, depth, numbers, keras_shapes, width=width, expand=expand,
                         notes=notes, conventions=conventions, assumed=assumed, train=train))
+    if training is not None and fmt != "csv":
+        print("\n" + training_text(training[1], numbers, width, fmt == "markdown"))
+    if serving is not None and fmt != "csv":
+        text = serving.table("auto" if numbers == "auto" else numbers, width)
+        print("\n```\n" + text + "\n```" if fmt == "markdown" else "\n" + text)
     if explain:
-        text = "\n".join(explain_network(net, report, train))
+        net_shown = net if serving is None else net.replace(input=[serving.new_tokens, *net.input[1:]])
+        saved = training[2] if training is not None else None
+        text = "\n".join(explain_network(net_shown, report, train, past or 0, saved))
         print("\n```\n" + text + "\n```" if fmt == "markdown" else "\n" + text)
 
 
-def explain_network(net, report, train: bool = False) -> list[str]:
+def training_view(net, steps, report, optimizer: str, precision: str, recompute: bool):
+    """``--train``: the report with each layer's saved bytes in the activations' dtype (the table's ``saved``
+    column), the training memory, and the saved-tensor account (for ``--explain``)."""
+    from ..saved import saved_tensors
+    from ..training import activation_itemsize, training_memory
+
+    memory = training_memory(net, optimizer, precision, recompute, steps)
+    account = saved_tensors(steps, activation_itemsize(precision), net.channels_last)
+    layers = [entry.model_copy(update={"saved_bytes": kept.bytes}) for entry, kept in zip(report.layers,
+                                                                                         account.layers)]
+    totals = report.totals.model_copy(update={"saved_bytes": account.total})
+    return report.model_copy(update={"layers": layers, "totals": totals}), memory, account
+
+
+def training_text(memory, numbers: Optional[str], width: int, markdown: bool) -> str:
+    """The Training memory section, as the table's numbers are shown (exact unless --numbers human)."""
+    from ..formatting import training_section
+    from ..terminal import UNLIMITED
+
+    text = training_section(memory, "human" if numbers == "human" else "exact", UNLIMITED if markdown else width)
+    return "\n".join("- " + line.strip() if markdown else line for line in text.split("\n"))
+
+
+def decode_assumptions(assumed, step: str):
+    """The header's account of a decode step: what the table counts (the sequence lengths are --past and
+    --new-tokens, not the source's default input)."""
+    import dataclasses
+
+    from ..display import Assumptions
+
+    assumed = assumed or Assumptions()
+    return dataclasses.replace(assumed, input=None, more=[step, *assumed.more])
+
+
+def explain_network(net, report, train: bool = False, past: int = 0, saved=None) -> list[str]:
     """:func:`layercalc.network_explain.explain_network` (kept here for the CLI's callers; imported when called:
     the explanations are not loaded for other commands)."""
     from ..network_explain import explain_network as explain
-    return explain(net, report, train=train)
+    return explain(net, report, train=train, past=past, saved=saved)
 
 
-def load_network_assumed(spec: str, batch: Optional[int] = None, input_shape: Optional[str] = None,
+def load_network_assumed(spec: str, batch: Optional[int] = None,
+                         input_shape: Union[str, list[str], None] = None,
                          dtype: Optional[str] = None) -> tuple[Any, Any]:
     """:func:`load_network`, and what the source left open and was assumed (a Hugging Face config: the class
     built, the default sequence length and where it came from, the dtype), for the summary's header line. The
@@ -202,14 +288,25 @@ def load_network_assumed(spec: str, batch: Optional[int] = None, input_shape: Op
     from .. import sources
 
     if spec == "-" or spec.startswith("zoo:"):
-        return load_network(spec, batch, input_shape, dtype), None
-    from ..spec import from_data
+        net, assumed = load_network(spec, batch, input_shape, dtype), None
+    else:
+        from ..spec import from_data
 
-    with spec_context(spec):
-        kind, parsed, data = sources.read_file(spec)
-        net = from_data(data, spec)
-        assumed = sources.config_assumptions(parsed, safe_text(spec), data) if kind == "huggingface" else None
-        return _apply_overrides(net, batch, input_shape, dtype, None), assumed
+        with spec_context(spec):
+            kind, parsed, data = sources.read_file(spec)
+            net = from_data(data, spec)
+            assumed = sources.config_assumptions(parsed, safe_text(spec), data) if kind == "huggingface" else None
+            net = _apply_overrides(net, batch, input_shape, dtype, None)
+    if input_shape and assumed is not None:
+        assumed.input = None                   # the length given, not the default the source's account explains
+    others = list(net.input_shapes().items())[1:]
+    if others:                                 # the header names the first input; the others are layers
+        from ..display import Assumptions
+
+        assumed = assumed or Assumptions()
+        assumed.more.insert(0, "other input" + ("s " if len(others) > 1 else " ") + ", ".join(
+            f"{name} {[net.batch, *shape]}" for name, shape in others))
+    return net, assumed
 
 
 def convert_command(
@@ -232,7 +329,6 @@ def convert_command(
 
 def schema_command() -> None:
     """Print the JSON Schema of the spec format (for editors and design tools)."""
-    import json
 
     from ..spec import schema
     print(json.dumps(schema(), indent=2, ensure_ascii=False))

@@ -3,7 +3,7 @@ steps and explanations side by side; :mod:`layercalc.layers.base` holds the prot
 
 | module | layer types |
 |---|---|
-| :mod:`~layercalc.layers.activation` | dropout, relu, relu6, leaky_relu, sigmoid, tanh, gelu, silu (swish), hardswish, hardsigmoid, softmax, identity, rescaling, activation, pow, clamp |
+| :mod:`~layercalc.layers.activation` | dropout, relu, relu6, leaky_relu, sigmoid, tanh, gelu, silu (swish), hardswish, hardsigmoid, softmax, identity, rescaling, activation, pow, clamp, softcap |
 | :mod:`~layercalc.layers.conv` | conv1d/2d/3d, conv_transpose1d/2d/3d |
 | :mod:`~layercalc.layers.pooling` | maxpool1d/2d/3d, avgpool1d/2d/3d, adaptive_avgpool1d/2d/3d, adaptive_maxpool1d/2d/3d, global_avgpool, global_maxpool |
 | :mod:`~layercalc.layers.linear` | linear (dense) |
@@ -12,10 +12,12 @@ steps and explanations side by side; :mod:`layercalc.layers.base` holds the prot
 | :mod:`~layercalc.layers.merge` | add, mul, sub, div, concat |
 | :mod:`~layercalc.layers.depthwise` | depthwise_conv1d/2d, separable_conv1d/2d |
 | :mod:`~layercalc.layers.sequence` | embedding, position_embedding, parameter, rotary_embedding, extra_input |
-| :mod:`~layercalc.layers.attention` | multi_head_attention, scaled_dot_product_attention, matmul, shifted_window_attention |
+| :mod:`~layercalc.layers.attention` | multi_head_attention, scaled_dot_product_attention, matmul, shifted_window_attention, relative_position_bias |
 | :mod:`~layercalc.layers.tensor_ops` | permute, transpose, slice, split, chunk, select, roll, pixel_shuffle, pixel_unshuffle, channel_shuffle, mean, sum, opaque |
 | :mod:`~layercalc.layers.resample` | upsample, upsampling1d/2d/3d |
 | :mod:`~layercalc.layers.recurrent` | lstm, gru, rnn |
+| :mod:`~layercalc.layers.moe` | moe (mixture_of_experts) |
+| :mod:`~layercalc.layers.mla` | latent_attention (mla) |
 | :mod:`~layercalc.layers.mask` | attention_mask |
 
 (The first five are imported with this package, the rest in :data:`LATER_FAMILIES`' order; ``layercalc types``

@@ -31,13 +31,26 @@ from ..rules import (
     normalize_dim,
     numel,
 )
-from .base import Bool, Float, Int, LayerBase, LayerMixin, Probability, _alias, parse_layer, register_layer, shown
+from .base import (
+    Bool,
+    Float,
+    GradFlow,
+    Int,
+    LayerBase,
+    LayerMixin,
+    Probability,
+    Saved,
+    _alias,
+    parse_layer,
+    register_layer,
+    shown,
+)
 
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
 
 __all__ = ['Dropout', 'ReLU', 'ReLU6', 'LeakyReLU', 'Sigmoid', 'Tanh', 'GELU', 'SiLU', 'Hardswish', 'Hardsigmoid',
            'Softmax', 'Identity', 'Rescaling', 'Activation', 'KERAS_ACTIVATIONS', 'activation_field',
-           'activation_layer', 'Pow', 'Clamp']
+           'activation_layer', 'Pow', 'Clamp', 'Softcap', 'SOFTCAP_FLOPS', 'softcap']
 
 
 class _Elementwise(LayerMixin):
@@ -64,6 +77,10 @@ class _Elementwise(LayerMixin):
 
 class _Passthrough(_Elementwise):
     keeps_finite = True
+    output_storage: ClassVar[str] = "view"
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []
 
     def forward(self, step, xs, params, env):
         return xs[0]
@@ -81,11 +98,33 @@ class Dropout(_Passthrough, LayerBase):
     p: Probability = Field(0.5, validation_alias=_alias("p", "rate"))
     inplace: Bool = False
 
+    @property
+    def output_storage(self) -> str:                              # type: ignore[override]
+        return "view" if self.p == 0 else "new"                  # p = 0: torch returns the input itself
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        if self.p == 0 or not grads.inputs[0]:
+            return []
+        # CPU: input · (bernoulli mask / (1 − p)), the mask in the input's dtype, kept by the multiply (measured);
+        # CUDA's fused native_dropout keeps a bool mask instead (1 byte per element)
+        return [Saved("extra", f"the dropout mask (scaled by 1/(1 − {self.p:g})), in the activations' dtype as "
+                               f"PyTorch's CPU dropout keeps it", numel=numel(step.facts.output_shape))]
+
 
 # --------------------------------------------------------------------------------------------- activations
 
 class _Activation(_Elementwise, LayerBase):
     inplace: Bool = Field(False, description="accepted for PyTorch familiarity; no effect on any figure")
+    #: what its backward reads (measured with saved_tensors_hooks, torch 2.13): ``"input"`` (GELU, SiLU, the
+    #: clamps: the derivative is a function of x) or ``"output"`` (ReLU, sigmoid, tanh, softmax: of y)
+    keeps_for_backward: ClassVar[str] = "input"
+
+    def saved_for_backward(self, step, grads: GradFlow) -> Optional[list[Saved]]:
+        if not grads.inputs[0]:
+            return []
+        kind = self.keeps_for_backward
+        return [Saved("input" if kind == "input" else "output",
+                      f"its {kind}: {self.type_name}'s derivative is computed from {'x' if kind == 'input' else 'y'}")]
 
     def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         return numel(step.input_shapes[0]) * itemsize, 0        # one input-sized temporary at most
@@ -114,6 +153,12 @@ class ReLU(_Activation):
         if value != 0:
             raise ValueError(f"threshold {value}: only 0 is supported (Keras' default)")
         return value
+
+    @property
+    def keeps_for_backward(self) -> str:                          # type: ignore[override]
+        # max(x, 0) keeps y (threshold_backward on the result); with a clip or a slope torch runs hardtanh or
+        # leaky_relu, which keep x
+        return "output" if self.max_value is None and self.negative_slope == 0 else "input"
 
     def element_flops(self) -> int:
         # max(x, 0) 1; the clip at max_value 1; negative_slope·x for x < 0: the multiply 1
@@ -157,6 +202,7 @@ class LeakyReLU(_Activation):
 @register_layer
 class Sigmoid(_Activation):
     type: Literal["sigmoid"] = "sigmoid"
+    keeps_for_backward: ClassVar[str] = "output"
     flops_per_element: ClassVar[int] = 3             # 1 / (1 + exp(−x)): exp, add, divide
     keeps_finite = True
 
@@ -168,12 +214,43 @@ class Sigmoid(_Activation):
 @register_layer
 class Tanh(_Activation):
     type: Literal["tanh"] = "tanh"
+    keeps_for_backward: ClassVar[str] = "output"
     flops_per_element: ClassVar[int] = 1
     keeps_finite = True
 
     def forward(self, step, xs, params, env):
         import numpy as np
         return np.tanh(xs[0], out=env.out_for(xs[0]))
+
+
+#: FLOPs of soft-capping per element: divide by the cap, tanh, multiply by the cap
+SOFTCAP_FLOPS = 3
+
+
+def softcap(x, cap: float, out=None):
+    """``cap·tanh(x/cap)`` (NumPy): Gemma 2's soft-capping of attention scores and of the final logits."""
+    import numpy as np
+    y = np.divide(x, x.dtype.type(cap), out=out)
+    np.tanh(y, out=y)
+    return np.multiply(y, y.dtype.type(cap), out=y)
+
+
+@register_layer
+class Softcap(_Activation):
+    """``cap·tanh(x/cap)``: Gemma 2's soft-capping of the final logits (``final_logit_softcapping``): smooth, bounded
+    to (−cap, cap), close to x for |x| ≪ cap. FLOPs 3 per element (divide, tanh, multiply)."""
+    type: Literal["softcap"] = "softcap"
+    cap: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(description="the bound (Gemma 2: 30.0)")
+    flops_per_element: ClassVar[int] = SOFTCAP_FLOPS
+    keeps_finite = True
+
+    def forward(self, step, xs, params, env):
+        return softcap(xs[0], self.cap, out=env.out_for(xs[0]))
+
+    def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
+        out = list(facts.output_shape)
+        c.result("FLOPs", f"cap·tanh(x/cap), cap {self.cap:g}: divide, tanh, multiply = {SOFTCAP_FLOPS} per element "
+                 f"· {prod_text(out)}", SOFTCAP_FLOPS * math.prod(out), facts.flops)
 
 
 @register_layer
@@ -235,6 +312,7 @@ class Hardsigmoid(_Activation):
 @register_layer
 class Softmax(_Activation):
     type: Literal["softmax"] = "softmax"
+    keeps_for_backward: ClassVar[str] = "output"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Softmax": {}}
     dim: Int = Field(-1, validation_alias=_alias("dim", "axis"))
     flops_per_element: ClassVar[int] = 5             # max-subtract (compare, subtract), exp, sum (add), divide
@@ -266,6 +344,9 @@ class Rescaling(_Elementwise, LayerBase):
 
     def element_flops(self) -> int:
         return int(self.scale != 1) + int(self.offset != 0)
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []                        # a multiply by a number: the gradient is the number, nothing kept
 
     def forward(self, step, xs, params, env):
         import numpy as np
@@ -356,6 +437,14 @@ class Activation(_Activation):
         applied = self.applied
         return (0, 0) if applied is None else applied.scratch_bytes(step, itemsize, channels_last, weights_given)
 
+    @property
+    def output_storage(self) -> str:                              # type: ignore[override]
+        return "view" if self.applied is None else "new"
+
+    def saved_for_backward(self, step, grads: GradFlow) -> Optional[list[Saved]]:
+        applied = self.applied
+        return [] if applied is None else applied.saved_for_backward(step, grads)
+
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         applied = self.applied
         if applied is None:
@@ -374,6 +463,10 @@ class Pow(_Activation):
     type: Literal["pow"] = "pow"
     exponent: Float = Field(description="the constant power (2: the square, 0.5: the square root)")
     flops_per_element: ClassVar[int] = 1
+
+    @property
+    def keeps_for_backward(self) -> str:                          # type: ignore[override]
+        return "output" if self.exponent in (0.5, -0.5) else "input"   # torch.sqrt, rsqrt: their result
 
     def forward(self, step, xs, params, env):
         import numpy as np

@@ -2,7 +2,8 @@
 ``GroupQueryAttention``, Llama's grouped-query q/k/v/o projections), ``scaled_dot_product_attention`` (PyTorch's
 functional ``F.scaled_dot_product_attention``), ``matmul`` (``torch.matmul`` of two tensors) and
 ``shifted_window_attention`` (Swin Transformer's windowed attention with relative position bias; its counts are
-written in the class).
+written in the class) and ``relative_position_bias`` (T5's bucketed bias added to the scores: a lookup, no
+arithmetic counted).
 
 Counts (docs/conventions.md, "Attention"), with N the batch, H query heads, kv key/value heads, d_k and d_v the
 head sizes, L_q query and L_k key positions:
@@ -42,10 +43,11 @@ from ..rules import (
     global_field,
     numel,
 )
-from .activation import Softmax
+from .activation import SOFTCAP_FLOPS, Softmax, softcap
 from .base import (
     Bool,
     Float,
+    GradFlow,
     LayerBase,
     NonNegativePerDim,
     ParamSpec,
@@ -53,6 +55,7 @@ from .base import (
     PositiveFloat,
     PositiveInt,
     Probability,
+    Saved,
     _alias,
     _per_dim,
     keras_variables,
@@ -60,11 +63,13 @@ from .base import (
     register_layer,
 )
 from .merge import broadcast_shapes
+from .norm import RMS_ELEMENT_FLOPS, RMS_GROUP_FLOPS
 from .sequence import ROTARY_FLOPS, rotate
 
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
 
-__all__ = ["MultiHeadAttention", "ScaledDotProductAttention", "MatMul", "ShiftedWindowAttention", "causal_pairs",
+__all__ = ["MultiHeadAttention", "ScaledDotProductAttention", "MatMul", "ShiftedWindowAttention",
+           "RelativePositionBias", "relative_position_buckets", "causal_pairs",
            "torch_state_dict"]
 
 #: FLOPs per attention score besides the two products: one multiply by the scale, and the softmax
@@ -97,8 +102,28 @@ def _causal_pairs_text(lq: int, lk: int) -> str:
     return f"L_k·(L_k + 1)/2 + (L_q − L_k)·L_k = {lk}·{lk + 1}/2 + {lq - lk}·{lk} = {causal_pairs(lq, lk):,}"
 
 
-def _causal_note(lq: int, lk: int, groups: int, dk: int, dv: int, macs: int) -> str:
+def decode_pairs(lq: int, past: int) -> int:
+    """The (query, key) pairs a causal mask leaves in a decode step: new query i sits at position past + i and sees
+    keys 0..past + i (the cached ones and the new ones up to itself: the mask aligned bottom-right, as Hugging
+    Face's cache does), so ``L_q·past + L_q·(L_q + 1)/2``.
+
+    >>> decode_pairs(1, 127), decode_pairs(3, 5)
+    (128, 21)
+    """
+    return lq * past + lq * (lq + 1) // 2
+
+
+def _causal_note(lq: int, lk: int, groups: int, dk: int, dv: int, macs: int, past: int = 0) -> str:
     """The layer's note on a causal mask: counted in full, and what only the unmasked scores would cost."""
+    if past:
+        if lq == 1:
+            return (f"decode step: the new token attends to the {past:,} cached positions and itself "
+                    f"({past + 1:,} keys); no score is masked")
+        full, kept = groups * lq * (past + lq), groups * decode_pairs(lq, past)
+        return (f"decode step: {lq} new positions attend to {past:,} cached + {lq} new keys; causal mask counted in "
+                f"full ({groups:,}·{lq}·{past + lq:,} = {full:,} scores), {kept:,} unmasked (new position i sees "
+                f"keys 0..{past:,} + i): QKᵀ + A·V on those alone would be {kept * (dk + dv):,} MACs instead of "
+                f"{full * (dk + dv):,}")
     full, kept = groups * lq * lk, groups * causal_pairs(lq, lk)
     skipped = (full - kept) * (dk + dv)
     total = f" ({macs - skipped:,} in all instead of {macs:,})" if macs != full * (dk + dv) else ""
@@ -132,9 +157,13 @@ def attention_field(query: Tensor, keys: list[Tensor], causal: bool, ctx: Contex
     return None
 
 
-def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any) -> Any:
-    """``softmax(scale·q·kᵀ (+ causal mask))·v`` over the last two dims, leading dims broadcast (a k/v head of
-    size 1 serves a group of query heads without a copy); counts the two products' multiply-adds."""
+def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any, cap: Optional[float] = None,
+           window: int = 0, bias: Any = None) -> Any:
+    """``softmax(scale·q·kᵀ (+ bias) (+ causal mask))·v`` over the last two dims, leading dims broadcast (a k/v head
+    of size 1 serves a group of query heads without a copy); counts the two products' multiply-adds. ``cap``: the
+    scores become cap·tanh(scores/cap) before the mask (Gemma 2); ``window`` (0: none): a sliding window, query i
+    sees keys i − window + 1..i only (key j is kept when j > i − window, as transformers' mask); ``bias``: added to
+    the scores (T5's relative position bias), broadcast to them."""
     import numpy as np
 
     from ..kernels import softmax
@@ -142,9 +171,16 @@ def attend(q: Any, k: Any, v: Any, scale: float, causal: bool, counter: Any) -> 
     scores = np.matmul(q, np.swapaxes(k, -1, -2))
     counter.add(scores.size * q.shape[-1])
     scores *= scale
+    if cap is not None:
+        softcap(scores, cap, out=scores)
+    if bias is not None:
+        scores += bias
     if causal:
         lq, lk = scores.shape[-2:]
-        np.copyto(scores, -np.inf, where=np.triu(np.ones((lq, lk), dtype=bool), 1))
+        hidden = np.triu(np.ones((lq, lk), dtype=bool), 1)
+        if window:
+            hidden |= np.tril(np.ones((lq, lk), dtype=bool), -window)
+        np.copyto(scores, -np.inf, where=hidden)
     softmax(scores, -1, out=scores)                  # in place: the scores are the largest array of the layer
     out = np.matmul(scores, v)
     counter.add(scores.size * v.shape[-1])
@@ -199,6 +235,16 @@ class AttentionDims:
     torch_layout: bool     # parameters of nn.MultiheadAttention (in_proj_bias, …); else separate q/k/v biases
     packed: bool           # in_proj_weight [3E, E] (kdim = vdim = E); else q/k/v_proj_weight
     rotary: int = 0        # features of each q and k head rotated by RoPE (0: no rope)
+    past: int = 0          # a decode step's cached positions the queries read beyond lk (Context.past, at most
+    #                        window − 1 with a sliding window)
+    caches: bool = False   # keeps a KV cache for generation: causal self-attention (see kv_cache_elements)
+    window: int = 0        # sliding window (0: none): the cache keeps the last window − 1 positions
+    qk_norm: bool = False  # an RMSNorm over each q and k head (weights [d_k] each)
+
+    @property
+    def normed_heads(self) -> int:
+        """Head vectors the q/k norms normalize: every q head at L_q positions and every k head at L_k."""
+        return self.batch * (self.heads * self.lq + self.kv_heads * self.lk) if self.qk_norm else 0
 
     @property
     def rotated_elements(self) -> int:
@@ -207,8 +253,16 @@ class AttentionDims:
 
     @property
     def keys(self) -> int:
-        """Key positions the queries attend to: the inputs' and the appended ones."""
-        return self.lk + self.extra
+        """Key positions the queries attend to: a decode step's cached ones, the inputs' and the appended ones."""
+        return self.past + self.lk + self.extra
+
+    @property
+    def cache_elements(self) -> int:
+        """Keys and values kept for generation: N·(past + L_k)·kv_heads·(d_k + d_v); 0 when the layer keeps none."""
+        if not self.caches:
+            return 0
+        positions = min(self.past + self.lk, self.window - 1) if self.window else self.past + self.lk
+        return self.batch * positions * self.kv_heads * (self.dk + self.dv)
 
     @property
     def scores(self) -> int:
@@ -243,7 +297,7 @@ class MultiHeadAttention(LayerBase):
     Keras stores a projection's kernel as ``[in, heads, head_dim]``: ``kernel.reshape(in, -1).T`` is ours.
     """
     min_inputs: ClassVar[int] = 1
-    max_inputs: ClassVar[Optional[int]] = 3
+    max_inputs: ClassVar[Optional[int]] = 4          # query, key, value and, with score_bias, the bias
     type: Literal["multi_head_attention", "multihead_attention"] = "multi_head_attention"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"MultiHeadAttention": {}}
     embed_dim: Optional[PositiveInt] = Field(None, description="query features E: inferred from the query's last "
@@ -281,9 +335,32 @@ class MultiHeadAttention(LayerBase):
     causal: Bool = Field(False, validation_alias=_alias("causal", "is_causal", "use_causal_mask"),
                          description="causal mask (query i sees keys 0..i); counted in full, the notes give the "
                                      "unmasked figure")
+    sliding_window: Optional[PositiveInt] = Field(
+        None, description="with causal: query i sees keys i − sliding_window + 1..i only (Mistral, Gemma 2's local "
+                          "layers); the mask is counted in full as the causal one; the KV cache keeps the last "
+                          "sliding_window − 1 positions (Hugging Face's sliding-window cache), which a decode step "
+                          "reads")
+    scale: Optional[PositiveFloat] = Field(None, description="multiplies q·kᵀ; default 1/√head_dim (Gemma 2: "
+                                                             "query_pre_attn_scalar^−½; T5: 1, its q projection's "
+                                                             "initialization holds the scaling)")
+    logit_softcap: Optional[PositiveFloat] = Field(
+        None, description="scores become cap·tanh(scores/cap) before the mask (Gemma 2's attn_logit_softcapping); "
+                          "3 FLOPs per score")
+    qk_norm: Bool = Field(False, description="an RMSNorm over each q and k head after the projections, before the "
+                                             "rotation (Qwen3, Gemma 3): weights q_norm_weight, k_norm_weight "
+                                             "[head_dim]")
+    qk_norm_eps: PositiveFloat = Field(1e-6, description="the q/k norms' eps")
+    qk_norm_offset: Float = Field(0.0, description="the q/k norms scale by offset + γ (Gemma 3: 1)")
+    score_bias: Bool = Field(False, description="the last input is added to the scores before the softmax: "
+                                                "[N or 1, H or 1, L_q, L_k] (T5's relative position bias); 1 FLOP "
+                                                "per score")
 
     @model_validator(mode="after")
     def _heads_and_mask(self):
+        if self.sliding_window is not None and not self.causal:
+            raise ValueError(f"sliding_window {self.sliding_window} needs causal: true (the window ends at the query)")
+        if (self.qk_norm_eps != 1e-6 or self.qk_norm_offset) and not self.qk_norm:
+            raise ValueError("qk_norm_eps and qk_norm_offset are given but qk_norm is off: set qk_norm: true")
         kv = self.num_kv_heads
         if kv is not None and self.num_heads % kv:
             raise ValueError(f"num_kv_heads {kv} must divide num_heads {self.num_heads} (each key/value head "
@@ -294,8 +371,14 @@ class MultiHeadAttention(LayerBase):
         if self.rope and (self.add_bias_kv or self.add_zero_attn):
             raise ValueError("rope with add_bias_kv or add_zero_attn is not supported (the appended keys have no "
                              "position to rotate by)")
+        if self.sliding_window is not None and not self.causal:
+            raise ValueError(f"sliding_window {self.sliding_window} needs causal: true (a window over the earlier "
+                             f"positions)")
         if self.rotary_dim is not None and not self.rope:
             raise ValueError(f"rotary_dim {self.rotary_dim} is given but rope is off: set rope: true")
+        if self.score_bias and (self.add_bias_kv or self.add_zero_attn):
+            raise ValueError("score_bias with add_bias_kv or add_zero_attn is not supported (the bias input has no "
+                             "scores for the appended keys)")
         return self
 
     @property
@@ -310,6 +393,21 @@ class MultiHeadAttention(LayerBase):
         """Whether projection ``name`` (q, k, v or out) has a bias."""
         return self.has_out_bias if name == "out" else self.has_qkv_bias
 
+    def _qk_norm_flops(self, d: AttentionDims) -> int:
+        """The q/k RMSNorms as the ``rmsnorm`` layer counts them: (3 + 1 affine) per element, 3 per head vector, and
+        the offset + γ adds (d_k per norm) when there is an offset."""
+        if not d.qk_norm:
+            return 0
+        return (d.normed_heads * (d.dk * (RMS_ELEMENT_FLOPS + 1) + RMS_GROUP_FLOPS)
+                + (2 * d.dk if self.qk_norm_offset else 0))
+
+    def _extra_flops(self, d: AttentionDims) -> int:
+        """FLOPs beyond the projections, scores, softmax and rotation: the q/k norms and the scores' soft-capping."""
+        return self._qk_norm_flops(d) + (SOFTCAP_FLOPS * d.scores if self.logit_softcap is not None else 0)
+
+    def score_scale(self, d: AttentionDims) -> float:
+        return 1.0 / math.sqrt(d.dk) if self.scale is None else self.scale
+
     # ------------------------------------------------------------------------------------------------ the rule
 
     def flop_counter_text(self, macs_text: str) -> str:
@@ -318,6 +416,15 @@ class MultiHeadAttention(LayerBase):
                 f"fast path and for F.scaled_dot_product_attention on CPU")
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        bias_shape: Optional[tuple[int, ...]] = None
+        if self.score_bias:
+            if len(inputs) < 2:
+                raise ctx.fail("score_bias: the last input is the bias added to the scores, so it needs at least "
+                               "2 inputs (query, …, bias)")
+            bias_shape, inputs = inputs[-1].shape, inputs[:-1]
+        elif len(inputs) > 3:
+            raise ctx.fail(f"takes 1 to 3 inputs (query, key, value), got {len(inputs)}; a 4th is the score bias "
+                           f"with score_bias: true")
         shapes = [t.shape for t in inputs]
         layout = "[N, L, E]" if self.batch_first else "[L, N, E] (batch_first=false)"
         roles = ("query", "key", "value")
@@ -355,29 +462,117 @@ class MultiHeadAttention(LayerBase):
             raise ctx.fail(f"rotary_dim {rotary} must be even and at most head_dim {dk} (the features of each "
                            f"q/k head rotate in pairs)")
         out = self.output_dim or e
+        if bias_shape is not None:
+            scores_shape = (n_, heads, lq, lk)
+            if (len(bias_shape) != 4 or bias_shape[2:] != scores_shape[2:]
+                    or any(b not in (1, s) for b, s in zip(bias_shape[:2], scores_shape[:2]))):
+                raise ctx.fail(f"score_bias: the bias {fmt_shape(bias_shape)} must be [N or 1, H or 1, L_q, L_k] = "
+                               f"{fmt_shape(scores_shape)} (N, H, L_q, L_k of the scores)")
         torch_layout = kv == heads and heads * dk == e and dv == dk and out == e
+        # causal self-attention keeps its keys and values for generation; an encoder's bidirectional attention and
+        # cross-attention keep no KV cache of their own (docs/conventions.md, "Serving")
+        caches = self.causal and len({t.name for t in inputs}) == 1 and self.batch_first
+        if ctx.past and not caches:
+            raise ctx.fail(self._no_decode_reason(inputs))
         dims = AttentionDims(batch=n_, lq=lq, lk=lk, extra=int(self.add_bias_kv) + int(self.add_zero_attn),
                              embed=e, kdim=kdim, vdim=vdim, heads=heads, kv_heads=kv, dk=dk, dv=dv, out=out,
-                             torch_layout=torch_layout, packed=torch_layout and kdim == vdim == e, rotary=rotary)
+                             torch_layout=torch_layout, packed=torch_layout and kdim == vdim == e, rotary=rotary,
+                             past=min(ctx.past, self.sliding_window - 1) if self.sliding_window else ctx.past,
+                             caches=caches, window=self.sliding_window or 0, qk_norm=self.qk_norm)
         projections = dims.projections()
         params = sum(fin * fout + (fout if self._biased(name) else 0) for name, _, fin, fout in projections)
         if self.add_bias_kv:
             params += kv * (dk + dv)
+        params += 2 * dk if self.qk_norm else 0
         macs = sum(rows * fin * fout for _, rows, fin, fout in projections) + dims.scores * (dk + dv)
         bias_adds = sum(rows * fout for name, rows, _, fout in projections if self._biased(name))
-        flops = (2 * macs + bias_adds + (SCALE_FLOPS + SOFTMAX_FLOPS) * dims.scores
-                 + ROTARY_FLOPS * dims.rotated_elements)
+        flops = (2 * macs + bias_adds + (SCALE_FLOPS + SOFTMAX_FLOPS + self.score_bias) * dims.scores
+                 + ROTARY_FLOPS * dims.rotated_elements + self._extra_flops(dims))
         notes = []
+        if self.scale is not None:
+            notes.append(f"scores scaled by {self.scale:g} (not 1/√head_dim)")
         if not self.batch_first:
             notes.append(f"batch_first=false: reads {fmt_shape(q_shape)} as [L, N, E]: {lq:,} position(s) of "
                          f"{n_:,} sequence(s); a network's own input is [batch, ...]: its batch dim is the "
                          f"sequence dim here")
         if self.causal:
-            notes.append(_causal_note(lq, dims.keys, n_ * heads, dk, dv, macs))
+            notes.append(_causal_note(lq, dims.keys, n_ * heads, dk, dv, macs, dims.past))
+        if dims.window and (dims.past + lk >= dims.window or ctx.past > dims.past):     # (else it changes nothing)
+            notes.append(self._window_note(dims, ctx.past))
         output = (n_, lq, out) if self.batch_first else (lq, n_, out)
         rf = attention_field(inputs[0], inputs[1:] or inputs, self.causal, ctx) if self.batch_first else None
         return Facts(output_shape=output, params=params, macs=macs, flops=flops, notes=notes, rf=rf,
                      geometry={"attention": dims})
+
+    def saved_for_backward(self, step: Any, grads: GradFlow) -> Optional[list[Saved]]:
+        """As Hugging Face's eager attention computes it (measured, torch 2.13, batch ≥ 2): each projection keeps
+        its input; the two products keep q, kᵀ (key heads repeated to the H query heads: repeat_kv copies them),
+        the softmax's output and v, each a tensor of its own; the output projection keeps the heads merged back
+        (a copy); with RoPE, the cos and sin tables (made once per forward, shared by every layer); with dropout,
+        its mask and the dropped probabilities. Exceptions (docs/conventions.md): at batch 1, GPT-2's fused c_attn
+        leaves q a view of the whole [N, L, 3E] projection; nn.MultiheadAttention keeps its fused projection whole
+        beside a scaled copy of q. Not modeled (None: the totals refuse): q/k norms (Qwen3, Gemma 3) and a logit
+        soft-cap (Gemma 2), whose extra tensors were not measured."""
+        if self.qk_norm or self.logit_softcap is not None:
+            return None
+        if not grads.any:
+            return []
+        d: AttentionDims = step.facts.geometry["attention"]
+        n, h, keys = d.batch, d.heads, d.keys
+        saved: list[Saved] = []
+        if grads.params:
+            sources = sorted({0, min(1, len(step.inputs) - 1), len(step.inputs) - 1})
+            saved += [Saved("input", f"input {k}, for the {'q/k/v' if len(sources) == 1 else 'projections'}' "
+                                     f"weight gradients", k) for k in sources]
+        saved += [Saved("extra", f"q [{n}, {h}, {d.lq}, {d.dk}]" + (" after RoPE" if d.rotary else "")
+                        + ", for k's gradient", numel=n * h * d.lq * d.dk),
+                  Saved("extra", f"kᵀ [{n}, {h}, {d.dk}, {keys}]" + (f" (the {d.kv_heads} key heads repeated to "
+                                                                       f"{h})" if d.kv_heads != h else "")
+                        + ", for q's gradient", numel=n * h * keys * d.dk),
+                  Saved("extra", f"the softmax's output [{n}, {h}, {d.lq}, {keys}], for its own gradient and v's",
+                        numel=d.scores),
+                  Saved("extra", f"v [{n}, {h}, {keys}, {d.dv}], for the probabilities' gradient",
+                        numel=n * h * keys * d.dv)]
+        if self.dropout:
+            saved.append(Saved("extra", f"the dropout mask and the dropped probabilities (2·{d.scores:,})",
+                               numel=2 * d.scores))
+        if grads.params:
+            saved.append(Saved("extra", f"the heads merged [{n}, {d.lq}, {h * d.dv}], for the output projection's "
+                                        f"weight gradient", numel=n * d.lq * h * d.dv))
+        if d.rotary:
+            saved.append(Saved("extra", f"RoPE's cos and sin tables [1, {d.lq}, {d.rotary}] (made once, shared by "
+                                        f"every layer)", numel=2 * d.lq * d.rotary,
+                               shared=f"rotary tables {d.lq}×{d.rotary} base {self.rope_theta:g}"))
+        return saved
+
+    def _no_decode_reason(self, inputs: list[Tensor]) -> str:
+        """Why this attention has no decode step (a network run with ``past``)."""
+        if not self.causal:
+            return ("a decode step (past positions) needs causal self-attention; this attention is bidirectional "
+                    "(causal: false, an encoder's): every position reads later ones, so no token is generated from "
+                    "a cache")
+        if not self.batch_first:
+            return "a decode step needs batch_first attention ([N, L, E])"
+        return (f"a decode step is counted for causal self-attention only; this layer attends from "
+                f"{inputs[0].name!r} to {inputs[1].name!r} (cross-attention: its keys come from another sequence)")
+
+    def kv_cache_elements(self, facts: Facts) -> int:
+        return facts.geometry["attention"].cache_elements
+
+    @staticmethod
+    def _window_note(d: AttentionDims, past: int) -> str:
+        w = d.window
+        kept = (f"the KV cache keeps the last {w - 1:,} positions (window − 1, Hugging Face's sliding-window cache)"
+                if d.past + d.lk >= w else
+                f"the KV cache keeps all {d.past + d.lk:,} positions (fewer than the window)")
+        if past > d.past:
+            return (f"sliding window {w:,}: of the {past:,} past positions the last {d.past:,} are cached and read; "
+                    f"{kept}")
+        lq = d.lq
+        pairs = (lq * (lq + 1) // 2 if lq <= w else w * (w + 1) // 2 + (lq - w) * w) * d.batch * d.heads
+        unmasked = f" ({pairs:,} unmasked scores with the window)" if d.past == 0 and lq == d.lk else ""
+        return (f"sliding window {w:,}: query i sees keys i − {w - 1:,}..i, a mask counted in full{unmasked}; "
+                f"{kept}")
 
     def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
         d: AttentionDims = step.facts.geometry["attention"]
@@ -402,6 +597,10 @@ class MultiHeadAttention(LayerBase):
         specs["out_proj_weight"] = ParamSpec((d.out, d.heads * d.dv), _WEIGHT_LAYOUTS["out"], "uniform", d.heads * d.dv)
         if self.has_out_bias:
             specs["out_proj_bias"] = ParamSpec((d.out,), "[output_dim]")
+        if self.qk_norm:
+            for role in "qk":                    # γ of zeros scales by 1 with an offset of 1 (Gemma 3)
+                specs[f"{role}_norm_weight"] = ParamSpec((d.dk,), "[head_dim]",
+                                                         "zeros" if self.qk_norm_offset else "ones")
         return specs
 
     def keras_weights(self, step: Any, class_name: str, variables: dict) -> dict:
@@ -445,6 +644,12 @@ class MultiHeadAttention(LayerBase):
         from ..kernels import linear
 
         d: AttentionDims = step.facts.geometry["attention"]
+        bias = None
+        if self.score_bias:                                           # [N|1, H|1, L_q, L_k] → [N|1, kv|1, g|1, …]
+            bias, xs = xs[-1], xs[:-1]
+            heads = bias.shape[1]
+            bias = bias.reshape(bias.shape[0], *((d.kv_heads, d.heads // d.kv_heads) if heads > 1 else (1, 1)),
+                                *bias.shape[2:])
         query, key, value = xs[0], xs[min(1, len(xs) - 1)], xs[-1]
         if not self.batch_first:                                      # [L, N, E] → [N, L, E] (views)
             query, key, value = (a.transpose(1, 0, 2) for a in (query, key, value))
@@ -469,13 +674,23 @@ class MultiHeadAttention(LayerBase):
             v = np.concatenate([v, np.zeros((d.batch, 1, v.shape[-1]), v.dtype)], axis=1)
         group = d.heads // d.kv_heads                                 # query heads per key/value head
         q_heads, k_heads = _heads(q, d.kv_heads, group), _heads(k, d.kv_heads, 1)
+        if self.qk_norm:                                              # over each head's d_k features
+            q_heads, k_heads = (self._head_norm(x, params[f"{role}_norm_weight"])
+                                for x, role in ((q_heads, "q"), (k_heads, "k")))
         if d.rotary:                                                  # positions along dim −2 of [N, kv, g, L, d]
             q_heads, k_heads = (rotate(x, d.rotary, self.rope_theta) for x in (q_heads, k_heads))
-        o = attend(q_heads, k_heads, _heads(v, d.kv_heads, 1),
-                   1.0 / math.sqrt(d.dk), self.causal, env.counter)     # [N, kv, group, L_q, d_v]
+        o = attend(q_heads, k_heads, _heads(v, d.kv_heads, 1), self.score_scale(d), self.causal, env.counter,
+                   cap=self.logit_softcap, window=d.window, bias=bias)   # [N, kv, group, L_q, d_v]
         o = o.transpose(0, 3, 1, 2, 4).reshape(d.batch, d.lq, d.heads * d.dv)
         y = linear(o, params["out_proj_weight"], params.get("out_proj_bias"), env.counter)
         return y if self.batch_first else y.transpose(1, 0, 2)
+
+    def _head_norm(self, x: Any, weight: Any) -> Any:
+        """RMSNorm over the last dim (one head's features) with the q/k norm's eps and offset."""
+        import numpy as np
+
+        y = x / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + x.dtype.type(self.qk_norm_eps))
+        return y * (weight + weight.dtype.type(self.qk_norm_offset) if self.qk_norm_offset else weight)
 
     def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         d: AttentionDims = step.facts.geometry["attention"]
@@ -487,7 +702,9 @@ class MultiHeadAttention(LayerBase):
         heads_out = 2 * d.batch * d.heads * d.lq * d.dv                                # A·V and its transpose
         elements = copies + 2 * (q + kv) + appended + scores + heads_out               # projections, head copies
         elements += 3 * (q + d.batch * d.keys * d.kv_heads * d.dk) if d.rotary else 0   # rotate_half, 2 products
-        mask = d.lq * d.keys if self.causal else 0
+        elements += 2 * (q + d.batch * d.keys * d.kv_heads * d.dk) if d.qk_norm else 0  # squares, normalized heads
+        elements += d.scores if self.logit_softcap is not None else 0                   # the capped scores
+        mask = d.lq * d.keys * (2 if self.sliding_window is not None else 1) if self.causal else 0
         return elements * itemsize + mask + (0 if weights_given else step.facts.params * itemsize), 0
 
     # ------------------------------------------------------------------------------------------------ explain
@@ -497,7 +714,8 @@ class MultiHeadAttention(LayerBase):
         projection's input, the score matmuls (:func:`attention_core_backward`), and each projection's input when
         that input requires a gradient (one input: the query is the key and the value, three products)."""
         d: AttentionDims = step.facts.geometry["attention"]
-        ins = grads.inputs
+        ins = grads.inputs[:-1] if self.score_bias else grads.inputs      # the score bias is the last input
+        bias_in = self.score_bias and grads.inputs[-1]
         q_in = ins[0]
         k_in = ins[1] if len(ins) > 1 else q_in
         v_in = ins[2] if len(ins) > 2 else k_in
@@ -509,12 +727,18 @@ class MultiHeadAttention(LayerBase):
         core = attention_core_backward(d.scores, d.dk, d.dv, *paths)
         result.input_macs += core.input_macs
         result.lines += core.lines
+        if bias_in:                    # the scores' gradient dS is the bias's (summed over what it broadcast over)
+            if paths[0] or paths[1]:
+                result.lines.append("backward score bias gradient: dS, made for dQ and dK above, 0 MACs")
+            else:
+                result.input_macs += d.scores * d.dv
+                result.lines.append(f"backward score bias gradient: dS needs dP = dO·Vᵀ: {d.scores * d.dv:,} MACs")
         for name, needed in zip("qkv", (q_in, k_in, v_in)):
             if needed:
                 result.input_macs += projections[name]
                 result.lines.append(f"backward {name} projection input gradient dX = d{name.upper()}·W_{name}: "
                                     f"{projections[name]:,} MACs")
-        if not any((q_in, k_in, v_in)):
+        if not any((q_in, k_in, v_in, bias_in)):
             result.lines.append(f"backward: {NO_INPUT_GRADIENT}")
         bias_adds = sum(rows * fout for name, rows, _, fout in d.projections() if self._biased(name))
         if grads.weights:
@@ -535,6 +759,9 @@ class MultiHeadAttention(LayerBase):
         d: AttentionDims = facts.geometry["attention"]
         shapes = [list(s) for s in input_shapes]
         layout = "[N, L, E]" if self.batch_first else "[L, N, E]"
+        if self.score_bias:
+            c.add(f"score bias {shapes.pop()} (the last input): added to the scores before the softmax, 1 FLOP per "
+                  f"score")
         if len(shapes) == 1:
             c.add(f"self-attention: query = key = value {shapes[0]} {layout} → {list(facts.output_shape)}")
         else:
@@ -555,10 +782,15 @@ class MultiHeadAttention(LayerBase):
             c.add(f"  {name} projection: N·{positions[0]}·in·out = {d.batch}·{positions[1]}·{fin}·{fout} = "
                   f"{n(rows * fin * fout)}")
             parts.append(rows * fin * fout)
-        keys = f"({d.lk} + {d.extra})" if d.extra else f"{d.lk}"
+        keys = (f"({d.past} + {d.lk})" if d.past else f"({d.lk} + {d.extra})" if d.extra else f"{d.lk}")
+        if d.past:
+            c.add(f"  decode step: {d.lq} new position{'s' if d.lq > 1 else ''} (projected"
+                  f"{', rotated' if d.rotary else ''}) attend{'' if d.lq > 1 else 's'} to "
+                  f"past {d.past} cached + {d.lk} new = {d.keys} keys")
         scores = f"{d.batch}·{d.heads}·{d.lq}·{keys}"
-        c.add(f"  QKᵀ: N·H·L_q·L_k·d_k = {scores}·{d.dk} = {n(d.scores * d.dk)}")
-        c.add(f"  A·V: N·H·L_q·L_k·d_v = {scores}·{d.dv} = {n(d.scores * d.dv)}")
+        key_term = "(past + L_k)" if d.past else "L_k"
+        c.add(f"  QKᵀ: N·H·L_q·{key_term}·d_k = {scores}·{d.dk} = {n(d.scores * d.dk)}")
+        c.add(f"  A·V: N·H·L_q·{key_term}·d_v = {scores}·{d.dv} = {n(d.scores * d.dv)}")
         parts += [d.scores * d.dk, d.scores * d.dv]
         c.result("MACs", "q + k + v + out projections + QKᵀ + A·V = " + " + ".join(n(p) for p in parts), sum(parts),
                  facts.macs)
@@ -568,22 +800,58 @@ class MultiHeadAttention(LayerBase):
                   f"N·(H·L_q + kv·L_k)·rotary_dim = {d.batch}·({d.heads}·{d.lq} + {d.kv_heads}·{d.lk})·{d.rotary} "
                   f"= {n(d.rotated_elements)} elements; the cos/sin tables depend on positions only (not counted)")
         rope_text = f" + RoPE {ROTARY_FLOPS}·{n(d.rotated_elements)}" if d.rotary else ""
-        c.result("FLOPs", f"2·MACs + bias adds + scaling (1 per score) + softmax ({SOFTMAX_FLOPS} per score)"
-                 f"{' + RoPE' if d.rotary else ''} = 2·{n(sum(parts))} + {n(adds)} + {n(d.scores)} + "
-                 f"{SOFTMAX_FLOPS}·{n(d.scores)}{rope_text}",
-                 2 * sum(parts) + adds + (SCALE_FLOPS + SOFTMAX_FLOPS) * d.scores
-                 + ROTARY_FLOPS * d.rotated_elements, facts.flops)
+        if d.qk_norm:
+            offset = self.qk_norm_offset
+            c.add(f"  q/k norms (RMSNorm over each head, eps {self.qk_norm_eps:g}"
+                  + (f", scale {offset:g} + γ" if offset else "")
+                  + f"): params 2·head_dim = 2·{d.dk}; FLOPs (({RMS_ELEMENT_FLOPS} + 1 affine)·d_k + "
+                  f"{RMS_GROUP_FLOPS})·N·(H·L_q + kv·L_k){' + 2·d_k (the adds to γ)' if offset else ''} = "
+                  f"({RMS_ELEMENT_FLOPS + 1}·{d.dk} + {RMS_GROUP_FLOPS})·{n(d.normed_heads)}"
+                  f"{f' + 2·{d.dk}' if offset else ''} = {n(self._qk_norm_flops(d))}")
+        if self.logit_softcap is not None:
+            c.add(f"  soft-capping: scores → {self.logit_softcap:g}·tanh(scores/{self.logit_softcap:g}), "
+                  f"{SOFTCAP_FLOPS} FLOPs per score (divide, tanh, multiply) = {SOFTCAP_FLOPS}·{n(d.scores)}")
+        if self.scale is not None:
+            c.add(f"  scores scaled by {self.scale:.6g} (not 1/√d_k): the same 1 FLOP per score")
+        extra = self._extra_flops(d)
+        extra_text = ((" + q/k norms" if d.qk_norm else "") + (" + soft-capping" if self.logit_softcap else ""))
+        bias_text = (" + score bias (1 per score)", f" + {n(d.scores)}") if self.score_bias else ("", "")
+        c.result("FLOPs", f"2·MACs + bias adds + scaling (1 per score){bias_text[0]} + softmax ({SOFTMAX_FLOPS} per "
+                 f"score){' + RoPE' if d.rotary else ''}{extra_text} = 2·{n(sum(parts))} + {n(adds)} + "
+                 f"{n(d.scores)}{bias_text[1]} + {SOFTMAX_FLOPS}·{n(d.scores)}{rope_text}"
+                 f"{f' + {n(extra)}' if extra else ''}",
+                 2 * sum(parts) + adds + (SCALE_FLOPS + SOFTMAX_FLOPS + self.score_bias) * d.scores
+                 + ROTARY_FLOPS * d.rotated_elements + extra, facts.flops)
         c.add(f"torch.utils.flop_counter counts 2·MACs = {n(2 * facts.macs)} where attention runs as explicit "
               f"matmuls (nn.MultiheadAttention with gradients and need_weights, eager Hugging Face models); on CPU "
               f"it counts F.scaled_dot_product_attention and MultiheadAttention's eval fast path as 0")
-        if self.causal:
+        if self.causal and not d.past:
             _explain_causal(c, d.batch * d.heads, "N·H", d.lq, d.keys, d.dk, d.dv)
-        cache = d.batch * d.keys * d.kv_heads * (d.dk + d.dv)
-        c.add(f"KV cache (keys and values kept for generation): N·L_k·kv_heads·(d_k + d_v) = {d.batch}·{d.keys}·"
-              f"{d.kv_heads}·({d.dk} + {d.dv}) = {n(cache)} elements")
+        if self.sliding_window is not None:
+            c.add(f"sliding window {self.sliding_window}: query i sees keys i − {self.sliding_window - 1}..i; a mask, "
+                  f"counted in full above as the causal mask is")
+        if d.caches:
+            kept = f"({d.past} + {d.lk})" if d.past else f"{d.lk}"
+            if d.window:
+                kept, key_term = f"min({kept}, {d.window} − 1)", f"min({key_term}, window − 1)"
+            c.result("KV cache elements", f"keys and values kept for generation, N·{key_term}·kv_heads·(d_k + d_v) = "
+                     f"{d.batch}·{kept}·{d.kv_heads}·({d.dk} + {d.dv})", d.cache_elements,
+                     self.kv_cache_elements(facts))
+            if d.kv_heads != d.heads:
+                c.add(f"  {d.kv_heads} key/value heads, not the {d.heads} query heads: counting H would overstate "
+                      f"the cache {d.heads // d.kv_heads}×")
+            if not d.past:
+                per_pair = d.batch * d.heads * (d.dk + d.dv)
+                c.add(f"  a decode step (summary --past P --new-tokens k): QKᵀ + A·V = N·H·k·(P + k)·(d_k + d_v) "
+                      f"= {d.batch}·{d.heads}·({d.dk} + {d.dv})·k·(P + k) = {n(per_pair)}·k·(P + k) MACs; the "
+                      f"projections on the k new positions only; cache N·(P + k)·kv_heads·(d_k + d_v)")
+        else:
+            c.add("KV cache: none (" + ("bidirectional attention, an encoder's: not a cache of generation"
+                                         if not self.causal else "cross-attention: its keys are another sequence's")
+                  + ")")
 
     def _explain_params(self, c: Explanation, d: AttentionDims, reported: int) -> None:
-        if d.packed and self.has_qkv_bias == self.has_out_bias:
+        if d.packed and self.has_qkv_bias == self.has_out_bias and not d.qk_norm:
             # nn.MultiheadAttention(d, h): in_proj 3·d² (+ 3·d), out_proj d² (+ d), bias_k and bias_v d each
             terms = ["4·d²"] + (["4·d"] if self.has_qkv_bias else []) + (["2·d"] if self.add_bias_kv else [])
             e = d.embed
@@ -604,6 +872,10 @@ class MultiHeadAttention(LayerBase):
             terms.append("bias_k, bias_v (kv·d_k + kv·d_v)")
             values.append(f"{d.kv_heads}·{d.dk} + {d.kv_heads}·{d.dv}")
             total += d.kv_heads * (d.dk + d.dv)
+        if d.qk_norm:
+            terms.append("q/k norms (2·d_k)")
+            values.append(f"2·{d.dk}")
+            total += 2 * d.dk
         c.result("params", " + ".join(terms) + " = " + " + ".join(values), total, reported)
 
 
@@ -641,10 +913,16 @@ class SdpaDims:
     kv_heads: int          # key/value heads on dim −3 (enable_gqa), else the query's
     group: int             # query heads per key/value head (1 without grouping)
     scale: float
+    past: int = 0          # a decode step's cached positions (Context.past), read beyond the lk given
+    cache: int = 0         # elements of the keys and values kept for generation (is_causal), at past + lk
+
+    @property
+    def keys(self) -> int:
+        return self.past + self.lk
 
     @property
     def scores(self) -> int:
-        return self.groups * self.lq * self.lk
+        return self.groups * self.lq * self.keys
 
 
 @register_layer
@@ -667,6 +945,21 @@ class ScaledDotProductAttention(LayerBase):
     def flop_counter_text(self, macs_text: str) -> str:
         return (f"torch.utils.flop_counter counts 0 for F.scaled_dot_product_attention on CPU; 2·MACs = {macs_text} "
                 f"where it runs as explicit matmuls")
+
+    def saved_for_backward(self, step: Any, grads: GradFlow) -> Optional[list[Saved]]:
+        """PyTorch's fused CPU kernel (``_scaled_dot_product_flash_attention_for_cpu``: 4-d inputs, no dropout, the
+        same key and query heads) keeps q, k, v, its output and the float32 log-sum-exp of each query row
+        (measured). Its other paths (3-d inputs, dropout, grouped-query heads: the math path) are not modeled."""
+        q = step.input_shapes[0]
+        if len(q) != 4 or self.dropout_p or self.enable_gqa:
+            return None
+        if not grads.any:
+            return []
+        return [Saved("input", "q, for the fused kernel's backward", 0),
+                Saved("input", "k, for the fused kernel's backward", 1),
+                Saved("input", "v, for the fused kernel's backward", 2),
+                Saved("output", "its output, for the fused kernel's backward"),
+                Saved("extra", "the log-sum-exp of each query row (float32)", numel=numel(q[:-1]), itemsize=4)]
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         q, k, v = (t.shape for t in inputs)
@@ -693,14 +986,24 @@ class ScaledDotProductAttention(LayerBase):
                 raise ctx.fail(f"the leading dims of query {fmt_shape(q)}, key {fmt_shape(k)} and value "
                                f"{fmt_shape(v)} must match{why}")
             group = heads // kv
+        if ctx.past and not self.is_causal:
+            raise ctx.fail("a decode step (past positions) needs causal attention; this one is bidirectional "
+                           "(is_causal: false): every position reads later ones")
+        # with is_causal the keys and values are a decoder's, kept for generation at every position seen
+        cache = (numel(k[:-2]) * k[-1] + numel(v[:-2]) * v[-1]) * (ctx.past + k[-2]) if self.is_causal else 0
         dims = SdpaDims(groups=numel(q[:-2]), lq=q[-2], lk=k[-2], e=q[-1], ev=v[-1],
                         kv_heads=k[-3] if len(k) >= 4 else 1, group=group,
-                        scale=1.0 / math.sqrt(q[-1]) if self.scale is None else self.scale)
+                        scale=1.0 / math.sqrt(q[-1]) if self.scale is None else self.scale, past=ctx.past,
+                        cache=cache)
         macs = dims.scores * (dims.e + dims.ev)
-        notes = [_causal_note(dims.lq, dims.lk, dims.groups, dims.e, dims.ev, macs)] if self.is_causal else []
+        notes = ([_causal_note(dims.lq, dims.keys, dims.groups, dims.e, dims.ev, macs, dims.past)]
+                 if self.is_causal else [])
         return Facts(output_shape=(*q[:-1], dims.ev), macs=macs,
                      flops=2 * macs + (SCALE_FLOPS + SOFTMAX_FLOPS) * dims.scores, notes=notes,
                      rf=attention_field(inputs[0], inputs[1:], self.is_causal, ctx), geometry={"sdpa": dims})
+
+    def kv_cache_elements(self, facts: Facts) -> int:
+        return facts.geometry["sdpa"].cache
 
     def forward(self, step: Any, xs: list, params: dict, env: Any) -> Any:
         d: SdpaDims = step.facts.geometry["sdpa"]
@@ -735,16 +1038,22 @@ class ScaledDotProductAttention(LayerBase):
               + (f"; {d.kv_heads} key/value heads, each serving {d.group} query heads (enable_gqa)"
                  if d.group > 1 else "")
               + f"; scale {'1/√E = 1/√' + str(d.e) if self.scale is None else self.scale} = {d.scale:.6g}")
-        c.result("MACs", f"QKᵀ + A·V = B·L_q·L_k·E + B·L_q·L_k·E_v = {d.groups}·{d.lq}·{d.lk}·{d.e} + "
-                 f"{d.groups}·{d.lq}·{d.lk}·{d.ev}", d.scores * (d.e + d.ev), facts.macs)
+        keys, key_term = (f"({d.past} + {d.lk})", "(past + L_k)") if d.past else (f"{d.lk}", "L_k")
+        c.result("MACs", f"QKᵀ + A·V = B·L_q·{key_term}·E + B·L_q·{key_term}·E_v = {d.groups}·{d.lq}·{keys}·{d.e} "
+                 f"+ {d.groups}·{d.lq}·{keys}·{d.ev}", d.scores * (d.e + d.ev), facts.macs)
         macs = d.scores * (d.e + d.ev)
         c.result("FLOPs", f"2·MACs + scaling (1 per score) + softmax ({SOFTMAX_FLOPS} per score) = 2·{n(macs)} + "
                  f"{n(d.scores)} + {SOFTMAX_FLOPS}·{n(d.scores)}",
                  2 * macs + (SCALE_FLOPS + SOFTMAX_FLOPS) * d.scores, facts.flops)
         c.add(f"torch.utils.flop_counter's SDPA formula: 2·b·h·s_q·s_k·(d + d_v) = 2·MACs = {n(2 * macs)} (on CPU "
               f"it counts F.scaled_dot_product_attention as 0)")
-        if self.is_causal:
+        if self.is_causal and not d.past:
             _explain_causal(c, d.groups, "B", d.lq, d.lk, d.e, d.ev)
+        if d.cache:
+            c.result("KV cache elements", f"the key and value inputs at every position kept for generation, "
+                     f"(elements of k and v per position)·{key_term} = {n(d.cache // (d.past + d.lk))}·{keys}",
+                     d.cache,
+                     self.kv_cache_elements(facts))
 
 
 # ------------------------------------------------------------------------------------------------------- matmul
@@ -756,6 +1065,11 @@ class MatMul(LayerBase):
     min_inputs: ClassVar[int] = 2
     max_inputs: ClassVar[Optional[int]] = 2
     type: Literal["matmul"] = "matmul"
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        # d(a·b)/da = grad·bᵀ keeps b, d(a·b)/db = aᵀ·grad keeps a: each only when the other needs a gradient
+        saved = [Saved("input", "a, for b's gradient aᵀ·grad", 0)] if grads.inputs[1] else []
+        return saved + ([Saved("input", "b, for a's gradient grad·bᵀ", 1)] if grads.inputs[0] else [])
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         a, b = (t.shape for t in inputs)
@@ -1065,3 +1379,113 @@ class ShiftedWindowAttention(LayerBase):
                  f"{extra + SOFTMAX_FLOPS}·{n(d.scores)}",
                  2 * facts.macs + d.rows * (qkv_b + proj_b) + d.rows * ch + (extra + SOFTMAX_FLOPS) * d.scores,
                  facts.flops)
+
+
+# --------------------------------------------------------------------------------- T5's relative position bias
+
+def relative_position_buckets(lq: int, lk: int, bidirectional: bool, num_buckets: int, max_distance: int) -> Any:
+    """``[L_q, L_k]`` bucket of each (query i, key j) pair by the distance j − i (T5's
+    ``_relative_position_bucket``, Mesh TensorFlow's): bidirectional, half the buckets for keys after the query;
+    of each half, the first half exact distances, the rest logarithmically wider up to ``max_distance`` (farther
+    ones share the last bucket); unidirectional (a decoder), keys after the query share bucket 0. Computed in
+    float32 as transformers does, so that a distance on a bucket's edge falls where it falls there.
+
+    >>> relative_position_buckets(1, 6, True, 8, 16).tolist(), relative_position_buckets(4, 1, False, 8, 16).tolist()
+    ([[0, 5, 6, 6, 6, 6]], [[0], [1], [2], [3]])
+    """
+    import numpy as np
+
+    relative = np.arange(lk, dtype=np.int64)[None, :] - np.arange(lq, dtype=np.int64)[:, None]
+    buckets = np.zeros(relative.shape, dtype=np.int64)
+    if bidirectional:
+        num_buckets //= 2
+        buckets += (relative > 0) * num_buckets
+        relative = np.abs(relative)
+    else:
+        relative = -np.minimum(relative, 0)
+    max_exact = num_buckets // 2
+    with np.errstate(divide="ignore"):                 # log(0) for the exact ones, replaced below
+        large = max_exact + (np.log(relative.astype(np.float32) / np.float32(max_exact))
+                             / np.float32(math.log(max_distance / max_exact))
+                             * np.float32(num_buckets - max_exact))
+    large = np.minimum(np.where(relative < max_exact, 0, large).astype(np.int64), num_buckets - 1)
+    return buckets + np.where(relative < max_exact, relative, large)
+
+
+@register_layer
+class RelativePositionBias(LayerBase):
+    """T5's relative position bias (``relative_attention_bias``, an ``nn.Embedding(num_buckets, num_heads)``): for
+    every (query, key) pair, the row of its distance's bucket (:func:`relative_position_buckets`), one value per
+    head → ``[N, H, L_q, L_k]``, the same for every example (expanded over the batch without a copy), added to the
+    scores of a ``multi_head_attention`` with ``score_bias``. Inputs: one sequence ``[N, L, …]`` (self-attention:
+    L_q = L_k = L) or two (queries, keys); only their lengths (dim 1) are read.
+
+    T5 holds the table in the first layer of each stack and passes the bias it made to the others: one layer of
+    this type per stack, read by every attention of the stack, counts its params once. params
+    ``num_buckets·num_heads``; MACs 0, FLOPs 0: a lookup (the buckets — a log per pair — depend on the lengths
+    only, made once per forward pass, not counted, as RoPE's cos/sin tables are not)."""
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[Optional[int]] = 2
+    type: Literal["relative_position_bias"] = "relative_position_bias"
+    num_heads: PositiveInt = Field(description="heads H: one bias per head")
+    num_buckets: PositiveInt = Field(32, description="rows of the table (T5: relative_attention_num_buckets)")
+    max_distance: PositiveInt = Field(128, description="distances from here on share the last bucket (T5: "
+                                                       "relative_attention_max_distance)")
+    bidirectional: Bool = Field(True, description="keys after the query get buckets of their own (an encoder); "
+                                                  "false: a decoder's, they share bucket 0")
+
+    keeps_finite = True
+    reads_input_values = False               # the inputs give the lengths only
+
+    @model_validator(mode="after")
+    def _enough_buckets(self):
+        exact = self.num_buckets // (2 if self.bidirectional else 1) // 2
+        if exact < 1:
+            raise ValueError(f"num_buckets {self.num_buckets} leaves no exact bucket (at least "
+                             f"{4 if self.bidirectional else 2} {'bidirectional' if self.bidirectional else ''})")
+        if self.max_distance <= exact:
+            raise ValueError(f"max_distance {self.max_distance} must exceed the {exact} exact distances "
+                             f"(num_buckets {self.num_buckets}): the logarithmic buckets span exact..max_distance")
+        return self
+
+    def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
+        for t in inputs:
+            if len(t.shape) < 2:
+                raise ctx.fail(f"needs inputs [N, L, …] (the sequence along dim 1), got {fmt_shape(t.shape)}")
+        lq, lk = inputs[0].shape[1], inputs[-1].shape[1]
+        return Facts(output_shape=(ctx.batch, self.num_heads, lq, lk), params=self.num_buckets * self.num_heads,
+                     notes=[f"a {self.num_buckets} × {self.num_heads} table read at the bucket of each of the "
+                            f"{lq:,}·{lk:,} (query, key) distances: no arithmetic counted; the same for every "
+                            f"example (expanded, no copy)"])
+
+    def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
+        return {"weight": ParamSpec((self.num_buckets, self.num_heads), "[num_buckets, num_heads]", "normal")}
+
+    def forward(self, step: Any, xs: list, params: dict, env: Any) -> Any:
+        import numpy as np
+
+        _, heads, lq, lk = step.facts.output_shape
+        buckets = relative_position_buckets(lq, lk, self.bidirectional, self.num_buckets, self.max_distance)
+        bias = params["weight"][buckets].transpose(2, 0, 1)                  # [H, L_q, L_k]
+        return np.broadcast_to(bias, step.facts.output_shape)
+
+    def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
+        _, heads, lq, lk = step.facts.output_shape
+        return lq * lk * (8 * 4 + heads * itemsize), 0     # distances, buckets, the float32 logs; the bias itself
+
+    def backward(self, step: Any, grads: Gradients) -> Backward:
+        adds = numel(step.facts.output_shape)
+        return Backward(element_flops=adds, lines=[
+            "backward: no input gradient: the inputs give the lengths only",
+            f"backward weight gradient: the output gradient summed over the batch and into the bucket rows (a "
+            f"scatter-add): 0 MACs, N·H·L_q·L_k = {adds:,} adds"])
+
+    def explain(self, c: Explanation, input_shapes: list[tuple[int, ...]], facts: Facts,
+                channels_last: bool) -> None:
+        _, heads, lq, lk = facts.output_shape
+        c.add(f"each (query, key) pair of {lq}·{lk} reads the row of its distance's bucket "
+              f"({'bidirectional' if self.bidirectional else 'unidirectional'}, {self.num_buckets} buckets, "
+              f"max_distance {self.max_distance}) → {list(facts.output_shape)}, the same for every example")
+        c.result("params", f"num_buckets·num_heads = {self.num_buckets}·{heads}", self.num_buckets * heads,
+                 facts.params)
+        c.add("MACs = 0, FLOPs = 0 (a lookup; the buckets depend on the lengths only)")

@@ -421,6 +421,15 @@ class LayerBase(Description):
     #: input): a field that is the whole input then carries on through the layer (see rules.whole_from_inputs)
     reads_input_values: ClassVar[bool] = True
 
+    def input_shape(self) -> Optional[list[int]]:
+        """When the layer is another input of the network (``extra_input``), its shape without the batch: a run
+        feeds it an array of that shape (``Env.feed``) and ``Network.replace_inputs`` sets it; else None."""
+        return None
+
+    def with_input_shape(self, shape: list[int]) -> "LayerBase":
+        """A copy of a network-input layer (:meth:`input_shape` not None) taking inputs of ``shape``."""
+        raise NotImplementedError(f"layer type {self.type_name!r} is not an input of the network")
+
     def index_count(self) -> Optional[int]:
         """When the layer reads its input as integer indices (token ids), how many there are (an embedding's
         vocabulary): a run without given input then draws token ids below it instead of real numbers."""
@@ -471,11 +480,35 @@ class LayerBase(Description):
         return (f"data_format {data_format!r} does not match the network's layout {layout}: set the network's layout "
                 f"to {data_format}")
 
+    def kv_cache_elements(self, facts: "Facts") -> int:
+        """Elements this layer keeps for generation after its forward pass (the keys and values of causal
+        self-attention, at the past + new positions): 0 for every layer that keeps none (docs/conventions.md,
+        "Serving"). ``facts``: the layer's resolved facts (``Context.past`` already in them)."""
+        return 0
+
+    def weight_elements_read(self, facts: "Facts") -> int:
+        """Parameter and buffer elements one forward pass reads (a decode step's memory traffic): all of them by
+        default; a lookup table only the rows it looks up. Parameters tied to another layer and read here too are
+        added by the caller (``facts.geometry["tied_params"]``)."""
+        return facts.params + facts.buffers
+
     def flop_counter_text(self, macs_text: str) -> str:
         """What PyTorch's ``torch.utils.flop_counter.FlopCounterMode`` reports for this layer (on CPU), for the
         calculator's FLOPs line: ``macs_text`` is 2·MACs, written out. It counts 2·MACs of the matmuls and
         convolutions it sees and 0 for element-wise work; a type whose PyTorch kernel it does not see says so."""
         return f"torch.utils.flop_counter counts 2·MACs = {macs_text}"
+
+    def idle_params(self, facts: "Facts") -> int:
+        """Parameters a token's forward pass does not use: a mixture of experts' experts the router does not choose
+        (E − k of them). The report's ``active_params`` is ``params`` minus these. Default 0: every parameter is
+        active."""
+        return 0
+
+    def idle_macs(self, facts: "Facts") -> int:
+        """Multiply-accumulates the layer would add if every expert ran on every token (a mixture of experts; its
+        ``macs`` count only the top-k it runs). The report's ``all_experts_macs`` is ``macs`` plus these. Default
+        0: the layer computes all it has."""
+        return 0
 
     def backward(self, step: "Step", grads: "Gradients") -> "Optional[Backward]":
         """The cost of the layer's backward pass (:class:`~layercalc.rules.Backward`: MACs of the gradients with
@@ -495,6 +528,26 @@ class LayerBase(Description):
 
     def explain_field(self, c: "Explanation", facts: "Facts", input_rf: Optional[tuple[list, list]]) -> None:
         """Worked receptive-field lines (after the memory lines); windowed layers override it."""
+
+    # ------------------------------------------------------------------------------- training: saved for backward
+
+    #: how the output shares memory with input 0 (for the saved tensors, which PyTorch de-duplicates by storage):
+    #: ``"new"`` a tensor of its own; ``"view"`` the input's memory (identity, split, slice: a view of it);
+    #: ``"strided"`` the input's memory in another order (permute, transpose: a later reshape copies it);
+    #: ``"reshape"`` a view of a contiguous input, a copy of a strided one (flatten, reshape: torch's reshape);
+    #: ``"parameter"`` a parameter itself (a learnable tensor used as an input: held as a weight, never counted as a
+    #: saved activation)
+    output_storage: ClassVar[str] = "new"
+
+    def saved_for_backward(self, step: "Step", grads: "GradFlow") -> "Optional[list[Saved]]":
+        """The tensors PyTorch's autograd keeps for this layer's backward pass in training mode, given which of its
+        inputs need a gradient and whether it has trainable parameters (``grads``): its input k, its output, or
+        tensors of its own (a mask, indices, statistics), parameters excluded (held anyway). An empty list: it
+        saves nothing; None: not modeled for this type (the training figures then refuse a total and name it).
+        Each family states what torch 2.13 saves, measured with ``saved_tensors_hooks`` (docs/conventions.md,
+        "Training memory")."""
+        return None
+
 
 
 def not_runnable(step: "Step") -> LayerCalcError:
@@ -540,6 +593,39 @@ if TYPE_CHECKING:
     LayerMixin = LayerBase
 else:
     LayerMixin = object
+
+
+@dataclass(frozen=True)
+class GradFlow:
+    """What a layer's backward pass must produce: which inputs need a gradient (a tensor needs one when it depends
+    on a trainable parameter: the network input and integer ids do not), whether the layer has trainable
+    parameters, the training dtype's bytes per element and the network's layout."""
+    inputs: tuple[bool, ...]
+    params: bool
+    itemsize: int
+    channels_last: bool = False
+
+    @property
+    def any(self) -> bool:
+        """Whether autograd records the layer at all (a layer nothing of which needs a gradient saves nothing)."""
+        return self.params or any(self.inputs)
+
+
+@dataclass(frozen=True)
+class Saved:
+    """One tensor a layer keeps for its backward pass (see :meth:`LayerBase.saved_for_backward`).
+
+    ``kind``: ``"input"`` (input ``index`` as it reached the layer), ``"output"`` (output ``index``) or ``"extra"``
+    (a tensor of the layer's own: a dropout mask, max-pool indices, normalization statistics) of ``numel``
+    elements. ``itemsize``: bytes per element when it is not the training dtype's (int64 indices: 8). ``shared``:
+    a key naming an extra tensor several layers use (rotary cos/sin tables made once per model): counted once.
+    ``what``: why it is kept, for ``--explain``."""
+    kind: Literal["input", "output", "extra"]
+    what: str
+    index: int = 0
+    numel: int = 0
+    itemsize: Optional[int] = None
+    shared: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -628,8 +714,8 @@ def unregister_layer(cls: "type[LayerBase]") -> None:
 
 #: the families ``layercalc.layers`` does not import at start, imported on first need in this order (their
 #: registration order: the order of the schema and of ``layercalc --help``)
-LATER_FAMILIES = ("norm", "merge", "depthwise", "sequence", "attention", "tensor_ops", "resample", "recurrent",
-                  "mask")
+LATER_FAMILIES = ("norm", "merge", "depthwise", "sequence", "attention", "tensor_ops", "resample", "recurrent", "moe",
+                  "mla", "mask")
 _families_imported = 0        # how many of LATER_FAMILIES are imported (always a prefix: the registration order)
 
 

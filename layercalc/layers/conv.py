@@ -60,12 +60,14 @@ from .activation import ActivationName, activation_field
 from .base import (
     Bool,
     DataFormat,
+    GradFlow,
     LayerBase,
     NonNegativePerDim,
     PaddingField,
     ParamSpec,
     PerDim,
     PositiveInt,
+    Saved,
     _alias,
     _lower_string,
     _padding_pairs,
@@ -204,6 +206,9 @@ class _ConvBase(LayerBase):
         v = keras_variables(step, class_name, variables, {"": ["kernel", "bias"][:1 + self.bias]})
         return {"weight": _keras_kernel(v["kernel"]), **({"bias": v["bias"]} if self.bias else {})}
 
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return conv_saved(step, grads, self.padding_mode)
+
     def forward(self, step, xs, params, env):
         from ..kernels import conv
         x = env.to_channels_last(xs[0])
@@ -300,6 +305,26 @@ def _keras_kernel(kernel: Any) -> Any:
     return kernel.transpose(rank + 1, rank, *range(rank))
 
 
+def conv_saved(step, grads: GradFlow, padding_mode: str) -> list[Saved]:
+    """What torch's convolution keeps: its input (for the weight's gradient) and its weight, whichever gradient is
+    needed (measured: a frozen conv after a trained layer still keeps its input). A padding torch cannot do inside
+    the convolution — reflect/replicate/circular, or unequal before/after (Keras' "same" with an even kernel or a
+    stride) — is an F.pad first, and the padded copy is what the convolution keeps."""
+    if not grads.any:
+        return []
+    pads = step.facts.geometry.get("pads", ())
+    if padding_mode == "zeros" and all(before == after for before, after in pads):
+        return [Saved("input", "its input x, for the weight's gradient (the weight itself, for x's)")]
+    x = step.input_shapes[0]
+    spatial = x[1:-1] if grads.channels_last else x[2:]
+    padded = numel(x) // numel(spatial) * numel(s + b + a for s, (b, a) in zip(spatial, pads))
+    why = f"{padding_mode} padding" if padding_mode != "zeros" else "unequal padding before and after"
+    saved = [Saved("extra", f"its input padded by F.pad ({why}), for the weight's gradient", numel=padded)]
+    if padding_mode in ("reflect", "replicate") and grads.inputs[0]:
+        saved.insert(0, Saved("input", f"its input x, kept by the {padding_mode} pad for x's gradient"))
+    return saved
+
+
 def _check_padding_mode(mode: str, spatial: Shape, pads, x: Tensor, ctx: Context) -> None:
     """PyTorch's limits: reflect needs padding < size; circular needs padding ≤ size."""
     for n_, (pb, pa) in zip(spatial, pads):
@@ -339,6 +364,11 @@ class _ConvTransposeBase(_ConvBase):
     output_padding: NonNegativePerDim = Field(
         per_dim_default(0), description="extra size added to one side of the output; smaller than stride or dilation")
     padding_mode: Literal["zeros"] = "zeros"
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        # a padding crops the output (never pads the input): the input itself is kept
+        return [Saved("input", "its input x, for the weight's gradient (the weight itself, for x's)")] if grads.any \
+            else []
 
     @model_validator(mode="after")
     def _normalize_output_padding(self):

@@ -33,11 +33,13 @@ from .activation import ActivationName, activation_field
 from .base import (
     Bool,
     DataFormat,
+    GradFlow,
     LayerBase,
     PaddingField,
     ParamSpec,
     PerDim,
     PositiveInt,
+    Saved,
     _alias,
     _as_lists,
     _lower_string,
@@ -46,7 +48,7 @@ from .base import (
     per_dim_default,
     register_layer,
 )
-from .conv import Conv1d, Conv2d, Conv3d, _ConvBase, _keras_kernel, store_window_fields
+from .conv import Conv1d, Conv2d, Conv3d, _ConvBase, _keras_kernel, conv_saved, store_window_fields
 from .fused import FusedActivation
 
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
@@ -82,6 +84,9 @@ class _DepthwiseBase(LayerBase):
     activation: ActivationName = activation_field()
 
     _lower_padding = field_validator("padding", mode="before")(classmethod(lambda cls, v: _lower_string(v)))
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return conv_saved(step, grads, "zeros")                  # torch's grouped conv, groups = C_in
 
     @model_validator(mode="after")
     def _normalize(self):
@@ -158,6 +163,14 @@ class _SeparableBase(_DepthwiseBase):
 
     out_channels: PositiveInt = Field(validation_alias=_alias("out_channels", "filters"),
                                       description="output channels of the pointwise conv")
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        if not grads.any:
+            return []
+        # two convolutions: the depthwise keeps the input, the pointwise the depthwise result
+        return conv_saved(step, grads, "zeros") + [
+            Saved("extra", "the depthwise result, the pointwise conv's input",
+                  numel=numel(step.facts.geometry["mid_shape"]))]
 
     def pointwise(self) -> _ConvBase:
         return _CONVS[self.spatial_dims](out_channels=self.out_channels, kernel_size=1, bias=self.bias)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Optional, cast
 from ..explain import Explanation
 from ..rules import Backward, Context, Facts, Gradients, Tensor, numel
 from .activation import activation_layer
-from .base import LayerBase, LayerMixin
+from .base import GradFlow, LayerBase, LayerMixin, Saved
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,6 +66,22 @@ class FusedActivation(LayerMixin):
             return y
         env.overwritable = [True]                       # the layer's fresh output: overwritten in place
         return activation.forward(self._activation_step(activation, step), [y], {}, env)
+
+    def saved_for_backward(self, step: "Step", grads: GradFlow) -> list[Saved]:
+        own = super().saved_for_backward(step, grads)
+        activation = self.fused_activation()
+        # the activation runs on the layer's output, which needs a gradient whenever the layer is recorded
+        inner = [] if activation is None else activation.saved_for_backward(
+            self._activation_step(activation, step), GradFlow((grads.any,), False, grads.itemsize,
+                                                              grads.channels_last))
+        if own is None or inner is None:      # every layer with a fused activation, and every activation, says
+            raise NotImplementedError(f"{self.type_name}: saved tensors not modeled")      # (never reached)
+        if activation is None:
+            return own
+        # its "input" is the layer's pre-activation result: a tensor of the layer's own
+        return own + [Saved("extra", f"the pre-activation result, kept by the fused {activation.type_name}",
+                            numel=numel(step.facts.output_shape)) if item.kind == "input" else item
+                      for item in inner]
 
     def scratch_bytes(self, step: "Step", itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         temporary, workspace = super().scratch_bytes(step, itemsize, channels_last, weights_given)

@@ -14,7 +14,18 @@ from pydantic import Field
 from ..explain import Explanation, n
 from ..rules import Backward, Context, Facts, Gradients, Tensor, check_declared, fmt_shape, numel, product_backward
 from .activation import ActivationName, activation_field
-from .base import Bool, LayerBase, LayerMixin, ParamSpec, PositiveInt, _alias, keras_variables, register_layer
+from .base import (
+    Bool,
+    GradFlow,
+    LayerBase,
+    LayerMixin,
+    ParamSpec,
+    PositiveInt,
+    Saved,
+    _alias,
+    keras_variables,
+    register_layer,
+)
 from .fused import FusedActivation
 
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
@@ -70,6 +81,11 @@ class _Dense(LayerMixin):
         if self.bias:
             specs["bias"] = ParamSpec((fout,), "[out_features]", "uniform", fin)
         return specs
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        # the weight's gradient is gradᵀ·x: x is kept when the weight is trained (a frozen linear keeps only its
+        # weight, which is a parameter: measured, torch 2.13's addmm/mm save mat1 only for mat2's gradient)
+        return [Saved("input", "its input x, for the weight's gradient gradᵀ·x")] if grads.params else []
 
     def keras_weights(self, step, class_name: str, variables: dict) -> dict:
         # Keras' kernel is [in, out]: x·kernel; PyTorch's weight [out, in]: x·weightᵀ

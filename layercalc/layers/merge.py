@@ -31,7 +31,7 @@ from ..rules import (
     normalize_dim,
     numel,
 )
-from .base import Int, LayerBase, LayerMixin, _alias, register_layer
+from .base import GradFlow, Int, LayerBase, LayerMixin, Saved, _alias, register_layer
 
 __all__ = ['Add', 'Mul', 'Sub', 'Div', 'Concat']
 
@@ -147,6 +147,9 @@ class _ElementwiseMerge(LayerMixin):
             out = ufunc(out, xs[i], out=out if out.shape == shape else None)
         return out
 
+    def saved_for_backward(self, step, grads: GradFlow) -> Optional[list[Saved]]:
+        return []                   # a sum's gradient is the output's, to every input: nothing kept (subtract too)
+
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         out = list(facts.output_shape)
         elements = math.prod(out)
@@ -169,6 +172,23 @@ class Mul(_ElementwiseMerge, LayerBase):
     ufunc: ClassVar[str] = "multiply"
     type: Literal["mul"] = "mul"
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Multiply": {}}
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        # x₀·x₁·…: torch multiplies pairwise, left to right; each multiply keeps one operand for the other's
+        # gradient (an operand is kept only when the other needs a gradient: measured)
+        saved: list[Saved] = []
+        shapes = step.input_shapes
+        left_grad, left = grads.inputs[0], Saved("input", "input 0, for input 1's gradient", 0)
+        for k in range(1, len(shapes)):
+            if grads.inputs[k]:
+                saved.append(left)
+            if left_grad:
+                saved.append(Saved("input", f"input {k}, for the gradient of the product before it", k))
+            left_grad = left_grad or grads.inputs[k]
+            product = broadcast_shapes(list(shapes[:k + 1]))
+            left = Saved("extra", f"the product of inputs 0..{k}, for input {k + 1}'s gradient",
+                         numel=numel(product or ()))
+        return saved
 
 
 class _BinaryMerge(_ElementwiseMerge):
@@ -216,6 +236,13 @@ class Div(_BinaryMerge, LayerBase):
     symbol: ClassVar[str] = "/"
     type: Literal["div"] = "div"
 
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        # d(a/b)/da = 1/b keeps b; d(a/b)/db = −a/b² keeps a and b (measured)
+        saved = [Saved("input", "the divisor b, for both gradients", 1)] if any(grads.inputs) else []
+        if grads.inputs[1]:
+            saved.insert(0, Saved("input", "the dividend a, for the divisor's gradient", 0))
+        return saved
+
     def forward(self, step, xs, params, env):
         import numpy as np
 
@@ -239,6 +266,9 @@ class Concat(LayerBase):
                                            "dim (1 for NCHW, the last for NHWC)")
 
     keeps_finite = True
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []                                   # each input's gradient is a slice of the output's
 
     def backward(self, step, grads: Gradients) -> Backward:
         return elementwise_backward(step.facts, grads,

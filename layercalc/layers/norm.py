@@ -11,7 +11,7 @@ compute statistics (:data:`STATISTICS_FLOPS` per element, :data:`PER_GROUP_FLOPS
 import math
 from typing import Any, ClassVar, Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..explain import Explanation, n, prod_text, spatial_parts
 from ..rules import (
@@ -30,11 +30,13 @@ from ..rules import (
 from .base import (
     Bool,
     Float,
+    GradFlow,
     Int,
     LayerBase,
     ParamSpec,
     PositiveFloat,
     PositiveInt,
+    Saved,
     _alias,
     keras_variables,
     register_layer,
@@ -71,6 +73,16 @@ def normalized_dims(given: Optional[Union[int, list[int]]], x: Tensor, ctx: Cont
         raise ctx.fail(f"normalized_shape {list(ns)} must equal the trailing dims of the input {fmt_shape(x.shape)} "
                        f"(batch excluded)")
     return ns
+
+
+def statistics_saved(grads: GradFlow, groups: int, over: str) -> list[Saved]:
+    """What torch's batch, layer and group norms keep in training (measured, CPU): the input and, per group of
+    values normalized together, the mean and 1/√(var + eps), in the input's dtype — whenever any gradient is
+    needed (a frozen norm after a trained layer keeps them as well)."""
+    if not grads.any:
+        return []
+    return [Saved("input", "its input x, to normalize again in backward"),
+            Saved("extra", f"the mean and 1/√(var + eps) per {over} (2·{groups:,})", numel=2 * groups)]
 
 
 def _affine_specs(channels: int) -> dict[str, ParamSpec]:
@@ -122,6 +134,10 @@ class _BatchNormBase(LayerBase):
         return batch_norm(xs[0], channel_axis=env.channel_axis, mean=params.get("running_mean"),
                           var=params.get("running_var"), weight=params.get("weight"), bias=params.get("bias"),
                           eps=self.eps, out=env.out_for(xs[0]))
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        _, c, _ = split_channels(step.input_shapes[0], grads.channels_last)
+        return statistics_saved(grads, c, "channel (the batch's statistics, training mode)")
 
     def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         # without running statistics the batch's mean and variance are computed in float64
@@ -190,6 +206,10 @@ class BatchNorm(LayerBase):
         check_declared(self.num_features, c, "num_features", x, ctx)
         return Facts(output_shape=x.shape, params=(self.center + self.scale) * c, buffers=2 * c,
                      flops=NORMALIZE_FLOPS * numel(x.shape), rf=x.rf, geometry={"axis": axis})
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        c = step.input_shapes[0][step.facts.geometry["axis"]]
+        return statistics_saved(grads, c, "feature (the batch's statistics, training mode)")
 
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         c = step.input_shapes[0][step.facts.geometry["axis"]]
@@ -295,6 +315,10 @@ class LayerNorm(LayerBase):
                      flops=norm_flops(numel(x.shape), numel(x.shape) // size, affine_ops), rf=x.rf,
                      geometry={"normalized_shape": ns})
 
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        rows = numel(step.input_shapes[0]) // numel(step.facts.geometry["normalized_shape"])
+        return statistics_saved(grads, rows, "row normalized")
+
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         normalized = tuple(step.facts.geometry["normalized_shape"])
         if not self.elementwise_affine:
@@ -371,6 +395,9 @@ class GroupNorm(LayerBase):
         return Facts(output_shape=x.shape, params=2 * c if self.affine else 0,
                      flops=norm_flops(numel(x.shape), n_ * self.num_groups, 2 if self.affine else 0), rf=x.rf)
 
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return statistics_saved(grads, step.input_shapes[0][0] * self.num_groups, "example and group")
+
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         _, c, _ = split_channels(step.input_shapes[0], channels_last)
         return _affine_specs(c) if self.affine else {}
@@ -415,6 +442,18 @@ class RMSNorm(LayerBase):
         None, description="trailing dims to normalize over; default: the last dim")
     eps: Optional[PositiveFloat] = Field(None, description="default: the dtype's machine epsilon (PyTorch)")
     elementwise_affine: Bool = True
+    offset: Float = Field(0.0, description="the scale is offset + γ (Gemma's RMSNorm: 1, its γ starting at 0); "
+                                           "1 FLOP per γ element for the add")
+
+    @model_validator(mode="after")
+    def _offset_needs_scale(self):
+        if self.offset and not self.elementwise_affine:
+            raise ValueError(f"offset {self.offset} is added to γ: it needs elementwise_affine")
+        return self
+
+    def _offset_flops(self, size: int) -> int:
+        """offset + γ: one add per element of γ (once per call: it does not depend on the input)."""
+        return size if self.offset else 0
 
     def backward(self, step, grads: Gradients) -> Backward:
         return elementwise_backward(step.facts, grads, _NORM_BACKWARD)
@@ -425,13 +464,31 @@ class RMSNorm(LayerBase):
         size, elements = numel(ns), numel(x.shape)
         affine = 1 if self.elementwise_affine else 0
         return Facts(output_shape=x.shape, params=size if self.elementwise_affine else 0,
-                     flops=elements * (RMS_ELEMENT_FLOPS + affine) + elements // size * RMS_GROUP_FLOPS, rf=x.rf,
-                     geometry={"normalized_shape": ns})
+                     flops=elements * (RMS_ELEMENT_FLOPS + affine) + elements // size * RMS_GROUP_FLOPS
+                     + self._offset_flops(size), rf=x.rf, geometry={"normalized_shape": ns})
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        # torch 2.13's RMSNorm is composite (measured): x² and x·rstd keep x, rsqrt keeps rstd (one per row), and
+        # γ·(x·rstd) keeps the normalized x for γ's gradient. Computed in float32: a 16-bit x is upcast, and the
+        # float32 copy is what is kept (Hugging Face's LlamaRMSNorm keeps its normalized x in the 16-bit dtype)
+        elements = numel(step.input_shapes[0])
+        rows = elements // numel(step.facts.geometry["normalized_shape"])
+        wide = None if grads.itemsize >= 4 else 4
+        saved = []
+        if grads.inputs[0]:
+            saved.append(Saved("input", "its input x, for x's gradient") if wide is None else
+                         Saved("extra", "its input upcast to float32, for x's gradient", numel=elements, itemsize=4))
+            saved.append(Saved("extra", f"1/√(mean(x²) + eps) per row ({rows:,})", numel=rows, itemsize=wide))
+        if grads.params:
+            saved.append(Saved("extra", "the normalized x·rstd, for γ's gradient", numel=elements, itemsize=wide))
+        return saved
 
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         if not self.elementwise_affine:
             return {}
-        return {"weight": ParamSpec(tuple(step.facts.geometry["normalized_shape"]), "normalized_shape", "ones")}
+        layout = "normalized_shape" + (f" (the scale is {self.offset:g} + γ)" if self.offset else "")
+        return {"weight": ParamSpec(tuple(step.facts.geometry["normalized_shape"]), layout,
+                                    "zeros" if self.offset else "ones")}
 
     def forward(self, step, xs, params, env):
         import numpy as np
@@ -440,7 +497,7 @@ class RMSNorm(LayerBase):
         eps = self.eps if self.eps is not None else float(np.finfo(x.dtype).eps)
         y = x / np.sqrt(np.mean(np.square(x), axis=axes, keepdims=True) + eps)
         if "weight" in params:
-            y *= params["weight"]
+            y *= params["weight"] + params["weight"].dtype.type(self.offset) if self.offset else params["weight"]
         return y
 
     def scratch_bytes(self, step, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
@@ -458,6 +515,12 @@ class RMSNorm(LayerBase):
         else:
             c.zero("params", "elementwise_affine=False: no γ", facts.params)
         affine = 1 if self.elementwise_affine else 0
-        c.result("FLOPs", f"elements·({RMS_ELEMENT_FLOPS} + {affine} affine) + groups·{RMS_GROUP_FLOPS} = "
-                 f"{n(elements)}·{RMS_ELEMENT_FLOPS + affine} + {groups}·{RMS_GROUP_FLOPS}",
-                 elements * (RMS_ELEMENT_FLOPS + affine) + groups * RMS_GROUP_FLOPS, facts.flops)
+        offset = self._offset_flops(size)
+        c.result("FLOPs", f"elements·({RMS_ELEMENT_FLOPS} + {affine} affine) + groups·{RMS_GROUP_FLOPS}"
+                 + (f" + {self.offset:g} + γ ({size})" if offset else "")
+                 + f" = {n(elements)}·{RMS_ELEMENT_FLOPS + affine} + {groups}·{RMS_GROUP_FLOPS}"
+                 + (f" + {size}" if offset else ""),
+                 elements * (RMS_ELEMENT_FLOPS + affine) + groups * RMS_GROUP_FLOPS + offset, facts.flops)
+        if self.offset:
+            c.add(f"the scale is {self.offset:g} + γ (Gemma's RMSNorm stores γ − {self.offset:g}: an untrained γ of "
+                  f"zeros scales by {self.offset:g})")

@@ -52,12 +52,14 @@ from ..shapes import (
 from .base import (
     Bool,
     DataFormat,
+    GradFlow,
     LayerBase,
     LayerMixin,
     OptionalPerDim,
     PaddingField,
     PerDim,
     PositiveInt,
+    Saved,
     _alias,
     _lower_string,
     _padding_pairs,
@@ -184,10 +186,25 @@ class _PoolBase(LayerBase):
         explain_window_field(c, self.kernel_size, self.stride, self.dilations, facts, input_rf)
 
 
+def pool_saved(step, grads: GradFlow, indices: bool) -> list[Saved]:
+    """What torch's pooling keeps when its input needs a gradient (measured): the input, and for a max the int64
+    index of each output's maximum (max_pool*_with_indices, adaptive_max_pool*: 8 bytes per output element)."""
+    if not grads.inputs[0]:
+        return []
+    saved = [Saved("input", "its input x (its shape and values, for the backward kernel)")]
+    if indices:
+        saved.append(Saved("extra", "the int64 index of each output's maximum", numel=numel(step.facts.output_shape),
+                           itemsize=8))
+    return saved
+
+
 class _MaxPoolBase(_PoolBase):
     dilation: PerDim = Field(per_dim_default(1), validation_alias=_alias("dilation", "dilation_rate"))
 
     keeps_finite = True
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return pool_saved(step, grads, indices=True)
 
     def forward(self, step, xs, params, env):
         from ..kernels import max_pool
@@ -219,6 +236,9 @@ class MaxPool3d(_MaxPoolBase):
 
 class _AvgPoolBase(_PoolBase):
     operation: ClassVar[str] = "add (the divide replaces the first add)"
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return pool_saved(step, grads, indices=False)
 
     count_include_pad: Optional[Bool] = Field(
         None, description="count padded zeros in the divisor; default True for numeric padding (PyTorch), "
@@ -288,6 +308,13 @@ class _AdaptivePoolBase(LayerBase):
     spatial_dims: ClassVar[int]                  # each registered adaptive pooling sets its rank
 
     output_size: OutputSizeField = Field(description="int, or one size per spatial dim (null keeps the input size)")
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        x, out = step.input_shapes[0], step.facts.output_shape
+        spatial = out[1:-1] if grads.channels_last else out[2:]
+        if self.reduction == "avg" and all(size == 1 for size in spatial) and len(x) == len(out):
+            return []          # torch computes an average to 1×1 as x.mean(spatial dims): a mean keeps nothing
+        return pool_saved(step, grads, indices=self.reduction == "max")
 
     def backward(self, step, grads: Gradients) -> Backward:
         return elementwise_backward(step.facts, grads,
@@ -434,6 +461,13 @@ class _GlobalPoolBase(LayerMixin):
         x = xs[0]
         axes = tuple(range(1, x.ndim - 1)) if env.channels_last else tuple(range(2, x.ndim))
         return getattr(np, self.reduce)(x, axis=axes, keepdims=self.keepdims)
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        if not grads.inputs[0] or self.reduce == "mean":
+            return []                                     # x.mean(dims) keeps nothing
+        # x.amax(dims): its backward spreads the gradient over the elements equal to the maximum: x and the result
+        return [Saved("input", "its input x, to find the maxima again"),
+                Saved("output", "its result, the maxima")]
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         x = input_shapes[0]

@@ -47,9 +47,11 @@ from ..rules import (
 from .base import (
     Bool,
     DataFormat,
+    GradFlow,
     LayerBase,
     PositiveFloat,
     PositiveInt,
+    Saved,
     _alias,
     _per_dim,
     _whole_number,
@@ -239,6 +241,9 @@ class Upsample(LayerBase):
     #: one input, or two with size_from (checked in infer: the count depends on the field)
     max_inputs: ClassVar[Optional[int]] = 2
 
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []                   # the backward kernel needs the sizes only (measured)
+
     def backward(self, step, grads: Gradients) -> Backward:
         return elementwise_backward(step.facts, grads,
                                     "resampling: the gradient summed back to the source positions")
@@ -362,6 +367,9 @@ class _KerasUpSampling(LayerBase):
     size: Union[PositiveInt, list[PositiveInt]] = Field(
         2, description="integer factor per spatial dim (Keras' size: factors, not an output size)")
     data_format: DataFormat = data_format_field()
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []                   # the backward kernel needs the sizes only (measured)
 
     def backward(self, step, grads: Gradients) -> Backward:
         return elementwise_backward(step.facts, grads,

@@ -31,9 +31,11 @@ from .base import (
     MAX_RANK,
     DataFormat,
     Float,
+    GradFlow,
     Int,
     LayerBase,
     NonNegativeInt,
+    Saved,
     _alias,
     _explicit_pairs,
     data_format_field,
@@ -59,6 +61,11 @@ class Flatten(LayerBase):
                           "channels_first reorders first, not supported)")
 
     keeps_finite = True
+
+    output_storage: ClassVar[str] = "reshape"             # torch: a view when it can, else a copy
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []
 
     def backward(self, step, grads: Gradients) -> Backward:
         return elementwise_backward(step.facts, grads,
@@ -96,6 +103,11 @@ class Reshape(LayerBase):
     shape: list[Int] = Field(validation_alias=_alias("shape", "target_shape"), min_length=1, max_length=MAX_RANK - 1)
 
     keeps_finite = True
+
+    output_storage: ClassVar[str] = "reshape"             # torch: a view when it can, else a copy
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []
 
     def backward(self, step, grads: Gradients) -> Backward:
         return elementwise_backward(step.facts, grads,
@@ -145,6 +157,9 @@ class ZeroPad(LayerBase):
                    list[Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]]] = Field(
         description=ZERO_PAD_FORMS)
     data_format: DataFormat = data_format_field()
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []                   # the gradient is the output's, cropped
 
     def backward(self, step, grads: Gradients) -> Backward:
         return elementwise_backward(step.facts, grads,
@@ -209,6 +224,13 @@ class Pad(ZeroPad):
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {}          # Keras' ZeroPadding is zero_pad's
     mode: Literal["constant", "reflect", "replicate", "circular"] = "constant"
     value: Float = Field(0.0, description="the constant of mode constant")
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        # reflection_pad and replication_pad keep their input (measured); constant and circular (slices and a
+        # concatenation) keep nothing
+        if self.mode in ("reflect", "replicate") and grads.inputs[0]:
+            return [Saved("input", f"its input x, for the {self.mode} pad's backward")]
+        return []
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         facts = super().infer(inputs, ctx)

@@ -14,8 +14,9 @@ token, a position embedding, a layer scale, a relative-position bias table) and 
 - ``rotary_embedding``: no params; rotates pairs of the last dim by position-dependent angles (GPT-NeoX/Llama's
   ``rotate_half`` convention), 3 FLOPs per rotated element (x·cos + rotate_half(x)·sin); the cos/sin tables depend on
   positions only and are computed once per forward pass for every layer, so they are not counted.
-- ``extra_input``: a second (third, …) input of a model with several (``from_torch(m, [(1, 3, 224, 224), (1, 10)])``):
-  no input, its shape over the batch, nothing counted; analysis only (a run feeds the network's one ``input``).
+- ``extra_input``: a second (third, …) input of a model with several (``from_torch(m, [(1, 3, 224, 224), (1, 10)])``,
+  T5's decoder token ids): no input, its shape over the batch, nothing counted; a run feeds it the array given for
+  it (``net.run(x=[first, second])``), or draws one as for the first input.
 """
 
 
@@ -40,10 +41,13 @@ from ..rules import (
 from .base import (
     MAX_RANK,
     Float,
+    GradFlow,
     LayerBase,
+    NonNegativeInt,
     ParamSpec,
     PositiveFloat,
     PositiveInt,
+    Saved,
     _alias,
     keras_variables,
     register_layer,
@@ -65,6 +69,11 @@ class Embedding(LayerBase):
 
     keeps_finite = True
 
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        # the weight's gradient scatters each output row into the row of its id: the ids are kept, as int64
+        return [Saved("input", "its token ids (int64), to scatter the gradient into the table's rows", itemsize=8)] \
+            if grads.params else []
+
     @model_validator(mode="after")
     def _padding_in_range(self):
         if self.padding_idx is not None and not -self.num_embeddings <= self.padding_idx < self.num_embeddings:
@@ -82,6 +91,11 @@ class Embedding(LayerBase):
         return Facts(output_shape=(*x.shape, self.embedding_dim), params=self.num_embeddings * self.embedding_dim,
                      notes=[f"a lookup of {numel(x.shape):,} token ids in a {self.num_embeddings:,} × "
                             f"{self.embedding_dim} table: no arithmetic"])
+
+    def weight_elements_read(self, facts: Facts) -> int:
+        # the rows looked up, at most the whole table (a row read twice is counted once: at most N·L distinct ids)
+        looked_up = numel(facts.output_shape) // self.embedding_dim
+        return min(looked_up, self.num_embeddings) * self.embedding_dim + facts.buffers
 
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         return {"weight": ParamSpec((self.num_embeddings, self.embedding_dim), "[num_embeddings, embedding_dim]",
@@ -128,22 +142,37 @@ class PositionEmbedding(LayerBase):
     num_embeddings: PositiveInt = Field(validation_alias=_alias("num_embeddings", "max_position_embeddings"),
                                         description="positions in the table (the longest sequence)")
     embedding_dim: PositiveInt = Field(validation_alias=_alias("embedding_dim", "output_dim"))
+    offset: NonNegativeInt = Field(0, description="the row of position 0 (OPT's learned positions: 2, its table "
+                                                  "having max_position_embeddings + 2 rows; RoBERTa: padding_idx "
+                                                  "+ 1 = 2, so its 514-row table holds 512 positions)")
 
     keeps_finite = True
     reads_input_values = False               # the input gives the sequence length only
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        # nn.Embedding read at position ids [1, L] (Hugging Face's GPT-2 and BERT): the ids are kept, as int64
+        length = step.input_shapes[0][1]
+        return [Saved("extra", f"the position ids [1, {length}] (int64) it was read at", numel=length, itemsize=8)] \
+            if grads.params else []
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
         if len(x.shape) < 2:
             raise ctx.fail(f"needs an input [N, L, ...] (the sequence along dim 1), got {fmt_shape(x.shape)}")
-        length = x.shape[1]
-        if length > self.num_embeddings:
-            raise ctx.fail(f"the sequence of {length} positions (input {fmt_shape(x.shape)}) is longer than the "
-                           f"{self.num_embeddings} positions of the table")
+        length, first = x.shape[1], ctx.past          # a decode step reads the rows after the cached positions
+        row = self.offset + first                      # RoBERTa's position 0 is row padding_idx + 1
+        if row + length > self.num_embeddings:
+            seen = f"{first:,} past + {length:,} new positions" if first else f"the sequence of {length} positions"
+            rows = f" from row {self.offset} (offset)" if self.offset else ""
+            raise ctx.fail(f"{seen} (input {fmt_shape(x.shape)}) {'are' if first else 'is'} longer than the "
+                           f"{self.num_embeddings - self.offset} positions of the table{rows}")
         return Facts(output_shape=(x.shape[0], length, self.embedding_dim),
                      params=self.num_embeddings * self.embedding_dim,
-                     notes=[f"rows 0..{length - 1} of a {self.num_embeddings:,} × {self.embedding_dim} table: no "
-                            f"arithmetic"])
+                     notes=[f"rows {row}..{row + length - 1} of a {self.num_embeddings:,} × {self.embedding_dim} "
+                            f"table: no arithmetic"], geometry={"first": first})
+
+    def weight_elements_read(self, facts: Facts) -> int:
+        return facts.output_shape[1] * self.embedding_dim          # the rows looked up, once for every example
 
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         return {"weight": ParamSpec((self.num_embeddings, self.embedding_dim), "[num_embeddings, embedding_dim]",
@@ -151,7 +180,8 @@ class PositionEmbedding(LayerBase):
 
     def forward(self, step, xs, params, env):
         import numpy as np
-        return np.broadcast_to(params["weight"][:xs[0].shape[1]], step.facts.output_shape)
+        row = self.offset + step.facts.geometry["first"]
+        return np.broadcast_to(params["weight"][row:row + xs[0].shape[1]], step.facts.output_shape)
 
     def backward(self, step, grads: Gradients) -> Backward:
         rows = numel(step.facts.output_shape)
@@ -161,8 +191,10 @@ class PositionEmbedding(LayerBase):
             f"batch): 0 MACs, N·L·embedding_dim = {rows:,} adds"])
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
-        length = input_shapes[0][1]
-        c.add(f"positions 0..{length - 1} (dim 1 of {list(input_shapes[0])}) pick rows of the table → "
+        length, first = input_shapes[0][1], facts.geometry["first"]
+        rows = f", rows {self.offset + first}..{self.offset + first + length - 1}" if self.offset else ""
+        c.add(f"positions {first}..{first + length - 1} (dim 1 of {list(input_shapes[0])}"
+              + (f", after {first} cached positions" if first else "") + f"{rows}) pick rows of the table → "
               f"{list(facts.output_shape)}, the same for every example")
         c.result("params", f"num_embeddings·embedding_dim = {self.num_embeddings}·{self.embedding_dim}",
                  self.num_embeddings * self.embedding_dim, facts.params)
@@ -188,6 +220,11 @@ class Parameter(LayerBase):
                              "every element starts at (ConvNeXt's layer scale: 1e-6)")
 
     keeps_finite = True
+
+    output_storage: ClassVar[str] = "parameter"           # the parameter itself (expanded: a view)
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []                                         # a leaf: nothing to compute backward through
 
     @model_validator(mode="after")
     def _stored_shape_is_shape_with_leading_ones(self):
@@ -255,6 +292,15 @@ class RotaryEmbedding(LayerBase):
                                                                 "dim (the head dim)")
     base: PositiveFloat = Field(10000.0, description="θ: the angle of pair i is position·θ^(−2i/rotary_dim)")
 
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        if not grads.inputs[0]:
+            return []
+        # x·cos + rotate_half(x)·sin keeps cos and sin ([1, L, rotary_dim] each, the activations' dtype), which
+        # Hugging Face computes once per forward pass and hands to every layer: one pair for the whole network
+        length, d = step.input_shapes[0][-2], step.facts.geometry["rotary_dim"]
+        return [Saved("extra", f"the cos and sin tables [1, {length}, {d}] (made once, shared by every layer)",
+                      numel=2 * length * d, shared=f"rotary tables {length}×{d} base {self.base:g}")]
+
     def backward(self, step, grads: Gradients) -> Backward:
         return elementwise_backward(step.facts, grads,
                                     "rotation: the gradient rotated back")
@@ -291,17 +337,32 @@ class RotaryEmbedding(LayerBase):
 @register_layer
 class ExtraInput(LayerBase):
     """Another input of a model with several (the network's ``input`` is the first): its shape without the batch
-    dim; no parameters, MACs or FLOPs. Analysis only: ``run`` and ``verify`` feed one input."""
+    dim; no parameters, MACs or FLOPs. A run feeds it the array given for it (``net.run(x=[first, second])``) or
+    draws one (token ids when an embedding reads it), as it does for the first input."""
     min_inputs: ClassVar[int] = 0
     max_inputs: ClassVar[Optional[int]] = 0
     type: Literal["extra_input"] = "extra_input"
     shape: list[PositiveInt] = Field(min_length=1, max_length=MAX_RANK - 1,
                                      description="the input's shape, without the batch dim")
 
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []
+
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         rank = len(self.shape) - 1
         return Facts(output_shape=(ctx.batch, *self.shape), rf=ReceptiveField.of_input(rank) if rank >= 1 else None,
-                     notes=["another input of the network (analysis only: a run feeds the first input)"])
+                     notes=["another input of the network"])
+
+    def input_shape(self) -> Optional[list[int]]:
+        return list(self.shape)
+
+    def with_input_shape(self, shape: list[int]) -> "ExtraInput":
+        return self.replace(shape=list(shape))
+
+    def forward(self, step, xs, params, env):
+        import numpy as np
+        # the executor feeds every network input (given or drawn); zeros only for a layer run on its own
+        return env.feed if env.feed is not None else np.zeros(step.facts.output_shape)
 
     def backward(self, step, grads: Gradients) -> Backward:
         return Backward(lines=["backward: none: a network input requires no gradient"])

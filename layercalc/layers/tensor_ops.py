@@ -40,7 +40,7 @@ from ..rules import (
     numel,
     window_rf,
 )
-from .base import MAX_RANK, Bool, Int, LayerBase, LayerMixin, PositiveInt, _alias, register_layer
+from .base import MAX_RANK, Bool, GradFlow, Int, LayerBase, LayerMixin, PositiveInt, Saved, _alias, register_layer
 
 __all__ = ['Permute', 'Transpose', 'Slice', 'Split', 'Chunk', 'Select', 'Roll', 'PixelShuffle', 'PixelUnshuffle',
            'ChannelShuffle', 'Mean', 'Sum', 'Opaque']
@@ -124,6 +124,9 @@ class _Movement(LayerMixin):
     """Moves values without arithmetic: no params, MACs or FLOPs; the output is finite when the input is."""
     keeps_finite = True
 
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []                   # the gradient is moved back the same way: nothing kept
+
     def backward(self, step, grads: Gradients) -> Backward:
         return elementwise_backward(step.facts, grads,
                                     "a data movement: the gradient moved back")
@@ -138,6 +141,8 @@ class Permute(_Movement, LayerBase):
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"Permute": {}}
     dims: list[Int] = Field(min_length=1, max_length=MAX_RANK, description=(
         "a permutation of all dims, batch 0 first (torch.permute); negative dims count from the end"))
+
+    output_storage: ClassVar[str] = "strided"             # a view in another order
 
     @classmethod
     def from_keras(cls, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +192,8 @@ class Transpose(_Movement, LayerBase):
     dim0: Int = Field(description="first dim to swap (not the batch dim 0); negative counts from the end")
     dim1: Int = Field(description="second dim to swap (not the batch dim 0); negative counts from the end")
 
+    output_storage: ClassVar[str] = "strided"             # a view in another order
+
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
         rank = len(x.shape)
@@ -234,6 +241,8 @@ class Slice(_Movement, LayerBase):
                     "one for all")
     step: Union[PositiveInt, list[PositiveInt]] = Field(
         1, description="take every step-th index (> 0, as PyTorch); one per dim, or one for all")
+
+    output_storage: ClassVar[str] = "view"                # a view of the input
 
     @model_validator(mode="after")
     def _same_lengths(self):
@@ -308,6 +317,8 @@ class _Split(_Movement, LayerBase):
     """Cuts one dim into consecutive pieces: several outputs, which later layers name ``NAME:0``, ``NAME:1``, …"""
     dim: Int = Field(validation_alias=_alias("dim", "axis"), description="the dim to cut (not the batch dim 0)")
 
+    output_storage: ClassVar[str] = "view"                # a view of the input
+
     def piece_sizes(self, length: int, ctx: Context, x: Tensor) -> list[int]:
         raise NotImplementedError
 
@@ -373,6 +384,8 @@ class Select(_Movement, LayerBase):
     dim: Int = Field(validation_alias=_alias("dim", "axis"),
                      description="the dim to pick from and remove (not the batch dim 0)")
     index: Int = Field(description="the index kept; negative counts from the end")
+
+    output_storage: ClassVar[str] = "view"                # a view of the input
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
@@ -598,6 +611,9 @@ class _Reduction(LayerBase):
                          description="the dim or dims to reduce (not the batch dim 0); negative counts from the end")
     keepdim: Bool = Field(False, validation_alias=_alias("keepdim", "keepdims"),
                           description="keep each reduced dim with size 1")
+
+    def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
+        return []                   # a sum's or mean's gradient is spread evenly
 
     def backward(self, step, grads: Gradients) -> Backward:
         return elementwise_backward(step.facts, grads,

@@ -14,6 +14,8 @@ The model built is the one ``architectures[0]`` names (the head follows the arch
   ``attention_bias``, ``mlp_bias``; Mistral: none; Qwen2: q, k, v but not o — hard-coded there), rotary position
   embeddings inside the attention, tied heads.
 - ``vit``: ViTModel (pooler included), ViTForImageClassification.
+- ``mixtral``, ``qwen2_moe``, ``qwen3_moe``, ``deepseek_v3`` (:mod:`.moe`): mixture-of-experts decoders, their
+  sparse blocks as ``moe`` layers; DeepSeek-V3's multi-head latent attention as a ``latent_attention`` layer.
 
 The network's outputs are the model's, in its order: BertModel and ViTModel return ``last_hidden_state`` and then
 ``pooler_output`` (:data:`LAST_HIDDEN_STATE`).
@@ -42,7 +44,7 @@ from ...errors import SpecError, safe_text, shown
 
 # the spec's own bound on nesting (and on YAML aliases), applied to a config before any of its values is read
 from ...spec import _check_depth, from_data
-from . import bert, decoder, gpt2, vit
+from . import bert, decoder, dense, distilbert, gpt2, moe, t5, vit
 from .config import ACTIVATIONS, DEFAULT_MAX_TOKENS, ROPE_TYPES, Config, Family
 
 __all__ = ["spec_from_config", "header_notes", "weights_from_state_dict", "ARCHITECTURES", "DEFAULT_MAX_TOKENS",
@@ -50,7 +52,8 @@ __all__ = ["spec_from_config", "header_notes", "weights_from_state_dict", "ARCHI
 
 #: model_type → its :class:`~.config.Family` (architectures → builder, the base model built without
 #: ``architectures``, config aliases, …): every family module's ``FAMILIES``, in this order
-ARCHITECTURES: dict[str, Family] = {**gpt2.FAMILIES, **bert.FAMILIES, **decoder.FAMILIES, **vit.FAMILIES}
+ARCHITECTURES: dict[str, Family] = {**gpt2.FAMILIES, **bert.FAMILIES, **decoder.FAMILIES, **vit.FAMILIES,
+                                    **dense.FAMILIES, **moe.FAMILIES, **distilbert.FAMILIES, **t5.FAMILIES}
 
 
 def _model_type(data: Mapping, origin: str) -> str:
@@ -80,6 +83,25 @@ def _first_architecture(data: Mapping, origin: str) -> Optional[str]:
     return architectures[0]
 
 
+#: the dtypes a config's ``dtype``/``torch_dtype`` may name that a network counts in (torch's names)
+CONFIG_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def config_dtype(data: Mapping) -> Optional[tuple[str, str]]:
+    """(key, value) of the dtype a config declares for its weights: transformers 5's ``dtype``, else the older
+    ``torch_dtype`` (transformers 5 reads them in that order); None when it names none (or not as a string: a
+    composite model's per-part mapping).
+
+    >>> config_dtype({"torch_dtype": "bfloat16"}), config_dtype({"dtype": "float16", "torch_dtype": "float32"})
+    (('torch_dtype', 'bfloat16'), ('dtype', 'float16'))
+    """
+    for key in ("dtype", "torch_dtype"):
+        value = data.get(key)
+        if isinstance(value, str):
+            return key, value.removeprefix("torch.")
+    return None
+
+
 def spec_from_config(data: Mapping, origin: str) -> dict[str, Any]:
     """The layercalc spec data of the model a Hugging Face ``config.json`` (parsed) describes.
 
@@ -100,7 +122,9 @@ def spec_from_config(data: Mapping, origin: str) -> dict[str, Any]:
     config = Config(data, origin, family.aliases, model_type)
     spec = family.builders[architecture](config, architecture)
     name = data.get("_name_or_path")
-    return {"name": name if isinstance(name, str) and name else model_type, **spec}
+    declared = config_dtype(data)               # the weights' dtype: the default the network is counted in
+    dtype = {"dtype": declared[1]} if declared is not None and declared[1] in CONFIG_DTYPES else {}
+    return {"name": name if isinstance(name, str) and name else model_type, **dtype, **spec}
 
 
 def header_notes(data: Mapping, origin: str = "config.json", spec: Optional[Mapping] = None) -> list[str]:
@@ -121,7 +145,11 @@ def header_notes(data: Mapping, origin: str = "config.json", spec: Optional[Mapp
         spec = spec_from_config(data, origin)
     config = Config(data, origin, family.aliases, model_type)
     key = family.positions_key
-    if key is None:
+    if family.input_note is not None:
+        line = family.input_note(config, spec)
+        if line:
+            notes.append(line)
+    elif key is None:
         notes.append(f"input: the image {spec['input']} (num_channels, image_size)")
     else:
         positions = config.integer(key) if config.raw(key, None) is not None else None
@@ -168,10 +196,13 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
     conv1d = bool(conv1d_modules)
     owned: dict[str, dict[str, Any]] = {}
     unexpected = []
-    split = ARCHITECTURES[_model_type(config, origin)].state_dict_entries
+    model_type = _model_type(config, origin)
+    family = ARCHITECTURES[model_type]
+    split = family.state_dict_entries
     entries = ((str(key), value) for key, value in state_dict.items())
     if split is not None:
-        entries = (entry for key, value in entries for entry in split(key, value))
+        reader = Config(config, origin, family.aliases, model_type)
+        entries = (entry for key, value in entries for entry in split(reader, key, value))
     for key, value in entries:
         if key.endswith(_NOT_PARAMETERS):
             continue
@@ -187,6 +218,7 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
         raise SpecError(f"{origin}: {len(unexpected)} entr{'y' if len(unexpected) == 1 else 'ies'} belong to no "
                         f"layer of the network: {', '.join(unexpected[:5])}{' …' if len(unexpected) > 5 else ''}")
     weights: dict[str, Any] = {}
+    copies: list[tuple[str, str, dict[str, Any]]] = []       # (tied layer, its owner, the state_dict's copies)
     for step in steps:
         local = owned.pop(step.name, {})
         specs = step.layer.param_specs(step, net.channels_last)
@@ -194,6 +226,8 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
             if local and step.layer.tied_to is None:
                 raise SpecError(f"{origin}: {', '.join(f'{step.name}.{k}' for k in local)}: the layer "
                                 f"{step.name!r} ({step.layer.type_name}) has no parameters")
+            if local and step.layer.tied_to is not None:
+                copies.append((step.name, step.layer.tied_to, local))
             continue
         if step.layer.type_name == "multi_head_attention":
             arrays = _attention_arrays(step.name, local, specs, conv1d, origin, np)
@@ -221,6 +255,13 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
                 value = value.reshape(shape)
             arrays[param] = np.ascontiguousarray(value)
         weights[step.name] = arrays
+    for name, owner, local in copies:        # a tied layer's copy must be its owner's tensor, not one of its own
+        for param, value in local.items():
+            theirs = weights.get(owner, {}).get(param)
+            if theirs is not None and (value.shape != theirs.shape or not np.array_equal(value, theirs)):
+                raise SpecError(f"{origin}: {name}.{param} differs from {owner}.{param}, to which the layer is tied "
+                                f"(as transformers builds this config): weights of a model with its own {name} "
+                                f"(T5 v1.1, Flan-T5 checkpoints) are not this network's")
     return weights
 
 
@@ -243,11 +284,18 @@ def _attention_arrays(name: str, local: dict[str, Any], specs: Mapping, conv1d: 
                 value = local.pop(f"{module}.{kind}", None)
                 if value is not None:
                     found[role, kind] = value.T if conv1d and kind == "weight" else value
+    norms = {f"{role}_norm_weight": local.pop(f"{role}_norm.weight") for role in "qk" if f"{role}_norm.weight" in local}
     if local:
         raise SpecError(f"{origin}: {', '.join(f'{name}.{k}' for k in local)}: not a projection of the attention "
                         f"layer {name!r} (q, k, v and output projections: {', '.join(sum(_PROJECTIONS.values(), ()))})")
     arrays = {}
     for param in specs:
+        if param.endswith("_norm_weight"):                # Qwen3's and Gemma 3's q_norm, k_norm
+            if param not in norms:
+                raise SpecError(f"{origin}: {name}: {param.replace('_norm_weight', '_norm.weight')} is missing (the "
+                                f"layer has {param})")
+            arrays[param] = norms.pop(param)
+            continue
         if param.startswith("in_proj_"):
             kind = param.removeprefix("in_proj_")
             parts = [found.pop((role, kind), None) for role in "qkv"]
@@ -260,6 +308,8 @@ def _attention_arrays(name: str, local: dict[str, Any], specs: Mapping, conv1d: 
         if value is None:
             raise SpecError(f"{origin}: {name}: the {role} projection's {kind} is missing (the layer has {param})")
         arrays[param] = value
+    if norms:
+        raise SpecError(f"{origin}: {name}: the state_dict has {', '.join(norms)}, which the layer does not have")
     if found:
         extra = ", ".join(f"{role} {kind}" for (role, kind) in found)
         raise SpecError(f"{origin}: {name}: the state_dict has the {extra}, which the layer does not have (bias "

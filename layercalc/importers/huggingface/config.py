@@ -231,9 +231,12 @@ class Family:
     positions_key: Optional[str] = "max_position_embeddings"
     #: what the summary header should add about this family's config (masks counted in full, rotary scaling, …)
     notes: Optional[Callable[[Config], list[str]]] = None
+    #: the header's line on the default input, from the config and the spec built (None: the default length's rule
+    #: by ``positions_key``): RoBERTa's positions after pad_token_id, T5's two inputs
+    input_note: Optional[Callable[[Config, Mapping], Optional[str]]] = None
     #: the family's linear weights are stored [in, out] (transformers' Conv1D: GPT-2's c_attn, c_proj, c_fc)
     conv1d_modules: tuple[str, ...] = ()
-    #: one ``state_dict`` entry (key, array) → the entries the network's layers take, before each is given to the
-    #: layer whose name is its longest prefix: a fused tensor split (``qkv_proj`` → q, k, v), a key renamed, or
-    #: ``[]`` for a buffer that is no parameter. None: every entry as it is
-    state_dict_entries: Optional[Callable[[str, Any], list[tuple[str, Any]]]] = None
+    #: (the config, one ``state_dict`` entry: key, array) → the entries the network's layers take, before each is
+    #: given to the layer whose name is its longest prefix: a fused tensor split (``qkv_proj`` → q, k, v: its sizes
+    #: are the config's), a key renamed, or ``[]`` for a buffer that is no parameter. None: every entry as it is
+    state_dict_entries: Optional[Callable[[Config, str, Any], list[tuple[str, Any]]]] = None

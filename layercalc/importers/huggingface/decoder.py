@@ -55,8 +55,9 @@ def _decoder(c: Config, architecture: str) -> dict[str, Any]:
     positions = c.integer("max_position_embeddings", defaults["max_position_embeddings"])
     eps = c.number("rms_norm_eps", defaults["rms_norm_eps"])
     theta, _ = rope(c, head_dim)
-    if family != "llama" and c.raw("sliding_window", None) is not None:   # a mask, counted in full: read only to
-        c.integer("sliding_window")                                         # be a whole number in the header notes
+    window = None
+    if family != "llama" and c.raw("sliding_window", None) is not None:   # a mask, counted in full; Mistral's cache
+        window = c.integer("sliding_window")                                # keeps the last sliding_window − 1
     if family == "qwen2":
         c.flag("use_sliding_window", False)
     if family == "llama":
@@ -72,6 +73,8 @@ def _decoder(c: Config, architecture: str) -> dict[str, Any]:
         attention["head_dim"] = head_dim
     attention.update({"bias": qkv_bias} if qkv_bias == out_bias else {"qkv_bias": qkv_bias, "out_bias": out_bias})
     attention.update({"causal": True, "rope": True, "rope_theta": theta})
+    if family == "mistral" and window is not None:     # (Qwen2's window applies per layer: not carried, see _notes)
+        attention["sliding_window"] = window
     block = [norm("rmsnorm", "input_layernorm", eps),
              attention,
              {"name": "attn_residual", "type": "add", "inputs": ["self_attn", "in"]},
@@ -104,8 +107,13 @@ def _decoder(c: Config, architecture: str) -> dict[str, Any]:
 def _notes(c: Config) -> list[str]:
     notes = []
     if c.data.get("sliding_window") is not None and (c.model_type == "mistral" or c.data.get("use_sliding_window")):
-        notes.append(f"sliding_window {c.integer('sliding_window')}: a mask, counted in full as causal "
-                     f"masks are; the executor attends to every earlier position")
+        if c.model_type == "mistral":
+            notes.append(f"sliding_window {c.integer('sliding_window')}: a mask, counted in full as causal masks "
+                         f"are; the KV cache keeps the last sliding_window − 1 positions")
+        else:
+            notes.append(f"sliding_window {c.integer('sliding_window')}: a mask, counted in full as causal "
+                         f"masks are; the executor attends to every earlier position and the KV cache counts every "
+                         f"position (transformers' sliding layers keep the last sliding_window − 1)")
     _, rope_type = rope(c)
     if rope_type != "default":
         notes.append(f"rope_type {rope_type}: the angles change, not the counts; the executor rotates by the plain "
