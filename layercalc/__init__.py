@@ -55,6 +55,7 @@ if _typing.TYPE_CHECKING:
     from .layers.depthwise import SeparableConv1d as SeparableConv1d
     from .layers.depthwise import SeparableConv2d as SeparableConv2d
     from .layers.linear import Linear as Linear
+    from .layers.mask import AttentionMask as AttentionMask
     from .layers.merge import Add as Add
     from .layers.merge import Concat as Concat
     from .layers.merge import Div as Div

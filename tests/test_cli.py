@@ -321,6 +321,8 @@ EXPLAIN_CASES = {
                                                      "as 0"]),
     # x², clamp to [−1, 1] (two compares), clip below 1 (one compare)
     "pow": ("-i 3x10 --exponent 2", ["1 per element · 1·3·10 = 30"]),
+    # a causal mask added to scores [1, 2, 4, 4]: one add per score, 32
+    "attention_mask": ("-i 2x4x4", ["keys after each query set to −∞ (added)", "1 per score (an add) · 1·2·4·4 = 32"]),
     "clamp": ("-i 10 --min -1 --max 1", ["2 per element · 1·10 = 20"]),
     "softcap": ("-i 3x10 --cap 30", ["cap·tanh(x/cap), cap 30: divide, tanh, multiply = 3 per element · 1·3·10 = 90"]),
     "clip": ("-i 10 --max 1", ["1 per element · 1·10 = 10"]),

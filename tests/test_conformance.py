@@ -87,6 +87,8 @@ EXAMPLES: dict[str, list[tuple[dict, list[list[int]], bool]]] = {
     "identity": [({}, [[3, 4]], False)],
     "rescaling": [({"scale": 0.5, "offset": -1.0}, [[3, 4]], False)],
     "activation": [({"activation": "softmax"}, [[4, 5]], False)],
+    "attention_mask": [({}, [[2, 4, 5]], False), ({"mode": "fill", "fill": -1e9}, [[5, 3]], False),
+                       ({"causal": False}, [[2, 3, 3]], False)],
     "pow": [({"exponent": 2}, [[3, 4]], False), ({"exponent": -1.5}, [[3, 4]], False)],
     "clamp": [({"min": -0.5, "max": 0.5}, [[3, 4]], False), ({"max": 0.0}, [[2, 3]], True)],
     "softcap": [({"cap": 2.0}, [[3, 4]], False)],

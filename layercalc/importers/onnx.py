@@ -1,7 +1,9 @@
 """ONNX files (``.onnx``) read as layercalc spec data, through the ``onnx`` package (the ``onnx`` extra).
 
-Only the graph is read: ``onnx.load(..., load_external_data=False)``, initializers' dims for the parameters, and the
-values of small integer tensors that serve as shapes, axes or indices — never the weights' values, except by
+Only the graph is read — field by field (:func:`_read_lean`: an initializer's large raw data is left in the file,
+and shape inference never serializes it), else by ``onnx.load(..., load_external_data=False)`` — initializers' dims
+for the parameters, and the values of small tensors that serve as shapes, axes, indices, masks or rotary tables
+(transformer exports: :func:`_mask_spec`, :func:`_rotary`) — never the weights' values, except by
 :func:`weights_from_onnx` (and ``--weights model.onnx``): while converting, each layer parameter's initializer and
 its transform (a transpose, a reshape) are recorded (:class:`Source`) where the parameter is counted, and the weights
 are those initializers, so that the network and its weights always agree.
@@ -91,14 +93,153 @@ def _onnx(origin: str) -> Any:
 def spec_from_file(path: Path, origin: str) -> dict:
     """The layercalc spec data of the ONNX model at ``path`` (its external data, if any, beside it)."""
     onnx = _onnx(origin)
-    return Importer(_read_model(onnx, path, origin), origin, folder=Path(path).parent).spec()
+    model, lean = _read_model(onnx, path, origin)
+    return Importer(model, origin, folder=Path(path).parent, model_file=Path(path) if lean else None).spec()
 
 
-def _read_model(onnx: Any, path: Any, origin: str) -> Any:
+def _read_model(onnx: Any, path: Any, origin: str) -> tuple[Any, bool]:
+    """The ModelProto at ``path``, and whether the large raw data of its graph's initializers was left in the file
+    (:func:`_read_lean`); a file it cannot read so (not a regular file, an unusual encoding) is read whole by
+    ``onnx.load``."""
     try:
-        return onnx.load(str(path), load_external_data=False)
+        lean = _read_lean(onnx, Path(path))
+    except Exception:                  # OSError, ValueError, protobuf's DecodeError: onnx.load says what it says
+        lean = None
+    if lean is not None:
+        return lean, True
+    try:
+        return onnx.load(str(path), load_external_data=False), False
     except Exception as e:                         # protobuf's DecodeError, or a file that is not a ModelProto
         raise SpecError(f"{origin}: not a readable ONNX model: {safe_text(str(e)) or type(e).__name__}") from None
+
+
+#: raw data of at least this many bytes is left in the file when the model is read (:func:`_read_lean`)
+LEAN_BYTES = 1 << 16
+#: the external-data key marking a tensor whose raw data is left in the model's own file (:func:`_read_lean`)
+IN_MODEL_FILE = "layercalc:in_model_file"
+_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_RAW_DATA, _TENSOR_EXTERNAL, _TENSOR_LOCATION = 7, 5, 9, 13, 14
+
+
+def _read_lean(onnx: Any, path: Path) -> Optional[Any]:
+    """The model at ``path`` read field by field (protobuf's wire format), each top-level initializer's raw data
+    of :data:`LEAN_BYTES` or more left in the file: the tensor is marked as stored outside (ONNX's external data,
+    key :data:`IN_MODEL_FILE`, with its offset and length in the model's file), and :class:`TensorData` reads
+    it from there when it is needed — the weights of a 100 MB model are then neither held in memory nor copied
+    by shape inference. None when the file is not a regular file or uses what this reader does not follow
+    (``onnx.load`` then reads it whole, with its own messages)."""
+    with open(path, "rb") as stream:
+        info = os.fstat(stream.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size < LEAN_BYTES:
+            return None
+        size = info.st_size
+        model = onnx.ModelProto()
+        rest = bytearray()
+        for number, wire, start, end in _fields(stream, 0, size):
+            if number == _MODEL_GRAPH and wire == 2:
+                _read_graph(onnx, stream, model.graph, start, end, path)
+            else:
+                stream.seek(start)
+                rest += _tag(number, wire, end - start) + stream.read(end - start)
+        model.MergeFromString(bytes(rest))
+    return model
+
+
+#: the most fields of a graph read one by one (each node is one): more is left to ``onnx.load``'s C++ parser (a file
+#: of millions of tiny fields would cost seconds of Python per million)
+MAX_LEAN_FIELDS = 4 * MAX_LAYERS
+
+
+def _read_graph(onnx: Any, stream: Any, graph: Any, start: int, end: int, path: Path) -> None:
+    rest = bytearray()
+    for count, (number, wire, begin, stop) in enumerate(_fields(stream, start, end)):
+        if count > MAX_LEAN_FIELDS:
+            raise ValueError("too many fields")
+        if number == _GRAPH_INITIALIZER and wire == 2:
+            kept = bytearray()
+            raw: Optional[tuple[int, int]] = None
+            for k, (n, w, b, e) in enumerate(_fields(stream, begin, stop)):
+                if k > MAX_LEAN_FIELDS:
+                    raise ValueError("too many fields")
+                if n in (_TENSOR_EXTERNAL, _TENSOR_LOCATION):
+                    raise ValueError("external data")   # already stored outside: read whole (onnx.load)
+                if n == _TENSOR_RAW_DATA and w == 2 and e - b >= LEAN_BYTES:
+                    raw = (b, e - b)
+                    continue
+                if n == _TENSOR_RAW_DATA:
+                    raw = None                          # (protobuf: the last value of a field wins)
+                stream.seek(b)
+                kept += _tag(n, w, e - b) + stream.read(e - b)
+            tensor = graph.initializer.add()
+            tensor.ParseFromString(bytes(kept))
+            if raw is not None:
+                tensor.data_location = onnx.TensorProto.EXTERNAL
+                for key, value in ((IN_MODEL_FILE, path.name), ("offset", str(raw[0])), ("length", str(raw[1]))):
+                    entry = tensor.external_data.add()
+                    entry.key, entry.value = key, value
+        else:
+            stream.seek(begin)
+            rest += _tag(number, wire, stop - begin) + stream.read(stop - begin)
+    graph.MergeFromString(bytes(rest))
+
+
+def _varint(stream: Any) -> int:
+    result, shift = 0, 0
+    while True:
+        byte = stream.read(1)
+        if not byte:
+            raise ValueError("truncated")
+        result |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return result
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def _tag(number: int, wire: int, length: int) -> bytes:
+    """A field's key (and, length-delimited, its length) as protobuf writes it."""
+    return _encode_varint(number << 3 | wire) + (_encode_varint(length) if wire == 2 else b"")
+
+
+def _fields(stream: Any, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+    """The fields of the message in ``stream[start:end]``: ``(number, wire type, value start, value end)`` — a
+    varint's or fixed value's own bytes, a length-delimited value's bytes after its length."""
+    position = start
+    while position < end:
+        stream.seek(position)
+        key = _varint(stream)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise ValueError("field 0")
+        if wire == 0:
+            begin = stream.tell()
+            _varint(stream)
+            stop = stream.tell()
+        elif wire in (1, 5):
+            begin = stream.tell()
+            stop = begin + (8 if wire == 1 else 4)
+        elif wire == 2:
+            length = _varint(stream)
+            begin = stream.tell()
+            stop = begin + length
+        else:
+            raise ValueError("group")                 # deprecated groups: left to onnx.load
+        if stop > end:
+            raise ValueError("truncated")
+        yield number, wire, begin, stop
+        position = stop
 
 
 # ------------------------------------------------------------------------------------------- tensors' data
@@ -116,6 +257,7 @@ class TensorData:
     onnx: Any
     origin: str
     folder: Optional[Path] = None          # the model's folder; None: external data is refused
+    model_file: Optional[Path] = None      # the model's file when it was read lean: raw data left in it
     constant_bytes: int = 0                # read so far by :meth:`load_constants`
 
     def dtype_bits(self, tensor: Any, what: str) -> Optional[int]:
@@ -140,6 +282,12 @@ class TensorData:
         numel = math.prod(dims)
         bits = self.dtype_bits(tensor, what)
         if _is_external(self.onnx, tensor):
+            entries = {e.key: e.value for e in tensor.external_data}
+            if IN_MODEL_FILE in entries and bits is not None and self.model_file is not None:
+                need = -(-numel * bits // 8)       # raw data left in the model's file: checked as in memory
+                if entries.get("length") != str(need):
+                    raise SpecError(f"{self.origin}: {what} has dims {dims} ({numel:,} elements, {need:,} bytes) "
+                                    f"but its data holds {entries.get('length')} bytes")
             return                                 # checked where it is read (:meth:`external_bytes`)
         if tensor.HasField("raw_data"):
             if bits is None:
@@ -187,6 +335,11 @@ class TensorData:
         """The bytes of a tensor stored as external data: its ``location`` is a file inside the model's folder, its
         ``length`` (when given) the bytes its dims need, and ``offset + length`` within the file."""
         entries = {e.key: e.value for e in tensor.external_data}
+        if IN_MODEL_FILE in entries:
+            if self.model_file is None:
+                raise SpecError(f"{self.origin}: {what} names external data by layercalc's own key "
+                                f"{IN_MODEL_FILE!r}: not an ONNX location")
+            return self._read_at(self.model_file, f"{self.origin}: {what}", what, tensor, entries, max_bytes)
         location = entries.get("location", "")
         where = f"{self.origin}: {what} is stored in another file ({shown(location)})"
         if self.folder is None:
@@ -201,6 +354,11 @@ class TensorData:
         if os.path.realpath(path) != path:
             raise SpecError(f"{where}: the path goes through a symbolic link; external data is read only from a "
                             f"file inside the model's folder")
+        return self._read_at(Path(path), where, what, tensor, entries, max_bytes)
+
+    def _read_at(self, path: Path, where: str, what: str, tensor: Any, entries: dict[str, str],
+                 max_bytes: Optional[int]) -> bytes:
+        """The bytes its dims need, at ``offset`` in the regular file ``path``."""
         bits = self.dtype_bits(tensor, what)
         if bits is None:
             raise SpecError(f"{where}: string tensors cannot be stored as external data")
@@ -318,9 +476,9 @@ def read_onnx_weights(path: Any, steps: Optional[list] = None, channels_last: bo
 
     origin = origin or safe_text(str(path))
     onnx = _onnx(origin)
-    model = _read_model(onnx, path, origin)
+    model, lean = _read_model(onnx, path, origin)
     inits = {i.name: i for i in model.graph.initializer}
-    imp = Importer(model, origin, folder=Path(path).parent)
+    imp = Importer(model, origin, folder=Path(path).parent, model_file=Path(path) if lean else None)
     spec = imp.spec()
     if steps is None:
         net = from_data(spec, origin)
@@ -412,6 +570,7 @@ def _batch_position(shape: tuple[int, ...], pre: int, post: int, batch: int) -> 
     >>> _batch_position((10, 8, 8), pre=10, post=32, batch=2)
     (1, 1, 4)
     """
+    found = []
     before = 1
     for k, size in enumerate(shape):
         if pre % before == 0:
@@ -419,11 +578,18 @@ def _batch_position(shape: tuple[int, ...], pre: int, post: int, batch: int) -> 
             if size % (outer * batch) == 0:
                 inner = size // (outer * batch)
                 if inner * math.prod(shape[k + 1:]) == post:
-                    return k, outer, inner
+                    found.append((k, outer, inner))
+                    break
         before *= size
         if before > pre:
             break
-    return None
+    if batch != 1 or not shape:
+        return found[0] if found else None
+    # A batch of 1 fits anywhere (the same elements in the same order): [17, 1·2, 16] is also [17·1, 2, 16], and
+    # which one the exporter meant shows only later (nn.MultiheadAttention's [L·N, E] then [L, N·H, d]). It is
+    # read alone on the first axis of size 1, else as the outermost factor of dim 0: every other dim stays free
+    # for the operations that follow (a product over the last dims, a softmax)
+    return next(((k, 1, 1) for k, size in enumerate(shape) if size == 1), (0, 1, shape[0]))
 
 
 # ------------------------------------------------------------------------------------------ constant folding
@@ -482,6 +648,12 @@ def _evaluate(onnx: Any, node: Any, feeds: dict[str, Any], opsets: Any) -> list[
                            ("value_ints", np.int64)):
             if key in a:
                 return [np.array(a[key], dtype=dtype)]
+    if node.op_type == "GatherElements":         # (onnx 1.23's reference fails on a [1, L] index of a [1, P] table)
+        data, index = feeds[node.input[0]], feeds[node.input[1]]
+        axis = int(_attrs(onnx, node).get("axis", 0)) % max(data.ndim, 1)
+        if index.dtype.kind not in "iu" or np.any(index < -data.shape[axis]) or np.any(index >= data.shape[axis]):
+            raise ValueError("indices out of range")
+        return [np.take_along_axis(data, np.where(index < 0, index + data.shape[axis], index), axis)]
     inputs = [onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(feeds[name].dtype),
                                                  feeds[name].shape) for name in dict.fromkeys(node.input) if name]
     outputs = [onnx.helper.make_empty_tensor_value_info(name) for name in node.output if name]
@@ -500,6 +672,7 @@ _BROADCASTING = {
 _SAME_SIZE = {
     "Cast", "CastLike", "Identity", "Neg", "Abs", "Floor", "Ceil", "Round", "Sqrt", "Reciprocal", "Exp", "Log",
     "Sign", "Not", "BitwiseNot", "Relu", "Sigmoid", "Tanh", "Erf", "Clip", "IsNaN", "IsInf", "Softmax", "Trilu",
+    "Cos", "Sin",
     "CumSum", "EyeLike", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose", "Dropout",
 }
 #: operators whose value has at most as many elements as their inputs together
@@ -692,7 +865,8 @@ class Layer:
 @dataclass(frozen=True)
 class Source:
     """Where one layer parameter's values come from: initializer ``init``, then ``ops`` in order — ``("T", ())``
-    transposes a matrix, ``("reshape", shape)`` keeps the element order, ``("permute", axes)`` moves axes — giving
+    transposes a matrix, ``("reshape", shape)`` keeps the element order, ``("permute", axes)`` moves axes,
+    ``("first", (axis,))`` keeps index 0 of an axis (one example of a per-example copy) — giving
     the parameter in its layer type's (PyTorch's) layout. Recorded by the converter that counts the parameter."""
     init: str
     ops: tuple[tuple[str, tuple[int, ...]], ...] = ()
@@ -703,6 +877,8 @@ class Source:
                 array = array.T
             elif op == "reshape":
                 array = array.reshape(arg)
+            elif op == "first":                    # one example of a per-example copy
+                array = array.take([0], axis=arg[0])
             else:
                 array = array.transpose(arg)
         return array
@@ -729,6 +905,11 @@ class Importer:
     names: set[str] = field(default_factory=set)
     fused: dict[int, int] = field(default_factory=dict)         # Add node → the MatMul it is the bias of
     gelu: dict[int, str] = field(default_factory=dict)          # last node of an Erf-based GELU → its input
+    rotary: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # RoPE's Add → (input, cos, sin)
+    rotary_slices: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # RoPE's Add → its two Slices
+    lazy: dict[str, Callable[[Act], str]] = field(default_factory=dict)  # value → its layer, made to broadcast
+    kinds: dict[str, str] = field(default_factory=dict)         # initializer → the dynamo exporter's InputSpec kind
+    inits: dict[str, Any] = field(default_factory=dict)         # the file's initializers by name
     scope_count: dict[str, int] = field(default_factory=dict)   # torch module scope → its operators
     consumers: dict[str, list[int]] = field(default_factory=dict)
     node: Any = None
@@ -736,6 +917,7 @@ class Importer:
     nodes: list[Any] = field(default_factory=list)
     onnx: Any = None
     folder: Optional[Path] = None                               # the model's folder: where its external data is
+    model_file: Optional[Path] = None                           # the model's file, when read lean (_read_lean)
     data: Optional[TensorData] = None
     too_large: dict[str, int] = field(default_factory=dict)     # value → elements, not folded for its size
     fold_stopped: list[int] = field(default_factory=list)       # the rounds run, when folding stopped early
@@ -744,7 +926,7 @@ class Importer:
 
     def spec(self) -> dict:
         onnx = self.onnx = _onnx(self.origin)
-        data = self.data = TensorData(onnx, self.origin, self.folder)
+        data = self.data = TensorData(onnx, self.origin, self.folder, self.model_file)
         g = self.model.graph
         if len(g.node) > MAX_LAYERS:
             # counted before anything is built: each node becomes at most one layer, and a network has at most
@@ -758,6 +940,7 @@ class Importer:
                                 f"value")
             data.check(init, f"initializer {shown(init.name)}")
             inits[init.name] = init
+        self.inits = inits
         self._check_writers(g, inits)
         constant_inits = self._constant_initializers(g, inits)
         # constants stored in another file read from beside the model before anything else looks at them (onnx's
@@ -793,6 +976,10 @@ class Importer:
                                                          self.fold_stopped)
         self.params = {name: tuple(int(d) for d in init.dims) for name, init in inits.items()
                        if name not in constant_inits}
+        # the dynamo exporter marks a module's parameters and buffers (its other initializers are folded values)
+        key = "pkg.torch.export.graph_signature.InputSpec.kind"
+        self.kinds = {v.name: p.value for v in self.model.graph.value_info for p in v.metadata_props
+                      if p.key == key and v.name in inits}
         g = model.graph
         nodes = list(g.node)
         self._prepare(nodes)
@@ -803,6 +990,12 @@ class Importer:
                 x = self.act(self.gelu[k])
                 name = self.emit({"type": "gelu"}, [x.tensor], name=self.name_for(fallback="gelu", module=True))
                 self.acts[node.output[0]] = Act(name, x.shape, x.b, x.outer, x.inner)
+                continue
+            if k in self.rotary:
+                try:
+                    _rotary(self, node)
+                except Unsupported as e:
+                    raise SpecError(f"{self._where()}: {e}") from None
                 continue
             if k in self.fused:
                 continue
@@ -909,6 +1102,7 @@ class Importer:
                     math.prod(self._param_dims(other)) == dims[-1]:
                 self.fused[position[id(add)]] = k
         self._find_erf_gelu(nodes, position)
+        self._find_rotary(nodes, position)
         for node in nodes:
             scope = _scope(node.name)[0]
             self.scope_count[scope] = self.scope_count.get(scope, 0) + 1
@@ -978,6 +1172,65 @@ class Importer:
                 self.fused[position[id(node)]] = -1
             self.gelu[position[id(last)]] = x
 
+    def _is_constant(self, name: str) -> bool:
+        """A value known without the network input: folded, or an initializer the exporter did not mark as a
+        module's parameter or buffer (the dynamo exporter's folded tables)."""
+        return name in self.values or (name in self.params and self.kinds.get(name) is None and
+                                       self._init_of(name) == name and bool(self.kinds))
+
+    def _find_rotary(self, nodes: list[Any], position: dict[int, int]) -> None:
+        """Rotary position embedding written out as Hugging Face's ``apply_rotary_pos_emb`` is exported:
+        ``x·cos + cat(−x[..., h:], x[..., :h])·sin`` (Mul, Slice, Slice, Neg, Concat, Mul, Add) with constant
+        tables: one ``rotary_embedding`` layer at the Add (its tables checked when it is converted)."""
+        producer = {o: k for k, n in enumerate(nodes) for o in n.output}
+
+        def made_by(name: str, op: str) -> Any:
+            node = nodes[producer[name]] if name in producer else None
+            return node if node is not None and node.op_type == op else None
+
+        def only_users(name: str, users: list[Any]) -> bool:
+            return {id(u) for u in users} >= set(self.consumers.get(name, [])) and \
+                len(self.consumers.get(name, [])) == 1
+
+        def split(mul: Any) -> Optional[tuple[str, str]]:
+            a, b = mul.input[0], mul.input[1]
+            if self._is_constant(b) and not self._is_constant(a):
+                return a, b
+            if self._is_constant(a) and not self._is_constant(b):
+                return b, a
+            return None
+
+        for add in nodes:
+            if add.op_type != "Add" or len(add.input) != 2:
+                continue
+            muls = [made_by(name, "Mul") for name in add.input]
+            if None in muls:
+                continue
+            for m_cos, m_sin in ((muls[0], muls[1]), (muls[1], muls[0])):
+                first, second = split(m_cos), split(m_sin)
+                if first is None or second is None:
+                    continue
+                x, cos = first
+                rotated, sin = second
+                cat = made_by(rotated, "Concat")
+                if cat is None or len(cat.input) != 2:
+                    continue
+                neg = made_by(cat.input[0], "Neg")
+                low = made_by(cat.input[1], "Slice")
+                high = made_by(neg.input[0], "Slice") if neg is not None else None
+                if low is None or high is None or low.input[0] != x or high.input[0] != x:
+                    continue
+                group = [m_cos, m_sin, cat, neg, low, high]
+                if not (only_users(m_cos.output[0], [add]) and only_users(m_sin.output[0], [add]) and
+                        only_users(rotated, [m_sin]) and only_users(neg.output[0], [cat]) and
+                        only_users(low.output[0], [cat]) and only_users(high.output[0], [neg])):
+                    continue
+                for node in group:
+                    self.fused[position[id(node)]] = -1
+                self.rotary[position[id(add)]] = (x, cos, sin)
+                self.rotary_slices[position[id(add)]] = (low, high)
+                break
+
     # -------------------------------------------------------------------------------------------- look-ups
 
     def _where(self) -> str:
@@ -1040,6 +1293,29 @@ class Importer:
                               f"depends on the data")
         return self.values[name]
 
+    def constant_value(self, name: str, what: str, bounded: bool = True) -> Any:
+        """The values of a constant operand: folded, or an initializer that is no module parameter (read; at most
+        :data:`MAX_FOLDED` elements when ``bounded``, else as many as the file holds)."""
+        if name in self.values:
+            return self.values[name]
+        if not self._is_constant(name):
+            raise Unsupported(f"{what} {safe_text(name)!r} must be a constant")
+        if bounded and math.prod(self.params[name]) > MAX_FOLDED:
+            raise Unsupported(f"{what} {safe_text(name)!r} has {math.prod(self.params[name]):,} elements: "
+                              f"layercalc reads constants of at most {MAX_FOLDED:,}")
+        return self.read_initializer(name)
+
+    def read_initializer(self, name: str) -> Any:
+        """The values of initializer ``name`` (external or lean data read from beside the model or from it)."""
+        assert self.data is not None                   # set by spec()
+        return self.data.array(self.inits[name], f"initializer {shown(name)}")
+
+    def scalar_initializer(self, name: str) -> bool:
+        """A one-element float initializer that no module owns (the dynamo exporter's 0.5, √d, ε): a constant."""
+        init = self._init_of(name)
+        return init == name and math.prod(self.params[name]) == 1 and self.kinds.get(name) not in ("PARAMETER",
+                                                                                                   "BUFFER")
+
     def out_shape(self, k: int = 0) -> tuple[int, ...]:
         name = self.node.output[k]
         if name not in self.shapes:
@@ -1066,6 +1342,20 @@ class Importer:
             text = re.sub(r"\[ShapeInferenceError\]\s*(Inference error\(s\):\s*)?", "", str(e)).strip()
             return safe_text(text.splitlines()[0] if text else type(e).__name__)[:200]
         return ""
+
+    def same_view(self, a: Act, b: Act, concat_axis: Optional[int] = None) -> bool:
+        """``a`` and ``b`` (of one rank) hold the batch the same way: at the same place, or — a batch of 1, which
+        fits anywhere — giving the same layercalc dims (``concat_axis``: but for that ONNX axis' size)."""
+        if len(a.shape) != len(b.shape):
+            return False
+        if (a.b, a.outer, a.inner) == (b.b, b.outer, b.inner):
+            return True
+        if self.batch != 1 or a.t_axis(concat_axis) is None if concat_axis is not None else False:
+            return False
+        if concat_axis is not None:
+            b = Act(b.tensor, tuple(a.shape[k] if k == concat_axis else d for k, d in enumerate(b.shape)), b.b,
+                    b.outer, b.inner)
+        return a.labels() == b.labels() and a.t_shape(1) == b.t_shape(1)
 
     def need_plain(self, a: Act, what: str = "") -> None:
         if not a.plain:
@@ -1142,6 +1432,18 @@ class Importer:
             name = self.emit({"type": "reshape", "shape": list(after[1:])}, [x.tensor])
         self.acts[out] = Act(name, shape, *where)
 
+    def _same_over(self, name: str, axis: int) -> bool:
+        """The initializer ``name`` (as read, with no transform) holds the same values at every index of ``axis``."""
+        import numpy as np
+
+        init = self._init_of(name)
+        if init != name or axis < 0:
+            return False
+        value = self.constant_value(name, "operand") if self._is_constant(name) else None
+        if value is None or axis >= value.ndim:
+            return False
+        return bool(np.all(value == np.take(value, [0], axis=axis)))
+
     def param_tensor(self, init: str, x: Act, what: str, dims: Optional[tuple[int, ...]] = None,
                      suffix: str = ".param") -> str:
         """A ``parameter`` layer holding initializer ``init`` (read as ``dims``, by default its own), placed to
@@ -1154,6 +1456,14 @@ class Importer:
             raise Unsupported(f"{what} {safe_text(init)!r} {list(dims)} has more dims than the tensor "
                               f"{list(x.shape)} it is combined with")
         aligned = (1,) * (len(x.shape) - len(dims)) + dims
+        axis = x.b - (len(x.shape) - len(dims))
+        if aligned[x.b] != 1 and aligned[x.b] == self.batch and x.outer == x.inner == 1 and \
+                self.kinds.get(self._init_of(init) or init) is None and self._same_over(init, axis):
+            # the dynamo exporter's folded copy of one example's tensor per example (a class token expanded):
+            # one example's counted and used
+            origin = Source(origin.init, (*origin.ops, ("first", (axis,))))
+            dims = tuple(1 if k == axis else d for k, d in enumerate(dims))
+            aligned = (1,) * (len(x.shape) - len(dims)) + dims
         if aligned[x.b] != 1:
             raise Unsupported(f"{what} {safe_text(init)!r} {list(dims)} varies along the batch dim {x.b} of "
                               f"{list(x.shape)}: layercalc computes each example separately")
@@ -1447,7 +1757,7 @@ def _matmul(imp: Importer, node: Any) -> None:
             imp.acts[imp.nodes[adds[0]].output[0]] = imp.acts[node.output[0]]
         return
     a, b = imp.act(left), imp.act(right)
-    if len(a.shape) != len(b.shape) or (a.b, a.outer, a.inner) != (b.b, b.outer, b.inner):
+    if not imp.same_view(a, b):
         raise Unsupported(f"operands {list(a.shape)} and {list(b.shape)} must hold the batch the same way "
                           f"(dim {a.b} and dim {b.b})")
     if a.b >= len(a.shape) - 2:
@@ -1661,6 +1971,9 @@ def _softmax(imp: Importer, node: Any) -> None:
 
 
 def _passthrough(imp: Importer, node: Any) -> None:
+    if node.input[0] in imp.lazy:                  # (a Cast of a table's rows)
+        imp.lazy[node.output[0]] = imp.lazy[node.input[0]]
+        return
     imp.alias(imp.act(node.input[0]))
 
 
@@ -1675,9 +1988,30 @@ def _arith(imp: Importer, node: Any) -> None:
     op = node.op_type
     left, right = node.input[0], node.input[1]
     acts = [n for n in (left, right) if n in imp.acts]
+    if len(acts) == 1:
+        x_name = acts[0]
+        other = right if x_name == left else left
+        x = imp.acts[x_name]
+        if other in imp.lazy:                      # a table read at constant positions: made to broadcast on x
+            p = imp.lazy[other](x)
+            name = imp.emit({"type": _MERGE[op]}, [x.tensor, p] if x_name == left else [p, x.tensor])
+            imp.acts[node.output[0]] = Act(name, x.shape, x.b, x.outer, x.inner)
+            return
+        if imp.scalar_initializer(other):
+            imp.values[other] = imp.read_initializer(other)
+        elif op == "Add" and imp._is_constant(other) and not (other in imp.values and imp.values[other].size == 1):
+            # (read whole: the dynamo exporter's folded mask, or a table it folded, is as large as the file says)
+            mask = _mask_spec(imp, imp.constant_value(other, "the operand", bounded=False), x, additive=True)
+            if mask is not None:
+                imp.unary(mask, x)
+                return
+            if other in imp.values:
+                raise Unsupported(f"the constant operand {safe_text(other)!r} {list(imp.values[other].shape)} is "
+                                  f"neither a scalar nor an attention mask (zeros, and ≤ −1e30 where masked, "
+                                  f"causal or nowhere)")
     if len(acts) == 2:
         a, b = imp.acts[left], imp.acts[right]
-        if len(a.shape) != len(b.shape) or (a.b, a.outer, a.inner) != (b.b, b.outer, b.inner):
+        if not imp.same_view(a, b):
             raise Unsupported(f"operands {list(a.shape)} and {list(b.shape)} must hold the batch the same way")
         name = imp.emit({"type": _MERGE[op]}, [a.tensor, b.tensor])
         imp.acts[node.output[0]] = Act(name, imp.out_shape(), a.b, a.outer, a.inner)
@@ -1687,7 +2021,7 @@ def _arith(imp: Importer, node: Any) -> None:
     x_name = acts[0]
     other = right if x_name == left else left
     x = imp.acts[x_name]
-    if imp._init_of(other):
+    if imp._init_of(other) and other not in imp.values:
         dims = imp._param_dims(other)
         if len(dims) > len(x.shape) or any(d not in (1, n) for d, n in zip(reversed(dims), reversed(x.shape))):
             raise Unsupported(f"initializer {shown(imp._init_of(other))} (operand) has shape {list(dims)}, which "
@@ -1715,9 +2049,165 @@ def _arith(imp: Importer, node: Any) -> None:
         if c == 0:
             raise Unsupported("division by the constant 0")
         spec = {"scale": 1.0 / c}
-    else:
-        raise Unsupported("a constant divided by a tensor (a reciprocal) is not supported")
+    else:                                          # c / x: a reciprocal (pow −1), then the scale
+        if c == 1:
+            imp.unary({"type": "pow", "exponent": -1.0}, x)
+            return
+        name = imp.emit({"type": "pow", "exponent": -1.0}, [x.tensor])
+        x = Act(name, x.shape, x.b, x.outer, x.inner)
+        spec = {"scale": c}
+    if spec.get("scale", 1.0) == 1.0 and spec.get("offset", 0.0) == 0.0:
+        imp.alias(x)                               # x·1, x + 0 (an exporter's leftover): nothing computed
+        return
     imp.unary({"type": "rescaling", **spec}, x)
+
+
+def _mask_spec(imp: Importer, value: Any, x: Act, additive: bool, fill: Optional[float] = None
+               ) -> Optional[dict]:
+    """The ``attention_mask`` layer a constant mask on ``x`` (scores [..., L_q, L_k]) is, or None: ``value`` is
+    the additive mask (0 kept, ≤ −1e30 or −∞ masked) or, not ``additive``, the boolean of masked positions
+    (``fill`` their value). It must be the same for every example and head (its leading dims broadcast) and mask
+    the keys after each query (causal) or nothing."""
+    import numpy as np
+
+    from ..layers.mask import causal_masked  # deferred: the mask family, only for a graph with a mask
+
+    if len(x.shape) < 2 or x.t_axis(len(x.shape) - 1) is None or x.t_axis(len(x.shape) - 2) is None:
+        return None
+    value = np.asarray(value)
+    if value.ndim > len(x.shape) or value.ndim < 2:
+        return None
+    queries, keys = x.shape[-2], x.shape[-1]
+    if value.shape[-2:] not in ((queries, keys), (1, keys)) or \
+            any(d not in (1, n) for d, n in zip(reversed(value.shape), reversed(x.shape))):
+        return None
+    flat = value.reshape(-1, *value.shape[-2:])
+    if not np.all(flat == flat[:1]):
+        return None                                # differs between examples or heads: a padding mask
+    plane = np.broadcast_to(flat[0], (queries, keys))
+    if additive:
+        if plane.dtype.kind != "f":
+            return None
+        masked = plane <= -1e30
+        if not np.all(masked | (plane == 0)):
+            return None
+        low = plane[masked]
+        if low.size and not np.all(low == low.flat[0]):
+            return None
+        fill = float(low.flat[0]) if low.size else None
+    else:
+        masked = plane.astype(bool)
+    spec: dict[str, Any] = {"type": "attention_mask", "mode": "add" if additive else "fill"}
+    if not masked.any():
+        spec["causal"] = False
+    elif not np.array_equal(masked, causal_masked(queries, keys)):
+        return None
+    if fill is not None and math.isfinite(fill):
+        spec["fill"] = fill
+    elif fill is not None and fill > 0:
+        return None
+    return spec
+
+
+def _where(imp: Importer, node: Any) -> None:
+    """``Where(mask, fill, x)`` / ``Where(keep, x, fill)`` with a constant condition and a constant scalar
+    (``masked_fill`` of a causal mask): an ``attention_mask`` layer."""
+    cond, a, b = node.input
+    if cond in imp.acts:
+        raise Unsupported("the condition depends on the data (a select computed from the input)")
+    flags = imp.const(cond, "the condition")
+    if a in imp.acts and b not in imp.acts:
+        x, other, masked = imp.acts[a], b, ~flags.astype(bool)
+    elif b in imp.acts and a not in imp.acts:
+        x, other, masked = imp.acts[b], a, flags.astype(bool)
+    else:
+        raise Unsupported("only a select between a computed tensor and a constant (a mask) is supported")
+    value = imp.const(other, "the other value") if not imp.scalar_initializer(other) else \
+        imp.constant_value(other, "the other value")
+    if value.size != 1:
+        raise Unsupported(f"the value at masked positions has shape {list(value.shape)}; only a scalar is "
+                          f"supported")
+    fill = float(value.reshape(-1)[0])
+    if imp.out_shape() != x.shape:
+        raise Unsupported(f"the mask broadcasts {list(x.shape)} to {list(imp.out_shape())}")
+    spec = _mask_spec(imp, masked, x, additive=False, fill=fill if fill != float("-inf") else None)
+    if spec is None:
+        raise Unsupported(f"the constant condition {list(flags.shape)} is not an attention mask (the keys after "
+                          f"each query, the same for every example and head, or nowhere)")
+    imp.unary(spec, x)
+
+
+def _pow(imp: Importer, node: Any) -> None:
+    x = imp.act(node.input[0])
+    name = node.input[1]
+    value = imp.constant_value(name, "the exponent") if imp.scalar_initializer(name) else \
+        imp.const(name, "the exponent")
+    if value.size != 1:
+        raise Unsupported(f"the exponent has shape {list(value.shape)}; only a constant scalar is supported")
+    imp.unary({"type": "pow", "exponent": float(value.reshape(-1)[0])}, x)
+
+
+def _elementwise(kind: str, **fields: Any) -> Callable[[Importer, Any], None]:
+    """Sqrt, Reciprocal (powers ½ and −1) and Neg (a rescaling by −1): one layer of ``kind``."""
+    def convert(imp: Importer, node: Any) -> None:
+        imp.unary({"type": kind, **fields}, imp.act(node.input[0]))
+    return convert
+
+
+def _rotary(imp: Importer, node: Any) -> None:
+    """RoPE written out (:meth:`Importer._find_rotary`): its tables must be cos and sin of position·θ^(−2i/d) for
+    one base θ (found from the tables), the slices the two halves of the last dim."""
+    import numpy as np
+
+    from ..layers.sequence import rotate  # deferred: the sequence family, only for a graph with rotary embedding
+
+    x_name, cos_name, sin_name = imp.rotary[imp.index]
+    low, high = imp.rotary_slices[imp.index]
+    x = imp.act(x_name)
+    rank, d = len(x.shape), x.shape[-1]
+    labels = x.labels()
+    if x.t_axis(rank - 1) != len(labels) - 1 or x.t_axis(rank - 2) != len(labels) - 2 or d % 2:
+        raise Unsupported(f"rotary embedding on {list(x.shape)}: the positions and an even number of features must "
+                          f"be its last two dims, apart from the batch")
+    half = d // 2
+    for part, (start, end) in ((low, (0, half)), (high, (half, d))):
+        starts = imp.const(part.input[1], "starts").reshape(-1)
+        ends = imp.const(part.input[2], "ends").reshape(-1)
+        axes = imp.const(part.input[3], "axes").reshape(-1) if len(part.input) > 3 and part.input[3] else [0]
+        steps = imp.const(part.input[4], "steps").reshape(-1) if len(part.input) > 4 and part.input[4] else [1]
+        if len(starts) != 1 or int(axes[0]) % rank != rank - 1 or int(steps[0]) != 1 or \
+                slice(int(starts[0]), int(ends[0])).indices(d)[:2] != (start, end):
+            raise Unsupported("rotate_half's slices are not the two halves of the last dim")
+    length = x.shape[-2]
+    tables = []
+    for name in (cos_name, sin_name):
+        t = np.asarray(imp.constant_value(name, "the rotary table"), dtype=np.float64)
+        if t.ndim < 2 or t.shape[-2:] != (length, d) or \
+                not np.all(t.reshape(-1, length, d) == t.reshape(-1, length, d)[:1]):
+            raise Unsupported(f"the rotary table {safe_text(name)!r} {list(t.shape)} is not one [{length}, {d}] "
+                              f"table for every example and head")
+        tables.append(t.reshape(-1, length, d)[0])
+    cos, sin = tables
+    base = 10000.0
+    if length > 1 and half > 1:
+        step = float(np.arctan2(sin[1, 1], cos[1, 1]))            # position 1, pair 1: θ^(−2/d)
+        if step > 0:
+            base = step ** (-d / 2)
+            rounded = round(base)
+            base = float(rounded) if rounded > 0 and abs(base - rounded) <= 1e-3 * rounded else base
+    probe = np.zeros((length, d))
+    probe[:, :half] = 1.0                                            # rotate(probe)[:, :half] = cos, [:, half:] = sin
+    expected = rotate(probe, d, base)
+    if not (np.allclose(expected[:, :half], cos[:, :half], atol=1e-4) and
+            np.allclose(expected[:, half:], sin[:, half:], atol=1e-4) and
+            np.allclose(cos[:, :half], cos[:, half:], atol=1e-6) and np.allclose(sin[:, :half], sin[:, half:],
+                                                                                 atol=1e-6)):
+        raise Unsupported("the cos/sin tables are not rotary embedding with one base θ (a scaled RoPE is not "
+                          "supported)")
+    spec: dict[str, Any] = {"type": "rotary_embedding"}
+    if base != 10000.0:
+        spec["base"] = base
+    imp.unary(spec, x)
 
 
 # ---- shape movements
@@ -1767,7 +2257,7 @@ def _concat(imp: Importer, node: Any) -> None:
     for n in parts:
         if n in imp.acts:
             a = imp.acts[n]
-            if len(a.shape) != rank or (a.b, a.outer, a.inner) != (x.b, x.outer, x.inner):
+            if len(a.shape) != rank or not imp.same_view(a, x, concat_axis=axis):
                 raise Unsupported(f"inputs {list(x.shape)} and {list(a.shape)} must hold the batch the same way")
             tensors.append(a.tensor)
         elif imp._init_of(n):
@@ -1870,6 +2360,9 @@ def _gather(imp: Importer, node: Any) -> None:
         out = imp.weighted(spec, ids, {"weight": data}, bias_role=None)
         imp.acts[node.output[0]] = Act(out, (*ids.shape, table[1]), ids.b, ids.outer, ids.inner)
         return
+    if imp._init_of(data) and indices in imp.values:
+        _table_rows(imp, node, data, imp.values[indices], axis)
+        return
     x = imp.act(data, "data")
     rank = len(x.shape)
     axis = _axis(axis, rank)
@@ -1895,6 +2388,61 @@ def _gather(imp: Importer, node: Any) -> None:
     raise Unsupported(f"indices {index.reshape(-1).tolist()[:8]} are not a scalar or a contiguous range")
 
 
+def _table_rows(imp: Importer, node: Any, table_name: str, index: Any, axis: int) -> None:
+    """A table (an initializer [P, d]) read at constant rows: positions 0..L−1 (GPT-2's ``wpe`` at
+    ``arange(L)``) are a ``position_embedding``; one row everywhere (BERT's token types, all 0) a ``parameter``
+    holding the table and a ``slice`` of that row. Made when an element-wise operation combines the value with a
+    computed tensor, to broadcast against it (:data:`Importer.lazy`)."""
+    import numpy as np
+
+    table = imp._param_dims(table_name)
+    if axis != 0 or len(table) != 2 or index.dtype.kind not in "iu" or index.size == 0:
+        raise Unsupported(f"a lookup in initializer {list(table)} along axis {axis} at constant indices: only rows "
+                          f"of a 2-d table are supported")
+    rows = index.reshape(-1).astype(np.int64) % table[0]
+    if np.any(index.reshape(-1) >= table[0]) or np.any(index.reshape(-1) < -table[0]):
+        raise Unsupported(f"indices outside the table's {table[0]} rows")
+    shape = (*index.shape, table[1])
+    lead = [d for d in index.shape[:-1] if d != 1]
+    length = index.shape[-1] if index.ndim else 1
+    one_row = bool(np.all(rows == rows[0]))
+    positions = np.array_equal(rows.reshape(-1, length) if index.ndim else rows,
+                               np.broadcast_to(np.arange(length), (rows.size // length, length)))
+    if not (one_row or positions) or (positions and not one_row and lead and
+                                       not np.all(rows.reshape(-1, length) == rows[:length])):
+        raise Unsupported(f"rows {rows[:8].tolist()}…: only positions 0..L−1 or one row everywhere are supported")
+    node_index, node_ref = imp.index, node
+
+    def make(x: Act) -> str:
+        saved = imp.node, imp.index
+        imp.node, imp.index = node_ref, node_index
+        try:
+            aligned = (1,) * (len(x.shape) - len(shape)) + shape
+            if len(shape) > len(x.shape) or aligned[-1] != x.shape[-1] or \
+                    aligned[x.b] != 1 and not one_row and index.ndim > 1:
+                raise Unsupported(f"rows of {safe_text(table_name)!r} {list(shape)} do not broadcast against "
+                                  f"{list(x.shape)}")
+            if positions and not one_row or (positions and length > 1):
+                labels = x.labels()
+                seq = len(shape) - 2 + len(x.shape) - len(shape)       # the ONNX axis of the positions
+                if x.t_axis(seq) != 1 or len(labels) != 3:
+                    raise Unsupported(f"positions along dim {seq} of {list(x.shape)}: a position embedding reads "
+                                      f"them along dim 1 of [N, L, d]")
+                spec = {"type": "position_embedding", "num_embeddings": table[0], "embedding_dim": table[1]}
+                return imp.weighted(spec, x, {"weight": table_name}, bias_role=None)
+            p = imp.param_tensor(table_name, Act("", (1, *table)), "table")
+            row = int(rows[0])
+            name = imp.emit({"type": "slice", "dim": 1, "start": row, "stop": row + 1}, [p],
+                            name=imp.name_for(table_name, suffix=f".row{row}"))
+            if len(x.shape) > 2:
+                name = imp.emit({"type": "reshape", "shape": [1] * (len(x.labels()) - 2) + [table[1]]}, [name],
+                                name=imp.name_for(table_name, suffix=f".row{row}.view"))
+            return name
+        finally:
+            imp.node, imp.index = saved
+    imp.lazy[node.output[0]] = make
+
+
 def _expand(imp: Importer, node: Any) -> None:
     src = node.input[0]
     shape = imp.out_shape()
@@ -1909,9 +2457,23 @@ def _expand(imp: Importer, node: Any) -> None:
         imp.acts[node.output[0]] = Act(p, shape)
         return
     x = imp.act(src)
-    if shape != x.shape:
-        raise Unsupported(f"expanding {list(x.shape)} to {list(shape)} (a broadcast copy) is not supported")
-    imp.alias(x)
+    if len(shape) != len(x.shape) or any(a not in (1, b) for a, b in zip(x.shape, shape)):
+        raise Unsupported(f"expanding {list(x.shape)} to {list(shape)}: only dims of size 1 repeated (a broadcast "
+                          f"copy of the same rank) are supported")
+    # a dim of size 1 repeated n times (repeat_kv: key/value heads shared by query heads): n copies concatenated
+    current = x
+    for axis, (a, b) in enumerate(zip(x.shape, shape)):
+        if a == b:
+            continue
+        dim = current.t_axis(axis)
+        if dim is None:
+            raise Unsupported(f"expanding dim {axis} of {list(x.shape)}, which holds the batch")
+        if b > 64:
+            raise Unsupported(f"expanding dim {axis} of {list(x.shape)} to {b} copies: at most 64 are supported")
+        new_shape = tuple(b if k == axis else d for k, d in enumerate(current.shape))
+        name = imp.emit({"type": "concat", "dim": dim}, [current.tensor] * b)
+        current = Act(name, new_shape, current.b, current.outer, current.inner)
+    imp.acts[node.output[0]] = current
 
 
 def _reduce(kind: str) -> Callable[[Importer, Any], None]:
@@ -2019,7 +2581,9 @@ CONVERTERS: dict[str, Callable[[Importer, Any], None]] = {
     "Relu": _activation("relu"), "LeakyRelu": _leaky_relu, "Sigmoid": _activation("sigmoid"),
     "Tanh": _activation("tanh"), "Softmax": _softmax, "Gelu": _gelu, "HardSwish": _activation("hardswish"),
     "HardSigmoid": _hardsigmoid, "Clip": _clip,
-    "Add": _arith, "Sub": _arith, "Mul": _arith, "Div": _arith,
+    "Add": _arith, "Sub": _arith, "Mul": _arith, "Div": _arith, "Where": _where, "Pow": _pow,
+    "Sqrt": _elementwise("pow", exponent=0.5), "Reciprocal": _elementwise("pow", exponent=-1.0),
+    "Neg": _elementwise("rescaling", scale=-1.0),
     "Concat": _concat, "Flatten": _reshape, "Reshape": _reshape, "Squeeze": _reshape, "Unsqueeze": _reshape,
     "Transpose": _transpose, "Slice": _slice, "Split": _split, "Gather": _gather, "Expand": _expand,
     "ReduceMean": _reduce("mean"), "ReduceSum": _reduce("sum"),

@@ -18,6 +18,7 @@ steps and explanations side by side; :mod:`layercalc.layers.base` holds the prot
 | :mod:`~layercalc.layers.recurrent` | lstm, gru, rnn |
 | :mod:`~layercalc.layers.moe` | moe (mixture_of_experts) |
 | :mod:`~layercalc.layers.mla` | latent_attention (mla) |
+| :mod:`~layercalc.layers.mask` | attention_mask |
 
 (The first five are imported with this package, the rest in :data:`LATER_FAMILIES`' order; ``layercalc types``
 lists every registered type with its aliases, and ``tests/test_library_jobs.py`` checks this table against the

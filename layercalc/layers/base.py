@@ -718,7 +718,7 @@ def unregister_layer(cls: "type[LayerBase]") -> None:
 #: the families ``layercalc.layers`` does not import at start, imported on first need in this order (their
 #: registration order: the order of the schema and of ``layercalc --help``)
 LATER_FAMILIES = ("norm", "merge", "depthwise", "sequence", "attention", "tensor_ops", "resample", "recurrent", "moe",
-                  "mla")
+                  "mla", "mask")
 _families_imported = 0        # how many of LATER_FAMILIES are imported (always a prefix: the registration order)
 
 
