@@ -61,13 +61,14 @@ class LayerScale(LayerBase):
         return x * gamma.reshape(shape)
 
     def backward(self, step, grads):
-        # For training figures (summary --train): no matmul, so 0 MACs; the derivative costs what the forward does
-        # (a compare and a multiply per element) and the slope's gradient Σ dY·x over the negative inputs a multiply
-        # and an add per element. Without this method the layer's backward is reported as unknown.
+        # For training figures (summary --train): no matmul, so 0 MACs; the input's gradient dY·γ is a multiply per
+        # element (when the input needs one), γ's gradient Σ dY·x per channel a multiply and an add per element (when
+        # γ is trained). Without this method the layer's backward is reported as unknown.
         elements = math.prod(step.facts.output_shape)
-        slope = 2 * elements if grads.weights else 0
-        return Backward(element_flops=2 * elements + slope, lines=[
-            f"backward: 0 MACs; derivative 2·{elements:,} + slope gradient {slope:,} element FLOPs"])
+        to_input = elements if grads.inputs[0] else 0
+        to_gamma = 2 * elements if grads.weights else 0
+        return Backward(element_flops=to_input + to_gamma, lines=[
+            f"backward: 0 MACs; input gradient dY·γ {to_input:,} + γ's gradient Σ dY·x {to_gamma:,} element FLOPs"])
 
     def explain(self, c, input_shapes, facts, channels_last):
         channels = facts.geometry["channels"]

@@ -551,8 +551,10 @@ def test_json_always_holds_the_backward():
 
 
 def test_the_example_plugin_states_its_backward():
-    """examples/custom_layer.py (PReLU) shows a plugin author the method: 0 MACs, its derivative and the slope's
-    gradient as element FLOPs — by hand, after a conv on [1, 16, 8, 8]: 2·1,024 + 2·1,024."""
+    """examples/custom_layer.py (LayerScale, y = x·γ per channel) shows a plugin author the method: 0 MACs; by hand,
+    after a conv on [1, 16, 8, 8] (1,024 elements): the input's gradient dY·γ, 1 multiply per element, and γ's
+    gradient Σ dY·x, a multiply and an add per element: 1,024 + 2·1,024. As the first layer (the network input needs
+    no gradient): γ's only."""
     import importlib.util
     import sys
     from pathlib import Path
@@ -567,12 +569,14 @@ def test_the_example_plugin_states_its_backward():
     try:
         report = layercalc.load(network([16, 8, 8], [
             {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1},
-            {"type": "prelu", "num_parameters": 16}])).analyze()
-        prelu = report.layers[-1]
-        assert (prelu.backward_input_macs, prelu.backward_weight_macs, prelu.backward_flops) == (0, 0, 4 * 1_024)
+            {"type": "layer_scale"}])).analyze()
+        scale = report.layers[-1]
+        assert (scale.backward_input_macs, scale.backward_weight_macs, scale.backward_flops) == (0, 0, 3 * 1_024)
         assert report.totals.backward_unknown == []
+        first = layercalc.load(network([16, 8, 8], [{"type": "layer_scale"}])).analyze().layers[0]
+        assert first.backward_flops == 2 * 1_024
     finally:
-        unregister_layer(module.PReLU)
+        unregister_layer(module.LayerScale)
         del sys.modules[spec.name]
 
 
