@@ -330,11 +330,18 @@ def hf_saved(config: dict, batch: int, tokens: int) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("config", [GPT2, LLAMA, dict(LLAMA, num_key_value_heads=4),
-                                    dict(LLAMA, tie_word_embeddings=True)],
-                         ids=["gpt2", "llama-gqa", "llama-mha", "llama-tied"])
+                                    dict(LLAMA, tie_word_embeddings=True), dict(LLAMA, num_key_value_heads=1)],
+                         ids=["gpt2", "llama-gqa", "llama-mha", "llama-tied", "llama-mqa"])
 @pytest.mark.parametrize("batch, tokens", [(2, 8), (3, 5)])
 def test_transformers_saved_bytes_equal_hugging_face_eager(config, batch, tokens):
     expected, ours = hf_saved(config, batch, tokens)
+    assert ours == expected
+
+
+def test_one_key_head_at_batch_1_keeps_one_head_not_its_repeats():
+    """repeat_kv from a single key/value head of a single sequence is a view (expand + reshape need no copy), so
+    autograd keeps one head's k and v storage; with several sequences it copies to the H query heads (above)."""
+    expected, ours = hf_saved(dict(LLAMA, num_key_value_heads=1), 1, 8)
     assert ours == expected
 
 

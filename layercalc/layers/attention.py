@@ -506,13 +506,14 @@ class MultiHeadAttention(LayerBase):
 
     def saved_for_backward(self, step: Any, grads: GradFlow) -> Optional[list[Saved]]:
         """As Hugging Face's eager attention computes it (measured, torch 2.13, batch ≥ 2): each projection keeps
-        its input; the two products keep q, kᵀ (key heads repeated to the H query heads: repeat_kv copies them),
-        the softmax's output and v, each a tensor of its own; the output projection keeps the heads merged back
-        (a copy); with RoPE, the cos and sin tables (made once per forward, shared by every layer); with dropout,
-        its mask and the dropped probabilities. Exceptions (docs/conventions.md): at batch 1, GPT-2's fused c_attn
-        leaves q a view of the whole [N, L, 3E] projection; nn.MultiheadAttention keeps its fused projection whole
-        beside a scaled copy of q. Not modeled (None: the totals refuse): q/k norms (Qwen3, Gemma 3) and a logit
-        soft-cap (Gemma 2), whose extra tensors were not measured."""
+        its input; the two products keep q, kᵀ (key heads repeated to the H query heads: repeat_kv copies them, but
+        from one key head (MQA) at batch 1 its expand is a view), the softmax's output and v, each a tensor of its
+        own; the output projection keeps the heads merged back (a copy); with RoPE, the cos and sin tables (made once
+        per forward, shared by every layer); with dropout, its mask and the dropped probabilities. Exceptions
+        (docs/conventions.md): at batch 1, GPT-2's fused c_attn leaves q a view of the whole [N, L, 3E] projection;
+        nn.MultiheadAttention keeps its fused projection whole beside a scaled copy of q. Not modeled (None: the
+        totals refuse): q/k norms (Qwen3, Gemma 3) and a logit soft-cap (Gemma 2), whose extra tensors were not
+        measured."""
         if self.qk_norm or self.logit_softcap is not None:
             return None
         if not grads.any:
@@ -524,15 +525,18 @@ class MultiHeadAttention(LayerBase):
             sources = sorted({0, min(1, len(step.inputs) - 1), len(step.inputs) - 1})
             saved += [Saved("input", f"input {k}, for the {'q/k/v' if len(sources) == 1 else 'projections'}' "
                                      f"weight gradients", k) for k in sources]
+        # repeat_kv copies a group's key/value heads to the H query heads — except one head (MQA) of one sequence:
+        # expand and reshape are then a view of it, whose storage (one head's) is what is kept (measured)
+        kept = 1 if d.kv_heads == 1 and n == 1 else h
+        how = ("" if d.kv_heads == h else f" (the {d.kv_heads} key heads repeated to {h}: a copy)" if kept == h
+               else f" (one key head seen as {h}: a view, one head's storage kept)")
         saved += [Saved("extra", f"q [{n}, {h}, {d.lq}, {d.dk}]" + (" after RoPE" if d.rotary else "")
                         + ", for k's gradient", numel=n * h * d.lq * d.dk),
-                  Saved("extra", f"kᵀ [{n}, {h}, {d.dk}, {keys}]" + (f" (the {d.kv_heads} key heads repeated to "
-                                                                       f"{h})" if d.kv_heads != h else "")
-                        + ", for q's gradient", numel=n * h * keys * d.dk),
+                  Saved("extra", f"kᵀ [{n}, {h}, {d.dk}, {keys}]{how}, for q's gradient", numel=n * kept * keys * d.dk),
                   Saved("extra", f"the softmax's output [{n}, {h}, {d.lq}, {keys}], for its own gradient and v's",
                         numel=d.scores),
-                  Saved("extra", f"v [{n}, {h}, {keys}, {d.dv}], for the probabilities' gradient",
-                        numel=n * h * keys * d.dv)]
+                  Saved("extra", f"v [{n}, {h}, {keys}, {d.dv}]{how}, for the probabilities' gradient",
+                        numel=n * kept * keys * d.dv)]
         if self.dropout:
             saved.append(Saved("extra", f"the dropout mask and the dropped probabilities (2·{d.scores:,})",
                                numel=2 * d.scores))

@@ -163,7 +163,7 @@ class PositionEmbedding(LayerBase):
         row = self.offset + first                      # RoBERTa's position 0 is row padding_idx + 1
         if row + length > self.num_embeddings:
             seen = f"{first:,} past + {length:,} new positions" if first else f"the sequence of {length} positions"
-            rows = f" from row {self.offset} (offset)" if self.offset else ""
+            rows = f" after the offset {self.offset}" if self.offset else ""
             raise ctx.fail(f"{seen} (input {fmt_shape(x.shape)}) {'are' if first else 'is'} longer than the "
                            f"{self.num_embeddings - self.offset} positions of the table{rows}")
         return Facts(output_shape=(x.shape[0], length, self.embedding_dim),
