@@ -113,8 +113,8 @@ def load_network_sweep(spec: str, batch: Optional[str] = None, input_shape: Unio
         else:
             fixed["batch"] = value
     shapes = [input_shape] if isinstance(input_shape, str) else list(input_shape or [])
-    if len(shapes) > 1:                                # one --input per network input (T5): shapes, never a sweep
-        with spec_context(spec):
+    if len(shapes) > 1 or (shapes and len(net.input_shapes()) > 1):
+        with spec_context(spec):                       # one --input per network input (T5): shapes, never a sweep
             net = _apply_overrides(net, None, shapes, None, None)
     elif shapes:
         with spec_context(spec):
@@ -133,7 +133,7 @@ def load_network_sweep(spec: str, batch: Optional[str] = None, input_shape: Unio
     if fixed:
         with spec_context(spec):
             net = _with_overrides(net, fixed)
-    return net, assumed, ((asked[0][1], asked[0][2]) if asked else None)
+    return net, _input_assumptions(net, assumed, bool(shapes)), ((asked[0][1], asked[0][2]) if asked else None)
 
 
 def _read_stdin() -> str:
@@ -390,8 +390,16 @@ def load_network_assumed(spec: str, batch: Optional[int] = None,
             net = from_data(data, spec)
             assumed = sources.config_assumptions(parsed, safe_text(spec), data) if kind == "huggingface" else None
             net = _apply_overrides(net, batch, input_shape, dtype, None)
-    if input_shape and assumed is not None:
+    return net, _input_assumptions(net, assumed, bool(input_shape))
+
+
+def _input_assumptions(net, assumed, input_given: bool):
+    """The header's account of the inputs once the command line's are applied: the source's default length only
+    when no --input was given; the network's other inputs (the header names the first), as they now are."""
+    if input_given and assumed is not None:
         assumed.input = None                   # the length given, not the default the source's account explains
+    if assumed is not None:
+        assumed.more = [line for line in assumed.more if not line.startswith("other input")]
     others = list(net.input_shapes().items())[1:]
     if others:                                 # the header names the first input; the others are layers
         from ..display import Assumptions
@@ -399,7 +407,7 @@ def load_network_assumed(spec: str, batch: Optional[int] = None,
         assumed = assumed or Assumptions()
         assumed.more.insert(0, "other input" + ("s " if len(others) > 1 else " ") + ", ".join(
             f"{name} {[net.batch, *shape]}" for name, shape in others))
-    return net, assumed
+    return assumed
 
 
 def convert_command(

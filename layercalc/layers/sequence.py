@@ -192,7 +192,8 @@ class PositionEmbedding(LayerBase):
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         length, first = input_shapes[0][1], facts.geometry["first"]
-        rows = f", rows {self.offset + first}..{self.offset + first + length - 1}" if self.offset else ""
+        rows = (f", rows {self.offset + first}..{self.offset + first + length - 1}: offset {self.offset}" if self.offset
+                else "")
         c.add(f"positions {first}..{first + length - 1} (dim 1 of {list(input_shapes[0])}"
               + (f", after {first} cached positions" if first else "") + f"{rows}) pick rows of the table → "
               f"{list(facts.output_shape)}, the same for every example")
