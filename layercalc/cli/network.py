@@ -22,8 +22,7 @@ from .options import (
     write_output,
 )
 
-# deferred imports (sources, spec, graph, formatting, display, network_explain, sweep, terminal, zoo, saved,
-# training):
+# deferred imports (sources, spec, graph, formatting, display, network_explain, sweep, terminal, zoo, saved, training):
 # each command imports what it uses, so `layercalc --help` and `size` start without Pydantic, the layer
 # models or NumPy (start-up target 0.3 s)
 
