@@ -198,6 +198,25 @@ def test_small_config_params_per_layer_macs_and_output_shape(case):
     assert_counts_agree(CASES[case])
 
 
+def assert_executor_gives_the_models_outputs(config, model):
+    """layercalc's executor, on the model's own state_dict, gives each of the model's outputs in order (BertModel,
+    ViTModel: last_hidden_state, then pooler_output) within 1e-4 of the largest."""
+    import numpy as np
+    import torch
+
+    x = hf_input(config)
+    with torch.no_grad():
+        expected = [t.numpy() for t in hf_outputs(model(x))]
+    weights = weights_from_state_dict(config, model.state_dict())
+    net = imported(config)
+    run = net.run(x=x.numpy().astype(np.float32), weights=weights)
+    ours = [run[name] for name in net.analyze().outputs] if isinstance(run, dict) else [run]
+    assert len(ours) == len(expected)
+    for mine, theirs in zip(ours, expected):
+        assert mine.shape == theirs.shape
+        assert np.max(np.abs(mine - theirs)) <= 1e-4 * np.max(np.abs(theirs))
+
+
 #: one per family and attention form: rotary (Llama, Qwen2), grouped-query heads, head_dim ≠ hidden/heads, q/k/v
 #: biases without an output bias (Qwen2, ViT's qkv_bias=false), Conv1D weights (GPT-2), tied heads
 EXECUTED = ["gpt2-lm", "gpt2-sequence", "bert-base", "bert-mlm", "bert-sequence", "bert-decoder",
@@ -208,22 +227,11 @@ EXECUTED = ["gpt2-lm", "gpt2-sequence", "bert-base", "bert-mlm", "bert-sequence"
 
 @pytest.mark.parametrize("case", EXECUTED)
 def test_executor_on_the_models_weights_gives_its_output(case):
-    np = pytest.importorskip("numpy")
     torch = pytest.importorskip("torch")
     config = CASES[case]
     torch.manual_seed(0)
     model = hf_model(config)
-    x = hf_input(config)
-    with torch.no_grad():
-        expected = [t.numpy() for t in hf_outputs(model(x))]
-    weights = weights_from_state_dict(config, model.state_dict())
-    net = imported(config)
-    run = net.run(x=x.numpy().astype(np.float32), weights=weights)
-    ours = [run[name] for name in net.analyze().outputs] if isinstance(run, dict) else [run]
-    assert len(ours) == len(expected)              # BertModel, ViTModel: last_hidden_state, then pooler_output
-    for mine, theirs in zip(ours, expected):
-        assert mine.shape == theirs.shape
-        assert np.max(np.abs(mine - theirs)) <= 1e-4 * np.max(np.abs(theirs))
+    assert_executor_gives_the_models_outputs(config, model)
 
 
 @pytest.mark.parametrize("case", ["gpt2-lm", "bert-base", "qwen2-lm-tied", "vit-classifier"])

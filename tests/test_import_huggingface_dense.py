@@ -12,6 +12,7 @@ import pytest
 from test_import_huggingface import (
     TOKENS,
     assert_counts_agree,
+    assert_executor_gives_the_models_outputs,
     cli,
     hf_input,
     hf_model,
@@ -21,7 +22,7 @@ from test_import_huggingface import (
 )
 
 from layercalc import LayerCalcError
-from layercalc.importers.huggingface import header_notes, spec_from_config, weights_from_state_dict
+from layercalc.importers.huggingface import header_notes, spec_from_config
 
 SMALL = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2,
              intermediate_size=96, max_position_embeddings=32, vocab_size=100)
@@ -107,7 +108,6 @@ EXECUTED = ["qwen3-lm", "qwen3-lm-tied-bias-sliding", "gemma-lm", "gemma-lm-lega
 
 @pytest.mark.parametrize("case", EXECUTED)
 def test_executor_on_the_models_weights_gives_its_output(case):
-    np = pytest.importorskip("numpy")
     torch = pytest.importorskip("torch")
     config = CASES[case]
     torch.manual_seed(0)
@@ -116,17 +116,7 @@ def test_executor_on_the_models_weights_gives_its_output(case):
         for name, tensor in model.named_parameters():
             if name.endswith("norm.weight"):
                 tensor.uniform_(-0.5, 0.5)
-    x = hf_input(config)
-    with torch.no_grad():
-        expected = [t.numpy() for t in hf_outputs(model(x))]
-    weights = weights_from_state_dict(config, model.state_dict())
-    net = imported(config)
-    run = net.run(x=x.numpy().astype(np.float32), weights=weights)
-    ours = [run[name] for name in net.analyze().outputs] if isinstance(run, dict) else [run]
-    assert len(ours) == len(expected)
-    for mine, theirs in zip(ours, expected):
-        assert mine.shape == theirs.shape
-        assert np.max(np.abs(mine - theirs)) <= 1e-4 * np.max(np.abs(theirs))
+    assert_executor_gives_the_models_outputs(config, model)
 
 
 @pytest.mark.parametrize("case", ["phi3-lm-partial-rotary-window-mha", "neox-lm", "opt-lm-350m-like", "qwen3-lm"])

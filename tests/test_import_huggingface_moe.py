@@ -11,10 +11,17 @@ are derived by hand from the same values (total − the unchosen experts of ever
 from __future__ import annotations
 
 import pytest
-from test_import_huggingface import hf_input, hf_outputs, imported, output_shapes, params_by_layer
+from test_import_huggingface import (
+    assert_executor_gives_the_models_outputs,
+    hf_input,
+    hf_outputs,
+    imported,
+    output_shapes,
+    params_by_layer,
+)
 
 from layercalc import LayerCalcError
-from layercalc.importers.huggingface import spec_from_config, weights_from_state_dict
+from layercalc.importers.huggingface import spec_from_config
 
 
 def hf_model(config: dict, meta: bool = False):
@@ -102,7 +109,6 @@ EXECUTED = ["mixtral-lm", "qwen2_moe-lm-sparse-step-dense-layer", "qwen2_moe-bas
 
 @pytest.mark.parametrize("case", _params(EXECUTED))
 def test_executor_on_the_models_weights_gives_its_output(case):
-    np = pytest.importorskip("numpy")
     torch = pytest.importorskip("torch")
     config = CASES[case]
     torch.manual_seed(0)
@@ -114,16 +120,7 @@ def test_executor_on_the_models_weights_gives_its_output(case):
         for name, tensor in model.named_buffers():
             if name.endswith("e_score_correction_bias"):
                 tensor.normal_(0, 0.1)
-    x = hf_input(config)
-    with torch.no_grad():
-        expected = [t.numpy() for t in hf_outputs(model(x))]
-    weights = weights_from_state_dict(config, model.state_dict())
-    net = imported(config)
-    run = net.run(x=x.numpy().astype(np.float32), weights=weights)
-    ours = [run[name] for name in net.analyze().outputs] if isinstance(run, dict) else [run]
-    for mine, theirs in zip(ours, expected):
-        assert mine.shape == theirs.shape
-        assert np.max(np.abs(mine - theirs)) <= 1e-4 * np.max(np.abs(theirs))
+    assert_executor_gives_the_models_outputs(config, model)
 
 
 # ------------------------------------------------------------------------------------------ published sizes
