@@ -290,10 +290,10 @@ class Network(Description):
         # type (lists of ints, exact ints), so validation would only re-check them — and building the report
         # validators costs more start-up time than a whole ResNet-50 analysis.
         itemsize = DTYPE_BYTES[self.dtype]
-        saved = saved_tensors(steps, itemsize, self.channels_last)
         entries = []
-        saved = saved_tensors(steps, itemsize, self.channels_last)
-        for step, grads, kept in zip(steps, gradient_flow(steps), saved.layers):
+        flows = gradient_flow(steps)
+        saved = saved_tensors(steps, flows, itemsize, self.channels_last)
+        for step, grads, kept in zip(steps, flows, saved.layers):
             entries.append(layer_report(step, itemsize, backward_of(step, grads), kept.bytes))
         consumed = {src for step in steps for src in step.inputs}
         outputs = [name for step in steps for name, _ in produced(step.name, step.facts) if name not in consumed]

@@ -29,7 +29,7 @@ from .display import instance_of
 from .errors import layer_label
 from .layers import GradFlow, Saved
 from .names import INPUT
-from .rules import numel, produced
+from .rules import Gradients, numel, produced
 from .terminal import wrap
 
 if TYPE_CHECKING:
@@ -63,16 +63,10 @@ class SavedAccount:
     itemsize: int = 4
 
 
-def _trainable_params(step: Step) -> bool:
-    """Whether the layer holds parameters that receive a gradient (tied ones count: they are the owner's)."""
-    layer = step.layer
-    return layer.trainable and (step.facts.params > 0 or layer.tied_to is not None)
-
-
-def saved_tensors(steps: list[Step], itemsize: int, channels_last: bool) -> SavedAccount:
+def saved_tensors(steps: list[Step], flows: list[Gradients], itemsize: int, channels_last: bool) -> SavedAccount:
     """What every layer keeps for backward, in bytes at ``itemsize`` bytes per element (the training dtype; a
-    tensor of a fixed dtype — int64 indices — at its own), each storage counted once."""
-    needs_grad: dict[str, bool] = {INPUT: False}
+    tensor of a fixed dtype — int64 indices — at its own), each storage counted once. ``flows``: which gradients
+    each step makes (:func:`layercalc.graph.gradient_flow`, the one decision of it)."""
     root: dict[str, str] = {INPUT: INPUT}              # tensor → the tensor whose storage it uses
     contiguous: dict[str, bool] = {INPUT: True}
     shapes: dict[str, tuple[int, ...]] = {}
@@ -80,16 +74,14 @@ def saved_tensors(steps: list[Step], itemsize: int, channels_last: bool) -> Save
     parameters: set[str] = set()                       # tensors that are parameters: held as weights, not counted
     layers: list[LayerSaved] = []
     unknown: list[str] = []
-    for step in steps:
+    for step, flow in zip(steps, flows):
         for src, shape in zip(step.inputs, step.input_shapes):
             shapes.setdefault(src, shape)
-        grads = GradFlow(tuple(needs_grad.get(src, False) for src in step.inputs), _trainable_params(step),
-                         itemsize, channels_last)
+        grads = GradFlow(flow.inputs, flow.weights, itemsize, channels_last)
         outputs = produced(step.name, step.facts)
         storage = step.layer.output_storage
         for name, shape in outputs:
             shapes[name] = shape
-            needs_grad[name] = grads.any
             source = step.inputs[0] if step.inputs else ""
             view = bool(source) and (storage in ("view", "strided")
                                      or (storage == "reshape" and contiguous.get(source, True)))

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import SpecError, shown
-from .graph import Network
+from .graph import Network, gradient_flow
 from .rules import numel, produced
 from .saved import SavedAccount, recomputed_bytes, saved_tensors
 
@@ -80,8 +80,10 @@ def check_choice(option: str, value: str, choices) -> str:
 
 
 def training_memory(net: Network, optimizer: str = "adam", precision: str = "fp32", recompute: bool = False,
-                    steps: Optional[list[Step]] = None) -> TrainingMemory:
-    """The memory of one training step of ``net`` (``steps``: its :meth:`Network.resolve`, when already made)."""
+                    steps: Optional[list[Step]] = None, account: Optional[SavedAccount] = None) -> TrainingMemory:
+    """The memory of one training step of ``net`` (``steps``: its :meth:`Network.resolve`, when already made;
+    ``account``: :func:`~layercalc.saved.saved_tensors` of those steps at the precision's activation size, when
+    already made — the command line's ``--train`` shows it per layer too)."""
     check_choice("optimizer", optimizer, OPTIMIZER_STATE)
     check_choice("precision", precision, PRECISIONS)
     steps = net.resolve() if steps is None else steps
@@ -97,7 +99,8 @@ def training_memory(net: Network, optimizer: str = "adam", precision: str = "fp3
                 tensors += sum(1 for spec in step.layer.param_specs(step, net.channels_last).values()
                                if not spec.buffer)
         buffers += step.facts.buffers
-    account = saved_tensors(steps, activation_size, net.channels_last)
+    if account is None:
+        account = saved_tensors(steps, gradient_flow(steps), activation_size, net.channels_last)
     saved = recomputed_bytes(steps, account, activation_size) if recompute else account.total
     per_param, per_tensor = OPTIMIZER_STATE[optimizer]
     weights = (trainable + frozen + buffers) * weight_size

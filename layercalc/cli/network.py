@@ -333,11 +333,12 @@ def summary_command(
 def training_view(net, steps, report, optimizer: str, precision: str, recompute: bool):
     """``--train``: the report with each layer's saved bytes in the activations' dtype (the table's ``saved``
     column), the training memory, and the saved-tensor account (for ``--explain``)."""
+    from ..graph import gradient_flow
     from ..saved import saved_tensors
     from ..training import activation_itemsize, training_memory
 
-    memory = training_memory(net, optimizer, precision, recompute, steps)
-    account = saved_tensors(steps, activation_itemsize(precision), net.channels_last)
+    account = saved_tensors(steps, gradient_flow(steps), activation_itemsize(precision), net.channels_last)
+    memory = training_memory(net, optimizer, precision, recompute, steps, account)
     layers = [entry.model_copy(update={"saved_bytes": kept.bytes}) for entry, kept in zip(report.layers,
                                                                                          account.layers)]
     totals = report.totals.model_copy(update={"saved_bytes": account.total})
