@@ -101,8 +101,8 @@ class _Recurrent(LayerBase):
                                    "keras')")
     batch_first: Bool = Field(True, description="input and output [N, L, F]; off: [L, N, F] as PyTorch's default "
                                                 "(layercalc's default is on: its shapes are batch-first)")
-    dropout: Probability = Field(0.0, description="dropout between stacked layers: identity at inference, no "
-                                                  "effect on any figure")
+    dropout: Probability = Field(0.0, description="dropout between stacked layers: identity at inference; in "
+                                                  "training, its mask is kept for backward (saved bytes)")
     bidirectional: Bool = Field(False, description="a second, reversed pass per layer; outputs concatenated "
                                                    "(D = 2)")
     return_sequences: Bool = Field(True, description="on: PyTorch's output, every step of the last layer "
@@ -426,9 +426,10 @@ class _Recurrent(LayerBase):
         with saved_tensors_hooks: tests/test_saved_recurrent.py; docs/conventions.md "Training memory"). N batch,
         L steps, i the first layer's input size, h hidden, r = p or h what a direction outputs, D directions:
 
-        - nn.LSTM without projection runs oneDNN's fused kernel once per layer and direction, which keeps its input,
-          h_0 and c_0, its output, h_n and c_n and a uint8 workspace (:func:`onednn_lstm_workspace`), whether the
-          weights train or only the input needs a gradient; without biases, copies of its two weights too;
+        - nn.LSTM without projection in float32 runs oneDNN's fused kernel once per layer and direction, which
+          keeps its input, h_0 and c_0, its output, h_n and c_n and a uint8 workspace
+          (:func:`onednn_lstm_workspace`), whether the weights train or only the input needs a gradient; without
+          biases, copies of its two weights too (in float64 it runs ATen's cell, as below);
         - nn.GRU, nn.RNN and nn.LSTM with proj_size run ATen's cell step by step (``step_saved``); when the weights
           train, the input of each layer (W_ih's product over the whole sequence) and the recurrent input of each
           step (W_hh's product) too.
@@ -437,7 +438,7 @@ class _Recurrent(LayerBase):
         1), or a time-major copy of it (the decomposed path makes one per direction, oneDNN one). Dropout between
         layers keeps its float mask. None (not modeled): Keras' GRU with reset_after off (no torch module computes
         it) and nn.LSTM without projection in a 16-bit dtype (bf16 takes oneDNN's path only on CPUs with bf16
-        support, fp16 the decomposed one; neither measured)."""
+        support, fp16 the decomposed one: the 2-byte dtype does not say which)."""
         if not grads.any:
             return []
         path = self.torch_path(grads.itemsize)
