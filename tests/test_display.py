@@ -289,8 +289,12 @@ def test_explain_network_is_library_code_the_cli_prints():
     net = layercalc.load(str(ROOT / "examples" / "mnist_cnn.yaml"))
     lines = explain_network(net, net.analyze())
     assert lines[0].startswith("[0] conv2d_0 (conv2d): [1, 1, 28, 28] → [1, 32, 26, 26]")
+    assert "\n".join(lines) in summary(ROOT / "examples" / "mnist_cnn.yaml", "--explain", "--wide")
+    # at 80 columns the same lines, each worked formula broken before its "=" steps to fit
     out = summary(ROOT / "examples" / "mnist_cnn.yaml", "--explain")
-    assert "\n".join(lines) in out
+    assert max(map(len, out.splitlines())) <= 80
+    assert ("    MACs = N·H_out·W_out·C_out·(kH·kW·C_in/groups) = 1·26·26·32·(3·3·1)\n"
+            "        = 194,688\n") in out
 
 
 def test_depth_is_a_tree_with_subtotals_and_folded_copies():
