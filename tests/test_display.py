@@ -311,3 +311,14 @@ def test_depth_is_a_tree_with_subtotals_and_folded_copies():
     # layer1's two blocks are copies: one row, one copy's figures (2·36,864 + 2·128 = 73,984)
     assert any(line.startswith("└─ 0–1 (×2)") and " 73,984 " in line for line in lines)
     assert f"Totals: params {report.totals.params:,} · " in out
+
+
+def test_training_view_at_80_columns_keeps_backward_flops_and_saved_bytes():
+    """Too wide for every training column: the split of the backward MACs goes before the backward FLOPs (their
+    sum, 2 per MAC) and the saved bytes, the view's own figures."""
+    out = summary("zoo:resnet18", "--train")
+    header = next(line for line in out.splitlines() if line.startswith("name "))
+    assert "bwd FLOPs" in header and "saved bytes" in header and "grad-w MACs" not in header
+    assert max(map(len, out.splitlines())) <= 80
+    wide = summary("zoo:resnet18", "--train", columns=160)
+    assert "grad-w MACs" in next(line for line in wide.splitlines() if line.startswith("name "))
