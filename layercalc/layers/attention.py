@@ -354,6 +354,13 @@ class MultiHeadAttention(LayerBase):
     score_bias: Bool = Field(False, description="the last input is added to the scores before the softmax: "
                                                 "[N or 1, H or 1, L_q, L_k] (T5's relative position bias); 1 FLOP "
                                                 "per score")
+    softmax_dtype: Optional[Literal["float32"]] = Field(
+        None, description="the dtype the softmax computes in: float32 for Hugging Face's eager attention of Llama, "
+                          "Mistral, Qwen2/3, Gemma, Phi-3, GPT-NeoX, OPT, ViT and the MoE decoders "
+                          "(softmax(…, dtype=float32).to(q.dtype)): a 16-bit model keeps the float32 probabilities "
+                          "for the softmax's gradient beside their 16-bit copy; default: the activations' dtype "
+                          "(GPT-2, BERT, T5, nn.MultiheadAttention). Changes the training figure of 16-bit dtypes "
+                          "only")
 
     @model_validator(mode="after")
     def _heads_and_mask(self):
@@ -540,6 +547,11 @@ class MultiHeadAttention(LayerBase):
         if self.dropout:
             saved.append(Saved("extra", f"the dropout mask and the dropped probabilities (2·{d.scores:,})",
                                numel=2 * d.scores))
+        if self.softmax_dtype == "float32" and grads.itemsize < 4:
+            # softmax(…, dtype=float32) keeps its float32 output; .to(q.dtype) makes the 16-bit copy counted above
+            saved.append(Saved("extra", f"the softmax's float32 output [{n}, {h}, {d.lq}, {keys}] (the probabilities "
+                                        f"are cast to the 16-bit dtype after it), for its own gradient",
+                               numel=d.scores, itemsize=4))
         if grads.params:
             saved.append(Saved("extra", f"the heads merged [{n}, {d.lq}, {h * d.dv}], for the output projection's "
                                         f"weight gradient", numel=n * d.lq * h * d.dv))
