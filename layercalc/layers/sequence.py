@@ -133,18 +133,6 @@ class Embedding(LayerBase):
         c.add("MACs = 0, FLOPs = 0 (a lookup)")
 
 
-#: how the int64 ids a ``position_embedding`` is read at are made, and what autograd keeps of them for the table's
-#: gradient (measured, torch 2.13 / transformers 5.23): the ids' elements per example (None: L once for the batch)
-POSITION_IDS = {
-    "shared": "[1, L] made by the forward pass for the whole batch (GPT-2's arange; BERT's token types, a gather "
-              "indexed by the positions): kept, L int64",
-    "buffer": "a slice of a registered buffer (BERT's and DistilBERT's position_ids): kept, but a buffer's storage, "
-              "held as the weights are: not an activation, not counted",
-    "per_sequence": "[N, L] made per sequence (OPT's cumsum of the attention mask, RoBERTa's positions from the "
-                    "input ids and its token types gathered at them): kept, N·L int64",
-}
-
-
 @register_layer
 class PositionEmbedding(LayerBase):
     """Learned absolute positions (GPT-2's ``wpe``, BERT's ``position_embeddings``): rows 0..L−1 of a table, for a
@@ -184,10 +172,10 @@ class PositionEmbedding(LayerBase):
         if not grads.params or self.ids == "buffer":
             return []
         batch, length = step.input_shapes[0][:2]
-        shape, count = ((f"[{batch}, {length}]", batch * length) if self.ids == "per_sequence"
-                        else (f"[1, {length}]", length))
-        return [Saved("extra", f"the ids {shape} (int64) it was read at: {POSITION_IDS[self.ids]}", numel=count,
-                      itemsize=8)]
+        shape, count, made = ((f"[{batch}, {length}]", batch * length, "made per sequence")
+                              if self.ids == "per_sequence" else (f"[1, {length}]", length, "made for the batch"))
+        return [Saved("extra", f"the ids {shape} (int64, {made}) it was read at, for the table's gradient",
+                      numel=count, itemsize=8)]
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
