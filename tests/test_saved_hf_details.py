@@ -252,3 +252,21 @@ def test_gemma2_and_3_norms_keep_one_plus_gamma_in_float32(config, dtype):
     first = report.layer("model.layers.0.input_layernorm")
     # x (in fp32 itself, else its float32 copy), 1/rms per row, the normalized x in float32, and 1 + γ
     assert first.saved_bytes == n * length * e * 4 * 2 + n * length * 4 + e * 4
+
+
+@pytest.mark.parametrize("zoo, config", [
+    ("llama3_8b", dict(model_type="llama", architectures=["LlamaForCausalLM"], hidden_size=4096,
+                       num_attention_heads=32, num_key_value_heads=8, intermediate_size=14336, num_hidden_layers=32,
+                       vocab_size=128256, rope_theta=500000.0, rms_norm_eps=1e-5, max_position_embeddings=8192)),
+    ("mistral_7b", dict(model_type="mistral", architectures=["MistralForCausalLM"], hidden_size=4096,
+                        num_attention_heads=32, num_key_value_heads=8, intermediate_size=14336, num_hidden_layers=32,
+                        vocab_size=32000, rms_norm_eps=1e-5, sliding_window=4096, max_position_embeddings=32768))])
+def test_zoo_hugging_face_decoders_keep_what_the_importer_counts_in_bf16(zoo, config):
+    """The zoo's Llama and Mistral are Hugging Face's modules: in bfloat16 each layer keeps what the imported config
+    keeps (the importer's figures are measured against transformers above), LlamaRMSNorm's and the float32
+    softmax's included."""
+    ours = layercalc.load(f"zoo:{zoo}").replace(input=[6], batch=2, dtype="bfloat16").analyze()
+    imported = layercalc.load(spec_from_config(config, "config.json")).replace(input=[6], batch=2,
+                                                                                dtype="bfloat16").analyze()
+    assert [(e.name, e.saved_bytes) for e in ours.layers] == [(e.name, e.saved_bytes) for e in imported.layers]
+    assert ours.totals.saved_bytes == imported.totals.saved_bytes
