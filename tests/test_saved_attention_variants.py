@@ -67,8 +67,9 @@ def layer_bytes(net: layercalc.Network, itemsize: int) -> dict[str, int]:
 
 # ---------------------------------------------------------------------------- q/k norms and soft-capping
 
-DENSE = ["qwen3-lm", "qwen3-lm-tied-bias-sliding", "gemma2-lm", "gemma2-lm-no-softcap", "gemma3-lm-softcap",
-         "gemma3-lm-softcap-scaled-rope"]
+#: (Gemma 1 has neither: its norms' 1 + γ is checked in the totals)
+DENSE = ["qwen3-lm", "qwen3-lm-tied-bias-sliding", "gemma-lm", "gemma2-lm", "gemma2-lm-no-softcap",
+         "gemma3-lm-softcap", "gemma3-lm-softcap-scaled-rope"]
 
 
 @pytest.mark.parametrize("case", DENSE)
