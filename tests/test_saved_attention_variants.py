@@ -317,9 +317,12 @@ def test_explain_train_names_the_new_tensors_within_80_columns(tmp_path):
         out = CliRunner(env={"COLUMNS": "80"}).invoke(get_app(), [*args, "--train", "--explain"]).output
         saved = [line for line in out.splitlines() if line.lstrip().startswith("saved")]
         assert saved and all(len(line) <= 80 for line in saved)
-        return " ".join(out.split()), saved                # the explanation's lines wrapped at 76 characters
+        return " ".join(out.split()), out
 
-    text, _ = explained("summary", "zoo:swin_t", "--input", "3,64,64")
+    text, out = explained("summary", "zoo:swin_t", "--input", "3,64,64")
+    # each tensor's line broken once, at its '; ' (the terminal's fitting), its reason indented under it
+    assert ("    saved, its own tensor: 56,448 × 4 B = 225,792 B;\n        the qkv projection [1, 49, 1152] whole (k and "
+            "v are views of it with one\n            window), for q's and the probabilities' gradients\n") in out
     assert "the qkv projection [1, 49, 1152] whole (k and v are views of it with one window)" in text
     assert "kᵀ [9, 3, 49, 32] (a copy), for q's gradient" in text
     for case, wanted in (("gemma3-lm", ["the q norm's scale 1 + γ [16] (made by the add)",
