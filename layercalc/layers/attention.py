@@ -511,20 +511,38 @@ class MultiHeadAttention(LayerBase):
         own; the output projection keeps the heads merged back (a copy); with RoPE, the cos and sin tables (made once
         per forward, shared by every layer); with dropout, its mask and the dropped probabilities. Exceptions
         (docs/conventions.md): at batch 1, GPT-2's fused c_attn leaves q a view of the whole [N, L, 3E] projection;
-        nn.MultiheadAttention keeps its fused projection whole beside a scaled copy of q. Not modeled (None: the
-        totals refuse): q/k norms (Qwen3, Gemma 3) and a logit soft-cap (Gemma 2), whose extra tensors were not
-        measured."""
-        if self.qk_norm or self.logit_softcap is not None:
+        nn.MultiheadAttention keeps its fused projection whole beside a scaled copy of q. Per-head q/k RMS norms
+        (Qwen3, measured on Qwen3-MoE) keep, each, their input (the projection's output; in a 16-bit model its
+        float32 copy), 1/rms per head vector (float32) and, for their weight's gradient, the normalized heads; RoPE
+        after them keeps only its tables. Not modeled
+        (None: the totals refuse): Gemma 3's norms (offset + γ, in float32) and a logit soft-cap (Gemma 2), whose
+        extra tensors were not measured."""
+        if (self.qk_norm and self.qk_norm_offset) or self.logit_softcap is not None:
             return None
+        d: AttentionDims = step.facts.geometry["attention"]
+        if d.qk_norm and d.packed:
+            return None                  # the norms would read slices of the fused projection: not measured
         if not grads.any:
             return []
-        d: AttentionDims = step.facts.geometry["attention"]
         n, h, keys = d.batch, d.heads, d.keys
         saved: list[Saved] = []
         if grads.params:
             sources = sorted({0, min(1, len(step.inputs) - 1), len(step.inputs) - 1})
             saved += [Saved("input", f"input {k}, for the {'q/k/v' if len(sources) == 1 else 'projections'}' "
                                      f"weight gradients", k) for k in sources]
+        if d.qk_norm:
+            # Hugging Face's norms compute in float32: in a 16-bit model the input's float32 copy is what is kept
+            wide = 4 if grads.itemsize < 4 else None
+            for role, heads, length in (("q", h, d.lq), ("k", d.kv_heads, d.lk)):
+                vectors = n * heads * length
+                saved += [Saved("extra", f"{role}_proj's output [{n}, {length}, {heads}, {d.dk}]"
+                                         f"{' upcast to float32' if wide else ''}, {role}_norm's input",
+                                numel=vectors * d.dk, itemsize=wide),
+                          Saved("extra", f"{role}_norm's 1/rms per head vector ({vectors:,}, float32)", numel=vectors,
+                                itemsize=wide)]
+                if grads.params:
+                    saved.append(Saved("extra", f"{role}_norm's normalized heads [{n}, {length}, {heads}, {d.dk}], "
+                                                f"for its weight's gradient", numel=vectors * d.dk))
         # repeat_kv copies a group's key/value heads to the H query heads — except one head (MQA) of one sequence:
         # expand and reshape are then a view of it, whose storage (one head's) is what is kept (measured)
         kept = 1 if d.kv_heads == 1 and n == 1 else h

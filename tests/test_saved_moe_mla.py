@@ -1,0 +1,240 @@
+"""Saved-for-backward tensors of ``moe`` and ``latent_attention`` against transformers 5 in train mode (torch 2.13,
+CPU), the oracle of tests/saved_oracle.py: the distinct storages ``saved_tensors_hooks`` sees, parameters and
+buffers excluded.
+
+The models are the tiny configs of tests/test_import_huggingface_moe.py (Mixtral, Qwen2-MoE with its shared expert
+and sigmoid gate, Qwen3-MoE with its q/k norms, DeepSeek-V3 with grouped sigmoid routing, shared experts and
+multi-head latent attention), with transformers' eager experts and eager attention, dropout 0: whole-model totals
+at batch 2 and 1 and two lengths, and layer by layer. Routing is data-dependent, but every tensor the eager experts
+keep is one row per routed (token, expert) pair — T·k rows however they are spread — so the figure does not
+depend on which experts are hit: checked with every expert hit and with experts that get no token (the router's
+choices inspected). Standalone blocks check frozen layers and a bfloat16 model (the router's float32 tensors).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+from saved_oracle import saved_by_module, saved_bytes  # noqa: E402
+from test_import_huggingface_moe import CASES, hf_model  # noqa: E402
+from test_training_memory import NO_DROPOUT  # noqa: E402
+
+import layercalc  # noqa: E402
+from layercalc.importers.huggingface import spec_from_config  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def model_and_net(case: str, batch: int, tokens: int):
+    """The transformers model of a test config in train mode (dropout 0) and layercalc's network of it."""
+    config = dict(CASES[case], **NO_DROPOUT)
+    torch.manual_seed(0)
+    model = hf_model(config).train()
+    net = layercalc.load(spec_from_config(config, "config.json")).replace(input=[tokens], batch=batch)
+    ids = torch.randint(0, config["vocab_size"], (batch, tokens))
+    return model, net, ids
+
+
+MODELS = ["mixtral-lm", "qwen2_moe-base", "qwen2_moe-lm-sparse-step-dense-layer", "qwen3_moe-base",
+          "qwen3_moe-lm-tied-dense-first", "deepseek_v3-lm", "deepseek_v3-lm-no-q-lora-bias-rotate-half"]
+
+
+@pytest.mark.parametrize("case", MODELS)
+@pytest.mark.parametrize("batch, tokens", [(2, 8), (1, 8), (2, 5), (1, 5)])
+def test_whole_model_saved_bytes_equal_hugging_face(case, batch, tokens):
+    model, net, ids = model_and_net(case, batch, tokens)
+    assert net.analyze().totals.saved_bytes == saved_bytes(model, input_ids=ids)
+
+
+@pytest.mark.parametrize("case", ["mixtral-lm", "qwen2_moe-base", "qwen3_moe-base", "deepseek_v3-lm"])
+def test_layer_by_layer_equals_hugging_face(case):
+    """Each attention and MoE layer against the storages first saved inside the module of the same name and its
+    submodules (the router, experts and shared experts inside ``mlp``; the latent norms and projections inside
+    ``self_attn``; the first attention also makes the shared RoPE tables)."""
+    model, net, ids = model_and_net(case, 2, 8)
+    by_module = saved_by_module(model, input_ids=ids)
+    report = net.analyze()
+    checked = set()
+    for entry in report.layers:
+        if entry.type in ("moe", "latent_attention", "multi_head_attention"):
+            theirs = sum(v for k, v in by_module.items() if k == entry.name or k.startswith(entry.name + "."))
+            assert entry.saved_bytes == theirs, entry.name
+            checked.add(entry.type)
+    assert "moe" in checked and len(checked) == 2
+    assert sum(by_module.values()) == report.totals.saved_bytes
+
+
+@pytest.mark.parametrize("case", ["qwen2_moe-base", "deepseek_v3-lm", "deepseek_v3-lm-no-q-lora-bias-rotate-half"])
+def test_bfloat16_model_moe_and_latent_attention_layers_equal_hugging_face(case):
+    """The whole model in bfloat16 (layercalc: dtype bfloat16), layer by layer for the moe and latent_attention
+    layers: the router's scores and DeepSeek's upcast input and weight, the latent norms' input copies and 1/rms,
+    and the softmax are float32; the rest in bfloat16. (The model's other layers are not compared here: Hugging
+    Face's RMSNorm and Qwen's eager softmax keep float32 tensors the rmsnorm and multi_head_attention rules count
+    in the model's dtype.)"""
+    config = dict(CASES[case], **NO_DROPOUT)
+    torch.manual_seed(0)
+    model = hf_model(config).train().to(torch.bfloat16)
+    ids = torch.randint(0, config["vocab_size"], (2, 8))
+    by_module = saved_by_module(model, input_ids=ids)
+    net = layercalc.load(dict(spec_from_config(config, "config.json"), dtype="bfloat16")).replace(input=[8], batch=2)
+    checked = 0
+    for entry in net.analyze().layers:
+        if entry.type in ("moe", "latent_attention"):
+            theirs = sum(v for k, v in by_module.items() if k == entry.name or k.startswith(entry.name + "."))
+            assert entry.saved_bytes == theirs, entry.name
+            checked += 1
+    assert checked >= 3
+
+
+def experts_hit(model, ids) -> list[int]:
+    """How many experts of each sparse layer the router sends at least one token to, in a no-grad forward."""
+    hit: list[int] = []
+
+    def record(module, args, output):
+        hit.append(int(torch.unique(args[1]).numel()))
+
+    hooks = [m.register_forward_hook(record) for name, m in model.named_modules() if name.endswith("mlp.experts")]
+    try:
+        with torch.no_grad():
+            model(input_ids=ids)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return hit
+
+
+@pytest.mark.parametrize("case, experts", [("mixtral-lm", 4), ("qwen3_moe-base", 8), ("deepseek_v3-lm", 8)])
+def test_the_figure_does_not_depend_on_which_experts_are_hit(case, experts):
+    """With one token (k experts hit of E) and with 32 (every expert hit, T·k ≥ E many times over) the count
+    equals the oracle: nothing is kept per expert, only per routed row (T·k rows)."""
+    model, net, ids = model_and_net(case, 1, 1)
+    hit = experts_hit(model, ids)
+    assert hit and max(hit) < experts                              # experts that get no token
+    assert net.analyze().totals.saved_bytes == saved_bytes(model, input_ids=ids)
+    model, net, ids = model_and_net(case, 2, 16)
+    assert set(experts_hit(model, ids)) == {experts}                 # every expert of every sparse layer hit
+    assert net.analyze().totals.saved_bytes == saved_bytes(model, input_ids=ids)
+
+
+def test_moe_rows_by_hand():
+    """Mixtral's sparse layer (d 64, E 4, k 2, F 96) at T = 16 tokens, by hand: the router keeps x (T·d),
+    the float32 softmax (T·E), the int64 top-k indices (T·k·8 B), the chosen scores before normalizing and their
+    sum (T·k + T); each of the T·k = 32 routed rows keeps 2 int64 indices (16 B), its gathered input (d), gate|up
+    (2F), the activation (F), act·up (F), the down projection (d), its weight (1) and the weighted output (d)."""
+    model, net, ids = model_and_net("mixtral-lm", 2, 8)
+    t, d, e, k, f = 16, 64, 4, 2, 96
+    router = 4 * (t * d + t * e + t * k + t) + 8 * t * k
+    rows = t * k * (16 + 4 * (d + 2 * f + f + f + d + 1 + d))
+    assert net.analyze().layer("model.layers.0.mlp").saved_bytes == router + rows
+    by_module = saved_by_module(model, input_ids=ids)
+    assert sum(v for name, v in by_module.items() if name.startswith("model.layers.0.mlp")) == router + rows
+
+
+def test_frozen_moe_and_latent_attention_keep_no_weight_gradient_inputs():
+    """DeepSeek-V3 with every self_attn and mlp parameter frozen (trainable: false in layercalc): the layers keep
+    what the input's gradient needs only."""
+    config = dict(CASES["deepseek_v3-lm"], **NO_DROPOUT)
+    torch.manual_seed(0)
+    model = hf_model(config).train()
+    for name, p in model.named_parameters():
+        if ".self_attn." in name or (".mlp." in name and not name.startswith("model.layers.0.")):   # 0: dense
+            p.requires_grad_(False)
+    ids = torch.randint(0, config["vocab_size"], (2, 8))
+    spec = spec_from_config(config, "config.json")
+
+    def freeze(node):
+        if isinstance(node, dict):
+            if node.get("type") in ("moe", "latent_attention"):
+                node["trainable"] = False
+            for value in node.values():
+                freeze(value)
+        elif isinstance(node, list):
+            for value in node:
+                freeze(value)
+
+    freeze(spec)
+    net = layercalc.load(spec).replace(input=[8], batch=2)
+    trained = layercalc.load(spec_from_config(config, "config.json")).replace(input=[8], batch=2)
+    assert net.analyze().totals.saved_bytes == saved_bytes(model, input_ids=ids)
+    assert net.analyze().totals.saved_bytes < trained.analyze().totals.saved_bytes
+
+
+# --------------------------------------------------------------------------------- standalone blocks, bfloat16
+
+def block(kind: str, dtype):
+    """A transformers sparse MoE block (eager experts) of hidden size 16 in train mode, and layercalc's layer."""
+    import transformers
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3MoE
+    from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
+    from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeSparseMoeBlock
+
+    if kind == "mixtral":
+        cfg = transformers.MixtralConfig(experts_implementation="eager", hidden_size=16, intermediate_size=12,
+                                         num_local_experts=4, num_experts_per_tok=2)
+        module, layer = MixtralSparseMoeBlock(cfg), dict(num_experts=4, top_k=2, intermediate_size=12,
+                                                         norm_topk_prob=True)
+    elif kind == "qwen2_moe":
+        cfg = transformers.Qwen2MoeConfig(experts_implementation="eager", hidden_size=16, moe_intermediate_size=12,
+                                          shared_expert_intermediate_size=20, num_experts=6, num_experts_per_tok=2,
+                                          norm_topk_prob=True)
+        module, layer = Qwen2MoeSparseMoeBlock(cfg), dict(num_experts=6, top_k=2, intermediate_size=12,
+                                                          norm_topk_prob=True, shared_intermediate_size=20,
+                                                          shared_expert_gate=True)
+    else:
+        cfg = transformers.DeepseekV3Config(experts_implementation="eager", hidden_size=16, moe_intermediate_size=12,
+                                            n_shared_experts=2, n_routed_experts=8, num_experts_per_tok=2, n_group=2,
+                                            topk_group=1)
+        module, layer = DeepseekV3MoE(cfg), dict(num_experts=8, top_k=2, intermediate_size=12, norm_topk_prob=True,
+                                                 scoring="sigmoid", n_group=2, topk_group=1,
+                                                 score_correction_bias=True, routed_scaling_factor=2.5,
+                                                 shared_intermediate_size=24)
+    torch.manual_seed(0)
+    module = module.train().to(dtype)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0, 0.5)
+    return module, dict(type="moe", **layer)
+
+
+def layer_saved(layer: dict, shape, dtype: str, input_needs_grad: bool) -> int:
+    """layercalc's total for one layer on ``shape`` (without the batch: 2); ``input_needs_grad``: after a trained
+    bias (a ``parameter`` added to the input), as inside a network."""
+    head = ([{"name": "bias", "type": "parameter", "shape": list(shape)},
+             {"name": "biased", "type": "add", "inputs": ["input", "bias"]}] if input_needs_grad else [])
+    spec = {"input": list(shape), "batch": 2, "dtype": dtype, "layers": [*head, layer]}
+    total = layercalc.load(spec).analyze().totals.saved_bytes
+    assert total is not None
+    return total
+
+
+@pytest.mark.parametrize("kind", ["mixtral", "qwen2_moe", "deepseek"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("input_needs_grad", [False, True], ids=["on-input", "after-trained"])
+def test_moe_block_in_float32_and_bfloat16(kind, dtype, input_needs_grad):
+    """The router's scores, normalization and (DeepSeek) its upcast input and weight stay float32 in a bfloat16
+    model; the experts' rows are in the model's dtype. Mixtral's routing weights stay float32 too, where Qwen's are
+    cast back to the model's dtype (counted so): a bfloat16 Mixtral keeps 2·T·k bytes more than counted."""
+    torch_dtype = getattr(torch, dtype)
+    module, layer = block(kind, torch_dtype)
+    x = torch.randn(2, 5, 16, dtype=torch_dtype)
+    if input_needs_grad:
+        bias = torch.nn.Parameter(torch.zeros(5, 16, dtype=torch_dtype))
+        expected = saved_bytes(_Biased(module, bias), x)
+    else:
+        expected = saved_bytes(module, x)
+    ours = layer_saved(layer, (5, 16), dtype, input_needs_grad)
+    difference = 2 * 10 * 2 if kind == "mixtral" and dtype == "bfloat16" else 0
+    assert expected - ours == difference
+
+
+class _Biased(torch.nn.Module):
+    """``inner(x + bias)``: the block's input needs a gradient."""
+
+    def __init__(self, inner, bias):
+        super().__init__()
+        self.inner, self.bias = inner, bias
+
+    def forward(self, x):
+        return self.inner(x + self.bias)
