@@ -200,7 +200,8 @@ class LatentAttention(LayerBase):
                 kept = [Saved("extra", f"the {role} latent upcast to float32 [{t}, {rank}], the norm's input",
                               numel=t * rank, itemsize=FLOAT32_BYTES)]
             else:
-                whole = f", kept whole: its first {rank} features are the norm's input" if width > rank else ""
+                whole = (f", kept whole: its first {rank} features are the norm's input" if width > rank
+                         else ", the norm's input")
                 kept = [Saved("extra", f"{made}'s output [{t}, {width}]{whole}", numel=t * width)]
             kept.append(Saved("extra", f"the {role} norm's 1/rms per token ({t:,}, float32)", numel=t,
                               itemsize=wide))

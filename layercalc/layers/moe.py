@@ -268,7 +268,8 @@ class MixtureOfExperts(LayerBase):
                                             f"float32), for the router weight's gradient", numel=t * h,
                                    itemsize=FLOAT32_BYTES))
             else:
-                saved.append(Saved("input", "the input, for the router's (and the shared experts') weight gradients"))
+                shared = " and the shared expert's" if d.shared else ""
+                saved.append(Saved("input", f"the input, for the router's{shared} weight gradients"))
         if deepseek and wide and grads.inputs[0]:
             saved.append(Saved("extra", f"the router weight upcast to float32 [{e}, {h}], for the input's gradient",
                                numel=e * h, itemsize=FLOAT32_BYTES))
@@ -277,13 +278,17 @@ class MixtureOfExperts(LayerBase):
                            numel=t * e, itemsize=FLOAT32_BYTES))
         if deepseek:
             saved += [Saved("extra", f"the int64 indices of each group's {GROUP_SCORE_TOP} best scores "
-                                     f"[{t}, {self.n_group}, {GROUP_SCORE_TOP}] (group-limited routing)",
+                                     f"[{t}, {self.n_group}, {GROUP_SCORE_TOP}] (group-limited routing; this "
+                                     f"and the next two are freed when the router returns, counted as "
+                                     f"saved_tensors_hooks sees them)",
                             numel=t * self.n_group * GROUP_SCORE_TOP, itemsize=INDEX_BYTES),
                       Saved("extra", f"the int64 indices of the {self.groups_chosen} chosen groups "
                                      f"[{t}, {self.groups_chosen}]", numel=t * self.groups_chosen,
                             itemsize=INDEX_BYTES),
                       Saved("extra", f"the bool mask of the experts outside the chosen groups [{t}, {e}]",
                             numel=t * e, itemsize=BOOL_BYTES)]
+            # (these three are freed when the router returns — only the chosen experts' indices are used after it —
+            # but saved_tensors_hooks sees them saved, and so they are counted: docs/conventions.md)
         saved.append(Saved("extra", f"the int64 indices of the {k} chosen experts [{t}, {k}]", numel=t * k,
                            itemsize=INDEX_BYTES))
         if self.norm_topk_prob:
@@ -291,25 +296,25 @@ class MixtureOfExperts(LayerBase):
                                      f"divided in place)", numel=t * k, itemsize=FLOAT32_BYTES),
                       Saved("extra", f"their sum [{t}, 1] (float32), the divisor", numel=t, itemsize=FLOAT32_BYTES)]
         # ---- the routed experts: one row per (token, chosen expert), T·k rows however they are spread
-        per_row = f"of the T·k = {rows:,} routed rows (however the router spreads them over the experts)"
-        saved.append(Saved("extra", f"each expert's token and slot indices [rows, 2] (int64, torch.where), {per_row}",
-                           numel=2 * rows, itemsize=INDEX_BYTES))
+        saved.append(Saved("extra", f"the routed rows' token and slot indices (int64, torch.where: 2 per row); "
+                                    f"T·k = {rows:,} rows however the router spreads them over the experts, "
+                                    f"nothing kept per expert", numel=2 * rows, itemsize=INDEX_BYTES))
         if grads.params:
-            saved.append(Saved("extra", f"each expert's gathered input rows [rows, {h}], {per_row}, for its gate|up "
-                                        f"weight gradient", numel=rows * h))
-        saved += [Saved("extra", f"each expert's gate|up projection [rows, {2 * f}], {per_row} (the activation "
-                                 f"keeps gate, the product up: one tensor)", numel=rows * 2 * f),
-                  Saved("extra", f"each expert's activation [rows, {f}], {per_row}, for the product's gradient",
+            saved.append(Saved("extra", f"the routed rows' gathered input [{rows}, {h}], for the gate|up weight "
+                                        f"gradients", numel=rows * h))
+        saved += [Saved("extra", f"the routed rows' gate|up projection [{rows}, {2 * f}] (the activation keeps "
+                                 f"gate, the product up: one tensor)", numel=rows * 2 * f),
+                  Saved("extra", f"the routed rows' activation [{rows}, {f}], for the product's gradient",
                         numel=rows * f)]
         if grads.params:
-            saved.append(Saved("extra", f"each expert's act·up [rows, {f}], {per_row}, for its down weight "
-                                        f"gradient", numel=rows * f))
+            saved.append(Saved("extra", f"the routed rows' act·up [{rows}, {f}], for the down weight gradients",
+                               numel=rows * f))
         weight_size = FLOAT32_BYTES if deepseek else None
-        saved += [Saved("extra", f"each expert's down projection [rows, {h}], {per_row}, for its routing weight's "
+        saved += [Saved("extra", f"the routed rows' down projection [{rows}, {h}], for the routing weights' "
                                  f"gradient", numel=rows * h),
-                  Saved("extra", f"each row's routing weight [rows, 1]{' (float32)' if deepseek else ''}, {per_row}",
+                  Saved("extra", f"the routed rows' routing weights [{rows}, 1]{' (float32)' if deepseek else ''}",
                         numel=rows, itemsize=weight_size),
-                  Saved("extra", f"each expert's weighted output [rows, {h}], {per_row}, kept by index_add_",
+                  Saved("extra", f"the routed rows' weighted output [{rows}, {h}], kept by index_add_",
                         numel=rows * h)]
         # ---- the shared expert (one gated MLP on every token) and Qwen2-MoE's sigmoid gate
         fs = d.shared
@@ -320,10 +325,11 @@ class MixtureOfExperts(LayerBase):
                             numel=t * fs),
                       Saved("extra", f"the shared expert's activation [{t}, {fs}], for the product's gradient",
                             numel=t * fs)]
+            if grads.params and deepseek and wide:           # (else listed with the router's)
+                saved.append(Saved("input", "the input, for the shared expert's gate/up weight gradients"))
             if grads.params:
-                saved += [Saved("input", "the input, for the shared expert's gate/up weight gradients"),
-                          Saved("extra", f"the shared expert's act·up [{t}, {fs}], for its down weight gradient",
-                                numel=t * fs)]
+                saved.append(Saved("extra", f"the shared expert's act·up [{t}, {fs}], for its down weight gradient",
+                                   numel=t * fs))
             if d.shared_gate:
                 saved += [Saved("extra", f"the shared expert gate's sigmoid [{t}, 1]", numel=t),
                           Saved("extra", f"the shared expert's output [{t}, {h}], for the gate's gradient",
