@@ -238,3 +238,42 @@ class _Biased(torch.nn.Module):
 
     def forward(self, x):
         return self.inner(x + self.bias)
+
+
+# ------------------------------------------------------------------------------------ Qwen3's q/k norms, explain
+
+@pytest.mark.parametrize("kv_heads", [1, 2, 4], ids=["mqa", "gqa", "mha"])
+@pytest.mark.parametrize("batch, tokens", [(2, 8), (1, 6)])
+def test_dense_qwen3_with_its_q_k_norms_equals_hugging_face(kv_heads, batch, tokens):
+    """multi_head_attention's per-head q/k RMS norms (modeled for Qwen3-MoE above) on the dense Qwen3 decoder,
+    with one, two and four key/value heads (one at batch 1: repeat_kv's view)."""
+    from test_import_huggingface import hf_model as dense_model
+    from test_import_huggingface_dense import CASES as DENSE
+
+    config = dict(DENSE["qwen3-lm"], num_key_value_heads=kv_heads, **NO_DROPOUT)
+    torch.manual_seed(0)
+    model = dense_model(config).train()
+    ids = torch.randint(0, config["vocab_size"], (batch, tokens))
+    net = layercalc.load(spec_from_config(config, "config.json")).replace(input=[tokens], batch=batch)
+    assert net.analyze().totals.saved_bytes == saved_bytes(model, input_ids=ids)
+
+
+def test_explain_train_states_the_routed_rows_convention(tmp_path):
+    """``summary --explain --train`` on a MoE model names the T·k routed rows once, and that nothing is kept per
+    expert (the figure holds whichever experts the router picks); the lines fit 80 columns."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from layercalc.cli import get_app
+    spec = spec_from_config(CASES["mixtral-lm"], "config.json")
+    path = tmp_path / "mixtral.json"
+    path.write_text(json.dumps(spec))
+    layer = layercalc.load(spec).replace(input=[8], batch=2).analyze().layer("model.layers.0.mlp")
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(get_app(), ["summary", str(path), "--input", "8", "--batch", "2",
+                                                                 "--train", "--explain"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "T·k = 32 rows however the router spreads them over the experts, nothing kept per expert" in text
+    assert f"saved for backward, first kept here = {layer.saved_bytes:,} B" in text
+    assert all(len(line) <= 80 for line in result.stdout.splitlines())
