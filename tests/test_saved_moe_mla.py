@@ -277,3 +277,49 @@ def test_explain_train_states_the_routed_rows_convention(tmp_path):
     assert "T·k = 32 rows however the router spreads them over the experts, nothing kept per expert" in text
     assert f"saved for backward, first kept here = {layer.saved_bytes:,} B" in text
     assert all(len(line) <= 80 for line in result.stdout.splitlines())
+
+
+# ----------------------------------------------------------------------------------------- expert activations
+
+@pytest.mark.parametrize("case", ["mixtral-lm", "qwen2_moe-base", "deepseek_v3-lm"])
+@pytest.mark.parametrize("act", ["silu", "gelu", "gelu_pytorch_tanh", "relu"])
+def test_expert_activations_equal_hugging_face(case, act):
+    """silu, F.gelu (exact and tanh) keep their input (the gate, kept anyway through up's view of gate|up), relu its
+    output (the activation, kept for the product): in the shared expert, whose gate is a tensor of its own, relu
+    keeps T·F_s elements fewer."""
+    model, net, ids = model_and_net(case, 2, 8) if act == "silu" else _with_act(case, act)
+    assert net.analyze().totals.saved_bytes == saved_bytes(model, input_ids=ids)
+
+
+def _with_act(case: str, act: str):
+    config = dict(CASES[case], hidden_act=act, **NO_DROPOUT)
+    torch.manual_seed(0)
+    model = hf_model(config).train()
+    net = layercalc.load(spec_from_config(config, "config.json")).replace(input=[8], batch=2)
+    return model, net, torch.randint(0, config["vocab_size"], (2, 8))
+
+
+#: transformers' composite GELUs → (tensors kept per activation element beyond F.gelu's input, and in the shared
+#: expert, whose gate is not kept by anything else)
+COMPOSITE_GELUS = {"gelu_new": (3, 3), "gelu_fast": (6, 6), "gelu_python": (3, 2)}
+
+
+@pytest.mark.parametrize("case", ["mixtral-lm", "qwen2_moe-base"])
+@pytest.mark.parametrize("act", list(COMPOSITE_GELUS))
+def test_composite_gelu_experts_keep_more_than_counted(case, act):
+    """The exception docs/conventions.md states, measured per sparse layer: transformers' gelu_new, gelu_fast and
+    gelu_python (imported as gelu_tanh, gelu_tanh and gelu) are made of element ops that keep more tensors than
+    F.gelu's one input: 3, 6 and 3 per activation element of the routed rows (T·k·F) and 3, 6 and 2 of the shared
+    expert's (T·F_s: gelu_python keeps no copy of its input, the gate)."""
+    model, net, ids = _with_act(case, act)
+    by_module = saved_by_module(model, input_ids=ids)
+    routed, shared = COMPOSITE_GELUS[act]
+    config = CASES[case]
+    tokens, top_k = 16, config["num_experts_per_tok"]
+    inner = config.get("moe_intermediate_size", config["intermediate_size"])
+    shared_inner = config.get("shared_expert_intermediate_size", 0)
+    sparse = [entry for entry in net.analyze().layers if entry.type == "moe"]
+    assert sparse
+    for entry in sparse:
+        theirs = sum(v for k, v in by_module.items() if k == entry.name or k.startswith(entry.name + "."))
+        assert theirs - entry.saved_bytes == 4 * (routed * tokens * top_k * inner + shared * tokens * shared_inner)

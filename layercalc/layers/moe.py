@@ -250,7 +250,9 @@ class MixtureOfExperts(LayerBase):
         T·k rows whichever experts the router picks: an expert that gets no token keeps nothing, and nothing is
         kept per expert (its weight ``gate_up_proj[e]`` is a view of the parameter). The router computes its
         scores in float32 whatever the dtype (softmax ``dtype=float``, DeepSeek's ``.type(float32)``); indices
-        are int64. Plain ``mlp`` experts (no gate) have no eager path in these models: not modeled."""
+        are int64. Plain ``mlp`` experts (no gate) are in none of these models: not measured, not modeled. The
+        activation matters only in the shared expert (relu keeps its output, not the gate); transformers'
+        composite GELUs (gelu_new, gelu_fast, gelu_python) keep more, a documented exception."""
         if self.experts != "gated":
             return None
         if not grads.any:
@@ -319,9 +321,10 @@ class MixtureOfExperts(LayerBase):
         # ---- the shared expert (one gated MLP on every token) and Qwen2-MoE's sigmoid gate
         fs = d.shared
         if fs:
-            saved += [Saved("extra", f"the shared expert's gate projection [{t}, {fs}], for the activation's gradient",
-                            numel=t * fs),
-                      Saved("extra", f"the shared expert's up projection [{t}, {fs}], for the product's gradient",
+            if self.activation != "relu":        # relu keeps its output (the activation, below), not its input
+                saved.append(Saved("extra", f"the shared expert's gate projection [{t}, {fs}], for the activation's "
+                                            f"gradient", numel=t * fs))
+            saved += [Saved("extra", f"the shared expert's up projection [{t}, {fs}], for the product's gradient",
                             numel=t * fs),
                       Saved("extra", f"the shared expert's activation [{t}, {fs}], for the product's gradient",
                             numel=t * fs)]
