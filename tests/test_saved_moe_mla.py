@@ -323,3 +323,51 @@ def test_composite_gelu_experts_keep_more_than_counted(case, act):
     for entry in sparse:
         theirs = sum(v for k, v in by_module.items() if k == entry.name or k.startswith(entry.name + "."))
         assert theirs - entry.saved_bytes == 4 * (routed * tokens * top_k * inner + shared * tokens * shared_inner)
+
+
+# ------------------------------------------------------------------------------- latent attention, standalone
+
+class _LatentAttention(torch.nn.Module):
+    """transformers' DeepseekV3Attention on ``x (+ bias)`` with its rotary tables and a causal mask, as the decoder
+    layer calls it."""
+
+    def __init__(self, cfg, bias):
+        from transformers.models.deepseek_v3.modeling_deepseek_v3 import (
+            DeepseekV3Attention,
+            DeepseekV3RotaryEmbedding,
+        )
+        super().__init__()
+        self.attention, self.rotary, self.bias = DeepseekV3Attention(cfg, 0), DeepseekV3RotaryEmbedding(cfg), bias
+
+    def forward(self, x):
+        if self.bias is not None:
+            x = x + self.bias
+        length = x.shape[1]
+        cos, sin = self.rotary(x, torch.arange(length)[None])
+        mask = torch.full((length, length), float("-inf"), dtype=x.dtype).triu(1)[None, None]
+        return self.attention(x, (cos, sin), mask)[0]
+
+
+@pytest.mark.parametrize("q_lora_rank", [24, None], ids=["q-lora", "q-proj"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("input_needs_grad", [False, True], ids=["on-input", "after-trained"])
+@pytest.mark.parametrize("batch", [2, 1])
+def test_latent_attention_layer_in_float32_and_bfloat16(q_lora_rank, dtype, input_needs_grad, batch):
+    """One latent_attention layer against DeepseekV3Attention (eager): on the network input and after a trained
+    bias, in float32 and bfloat16 (the latent norms' float32 input copies and 1/rms, the float32 softmax)."""
+    import transformers
+
+    torch_dtype = getattr(torch, dtype)
+    cfg = transformers.DeepseekV3Config(hidden_size=32, num_attention_heads=4, num_key_value_heads=4, kv_lora_rank=16,
+                                        q_lora_rank=q_lora_rank, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=12,
+                                        rope_interleave=q_lora_rank is not None, attn_implementation="eager")
+    torch.manual_seed(0)
+    bias = torch.nn.Parameter(torch.zeros(6, 32, dtype=torch_dtype)) if input_needs_grad else None
+    module = _LatentAttention(cfg, bias).train().to(torch_dtype)
+    expected = saved_bytes(module, torch.randn(batch, 6, 32, dtype=torch_dtype))
+    layer = dict(type="latent_attention", num_heads=4, q_lora_rank=q_lora_rank, kv_lora_rank=16, qk_nope_head_dim=8,
+                 qk_rope_head_dim=8, v_head_dim=12, rope_interleave=q_lora_rank is not None, causal=True)
+    head = ([{"name": "bias", "type": "parameter", "shape": [6, 32]},
+             {"name": "biased", "type": "add", "inputs": ["input", "bias"]}] if input_needs_grad else [])
+    spec = {"input": [6, 32], "batch": batch, "dtype": dtype, "layers": [*head, layer]}
+    assert layercalc.load(spec).analyze().totals.saved_bytes == expected
