@@ -512,11 +512,10 @@ class MultiHeadAttention(LayerBase):
         per forward, shared by every layer); with dropout, its mask and the dropped probabilities. Exceptions
         (docs/conventions.md): at batch 1, GPT-2's fused c_attn leaves q a view of the whole [N, L, 3E] projection;
         nn.MultiheadAttention keeps its fused projection whole beside a scaled copy of q. Per-head q/k RMS norms
-        (Qwen3, measured on Qwen3-MoE) keep, each, their input (the projection's output; in a 16-bit model its
+        (Qwen3 and Qwen3-MoE, measured) keep, each, their input (the projection's output; in a 16-bit model its
         float32 copy), 1/rms per head vector (float32) and, for their weight's gradient, the normalized heads; RoPE
-        after them keeps only its tables. Not modeled
-        (None: the totals refuse): Gemma 3's norms (offset + γ, in float32) and a logit soft-cap (Gemma 2), whose
-        extra tensors were not measured."""
+        after them keeps only its tables. Not modeled (None: the totals refuse): Gemma 3's norms (offset + γ, in
+        float32) and a logit soft-cap (Gemma 2), whose extra tensors were not measured."""
         if (self.qk_norm and self.qk_norm_offset) or self.logit_softcap is not None:
             return None
         d: AttentionDims = step.facts.geometry["attention"]

@@ -311,6 +311,8 @@ class MixtureOfExperts(LayerBase):
         if grads.params:
             saved.append(Saved("extra", f"the routed rows' act·up [{rows}, {f}], for the down weight gradients",
                                numel=rows * f))
+        # DeepSeek's weights are float32; Qwen's are cast back to the model's dtype (counted so); Mixtral's stay
+        # float32 too, but its layer cannot be told from Qwen's: 2·T·k bytes more in a 16-bit Mixtral (documented)
         weight_size = FLOAT32_BYTES if deepseek else None
         saved += [Saved("extra", f"the routed rows' down projection [{rows}, {h}], for the routing weights' "
                                  f"gradient", numel=rows * h),
