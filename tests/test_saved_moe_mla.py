@@ -88,6 +88,33 @@ def test_bfloat16_model_moe_and_latent_attention_layers_equal_hugging_face(case)
     assert checked >= 3
 
 
+#: configs beyond the import tests': one expert group, no normalization or scaling; wider DeepSeek with q_proj and
+#: more experts per token; Qwen2-MoE normalized with 16 experts; Qwen3-MoE with one key/value head; top-1 Mixtral
+VARIANTS = {
+    "deepseek-one-group": dict(CASES["deepseek_v3-base"], n_group=1, topk_group=1, norm_topk_prob=False,
+                               routed_scaling_factor=1.0),
+    "deepseek-wide-q-proj": dict(CASES["deepseek_v3-base"], hidden_size=96, n_routed_experts=16, num_experts_per_tok=4,
+                                 n_group=4, topk_group=2, n_shared_experts=1, kv_lora_rank=32, q_lora_rank=None,
+                                 qk_rope_head_dim=4, qk_nope_head_dim=12, v_head_dim=8, num_attention_heads=6,
+                                 num_key_value_heads=6),
+    "qwen2_moe-normalized-16": dict(CASES["qwen2_moe-base"], norm_topk_prob=True, num_experts=16,
+                                    num_experts_per_tok=4),
+    "qwen3_moe-mqa-not-normalized": dict(CASES["qwen3_moe-base"], norm_topk_prob=False, num_key_value_heads=1),
+    "mixtral-top-1": dict(CASES["mixtral-base"], num_local_experts=8, num_experts_per_tok=1),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("batch, tokens", [(3, 7), (1, 12)])
+def test_config_variants_equal_hugging_face(variant, batch, tokens):
+    config = dict(VARIANTS[variant], **NO_DROPOUT)
+    torch.manual_seed(1)
+    model = hf_model(config).train()
+    ids = torch.randint(0, config["vocab_size"], (batch, tokens))
+    net = layercalc.load(spec_from_config(config, "config.json")).replace(input=[tokens], batch=batch)
+    assert net.analyze().totals.saved_bytes == saved_bytes(model, input_ids=ids)
+
+
 def experts_hit(model, ids) -> list[int]:
     """How many experts of each sparse layer the router sends at least one token to, in a no-grad forward."""
     hit: list[int] = []
