@@ -513,10 +513,13 @@ class MultiHeadAttention(LayerBase):
         (Qwen3, Gemma 3), what each of the two RMSNorms keeps (:meth:`_qk_norm_saved`); with a logit soft-cap
         (Gemma 2), tanh's output. A score bias (T5) is added to the scores: the add keeps nothing. Exceptions
         (docs/conventions.md): at batch 1, GPT-2's fused c_attn leaves q a view of the whole [N, L, 3E] projection;
-        nn.MultiheadAttention keeps its fused projection whole beside a scaled copy of q."""
+        nn.MultiheadAttention keeps its fused projection whole beside a scaled copy of q. Not modeled (None): q/k
+        norms on nn.MultiheadAttention's fused projection (the norms would read slices of it: not measured)."""
+        d: AttentionDims = step.facts.geometry["attention"]
+        if d.qk_norm and d.packed:
+            return None
         if not grads.any:
             return []
-        d: AttentionDims = step.facts.geometry["attention"]
         n, h, keys = d.batch, d.heads, d.keys
         saved: list[Saved] = []
         projected = len(step.inputs) - int(self.score_bias)          # the score bias (last input) is not projected

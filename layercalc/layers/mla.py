@@ -34,9 +34,12 @@ from pydantic import Field
 from ..explain import Explanation, n
 from ..rules import NO_INPUT_GRADIENT, Backward, Context, Facts, Gradients, Tensor, check_declared, fmt_shape
 from .attention import SCALE_FLOPS, SOFTMAX_FLOPS, _causal_note, attend, attention_core_backward
-from .base import Bool, LayerBase, ParamSpec, PositiveFloat, PositiveInt, _alias, register_layer
+from .base import Bool, GradFlow, LayerBase, ParamSpec, PositiveFloat, PositiveInt, Saved, _alias, register_layer
 from .norm import RMS_ELEMENT_FLOPS, RMS_GROUP_FLOPS
 from .sequence import ROTARY_FLOPS, rotate
+
+#: bytes of a float32 element: Hugging Face's latent norms and softmax compute in float32 whatever the dtype
+FLOAT32_BYTES = 4
 
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
 
@@ -167,6 +170,75 @@ class LatentAttention(LayerBase):
         result.lines.append(f"backward element FLOPs (norms, softmax, scaling, rotation: the forward's element work) "
                             f"= {result.element_flops:,}")
         return result
+
+    def saved_for_backward(self, step: Any, grads: GradFlow) -> Optional[list[Saved]]:
+        """As transformers' ``DeepseekV3Attention`` with eager attention keeps them (measured with saved_tensors_hooks,
+        torch 2.13; docs/conventions.md "Training memory"): the projections reading x keep x; each latent RMS norm
+        its input, 1/rms per token and, for its weight's gradient, the normalized latent; q_b_proj and kv_b_proj
+        their inputs (the norms' outputs); RoPE only the cos and sin tables (shared by every layer); the attention
+        q (concatenated), k (its own tensor: the rotated key copied to every head), the softmax's output and v, a
+        copy [N·H, L, v] of its slice of kv_b_proj's output — at batch 1 that reshape is a view, and the whole
+        kv_b_proj output [1, L, H·(n + v)] is kept; o_proj the heads merged back (a copy). The norms and the
+        softmax compute in float32: in a 16-bit model the norms keep a float32 copy of their input (in float32 the
+        key/value norm's input is a slice of kv_a_proj_with_mqa's output, kept whole) and the float32 softmax
+        output is kept beside the probabilities cast back."""
+        if not grads.any:
+            return []
+        d: LatentDims = step.facts.geometry["mla"]
+        t, h, qk = d.tokens, d.heads, d.nope + d.rope
+        trained = grads.params
+        narrow = grads.itemsize < FLOAT32_BYTES            # a 16-bit model: the float32 upcasts are new tensors
+        wide = FLOAT32_BYTES if narrow else None
+        saved: list[Saved] = []
+        if trained:
+            saved.append(Saved("input", "x, for the weight gradients of the projections reading it"))
+
+        def norm(role: str, rank: int, made: str, width: int) -> list[Saved]:
+            """What one latent RMS norm (Hugging Face's, in float32) keeps; ``made``: the projection whose output
+            [T, width] its input is (a slice of it when width > rank)."""
+            if narrow:
+                kept = [Saved("extra", f"the {role} latent upcast to float32 [{t}, {rank}], the norm's input",
+                              numel=t * rank, itemsize=FLOAT32_BYTES)]
+            else:
+                whole = (f", kept whole: its first {rank} features are the norm's input" if width > rank
+                         else ", the norm's input")
+                kept = [Saved("extra", f"{made}'s output [{t}, {width}]{whole}", numel=t * width)]
+            kept.append(Saved("extra", f"the {role} norm's 1/rms per token ({t:,}, float32)", numel=t,
+                              itemsize=wide))
+            if trained:
+                kept += [Saved("extra", f"the normalized {role} latent [{t}, {rank}], for the norm weight's "
+                                        f"gradient", numel=t * rank),
+                         Saved("extra", f"the {role} norm's output [{t}, {rank}], the next projection's input, for "
+                                        f"its weight gradient", numel=t * rank)]
+            return kept
+
+        if d.q_rank:
+            saved += norm("query", d.q_rank, "q_a_proj", d.q_rank)
+        saved += norm("key/value", d.kv_rank, "kv_a_proj_with_mqa", d.kv_rank + d.rope)
+        saved.append(Saved("extra", f"RoPE's cos and sin tables [1, {d.length}, {d.rope}] (made once, shared by every "
+                                    f"layer)", numel=2 * d.length * d.rope,
+                           shared=f"rotary tables {d.length}×{d.rope} base {self.rope_theta:g}"))
+        if d.batch == 1:
+            value = Saved("extra", f"kv_b_proj's whole output [1, {d.length}, {h * (d.nope + d.value)}]: at batch 1 "
+                                   f"v [{h}, {d.length}, {d.value}] is a view of it, which the product keeps",
+                          numel=t * h * (d.nope + d.value))
+        else:
+            value = Saved("extra", f"v [{d.batch}·{h}, {d.length}, {d.value}] (a copy of its slice of kv_b_proj's "
+                                   f"output), for the probabilities' gradient", numel=t * h * d.value)
+        saved += [Saved("extra", f"q [{d.batch}, {h}, {d.length}, {qk}] (q_nope and the rotated q concatenated), for "
+                                 f"k's gradient", numel=t * h * qk),
+                  Saved("extra", f"k [{d.batch}, {h}, {d.length}, {qk}] (k_nope and the rotated key copied to every "
+                                 f"head), for q's gradient", numel=t * h * qk),
+                  Saved("extra", f"the softmax's output [{d.batch}, {h}, {d.length}, {d.length}], for its own "
+                                 f"gradient and v's", numel=d.scores, itemsize=wide)]
+        if narrow:
+            saved.append(Saved("extra", "the probabilities cast back to the model's dtype, for v's gradient",
+                               numel=d.scores))
+        saved.append(value)
+        if trained:
+            saved.append(Saved("extra", f"the heads merged [{d.batch}, {d.length}, {h * d.value}], for o_proj's "
+                                        f"weight gradient", numel=t * h * d.value))
+        return saved
 
     def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
         d: LatentDims = step.facts.geometry["mla"]
