@@ -1,0 +1,281 @@
+"""Serving (layercalc.serving) for DeepSeek-V3's multi-head latent attention and for an encoder–decoder (T5), against
+Hugging Face transformers as oracle, and the serving reports' fields.
+
+- DeepSeek-V3 (``latent_attention``): transformers 5 caches the latent (the normalized ``kv_lora_rank`` features and
+  the rotated ``qk_rope_head_dim`` key of each position, one for all heads) and runs ``kv_b_proj`` on every cached
+  and new position at each step. Oracles: the elements of the ``past_key_values`` the model returns, and
+  ``FlopCounterMode`` around a decode step of k tokens after a cache of P (eager attention and experts) = 2·MACs of
+  layercalc's decode step; the growth of a step with P derived by hand.
+- T5 (``T5ForConditionalGeneration``): a decode step runs the decoder only, on the new token(s), with
+  ``encoder_outputs`` given and an ``EncoderDecoderCache`` filled by the prefill: self-attention over P + k keys,
+  cross-attention from the cached keys and values of the S encoder positions (no k, v projections). Oracles:
+  ``FlopCounterMode`` of that call = 2·decode MACs; of the encoder plus the decoder's prefill call = 2·prefill MACs;
+  the cache's self- and cross-attention elements = the KV cache.
+- The serving phases' reports hold no backward or saved-tensor figures (null), the ordinary report still does.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_import_huggingface_encoders import CASES as ENCODER_CASES
+from test_import_huggingface_moe import DEEPSEEK
+from test_import_huggingface_moe import hf_model as moe_model
+from test_serving import cache_elements, cli, decode_oracle
+
+import layercalc
+from layercalc import LayerCalcError
+from layercalc.importers.huggingface import spec_from_config
+
+DEEPSEEK_CASES = {
+    "deepseek_v3-lm": dict(DEEPSEEK, architectures=["DeepseekV3ForCausalLM"]),
+    "deepseek_v3-no-q-lora-bias-rotate-half": dict(DEEPSEEK, architectures=["DeepseekV3ForCausalLM"],
+                                                   q_lora_rank=None, attention_bias=True, rope_interleave=False),
+    "deepseek_v3-base": DEEPSEEK,
+}
+T5_CASES = {name: ENCODER_CASES[name] for name in ("t5-lm", "t5-lm-v1.1-gated", "t5-model-gated-silu")}
+
+
+def imported(config: dict, batch: int = 1):
+    return layercalc.load(spec_from_config(config, "config.json")).replace(batch=batch)
+
+
+# ------------------------------------------------------------------------------------------------- DeepSeek-V3 MLA
+
+@pytest.mark.parametrize("case", list(DEEPSEEK_CASES))
+@pytest.mark.parametrize("batch", [1, 2])
+def test_deepseek_kv_cache_is_the_latent_transformers_caches(case, batch):
+    model = moe_model(DEEPSEEK_CASES[case])
+    for past, new in ((3, 1), (6, 2)):
+        before, _, after = decode_oracle(model, past, new, batch)
+        serving = imported(DEEPSEEK_CASES[case], batch).serving(past, new)
+        assert serving.prefill is not None
+        assert serving.prefill.kv_cache_bytes == 4 * before
+        assert serving.decode.kv_cache_bytes == 4 * after
+    # by hand: 3 layers × N × (P + k) positions × (kv_lora_rank 16 + qk_rope_head_dim 8), whatever the 4 heads
+    assert after == 3 * batch * (6 + 2) * (16 + 8)
+
+
+@pytest.mark.parametrize("case", list(DEEPSEEK_CASES))
+def test_deepseek_decode_flops_equal_flop_counter_with_a_cache_of_p_tokens(case):
+    model = moe_model(DEEPSEEK_CASES[case])
+    for past, new, batch in ((1, 1, 1), (3, 1, 1), (7, 1, 2), (5, 3, 1), (12, 2, 2)):
+        _, flops, _ = decode_oracle(model, past, new, batch)
+        serving = imported(DEEPSEEK_CASES[case], batch).serving(past, new)
+        assert 2 * serving.decode.macs == flops, (past, new, batch)
+
+
+def test_deepseek_decode_step_grows_with_the_cache_by_hand():
+    # one more cached position adds, per layer, kv_b_proj on one more latent, r_kv·H·(n + v) = 16·4·(8 + 12)
+    # MACs (transformers decompresses the whole cache at every step), and one more key per query head,
+    # H·(n + r + v) = 4·(8 + 8 + 12) MACs; nothing else depends on P
+    net = imported(DEEPSEEK_CASES["deepseek_v3-lm"])
+    per_position = 3 * (16 * 4 * (8 + 12) + 4 * (8 + 8 + 12))
+    steps = [net.serving(past).decode.macs for past in (4, 5, 9)]
+    assert steps[1] - steps[0] == per_position and steps[2] - steps[0] == 5 * per_position
+    layer = net.serving(9, 2).decode_report.layer("model.layers.1.self_attn")
+    assert layer.kv_cache_bytes == 4 * 1 * (9 + 2) * (16 + 8)
+    notes = " ".join(layer.notes)
+    assert "r_kv + r = 24 elements per position for all 4 heads" in notes
+    assert "not the 112 of decompressed per-head keys and values" in notes          # 4·(8 + 8 + 12)
+    assert "runs kv_b_proj on all 11 positions again" in notes
+
+
+def test_latent_attention_decode_needs_a_causal_mask():
+    spec = {"input": [5, 64], "layers": [
+        {"name": "mla", "type": "latent_attention", "num_heads": 4, "kv_lora_rank": 16, "qk_nope_head_dim": 8,
+         "qk_rope_head_dim": 8, "v_head_dim": 8}]}
+    with pytest.raises(LayerCalcError, match="no layer keeps a KV cache"):
+        layercalc.load(spec).serving(3)
+    causal = layercalc.load({**spec, "layers": [{**spec["layers"][0], "causal": True}]})
+    assert causal.analyze().totals.kv_cache_bytes == 4 * 5 * (16 + 8)
+    with pytest.raises(LayerCalcError, match=r"'mla'.*bidirectional"):
+        layercalc.load({**spec, "layers": [{**spec["layers"][0], "name": "dec", "causal": True},
+                                           spec["layers"][0]]}).serving(3)
+
+
+def test_deepseek_explain_shows_the_latent_cache_and_the_decompression():
+    out = cli("summary", "--explain", "--past", "9", "--width", "200", _config_file(DEEPSEEK_CASES["deepseek_v3-lm"]))
+    assert "KV cache elements = the normalized latent and the rotated key of every position" in out
+    assert "kv_b_proj decompresses all N·(P + L) = 1·(9 + 1) latents again: 12,800 MACs" in out   # 10·16·80
+
+
+# ------------------------------------------------------------------------------------------------- T5
+
+def t5_model(config: dict):
+    transformers = pytest.importorskip("transformers")
+    arguments = {k: v for k, v in config.items() if k not in ("model_type", "architectures")}
+    hf_config = transformers.AutoConfig.for_model("t5", attn_implementation="eager", **arguments)
+    return getattr(transformers, config.get("architectures", ["T5Model"])[0])(hf_config).eval()
+
+
+def t5_oracle(model, source: int, past: int, new: int, batch: int) -> dict[str, int]:
+    """FlopCounterMode's FLOPs of the encoder, of the decoder's prefill (P tokens, the cross-attention's keys and
+    values projected and cached) and of the decode step (k tokens, encoder_outputs and the cache given), and the
+    cache's elements after each."""
+    import torch
+    import transformers
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def counted(call):
+        with FlopCounterMode(display=False) as counter:
+            result = call()
+        return result, counter.get_total_flops()
+
+    def elements(cache):
+        return cache_elements(cache.self_attention_cache), cache_elements(cache.cross_attention_cache)
+
+    with torch.no_grad():
+        ids = torch.randint(0, 100, (batch, source))
+        encoded, encoder = counted(lambda: model.get_encoder()(input_ids=ids))
+        cache = transformers.EncoderDecoderCache(transformers.DynamicCache(), transformers.DynamicCache())
+        prompt, prefill = counted(lambda: model(encoder_outputs=encoded, past_key_values=cache, use_cache=True,
+                                                decoder_input_ids=torch.randint(0, 100, (batch, past))))
+        after_prefill = elements(prompt.past_key_values)
+        step, decode = counted(lambda: model(encoder_outputs=encoded, past_key_values=prompt.past_key_values,
+                                             use_cache=True, decoder_input_ids=torch.randint(0, 100, (batch, new))))
+    return dict(encoder=encoder, prefill=prefill, decode=decode, prefill_cache=after_prefill,
+                decode_cache=elements(step.past_key_values))
+
+
+@pytest.mark.parametrize("case", list(T5_CASES))
+def test_t5_decode_prefill_and_caches_equal_transformers(case):
+    model = t5_model(T5_CASES[case])
+    for source, past, new, batch in ((6, 1, 1, 1), (6, 3, 1, 2), (12, 7, 1, 1), (5, 5, 3, 1), (9, 4, 2, 2)):
+        hf = t5_oracle(model, source, past, new, batch)
+        net = imported(T5_CASES[case], batch).replace_inputs([[source], [past]])
+        serving = net.serving(past, new)
+        assert serving.prefill is not None
+        assert 2 * serving.decode.macs == hf["decode"], (source, past, new, batch)
+        assert 2 * serving.prefill.macs == hf["encoder"] + hf["prefill"], (source, past, new, batch)
+        assert serving.prefill.kv_cache_bytes == 4 * sum(hf["prefill_cache"])
+        assert serving.decode.kv_cache_bytes == 4 * sum(hf["decode_cache"])
+        # by hand: decoder layers (2; v1.1: 3) × N × positions × 4 heads × 2·d_kv (8; v1.1: 6), self P + k, cross S
+        layers, d_kv = T5_CASES[case].get("num_decoder_layers", 2), T5_CASES[case]["d_kv"]
+        assert hf["decode_cache"] == (layers * batch * (past + new) * 4 * 2 * d_kv,
+                                      layers * batch * source * 4 * 2 * d_kv)
+
+
+def test_t5_decode_step_by_hand():
+    # t5-lm: d_model 32, 4 heads of d_kv 8 (inner 32), d_ff 48, 2 + 2 layers, vocabulary 100; S = 6 encoder
+    # positions, one token after P = 3. Per decoder layer: self-attention q, k, v, o 4·32·32 and QKᵀ + A·V
+    # 4·(3 + 1)·(8 + 8); cross-attention q, o 2·32·32 (k and v from the cache) and 4·6·(8 + 8); the feed-forward
+    # 2·32·48; the head 32·100. The encoder does not run.
+    per_layer = 4 * 32 * 32 + 4 * 4 * 16 + 2 * 32 * 32 + 4 * 6 * 16 + 2 * 32 * 48
+    serving = imported(T5_CASES["t5-lm"]).replace_inputs([[6], [3]]).serving(3)
+    assert serving.decode.macs == 2 * per_layer + 32 * 100
+    assert serving.decoded == ["decoder_input_ids"] and serving.fixed_inputs == {"input": [6]}
+    report = serving.decode_report
+    cross = report.layer("decoder.block.1.layer.1.EncDecAttention")
+    assert cross.macs == 2 * 32 * 32 + 4 * 6 * 16 and cross.kv_cache_bytes == 4 * 6 * 4 * 16
+    assert any("read from the cache; no k, v projections" in note for note in cross.notes)
+    encoder = [e for e in report.layers if e.name.startswith("encoder.") or e.name == "shared"]
+    assert encoder and all(e.macs == 0 and e.flops == 0 for e in encoder)
+    assert all(e.notes == ["fixed: run at the prefill only"] for e in encoder)
+    bias = report.layer("decoder.block.0.layer.0.SelfAttention.relative_attention_bias")
+    assert bias.output_shape == [1, 4, 1, 3 + 1]
+    # weights read: the decoder's layers (3 norms, self- and cross-attention, feed-forward per layer; the final
+    # norm; its bias table 8·4), one row of the tied embedding, the tied head's whole table; not the encoder's
+    weights = 2 * (3 * 32 + 8 * 32 * 32 + 2 * 32 * 48) + 32 + 8 * 4 + 32 + 100 * 32
+    assert serving.decode.weight_bytes_read == 4 * weights
+    assert serving.decode.kv_cache_bytes_read == serving.decode.kv_cache_bytes
+
+
+def test_t5_prefill_is_the_forward_pass_with_the_cross_attention_cache():
+    net = imported(T5_CASES["t5-lm"]).replace_inputs([[10], [4]])
+    serving = net.serving(4, 2)
+    forward = net.analyze().totals
+    assert serving.prefill is not None
+    assert (serving.prefill.macs, serving.prefill.flops) == (forward.macs, forward.flops)
+    # the ordinary forward pass counts the decoder's self-attention cache only; the prefill adds the cross one
+    assert forward.kv_cache_bytes == 4 * 2 * 4 * 4 * 16
+    assert serving.prefill.kv_cache_bytes == forward.kv_cache_bytes + 4 * 2 * 10 * 4 * 16
+
+
+def test_an_encoder_decoder_decode_needs_a_prompt_and_a_fixed_key_sequence():
+    net = imported(T5_CASES["t5-lm"])
+    with pytest.raises(LayerCalcError, match=r"past: got 0: the inputs input are fixed .*past ≥ 1"):
+        net.serving(0)
+    # a cross-attention whose keys the decoded input makes too has no cache of its own to read
+    spec = {"input": [6, 16], "layers": [
+        {"name": "self", "type": "multi_head_attention", "num_heads": 2, "causal": True},
+        {"name": "mix", "type": "linear", "out_features": 16, "inputs": ["input"]},
+        {"name": "cross", "type": "multi_head_attention", "num_heads": 2, "inputs": ["self", "mix"]}]}
+    with pytest.raises(LayerCalcError, match=r"'cross'.*attends from 'self' to 'mix', which is not fixed"):
+        layercalc.load(spec).serving(3)
+
+
+def test_a_hand_written_encoder_decoder_by_hand():
+    # encoder: a linear on 5 source positions (fixed); decoder: causal self-attention on the decoded tokens, then
+    # cross-attention to the encoder's output. A decode step of 2 after 3: the encoder's linear 0; self-attention
+    # q, k, v, o 4·16·16 on 2 rows, 2 heads · 2 · (3 + 2) keys · (8 + 8); cross: q, o 2·16·16 on 2 rows and
+    # 2·2·5·(8 + 8)
+    net = layercalc.load({"input": [5, 16], "layers": [
+        {"name": "encoder", "type": "linear", "out_features": 16},
+        {"name": "target", "type": "extra_input", "shape": [4, 16]},
+        {"name": "self", "type": "multi_head_attention", "num_heads": 2, "causal": True, "inputs": ["target"]},
+        {"name": "cross", "type": "multi_head_attention", "num_heads": 2, "inputs": ["self", "encoder"]}]})
+    serving = net.serving(3, 2)
+    report = serving.decode_report
+    assert report.layer("encoder").macs == 0
+    assert report.layer("self").macs == 2 * 4 * 16 * 16 + 2 * 2 * 5 * 16
+    assert report.layer("cross").macs == 2 * 2 * 16 * 16 + 2 * 2 * 5 * 16
+    assert report.layer("cross").kv_cache_bytes == 4 * 5 * 2 * 16
+    assert serving.decoded == ["target"] and serving.fixed_inputs == {"input": [5, 16]}
+    assert serving.prefill is not None
+    assert serving.prefill.macs == 5 * 16 * 16 + 3 * 4 * 16 * 16 + 2 * 3 * 3 * 16 + 3 * 2 * 16 * 16 + 5 * 2 * 16 * 16 \
+        + 2 * 3 * 5 * 16
+
+
+# ------------------------------------------------------------------------------------------------- the reports
+
+@pytest.mark.parametrize("source", ["zoo:gpt2", "deepseek", "t5"])
+def test_serving_reports_hold_no_backward_figures_and_the_ordinary_one_does(source):
+    net = {"zoo:gpt2": lambda: layercalc.zoo.load("gpt2"),
+           "deepseek": lambda: imported(DEEPSEEK_CASES["deepseek_v3-lm"]),
+           "t5": lambda: imported(T5_CASES["t5-lm"]).replace_inputs([[9], [5]])}[source]()
+    serving = net.serving(5, 2)
+    for report in (serving.decode_report, serving.prefill_report):
+        t = report.totals
+        assert (t.backward_flops, t.training_flops, t.backward_input_macs, t.saved_bytes) == (None,) * 4
+        assert t.backward_unknown == [] and t.backward_flops_per_token is None
+        assert all(e.backward_flops is None and e.saved_bytes is None for e in report.layers)
+    # tokens: the decoded ones (T5's decoder tokens, not its encoder's 9)
+    assert serving.decode_report.totals.tokens == 2 and serving.prefill_report.totals.tokens == 5
+    assert serving.decode_report.totals.flops_per_token == serving.decode.flops / 2
+    ordinary = net.replace_inputs([[5], *list(net.input_shapes().values())[1:]]).analyze().totals
+    assert ordinary.backward_flops is not None and ordinary.training_flops is not None
+    if source == "zoo:gpt2":
+        assert ordinary.saved_bytes is not None
+
+
+def _config_file(config: dict) -> str:
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp())
+    (folder / "config.json").write_text(json.dumps(config))
+    return str(folder / "config.json")
+
+
+def test_summary_past_json_has_null_backward_fields_and_the_ordinary_json_has_them():
+    path = _config_file(T5_CASES["t5-lm"])
+    data = json.loads(cli("summary", path, "--input", "6", "--input", "3", "--past", "3", "--format", "json"))
+    assert data["totals"]["backward_flops"] is None and data["totals"]["saved_bytes"] is None
+    assert all(layer["backward_flops"] is None for layer in data["layers"])
+    assert data["serving"]["decoded"] == ["decoder_input_ids"]
+    assert data["serving"]["fixed_inputs"] == {"input": [6]}
+    ordinary = json.loads(cli("summary", path, "--input", "6", "--input", "3", "--format", "json"))
+    assert ordinary["totals"]["backward_flops"] > 0 and "serving" not in ordinary
+
+
+@pytest.mark.parametrize("config", [T5_CASES["t5-lm"], DEEPSEEK_CASES["deepseek_v3-lm"]], ids=["t5", "deepseek"])
+def test_summary_past_of_these_networks_fits_80_columns(config):
+    out = cli("summary", _config_file(config), "--past", "7", "--new-tokens", "2")
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "prefill" in out and "decode" in out
+    if config is T5_CASES["t5-lm"]:
+        flat = " ".join(out.split())
+        assert "decode of 2 new tokens of decoder_input_ids after 7 cached positions (input [512] fixed" in flat
+        assert "other input decoder_input_ids [1, 2]" in flat
