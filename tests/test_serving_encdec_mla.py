@@ -279,3 +279,9 @@ def test_summary_past_of_these_networks_fits_80_columns(config):
         flat = " ".join(out.split())
         assert "decode of 2 new tokens of decoder_input_ids after 7 cached positions (input [512] fixed" in flat
         assert "other input decoder_input_ids [1, 2]" in flat
+
+
+def test_summary_past_refuses_backward_columns():
+    out = cli("summary", "zoo:gpt2", "--past", "5", "--columns", "name,bwd,saved", code=2)
+    assert len(out.strip().splitlines()) == 1
+    assert "--columns backward_flops, saved cannot be combined with --past" in out

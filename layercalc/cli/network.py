@@ -278,6 +278,11 @@ def summary_command(
     if train and past is not None:
         raise _spec_error("--train cannot be combined with --past (a decode step is inference: no backward pass)")
     keys = parse_columns(columns) if columns is not None else None
+    training_keys = [key for key in keys or [] if key in ("saved", "backward_input_macs", "backward_weight_macs",
+                                                          "backward_flops")]
+    if training_keys and past is not None:
+        raise _spec_error(f"--columns {', '.join(training_keys)} cannot be combined with --past (a decode step is "
+                          f"inference: no backward pass, nothing saved for one)")
     if not train and (optimizer != "adam" or precision != "fp32" or recompute):
         raise _spec_error("--optimizer, --precision and --recompute describe a training step: add --train")
     net, assumed, asked = load_network_sweep(spec, batch, input_shape, sweep, dtype)
