@@ -20,7 +20,8 @@ import json
 
 import pytest
 from test_import_huggingface_encoders import CASES as ENCODER_CASES
-from test_import_huggingface_moe import DEEPSEEK
+from test_import_huggingface_encoders import T5_BASE
+from test_import_huggingface_moe import DEEPSEEK, DEEPSEEK_V3
 from test_import_huggingface_moe import hf_model as moe_model
 from test_serving import cache_elements, cli, decode_oracle
 
@@ -80,6 +81,18 @@ def test_deepseek_decode_step_grows_with_the_cache_by_hand():
     assert "r_kv + r = 24 elements per position for all 4 heads" in notes
     assert "not the 112 of decompressed per-head keys and values" in notes          # 4·(8 + 8 + 12)
     assert "runs kv_b_proj on all 11 positions again" in notes
+
+
+def test_deepseek_v3_at_8192_tokens_by_hand():
+    # 61 layers × 8,192 positions × (kv_lora_rank 512 + qk_rope_head_dim 64) × 2 bytes (bf16): the latent cache;
+    # decompressed per-head keys and values would be 128 heads × (128 + 64 + 128) per position, 71× more
+    serving = imported(DEEPSEEK_V3).replace(dtype="bfloat16").serving(8191)
+    assert serving.decode.kv_cache_bytes == 61 * 8192 * (512 + 64) * 2 == 575_668_224
+    # the decode step's kv_b_proj decompresses all 8,192 latents in each of the 61 layers: 512 → 128·(128 + 128)
+    attention = [e for e in serving.decode_report.layers if e.type == "latent_attention"]
+    assert len(attention) == 61
+    projections = 7168 * 1536 + 1536 * 128 * 192 + 7168 * 576 + 128 * 128 * 7168      # q_a, q_b, kv_a, o
+    assert attention[0].macs == projections + 8192 * 512 * 128 * 256 + 128 * 8192 * (192 + 128)
 
 
 def test_latent_attention_decode_needs_a_causal_mask():
@@ -180,6 +193,16 @@ def test_t5_decode_step_by_hand():
     weights = 2 * (3 * 32 + 8 * 32 * 32 + 2 * 32 * 48) + 32 + 8 * 4 + 32 + 100 * 32
     assert serving.decode.weight_bytes_read == 4 * weights
     assert serving.decode.kv_cache_bytes_read == serving.decode.kv_cache_bytes
+
+
+def test_t5_base_decode_by_hand():
+    # T5-base (d_model 768, 12 heads of 64, d_ff 3,072, 12 + 12 layers, vocabulary 32,128), 512 encoder tokens, one
+    # token after 127: per decoder layer self-attention 4·768² + 12·128·128, cross-attention 2·768² + 12·512·128,
+    # feed-forward 2·768·3,072; the tied head 768·32,128. Cache: 12 layers × (128 self + 512 cross) × 12·128 × 4 B
+    serving = imported(T5_BASE).serving(127)
+    per_layer = 4 * 768 ** 2 + 12 * 128 * 128 + 2 * 768 ** 2 + 12 * 512 * 128 + 2 * 768 * 3072
+    assert serving.decode.macs == 12 * per_layer + 768 * 32128 == 135_561_216
+    assert serving.decode.kv_cache_bytes == 12 * (128 + 512) * 12 * 128 * 4 == 47_185_920
 
 
 def test_t5_prefill_is_the_forward_pass_with_the_cross_attention_cache():
