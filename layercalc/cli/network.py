@@ -331,8 +331,10 @@ def summary_command(
     if explain:
         net_shown = net if serving is None else serving.decode_network
         saved = training[2] if training is not None else None
-        text = "\n".join(explain_network(net_shown, report, train, past or 0, saved,
-                                          None if serving is None else serving.decode_steps))
+        lines = explain_network(net_shown, report, train, past or 0, saved,
+                                None if serving is None else serving.decode_steps)
+        text = "\n".join(terminal.wrap_formula(line.lstrip(" "), width, line[: len(line) - len(line.lstrip(" "))])
+                         for line in lines)
         print("\n```\n" + text + "\n```" if fmt == "markdown" else "\n" + text)
 
 
