@@ -95,6 +95,84 @@ def test_deepseek_v3_at_8192_tokens_by_hand():
     assert attention[0].macs == projections + 8192 * 512 * 128 * 256 + 128 * 8192 * (192 + 128)
 
 
+def absorbed_reference(q_lora, interleave: bool, bias: bool, past: int, new: int, batch: int):
+    """(error against transformers, FlopCounterMode's FLOPs) of a decode step with kv_b_proj absorbed, written
+    after DeepSeek-V3's inference code (``attn_impl == "absorb"``) on a transformers ``DeepseekV3Attention``'s
+    weights: the query's nope part times kv_b_proj's key half (per head n → r_kv), scores against the cached latent
+    plus the rotated parts, probabilities times the latent, then kv_b_proj's value half (r_kv → v) and o_proj. Its
+    output must equal the module's own decode step (which decompresses the cache) for the FLOPs to count the same
+    attention."""
+    import torch
+    import transformers
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers.models.deepseek_v3 import modeling_deepseek_v3 as ds
+
+    heads, n, r, v, c, d = 4, 8, 8, 12, 16, 64
+    config = transformers.AutoConfig.for_model(
+        "deepseek_v3", attn_implementation="eager", hidden_size=d, num_attention_heads=heads, num_key_value_heads=heads,
+        kv_lora_rank=c, q_lora_rank=q_lora, qk_rope_head_dim=r, qk_nope_head_dim=n, v_head_dim=v,
+        rope_interleave=interleave, attention_bias=bias, max_position_embeddings=64)
+    torch.manual_seed(0)
+    attn = ds.DeepseekV3Attention(config, 0).eval()
+    rotary = ds.DeepseekV3RotaryEmbedding(config)
+    x = torch.randn(batch, past + new, d)
+
+    def positions(start: int, end: int):
+        return rotary(x, torch.arange(start, end)[None].expand(batch, -1))
+
+    cache = transformers.DynamicCache()
+    mask = torch.full((new, past + new), float("-inf")).triu(past + 1)[None, None]   # new i sees keys 0..past + i
+    with torch.no_grad():
+        attn(x[:, :past], positions(0, past), torch.full((past, past), float("-inf")).triu(1)[None, None],
+             past_key_values=cache)
+        expected, _ = attn(x[:, past:], positions(past, past + new), mask, past_key_values=cache)
+        latent, k_rot = cache.layers[0].keys, cache.layers[0].values        # [N, 1, P + k, r_kv], [N, 1, P + k, r]
+        tokens = x[:, past:]
+        cos, sin = positions(past, past + new)
+        rotate = ds.apply_rotary_pos_emb_interleave if interleave else ds.apply_rotary_pos_emb
+        with FlopCounterMode(display=False) as counter:
+            q = attn.q_b_proj(attn.q_a_layernorm(attn.q_a_proj(tokens))) if q_lora else attn.q_proj(tokens)
+            q_nope, q_rot = q.view(batch, new, heads, n + r).transpose(1, 2).split([n, r], dim=-1)
+            attn.kv_a_proj_with_mqa(tokens)          # the new positions' latents (the cache holds them already)
+            q_rot, _ = rotate(q_rot, q_rot[:, :1], cos, sin)
+            w_uk, w_uv = attn.kv_b_proj.weight.view(heads, n + v, c).split([n, v], dim=1)   # [H, n, c], [H, v, c]
+            q_latent = torch.einsum("bhld,hdc->bhlc", q_nope, w_uk)
+            scores = (q_latent @ latent.transpose(2, 3) + q_rot @ k_rot.transpose(2, 3)) * attn.scaling
+            out = torch.einsum("bhlc,hvc->bhlv", torch.softmax(scores + mask, dim=-1) @ latent, w_uv)
+            result = attn.o_proj(out.transpose(1, 2).reshape(batch, new, heads * v))
+    return (result - expected).abs().max().item(), counter.get_total_flops()
+
+
+@pytest.mark.parametrize("q_lora, interleave, bias, past, new, batch", [
+    (24, True, False, 5, 1, 1), (None, False, True, 7, 3, 2), (24, True, True, 1, 2, 1), (24, False, False, 12, 1, 2)])
+def test_absorbed_decode_equals_a_reference_that_gives_transformers_output(q_lora, interleave, bias, past, new, batch):
+    pytest.importorskip("transformers")
+    error, flops = absorbed_reference(q_lora, interleave, bias, past, new, batch)
+    assert error < 1e-5
+    net = layercalc.load({"input": [new, 64], "batch": batch, "layers": [{
+        "type": "latent_attention", "num_heads": 4, "kv_lora_rank": 16, "q_lora_rank": q_lora, "qk_nope_head_dim": 8,
+        "qk_rope_head_dim": 8, "v_head_dim": 12, "causal": True, "absorb": True, "bias": bias,
+        "rope_interleave": interleave}]})
+    assert 2 * net.serving(past, new).decode.macs == flops
+
+
+def test_deepseek_v3_absorbed_decode_by_hand():
+    # per layer, one token after 8,191: q_a 7,168·1,536, q_b 1,536·128·192, kv_a 7,168·576, o 128·128·7,168, kv_b's
+    # halves on the query and the output 512·128·256; QKᵀ over the latent and rotated key 128·8,192·(512 + 64),
+    # A·V 128·8,192·512 — against 8,192·512·128·256 for decompressing the cache
+    spec = spec_from_config(DEEPSEEK_V3, "config.json")
+    spec = json.loads(json.dumps(spec).replace('"type": "latent_attention"', '"type": "latent_attention", '
+                                                                             '"absorb": true'))
+    serving = layercalc.load(spec).replace(dtype="bfloat16").serving(8191)
+    attention = [e for e in serving.decode_report.layers if e.type == "latent_attention"]
+    projections = 7168 * 1536 + 1536 * 128 * 192 + 7168 * 576 + 128 * 128 * 7168 + 512 * 128 * 256
+    assert attention[0].macs == projections + 128 * 8192 * (512 + 64 + 512) == 1_327_955_968
+    assert serving.decode.kv_cache_bytes == 575_668_224                    # the same latent cache
+    assert serving.prefill is not None
+    plain = imported(DEEPSEEK_V3).replace(dtype="bfloat16").serving(8191)
+    assert plain.prefill is not None and serving.prefill.macs == plain.prefill.macs     # absorb: decode steps only
+
+
 def test_latent_attention_decode_needs_a_causal_mask():
     spec = {"input": [5, 64], "layers": [
         {"name": "mla", "type": "latent_attention", "num_heads": 4, "kv_lora_rank": 16, "qk_nope_head_dim": 8,
