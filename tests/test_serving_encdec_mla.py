@@ -173,6 +173,21 @@ def test_deepseek_v3_absorbed_decode_by_hand():
     assert plain.prefill is not None and serving.prefill.macs == plain.prefill.macs     # absorb: decode steps only
 
 
+def test_a_decode_step_reads_the_chosen_experts_only():
+    # DeepSeek-V3 in bf16, one token: every weight once but the embedding table (one row looked up) and, in each of
+    # the 58 sparse layers, the 256 − 8 experts the token does not choose: the model card's 37,552,282,624 active
+    # params − the table + a row, and the routers' 58·256 score-correction buffers
+    serving = imported(DEEPSEEK_V3).replace(dtype="bfloat16").serving(100)
+    assert serving.decode.weight_bytes_read == (37_552_282_624 - 129280 * 7168 + 7168 + 58 * 256) * 2
+    # the prefill's 100 tokens may choose every expert: all of them are counted (at most min(E, T·k) experts)
+    assert serving.prefill is not None
+    assert serving.prefill.weight_bytes_read == (671_026_404_352 - 129280 * 7168 + 100 * 7168 + 58 * 256) * 2
+    # two tokens of a tiny model: at most 2·2 of its 8 experts per sparse layer (2 of 3 layers; 3·64·16 each)
+    tiny = imported(DEEPSEEK_CASES["deepseek_v3-lm"])
+    one, two = tiny.serving(3, 1).decode, tiny.serving(3, 2).decode
+    assert two.weight_bytes_read - one.weight_bytes_read == 4 * (2 * 2 * 3 * 64 * 16 + 64)    # (+ an embedding row)
+
+
 def test_latent_attention_decode_needs_a_causal_mask():
     spec = {"input": [5, 64], "layers": [
         {"name": "mla", "type": "latent_attention", "num_heads": 4, "kv_lora_rank": 16, "qk_nope_head_dim": 8,
