@@ -561,7 +561,9 @@ def _topological_order(names: list[str], producers: list[set[str]], layers: list
 
 
 def peak_live_bytes(steps: list[Step], input_bytes: int, itemsize: int) -> int:
-    """Peak of the bytes alive at once when each tensor is freed right after its last consumer runs."""
+    """Peak of the bytes alive at once when each tensor is freed right after its last consumer runs. A tensor read
+    but made by none of ``steps`` (a decode step's fixed tensor, made at the prefill) is not counted: the caller
+    adds what stays resident."""
     last_use: dict[str, int] = {}
     for position, step in enumerate(steps):
         for src in step.inputs:
@@ -576,5 +578,5 @@ def peak_live_bytes(steps: list[Step], input_bytes: int, itemsize: int) -> int:
         peak = max(peak, live)
         for src in set(step.inputs):
             if last_use.get(src) == position:
-                live -= size[src]
+                live -= size.get(src, 0)
     return peak

@@ -35,7 +35,7 @@ from .errors import SpecError, shown
 from .formatting import exact, human, human_bytes
 from .names import INPUT, split_output
 from .report import Report
-from .rules import Facts
+from .rules import Facts, numel, produced
 
 
 class Phase(BaseModel):
@@ -215,14 +215,33 @@ def _not_rerun(step: Any) -> Any:
     return dataclasses.replace(step, facts=facts)
 
 
-def _phase_report(net: Any, steps: list, tokens: int) -> Report:
+def _phase_report(net: Any, steps: list, tokens: int, decoded: list[str], decode: bool) -> Report:
     """A phase's report: an inference pass (no backward or saved-tensor fields), whose tokens are the decoded ones
     (batch × the pass's positions of the decoded inputs; an ordinary report counts the first input's, which with
-    fixed inputs is the encoder's)."""
+    fixed inputs is the encoder's). A decode step's activations: the tensors it makes — a fixed layer's output was
+    made at the prefill (its output bytes 0 here) — and, alive throughout, the fixed tensors it reads (an encoder's
+    output)."""
+    from .graph import peak_live_bytes  # deferred: a pair, as graph imports serving (Network.serving)
+
     report = net.analyze(steps, training=False)
     count = net.batch * tokens
-    totals = report.totals.model_copy(update={"tokens": count, "flops_per_token": report.totals.flops / count})
-    return report.model_copy(update={"totals": totals})
+    update: dict[str, Any] = {"tokens": count, "flops_per_token": report.totals.flops / count}
+    if decode and any(step.fixed for step in steps):
+        itemsize = report.dtype_bytes
+        made_before = {name: numel(shape) * itemsize for step in steps if step.fixed
+                       for name, shape in produced(step.name, step.facts)}
+        input_bytes = report.totals.input_bytes if INPUT in decoded else 0
+        if INPUT not in decoded:
+            made_before[INPUT] = report.totals.input_bytes
+        running = [step for step in steps if not step.fixed]
+        resident = sum(made_before[src] for src in {src for step in running for src in step.inputs}
+                       if src in made_before)
+        layers = [entry.model_copy(update={"activation_bytes": 0}) if step.fixed else entry
+                  for entry, step in zip(report.layers, steps)]
+        update.update(activation_bytes=sum(entry.activation_bytes for entry in layers),
+                      peak_activation_bytes=peak_live_bytes(running, input_bytes, itemsize) + resident)
+        report = report.model_copy(update={"layers": layers})
+    return report.model_copy(update={"totals": report.totals.model_copy(update=update)})
 
 
 def serving(net: Any, past: int, new_tokens: int = 1) -> Serving:
@@ -257,13 +276,13 @@ def serving(net: Any, past: int, new_tokens: int = 1) -> Serving:
     decoding = with_length(new_tokens)
     steps = [_not_rerun(step) if step.fixed else step
              for step in decoding.resolve(past, frozenset(decoded))]
-    report = _phase_report(decoding, steps, new_tokens)
+    report = _phase_report(decoding, steps, new_tokens, decoded, True)
     decode = phase(decoding, steps, report, past, new_tokens)
     prefill, prefill_report = None, None
     if past:
         prompt = with_length(past)
         prompt_steps = prompt.resolve(0, frozenset(decoded))
-        prefill_report = _phase_report(prompt, prompt_steps, past)
+        prefill_report = _phase_report(prompt, prompt_steps, past, decoded, False)
         prefill = phase(prompt, prompt_steps, prefill_report, 0, past)
     return Serving.model_construct(batch=net.batch, past=past, new_tokens=new_tokens, dtype=net.dtype,
                                    dtype_bytes=report.dtype_bytes, decoded=decoded, fixed_inputs=fixed,

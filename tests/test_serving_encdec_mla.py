@@ -339,6 +339,11 @@ def test_a_hand_written_encoder_decoder_by_hand():
     assert report.layer("cross").macs == 2 * 2 * 16 * 16 + 2 * 2 * 5 * 16
     assert report.layer("cross").kv_cache_bytes == 4 * 5 * 2 * 16
     assert serving.decoded == ["target"] and serving.fixed_inputs == {"input": [5, 16]}
+    # activations: the step makes target, self and cross ([1, 2, 16], 128 B each), the encoder's output [1, 5, 16]
+    # (320 B, made at the prefill) stays resident for the cross-attention: peak 2·128 (a layer's input and output)
+    # + 320
+    assert report.layer("encoder").activation_bytes == 0 and report.totals.activation_bytes == 3 * 128
+    assert report.totals.peak_activation_bytes == 2 * 128 + 320
     assert serving.prefill is not None
     assert serving.prefill.macs == 5 * 16 * 16 + 3 * 4 * 16 * 16 + 2 * 3 * 3 * 16 + 3 * 2 * 16 * 16 + 5 * 2 * 16 * 16 \
         + 2 * 3 * 5 * 16
