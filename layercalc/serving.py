@@ -170,7 +170,7 @@ def phase(net: Any, steps: list, report: Report, past: int, tokens: int) -> Phas
     """The phase's figures from its resolved steps and report (a decode step's fixed steps, not run, read no
     weight; the prefill runs them)."""
     itemsize = report.dtype_bytes
-    weights = sum(_weights_read(step) for step in steps if not (past and step.fixed))
+    weights = sum(_weights_read(step) for step in steps if not (past and step.fixed))    # (past > 0: a decode step)
     cache = report.totals.kv_cache_bytes
     return Phase.model_construct(past=past, tokens=tokens, macs=report.totals.macs, flops=report.totals.flops,
                                  weight_bytes_read=weights * itemsize, kv_cache_bytes_read=cache,
@@ -261,13 +261,15 @@ def serving(net: Any, past: int, new_tokens: int = 1) -> Serving:
     decoded = decoded_inputs(net, given)
     shapes = net.input_shapes()
     if not decoded:
-        raise SpecError(f"the layers keeping a KV cache depend on no one input of all of them ({', '.join(shapes)}): "
+        raise SpecError(f"no input of the network ({', '.join(shapes)}) feeds every layer that keeps a KV cache: "
                         f"which input a decode step decodes is not determined")
     fixed = {name: shape for name, shape in shapes.items() if name not in decoded}
     if fixed and not past:
-        raise SpecError(f"past: got 0: the inputs {', '.join(fixed)} are fixed (not made by "
-                        f"{', '.join(decoded)}: an encoder's) and computed at the prefill of a prompt, which needs at "
-                        f"least one token (an encoder–decoder's decoder starts with its start token): past ≥ 1")
+        several = len(fixed) > 1
+        raise SpecError(f"past: got 0: the fixed input{'s' if several else ''} {', '.join(fixed)} (not made by "
+                        f"{', '.join(decoded)}: an encoder's) {'are' if several else 'is'} computed at the prefill of "
+                        f"a prompt, which needs at least one token (an encoder–decoder's decoder starts with its start "
+                        f"token): past ≥ 1")
 
     def with_length(length: int) -> Any:
         return net.replace_inputs([[length, *shape[1:]] if name in decoded else shape

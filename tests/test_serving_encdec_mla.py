@@ -311,7 +311,7 @@ def test_t5_prefill_is_the_forward_pass_with_the_cross_attention_cache():
 
 def test_an_encoder_decoder_decode_needs_a_prompt_and_a_fixed_key_sequence():
     net = imported(T5_CASES["t5-lm"])
-    with pytest.raises(LayerCalcError, match=r"past: got 0: the inputs input are fixed .*past ≥ 1"):
+    with pytest.raises(LayerCalcError, match=r"past: got 0: the fixed input input \(not made by decoder_input_ids: an encoder's\) is .*past ≥ 1"):
         net.serving(0)
     # a cross-attention whose keys the decoded input makes too has no cache of its own to read
     spec = {"input": [6, 16], "layers": [
