@@ -214,6 +214,14 @@ class MixtureOfExperts(LayerBase):
         d: MoeDims = facts.geometry["moe"]
         return d.tokens * d.idle_params
 
+    def weight_elements_read(self, facts: Facts) -> int:
+        """A pass reads the router, the shared experts and only the experts its tokens choose: at most
+        ``min(E, T·k)`` of them (exactly k for one token: the top-k are distinct), as an embedding reads at most the
+        rows of its ids (a decode step of one token reads 8 of DeepSeek-V3's 256 experts per layer)."""
+        d: MoeDims = facts.geometry["moe"]
+        unread = d.experts - min(d.experts, d.tokens * d.top_k)
+        return facts.params + facts.buffers - unread * d.expert_params
+
     def backward(self, step: Any, grads: Gradients) -> Backward:
         """As for every product with a weight: each forward MAC is met once by the weight gradient (dW = dYᵀ·X, the
         chosen experts' only) and once by an activation gradient. The down projections' dH = dY·W_down are made
