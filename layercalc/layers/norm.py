@@ -536,7 +536,7 @@ class GroupNorm(LayerBase):
 
 def rms_norm_saved(elements: int, size: int, itemsize: int, *, x_needs_grad: bool, trained: bool,
                    offset: float = 0.0, cast_before_scale: bool = False, x_is_input: bool = True,
-                   label: str = "") -> list[Saved]:
+                   label: str = "its ", row: str = "row") -> list[Saved]:
     """What an RMSNorm over ``elements`` values in rows of ``size`` keeps for backward, at ``itemsize`` bytes per
     activation (measured, torch 2.13; the one rule of ``rmsnorm`` and of the attention's q/k norms). Every flavour
     computes in float32: x² and x·rstd keep x (a 16-bit x is upcast: its float32 copy is what is kept), rsqrt keeps
@@ -544,23 +544,23 @@ def rms_norm_saved(elements: int, size: int, itemsize: int, *, x_needs_grad: boo
     float32 (torch.nn.RMSNorm, Gemma), in the input's dtype with ``cast_before_scale`` (Hugging Face's
     LlamaRMSNorm: ``weight * x.to(input_dtype)``). With an ``offset`` (Gemma: ``x * (1.0 + weight.float())``) the
     scale offset + γ is a float32 tensor of ``size`` made by the add, kept for x's gradient. ``x_is_input``: x is
-    the layer's input 0 (else a tensor of the layer's own, ``extra``); ``label`` prefixes each description."""
+    the layer's input 0 (else a tensor of the layer's own, ``extra``); ``label`` starts each description (``the q
+    norm's ``), ``row`` names what one 1/rms is for."""
     wide = None if itemsize >= 4 else 4
     rows = elements // size
     saved = []
     if x_needs_grad:
-        saved.append(Saved("input", f"{label}its input x, for x's gradient") if wide is None and x_is_input else
-                     Saved("extra", f"{label}its input" + (" upcast to float32" if wide else "")
+        saved.append(Saved("input", f"{label}input x, for x's gradient") if wide is None and x_is_input else
+                     Saved("extra", f"{label}input x" + (" upcast to float32" if wide else "")
                            + ", for x's gradient", numel=elements, itemsize=wide))
-        saved.append(Saved("extra", f"{label}1/√(mean(x²) + eps) per row ({rows:,}, float32)", numel=rows,
+        saved.append(Saved("extra", f"{label}1/√(mean(x²) + eps) per {row} ({rows:,}, float32)", numel=rows,
                            itemsize=wide))
     if trained:
-        kept = None if cast_before_scale else wide
-        saved.append(Saved("extra", f"{label}the normalized x·rstd" + (", cast back" if cast_before_scale and wide
-                                                                         else "") + ", for γ's gradient",
-                           numel=elements, itemsize=kept))
+        cast = ", cast back to the 16-bit dtype" if cast_before_scale and wide else ""
+        saved.append(Saved("extra", f"{label}normalized x·rstd{cast}, for γ's gradient", numel=elements,
+                           itemsize=None if cast_before_scale else wide))
     if offset and x_needs_grad:
-        saved.append(Saved("extra", f"{label}the scale {offset:g} + γ ({size:,}, float32, made by the add), for x's "
+        saved.append(Saved("extra", f"{label}scale {offset:g} + γ ({size:,}, float32, made by the add), for x's "
                                     f"gradient", numel=size, itemsize=4))
     return saved
 
