@@ -242,9 +242,11 @@ def test_bf16_llama_differences_derived_by_hand():
 @pytest.mark.parametrize("config", [GEMMA2, GEMMA3], ids=["gemma2", "gemma3"])
 def test_gemma2_and_3_norms_keep_one_plus_gamma_in_float32(config, dtype):
     """Gemma 2's four norms per layer and Gemma 3's (its q/k norms are the attention's): each keeps what
-    nn.RMSNorm's rule counts (float32) and 1 + γ, E·4 bytes, in both dtypes."""
+    nn.RMSNorm's rule counts (float32) and 1 + γ, E·4 bytes, in both dtypes; the whole models equal too (Gemma 2's
+    soft-capped scores, Gemma 3's q/k norms, the float32 softmax in bf16)."""
     n, length, e = 2, 5, 24
     by_module, report = measure(config, n, length, dtype)
+    assert report.totals.saved_bytes == sum(by_module.values())
     norms = [layer for layer in report.layers if layer.name.endswith(("layernorm", ".norm"))]
     assert len(norms) == 2 * 4 + 1
     for layer in norms:
