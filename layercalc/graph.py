@@ -303,7 +303,7 @@ class Network(Description):
         figures: dict[str, Any] = dict(
             sums, active_macs=sums["macs"], buffer_bytes=sums["buffers"] * itemsize, input_bytes=input_bytes,
             peak_activation_bytes=peak_live_bytes(steps, input_bytes, itemsize),
-            **training_totals(entries, sums["flops"], token_count(steps, self.input_shape)),
+            **training_totals(entries, token_count(steps, self.input_shape)),
             saved_bytes=saved.total)
         totals = Totals.model_construct(**figures)
         conventions = {**CONVENTIONS, "layout": f"{self.layout}: shapes are "
@@ -411,10 +411,9 @@ def token_count(steps: list[Step], input_shape: tuple[int, ...]) -> Optional[int
     return numel(input_shape) if reads_ids else None
 
 
-#: the layers' figures the report's totals sum (:func:`column_sums`), beside the backward ones
+#: the layers' figures the report's totals sum (:func:`column_sums`; the backward ones: :func:`training_totals`)
 SUMMED = ("params", "active_params", "buffers", "macs", "all_experts_macs", "flops", "param_bytes", "activation_bytes",
           "kv_cache_bytes")
-BACKWARD_SUMMED = ("backward_input_macs", "backward_weight_macs", "backward_flops")
 
 
 def column_sums(entries: list[LayerReport], keys: tuple[str, ...]) -> dict[str, int]:
@@ -426,18 +425,22 @@ def column_sums(entries: list[LayerReport], keys: tuple[str, ...]) -> dict[str, 
     return {key: sum(column) for key, column in zip(keys, columns)}
 
 
-def training_totals(entries: list[LayerReport], forward_flops: int, tokens: Optional[int]) -> dict[str, Any]:
+def training_totals(entries: list[LayerReport], tokens: Optional[int]) -> dict[str, Any]:
     """The backward and training-step totals of the report (:class:`~layercalc.report.Totals`): sums over the
     layers, null when a layer's backward is unknown (named in ``backward_unknown``: a sum without it would be
-    wrong); per token when the input is token ids. ``forward_flops``: the report's total flops."""
+    wrong); per token when the input is token ids."""
     unknown = [e.name for e in entries if e.backward_flops is None]
-    sums: dict[str, Optional[int]] = (dict.fromkeys(BACKWARD_SUMMED) if unknown
-                                      else dict(column_sums(entries, BACKWARD_SUMMED)))
-    backward = sums["backward_flops"]
-    training = None if backward is None else forward_flops + backward
+    forward = sum(e.flops for e in entries)
+
+    def total(key: str) -> Optional[int]:
+        return None if unknown else sum(getattr(e, key) for e in entries)
+
+    backward = total("backward_flops")
+    training = None if backward is None else forward + backward
     per_token = (lambda v: None if v is None or not tokens else v / tokens)   # noqa: E731
-    return dict(**sums, training_flops=training, backward_unknown=unknown, tokens=tokens,
-                flops_per_token=per_token(forward_flops), backward_flops_per_token=per_token(backward),
+    return dict(backward_input_macs=total("backward_input_macs"), backward_weight_macs=total("backward_weight_macs"),
+                backward_flops=backward, training_flops=training, backward_unknown=unknown, tokens=tokens,
+                flops_per_token=per_token(forward), backward_flops_per_token=per_token(backward),
                 training_flops_per_token=per_token(training))
 
 
