@@ -481,8 +481,11 @@ def header(report, assumed: Optional[Assumptions] = None, markdown: bool = False
 
 # ------------------------------------------------------------------------------------------------------- fitting
 
-#: the default columns left out first when the table is too wide, in this order (the name is always kept)
-DROP_ORDER = ("memory", "flops", "type", "share", "macs", "saved", "output_shape")
+#: the default columns left out first when the table is too wide, in this order (the name is always kept); the
+#: training view keeps its backward FLOPs and saved bytes longest, its split of the backward MACs (input and weight
+#: gradients, whose sum the backward FLOPs hold) going first
+DROP_ORDER = ("memory", "flops", "type", "share", "macs", "backward_weight_macs", "backward_input_macs", "saved",
+              "output_shape")
 
 
 def fit_table(rows: list[Row], cols: list[Column], numbers: str, keras: bool, totals, width: int,

@@ -289,8 +289,12 @@ def test_explain_network_is_library_code_the_cli_prints():
     net = layercalc.load(str(ROOT / "examples" / "mnist_cnn.yaml"))
     lines = explain_network(net, net.analyze())
     assert lines[0].startswith("[0] conv2d_0 (conv2d): [1, 1, 28, 28] → [1, 32, 26, 26]")
+    assert "\n".join(lines) in summary(ROOT / "examples" / "mnist_cnn.yaml", "--explain", "--wide")
+    # at 80 columns the same lines, each worked formula broken before its "=" steps to fit
     out = summary(ROOT / "examples" / "mnist_cnn.yaml", "--explain")
-    assert "\n".join(lines) in out
+    assert max(map(len, out.splitlines())) <= 80
+    assert ("    MACs = N·H_out·W_out·C_out·(kH·kW·C_in/groups) = 1·26·26·32·(3·3·1)\n"
+            "        = 194,688\n") in out
 
 
 def test_depth_is_a_tree_with_subtotals_and_folded_copies():
@@ -307,3 +311,14 @@ def test_depth_is_a_tree_with_subtotals_and_folded_copies():
     # layer1's two blocks are copies: one row, one copy's figures (2·36,864 + 2·128 = 73,984)
     assert any(line.startswith("└─ 0–1 (×2)") and " 73,984 " in line for line in lines)
     assert f"Totals: params {report.totals.params:,} · " in out
+
+
+def test_training_view_at_80_columns_keeps_backward_flops_and_saved_bytes():
+    """Too wide for every training column: the split of the backward MACs goes before the backward FLOPs (their
+    sum, 2 per MAC) and the saved bytes, the view's own figures."""
+    out = summary("zoo:resnet18", "--train")
+    header = next(line for line in out.splitlines() if line.startswith("name "))
+    assert "bwd FLOPs" in header and "saved bytes" in header and "grad-w MACs" not in header
+    assert max(map(len, out.splitlines())) <= 80
+    wide = summary("zoo:resnet18", "--train", columns=160)
+    assert "grad-w MACs" in next(line for line in wide.splitlines() if line.startswith("name "))

@@ -84,6 +84,9 @@ SUMMARIES = [
     "layercalc summary zoo:llama3_8b --train --depth 1",
     "layercalc summary zoo:llama3_8b --past 8191 --dtype bfloat16",
     "layercalc summary zoo:gpt2 --past 127 --new-tokens 4",
+    "layercalc summary examples/mnist_cnn.yaml --explain",
+    "layercalc summary zoo:resnet18 --explain --train",
+    "layercalc summary zoo:gpt2 --input 16 --explain",
 ]
 
 

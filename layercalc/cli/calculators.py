@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import GraphError, LayerCalcError, SpecError
-from ..terminal import UNLIMITED, terminal_width, wrap, wrap_labelled
+from ..terminal import UNLIMITED, terminal_width, wrap, wrap_formula, wrap_labelled
 from .options import Numbers, _check_choice, _spec_error, parse_float, parse_int, parse_ints, parse_padding, parse_shape
 
 # deferred imports (layers, explain, graph, rules, formatting):
@@ -275,37 +275,6 @@ def run_calculator(type_name: str, cls, kinds: dict, values: dict) -> None:
         for line in explain_layer(layer, [tuple(s) for s in entry.input_shapes], facts, net.channels_last,
                                   itemsize, input_rf):
             print(wrap_formula(line, width, "  "))
-
-
-def wrap_formula(line: str, width: int, indent: str) -> str:
-    """One worked formula fitted to ``width``: each ``;`` clause on its own line (the later ones indented), broken
-    before its ``=`` steps where they fit that way, else at word boundaries, with a hanging indent.
-
-    >>> print(wrap_formula("receptive field H = 1 + (1·(3 − 1))·1 = 3; jump = jump_in·stride = 1·1 = 1", 44, "  "))
-      receptive field H = 1 + (1·(3 − 1))·1 = 3;
-          jump = jump_in·stride = 1·1 = 1
-    >>> print(wrap_formula("FLOPs = 2·MACs + bias adds (N·H_out·W_out·C_out) = 2·194,688 + 21,632 = 411,008", 60, ""))
-    FLOPs = 2·MACs + bias adds (N·H_out·W_out·C_out)
-        = 2·194,688 + 21,632 = 411,008
-    """
-    if len(indent) + len(line) <= width:
-        return indent + line
-    hanging = indent + "    "
-    clauses = line.split("; ")
-    out: list[str] = []
-    for i, clause in enumerate(clauses):
-        clause += ";" if i < len(clauses) - 1 else ""
-        first = indent if i == 0 else hanging
-        steps = clause.split(" = ")
-        lines = [first + steps[0]]
-        for step in steps[1:]:
-            joined = f"{lines[-1]} = {step}"
-            lines[-1:] = [joined] if len(joined) <= width else [lines[-1], f"{hanging}= {step}"]
-        if any(len(text) > width for text in lines):        # a step alone too long: plain word wrapping
-            lines = [wrap(clause, width, first, hanging[len(first):] or "    ")]
-        out += lines
-    return "\n".join(out)
-
 
 
 def _one_layer_network(type_name: str, layer, shapes: list[list[int]], values: dict):

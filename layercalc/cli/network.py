@@ -326,7 +326,9 @@ def summary_command(
     if explain:
         net_shown = net if serving is None else net.replace(input=[serving.new_tokens, *net.input[1:]])
         saved = training[2] if training is not None else None
-        text = "\n".join(explain_network(net_shown, report, train, past or 0, saved))
+        lines = explain_network(net_shown, report, train, past or 0, saved)
+        text = "\n".join(terminal.wrap_formula(line.lstrip(" "), width, line[: len(line) - len(line.lstrip(" "))])
+                         for line in lines)
         print("\n```\n" + text + "\n```" if fmt == "markdown" else "\n" + text)
 
 

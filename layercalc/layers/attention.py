@@ -509,22 +509,23 @@ class MultiHeadAttention(LayerBase):
         its input; the two products keep q, kᵀ (key heads repeated to the H query heads: repeat_kv copies them, but
         from one key head (MQA) at batch 1 its expand is a view), the softmax's output and v, each a tensor of its
         own; the output projection keeps the heads merged back (a copy); with RoPE, the cos and sin tables (made once
-        per forward, shared by every layer); with dropout, its mask and the dropped probabilities. Exceptions
+        per forward, shared by every layer); with dropout, its mask and the dropped probabilities; with q/k norms
+        (Qwen3, Gemma 3), what each of the two RMSNorms keeps (:meth:`_qk_norm_saved`); with a logit soft-cap
+        (Gemma 2), tanh's output. A score bias (T5) is added to the scores: the add keeps nothing. Exceptions
         (docs/conventions.md): at batch 1, GPT-2's fused c_attn leaves q a view of the whole [N, L, 3E] projection;
-        nn.MultiheadAttention keeps its fused projection whole beside a scaled copy of q. Not modeled (None: the
-        totals refuse): q/k norms (Qwen3, Gemma 3) and a logit soft-cap (Gemma 2), whose extra tensors were not
-        measured."""
-        if self.qk_norm or self.logit_softcap is not None:
-            return None
+        nn.MultiheadAttention keeps its fused projection whole beside a scaled copy of q."""
         if not grads.any:
             return []
         d: AttentionDims = step.facts.geometry["attention"]
         n, h, keys = d.batch, d.heads, d.keys
         saved: list[Saved] = []
+        projected = len(step.inputs) - int(self.score_bias)          # the score bias (last input) is not projected
         if grads.params:
-            sources = sorted({0, min(1, len(step.inputs) - 1), len(step.inputs) - 1})
+            sources = sorted({0, min(1, projected - 1), projected - 1})
             saved += [Saved("input", f"input {k}, for the {'q/k/v' if len(sources) == 1 else 'projections'}' "
                                      f"weight gradients", k) for k in sources]
+        if d.qk_norm:
+            saved += self._qk_norm_saved(d, grads)
         # repeat_kv copies a group's key/value heads to the H query heads — except one head (MQA) of one sequence:
         # expand and reshape are then a view of it, whose storage (one head's) is what is kept (measured)
         kept = 1 if d.kv_heads == 1 and n == 1 else h
@@ -532,8 +533,12 @@ class MultiHeadAttention(LayerBase):
                else f" (one key head seen as {h}: a view, one head's storage kept)")
         saved += [Saved("extra", f"q [{n}, {h}, {d.lq}, {d.dk}]" + (" after RoPE" if d.rotary else "")
                         + ", for k's gradient", numel=n * h * d.lq * d.dk),
-                  Saved("extra", f"kᵀ [{n}, {h}, {d.dk}, {keys}]{how}, for q's gradient", numel=n * kept * keys * d.dk),
-                  Saved("extra", f"the softmax's output [{n}, {h}, {d.lq}, {keys}], for its own gradient and v's",
+                  Saved("extra", f"kᵀ [{n}, {h}, {d.dk}, {keys}]{how}, for q's gradient", numel=n * kept * keys * d.dk)]
+        if self.logit_softcap is not None:
+            # cap·tanh(scores/cap): the divide and multiply by a number keep nothing, tanh its output
+            saved.append(Saved("extra", f"the soft-cap's tanh(scores/{self.logit_softcap:g}) [{n}, {h}, {d.lq}, "
+                                        f"{keys}], for its own gradient", numel=d.scores))
+        saved += [Saved("extra", f"the softmax's output [{n}, {h}, {d.lq}, {keys}], for its own gradient and v's",
                         numel=d.scores),
                   Saved("extra", f"v [{n}, {h}, {keys}, {d.dv}]{how}, for the probabilities' gradient",
                         numel=n * kept * keys * d.dv)]
@@ -547,6 +552,32 @@ class MultiHeadAttention(LayerBase):
             saved.append(Saved("extra", f"RoPE's cos and sin tables [1, {d.lq}, {d.rotary}] (made once, shared by "
                                         f"every layer)", numel=2 * d.lq * d.rotary,
                                shared=f"rotary tables {d.lq}×{d.rotary} base {self.rope_theta:g}"))
+        return saved
+
+    def _qk_norm_saved(self, d: AttentionDims, grads: GradFlow) -> list[Saved]:
+        """What the q and k RMSNorms keep, as Hugging Face's Qwen3RMSNorm and Gemma3RMSNorm compute them (measured):
+        each norm's input (the projection's output seen per head), 1/rms per head vector, and, for γ's gradient,
+        the normalized heads; with an offset (Gemma), offset + γ too (a tensor of d_k made by the add). Computed in
+        float32: in a 16-bit dtype the input is upcast and its float32 copy kept, with 1/rms; the normalized heads
+        are kept in float32 with an offset (Gemma multiplies by (1 + γ) in float32) and in the 16-bit dtype without
+        (Qwen3 casts back before γ)."""
+        wide = None if grads.itemsize >= 4 else 4
+        saved: list[Saved] = []
+        for role, heads, length in (("q", d.heads, d.lq), ("k", d.kv_heads, d.lk)):
+            rows = d.batch * length * heads
+            elements = rows * d.dk
+            shape = f"[{d.batch}, {length}, {heads}, {d.dk}]"
+            saved += [Saved("extra", f"the {role} norm's input {shape}" + (" upcast to float32" if wide else "")
+                                     + ", for its gradient", numel=elements, itemsize=wide),
+                      Saved("extra", f"the {role} norm's 1/√(mean(x²) + eps) per head vector ({rows:,})",
+                            numel=rows, itemsize=wide)]
+            if grads.params:
+                saved.append(Saved("extra", f"the {role} norm's normalized heads {shape}, for γ's gradient",
+                                   numel=elements, itemsize=wide if self.qk_norm_offset else None))
+            if self.qk_norm_offset:
+                saved.append(Saved("extra", f"the {role} norm's scale {self.qk_norm_offset:g} + γ [{d.dk}] (made by "
+                                            f"the add), for the normalized heads' gradient", numel=d.dk,
+                                   itemsize=wide))
         return saved
 
     def _no_decode_reason(self, inputs: list[Tensor]) -> str:
@@ -1322,6 +1353,49 @@ class ShiftedWindowAttention(LayerBase):
             out = np.roll(out, (sh, sw), axis=(1, 2))
         return np.ascontiguousarray(out[:, :d.height, :d.width])
 
+    def saved_for_backward(self, step: Any, grads: GradFlow) -> list[Saved]:
+        """As torchvision's ``shifted_window_attention`` computes it (measured, torch 2.13), with B' = N·windows
+        windows of T tokens: the qkv projection keeps its input, the windows [B', T, C] (a tensor of its own: the
+        pad copies the map even when it adds nothing, and the partition's reshape copies the permuted one); the two
+        products keep the scaled q, kᵀ, the softmax's output and v, each a copy of its own [B', heads, T, d] (the
+        batched matmul's reshape copies the strided heads) — except with one window in all (B' = 1) or one head,
+        where the reshape merges a dim of size 1: k and v are then views of the qkv projection, whose whole
+        [B', T, 3C] storage is kept; the output projection keeps the heads merged [B', T, C] (a copy). The
+        relative position bias (the table indexed by a buffer), the shift mask (no gradient), the roll and the crop
+        keep nothing; dropout keeps its mask (and, on the probabilities, the dropped probabilities)."""
+        if not grads.any:
+            return []
+        d: WindowDims = step.facts.geometry["windows"]
+        windows, c, heads, t = d.batch * d.windows, d.channels, d.heads, d.tokens
+        head = c // heads
+        elements = windows * t * c                     # one [B', T, C] map: the windows, q, k, v, the merged heads
+        heads_text = f"[{windows}, {heads}, {t}, {head}]"
+        saved: list[Saved] = []
+        if grads.params:
+            saved.append(Saved("extra", f"the windows [{windows}, {t}, {c}] (a copy), for qkv's weight gradient",
+                               numel=elements))
+        saved.append(Saved("extra", f"q·{head}^−½ {heads_text}, for k's gradient", numel=elements))
+        views = windows == 1 or heads == 1            # k and v reshaped without a copy: qkv's storage is kept
+        if views:
+            saved.append(Saved("extra", f"the qkv projection [{windows}, {t}, {3 * c}] whole (k and v are views of "
+                                        f"it with one {'window' if windows == 1 else 'head'}), for q's and the "
+                                        f"probabilities' gradients", numel=3 * elements))
+        else:
+            saved.append(Saved("extra", f"kᵀ {heads_text} (a copy), for q's gradient", numel=elements))
+        saved.append(Saved("extra", f"the softmax's output [{windows}, {heads}, {t}, {t}], for its own gradient and "
+                                    f"v's", numel=d.scores))
+        if not views:
+            saved.append(Saved("extra", f"v {heads_text} (a copy), for the probabilities' gradient", numel=elements))
+        if self.attention_dropout:
+            saved.append(Saved("extra", f"the attention dropout's mask and the dropped probabilities "
+                                        f"(2·{d.scores:,})", numel=2 * d.scores))
+        if grads.params:
+            saved.append(Saved("extra", f"the heads merged [{windows}, {t}, {c}] (a copy), for proj's weight "
+                                        f"gradient", numel=elements))
+        if self.dropout:
+            saved.append(Saved("extra", f"the output dropout's mask [{windows}, {t}, {c}]", numel=elements))
+        return saved
+
     def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         d: WindowDims = step.facts.geometry["windows"]
         # padded/rolled copies and windows (3 maps), qkv and its transpose (6), scaled q (1), scores (+ the mask
@@ -1476,6 +1550,16 @@ class RelativePositionBias(LayerBase):
     def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         _, heads, lq, lk = step.facts.output_shape
         return lq * lk * (8 * 4 + heads * itemsize), 0     # distances, buckets, the float32 logs; the bias itself
+
+    def saved_for_backward(self, step: Any, grads: GradFlow) -> list[Saved]:
+        """The table's lookup (an embedding) keeps its int64 bucket ids [L_q, L_k] for the weight's gradient, once
+        for the batch; nothing when the table is frozen (its inputs give lengths only: no input gradient). The
+        attentions that add the bias keep nothing for it (measured: T5)."""
+        if not grads.params:
+            return []
+        _, _, lq, lk = step.facts.output_shape
+        return [Saved("extra", f"the bucket of each (query, key) pair [{lq}, {lk}], int64, for the table's "
+                               f"gradient", numel=lq * lk, itemsize=8)]
 
     def backward(self, step: Any, grads: Gradients) -> Backward:
         adds = numel(step.facts.output_shape)

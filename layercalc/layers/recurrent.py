@@ -26,11 +26,13 @@ from ..explain import Explanation, n
 from ..rules import NO_INPUT_GRADIENT, Backward, Context, Facts, Gradients, Tensor, check_declared, fmt_shape
 from .base import (
     Bool,
+    GradFlow,
     LayerBase,
     NonNegativeInt,
     ParamSpec,
     PositiveInt,
     Probability,
+    Saved,
     _alias,
     _lower_string,
     keras_variables,
@@ -54,6 +56,30 @@ _PYTORCH, _KERAS = "pytorch", "keras"
 #: the most layer-directions the executor runs (analysis has no limit: its counts are closed-form in num_layers)
 MAX_RUN_LAYERS = 100_000
 
+#: oneDNN's workspace is laid out in buffers each starting on a 4 KiB page (rnn_utils::set_offsets)
+_PAGE = 4096
+
+
+def _good_ld(dim: int) -> int:
+    """oneDNN's leading dimension of a float32 matrix in its RNN workspace (rnn_utils::get_good_ld): rounded up to
+    16 elements (64 bytes), plus 16 more when a multiple of 256 (to avoid 4K aliasing)."""
+    ld = -(-dim // 16) * 16
+    return ld + 16 if ld % 256 == 0 else ld
+
+
+def onednn_lstm_workspace(batch: int, length: int, inputs: int, hidden: int) -> int:
+    """Bytes of the uint8 workspace oneDNN's LSTM (torch's mkldnn_rnn_layer: one layer, one direction, float32)
+    keeps for backward: seven buffers (rnn_utils.hpp's set_workspace_sizes with n_layer = n_dir = 1), each rounded
+    up to a page: the gates L·N·ld(4h), the hidden states before the next layer L·N·ld(h), the layer states
+    2·(L + 1)·N·ld(max(i, h)), the cell states 2·(L + 1)·N·h, the gradients of the layer and iteration states
+    2·(L + 1)·N·ld(max(i, h)) each and of the cell state 2·(L + 1)·N·h; 4 bytes an element. Measured equal to
+    torch 2.13's (oneDNN v3.12) on every shape tests/test_saved_recurrent.py tries."""
+    n, length1 = batch, length + 1
+    wide = _good_ld(max(inputs, hidden))
+    buffers = [length * n * _good_ld(4 * hidden), length * n * _good_ld(hidden), 2 * length1 * n * wide,
+               2 * length1 * n * hidden, 2 * length1 * n * wide, 2 * length1 * n * wide, 2 * length1 * n * hidden]
+    return sum(-(-4 * elements // _PAGE) * _PAGE for elements in buffers)
+
 
 class _Recurrent(LayerBase):
     """Shared fields, rule, parameters, forward step and explanation of the three recurrent types."""
@@ -75,8 +101,8 @@ class _Recurrent(LayerBase):
                                    "keras')")
     batch_first: Bool = Field(True, description="input and output [N, L, F]; off: [L, N, F] as PyTorch's default "
                                                 "(layercalc's default is on: its shapes are batch-first)")
-    dropout: Probability = Field(0.0, description="dropout between stacked layers: identity at inference, no "
-                                                  "effect on any figure")
+    dropout: Probability = Field(0.0, description="dropout between stacked layers: identity at inference; in "
+                                                  "training, its mask is kept for backward (saved bytes)")
     bidirectional: Bool = Field(False, description="a second, reversed pass per layer; outputs concatenated "
                                                    "(D = 2)")
     return_sequences: Bool = Field(True, description="on: PyTorch's output, every step of the last layer "
@@ -109,6 +135,15 @@ class _Recurrent(LayerBase):
 
     def element_text(self) -> str:
         return "the nonlinearity 1"
+
+    def step_saved(self, trained: bool) -> list[tuple[int, str]]:
+        """The tensors ATen's decomposed cell keeps per time step, layer and direction: (elements per example in
+        units of h, why)."""
+        return []
+
+    def recurrent_saved(self) -> str:
+        """Why the cell keeps h_(t−1) of steps 1..L−1 for W_hh's gradient ("": the cell keeps it already)."""
+        return "h_(t−1) of steps 1..L−1 (W_hh's product keeps its input for the weight's gradient)"
 
     def convention_text(self) -> str:
         if self.convention == _PYTORCH:
@@ -378,6 +413,93 @@ class _Recurrent(LayerBase):
         text = f"{g}·({inner})" if g > 1 else inner
         return text + (f" + {p}·{h}" if p else "")
 
+    # ------------------------------------------------------------------------------------ saved for backward
+
+    def torch_path(self, itemsize: int) -> Optional[str]:
+        """How torch 2.13 runs the layer on CPU with autograd at ``itemsize`` bytes per element: ``"cell"``, ATen's
+        decomposed cell step by step; ``"onednn"``, oneDNN's fused kernel (mkldnn_rnn_layer); None: not known
+        from what layercalc knows."""
+        return "cell"
+
+    def saved_for_backward(self, step: Any, grads: GradFlow) -> Optional[list[Saved]]:
+        """What torch 2.13 keeps for the backward of nn.LSTM / nn.GRU / nn.RNN on CPU in training mode (measured
+        with saved_tensors_hooks: tests/test_saved_recurrent.py; docs/conventions.md "Training memory"). N batch,
+        L steps, i the first layer's input size, h hidden, r = p or h what a direction outputs, D directions:
+
+        - nn.LSTM without projection in float32 runs oneDNN's fused kernel once per layer and direction, which
+          keeps its input, h_0 and c_0, its output, h_n and c_n and a uint8 workspace
+          (:func:`onednn_lstm_workspace`), whether the weights train or only the input needs a gradient; without
+          biases, copies of its two weights too (in float64 it runs ATen's cell, as below);
+        - nn.GRU, nn.RNN and nn.LSTM with proj_size run ATen's cell step by step (``step_saved``); when the weights
+          train, the input of each layer (W_ih's product over the whole sequence) and the recurrent input of each
+          step (W_hh's product) too.
+
+        The first layer's input is x itself when x is contiguous time-major ([L, N, F]: batch_first off, or N or L
+        1), or a time-major copy of it (the decomposed path makes one per direction, oneDNN one). Dropout between
+        layers keeps its float mask. None (not modeled): Keras' GRU with reset_after off (no torch module computes
+        it) and nn.LSTM without projection in a 16-bit dtype (bf16 takes oneDNN's path only on CPUs with bf16
+        support, fp16 the decomposed one: the 2-byte dtype does not say which)."""
+        if not grads.any:
+            return []
+        path = self.torch_path(grads.itemsize)
+        if path is None:
+            return None
+        geometry = step.facts.geometry
+        n, length, sizes = geometry["batch"], geometry["length"], geometry["layer_inputs"]
+        d, h, layers = self.directions, self.hidden_size, self.num_layers
+        r = self.out_size
+        later = layers - 1
+        sequence = length * n * d * r                        # one layer's output sequence, both directions
+        items: list[Saved] = []
+        if path == "onednn":
+            items.append(Saved("input", "the first layer's input x (oneDNN keeps x, or its time-major copy when "
+                                        "x is batch-first)"))
+            items.append(Saved("extra", "h_0 and c_0, the zero initial states [layers·D, N, h] (two tensors)",
+                               numel=2 * layers * d * n * h))
+            last_is_output = d == 1 and self.return_sequences
+            outputs = layers * d * length * n * h - (length * n * h if last_is_output else 0)
+            if last_is_output:
+                items.append(Saved("output", "its output, the last layer's output sequence (oneDNN keeps it)"))
+            if outputs:
+                items.append(Saved("extra", "each layer and direction's output sequence [L, N, h]"
+                                            + (" (the last layer's too: the output is their concatenation)"
+                                               if d == 2 else ""), numel=outputs))
+            items.append(Saved("extra", "h_n and c_n of each layer and direction [N, h]",
+                               numel=2 * layers * d * n * h))
+            if later and (d == 2 or self.dropout):
+                items.append(Saved("extra", ("the dropped" if self.dropout else "the concatenated directions'")
+                                   + f" input of layers 1..{later} [L, N, D·h]", numel=later * sequence))
+            if not self.bias:
+                weights = d * 4 * h * (sizes[0] + h) + later * d * 4 * h * (sizes[-1] + h)
+                items.append(Saved("extra", "copies of weight_ih and weight_hh (oneDNN's call without biases)",
+                                   numel=weights))
+            workspace = d * onednn_lstm_workspace(n, length, sizes[0], h) \
+                + later * d * onednn_lstm_workspace(n, length, sizes[-1], h)
+            items.append(Saved("extra", "oneDNN's workspace (uint8; its buffers rounded up to 4 KiB pages)",
+                               numel=workspace, itemsize=1))
+        else:
+            if grads.params:
+                copies = d if self.batch_first and n > 1 and length > 1 else 1
+                items.append(Saved("input", "the first layer's input x, for W_ih's gradient"
+                                   + (" (a time-major copy of batch-first x, counted as x)" if copies > 1 else "")))
+                if copies > 1:
+                    items.append(Saved("extra", "the reverse direction's own time-major copy of x",
+                                       numel=length * n * sizes[0]))
+                items.append(Saved("extra", f"h_0, the zero initial state [layers·D, N, {'p' if self.proj() else 'h'}]"
+                                            ", for W_hh's gradient", numel=layers * d * n * r))
+                if self.recurrent_saved():
+                    items.append(Saved("extra", self.recurrent_saved(), numel=layers * d * (length - 1) * n * r))
+                if later:
+                    items.append(Saved("extra", f"the input of layers 1..{later}, the previous layer's output "
+                                                f"[L, N, D·r]" + (" after dropout" if self.dropout else ""),
+                                       numel=later * sequence))
+            for per_step, what in self.step_saved(grads.params):
+                items.append(Saved("extra", what, numel=layers * d * length * n * h * per_step))
+        if later and self.dropout:
+            items.append(Saved("extra", f"dropout's mask between layers, {later}·[L, N, D·r] in the activations' "
+                                        f"dtype (CPU: x·mask/(1 − p))", numel=later * sequence))
+        return items
+
     def backward(self, step, grads: Gradients) -> Backward:
         """Backpropagation through time, per example, layer and direction (g gates, h hidden, r = the recurrent
         input size: the projection p or h): the weight gradients meet every forward multiply once, L·(g·h·(i + r)
@@ -514,6 +636,24 @@ class LSTM(_Recurrent):
     def element_text(self) -> str:
         return "3 sigmoids (i, f, o) 3·3 + tanh (g) 1 + c = f·c + i·g 3 + h = o·tanh(c) 2"
 
+    def torch_path(self, itemsize: int) -> Optional[str]:
+        # torch's use_mkldnn: float32 always takes oneDNN; bfloat16 only on a CPU with bf16 support (which
+        # layercalc does not know), float16 never with autograd on, float64 never — and a projection never ("LSTM
+        # with projections is not supported with oneDNN"). A 16-bit dtype can be either: not modeled.
+        if self.proj_size or itemsize == 8:
+            return "cell"
+        return "onednn" if itemsize == 4 else None
+
+    def step_saved(self, trained: bool) -> list[tuple[int, str]]:
+        kept = [(4, "the gates' block [N, 4h] after the in-place sigmoids and tanh: their outputs"),
+                (1, "c_(t−1) for f·c_(t−1) (c_0 the zero initial state)"), (1, "tanh(c_t), for o·tanh(c_t)")]
+        if trained and self.proj_size:
+            kept.append((1, "o·tanh(c_t), the projection's input, for weight_hr's gradient"))
+        return kept
+
+    def recurrent_saved(self) -> str:
+        return ("the projected " if self.proj_size else "") + super().recurrent_saved()
+
     def initial_state(self, batch: int, dtype: Any) -> tuple:
         import numpy as np
         return (np.zeros((batch, self.out_size), dtype=dtype), np.zeros((batch, self.hidden_size), dtype=dtype))
@@ -581,6 +721,14 @@ class GRU(_Recurrent):
             return "keras convention, reset_after=False: one bias vector per layer and direction"
         return super().convention_text()
 
+    def torch_path(self, itemsize: int) -> Optional[str]:
+        return "cell" if self.reset_after else None      # reset_after=False: no torch module computes it
+
+    def step_saved(self, trained: bool) -> list[tuple[int, str]]:
+        return [(3, "the r, z, n block of W_hh·h + b_hh [N, 3h] after the in-place sigmoids: r and z"),
+                (1, "a copy of W_hn·h + b_hn before the in-place multiply by r"), (1, "n = tanh(…), tanh's output"),
+                (1, "a copy of h_(t−1) − n before the in-place multiply by z")]
+
     def element_text(self) -> str:
         if self.reset_after:
             return "2 sigmoids (r, z) 2·3 + n = tanh(W_in·x + b_in + r·(W_hn·h + b_hn)) 3 + h = n + z·(h − n) 3"
@@ -632,6 +780,12 @@ class RNN(_Recurrent):
 
     def element_text(self) -> str:
         return f"{self.nonlinearity} 1"
+
+    def step_saved(self, trained: bool) -> list[tuple[int, str]]:
+        return [(1, f"h_t, {self.nonlinearity}'s output (also the next step's recurrent input)")]
+
+    def recurrent_saved(self) -> str:
+        return ""                                    # h_(t−1) is the previous step's output, kept already
 
     def cell(self, gi: Any, state: tuple, w_hh: Any, b_hh: Optional[Any], params: dict, key: str, env: Any) -> tuple:
         import numpy as np
