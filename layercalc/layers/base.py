@@ -491,8 +491,8 @@ class LayerBase(Description):
 
     def weight_elements_read(self, facts: "Facts") -> int:
         """Parameter and buffer elements one forward pass reads (a decode step's memory traffic): all of them by
-        default; a lookup table only the rows it looks up. Parameters tied to another layer and read here too are
-        added by the caller (``facts.geometry["tied_params"]``)."""
+        default; a lookup table only the rows it looks up. ``facts.params`` includes the parameters tied to another
+        layer that this one reads too (the caller adds ``facts.geometry["tied_params"]``)."""
         return facts.params + facts.buffers
 
     def flop_counter_text(self, macs_text: str) -> str:
