@@ -75,6 +75,9 @@ class Step:
     inputs: list[str]
     input_shapes: list[tuple[int, ...]]
     facts: Facts
+    #: a serving phase's layer all of whose inputs are fixed (do not depend on the decoded input): it runs at the
+    #: prefill only, and a decode step does not run it again (layercalc.serving)
+    fixed: bool = False
 
 
 #: Keras' data_format names for the two layouts (accepted in specs, in any case like NCHW/NHWC themselves)
@@ -230,22 +233,32 @@ class Network(Description):
             producers.append(bases)
         return names, wired, _topological_order(names, producers, self.layers)
 
-    def resolve(self, past: int = 0) -> list[Step]:
+    def resolve(self, past: int = 0, decoded: Optional[frozenset[str]] = None) -> list[Step]:
         """Run every layer's shape/cost rule in topological order. ``past``: a decode step's positions already in
-        the KV cache (:attr:`layercalc.rules.Context.past`; :mod:`layercalc.serving`), 0 for a forward pass."""
+        the KV cache (:attr:`layercalc.rules.Context.past`; :mod:`layercalc.serving`), 0 for a forward pass.
+        ``decoded``: a serving phase's decoded inputs (:func:`layercalc.serving.decoded_inputs`): the tensors that
+        do not depend on them are fixed (``Tensor.fixed``, ``Context.fixed``), and a layer reading only fixed
+        tensors is a ``fixed`` step, resolved as at the prefill (past 0); None: an ordinary pass."""
         if isinstance(past, bool) or not isinstance(past, int) or past < 0:
             raise SpecError(f"past: got {shown(past)}: the cached positions are a whole number ≥ 0")
         names, wired, order = self.wiring()
         rank = len(self.input) - 1
+        serving = decoded is not None
+        decoding = decoded or frozenset()
         tensors: dict[str, Tensor] = {
-            INPUT: Tensor(self.input_shape, ReceptiveField.of_input(rank) if rank >= 1 else None, INPUT)}
+            INPUT: Tensor(self.input_shape, ReceptiveField.of_input(rank) if rank >= 1 else None, INPUT,
+                          serving and INPUT not in decoding)}
         extent = tuple(self.input[:-1] if self.channels_last else self.input[1:])    # the input's spatial sizes
         steps = []
         for i in order:
             layer = self.layers[i]
             label = _LazyLabel(i, names[i], layer.type_name)
-            ctx = Context(label, self.channels_last, self.batch, extent, past)
             inputs = [tensors.get(src) or _missing_tensor(src, tensors, label) for src in wired[i]]
+            fixed = serving and (names[i] not in decoding if layer.input_shape() is not None
+                                 else all(t.fixed for t in inputs))       # (no inputs: a learned tensor, fixed)
+            ctx = (Context(label, self.channels_last, self.batch, extent, 0) if fixed else
+                   Context(label, self.channels_last, self.batch, extent, past,
+                           tuple(t.fixed for t in inputs) if serving else ()))
             try:
                 facts = infer(layer, inputs, ctx)
             except LayerCalcError:
@@ -262,39 +275,45 @@ class Network(Description):
             else:
                 facts.rf = bounded_field(facts.rf)
             for tensor_name, shape in produced(names[i], facts):
-                tensors[tensor_name] = Tensor(shape, facts.rf, tensor_name)
-            steps.append(Step(i, names[i], layer, wired[i], [t.shape for t in inputs], facts))
+                tensors[tensor_name] = Tensor(shape, facts.rf, tensor_name, fixed)
+            steps.append(Step(i, names[i], layer, wired[i], [t.shape for t in inputs], facts, fixed))
         _count_tied_once(steps, self.channels_last)
         _note_unread_outputs(steps)
         return steps
 
     # ------------------------------------------------------------------------------------------------ analysis
 
-    def analyze(self, steps: Optional[list[Step]] = None, past: int = 0) -> Report:
+    def analyze(self, steps: Optional[list[Step]] = None, past: int = 0, training: bool = True) -> Report:
         """The report: every layer's figures and the totals. ``steps``: this network's :meth:`resolve` when the
         caller already made it (``verify`` resolves once for the report, the weights and the run). ``past``: the
         report of a decode step over that many cached positions (:meth:`resolve`; the serving view with prefill
-        and decode side by side is :meth:`serving`)."""
+        and decode side by side is :meth:`serving`). ``training`` false: an inference pass's report (the serving
+        phases'), without the backward and saved-tensor fields (null), which mean nothing for it."""
         # Analysis allocates many small objects and no reference cycles; pausing the cyclic garbage collector
         # halves the time on deep networks (measured in bench/bench_analyze.py).
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._analyze(self.resolve(past) if steps is None else steps)
+            return self._analyze(self.resolve(past) if steps is None else steps, training)
         finally:
             if was_enabled:
                 gc.enable()
 
-    def _analyze(self, steps: list[Step]) -> Report:
+    def _analyze(self, steps: list[Step], training: bool = True) -> Report:
         # The report models are filled with model_construct: every value below is computed here with its final
         # type (lists of ints, exact ints), so validation would only re-check them — and building the report
         # validators costs more start-up time than a whole ResNet-50 analysis.
         itemsize = DTYPE_BYTES[self.dtype]
         entries = []
-        flows = gradient_flow(steps)
-        saved = saved_tensors(steps, flows, itemsize, self.channels_last)
-        for step, grads, kept in zip(steps, flows, saved.layers):
-            entries.append(layer_report(step, itemsize, backward_of(step, grads), kept.bytes))
+        saved_total = None
+        if training:
+            flows = gradient_flow(steps)
+            saved = saved_tensors(steps, flows, itemsize, self.channels_last)
+            for step, grads, kept in zip(steps, flows, saved.layers):
+                entries.append(layer_report(step, itemsize, backward_of(step, grads), kept.bytes))
+            saved_total = saved.total
+        else:                                 # an inference pass (serving): no backward, nothing saved for it
+            entries = [layer_report(step, itemsize) for step in steps]
         consumed = {src for step in steps for src in step.inputs}
         outputs = [name for step in steps for name, _ in produced(step.name, step.facts) if name not in consumed]
         input_bytes = numel(self.input_shape) * itemsize
@@ -308,9 +327,9 @@ class Network(Description):
             input_bytes=input_bytes,
             activation_bytes=sum(e.activation_bytes for e in entries),
             peak_activation_bytes=peak_live_bytes(steps, input_bytes, itemsize),
-            **training_totals(entries, token_count(steps, self.input_shape)),
+            **training_totals(entries, token_count(steps, self.input_shape), training),
             kv_cache_bytes=sum(e.kv_cache_bytes for e in entries),
-            saved_bytes=saved.total)
+            saved_bytes=saved_total)
         conventions = {**CONVENTIONS, "layout": f"{self.layout}: shapes are "
                        + ("[N, ..., C] (channels last)" if self.channels_last else "[N, C, ...] (channels first)"),
                        "dtype": f"{self.dtype}, {itemsize} bytes per element"}
@@ -416,23 +435,24 @@ def token_count(steps: list[Step], input_shape: tuple[int, ...]) -> Optional[int
     return numel(input_shape) if reads_ids else None
 
 
-def training_totals(entries: list[LayerReport], tokens: Optional[int]) -> dict[str, Any]:
+def training_totals(entries: list[LayerReport], tokens: Optional[int], training: bool = True) -> dict[str, Any]:
     """The backward and training-step totals of the report (:class:`~layercalc.report.Totals`): sums over the
     layers, null when a layer's backward is unknown (named in ``backward_unknown``: a sum without it would be
-    wrong); per token when the input is token ids."""
-    unknown = [e.name for e in entries if e.backward_flops is None]
+    wrong); per token when the input is token ids. ``training`` false (an inference pass): every backward total
+    null, no layer named unknown."""
+    unknown = [e.name for e in entries if e.backward_flops is None] if training else []
     forward = sum(e.flops for e in entries)
 
     def total(key: str) -> Optional[int]:
-        return None if unknown else sum(getattr(e, key) for e in entries)
+        return None if unknown or not training else sum(getattr(e, key) for e in entries)
 
     backward = total("backward_flops")
-    training = None if backward is None else forward + backward
+    step = None if backward is None else forward + backward
     per_token = (lambda v: None if v is None or not tokens else v / tokens)   # noqa: E731
     return dict(backward_input_macs=total("backward_input_macs"), backward_weight_macs=total("backward_weight_macs"),
-                backward_flops=backward, training_flops=training, backward_unknown=unknown, tokens=tokens,
+                backward_flops=backward, training_flops=step, backward_unknown=unknown, tokens=tokens,
                 flops_per_token=per_token(forward), backward_flops_per_token=per_token(backward),
-                training_flops_per_token=per_token(training))
+                training_flops_per_token=per_token(step))
 
 
 def _note_unread_outputs(steps: list[Step]) -> None:
@@ -541,7 +561,9 @@ def _topological_order(names: list[str], producers: list[set[str]], layers: list
 
 
 def peak_live_bytes(steps: list[Step], input_bytes: int, itemsize: int) -> int:
-    """Peak of the bytes alive at once when each tensor is freed right after its last consumer runs."""
+    """Peak of the bytes alive at once when each tensor is freed right after its last consumer runs. A tensor read
+    but made by none of ``steps`` (a decode step's fixed tensor, made at the prefill) is not counted: the caller
+    adds what stays resident."""
     last_use: dict[str, int] = {}
     for position, step in enumerate(steps):
         for src in step.inputs:
@@ -556,5 +578,5 @@ def peak_live_bytes(steps: list[Step], input_bytes: int, itemsize: int) -> int:
         peak = max(peak, live)
         for src in set(step.inputs):
             if last_use.get(src) == position:
-                live -= size[src]
+                live -= size.get(src, 0)
     return peak

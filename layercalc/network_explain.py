@@ -13,16 +13,18 @@ from .saved import SavedAccount, explain_saved
 
 
 def explain_network(net, report, train: bool = False, past: int = 0,
-                    saved: Optional[SavedAccount] = None) -> list[str]:
+                    saved: Optional[SavedAccount] = None, steps: Optional[list] = None) -> list[str]:
     """Every layer's worked formulas, in execution order: a line ``[index] name (type): inputs → output`` and the
     layer's explanation indented under it. ``report`` is ``net.analyze(past=past)`` (its receptive fields feed the
     explanations). ``train``: each layer's backward formulas too (:func:`backward_lines`); ``past``: a decode
     step's cached positions (layercalc.serving); ``saved`` (:func:`layercalc.saved.saved_tensors` of the same
-    steps, ``summary --train``): what each layer keeps for backward."""
+    steps, ``summary --train``): what each layer keeps for backward. ``steps``: the resolved steps when the caller
+    has them (a decode step's, :attr:`layercalc.serving.Serving.decode_steps`, whose fixed steps are not run: one
+    line says so)."""
     by_name = {entry.name: entry for entry in report.layers}
     rank = len(net.input) - 1
     lines = []
-    steps = net.resolve(past)
+    steps = net.resolve(past) if steps is None else steps
     flows = gradient_flow(steps) if train else [None] * len(steps)
     for position, (step, grads) in enumerate(zip(steps, flows)):
         source = step.inputs[0] if step.inputs else None
@@ -36,6 +38,9 @@ def explain_network(net, report, train: bool = False, past: int = 0,
         ins = ", ".join(shape_text(s) for s in step.input_shapes)
         lines.append(f"[{step.index}] {step.name} ({step.layer.type_name}): {ins} → "
                      f"{shape_text(step.facts.output_shape)}")
+        if past and step.fixed:                        # a decode step's layer made at the prefill: nothing to work
+            lines += ["    " + note for note in step.facts.notes]
+            continue
         lines += ["    " + line for line in explain_layer(step.layer, step.input_shapes, step.facts,
                                                           net.channels_last, report.dtype_bytes, input_rf)]
         if grads is not None:

@@ -83,6 +83,9 @@ class Tensor:
     rf: Optional[ReceptiveField] = None
     #: the tensor's name in the network: "input" for the network's input, else its producer's (NAME, NAME:i)
     name: str = ""
+    #: a serving phase's tensor that does not depend on the decoded input (an encoder's output): made at the prefill
+    #: and the same in every decode step (:mod:`layercalc.serving`); False outside a serving phase
+    fixed: bool = False
 
 
 @dataclass(slots=True)
@@ -97,6 +100,10 @@ class Context:
     #: this analysis runs on. Layers that read other positions than their own read it: causal self-attention attends
     #: to past + new keys, a position table is read at rows past..past+L−1. 0: an ordinary forward pass (prefill)
     past: int = 0
+    #: a serving phase (layercalc.serving): per input, whether it is fixed (made at the prefill, not by the decoded
+    #: input: an encoder's output). An attention whose keys and values are fixed projects them at the prefill and
+    #: reads them from the cache in a decode step (past > 0). Empty outside a serving phase
+    fixed: tuple[bool, ...] = ()
 
     def fail(self, message: str) -> ShapeError:
         return ShapeError(f"{self.label}: {message}")

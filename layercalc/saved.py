@@ -30,7 +30,6 @@ from .errors import layer_label
 from .layers import GradFlow, Saved
 from .names import INPUT
 from .rules import Gradients, numel, produced
-from .terminal import wrap
 
 if TYPE_CHECKING:
     from .graph import Step
@@ -160,15 +159,15 @@ def checkpoint_blocks(steps: list[Step]) -> list[list[int]]:
 
 def explain_saved(step: Step, entry: LayerSaved, itemsize: int) -> list[str]:
     """``--explain --train``: what the layer keeps for backward and why, each tensor with its size, and which of
-    them an earlier layer keeps already (counted there); lines of at most 76 characters (an explanation is
-    indented by 4)."""
+    them an earlier layer keeps already (counted there); one line each, as every explanation line: the command
+    fits them to the terminal (terminal.wrap_formula), which a line already broken here would break again."""
     grads = entry.grads
     if entry.items is None:
         return [f"saved for backward: not modeled for type {step.layer.type_name!r}"]
     if not entry.items:
         why = ("nothing here needs a gradient (no trainable parameter in or before it)" if not grads.any
                else "its backward needs no tensor of the forward pass")
-        return [wrap(f"saved for backward: nothing: {why}", 76)]
+        return [f"saved for backward: nothing: {why}"]
     lines = []
     for item, key, nbytes, first in entry.items:
         size = item.itemsize or itemsize
@@ -182,6 +181,6 @@ def explain_saved(step: Step, entry: LayerSaved, itemsize: int) -> list[str]:
             elements = nbytes // size if size else 0
         counted = (f"{elements:,} × {size} B = {nbytes:,} B" if first
                    else f"{nbytes:,} B, kept already by an earlier layer: counted there")
-        lines.append(wrap(f"saved, {label}: {counted}; {item.what}", 76))
+        lines.append(f"saved, {label}: {counted}; {item.what}")
     lines.append(f"saved for backward, first kept here = {entry.bytes:,} B")
     return lines

@@ -278,6 +278,11 @@ def summary_command(
     if train and past is not None:
         raise _spec_error("--train cannot be combined with --past (a decode step is inference: no backward pass)")
     keys = parse_columns(columns) if columns is not None else None
+    training_keys = [key for key in keys or [] if key in ("saved", "backward_input_macs", "backward_weight_macs",
+                                                          "backward_flops")]
+    if training_keys and past is not None:
+        raise _spec_error(f"--columns {', '.join(training_keys)} cannot be combined with --past (a decode step is "
+                          f"inference: no backward pass, nothing saved for one)")
     if not train and (optimizer != "adam" or precision != "fp32" or recompute):
         raise _spec_error("--optimizer, --precision and --recompute describe a training step: add --train")
     net, assumed, asked = load_network_sweep(spec, batch, input_shape, sweep, dtype)
@@ -305,7 +310,7 @@ def summary_command(
         else:
             serving = net.serving(past, new_tokens or 1)
             report = serving.decode_report
-            assumed = decode_assumptions(assumed, serving.describe())
+            assumed = decode_assumptions(assumed, serving)
     if serving is not None and fmt == "json":
         print(json.dumps({**report.model_dump(mode="json"), "serving": serving.model_dump(mode="json")}, indent=2,
                          ensure_ascii=False))
@@ -324,9 +329,10 @@ def summary_command(
         text = serving.table("auto" if numbers == "auto" else numbers, width)
         print("\n```\n" + text + "\n```" if fmt == "markdown" else "\n" + text)
     if explain:
-        net_shown = net if serving is None else net.replace(input=[serving.new_tokens, *net.input[1:]])
+        net_shown = net if serving is None else serving.decode_network
         saved = training[2] if training is not None else None
-        lines = explain_network(net_shown, report, train, past or 0, saved)
+        lines = explain_network(net_shown, report, train, past or 0, saved,
+                                None if serving is None else serving.decode_steps)
         text = "\n".join(terminal.wrap_formula(line.lstrip(" "), width, line[: len(line) - len(line.lstrip(" "))])
                          for line in lines)
         print("\n```\n" + text + "\n```" if fmt == "markdown" else "\n" + text)
@@ -356,22 +362,23 @@ def training_text(memory, numbers: Optional[str], width: int, markdown: bool) ->
     return "\n".join("- " + line.strip() if markdown else line for line in text.split("\n"))
 
 
-def decode_assumptions(assumed, step: str):
+def decode_assumptions(assumed, serving):
     """The header's account of a decode step: what the table counts (the sequence lengths are --past and
-    --new-tokens, not the source's default input)."""
+    --new-tokens, not the source's default input; the other inputs as the step has them)."""
     import dataclasses
 
     from ..display import Assumptions
 
     assumed = assumed or Assumptions()
-    return dataclasses.replace(assumed, input=None, more=[step, *assumed.more])
+    assumed = dataclasses.replace(assumed, input=None, more=[serving.describe(), *assumed.more])
+    return _input_assumptions(serving.decode_network, assumed, True)
 
 
-def explain_network(net, report, train: bool = False, past: int = 0, saved=None) -> list[str]:
+def explain_network(net, report, train: bool = False, past: int = 0, saved=None, steps=None) -> list[str]:
     """:func:`layercalc.network_explain.explain_network` (kept here for the CLI's callers; imported when called:
     the explanations are not loaded for other commands)."""
     from ..network_explain import explain_network as explain
-    return explain(net, report, train=train, past=past, saved=saved)
+    return explain(net, report, train=train, past=past, saved=saved, steps=steps)
 
 
 def load_network_assumed(spec: str, batch: Optional[int] = None,

@@ -240,16 +240,25 @@ class AttentionDims:
     caches: bool = False   # keeps a KV cache for generation: causal self-attention (see kv_cache_elements)
     window: int = 0        # sliding window (0: none): the cache keeps the last window − 1 positions
     qk_norm: bool = False  # an RMSNorm over each q and k head (weights [d_k] each)
+    fixed_kv: bool = False  # a serving phase's attention whose keys and values come from a fixed tensor (an
+    #                         encoder's output: cross-attention), projected once at the prefill and cached
+    kv_cached: bool = False  # a decode step of such an attention: keys and values read from the cache, the k and
+    #                          v projections (their norms, rotation) not run
+
+    @property
+    def projected(self) -> int:
+        """Key positions the k and v projections run on in this pass: L_k, none when they are read from a cache."""
+        return 0 if self.kv_cached else self.lk
 
     @property
     def normed_heads(self) -> int:
-        """Head vectors the q/k norms normalize: every q head at L_q positions and every k head at L_k."""
-        return self.batch * (self.heads * self.lq + self.kv_heads * self.lk) if self.qk_norm else 0
+        """Head vectors the q/k norms normalize: every q head at L_q positions and every k head projected."""
+        return self.batch * (self.heads * self.lq + self.kv_heads * self.projected) if self.qk_norm else 0
 
     @property
     def rotated_elements(self) -> int:
-        """Elements RoPE rotates: every q head at L_q positions and every k head at L_k positions."""
-        return self.batch * (self.heads * self.lq + self.kv_heads * self.lk) * self.rotary
+        """Elements RoPE rotates: every q head at L_q positions and every k head projected."""
+        return self.batch * (self.heads * self.lq + self.kv_heads * self.projected) * self.rotary
 
     @property
     def keys(self) -> int:
@@ -271,8 +280,8 @@ class AttentionDims:
     def projections(self) -> list[tuple[str, int, int, int]]:
         """(name, rows, in, out) of the four projections, in PyTorch's order."""
         return [("q", self.batch * self.lq, self.embed, self.heads * self.dk),
-                ("k", self.batch * self.lk, self.kdim, self.kv_heads * self.dk),
-                ("v", self.batch * self.lk, self.vdim, self.kv_heads * self.dv),
+                ("k", self.batch * self.projected, self.kdim, self.kv_heads * self.dk),
+                ("v", self.batch * self.projected, self.vdim, self.kv_heads * self.dv),
                 ("out", self.batch * self.lq, self.heads * self.dv, self.out)]
 
 
@@ -475,8 +484,17 @@ class MultiHeadAttention(LayerBase):
             raise ctx.fail(f"rotary_dim {rotary} must be even and at most head_dim {dk} (the features of each "
                            f"q/k head rotate in pairs)")
         out = self.output_dim or e
+        # causal self-attention keeps its keys and values for generation; an encoder's bidirectional attention keeps
+        # none; a cross-attention keeps the keys and values of a fixed sequence (an encoder's output) in a serving
+        # phase, projected at the prefill, read from the cache by a decode step (docs/conventions.md, "Serving")
+        fixed = ctx.fixed[:len(inputs)]
+        fixed_kv = len(inputs) > 1 and bool(fixed) and all(fixed[1:]) and not fixed[0] and self.batch_first
+        caches = (self.causal and len({t.name for t in inputs}) == 1 and self.batch_first) or fixed_kv
+        if ctx.past and not caches:
+            raise ctx.fail(self._no_decode_reason(inputs))
+        past = 0 if fixed_kv else min(ctx.past, self.sliding_window - 1) if self.sliding_window else ctx.past
         if bias_shape is not None:
-            scores_shape = (n_, heads, lq, lk)
+            scores_shape = (n_, heads, lq, past + lk)
             if (len(bias_shape) != 4 or bias_shape[2:] != scores_shape[2:]
                     or any(b not in (1, s) for b, s in zip(bias_shape[:2], scores_shape[:2]))):
                 raise ctx.fail(f"score_bias: the bias {fmt_shape(bias_shape)} must be [N or 1, H or 1, L_q, L_k] = "
@@ -485,16 +503,11 @@ class MultiHeadAttention(LayerBase):
         if self.qkv_layout == "fused" and not kdim == vdim == e:
             raise ctx.fail(f"qkv_layout fused: one qkv_proj_weight reads inputs of one width, but the query has "
                            f"{e} features, the key {kdim}, the value {vdim}; use qkv_layout separate")
-        # causal self-attention keeps its keys and values for generation; an encoder's bidirectional attention and
-        # cross-attention keep no KV cache of their own (docs/conventions.md, "Serving")
-        caches = self.causal and len({t.name for t in inputs}) == 1 and self.batch_first
-        if ctx.past and not caches:
-            raise ctx.fail(self._no_decode_reason(inputs))
         dims = AttentionDims(batch=n_, lq=lq, lk=lk, extra=int(self.add_bias_kv) + int(self.add_zero_attn),
                              embed=e, kdim=kdim, vdim=vdim, heads=heads, kv_heads=kv, dk=dk, dv=dv, out=out,
                              torch_layout=torch_layout, packed=torch_layout and kdim == vdim == e, rotary=rotary,
-                             past=min(ctx.past, self.sliding_window - 1) if self.sliding_window else ctx.past,
-                             caches=caches, window=self.sliding_window or 0, qk_norm=self.qk_norm)
+                             past=past, caches=caches, window=self.sliding_window or 0, qk_norm=self.qk_norm,
+                             fixed_kv=fixed_kv, kv_cached=fixed_kv and ctx.past > 0)
         projections = dims.projections()
         params = sum(fin * fout + (fout if self._biased(name) else 0) for name, _, fin, fout in projections)
         if self.add_bias_kv:
@@ -515,6 +528,12 @@ class MultiHeadAttention(LayerBase):
             notes.append(_causal_note(lq, dims.keys, n_ * heads, dk, dv, macs, dims.past))
         if dims.window and (dims.past + lk >= dims.window or ctx.past > dims.past):     # (else it changes nothing)
             notes.append(self._window_note(dims, ctx.past))
+        if fixed_kv:
+            source = inputs[1].name
+            notes.append(f"decode step: the keys and values of the {lk:,} positions of {source!r} (fixed: made at the "
+                         f"prefill) are read from the cache; no k, v projections" if dims.kv_cached else
+                         f"keys and values of the {lk:,} positions of {source!r} (fixed: not made by the decoded "
+                         f"input) projected once and cached for every decode step")
         output = (n_, lq, out) if self.batch_first else (lq, n_, out)
         rf = attention_field(inputs[0], inputs[1:] or inputs, self.causal, ctx) if self.batch_first else None
         return Facts(output_shape=output, params=params, macs=macs, flops=flops, notes=notes, rf=rf,
@@ -525,22 +544,27 @@ class MultiHeadAttention(LayerBase):
         its input; the two products keep q, kᵀ (key heads repeated to the H query heads: repeat_kv copies them, but
         from one key head (MQA) at batch 1 its expand is a view), the softmax's output and v, each a tensor of its
         own; the output projection keeps the heads merged back (a copy); with RoPE, the cos and sin tables (made once
-        per forward, shared by every layer); with dropout, its mask and the dropped probabilities. Exceptions
+        per forward, shared by every layer); with dropout, its mask and the dropped probabilities; with q/k norms
+        (Qwen3, Gemma 3), what each of the two RMSNorms keeps (:meth:`_qk_norm_saved`); with a logit soft-cap
+        (Gemma 2), tanh's output. A score bias (T5) is added to the scores: the add keeps nothing. Exceptions
         (docs/conventions.md): at batch 1, GPT-2's fused c_attn leaves q a view of the whole [N, L, 3E] projection;
-        nn.MultiheadAttention keeps its fused projection whole beside a scaled copy of q. Not modeled (None: the
-        totals refuse): q/k norms (Qwen3, Gemma 3) and a logit soft-cap (Gemma 2), whose extra tensors were not
-        measured."""
-        if self.qk_norm or self.logit_softcap is not None:
+        nn.MultiheadAttention keeps its fused projection whole beside a scaled copy of q. Not modeled (None): q/k
+        norms on q, k, v stored as one tensor (nn.MultiheadAttention's in_proj, qkv_layout fused: the norms would
+        read slices of one projection: not measured)."""
+        d: AttentionDims = step.facts.geometry["attention"]
+        if d.qk_norm and self._qkv_stored(d)[0] is not None:      # q, k, v stored as one tensor (qkv_layout)
             return None
         if not grads.any:
             return []
-        d: AttentionDims = step.facts.geometry["attention"]
         n, h, keys = d.batch, d.heads, d.keys
         saved: list[Saved] = []
+        projected = len(step.inputs) - int(self.score_bias)          # the score bias (last input) is not projected
         if grads.params:
-            sources = sorted({0, min(1, len(step.inputs) - 1), len(step.inputs) - 1})
+            sources = sorted({0, min(1, projected - 1), projected - 1})
             saved += [Saved("input", f"input {k}, for the {'q/k/v' if len(sources) == 1 else 'projections'}' "
                                      f"weight gradients", k) for k in sources]
+        if d.qk_norm:
+            saved += self._qk_norm_saved(d, grads)
         # repeat_kv copies a group's key/value heads to the H query heads — except one head (MQA) of one sequence:
         # expand and reshape are then a view of it, whose storage (one head's) is what is kept (measured)
         kept = 1 if d.kv_heads == 1 and n == 1 else h
@@ -548,8 +572,12 @@ class MultiHeadAttention(LayerBase):
                else f" (one key head seen as {h}: a view, one head's storage kept)")
         saved += [Saved("extra", f"q [{n}, {h}, {d.lq}, {d.dk}]" + (" after RoPE" if d.rotary else "")
                         + ", for k's gradient", numel=n * h * d.lq * d.dk),
-                  Saved("extra", f"kᵀ [{n}, {h}, {d.dk}, {keys}]{how}, for q's gradient", numel=n * kept * keys * d.dk),
-                  Saved("extra", f"the softmax's output [{n}, {h}, {d.lq}, {keys}], for its own gradient and v's",
+                  Saved("extra", f"kᵀ [{n}, {h}, {d.dk}, {keys}]{how}, for q's gradient", numel=n * kept * keys * d.dk)]
+        if self.logit_softcap is not None:
+            # cap·tanh(scores/cap): the divide and multiply by a number keep nothing, tanh its output
+            saved.append(Saved("extra", f"the soft-cap's tanh(scores/{self.logit_softcap:g}) [{n}, {h}, {d.lq}, "
+                                        f"{keys}], for its own gradient", numel=d.scores))
+        saved += [Saved("extra", f"the softmax's output [{n}, {h}, {d.lq}, {keys}], for its own gradient and v's",
                         numel=d.scores),
                   Saved("extra", f"v [{n}, {h}, {keys}, {d.dv}]{how}, for the probabilities' gradient",
                         numel=n * kept * keys * d.dv)]
@@ -565,16 +593,44 @@ class MultiHeadAttention(LayerBase):
                                shared=f"rotary tables {d.lq}×{d.rotary} base {self.rope_theta:g}"))
         return saved
 
+    def _qk_norm_saved(self, d: AttentionDims, grads: GradFlow) -> list[Saved]:
+        """What the q and k RMSNorms keep, as Hugging Face's Qwen3RMSNorm and Gemma3RMSNorm compute them (measured):
+        each norm's input (the projection's output seen per head), 1/rms per head vector, and, for γ's gradient,
+        the normalized heads; with an offset (Gemma), offset + γ too (a tensor of d_k made by the add). Computed in
+        float32: in a 16-bit dtype the input is upcast and its float32 copy kept, with 1/rms; the normalized heads
+        are kept in float32 with an offset (Gemma multiplies by (1 + γ) in float32) and in the 16-bit dtype without
+        (Qwen3 casts back before γ)."""
+        wide = None if grads.itemsize >= 4 else 4
+        saved: list[Saved] = []
+        for role, heads, length in (("q", d.heads, d.lq), ("k", d.kv_heads, d.lk)):
+            rows = d.batch * length * heads
+            elements = rows * d.dk
+            shape = f"[{d.batch}, {length}, {heads}, {d.dk}]"
+            saved += [Saved("extra", f"the {role} norm's input {shape}" + (" upcast to float32" if wide else "")
+                                     + ", for its gradient", numel=elements, itemsize=wide),
+                      Saved("extra", f"the {role} norm's 1/√(mean(x²) + eps) per head vector ({rows:,})",
+                            numel=rows, itemsize=wide)]
+            if grads.params:
+                saved.append(Saved("extra", f"the {role} norm's normalized heads {shape}, for γ's gradient",
+                                   numel=elements, itemsize=wide if self.qk_norm_offset else None))
+            if self.qk_norm_offset:
+                saved.append(Saved("extra", f"the {role} norm's scale {self.qk_norm_offset:g} + γ [{d.dk}] (made by "
+                                            f"the add), for the normalized heads' gradient", numel=d.dk,
+                                   itemsize=wide))
+        return saved
+
     def _no_decode_reason(self, inputs: list[Tensor]) -> str:
         """Why this attention has no decode step (a network run with ``past``)."""
-        if not self.causal:
-            return ("a decode step (past positions) needs causal self-attention; this attention is bidirectional "
-                    "(causal: false, an encoder's): every position reads later ones, so no token is generated from "
-                    "a cache")
         if not self.batch_first:
             return "a decode step needs batch_first attention ([N, L, E])"
-        return (f"a decode step is counted for causal self-attention only; this layer attends from "
-                f"{inputs[0].name!r} to {inputs[1].name!r} (cross-attention: its keys come from another sequence)")
+        if len({t.name for t in inputs}) > 1:
+            return (f"a decode step is counted for causal self-attention, and for cross-attention to a fixed sequence "
+                    f"(not made by the decoded input: an encoder's output, made at the prefill; Network.serving "
+                    f"decides which); this layer attends from {inputs[0].name!r} to {inputs[1].name!r}, which is "
+                    f"not fixed")
+        return ("a decode step (past positions) needs causal self-attention; this attention is bidirectional "
+                "(causal: false, an encoder's): every position reads later ones, so no token is generated from a "
+                "cache")
 
     def kv_cache_elements(self, facts: Facts) -> int:
         return facts.geometry["attention"].cache_elements
@@ -815,8 +871,11 @@ class MultiHeadAttention(LayerBase):
         parts = []
         for name, rows, fin, fout in projections:
             positions = ("L_q", d.lq) if name in ("q", "out") else ("L_k", d.lk)
-            c.add(f"  {name} projection: N·{positions[0]}·in·out = {d.batch}·{positions[1]}·{fin}·{fout} = "
-                  f"{n(rows * fin * fout)}")
+            if name in ("k", "v") and d.kv_cached:
+                c.add(f"  {name} projection: read from the cache (made at the prefill from the fixed keys) = 0")
+            else:
+                c.add(f"  {name} projection: N·{positions[0]}·in·out = {d.batch}·{positions[1]}·{fin}·{fout} = "
+                      f"{n(rows * fin * fout)}")
             parts.append(rows * fin * fout)
         keys = (f"({d.past} + {d.lk})" if d.past else f"({d.lk} + {d.extra})" if d.extra else f"{d.lk}")
         if d.past:
@@ -876,7 +935,10 @@ class MultiHeadAttention(LayerBase):
             if d.kv_heads != d.heads:
                 c.add(f"  {d.kv_heads} key/value heads, not the {d.heads} query heads: counting H would overstate "
                       f"the cache {d.heads // d.kv_heads}×")
-            if not d.past:
+            if d.fixed_kv:
+                c.add("  the keys and values of a fixed sequence (made at the prefill, not by the decoded input): "
+                      "projected once, read from the cache by every decode step")
+            elif not d.past:
                 per_pair = d.batch * d.heads * (d.dk + d.dv)
                 c.add(f"  a decode step (summary --past P --new-tokens k): QKᵀ + A·V = N·H·k·(P + k)·(d_k + d_v) "
                       f"= {d.batch}·{d.heads}·({d.dk} + {d.dv})·k·(P + k) = {n(per_pair)}·k·(P + k) MACs; the "
@@ -1356,6 +1418,49 @@ class ShiftedWindowAttention(LayerBase):
             out = np.roll(out, (sh, sw), axis=(1, 2))
         return np.ascontiguousarray(out[:, :d.height, :d.width])
 
+    def saved_for_backward(self, step: Any, grads: GradFlow) -> list[Saved]:
+        """As torchvision's ``shifted_window_attention`` computes it (measured, torch 2.13), with B' = N·windows
+        windows of T tokens: the qkv projection keeps its input, the windows [B', T, C] (a tensor of its own: the
+        pad copies the map even when it adds nothing, and the partition's reshape copies the permuted one); the two
+        products keep the scaled q, kᵀ, the softmax's output and v, each a copy of its own [B', heads, T, d] (the
+        batched matmul's reshape copies the strided heads) — except with one window in all (B' = 1) or one head,
+        where the reshape merges a dim of size 1: k and v are then views of the qkv projection, whose whole
+        [B', T, 3C] storage is kept; the output projection keeps the heads merged [B', T, C] (a copy). The
+        relative position bias (the table indexed by a buffer), the shift mask (no gradient), the roll and the crop
+        keep nothing; dropout keeps its mask (and, on the probabilities, the dropped probabilities)."""
+        if not grads.any:
+            return []
+        d: WindowDims = step.facts.geometry["windows"]
+        windows, c, heads, t = d.batch * d.windows, d.channels, d.heads, d.tokens
+        head = c // heads
+        elements = windows * t * c                     # one [B', T, C] map: the windows, q, k, v, the merged heads
+        heads_text = f"[{windows}, {heads}, {t}, {head}]"
+        saved: list[Saved] = []
+        if grads.params:
+            saved.append(Saved("extra", f"the windows [{windows}, {t}, {c}] (a copy), for qkv's weight gradient",
+                               numel=elements))
+        saved.append(Saved("extra", f"q·{head}^−½ {heads_text}, for k's gradient", numel=elements))
+        views = windows == 1 or heads == 1            # k and v reshaped without a copy: qkv's storage is kept
+        if views:
+            saved.append(Saved("extra", f"the qkv projection [{windows}, {t}, {3 * c}] whole (k and v are views of "
+                                        f"it with one {'window' if windows == 1 else 'head'}), for q's and the "
+                                        f"probabilities' gradients", numel=3 * elements))
+        else:
+            saved.append(Saved("extra", f"kᵀ {heads_text} (a copy), for q's gradient", numel=elements))
+        saved.append(Saved("extra", f"the softmax's output [{windows}, {heads}, {t}, {t}], for its own gradient and "
+                                    f"v's", numel=d.scores))
+        if not views:
+            saved.append(Saved("extra", f"v {heads_text} (a copy), for the probabilities' gradient", numel=elements))
+        if self.attention_dropout:
+            saved.append(Saved("extra", f"the attention dropout's mask and the dropped probabilities "
+                                        f"(2·{d.scores:,})", numel=2 * d.scores))
+        if grads.params:
+            saved.append(Saved("extra", f"the heads merged [{windows}, {t}, {c}] (a copy), for proj's weight "
+                                        f"gradient", numel=elements))
+        if self.dropout:
+            saved.append(Saved("extra", f"the output dropout's mask [{windows}, {t}, {c}]", numel=elements))
+        return saved
+
     def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         d: WindowDims = step.facts.geometry["windows"]
         # padded/rolled copies and windows (3 maps), qkv and its transpose (6), scaled q (1), scores (+ the mask
@@ -1491,10 +1596,17 @@ class RelativePositionBias(LayerBase):
             if len(t.shape) < 2:
                 raise ctx.fail(f"needs inputs [N, L, …] (the sequence along dim 1), got {fmt_shape(t.shape)}")
         lq, lk = inputs[0].shape[1], inputs[-1].shape[1]
-        return Facts(output_shape=(ctx.batch, self.num_heads, lq, lk), params=self.num_buckets * self.num_heads,
-                     notes=[f"a {self.num_buckets} × {self.num_heads} table read at the bucket of each of the "
-                            f"{lq:,}·{lk:,} (query, key) distances: no arithmetic counted; the same for every "
-                            f"example (expanded, no copy)"])
+        # a decode step: the queries sit after the past positions and the keys are the cached ones and the new ones
+        # (transformers' compute_bias with past_seen_tokens), unless the keys are a fixed sequence's (not cached by
+        # this pass: an encoder's)
+        past = 0 if ctx.fixed and ctx.fixed[-1] else ctx.past
+        notes = [f"a {self.num_buckets} × {self.num_heads} table read at the bucket of each of the {lq:,}·"
+                 f"{past + lk:,} (query, key) distances: no arithmetic counted; the same for every example "
+                 f"(expanded, no copy)"]
+        if past:
+            notes.append(f"decode step: queries at positions {past:,}..{past + lq - 1:,}, keys at 0..{past + lk - 1:,}")
+        return Facts(output_shape=(ctx.batch, self.num_heads, lq, past + lk),
+                     params=self.num_buckets * self.num_heads, notes=notes, geometry={"past": past})
 
     def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
         return {"weight": ParamSpec((self.num_buckets, self.num_heads), "[num_buckets, num_heads]", "normal")}
@@ -1503,13 +1615,24 @@ class RelativePositionBias(LayerBase):
         import numpy as np
 
         _, heads, lq, lk = step.facts.output_shape
-        buckets = relative_position_buckets(lq, lk, self.bidirectional, self.num_buckets, self.max_distance)
+        buckets = relative_position_buckets(lq + step.facts.geometry.get("past", 0), lk, self.bidirectional,
+                                            self.num_buckets, self.max_distance)[-lq:]    # (a decode step's rows)
         bias = params["weight"][buckets].transpose(2, 0, 1)                  # [H, L_q, L_k]
         return np.broadcast_to(bias, step.facts.output_shape)
 
     def scratch_bytes(self, step: Any, itemsize: int, channels_last: bool, weights_given: bool) -> tuple[int, int]:
         _, heads, lq, lk = step.facts.output_shape
         return lq * lk * (8 * 4 + heads * itemsize), 0     # distances, buckets, the float32 logs; the bias itself
+
+    def saved_for_backward(self, step: Any, grads: GradFlow) -> list[Saved]:
+        """The table's lookup (an embedding) keeps its int64 bucket ids [L_q, L_k] for the weight's gradient, once
+        for the batch; nothing when the table is frozen (its inputs give lengths only: no input gradient). The
+        attentions that add the bias keep nothing for it (measured: T5)."""
+        if not grads.params:
+            return []
+        _, _, lq, lk = step.facts.output_shape
+        return [Saved("extra", f"the bucket of each (query, key) pair [{lq}, {lk}], int64, for the table's "
+                               f"gradient", numel=lq * lk, itemsize=8)]
 
     def backward(self, step: Any, grads: Gradients) -> Backward:
         adds = numel(step.facts.output_shape)

@@ -491,8 +491,8 @@ class LayerBase(Description):
 
     def weight_elements_read(self, facts: "Facts") -> int:
         """Parameter and buffer elements one forward pass reads (a decode step's memory traffic): all of them by
-        default; a lookup table only the rows it looks up. Parameters tied to another layer and read here too are
-        added by the caller (``facts.geometry["tied_params"]``)."""
+        default; a lookup table only the rows it looks up. ``facts.params`` includes the parameters tied to another
+        layer that this one reads too (the caller adds ``facts.geometry["tied_params"]``)."""
         return facts.params + facts.buffers
 
     def flop_counter_text(self, macs_text: str) -> str:
@@ -698,10 +698,25 @@ def register_layer(cls: "type[LayerBase]") -> "type[LayerBase]":
                             f"implemented by {known.__module__}.{known.__name__}")
     if cls not in LAYER_CLASSES:
         LAYER_CLASSES.append(cls)
+        # a family imported directly (``from layercalc.layers.attention import …``) may register before the
+        # families listed ahead of it: keep the listed order whatever the import order (a stable sort keeps each
+        # family's own order), so the schema and --help do not depend on what was imported first
+        LAYER_CLASSES.sort(key=_family_rank)
     LAYER_TYPES.update({name: cls for name in _type_names(cls)})
     KERAS_CLASSES.update({name: cls for name in cls.keras_classes})
     layer_union.cache_clear()
     return cls
+
+
+#: the families ``layercalc.layers`` imports at start, in their order (then :data:`LATER_FAMILIES`)
+FIRST_FAMILIES = ("activation", "conv", "pooling", "linear", "reshape")
+
+
+def _family_rank(cls: "type[LayerBase]") -> int:
+    """Where a class's family comes in the registration order: built-in families as listed, other types after."""
+    package, _, family = cls.__module__.rpartition(".")
+    order = FIRST_FAMILIES + LATER_FAMILIES
+    return order.index(family) if package == __package__ and family in order else len(order)
 
 
 def unregister_layer(cls: "type[LayerBase]") -> None:

@@ -32,7 +32,18 @@ from pydantic import Field, model_validator
 from ..explain import Explanation, n
 from ..rules import NO_INPUT_GRADIENT, Backward, Context, Facts, Gradients, Tensor, check_declared, fmt_shape, numel
 from .activation import Sigmoid, Softmax
-from .base import Bool, LayerBase, NonNegativeInt, ParamSpec, PositiveFloat, PositiveInt, _alias, register_layer
+from .base import (
+    Bool,
+    GradFlow,
+    LayerBase,
+    NonNegativeInt,
+    ParamSpec,
+    PositiveFloat,
+    PositiveInt,
+    Saved,
+    _alias,
+    register_layer,
+)
 
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
 
@@ -44,6 +55,8 @@ ACTIVATION_FLOPS = {"silu": 4, "gelu": 5, "gelu_tanh": 9, "relu": 1}
 SCORE_FLOPS = {"softmax": Softmax.flops_per_element, "sigmoid": Sigmoid.flops_per_element}
 #: DeepSeek-V3 ranks a group of experts by the sum of its two best scores
 GROUP_SCORE_TOP = 2
+#: bytes of an int64 index, a float32 score and a bool mask element: the router's tensors of a fixed dtype
+INDEX_BYTES, FLOAT32_BYTES, BOOL_BYTES = 8, 4, 1
 
 
 @dataclass(frozen=True)
@@ -201,6 +214,14 @@ class MixtureOfExperts(LayerBase):
         d: MoeDims = facts.geometry["moe"]
         return d.tokens * d.idle_params
 
+    def weight_elements_read(self, facts: Facts) -> int:
+        """A pass reads the router, the shared experts and only the experts its tokens choose: at most
+        ``min(E, T·k)`` of them (exactly k for one token: the top-k are distinct), as an embedding reads at most the
+        rows of its ids (a decode step of one token reads 8 of DeepSeek-V3's 256 experts per layer)."""
+        d: MoeDims = facts.geometry["moe"]
+        unread = d.experts - min(d.experts, d.tokens * d.top_k)
+        return facts.params + facts.buffers - unread * d.expert_params
+
     def backward(self, step: Any, grads: Gradients) -> Backward:
         """As for every product with a weight: each forward MAC is met once by the weight gradient (dW = dYᵀ·X, the
         chosen experts' only) and once by an activation gradient. The down projections' dH = dY·W_down are made
@@ -229,6 +250,104 @@ class MixtureOfExperts(LayerBase):
         result.lines.append(f"backward element FLOPs (routing, activations, weighting: the forward's element work) "
                             f"= {result.element_flops:,}")
         return result
+
+    def saved_for_backward(self, step: Any, grads: GradFlow) -> Optional[list[Saved]]:
+        """As transformers' routers and eager experts (``experts_implementation="eager"``) keep them, measured with
+        saved_tensors_hooks on Mixtral, Qwen2-MoE, Qwen3-MoE and DeepSeek-V3 blocks (torch 2.13, docs/conventions.md
+        "Training memory"). Every expert-side tensor is one row per routed (token, expert) pair, so the total is
+        T·k rows whichever experts the router picks: an expert that gets no token keeps nothing, and nothing is
+        kept per expert (its weight ``gate_up_proj[e]`` is a view of the parameter). The router computes its
+        scores in float32 whatever the dtype (softmax ``dtype=float``, DeepSeek's ``.type(float32)``); indices
+        are int64. Plain ``mlp`` experts (no gate) are in none of these models: not measured, not modeled. The
+        activation matters only in the shared expert (relu keeps its output, not the gate); transformers'
+        composite GELUs (gelu_new, gelu_fast, gelu_python) keep more, a documented exception."""
+        if self.experts != "gated":
+            return None
+        if not grads.any:
+            return []
+        d: MoeDims = step.facts.geometry["moe"]
+        t, h, e, k, f = d.tokens, d.hidden, d.experts, d.top_k, d.inner
+        rows = t * k
+        wide = grads.itemsize < FLOAT32_BYTES          # a 16-bit model: the router's float32 copies are new tensors
+        deepseek = self.scoring == "sigmoid"           # DeepSeek-V3's router (the one with sigmoid scores)
+        saved: list[Saved] = []
+        # ---- the router
+        if grads.params:
+            if deepseek and wide:
+                saved.append(Saved("extra", f"the input upcast to float32 [{t}, {h}] (DeepSeek's router runs in "
+                                            f"float32), for the router weight's gradient", numel=t * h,
+                                   itemsize=FLOAT32_BYTES))
+            else:
+                shared = " and the shared expert's" if d.shared else ""
+                saved.append(Saved("input", f"the input, for the router's{shared} weight gradients"))
+        if deepseek and wide and grads.inputs[0]:
+            saved.append(Saved("extra", f"the router weight upcast to float32 [{e}, {h}], for the input's gradient",
+                               numel=e * h, itemsize=FLOAT32_BYTES))
+        kind = "sigmoid" if deepseek else "softmax"
+        saved.append(Saved("extra", f"the router's {kind} scores [{t}, {e}] (float32), for their gradient",
+                           numel=t * e, itemsize=FLOAT32_BYTES))
+        if deepseek:
+            saved += [Saved("extra", f"the int64 indices of each group's {GROUP_SCORE_TOP} best scores "
+                                     f"[{t}, {self.n_group}, {GROUP_SCORE_TOP}] (group-limited routing; this "
+                                     f"and the next two are freed when the router returns, counted as "
+                                     f"saved_tensors_hooks sees them)",
+                            numel=t * self.n_group * GROUP_SCORE_TOP, itemsize=INDEX_BYTES),
+                      Saved("extra", f"the int64 indices of the {self.groups_chosen} chosen groups "
+                                     f"[{t}, {self.groups_chosen}]", numel=t * self.groups_chosen,
+                            itemsize=INDEX_BYTES),
+                      Saved("extra", f"the bool mask of the experts outside the chosen groups [{t}, {e}]",
+                            numel=t * e, itemsize=BOOL_BYTES)]
+            # (these three are freed when the router returns — only the chosen experts' indices are used after it —
+            # but saved_tensors_hooks sees them saved, and so they are counted: docs/conventions.md)
+        saved.append(Saved("extra", f"the int64 indices of the {k} chosen experts [{t}, {k}]", numel=t * k,
+                           itemsize=INDEX_BYTES))
+        if self.norm_topk_prob:
+            saved += [Saved("extra", f"the chosen scores before normalizing [{t}, {k}] (float32; a copy: they are "
+                                     f"divided in place)", numel=t * k, itemsize=FLOAT32_BYTES),
+                      Saved("extra", f"their sum [{t}, 1] (float32), the divisor", numel=t, itemsize=FLOAT32_BYTES)]
+        # ---- the routed experts: one row per (token, chosen expert), T·k rows however they are spread
+        saved.append(Saved("extra", f"the routed rows' token and slot indices (int64, torch.where: 2 per row); "
+                                    f"T·k = {rows:,} rows however the router spreads them over the experts, "
+                                    f"nothing kept per expert", numel=2 * rows, itemsize=INDEX_BYTES))
+        if grads.params:
+            saved.append(Saved("extra", f"the routed rows' gathered input [{rows}, {h}], for the gate|up weight "
+                                        f"gradients", numel=rows * h))
+        saved += [Saved("extra", f"the routed rows' gate|up projection [{rows}, {2 * f}] (the activation keeps "
+                                 f"gate, the product up: one tensor)", numel=rows * 2 * f),
+                  Saved("extra", f"the routed rows' activation [{rows}, {f}], for the product's gradient",
+                        numel=rows * f)]
+        if grads.params:
+            saved.append(Saved("extra", f"the routed rows' act·up [{rows}, {f}], for the down weight gradients",
+                               numel=rows * f))
+        # DeepSeek's weights are float32; Qwen's are cast back to the model's dtype (counted so); Mixtral's stay
+        # float32 too, but its layer cannot be told from Qwen's: 2·T·k bytes more in a 16-bit Mixtral (documented)
+        weight_size = FLOAT32_BYTES if deepseek else None
+        saved += [Saved("extra", f"the routed rows' down projection [{rows}, {h}], for the routing weights' "
+                                 f"gradient", numel=rows * h),
+                  Saved("extra", f"the routed rows' routing weights [{rows}, 1]{' (float32)' if deepseek else ''}",
+                        numel=rows, itemsize=weight_size),
+                  Saved("extra", f"the routed rows' weighted output [{rows}, {h}], kept by index_add_",
+                        numel=rows * h)]
+        # ---- the shared expert (one gated MLP on every token) and Qwen2-MoE's sigmoid gate
+        fs = d.shared
+        if fs:
+            if self.activation != "relu":        # relu keeps its output (the activation, below), not its input
+                saved.append(Saved("extra", f"the shared expert's gate projection [{t}, {fs}], for the activation's "
+                                            f"gradient", numel=t * fs))
+            saved += [Saved("extra", f"the shared expert's up projection [{t}, {fs}], for the product's gradient",
+                            numel=t * fs),
+                      Saved("extra", f"the shared expert's activation [{t}, {fs}], for the product's gradient",
+                            numel=t * fs)]
+            if grads.params and deepseek and wide:           # (else listed with the router's)
+                saved.append(Saved("input", "the input, for the shared expert's gate/up weight gradients"))
+            if grads.params:
+                saved.append(Saved("extra", f"the shared expert's act·up [{t}, {fs}], for its down weight gradient",
+                                   numel=t * fs))
+            if d.shared_gate:
+                saved += [Saved("extra", f"the shared expert gate's sigmoid [{t}, 1]", numel=t),
+                          Saved("extra", f"the shared expert's output [{t}, {h}], for the gate's gradient",
+                                numel=t * h)]
+        return saved
 
     def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
         d: MoeDims = step.facts.geometry["moe"]

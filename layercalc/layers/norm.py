@@ -587,6 +587,11 @@ class RMSNorm(LayerBase):
             saved.append(Saved("extra", f"1/√(mean(x²) + eps) per row ({rows:,})", numel=rows, itemsize=wide))
         if grads.params:
             saved.append(Saved("extra", "the normalized x·rstd, for γ's gradient", numel=elements, itemsize=wide))
+        if self.offset and grads.inputs[0]:
+            # Gemma's (offset + γ) is a tensor of its own, made by the add, which the multiply keeps (measured)
+            size = numel(step.facts.geometry["normalized_shape"])
+            saved.append(Saved("extra", f"the scale {self.offset:g} + γ ({size:,}), for x's gradient", numel=size,
+                               itemsize=wide))
         return saved
 
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:

@@ -248,6 +248,10 @@ def _gemma(c: Config, architecture: str) -> dict[str, Any]:
 
 
 def _softcap(c: Config, key: str, default: Optional[float]) -> Optional[float]:
+    """A soft-cap: the config's number, ``default`` when the key is absent, and none when the key is null (as
+    transformers reads ``null``: no capping; Config.raw takes a null for an absent key, which gave the default)."""
+    if key in c.data and c.data[key] is None:
+        return None
     return c.number(key, default) if c.raw(key, default) is not None else None
 
 
