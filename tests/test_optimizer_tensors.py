@@ -235,3 +235,16 @@ def test_hand_written_layouts_count_their_tensors_by_hand():
         counts[layout, kv] = (memory.param_tensors, memory.trainable_params)
     assert counts == {("torch", 2): (4, 1088), ("separate", 2): (8, 1088), ("fused", 2): (4, 1088),
                       ("torch", 1): (8, 816), ("fused", 1): (4, 816)}
+
+
+@pytest.mark.parametrize("family", ["qwen3", "gemma3"])
+def test_q_k_norms_on_separate_projections_with_as_many_kv_heads_are_modeled(family):
+    """Saved activations depend on the layout too: q/k norms on nn.MultiheadAttention's fused in_proj are not
+    modeled, but Qwen3's and Gemma 3's q_proj and k_proj are separate even where kv = H and H·d_k = E (which the
+    default would store fused): their saved bytes equal torch's (saved_tensors_hooks, tests/saved_oracle.py)."""
+    from test_training_memory import hf_saved
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected, ours = hf_saved(CONFIGS[family], BATCH, TOKENS)
+    assert ours == expected
