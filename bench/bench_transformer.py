@@ -30,8 +30,8 @@ torch.set_num_threads(2)
 
 def layercalc_weights(model) -> dict[str, dict[str, np.ndarray]]:
     """GPT2LMHeadModel's state_dict as the executor's weights: names mapped onto the zoo's layers (c_attn and
-    c_proj of each block are its multi_head_attention's in_proj and out_proj; Conv1D stores [in, out], so
-    transposed)."""
+    c_proj of each block are its multi_head_attention's qkv_proj (qkv_layout fused) and out_proj; Conv1D stores
+    [in, out], so transposed)."""
     sd = {key: value.detach().numpy() for key, value in model.state_dict().items()}
     weights: dict[str, dict[str, np.ndarray]] = {
         "transformer.wte": {"weight": sd["transformer.wte.weight"]},
@@ -42,8 +42,8 @@ def layercalc_weights(model) -> dict[str, dict[str, np.ndarray]]:
         for norm in ("ln_1", "ln_2"):
             weights[f"{block}.{norm}"] = {"weight": sd[f"{block}.{norm}.weight"], "bias": sd[f"{block}.{norm}.bias"]}
         weights[f"{block}.attn"] = {
-            "in_proj_weight": np.ascontiguousarray(sd[f"{block}.attn.c_attn.weight"].T),
-            "in_proj_bias": sd[f"{block}.attn.c_attn.bias"],
+            "qkv_proj_weight": np.ascontiguousarray(sd[f"{block}.attn.c_attn.weight"].T),
+            "qkv_proj_bias": sd[f"{block}.attn.c_attn.bias"],
             "out_proj_weight": np.ascontiguousarray(sd[f"{block}.attn.c_proj.weight"].T),
             "out_proj_bias": sd[f"{block}.attn.c_proj.bias"]}
         for name in ("c_fc", "c_proj"):

@@ -88,7 +88,7 @@ def attention(use_bias):
     def build(keras):
         L = keras.layers
         x0 = keras.Input((5, 8))
-        x = L.MultiHeadAttention(2, 4, use_bias=use_bias)(x0, x0)            # PyTorch's layout: in_proj_weight
+        x = L.MultiHeadAttention(2, 4, use_bias=use_bias)(x0, x0)            # torch's shapes, Keras' 3 kernels
         x = L.LayerNormalization()(x)
         other = L.Dense(6)(x0)
         # key_dim·heads ≠ E, value_dim, output_shape and a key/value of other features: separate projections

@@ -232,8 +232,8 @@ class AttentionDims:
     dk: int                # query/key head size
     dv: int                # value head size
     out: int               # output features
-    torch_layout: bool     # parameters of nn.MultiheadAttention (in_proj_bias, …); else separate q/k/v biases
-    packed: bool           # in_proj_weight [3E, E] (kdim = vdim = E); else q/k/v_proj_weight
+    torch_layout: bool     # shapes nn.MultiheadAttention holds (kv = H, H·d_k = E, d_v = d_k, output E)
+    packed: bool           # and kdim = vdim = E: its in_proj_weight [3E, E] (how the layer stores them: qkv_layout)
     rotary: int = 0        # features of each q and k head rotated by RoPE (0: no rope)
     past: int = 0          # a decode step's cached positions the queries read beyond lk (Context.past, at most
     #                        window − 1 with a sliding window)
@@ -304,11 +304,18 @@ class MultiHeadAttention(LayerBase):
     ``q_proj_weight`` ``[H·d_k, E]``, ``q_proj_bias``, ``k_proj_…`` ``[kv·d_k, kdim]``, ``v_proj_…``
     ``[kv·d_v, vdim]``, ``out_proj_…`` ``[E_out, H·d_v]`` — Llama's ``q_proj.weight`` … (``o_proj`` → ``out_proj``).
     Keras stores a projection's kernel as ``[in, heads, head_dim]``: ``kernel.reshape(in, -1).T`` is ours.
+
+    ``qkv_layout`` says how the model stores the q, k and v projections, as its parameter tensors (Adam keeps a
+    ``step`` per tensor, so the optimizer state depends on it): ``torch`` (the default) as above; ``separate`` a
+    weight and a bias per projection whatever the shapes (Hugging Face's q_proj, k_proj, v_proj; Keras'
+    query_dense, …); ``fused`` one ``qkv_proj_weight`` ``[H·d_k + kv·d_k + kv·d_v, E]`` and ``qkv_proj_bias``, rows q
+    then k then v (GPT-2's c_attn, Phi-3's qkv_proj, GPT-NeoX's query_key_value).
     """
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[Optional[int]] = 4          # query, key, value and, with score_bias, the bias
     type: Literal["multi_head_attention", "multihead_attention"] = "multi_head_attention"
-    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"MultiHeadAttention": {}}
+    # Keras' query_dense, key_dense, value_dense: a kernel and a bias each
+    keras_classes: ClassVar[dict[str, dict[str, Any]]] = {"MultiHeadAttention": {"qkv_layout": "separate"}}
     embed_dim: Optional[PositiveInt] = Field(None, description="query features E: inferred from the query's last "
                                                                "dim; an error if different")
     num_heads: PositiveInt = Field(validation_alias=_alias("num_heads", "num_query_heads"),
@@ -370,6 +377,12 @@ class MultiHeadAttention(LayerBase):
                           "for the softmax's gradient beside their 16-bit copy; default: the activations' dtype "
                           "(GPT-2, BERT, T5, nn.MultiheadAttention). Changes the training figure of 16-bit dtypes "
                           "only")
+    qkv_layout: Literal["torch", "separate", "fused"] = Field(
+        "torch", description="how the model stores the q, k, v projections (its parameter tensors: Adam's step per "
+                             "tensor; the weights' names): torch: nn.MultiheadAttention's in_proj_weight, "
+                             "in_proj_bias where its shapes allow (else as separate); separate: q/k/v_proj_weight "
+                             "and _bias each (Hugging Face's Llama, BERT, T5, …; Keras); fused: one qkv_proj_weight "
+                             "and qkv_proj_bias, rows q, k, v (GPT-2's c_attn, Phi-3's qkv_proj, GPT-NeoX)")
 
     @model_validator(mode="after")
     def _heads_and_mask(self):
@@ -494,6 +507,9 @@ class MultiHeadAttention(LayerBase):
                 raise ctx.fail(f"score_bias: the bias {fmt_shape(bias_shape)} must be [N or 1, H or 1, L_q, L_k] = "
                                f"{fmt_shape(scores_shape)} (N, H, L_q, L_k of the scores)")
         torch_layout = kv == heads and heads * dk == e and dv == dk and out == e
+        if self.qkv_layout == "fused" and not kdim == vdim == e:
+            raise ctx.fail(f"qkv_layout fused: one qkv_proj_weight reads inputs of one width, but the query has "
+                           f"{e} features, the key {kdim}, the value {vdim}; use qkv_layout separate")
         dims = AttentionDims(batch=n_, lq=lq, lk=lk, extra=int(self.add_bias_kv) + int(self.add_zero_attn),
                              embed=e, kdim=kdim, vdim=vdim, heads=heads, kv_heads=kv, dk=dk, dv=dv, out=out,
                              torch_layout=torch_layout, packed=torch_layout and kdim == vdim == e, rotary=rotary,
@@ -540,9 +556,10 @@ class MultiHeadAttention(LayerBase):
         (Gemma 2), tanh's output. A score bias (T5) is added to the scores: the add keeps nothing. Exceptions
         (docs/conventions.md): at batch 1, GPT-2's fused c_attn leaves q a view of the whole [N, L, 3E] projection;
         nn.MultiheadAttention keeps its fused projection whole beside a scaled copy of q. Not modeled (None): q/k
-        norms on nn.MultiheadAttention's fused projection (the norms would read slices of it: not measured)."""
+        norms on q, k, v stored as one tensor (nn.MultiheadAttention's in_proj, qkv_layout fused: the norms would
+        read slices of one projection: not measured)."""
         d: AttentionDims = step.facts.geometry["attention"]
-        if d.qk_norm and d.packed:
+        if d.qk_norm and self._qkv_stored(d)[0] is not None:      # q, k, v stored as one tensor (qkv_layout)
             return None
         if not grads.any:
             return []
@@ -636,21 +653,34 @@ class MultiHeadAttention(LayerBase):
         return (f"sliding window {w:,}: query i sees keys i − {w - 1:,}..i, a mask counted in full{unmasked}; "
                 f"{kept}")
 
+    def _qkv_stored(self, d: AttentionDims) -> tuple[Optional[str], Optional[str]]:
+        """The prefix of the one tensor holding the q, k and v weights (``in_proj`` or ``qkv_proj``; None: one
+        tensor each), and of the one holding their biases (qkv_layout; nn.MultiheadAttention with kdim or vdim ≠ E
+        has separate weights beside one in_proj_bias)."""
+        if self.qkv_layout == "fused":
+            return "qkv_proj", "qkv_proj"
+        if self.qkv_layout == "torch" and d.torch_layout:
+            return ("in_proj" if d.packed else None), "in_proj"
+        return None, None
+
     def param_specs(self, step: Any, channels_last: bool) -> dict[str, ParamSpec]:
         d: AttentionDims = step.facts.geometry["attention"]
         specs: dict[str, ParamSpec] = {}
+        weight, bias = self._qkv_stored(d)
+        rows = d.heads * d.dk + d.kv_heads * (d.dk + d.dv)           # q, k and v stacked (3E with torch's shapes)
+        layout = ("[3·embed_dim" if weight == "in_proj"
+                  else "[(num_heads + num_kv_heads)·head_dim + num_kv_heads·value_dim")
         # nn.MultiheadAttention initializes its weights with Xavier's uniform and its biases with zeros; here the
         # weights are U(±1/√in) as for every other layer
-        if d.packed:
-            specs["in_proj_weight"] = ParamSpec((3 * d.embed, d.embed), "[3·embed_dim, embed_dim]", "uniform", d.embed)
-        else:
-            for name, _, fin, fout in d.projections()[:3]:
-                layout = _WEIGHT_LAYOUTS[name]
-                specs[f"{name}_proj_weight"] = ParamSpec((fout, fin), layout, "uniform", fin)
-                if self.has_qkv_bias and not d.torch_layout:
-                    specs[f"{name}_proj_bias"] = ParamSpec((fout,), layout.split(",")[0] + "]")
-        if self.has_qkv_bias and d.torch_layout:
-            specs["in_proj_bias"] = ParamSpec((3 * d.embed,), "[3·embed_dim]")
+        if weight is not None:
+            specs[f"{weight}_weight"] = ParamSpec((rows, d.embed), f"{layout}, embed_dim]", "uniform", d.embed)
+        for name, _, fin, fout in d.projections()[:3]:
+            if weight is None:
+                specs[f"{name}_proj_weight"] = ParamSpec((fout, fin), _WEIGHT_LAYOUTS[name], "uniform", fin)
+            if self.has_qkv_bias and bias is None:
+                specs[f"{name}_proj_bias"] = ParamSpec((fout,), _WEIGHT_LAYOUTS[name].split(",")[0] + "]")
+        if self.has_qkv_bias and bias is not None:
+            specs[f"{bias}_bias"] = ParamSpec((rows,), f"{layout}]")
         if self.add_bias_kv:
             specs["bias_k"] = ParamSpec((1, 1, d.kv_heads * d.dk), "[1, 1, num_kv_heads·head_dim]", "uniform",
                                         d.kv_heads * d.dk)
@@ -682,14 +712,15 @@ class MultiHeadAttention(LayerBase):
         weights = [v[f"{part}_dense/kernel"].reshape(v[f"{part}_dense/kernel"].shape[0], -1).T
                    for part in ("query", "key", "value")]
         params = {}
-        if d.packed:
-            params["in_proj_weight"] = np.concatenate(weights)
+        weight, bias = self._qkv_stored(d)
+        if weight is not None:
+            params[f"{weight}_weight"] = np.concatenate(weights)
         else:
             params.update({f"{name}_proj_weight": w for name, w in zip("qkv", weights)})
         if self.has_qkv_bias:
             biases = [v[f"{part}_dense/bias"].reshape(-1) for part in ("query", "key", "value")]
-            if d.torch_layout:
-                params["in_proj_bias"] = np.concatenate(biases)
+            if bias is not None:
+                params[f"{bias}_bias"] = np.concatenate(biases)
             else:
                 params.update({f"{name}_proj_bias": b for name, b in zip("qkv", biases)})
         out_kernel = v["output_dense/kernel"]
@@ -715,16 +746,18 @@ class MultiHeadAttention(LayerBase):
         query, key, value = xs[0], xs[min(1, len(xs) - 1)], xs[-1]
         if not self.batch_first:                                      # [L, N, E] → [N, L, E] (views)
             query, key, value = (a.transpose(1, 0, 2) for a in (query, key, value))
-        if d.packed:
-            w = params["in_proj_weight"]
-            weights = [w[:d.embed], w[d.embed:2 * d.embed], w[2 * d.embed:]]
+        stored_weight, stored_bias = self._qkv_stored(d)
+        q_end, k_end = d.heads * d.dk, (d.heads + d.kv_heads) * d.dk           # rows of q, then k, then v
+        if stored_weight is not None:
+            w = params[f"{stored_weight}_weight"]
+            weights = [w[:q_end], w[q_end:k_end], w[k_end:]]
         else:
             weights = [params[f"{name}_proj_weight"] for name in "qkv"]
         if not self.has_qkv_bias:
             biases: list[Any] = [None] * 3
-        elif d.torch_layout:
-            b = params["in_proj_bias"]
-            biases = [b[:d.embed], b[d.embed:2 * d.embed], b[2 * d.embed:]]
+        elif stored_bias is not None:
+            b = params[f"{stored_bias}_bias"]
+            biases = [b[:q_end], b[q_end:k_end], b[k_end:]]
         else:
             biases = [params[f"{name}_proj_bias"] for name in "qkv"]
         q, k, v = (linear(x, w, b, env.counter) for x, w, b in zip((query, key, value), weights, biases))
@@ -926,7 +959,9 @@ class MultiHeadAttention(LayerBase):
             values = [f"4·{e}²"] + ([f"4·{e}"] if self.has_qkv_bias else []) + ([f"2·{e}"] if self.add_bias_kv else [])
             total = 4 * e * e + (4 * e if self.has_qkv_bias else 0) + (2 * e if self.add_bias_kv else 0)
             c.result("params", " + ".join(terms) + " = " + " + ".join(values), total, reported)
-            c.add(f"  d = embed_dim = {e}: in_proj (q, k, v) 3·d²" + (" + 3·d" if self.has_qkv_bias else "")
+            stored = {"in_proj": "in_proj (q, k, v)", "qkv_proj": "qkv_proj (q, k, v)"}.get(
+                self._qkv_stored(d)[0] or "", "q, k, v projections")
+            c.add(f"  d = embed_dim = {e}: {stored} 3·d²" + (" + 3·d" if self.has_qkv_bias else "")
                   + ", out_proj d²" + (" + d" if self.has_qkv_bias else "") + (", bias_k and bias_v d each"
                                                                        if self.add_bias_kv else ""))
             return

@@ -180,7 +180,8 @@ def weights_from_state_dict(config: Mapping, state_dict: Mapping, origin: str = 
     ``net.run(weights=...)`` and ``verify``.
 
     Each entry belongs to the layer whose name is its longest prefix. Attention layers take q, k, v and the
-    output projection in PyTorch's layout (packed as ``in_proj_weight`` where nn.MultiheadAttention would);
+    output projection in PyTorch's layout (stacked as one ``qkv_proj_weight`` where the model fuses them: GPT-2,
+    Phi-3, GPT-NeoX);
     GPT-2's Conv1D weights (``[in, out]``: c_attn, c_proj, c_fc) are transposed; parameters stored with extra
     leading 1s (ViT's ``cls_token`` ``[1, 1, d]``) are reshaped. Tied layers use their owner's arrays. An entry
     that belongs to no layer, a missing one or a shape that differs is a SpecError naming the entry.
@@ -296,8 +297,8 @@ def _attention_arrays(name: str, local: dict[str, Any], specs: Mapping, conv1d: 
                                 f"layer has {param})")
             arrays[param] = norms.pop(param)
             continue
-        if param.startswith("in_proj_"):
-            kind = param.removeprefix("in_proj_")
+        if param.startswith(("in_proj_", "qkv_proj_")):         # q, k, v in one tensor, rows q then k then v
+            kind = param.rpartition("_")[2]
             parts = [found.pop((role, kind), None) for role in "qkv"]
             if any(part is None for part in parts):
                 raise SpecError(f"{origin}: {name}: the q, k and v projections' {kind}s are not all in the state_dict")

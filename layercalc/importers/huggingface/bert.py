@@ -61,7 +61,8 @@ def bert_encoder(c: Config, architecture: str, p: str, position_offset: int = 0)
                                                            f"rows (positions start at pad_token_id + 1)")
     eps = c.number("layer_norm_eps", 1e-12)
     causal = c.flag("is_decoder", architecture in _DECODERS)
-    attention: dict[str, Any] = {"name": "attention", "type": "multi_head_attention", "num_heads": heads}
+    attention: dict[str, Any] = {"name": "attention", "type": "multi_head_attention", "num_heads": heads,
+                                 "qkv_layout": "separate"}                  # self.query, self.key, self.value
     if causal:
         attention["causal"] = True
     block = [attention,

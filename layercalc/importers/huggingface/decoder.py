@@ -79,7 +79,7 @@ def _decoder(c: Config, architecture: str) -> dict[str, Any]:
     else:                        # modeling_mistral.py: every projection bias=False
         qkv_bias, out_bias, mlp_bias = False, False, False
     attention: dict[str, Any] = {"name": "self_attn", "type": "multi_head_attention", "num_heads": heads,
-                                 "num_kv_heads": kv}
+                                 "num_kv_heads": kv, "qkv_layout": "separate"}     # q_proj, k_proj, v_proj
     if head_dim * heads != d:
         attention["head_dim"] = head_dim
     attention.update({"bias": qkv_bias} if qkv_bias == out_bias else {"qkv_bias": qkv_bias, "out_bias": out_bias})

@@ -95,10 +95,12 @@ def _sizes(c: Config) -> dict[str, Any]:
                 eps=c.number("rms_norm_eps", d["rms_norm_eps"]))
 
 
-def _attention(name: str, s: Mapping[str, Any], theta: float, bias: bool = False, **more: Any) -> dict[str, Any]:
-    """A causal rotary attention of a Llama-like config (``_sizes``), grouped-query heads and ``head_dim``."""
+def _attention(name: str, s: Mapping[str, Any], theta: float, bias: bool = False, layout: str = "separate",
+               **more: Any) -> dict[str, Any]:
+    """A causal rotary attention of a Llama-like config (``_sizes``), grouped-query heads and ``head_dim``; q, k, v
+    stored as ``layout`` says (q_proj, k_proj, v_proj: separate; Phi-3's qkv_proj: fused)."""
     layer: dict[str, Any] = {"name": name, "type": "multi_head_attention", "num_heads": s["heads"],
-                             "num_kv_heads": s["kv"]}
+                             "num_kv_heads": s["kv"], "qkv_layout": layout}
     if s["head_dim"] * s["heads"] != s["hidden"]:
         layer["head_dim"] = s["head_dim"]
     layer.update({"bias": bias, "causal": True, "rope": True, "rope_theta": theta, **FLOAT32_SOFTMAX})
@@ -389,7 +391,7 @@ def _phi3(c: Config, architecture: str) -> dict[str, Any]:
     s = _sizes(c)
     theta, rotated = _phi3_rotary(c, s["head_dim"])
     window = _window(c)
-    attention = _attention("self_attn", s, theta, False, sliding_window=window,
+    attention = _attention("self_attn", s, theta, False, "fused", sliding_window=window,
                            rotary_dim=rotated if rotated != s["head_dim"] else None)
     act = c.activation("hidden_act", "silu", "mlp.activation_fn")
     block = [norm("rmsnorm", "input_layernorm", s["eps"], **LLAMA_RMSNORM),
@@ -457,7 +459,7 @@ def _gpt_neox(c: Config, architecture: str) -> dict[str, Any]:
     bias = c.flag("attention_bias", True)
     attention: dict[str, Any] = {"name": "attention", "type": "multi_head_attention", "num_heads": heads,
                                  "bias": bias, "causal": True, "rope": True, "rope_theta": theta,
-                                 **FLOAT32_SOFTMAX}
+                                 **FLOAT32_SOFTMAX, "qkv_layout": "fused"}        # query_key_value
     if rotated != hidden // heads:
         attention["rotary_dim"] = rotated
     mlp = [linear("mlp.dense_h_to_4h", inner), c.activation("hidden_act", "gelu", "mlp.act"),
@@ -505,7 +507,7 @@ def _opt(c: Config, architecture: str) -> dict[str, Any]:
     ln = {} if affine else {"elementwise_affine": False}
     eps = 1e-5                                          # nn.LayerNorm's default: OPT passes no eps
     attention = {"name": "self_attn", "type": "multi_head_attention", "num_heads": heads, "bias": bias,
-                 "causal": True, **FLOAT32_SOFTMAX}
+                 "causal": True, **FLOAT32_SOFTMAX, "qkv_layout": "separate"}
     mlp = [linear("fc1", ffn, bias=bias), c.activation("activation_function", "relu", "activation_fn"),
            linear("fc2", hidden, bias=bias)]
     if pre_norm:

@@ -34,7 +34,7 @@ def _distilbert(c: Config, architecture: str) -> dict[str, Any]:
     inner, vocab = c.integer("hidden_dim", 4 * 768), c.integer("vocab_size", 30522)
     positions = c.integer("max_position_embeddings", 512)
     c.flag("sinusoidal_pos_embds", False)                # the values only: the table is a parameter either way
-    block = [{"name": "attention", "type": "multi_head_attention", "num_heads": heads},
+    block = [{"name": "attention", "type": "multi_head_attention", "num_heads": heads, "qkv_layout": "separate"},
              {"name": "sa_add", "type": "add", "inputs": ["attention", "in"]},
              norm("layernorm", "sa_layer_norm", _EPS),
              linear("ffn.lin1", inner),

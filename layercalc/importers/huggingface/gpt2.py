@@ -23,7 +23,8 @@ def _gpt2(c: Config, architecture: str) -> dict[str, Any]:
     inner = c.integer("n_inner", 4 * d)
     eps = c.number("layer_norm_epsilon", 1e-5)
     block = [norm("layernorm", "ln_1", eps),
-             {"name": "attn", "type": "multi_head_attention", "num_heads": heads, "causal": True},
+             {"name": "attn", "type": "multi_head_attention", "num_heads": heads, "causal": True,
+              "qkv_layout": "fused"},                                      # c_attn: q, k, v in one Conv1D
              {"name": "add_1", "type": "add", "inputs": ["attn", "in"]},
              norm("layernorm", "ln_2", eps),
              linear("mlp.c_fc", inner),

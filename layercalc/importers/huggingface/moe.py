@@ -214,7 +214,7 @@ def _attention(c: Config, family: str, d: int, heads: int, defaults: Mapping[str
     if c.raw("sliding_window", None) is not None and family != "qwen2_moe":   # a mask, counted in full
         c.integer("sliding_window", minimum=0)
     attention: dict[str, Any] = {"name": "self_attn", "type": "multi_head_attention", "num_heads": heads,
-                                 "num_kv_heads": kv}
+                                 "num_kv_heads": kv, "qkv_layout": "separate"}     # q_proj, k_proj, v_proj
     if head_dim * heads != d:
         attention["head_dim"] = head_dim
     if family == "mixtral":          # modeling_mixtral.py: every projection bias=False

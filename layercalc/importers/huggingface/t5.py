@@ -75,7 +75,8 @@ def _stack(c: Config, side: str, count: int, key: str, embedded: str, encoder_ou
     layers: list[dict[str, Any]] = [
         {"name": bias, "type": "relative_position_bias", "num_heads": heads, "inputs": embedded,
          "num_buckets": dims["buckets"], "max_distance": dims["max_distance"], "bidirectional": not decoder}]
-    attention = {"type": "multi_head_attention", "num_heads": heads, "head_dim": d_kv, "bias": False, "scale": 1.0}
+    attention = {"type": "multi_head_attention", "num_heads": heads, "head_dim": d_kv, "bias": False, "scale": 1.0,
+                 "qkv_layout": "separate"}                                 # q, k, v: one nn.Linear each
     hidden = embedded
     for i in range(count):
         b = f"{side}.block.{i}.layer"

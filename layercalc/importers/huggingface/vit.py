@@ -33,7 +33,7 @@ def _vit(c: Config, architecture: str) -> dict[str, Any]:
     qkv_bias = c.flag("qkv_bias", True)
     # modeling_vit.py: q_proj, k_proj, v_proj with bias=qkv_bias, o_proj always with a bias
     attention: dict[str, Any] = {"name": "attention", "type": "multi_head_attention", "num_heads": heads,
-                                 **FLOAT32_SOFTMAX}
+                                 **FLOAT32_SOFTMAX, "qkv_layout": "separate"}
     if not qkv_bias:
         attention.update({"qkv_bias": False, "out_bias": True})
     block = [norm("layernorm", "layernorm_before", eps),
