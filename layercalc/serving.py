@@ -254,7 +254,7 @@ def serving(net: Any, past: int, new_tokens: int = 1) -> Serving:
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if what == "past" else 1):
             raise SpecError(f"{what}: got {shown(value)}: expected a whole number ≥ {0 if what == 'past' else 1} "
                             f"({'cached positions' if what == 'past' else 'tokens decoded in one step'})")
-    given = net.resolve()
+    given = net.resolve(as_given=True)                  # (the ordinary resolve marks fixed tensors itself)
     if not any(step.layer.kv_cache_elements(step.facts) for step in given):     # as given: refused first
         raise SpecError("no layer keeps a KV cache (causal self-attention), so there is no decode step to count: "
                         "past and new tokens apply to generative (decoder) networks")

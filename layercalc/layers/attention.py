@@ -516,8 +516,9 @@ class MultiHeadAttention(LayerBase):
             source = inputs[1].name
             notes.append(f"decode step: the keys and values of the {lk:,} positions of {source!r} (fixed: made at the "
                          f"prefill) are read from the cache; no k, v projections" if dims.kv_cached else
-                         f"keys and values of the {lk:,} positions of {source!r} (fixed: not made by the decoded "
-                         f"input) projected once and cached for every decode step")
+                         f"KV cache: the keys and values of the {lk:,} positions of {source!r}, a fixed sequence "
+                         f"(no decoded input makes it: an encoder's output), projected once and read from the cache "
+                         f"by every generated token")
         output = (n_, lq, out) if self.batch_first else (lq, n_, out)
         rf = attention_field(inputs[0], inputs[1:] or inputs, self.causal, ctx) if self.batch_first else None
         return Facts(output_shape=output, params=params, macs=macs, flops=flops, notes=notes, rf=rf,
@@ -903,8 +904,8 @@ class MultiHeadAttention(LayerBase):
                 c.add(f"  {d.kv_heads} key/value heads, not the {d.heads} query heads: counting H would overstate "
                       f"the cache {d.heads // d.kv_heads}×")
             if d.fixed_kv:
-                c.add("  the keys and values of a fixed sequence (made at the prefill, not by the decoded input): "
-                      "projected once, read from the cache by every decode step")
+                c.add("  the keys and values of a fixed sequence (not made by the decoded input: an encoder's "
+                      "output): projected once, read from the cache by every generated token")
             elif not d.past:
                 per_pair = d.batch * d.heads * (d.dk + d.dv)
                 c.add(f"  a decode step (summary --past P --new-tokens k): QKᵀ + A·V = N·H·k·(P + k)·(d_k + d_v) "
