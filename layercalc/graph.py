@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import heapq
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Optional, Union
 
 from pydantic import ConfigDict, Field, SerializeAsAny, SkipValidation, field_validator
@@ -344,19 +345,13 @@ class Network(Description):
         consumed = {src for step in steps for src in step.inputs}
         outputs = [name for step in steps for name, _ in produced(step.name, step.facts) if name not in consumed]
         input_bytes = numel(self.input_shape) * itemsize
-        totals = Totals.model_construct(
-            params=sum(e.params for e in entries), active_params=sum(e.active_params for e in entries),
-            buffers=sum(e.buffers for e in entries), macs=sum(e.macs for e in entries),
-            active_macs=sum(e.macs for e in entries), all_experts_macs=sum(e.all_experts_macs for e in entries),
-            flops=sum(e.flops for e in entries),
-            param_bytes=sum(e.param_bytes for e in entries),
-            buffer_bytes=sum(e.buffers for e in entries) * itemsize,
-            input_bytes=input_bytes,
-            activation_bytes=sum(e.activation_bytes for e in entries),
+        sums = column_sums(entries, SUMMED)
+        figures: dict[str, Any] = dict(
+            sums, active_macs=sums["macs"], buffer_bytes=sums["buffers"] * itemsize, input_bytes=input_bytes,
             peak_activation_bytes=peak_live_bytes(steps, input_bytes, itemsize),
             **training_totals(entries, token_count(steps, self.input_shape), training),
-            kv_cache_bytes=sum(e.kv_cache_bytes for e in entries),
             saved_bytes=saved_total)
+        totals = Totals.model_construct(**figures)
         conventions = {**CONVENTIONS, "layout": f"{self.layout}: shapes are "
                        + ("[N, ..., C] (channels last)" if self.channels_last else "[N, C, ...] (channels first)"),
                        "dtype": f"{self.dtype}, {itemsize} bytes per element"}
@@ -396,7 +391,7 @@ def layer_report(step: Step, itemsize: int, backward: Optional[Backward] = None,
         params=f.params, active_params=f.params - step.layer.idle_params(f), buffers=f.buffers, macs=f.macs,
         all_experts_macs=f.macs + step.layer.idle_macs(f), flops=f.flops,
         param_bytes=f.params * itemsize,
-        activation_bytes=sum(map(numel, f.output_shapes)) * itemsize,
+        activation_bytes=(numel(f.output_shape) if f.outputs is None else sum(map(numel, f.outputs))) * itemsize,
         receptive_field=[int(v) for v in rf.size] if rf is not None else None,
         jump=report_jump(rf),
         whole_input=rf is not None and rf.whole,
@@ -423,7 +418,7 @@ def gradient_flow(steps: list[Step]) -> list[Gradients]:
     for step in steps:
         layer = step.layer
         differentiable = layer.reads_input_values and layer.index_count() is None
-        grads = Gradients(tuple(differentiable and requires.get(src, False) for src in step.inputs),
+        grads = Gradients(tuple([differentiable and requires.get(src, False) for src in step.inputs]),
                           layer.trainable and (step.facts.params > 0 or layer.tied_to is not None))
         for name, _ in produced(step.name, step.facts):
             requires[name] = grads.flows
@@ -470,6 +465,20 @@ def token_count(steps: list[Step], input_shape: tuple[int, ...]) -> Optional[int
     shapes = {step.name: step.facts.output_shape for step in steps if step.layer.input_shape() is not None}
     counted = [numel(shape) for name, shape in [(INPUT, input_shape), *shapes.items()] if name in ids]
     return sum(counted) if counted else None
+
+
+#: the layers' figures the report's totals sum (:func:`column_sums`; the backward ones: :func:`training_totals`)
+SUMMED = ("params", "active_params", "buffers", "macs", "all_experts_macs", "flops", "param_bytes", "activation_bytes",
+          "kv_cache_bytes")
+
+
+def column_sums(entries: list[LayerReport], keys: tuple[str, ...]) -> dict[str, int]:
+    """Each figure of ``keys`` (two or more) summed over the layers' entries: the entries are read once, each into
+    a tuple of its figures (a report sums a dozen figures, and a generator per figure cost more than the sums)."""
+    if not entries:
+        return dict.fromkeys(keys, 0)
+    columns = zip(*map(attrgetter(*keys), entries))
+    return {key: sum(column) for key, column in zip(keys, columns)}
 
 
 def training_totals(entries: list[LayerReport], tokens: Optional[int], training: bool = True) -> dict[str, Any]:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 Key = tuple
 
 
-@dataclass
+@dataclass(slots=True)
 class LayerSaved:
     """One layer's account: what it keeps (each item with its bytes and whether this layer keeps it first) and the
     bytes first kept by it. ``items`` is None for a type whose saved tensors are not modeled."""
@@ -79,9 +79,9 @@ def saved_tensors(steps: list[Step], flows: list[Gradients], itemsize: int, chan
         grads = GradFlow(flow.inputs, flow.weights, itemsize, channels_last)
         outputs = produced(step.name, step.facts)
         storage = step.layer.output_storage
+        source = step.inputs[0] if step.inputs else ""
         for name, shape in outputs:
             shapes[name] = shape
-            source = step.inputs[0] if step.inputs else ""
             view = bool(source) and (storage in ("view", "strided")
                                      or (storage == "reshape" and contiguous.get(source, True)))
             root[name] = root.get(source, source) if view else name

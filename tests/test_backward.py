@@ -515,7 +515,9 @@ def test_summary_train_shows_the_backward_and_the_training_step(monkeypatch):
     assert result.exit_code == 0, result.output
     text = result.stdout
     totals = layercalc.load("zoo:gpt2").replace(input=[64]).analyze().totals
-    assert "grad-in MACs" in text and "grad-w MACs" in text and "bwd FLOPs" in text
+    assert "bwd FLOPs" in text and "saved bytes" in text         # at 80 columns the MACs' split makes room for them
+    wide = CliRunner(env={"COLUMNS": "160"}).invoke(get_app(), ["summary", "zoo:gpt2", "--train", "--input", "64"])
+    assert "grad-in MACs" in wide.stdout and "grad-w MACs" in wide.stdout
     assert (f"Training step: forward FLOPs {totals.flops:,} + backward FLOPs {totals.backward_flops:,} = "
             f"{totals.training_flops:,}") in " ".join(text.split())
     assert "Per token (64 tokens = batch × positions)" in " ".join(text.split())

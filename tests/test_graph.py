@@ -192,3 +192,42 @@ def test_every_report_entry_has_every_field_set():
         assert entry.model_fields_set == set(LayerReport.model_fields)
         assert list(entry.__dict__) == list(LayerReport.model_fields)      # and in the fields' order (dumps, repr)
         assert entry.model_dump() == LayerReport.model_construct(**entry.__dict__).model_dump()
+
+
+def test_totals_are_the_sums_of_the_layers():
+    # The totals sum each figure over the layers (graph.column_sums reads each entry once): summed here one figure
+    # at a time, on a network with a frozen layer, a layer with two outputs and a merge of them.
+    net = layercalc.load({"input": [3, 8, 8], "layers": [
+        {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "trainable": False},
+        {"name": "bn", "type": "batchnorm2d"},
+        {"name": "s", "type": "split", "sizes": 2, "dim": 1},
+        {"name": "sum", "type": "add", "inputs": ["s:0", "s:1"]},
+        {"type": "flatten"}, {"type": "linear", "out_features": 5}]})
+    report = net.analyze()
+    totals, layers = report.totals, report.layers
+    for key in ("params", "active_params", "buffers", "macs", "all_experts_macs", "flops", "param_bytes",
+                "activation_bytes", "kv_cache_bytes", "backward_input_macs", "backward_weight_macs", "backward_flops"):
+        assert getattr(totals, key) == sum(getattr(entry, key) for entry in layers), key
+    assert totals.params == 3 * 9 * 4 + 4 + 2 * 4 + 2 * 6 * 6 * 5 + 5        # conv, bn, linear (36·2 features)
+    assert totals.active_macs == totals.macs
+    assert totals.buffer_bytes == totals.buffers * 4
+    assert totals.training_flops == totals.flops + totals.backward_flops
+    assert totals.backward_unknown == [] and totals.tokens is None
+
+
+def test_notes_of_windows_that_skip_positions_are_the_same_on_every_analysis():
+    # rules._gaps_between_windows is cached: the notes of a second analysis, and of another network with the same
+    # geometry, are the first's. A 1×1 stride-2 conv on 7×6: windows at 0, 2, 4, 6 along H skip 1, 3, 5; along W
+    # at 0, 2, 4 skip 1 and 3, and 5 is the border after the last window.
+    spec = {"input": [2, 7, 6], "layers": [{"type": "conv2d", "out_channels": 2, "kernel_size": 1, "stride": 2}]}
+    expected = [
+        "H: input positions 1, 3, 5 (3 in all) fall between the windows' taps (kernel 1, stride 2, dilation 1) and "
+        "are never read",
+        "W: input positions 1, 3 (2 in all) fall between the windows' taps (kernel 1, stride 2, dilation 1) and are "
+        "never read",
+        "W: (input 6 + padding 0 − kernel span 1) = 5 is not a multiple of stride 2: the output is floored to 3 and "
+        "input column 5 (of 0..5) is never read"]
+    net = layercalc.load(spec)
+    assert net.analyze().layers[0].notes == expected
+    assert net.analyze().layers[0].notes == expected
+    assert layercalc.load({**spec, "batch": 3}).analyze().layers[0].notes == expected
