@@ -237,11 +237,12 @@ class AttentionDims:
     rotary: int = 0        # features of each q and k head rotated by RoPE (0: no rope)
     past: int = 0          # a decode step's cached positions the queries read beyond lk (Context.past, at most
     #                        window − 1 with a sliding window)
-    caches: bool = False   # keeps a KV cache for generation: causal self-attention (see kv_cache_elements)
+    caches: bool = False   # keeps a KV cache for generation: causal self-attention, or fixed_kv (kv_cache_elements)
     window: int = 0        # sliding window (0: none): the cache keeps the last window − 1 positions
     qk_norm: bool = False  # an RMSNorm over each q and k head (weights [d_k] each)
-    fixed_kv: bool = False  # a serving phase's attention whose keys and values come from a fixed tensor (an
-    #                         encoder's output: cross-attention), projected once at the prefill and cached
+    fixed_kv: bool = False  # an attention whose keys and values come from a fixed tensor (an encoder's output:
+    #                         cross-attention) in a pass that marks them (a serving phase, or the ordinary pass of a
+    #                         network with fixed inputs: Network.resolve), projected once at the prefill and cached
     kv_cached: bool = False  # a decode step of such an attention: keys and values read from the cache, the k and
     #                          v projections (their norms, rotation) not run
 
@@ -472,8 +473,9 @@ class MultiHeadAttention(LayerBase):
                            f"q/k head rotate in pairs)")
         out = self.output_dim or e
         # causal self-attention keeps its keys and values for generation; an encoder's bidirectional attention keeps
-        # none; a cross-attention keeps the keys and values of a fixed sequence (an encoder's output) in a serving
-        # phase, projected at the prefill, read from the cache by a decode step (docs/conventions.md, "Serving")
+        # none; a cross-attention keeps the keys and values of a fixed sequence (an encoder's output: the ordinary
+        # pass, which is the prefill, marks it fixed as a serving phase does), projected at the prefill, read from
+        # the cache by a decode step (docs/conventions.md, "Serving")
         fixed = ctx.fixed[:len(inputs)]
         fixed_kv = len(inputs) > 1 and bool(fixed) and all(fixed[1:]) and not fixed[0] and self.batch_first
         caches = (self.causal and len({t.name for t in inputs}) == 1 and self.batch_first) or fixed_kv
