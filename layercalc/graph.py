@@ -256,8 +256,7 @@ class Network(Description):
         a network is resolved twice (once as given, to find which layers cache); a network with one input never
         is. ``as_given``: never mark fixed tensors (how serving first looks at the network)."""
         steps = self._resolve(past, decoded)
-        if decoded is None and not past and not as_given and any(step.layer.input_shape() is not None
-                                                                  for step in steps):
+        if decoded is None and not past and not as_given and any(layer.is_network_input for layer in self.layers):
             kept = decoded_inputs(self, steps)                  # (none when no layer keeps a KV cache)
             fixed = [name for name in self.input_shapes() if name not in kept]
             if kept and fixed:
