@@ -61,9 +61,10 @@ CONVENTIONS = {
                 "optimizer's update (docs/conventions.md)",
     "memory": "bytes = elements × dtype size; activation = each layer's output",
     "kv_cache": "keys and values kept for generation after the pass, × dtype size: causal self-attention batch × "
-                "positions × kv_heads × (d_k + d_v); latent attention (MLA) its latent, batch × positions × "
-                "(kv_lora_rank + rope dim) for all heads; cross-attention to a fixed sequence (an encoder's "
-                "output) batch × its positions × kv_heads × (d_k + d_v) (docs/conventions.md, Serving)",
+                "positions (with a sliding window W at most W − 1) × kv_heads × (d_k + d_v); latent attention "
+                "(MLA) its latent, batch × positions × (kv_lora_rank + qk_rope_head_dim) for all heads; "
+                "cross-attention to a fixed sequence (an encoder's output) batch × its positions × kv_heads × (d_k "
+                "+ d_v) (docs/conventions.md, Serving)",
     "receptive_field": "network-input pixels seen by one output position, per spatial dim; normalization "
                        "statistics are not counted as widening it",
 }
