@@ -126,26 +126,35 @@ def test_logit_softcap_keeps_tanh_of_the_scores():
 def test_attention_in_bfloat16_float32_softmax_measured(case):
     """In bfloat16, the q/k norms keep their input and 1/rms upcast to float32, and the normalized heads in float32
     with an offset (Gemma 3 multiplies by 1 + γ in float32) and in bfloat16 without (Qwen3 casts back before γ).
-    The one measured exception: transformers' eager softmax runs in float32 (``softmax(…, dtype=float32)``) and
-    keeps its float32 output beside the bfloat16 probabilities counted: 4·N·H·L² bytes more per layer."""
+    transformers' eager softmax runs in float32 (``softmax(…, dtype=float32)``) and keeps its float32 output beside
+    the bfloat16 probabilities: 4·N·H·L² bytes per layer, counted (``softmax_dtype: float32``, set by the
+    importer; without it the layer would count that much less)."""
     config = dense_case(case)
     n, length, heads = 2, 8, 4
     by_module = saved_by_module(hf_train(config, torch.bfloat16), input_ids=ids(config, n, length))
     ours = layer_bytes(decoder(config, n, length), 2)
     for i in range(config["num_hidden_layers"]):
         layer = f"model.layers.{i}.self_attn"
-        assert attention_modules(by_module, layer) - ours[layer] == 4 * n * heads * length * length, layer
+        assert attention_modules(by_module, layer) == ours[layer], layer
+    spec = spec_from_config(config, "config.json")
+    for block in spec["blocks"].values():
+        for entry in block["layers"]:
+            entry.pop("softmax_dtype", None)
+    plain = layercalc.load(spec).replace(input=[length], batch=n, dtype="bfloat16").analyze()
+    for i in range(config["num_hidden_layers"]):
+        layer = f"model.layers.{i}.self_attn"
+        assert ours[layer] - plain.layer(layer).saved_bytes == 4 * n * heads * length * length, layer
 
 
-def test_gemma_in_bfloat16_totals_differ_by_the_float32_softmax_only():
-    """Gemma 2 and 3 in bfloat16 (every norm kept in float32 as counted): the whole model's saved bytes differ by
-    the float32 softmax outputs only (above), 4·N·H·L² per layer."""
+def test_gemma_in_bfloat16_totals_equal_hugging_face():
+    """Gemma 2 and 3 in bfloat16 (every norm kept in float32, and the float32 softmax outputs above, 4·N·H·L² per
+    layer, counted): the whole model's saved bytes equal Hugging Face's."""
     for case in ("gemma2-lm", "gemma3-lm-softcap"):
         config = dense_case(case)
-        n, length, heads = 2, 8, 4
+        n, length = 2, 8
         expected = saved_bytes(hf_train(config, torch.bfloat16), input_ids=ids(config, n, length))
         ours = training_memory(decoder(config, n, length), precision="bf16-mixed").saved_bytes
-        assert expected - ours == config["num_hidden_layers"] * 4 * n * heads * length * length, case
+        assert expected == ours, case
 
 
 # ------------------------------------------------------------------------------------------------------ T5
@@ -325,8 +334,8 @@ def test_explain_train_names_the_new_tensors_within_80_columns(tmp_path):
             "v are views of it with one\n            window), for q's and the probabilities' gradients\n") in out
     assert "the qkv projection [1, 49, 1152] whole (k and v are views of it with one window)" in text
     assert "kᵀ [9, 3, 49, 32] (a copy), for q's gradient" in text
-    for case, wanted in (("gemma3-lm", ["the q norm's scale 1 + γ [16] (made by the add)",
-                                        "the k norm's 1/√(mean(x²) + eps) per head vector (16)"]),
+    for case, wanted in (("gemma3-lm", ["the q norm's scale 1 + γ (16, float32, made by the add)",
+                                        "the k norm's 1/√(mean(x²) + eps) per head vector (16, float32)"]),
                          ("gemma2-lm", ["the soft-cap's tanh(scores/2) [1, 4, 8, 8], for its own gradient"])):
         path = tmp_path / f"{case}.json"
         path.write_text(json.dumps(dense_case(case)), encoding="utf-8")

@@ -63,7 +63,7 @@ from .base import (
     register_layer,
 )
 from .merge import broadcast_shapes
-from .norm import RMS_ELEMENT_FLOPS, RMS_GROUP_FLOPS
+from .norm import RMS_ELEMENT_FLOPS, RMS_GROUP_FLOPS, rms_norm_saved
 from .sequence import ROTARY_FLOPS, rotate
 
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
@@ -364,6 +364,13 @@ class MultiHeadAttention(LayerBase):
     score_bias: Bool = Field(False, description="the last input is added to the scores before the softmax: "
                                                 "[N or 1, H or 1, L_q, L_k] (T5's relative position bias); 1 FLOP "
                                                 "per score")
+    softmax_dtype: Optional[Literal["float32"]] = Field(
+        None, description="the dtype the softmax computes in: float32 for Hugging Face's eager attention of Llama, "
+                          "Mistral, Qwen2/3, Gemma, Phi-3, GPT-NeoX, OPT, ViT and the MoE decoders "
+                          "(softmax(…, dtype=float32).to(q.dtype)): a 16-bit model keeps the float32 probabilities "
+                          "for the softmax's gradient beside their 16-bit copy; default: the activations' dtype "
+                          "(GPT-2, BERT, T5, nn.MultiheadAttention). Changes the training figure of 16-bit dtypes "
+                          "only")
 
     @model_validator(mode="after")
     def _heads_and_mask(self):
@@ -570,6 +577,11 @@ class MultiHeadAttention(LayerBase):
         if self.dropout:
             saved.append(Saved("extra", f"the dropout mask and the dropped probabilities (2·{d.scores:,})",
                                numel=2 * d.scores))
+        if self.softmax_dtype == "float32" and grads.itemsize < 4:
+            # softmax(…, dtype=float32) keeps its float32 output; .to(q.dtype) makes the 16-bit copy counted above
+            saved.append(Saved("extra", f"the softmax's float32 output [{n}, {h}, {d.lq}, {keys}] (the probabilities "
+                                        f"are cast to the 16-bit dtype after it), for its own gradient",
+                               numel=d.scores, itemsize=4))
         if grads.params:
             saved.append(Saved("extra", f"the heads merged [{n}, {d.lq}, {h * d.dv}], for the output projection's "
                                         f"weight gradient", numel=n * d.lq * h * d.dv))
@@ -586,23 +598,14 @@ class MultiHeadAttention(LayerBase):
         float32: in a 16-bit dtype the input is upcast and its float32 copy kept, with 1/rms; the normalized heads
         are kept in float32 with an offset (Gemma multiplies by (1 + γ) in float32) and in the 16-bit dtype without
         (Qwen3 casts back before γ)."""
-        wide = None if grads.itemsize >= 4 else 4
         saved: list[Saved] = []
         for role, heads, length in (("q", d.heads, d.lq), ("k", d.kv_heads, d.lk)):
-            rows = d.batch * length * heads
-            elements = rows * d.dk
-            shape = f"[{d.batch}, {length}, {heads}, {d.dk}]"
-            saved += [Saved("extra", f"the {role} norm's input {shape}" + (" upcast to float32" if wide else "")
-                                     + ", for its gradient", numel=elements, itemsize=wide),
-                      Saved("extra", f"the {role} norm's 1/√(mean(x²) + eps) per head vector ({rows:,})",
-                            numel=rows, itemsize=wide)]
-            if grads.params:
-                saved.append(Saved("extra", f"the {role} norm's normalized heads {shape}, for γ's gradient",
-                                   numel=elements, itemsize=wide if self.qk_norm_offset else None))
-            if self.qk_norm_offset:
-                saved.append(Saved("extra", f"the {role} norm's scale {self.qk_norm_offset:g} + γ [{d.dk}] (made by "
-                                            f"the add), for the normalized heads' gradient", numel=d.dk,
-                                   itemsize=wide))
+            # the projection's output always needs a gradient here (the attention is trained, or its input is);
+            # Hugging Face's flavours: Qwen3 casts back before γ, Gemma 3 multiplies by 1 + γ in float32
+            saved += rms_norm_saved(d.batch * length * heads * d.dk, d.dk, grads.itemsize, x_needs_grad=True,
+                                    trained=grads.params, offset=self.qk_norm_offset,
+                                    cast_before_scale=not self.qk_norm_offset, x_is_input=False,
+                                    label=f"the {role} norm's ", row="head vector")
         return saved
 
     def _no_decode_reason(self, inputs: list[Tensor]) -> str:

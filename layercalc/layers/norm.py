@@ -46,7 +46,7 @@ from .base import (
 # deferred imports (kernels): NumPy (~60 ms) is loaded when a forward step first runs; analysis never needs it
 
 __all__ = ['BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d', 'BatchNorm', 'LayerNorm', 'GroupNorm', 'RMSNorm',
-           'Normalization']
+           'Normalization', 'rms_norm_saved']
 
 #: FLOPs of normalizing with given statistics, per element: subtract the mean, multiply by 1/std
 NORMALIZE_FLOPS = 2
@@ -534,6 +534,37 @@ class GroupNorm(LayerBase):
 
 # ------------------------------------------------------------------------------------------------ RMS norm
 
+def rms_norm_saved(elements: int, size: int, itemsize: int, *, x_needs_grad: bool, trained: bool,
+                   offset: float = 0.0, cast_before_scale: bool = False, x_is_input: bool = True,
+                   label: str = "its ", row: str = "row") -> list[Saved]:
+    """What an RMSNorm over ``elements`` values in rows of ``size`` keeps for backward, at ``itemsize`` bytes per
+    activation (measured, torch 2.13; the one rule of ``rmsnorm`` and of the attention's q/k norms). Every flavour
+    computes in float32: x² and x·rstd keep x (a 16-bit x is upcast: its float32 copy is what is kept), rsqrt keeps
+    1/rms per row (float32); γ·(x·rstd) keeps the normalized x for γ's gradient — in float32 when γ multiplies in
+    float32 (torch.nn.RMSNorm, Gemma), in the input's dtype with ``cast_before_scale`` (Hugging Face's
+    LlamaRMSNorm: ``weight * x.to(input_dtype)``). With an ``offset`` (Gemma: ``x * (1.0 + weight.float())``) the
+    scale offset + γ is a float32 tensor of ``size`` made by the add, kept for x's gradient. ``x_is_input``: x is
+    the layer's input 0 (else a tensor of the layer's own, ``extra``); ``label`` starts each description (``the q
+    norm's ``), ``row`` names what one 1/rms is for."""
+    wide = None if itemsize >= 4 else 4
+    rows = elements // size
+    saved = []
+    if x_needs_grad:
+        saved.append(Saved("input", f"{label}input x, for x's gradient") if wide is None and x_is_input else
+                     Saved("extra", f"{label}input x" + (" upcast to float32" if wide else "")
+                           + ", for x's gradient", numel=elements, itemsize=wide))
+        saved.append(Saved("extra", f"{label}1/√(mean(x²) + eps) per {row} ({rows:,}, float32)", numel=rows,
+                           itemsize=wide))
+    if trained:
+        cast = ", cast back to the 16-bit dtype" if cast_before_scale and wide else ""
+        saved.append(Saved("extra", f"{label}normalized x·rstd{cast}, for γ's gradient", numel=elements,
+                           itemsize=None if cast_before_scale else wide))
+    if offset and x_needs_grad:
+        saved.append(Saved("extra", f"{label}scale {offset:g} + γ ({size:,}, float32, made by the add), for x's "
+                                    f"gradient", numel=size, itemsize=4))
+    return saved
+
+
 #: FLOPs of RMSNorm per element: square and add (the mean of squares), multiply by 1/rms; per group: divide for the
 #: mean, add eps, reciprocal square root
 RMS_ELEMENT_FLOPS = 3
@@ -550,6 +581,12 @@ class RMSNorm(LayerBase):
     elementwise_affine: Bool = True
     offset: Float = Field(0.0, description="the scale is offset + γ (Gemma's RMSNorm: 1, its γ starting at 0); "
                                            "1 FLOP per γ element for the add")
+    cast_before_scale: Bool = Field(
+        False, description="Hugging Face's LlamaRMSNorm (and its copies: Mistral, Qwen2, Qwen3, Phi-3, Mixtral, "
+                           "Qwen2-MoE, …): normalize in float32, cast back to the input's dtype, then multiply by "
+                           "γ, so that a 16-bit model keeps the normalized x in its own dtype; false: γ multiplies "
+                           "in float32 (torch.nn.RMSNorm; Gemma's (1 + γ)). Changes the training figure of 16-bit "
+                           "dtypes only")
 
     @model_validator(mode="after")
     def _offset_needs_scale(self):
@@ -574,25 +611,11 @@ class RMSNorm(LayerBase):
                      + self._offset_flops(size), rf=x.rf, geometry={"normalized_shape": ns})
 
     def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
-        # torch 2.13's RMSNorm is composite (measured): x² and x·rstd keep x, rsqrt keeps rstd (one per row), and
-        # γ·(x·rstd) keeps the normalized x for γ's gradient. Computed in float32: a 16-bit x is upcast, and the
-        # float32 copy is what is kept (Hugging Face's LlamaRMSNorm keeps its normalized x in the 16-bit dtype)
         elements = numel(step.input_shapes[0])
-        rows = elements // numel(step.facts.geometry["normalized_shape"])
-        wide = None if grads.itemsize >= 4 else 4
-        saved = []
-        if grads.inputs[0]:
-            saved.append(Saved("input", "its input x, for x's gradient") if wide is None else
-                         Saved("extra", "its input upcast to float32, for x's gradient", numel=elements, itemsize=4))
-            saved.append(Saved("extra", f"1/√(mean(x²) + eps) per row ({rows:,})", numel=rows, itemsize=wide))
-        if grads.params:
-            saved.append(Saved("extra", "the normalized x·rstd, for γ's gradient", numel=elements, itemsize=wide))
-        if self.offset and grads.inputs[0]:
-            # Gemma's (offset + γ) is a tensor of its own, made by the add, which the multiply keeps (measured)
-            size = numel(step.facts.geometry["normalized_shape"])
-            saved.append(Saved("extra", f"the scale {self.offset:g} + γ ({size:,}), for x's gradient", numel=size,
-                               itemsize=wide))
-        return saved
+        size = numel(step.facts.geometry["normalized_shape"])
+        return rms_norm_saved(elements, size, grads.itemsize, x_needs_grad=grads.inputs[0],
+                              trained=grads.params and self.elementwise_affine, offset=self.offset,
+                              cast_before_scale=self.cast_before_scale)
 
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         if not self.elementwise_affine:

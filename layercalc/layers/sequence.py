@@ -137,7 +137,8 @@ class Embedding(LayerBase):
 class PositionEmbedding(LayerBase):
     """Learned absolute positions (GPT-2's ``wpe``, BERT's ``position_embeddings``): rows 0..L−1 of a table, for a
     sequence of length L along dim 1 of the input (token ids [N, L] or vectors [N, L, …]); ``[N, L, embedding_dim]``.
-    The same as ``nn.Embedding`` read at ``arange(L)``: params ``num_embeddings·embedding_dim``, no arithmetic."""
+    The same as ``nn.Embedding`` read at ``arange(L)``: params ``num_embeddings·embedding_dim``, no arithmetic.
+    With ``row``, every position reads that one row (BERT's token types, whose ids default to 0)."""
     type: Literal["position_embedding"] = "position_embedding"
     num_embeddings: PositiveInt = Field(validation_alias=_alias("num_embeddings", "max_position_embeddings"),
                                         description="positions in the table (the longest sequence)")
@@ -145,21 +146,47 @@ class PositionEmbedding(LayerBase):
     offset: NonNegativeInt = Field(0, description="the row of position 0 (OPT's learned positions: 2, its table "
                                                   "having max_position_embeddings + 2 rows; RoBERTa: padding_idx "
                                                   "+ 1 = 2, so its 514-row table holds 512 positions)")
+    row: Optional[NonNegativeInt] = Field(
+        None, description="every position reads this one row instead of its own (BERT's and RoBERTa's token-type "
+                          "embeddings: token_type_ids default to 0); the table may be shorter than the sequence")
+    ids: Literal["shared", "buffer", "per_sequence"] = Field(
+        "shared", description="how the int64 ids the table is read at are made, which sets the training figure "
+                              "(what autograd keeps for the table's gradient): shared: [1, L] made for the batch "
+                              "(GPT-2's arange; BERT's token types), L·8 bytes; buffer: a slice of a registered "
+                              "buffer (BERT's and DistilBERT's position_ids), not an activation: 0; per_sequence: "
+                              "[N, L] made per sequence (OPT's cumsum of the attention mask; RoBERTa's positions "
+                              "and token types), N·L·8 bytes")
 
     keeps_finite = True
     reads_input_values = False               # the input gives the sequence length only
 
+    @model_validator(mode="after")
+    def _row_in_table(self):
+        if self.row is not None and (self.offset or self.row >= self.num_embeddings):
+            raise ValueError(f"row {self.row} must be a row of the {self.num_embeddings}-row table, without an "
+                             f"offset (offset {self.offset})")
+        return self
+
     def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
-        # nn.Embedding read at position ids [1, L] (Hugging Face's GPT-2 and BERT): the ids are kept, as int64
-        length = step.input_shapes[0][1]
-        return [Saved("extra", f"the position ids [1, {length}] (int64) it was read at", numel=length, itemsize=8)] \
-            if grads.params else []
+        # nn.Embedding keeps the ids it is read at (int64) for the table's gradient; a buffer's slice is no activation
+        if not grads.params or self.ids == "buffer":
+            return []
+        batch, length = step.input_shapes[0][:2]
+        shape, count, made = ((f"[{batch}, {length}]", batch * length, "made per sequence")
+                              if self.ids == "per_sequence" else (f"[1, {length}]", length, "made for the batch"))
+        return [Saved("extra", f"the ids {shape} (int64, {made}) it was read at, for the table's gradient",
+                      numel=count, itemsize=8)]
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         x = inputs[0]
         if len(x.shape) < 2:
             raise ctx.fail(f"needs an input [N, L, ...] (the sequence along dim 1), got {fmt_shape(x.shape)}")
         length, first = x.shape[1], ctx.past          # a decode step reads the rows after the cached positions
+        if self.row is not None:
+            return Facts(output_shape=(x.shape[0], length, self.embedding_dim),
+                         params=self.num_embeddings * self.embedding_dim,
+                         notes=[f"row {self.row} of a {self.num_embeddings:,} × {self.embedding_dim} table for every "
+                                f"position: no arithmetic"], geometry={"first": first})
         row = self.offset + first                      # RoBERTa's position 0 is row padding_idx + 1
         if row + length > self.num_embeddings:
             seen = f"{first:,} past + {length:,} new positions" if first else f"the sequence of {length} positions"
@@ -172,7 +199,8 @@ class PositionEmbedding(LayerBase):
                             f"table: no arithmetic"], geometry={"first": first})
 
     def weight_elements_read(self, facts: Facts) -> int:
-        return facts.output_shape[1] * self.embedding_dim          # the rows looked up, once for every example
+        # the rows looked up, once for every example (one row when every position reads the same)
+        return (1 if self.row is not None else facts.output_shape[1]) * self.embedding_dim
 
     def param_specs(self, step, channels_last: bool) -> dict[str, ParamSpec]:
         return {"weight": ParamSpec((self.num_embeddings, self.embedding_dim), "[num_embeddings, embedding_dim]",
@@ -180,23 +208,30 @@ class PositionEmbedding(LayerBase):
 
     def forward(self, step, xs, params, env):
         import numpy as np
+        if self.row is not None:
+            return np.broadcast_to(params["weight"][self.row], step.facts.output_shape)
         row = self.offset + step.facts.geometry["first"]
         return np.broadcast_to(params["weight"][row:row + xs[0].shape[1]], step.facts.output_shape)
 
     def backward(self, step, grads: Gradients) -> Backward:
         rows = numel(step.facts.output_shape)
+        into = f"row {self.row}" if self.row is not None else "rows 0..L−1"
         return Backward(element_flops=rows, lines=[
             "backward: no input gradient: the input gives the sequence length only",
-            f"backward weight gradient: the output gradient summed into rows 0..L−1 (a scatter-add over the "
+            f"backward weight gradient: the output gradient summed into {into} (a scatter-add over the "
             f"batch): 0 MACs, N·L·embedding_dim = {rows:,} adds"])
 
     def explain(self, c: Explanation, input_shapes, facts: Facts, channels_last: bool) -> None:
         length, first = input_shapes[0][1], facts.geometry["first"]
-        rows = (f", rows {self.offset + first}..{self.offset + first + length - 1}: offset {self.offset}" if self.offset
-                else "")
-        c.add(f"positions {first}..{first + length - 1} (dim 1 of {list(input_shapes[0])}"
-              + (f", after {first} cached positions" if first else "") + f"{rows}) pick rows of the table → "
-              f"{list(facts.output_shape)}, the same for every example")
+        if self.row is not None:
+            c.add(f"every position of dim 1 of {list(input_shapes[0])} reads row {self.row} of the table → "
+                  f"{list(facts.output_shape)}")
+        else:
+            rows = (f", rows {self.offset + first}..{self.offset + first + length - 1}: offset {self.offset}"
+                    if self.offset else "")
+            c.add(f"positions {first}..{first + length - 1} (dim 1 of {list(input_shapes[0])}"
+                  + (f", after {first} cached positions" if first else "") + f"{rows}) pick rows of the table → "
+                  f"{list(facts.output_shape)}, the same for every example")
         c.result("params", f"num_embeddings·embedding_dim = {self.num_embeddings}·{self.embedding_dim}",
                  self.num_embeddings * self.embedding_dim, facts.params)
         c.add("MACs = 0, FLOPs = 0 (a lookup)")

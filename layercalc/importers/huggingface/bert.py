@@ -40,7 +40,12 @@ _DECODERS = ("BertLMHeadModel", "RobertaForCausalLM")
 def bert_encoder(c: Config, architecture: str, p: str, position_offset: int = 0) -> dict[str, Any]:
     """The embeddings and the encoder of BERT's modules (BertModel, RobertaModel) under prefix ``p``: the spec data
     ``{"blocks", "layers"}`` and what the heads need (``words``, ``d``, ``vocab``, ``eps``, ``positions``).
-    ``position_offset``: the table row of position 0 (RoBERTa: pad_token_id + 1)."""
+    ``position_offset``: the table row of position 0 (RoBERTa: pad_token_id + 1).
+
+    The ids the position and token-type tables are read at (what training keeps for their gradients) differ: BERT
+    reads positions at a slice of its ``position_ids`` buffer and token types at a [1, L] gather from its
+    ``token_type_ids`` buffer; RoBERTa (``position_offset``) makes [N, L] positions from the input ids and gathers
+    [N, L] token types at them."""
     c.refuse_if("position_embedding_type", lambda v: v == "absolute",
                 "relative position embeddings (relative_key, relative_key_query) add a distance_embedding table and "
                 "per-score products that layercalc does not model; supported: absolute")
@@ -70,17 +75,18 @@ def bert_encoder(c: Config, architecture: str, p: str, position_offset: int = 0)
     e = prefixed(p, "embeddings")
     words = f"{e}.word_embeddings"
     position: dict[str, Any] = {"name": f"{e}.position_embeddings", "type": "position_embedding",
-                                "num_embeddings": positions, "embedding_dim": d, "inputs": "input"}
+                                "num_embeddings": positions, "embedding_dim": d, "inputs": "input",
+                                "ids": "per_sequence" if position_offset else "buffer"}
     if position_offset:
         position["offset"] = position_offset
     layers_: list[dict[str, Any]] = [
         {"name": words, "type": "embedding", "num_embeddings": vocab, "embedding_dim": d},
         position,
         # token_type_ids are all 0 unless given (transformers' default): row 0 of the table is added everywhere
-        {"name": f"{e}.token_type_embeddings", "type": "parameter", "shape": [types, d]},
-        {"name": f"{e}.token_type_0", "type": "slice", "dim": 1, "start": 0, "stop": 1},
+        {"name": f"{e}.token_type_embeddings", "type": "position_embedding", "num_embeddings": types,
+         "embedding_dim": d, "row": 0, "inputs": "input", "ids": "per_sequence" if position_offset else "shared"},
         {"name": f"{e}.sum", "type": "add",
-         "inputs": [words, f"{e}.position_embeddings", f"{e}.token_type_0"]},
+         "inputs": [words, f"{e}.position_embeddings", f"{e}.token_type_embeddings"]},
         norm("layernorm", f"{e}.LayerNorm", eps),
         repeat(c, "num_hidden_layers", layers, prefixed(p, "encoder.layer"), "layer", block)]
     return {"blocks": {"layer": {"params": {}, "layers": block}}, "layers": layers_, "words": words, "d": d,

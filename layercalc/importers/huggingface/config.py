@@ -139,6 +139,16 @@ def norm(kind: str, name: str, eps: float, **more: Any) -> dict[str, Any]:
     return {"name": name, "type": kind, "eps": eps, **more}
 
 
+#: how transformers' eager attention computes the softmax in most families (Llama, Mistral, Qwen2/3, Gemma, Phi-3,
+#: GPT-NeoX, OPT, ViT, the MoE decoders: ``softmax(…, dtype=torch.float32).to(query.dtype)``), which sets what a
+#: 16-bit model keeps for backward; GPT-2's, BERT's, DistilBERT's and T5's softmax runs in the activations' dtype
+FLOAT32_SOFTMAX: dict[str, Any] = {"softmax_dtype": "float32"}
+
+#: LlamaRMSNorm and its copies (Mistral, Qwen2, Qwen3, Phi-3, Mixtral, Qwen2-MoE, Qwen3-MoE): float32, cast back to
+#: the input's dtype before γ (``weight * x.to(input_dtype)``); Gemma's RMSNorm multiplies by 1 + γ in float32
+LLAMA_RMSNORM: dict[str, Any] = {"cast_before_scale": True}
+
+
 def linear(name: str, out: int, bias: bool = True, **more: Any) -> dict[str, Any]:
     layer: dict[str, Any] = {"name": name, "type": "linear", "out_features": out}
     if not bias:

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .config import Config, Family, last_token_score, linear, norm, prefixed, repeat, rope
+from .config import (
+    FLOAT32_SOFTMAX,
+    LLAMA_RMSNORM,
+    Config,
+    Family,
+    last_token_score,
+    linear,
+    norm,
+    prefixed,
+    repeat,
+    rope,
+)
 
 _DECODER_CLASSES = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2"}
 #: each family's base-model attribute in its heads (transformers' base_model_prefix; the QA heads of Llama and
@@ -72,13 +83,13 @@ def _decoder(c: Config, architecture: str) -> dict[str, Any]:
     if head_dim * heads != d:
         attention["head_dim"] = head_dim
     attention.update({"bias": qkv_bias} if qkv_bias == out_bias else {"qkv_bias": qkv_bias, "out_bias": out_bias})
-    attention.update({"causal": True, "rope": True, "rope_theta": theta})
+    attention.update({"causal": True, "rope": True, "rope_theta": theta, **FLOAT32_SOFTMAX})
     if family == "mistral" and window is not None:     # (Qwen2's window applies per layer: not carried, see _notes)
         attention["sliding_window"] = window
-    block = [norm("rmsnorm", "input_layernorm", eps),
+    block = [norm("rmsnorm", "input_layernorm", eps, **LLAMA_RMSNORM),
              attention,
              {"name": "attn_residual", "type": "add", "inputs": ["self_attn", "in"]},
-             norm("rmsnorm", "post_attention_layernorm", eps),
+             norm("rmsnorm", "post_attention_layernorm", eps, **LLAMA_RMSNORM),
              linear("mlp.gate_proj", inner, bias=mlp_bias),
              c.activation("hidden_act", "silu", "mlp.act_fn"),
              linear("mlp.up_proj", inner, bias=mlp_bias, inputs="post_attention_layernorm"),
@@ -90,7 +101,7 @@ def _decoder(c: Config, architecture: str) -> dict[str, Any]:
     layers_: list[dict[str, Any]] = [
         {"name": embed, "type": "embedding", "num_embeddings": vocab, "embedding_dim": d},
         repeat(c, "num_hidden_layers", layers, prefixed(p, "layers"), "decoder_layer", block),
-        norm("rmsnorm", prefixed(p, "norm"), eps)]
+        norm("rmsnorm", prefixed(p, "norm"), eps, **LLAMA_RMSNORM)]
     if head == "lm":
         tied = c.flag("tie_word_embeddings", False)
         layers_.append(linear("lm_head", vocab, bias=False, **({"tied_to": embed} if tied else {})))

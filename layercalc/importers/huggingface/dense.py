@@ -31,7 +31,19 @@ from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
 from ...errors import shown
-from .config import Builder, Config, Family, last_token_score, linear, norm, prefixed, repeat, rope
+from .config import (
+    FLOAT32_SOFTMAX,
+    LLAMA_RMSNORM,
+    Builder,
+    Config,
+    Family,
+    last_token_score,
+    linear,
+    norm,
+    prefixed,
+    repeat,
+    rope,
+)
 
 __all__ = ["FAMILIES"]
 
@@ -89,7 +101,7 @@ def _attention(name: str, s: Mapping[str, Any], theta: float, bias: bool = False
                              "num_kv_heads": s["kv"]}
     if s["head_dim"] * s["heads"] != s["hidden"]:
         layer["head_dim"] = s["head_dim"]
-    layer.update({"bias": bias, "causal": True, "rope": True, "rope_theta": theta})
+    layer.update({"bias": bias, "causal": True, "rope": True, "rope_theta": theta, **FLOAT32_SOFTMAX})
     layer.update({k: v for k, v in more.items() if v is not None})
     return layer
 
@@ -195,18 +207,18 @@ def _qwen3(c: Config, architecture: str) -> dict[str, Any]:
     blocks = {}
     for kind in sorted(set(types)):
         sliding = window if kind == _SLIDING else None
-        blocks[kind] = [norm("rmsnorm", "input_layernorm", s["eps"]),
+        blocks[kind] = [norm("rmsnorm", "input_layernorm", s["eps"], **LLAMA_RMSNORM),
                         _attention("self_attn", s, theta, bias, qk_norm=True, qk_norm_eps=s["eps"],
                                    sliding_window=sliding),
                         {"name": "attn_residual", "type": "add", "inputs": ["self_attn", "in"]},
-                        norm("rmsnorm", "post_attention_layernorm", s["eps"]),
+                        norm("rmsnorm", "post_attention_layernorm", s["eps"], **LLAMA_RMSNORM),
                         *_gated_mlp(c, s["inner"], s["hidden"], "post_attention_layernorm", "hidden_act", "silu"),
                         {"name": "mlp_residual", "type": "add", "inputs": ["mlp.down_proj", "attn_residual"]}]
     p, head = _heads()("Qwen3")[architecture]
     embed = prefixed(p, "embed_tokens")
     layers = [{"name": embed, "type": "embedding", "num_embeddings": s["vocab"], "embedding_dim": s["hidden"]},
               *_stacked(c, p, types, blocks),
-              norm("rmsnorm", prefixed(p, "norm"), s["eps"]),
+              norm("rmsnorm", prefixed(p, "norm"), s["eps"], **LLAMA_RMSNORM),
               *_head_layers(c, head, s["vocab"], embed, False)]
     return {"input": c.tokens(s["positions"]), "blocks": _block_specs(blocks), "layers": layers}
 
@@ -380,10 +392,10 @@ def _phi3(c: Config, architecture: str) -> dict[str, Any]:
     attention = _attention("self_attn", s, theta, False, sliding_window=window,
                            rotary_dim=rotated if rotated != s["head_dim"] else None)
     act = c.activation("hidden_act", "silu", "mlp.activation_fn")
-    block = [norm("rmsnorm", "input_layernorm", s["eps"]),
+    block = [norm("rmsnorm", "input_layernorm", s["eps"], **LLAMA_RMSNORM),
              attention,
              {"name": "attn_residual", "type": "add", "inputs": ["self_attn", "in"]},
-             norm("rmsnorm", "post_attention_layernorm", s["eps"]),
+             norm("rmsnorm", "post_attention_layernorm", s["eps"], **LLAMA_RMSNORM),
              linear("mlp.gate_up_proj", 2 * s["inner"], bias=False),
              {"name": "mlp.chunk", "type": "chunk", "chunks": 2, "dim": -1},    # gate, up = up_states.chunk(2, -1)
              {**act, "inputs": "mlp.chunk:0"},
@@ -394,7 +406,7 @@ def _phi3(c: Config, architecture: str) -> dict[str, Any]:
     embed = prefixed(p, "embed_tokens")
     layers = [{"name": embed, "type": "embedding", "num_embeddings": s["vocab"], "embedding_dim": s["hidden"]},
               repeat(c, "num_hidden_layers", s["layers"], prefixed(p, "layers"), "decoder_layer", block),
-              norm("rmsnorm", prefixed(p, "norm"), s["eps"]),
+              norm("rmsnorm", prefixed(p, "norm"), s["eps"], **LLAMA_RMSNORM),
               *_head_layers(c, head, s["vocab"], embed, False)]
     return {"input": c.tokens(s["positions"]), "blocks": {"decoder_layer": {"params": {}, "layers": block}},
             "layers": layers}
@@ -444,7 +456,8 @@ def _gpt_neox(c: Config, architecture: str) -> dict[str, Any]:
     theta, rotated = _neox_rotary(c, hidden // heads)
     bias = c.flag("attention_bias", True)
     attention: dict[str, Any] = {"name": "attention", "type": "multi_head_attention", "num_heads": heads,
-                                 "bias": bias, "causal": True, "rope": True, "rope_theta": theta}
+                                 "bias": bias, "causal": True, "rope": True, "rope_theta": theta,
+                                 **FLOAT32_SOFTMAX}
     if rotated != hidden // heads:
         attention["rotary_dim"] = rotated
     mlp = [linear("mlp.dense_h_to_4h", inner), c.activation("hidden_act", "gelu", "mlp.act"),
@@ -492,7 +505,7 @@ def _opt(c: Config, architecture: str) -> dict[str, Any]:
     ln = {} if affine else {"elementwise_affine": False}
     eps = 1e-5                                          # nn.LayerNorm's default: OPT passes no eps
     attention = {"name": "self_attn", "type": "multi_head_attention", "num_heads": heads, "bias": bias,
-                 "causal": True}
+                 "causal": True, **FLOAT32_SOFTMAX}
     mlp = [linear("fc1", ffn, bias=bias), c.activation("activation_function", "relu", "activation_fn"),
            linear("fc2", hidden, bias=bias)]
     if pre_norm:
@@ -515,7 +528,8 @@ def _opt(c: Config, architecture: str) -> dict[str, Any]:
     tokens = layers[-1]["name"]
     layers += [{"name": f"{p}.embed_positions", "type": "position_embedding",
                 "num_embeddings": positions + OPT_POSITION_OFFSET, "embedding_dim": hidden,
-                "offset": OPT_POSITION_OFFSET, "inputs": "input"},
+                "offset": OPT_POSITION_OFFSET, "inputs": "input",
+                "ids": "per_sequence"},                  # cumsum of the attention mask, per sequence
                {"name": f"{p}.embed", "type": "add", "inputs": [tokens, f"{p}.embed_positions"]},
                repeat(c, "num_hidden_layers", layers_count, f"{p}.layers", "decoder_layer", block)]
     if final_norm:

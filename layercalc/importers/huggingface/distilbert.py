@@ -48,7 +48,7 @@ def _distilbert(c: Config, architecture: str) -> dict[str, Any]:
     layers_: list[dict[str, Any]] = [
         {"name": words, "type": "embedding", "num_embeddings": vocab, "embedding_dim": d},
         {"name": f"{e}.position_embeddings", "type": "position_embedding", "num_embeddings": positions,
-         "embedding_dim": d, "inputs": "input"},
+         "embedding_dim": d, "inputs": "input", "ids": "buffer"},          # a slice of the position_ids buffer
         {"name": f"{e}.sum", "type": "add", "inputs": [words, f"{e}.position_embeddings"]},
         norm("layernorm", f"{e}.LayerNorm", _EPS),
         repeat(c, "n_layers", layers, prefixed(p, "transformer.layer"), "layer", block)]

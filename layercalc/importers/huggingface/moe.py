@@ -28,7 +28,18 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from ...blocks import MAX_LAYERS
-from .config import Config, Family, last_token_score, linear, norm, prefixed, repeat, rope
+from .config import (
+    FLOAT32_SOFTMAX,
+    LLAMA_RMSNORM,
+    Config,
+    Family,
+    last_token_score,
+    linear,
+    norm,
+    prefixed,
+    repeat,
+    rope,
+)
 
 #: Hugging Face's activation names → the moe layer's ``activation``
 _EXPERT_ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_python": "gelu",
@@ -145,9 +156,9 @@ def _build(c: Config, architecture: str) -> dict[str, Any]:
         if experts % groups or experts // groups < 2:
             raise c.fail("n_group", groups, f"must split the {experts} experts into groups of at least 2 (a "
                                             f"group's score is the sum of its two best)")
-    head = [norm("rmsnorm", "input_layernorm", eps), attention,
+    head = [norm("rmsnorm", "input_layernorm", eps, **LLAMA_RMSNORM), attention,
             {"name": "attn_residual", "type": "add", "inputs": ["self_attn", "in"]},
-            norm("rmsnorm", "post_attention_layernorm", eps)]
+            norm("rmsnorm", "post_attention_layernorm", eps, **LLAMA_RMSNORM)]
     sparse_block = [*head, moe, {"name": "mlp_residual", "type": "add", "inputs": ["mlp", "attn_residual"]}]
     dense_block = [*head, *_dense_mlp(c, get("intermediate_size"), d, "attn_residual")]
     if layers * len(dense_block) > MAX_LAYERS:       # before a list of the layers' kinds is made
@@ -168,7 +179,7 @@ def _build(c: Config, architecture: str) -> dict[str, Any]:
         stack.append({**entry, "start": first} if first else entry)
     layers_: list[dict[str, Any]] = [
         {"name": embed, "type": "embedding", "num_embeddings": vocab, "embedding_dim": d}, *stack,
-        norm("rmsnorm", prefixed(p, "norm"), eps)]
+        norm("rmsnorm", prefixed(p, "norm"), eps, **LLAMA_RMSNORM)]
     if head_kind == "lm":
         tied = c.flag("tie_word_embeddings", False)
         layers_.append(linear("lm_head", vocab, bias=False, **({"tied_to": embed} if tied else {})))
@@ -213,7 +224,7 @@ def _attention(c: Config, family: str, d: int, heads: int, defaults: Mapping[str
     else:                            # modeling_qwen3_moe.py: every projection bias=config.attention_bias; q/k norms
         attention.update(bias=c.flag("attention_bias", False), qk_norm=True,
                          qk_norm_eps=c.number("rms_norm_eps", defaults["rms_norm_eps"]))
-    attention.update({"causal": True, "rope": True, "rope_theta": theta})
+    attention.update({"causal": True, "rope": True, "rope_theta": theta, **FLOAT32_SOFTMAX})
     return attention
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import LAST_HIDDEN_STATE, Config, Family, linear, norm, prefixed, repeat
+from .config import FLOAT32_SOFTMAX, LAST_HIDDEN_STATE, Config, Family, linear, norm, prefixed, repeat
 
 _VIT_HEADS = {"ViTModel": ("", True, False), "ViTForImageClassification": ("vit", False, True)}
 
@@ -32,7 +32,8 @@ def _vit(c: Config, architecture: str) -> dict[str, Any]:
     tokens = (h // ph) * (w // pw) + 1                 # the patches and the class token
     qkv_bias = c.flag("qkv_bias", True)
     # modeling_vit.py: q_proj, k_proj, v_proj with bias=qkv_bias, o_proj always with a bias
-    attention: dict[str, Any] = {"name": "attention", "type": "multi_head_attention", "num_heads": heads}
+    attention: dict[str, Any] = {"name": "attention", "type": "multi_head_attention", "num_heads": heads,
+                                 **FLOAT32_SOFTMAX}
     if not qkv_bias:
         attention.update({"qkv_bias": False, "out_bias": True})
     block = [norm("layernorm", "layernorm_before", eps),
