@@ -693,7 +693,8 @@ def training_lines(report, numbers: str = "exact") -> list[str]:
                 return human(round(value))
             return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
 
-        lines.append(f"Per token ({t.tokens:,} tokens = batch × positions): forward {per(t.flops_per_token)} · "
+        counted = "batch × positions" + (" of the decoded input" if "tokens" in report.conventions else "")
+        lines.append(f"Per token ({t.tokens:,} tokens = {counted}): forward {per(t.flops_per_token)} · "
                      f"backward {per(t.backward_flops_per_token)} · training step "
                      f"{per(t.training_flops_per_token)} FLOPs")
     return lines

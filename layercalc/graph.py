@@ -20,7 +20,7 @@ from .layers import MAX_RANK, Description, Int, LayerBase, PositiveInt, parse_la
 from .names import INPUT, split_output
 from .report import LayerReport, Report, Totals, layer_entry
 from .saved import saved_tensors
-from .serving import Serving, serving
+from .serving import Serving, decoded_inputs, serving
 
 if TYPE_CHECKING:                  # the executor's types (NumPy is imported only when a network is run)
     import numpy as np
@@ -60,11 +60,19 @@ CONVENTIONS = {
                 "the element work at the forward's cost; training_flops = flops + backward_flops, without the "
                 "optimizer's update (docs/conventions.md)",
     "memory": "bytes = elements × dtype size; activation = each layer's output",
-    "kv_cache": "keys and values causal self-attention keeps for generation: batch × positions × kv_heads × (d_k + "
-                "d_v) × dtype size (docs/conventions.md, Serving)",
+    "kv_cache": "keys and values kept for generation after the pass, × dtype size: causal self-attention batch × "
+                "positions (with a sliding window W at most W − 1) × kv_heads × (d_k + d_v); latent attention "
+                "(MLA) its latent, batch × positions × (kv_lora_rank + qk_rope_head_dim) for all heads; "
+                "cross-attention to a fixed sequence (an encoder's output) batch × its positions × kv_heads × (d_k "
+                "+ d_v) (docs/conventions.md, Serving)",
     "receptive_field": "network-input pixels seen by one output position, per spatial dim; normalization "
                        "statistics are not counted as widening it",
 }
+
+#: what ``tokens`` counts in a pass with fixed inputs (the conventions of an encoder–decoder's report)
+TOKENS_WITH_FIXED_INPUTS = ("batch × positions of the decoded input (the decoder's token ids), as serving's prefill "
+                            "counts them: per-token figures are per decoder token, the fixed input's (the encoder's) "
+                            "are the context every one is made from")
 
 
 @dataclass(slots=True)          # (slots: one per layer, made for every analysis)
@@ -234,12 +242,31 @@ class Network(Description):
             producers.append(bases)
         return names, wired, _topological_order(names, producers, self.layers)
 
-    def resolve(self, past: int = 0, decoded: Optional[frozenset[str]] = None) -> list[Step]:
+    def resolve(self, past: int = 0, decoded: Optional[frozenset[str]] = None, *, as_given: bool = False
+                ) -> list[Step]:
         """Run every layer's shape/cost rule in topological order. ``past``: a decode step's positions already in
         the KV cache (:attr:`layercalc.rules.Context.past`; :mod:`layercalc.serving`), 0 for a forward pass.
         ``decoded``: a serving phase's decoded inputs (:func:`layercalc.serving.decoded_inputs`): the tensors that
         do not depend on them are fixed (``Tensor.fixed``, ``Context.fixed``), and a layer reading only fixed
-        tensors is a ``fixed`` step, resolved as at the prefill (past 0); None: an ordinary pass."""
+        tensors is a ``fixed`` step, resolved as at the prefill (past 0).
+
+        None: an ordinary pass, which is what a prefill is: a network with several inputs, some of which its
+        KV-caching layers do not depend on (an encoder–decoder's encoder input), is resolved with the others
+        decoded (past 0), so that what generation keeps after this pass is counted — a cross-attention to the
+        fixed sequence caches its keys and values, as transformers' ``EncoderDecoderCache`` holds them. Only such
+        a network is resolved twice (once as given, to find which layers cache); a network with one input never
+        is. ``as_given``: never mark fixed tensors (how serving first looks at the network)."""
+        steps = self._resolve(past, decoded)
+        if decoded is None and not past and not as_given and any(layer.is_network_input for layer in self.layers):
+            kept = decoded_inputs(self, steps)                  # (none when no layer keeps a KV cache)
+            fixed = [name for name in self.input_shapes() if name not in kept]
+            if kept and fixed:
+                steps = self._resolve(0, frozenset(kept))
+                _note_decoded_inputs(steps, kept, fixed)
+        return steps
+
+    def _resolve(self, past: int, decoded: Optional[frozenset[str]]) -> list[Step]:
+        """:meth:`resolve` with the fixed tensors given (``decoded``; None: none fixed)."""
         if isinstance(past, bool) or not isinstance(past, int) or past < 0:
             raise SpecError(f"past: got {shown(past)}: the cached positions are a whole number ≥ 0")
         names, wired, order = self.wiring()
@@ -328,6 +355,8 @@ class Network(Description):
         conventions = {**CONVENTIONS, "layout": f"{self.layout}: shapes are "
                        + ("[N, ..., C] (channels last)" if self.channels_last else "[N, C, ...] (channels first)"),
                        "dtype": f"{self.dtype}, {itemsize} bytes per element"}
+        if totals.tokens and any(step.fixed for step in steps):     # an encoder–decoder (resolve): which tokens
+            conventions["tokens"] = TOKENS_WITH_FIXED_INPUTS
         return Report.model_construct(
             name=self.name, input_shape=list(self.input_shape), batch=self.batch, layout=self.layout,
             dtype=self.dtype, dtype_bytes=itemsize, outputs=outputs, layers=entries, totals=totals,
@@ -425,9 +454,17 @@ def backward_of(step: Step, grads: Gradients) -> Optional[Backward]:
 
 def token_count(steps: list[Step], input_shape: tuple[int, ...]) -> Optional[int]:
     """The tokens of one pass when the network input is token ids (a layer reads it as integer indices: an
-    embedding): batch × positions, every element of the input; None for other inputs (an image has no tokens)."""
-    reads_ids = any(INPUT in step.inputs and step.layer.index_count() is not None for step in steps)
-    return numel(input_shape) if reads_ids else None
+    embedding): batch × positions, every element of the input; None for other inputs (an image has no tokens).
+    A pass with fixed inputs (an encoder–decoder, :meth:`Network.resolve`) counts its decoded inputs' token ids
+    instead — the decoder's: its per-token figures are per decoder token, as serving's prefill counts them; the
+    encoder's are the fixed context every one of them is made from (docs/conventions.md, "Serving")."""
+    readers = [step for step in steps if step.layer.index_count() is not None]
+    if not any(step.fixed for step in steps):
+        return numel(input_shape) if any(INPUT in step.inputs for step in readers) else None
+    ids = {src for step in readers if not step.fixed for src in step.inputs}
+    shapes = {step.name: step.facts.output_shape for step in steps if step.layer.input_shape() is not None}
+    counted = [numel(shape) for name, shape in [(INPUT, input_shape), *shapes.items()] if name in ids]
+    return sum(counted) if counted else None
 
 
 #: the layers' figures the report's totals sum (:func:`column_sums`; the backward ones: :func:`training_totals`)
@@ -477,6 +514,20 @@ def _note_unread_outputs(steps: list[Step]) -> None:
             step.facts.notes.append(
                 f"output{'s' if len(unread) > 1 else ''} {', '.join(unread)} of {len(made)} read by no layer (a "
                 f"network output); later layers name them {made[0]} … {made[-1]}")
+
+
+def _note_decoded_inputs(steps: list[Step], decoded: list[str], fixed: list[str]) -> None:
+    """An ordinary pass with fixed inputs (:meth:`Network.resolve`): say on each other input of the network which
+    one generation decodes and which is fixed, the words the layers' notes use."""
+    others = ", ".join(fixed)
+    for step in steps:
+        if step.layer.input_shape() is None:
+            continue
+        step.facts.notes.append(
+            f"decoded input: every layer keeping a KV cache depends on it (generation feeds it token by token); "
+            f"fixed: {others}" if step.name in decoded else
+            f"fixed input: not every layer keeping a KV cache depends on it (made once per sequence: an "
+            f"encoder's); decoded: {', '.join(decoded)}")
 
 
 def _missing_tensor(src: str, tensors: dict[str, Tensor], label: _LazyLabel) -> NoReturn:

@@ -67,8 +67,9 @@ class LayerReport(BaseModel):
                           "null: unknown")
     kv_cache_bytes: int = Field(0, description="keys and values kept for generation after this pass (causal "
                                                "self-attention: batch × positions × kv_heads × (d_k + d_v) × dtype "
-                                               "size, positions = past + the input's); 0 for a layer that keeps "
-                                               "none")
+                                               "size, positions = past + the input's; latent attention: its "
+                                               "latent; cross-attention to a fixed sequence: its positions'); 0 "
+                                               "for a layer that keeps none")
     saved_bytes: Optional[int] = Field(
         None, description="training: bytes of the tensors PyTorch's autograd keeps for this layer's backward pass "
                           "(its input, output, masks, indices, statistics; parameters excluded) that no earlier "
@@ -130,7 +131,8 @@ class Totals(BaseModel):
         default_factory=list, description="layers whose type does not state its backward (their backward fields "
                                           "and the backward totals are null)")
     tokens: Optional[int] = Field(
-        None, description="tokens of one pass (batch × positions) when the network input is token ids; null "
+        None, description="tokens of one pass (batch × positions) when the network input is token ids; with "
+                          "fixed inputs (an encoder–decoder), those of the decoded input (the decoder's); null "
                           "otherwise")
     flops_per_token: Optional[float] = Field(None, description="flops / tokens (forward)")
     backward_flops_per_token: Optional[float] = Field(None, description="backward_flops / tokens")

@@ -14,7 +14,9 @@ The decode step keeps their shapes, and the analysis is told which tensors are f
 decoded)``): a layer reading only fixed tensors is not run again (its costs are the prefill's: 0 in the step), and
 an attention whose keys and values are fixed (cross-attention) projects them at the prefill, caches them and reads
 them from the cache in the decode step. Such a network needs a prompt (past ≥ 1: an encoder–decoder's decoder
-starts with its start token), whose prefill runs the encoder.
+starts with its start token), whose prefill runs the encoder. The ordinary analysis of such a network is that
+prefill (``Network.resolve()`` marks its fixed tensors the same way), so its report counts the cross-attention's
+cache too.
 
 Per phase: FLOPs (and MACs) of the pass, per token; bytes read = the parameters it reads (every weight once per pass;
 a lookup table only the rows looked up; a tied weight where it is used) + the keys and values the attention reads
@@ -217,10 +219,10 @@ def _not_rerun(step: Any) -> Any:
 
 def _phase_report(net: Any, steps: list, tokens: int, decoded: list[str], decode: bool) -> Report:
     """A phase's report: an inference pass (no backward or saved-tensor fields), whose tokens are the decoded ones
-    (batch × the pass's positions of the decoded inputs; an ordinary report counts the first input's, which with
-    fixed inputs is the encoder's). A decode step's activations: the tensors it makes — a fixed layer's output was
-    made at the prefill (its output bytes 0 here) — and, alive throughout, the fixed tensors it reads (an encoder's
-    output)."""
+    (batch × the pass's positions of the decoded inputs, as an ordinary report counts an encoder–decoder's token
+    ids; here also when they are not token ids). A decode step's activations: the tensors it makes — a fixed
+    layer's output was made at the prefill (its output bytes 0 here) — and, alive throughout, the fixed tensors it
+    reads (an encoder's output)."""
     from .graph import peak_live_bytes  # deferred: a pair, as graph imports serving (Network.serving)
 
     report = net.analyze(steps, training=False)
@@ -254,7 +256,7 @@ def serving(net: Any, past: int, new_tokens: int = 1) -> Serving:
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if what == "past" else 1):
             raise SpecError(f"{what}: got {shown(value)}: expected a whole number ≥ {0 if what == 'past' else 1} "
                             f"({'cached positions' if what == 'past' else 'tokens decoded in one step'})")
-    given = net.resolve()
+    given = net.resolve(as_given=True)                  # (the ordinary resolve marks fixed tensors itself)
     if not any(step.layer.kv_cache_elements(step.facts) for step in given):     # as given: refused first
         raise SpecError("no layer keeps a KV cache (causal self-attention), so there is no decode step to count: "
                         "past and new tokens apply to generative (decoder) networks")

@@ -16,7 +16,8 @@ single-value analysis (tests/test_sweep.py compares them). At most :data:`MAX_VA
 What a row holds is generic: ``row.totals`` is the whole :class:`~layercalc.report.Totals` (the JSON carries every
 field), and :data:`FIGURES` lists the totals the table, the CSV and the chart show — one line per figure. A figure
 marked ``per_token`` also gets its value per token when the network's input is token ids (a layer reads it as
-indices: an embedding), tokens = batch × sequence positions.
+indices: an embedding), tokens = batch × sequence positions (the report's ``totals.tokens``: an encoder–decoder's are
+its decoder's).
 """
 
 from __future__ import annotations
@@ -32,10 +33,8 @@ from typing import Any, Optional, Union
 from .drawing import bar
 from .errors import LayerCalcError, SpecError, shown
 from .formatting import count, exact, human, human_bytes, shape_text
-from .graph import Network, Step
-from .names import INPUT
+from .graph import Network
 from .report import Report, Totals
-from .rules import numel
 from .terminal import UNLIMITED, wrap
 
 #: the most values one sweep analyzes: each one is a whole analysis (a 300-layer LLM: ~20 ms)
@@ -75,7 +74,7 @@ class SweepRow:
     value: Union[int, list[int]]            #: the batch, the size (a 1-d input) or the shape swept to
     batch: int
     input_shape: list[int]                  #: the network input, batch included
-    tokens: Optional[int]                   #: batch × positions when the network input is token ids, else None
+    tokens: Optional[int]                   #: the report's totals.tokens: batch × positions of token ids, else None
     totals: Totals
     report: Report = field(repr=False)
 
@@ -305,20 +304,12 @@ def sweep(network: Network, values: Sequence[Value], over: str = "input",
     for value in values:
         copy, shown_value = change(value)
         try:
-            steps = copy.resolve()
-            report = copy.analyze(steps)
+            report = copy.analyze()
         except LayerCalcError as exc:           # which value failed, then why
             raise type(exc)(f"sweep over {over} at {_value_text(shown_value)}: {exc}") from None
-        rows.append(SweepRow(shown_value, copy.batch, list(copy.input_shape), _tokens(copy, steps),
+        rows.append(SweepRow(shown_value, copy.batch, list(copy.input_shape), report.totals.tokens,
                              report.totals, report))
     return Sweep(network.name, over, [row.value for row in rows], rows, figures)
-
-
-def _tokens(network: Network, steps: list[Step]) -> Optional[int]:
-    """Batch × positions when a layer reads the network input as token ids (``index_count``: an embedding)."""
-    if any(INPUT in step.inputs and step.layer.index_count() is not None for step in steps):
-        return numel(network.input_shape)
-    return None
 
 
 def _changer(network: Network, over: str):

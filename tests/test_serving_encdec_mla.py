@@ -304,9 +304,12 @@ def test_t5_prefill_is_the_forward_pass_with_the_cross_attention_cache():
     forward = net.analyze().totals
     assert serving.prefill is not None
     assert (serving.prefill.macs, serving.prefill.flops) == (forward.macs, forward.flops)
-    # the ordinary forward pass counts the decoder's self-attention cache only; the prefill adds the cross one
-    assert forward.kv_cache_bytes == 4 * 2 * 4 * 4 * 16
-    assert serving.prefill.kv_cache_bytes == forward.kv_cache_bytes + 4 * 2 * 10 * 4 * 16
+    # the ordinary forward pass is the prefill: both count the decoder's self-attention cache (4 positions) and
+    # the cross-attention's of the 10 encoder positions (2 layers × 4 heads × (8 + 8) × 4 B per position), and
+    # both count the decoder's 4 tokens
+    assert forward.kv_cache_bytes == serving.prefill.kv_cache_bytes == 4 * 2 * (4 + 10) * 4 * 16
+    assert forward.tokens == serving.prefill_report.totals.tokens == 4
+    assert forward.flops_per_token == serving.prefill.flops_per_token
 
 
 def test_an_encoder_decoder_decode_needs_a_prompt_and_a_fixed_key_sequence():

@@ -237,11 +237,12 @@ class AttentionDims:
     rotary: int = 0        # features of each q and k head rotated by RoPE (0: no rope)
     past: int = 0          # a decode step's cached positions the queries read beyond lk (Context.past, at most
     #                        window − 1 with a sliding window)
-    caches: bool = False   # keeps a KV cache for generation: causal self-attention (see kv_cache_elements)
+    caches: bool = False   # keeps a KV cache for generation: causal self-attention, or fixed_kv (kv_cache_elements)
     window: int = 0        # sliding window (0: none): the cache keeps the last window − 1 positions
     qk_norm: bool = False  # an RMSNorm over each q and k head (weights [d_k] each)
-    fixed_kv: bool = False  # a serving phase's attention whose keys and values come from a fixed tensor (an
-    #                         encoder's output: cross-attention), projected once at the prefill and cached
+    fixed_kv: bool = False  # an attention whose keys and values come from a fixed tensor (an encoder's output:
+    #                         cross-attention) in a pass that marks them (a serving phase, or the ordinary pass of a
+    #                         network with fixed inputs: Network.resolve), projected once at the prefill and cached
     kv_cached: bool = False  # a decode step of such an attention: keys and values read from the cache, the k and
     #                          v projections (their norms, rotation) not run
 
@@ -492,8 +493,9 @@ class MultiHeadAttention(LayerBase):
                            f"q/k head rotate in pairs)")
         out = self.output_dim or e
         # causal self-attention keeps its keys and values for generation; an encoder's bidirectional attention keeps
-        # none; a cross-attention keeps the keys and values of a fixed sequence (an encoder's output) in a serving
-        # phase, projected at the prefill, read from the cache by a decode step (docs/conventions.md, "Serving")
+        # none; a cross-attention keeps the keys and values of a fixed sequence (an encoder's output: the ordinary
+        # pass, which is the prefill, marks it fixed as a serving phase does), projected at the prefill, read from
+        # the cache by a decode step (docs/conventions.md, "Serving")
         fixed = ctx.fixed[:len(inputs)]
         fixed_kv = len(inputs) > 1 and bool(fixed) and all(fixed[1:]) and not fixed[0] and self.batch_first
         caches = (self.causal and len({t.name for t in inputs}) == 1 and self.batch_first) or fixed_kv
@@ -539,8 +541,9 @@ class MultiHeadAttention(LayerBase):
             source = inputs[1].name
             notes.append(f"decode step: the keys and values of the {lk:,} positions of {source!r} (fixed: made at the "
                          f"prefill) are read from the cache; no k, v projections" if dims.kv_cached else
-                         f"keys and values of the {lk:,} positions of {source!r} (fixed: not made by the decoded "
-                         f"input) projected once and cached for every decode step")
+                         f"KV cache: the keys and values of the {lk:,} positions of {source!r}, a fixed sequence "
+                         f"(no decoded input makes it: an encoder's output), projected once and read from the cache "
+                         f"by every generated token")
         output = (n_, lq, out) if self.batch_first else (lq, n_, out)
         rf = attention_field(inputs[0], inputs[1:] or inputs, self.causal, ctx) if self.batch_first else None
         return Facts(output_shape=output, params=params, macs=macs, flops=flops, notes=notes, rf=rf,
@@ -939,8 +942,8 @@ class MultiHeadAttention(LayerBase):
                 c.add(f"  {d.kv_heads} key/value heads, not the {d.heads} query heads: counting H would overstate "
                       f"the cache {d.heads // d.kv_heads}×")
             if d.fixed_kv:
-                c.add("  the keys and values of a fixed sequence (made at the prefill, not by the decoded input): "
-                      "projected once, read from the cache by every decode step")
+                c.add("  the keys and values of a fixed sequence (not made by the decoded input: an encoder's "
+                      "output): projected once, read from the cache by every generated token")
             elif not d.past:
                 per_pair = d.batch * d.heads * (d.dk + d.dv)
                 c.add(f"  a decode step (summary --past P --new-tokens k): QKᵀ + A·V = N·H·k·(P + k)·(d_k + d_v) "
