@@ -174,6 +174,19 @@ def test_a_sweep_counts_the_decoder_tokens():
     assert second - first == 2 * 6 * 4 * 8 * 4
 
 
+def resolve_calls(monkeypatch) -> list:
+    """The arguments of every Network._resolve call made from now on (the list fills as analyses run)."""
+    calls: list = []
+    original = Network._resolve
+
+    def counted(self, *args, **kwargs):
+        calls.append(args)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Network, "_resolve", counted)
+    return calls
+
+
 @pytest.mark.parametrize("source", ["zoo:gpt2", "zoo:llama3_8b", "zoo:bert_base", "two inputs, no cache"])
 def test_networks_without_fixed_inputs_are_resolved_once(source, monkeypatch):
     if source.startswith("zoo:"):
@@ -182,14 +195,7 @@ def test_networks_without_fixed_inputs_are_resolved_once(source, monkeypatch):
         net = layercalc.load({"input": [6, 8], "layers": [
             {"name": "other", "type": "extra_input", "shape": [6, 8]},
             {"name": "sum", "type": "add", "inputs": ["input", "other"]}]})
-    calls = []
-    original = Network._resolve
-
-    def counted(self, *args, **kwargs):
-        calls.append(args)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Network, "_resolve", counted)
+    calls = resolve_calls(monkeypatch)
     report = net.analyze()
     assert len(calls) == 1
     assert "tokens" not in report.conventions
@@ -200,13 +206,6 @@ def test_networks_without_fixed_inputs_are_resolved_once(source, monkeypatch):
 
 def test_an_encoder_decoder_is_resolved_twice(monkeypatch):
     net = imported(CONFIGS["t5-relu-3heads"], 4, 2, 1)
-    calls = []
-    original = Network._resolve
-
-    def counted(self, *args, **kwargs):
-        calls.append(args)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Network, "_resolve", counted)
+    calls = resolve_calls(monkeypatch)
     net.analyze()
     assert calls == [(0, None), (0, frozenset({"decoder_input_ids"}))]

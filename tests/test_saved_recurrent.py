@@ -254,15 +254,6 @@ class Chain(nn.Module):
         return x
 
 
-class Lambda(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
-
-
 @pytest.mark.parametrize("layer, reason", [
     ({"type": "lstm", "hidden_size": 4}, "bf16: oneDNN's kernel or ATen's cell, by the CPU"),
     ({"type": "gru", "units": 4, "convention": "keras", "reset_after": False}, "no torch module computes it"),
