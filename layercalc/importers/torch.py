@@ -661,6 +661,8 @@ def _mha(module: Any, node: Any, conv: _Converter) -> dict:
         fields.update(kdim=module.kdim, vdim=module.vdim)
     if _arg(node, 7, "is_causal", False):
         fields["causal"] = True
+    if not _arg(node, 4, "need_weights", True):          # F.scaled_dot_product_attention's path (torchvision's ViT)
+        fields["fused_sdpa"] = True
     return fields
 
 
@@ -740,7 +742,8 @@ def _encoder_layer_into(conv: _Converter, module: Any, prefix: str, source: str,
         raise _Unsupported(f"TransformerEncoderLayer activation {activation!r}: relu and gelu are modelled")
     attention = module.self_attn
     mha = {"type": "multi_head_attention", "embed_dim": attention.embed_dim, "num_heads": attention.num_heads,
-           "bias": attention.in_proj_bias is not None, "batch_first": attention.batch_first}
+           "bias": attention.in_proj_bias is not None, "batch_first": attention.batch_first,
+           "fused_sdpa": True}                 # its _sa_block calls self_attn with need_weights=False
     if causal:
         mha["causal"] = True
     norm = lambda n: {"type": "layernorm", "normalized_shape": list(n.normalized_shape), "eps": n.eps,  # noqa: E731

@@ -378,6 +378,20 @@ class MultiHeadAttention(LayerBase):
                           "for the softmax's gradient beside their 16-bit copy; default: the activations' dtype "
                           "(GPT-2, BERT, T5, nn.MultiheadAttention). Changes the training figure of 16-bit dtypes "
                           "only")
+    qk_dtype: Optional[Literal["float32"]] = Field(
+        None, description="the dtype q and k are cast to for the scores: float32 for GPT-2's reorder_and_upcast_attn "
+                          "(baddbmm on q.float(), k.float()): a 16-bit model keeps q and k in float32 for the "
+                          "product's gradient instead of in its own dtype; its scores, so its softmax, are float32 "
+                          "(needs softmax_dtype: float32); default: the activations' dtype. Changes the training "
+                          "figure of 16-bit dtypes only")
+    fused_sdpa: Bool = Field(
+        False, description="the scores, softmax and A·V run as torch's fused F.scaled_dot_product_attention "
+                           "(nn.MultiheadAttention called with need_weights=False, as torchvision's ViT and "
+                           "nn.TransformerEncoderLayer do): on CPU its kernel keeps a float32 log-sum-exp per query "
+                           "row [N, H, L_q] instead of the probabilities [N, H, L_q, L_k], and its output is the heads "
+                           "merged; with dropout or grouped-query heads (its math path) not modeled; default: "
+                           "explicit matmuls (need_weights=True, eager Hugging Face models). Changes the training "
+                           "figure only")
     qkv_layout: Literal["torch", "separate", "fused"] = Field(
         "torch", description="how the model stores the q, k, v projections (its parameter tensors: Adam's step per "
                              "tensor; the weights' names): torch: nn.MultiheadAttention's in_proj_weight, "
@@ -406,6 +420,16 @@ class MultiHeadAttention(LayerBase):
                              f"positions)")
         if self.rotary_dim is not None and not self.rope:
             raise ValueError(f"rotary_dim {self.rotary_dim} is given but rope is off: set rope: true")
+        if self.qk_dtype == "float32" and self.softmax_dtype != "float32":
+            raise ValueError("qk_dtype float32 makes float32 scores, whose softmax computes in float32: set "
+                             "softmax_dtype: float32 too")
+        eager_only = [name for name, on in (("rope", self.rope), ("qk_norm", self.qk_norm),
+                                            ("logit_softcap", self.logit_softcap is not None),
+                                            ("score_bias", self.score_bias), ("softmax_dtype", self.softmax_dtype),
+                                            ("qk_dtype", self.qk_dtype)) if on]
+        if self.fused_sdpa and eager_only:
+            raise ValueError(f"fused_sdpa (nn.MultiheadAttention's need_weights=False path) with "
+                             f"{', '.join(eager_only)} is not modeled: those are Hugging Face's eager attention's")
         if self.score_bias and (self.add_bias_kv or self.add_zero_attn):
             raise ValueError("score_bias with add_bias_kv or add_zero_attn is not supported (the bias input has no "
                              "scores for the appended keys)")
@@ -564,6 +588,8 @@ class MultiHeadAttention(LayerBase):
         d: AttentionDims = step.facts.geometry["attention"]
         if d.qk_norm and self._qkv_stored(d)[0] is not None:      # q, k, v stored as one tensor (qkv_layout)
             return None
+        if self.fused_sdpa and not fused_cpu_kernel_runs(bool(self.dropout), d.kv_heads != d.heads):
+            return None
         if not grads.any:
             return []
         n, h, keys = d.batch, d.heads, d.keys
@@ -580,9 +606,23 @@ class MultiHeadAttention(LayerBase):
         kept = 1 if d.kv_heads == 1 and n == 1 else h
         how = ("" if d.kv_heads == h else f" (the {d.kv_heads} key heads repeated to {h}: a copy)" if kept == h
                else f" (one key head seen as {h}: a view, one head's storage kept)")
+        # GPT-2's reorder_and_upcast_attn: q.float() and k.float() are what the product keeps (in a 16-bit model
+        # copies in float32; in float32 the same tensors)
+        wide = 4 if self.qk_dtype == "float32" and grads.itemsize < 4 else None
+        upcast = " in float32" if wide else ""
         saved += [Saved("extra", f"q [{n}, {h}, {d.lq}, {d.dk}]" + (" after RoPE" if d.rotary else "")
-                        + ", for k's gradient", numel=n * h * d.lq * d.dk),
-                  Saved("extra", f"kᵀ [{n}, {h}, {d.dk}, {keys}]{how}, for q's gradient", numel=n * kept * keys * d.dk)]
+                        + f"{upcast}, for k's gradient", numel=n * h * d.lq * d.dk, itemsize=wide),
+                  Saved("extra", f"kᵀ [{n}, {h}, {d.dk}, {keys}]{how}{upcast}, for q's gradient",
+                        numel=n * kept * keys * d.dk, itemsize=wide)]
+        if self.fused_sdpa:
+            # F.scaled_dot_product_attention's CPU kernel keeps q, k (above), v, its output and the log-sum-exp; its
+            # output, permuted to [N, L, H·d_v], is the output projection's input without a copy (measured)
+            return saved + [Saved("extra", f"v [{n}, {h}, {keys}, {d.dv}], for the fused kernel's backward",
+                                  numel=n * h * keys * d.dv),
+                            Saved("extra", f"the fused kernel's output, the heads merged [{n}, {d.lq}, {h * d.dv}], "
+                                           f"for its backward and the output projection's weight gradient",
+                                  numel=n * d.lq * h * d.dv),
+                            fused_cpu_kernel_lse(n * h * d.lq)] + self._fused_projection_kept(step, d)
         if self.logit_softcap is not None:
             # cap·tanh(scores/cap): the divide and multiply by a number keep nothing, tanh its output
             saved.append(Saved("extra", f"the soft-cap's tanh(scores/{self.logit_softcap:g}) [{n}, {h}, {d.lq}, "
@@ -607,6 +647,16 @@ class MultiHeadAttention(LayerBase):
                                         f"every layer)", numel=2 * d.lq * d.rotary,
                                shared=f"rotary tables {d.lq}×{d.rotary} base {self.rope_theta:g}"))
         return saved
+
+    def _fused_projection_kept(self, step: Any, d: AttentionDims) -> list[Saved]:
+        """nn.MultiheadAttention's self-attention projects q, k, v as one tensor [3, L, N, E] and q stays a view of
+        it; with appended keys (add_bias_kv, add_zero_attn) the kernel's k and v are the concatenations, so the
+        projection's k and v parts are kept only as q's base: 2·N·L·E more (measured, need_weights=False)."""
+        if not (d.extra and d.packed and len(set(step.inputs)) == 1):
+            return []
+        return [Saved("extra", f"the k and v parts of the fused projection [2, {d.lk}, {d.batch}, {d.embed}] (kept "
+                               f"whole with q, a view of it; the kernel reads k and v with the appended keys)",
+                      numel=2 * d.lk * d.batch * d.embed)]
 
     def _qk_norm_saved(self, d: AttentionDims, grads: GradFlow) -> list[Saved]:
         """What the q and k RMSNorms keep, as Hugging Face's Qwen3RMSNorm and Gemma3RMSNorm compute them (measured):
@@ -1031,6 +1081,21 @@ class SdpaDims:
         return self.groups * self.lq * self.keys
 
 
+def fused_cpu_kernel_runs(dropout: bool, grouped: bool) -> bool:
+    """Whether F.scaled_dot_product_attention on CPU (4-d q, k, v) runs its fused kernel
+    (``_scaled_dot_product_flash_attention_for_cpu``), whose saved tensors are modeled: not with dropout in training
+    nor with fewer key/value heads than query heads, where it falls back to its math path (not modeled)."""
+    return not dropout and not grouped
+
+
+def fused_cpu_kernel_lse(rows: int) -> Saved:
+    """What torch's fused CPU attention kernel keeps beside q, k, v and its output, instead of the probabilities
+    [rows, L_k]: the float32 log-sum-exp of each query row, in any dtype (measured). One place for
+    scaled_dot_product_attention and multi_head_attention's fused_sdpa."""
+    return Saved("extra", "the log-sum-exp of each query row (float32), for the fused kernel's backward",
+                 numel=rows, itemsize=4)
+
+
 @register_layer
 class ScaledDotProductAttention(LayerBase):
     """``F.scaled_dot_product_attention(q, k, v)``: three inputs q ``[N, ..., L_q, E]``, k ``[N, ..., L_k, E]``,
@@ -1057,7 +1122,7 @@ class ScaledDotProductAttention(LayerBase):
         same key and query heads) keeps q, k, v, its output and the float32 log-sum-exp of each query row
         (measured). Its other paths (3-d inputs, dropout, grouped-query heads: the math path) are not modeled."""
         q = step.input_shapes[0]
-        if len(q) != 4 or self.dropout_p or self.enable_gqa:
+        if len(q) != 4 or not fused_cpu_kernel_runs(bool(self.dropout_p), self.enable_gqa):
             return None
         if not grads.any:
             return []
@@ -1065,7 +1130,7 @@ class ScaledDotProductAttention(LayerBase):
                 Saved("input", "k, for the fused kernel's backward", 1),
                 Saved("input", "v, for the fused kernel's backward", 2),
                 Saved("output", "its output, for the fused kernel's backward"),
-                Saved("extra", "the log-sum-exp of each query row (float32)", numel=numel(q[:-1]), itemsize=4)]
+                fused_cpu_kernel_lse(numel(q[:-1]))]
 
     def infer(self, inputs: list[Tensor], ctx: Context) -> Facts:
         q, k, v = (t.shape for t in inputs)

@@ -22,9 +22,13 @@ def _gpt2(c: Config, architecture: str) -> dict[str, Any]:
     positions, vocab = c.integer("n_positions", 1024), c.integer("vocab_size", 50257)
     inner = c.integer("n_inner", 4 * d)
     eps = c.number("layer_norm_epsilon", 1e-5)
+    attention: dict[str, Any] = {"name": "attn", "type": "multi_head_attention", "num_heads": heads, "causal": True,
+                                 "qkv_layout": "fused"}                    # c_attn: q, k, v in one Conv1D
+    if c.flag("reorder_and_upcast_attn", False):
+        # _upcast_and_reordered_attn: baddbmm on q.float(), k.float(), a float32 softmax cast back for A·V
+        attention.update(qk_dtype="float32", softmax_dtype="float32")
     block = [norm("layernorm", "ln_1", eps),
-             {"name": "attn", "type": "multi_head_attention", "num_heads": heads, "causal": True,
-              "qkv_layout": "fused"},                                      # c_attn: q, k, v in one Conv1D
+             attention,
              {"name": "add_1", "type": "add", "inputs": ["attn", "in"]},
              norm("layernorm", "ln_2", eps),
              linear("mlp.c_fc", inner),
