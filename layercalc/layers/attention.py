@@ -580,7 +580,10 @@ class MultiHeadAttention(LayerBase):
         own; the output projection keeps the heads merged back (a copy); with RoPE, the cos and sin tables (made once
         per forward, shared by every layer); with dropout, its mask and the dropped probabilities; with q/k norms
         (Qwen3, Gemma 3), what each of the two RMSNorms keeps (:meth:`_qk_norm_saved`); with a logit soft-cap
-        (Gemma 2), tanh's output. A score bias (T5) is added to the scores: the add keeps nothing. Exceptions
+        (Gemma 2), tanh's output; with ``qk_dtype`` float32 (GPT-2's reorder_and_upcast_attn) q and kᵀ in float32.
+        With ``fused_sdpa`` (nn.MultiheadAttention, need_weights=False) the fused CPU kernel's tensors instead of the
+        softmax's: q, k, v, its output (the heads merged) and the log-sum-exp, as scaled_dot_product_attention keeps
+        them. A score bias (T5) is added to the scores: the add keeps nothing. Exceptions
         (docs/conventions.md): at batch 1, GPT-2's fused c_attn leaves q a view of the whole [N, L, 3E] projection;
         nn.MultiheadAttention keeps its fused projection whole beside a scaled copy of q. Not modeled (None): q/k
         norms on q, k, v stored as one tensor (nn.MultiheadAttention's in_proj, qkv_layout fused: the norms would
