@@ -164,3 +164,18 @@ def test_fused_sdpa_with_dropout_is_not_modeled():
         {"type": "linear", "out_features": 8},
         {"type": "multi_head_attention", "num_heads": 2, "fused_sdpa": True, "dropout": 0.1}]})
     assert net.analyze().totals.saved_bytes is None
+
+
+def test_zoo_vit_b_16_attention_equals_torchvision_block():
+    """The zoo's vit_b_16 marks its attention fused_sdpa: one layer's saved bytes equal those torch keeps inside
+    torchvision's EncoderBlock.self_attention (width 768, 12 heads, 197 tokens, batch 1): its input, q, k, v (the
+    fused projection), the kernel's output and the log-sum-exp (12·197·4 bytes) — 3,035,376 bytes, where the
+    probabilities would have been 12·197²·4 = 1,862,832 more."""
+    from torchvision.models.vision_transformer import EncoderBlock
+
+    from layercalc import zoo
+    torch.manual_seed(0)
+    block = EncoderBlock(12, 768, 3072, dropout=0.0, attention_dropout=0.0).train()
+    by_module = saved_by_module(block, torch.randn(1, 197, 768, requires_grad=True))
+    ours = zoo.load("vit_b_16").analyze().layer("encoder.layers.encoder_layer_0.self_attention").saved_bytes
+    assert ours == by_module["self_attention"] == 4 * (4 * 197 * 768 + 197 * 768 + 12 * 197)
