@@ -18,6 +18,9 @@ the input but the last):
   activation (and the gate·up product) on F features + the weighting and sum of the k outputs (k·d multiplies,
   (k − 1)·d adds) + the shared expert's activation, its gate (sigmoid 3, d multiplies) and its add (d). Top-k
   selection (comparisons, sorting) is not counted.
+- Mixtral's router jitter (``router_jitter_noise``) multiplies the input by uniform noise in training only: like
+  dropout, no FLOPs (its T·d multiplies forward and backward are not counted, as dropout's are not) and nothing at
+  inference; in training its noise ``[T, d]`` is kept for the backward pass.
 
 The receptive field passes through (per-position, like a dense layer over the channels).
 """
@@ -34,6 +37,7 @@ from ..rules import NO_INPUT_GRADIENT, Backward, Context, Facts, Gradients, Tens
 from .activation import Sigmoid, Softmax
 from .base import (
     Bool,
+    Float,
     GradFlow,
     LayerBase,
     NonNegativeInt,
@@ -129,6 +133,10 @@ class MixtureOfExperts(LayerBase):
                                                                     "n_shared_experts); 0: none")
     shared_expert_gate: Bool = Field(False, description="Qwen2-MoE: the shared expert's output times "
                                                         "sigmoid(x·w), w [1, d]")
+    router_jitter_noise: Float = Field(0.0, ge=0, description="Mixtral's router_jitter_noise j: in training only, "
+                                                              "the input is multiplied by noise uniform in "
+                                                              "[1 − j, 1 + j] before routing (the identity at "
+                                                              "inference); 0: none")
 
     @model_validator(mode="after")
     def _routing(self):
@@ -260,7 +268,9 @@ class MixtureOfExperts(LayerBase):
         scores in float32 whatever the dtype (softmax ``dtype=float``, DeepSeek's ``.type(float32)``); indices
         are int64. Plain ``mlp`` experts (no gate) are in none of these models: not measured, not modeled. The
         activation matters only in the shared expert (relu keeps its output, not the gate); transformers'
-        composite GELUs (gelu_new, gelu_fast, gelu_python) keep more, a documented exception."""
+        composite GELUs (gelu_new, gelu_fast, gelu_python) keep more, a documented exception. With
+        ``router_jitter_noise`` (Mixtral, training only) the in-place multiply by the noise keeps the noise ``[T, d]``
+        when the input needs a gradient."""
         if self.experts != "gated":
             return None
         if not grads.any:
@@ -271,6 +281,11 @@ class MixtureOfExperts(LayerBase):
         wide = grads.itemsize < FLOAT32_BYTES          # a 16-bit model: the router's float32 copies are new tensors
         deepseek = self.scoring == "sigmoid"           # DeepSeek-V3's router (the one with sigmoid scores)
         saved: list[Saved] = []
+        if self.router_jitter_noise and grads.inputs[0]:
+            # Mixtral in training: hidden_states *= noise, in place, before the router; the multiply keeps the noise
+            # for the input's gradient (the router then keeps the jittered input, the same storage as the input)
+            saved.append(Saved("extra", f"the router jitter noise [{t}, {h}] (router_jitter_noise "
+                                        f"{self.router_jitter_noise:g}), for the input's gradient", numel=t * h))
         # ---- the router
         if grads.params:
             if deepseek and wide:

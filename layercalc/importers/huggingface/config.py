@@ -183,6 +183,63 @@ def prefixed(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
+#: transformers' layer types (``config.layer_types``): a decoder layer attends within a sliding window or to every
+#: earlier position; the block each is written as (one place for every family with per-layer windows)
+SLIDING, FULL = "sliding_attention", "full_attention"
+BLOCK_NAMES = {FULL: "decoder_layer", SLIDING: "sliding_decoder_layer"}
+#: Qwen2Config's and Qwen3Config's defaults of sliding_window and max_window_layers
+QWEN_DEFAULT_WINDOW, QWEN_DEFAULT_MAX_WINDOW_LAYERS = 4096, 28
+
+
+def layer_types(c: Config, layers: int, default: list[str]) -> list[str]:
+    """``layer_types`` (a list of "sliding_attention" / "full_attention", one per layer), else ``default``."""
+    value = c.data.get("layer_types")
+    if value is None:
+        return default
+    if (not isinstance(value, list) or len(value) != layers
+            or not all(isinstance(t, str) and t in (SLIDING, FULL) for t in value)):
+        raise c.fail("layer_types", value, f"expected a list of {layers} (num_hidden_layers) values, each "
+                                           f"'{SLIDING}' or '{FULL}'")
+    return list(value)
+
+
+def stacked(c: Config, prefix: str, types: list[str], blocks: Mapping[str, list]) -> list[dict[str, Any]]:
+    """The layers entries of a stack whose layers differ by type (``blocks[type]``): one ``repeat`` per run of
+    equal types, numbered on (``start``), all named ``{prefix}.{i}``."""
+    entries, start = [], 0
+    while start < len(types):
+        end = start
+        while end < len(types) and types[end] == types[start]:
+            end += 1
+        kind = types[start]
+        entry = repeat(c, "num_hidden_layers", end - start, prefixed(prefix, "layers"), BLOCK_NAMES[kind],
+                        blocks[kind])
+        if start:
+            entry["start"] = start
+        entries.append(entry)
+        start = end
+    return entries
+
+
+def qwen_layer_types(c: Config, layers: int) -> tuple[Optional[int], list[str]]:
+    """Qwen2's and Qwen3's sliding window and layer types, as their config classes (transformers 5.23) make them:
+    the window only with ``use_sliding_window`` (``sliding_window``, default 4096 when the key is absent, none when
+    it is null), on the layers from ``max_window_layers`` (default 28) on; an explicit ``layer_types`` wins."""
+    window = None
+    if c.flag("use_sliding_window", False):
+        value = c.data.get("sliding_window", QWEN_DEFAULT_WINDOW)
+        window = None if value is None else c.integer("sliding_window", QWEN_DEFAULT_WINDOW)
+    first = c.integer("max_window_layers", QWEN_DEFAULT_MAX_WINDOW_LAYERS, minimum=0)
+    if layers > MAX_LAYERS:                 # before a list of that many types is made
+        raise c.fail("num_hidden_layers", layers, f"more than the {MAX_LAYERS:,} layers a network may have")
+    return window, layer_types(c, layers, [SLIDING if window is not None and i >= first else FULL
+                                           for i in range(layers)])
+
+
+def block_specs(blocks: Mapping[str, list]) -> dict[str, Any]:
+    return {BLOCK_NAMES[kind]: {"params": {}, "layers": layers} for kind, layers in blocks.items()}
+
+
 def rope(c: Config, head_dim: Optional[int] = None) -> tuple[float, str]:
     """(rope_theta, rope_type) by transformers' precedence: ``rope_scaling`` (older configs), ``rope_parameters``
     (transformers 5), then the top-level ``rope_theta`` (10000) — a key inside the mapping wins over the top-level

@@ -1,7 +1,8 @@
 """Llama, Mistral, Qwen2: …Model, …ForCausalLM, …ForSequenceClassification, …ForTokenClassification,
 …ForQuestionAnswering; grouped-query heads, ``head_dim``, the bias flags of each modeling file (Llama:
 ``attention_bias``, ``mlp_bias``; Mistral: none; Qwen2: q, k, v but not o — hard-coded there), rotary position
-embeddings inside the attention, tied heads.
+embeddings inside the attention, tied heads; Mistral's ``sliding_window`` on every layer, Qwen2's on the layers
+from ``max_window_layers`` on (``use_sliding_window``, ``layer_types``).
 """
 
 from __future__ import annotations
@@ -10,15 +11,20 @@ from typing import Any, Optional
 
 from .config import (
     FLOAT32_SOFTMAX,
+    FULL,
     LLAMA_RMSNORM,
+    SLIDING,
     Config,
     Family,
+    block_specs,
     last_token_score,
     linear,
     norm,
     prefixed,
+    qwen_layer_types,
     repeat,
     rope,
+    stacked,
 )
 
 _DECODER_CLASSES = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2"}
@@ -66,11 +72,6 @@ def _decoder(c: Config, architecture: str) -> dict[str, Any]:
     positions = c.integer("max_position_embeddings", defaults["max_position_embeddings"])
     eps = c.number("rms_norm_eps", defaults["rms_norm_eps"])
     theta, _ = rope(c, head_dim)
-    window = None
-    if family != "llama" and c.raw("sliding_window", None) is not None:   # a mask, counted in full; Mistral's cache
-        window = c.integer("sliding_window")                                # keeps the last sliding_window − 1
-    if family == "qwen2":
-        c.flag("use_sliding_window", False)
     if family == "llama":
         attention_bias, mlp_bias = c.flag("attention_bias", False), c.flag("mlp_bias", False)
         qkv_bias, out_bias = attention_bias, attention_bias
@@ -84,23 +85,23 @@ def _decoder(c: Config, architecture: str) -> dict[str, Any]:
         attention["head_dim"] = head_dim
     attention.update({"bias": qkv_bias} if qkv_bias == out_bias else {"qkv_bias": qkv_bias, "out_bias": out_bias})
     attention.update({"causal": True, "rope": True, "rope_theta": theta, **FLOAT32_SOFTMAX})
-    if family == "mistral" and window is not None:     # (Qwen2's window applies per layer: not carried, see _notes)
-        attention["sliding_window"] = window
-    block = [norm("rmsnorm", "input_layernorm", eps, **LLAMA_RMSNORM),
-             attention,
-             {"name": "attn_residual", "type": "add", "inputs": ["self_attn", "in"]},
-             norm("rmsnorm", "post_attention_layernorm", eps, **LLAMA_RMSNORM),
-             linear("mlp.gate_proj", inner, bias=mlp_bias),
-             c.activation("hidden_act", "silu", "mlp.act_fn"),
-             linear("mlp.up_proj", inner, bias=mlp_bias, inputs="post_attention_layernorm"),
-             {"name": "mlp.gated", "type": "mul", "inputs": ["mlp.act_fn", "mlp.up_proj"]},
-             linear("mlp.down_proj", d, bias=mlp_bias),
-             {"name": "mlp_residual", "type": "add", "inputs": ["mlp.down_proj", "attn_residual"]}]
+    # the cap on the layers before a list of the layers' types is made
+    repeat(c, "num_hidden_layers", layers, "", "", _block(c, eps, inner, d, mlp_bias, attention))
+    # a window is a mask, counted in full; a sliding layer's cache keeps the last sliding_window − 1 positions.
+    # Mistral: every layer slides (one block); Qwen2: the layers from max_window_layers on (configuration_qwen2.py)
+    window, types = None, [FULL] * layers
+    if family == "mistral" and c.raw("sliding_window", None) is not None:
+        window = attention["sliding_window"] = c.integer("sliding_window")
+    elif family == "qwen2":
+        window, types = qwen_layer_types(c, layers)
+    blocks = {kind: _block(c, eps, inner, d, mlp_bias, {**attention, **({"sliding_window": window}
+                                                                          if kind == SLIDING else {})})
+              for kind in sorted(set(types))}
     p, head = _decoder_heads(family)[architecture]
     embed = prefixed(p, "embed_tokens")
     layers_: list[dict[str, Any]] = [
         {"name": embed, "type": "embedding", "num_embeddings": vocab, "embedding_dim": d},
-        repeat(c, "num_hidden_layers", layers, prefixed(p, "layers"), "decoder_layer", block),
+        *stacked(c, p, types, blocks),
         norm("rmsnorm", prefixed(p, "norm"), eps, **LLAMA_RMSNORM)]
     if head == "lm":
         tied = c.flag("tie_word_embeddings", False)
@@ -111,20 +112,36 @@ def _decoder(c: Config, architecture: str) -> dict[str, Any]:
         layers_.append(linear("score", c.num_labels(), bias=c.flag("token_classification_bias", True)))
     elif head == "qa":
         layers_.append(linear("qa_outputs", 2))
-    return {"input": c.tokens(positions), "blocks": {"decoder_layer": {"params": {}, "layers": block}},
-            "layers": layers_}
+    return {"input": c.tokens(positions), "blocks": block_specs(blocks), "layers": layers_}
+
+
+def _block(c: Config, eps: float, inner: int, d: int, mlp_bias: bool, attention: dict[str, Any]) -> list[dict]:
+    """One decoder layer: attention and a gated MLP, each after an RMSNorm and around a residual add."""
+    return [norm("rmsnorm", "input_layernorm", eps, **LLAMA_RMSNORM),
+            attention,
+            {"name": "attn_residual", "type": "add", "inputs": ["self_attn", "in"]},
+            norm("rmsnorm", "post_attention_layernorm", eps, **LLAMA_RMSNORM),
+            linear("mlp.gate_proj", inner, bias=mlp_bias),
+            c.activation("hidden_act", "silu", "mlp.act_fn"),
+            linear("mlp.up_proj", inner, bias=mlp_bias, inputs="post_attention_layernorm"),
+            {"name": "mlp.gated", "type": "mul", "inputs": ["mlp.act_fn", "mlp.up_proj"]},
+            linear("mlp.down_proj", d, bias=mlp_bias),
+            {"name": "mlp_residual", "type": "add", "inputs": ["mlp.down_proj", "attn_residual"]}]
 
 
 def _notes(c: Config) -> list[str]:
     notes = []
-    if c.data.get("sliding_window") is not None and (c.model_type == "mistral" or c.data.get("use_sliding_window")):
-        if c.model_type == "mistral":
-            notes.append(f"sliding_window {c.integer('sliding_window')}: a mask, counted in full as causal masks "
-                         f"are; the KV cache keeps the last sliding_window − 1 positions")
-        else:
-            notes.append(f"sliding_window {c.integer('sliding_window')}: a mask, counted in full as causal "
-                         f"masks are; the executor attends to every earlier position and the KV cache counts every "
-                         f"position (transformers' sliding layers keep the last sliding_window − 1)")
+    if c.model_type == "mistral" and c.data.get("sliding_window") is not None:
+        notes.append(f"sliding_window {c.integer('sliding_window')}: a mask, counted in full as causal masks "
+                     f"are; the KV cache keeps the last sliding_window − 1 positions")
+    if c.model_type == "qwen2":
+        layers = c.integer("num_hidden_layers", _DECODER_DEFAULTS["qwen2"]["num_hidden_layers"])
+        window, types = qwen_layer_types(c, layers)
+        sliding = [i for i, kind in enumerate(types) if kind == SLIDING]
+        if window is not None and sliding:
+            notes.append(f"sliding_window {window} on {len(sliding)} of {layers} layers (from {sliding[0]}): a "
+                         f"mask, counted in full as causal masks are; their KV cache keeps the last "
+                         f"sliding_window − 1 positions")
     _, rope_type = rope(c)
     if rope_type != "default":
         notes.append(f"rope_type {rope_type}: the angles change, not the counts; the executor rotates by the plain "

@@ -33,16 +33,22 @@ from typing import Any, Optional
 from ...errors import shown
 from .config import (
     FLOAT32_SOFTMAX,
+    FULL,
     LLAMA_RMSNORM,
+    SLIDING,
     Builder,
     Config,
     Family,
+    block_specs,
     last_token_score,
+    layer_types,
     linear,
     norm,
     prefixed,
+    qwen_layer_types,
     repeat,
     rope,
+    stacked,
 )
 
 __all__ = ["FAMILIES"]
@@ -67,11 +73,6 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
                  num_attention_heads=32, num_key_value_heads=None, head_dim=None, max_position_embeddings=4096,
                  rms_norm_eps=1e-5, tie_word_embeddings=False),
 }
-
-_SLIDING, _FULL = "sliding_attention", "full_attention"
-#: the block each layer type is written as
-_BLOCK_NAMES = {_FULL: "decoder_layer", _SLIDING: "sliding_decoder_layer"}
-
 
 def _sizes(c: Config) -> dict[str, Any]:
     """Width, heads, key/value heads (dividing the heads), head size, layers, MLP width, vocabulary and positions of
@@ -156,36 +157,6 @@ def _head_layers(c: Config, head: Optional[str], vocab: int, embed: str, tied_de
     return []
 
 
-def _layer_types(c: Config, layers: int, default: list[str]) -> list[str]:
-    """``layer_types`` (a list of "sliding_attention" / "full_attention", one per layer), else ``default``."""
-    value = c.data.get("layer_types")
-    if value is None:
-        return default
-    if (not isinstance(value, list) or len(value) != layers
-            or not all(isinstance(t, str) and t in (_SLIDING, _FULL) for t in value)):
-        raise c.fail("layer_types", value, f"expected a list of {layers} (num_hidden_layers) values, each "
-                                           f"'{_SLIDING}' or '{_FULL}'")
-    return list(value)
-
-
-def _stacked(c: Config, prefix: str, types: list[str], blocks: Mapping[str, list]) -> list[dict[str, Any]]:
-    """The layers entries of a stack whose layers differ by type (``blocks[type]``): one ``repeat`` per run of
-    equal types, numbered on (``start``), all named ``{prefix}.{i}``."""
-    entries, start = [], 0
-    while start < len(types):
-        end = start
-        while end < len(types) and types[end] == types[start]:
-            end += 1
-        kind = types[start]
-        entry = repeat(c, "num_hidden_layers", end - start, prefixed(prefix, "layers"), _BLOCK_NAMES[kind],
-                        blocks[kind])
-        if start:
-            entry["start"] = start
-        entries.append(entry)
-        start = end
-    return entries
-
-
 def _bidirectional(c: Config) -> None:
     c.refuse_if("use_bidirectional_attention", lambda v: v is False,
                 "bidirectional attention (an encoder's mask) is not modeled; supported: false")
@@ -201,14 +172,10 @@ def _qwen3(c: Config, architecture: str) -> dict[str, Any]:
     s = _sizes(c)
     theta, _ = rope(c, s["head_dim"])
     bias = c.flag("attention_bias", False)
-    # configuration_qwen3.py: sliding_window only with use_sliding_window; then layers from max_window_layers on
-    window = _window(c) if c.flag("use_sliding_window", False) else None
-    first = c.integer("max_window_layers", 28, minimum=0)
-    types = _layer_types(c, s["layers"], [_SLIDING if window is not None and i >= first else _FULL
-                                          for i in range(s["layers"])])
+    window, types = qwen_layer_types(c, s["layers"])        # configuration_qwen3.py's rule (Qwen2's too)
     blocks = {}
     for kind in sorted(set(types)):
-        sliding = window if kind == _SLIDING else None
+        sliding = window if kind == SLIDING else None
         blocks[kind] = [norm("rmsnorm", "input_layernorm", s["eps"], **LLAMA_RMSNORM),
                         _attention("self_attn", s, theta, bias, qk_norm=True, qk_norm_eps=s["eps"],
                                    sliding_window=sliding),
@@ -219,14 +186,10 @@ def _qwen3(c: Config, architecture: str) -> dict[str, Any]:
     p, head = _heads()("Qwen3")[architecture]
     embed = prefixed(p, "embed_tokens")
     layers = [{"name": embed, "type": "embedding", "num_embeddings": s["vocab"], "embedding_dim": s["hidden"]},
-              *_stacked(c, p, types, blocks),
+              *stacked(c, p, types, blocks),
               norm("rmsnorm", prefixed(p, "norm"), s["eps"], **LLAMA_RMSNORM),
               *_head_layers(c, head, s["vocab"], embed, False)]
-    return {"input": c.tokens(s["positions"]), "blocks": _block_specs(blocks), "layers": layers}
-
-
-def _block_specs(blocks: Mapping[str, list]) -> dict[str, Any]:
-    return {_BLOCK_NAMES[kind]: {"params": {}, "layers": layers} for kind, layers in blocks.items()}
+    return {"input": c.tokens(s["positions"]), "blocks": block_specs(blocks), "layers": layers}
 
 
 # ================================================================================================ Gemma
@@ -288,10 +251,10 @@ def _gemma_stack(c: Config, architecture: str, family: str, s: Mapping[str, Any]
                    "Gemma3TextForSequenceClassification": ("model", "sequence")})
     p, head = heads[architecture]
     layers = [*_gemma_embedding(p, s),
-              *_stacked(c, p, types, blocks),
+              *stacked(c, p, types, blocks),
               norm("rmsnorm", prefixed(p, "norm"), s["eps"], offset=1.0),
               *_head_layers(c, head, s["vocab"], prefixed(p, "embed_tokens"), True, final_softcap)]
-    return {"input": c.tokens(s["positions"]), "blocks": _block_specs(blocks), "layers": layers}
+    return {"input": c.tokens(s["positions"]), "blocks": block_specs(blocks), "layers": layers}
 
 
 def _gemma2(c: Config, architecture: str) -> dict[str, Any]:
@@ -303,10 +266,10 @@ def _gemma2(c: Config, architecture: str) -> dict[str, Any]:
     attn_cap = _softcap(c, "attn_logit_softcapping", 50.0)
     final_cap = _softcap(c, "final_logit_softcapping", 30.0)
     window = c.integer("sliding_window", 4096)
-    types = _layer_types(c, s["layers"], [_SLIDING if (i + 1) % 2 else _FULL for i in range(s["layers"])])
+    types = layer_types(c, s["layers"], [SLIDING if (i + 1) % 2 else FULL for i in range(s["layers"])])
     bias = c.flag("attention_bias", False)
     blocks = {kind: _gemma2_block(c, s, _attention("self_attn", s, theta, bias, scale=scale, logit_softcap=attn_cap,
-                                                   sliding_window=window if kind == _SLIDING else None))
+                                                   sliding_window=window if kind == SLIDING else None))
               for kind in sorted(set(types))}
     return _gemma_stack(c, architecture, "Gemma2", s, types, blocks, final_cap)
 
@@ -316,10 +279,10 @@ def _gemma3rope(c: Config, head_dim: int) -> dict[str, float]:
     ``rope_theta`` (1,000,000) and ``rope_local_base_freq`` (10,000); ``rope_scaling`` scales the global layers'
     angles only (not the counts)."""
     parameters = c.data.get("rope_parameters")
-    if isinstance(parameters, Mapping) and (_FULL in parameters or _SLIDING in parameters):
+    if isinstance(parameters, Mapping) and (FULL in parameters or SLIDING in parameters):
         thetas = {}
-        for kind, default in ((_FULL, c.raw("rope_theta", 1_000_000.0)),
-                              (_SLIDING, c.raw("rope_local_base_freq", 10_000.0))):
+        for kind, default in ((FULL, c.raw("rope_theta", 1_000_000.0)),
+                              (SLIDING, c.raw("rope_local_base_freq", 10_000.0))):
             inner = parameters.get(kind) or {}
             if not isinstance(inner, Mapping):
                 raise c.fail("rope_parameters", dict(parameters), f"{kind!r}: expected a mapping (rope_type, "
@@ -333,7 +296,7 @@ def _gemma3rope(c: Config, head_dim: int) -> dict[str, float]:
         return thetas
     global_theta, _ = rope(Config({**c.data, "rope_theta": c.raw("rope_theta", 1_000_000.0)}, c.origin,
                                     model_type=c.model_type), head_dim)
-    return {_FULL: global_theta, _SLIDING: c.number("rope_local_base_freq", 10_000.0)}
+    return {FULL: global_theta, SLIDING: c.number("rope_local_base_freq", 10_000.0)}
 
 
 def _gemma3(c: Config, architecture: str) -> dict[str, Any]:
@@ -346,11 +309,11 @@ def _gemma3(c: Config, architecture: str) -> dict[str, Any]:
     final_cap = _softcap(c, "final_logit_softcapping", None)
     window = c.integer("sliding_window", 4096)
     pattern = c.integer("sliding_window_pattern", 6)
-    types = _layer_types(c, s["layers"], [_SLIDING if (i + 1) % pattern else _FULL for i in range(s["layers"])])
+    types = layer_types(c, s["layers"], [SLIDING if (i + 1) % pattern else FULL for i in range(s["layers"])])
     bias = c.flag("attention_bias", False)
     blocks = {kind: _gemma2_block(c, s, _attention("self_attn", s, thetas[kind], bias, scale=scale, qk_norm=True,
                                                    qk_norm_eps=s["eps"], qk_norm_offset=1.0,
-                                                   sliding_window=window if kind == _SLIDING else None))
+                                                   sliding_window=window if kind == SLIDING else None))
               for kind in sorted(set(types))}
     return _gemma_stack(c, architecture, "Gemma3", s, types, blocks, final_cap)
 

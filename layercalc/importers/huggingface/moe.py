@@ -6,7 +6,8 @@ Each decoder layer's feed-forward block is a ``moe`` layer named ``mlp`` (transf
 ``mlp.down_proj``:
 
 - ``mixtral``: every layer sparse: ``num_local_experts`` (``num_experts``) experts of ``intermediate_size``, top
-  ``num_experts_per_tok``, the chosen weights always normalized; Mistral's attention (no biases).
+  ``num_experts_per_tok``, the chosen weights always normalized, ``router_jitter_noise`` (training only: the moe
+  layer's field, its noise kept for backward); Mistral's attention (no biases).
 - ``qwen2_moe``: sparse where ``(i + 1) % decoder_sparse_step == 0`` and i is not in ``mlp_only_layers`` (dense:
   ``intermediate_size``); ``num_experts`` of ``moe_intermediate_size``, ``norm_topk_prob``, a shared expert of
   ``shared_expert_intermediate_size`` scaled by its sigmoid ``shared_expert_gate``; q, k, v biases (``qkv_bias``).
@@ -141,6 +142,8 @@ def _build(c: Config, architecture: str) -> dict[str, Any]:
                            "activation": _expert_activation(c)}
     if family == "mixtral":
         moe.update(intermediate_size=get("intermediate_size"), norm_topk_prob=True)
+        if c.raw("router_jitter_noise", 0) != 0:          # training only: the noise is kept for backward
+            moe["router_jitter_noise"] = c.number("router_jitter_noise")
     else:
         moe.update(intermediate_size=get("moe_intermediate_size"), norm_topk_prob=c.flag("norm_topk_prob",
                                                                                             family == "deepseek_v3"))
@@ -280,6 +283,9 @@ def _notes(c: Config) -> list[str]:
     if c.data.get("sliding_window") and (c.model_type == "mixtral" or c.data.get("use_sliding_window")):
         notes.append(f"sliding_window {c.data['sliding_window']}: a mask, counted in full as causal masks are; the "
                      f"executor attends to every earlier position")
+    if c.model_type == "mixtral" and c.data.get("router_jitter_noise"):
+        notes.append(f"router_jitter_noise {c.number('router_jitter_noise')}: training only (the input times "
+                     f"uniform noise before routing): no FLOPs, as dropout; its noise [T, d] kept for backward")
     if c.model_type == "deepseek_v3" and c.data.get("num_nextn_predict_layers"):
         notes.append(f"num_nextn_predict_layers {c.data['num_nextn_predict_layers']}: the multi-token-prediction "
                      f"layers are not part of transformers' model (nor counted here)")
