@@ -214,8 +214,7 @@ def _attention(c: Config, family: str, d: int, heads: int, defaults: Mapping[str
     theta, _ = rope(c, head_dim)
     if family == "mixtral" and not _theta_given(c):
         theta = MIXTRAL_ROPE_THETA
-    if c.raw("sliding_window", None) is not None and family != "qwen2_moe":   # a mask, counted in full
-        c.integer("sliding_window", minimum=0)
+    window = _window(c, family)
     attention: dict[str, Any] = {"name": "self_attn", "type": "multi_head_attention", "num_heads": heads,
                                  "num_kv_heads": kv, "qkv_layout": "separate"}     # q_proj, k_proj, v_proj
     if head_dim * heads != d:
@@ -228,7 +227,25 @@ def _attention(c: Config, family: str, d: int, heads: int, defaults: Mapping[str
         attention.update(bias=c.flag("attention_bias", False), qk_norm=True,
                          qk_norm_eps=c.number("rms_norm_eps", defaults["rms_norm_eps"]))
     attention.update({"causal": True, "rope": True, "rope_theta": theta, **FLOAT32_SOFTMAX})
+    if window is not None:
+        attention["sliding_window"] = window
     return attention
+
+
+def _window(c: Config, family: str) -> Optional[int]:
+    """The sliding window of every layer's attention, as transformers 5 reads the config: Mixtral's
+    ``sliding_window`` (None: none); Qwen3-MoE's when ``use_sliding_window`` (default 4,096); Qwen2-MoE's per-layer
+    windows (even layers below ``max_window_layers``) are refused rather than counted as full attention."""
+    if family == "mixtral":
+        return None if c.raw("sliding_window", None) is None else c.integer("sliding_window", minimum=1)
+    if not c.flag("use_sliding_window", False):
+        return None
+    if family == "qwen2_moe":
+        raise c.fail("use_sliding_window", True, "Qwen2-MoE's sliding windows apply to its even layers below "
+                                                 "max_window_layers, which layercalc does not model for this "
+                                                 "family (the KV cache and decode step would count every "
+                                                 "position); supported: false")
+    return c.integer("sliding_window", 4096, minimum=1)
 
 
 #: MixtralConfig's default rope_theta (the other families' is rope()'s 10,000)
@@ -280,9 +297,6 @@ def _notes(c: Config) -> list[str]:
     if rope_type != "default":
         notes.append(f"rope_type {rope_type}: the angles (and DeepSeek's softmax scale) change, not the counts; the "
                      f"executor uses the plain angles of rope_theta")
-    if c.data.get("sliding_window") and (c.model_type == "mixtral" or c.data.get("use_sliding_window")):
-        notes.append(f"sliding_window {c.data['sliding_window']}: a mask, counted in full as causal masks are; the "
-                     f"executor attends to every earlier position")
     if c.model_type == "mixtral" and c.data.get("router_jitter_noise"):
         notes.append(f"router_jitter_noise {c.number('router_jitter_noise')}: training only (the input times "
                      f"uniform noise before routing): no FLOPs, as dropout; its noise [T, d] kept for backward")
