@@ -143,3 +143,17 @@ def test_header_says_which_layers_slide():
     notes = header_notes(CASES["from1-w4"])
     assert any("sliding_window 4 on 2 of 3 layers (from 1)" in line and "KV cache" in line for line in notes)
     assert not any("counts every position" in line for line in notes)
+
+
+@pytest.mark.parametrize("given", [{}, {"sliding_window": None}, {"sliding_window": 7}], ids=["absent", "null", "7"])
+def test_mistral_window_is_the_one_mistral_config_reads(given):
+    """A Mistral config without the key gets MistralConfig's default window (4,096), null none: as transformers."""
+    config = dict(model_type="mistral", architectures=["MistralForCausalLM"], hidden_size=24, num_attention_heads=4,
+                  num_key_value_heads=2, num_hidden_layers=1, intermediate_size=40, vocab_size=90, **given)
+    expected = hf_model(config).config.sliding_window
+    assert expected == {"absent": 4096, "null": None, "7": 7}[
+        "absent" if not given else "null" if given["sliding_window"] is None else "7"]
+    windows = [layer.sliding_window for layer in imported(config).layers if layer.type == "multi_head_attention"]
+    assert windows == [expected]
+    notes = " ".join(header_notes(config))
+    assert ("MistralConfig's default" in notes) == (not given)

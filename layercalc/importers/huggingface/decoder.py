@@ -45,6 +45,16 @@ _DECODER_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: MistralConfig's sliding_window when a config does not set the key (null: no window)
+MISTRAL_WINDOW = 4096
+
+
+def _mistral_window(c: Config) -> Optional[int]:
+    """Mistral's window as MistralConfig reads it: the key's value, null none, absent 4,096."""
+    if "sliding_window" not in c.data:
+        return MISTRAL_WINDOW
+    return None if c.data["sliding_window"] is None else c.integer("sliding_window")
+
 def _decoder_heads(model_type: str) -> dict[str, tuple[str, Optional[str]]]:
     name = _DECODER_CLASSES[model_type]
     return {f"{name}Model": ("", None), f"{name}ForCausalLM": ("model", "lm"),
@@ -90,8 +100,8 @@ def _decoder(c: Config, architecture: str) -> dict[str, Any]:
     # a window is a mask, counted in full; a sliding layer's cache keeps the last sliding_window − 1 positions.
     # Mistral: every layer slides (one block); Qwen2: the layers from max_window_layers on (configuration_qwen2.py)
     window, types = None, [FULL] * layers
-    if family == "mistral" and c.raw("sliding_window", None) is not None:
-        window = attention["sliding_window"] = c.integer("sliding_window")
+    if family == "mistral" and _mistral_window(c) is not None:
+        window = attention["sliding_window"] = _mistral_window(c)
     elif family == "qwen2":
         window, types = qwen_layer_types(c, layers)
     blocks = {kind: _block(c, eps, inner, d, mlp_bias, {**attention, **({"sliding_window": window}
@@ -131,9 +141,10 @@ def _block(c: Config, eps: float, inner: int, d: int, mlp_bias: bool, attention:
 
 def _notes(c: Config) -> list[str]:
     notes = []
-    if c.model_type == "mistral" and c.data.get("sliding_window") is not None:
-        notes.append(f"sliding_window {c.integer('sliding_window')}: a mask, counted in full as causal masks "
-                     f"are; the KV cache keeps the last sliding_window − 1 positions")
+    if c.model_type == "mistral" and _mistral_window(c) is not None:
+        given = "" if "sliding_window" in c.data else " (MistralConfig's default: the config does not set it)"
+        notes.append(f"sliding_window {_mistral_window(c)}{given}: a mask, counted in full "
+                     f"as causal masks are; the KV cache keeps the last sliding_window − 1 positions")
     if c.model_type == "qwen2":
         layers = c.integer("num_hidden_layers", _DECODER_DEFAULTS["qwen2"]["num_hidden_layers"])
         window, types = qwen_layer_types(c, layers)
