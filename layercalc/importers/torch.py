@@ -631,6 +631,14 @@ def _identity(module: Any, node: Any, conv: _Converter) -> None:
     return None
 
 
+def _dropout(module: Any, node: Any, conv: _Converter) -> dict:
+    """nn.Dropout (and Dropout1d/2d/3d, which zero whole channels): the identity at inference, kept as a
+    ``dropout`` layer for what training keeps (its mask)."""
+    fields = {"type": "dropout", "p": module.p, "inplace": module.inplace}
+    return {**fields, "per_channel": True} if type(module).__name__ in ("Dropout1d", "Dropout2d", "Dropout3d") \
+        else fields
+
+
 def _softmax(module: Any, node: Any, conv: _Converter) -> dict:
     if module.dim is None:
         raise _Unsupported("Softmax(dim=None) picks a dim by the input's rank (deprecated); give dim")
@@ -661,6 +669,8 @@ def _mha(module: Any, node: Any, conv: _Converter) -> dict:
         fields.update(kdim=module.kdim, vdim=module.vdim)
     if _arg(node, 7, "is_causal", False):
         fields["causal"] = True
+    if module.dropout:                                # on the attention weights, in training only
+        fields["dropout"] = module.dropout
     if not _arg(node, 4, "need_weights", True):          # F.scaled_dot_product_attention's path (torchvision's ViT)
         fields["fused_sdpa"] = True
     return fields
@@ -810,8 +820,8 @@ _NN_RULES: dict[str, _ModuleRule] = {
     **{f"BatchNorm{r}d": _batchnorm for r in (1, 2, 3)},
     **{f"{k}Pool{r}d": _pool for k in ("Max", "Avg") for r in (1, 2, 3)},
     **{f"Adaptive{k}Pool{r}d": _adaptive_pool for k in ("Max", "Avg") for r in (1, 2, 3)},
-    "Flatten": _flatten, "Identity": _identity, "Dropout": _identity, "Dropout1d": _identity,
-    "Dropout2d": _identity, "Dropout3d": _identity, "AlphaDropout": _identity,
+    "Flatten": _flatten, "Identity": _identity, "Dropout": _dropout, "Dropout1d": _dropout,
+    "Dropout2d": _dropout, "Dropout3d": _dropout, "AlphaDropout": _identity,
     "ReLU": _simple("relu"), "ReLU6": _simple("relu6"), "Sigmoid": _simple("sigmoid"), "Tanh": _simple("tanh"),
     "SiLU": _simple("silu"), "Hardswish": _simple("hardswish"), "Hardsigmoid": _simple("hardsigmoid"),
     "GELU": _simple("gelu", approximate="approximate"), "LeakyReLU": _simple("leaky_relu",

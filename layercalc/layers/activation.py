@@ -103,19 +103,30 @@ class Dropout(_Passthrough, LayerBase):
     keras_classes: ClassVar[dict[str, dict[str, Any]]] = {
         "Dropout": {}, "SpatialDropout1D": {}, "SpatialDropout2D": {}, "SpatialDropout3D": {}}
     p: Probability = Field(0.5, validation_alias=_alias("p", "rate"))
-    inplace: Bool = False
+    inplace: Bool = Field(False, description="PyTorch's inplace: the input is multiplied by the mask in place (its "
+                                             "storage is the output's: what training keeps)")
 
     @property
     def output_storage(self) -> str:                              # type: ignore[override]
-        return "view" if self.p == 0 else "new"                  # p = 0: torch returns the input itself
+        # p = 0: torch returns the input itself; inplace: x.mul_(mask) writes into the input's storage (measured)
+        return "view" if self.p == 0 or self.inplace else "new"
+
+    per_channel: Bool = Field(False, description="zeroes whole channels (PyTorch's Dropout1d/2d/3d): its mask has "
+                                                 "one element per example and channel; what training keeps")
 
     def saved_for_backward(self, step, grads: GradFlow) -> list[Saved]:
         if self.p == 0 or not grads.inputs[0]:
             return []
         # CPU: input · (bernoulli mask / (1 − p)), the mask in the input's dtype, kept by the multiply (measured);
-        # CUDA's fused native_dropout keeps a bool mask instead (1 byte per element)
+        # CUDA's fused native_dropout keeps a bool mask instead (1 byte per element). Per channel (feature_dropout):
+        # the mask is [N, C, 1, …], broadcast over the positions (measured)
+        shape = step.facts.output_shape
+        if self.per_channel:
+            channels = shape[-1] if grads.channels_last else shape[1]
+            return [Saved("extra", f"the per-channel dropout mask [{shape[0]}, {channels}] (scaled by "
+                                   f"1/(1 − {self.p:g})), in the activations' dtype", numel=shape[0] * channels)]
         return [Saved("extra", f"the dropout mask (scaled by 1/(1 − {self.p:g})), in the activations' dtype as "
-                               f"PyTorch's CPU dropout keeps it", numel=numel(step.facts.output_shape))]
+                               f"PyTorch's CPU dropout keeps it", numel=numel(shape))]
 
 
 # --------------------------------------------------------------------------------------------- activations
