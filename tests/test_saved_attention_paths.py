@@ -179,3 +179,36 @@ def test_zoo_vit_b_16_attention_equals_torchvision_block():
     by_module = saved_by_module(block, torch.randn(1, 197, 768, requires_grad=True))
     ours = zoo.load("vit_b_16").analyze().layer("encoder.layers.encoder_layer_0.self_attention").saved_bytes
     assert ours == by_module["self_attention"] == 4 * (4 * 197 * 768 + 197 * 768 + 12 * 197)
+
+
+class SharedKeyValue(torch.nn.Module):
+    """Cross-attention whose key and value are one tensor of kdim ≠ E features (nn.MultiheadAttention then has its
+    own k and v weights)."""
+
+    def __init__(self, batch_first: bool, need_weights: bool):
+        super().__init__()
+        self.query = torch.nn.Linear(5, 12)
+        self.memory = torch.nn.Linear(5, 6)
+        self.attention = torch.nn.MultiheadAttention(12, 4, kdim=6, vdim=6, batch_first=batch_first)
+        self.need_weights = need_weights
+
+    def forward(self, x):
+        memory = self.memory(x)
+        return self.attention(self.query(x), memory, memory, need_weights=self.need_weights)[0]
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("need_weights", [True, False])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_one_key_value_tensor_of_other_width_equals_torch(batch_first, need_weights, batch):
+    """batch_first with N ≥ 2: the projections' matmul keeps a contiguous copy of the transposed key/value tensor,
+    N·L·kdim elements more (3·7·6·4 = 504 B here); sequence-first or N = 1 it is a view."""
+    module = SharedKeyValue(batch_first, need_weights)
+    shape = (batch, 7, 5) if batch_first else (7, batch, 5)
+    ours = layercalc.from_torch(module.eval(), shape).analyze().layer("attention").saved_bytes
+    expected = saved_by_module(module.train(), torch.randn(*shape))["attention"]
+    assert ours == expected
+    if batch_first:                     # the same attention sequence-first keeps no copy: the difference is it
+        sequence_first = layercalc.from_torch(SharedKeyValue(False, need_weights).eval(), (7, batch, 5))
+        copy = ours - sequence_first.analyze().layer("attention").saved_bytes
+        assert copy == (batch * 7 * 6 * 4 if batch > 1 else 0)

@@ -602,6 +602,13 @@ class MultiHeadAttention(LayerBase):
             sources = sorted({0, min(1, projected - 1), projected - 1})
             saved += [Saved("input", f"input {k}, for the {'q/k/v' if len(sources) == 1 else 'projections'}' "
                                      f"weight gradients", k) for k in sources]
+            if (self.qkv_layout == "torch" and d.torch_layout and not d.packed and self.batch_first and n > 1
+                    and projected == 2):
+                # nn.MultiheadAttention, batch_first, one tensor as key and value, projected by its own k and v
+                # weights (kdim or vdim ≠ E): the transposed [L, N, kdim] view reaches the projections' matmul, which
+                # keeps a contiguous copy of it (measured; not with separate key and value tensors, nor at N = 1)
+                saved.append(Saved("extra", f"the key/value input transposed to [{d.lk}, {n}, {d.kdim}] and made "
+                                            f"contiguous, for the k and v weight gradients", numel=n * d.lk * d.kdim))
         if d.qk_norm:
             saved += self._qk_norm_saved(d, grads)
         # repeat_kv copies a group's key/value heads to the H query heads — except one head (MQA) of one sequence:
