@@ -73,3 +73,13 @@ def test_channel_dropout_keeps_one_mask_element_per_channel(kind, shape):
     report, expected = both(module, shape)
     assert report.layer("1").type == "dropout" and report.layer("1").saved_bytes == shape[0] * 4 * 4   # N·C·4 B
     assert report.totals.saved_bytes == expected
+
+
+@pytest.mark.parametrize("kind, channels_only", [(nn.AlphaDropout, False), (nn.FeatureAlphaDropout, True)])
+def test_alpha_dropout_keeps_its_mask_as_dropout_does(kind, channels_only):
+    """x·mask + b: the multiply keeps the mask (per element, or per channel for the feature form), the add nothing."""
+    module = nn.Sequential(nn.Conv2d(4, 4, 1), kind(0.3), nn.Conv2d(4, 4, 1))
+    report, expected = both(module, (3, 4, 5, 5))
+    mask = 3 * 4 * (1 if channels_only else 25) * 4
+    assert report.layer("1").type == "dropout" and report.layer("1").saved_bytes == mask
+    assert report.totals.saved_bytes == expected

@@ -632,11 +632,12 @@ def _identity(module: Any, node: Any, conv: _Converter) -> None:
 
 
 def _dropout(module: Any, node: Any, conv: _Converter) -> dict:
-    """nn.Dropout (and Dropout1d/2d/3d, which zero whole channels): the identity at inference, kept as a
-    ``dropout`` layer for what training keeps (its mask)."""
+    """nn.Dropout, AlphaDropout (and Dropout1d/2d/3d, FeatureAlphaDropout, which act on whole channels): the
+    identity at inference, kept as a ``dropout`` layer for what training keeps — the mask, which the alpha forms
+    keep as dropout does (x·mask + b: the add keeps nothing; measured)."""
     fields = {"type": "dropout", "p": module.p, "inplace": module.inplace}
-    return {**fields, "per_channel": True} if type(module).__name__ in ("Dropout1d", "Dropout2d", "Dropout3d") \
-        else fields
+    per_channel = type(module).__name__ in ("Dropout1d", "Dropout2d", "Dropout3d", "FeatureAlphaDropout")
+    return {**fields, "per_channel": True} if per_channel else fields
 
 
 def _softmax(module: Any, node: Any, conv: _Converter) -> dict:
@@ -821,7 +822,7 @@ _NN_RULES: dict[str, _ModuleRule] = {
     **{f"{k}Pool{r}d": _pool for k in ("Max", "Avg") for r in (1, 2, 3)},
     **{f"Adaptive{k}Pool{r}d": _adaptive_pool for k in ("Max", "Avg") for r in (1, 2, 3)},
     "Flatten": _flatten, "Identity": _identity, "Dropout": _dropout, "Dropout1d": _dropout,
-    "Dropout2d": _dropout, "Dropout3d": _dropout, "AlphaDropout": _identity,
+    "Dropout2d": _dropout, "Dropout3d": _dropout, "AlphaDropout": _dropout, "FeatureAlphaDropout": _dropout,
     "ReLU": _simple("relu"), "ReLU6": _simple("relu6"), "Sigmoid": _simple("sigmoid"), "Tanh": _simple("tanh"),
     "SiLU": _simple("silu"), "Hardswish": _simple("hardswish"), "Hardsigmoid": _simple("hardsigmoid"),
     "GELU": _simple("gelu", approximate="approximate"), "LeakyReLU": _simple("leaky_relu",
