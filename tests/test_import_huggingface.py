@@ -198,17 +198,17 @@ def test_small_config_params_per_layer_macs_and_output_shape(case):
     assert_counts_agree(CASES[case])
 
 
-def assert_executor_gives_the_models_outputs(config, model):
+def assert_executor_gives_the_models_outputs(config, model, tokens: int = TOKENS):
     """layercalc's executor, on the model's own state_dict, gives each of the model's outputs in order (BertModel,
-    ViTModel: last_hidden_state, then pooler_output) within 1e-4 of the largest."""
+    ViTModel: last_hidden_state, then pooler_output) within 1e-4 of the largest, on ``tokens`` token ids."""
     import numpy as np
     import torch
 
-    x = hf_input(config)
+    x = hf_input(config, tokens=tokens)
     with torch.no_grad():
         expected = [t.numpy() for t in hf_outputs(model(x))]
     weights = weights_from_state_dict(config, model.state_dict())
-    net = imported(config)
+    net = imported(config, tokens)
     run = net.run(x=x.numpy().astype(np.float32), weights=weights)
     ours = [run[name] for name in net.analyze().outputs] if isinstance(run, dict) else [run]
     assert len(ours) == len(expected)

@@ -125,18 +125,9 @@ def test_use_sliding_window_false_keeps_every_position():
 
 
 def test_the_executor_applies_the_window():
-    np = pytest.importorskip("numpy")
-    torch = pytest.importorskip("torch")
-    from layercalc.importers.huggingface import weights_from_state_dict
+    from test_import_huggingface import assert_executor_gives_the_models_outputs
 
-    config = CASES["from1-w4"]
-    model = hf_model(config)
-    x = torch.randint(0, 90, (1, 11))
-    with torch.no_grad():
-        expected = model(x).logits.numpy()
-    net = imported(config).replace(input=[11])
-    ours = net.run(x=x.numpy().astype(np.float32), weights=weights_from_state_dict(config, model.state_dict()))
-    assert np.max(np.abs(ours - expected)) <= 1e-4 * np.max(np.abs(expected))
+    assert_executor_gives_the_models_outputs(CASES["from1-w4"], hf_model(CASES["from1-w4"]), tokens=11)
 
 
 def test_header_says_which_layers_slide():

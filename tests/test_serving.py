@@ -183,19 +183,12 @@ def test_bad_past_is_refused(value):
 
 
 def test_sliding_window_mask_in_the_executor_matches_transformers():
-    np = pytest.importorskip("numpy")
     torch = pytest.importorskip("torch")
-    from layercalc.importers.huggingface import weights_from_state_dict
+    from test_import_huggingface import assert_executor_gives_the_models_outputs
 
     config = CASES["mistral-window-4"]
     torch.manual_seed(0)
-    model = hf_model(config)
-    x = torch.randint(0, 100, (1, 9))
-    with torch.no_grad():
-        expected = model(x).logits.numpy()
-    net = imported(config).replace(input=[9])
-    ours = net.run(x=x.numpy().astype(np.float32), weights=weights_from_state_dict(config, model.state_dict()))
-    assert np.max(np.abs(ours - expected)) <= 1e-4 * np.max(np.abs(expected))
+    assert_executor_gives_the_models_outputs(config, hf_model(config), tokens=9)
 
 
 # ------------------------------------------------------------------------------------------------- the CLI
