@@ -240,6 +240,19 @@ def block_specs(blocks: Mapping[str, list]) -> dict[str, Any]:
     return {BLOCK_NAMES[kind]: {"params": {}, "layers": layers} for kind, layers in blocks.items()}
 
 
+def rope_mapping(c: Config) -> tuple[str, Mapping, Config]:
+    """The rotary settings' mapping as transformers reads it — ``rope_scaling`` (older configs) when set, else
+    ``rope_parameters`` (transformers 5), else none — as (its key, the mapping, a Config reading it); either key
+    holding something other than a mapping is refused."""
+    for key in ("rope_parameters", "rope_scaling"):
+        value = c.data.get(key)
+        if value is not None and not isinstance(value, Mapping):
+            raise c.fail(key, value, "expected a mapping (rope_type, rope_theta, factor, …)")
+    key = "rope_scaling" if c.data.get("rope_scaling") else "rope_parameters"
+    parameters = c.data.get(key) or {}
+    return key, parameters, Config(parameters, f"{c.origin}: config key {key!r}")
+
+
 def rope(c: Config, head_dim: Optional[int] = None) -> tuple[float, str]:
     """(rope_theta, rope_type) by transformers' precedence: ``rope_scaling`` (older configs), ``rope_parameters``
     (transformers 5), then the top-level ``rope_theta`` (10000) — a key inside the mapping wins over the top-level
@@ -250,13 +263,7 @@ def rope(c: Config, head_dim: Optional[int] = None) -> tuple[float, str]:
     only head_dim); the scaled types (``linear``, ``yarn``, …) make ``int(head_dim · factor)`` rotary features,
     which the attention's ``q·cos`` cannot apply unless that is the whole head — such a model fails in its forward
     pass, so it is refused (checked when ``head_dim`` is given)."""
-    for key in ("rope_parameters", "rope_scaling"):
-        value = c.data.get(key)
-        if value is not None and not isinstance(value, Mapping):
-            raise c.fail(key, value, "expected a mapping (rope_type, rope_theta, factor, …)")
-    parameters = c.data.get("rope_scaling") or c.data.get("rope_parameters") or {}
-    key = "rope_scaling" if c.data.get("rope_scaling") else "rope_parameters"
-    inner = Config(parameters, f"{c.origin}: config key {key!r}")
+    key, parameters, inner = rope_mapping(c)
     theta = (inner if parameters.get("rope_theta") is not None else c).number("rope_theta", 10000.0)
     rope_type = parameters.get("rope_type", parameters.get("type", "default"))
     if not isinstance(rope_type, str) or rope_type not in ROPE_TYPES:

@@ -48,6 +48,7 @@ from .config import (
     qwen_layer_types,
     repeat,
     rope,
+    rope_mapping,
     stacked,
 )
 
@@ -327,27 +328,27 @@ _PHI3_ROPE_TYPES = ("default", "longrope", "su", "yarn")
 def _phi3_rotary(c: Config, head_dim: int) -> tuple[float, int]:
     """(rope_theta, rotated features per head): ``int(head_dim · partial_rotary_factor)`` (Phi3Attention), the
     factor inside ``rope_scaling``/``rope_parameters`` winning over the top-level one."""
-    for key in ("rope_parameters", "rope_scaling"):
-        value = c.data.get(key)
-        if value is not None and not isinstance(value, Mapping):
-            raise c.fail(key, value, "expected a mapping (rope_type, rope_theta, …)")
-    key = "rope_scaling" if c.data.get("rope_scaling") else "rope_parameters"
-    parameters = c.data.get(key) or {}
+    key, parameters, inner = rope_mapping(c)
     rope_type = parameters.get("rope_type", parameters.get("type", "default"))
     if rope_type not in _PHI3_ROPE_TYPES:
         raise c.fail(key, dict(parameters), f"rope_type {shown(rope_type)}: Phi-3 supports "
                                             f"{', '.join(_PHI3_ROPE_TYPES)} (they change only the rotation angles)")
-    inner = Config(parameters, f"{c.origin}: config key {key!r}")
     theta = (inner if parameters.get("rope_theta") is not None else c).number("rope_theta", 10000.0)
     scope = inner if parameters.get("partial_rotary_factor") is not None else c
-    factor = scope.number("partial_rotary_factor", 1.0)
+    return theta, _rotated_features(scope, "partial_rotary_factor", 1.0, head_dim)
+
+
+def _rotated_features(scope: Config, key: str, default: float, head_dim: int) -> int:
+    """``int(head_dim · factor)``, the rotary features per head of a partial rotation, ``factor`` read at ``key``:
+    a fraction of the head in (0, 1] that leaves an even number ≥ 2 (pairs rotate)."""
+    factor = scope.number(key, default)
     if factor > 1:
-        raise scope.fail("partial_rotary_factor", factor, "expected a fraction of the head in (0, 1]")
+        raise scope.fail(key, factor, "expected a fraction of the head in (0, 1]")
     rotated = int(head_dim * factor)
     if rotated < 2 or rotated % 2:
-        raise scope.fail("partial_rotary_factor", factor, f"int(head_dim {head_dim} × {factor}) = {rotated} rotary "
-                                                          f"features: expected an even number ≥ 2 (pairs rotate)")
-    return theta, rotated
+        raise scope.fail(key, factor, f"int(head_dim {head_dim} × {factor}) = {rotated} rotary features: expected "
+                                      f"an even number ≥ 2 (pairs rotate)")
+    return rotated
 
 
 def _phi3(c: Config, architecture: str) -> dict[str, Any]:
@@ -388,28 +389,13 @@ _NEOX_HEADS = {"GPTNeoXModel": ("", None), "GPTNeoXForCausalLM": ("gpt_neox", "l
 def _neox_rotary(c: Config, head_dim: int) -> tuple[float, int]:
     """(rope_theta, rotated features per head): ``rotary_emb_base`` and ``rotary_pct`` (0.25), or their
     transformers 5 spellings inside ``rope_parameters``/``rope_scaling`` (which win)."""
-    for key in ("rope_parameters", "rope_scaling"):
-        value = c.data.get(key)
-        if value is not None and not isinstance(value, Mapping):
-            raise c.fail(key, value, "expected a mapping (rope_type, rope_theta, …)")
-    key = "rope_scaling" if c.data.get("rope_scaling") else "rope_parameters"
-    parameters = c.data.get(key) or {}
+    key, parameters, inner = rope_mapping(c)
     rope(Config({key: parameters}, c.origin, model_type=c.model_type))      # a rope_type layercalc knows
-    inner = Config(parameters, f"{c.origin}: config key {key!r}")
     theta = (inner.number("rope_theta") if parameters.get("rope_theta") is not None
              else c.number("rotary_emb_base", 10000.0))
     if parameters.get("partial_rotary_factor") is not None:
-        scope, factor_key = inner, "partial_rotary_factor"
-    else:
-        scope, factor_key = c, "rotary_pct"
-    factor = scope.number(factor_key, 0.25)
-    if factor > 1:
-        raise scope.fail(factor_key, factor, "expected a fraction of the head in (0, 1]")
-    rotated = int(head_dim * factor)
-    if rotated < 2 or rotated % 2:
-        raise scope.fail(factor_key, factor, f"int(head_dim {head_dim} × {factor}) = {rotated} rotary features: "
-                                             f"expected an even number ≥ 2 (pairs rotate)")
-    return theta, rotated
+        return theta, _rotated_features(inner, "partial_rotary_factor", 0.25, head_dim)
+    return theta, _rotated_features(c, "rotary_pct", 0.25, head_dim)
 
 
 def _gpt_neox(c: Config, architecture: str) -> dict[str, Any]:
