@@ -100,8 +100,10 @@ def _decoder(c: Config, architecture: str) -> dict[str, Any]:
     # a window is a mask, counted in full; a sliding layer's cache keeps the last sliding_window − 1 positions.
     # Mistral: every layer slides (one block); Qwen2: the layers from max_window_layers on (configuration_qwen2.py)
     window, types = None, [FULL] * layers
-    if family == "mistral" and _mistral_window(c) is not None:
-        window = attention["sliding_window"] = _mistral_window(c)
+    if family == "mistral":
+        window = _mistral_window(c)
+        if window is not None:
+            attention["sliding_window"] = window
     elif family == "qwen2":
         window, types = qwen_layer_types(c, layers)
     blocks = {kind: _block(c, eps, inner, d, mlp_bias, {**attention, **({"sliding_window": window}
@@ -141,9 +143,10 @@ def _block(c: Config, eps: float, inner: int, d: int, mlp_bias: bool, attention:
 
 def _notes(c: Config) -> list[str]:
     notes = []
-    if c.model_type == "mistral" and _mistral_window(c) is not None:
+    window = _mistral_window(c) if c.model_type == "mistral" else None
+    if window is not None:
         given = "" if "sliding_window" in c.data else " (MistralConfig's default: the config does not set it)"
-        notes.append(f"sliding_window {_mistral_window(c)}{given}: a mask, counted in full "
+        notes.append(f"sliding_window {window}{given}: a mask, counted in full "
                      f"as causal masks are; the KV cache keeps the last sliding_window − 1 positions")
     if c.model_type == "qwen2":
         layers = c.integer("num_hidden_layers", _DECODER_DEFAULTS["qwen2"]["num_hidden_layers"])
