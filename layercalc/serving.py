@@ -27,6 +27,7 @@ intensity = FLOPs / bytes read; the KV cache kept after the pass. Formulas and w
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from typing import Any, Optional
 
@@ -182,8 +183,6 @@ def phase(net: Any, steps: list, report: Report, past: int, tokens: int) -> Phas
 def _weights_read(step: Any) -> int:
     """The parameter elements the step reads, its tied ones (counted in the layer that owns them) read as its own
     are: a tied head reads the whole table, a tied lookup (T5's decoder embedding) only the rows it looks up."""
-    import dataclasses
-
     facts, tied = step.facts, step.facts.geometry.get("tied_params", 0)
     return step.layer.weight_elements_read(dataclasses.replace(facts, params=facts.params + tied) if tied else facts)
 
@@ -208,8 +207,6 @@ def decoded_inputs(net: Any, steps: list) -> list[str]:
 
 def _not_rerun(step: Any) -> Any:
     """A fixed step as the decode step sees it: its shapes and parameters, no work (it ran at the prefill)."""
-    import dataclasses
-
     f = step.facts
     note = "fixed: run at the prefill only"          # (which inputs are fixed: the header says, describe())
     facts = Facts(output_shape=f.output_shape, params=f.params, buffers=f.buffers, rf=f.rf, notes=[note],
